@@ -1,0 +1,33 @@
+//! Starling's pure core: everything that decides, nothing that does I/O.
+//!
+//! The edge worker and the tracker are thin adapters around this crate. It reads no clock (callers pass
+//! `now`), touches no network or storage, and builds both natively and for `wasm32-unknown-unknown`, so
+//! almost all behaviour is tested with plain `cargo test`.
+//!
+//! The ingest path is a chain of small steps: [`token`] verifies a JWT into [`claims::Claims`],
+//! [`claims`] turns claims into a [`claims::TenantId`] (the only way to get one), [`ingest`] parses an
+//! NDJSON body and quarantines bad rows, [`enrich`] adds browser/OS/device/bot, geo, source and UTM
+//! fields, [`identity`] derives the cookieless visitor id and sessions, and [`rollup`] turns enriched
+//! events into idempotent rollup deltas. [`query`] plans analytics endpoint requests into SQL over
+//! those rollups. [`beacon`] holds the tracker's decisions and is the only `no_std` module.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod beacon;
+#[cfg(feature = "std")]
+pub mod claims;
+#[cfg(feature = "std")]
+pub mod enrich;
+#[cfg(feature = "std")]
+pub mod event;
+#[cfg(feature = "std")]
+pub mod identity;
+#[cfg(feature = "std")]
+pub mod ingest;
+#[cfg(feature = "std")]
+pub mod query;
+#[cfg(feature = "std")]
+pub mod rollup;
+#[cfg(feature = "std")]
+pub mod time;
+#[cfg(feature = "std")]
+pub mod token;

@@ -1,0 +1,1 @@
+//! Starling edge worker (in progress).

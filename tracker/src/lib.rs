@@ -1,0 +1,1 @@
+//! Starling browser tracker (in progress).
