@@ -28,6 +28,8 @@ pub mod query;
 #[cfg(feature = "std")]
 pub mod rollup;
 #[cfg(feature = "std")]
+pub mod sql;
+#[cfg(feature = "std")]
 pub mod time;
 #[cfg(feature = "std")]
 pub mod token;
