@@ -11,7 +11,6 @@ CREATE TABLE sessions (
   first_ts     INTEGER NOT NULL,
   last_ts      INTEGER NOT NULL,
   pageviews    INTEGER NOT NULL,
-  events       INTEGER NOT NULL,
   entry_path   TEXT NOT NULL,
   exit_path    TEXT NOT NULL,
   source       TEXT NOT NULL,   -- referrer host without www; '' = direct or internal

@@ -1,1 +1,302 @@
-//! (in progress)
+//! Rollups: enriched events in, idempotent D1 upserts out.
+//!
+//! A queue batch is first aggregated in memory (one delta per rollup key), then turned into one upsert
+//! per key, so the number of D1 rows written grows with distinct keys, not with events. The statements
+//! are plain SQLite and run unchanged on D1 and on an in-memory SQLite in tests.
+//!
+//! Idempotency is not this module's job alone: the queue consumer runs [`batch_guard`] first in the same
+//! D1 transaction, so a redelivered batch fails on its primary key and changes nothing. Bot events are
+//! counted in `bot_hits_daily` and kept out of every other table.
+
+use std::collections::BTreeMap;
+
+use crate::event::{EnrichedEvent, Quarantined};
+use crate::sql::{SqlValue, Statement};
+use crate::time::day_string;
+
+/// Events older than this (relative to `now`) do not feed `active_minutes`, which only serves the
+/// last-30-minutes endpoints and is pruned daily.
+const ACTIVE_WINDOW_SECS: i64 = 86_400;
+
+/// The statement that makes a batch apply at most once: it must run first, in the same D1 batch
+/// (transaction) as the rollup statements. A second run fails on the primary key and rolls back.
+pub fn batch_guard(batch_id: &str, now_secs: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO applied_batches (batch_id, applied_at) VALUES (?, ?)",
+        vec![batch_id.into(), now_secs.into()],
+    )
+}
+
+/// The statement that tells whether a batch was already applied (returns one row if so).
+pub fn batch_applied(batch_id: &str) -> Statement {
+    Statement::new("SELECT 1 AS applied FROM applied_batches WHERE batch_id = ?", vec![batch_id.into()])
+}
+
+#[derive(Default)]
+struct SessionDelta<'a> {
+    first: Option<&'a EnrichedEvent>,
+    last: Option<&'a EnrichedEvent>,
+    pageviews: i64,
+}
+
+#[derive(Default)]
+struct Span {
+    first: i64,
+    last: i64,
+    count: i64,
+}
+
+impl Span {
+    fn add(&mut self, ts: i64) {
+        if self.count == 0 || ts < self.first {
+            self.first = ts;
+        }
+        if self.count == 0 || ts > self.last {
+            self.last = ts;
+        }
+        self.count += 1;
+    }
+}
+
+type CubeKey<'a> = (&'a str, i64, [&'a str; 9]);
+
+/// Rollup statements for events (all of one or several tenants), without the idempotency guard.
+///
+/// Page hits must already carry a `session_id` (see [`crate::identity::assign_sessions`]); a page hit
+/// without one is skipped rather than attributed to a made-up session.
+pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement> {
+    let mut sessions: BTreeMap<(&str, &str), SessionDelta> = BTreeMap::new();
+    let mut pages: BTreeMap<(&str, &str, &str), (&str, Span)> = BTreeMap::new();
+    let mut cube: BTreeMap<(&str, CubeKey), i64> = BTreeMap::new();
+    let mut minutes: BTreeMap<(&str, i64, &str, &str), ()> = BTreeMap::new();
+    let mut domains: BTreeMap<(&str, &str), Span> = BTreeMap::new();
+    let mut actions: BTreeMap<(&str, &str, &str), (Span, &str)> = BTreeMap::new();
+    let mut bots: BTreeMap<(&str, String), i64> = BTreeMap::new();
+
+    for e in events {
+        let ts = e.ts_secs();
+        if e.is_bot {
+            *bots.entry((&e.tenant_id, day_string(ts))).or_default() += 1;
+            continue;
+        }
+        let action = actions.entry((&e.tenant_id, &e.domain, &e.action)).or_insert((Span::default(), ""));
+        if action.0.count == 0 || ts >= action.0.last {
+            action.1 = &e.payload;
+        }
+        action.0.add(ts);
+
+        if !e.is_page_hit() {
+            continue;
+        }
+        let Some(session) = e.session_id.as_deref() else { continue };
+        let s = sessions.entry((&e.tenant_id, session)).or_default();
+        if s.first.is_none_or(|f| e.ts < f.ts) {
+            s.first = Some(e);
+        }
+        if s.last.is_none_or(|l| e.ts >= l.ts) {
+            s.last = Some(e);
+        }
+        s.pageviews += 1;
+
+        let p = pages.entry((&e.tenant_id, session, &e.pathname)).or_insert((&e.domain, Span::default()));
+        p.1.add(ts);
+
+        let dims = [
+            e.domain.as_str(),
+            &e.pathname,
+            &e.source,
+            &e.browser,
+            &e.os,
+            &e.device,
+            &e.country,
+            &e.utm_source,
+            &e.utm_medium,
+        ];
+        *cube.entry((&e.tenant_id, (&e.utm_campaign, ts - ts.rem_euclid(3600), dims))).or_default() += 1;
+
+        if ts > now_secs - ACTIVE_WINDOW_SECS {
+            minutes.insert((&e.tenant_id, ts - ts.rem_euclid(60), &e.domain, session), ());
+        }
+        domains.entry((&e.tenant_id, &e.domain)).or_default().add(ts);
+    }
+
+    let mut out = Vec::new();
+    for ((tenant, key), s) in &sessions {
+        let (Some(first), Some(last)) = (s.first, s.last) else { continue };
+        out.push(session_upsert(tenant, key, first, last, s.pageviews));
+    }
+    for ((tenant, session, pathname), (domain, span)) in &pages {
+        out.push(Statement::new(
+            "INSERT INTO page_visits (tenant_id, session_key, pathname, domain, first_ts, hits) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, session_key, pathname) DO UPDATE SET \
+             hits = hits + excluded.hits, first_ts = min(first_ts, excluded.first_ts)",
+            vec![(*tenant).into(), (*session).into(), (*pathname).into(), (*domain).into(), span.first.into(), span.count.into()],
+        ));
+    }
+    for ((tenant, (campaign, hour, d)), hits) in &cube {
+        let mut binds: Vec<SqlValue> = vec![(*tenant).into(), (*hour).into()];
+        binds.extend(d.iter().map(|v| SqlValue::from(*v)));
+        binds.push((*campaign).into());
+        binds.push((*hits).into());
+        out.push(Statement::new(
+            "INSERT INTO hits_hourly (tenant_id, hour, domain, pathname, source, browser, os, device, country, \
+             utm_source, utm_medium, utm_campaign, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, hour, domain, pathname, source, browser, os, device, country, utm_source, \
+             utm_medium, utm_campaign) DO UPDATE SET hits = hits + excluded.hits",
+            binds,
+        ));
+    }
+    for (tenant, minute, domain, session) in minutes.keys() {
+        out.push(Statement::new(
+            "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key) VALUES (?, ?, ?, ?)",
+            vec![(*tenant).into(), (*minute).into(), (*domain).into(), (*session).into()],
+        ));
+    }
+    for ((tenant, domain), span) in &domains {
+        out.push(Statement::new(
+            "INSERT INTO domains (tenant_id, domain, first_seen, last_seen, total_hits) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, domain) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen), \
+             last_seen = max(last_seen, excluded.last_seen), total_hits = total_hits + excluded.total_hits",
+            vec![(*tenant).into(), (*domain).into(), span.first.into(), span.last.into(), span.count.into()],
+        ));
+    }
+    for ((tenant, domain, action), (span, payload)) in &actions {
+        out.push(Statement::new(
+            "INSERT INTO actions (tenant_id, domain, action, last_payload, last_seen, total) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, domain, action) DO UPDATE SET \
+             last_payload = CASE WHEN excluded.last_seen >= last_seen THEN excluded.last_payload ELSE last_payload END, \
+             last_seen = max(last_seen, excluded.last_seen), total = total + excluded.total",
+            vec![(*tenant).into(), (*domain).into(), (*action).into(), (*payload).into(), span.last.into(), span.count.into()],
+        ));
+    }
+    for ((tenant, day), hits) in bots {
+        out.push(Statement::new(
+            "INSERT INTO bot_hits_daily (tenant_id, day, hits) VALUES (?, ?, ?) \
+             ON CONFLICT (tenant_id, day) DO UPDATE SET hits = hits + excluded.hits",
+            vec![tenant.into(), day.into(), hits.into()],
+        ));
+    }
+    out
+}
+
+fn session_upsert(tenant: &str, key: &str, first: &EnrichedEvent, last: &EnrichedEvent, pageviews: i64) -> Statement {
+    // SQLite evaluates every SET expression against the row as it was, so the CASEs compare with the
+    // old first_ts/last_ts whatever their order. Session attributes come from its first page hit.
+    Statement::new(
+        "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, pageviews, entry_path, \
+         exit_path, source, utm_source, utm_medium, utm_campaign, browser, os, device, country) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (tenant_id, session_key) DO UPDATE SET \
+         pageviews = pageviews + excluded.pageviews, \
+         domain = CASE WHEN excluded.first_ts < first_ts THEN excluded.domain ELSE domain END, \
+         visitor_id = CASE WHEN excluded.first_ts < first_ts THEN excluded.visitor_id ELSE visitor_id END, \
+         entry_path = CASE WHEN excluded.first_ts < first_ts THEN excluded.entry_path ELSE entry_path END, \
+         source = CASE WHEN excluded.first_ts < first_ts THEN excluded.source ELSE source END, \
+         utm_source = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_source ELSE utm_source END, \
+         utm_medium = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_medium ELSE utm_medium END, \
+         utm_campaign = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_campaign ELSE utm_campaign END, \
+         browser = CASE WHEN excluded.first_ts < first_ts THEN excluded.browser ELSE browser END, \
+         os = CASE WHEN excluded.first_ts < first_ts THEN excluded.os ELSE os END, \
+         device = CASE WHEN excluded.first_ts < first_ts THEN excluded.device ELSE device END, \
+         country = CASE WHEN excluded.first_ts < first_ts THEN excluded.country ELSE country END, \
+         exit_path = CASE WHEN excluded.last_ts >= last_ts THEN excluded.exit_path ELSE exit_path END, \
+         first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)",
+        vec![
+            tenant.into(),
+            key.into(),
+            first.domain.as_str().into(),
+            first.visitor_id.as_str().into(),
+            first.ts_secs().into(),
+            last.ts_secs().into(),
+            pageviews.into(),
+            first.pathname.as_str().into(),
+            last.pathname.as_str().into(),
+            first.source.as_str().into(),
+            first.utm_source.as_str().into(),
+            first.utm_medium.as_str().into(),
+            first.utm_campaign.as_str().into(),
+            first.browser.as_str().into(),
+            first.os.as_str().into(),
+            first.device.as_str().into(),
+            first.country.as_str().into(),
+        ],
+    )
+}
+
+/// Counts of quarantined rows per tenant, day (of receipt) and reason.
+pub fn quarantine_statements(tenant: &str, received_secs: i64, rows: &[Quarantined]) -> Vec<Statement> {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for q in rows {
+        *counts.entry(q.reason.as_str()).or_default() += 1;
+    }
+    let day = day_string(received_secs);
+    counts
+        .into_iter()
+        .map(|(reason, n)| {
+            Statement::new(
+                "INSERT INTO quarantine_daily (tenant_id, day, reason, rows) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id, day, reason) DO UPDATE SET rows = rows + excluded.rows",
+                vec![tenant.into(), day.as_str().into(), reason.into(), n.into()],
+            )
+        })
+        .collect()
+}
+
+/// Statements that delete a tenant's time-keyed rollups for sessions and pages starting in
+/// `[from_secs, to_secs)`, before those hours are replayed from the R2 archive. `domains` and `actions`
+/// are all-time aggregates: they are reset only by a full rebuild (`full = true`), which deletes every
+/// rollup row of the tenant.
+pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let ranged = [
+        ("sessions", "first_ts"),
+        ("page_visits", "first_ts"),
+        ("hits_hourly", "hour"),
+        ("active_minutes", "minute"),
+    ];
+    for (table, col) in ranged {
+        if full {
+            out.push(Statement::new(format!("DELETE FROM {table} WHERE tenant_id = ?"), vec![tenant.into()]));
+        } else {
+            out.push(Statement::new(
+                format!("DELETE FROM {table} WHERE tenant_id = ? AND {col} >= ? AND {col} < ?"),
+                vec![tenant.into(), from_secs.into(), to_secs.into()],
+            ));
+        }
+    }
+    if full {
+        for table in ["domains", "actions", "bot_hits_daily"] {
+            out.push(Statement::new(format!("DELETE FROM {table} WHERE tenant_id = ?"), vec![tenant.into()]));
+        }
+    } else {
+        out.push(Statement::new(
+            "DELETE FROM bot_hits_daily WHERE tenant_id = ? AND day >= ? AND day < ?",
+            vec![tenant.into(), day_string(from_secs).into(), day_string(to_secs).into()],
+        ));
+    }
+    out
+}
+
+/// D1 allows at most 100 bound parameters per statement.
+const VISITORS_PER_LOOKUP: usize = 90;
+
+/// Queries for the latest session of each visitor (`visitor_id, session_key, last_ts` rows), used to
+/// continue a session across batches for events that arrived without a client session id.
+pub fn prior_sessions_lookup(tenant: &str, visitors: &[&str]) -> Vec<Statement> {
+    visitors
+        .chunks(VISITORS_PER_LOOKUP)
+        .map(|chunk| {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut binds: Vec<SqlValue> = vec![tenant.into()];
+            binds.extend(chunk.iter().map(|v| SqlValue::from(*v)));
+            // SQLite returns the bare columns of the row holding max(last_ts).
+            Statement::new(
+                format!(
+                    "SELECT visitor_id, session_key, max(last_ts) AS last_ts FROM sessions \
+                     WHERE tenant_id = ? AND visitor_id IN ({placeholders}) GROUP BY visitor_id"
+                ),
+                binds,
+            )
+        })
+        .collect()
+}

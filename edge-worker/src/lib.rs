@@ -1,1 +1,35 @@
-//! Starling edge worker (in progress).
+//! Starling's Cloudflare Worker: the thin I/O shell around `starling-core`.
+//!
+//! `fetch` routes HTTP requests (ingest, analytics endpoints, admin, static assets), `queue` consumes
+//! accepted event batches into R2 and the D1 rollups, `scheduled` prunes short-lived state. Every
+//! decision is made in the core crate; this crate reads requests, calls the core, and talks to D1, R2,
+//! Queues and the Cache API. Errors become JSON responses in exactly one place ([`error::ApiError`]).
+
+mod consumer;
+mod cors;
+mod env;
+mod error;
+mod log;
+mod random;
+mod routes;
+mod store;
+
+use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    Ok(routes::handle(req, env).await)
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<starling_core::event::QueueBatch>, env: Env, _ctx: Context) -> Result<()> {
+    consumer::consume(batch, &env).await;
+    // Never return Err: in worker 0.8.7 that panics in the macro and resets the instance; failures are
+    // retried per message inside `consume`.
+    Ok(())
+}
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    store::maintenance::prune(&env).await;
+}

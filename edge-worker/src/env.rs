@@ -1,0 +1,22 @@
+//! Binding and variable names, in one place (they must match `wrangler.toml`).
+
+/// D1 database with the rollups (see `migrations/`).
+pub const DB: &str = "DB";
+/// R2 bucket with the raw event archive and quarantined rows.
+pub const ARCHIVE: &str = "ARCHIVE";
+/// Queue producer for accepted event batches.
+pub const EVENTS: &str = "EVENTS";
+/// Secret: HS256 key for tracker and read tokens (its UTF-8 bytes are the key, as Tinybird signs).
+pub const SIGNING_KEY: &str = "SIGNING_KEY";
+/// Secret: bearer token for `/v0/admin/*`.
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+
+/// A secret's value, or `None` when it is not configured.
+pub fn secret(env: &worker::Env, name: &str) -> Option<String> {
+    // Secrets in production; `--var`/`.dev.vars` locally. Both arrive as string bindings.
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|s| !s.is_empty())
+}

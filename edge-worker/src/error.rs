@@ -1,0 +1,101 @@
+//! The one place where errors become HTTP responses: `{"error": "..."}` with the right status.
+//!
+//! Messages say what was wrong and what to do. Internal error text (D1, R2, queue) is logged, never
+//! returned to the client.
+
+use starling_core::{claims::AuthError, ingest::IngestError, token::TokenError};
+use worker::Response;
+
+/// Everything a request can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No token in `?token=` or `Authorization: Bearer`.
+    MissingToken,
+    /// The token did not verify (signature, format, algorithm, time).
+    Token(TokenError),
+    /// The token verified but does not allow this request.
+    Auth(AuthError),
+    /// The request body as a whole was rejected.
+    Ingest(IngestError),
+    /// A request parameter is missing or wrong; the message says which and how to fix it.
+    BadRequest(String),
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed(&'static str),
+    /// The admin token is wrong.
+    AdminDenied,
+    /// A dependency (queue, D1, R2) failed; the client should retry. The detail is logged only.
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingToken => 401,
+            Self::Token(e) => e.status(),
+            Self::Auth(e) => e.status(),
+            Self::Ingest(e) => e.status(),
+            Self::BadRequest(_) => 400,
+            Self::NotFound => 404,
+            Self::AdminDenied => 403,
+            Self::MethodNotAllowed(_) => 405,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
+    /// The message returned to the client.
+    pub fn message(&self) -> String {
+        match self {
+            Self::MissingToken => {
+                "missing token: pass it as ?token=<jwt> or in an 'Authorization: Bearer <jwt>' header".into()
+            }
+            Self::Token(e) => e.message().into(),
+            Self::Auth(e) => e.message().into(),
+            Self::Ingest(e) => e.message(),
+            Self::BadRequest(m) => m.clone(),
+            Self::AdminDenied => "invalid admin token: use the ADMIN_TOKEN secret as 'Authorization: Bearer <token>'".into(),
+            Self::NotFound => "not found: see /v0/openapi.json for the API's routes".into(),
+            Self::MethodNotAllowed(allowed) => format!("method not allowed: use {allowed}"),
+            Self::Unavailable(_) => "temporarily unavailable: nothing was accepted, retry the request".into(),
+        }
+    }
+
+    /// Detail for the log line (may include internal error text; never sent to the client).
+    pub fn log_detail(&self) -> String {
+        match self {
+            Self::Unavailable(detail) => detail.clone(),
+            other => other.message(),
+        }
+    }
+
+    /// The JSON response.
+    pub fn into_response(&self) -> Response {
+        let body = serde_json::json!({ "error": self.message() });
+        let mut resp = Response::from_json(&body).expect("json response").with_status(self.status());
+        if let Self::Unavailable(_) = self {
+            let _ = resp.headers_mut().set("Retry-After", "1");
+        }
+        resp
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::Auth(e)
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        Self::Ingest(e)
+    }
+}

@@ -1,0 +1,46 @@
+//! Structured JSON logs: one line per request or batch. Never a token, key, IP or user agent.
+
+use serde::Serialize;
+
+/// One request's log line.
+#[derive(Serialize)]
+pub struct RequestLog<'a> {
+    pub request_id: &'a str,
+    pub route: &'a str,
+    pub method: &'a str,
+    pub status: u16,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<usize>,
+}
+
+/// Writes a JSON log line at level `info`, or `warn` for 4xx and `error` for 5xx.
+pub fn request(line: &RequestLog) {
+    let level = match line.status {
+        500.. => "error",
+        400..=499 => "warn",
+        _ => "info",
+    };
+    emit(level, "request", line);
+}
+
+/// Writes a JSON log line for something that is not a request (queue batch, cron).
+pub fn event<T: Serialize>(level: &str, kind: &str, fields: &T) {
+    emit(level, kind, fields);
+}
+
+fn emit<T: Serialize>(level: &str, kind: &str, fields: &T) {
+    let mut v = serde_json::to_value(fields).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("level".into(), level.into());
+        map.insert("kind".into(), kind.into());
+        map.insert("ts".into(), (worker::Date::now().as_millis() as f64).into());
+    }
+    worker::console_log!("{}", v);
+}

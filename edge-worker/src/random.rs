@@ -1,0 +1,32 @@
+//! Randomness from the runtime's `crypto.getRandomValues` (Web Crypto), for ids and salts.
+
+use wasm_bindgen::JsCast;
+
+/// `N` cryptographically random bytes.
+pub fn bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).expect("crypto global");
+    let get = js_sys::Reflect::get(&crypto, &"getRandomValues".into())
+        .expect("getRandomValues")
+        .unchecked_into::<js_sys::Function>();
+    let array = js_sys::Uint8Array::new_with_length(N as u32);
+    get.call1(&crypto, &array).expect("getRandomValues call");
+    array.copy_to(&mut out);
+    out
+}
+
+/// A random 128-bit id as 32 lower-case hex characters.
+pub fn id() -> String {
+    hex(&bytes::<16>())
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
+    }
+    s
+}

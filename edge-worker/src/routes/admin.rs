@@ -1,0 +1,135 @@
+//! `/v0/admin/*`, authorised by the `ADMIN_TOKEN` secret.
+//!
+//! - `POST /v0/admin/rebuild/reset?tenant_id=T&date_from=D&date_to=D` deletes the tenant's rollups for
+//!   those UTC days (`&full=true`: every rollup row of the tenant, all time).
+//! - `POST /v0/admin/rebuild/day?tenant_id=T&day=D` replays one UTC day of the tenant's R2 archive into
+//!   the rollups and answers `{"day", "events"}`. `scripts/rebuild.sh` drives both with progress.
+//! - `GET /v0/admin/export?tenant_id=T&date_from=D&date_to=D` returns the tenant's archived events as
+//!   NDJSON (at most 31 days per call).
+//! - `POST /v0/admin/batches?tenant_id=T` applies a queue batch (JSON body, e.g. from the dead-letter
+//!   queue) exactly as the consumer would: idempotent, a batch already applied changes nothing.
+
+use starling_core::rollup;
+use starling_core::event::QueueBatch;
+use starling_core::time::{day_string, parse_day};
+use worker::{Env, Method, Request, Response};
+
+use super::{param, query_pairs, Outcome};
+use crate::error::ApiError;
+use crate::store::{archive, d1};
+use crate::{consumer, env};
+
+/// D1 batches are kept to this many statements each during a replay.
+const STATEMENTS_PER_BATCH: usize = 200;
+
+/// Routes an admin request after checking the admin token.
+pub async fn handle(mut req: Request, env: &Env, outcome: &mut Outcome) -> Result<Response, ApiError> {
+    authorize(&req, env)?;
+    let is_export = req.path() == "/v0/admin/export";
+    match (is_export, req.method()) {
+        (true, Method::Get) | (false, Method::Post) => {}
+        (true, _) => return Err(ApiError::MethodNotAllowed("GET")),
+        (false, _) => return Err(ApiError::MethodNotAllowed("POST")),
+    }
+    let params = query_pairs(&req);
+    let tenant = param(&params, "tenant_id")
+        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
+        .ok_or_else(|| ApiError::BadRequest("missing or invalid 'tenant_id' (1-64 of A-Z a-z 0-9 _ . -)".into()))?
+        .to_owned();
+    outcome.tenant = Some(tenant.clone());
+    let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match req.path().as_str() {
+        "/v0/admin/rebuild/reset" => {
+            let full = param(&params, "full") == Some("true");
+            let (from, to) = if full {
+                (0, 0)
+            } else {
+                let from = day_param(&params, "date_from")?;
+                let to = day_param(&params, "date_to")?;
+                if to < from {
+                    return Err(ApiError::BadRequest("'date_to' is before 'date_from'".into()));
+                }
+                (from * 86_400, (to + 1) * 86_400)
+            };
+            let statements = rollup::rebuild_reset(&tenant, from, to, full);
+            d1::run_atomic(&db, &statements).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            Ok(Response::from_json(&serde_json::json!({ "reset": true, "full": full })).expect("json"))
+        }
+        "/v0/admin/rebuild/day" => {
+            let day = param(&params, "day").unwrap_or_default().to_owned();
+            day_param(&params, "day")?;
+            let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let events =
+                archive::read_day(&bucket, &tenant, &day).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let now = (worker::Date::now().as_millis() / 1000) as i64;
+            let statements = rollup::statements_for(&events, now);
+            for chunk in statements.chunks(STATEMENTS_PER_BATCH) {
+                d1::run_atomic(&db, chunk).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            }
+            outcome.rows = Some(events.len());
+            Ok(Response::from_json(&serde_json::json!({ "day": day, "events": events.len() })).expect("json"))
+        }
+        "/v0/admin/export" => {
+            let from = day_param(&params, "date_from")?;
+            let to = day_param(&params, "date_to")?;
+            if to < from || to - from > 30 {
+                return Err(ApiError::BadRequest("export at most 31 days per call: date_from <= date_to <= date_from + 30".into()));
+            }
+            let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let mut body = String::new();
+            let mut rows = 0;
+            for day in from..=to {
+                let day = day_string(day * 86_400);
+                for e in archive::read_day(&bucket, &tenant, &day).await.map_err(|e| ApiError::Unavailable(e.to_string()))? {
+                    body.push_str(&serde_json::to_string(&e).unwrap_or_default());
+                    body.push('\n');
+                    rows += 1;
+                }
+            }
+            outcome.rows = Some(rows);
+            let mut resp = Response::ok(body).expect("response");
+            let _ = resp.headers_mut().set("Content-Type", "application/x-ndjson");
+            Ok(resp)
+        }
+        "/v0/admin/batches" => {
+            let batch: QueueBatch = req
+                .json()
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("body must be a queue batch as JSON: {e}")))?;
+            if batch.tenant_id != tenant || batch.events.iter().any(|e| e.tenant_id != tenant) {
+                return Err(ApiError::BadRequest("every event of the batch must belong to 'tenant_id'".into()));
+            }
+            outcome.rows = Some(batch.events.len());
+            let result = consumer::apply(batch, env).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            Ok(Response::from_json(&serde_json::json!({ "outcome": result })).expect("json"))
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn day_param(params: &[(String, String)], name: &str) -> Result<i64, ApiError> {
+    param(params, name)
+        .and_then(parse_day)
+        .ok_or_else(|| ApiError::BadRequest(format!("missing or invalid '{name}': expected a date as YYYY-MM-DD")))
+}
+
+fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
+    let expected = env::secret(env, env::ADMIN_TOKEN)
+        .ok_or_else(|| ApiError::Unavailable("ADMIN_TOKEN is not configured".into()))?;
+    let given = req
+        .headers()
+        .get("Authorization")
+        .ok()
+        .flatten()
+        .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
+        .ok_or(ApiError::MissingToken)?;
+    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::AdminDenied)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

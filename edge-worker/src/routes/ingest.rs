@@ -1,0 +1,146 @@
+//! `POST /v0/events?name=analytics_events`: Tinybird's Events API.
+//!
+//! Verify the token → bind the tenant → parse, quarantine and enrich in the core → put the batch on the
+//! queue → `202 {"successful_rows", "quarantined_rows"}`. The response is sent only after the queue
+//! accepted the batch (durable); if it fails nothing is acknowledged and the client gets a 503 to retry.
+//! Any Content-Type is accepted (NDJSON, JSON, text/plain beacons, none), as Tinybird does.
+
+use starling_core::claims::authorize_append;
+use starling_core::event::{EnrichedEvent, Quarantined, QueueBatch};
+use starling_core::ingest::{self, Geo, IngestContext, Limits};
+use starling_core::time::day_string;
+use starling_core::token;
+use worker::{Env, Request, Response};
+
+use super::{bearer_token, now_ms, param, query_pairs, Outcome};
+use crate::error::ApiError;
+use crate::{env, store};
+
+/// Queue messages are limited to 128 KB; stay well below with the JSON envelope.
+const MAX_MESSAGE_BYTES: usize = 100 * 1024;
+/// `sendBatch` takes at most 100 messages and 256 KB.
+const MAX_SEND_BATCH_BYTES: usize = 240 * 1024;
+
+/// Handles an ingest request.
+pub async fn post_events(mut req: Request, env: &Env, request_id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
+    let params = query_pairs(&req);
+    let datasource = param(&params, "name").filter(|n| !n.is_empty()).ok_or_else(|| {
+        ApiError::BadRequest("missing 'name' parameter: use /v0/events?name=analytics_events".into())
+    })?;
+    let token = bearer_token(&req, &params).ok_or(ApiError::MissingToken)?;
+    let key = env::secret(env, env::SIGNING_KEY)
+        .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
+    let now = now_ms();
+    let claims = token::verify(&token, key.as_bytes(), now.div_euclid(1000))?;
+    let grant = authorize_append(&claims, datasource)?;
+    outcome.tenant = Some(grant.tenant.as_str().to_owned());
+
+    let limits = Limits::default();
+    if let Ok(Some(len)) = req.headers().get("Content-Length") {
+        if len.parse::<usize>().is_ok_and(|n| n > limits.max_body_bytes) {
+            return Err(ingest::IngestError::BodyTooLarge { limit: limits.max_body_bytes }.into());
+        }
+    }
+    let body = req.bytes().await.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+    let ip = req.headers().get("CF-Connecting-IP").ok().flatten().unwrap_or_default();
+    let header_ua = req.headers().get("User-Agent").ok().flatten();
+    let geo = geo(&req);
+    let db = store::d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let salt = store::salt::for_day(&db, &day_string(now.div_euclid(1000)))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("salt: {e}")))?;
+    let ctx = IngestContext {
+        grant: &grant,
+        now_ms: now,
+        ip: &ip,
+        header_user_agent: header_ua.as_deref(),
+        geo: &geo,
+        salt: &salt,
+        limits: &limits,
+    };
+    let result = ingest::process(&body, &ctx)?;
+    let (accepted, quarantined) = (result.events.len(), result.quarantined.len());
+    outcome.rows = Some(accepted);
+    outcome.quarantined = Some(quarantined);
+
+    let batches = chunk(request_id, grant.tenant.as_str(), now, result.events, result.quarantined);
+    enqueue(env, batches).await?;
+
+    let status = if param(&params, "wait") == Some("true") { 200 } else { 202 };
+    Ok(Response::from_json(&serde_json::json!({
+        "successful_rows": accepted,
+        "quarantined_rows": quarantined,
+    }))
+    .expect("json")
+    .with_status(status))
+}
+
+fn geo(req: &Request) -> Geo {
+    let cf = req.cf();
+    Geo {
+        country: cf.and_then(|c| c.country()).unwrap_or_default(),
+        region: cf.and_then(|c| c.region()).unwrap_or_default(),
+        city: cf.and_then(|c| c.city()).unwrap_or_default(),
+    }
+}
+
+/// Splits a request's rows into queue batches below the message size limit, with stable ids.
+fn chunk(request_id: &str, tenant: &str, now: i64, events: Vec<EnrichedEvent>, quarantined: Vec<Quarantined>) -> Vec<QueueBatch> {
+    let new_batch = |n: usize| QueueBatch {
+        batch_id: format!("{request_id}-{n}"),
+        tenant_id: tenant.to_owned(),
+        received_at: now,
+        events: Vec::new(),
+        quarantined: Vec::new(),
+    };
+    let mut out = vec![new_batch(0)];
+    let mut size = 0;
+    for e in events {
+        let n = serde_json::to_string(&e).map(|s| s.len()).unwrap_or(MAX_MESSAGE_BYTES);
+        if size + n > MAX_MESSAGE_BYTES && size > 0 {
+            out.push(new_batch(out.len()));
+            size = 0;
+        }
+        size += n;
+        out.last_mut().expect("one batch").events.push(e);
+    }
+    for q in quarantined {
+        let n = q.row.len() + 64;
+        if size + n > MAX_MESSAGE_BYTES && size > 0 {
+            out.push(new_batch(out.len()));
+            size = 0;
+        }
+        size += n;
+        out.last_mut().expect("one batch").quarantined.push(q);
+    }
+    out.retain(|b| !b.events.is_empty() || !b.quarantined.is_empty());
+    out
+}
+
+async fn enqueue(env: &Env, batches: Vec<QueueBatch>) -> Result<(), ApiError> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let queue = env.queue(env::EVENTS).map_err(|e| ApiError::Unavailable(format!("queue binding: {e}")))?;
+    let mut group: Vec<QueueBatch> = Vec::new();
+    let mut group_bytes = 0;
+    for b in batches {
+        let n = serde_json::to_string(&b).map(|s| s.len()).unwrap_or(MAX_MESSAGE_BYTES);
+        if !group.is_empty() && (group_bytes + n > MAX_SEND_BATCH_BYTES || group.len() == 100) {
+            send(&queue, std::mem::take(&mut group)).await?;
+            group_bytes = 0;
+        }
+        group_bytes += n;
+        group.push(b);
+    }
+    send(&queue, group).await
+}
+
+async fn send(queue: &worker::Queue, group: Vec<QueueBatch>) -> Result<(), ApiError> {
+    let result = if group.len() == 1 {
+        queue.send(group.into_iter().next().expect("one")).await
+    } else {
+        queue.send_batch(group).await
+    };
+    result.map_err(|e| ApiError::Unavailable(format!("queue send: {e}")))
+}

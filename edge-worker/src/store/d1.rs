@@ -1,0 +1,68 @@
+//! D1: executes `starling_core::sql::Statement`s. No SQL is written here except in `salt`/`maintenance`.
+
+use serde_json::{Map, Value};
+use starling_core::sql::{SqlValue, Statement};
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env, Result};
+
+use crate::env;
+
+/// The rollup database binding.
+pub fn db(env: &Env) -> Result<D1Database> {
+    env.d1(env::DB)
+}
+
+fn js(v: &SqlValue) -> JsValue {
+    match v {
+        SqlValue::Null => JsValue::NULL,
+        SqlValue::Int(i) => JsValue::from_f64(*i as f64),
+        SqlValue::Real(f) => JsValue::from_f64(*f),
+        SqlValue::Text(s) => JsValue::from_str(s),
+    }
+}
+
+/// Prepares a statement with its binds.
+pub fn prepare(db: &D1Database, s: &Statement) -> Result<D1PreparedStatement> {
+    let binds: Vec<JsValue> = s.binds.iter().map(js).collect();
+    db.prepare(&s.sql).bind(&binds)
+}
+
+/// Runs statements as one D1 batch: one transaction, all or nothing. Chunks are not used: a batch that
+/// must be atomic has to fit D1's limits, which the callers keep (one queue message's worth of keys).
+pub async fn run_atomic(db: &D1Database, statements: &[Statement]) -> Result<()> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let prepared = statements.iter().map(|s| prepare(db, s)).collect::<Result<Vec<_>>>()?;
+    db.batch(prepared).await?;
+    Ok(())
+}
+
+/// Runs one query and returns its rows as JSON objects, with whole numbers as integers.
+pub async fn rows(db: &D1Database, s: &Statement) -> Result<Vec<Map<String, Value>>> {
+    let result = prepare(db, s)?.all().await?;
+    Ok(integers(result.results()?))
+}
+
+/// Runs several queries as one D1 batch (one round trip) and returns each one's rows.
+pub async fn rows_batch(db: &D1Database, statements: &[Statement]) -> Result<Vec<Vec<Map<String, Value>>>> {
+    let prepared = statements.iter().map(|s| prepare(db, s)).collect::<Result<Vec<_>>>()?;
+    let results = db.batch(prepared).await?;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        out.push(integers(r.results()?));
+    }
+    Ok(out)
+}
+
+/// D1 returns every number as a JS double; whole numbers become JSON integers again.
+fn integers(mut rows: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
+    for v in rows.iter_mut().flat_map(|r| r.values_mut()) {
+        if let Some(f) = v.as_f64() {
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                *v = Value::from(f as i64);
+            }
+        }
+    }
+    rows
+}

@@ -1,0 +1,95 @@
+// Test harness: runs the real worker under `wrangler dev` (workerd) with throwaway local D1/R2 state.
+//
+// startWorker() applies the D1 migrations into a temp --persist-to dir, spawns wrangler dev on a random
+// port, waits for "Ready on", and returns helpers to call it, query local D1, and stop it.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { mint } from '../../scripts/token.mjs';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
+const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
+
+async function freePort() {
+  return new Promise((res) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+  });
+}
+
+export async function startWorker({ extraArgs = [] } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
+  const signingKey = randomBytes(24).toString('hex');
+  const adminToken = randomBytes(24).toString('hex');
+  execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', dir], { cwd: ROOT, env: ENV, stdio: 'pipe' });
+  const port = await freePort();
+  const child = spawn(WRANGLER, ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', dir,
+    '--var', `SIGNING_KEY:${signingKey}`, '--var', `ADMIN_TOKEN:${adminToken}`, '--show-interactive-dev-session=false', ...extraArgs],
+  { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const ready = new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
+    const onData = (d) => {
+      output += d;
+      if (/Ready on http/.test(output)) { clearTimeout(timer); res(); }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`)); });
+  });
+  await ready;
+  const base = `http://127.0.0.1:${port}`;
+  const w = {
+    base, dir, signingKey, adminToken,
+    logs: () => output,
+    token: (tenant, kind = 'tracker', opts = {}) => mint({ tenant, kind, key: signingKey, ...opts }),
+    fetch: (path, init) => fetch(base + path, init),
+    async post(path, body, { token, headers = {} } = {}) {
+      const h = { ...headers };
+      if (token) h.Authorization = `Bearer ${token}`;
+      const r = await fetch(base + path, { method: 'POST', body, headers: h });
+      const text = await r.text();
+      let json; try { json = JSON.parse(text); } catch { json = undefined; }
+      return { status: r.status, json, text, headers: r.headers };
+    },
+    async admin(path, { method = 'POST', body } = {}) {
+      const r = await fetch(base + path, { method, body, headers: { Authorization: `Bearer ${adminToken}` } });
+      const text = await r.text();
+      let json; try { json = JSON.parse(text); } catch { json = undefined; }
+      return { status: r.status, json, text };
+    },
+    d1(sql) {
+      const out = execFileSync(WRANGLER, ['d1', 'execute', 'DB', '--local', '--persist-to', dir, '--json', '--command', sql],
+        { cwd: ROOT, env: ENV, stdio: 'pipe' }).toString();
+      return JSON.parse(out)[0].results;
+    },
+    /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
+    async until(fn, { timeoutMs = 20_000, what = 'condition' } = {}) {
+      const end = Date.now() + timeoutMs;
+      let last;
+      while (Date.now() < end) {
+        last = await fn();
+        if (last) return last;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}`);
+    },
+    /** Every file under the persisted state (D1 sqlite files, R2 blobs), for at-rest checks. */
+    stateFiles() {
+      const files = [];
+      const walk = (d) => { for (const f of readdirSync(d)) { const p = join(d, f); statSync(p).isDirectory() ? walk(p) : files.push(p); } };
+      walk(dir);
+      return files.map((p) => ({ path: p, bytes: readFileSync(p) }));
+    },
+    async stop() {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch {}
+      await new Promise((r) => setTimeout(r, 300));
+      try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return w;
+}
