@@ -3,7 +3,7 @@
 //! Messages say what was wrong and what to do. Internal error text (D1, R2, queue) is logged, never
 //! returned to the client.
 
-use starling_core::{claims::AuthError, ingest::IngestError, token::TokenError};
+use starling_core::{claims::AuthError, ingest::IngestError, query::QueryError, token::TokenError};
 use worker::Response;
 
 /// Everything a request can fail with.
@@ -18,6 +18,8 @@ pub enum ApiError {
     Auth(AuthError),
     /// The request body as a whole was rejected.
     Ingest(IngestError),
+    /// The analytics query was rejected (unknown pipe, bad parameter).
+    Query(QueryError),
     /// A request parameter is missing or wrong; the message says which and how to fix it.
     BadRequest(String),
     /// No such route.
@@ -38,6 +40,7 @@ impl ApiError {
             Self::Token(e) => e.status(),
             Self::Auth(e) => e.status(),
             Self::Ingest(e) => e.status(),
+            Self::Query(e) => e.status(),
             Self::BadRequest(_) => 400,
             Self::NotFound => 404,
             Self::AdminDenied => 403,
@@ -55,9 +58,10 @@ impl ApiError {
             Self::Token(e) => e.message().into(),
             Self::Auth(e) => e.message().into(),
             Self::Ingest(e) => e.message(),
+            Self::Query(e) => e.message(),
             Self::BadRequest(m) => m.clone(),
             Self::AdminDenied => "invalid admin token: use the ADMIN_TOKEN secret as 'Authorization: Bearer <token>'".into(),
-            Self::NotFound => "not found: see /v0/openapi.json for the API's routes".into(),
+            Self::NotFound => "not found: the API serves POST /v0/events, GET /v0/pipes/{name}.json and /v0/admin/*".into(),
             Self::MethodNotAllowed(allowed) => format!("method not allowed: use {allowed}"),
             Self::Unavailable(_) => "temporarily unavailable: nothing was accepted, retry the request".into(),
         }
@@ -97,5 +101,11 @@ impl From<AuthError> for ApiError {
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         Self::Ingest(e)
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        Self::Query(e)
     }
 }

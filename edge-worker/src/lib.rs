@@ -13,6 +13,7 @@ mod log;
 mod random;
 mod routes;
 mod store;
+mod timezone;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 

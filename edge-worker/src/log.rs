@@ -40,7 +40,7 @@ fn emit<T: Serialize>(level: &str, kind: &str, fields: &T) {
     if let Some(map) = v.as_object_mut() {
         map.insert("level".into(), level.into());
         map.insert("kind".into(), kind.into());
-        map.insert("ts".into(), (worker::Date::now().as_millis() as f64).into());
+        map.insert("ts".into(), worker::Date::now().as_millis().into());
     }
     worker::console_log!("{}", v);
 }

@@ -20,11 +20,12 @@ async function freePort() {
   });
 }
 
-export async function startWorker({ extraArgs = [] } = {}) {
+export async function startWorker({ extraArgs = [], config } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
   const signingKey = randomBytes(24).toString('hex');
   const adminToken = randomBytes(24).toString('hex');
-  execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', dir], { cwd: ROOT, env: ENV, stdio: 'pipe' });
+  if (!config) execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', dir], { cwd: ROOT, env: ENV, stdio: 'pipe' });
+  if (config) extraArgs = ['-c', config, ...extraArgs];
   const port = await freePort();
   const child = spawn(WRANGLER, ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', dir,
     '--var', `SIGNING_KEY:${signingKey}`, '--var', `ADMIN_TOKEN:${adminToken}`, '--show-interactive-dev-session=false', ...extraArgs],

@@ -3,6 +3,7 @@
 
 mod admin;
 mod ingest;
+mod query;
 
 use worker::{Env, Method, Request, Response};
 
@@ -70,6 +71,16 @@ async fn dispatch(
             },
         ),
         "/v0/health" => ("health", Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json"))),
+        p if p.starts_with("/v0/pipes/") => (
+            "pipes",
+            match (method, p.strip_prefix("/v0/pipes/").and_then(|n| n.strip_suffix(".json"))) {
+                (Method::Get, Some(name)) if !name.is_empty() && !name.contains('/') => {
+                    query::get_pipe(req, env, name, outcome).await
+                }
+                (Method::Get, _) => Err(ApiError::NotFound),
+                _ => Err(ApiError::MethodNotAllowed("GET")),
+            },
+        ),
         p if p.starts_with("/v0/admin/") => ("admin", admin::handle(req, env, outcome).await),
         _ => ("not_found", Err(ApiError::NotFound)),
     }

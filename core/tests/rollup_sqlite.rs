@@ -1,0 +1,151 @@
+//! Rollup statements run against an in-memory SQLite loaded with the real D1 migrations.
+
+use rusqlite::{params_from_iter, Connection};
+use starling_core::event::EnrichedEvent;
+use starling_core::rollup::{batch_guard, rebuild_reset, statements_for};
+use starling_core::sql::{SqlValue, Statement};
+
+fn db() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap()).unwrap();
+    }
+    conn
+}
+
+fn bind(v: &SqlValue) -> rusqlite::types::Value {
+    match v {
+        SqlValue::Null => rusqlite::types::Value::Null,
+        SqlValue::Int(i) => rusqlite::types::Value::Integer(*i),
+        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
+        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+/// Runs statements in one transaction, like a D1 batch: all or nothing.
+fn run(conn: &mut Connection, statements: &[Statement]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for s in statements {
+        tx.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))?;
+    }
+    tx.commit()
+}
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn hit(session: &str, ts_secs: i64, path: &str) -> EnrichedEvent {
+    EnrichedEvent {
+        ts: ts_secs * 1000,
+        tenant_id: "acme".into(),
+        domain: "acme.example".into(),
+        action: "page_hit".into(),
+        session_id: Some(session.into()),
+        visitor_id: format!("v-{session}"),
+        pathname: path.into(),
+        href: format!("https://acme.example{path}"),
+        source: if path == "/" { "google.com".into() } else { String::new() },
+        utm_source: String::new(),
+        utm_medium: String::new(),
+        utm_campaign: String::new(),
+        utm_term: String::new(),
+        utm_content: String::new(),
+        browser: "firefox".into(),
+        os: "linux".into(),
+        device: "desktop".into(),
+        is_bot: false,
+        country: "DE".into(),
+        region: String::new(),
+        city: String::new(),
+        locale: "de-DE".into(),
+        payload: "{}".into(),
+    }
+}
+
+const T0: i64 = 1_763_000_000 - 1_763_000_000 % 3600;
+
+#[test]
+fn sessions_merge_across_batches_in_any_order() {
+    let mut conn = db();
+    // The later half of the session arrives first.
+    run(&mut conn, &statements_for(&[hit("s1", T0 + 600, "/pricing"), hit("s1", T0 + 900, "/signup")], T0)).unwrap();
+    run(&mut conn, &statements_for(&[hit("s1", T0, "/"), hit("s1", T0 + 60, "/pricing")], T0)).unwrap();
+    let (first, last, pv, entry, exit, source): (i64, i64, i64, String, String, String) = conn
+        .query_row(
+            "SELECT first_ts, last_ts, pageviews, entry_path, exit_path, source FROM sessions WHERE session_key = 's1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .unwrap();
+    assert_eq!((first, last, pv), (T0, T0 + 900, 4));
+    assert_eq!((entry.as_str(), exit.as_str()), ("/", "/signup"));
+    assert_eq!(source, "google.com", "session attributes come from the first hit, whenever it arrives");
+    assert_eq!(count(&conn, "SELECT count(*) FROM page_visits WHERE session_key = 's1'"), 3);
+    assert_eq!(count(&conn, "SELECT hits FROM page_visits WHERE session_key = 's1' AND pathname = '/pricing'"), 2);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 4);
+    assert_eq!(count(&conn, "SELECT total_hits FROM domains"), 4);
+}
+
+#[test]
+fn a_batch_applied_twice_counts_once() {
+    let mut conn = db();
+    let mut statements = vec![batch_guard("b-1", T0)];
+    statements.extend(statements_for(&[hit("s1", T0, "/"), hit("s2", T0 + 5, "/")], T0));
+    run(&mut conn, &statements).unwrap();
+    let again = run(&mut conn, &statements);
+    assert!(again.is_err(), "the guard's primary key rejects a replay");
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 2);
+    assert_eq!(count(&conn, "SELECT sum(pageviews) FROM sessions"), 2);
+    assert_eq!(count(&conn, "SELECT count(*) FROM applied_batches"), 1);
+}
+
+#[test]
+fn bots_are_counted_and_kept_out_of_metrics() {
+    let mut conn = db();
+    let mut bot = hit("b1", T0, "/");
+    bot.is_bot = true;
+    bot.device = "bot".into();
+    run(&mut conn, &statements_for(&[bot, hit("s1", T0, "/")], T0)).unwrap();
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM bot_hits_daily"), 1);
+    assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 1);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 1);
+    assert_eq!(count(&conn, "SELECT count(*) FROM actions"), 1);
+}
+
+#[test]
+fn custom_events_feed_actions_only() {
+    let mut conn = db();
+    let mut e = hit("s1", T0 + 10, "/");
+    e.action = "add_to_cart".into();
+    e.payload = r#"{"sku":"A1"}"#.into();
+    let mut older = e.clone();
+    older.ts -= 5000;
+    older.payload = r#"{"sku":"OLD"}"#.into();
+    run(&mut conn, &statements_for(&[e, older], T0)).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 0);
+    let (total, payload): (i64, String) = conn
+        .query_row("SELECT total, last_payload FROM actions WHERE action = 'add_to_cart'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((total, payload.as_str()), (2, r#"{"sku":"A1"}"#));
+}
+
+#[test]
+fn partial_rebuild_reset_deletes_only_the_range_and_tenant() {
+    let mut conn = db();
+    let mut other = hit("o1", T0, "/");
+    other.tenant_id = "other".into();
+    run(&mut conn, &statements_for(&[hit("s1", T0, "/"), hit("s2", T0 + 86_400, "/"), other], T0)).unwrap();
+    run(&mut conn, &rebuild_reset("acme", T0 - T0 % 86_400, T0 - T0 % 86_400 + 86_400, false)).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM sessions WHERE tenant_id = 'acme'"), 1);
+    assert_eq!(count(&conn, "SELECT count(*) FROM sessions WHERE tenant_id = 'other'"), 1);
+    run(&mut conn, &rebuild_reset("acme", 0, 0, true)).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM sessions WHERE tenant_id = 'acme'"), 0);
+    assert_eq!(count(&conn, "SELECT count(*) FROM domains WHERE tenant_id = 'acme'"), 0);
+    assert_eq!(count(&conn, "SELECT count(*) FROM domains WHERE tenant_id = 'other'"), 1);
+}

@@ -1,0 +1,82 @@
+//! `GET /v0/pipes/{name}.json`: Tinybird-compatible analytics endpoints over the D1 rollups.
+//!
+//! Verify the read token → `authorize_read` (scope and tenant) → `query::plan` (fixed params win) →
+//! Cache API under the plan's tenant-first key → D1 (one batch of bound statements) → `assemble` →
+//! `{meta, data, rows, statistics}`.
+
+use starling_core::claims::authorize_read;
+use starling_core::query::{self, Request as QueryRequest};
+use starling_core::token;
+use worker::{Cache, Env, Request, Response};
+
+use super::{bearer_token, now_ms, query_pairs, Outcome};
+use crate::error::ApiError;
+use crate::store::d1;
+use crate::{env, timezone};
+
+/// Seconds a response is cached: short for the live endpoints, a minute for the rest.
+fn ttl(pipe: &str) -> u32 {
+    match pipe {
+        "current_visitors" | "trend" => 10,
+        _ => 60,
+    }
+}
+
+/// Handles a pipe request; `pipe` is the name without `.json`.
+pub async fn get_pipe(req: Request, env: &Env, pipe: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
+    let started = now_ms();
+    let params = query_pairs(&req);
+    let token = bearer_token(&req, &params).ok_or(ApiError::MissingToken)?;
+    let key = env::secret(env, env::SIGNING_KEY)
+        .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
+    let claims = token::verify(&token, key.as_bytes(), started.div_euclid(1000))?;
+    let grant = authorize_read(&claims, pipe)?;
+    outcome.tenant = Some(grant.tenant.as_str().to_owned());
+
+    let tz_name = query::timezone_param(&params, &grant.fixed)?;
+    let tz = timezone::resolve(tz_name.as_deref())
+        .ok_or_else(|| ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into()))?;
+    let request = QueryRequest { pipe, params: &params, fixed: &grant.fixed, now_secs: started.div_euclid(1000), tz: &tz };
+    let plan = query::plan(&request)?;
+
+    let cache = Cache::default();
+    let cache_url = format!("https://cache.starling.internal/v1/{}", encode(&plan.cache_key()));
+    if let Ok(Some(hit)) = cache.get(cache_url.as_str(), false).await {
+        return Ok(hit);
+    }
+    let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let results = d1::rows_batch(&db, &plan.statements).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let out = query::assemble(&plan, results)?;
+    let body = serde_json::json!({
+        "meta": out.meta,
+        "data": out.data,
+        "rows": out.data.len(),
+        "statistics": {
+            "elapsed": (now_ms() - started) as f64 / 1000.0,
+            "rows_read": out.rows_read,
+            "bytes_read": 0,
+        },
+    });
+    outcome.rows = Some(out.data.len());
+    let mut resp = Response::from_json(&body).expect("json");
+    let _ = resp.headers_mut().set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
+    if let Ok(copy) = resp.cloned() {
+        let mut copy = copy;
+        let _ = copy.headers_mut().set("Cache-Control", &format!("public, max-age={}", ttl(pipe)));
+        let _ = cache.put(cache_url.as_str(), copy).await;
+    }
+    Ok(resp)
+}
+
+/// Percent-encodes everything but unreserved characters, so a cache key is one URL path segment.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
