@@ -1,1 +1,297 @@
-//! (in progress)
+//! Token claims in Tinybird's shape, and what they allow.
+//!
+//! A verified token ([`crate::token::verify`]) yields [`Claims`]. [`authorize_append`] and
+//! [`authorize_read`] turn them into grants that carry a [`TenantId`], and these are the only places a
+//! `TenantId` is made: a tenant always comes from a verified token's `fixed_params.tenant_id`, never
+//! from a request body, parameter or header.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Scope type that allows appending to a data source (Tinybird's tracker tokens).
+pub const APPEND: &str = "DATASOURCES:APPEND";
+/// Scope type that allows reading a pipe (Tinybird's dashboard tokens).
+pub const READ: &str = "PIPES:READ";
+
+/// The claims of a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// Tinybird's `workspace_id`, when present.
+    pub workspace_id: Option<String>,
+    /// Token name (Tinybird's `name`), for logs and audit.
+    pub name: Option<String>,
+    /// Expiry, Unix seconds (required).
+    pub exp: i64,
+    /// Not-before, Unix seconds.
+    pub nbf: Option<i64>,
+    /// What the token may do.
+    pub scopes: Vec<Scope>,
+    /// `limits.rps`: requests per second allowed for this token.
+    pub rps: Option<u32>,
+}
+
+/// One entry of `scopes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `DATASOURCES:APPEND` or `PIPES:READ`.
+    pub kind: String,
+    /// Data source or pipe name; may be a glob (`top_*`, `*`). `None` matches nothing.
+    pub resource: Option<String>,
+    /// Parameters fixed by the token; they override anything the request says.
+    pub fixed_params: BTreeMap<String, String>,
+}
+
+/// A tenant id taken from a verified token: 1 to 64 characters of `A-Z a-z 0-9 _ - .`, not starting
+/// with `.`. It is safe in storage keys (`events/{tenant}/...`) and cache keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    fn parse(raw: &str) -> Option<Self> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && !raw.starts_with('.')
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an append token allows: events into one tenant, with its fixed fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendGrant {
+    /// Every event lands in this tenant.
+    pub tenant: TenantId,
+    /// The scope's fixed parameters (`tenant_id`, and `domain` when the token fixes one).
+    pub fixed: BTreeMap<String, String>,
+}
+
+/// What a read token allows for one pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadGrant {
+    /// The only tenant this request can see.
+    pub tenant: TenantId,
+    /// The scope's fixed parameters; they win over request parameters.
+    pub fixed: BTreeMap<String, String>,
+    /// The token's `limits.rps`.
+    pub rps: Option<u32>,
+}
+
+/// Why verified claims do not allow a request (all 403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No scope of the needed type names this resource.
+    NotInScope {
+        /// The scope type that was needed.
+        kind: &'static str,
+        /// The data source or pipe requested (truncated).
+        resource: String,
+    },
+    /// The matching scope has no `fixed_params.tenant_id`.
+    NoTenant,
+    /// `fixed_params.tenant_id` is not a valid tenant id.
+    InvalidTenant,
+    /// Several matching scopes name different tenants.
+    AmbiguousTenant,
+}
+
+impl AuthError {
+    /// HTTP status (always 403: the token is valid but does not allow this).
+    pub fn status(&self) -> u16 {
+        403
+    }
+
+    /// A message that says what is missing.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NotInScope { kind, resource } => format!(
+                "the token does not allow this: it needs a {kind} scope whose resource matches '{resource}'"
+            ),
+            Self::NoTenant => "the token's scope has no fixed_params.tenant_id: mint a token bound to a tenant".into(),
+            Self::InvalidTenant => {
+                "the token's fixed_params.tenant_id is not a valid tenant id (1-64 of A-Z a-z 0-9 _ - .)".into()
+            }
+            Self::AmbiguousTenant => {
+                "the token's matching scopes name different tenants: mint one token per tenant".into()
+            }
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Allows appending to `datasource` when a `DATASOURCES:APPEND` scope matches it and binds a tenant.
+pub fn authorize_append(claims: &Claims, datasource: &str) -> Result<AppendGrant, AuthError> {
+    let (tenant, fixed) = bind(claims, APPEND, datasource)?;
+    Ok(AppendGrant { tenant, fixed })
+}
+
+/// Allows reading `pipe` when a `PIPES:READ` scope matches it and binds a tenant.
+pub fn authorize_read(claims: &Claims, pipe: &str) -> Result<ReadGrant, AuthError> {
+    let (tenant, fixed) = bind(claims, READ, pipe)?;
+    Ok(ReadGrant {
+        tenant,
+        fixed,
+        rps: claims.rps,
+    })
+}
+
+fn bind(
+    claims: &Claims,
+    kind: &'static str,
+    resource: &str,
+) -> Result<(TenantId, BTreeMap<String, String>), AuthError> {
+    let matching: Vec<&Scope> = claims
+        .scopes
+        .iter()
+        .filter(|s| s.kind == kind)
+        .filter(|s| s.resource.as_deref().is_some_and(|r| glob(r, resource)))
+        .collect();
+    let Some(first) = matching.first() else {
+        return Err(AuthError::NotInScope {
+            kind,
+            resource: resource.chars().take(64).collect(),
+        });
+    };
+    let raw = first
+        .fixed_params
+        .get("tenant_id")
+        .ok_or(AuthError::NoTenant)?;
+    if matching
+        .iter()
+        .any(|s| s.fixed_params.get("tenant_id") != Some(raw))
+    {
+        return Err(AuthError::AmbiguousTenant);
+    }
+    let tenant = TenantId::parse(raw).ok_or(AuthError::InvalidTenant)?;
+    Ok((tenant, first.fixed_params.clone()))
+}
+
+/// Glob match where `*` is any run of characters (possibly empty) and `?` one character.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(kind: &str, resource: &str, tenant: Option<&str>) -> Scope {
+        Scope {
+            kind: kind.into(),
+            resource: Some(resource.into()),
+            fixed_params: tenant
+                .map(|t| BTreeMap::from([("tenant_id".to_owned(), t.to_owned())]))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn claims(scopes: Vec<Scope>) -> Claims {
+        Claims {
+            workspace_id: None,
+            name: Some("t".into()),
+            exp: 0,
+            nbf: None,
+            scopes,
+            rps: Some(5),
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", "kpis"));
+        assert!(glob("top_*", "top_pages"));
+        assert!(glob("top_*", "top_"));
+        assert!(!glob("top_*", "kpis"));
+        assert!(glob("k?is", "kpis"));
+        assert!(glob("kpis", "kpis"));
+        assert!(!glob("kpis", "kpis2"));
+        assert!(glob("*_pages", "entry_pages"));
+        assert!(!glob("", "kpis"));
+    }
+
+    #[test]
+    fn append_binds_the_token_tenant() {
+        let c = claims(vec![scope(APPEND, "analytics_events", Some("acme"))]);
+        let g = authorize_append(&c, "analytics_events").unwrap();
+        assert_eq!(g.tenant.as_str(), "acme");
+        assert_eq!(g.fixed["tenant_id"], "acme");
+        assert!(matches!(
+            authorize_append(&c, "other"),
+            Err(AuthError::NotInScope { .. })
+        ));
+        assert!(matches!(
+            authorize_read(&c, "kpis"),
+            Err(AuthError::NotInScope { .. })
+        ));
+    }
+
+    #[test]
+    fn read_needs_a_valid_single_tenant() {
+        let ok = claims(vec![scope(READ, "top_*", Some("acme"))]);
+        let g = authorize_read(&ok, "top_pages").unwrap();
+        assert_eq!((g.tenant.as_str(), g.rps), ("acme", Some(5)));
+        assert!(matches!(
+            authorize_read(&ok, "kpis"),
+            Err(AuthError::NotInScope { .. })
+        ));
+        let none = claims(vec![scope(READ, "*", None)]);
+        assert_eq!(authorize_read(&none, "kpis"), Err(AuthError::NoTenant));
+        for bad in ["", "a/b", "../x", ".hidden", "a b", &"x".repeat(65)] {
+            let c = claims(vec![scope(READ, "*", Some(bad))]);
+            assert_eq!(
+                authorize_read(&c, "kpis"),
+                Err(AuthError::InvalidTenant),
+                "{bad}"
+            );
+        }
+        let two = claims(vec![
+            scope(READ, "*", Some("a")),
+            scope(READ, "kpis", Some("b")),
+        ]);
+        assert_eq!(
+            authorize_read(&two, "kpis"),
+            Err(AuthError::AmbiguousTenant)
+        );
+        assert_eq!(authorize_read(&two, "trend").unwrap().tenant.as_str(), "a");
+        let append_only = claims(vec![scope(APPEND, "*", Some("a"))]);
+        assert!(authorize_read(&append_only, "kpis").is_err());
+    }
+}

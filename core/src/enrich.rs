@@ -1,1 +1,488 @@
-//! (in progress)
+//! Enrichment: what the edge adds to an event, as pure functions.
+//!
+//! - Browser, OS and device class from the user agent, parsed with `woothee` (a maintained, table-driven
+//!   parser), plus bot rules for crawlers, headless browsers and HTTP libraries.
+//! - Source (referrer host), the five `utm_*` parameters, a normalised pathname and an `href` without
+//!   query parameters other than `utm_*`.
+//! - Geo from the edge (`request.cf`), falling back to the payload's `location`.
+//! - A payload with identifying keys (user agent, IP) removed and URLs stripped like `href`.
+
+use serde_json::{Map, Value};
+
+/// Longest pathname kept; longer ones are cut.
+const MAX_PATH: usize = 512;
+/// Longest dimension value (source, UTM fields) kept.
+const MAX_DIM: usize = 200;
+/// Payload keys that identify a person or device and are never stored.
+const DROPPED_KEYS: &[&str] = &[
+    "user-agent",
+    "useragent",
+    "user_agent",
+    "ua",
+    "ip",
+    "ip_address",
+    "ipaddress",
+    "remote_addr",
+    "x-forwarded-for",
+];
+/// Lower-case user-agent fragments that mark automated traffic woothee does not classify as a crawler.
+const BOT_MARKERS: &[&str] = &[
+    "bot",
+    "crawl",
+    "spider",
+    "slurp",
+    "headless",
+    "phantomjs",
+    "puppeteer",
+    "playwright",
+    "selenium",
+    "lighthouse",
+    "pagespeed",
+    "curl/",
+    "wget",
+    "python-",
+    "python/",
+    "aiohttp",
+    "httpx",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "axios",
+    "node-fetch",
+    "undici",
+    "libwww",
+    "scrapy",
+    "facebookexternalhit",
+    "preview",
+    "monitor",
+    "uptime",
+    "pingdom",
+    "+http",
+];
+
+/// What the user agent says about the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// `chrome`, `firefox`, `safari`, `edge`, `opera`, `ie`, `samsung`, `yandex`, ... or `unknown`.
+    pub browser: String,
+    /// `windows`, `macos`, `ios`, `android`, `linux`, `chromeos`, ... or `unknown`.
+    pub os: String,
+    /// `desktop`, `mobile`, `tablet` or `bot`.
+    pub device: &'static str,
+    /// Crawler, headless browser or HTTP library.
+    pub is_bot: bool,
+}
+
+/// Classifies a user agent. An empty one is `unknown` but not a bot (server-side senders often omit it).
+pub fn client(ua: &str) -> Client {
+    let lower = ua.to_ascii_lowercase();
+    let parsed = woothee::parser::Parser::new().parse(ua);
+    let is_bot = parsed.as_ref().is_some_and(|r| r.category == "crawler")
+        || BOT_MARKERS.iter().any(|m| lower.contains(m));
+    let browser = browser(&lower, parsed.as_ref().map(|r| r.name));
+    let os = os(&lower, parsed.as_ref().map(|r| r.os));
+    let device = if is_bot {
+        "bot"
+    } else if lower.contains("ipad")
+        || lower.contains("tablet")
+        || (lower.contains("android") && !lower.contains("mobile"))
+    {
+        "tablet"
+    } else if parsed
+        .as_ref()
+        .is_some_and(|r| r.category == "smartphone" || r.category == "mobilephone")
+        || lower.contains("mobile")
+    {
+        "mobile"
+    } else {
+        "desktop"
+    };
+    Client {
+        browser,
+        os,
+        device,
+        is_bot,
+    }
+}
+
+fn browser(lower: &str, name: Option<&str>) -> String {
+    // Chromium derivatives that woothee reports as Chrome or Safari.
+    for (marker, name) in [
+        ("edg/", "edge"),
+        ("edga/", "edge"),
+        ("edgios/", "edge"),
+        ("opr/", "opera"),
+        ("samsungbrowser/", "samsung"),
+        ("yabrowser/", "yandex"),
+        ("fxios/", "firefox"),
+        ("crios/", "chrome"),
+    ] {
+        if lower.contains(marker) {
+            return name.to_owned();
+        }
+    }
+    match name {
+        Some("Internet Explorer") => "ie".to_owned(),
+        Some("Mobile Safari") | Some("Safari") => "safari".to_owned(),
+        Some(n) if !n.is_empty() && n != "UNKNOWN" => n.to_ascii_lowercase().replace(' ', "_"),
+        _ if lower.contains("chrome/") => "chrome".to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+fn os(lower: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) if n.starts_with("Windows") => "windows",
+        Some("Mac OSX") | Some("Mac OS") => "macos",
+        Some("iPhone") | Some("iPad") | Some("iPod") | Some("iOS") => "ios",
+        Some("Android") => "android",
+        Some("ChromeOS") => "chromeos",
+        Some("Linux") => "linux",
+        _ if lower.contains("android") => "android",
+        _ if lower.contains("iphone") || lower.contains("ipad") => "ios",
+        _ if lower.contains("cros") => "chromeos",
+        _ if lower.contains("mac os x") => "macos",
+        _ if lower.contains("linux") => "linux",
+        _ => "unknown",
+    }
+    .to_owned()
+}
+
+/// A parsed absolute URL: the parts enrichment needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url<'a> {
+    /// `https`, `http`, `android-app`, ...
+    pub scheme: &'a str,
+    /// Lower-cased host without port or credentials.
+    pub host: String,
+    /// Path as sent (may be empty).
+    pub path: &'a str,
+    /// Query string without `?` (may be empty).
+    pub query: &'a str,
+}
+
+/// Splits `scheme://[user@]host[:port]/path?query#fragment`; `None` for anything else.
+pub fn parse_url(raw: &str) -> Option<Url<'_>> {
+    let raw = raw.trim();
+    let (scheme, rest) = raw.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return None;
+    }
+    let rest = rest.split('#').next().unwrap_or_default();
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host_port.starts_with('[') {
+        host_port
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    Some(Url {
+        scheme,
+        host: host.to_ascii_lowercase(),
+        path,
+        query,
+    })
+}
+
+/// A host without a leading `www.` and without a trailing dot.
+pub fn bare_host(host: &str) -> &str {
+    let host = host.trim_end_matches('.');
+    host.strip_prefix("www.").unwrap_or(host)
+}
+
+/// Normalises a pathname: no query or fragment, a leading `/`, no trailing `/` (except the root), no
+/// repeated slashes, at most 512 bytes.
+pub fn normalize_path(raw: &str) -> String {
+    let raw = raw.split(['?', '#']).next().unwrap_or_default();
+    let mut out = String::with_capacity(raw.len() + 1);
+    for segment in raw.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    truncate(out, MAX_PATH)
+}
+
+/// The `utm_*` parameters of a page URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Utm {
+    /// `utm_source`.
+    pub source: String,
+    /// `utm_medium`.
+    pub medium: String,
+    /// `utm_campaign`.
+    pub campaign: String,
+    /// `utm_term`.
+    pub term: String,
+    /// `utm_content`.
+    pub content: String,
+}
+
+/// Reads the five `utm_*` parameters (first occurrence each, percent-decoded, trimmed).
+pub fn utm(query: &str) -> Utm {
+    let mut u = Utm::default();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let slot = match k.as_ref() {
+            "utm_source" => &mut u.source,
+            "utm_medium" => &mut u.medium,
+            "utm_campaign" => &mut u.campaign,
+            "utm_term" => &mut u.term,
+            "utm_content" => &mut u.content,
+            _ => continue,
+        };
+        if slot.is_empty() {
+            *slot = truncate(v.trim().to_owned(), MAX_DIM);
+        }
+    }
+    u
+}
+
+/// A URL without fragment and without query parameters other than `utm_*`: personal data often rides
+/// in query strings (`?email=`, reset tokens), so nothing else is kept.
+pub fn strip_url(raw: &str) -> String {
+    let Some(url) = parse_url(raw) else {
+        return String::new();
+    };
+    let mut out = format!("{}://{}{}", url.scheme, url.host, url.path);
+    let kept: Vec<(String, String)> = form_urlencoded::parse(url.query.as_bytes())
+        .filter(|(k, _)| k.starts_with("utm_"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish(),
+        );
+    }
+    truncate(out, 2 * MAX_PATH)
+}
+
+/// The traffic source for a referrer: its host without `www.`, or empty for direct traffic, a referrer
+/// that is not a URL, or one on the site itself (`site_host`).
+pub fn source(referrer: &str, site_host: &str) -> String {
+    let Some(url) = parse_url(referrer) else {
+        return String::new();
+    };
+    let host = bare_host(&url.host);
+    if host.is_empty() || host == bare_host(site_host) {
+        return String::new();
+    }
+    truncate(host.to_owned(), MAX_DIM)
+}
+
+/// Country, region and city.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Geo {
+    /// ISO 3166-1 alpha-2, upper case, or empty.
+    pub country: String,
+    /// Region name or code, or empty.
+    pub region: String,
+    /// City, or empty.
+    pub city: String,
+}
+
+/// Geo from the edge when it knows the country, else from the payload's `location`: flock.js sends an
+/// ISO-2 country string; Tinybird's fixtures a `{country, region, city}` object.
+pub fn geo(edge: &Geo, location: Option<&Value>) -> Geo {
+    let country_ok = |c: &str| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic());
+    if country_ok(&edge.country) {
+        return Geo {
+            country: edge.country.to_ascii_uppercase(),
+            region: truncate(edge.region.clone(), MAX_DIM),
+            city: truncate(edge.city.clone(), MAX_DIM),
+        };
+    }
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(|s| truncate(s.trim().to_owned(), MAX_DIM))
+            .unwrap_or_default()
+    };
+    let (country, region, city) = match location {
+        Some(Value::Object(o)) => (
+            text(o.get("country")),
+            text(o.get("region")),
+            text(o.get("city")),
+        ),
+        Some(v @ Value::String(_)) => (text(Some(v)), String::new(), String::new()),
+        _ => Default::default(),
+    };
+    if country_ok(&country) {
+        Geo {
+            country: country.to_ascii_uppercase(),
+            region,
+            city,
+        }
+    } else {
+        Geo::default()
+    }
+}
+
+/// The user agent a payload carries (`user-agent`, flock.js; `userAgent`, Tinybird's fixtures).
+pub fn payload_user_agent(payload: &Map<String, Value>) -> Option<&str> {
+    ["user-agent", "userAgent", "user_agent"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+/// The payload as stored: identifying keys removed (at the top level, where clients put them) and
+/// `href`/`referrer` stripped of query parameters other than `utm_*`.
+pub fn sanitize_payload(mut payload: Map<String, Value>) -> Map<String, Value> {
+    payload.retain(|k, _| !DROPPED_KEYS.contains(&k.to_ascii_lowercase().as_str()));
+    for key in ["href", "referrer", "url"] {
+        if let Some(Value::String(s)) = payload.get_mut(key) {
+            if !s.is_empty() {
+                *s = strip_url(s);
+            }
+        }
+    }
+    payload
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_agents() {
+        let cases = [
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", "chrome", "windows", "desktop", false),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "safari", "macos", "desktop", false),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "safari", "ios", "mobile", false),
+            ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "safari", "ios", "tablet", false),
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", "chrome", "android", "mobile", false),
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", "firefox", "linux", "desktop", false),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", "edge", "windows", "desktop", false),
+            ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "googlebot", "unknown", "bot", true),
+            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36", "chrome", "linux", "bot", true),
+            ("curl/8.5.0", "http_library", "unknown", "bot", true),
+            ("python-requests/2.32", "unknown", "unknown", "bot", true),
+            ("", "unknown", "unknown", "desktop", false),
+        ];
+        for (ua, browser, os, device, bot) in cases {
+            let c = client(ua);
+            assert_eq!(
+                (c.browser.as_str(), c.os.as_str(), c.device, c.is_bot),
+                (browser, os, device, bot),
+                "{ua}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_paths_and_sources() {
+        let u = parse_url("HTTPS://user@WWW.Example.com:8443/a/b?x=1&utm_source=n#top").unwrap();
+        assert_eq!(
+            (u.scheme, u.host.as_str(), u.path, u.query),
+            ("HTTPS", "www.example.com", "/a/b", "x=1&utm_source=n")
+        );
+        assert_eq!(parse_url("/relative"), None);
+        assert_eq!(parse_url("http://[::1]:80/x").unwrap().host, "::1");
+        for (raw, want) in [
+            ("", "/"),
+            ("/", "/"),
+            ("/a/", "/a"),
+            ("a//b/", "/a/b"),
+            ("/p?q=1#h", "/p"),
+            ("/x#/y", "/x"),
+        ] {
+            assert_eq!(normalize_path(raw), want, "{raw:?}");
+        }
+        assert_eq!(normalize_path(&"/x".repeat(400)).len(), 512);
+        assert_eq!(
+            source("https://www.google.com/search?q=x", "acme.example"),
+            "google.com"
+        );
+        assert_eq!(source("https://acme.example/other", "www.acme.example"), "");
+        assert_eq!(source("", "acme.example"), "");
+        assert_eq!(
+            source("android-app://com.google.android.gm/", "a.example"),
+            "com.google.android.gm"
+        );
+        assert_eq!(source("not a url", "a.example"), "");
+    }
+
+    #[test]
+    fn utm_and_stripping() {
+        let q = "utm_source=News%20letter&utm_medium=email&utm_campaign=nov+sale&utm_term=t&utm_content=c&utm_source=second&email=a%40b.c";
+        let u = utm(q);
+        assert_eq!(
+            (
+                u.source.as_str(),
+                u.medium.as_str(),
+                u.campaign.as_str(),
+                u.term.as_str(),
+                u.content.as_str()
+            ),
+            ("News letter", "email", "nov sale", "t", "c")
+        );
+        let s = strip_url("https://acme.example/p?email=a@b.c&utm_campaign=nov&token=x#frag");
+        assert_eq!(s, "https://acme.example/p?utm_campaign=nov");
+        assert_eq!(
+            strip_url("https://acme.example/p?email=a@b.c"),
+            "https://acme.example/p"
+        );
+        assert_eq!(strip_url("garbage"), "");
+    }
+
+    #[test]
+    fn geo_prefers_the_edge_then_the_payload() {
+        let edge = Geo {
+            country: "de".into(),
+            region: "Berlin".into(),
+            city: "Berlin".into(),
+        };
+        assert_eq!(geo(&edge, Some(&json!("US"))).country, "DE");
+        let none = Geo::default();
+        assert_eq!(
+            geo(&none, Some(&json!("us"))),
+            Geo {
+                country: "US".into(),
+                ..Geo::default()
+            }
+        );
+        let nested = json!({"country": "ES", "region": "Madrid", "city": "Madrid"});
+        assert_eq!(geo(&none, Some(&nested)).city, "Madrid");
+        assert_eq!(geo(&none, Some(&json!("Spain"))), Geo::default());
+        assert_eq!(geo(&none, None), Geo::default());
+    }
+
+    #[test]
+    fn payloads_lose_identifying_keys() {
+        let p = json!({"user-agent": "UA", "userAgent": "UA", "IP": "1.2.3.4", "href": "https://a.example/x?email=a@b.c&utm_medium=m",
+            "referrer": "https://g.example/?q=secret", "plan": "pro"});
+        let Value::Object(p) = p else { unreachable!() };
+        assert_eq!(payload_user_agent(&p), Some("UA"));
+        let out = Value::Object(sanitize_payload(p));
+        assert_eq!(
+            out,
+            json!({"href": "https://a.example/x?utm_medium=m", "referrer": "https://g.example/", "plan": "pro"})
+        );
+    }
+}

@@ -1,1 +1,642 @@
-//! (in progress)
+//! Ingest: an Events API request body in, enriched events and quarantined rows out.
+//!
+//! The body is NDJSON (one JSON object per line), a single JSON object (even pretty-printed), or a JSON
+//! array of objects, whatever the Content-Type. Each row is validated on its own: a bad row goes to
+//! quarantine with a reason and never takes the good rows of its request down. Only the body as a whole
+//! can fail ([`IngestError`]): too large, too many rows, or empty.
+//!
+//! The tenant comes from the token's grant, never from the row; the grant's other fixed parameters
+//! (`domain`) overwrite the row's too.
+
+use serde_json::{Map, Value};
+
+use crate::claims::AppendGrant;
+pub use crate::enrich::Geo;
+use crate::enrich::{self, bare_host, parse_url};
+use crate::event::{EnrichedEvent, QuarantineReason, Quarantined};
+use crate::identity::visitor_id;
+
+/// How far in the future an event may be stamped (client clock skew), in milliseconds.
+pub const MAX_FUTURE_MS: i64 = 3600 * 1000;
+/// How old an event may be (backfills from Tinybird are welcome), in milliseconds.
+pub const MAX_AGE_MS: i64 = 730 * 86_400 * 1000;
+/// Longest `action` name, in bytes.
+pub const MAX_ACTION_BYTES: usize = 100;
+/// How much of a quarantined row is kept, in bytes.
+const MAX_QUARANTINED_ROW: usize = 2048;
+
+/// Request limits; each has a clear 4xx error or quarantine reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body (413 above).
+    pub max_body_bytes: usize,
+    /// Most rows per request (413 above).
+    pub max_rows: usize,
+    /// Longest row (quarantined as `too_large` above).
+    pub max_line_bytes: usize,
+    /// Largest payload once serialised (quarantined as `too_large` above).
+    pub max_payload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_rows: 1000,
+            max_line_bytes: 64 * 1024,
+            max_payload_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// What the edge knows about the request besides its body.
+pub struct IngestContext<'a> {
+    /// The verified token's grant: the tenant and fixed fields.
+    pub grant: &'a AppendGrant,
+    /// Arrival time, UTC milliseconds (the default timestamp, and the reference for range checks).
+    pub now_ms: i64,
+    /// Client IP (`CF-Connecting-IP`); used for the visitor hash only, never stored.
+    pub ip: &'a str,
+    /// The request's `User-Agent`, used when the payload carries none; never stored.
+    pub header_user_agent: Option<&'a str>,
+    /// Geo from `request.cf`.
+    pub geo: &'a Geo,
+    /// Today's visitor salt.
+    pub salt: &'a [u8; 16],
+    /// Limits in force.
+    pub limits: &'a Limits,
+}
+
+/// The result of a request body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Accepted, enriched events (bots included, flagged).
+    pub events: Vec<EnrichedEvent>,
+    /// Rejected rows with reasons.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// Why a whole body was rejected (nothing of it is accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The body is over the byte limit (413).
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body has more rows than allowed (413).
+    TooManyRows {
+        /// The limit.
+        limit: usize,
+        /// Rows sent.
+        rows: usize,
+    },
+    /// No rows at all (400).
+    EmptyBody,
+}
+
+impl IngestError {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BodyTooLarge { .. } | Self::TooManyRows { .. } => 413,
+            Self::EmptyBody => 400,
+        }
+    }
+
+    /// What was wrong and what to do.
+    pub fn message(&self) -> String {
+        match self {
+            Self::BodyTooLarge { limit } => format!(
+                "request body too large: at most {limit} bytes per request; split the events into smaller batches"
+            ),
+            Self::TooManyRows { limit, rows } => format!(
+                "too many rows: {rows} sent, at most {limit} per request; split the events into smaller batches"
+            ),
+            Self::EmptyBody => {
+                "empty body: send one JSON event per line (NDJSON), e.g. {\"timestamp\":\"...\",\"action\":\"page_hit\",\"payload\":{...}}".into()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for IngestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for IngestError {}
+
+/// Validates, enriches and quarantines every row of `body`.
+pub fn process(body: &[u8], ctx: &IngestContext) -> Result<Outcome, IngestError> {
+    if body.len() > ctx.limits.max_body_bytes {
+        return Err(IngestError::BodyTooLarge {
+            limit: ctx.limits.max_body_bytes,
+        });
+    }
+    let rows = split_rows(body);
+    if rows.is_empty() {
+        return Err(IngestError::EmptyBody);
+    }
+    if rows.len() > ctx.limits.max_rows {
+        return Err(IngestError::TooManyRows {
+            limit: ctx.limits.max_rows,
+            rows: rows.len(),
+        });
+    }
+    let mut out = Outcome::default();
+    for (line, row) in rows {
+        match row_event(&row, ctx) {
+            Ok(e) => out.events.push(e),
+            Err(reason) => out.quarantined.push(Quarantined {
+                line,
+                reason,
+                row: redact(&row, ctx),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// A row as found in the body: a line's bytes, or an element of a JSON array / single object.
+enum Row<'a> {
+    Raw(&'a [u8]),
+    Parsed(Value, String),
+}
+
+/// Splits the body into numbered rows (1-based line numbers; array index + 1 for arrays).
+fn split_rows(body: &[u8]) -> Vec<(usize, Row<'_>)> {
+    let trimmed = body.trim_ascii();
+    if matches!(trimmed.first(), Some(b'{') | Some(b'[')) {
+        // A single (possibly pretty-printed) object or an array; NDJSON fails here and is split below.
+        match serde_json::from_slice::<Value>(trimmed) {
+            Ok(Value::Array(items)) => {
+                return items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let text = v.to_string();
+                        (i + 1, Row::Parsed(v, text))
+                    })
+                    .collect()
+            }
+            Ok(v @ Value::Object(_)) => {
+                let text = String::from_utf8_lossy(trimmed).into_owned();
+                return vec![(1, Row::Parsed(v, text))];
+            }
+            _ => {}
+        }
+    }
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_ascii()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| (i, Row::Raw(l)))
+        .collect()
+}
+
+fn row_event(row: &Row, ctx: &IngestContext) -> Result<EnrichedEvent, QuarantineReason> {
+    let parsed;
+    let value = match row {
+        Row::Raw(bytes) => {
+            if bytes.len() > ctx.limits.max_line_bytes {
+                return Err(QuarantineReason::TooLarge);
+            }
+            parsed = serde_json::from_slice::<Value>(bytes)
+                .map_err(|_| QuarantineReason::InvalidJson)?;
+            &parsed
+        }
+        Row::Parsed(v, text) => {
+            if text.len() > ctx.limits.max_line_bytes {
+                return Err(QuarantineReason::TooLarge);
+            }
+            v
+        }
+    };
+    let Value::Object(env) = value else {
+        return Err(QuarantineReason::InvalidJson);
+    };
+    let action = match env.get("action") {
+        Some(Value::String(a)) if !a.trim().is_empty() => a.trim(),
+        _ => return Err(QuarantineReason::MissingAction),
+    };
+    if action.len() > MAX_ACTION_BYTES || action.chars().any(char::is_control) {
+        return Err(QuarantineReason::InvalidAction);
+    }
+    let ts = match env.get("timestamp") {
+        None | Some(Value::Null) => ctx.now_ms,
+        Some(v) => crate::time::parse_timestamp(v).ok_or(QuarantineReason::InvalidTimestamp)?,
+    };
+    if ts > ctx.now_ms + MAX_FUTURE_MS || ts < ctx.now_ms - MAX_AGE_MS {
+        return Err(QuarantineReason::TimestampOutOfRange);
+    }
+    let payload = match env.get("payload") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(Value::String(s)) if s.trim().is_empty() => Map::new(),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(o)) => o,
+            _ => return Err(QuarantineReason::InvalidPayload),
+        },
+        Some(_) => return Err(QuarantineReason::InvalidPayload),
+    };
+    enrich_event(ctx, env, action, ts, payload)
+}
+
+fn enrich_event(
+    ctx: &IngestContext,
+    env: &Map<String, Value>,
+    action: &str,
+    ts: i64,
+    payload: Map<String, Value>,
+) -> Result<EnrichedEvent, QuarantineReason> {
+    fn text(v: Option<&Value>) -> &str {
+        v.and_then(Value::as_str).unwrap_or_default()
+    }
+    let href_raw = text(payload.get("href")).to_owned();
+    let href_url = parse_url(&href_raw);
+    let href_host = href_url
+        .as_ref()
+        .map(|u| u.host.clone())
+        .unwrap_or_default();
+    let domain = [
+        ctx.grant.fixed.get("domain").map(String::as_str),
+        Some(text(env.get("domain"))),
+        Some(href_host.as_str()),
+        Some(text(payload.get("domain"))),
+    ]
+    .into_iter()
+    .flatten()
+    .map(domain_name)
+    .find(|d| !d.is_empty())
+    .unwrap_or_default();
+    let pathname = match text(payload.get("pathname")) {
+        "" => enrich::normalize_path(href_url.as_ref().map(|u| u.path).unwrap_or("/")),
+        p => enrich::normalize_path(p),
+    };
+    let site = if href_host.is_empty() {
+        domain.as_str()
+    } else {
+        href_host.as_str()
+    };
+    let source = enrich::source(text(payload.get("referrer")), site);
+    let utm = enrich::utm(href_url.as_ref().map(|u| u.query).unwrap_or_default());
+    let ua = enrich::payload_user_agent(&payload)
+        .or(ctx.header_user_agent)
+        .unwrap_or_default()
+        .to_owned();
+    let client = enrich::client(&ua);
+    let geo = enrich::geo(ctx.geo, payload.get("location"));
+    let tenant = ctx.grant.tenant.as_str();
+    let visitor = visitor_id(ctx.salt, tenant, &domain, ctx.ip, &ua);
+    let session_id = match env.get("session_id") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => {
+            Some(s.trim().to_owned())
+        }
+        _ => None,
+    };
+    let locale: String = text(payload.get("locale")).chars().take(35).collect();
+    let payload = serde_json::to_string(&enrich::sanitize_payload(payload))
+        .map_err(|_| QuarantineReason::InvalidPayload)?;
+    if payload.len() > ctx.limits.max_payload_bytes {
+        return Err(QuarantineReason::TooLarge);
+    }
+    Ok(EnrichedEvent {
+        ts,
+        tenant_id: tenant.to_owned(),
+        domain,
+        action: action.to_owned(),
+        session_id,
+        visitor_id: visitor,
+        pathname,
+        href: enrich::strip_url(&href_raw),
+        source,
+        utm_source: utm.source,
+        utm_medium: utm.medium,
+        utm_campaign: utm.campaign,
+        utm_term: utm.term,
+        utm_content: utm.content,
+        browser: client.browser,
+        os: client.os,
+        device: client.device.to_owned(),
+        is_bot: client.is_bot,
+        country: geo.country,
+        region: geo.region,
+        city: geo.city,
+        locale,
+        payload,
+    })
+}
+
+/// A site domain as stored: lower case, no scheme, port, path or leading `www.`, at most 253 bytes.
+fn domain_name(raw: &str) -> String {
+    let raw = raw.trim();
+    let host = match parse_url(raw) {
+        Some(u) => u.host,
+        None => raw
+            .split(['/', ':', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+    };
+    let host = bare_host(&host);
+    if host.len() > 253
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return String::new();
+    }
+    host.to_owned()
+}
+
+/// A quarantined row as kept: bounded, with the IP, the user agent and any `user-agent` value removed.
+fn redact(row: &Row, ctx: &IngestContext) -> String {
+    let text = match row {
+        Row::Raw(b) => {
+            String::from_utf8_lossy(&b[..b.len().min(4 * MAX_QUARANTINED_ROW)]).into_owned()
+        }
+        Row::Parsed(_, t) => t.chars().take(4 * MAX_QUARANTINED_ROW).collect(),
+    };
+    let mut text = redact_user_agent_values(&text);
+    for secret in [Some(ctx.ip), ctx.header_user_agent].into_iter().flatten() {
+        if secret.len() >= 4 {
+            text = text.replace(secret, "[redacted]");
+        }
+    }
+    let mut end = text.len().min(MAX_QUARANTINED_ROW);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+/// Replaces the string value after any user-agent key (`user-agent`, `userAgent`, `user_agent`, in
+/// plain or escaped JSON) with `[redacted]`, without needing the row to parse.
+fn redact_user_agent_values(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    while let Some(found) = ["user-agent", "useragent", "user_agent"]
+        .iter()
+        .filter_map(|k| lower[pos..].find(k).map(|i| (pos + i, k.len())))
+        .min()
+    {
+        let (start, len) = found;
+        let after_key = start + len;
+        // Skip the key's closing quote, the colon and the value's opening quote (maybe escaped).
+        let bytes = text.as_bytes();
+        let mut i = after_key;
+        while i < bytes.len() && b"\\\": ".contains(&bytes[i]) {
+            i += 1;
+        }
+        let value_start = i;
+        while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\\' {
+            i += 1;
+        }
+        out.push_str(&text[pos..value_start]);
+        if i > value_start {
+            out.push_str("[redacted]");
+        }
+        pos = i;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{authorize_append, Claims, Scope};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    const NOW: i64 = 1_755_081_662_000;
+    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) ProbeAgent/1 Chrome/131.0.0.0 Safari/537.36";
+
+    fn grant(tenant: &str, domain: Option<&str>) -> AppendGrant {
+        let mut fixed = BTreeMap::from([("tenant_id".to_owned(), tenant.to_owned())]);
+        if let Some(d) = domain {
+            fixed.insert("domain".into(), d.into());
+        }
+        let claims = Claims {
+            workspace_id: None,
+            name: None,
+            exp: 0,
+            nbf: None,
+            scopes: vec![Scope {
+                kind: "DATASOURCES:APPEND".into(),
+                resource: Some("analytics_events".into()),
+                fixed_params: fixed,
+            }],
+            rps: None,
+        };
+        authorize_append(&claims, "analytics_events").unwrap()
+    }
+
+    fn run(body: &str, g: &AppendGrant) -> Result<Outcome, IngestError> {
+        let geo = Geo {
+            country: "DE".into(),
+            region: "BE".into(),
+            city: "Berlin".into(),
+        };
+        let limits = Limits::default();
+        let ctx = IngestContext {
+            grant: g,
+            now_ms: NOW,
+            ip: "203.0.113.9",
+            header_user_agent: Some("node"),
+            geo: &geo,
+            salt: &[1; 16],
+            limits: &limits,
+        };
+        process(body.as_bytes(), &ctx)
+    }
+
+    fn flock_hit(tenant: &str, path: &str, stringify: bool) -> String {
+        let payload = json!({"user-agent": UA, "locale": "en-US", "location": "US", "referrer": "https://www.google.com/",
+            "pathname": path, "href": format!("https://www.acme.example{path}?utm_source=news&email=a@b.c#top"), "plan": "pro"});
+        json!({"timestamp": "2025-08-13T10:41:02.123Z", "action": "page_hit", "version": "1", "session_id": "s1",
+            "tenant_id": tenant, "domain": "", "payload": if stringify { json!(payload.to_string()) } else { payload }})
+        .to_string()
+    }
+
+    #[test]
+    fn a_flock_page_hit_is_enriched() {
+        let out = run(&flock_hit("acme", "/pricing/", true), &grant("acme", None)).unwrap();
+        assert!(out.quarantined.is_empty());
+        let e = &out.events[0];
+        assert_eq!(
+            (e.tenant_id.as_str(), e.domain.as_str(), e.pathname.as_str()),
+            ("acme", "acme.example", "/pricing")
+        );
+        assert_eq!(e.ts, 1_755_081_662_123);
+        assert_eq!(e.href, "https://www.acme.example/pricing/?utm_source=news");
+        assert_eq!(
+            (e.source.as_str(), e.utm_source.as_str()),
+            ("google.com", "news")
+        );
+        assert_eq!(
+            (
+                e.browser.as_str(),
+                e.os.as_str(),
+                e.device.as_str(),
+                e.is_bot
+            ),
+            ("chrome", "linux", "desktop", false)
+        );
+        assert_eq!((e.country.as_str(), e.city.as_str()), ("DE", "Berlin"));
+        assert_eq!(e.session_id.as_deref(), Some("s1"));
+        assert_eq!(e.locale, "en-US");
+        assert!(
+            !e.payload.contains("ProbeAgent") && !e.payload.contains("email"),
+            "{}",
+            e.payload
+        );
+        assert!(e.payload.contains("\"plan\":\"pro\""));
+        let object_payload =
+            run(&flock_hit("acme", "/pricing/", false), &grant("acme", None)).unwrap();
+        assert_eq!(object_payload.events[0], out.events[0]);
+    }
+
+    #[test]
+    fn the_token_tenant_and_domain_win() {
+        let out = run(
+            &flock_hit("victim", "/", true),
+            &grant("attacker", Some("attacker.example")),
+        )
+        .unwrap();
+        assert_eq!(out.events[0].tenant_id, "attacker");
+        assert_eq!(out.events[0].domain, "attacker.example");
+    }
+
+    #[test]
+    fn bad_rows_are_quarantined_with_reasons_and_good_rows_survive() {
+        let good = flock_hit("acme", "/", true);
+        let body = [
+            good.as_str(),
+            "{not json",
+            r#"{"timestamp":"yesterday-ish","action":"page_hit"}"#,
+            r#"{"payload":"{}"}"#,
+            r#"{"action":"x","payload":"[1]"}"#,
+            r#"{"action":"x","payload":7}"#,
+            r#"{"action":"x","timestamp":"2999-01-01T00:00:00Z"}"#,
+            "[1,2]",
+            "",
+            &good,
+        ]
+        .join("\n");
+        let out = run(&body, &grant("acme", None)).unwrap();
+        assert_eq!(out.events.len(), 2);
+        let reasons: Vec<(usize, &str)> = out
+            .quarantined
+            .iter()
+            .map(|q| (q.line, q.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (2, "invalid_json"),
+                (3, "invalid_timestamp"),
+                (4, "missing_action"),
+                (5, "invalid_payload"),
+                (6, "invalid_payload"),
+                (7, "timestamp_out_of_range"),
+                (8, "invalid_json")
+            ]
+        );
+    }
+
+    #[test]
+    fn single_objects_arrays_and_crlf_are_accepted() {
+        let g = grant("acme", None);
+        let pretty = serde_json::to_string_pretty(
+            &serde_json::from_str::<Value>(&flock_hit("a", "/", true)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(run(&pretty, &g).unwrap().events.len(), 1);
+        let array = format!(
+            "[{},{}]",
+            flock_hit("a", "/", true),
+            flock_hit("a", "/b", true)
+        );
+        assert_eq!(run(&array, &g).unwrap().events.len(), 2);
+        let crlf = format!(
+            "{}\r\n{}\r\n",
+            flock_hit("a", "/", true),
+            flock_hit("a", "/b", true)
+        );
+        assert_eq!(run(&crlf, &g).unwrap().events.len(), 2);
+        let minimal = run(r#"{"action":"signup"}"#, &g).unwrap();
+        assert_eq!(
+            (minimal.events[0].ts, minimal.events[0].pathname.as_str()),
+            (NOW, "/")
+        );
+    }
+
+    #[test]
+    fn body_limits() {
+        let g = grant("acme", None);
+        assert_eq!(run("  \n \n", &g), Err(IngestError::EmptyBody));
+        let many = vec![r#"{"action":"x"}"#; 1001].join("\n");
+        assert_eq!(run(&many, &g).unwrap_err().status(), 413);
+        let huge = "x".repeat(1024 * 1024 + 1);
+        assert_eq!(run(&huge, &g).unwrap_err().status(), 413);
+        let long_line = format!(
+            r#"{{"action":"x","payload":{{"k":"{}"}}}}"#,
+            "y".repeat(70 * 1024)
+        );
+        assert_eq!(
+            run(&long_line, &g).unwrap().quarantined[0].reason,
+            QuarantineReason::TooLarge
+        );
+        let big_payload = format!(
+            r#"{{"action":"x","payload":{{"k":"{}"}}}}"#,
+            "y".repeat(17 * 1024)
+        );
+        assert_eq!(
+            run(&big_payload, &g).unwrap().quarantined[0].reason,
+            QuarantineReason::TooLarge
+        );
+        let long_action = format!(r#"{{"action":"{}"}}"#, "a".repeat(101));
+        assert_eq!(
+            run(&long_action, &g).unwrap().quarantined[0].reason,
+            QuarantineReason::InvalidAction
+        );
+    }
+
+    #[test]
+    fn quarantined_rows_keep_no_user_agent_or_ip() {
+        let row = format!(
+            r#"{{"action":"x","timestamp":"bad","payload":"{{\"user-agent\":\"{UA}\",\"ip\":\"203.0.113.9\"}}"}}"#
+        );
+        let out = run(
+            &format!("{row}\n{{broken \"userAgent\": \"{UA}\""),
+            &grant("acme", None),
+        )
+        .unwrap();
+        for q in &out.quarantined {
+            assert!(
+                !q.row.contains("ProbeAgent") && !q.row.contains("203.0.113.9"),
+                "{}",
+                q.row
+            );
+            assert!(q.row.contains("[redacted]"));
+        }
+    }
+
+    #[test]
+    fn bots_are_flagged_and_visitors_differ_by_ua() {
+        let g = grant("acme", None);
+        let bot = json!({"action": "page_hit", "payload": {"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}});
+        assert!(run(&bot.to_string(), &g).unwrap().events[0].is_bot);
+        let a = run(&flock_hit("a", "/", true), &g).unwrap().events[0]
+            .visitor_id
+            .clone();
+        let other_ua = flock_hit("a", "/", true).replace("ProbeAgent", "OtherAgent");
+        assert_ne!(a, run(&other_ua, &g).unwrap().events[0].visitor_id);
+    }
+}

@@ -29,7 +29,10 @@ pub fn batch_guard(batch_id: &str, now_secs: i64) -> Statement {
 
 /// The statement that tells whether a batch was already applied (returns one row if so).
 pub fn batch_applied(batch_id: &str) -> Statement {
-    Statement::new("SELECT 1 AS applied FROM applied_batches WHERE batch_id = ?", vec![batch_id.into()])
+    Statement::new(
+        "SELECT 1 AS applied FROM applied_batches WHERE batch_id = ?",
+        vec![batch_id.into()],
+    )
 }
 
 #[derive(Default)]
@@ -79,7 +82,9 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
             *bots.entry((&e.tenant_id, day_string(ts))).or_default() += 1;
             continue;
         }
-        let action = actions.entry((&e.tenant_id, &e.domain, &e.action)).or_insert((Span::default(), ""));
+        let action = actions
+            .entry((&e.tenant_id, &e.domain, &e.action))
+            .or_insert((Span::default(), ""));
         if action.0.count == 0 || ts >= action.0.last {
             action.1 = &e.payload;
         }
@@ -88,7 +93,9 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
         if !e.is_page_hit() {
             continue;
         }
-        let Some(session) = e.session_id.as_deref() else { continue };
+        let Some(session) = e.session_id.as_deref() else {
+            continue;
+        };
         let s = sessions.entry((&e.tenant_id, session)).or_default();
         if s.first.is_none_or(|f| e.ts < f.ts) {
             s.first = Some(e);
@@ -98,7 +105,9 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
         }
         s.pageviews += 1;
 
-        let p = pages.entry((&e.tenant_id, session, &e.pathname)).or_insert((&e.domain, Span::default()));
+        let p = pages
+            .entry((&e.tenant_id, session, &e.pathname))
+            .or_insert((&e.domain, Span::default()));
         p.1.add(ts);
 
         let dims = [
@@ -112,17 +121,30 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
             &e.utm_source,
             &e.utm_medium,
         ];
-        *cube.entry((&e.tenant_id, (&e.utm_campaign, ts - ts.rem_euclid(3600), dims))).or_default() += 1;
+        *cube
+            .entry((
+                &e.tenant_id,
+                (&e.utm_campaign, ts - ts.rem_euclid(3600), dims),
+            ))
+            .or_default() += 1;
 
         if ts > now_secs - ACTIVE_WINDOW_SECS {
-            minutes.insert((&e.tenant_id, ts - ts.rem_euclid(60), &e.domain, session), ());
+            minutes.insert(
+                (&e.tenant_id, ts - ts.rem_euclid(60), &e.domain, session),
+                (),
+            );
         }
-        domains.entry((&e.tenant_id, &e.domain)).or_default().add(ts);
+        domains
+            .entry((&e.tenant_id, &e.domain))
+            .or_default()
+            .add(ts);
     }
 
     let mut out = Vec::new();
     for ((tenant, key), s) in &sessions {
-        let (Some(first), Some(last)) = (s.first, s.last) else { continue };
+        let (Some(first), Some(last)) = (s.first, s.last) else {
+            continue;
+        };
         out.push(session_upsert(tenant, key, first, last, s.pageviews));
     }
     for ((tenant, session, pathname), (domain, span)) in &pages {
@@ -179,7 +201,13 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
     out
 }
 
-fn session_upsert(tenant: &str, key: &str, first: &EnrichedEvent, last: &EnrichedEvent, pageviews: i64) -> Statement {
+fn session_upsert(
+    tenant: &str,
+    key: &str,
+    first: &EnrichedEvent,
+    last: &EnrichedEvent,
+    pageviews: i64,
+) -> Statement {
     // SQLite evaluates every SET expression against the row as it was, so the CASEs compare with the
     // old first_ts/last_ts whatever their order. Session attributes come from its first page hit.
     Statement::new(
@@ -224,7 +252,11 @@ fn session_upsert(tenant: &str, key: &str, first: &EnrichedEvent, last: &Enriche
 }
 
 /// Counts of quarantined rows per tenant, day (of receipt) and reason.
-pub fn quarantine_statements(tenant: &str, received_secs: i64, rows: &[Quarantined]) -> Vec<Statement> {
+pub fn quarantine_statements(
+    tenant: &str,
+    received_secs: i64,
+    rows: &[Quarantined],
+) -> Vec<Statement> {
     let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
     for q in rows {
         *counts.entry(q.reason.as_str()).or_default() += 1;
@@ -256,7 +288,10 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
     ];
     for (table, col) in ranged {
         if full {
-            out.push(Statement::new(format!("DELETE FROM {table} WHERE tenant_id = ?"), vec![tenant.into()]));
+            out.push(Statement::new(
+                format!("DELETE FROM {table} WHERE tenant_id = ?"),
+                vec![tenant.into()],
+            ));
         } else {
             out.push(Statement::new(
                 format!("DELETE FROM {table} WHERE tenant_id = ? AND {col} >= ? AND {col} < ?"),
@@ -266,12 +301,19 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
     }
     if full {
         for table in ["domains", "actions", "bot_hits_daily"] {
-            out.push(Statement::new(format!("DELETE FROM {table} WHERE tenant_id = ?"), vec![tenant.into()]));
+            out.push(Statement::new(
+                format!("DELETE FROM {table} WHERE tenant_id = ?"),
+                vec![tenant.into()],
+            ));
         }
     } else {
         out.push(Statement::new(
             "DELETE FROM bot_hits_daily WHERE tenant_id = ? AND day >= ? AND day < ?",
-            vec![tenant.into(), day_string(from_secs).into(), day_string(to_secs).into()],
+            vec![
+                tenant.into(),
+                day_string(from_secs).into(),
+                day_string(to_secs).into(),
+            ],
         ));
     }
     out

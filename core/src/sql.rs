@@ -49,6 +49,9 @@ pub struct Statement {
 impl Statement {
     /// A statement from SQL text and its binds.
     pub fn new(sql: impl Into<String>, binds: Vec<SqlValue>) -> Self {
-        Self { sql: sql.into(), binds }
+        Self {
+            sql: sql.into(),
+            binds,
+        }
     }
 }

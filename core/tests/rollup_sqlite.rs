@@ -7,13 +7,15 @@ use starling_core::sql::{SqlValue, Statement};
 
 fn db() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
     files.sort();
     for f in files {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap()).unwrap();
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
     }
     conn
 }
@@ -50,7 +52,11 @@ fn hit(session: &str, ts_secs: i64, path: &str) -> EnrichedEvent {
         visitor_id: format!("v-{session}"),
         pathname: path.into(),
         href: format!("https://acme.example{path}"),
-        source: if path == "/" { "google.com".into() } else { String::new() },
+        source: if path == "/" {
+            "google.com".into()
+        } else {
+            String::new()
+        },
         utm_source: String::new(),
         utm_medium: String::new(),
         utm_campaign: String::new(),
@@ -74,8 +80,22 @@ const T0: i64 = 1_763_000_000 - 1_763_000_000 % 3600;
 fn sessions_merge_across_batches_in_any_order() {
     let mut conn = db();
     // The later half of the session arrives first.
-    run(&mut conn, &statements_for(&[hit("s1", T0 + 600, "/pricing"), hit("s1", T0 + 900, "/signup")], T0)).unwrap();
-    run(&mut conn, &statements_for(&[hit("s1", T0, "/"), hit("s1", T0 + 60, "/pricing")], T0)).unwrap();
+    run(
+        &mut conn,
+        &statements_for(
+            &[
+                hit("s1", T0 + 600, "/pricing"),
+                hit("s1", T0 + 900, "/signup"),
+            ],
+            T0,
+        ),
+    )
+    .unwrap();
+    run(
+        &mut conn,
+        &statements_for(&[hit("s1", T0, "/"), hit("s1", T0 + 60, "/pricing")], T0),
+    )
+    .unwrap();
     let (first, last, pv, entry, exit, source): (i64, i64, i64, String, String, String) = conn
         .query_row(
             "SELECT first_ts, last_ts, pageviews, entry_path, exit_path, source FROM sessions WHERE session_key = 's1'",
@@ -85,9 +105,24 @@ fn sessions_merge_across_batches_in_any_order() {
         .unwrap();
     assert_eq!((first, last, pv), (T0, T0 + 900, 4));
     assert_eq!((entry.as_str(), exit.as_str()), ("/", "/signup"));
-    assert_eq!(source, "google.com", "session attributes come from the first hit, whenever it arrives");
-    assert_eq!(count(&conn, "SELECT count(*) FROM page_visits WHERE session_key = 's1'"), 3);
-    assert_eq!(count(&conn, "SELECT hits FROM page_visits WHERE session_key = 's1' AND pathname = '/pricing'"), 2);
+    assert_eq!(
+        source, "google.com",
+        "session attributes come from the first hit, whenever it arrives"
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM page_visits WHERE session_key = 's1'"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT hits FROM page_visits WHERE session_key = 's1' AND pathname = '/pricing'"
+        ),
+        2
+    );
     assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 4);
     assert_eq!(count(&conn, "SELECT total_hits FROM domains"), 4);
 }
@@ -96,7 +131,10 @@ fn sessions_merge_across_batches_in_any_order() {
 fn a_batch_applied_twice_counts_once() {
     let mut conn = db();
     let mut statements = vec![batch_guard("b-1", T0)];
-    statements.extend(statements_for(&[hit("s1", T0, "/"), hit("s2", T0 + 5, "/")], T0));
+    statements.extend(statements_for(
+        &[hit("s1", T0, "/"), hit("s2", T0 + 5, "/")],
+        T0,
+    ));
     run(&mut conn, &statements).unwrap();
     let again = run(&mut conn, &statements);
     assert!(again.is_err(), "the guard's primary key rejects a replay");
@@ -130,7 +168,11 @@ fn custom_events_feed_actions_only() {
     run(&mut conn, &statements_for(&[e, older], T0)).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 0);
     let (total, payload): (i64, String) = conn
-        .query_row("SELECT total, last_payload FROM actions WHERE action = 'add_to_cart'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT total, last_payload FROM actions WHERE action = 'add_to_cart'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((total, payload.as_str()), (2, r#"{"sku":"A1"}"#));
 }
@@ -140,12 +182,53 @@ fn partial_rebuild_reset_deletes_only_the_range_and_tenant() {
     let mut conn = db();
     let mut other = hit("o1", T0, "/");
     other.tenant_id = "other".into();
-    run(&mut conn, &statements_for(&[hit("s1", T0, "/"), hit("s2", T0 + 86_400, "/"), other], T0)).unwrap();
-    run(&mut conn, &rebuild_reset("acme", T0 - T0 % 86_400, T0 - T0 % 86_400 + 86_400, false)).unwrap();
-    assert_eq!(count(&conn, "SELECT count(*) FROM sessions WHERE tenant_id = 'acme'"), 1);
-    assert_eq!(count(&conn, "SELECT count(*) FROM sessions WHERE tenant_id = 'other'"), 1);
+    run(
+        &mut conn,
+        &statements_for(
+            &[hit("s1", T0, "/"), hit("s2", T0 + 86_400, "/"), other],
+            T0,
+        ),
+    )
+    .unwrap();
+    run(
+        &mut conn,
+        &rebuild_reset("acme", T0 - T0 % 86_400, T0 - T0 % 86_400 + 86_400, false),
+    )
+    .unwrap();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM sessions WHERE tenant_id = 'acme'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM sessions WHERE tenant_id = 'other'"
+        ),
+        1
+    );
     run(&mut conn, &rebuild_reset("acme", 0, 0, true)).unwrap();
-    assert_eq!(count(&conn, "SELECT count(*) FROM sessions WHERE tenant_id = 'acme'"), 0);
-    assert_eq!(count(&conn, "SELECT count(*) FROM domains WHERE tenant_id = 'acme'"), 0);
-    assert_eq!(count(&conn, "SELECT count(*) FROM domains WHERE tenant_id = 'other'"), 1);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM sessions WHERE tenant_id = 'acme'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM domains WHERE tenant_id = 'acme'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM domains WHERE tenant_id = 'other'"
+        ),
+        1
+    );
 }

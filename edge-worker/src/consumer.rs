@@ -18,7 +18,11 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     let messages = match batch.messages() {
         Ok(m) => m,
         Err(e) => {
-            crate::log::event("error", "queue_decode", &serde_json::json!({ "error": e.to_string() }));
+            crate::log::event(
+                "error",
+                "queue_decode",
+                &serde_json::json!({ "error": e.to_string() }),
+            );
             batch.retry_all();
             return;
         }
@@ -51,7 +55,10 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
 /// Applies one batch. Returns `"applied"` or `"duplicate"` (already applied earlier).
 pub async fn apply(mut batch: QueueBatch, env: &Env) -> Result<&'static str> {
     let db = d1::db(env)?;
-    if !d1::rows(&db, &rollup::batch_applied(&batch.batch_id)).await?.is_empty() {
+    if !d1::rows(&db, &rollup::batch_applied(&batch.batch_id))
+        .await?
+        .is_empty()
+    {
         return Ok("duplicate");
     }
     let prior = prior_sessions(&db, &batch).await?;
@@ -71,11 +78,19 @@ pub async fn apply(mut batch: QueueBatch, env: &Env) -> Result<&'static str> {
     let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
     let mut statements = vec![rollup::batch_guard(&batch.batch_id, now_secs)];
     statements.extend(rollup::statements_for(&batch.events, now_secs));
-    statements.extend(rollup::quarantine_statements(&batch.tenant_id, received_secs, &batch.quarantined));
+    statements.extend(rollup::quarantine_statements(
+        &batch.tenant_id,
+        received_secs,
+        &batch.quarantined,
+    ));
     match d1::run_atomic(&db, &statements).await {
         Ok(()) => Ok("applied"),
         // A concurrent delivery of the same batch may have won the race: then this one is a duplicate.
-        Err(e) if !d1::rows(&db, &rollup::batch_applied(&batch.batch_id)).await?.is_empty() => {
+        Err(e)
+            if !d1::rows(&db, &rollup::batch_applied(&batch.batch_id))
+                .await?
+                .is_empty() =>
+        {
             let _ = e;
             Ok("duplicate")
         }
@@ -84,7 +99,10 @@ pub async fn apply(mut batch: QueueBatch, env: &Env) -> Result<&'static str> {
 }
 
 /// The latest known session of each visitor in the batch that arrived without a client session id.
-async fn prior_sessions(db: &D1Database, batch: &QueueBatch) -> Result<HashMap<String, (String, i64)>> {
+async fn prior_sessions(
+    db: &D1Database,
+    batch: &QueueBatch,
+) -> Result<HashMap<String, (String, i64)>> {
     let mut visitors: Vec<&str> = batch
         .events
         .iter()

@@ -56,7 +56,7 @@ impl ApiError {
                 "missing token: pass it as ?token=<jwt> or in an 'Authorization: Bearer <jwt>' header".into()
             }
             Self::Token(e) => e.message().into(),
-            Self::Auth(e) => e.message().into(),
+            Self::Auth(e) => e.message(),
             Self::Ingest(e) => e.message(),
             Self::Query(e) => e.message(),
             Self::BadRequest(m) => m.clone(),
@@ -76,9 +76,11 @@ impl ApiError {
     }
 
     /// The JSON response.
-    pub fn into_response(&self) -> Response {
+    pub fn to_response(&self) -> Response {
         let body = serde_json::json!({ "error": self.message() });
-        let mut resp = Response::from_json(&body).expect("json response").with_status(self.status());
+        let mut resp = Response::from_json(&body)
+            .expect("json response")
+            .with_status(self.status());
         if let Self::Unavailable(_) = self {
             let _ = resp.headers_mut().set("Retry-After", "1");
         }

@@ -15,7 +15,9 @@ mod routes;
 mod store;
 mod timezone;
 
-use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{
+    event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -23,7 +25,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 #[event(queue)]
-async fn queue(batch: MessageBatch<starling_core::event::QueueBatch>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(
+    batch: MessageBatch<starling_core::event::QueueBatch>,
+    env: Env,
+    _ctx: Context,
+) -> Result<()> {
     consumer::consume(batch, &env).await;
     // Never return Err: in worker 0.8.7 that panics in the macro and resets the instance; failures are
     // retried per message inside `consume`.

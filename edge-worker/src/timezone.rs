@@ -34,7 +34,9 @@ pub fn resolve(name: Option<&str>) -> Option<IntlZone> {
         .and_then(|v| wasm_bindgen::JsCast::dyn_into(v).ok())?;
     let args = Array::of2(&"en-US".into(), &options);
     let format = Reflect::construct(&ctor, &args).ok()?;
-    Some(IntlZone { format: Some(wasm_bindgen::JsCast::unchecked_into(format)) })
+    Some(IntlZone {
+        format: Some(wasm_bindgen::JsCast::unchecked_into(format)),
+    })
 }
 
 impl TimeZone for IntlZone {
@@ -44,9 +46,15 @@ impl TimeZone for IntlZone {
         let parts = format.format_to_parts(&date);
         let mut f = [0i64; 6]; // year, month, day, hour, minute, second
         for part in parts.iter() {
-            let kind = Reflect::get(&part, &"type".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
-            let value: i64 =
-                Reflect::get(&part, &"value".into()).ok().and_then(|v| v.as_string()).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let kind = Reflect::get(&part, &"type".into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default();
+            let value: i64 = Reflect::get(&part, &"value".into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let slot = match kind.as_str() {
                 "year" => 0,
                 "month" => 1,

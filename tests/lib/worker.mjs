@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { mint } from '../../scripts/token.mjs';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -17,6 +18,32 @@ const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLAR
 async function freePort() {
   return new Promise((res) => {
     const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+  });
+}
+
+/**
+ * fetch-like HTTP call on a fresh connection. The tests block the event loop in `wrangler d1 execute`
+ * (execFileSync); a pooled keep-alive socket closed by the server meanwhile would fail the next fetch.
+ */
+export function httpCall(url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        resolve({
+          status: res.statusCode,
+          headers: { get: (name) => res.headers[name.toLowerCase()] ?? null, raw: res.headers },
+          text: async () => text,
+          json: async () => JSON.parse(text),
+          body: text,
+        });
+      });
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
   });
 }
 
@@ -47,18 +74,18 @@ export async function startWorker({ extraArgs = [], config } = {}) {
     base, dir, signingKey, adminToken,
     logs: () => output,
     token: (tenant, kind = 'tracker', opts = {}) => mint({ tenant, kind, key: signingKey, ...opts }),
-    fetch: (path, init) => fetch(base + path, init),
+    fetch: (path, init) => httpCall(base + path, init),
     async post(path, body, { token, headers = {} } = {}) {
       const h = { ...headers };
       if (token) h.Authorization = `Bearer ${token}`;
-      const r = await fetch(base + path, { method: 'POST', body, headers: h });
-      const text = await r.text();
+      const r = await httpCall(base + path, { method: 'POST', body, headers: h });
+      const text = r.body;
       let json; try { json = JSON.parse(text); } catch { json = undefined; }
       return { status: r.status, json, text, headers: r.headers };
     },
     async admin(path, { method = 'POST', body } = {}) {
-      const r = await fetch(base + path, { method, body, headers: { Authorization: `Bearer ${adminToken}` } });
-      const text = await r.text();
+      const r = await httpCall(base + path, { method, body, headers: { Authorization: `Bearer ${adminToken}` } });
+      const text = r.body;
       let json; try { json = JSON.parse(text); } catch { json = undefined; }
       return { status: r.status, json, text };
     },
@@ -86,6 +113,7 @@ export async function startWorker({ extraArgs = [], config } = {}) {
       return files.map((p) => ({ path: p, bytes: readFileSync(p) }));
     },
     async stop() {
+      if (process.env.STARLING_TEST_LOGS) process.stderr.write(`--- wrangler dev output ---\n${output}\n`);
       try { process.kill(-child.pid, 'SIGTERM'); } catch {}
       await new Promise((r) => setTimeout(r, 300));
       try { process.kill(-child.pid, 'SIGKILL'); } catch {}

@@ -9,8 +9,8 @@
 //! - `POST /v0/admin/batches?tenant_id=T` applies a queue batch (JSON body, e.g. from the dead-letter
 //!   queue) exactly as the consumer would: idempotent, a batch already applied changes nothing.
 
-use starling_core::rollup;
 use starling_core::event::QueueBatch;
+use starling_core::rollup;
 use starling_core::time::{day_string, parse_day};
 use worker::{Env, Method, Request, Response};
 
@@ -23,7 +23,11 @@ use crate::{consumer, env};
 const STATEMENTS_PER_BATCH: usize = 200;
 
 /// Routes an admin request after checking the admin token.
-pub async fn handle(mut req: Request, env: &Env, outcome: &mut Outcome) -> Result<Response, ApiError> {
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
     authorize(&req, env)?;
     let is_export = req.path() == "/v0/admin/export";
     match (is_export, req.method()) {
@@ -33,8 +37,17 @@ pub async fn handle(mut req: Request, env: &Env, outcome: &mut Outcome) -> Resul
     }
     let params = query_pairs(&req);
     let tenant = param(&params, "tenant_id")
-        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
-        .ok_or_else(|| ApiError::BadRequest("missing or invalid 'tenant_id' (1-64 of A-Z a-z 0-9 _ . -)".into()))?
+        .filter(|t| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        })
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "missing or invalid 'tenant_id' (1-64 of A-Z a-z 0-9 _ . -)".into(),
+            )
+        })?
         .to_owned();
     outcome.tenant = Some(tenant.clone());
     let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -47,40 +60,59 @@ pub async fn handle(mut req: Request, env: &Env, outcome: &mut Outcome) -> Resul
                 let from = day_param(&params, "date_from")?;
                 let to = day_param(&params, "date_to")?;
                 if to < from {
-                    return Err(ApiError::BadRequest("'date_to' is before 'date_from'".into()));
+                    return Err(ApiError::BadRequest(
+                        "'date_to' is before 'date_from'".into(),
+                    ));
                 }
                 (from * 86_400, (to + 1) * 86_400)
             };
             let statements = rollup::rebuild_reset(&tenant, from, to, full);
-            d1::run_atomic(&db, &statements).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            Ok(Response::from_json(&serde_json::json!({ "reset": true, "full": full })).expect("json"))
+            d1::run_atomic(&db, &statements)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            Ok(
+                Response::from_json(&serde_json::json!({ "reset": true, "full": full }))
+                    .expect("json"),
+            )
         }
         "/v0/admin/rebuild/day" => {
             let day = param(&params, "day").unwrap_or_default().to_owned();
             day_param(&params, "day")?;
             let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            let events =
-                archive::read_day(&bucket, &tenant, &day).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let events = archive::read_day(&bucket, &tenant, &day)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             let now = (worker::Date::now().as_millis() / 1000) as i64;
             let statements = rollup::statements_for(&events, now);
             for chunk in statements.chunks(STATEMENTS_PER_BATCH) {
-                d1::run_atomic(&db, chunk).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                d1::run_atomic(&db, chunk)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             }
             outcome.rows = Some(events.len());
-            Ok(Response::from_json(&serde_json::json!({ "day": day, "events": events.len() })).expect("json"))
+            Ok(
+                Response::from_json(&serde_json::json!({ "day": day, "events": events.len() }))
+                    .expect("json"),
+            )
         }
         "/v0/admin/export" => {
             let from = day_param(&params, "date_from")?;
             let to = day_param(&params, "date_to")?;
             if to < from || to - from > 30 {
-                return Err(ApiError::BadRequest("export at most 31 days per call: date_from <= date_to <= date_from + 30".into()));
+                return Err(ApiError::BadRequest(
+                    "export at most 31 days per call: date_from <= date_to <= date_from + 30"
+                        .into(),
+                ));
             }
             let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
             let mut body = String::new();
             let mut rows = 0;
             for day in from..=to {
                 let day = day_string(day * 86_400);
-                for e in archive::read_day(&bucket, &tenant, &day).await.map_err(|e| ApiError::Unavailable(e.to_string()))? {
+                for e in archive::read_day(&bucket, &tenant, &day)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?
+                {
                     body.push_str(&serde_json::to_string(&e).unwrap_or_default());
                     body.push('\n');
                     rows += 1;
@@ -88,19 +120,24 @@ pub async fn handle(mut req: Request, env: &Env, outcome: &mut Outcome) -> Resul
             }
             outcome.rows = Some(rows);
             let mut resp = Response::ok(body).expect("response");
-            let _ = resp.headers_mut().set("Content-Type", "application/x-ndjson");
+            let _ = resp
+                .headers_mut()
+                .set("Content-Type", "application/x-ndjson");
             Ok(resp)
         }
         "/v0/admin/batches" => {
-            let batch: QueueBatch = req
-                .json()
-                .await
-                .map_err(|e| ApiError::BadRequest(format!("body must be a queue batch as JSON: {e}")))?;
+            let batch: QueueBatch = req.json().await.map_err(|e| {
+                ApiError::BadRequest(format!("body must be a queue batch as JSON: {e}"))
+            })?;
             if batch.tenant_id != tenant || batch.events.iter().any(|e| e.tenant_id != tenant) {
-                return Err(ApiError::BadRequest("every event of the batch must belong to 'tenant_id'".into()));
+                return Err(ApiError::BadRequest(
+                    "every event of the batch must belong to 'tenant_id'".into(),
+                ));
             }
             outcome.rows = Some(batch.events.len());
-            let result = consumer::apply(batch, env).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let result = consumer::apply(batch, env)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             Ok(Response::from_json(&serde_json::json!({ "outcome": result })).expect("json"))
         }
         _ => Err(ApiError::NotFound),
@@ -108,9 +145,11 @@ pub async fn handle(mut req: Request, env: &Env, outcome: &mut Outcome) -> Resul
 }
 
 fn day_param(params: &[(String, String)], name: &str) -> Result<i64, ApiError> {
-    param(params, name)
-        .and_then(parse_day)
-        .ok_or_else(|| ApiError::BadRequest(format!("missing or invalid '{name}': expected a date as YYYY-MM-DD")))
+    param(params, name).and_then(parse_day).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "missing or invalid '{name}': expected a date as YYYY-MM-DD"
+        ))
+    })
 }
 
 fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {

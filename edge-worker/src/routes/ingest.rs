@@ -22,11 +22,20 @@ const MAX_MESSAGE_BYTES: usize = 100 * 1024;
 const MAX_SEND_BATCH_BYTES: usize = 240 * 1024;
 
 /// Handles an ingest request.
-pub async fn post_events(mut req: Request, env: &Env, request_id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
+pub async fn post_events(
+    mut req: Request,
+    env: &Env,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
     let params = query_pairs(&req);
-    let datasource = param(&params, "name").filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::BadRequest("missing 'name' parameter: use /v0/events?name=analytics_events".into())
-    })?;
+    let datasource = param(&params, "name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "missing 'name' parameter: use /v0/events?name=analytics_events".into(),
+            )
+        })?;
     let token = bearer_token(&req, &params).ok_or(ApiError::MissingToken)?;
     let key = env::secret(env, env::SIGNING_KEY)
         .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
@@ -37,12 +46,26 @@ pub async fn post_events(mut req: Request, env: &Env, request_id: &str, outcome:
 
     let limits = Limits::default();
     if let Ok(Some(len)) = req.headers().get("Content-Length") {
-        if len.parse::<usize>().is_ok_and(|n| n > limits.max_body_bytes) {
-            return Err(ingest::IngestError::BodyTooLarge { limit: limits.max_body_bytes }.into());
+        if len
+            .parse::<usize>()
+            .is_ok_and(|n| n > limits.max_body_bytes)
+        {
+            return Err(ingest::IngestError::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            }
+            .into());
         }
     }
-    let body = req.bytes().await.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
-    let ip = req.headers().get("CF-Connecting-IP").ok().flatten().unwrap_or_default();
+    let body = req
+        .bytes()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+    let ip = req
+        .headers()
+        .get("CF-Connecting-IP")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let header_ua = req.headers().get("User-Agent").ok().flatten();
     let geo = geo(&req);
     let db = store::d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -63,10 +86,20 @@ pub async fn post_events(mut req: Request, env: &Env, request_id: &str, outcome:
     outcome.rows = Some(accepted);
     outcome.quarantined = Some(quarantined);
 
-    let batches = chunk(request_id, grant.tenant.as_str(), now, result.events, result.quarantined);
+    let batches = chunk(
+        request_id,
+        grant.tenant.as_str(),
+        now,
+        result.events,
+        result.quarantined,
+    );
     enqueue(env, batches).await?;
 
-    let status = if param(&params, "wait") == Some("true") { 200 } else { 202 };
+    let status = if param(&params, "wait") == Some("true") {
+        200
+    } else {
+        202
+    };
     Ok(Response::from_json(&serde_json::json!({
         "successful_rows": accepted,
         "quarantined_rows": quarantined,
@@ -85,7 +118,13 @@ fn geo(req: &Request) -> Geo {
 }
 
 /// Splits a request's rows into queue batches below the message size limit, with stable ids.
-fn chunk(request_id: &str, tenant: &str, now: i64, events: Vec<EnrichedEvent>, quarantined: Vec<Quarantined>) -> Vec<QueueBatch> {
+fn chunk(
+    request_id: &str,
+    tenant: &str,
+    now: i64,
+    events: Vec<EnrichedEvent>,
+    quarantined: Vec<Quarantined>,
+) -> Vec<QueueBatch> {
     let new_batch = |n: usize| QueueBatch {
         batch_id: format!("{request_id}-{n}"),
         tenant_id: tenant.to_owned(),
@@ -96,7 +135,9 @@ fn chunk(request_id: &str, tenant: &str, now: i64, events: Vec<EnrichedEvent>, q
     let mut out = vec![new_batch(0)];
     let mut size = 0;
     for e in events {
-        let n = serde_json::to_string(&e).map(|s| s.len()).unwrap_or(MAX_MESSAGE_BYTES);
+        let n = serde_json::to_string(&e)
+            .map(|s| s.len())
+            .unwrap_or(MAX_MESSAGE_BYTES);
         if size + n > MAX_MESSAGE_BYTES && size > 0 {
             out.push(new_batch(out.len()));
             size = 0;
@@ -121,11 +162,15 @@ async fn enqueue(env: &Env, batches: Vec<QueueBatch>) -> Result<(), ApiError> {
     if batches.is_empty() {
         return Ok(());
     }
-    let queue = env.queue(env::EVENTS).map_err(|e| ApiError::Unavailable(format!("queue binding: {e}")))?;
+    let queue = env
+        .queue(env::EVENTS)
+        .map_err(|e| ApiError::Unavailable(format!("queue binding: {e}")))?;
     let mut group: Vec<QueueBatch> = Vec::new();
     let mut group_bytes = 0;
     for b in batches {
-        let n = serde_json::to_string(&b).map(|s| s.len()).unwrap_or(MAX_MESSAGE_BYTES);
+        let n = serde_json::to_string(&b)
+            .map(|s| s.len())
+            .unwrap_or(MAX_MESSAGE_BYTES);
         if !group.is_empty() && (group_bytes + n > MAX_SEND_BATCH_BYTES || group.len() == 100) {
             send(&queue, std::mem::take(&mut group)).await?;
             group_bytes = 0;

@@ -32,7 +32,7 @@ pub async fn handle(req: Request, env: Env) -> Response {
     let error_detail = result.as_ref().err().map(ApiError::log_detail);
     let resp = match result {
         Ok(resp) => resp,
-        Err(e) => e.into_response(),
+        Err(e) => e.to_response(),
     };
     let mut resp = cors::apply(resp);
     let _ = resp.headers_mut().set("X-Request-Id", &request_id);
@@ -70,10 +70,17 @@ async fn dispatch(
                 _ => Err(ApiError::MethodNotAllowed("POST")),
             },
         ),
-        "/v0/health" => ("health", Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json"))),
+        "/v0/health" => (
+            "health",
+            Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json")),
+        ),
         p if p.starts_with("/v0/pipes/") => (
             "pipes",
-            match (method, p.strip_prefix("/v0/pipes/").and_then(|n| n.strip_suffix(".json"))) {
+            match (
+                method,
+                p.strip_prefix("/v0/pipes/")
+                    .and_then(|n| n.strip_suffix(".json")),
+            ) {
                 (Method::Get, Some(name)) if !name.is_empty() && !name.contains('/') => {
                     query::get_pipe(req, env, name, outcome).await
                 }
@@ -88,25 +95,41 @@ async fn dispatch(
 
 /// Every query parameter occurrence, in order.
 pub fn query_pairs(req: &Request) -> Vec<(String, String)> {
-    req.url().map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()).unwrap_or_default()
+    req.url()
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The bearer token from `?token=` or `Authorization: Bearer`.
 pub fn bearer_token(req: &Request, params: &[(String, String)]) -> Option<String> {
     if let Ok(Some(h)) = req.headers().get("Authorization") {
         let h = h.trim();
-        if let Some(t) = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
+        if let Some(t) = h
+            .strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+        {
             if !t.trim().is_empty() {
                 return Some(t.trim().to_owned());
             }
         }
     }
-    params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.trim().to_owned()).filter(|t| !t.is_empty())
+    params
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// The first value of a query parameter.
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Current time in UTC milliseconds from the runtime clock.

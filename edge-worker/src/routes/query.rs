@@ -23,7 +23,12 @@ fn ttl(pipe: &str) -> u32 {
 }
 
 /// Handles a pipe request; `pipe` is the name without `.json`.
-pub async fn get_pipe(req: Request, env: &Env, pipe: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
+pub async fn get_pipe(
+    req: Request,
+    env: &Env,
+    pipe: &str,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
     let started = now_ms();
     let params = query_pairs(&req);
     let token = bearer_token(&req, &params).ok_or(ApiError::MissingToken)?;
@@ -34,18 +39,30 @@ pub async fn get_pipe(req: Request, env: &Env, pipe: &str, outcome: &mut Outcome
     outcome.tenant = Some(grant.tenant.as_str().to_owned());
 
     let tz_name = query::timezone_param(&params, &grant.fixed)?;
-    let tz = timezone::resolve(tz_name.as_deref())
-        .ok_or_else(|| ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into()))?;
-    let request = QueryRequest { pipe, params: &params, fixed: &grant.fixed, now_secs: started.div_euclid(1000), tz: &tz };
+    let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
+        ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into())
+    })?;
+    let request = QueryRequest {
+        pipe,
+        params: &params,
+        fixed: &grant.fixed,
+        now_secs: started.div_euclid(1000),
+        tz: &tz,
+    };
     let plan = query::plan(&request)?;
 
     let cache = Cache::default();
-    let cache_url = format!("https://cache.starling.internal/v1/{}", encode(&plan.cache_key()));
+    let cache_url = format!(
+        "https://cache.starling.internal/v1/{}",
+        encode(&plan.cache_key())
+    );
     if let Ok(Some(hit)) = cache.get(cache_url.as_str(), false).await {
         return Ok(hit);
     }
     let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let results = d1::rows_batch(&db, &plan.statements).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let results = d1::rows_batch(&db, &plan.statements)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let out = query::assemble(&plan, results)?;
     let body = serde_json::json!({
         "meta": out.meta,
@@ -59,10 +76,14 @@ pub async fn get_pipe(req: Request, env: &Env, pipe: &str, outcome: &mut Outcome
     });
     outcome.rows = Some(out.data.len());
     let mut resp = Response::from_json(&body).expect("json");
-    let _ = resp.headers_mut().set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
+    let _ = resp
+        .headers_mut()
+        .set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
     if let Ok(copy) = resp.cloned() {
         let mut copy = copy;
-        let _ = copy.headers_mut().set("Cache-Control", &format!("public, max-age={}", ttl(pipe)));
+        let _ = copy
+            .headers_mut()
+            .set("Cache-Control", &format!("public, max-age={}", ttl(pipe)));
         let _ = cache.put(cache_url.as_str(), copy).await;
     }
     Ok(resp)

@@ -36,22 +36,36 @@ pub async fn write_batch(
         let ts = e.ts_secs();
         let key = (day_string(ts), ts.rem_euclid(86_400) / 3600);
         let buf = parts.entry(key).or_default();
-        buf.push_str(&serde_json::to_string(e).map_err(|e| worker::Error::RustError(e.to_string()))?);
+        buf.push_str(
+            &serde_json::to_string(e).map_err(|e| worker::Error::RustError(e.to_string()))?,
+        );
         buf.push('\n');
     }
     let mut written = 0;
     for ((day, hour), body) in parts {
-        put(bucket, format!("events/{tenant}/{day}/{hour:02}/{batch_id}.ndjson"), body).await?;
+        put(
+            bucket,
+            format!("events/{tenant}/{day}/{hour:02}/{batch_id}.ndjson"),
+            body,
+        )
+        .await?;
         written += 1;
     }
     if !quarantined.is_empty() {
         let mut body = String::new();
         for q in quarantined {
-            body.push_str(&serde_json::to_string(q).map_err(|e| worker::Error::RustError(e.to_string()))?);
+            body.push_str(
+                &serde_json::to_string(q).map_err(|e| worker::Error::RustError(e.to_string()))?,
+            );
             body.push('\n');
         }
         let day = day_string(received_secs);
-        put(bucket, format!("quarantine/{tenant}/{day}/{batch_id}.ndjson"), body).await?;
+        put(
+            bucket,
+            format!("quarantine/{tenant}/{day}/{batch_id}.ndjson"),
+            body,
+        )
+        .await?;
         written += 1;
     }
     Ok(written)
@@ -60,7 +74,10 @@ pub async fn write_batch(
 async fn put(bucket: &Bucket, key: String, body: String) -> Result<()> {
     bucket
         .put(key, body.into_bytes())
-        .http_metadata(HttpMetadata { content_type: Some("application/x-ndjson".into()), ..Default::default() })
+        .http_metadata(HttpMetadata {
+            content_type: Some("application/x-ndjson".into()),
+            ..Default::default()
+        })
         .execute()
         .await?;
     Ok(())
@@ -78,12 +95,18 @@ pub async fn read_day(bucket: &Bucket, tenant: &str, day: &str) -> Result<Vec<En
         }
         let page = list.execute().await?;
         for obj in page.objects() {
-            let Some(o) = bucket.get(obj.key()).execute().await? else { continue };
+            let Some(o) = bucket.get(obj.key()).execute().await? else {
+                continue;
+            };
             let Some(body) = o.body() else { continue };
             for line in body.text().await?.lines().filter(|l| !l.is_empty()) {
                 match serde_json::from_str::<EnrichedEvent>(line) {
                     Ok(e) => events.push(e),
-                    Err(_) => crate::log::event("warn", "archive_bad_line", &serde_json::json!({ "key": obj.key() })),
+                    Err(_) => crate::log::event(
+                        "warn",
+                        "archive_bad_line",
+                        &serde_json::json!({ "key": obj.key() }),
+                    ),
                 }
             }
         }

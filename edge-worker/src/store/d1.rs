@@ -33,7 +33,10 @@ pub async fn run_atomic(db: &D1Database, statements: &[Statement]) -> Result<()>
     if statements.is_empty() {
         return Ok(());
     }
-    let prepared = statements.iter().map(|s| prepare(db, s)).collect::<Result<Vec<_>>>()?;
+    let prepared = statements
+        .iter()
+        .map(|s| prepare(db, s))
+        .collect::<Result<Vec<_>>>()?;
     db.batch(prepared).await?;
     Ok(())
 }
@@ -45,8 +48,14 @@ pub async fn rows(db: &D1Database, s: &Statement) -> Result<Vec<Map<String, Valu
 }
 
 /// Runs several queries as one D1 batch (one round trip) and returns each one's rows.
-pub async fn rows_batch(db: &D1Database, statements: &[Statement]) -> Result<Vec<Vec<Map<String, Value>>>> {
-    let prepared = statements.iter().map(|s| prepare(db, s)).collect::<Result<Vec<_>>>()?;
+pub async fn rows_batch(
+    db: &D1Database,
+    statements: &[Statement],
+) -> Result<Vec<Vec<Map<String, Value>>>> {
+    let prepared = statements
+        .iter()
+        .map(|s| prepare(db, s))
+        .collect::<Result<Vec<_>>>()?;
     let results = db.batch(prepared).await?;
     let mut out = Vec::with_capacity(results.len());
     for r in results {

@@ -13,9 +13,18 @@ const BATCH_ID_RETENTION_SECS: i64 = 15 * 86_400;
 pub async fn prune(env: &Env) {
     let now = (worker::Date::now().as_millis() / 1000) as i64;
     let statements = [
-        Statement::new("DELETE FROM active_minutes WHERE minute < ?", vec![(now - 86_400).into()]),
-        Statement::new("DELETE FROM salts WHERE day < ?", vec![day_string(now - 86_400).into()]),
-        Statement::new("DELETE FROM applied_batches WHERE applied_at < ?", vec![(now - BATCH_ID_RETENTION_SECS).into()]),
+        Statement::new(
+            "DELETE FROM active_minutes WHERE minute < ?",
+            vec![(now - 86_400).into()],
+        ),
+        Statement::new(
+            "DELETE FROM salts WHERE day < ?",
+            vec![day_string(now - 86_400).into()],
+        ),
+        Statement::new(
+            "DELETE FROM applied_batches WHERE applied_at < ?",
+            vec![(now - BATCH_ID_RETENTION_SECS).into()],
+        ),
     ];
     let result = match d1::db(env) {
         Ok(db) => d1::run_atomic(&db, &statements).await,
@@ -25,5 +34,9 @@ pub async fn prune(env: &Env) {
         Ok(()) => ("info", "ok".to_string()),
         Err(e) => ("error", e.to_string()),
     };
-    crate::log::event(level, "cron_prune", &serde_json::json!({ "outcome": outcome }));
+    crate::log::event(
+        level,
+        "cron_prune",
+        &serde_json::json!({ "outcome": outcome }),
+    );
 }

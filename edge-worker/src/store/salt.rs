@@ -14,7 +14,12 @@ thread_local! {
 
 /// The salt for `day` (`YYYY-MM-DD`, UTC), created on first use.
 pub async fn for_day(db: &D1Database, day: &str) -> Result<[u8; 16]> {
-    if let Some(salt) = CACHE.with(|c| c.borrow().as_ref().filter(|(d, _)| d == day).map(|(_, s)| *s)) {
+    if let Some(salt) = CACHE.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(d, _)| d == day)
+            .map(|(_, s)| *s)
+    }) {
         return Ok(salt);
     }
     let fresh = random::hex(&random::bytes::<16>());
@@ -30,7 +35,8 @@ pub async fn for_day(db: &D1Database, day: &str) -> Result<[u8; 16]> {
         .and_then(|row| row.get("salt"))
         .and_then(|v| v.as_str())
         .ok_or_else(|| worker::Error::RustError("salt row missing after insert".into()))?;
-    let salt = parse_hex(hex).ok_or_else(|| worker::Error::RustError("stored salt is not 32 hex chars".into()))?;
+    let salt = parse_hex(hex)
+        .ok_or_else(|| worker::Error::RustError("stored salt is not 32 hex chars".into()))?;
     CACHE.with(|c| *c.borrow_mut() = Some((day.to_owned(), salt)));
     Ok(salt)
 }

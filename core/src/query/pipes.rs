@@ -1,0 +1,725 @@
+//! One SQL plan per endpoint. All SQL text is static apart from the choice of clauses; every value is
+//! bound, and the tenant is always the first bound value.
+
+use std::collections::BTreeMap;
+
+use super::params::{Filters, Params};
+use super::timezone::{
+    day_start, format_date, format_datetime, local_day, offset_segments, to_local, Days, DAY,
+};
+use super::{Plan, QueryError, Request};
+use crate::sql::{SqlValue, Statement};
+
+/// Every endpoint name, for error messages.
+pub(crate) const PIPES: &[&str] = &[
+    "kpis",
+    "trend",
+    "current_visitors",
+    "top_pages",
+    "top_sources",
+    "top_browsers",
+    "top_devices",
+    "top_locations",
+    "top_os",
+    "top_campaigns",
+    "entry_pages",
+    "exit_pages",
+    "domains",
+    "domain",
+    "actions",
+];
+
+/// `current_visitors` counts sessions with a hit in this many seconds before `now`.
+const CURRENT_WINDOW_SECS: i64 = 300;
+/// `trend` covers this many minutes, the current one included.
+const TREND_MINUTES: i64 = 30;
+/// Offset changes in one query window beyond which we refuse (real zones have about two a year).
+const MAX_OFFSET_SEGMENTS: usize = 16;
+
+/// What [`super::assemble`] needs to shape each endpoint's rows.
+#[derive(Debug, Clone)]
+pub(crate) enum Shape {
+    CurrentVisitors,
+    /// `(UTC minute, local label)` for each of the 30 minutes.
+    Trend(Vec<(i64, String)>),
+    Kpis(KpiShape),
+    Top(TopShape),
+    Domains,
+    Domain,
+    Actions,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct KpiShape {
+    pub(crate) hourly: bool,
+    /// `(bucket number, label)` of every output row, oldest first, already cut at `now`.
+    pub(crate) buckets: Vec<(i64, String)>,
+    /// With `include_previous_period`: how far back the previous bucket of a bucket is.
+    pub(crate) previous_shift: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TopShape {
+    /// Output names of the key columns.
+    pub(crate) keys: Vec<&'static str>,
+    pub(crate) previous: bool,
+}
+
+/// A statement under construction.
+struct Sql {
+    sql: String,
+    binds: Vec<SqlValue>,
+}
+
+impl Sql {
+    fn new(sql: &str) -> Self {
+        Self {
+            sql: sql.to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends `sql` (holding exactly one `?`) and binds `value` to it.
+    fn bind(&mut self, sql: &str, value: impl Into<SqlValue>) -> &mut Self {
+        debug_assert_eq!(sql.matches('?').count(), 1);
+        self.sql.push_str(sql);
+        self.binds.push(value.into());
+        self
+    }
+
+    fn done(self) -> Statement {
+        debug_assert_eq!(self.sql.matches('?').count(), self.binds.len());
+        Statement::new(self.sql, self.binds)
+    }
+}
+
+/// The UTC window `[start, end)` of local dates `from..=to`, and of the period before it.
+struct Window {
+    from: Days,
+    to: Days,
+    start: i64,
+    end: i64,
+    /// With `include_previous_period`: length in days, and the previous window's start.
+    previous: Option<(i64, i64)>,
+}
+
+impl Window {
+    /// Where the statements' time filter starts: the previous window directly precedes this one.
+    fn scan_start(&self) -> i64 {
+        self.previous.map_or(self.start, |(_, s)| s)
+    }
+}
+
+pub(crate) fn plan(req: &Request) -> Result<Plan, QueryError> {
+    let p = Params::new(req.params, req.fixed);
+    let tenant = p.tenant()?;
+    let tz_name = super::timezone_param(req.params, req.fixed)?;
+    let mut key = BTreeMap::new();
+    let (statements, shape) = match req.pipe {
+        "current_visitors" => current_visitors(req, &p, tenant, &mut key)?,
+        "trend" => trend(req, &p, tenant, &mut key)?,
+        "kpis" => kpis(req, &p, tenant, &mut key)?,
+        "domains" | "domain" | "actions" => meta_pipe(req, &p, tenant, &mut key)?,
+        pipe => match top_spec(pipe) {
+            Some(spec) => top(req, &p, tenant, &spec, &mut key)?,
+            None => return Err(QueryError::UnknownPipe(pipe.to_owned())),
+        },
+    };
+    #[derive(serde::Serialize)]
+    struct Key<'a> {
+        tenant: &'a str,
+        pipe: &'a str,
+        params: &'a BTreeMap<String, String>,
+        timezone: &'a str,
+    }
+    let key = serde_json::to_string(&Key {
+        tenant,
+        pipe: req.pipe,
+        params: &key,
+        timezone: tz_name.as_deref().unwrap_or("UTC"),
+    })
+    .unwrap_or_default();
+    Ok(Plan {
+        statements,
+        shape,
+        key,
+    })
+}
+
+type Planned = (Vec<Statement>, Shape);
+
+fn domain_filter(
+    p: &Params,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Option<String>, QueryError> {
+    let domain = p.text(&["domain"])?.map(str::to_owned);
+    if let Some(d) = &domain {
+        key.insert("domain".into(), d.clone());
+    }
+    Ok(domain)
+}
+
+fn current_visitors(
+    req: &Request,
+    p: &Params,
+    tenant: &str,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Planned, QueryError> {
+    let domain = domain_filter(p, key)?;
+    let since = req.now_secs - CURRENT_WINDOW_SECS;
+    // Cached briefly by the worker; ten-second steps keep the key from changing every second.
+    key.insert(
+        "now".into(),
+        (req.now_secs - req.now_secs.rem_euclid(10)).to_string(),
+    );
+    let mut q = Sql::new("SELECT COUNT(*) AS visits FROM sessions WHERE tenant_id = ?");
+    q.binds.push(tenant.into());
+    q.bind(" AND last_ts >= ?", since);
+    if let Some(d) = domain {
+        q.bind(" AND domain = ?", d);
+    }
+    Ok((vec![q.done()], Shape::CurrentVisitors))
+}
+
+fn trend(
+    req: &Request,
+    p: &Params,
+    tenant: &str,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Planned, QueryError> {
+    let domain = domain_filter(p, key)?;
+    let last = req.now_secs - req.now_secs.rem_euclid(60);
+    let first = last - (TREND_MINUTES - 1) * 60;
+    key.insert("minute".into(), last.to_string());
+    let minutes = (0..TREND_MINUTES)
+        .map(|i| {
+            let m = first + i * 60;
+            (m, format_datetime(to_local(req.tz, m)))
+        })
+        .collect();
+    let mut q = Sql::new("SELECT minute, COUNT(DISTINCT session_key) AS visits FROM active_minutes WHERE tenant_id = ?");
+    q.binds.push(tenant.into());
+    q.bind(" AND minute >= ?", first)
+        .bind(" AND minute <= ?", last);
+    if let Some(d) = domain {
+        q.bind(" AND domain = ?", d);
+    }
+    q.push(" GROUP BY minute");
+    Ok((vec![q.done()], Shape::Trend(minutes)))
+}
+
+/// The date window, with the cache-key entries for it.
+fn window(
+    req: &Request,
+    p: &Params,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Window, QueryError> {
+    let today = local_day(req.tz, req.now_secs);
+    let (from, to) = p.dates(today)?;
+    key.insert("date_from".into(), format_date(from));
+    key.insert("date_to".into(), format_date(to));
+    let previous = if p.flag("include_previous_period") {
+        key.insert("include_previous_period".into(), "true".into());
+        let days = to - from + 1;
+        Some((days, day_start(req.tz, from - days)))
+    } else {
+        None
+    };
+    Ok(Window {
+        from,
+        to,
+        start: day_start(req.tz, from),
+        end: day_start(req.tz, to + 1),
+        previous,
+    })
+}
+
+fn filters(p: &Params, key: &mut BTreeMap<String, String>) -> Result<Filters, QueryError> {
+    let f = Filters::from_params(p)?;
+    f.key_entries(key);
+    Ok(f)
+}
+
+/// `FROM sessions s WHERE …`: tenant, first-hit window and the filters.
+fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
+    q.bind(" FROM sessions s WHERE s.tenant_id = ?", tenant);
+    q.bind(" AND s.first_ts >= ?", start)
+        .bind(" AND s.first_ts < ?", end);
+    if let Some(d) = &f.domain {
+        q.bind(" AND s.domain = ?", d.as_str());
+    }
+    for (col, v) in &f.session {
+        q.bind(&format!(" AND s.{col} = ?"), v.as_str());
+    }
+    if let Some(path) = &f.pathname {
+        q.bind(
+            " AND EXISTS (SELECT 1 FROM page_visits pv WHERE pv.tenant_id = s.tenant_id \
+             AND pv.session_key = s.session_key AND pv.pathname = ?)",
+            path.as_str(),
+        );
+    }
+}
+
+/// `FROM page_visits pv WHERE …`: tenant, window, domain and pathname on the page, session-level
+/// filters on the page's session.
+fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
+    q.bind(" FROM page_visits pv WHERE pv.tenant_id = ?", tenant);
+    q.bind(" AND pv.first_ts >= ?", start)
+        .bind(" AND pv.first_ts < ?", end);
+    if let Some(d) = &f.domain {
+        q.bind(" AND pv.domain = ?", d.as_str());
+    }
+    if let Some(path) = &f.pathname {
+        q.bind(" AND pv.pathname = ?", path.as_str());
+    }
+    if !f.session.is_empty() {
+        q.push(" AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id AND s.session_key = pv.session_key");
+        for (col, v) in &f.session {
+            q.bind(&format!(" AND s.{col} = ?"), v.as_str());
+        }
+        q.push(")");
+    }
+}
+
+fn kpis(
+    req: &Request,
+    p: &Params,
+    tenant: &str,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Planned, QueryError> {
+    let w = window(req, p, key)?;
+    let f = filters(p, key)?;
+    let hourly = w.from == w.to;
+    let tz = req.tz;
+
+    // Output buckets, cut at now. Bucket numbers are local seconds / bucket length, as SQL computes.
+    let local_now = to_local(tz, req.now_secs);
+    let buckets: Vec<(i64, String)> = if hourly {
+        (0..24)
+            .map(|h| w.from * DAY + h * 3600)
+            .filter(|local| *local <= local_now)
+            .map(|local| (local / 3600, format_datetime(local)))
+            .collect()
+    } else {
+        (w.from..=w.to)
+            .filter(|d| *d * DAY <= local_now)
+            .map(|d| (d, format_date(d)))
+            .collect()
+    };
+    let previous_shift = w
+        .previous
+        .map(|(days, _)| if hourly { 24 * days } else { days });
+
+    // Offsets in force over the scanned window, sampled daily (one zone lookup per day).
+    let mut samples: Vec<i64> = (w.scan_start()..w.end).step_by(DAY as usize).collect();
+    samples.push(w.end);
+    let segments = offset_segments(tz, &samples);
+    if segments.len() > MAX_OFFSET_SEGMENTS {
+        return Err(QueryError::invalid(
+            "timezone",
+            "changes its UTC offset too often in this date range; use a shorter range",
+        ));
+    }
+
+    let mut q = Sql::new("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
+    sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
+    q.push(") SELECT (t + ");
+    if let [(_, offset)] = segments.as_slice() {
+        q.bind("?", i64::from(*offset));
+    } else {
+        q.push("CASE");
+        for (until, offset) in &segments[..segments.len() - 1] {
+            q.bind(" WHEN t < ?", *until)
+                .bind(" THEN ?", i64::from(*offset));
+        }
+        q.bind(" ELSE ? END", i64::from(segments[segments.len() - 1].1));
+    }
+    q.push(if hourly { ") / 3600" } else { ") / 86400" });
+    q.push(
+        " AS bucket, COUNT(*) AS visits, COUNT(DISTINCT v) AS visitors, SUM(pv) AS pageviews, \
+         SUM(d = 0) AS bounces, SUM(d) AS duration FROM w GROUP BY bucket",
+    );
+    Ok((
+        vec![q.done()],
+        Shape::Kpis(KpiShape {
+            hourly,
+            buckets,
+            previous_shift,
+        }),
+    ))
+}
+
+/// A top list: its rows come from `sessions` or `page_visits`, grouped by `keys` (`column`, output name).
+pub(crate) struct TopSpec {
+    pages: bool,
+    keys: &'static [(&'static str, &'static str)],
+    /// Rows whose first key is empty are left out.
+    skip_empty: bool,
+}
+
+fn top_spec(pipe: &str) -> Option<TopSpec> {
+    let s = |keys, skip_empty| {
+        Some(TopSpec {
+            pages: false,
+            keys,
+            skip_empty,
+        })
+    };
+    match pipe {
+        "top_pages" => Some(TopSpec {
+            pages: true,
+            keys: &[("pv.pathname", "pathname")],
+            skip_empty: false,
+        }),
+        // '' is direct traffic, kept as the kit does.
+        "top_sources" => s(&[("s.source", "referrer")], false),
+        "top_browsers" => s(&[("s.browser", "browser")], false),
+        "top_devices" => s(&[("s.device", "device")], false),
+        "top_locations" => s(&[("s.country", "location")], false),
+        "top_os" => s(&[("s.os", "os")], false),
+        "top_campaigns" => s(
+            &[
+                ("s.utm_campaign", "utm_campaign"),
+                ("s.utm_source", "utm_source"),
+                ("s.utm_medium", "utm_medium"),
+            ],
+            true,
+        ),
+        "entry_pages" => s(&[("s.entry_path", "pathname")], false),
+        "exit_pages" => s(&[("s.exit_path", "pathname")], false),
+        _ => None,
+    }
+}
+
+/// Visits are sessions (or page visits for `top_pages`), hits their pageviews (or page hits).
+fn top(
+    req: &Request,
+    p: &Params,
+    tenant: &str,
+    spec: &TopSpec,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Planned, QueryError> {
+    let w = window(req, p, key)?;
+    let f = filters(p, key)?;
+    let (skip, limit) = p.page()?;
+    key.insert("skip".into(), skip.to_string());
+    key.insert("limit".into(), limit.to_string());
+
+    let keys: Vec<String> = (0..spec.keys.len()).map(|i| format!("k{i}")).collect();
+    let mut q = Sql::new("WITH w AS (SELECT ");
+    for (i, (col, _)) in spec.keys.iter().enumerate() {
+        q.push(&format!("{col} AS k{i}, "));
+    }
+    q.push(if spec.pages {
+        "pv.hits AS h, pv.first_ts AS t"
+    } else {
+        "s.pageviews AS h, s.first_ts AS t"
+    });
+    if spec.pages {
+        pages_from(&mut q, tenant, w.scan_start(), w.end, &f);
+    } else {
+        sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
+    }
+    if spec.skip_empty {
+        q.push(&format!(" AND {} <> ''", spec.keys[0].0));
+    }
+    q.push(") SELECT ");
+    for (i, (_, name)) in spec.keys.iter().enumerate() {
+        q.push(&format!("k{i} AS {name}, "));
+    }
+    if w.previous.is_some() {
+        q.bind("SUM(t >= ?) AS visits", w.start);
+        q.bind(", SUM(CASE WHEN t >= ? THEN h ELSE 0 END) AS hits", w.start);
+        q.bind(", SUM(t < ?) AS previous_visits", w.start);
+        q.bind(
+            ", SUM(CASE WHEN t < ? THEN h ELSE 0 END) AS previous_hits",
+            w.start,
+        );
+        q.push(&format!(
+            " FROM w GROUP BY {} HAVING visits > 0",
+            keys.join(", ")
+        ));
+    } else {
+        q.push(&format!(
+            "COUNT(*) AS visits, SUM(h) AS hits FROM w GROUP BY {}",
+            keys.join(", ")
+        ));
+    }
+    q.push(&format!(" ORDER BY visits DESC, {}", keys.join(", ")));
+    q.bind(" LIMIT ?", limit).bind(" OFFSET ?", skip);
+    let shape = TopShape {
+        keys: spec.keys.iter().map(|(_, n)| *n).collect(),
+        previous: w.previous.is_some(),
+    };
+    Ok((vec![q.done()], Shape::Top(shape)))
+}
+
+fn meta_pipe(
+    req: &Request,
+    p: &Params,
+    tenant: &str,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Planned, QueryError> {
+    let domain = domain_filter(p, key)?;
+    let (mut q, shape) = match req.pipe {
+        "domains" => (Sql::new("SELECT domain, first_seen, last_seen, total_hits FROM domains WHERE tenant_id = ?"), Shape::Domains),
+        "domain" => (Sql::new("SELECT domain FROM domains WHERE tenant_id = ?"), Shape::Domain),
+        _ => (
+            Sql::new("SELECT domain, action, last_payload, last_seen, total AS total_occurrences FROM actions WHERE tenant_id = ?"),
+            Shape::Actions,
+        ),
+    };
+    q.binds.push(tenant.into());
+    if let Some(d) = domain {
+        q.bind(" AND domain = ?", d);
+    }
+    match shape {
+        Shape::Domains => {
+            q.push(" ORDER BY total_hits DESC, domain");
+        }
+        Shape::Domain => {
+            // The kit's `domain`: the most-hit domain seen in the last hour, else the most-hit one.
+            let hour_ago = req.now_secs - 3600;
+            key.insert(
+                "hour".into(),
+                (hour_ago - hour_ago.rem_euclid(3600)).to_string(),
+            );
+            q.bind(
+                " ORDER BY last_seen >= ? DESC, total_hits DESC, domain LIMIT 1",
+                hour_ago,
+            );
+        }
+        _ => {
+            if let Some(filter) = p.text(&["action_filter"])? {
+                key.insert("action_filter".into(), filter.to_owned());
+                q.bind(
+                    " AND action LIKE ? ESCAPE '\\'",
+                    format!("%{}%", escape_like(filter)),
+                );
+            }
+            q.push(" ORDER BY last_seen DESC, domain, action");
+        }
+    }
+    Ok((vec![q.done()], shape))
+}
+
+/// Escapes `\`, `%` and `_` so a LIKE pattern matches them literally (with `ESCAPE '\'`).
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::timezone::tests::TestDst;
+    use super::super::timezone::{parse_date, TimeZone};
+    use super::super::FixedOffset;
+    use super::*;
+
+    fn fixed(tenant: &str) -> BTreeMap<String, String> {
+        [("tenant_id".to_owned(), tenant.to_owned())]
+            .into_iter()
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const NOW: i64 = 1_755_081_662; // 2025-08-13 10:41:02 UTC
+
+    fn plan_with(
+        pipe: &str,
+        params: &[(&str, &str)],
+        fixed: &BTreeMap<String, String>,
+        tz: &dyn TimeZone,
+    ) -> Result<Plan, QueryError> {
+        let params = pairs(params);
+        plan(&Request {
+            pipe,
+            params: &params,
+            fixed,
+            now_secs: NOW,
+            tz,
+        })
+    }
+
+    #[test]
+    fn every_statement_binds_the_tenant_first() {
+        let f = fixed("acme");
+        let params = [
+            ("tenant_id", "evil"),
+            ("domain", "x.com"),
+            ("browser", "firefox"),
+            ("pathname", "/a"),
+            ("include_previous_period", "true"),
+        ];
+        for pipe in PIPES {
+            let plan = plan_with(pipe, &params, &f, &TestDst).unwrap();
+            for s in &plan.statements {
+                assert_eq!(
+                    s.binds.first(),
+                    Some(&SqlValue::Text("acme".into())),
+                    "{pipe}: {}",
+                    s.sql
+                );
+                assert!(!s.binds.contains(&SqlValue::Text("evil".into())), "{pipe}");
+                assert!(s.sql.contains("tenant_id = ?"), "{pipe}");
+                assert!(
+                    !s.sql.contains("x.com") && !s.sql.contains("firefox"),
+                    "values are bound: {}",
+                    s.sql
+                );
+                assert!(s.binds.len() < 100, "D1's bind limit");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_pipe_is_404_and_lists_the_pipes() {
+        let e = plan_with("top_secrets", &[], &fixed("a"), &FixedOffset(0)).unwrap_err();
+        assert_eq!(e.status(), 404);
+        assert!(e.message().contains("top_pages"));
+    }
+
+    #[test]
+    fn missing_tenant_is_refused() {
+        let e = plan_with(
+            "kpis",
+            &[("tenant_id", "acme")],
+            &BTreeMap::new(),
+            &FixedOffset(0),
+        )
+        .unwrap_err();
+        assert_eq!(e, QueryError::MissingTenant);
+        assert_eq!(e.status(), 403);
+    }
+
+    #[test]
+    fn cache_keys_separate_tenants_and_params_but_not_order() {
+        let utc = FixedOffset(0);
+        let a = [
+            ("date_from", "2025-08-01"),
+            ("date_to", "2025-08-10"),
+            ("browser", "firefox"),
+            ("unused", "1"),
+        ];
+        let b = [
+            ("browser", "firefox"),
+            ("unused", "2"),
+            ("date_to", "2025-08-10"),
+            ("date_from", "2025-08-01"),
+        ];
+        let key = |pipe, params: &[(&str, &str)], tenant| {
+            plan_with(pipe, params, &fixed(tenant), &utc)
+                .unwrap()
+                .cache_key()
+        };
+        assert_eq!(key("top_pages", &a, "t1"), key("top_pages", &b, "t1"));
+        assert_ne!(key("top_pages", &a, "t1"), key("top_pages", &a, "t2"));
+        assert_ne!(key("top_pages", &a, "t1"), key("top_sources", &a, "t1"));
+        assert_eq!(
+            key("top_pages", &a, "t1"),
+            key("top_pages", &a[..3], "t1"),
+            "unused params are ignored"
+        );
+        assert_ne!(key("top_pages", &a, "t1"), key("top_pages", &a[1..], "t1"));
+        assert_ne!(
+            key("top_pages", &a, "t1"),
+            key("top_pages", &[("limit", "10")], "t1")
+        );
+        // Defaults are resolved: an explicit default equals an absent one.
+        assert_eq!(
+            key("top_pages", &[("limit", "50")], "t1"),
+            key("top_pages", &[], "t1")
+        );
+        // A tenant id cannot be forged to collide with another key.
+        assert_ne!(key("kpis", &[], "t1\",\"pipe"), key("kpis", &[], "t1"));
+        let tz = |name: &str| {
+            let params = pairs(&[("timezone", name)]);
+            plan(&Request {
+                pipe: "kpis",
+                params: &params,
+                fixed: &fixed("t1"),
+                now_secs: NOW,
+                tz: &utc,
+            })
+            .unwrap()
+            .cache_key()
+        };
+        assert_ne!(tz("Europe/Berlin"), tz("UTC"));
+        assert!(key("kpis", &[], "t1").starts_with("{\"tenant\":\"t1\""));
+    }
+
+    #[test]
+    fn kpi_buckets_are_local_and_cut_at_now() {
+        let f = fixed("a");
+        let plan = plan_with(
+            "kpis",
+            &[("date_from", "2025-08-13"), ("date_to", "2025-08-13")],
+            &f,
+            &FixedOffset(7200),
+        )
+        .unwrap();
+        let Shape::Kpis(k) = &plan.shape else {
+            panic!()
+        };
+        assert!(k.hourly);
+        // 10:41 UTC is 12:41 at +2h: hours 00..=12.
+        assert_eq!(k.buckets.len(), 13);
+        assert_eq!(k.buckets[12].1, "2025-08-13 12:00:00");
+        let plan = plan_with("kpis", &[], &f, &FixedOffset(0)).unwrap();
+        let Shape::Kpis(k) = &plan.shape else {
+            panic!()
+        };
+        assert_eq!(k.buckets.first().unwrap().1, "2025-08-06");
+        assert_eq!(k.buckets.last().unwrap().1, "2025-08-13");
+    }
+
+    #[test]
+    fn kpi_window_across_dst_uses_both_offsets() {
+        let plan = plan_with(
+            "kpis",
+            &[("date_from", "2025-03-20"), ("date_to", "2025-04-05")],
+            &fixed("a"),
+            &TestDst,
+        )
+        .unwrap();
+        let s = &plan.statements[0];
+        let start = day_start(&TestDst, parse_date("2025-03-20").unwrap());
+        assert!(s.binds.contains(&SqlValue::Int(start)));
+        assert!(s.binds.contains(&SqlValue::Int(3600)) && s.binds.contains(&SqlValue::Int(7200)));
+        assert!(s
+            .binds
+            .contains(&SqlValue::Int(super::super::timezone::tests::SPRING)));
+    }
+
+    #[test]
+    fn action_filter_escapes_wildcards() {
+        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+        let plan = plan_with(
+            "actions",
+            &[("action_filter", "a_b")],
+            &fixed("a"),
+            &FixedOffset(0),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.statements[0].binds[1],
+            SqlValue::Text("%a\\_b%".into())
+        );
+    }
+}

@@ -1,0 +1,1112 @@
+//! The query planner against an independent oracle.
+//!
+//! Deterministic raw events for three tenants over ten days go through `rollup::statements_for` into an
+//! in-memory SQLite loaded with the real D1 migrations. Every endpoint is then planned, executed with
+//! rusqlite and assembled, and compared with metrics computed directly from the raw events here, with
+//! plain iterators (no planner code). The window crosses a DST change of a test zone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params_from_iter, Connection};
+use serde_json::{json, Map, Value};
+use starling_core::event::EnrichedEvent;
+use starling_core::query::{self, FixedOffset, Output, Request, TimeZone};
+use starling_core::rollup::statements_for;
+use starling_core::sql::{SqlValue, Statement};
+
+type Row = Map<String, Value>;
+
+/// 2025-04-02 12:20:00 UTC.
+const NOW: i64 = 1_743_596_400;
+/// 2025-03-23 00:00:00 UTC: first day with events.
+const START: i64 = 1_742_688_000;
+const TENANTS: [&str; 3] = ["t1", "t2", "t3"];
+
+/// A European-style zone: +1h, then +2h from 2025-03-30 01:00 UTC (inside the fixture's ten days).
+struct Dst;
+
+impl TimeZone for Dst {
+    fn offset_secs(&self, utc: i64) -> i32 {
+        if utc >= 1_743_296_400 {
+            7200
+        } else {
+            3600
+        }
+    }
+}
+
+// ---------- fixture ----------
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
+        list[self.below(list.len() as u64) as usize]
+    }
+}
+
+fn domains_of(tenant: &str) -> Vec<String> {
+    match tenant {
+        "t1" => vec!["a.t1.example".into(), "b.t1.example".into()],
+        "t2" => vec!["shop.t2.example".into()],
+        _ => vec![
+            "blog.t3.example".into(),
+            "docs.t3.example".into(),
+            "c.t3.example".into(),
+        ],
+    }
+}
+
+fn blank(tenant: &str, ts_secs: i64) -> EnrichedEvent {
+    EnrichedEvent {
+        ts: ts_secs * 1000,
+        tenant_id: tenant.into(),
+        domain: String::new(),
+        action: "page_hit".into(),
+        session_id: None,
+        visitor_id: String::new(),
+        pathname: String::new(),
+        href: String::new(),
+        source: String::new(),
+        utm_source: String::new(),
+        utm_medium: String::new(),
+        utm_campaign: String::new(),
+        utm_term: String::new(),
+        utm_content: String::new(),
+        browser: String::new(),
+        os: String::new(),
+        device: String::new(),
+        is_bot: false,
+        country: String::new(),
+        region: String::new(),
+        city: String::new(),
+        locale: "en-US".into(),
+        payload: "{}".into(),
+    }
+}
+
+fn fixture() -> Vec<EnrichedEvent> {
+    let mut rng = Rng(42);
+    let mut out = Vec::new();
+    for (ti, tenant) in TENANTS.iter().enumerate() {
+        let domains = domains_of(tenant);
+        let pages: Vec<String> = ["/", "/pricing", "/docs", "/blog/x", "/about", "/signup"]
+            .iter()
+            .map(|p| {
+                if *p == "/" {
+                    "/".into()
+                } else {
+                    format!("/{tenant}{p}")
+                }
+            })
+            .collect();
+        let sessions = 160 + 60 * ti;
+        for s in 0..sessions {
+            // Mostly spread over the ten days; a few in the last 40 minutes for the realtime pipes;
+            // some starting at hh:55 so they span an hour boundary.
+            let mut ts = if s % 15 == 0 {
+                NOW - 2400 + rng.below(2300) as i64
+            } else {
+                START + rng.below((NOW - START - 3600) as u64) as i64
+            };
+            if s % 7 == 0 {
+                ts = ts - ts.rem_euclid(3600) + 3300 + rng.below(240) as i64;
+            }
+            let domain = domains[rng.below(domains.len() as u64) as usize].clone();
+            let visitor = format!("{tenant}-v{}", rng.below(60));
+            let source = rng.pick(&[
+                "",
+                "",
+                "google.com",
+                "news.ycombinator.com",
+                "t.co",
+                "duckduckgo.com",
+            ]);
+            let (us, um, uc) = match rng.below(6) {
+                0 => ("newsletter", "email", "spring_sale"),
+                1 => ("twitter", "social", "launch"),
+                2 => ("google", "cpc", "launch"),
+                3 => ("google", "cpc", ""),
+                _ => ("", "", ""),
+            };
+            let browser = rng.pick(&["chrome", "firefox", "safari", "edge", "chrome"]);
+            let os = rng.pick(&["windows", "macos", "linux", "ios", "android"]);
+            let device = rng.pick(&["desktop", "desktop", "mobile", "tablet"]);
+            let country = rng.pick(&["DE", "US", "FR", "ES", "", "JP"]);
+            let hits = 1 + rng.below(5);
+            let key = format!("{tenant}-s{s}");
+            for h in 0..hits {
+                if ts > NOW {
+                    break;
+                }
+                let mut e = blank(tenant, ts);
+                e.ts += rng.below(1000) as i64;
+                e.domain = domain.clone();
+                e.session_id = Some(key.clone());
+                e.visitor_id = visitor.clone();
+                e.pathname = if h == 0 && s % 3 == 0 {
+                    "/".into()
+                } else {
+                    pages[rng.below(pages.len() as u64) as usize].clone()
+                };
+                e.href = format!("https://{domain}{}", e.pathname);
+                e.source = source.into();
+                (e.utm_source, e.utm_medium, e.utm_campaign) = (us.into(), um.into(), uc.into());
+                (e.browser, e.os, e.device, e.country) =
+                    (browser.into(), os.into(), device.into(), country.into());
+                out.push(e);
+                ts += 10 + rng.below(900) as i64;
+            }
+            // Custom events, with names that look like LIKE wildcards.
+            if s % 4 == 0 {
+                let mut e = blank(tenant, (ts - 5).min(NOW));
+                e.domain = domain.clone();
+                e.session_id = Some(key.clone());
+                e.visitor_id = visitor.clone();
+                e.action = rng
+                    .pick(&[
+                        "signup",
+                        "add_to_cart",
+                        "50%_off",
+                        "500_items",
+                        "add-to-cart",
+                    ])
+                    .into();
+                e.payload = format!("{{\"n\":{s},\"tenant\":\"{tenant}\"}}");
+                out.push(e);
+            }
+            // Bots: never in any metric.
+            if s % 10 == 0 {
+                let mut e = blank(tenant, ts.min(NOW));
+                e.domain = domain.clone();
+                e.session_id = Some(format!("{tenant}-bot{s}"));
+                e.visitor_id = "bot".into();
+                e.pathname = format!("/{tenant}/bot-only");
+                e.is_bot = true;
+                e.device = "bot".into();
+                e.browser = "bot".into();
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+// ---------- SQLite ----------
+
+fn db(events: &[EnrichedEvent]) -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let mut files: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+    files.sort();
+    for f in files {
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
+    }
+    // Several batches, as the queue delivers them; sessions continue across batches.
+    for chunk in events.chunks(700) {
+        let tx = conn.transaction().unwrap();
+        for s in statements_for(chunk, NOW) {
+            tx.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    conn
+}
+
+fn bind(v: &SqlValue) -> rusqlite::types::Value {
+    match v {
+        SqlValue::Null => rusqlite::types::Value::Null,
+        SqlValue::Int(i) => rusqlite::types::Value::Integer(*i),
+        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
+        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+fn rows(conn: &Connection, s: &Statement) -> Vec<Row> {
+    let mut stmt = conn
+        .prepare(&s.sql)
+        .unwrap_or_else(|e| panic!("{e}: {}", s.sql));
+    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let mut out = Vec::new();
+    let mut q = stmt
+        .query(params_from_iter(s.binds.iter().map(bind)))
+        .unwrap();
+    while let Some(r) = q.next().unwrap() {
+        let mut row = Row::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = match r.get_ref(i).unwrap() {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => i.into(),
+                ValueRef::Real(f) => f.into(),
+                ValueRef::Text(t) => String::from_utf8(t.to_vec()).unwrap().into(),
+                ValueRef::Blob(_) => panic!("blob"),
+            };
+            row.insert(n.clone(), v);
+        }
+        out.push(row);
+    }
+    out
+}
+
+struct Api<'a> {
+    conn: &'a Connection,
+}
+
+impl Api<'_> {
+    fn get(&self, pipe: &str, tenant: &str, params: &[(&str, &str)], tz: &dyn TimeZone) -> Output {
+        let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), tenant.to_owned())]
+            .into_iter()
+            .collect();
+        self.get_fixed(pipe, &fixed, params, tz)
+    }
+
+    fn get_fixed(
+        &self,
+        pipe: &str,
+        fixed: &BTreeMap<String, String>,
+        params: &[(&str, &str)],
+        tz: &dyn TimeZone,
+    ) -> Output {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let plan = query::plan(&Request {
+            pipe,
+            params: &params,
+            fixed,
+            now_secs: NOW,
+            tz,
+        })
+        .unwrap_or_else(|e| panic!("{pipe} {params:?}: {e}"));
+        let results = plan.statements.iter().map(|s| rows(self.conn, s)).collect();
+        query::assemble(&plan, results).unwrap()
+    }
+}
+
+// ---------- the oracle ----------
+
+fn civil(days: i64) -> (i64, u32, u32) {
+    // Walk years and months: slow and obviously right.
+    let (mut y, mut d) = (1970i64, days);
+    loop {
+        let len = if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+            366
+        } else {
+            365
+        };
+        if d < len {
+            break;
+        }
+        d -= len;
+        y += 1;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let months = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut m = 0;
+    while d >= months[m] {
+        d -= months[m];
+        m += 1;
+    }
+    (y, m as u32 + 1, d as u32 + 1)
+}
+
+fn date_label(days: i64) -> String {
+    let (y, m, d) = civil(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn datetime_label(secs: i64) -> String {
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        date_label(secs.div_euclid(86_400)),
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+fn label_days(label: &str) -> i64 {
+    (0..40_000).find(|d| date_label(*d) == label).unwrap()
+}
+
+struct Session {
+    tenant: String,
+    domain: String,
+    visitor: String,
+    first: i64,
+    last: i64,
+    pageviews: i64,
+    entry: String,
+    exit: String,
+    attrs: BTreeMap<&'static str, String>,
+    /// pathname → (first hit, hits)
+    pages: BTreeMap<String, (i64, i64)>,
+    hit_times: Vec<i64>,
+}
+
+struct Oracle {
+    events: Vec<EnrichedEvent>,
+    sessions: Vec<Session>,
+}
+
+/// Filters as `(param, value)`; `domain` and `pathname` included.
+type Filters<'a> = &'a [(&'a str, &'a str)];
+
+impl Oracle {
+    fn new(events: Vec<EnrichedEvent>) -> Self {
+        let mut by_key: BTreeMap<(String, String), Vec<&EnrichedEvent>> = BTreeMap::new();
+        for e in events
+            .iter()
+            .filter(|e| !e.is_bot && e.action == "page_hit")
+        {
+            by_key
+                .entry((e.tenant_id.clone(), e.session_id.clone().unwrap()))
+                .or_default()
+                .push(e);
+        }
+        let sessions = by_key
+            .into_values()
+            .map(|mut hits| {
+                hits.sort_by_key(|e| e.ts);
+                let (f, l) = (hits[0], hits[hits.len() - 1]);
+                let mut pages: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+                for h in &hits {
+                    let p = pages.entry(h.pathname.clone()).or_insert((h.ts / 1000, 0));
+                    p.0 = p.0.min(h.ts / 1000);
+                    p.1 += 1;
+                }
+                let attrs = [
+                    ("source", f.source.clone()),
+                    ("browser", f.browser.clone()),
+                    ("os", f.os.clone()),
+                    ("device", f.device.clone()),
+                    ("country", f.country.clone()),
+                    ("utm_source", f.utm_source.clone()),
+                    ("utm_medium", f.utm_medium.clone()),
+                    ("utm_campaign", f.utm_campaign.clone()),
+                ]
+                .into_iter()
+                .collect();
+                Session {
+                    tenant: f.tenant_id.clone(),
+                    domain: f.domain.clone(),
+                    visitor: f.visitor_id.clone(),
+                    first: f.ts / 1000,
+                    last: l.ts / 1000,
+                    pageviews: hits.len() as i64,
+                    entry: f.pathname.clone(),
+                    exit: l.pathname.clone(),
+                    attrs,
+                    pages,
+                    hit_times: hits.iter().map(|h| h.ts / 1000).collect(),
+                }
+            })
+            .collect();
+        Self { events, sessions }
+    }
+
+    /// Sessions of a tenant passing the session-level filters (`pathname`: viewed that page).
+    fn sessions<'a>(
+        &'a self,
+        tenant: &'a str,
+        filters: Filters<'a>,
+    ) -> impl Iterator<Item = &'a Session> + 'a {
+        self.sessions.iter().filter(move |s| {
+            s.tenant == tenant
+                && filters.iter().all(|(k, v)| match *k {
+                    "domain" => s.domain == *v,
+                    "pathname" => s.pages.contains_key(*v),
+                    "referrer" => s.attrs["source"] == *v,
+                    "location" => s.attrs["country"] == *v,
+                    other => s.attrs[other] == *v,
+                })
+        })
+    }
+
+    fn kpis(
+        &self,
+        tenant: &str,
+        tz: &dyn TimeZone,
+        from: &str,
+        to: &str,
+        previous: bool,
+        filters: Filters,
+    ) -> Vec<Row> {
+        let (from, to) = (label_days(from), label_days(to));
+        let hourly = from == to;
+        let local = |t: i64| t + i64::from(tz.offset_secs(t));
+        let bucket_of = |t: i64| {
+            if hourly {
+                datetime_label(local(t) - local(t).rem_euclid(3600))
+            } else {
+                date_label(local(t).div_euclid(86_400))
+            }
+        };
+        let now_local = local(NOW);
+        let labels: Vec<String> = if hourly {
+            (0..24)
+                .map(|h| from * 86_400 + h * 3600)
+                .filter(|l| *l <= now_local - now_local.rem_euclid(3600))
+                .map(datetime_label)
+                .collect()
+        } else {
+            (from..=to)
+                .filter(|d| *d <= now_local.div_euclid(86_400))
+                .map(date_label)
+                .collect()
+        };
+        let period = to - from + 1;
+        let shift = |label: &str| -> String {
+            let d = label_days(&label[..10]) - period;
+            format!("{}{}", date_label(d), &label[10..])
+        };
+        let stats = |label: &str| -> [(&'static str, f64, Option<i32>); 6] {
+            let ss: Vec<&Session> = self
+                .sessions(tenant, filters)
+                .filter(|s| bucket_of(s.first) == label)
+                .collect();
+            let visits = ss.len() as f64;
+            let div = |n: f64| if visits == 0.0 { 0.0 } else { n / visits };
+            let pageviews = ss.iter().map(|s| s.pageviews).sum::<i64>() as f64;
+            [
+                ("visits", visits, None),
+                ("pageviews", pageviews, None),
+                (
+                    "bounce_rate",
+                    div(ss.iter().filter(|s| s.first == s.last).count() as f64),
+                    Some(4),
+                ),
+                (
+                    "avg_session_sec",
+                    div(ss.iter().map(|s| s.last - s.first).sum::<i64>() as f64),
+                    Some(2),
+                ),
+                (
+                    "visitors",
+                    ss.iter().map(|s| &s.visitor).collect::<BTreeSet<_>>().len() as f64,
+                    None,
+                ),
+                ("views_per_visit", div(pageviews), Some(2)),
+            ]
+        };
+        labels
+            .iter()
+            .map(|label| {
+                let mut row = Row::new();
+                row.insert("date".into(), label.as_str().into());
+                let cur = stats(label);
+                for (n, v, d) in cur {
+                    row.insert(n.into(), num(v, d));
+                }
+                if previous {
+                    let prev = stats(&shift(label));
+                    for (n, v, d) in prev {
+                        row.insert(format!("previous_{n}"), num(v, d));
+                    }
+                    for ((n, c, _), (_, p, _)) in cur.iter().zip(prev.iter()) {
+                        row.insert(format!("{n}_growth_percentage"), growth(*c, *p).into());
+                    }
+                }
+                row
+            })
+            .collect()
+    }
+
+    /// A top list. `key` maps a session (or, for pages, a session and a page) to the key columns.
+    #[allow(clippy::too_many_arguments)]
+    fn top(
+        &self,
+        pipe: &str,
+        tenant: &str,
+        tz: &dyn TimeZone,
+        from: &str,
+        to: &str,
+        previous: bool,
+        filters: Filters,
+        skip: usize,
+        limit: usize,
+    ) -> Vec<Row> {
+        let (from, to) = (label_days(from), label_days(to));
+        let period = to - from + 1;
+        let day = |t: i64| (t + i64::from(tz.offset_secs(t))).div_euclid(86_400);
+        // (key columns, in the current window, hits)
+        type Item<'k> = (Vec<(&'k str, String)>, bool, i64);
+        let mut items: Vec<Item> = Vec::new();
+        if pipe == "top_pages" {
+            let session_filters: Vec<(&str, &str)> = filters
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "pathname" && *k != "domain")
+                .collect();
+            let domain = filters.iter().find(|(k, _)| *k == "domain").map(|f| f.1);
+            let path = filters.iter().find(|(k, _)| *k == "pathname").map(|f| f.1);
+            for s in self.sessions(tenant, &session_filters) {
+                if domain.is_some_and(|d| d != s.domain) {
+                    continue;
+                }
+                for (p, (first, hits)) in &s.pages {
+                    if path.is_some_and(|x| x != p) {
+                        continue;
+                    }
+                    let d = day(*first);
+                    if (from..=to).contains(&d) {
+                        items.push((vec![("pathname", p.clone())], true, *hits));
+                    } else if previous && (from - period..from).contains(&d) {
+                        items.push((vec![("pathname", p.clone())], false, *hits));
+                    }
+                }
+            }
+        } else {
+            for s in self.sessions(tenant, filters) {
+                let keys: Vec<(&str, String)> = match pipe {
+                    "top_sources" => vec![("referrer", s.attrs["source"].clone())],
+                    "top_browsers" => vec![("browser", s.attrs["browser"].clone())],
+                    "top_devices" => vec![("device", s.attrs["device"].clone())],
+                    "top_locations" => vec![("location", s.attrs["country"].clone())],
+                    "top_os" => vec![("os", s.attrs["os"].clone())],
+                    "entry_pages" => vec![("pathname", s.entry.clone())],
+                    "exit_pages" => vec![("pathname", s.exit.clone())],
+                    "top_campaigns" if s.attrs["utm_campaign"].is_empty() => continue,
+                    "top_campaigns" => vec![
+                        ("utm_campaign", s.attrs["utm_campaign"].clone()),
+                        ("utm_source", s.attrs["utm_source"].clone()),
+                        ("utm_medium", s.attrs["utm_medium"].clone()),
+                    ],
+                    other => panic!("{other}"),
+                };
+                let d = day(s.first);
+                if (from..=to).contains(&d) {
+                    items.push((keys, true, s.pageviews));
+                } else if previous && (from - period..from).contains(&d) {
+                    items.push((keys, false, s.pageviews));
+                }
+            }
+        }
+        let mut groups: BTreeMap<Vec<(&str, String)>, [i64; 4]> = BTreeMap::new();
+        for (k, cur, hits) in items {
+            let g = groups.entry(k).or_default();
+            if cur {
+                g[0] += 1;
+                g[1] += hits;
+            } else {
+                g[2] += 1;
+                g[3] += hits;
+            }
+        }
+        let mut list: Vec<_> = groups.into_iter().filter(|(_, g)| g[0] > 0).collect();
+        list.sort_by(|a, b| {
+            b.1[0]
+                .cmp(&a.1[0])
+                .then_with(|| a.0.iter().map(|x| &x.1).cmp(b.0.iter().map(|x| &x.1)))
+        });
+        list.into_iter()
+            .skip(skip)
+            .take(limit)
+            .map(|(keys, g)| {
+                let mut row = Row::new();
+                for (k, v) in keys {
+                    row.insert(k.into(), v.into());
+                }
+                row.insert("visits".into(), g[0].into());
+                row.insert("hits".into(), g[1].into());
+                if previous {
+                    row.insert("previous_visits".into(), g[2].into());
+                    row.insert("previous_hits".into(), g[3].into());
+                    row.insert(
+                        "visits_growth_percentage".into(),
+                        growth(g[0] as f64, g[2] as f64).into(),
+                    );
+                    row.insert(
+                        "hits_growth_percentage".into(),
+                        growth(g[1] as f64, g[3] as f64).into(),
+                    );
+                }
+                row
+            })
+            .collect()
+    }
+
+    fn current_visitors(&self, tenant: &str, domain: Option<&str>) -> Vec<Row> {
+        let n = self
+            .sessions
+            .iter()
+            .filter(|s| s.tenant == tenant && domain.is_none_or(|d| d == s.domain))
+            .filter(|s| s.hit_times.iter().any(|t| (NOW - 300..=NOW).contains(t)))
+            .count();
+        vec![obj(json!({ "visits": n }))]
+    }
+
+    fn trend(&self, tenant: &str, tz: &dyn TimeZone) -> Vec<Row> {
+        let last = NOW - NOW % 60;
+        (0..30)
+            .map(|i| {
+                let m = last - (29 - i) * 60;
+                let n = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.tenant == tenant && s.hit_times.iter().any(|t| t - t % 60 == m))
+                    .count();
+                obj(json!({ "t": datetime_label(m + i64::from(tz.offset_secs(m))), "visits": n }))
+            })
+            .collect()
+    }
+
+    fn domains(&self, tenant: &str) -> Vec<Row> {
+        let mut by: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+        for e in self
+            .events
+            .iter()
+            .filter(|e| e.tenant_id == tenant && !e.is_bot && e.action == "page_hit")
+        {
+            let t = e.ts / 1000;
+            let d = by.entry(&e.domain).or_insert((t, t, 0));
+            (d.0, d.1, d.2) = (d.0.min(t), d.1.max(t), d.2 + 1);
+        }
+        let mut list: Vec<_> = by.into_iter().collect();
+        list.sort_by(|a, b| b.1 .2.cmp(&a.1 .2).then(a.0.cmp(b.0)));
+        list.into_iter()
+            .map(|(d, (f, l, n))| obj(json!({"domain": d, "first_seen": datetime_label(f), "last_seen": datetime_label(l), "total_hits": n})))
+            .collect()
+    }
+
+    fn actions(&self, tenant: &str, filter: Option<&str>) -> Vec<Row> {
+        let mut by: BTreeMap<(&str, &str), (String, i64, i64)> = BTreeMap::new();
+        for e in self
+            .events
+            .iter()
+            .filter(|e| e.tenant_id == tenant && !e.is_bot)
+        {
+            if filter.is_some_and(|f| !e.action.contains(f)) {
+                continue;
+            }
+            let t = e.ts / 1000;
+            let a = by
+                .entry((&e.domain, &e.action))
+                .or_insert((String::new(), i64::MIN, 0));
+            if t >= a.1 {
+                (a.0, a.1) = (e.payload.clone(), t);
+            }
+            a.2 += 1;
+        }
+        let mut list: Vec<_> = by.into_iter().collect();
+        list.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
+        list.into_iter()
+            .map(|((d, a), (p, l, n))| {
+                obj(json!({"domain": d, "action": a, "last_payload": p, "last_seen": datetime_label(l), "total_occurrences": n}))
+            })
+            .collect()
+    }
+}
+
+fn round(v: f64, d: i32) -> f64 {
+    let f = 10f64.powi(d);
+    (v * f).round() / f
+}
+
+fn num(v: f64, d: Option<i32>) -> Value {
+    match d {
+        None => (v as i64).into(),
+        Some(d) => round(v, d).into(),
+    }
+}
+
+fn growth(cur: f64, prev: f64) -> f64 {
+    if prev != 0.0 {
+        round((cur - prev) * 100.0 / prev, 2)
+    } else if cur > 0.0 {
+        100.0
+    } else {
+        0.0
+    }
+}
+
+fn obj(v: Value) -> Row {
+    v.as_object().unwrap().clone()
+}
+
+// ---------- the tests ----------
+
+fn check(what: &str, actual: &Output, expected: &[Row]) {
+    let names: Vec<&str> = actual.meta.iter().map(|c| c.name.as_str()).collect();
+    for (i, (a, e)) in actual.data.iter().zip(expected).enumerate() {
+        assert_eq!(a, e, "{what}: row {i} differs");
+        let keys: BTreeSet<&str> = a.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            names.iter().copied().collect(),
+            "{what}: meta names the row's columns"
+        );
+    }
+    assert_eq!(actual.data.len(), expected.len(), "{what}: row count");
+}
+
+fn isolated(what: &str, tenant: &str, out: &Output) {
+    let text = serde_json::to_string(&out.data).unwrap();
+    for other in TENANTS.iter().filter(|t| **t != tenant) {
+        assert!(
+            !text.contains(&format!("/{other}/")),
+            "{what}: {tenant}'s output holds {other}'s pathnames"
+        );
+        assert!(
+            !text.contains(&format!(".{other}.example")),
+            "{what}: {tenant}'s output holds {other}'s domains"
+        );
+    }
+    assert!(!text.contains("bot-only"), "{what}: bots are never counted");
+}
+
+const TOP: [&str; 9] = [
+    "top_pages",
+    "top_sources",
+    "top_browsers",
+    "top_devices",
+    "top_locations",
+    "top_os",
+    "top_campaigns",
+    "entry_pages",
+    "exit_pages",
+];
+
+#[test]
+fn every_endpoint_matches_the_oracle_for_every_tenant() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let mut compared = 0;
+    for tenant in TENANTS {
+        let t1_path = format!("/{tenant}/pricing");
+        let domain = domains_of(tenant)[0].clone();
+        let mut run = |what: String, out: Output, expected: Vec<Row>| {
+            isolated(&what, tenant, &out);
+            check(&what, &out, &expected);
+            compared += 1;
+        };
+
+        // kpis: default window (today-7..today, UTC), a DST-crossing window with the previous period,
+        // hourly for today (cut at now) and for the DST day, and with filters.
+        run(
+            format!("{tenant} kpis default"),
+            api.get("kpis", tenant, &[], &utc),
+            oracle.kpis(tenant, &utc, "2025-03-26", "2025-04-02", false, &[]),
+        );
+        let window = [
+            ("date_from", "2025-03-28"),
+            ("date_to", "2025-04-01"),
+            ("include_previous_period", "true"),
+        ];
+        run(
+            format!("{tenant} kpis dst"),
+            api.get("kpis", tenant, &window, &Dst),
+            oracle.kpis(tenant, &Dst, "2025-03-28", "2025-04-01", true, &[]),
+        );
+        let today = [
+            ("date_from", "2025-04-02"),
+            ("date_to", "2025-04-02"),
+            ("include_previous_period", "true"),
+        ];
+        run(
+            format!("{tenant} kpis today"),
+            api.get("kpis", tenant, &today, &Dst),
+            oracle.kpis(tenant, &Dst, "2025-04-02", "2025-04-02", true, &[]),
+        );
+        let dst_day = [("date_from", "2025-03-30"), ("date_to", "2025-03-30")];
+        run(
+            format!("{tenant} kpis dst day"),
+            api.get("kpis", tenant, &dst_day, &Dst),
+            oracle.kpis(tenant, &Dst, "2025-03-30", "2025-03-30", false, &[]),
+        );
+        let filtered = [
+            ("browser", "chrome"),
+            ("pathname", t1_path.as_str()),
+            ("domain", domain.as_str()),
+        ];
+        let mut params = filtered.to_vec();
+        params.extend([("date_from", "2025-03-23"), ("date_to", "2025-04-02")]);
+        run(
+            format!("{tenant} kpis filtered"),
+            api.get("kpis", tenant, &params, &utc),
+            oracle.kpis(tenant, &utc, "2025-03-23", "2025-04-02", false, &filtered),
+        );
+
+        for pipe in TOP {
+            run(
+                format!("{tenant} {pipe} default"),
+                api.get(pipe, tenant, &[], &utc),
+                oracle.top(
+                    pipe,
+                    tenant,
+                    &utc,
+                    "2025-03-26",
+                    "2025-04-02",
+                    false,
+                    &[],
+                    0,
+                    50,
+                ),
+            );
+            run(
+                format!("{tenant} {pipe} dst+previous"),
+                api.get(pipe, tenant, &window, &Dst),
+                oracle.top(
+                    pipe,
+                    tenant,
+                    &Dst,
+                    "2025-03-28",
+                    "2025-04-01",
+                    true,
+                    &[],
+                    0,
+                    50,
+                ),
+            );
+            let filters = [("referrer", "google.com"), ("country", "DE")];
+            let mut params = filters.to_vec();
+            params.extend([
+                ("date_from", "2025-03-23"),
+                ("date_to", "2025-04-02"),
+                ("skip", "1"),
+                ("limit", "3"),
+            ]);
+            run(
+                format!("{tenant} {pipe} filtered page"),
+                api.get(pipe, tenant, &params, &utc),
+                oracle.top(
+                    pipe,
+                    tenant,
+                    &utc,
+                    "2025-03-23",
+                    "2025-04-02",
+                    false,
+                    &filters,
+                    1,
+                    3,
+                ),
+            );
+            let filters = [
+                ("utm_campaign", "launch"),
+                ("pathname", "/"),
+                ("domain", domain.as_str()),
+            ];
+            let mut params = filters.to_vec();
+            params.extend([
+                ("date_from", "2025-03-23"),
+                ("date_to", "2025-04-02"),
+                ("include_previous_period", "true"),
+            ]);
+            run(
+                format!("{tenant} {pipe} campaign"),
+                api.get(pipe, tenant, &params, &Dst),
+                oracle.top(
+                    pipe,
+                    tenant,
+                    &Dst,
+                    "2025-03-23",
+                    "2025-04-02",
+                    true,
+                    &filters,
+                    0,
+                    50,
+                ),
+            );
+        }
+
+        run(
+            format!("{tenant} current_visitors"),
+            api.get("current_visitors", tenant, &[], &utc),
+            oracle.current_visitors(tenant, None),
+        );
+        run(
+            format!("{tenant} current_visitors domain"),
+            api.get(
+                "current_visitors",
+                tenant,
+                &[("domain", domain.as_str())],
+                &utc,
+            ),
+            oracle.current_visitors(tenant, Some(&domain)),
+        );
+        run(
+            format!("{tenant} trend"),
+            api.get("trend", tenant, &[], &Dst),
+            oracle.trend(tenant, &Dst),
+        );
+        run(
+            format!("{tenant} trend +5:30"),
+            api.get("trend", tenant, &[], &FixedOffset(19_800)),
+            oracle.trend(tenant, &FixedOffset(19_800)),
+        );
+        run(
+            format!("{tenant} domains"),
+            api.get("domains", tenant, &[], &utc),
+            oracle.domains(tenant),
+        );
+        run(
+            format!("{tenant} actions"),
+            api.get("actions", tenant, &[], &utc),
+            oracle.actions(tenant, None),
+        );
+        for filter in ["50%", "_", "add_to"] {
+            run(
+                format!("{tenant} actions {filter}"),
+                api.get("actions", tenant, &[("action_filter", filter)], &utc),
+                oracle.actions(tenant, Some(filter)),
+            );
+        }
+    }
+    assert_eq!(compared, 3 * (5 + 9 * 4 + 9));
+}
+
+#[test]
+fn the_fixture_exercises_what_it_should() {
+    let oracle = Oracle::new(fixture());
+    let s = &oracle.sessions;
+    assert!(
+        s.iter().any(|s| s.first / 3600 != s.last / 3600),
+        "sessions spanning an hour boundary"
+    );
+    assert!(s.iter().any(|s| s.first == s.last) && s.iter().any(|s| s.pageviews >= 4));
+    assert!(
+        s.iter().any(|s| s.first < 1_743_296_400) && s.iter().any(|s| s.first >= 1_743_296_400),
+        "both sides of DST"
+    );
+    assert!(
+        oracle.current_visitors("t1", None)[0]["visits"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        oracle
+            .trend("t2", &Dst)
+            .iter()
+            .filter(|r| r["visits"].as_i64() > Some(0))
+            .count()
+            > 3
+    );
+    let kpis = oracle.kpis(
+        "t2",
+        &FixedOffset(0),
+        "2025-03-26",
+        "2025-04-02",
+        false,
+        &[],
+    );
+    assert!(
+        kpis.iter().any(|r| r["visitors"] != r["visits"]),
+        "visitors are distinct from visits"
+    );
+    assert!(oracle
+        .actions("t3", Some("50%"))
+        .iter()
+        .all(|r| r["action"] == "50%_off"));
+}
+
+#[test]
+fn fixed_params_cannot_be_overridden() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let fixed: BTreeMap<String, String> = [("tenant_id", "t1"), ("domain", "a.t1.example")]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let hostile = [
+        ("tenant_id", "t2"),
+        ("TENANT_ID", "t2"),
+        ("domain", "b.t1.example"),
+        ("Domain", "b.t1.example"),
+    ];
+    let out = api.get_fixed("top_sources", &fixed, &hostile, &FixedOffset(0));
+    let expected = oracle.top(
+        "top_sources",
+        "t1",
+        &FixedOffset(0),
+        "2025-03-26",
+        "2025-04-02",
+        false,
+        &[("domain", "a.t1.example")],
+        0,
+        50,
+    );
+    check("fixed domain", &out, &expected);
+    let out = api.get_fixed("domains", &fixed, &hostile, &FixedOffset(0));
+    assert_eq!(out.data.len(), 1);
+    assert_eq!(out.data[0]["domain"], "a.t1.example");
+    let out = api.get_fixed("top_pages", &fixed, &hostile, &FixedOffset(0));
+    isolated("fixed tenant", "t1", &out);
+    assert!(!out.data.is_empty());
+}
+
+#[test]
+fn responses_have_the_kit_shape() {
+    let events = fixture();
+    let conn = db(&events);
+    let api = Api { conn: &conn };
+    let out = api.get(
+        "kpis",
+        "t1",
+        &[("include_previous_period", "true")],
+        &FixedOffset(0),
+    );
+    let names: Vec<&str> = out.meta.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "date",
+            "visits",
+            "pageviews",
+            "bounce_rate",
+            "avg_session_sec"
+        ]
+    );
+    assert!(
+        names.contains(&"pageviews_growth_percentage") && names.contains(&"previous_bounce_rate")
+    );
+    assert_eq!(out.meta[0].r#type, "Date");
+    assert!(out.data[0]["visits"].is_u64(), "counts are JSON integers");
+    assert!(
+        (1..=16).contains(&out.rows_read),
+        "at most one grouped row per day of both periods"
+    );
+    let meta = serde_json::to_value(&out.meta).unwrap();
+    assert_eq!(meta[1], json!({"name": "visits", "type": "UInt64"}));
+    let trend = api.get("trend", "t1", &[], &FixedOffset(0));
+    assert_eq!(trend.data.len(), 30);
+    assert_eq!(trend.data[29]["t"], "2025-04-02 12:20:00");
+}
