@@ -5,6 +5,8 @@
 #   STARLING_WASM_TOOLCHAIN=auto|rustup|debian   (default auto: rustup's wasm32 target, else Debian's rustc-web)
 #   STARLING_CACHE=dir                           (default ~/.cache/starling: host tools built once per machine)
 #   STARLING_WITH_BROWSER=0                      skip chromium (only needed for browser tests)
+#   STARLING_RECORD_TOOLCHAIN=0                  install the route but keep the recorded choice (test.sh uses
+#                                                this to keep route B tested without switching the build to it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -67,7 +69,9 @@ case "$mode" in
   auto) route_a || { warn "rustup's wasm32 target is unavailable; falling back to Debian's rustc-web"; route_b; } ;;
   *) die "STARLING_WASM_TOOLCHAIN must be auto, rustup or debian (got '$mode')" ;;
 esac
-if [ "$mode" = debian ] || ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+if [ "${STARLING_RECORD_TOOLCHAIN:-1}" = 0 ]; then
+  :
+elif [ "$mode" = debian ] || ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   echo debian >"$STARLING_CACHE/toolchain"
 else
   echo rustup >"$STARLING_CACHE/toolchain"

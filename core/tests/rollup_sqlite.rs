@@ -23,7 +23,8 @@ fn db() -> Connection {
 fn bind(v: &SqlValue) -> rusqlite::types::Value {
     match v {
         SqlValue::Null => rusqlite::types::Value::Null,
-        SqlValue::Int(i) => rusqlite::types::Value::Integer(*i),
+        // D1 binds every JS number as REAL: do the same, so integer arithmetic on binds is tested.
+        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
         SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
         SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
     }

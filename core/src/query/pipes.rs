@@ -13,6 +13,7 @@ use crate::sql::{SqlValue, Statement};
 /// Every endpoint name, for error messages.
 pub(crate) const PIPES: &[&str] = &[
     "kpis",
+    "kpis_summary",
     "trend",
     "current_visitors",
     "top_pages",
@@ -35,6 +36,11 @@ const CURRENT_WINDOW_SECS: i64 = 300;
 const TREND_MINUTES: i64 = 30;
 /// Offset changes in one query window beyond which we refuse (real zones have about two a year).
 const MAX_OFFSET_SEGMENTS: usize = 16;
+
+/// The metrics of `kpis` per bucket: a bounce is a visit with one pageview.
+const KPI_AGGREGATES: &str =
+    ", COUNT(*) AS visits, COUNT(DISTINCT v) AS visitors, SUM(pv) AS pageviews, \
+     SUM(pv = 1) AS bounces, SUM(d) AS duration FROM w GROUP BY bucket";
 
 /// What [`super::assemble`] needs to shape each endpoint's rows.
 #[derive(Debug, Clone)]
@@ -123,7 +129,8 @@ pub(crate) fn plan(req: &Request) -> Result<Plan, QueryError> {
     let (statements, shape) = match req.pipe {
         "current_visitors" => current_visitors(req, &p, tenant, &mut key)?,
         "trend" => trend(req, &p, tenant, &mut key)?,
-        "kpis" => kpis(req, &p, tenant, &mut key)?,
+        "kpis" => kpis(req, &p, tenant, false, &mut key)?,
+        "kpis_summary" => kpis(req, &p, tenant, true, &mut key)?,
         "domains" | "domain" | "actions" => meta_pipe(req, &p, tenant, &mut key)?,
         pipe => match top_spec(pipe) {
             Some(spec) => top(req, &p, tenant, &spec, &mut key)?,
@@ -286,14 +293,31 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     }
 }
 
+/// `kpis`: one row per bucket (hourly for a single day, daily otherwise). `kpis_summary` (`summary`):
+/// one row for the whole range, so unique visitors are counted over the range, not summed per bucket.
 fn kpis(
     req: &Request,
     p: &Params,
     tenant: &str,
+    summary: bool,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
     let w = window(req, p, key)?;
     let f = filters(p, key)?;
+    if summary {
+        let mut q = Sql::new("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
+        sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
+        q.bind(") SELECT (t >= ?) AS bucket", w.start);
+        q.push(KPI_AGGREGATES);
+        return Ok((
+            vec![q.done()],
+            Shape::Kpis(KpiShape {
+                hourly: false,
+                buckets: vec![(1, format_date(w.from))],
+                previous_shift: w.previous.map(|_| 1),
+            }),
+        ));
+    }
     let hourly = w.from == w.to;
     let tz = req.tz;
 
@@ -328,7 +352,8 @@ fn kpis(
 
     let mut q = Sql::new("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
     sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
-    q.push(") SELECT (t + ");
+    // D1 binds numbers as REAL: cast the local time back to an integer before dividing into buckets.
+    q.push(") SELECT CAST(t + ");
     if let [(_, offset)] = segments.as_slice() {
         q.bind("?", i64::from(*offset));
     } else {
@@ -339,11 +364,9 @@ fn kpis(
         }
         q.bind(" ELSE ? END", i64::from(segments[segments.len() - 1].1));
     }
-    q.push(if hourly { ") / 3600" } else { ") / 86400" });
-    q.push(
-        " AS bucket, COUNT(*) AS visits, COUNT(DISTINCT v) AS visitors, SUM(pv) AS pageviews, \
-         SUM(d = 0) AS bounces, SUM(d) AS duration FROM w GROUP BY bucket",
-    );
+    q.push(if hourly { " AS INTEGER) / 3600" } else { " AS INTEGER) / 86400" });
+    q.push(" AS bucket");
+    q.push(KPI_AGGREGATES);
     Ok((
         vec![q.done()],
         Shape::Kpis(KpiShape {

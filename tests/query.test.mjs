@@ -1,0 +1,223 @@
+// Query endpoints end to end against the real local runtime: numbers against an oracle computed here
+// from the raw fixture events, tenant isolation under override attempts, and the read-token matrix.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startWorker } from './lib/worker.mjs';
+import { signJwt, mint } from '../scripts/token.mjs';
+
+const UAS = {
+  chrome: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+  firefox: 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0',
+  safari: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
+};
+const SOURCES = ['https://www.google.com/search?q=x', 'https://news.ycombinator.com/', ''];
+const COUNTRIES = ['DE', 'US', 'FR'];
+// Three tenants of different sizes, with their own domains and path prefixes so leaks are visible.
+const TENANTS = { alpha: 14, beta: 9, gamma: 4 };
+
+const cfBlob = (country) => JSON.stringify({ country, region: '', city: '', colo: 'LHR', httpProtocol: 'HTTP/1.1', timezone: 'UTC',
+  tlsCipher: '', tlsVersion: '', clientAcceptEncoding: '', asn: 64500, asOrganization: 'Example' });
+
+/** Deterministic visits: visitor v has one or two sessions of one to three page hits. */
+function fixture(tenant, visitors, now) {
+  const visits = [];
+  for (let v = 0; v < visitors; v++) {
+    const browser = Object.keys(UAS)[v % 3];
+    const sessions = v % 4 === 0 ? 2 : 1;
+    for (let s = 0; s < sessions; s++) {
+      // The first visitors are live (last minute); the others earlier today or yesterday, hours apart.
+      const start = v < 2 ? now - 60_000 - s * 3_600_000 : now - (20 + v * 37 + s * 90) * 60_000;
+      const pages = 1 + ((v + s) % 3);
+      const hits = Array.from({ length: pages }, (_, i) => ({
+        ts: start + i * 45_000,
+        path: `/${tenant}/${['home', 'pricing', 'docs', 'blog'][(v + i + s) % 4]}`,
+        referrer: i === 0 ? SOURCES[(v + s) % 3] : `https://${tenant}.example/${tenant}/prev`,
+      }));
+      visits.push({ tenant, visitor: `${tenant}-v${v}`, ip: `198.51.100.${v + 1}`, ua: UAS[browser], browser,
+        country: COUNTRIES[v % 3], session: `${tenant}-v${v}-s${s}`, campaign: v % 2 ? `camp-${v % 3}` : '', hits });
+    }
+  }
+  return visits;
+}
+
+/** The metrics computed from the raw visits, with no planner code. */
+function oracle(visits, now) {
+  const sessions = visits.map((v) => ({ ...v, first: v.hits[0], last: v.hits.at(-1) }));
+  const count = (key, pick) => {
+    const out = new Map();
+    for (const s of sessions) for (const [k, hits] of pick(s)) {
+      const r = out.get(k) ?? { visits: 0, hits: 0 };
+      r.visits += 1; r.hits += hits; out.set(k, r);
+    }
+    return out;
+  };
+  const host = (r) => (r ? new URL(r).hostname.replace(/^www\./, '') : '');
+  const pageviews = sessions.reduce((n, s) => n + s.hits.length, 0);
+  const duration = sessions.reduce((n, s) => n + Math.floor(s.last.ts / 1000) - Math.floor(s.first.ts / 1000), 0);
+  return {
+    visits: sessions.length,
+    pageviews,
+    visitors: new Set(sessions.map((s) => s.visitor)).size,
+    bounce_rate: round(sessions.filter((s) => s.hits.length === 1).length / sessions.length, 4),
+    avg_session_sec: round(duration / sessions.length, 2),
+    live: sessions.filter((s) => s.last.ts >= now - 300_000).length,
+    top_pages: count('pathname', (s) => {
+      const per = new Map();
+      for (const h of s.hits) per.set(h.path, (per.get(h.path) ?? 0) + 1);
+      return per;
+    }),
+    top_sources: count('referrer', (s) => [[host(s.first.referrer), s.hits.length]]),
+    top_browsers: count('browser', (s) => [[s.browser, s.hits.length]]),
+    top_locations: count('location', (s) => [[s.country, s.hits.length]]),
+    entry_pages: count('pathname', (s) => [[s.first.path, s.hits.length]]),
+    exit_pages: count('pathname', (s) => [[s.last.path, s.hits.length]]),
+  };
+}
+const round = (v, d) => Math.round(v * 10 ** d) / 10 ** d;
+const TOP_KEYS = { top_pages: 'pathname', top_sources: 'referrer', top_browsers: 'browser', top_locations: 'location', entry_pages: 'pathname', exit_pages: 'pathname' };
+const PIPES = ['kpis', 'kpis_summary', 'trend', 'current_visitors', 'top_pages', 'top_sources', 'top_browsers', 'top_devices',
+  'top_locations', 'top_os', 'top_campaigns', 'entry_pages', 'exit_pages', 'domains', 'domain', 'actions'];
+
+let w, now, expected;
+const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+let range;
+
+before(async () => {
+  w = await startWorker();
+  now = Date.now();
+  range = `date_from=${day(now - 86_400_000)}&date_to=${day(now)}`;
+  expected = {};
+  for (const [tenant, visitors] of Object.entries(TENANTS)) {
+    const visits = fixture(tenant, visitors, now);
+    expected[tenant] = oracle(visits, now);
+    const token = w.token(tenant);
+    for (const v of visits) {
+      const lines = v.hits.map((h) => JSON.stringify({ timestamp: new Date(h.ts).toISOString(), action: 'page_hit', version: '1',
+        session_id: v.session, tenant_id: 'spoofed', domain: `${tenant}.example`, payload: JSON.stringify({
+          'user-agent': v.ua, locale: 'en-US', referrer: h.referrer, pathname: h.path,
+          href: `https://${tenant}.example${h.path}${v.campaign ? `?utm_source=nl&utm_medium=email&utm_campaign=${v.campaign}` : ''}` }) }));
+      lines.push(JSON.stringify({ timestamp: new Date(v.hits[0].ts).toISOString(), action: 'signup', session_id: v.session,
+        domain: `${tenant}.example`, payload: { plan: `${tenant}-plan` } }));
+      const r = await w.post('/v0/events?name=analytics_events', lines.join('\n'),
+        { token, headers: { 'CF-Connecting-IP': v.ip, 'MF-CF-Blob': cfBlob(v.country) } });
+      assert.equal(r.status, 202, r.text);
+    }
+  }
+  const total = Object.values(expected).reduce((n, e) => n + e.visits, 0);
+  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, { what: `${total} sessions rolled up`, timeoutMs: 60_000 });
+});
+after(async () => { await w?.stop(); });
+
+async function pipe(name, token, query = '', headers = {}) {
+  const r = await w.fetch(`/v0/pipes/${name}.json?${query}`, { headers: { Authorization: `Bearer ${token}`, ...headers } });
+  const text = await r.text();
+  let json; try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, json, text };
+}
+
+test('every endpoint answers in Tinybird shape', async () => {
+  const token = w.token('alpha', 'read');
+  for (const name of PIPES) {
+    const r = await pipe(name, token, range);
+    assert.equal(r.status, 200, `${name}: ${r.text}`);
+    assert.ok(Array.isArray(r.json.meta) && r.json.meta.every((m) => m.name && m.type), `${name} meta`);
+    assert.equal(r.json.rows, r.json.data.length, `${name} rows`);
+    for (const k of ['elapsed', 'rows_read', 'bytes_read']) assert.equal(typeof r.json.statistics[k], 'number', `${name} statistics.${k}`);
+    for (const row of r.json.data) assert.deepEqual(Object.keys(row).sort(), r.json.meta.map((m) => m.name).sort(), `${name} columns`);
+  }
+});
+
+test('numbers equal the oracle computed from the raw events, for every tenant', async () => {
+  for (const tenant of Object.keys(TENANTS)) {
+    const e = expected[tenant];
+    const token = w.token(tenant, 'read');
+    const summary = (await pipe('kpis_summary', token, range)).json.data[0];
+    for (const k of ['visits', 'pageviews', 'visitors', 'bounce_rate', 'avg_session_sec']) {
+      assert.equal(summary[k], e[k], `${tenant} kpis_summary.${k}`);
+    }
+    assert.ok(e.visitors < e.visits, 'the fixture has returning visitors');
+    const daily = (await pipe('kpis', token, range)).json.data;
+    assert.equal(daily.length, 2, 'one row per day');
+    assert.equal(daily.reduce((n, r) => n + r.visits, 0), e.visits, `${tenant} kpis visits`);
+    assert.equal(daily.reduce((n, r) => n + r.pageviews, 0), e.pageviews, `${tenant} kpis pageviews`);
+    const live = (await pipe('current_visitors', token)).json.data[0].visits;
+    assert.equal(live, e.live, `${tenant} current_visitors`);
+    for (const [name, key] of Object.entries(TOP_KEYS)) {
+      const got = Object.fromEntries((await pipe(name, token, range)).json.data.map((r) => [r[key], { visits: r.visits, hits: r.hits }]));
+      assert.deepEqual(got, Object.fromEntries(e[name]), `${tenant} ${name}`);
+    }
+    const domains = (await pipe('domains', token)).json.data;
+    assert.deepEqual(domains.map((d) => [d.domain, d.total_hits]), [[`${tenant}.example`, e.pageviews]]);
+    const actions = (await pipe('actions', token)).json.data;
+    assert.deepEqual(actions.map((a) => a.action).sort(), ['page_hit', 'signup']);
+  }
+});
+
+test('each tenant sees only its own data, whatever the request says', async () => {
+  const others = (t) => Object.keys(TENANTS).filter((o) => o !== t);
+  for (const tenant of Object.keys(TENANTS)) {
+    const token = w.token(tenant, 'read');
+    const attempts = [
+      ['', {}],
+      [`tenant_id=${others(tenant)[0]}`, {}],
+      [`TENANT_ID=${others(tenant)[0]}&Tenant_Id=${others(tenant)[1]}`, {}],
+      [`tenant_id=${tenant}&tenant_id=${others(tenant)[0]}`, {}],
+      [`domain=${others(tenant)[0]}.example`, {}],
+      ['', { 'X-Tenant-Id': others(tenant)[0], 'tenant_id': others(tenant)[0] }],
+      [`token=${w.token(others(tenant)[0], 'read')}`, {}],
+    ];
+    for (const name of PIPES) {
+      for (const [query, headers] of attempts) {
+        const r = await pipe(name, token, `${range}&${query}`, headers);
+        assert.equal(r.status, 200, `${tenant} ${name} ${query}: ${r.text}`);
+        for (const other of others(tenant)) {
+          assert.ok(!r.text.includes(other), `${tenant}'s ${name}?${query} leaked ${other}: ${r.text.slice(0, 300)}`);
+        }
+      }
+    }
+    // A fixed domain in the token wins over the request's.
+    const pinned = mint({ tenant, kind: 'read', key: w.signingKey, domain: `${tenant}.example` });
+    const r = await pipe('top_pages', pinned, `${range}&domain=elsewhere.example`);
+    assert.ok(r.json.data.length > 0, 'fixed domain wins over the request');
+  }
+});
+
+test('read tokens: the negative matrix', async () => {
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const scope = (type, resource, fixed = { tenant_id: 'alpha' }) => ({ type, resource, fixed_params: fixed });
+  const good = w.token('alpha', 'read');
+  const [h, p] = good.split('.');
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const cases = [
+    ['no token', null, 401],
+    ['alg none', `${b64({ alg: 'none', typ: 'JWT' })}.${p}.`, 401],
+    ['alg absent', `${b64({ typ: 'JWT' })}.${p}.${good.split('.')[2]}`, 401],
+    ['wrong key', signJwt({ exp, scopes: [scope('PIPES:READ', '*')] }, 'not-the-key'), 401],
+    ['tampered payload', `${h}.${b64({ exp, scopes: [scope('PIPES:READ', '*', { tenant_id: 'beta' })] })}.${good.split('.')[2]}`, 401],
+    ['garbage', 'not.a.jwt', 401],
+    ['expired', signJwt({ exp: exp - 3600, scopes: [scope('PIPES:READ', '*')] }, w.signingKey), 403],
+    ['not yet valid', signJwt({ exp, nbf: exp - 60, scopes: [scope('PIPES:READ', '*')] }, w.signingKey), 403],
+    ['wrong scope type', w.token('alpha', 'tracker'), 403],
+    ['endpoint not in scope', signJwt({ exp, scopes: [scope('PIPES:READ', 'top_*')] }, w.signingKey), 403],
+    ['no tenant', signJwt({ exp, scopes: [scope('PIPES:READ', '*', {})] }, w.signingKey), 403],
+  ];
+  for (const [what, token, status] of cases) {
+    const r = token ? await pipe('kpis', token) : await w.fetch('/v0/pipes/kpis.json').then(async (x) => ({ status: x.status, json: JSON.parse(await x.text()) }));
+    assert.equal(r.status, status, `${what}: ${JSON.stringify(r.json)}`);
+    assert.ok(r.json.error.length > 10, `${what}: the error explains itself`);
+  }
+  const glob = signJwt({ exp, scopes: [scope('PIPES:READ', 'top_*')] }, w.signingKey);
+  assert.equal((await pipe('top_pages', glob, range)).status, 200, 'a glob scope allows what it names');
+});
+
+test('bad parameters are 400s and unknown pipes 404s, never 500s', async () => {
+  const token = w.token('alpha', 'read');
+  for (const q of ['date_from=yesterday', 'date_from=2025-02-30', 'date_from=2025-03-02&date_to=2025-03-01', 'limit=-1',
+    'limit=abc', 'skip=1e9', 'timezone=Not/AZone', 'timezone=%27%3B--', 'date_from=2020-01-01&date_to=2025-01-01']) {
+    const r = await pipe('top_pages', token, q);
+    assert.equal(r.status, 400, `${q}: ${r.text}`);
+    assert.match(r.json.error, /\w+/);
+  }
+  assert.equal((await pipe('nope', token)).status, 404);
+  assert.equal((await pipe('kpis', token, `${range}&timezone=America/New_York`)).status, 200);
+});
