@@ -112,7 +112,7 @@ async function pipe(name, token, query = '', headers = {}) {
   const r = await w.fetch(`/v0/pipes/${name}.json?${query}`, { headers: { Authorization: `Bearer ${token}`, ...headers } });
   const text = await r.text();
   let json; try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: r.status, json, text };
+  return { status: r.status, json, text, headers: r.headers };
 }
 
 test('every endpoint answers in Tinybird shape', async () => {
@@ -220,4 +220,24 @@ test('bad parameters are 400s and unknown pipes 404s, never 500s', async () => {
   }
   assert.equal((await pipe('nope', token)).status, 404);
   assert.equal((await pipe('kpis', token, `${range}&timezone=America/New_York`)).status, 200);
+});
+
+test('limits.rps is enforced per token with 429, Retry-After and RateLimit headers', async () => {
+  const limited = mint({ tenant: 'alpha', kind: 'read', key: w.signingKey, rps: 2 });
+  const results = [];
+  for (let i = 0; i < 8; i++) results.push(await pipe('current_visitors', limited));
+  const ok = results.filter((r) => r.status === 200);
+  const denied = results.filter((r) => r.status === 429);
+  assert.ok(ok.length >= 2 && ok.length <= 4, `about the burst of 2 passes, got ${ok.length}`);
+  assert.ok(denied.length >= 4, `the rest is refused, got ${denied.length}`);
+  assert.match(denied[0].json.error, /rate limit/);
+  assert.ok(Number(denied[0].headers.get('retry-after')) >= 1);
+  assert.equal(denied[0].headers.get('ratelimit-limit'), '2');
+  assert.equal(ok[0].headers.get('ratelimit-limit'), '2');
+  // Another token of the same tenant has its own bucket; a token without limits has none.
+  const other = mint({ tenant: 'alpha', kind: 'read', key: w.signingKey, rps: 2, days: 2 });
+  assert.equal((await pipe('current_visitors', other)).status, 200);
+  assert.equal((await pipe('current_visitors', w.token('alpha', 'read'))).status, 200);
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal((await pipe('current_visitors', limited)).status, 200, 'the bucket refills');
 });

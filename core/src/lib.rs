@@ -26,6 +26,8 @@ pub mod ingest;
 #[cfg(feature = "std")]
 pub mod query;
 #[cfg(feature = "std")]
+pub mod ratelimit;
+#[cfg(feature = "std")]
 pub mod rollup;
 #[cfg(feature = "std")]
 pub mod sql;

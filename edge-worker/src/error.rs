@@ -3,6 +3,7 @@
 //! Messages say what was wrong and what to do. Internal error text (D1, R2, queue) is logged, never
 //! returned to the client.
 
+use starling_core::ratelimit::Decision;
 use starling_core::{claims::AuthError, ingest::IngestError, query::QueryError, token::TokenError};
 use worker::Response;
 
@@ -28,6 +29,8 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// The admin token is wrong.
     AdminDenied,
+    /// The token's `limits.rps` is used up (429).
+    RateLimited(Decision),
     /// A dependency (queue, D1, R2) failed; the client should retry. The detail is logged only.
     Unavailable(String),
 }
@@ -45,6 +48,7 @@ impl ApiError {
             Self::NotFound => 404,
             Self::AdminDenied => 403,
             Self::MethodNotAllowed(_) => 405,
+            Self::RateLimited(_) => 429,
             Self::Unavailable(_) => 503,
         }
     }
@@ -63,6 +67,10 @@ impl ApiError {
             Self::AdminDenied => "invalid admin token: use the ADMIN_TOKEN secret as 'Authorization: Bearer <token>'".into(),
             Self::NotFound => "not found: the API serves POST /v0/events, GET /v0/pipes/{name}.json and /v0/admin/*".into(),
             Self::MethodNotAllowed(allowed) => format!("method not allowed: use {allowed}"),
+            Self::RateLimited(d) => format!(
+                "rate limit exceeded: this token allows {} requests per second; retry after {} s",
+                d.limit, d.retry_after_secs
+            ),
             Self::Unavailable(_) => "temporarily unavailable: nothing was accepted, retry the request".into(),
         }
     }
@@ -81,8 +89,17 @@ impl ApiError {
         let mut resp = Response::from_json(&body)
             .expect("json response")
             .with_status(self.status());
-        if let Self::Unavailable(_) = self {
-            let _ = resp.headers_mut().set("Retry-After", "1");
+        match self {
+            Self::Unavailable(_) => {
+                let _ = resp.headers_mut().set("Retry-After", "1");
+            }
+            Self::RateLimited(d) => {
+                let _ = resp
+                    .headers_mut()
+                    .set("Retry-After", &d.retry_after_secs.to_string());
+                crate::limiter::headers(&mut resp, d);
+            }
+            _ => {}
         }
         resp
     }

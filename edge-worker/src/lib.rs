@@ -9,6 +9,7 @@ mod consumer;
 mod cors;
 mod env;
 mod error;
+mod limiter;
 mod log;
 mod random;
 mod routes;

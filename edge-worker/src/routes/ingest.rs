@@ -43,6 +43,12 @@ pub async fn post_events(
     let claims = token::verify(&token, key.as_bytes(), now.div_euclid(1000))?;
     let grant = authorize_append(&claims, datasource)?;
     outcome.tenant = Some(grant.tenant.as_str().to_owned());
+    if let Some(rps) = claims.rps {
+        let d = crate::limiter::take(env, &token, rps).await?;
+        if !d.allowed {
+            return Err(ApiError::RateLimited(d));
+        }
+    }
 
     let limits = Limits::default();
     if let Ok(Some(len)) = req.headers().get("Content-Length") {

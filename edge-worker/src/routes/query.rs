@@ -12,7 +12,7 @@ use worker::{Cache, Env, Request, Response};
 use super::{bearer_token, now_ms, query_pairs, Outcome};
 use crate::error::ApiError;
 use crate::store::d1;
-use crate::{env, timezone};
+use crate::{env, limiter, timezone};
 
 /// Seconds a response is cached: short for the live endpoints, a minute for the rest.
 fn ttl(pipe: &str) -> u32 {
@@ -37,6 +37,13 @@ pub async fn get_pipe(
     let claims = token::verify(&token, key.as_bytes(), started.div_euclid(1000))?;
     let grant = authorize_read(&claims, pipe)?;
     outcome.tenant = Some(grant.tenant.as_str().to_owned());
+    let limit = match grant.rps {
+        Some(rps) => Some(limiter::take(env, &token, rps).await?),
+        None => None,
+    };
+    if let Some(d) = limit.filter(|d| !d.allowed) {
+        return Err(ApiError::RateLimited(d));
+    }
 
     let tz_name = query::timezone_param(&params, &grant.fixed)?;
     let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
@@ -56,7 +63,14 @@ pub async fn get_pipe(
         "https://cache.starling.internal/v1/{}",
         encode(&plan.cache_key())
     );
-    if let Ok(Some(hit)) = cache.get(cache_url.as_str(), false).await {
+    if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
+        let _ = hit.headers_mut().set("X-Cache", "HIT");
+        let _ = hit
+            .headers_mut()
+            .set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
+        if let Some(d) = &limit {
+            limiter::headers(&mut hit, d);
+        }
         return Ok(hit);
     }
     let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -85,6 +99,10 @@ pub async fn get_pipe(
             .headers_mut()
             .set("Cache-Control", &format!("public, max-age={}", ttl(pipe)));
         let _ = cache.put(cache_url.as_str(), copy).await;
+    }
+    let _ = resp.headers_mut().set("X-Cache", "MISS");
+    if let Some(d) = &limit {
+        limiter::headers(&mut resp, d);
     }
     Ok(resp)
 }
