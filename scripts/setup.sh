@@ -80,7 +80,8 @@ fi
 # 3. Host tools from crates.io, pinned, built once per machine into the cache.
 cargo_tool() { # name version binary
   local have=""
-  [ -x "$STARLING_CACHE/bin/$3" ] && have=$("$STARLING_CACHE/bin/$3" --version 2>/dev/null | awk '{print $2}')
+  # `wasm-bindgen --version` prints "wasm-bindgen 0.2.130", `worker-build --version` just "0.8.7".
+  [ -x "$STARLING_CACHE/bin/$3" ] && have=$("$STARLING_CACHE/bin/$3" --version 2>/dev/null | awk '{print $NF}')
   [ "$have" = "$2" ] && return 0
   step "cargo install $1@$2 (a few minutes, once per machine)"
   # --locked first; some releases' lockfiles name since-yanked crates, then resolve afresh (same pinned tool version).

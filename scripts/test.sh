@@ -18,6 +18,11 @@ step "cargo clippy (wasm32)"
 cargo clippy -q -p starling-edge-worker -p starling-tracker --target wasm32-unknown-unknown -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p starling-core
+step "toolchain route B: Debian's rustc-web builds the worker for wasm32 (kept tested; cached in target/route-b)"
+STARLING_WASM_TOOLCHAIN=debian STARLING_RECORD_TOOLCHAIN=0 bash scripts/setup.sh >/dev/null
+env -u RUSTUP_TOOLCHAIN PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/route-b \
+  /usr/bin/cargo build -q --release -p starling-edge-worker --target wasm32-unknown-unknown ||
+  die "route B (Debian rustc-web) could not build the worker: see above; scripts/setup.sh STARLING_WASM_TOOLCHAIN=debian installs it"
 step "cargo test (native)"
 cargo test --workspace --exclude starling-edge-worker --exclude starling-tracker
 

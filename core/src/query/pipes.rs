@@ -364,7 +364,11 @@ fn kpis(
         }
         q.bind(" ELSE ? END", i64::from(segments[segments.len() - 1].1));
     }
-    q.push(if hourly { " AS INTEGER) / 3600" } else { " AS INTEGER) / 86400" });
+    q.push(if hourly {
+        " AS INTEGER) / 3600"
+    } else {
+        " AS INTEGER) / 86400"
+    });
     q.push(" AS bucket");
     q.push(KPI_AGGREGATES);
     Ok((

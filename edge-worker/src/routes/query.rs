@@ -64,14 +64,18 @@ pub async fn get_pipe(
         encode(&plan.cache_key())
     );
     if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
-        let _ = hit.headers_mut().set("X-Cache", "HIT");
-        let _ = hit
-            .headers_mut()
-            .set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
-        if let Some(d) = &limit {
-            limiter::headers(&mut hit, d);
+        // Cached responses have immutable headers: answer with a fresh response around the body.
+        if let Ok(body) = hit.text().await {
+            let mut resp = Response::ok(body).expect("response");
+            let h = resp.headers_mut();
+            let _ = h.set("Content-Type", "application/json");
+            let _ = h.set("X-Cache", "HIT");
+            let _ = h.set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
+            if let Some(d) = &limit {
+                limiter::headers(&mut resp, d);
+            }
+            return Ok(resp);
         }
-        return Ok(hit);
     }
     let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let results = d1::rows_batch(&db, &plan.statements)
