@@ -35,6 +35,24 @@ pub fn batch_applied(batch_id: &str) -> Statement {
     )
 }
 
+/// Batch ids per lookup in [`batches_applied`] (D1 allows at most 100 bound parameters).
+const IDS_PER_LOOKUP: usize = 90;
+
+/// Queries that return the `batch_id` of every already applied batch among `batch_ids`: one lookup
+/// for a whole queue delivery instead of one per message.
+pub fn batches_applied(batch_ids: &[&str]) -> Vec<Statement> {
+    batch_ids
+        .chunks(IDS_PER_LOOKUP)
+        .map(|chunk| {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            Statement::new(
+                format!("SELECT batch_id FROM applied_batches WHERE batch_id IN ({placeholders})"),
+                chunk.iter().map(|id| SqlValue::from(*id)).collect(),
+            )
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct SessionDelta<'a> {
     first: Option<&'a EnrichedEvent>,

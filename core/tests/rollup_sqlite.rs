@@ -2,7 +2,7 @@
 
 use rusqlite::{params_from_iter, Connection};
 use starling_core::event::EnrichedEvent;
-use starling_core::rollup::{batch_guard, rebuild_reset, statements_for};
+use starling_core::rollup::{batch_guard, batches_applied, rebuild_reset, statements_for};
 use starling_core::sql::{SqlValue, Statement};
 
 fn db() -> Connection {
@@ -142,6 +142,37 @@ fn a_batch_applied_twice_counts_once() {
     assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 2);
     assert_eq!(count(&conn, "SELECT sum(pageviews) FROM sessions"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM applied_batches"), 1);
+}
+
+#[test]
+fn applied_batches_are_found_in_one_lookup_per_90_ids() {
+    let mut conn = db();
+    run(
+        &mut conn,
+        &[batch_guard("b-1", T0), batch_guard("b-150", T0)],
+    )
+    .unwrap();
+    let ids: Vec<String> = (0..200).map(|i| format!("b-{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let lookups = batches_applied(&refs);
+    assert_eq!(
+        lookups.len(),
+        3,
+        "200 ids need 3 lookups of at most 90 binds"
+    );
+    let mut found = Vec::new();
+    for s in &lookups {
+        assert!(s.binds.len() <= 90);
+        let mut stmt = conn.prepare(&s.sql).unwrap();
+        let rows = stmt
+            .query_map(params_from_iter(s.binds.iter().map(bind)), |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap();
+        found.extend(rows.map(Result::unwrap));
+    }
+    found.sort();
+    assert_eq!(found, ["b-1", "b-150"]);
 }
 
 #[test]

@@ -4,16 +4,25 @@
 //! only when both are done. A failure retries that message alone (`msg.retry()`); after the queue's
 //! `max_retries` it goes to the dead-letter queue, from which it can be replayed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use starling_core::event::QueueBatch;
+use futures_util::future::join_all;
+use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::identity::assign_sessions;
 use starling_core::rollup;
-use worker::{D1Database, Env, MessageBatch, MessageExt, Result};
+use worker::{D1Database, Env, Message, MessageBatch, MessageExt, Result};
 
 use crate::store::{archive, d1};
 
-/// Applies every message of a queue batch; never fails as a whole.
+/// Most events one grouped transaction takes; larger deliveries are split into several groups.
+const GROUP_EVENTS: usize = 2_000;
+
+/// Applies every message of a queue delivery; never fails as a whole.
+///
+/// Fast path: the messages are applied in groups, each group as one D1 transaction (one guard per
+/// batch id, rollup deltas aggregated over the whole group). Beacons arrive one event per message, so
+/// this turns a hundred small transactions into one. If a group fails (a race with a redelivery, a D1
+/// error), its messages are applied one by one, each acked or retried on its own.
 pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     let messages = match batch.messages() {
         Ok(m) => m,
@@ -27,29 +36,152 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
             return;
         }
     };
+    let mut groups: Vec<Vec<Message<QueueBatch>>> = vec![Vec::new()];
+    let mut events = 0;
     for msg in messages {
+        let n = msg.body().events.len() + msg.body().quarantined.len();
+        if events + n > GROUP_EVENTS && !groups.last().is_some_and(Vec::is_empty) {
+            groups.push(Vec::new());
+            events = 0;
+        }
+        events += n;
+        groups.last_mut().expect("one group").push(msg);
+    }
+    for group in groups.into_iter().filter(|g| !g.is_empty()) {
         let started = worker::Date::now().as_millis();
-        let body = msg.body();
-        let result = apply(body.clone(), env).await;
-        let fields = serde_json::json!({
-            "batch_id": body.batch_id,
-            "tenant": body.tenant_id,
-            "events": body.events.len(),
-            "quarantined": body.quarantined.len(),
-            "latency_ms": worker::Date::now().as_millis() - started,
-            "outcome": match &result { Ok(o) => o.to_string(), Err(e) => e.to_string() },
-        });
-        match result {
-            Ok(_) => {
-                crate::log::event("info", "queue_batch", &fields);
-                msg.ack();
+        let bodies: Vec<QueueBatch> = group.iter().map(|m| m.body().clone()).collect();
+        match apply_group(bodies, env).await {
+            Ok(outcomes) => {
+                for (msg, outcome) in group.iter().zip(outcomes) {
+                    log_batch(msg.body(), started, Ok(outcome));
+                    msg.ack();
+                }
             }
-            Err(_) => {
-                crate::log::event("error", "queue_batch", &fields);
-                msg.retry();
+            Err(e) => {
+                crate::log::event(
+                    "warn",
+                    "queue_group_fallback",
+                    &serde_json::json!({ "messages": group.len(), "error": e.to_string() }),
+                );
+                for msg in group {
+                    let started = worker::Date::now().as_millis();
+                    let result = apply(msg.body().clone(), env).await;
+                    let ok = result.is_ok();
+                    log_batch(msg.body(), started, result);
+                    if ok {
+                        msg.ack();
+                    } else {
+                        msg.retry();
+                    }
+                }
             }
         }
     }
+}
+
+fn log_batch(body: &QueueBatch, started: u64, result: Result<&'static str>) {
+    let ok = result.is_ok();
+    let fields = serde_json::json!({
+        "batch_id": body.batch_id,
+        "tenant": body.tenant_id,
+        "events": body.events.len(),
+        "quarantined": body.quarantined.len(),
+        "latency_ms": worker::Date::now().as_millis() - started,
+        "outcome": match &result { Ok(o) => o.to_string(), Err(e) => e.to_string() },
+    });
+    crate::log::event(if ok { "info" } else { "error" }, "queue_batch", &fields);
+}
+
+/// Applies several batches in one D1 transaction; returns each batch's outcome in order. An error means
+/// nothing was committed to D1 (archive objects may have been written; they are overwritten on retry).
+async fn apply_group(mut batches: Vec<QueueBatch>, env: &Env) -> Result<Vec<&'static str>> {
+    let db = d1::db(env)?;
+    let ids: Vec<&str> = batches.iter().map(|b| b.batch_id.as_str()).collect();
+    let mut applied: HashSet<String> = HashSet::new();
+    for lookup in rollup::batches_applied(&ids) {
+        for row in d1::rows(&db, &lookup).await? {
+            if let Some(id) = row.get("batch_id").and_then(|v| v.as_str()) {
+                applied.insert(id.to_owned());
+            }
+        }
+    }
+    let fresh: Vec<usize> = (0..batches.len())
+        .filter(|&i| !applied.contains(&batches[i].batch_id))
+        .collect();
+
+    // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
+    let mut tenants: Vec<String> = fresh
+        .iter()
+        .map(|&i| batches[i].tenant_id.clone())
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in &tenants {
+        let members: Vec<usize> = fresh
+            .iter()
+            .copied()
+            .filter(|&i| batches[i].tenant_id == *tenant)
+            .collect();
+        let mut merged: Vec<EnrichedEvent> = Vec::new();
+        let mut sizes = Vec::with_capacity(members.len());
+        for &i in &members {
+            sizes.push(batches[i].events.len());
+            merged.append(&mut batches[i].events);
+        }
+        let prior = prior_sessions(&db, tenant, &merged).await?;
+        assign_sessions(&mut merged, &prior);
+        let mut rest = merged.into_iter();
+        for (&i, n) in members.iter().zip(sizes) {
+            batches[i].events = rest.by_ref().take(n).collect();
+        }
+    }
+
+    // The archive first (each batch under its own keys), written concurrently.
+    let bucket = archive::bucket(env)?;
+    let writes = fresh.iter().map(|&i| {
+        let b = &batches[i];
+        archive::write_batch(
+            &bucket,
+            &b.tenant_id,
+            &b.batch_id,
+            b.received_at.div_euclid(1000),
+            &b.events,
+            &b.quarantined,
+        )
+    });
+    for written in join_all(writes).await {
+        written?;
+    }
+
+    let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
+    let mut statements: Vec<_> = fresh
+        .iter()
+        .map(|&i| rollup::batch_guard(&batches[i].batch_id, now_secs))
+        .collect();
+    let events: Vec<EnrichedEvent> = fresh
+        .iter()
+        .flat_map(|&i| batches[i].events.iter().cloned())
+        .collect();
+    statements.extend(rollup::statements_for(&events, now_secs));
+    for &i in &fresh {
+        let b = &batches[i];
+        statements.extend(rollup::quarantine_statements(
+            &b.tenant_id,
+            b.received_at.div_euclid(1000),
+            &b.quarantined,
+        ));
+    }
+    d1::run_atomic(&db, &statements).await?;
+    Ok(batches
+        .iter()
+        .map(|b| {
+            if applied.contains(&b.batch_id) {
+                "duplicate"
+            } else {
+                "applied"
+            }
+        })
+        .collect())
 }
 
 /// Applies one batch. Returns `"applied"` or `"duplicate"` (already applied earlier).
@@ -61,7 +193,7 @@ pub async fn apply(mut batch: QueueBatch, env: &Env) -> Result<&'static str> {
     {
         return Ok("duplicate");
     }
-    let prior = prior_sessions(&db, &batch).await?;
+    let prior = prior_sessions(&db, &batch.tenant_id, &batch.events).await?;
     assign_sessions(&mut batch.events, &prior);
 
     let received_secs = batch.received_at.div_euclid(1000);
@@ -98,13 +230,13 @@ pub async fn apply(mut batch: QueueBatch, env: &Env) -> Result<&'static str> {
     }
 }
 
-/// The latest known session of each visitor in the batch that arrived without a client session id.
+/// The latest known session of each visitor among `events` that arrived without a client session id.
 async fn prior_sessions(
     db: &D1Database,
-    batch: &QueueBatch,
+    tenant: &str,
+    events: &[EnrichedEvent],
 ) -> Result<HashMap<String, (String, i64)>> {
-    let mut visitors: Vec<&str> = batch
-        .events
+    let mut visitors: Vec<&str> = events
         .iter()
         .filter(|e| e.session_id.is_none() && !e.is_bot)
         .map(|e| e.visitor_id.as_str())
@@ -112,7 +244,7 @@ async fn prior_sessions(
     visitors.sort_unstable();
     visitors.dedup();
     let mut prior = HashMap::new();
-    for lookup in rollup::prior_sessions_lookup(&batch.tenant_id, &visitors) {
+    for lookup in rollup::prior_sessions_lookup(tenant, &visitors) {
         for row in d1::rows(db, &lookup).await? {
             let (Some(v), Some(k), Some(t)) = (
                 row.get("visitor_id").and_then(|v| v.as_str()),

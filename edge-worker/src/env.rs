@@ -11,6 +11,9 @@ pub const SIGNING_KEY: &str = "SIGNING_KEY";
 /// Secret: bearer token for `/v0/admin/*`.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
+/// Variable: lowest log level written (`info` by default, `warn` or `error`).
+pub const LOG_LEVEL: &str = "LOG_LEVEL";
+
 /// A secret's value, or `None` when it is not configured.
 pub fn secret(env: &worker::Env, name: &str) -> Option<String> {
     // Secrets in production; `--var`/`.dev.vars` locally. Both arrive as string bindings.

@@ -22,6 +22,7 @@ use worker::{
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    log::configure(&env);
     Ok(routes::handle(req, env).await)
 }
 
@@ -31,6 +32,7 @@ async fn queue(
     env: Env,
     _ctx: Context,
 ) -> Result<()> {
+    log::configure(&env);
     consumer::consume(batch, &env).await;
     // Never return Err: in worker 0.8.7 that panics in the macro and resets the instance; failures are
     // retried per message inside `consume`.

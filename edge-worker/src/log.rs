@@ -1,6 +1,31 @@
 //! Structured JSON logs: one line per request or batch. Never a token, key, IP or user agent.
 
+use std::cell::Cell;
+
 use serde::Serialize;
+
+thread_local! {
+    /// Lowest level written (0 info, 1 warn, 2 error), from the `LOG_LEVEL` variable.
+    static MIN_LEVEL: Cell<u8> = const { Cell::new(0) };
+}
+
+fn rank(level: &str) -> u8 {
+    match level {
+        "error" => 2,
+        "warn" => 1,
+        _ => 0,
+    }
+}
+
+/// Applies the `LOG_LEVEL` variable (`info`, the default; `warn`; `error`). Per-request `info` lines are
+/// the bulk of the log volume at high ingest rates: operators can keep only warnings and errors.
+pub fn configure(env: &worker::Env) {
+    let level = env
+        .var(crate::env::LOG_LEVEL)
+        .map(|v| rank(&v.to_string()))
+        .unwrap_or(0);
+    MIN_LEVEL.with(|m| m.set(level));
+}
 
 /// One request's log line.
 #[derive(Serialize)]
@@ -36,6 +61,9 @@ pub fn event<T: Serialize>(level: &str, kind: &str, fields: &T) {
 }
 
 fn emit<T: Serialize>(level: &str, kind: &str, fields: &T) {
+    if rank(level) < MIN_LEVEL.with(Cell::get) {
+        return;
+    }
     let mut v = serde_json::to_value(fields).unwrap_or_default();
     if let Some(map) = v.as_object_mut() {
         map.insert("level".into(), level.into());
