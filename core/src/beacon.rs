@@ -1,1 +1,1119 @@
-//! (in progress)
+//! The browser tracker's decisions, kept pure so they are tested natively.
+//!
+//! The tracker's glue reads the page (script attributes, `location`, `document.referrer`, a few
+//! privacy flags) and hands the raw text here; this module decides whether to send, what to send and
+//! where, and the glue sends.
+//!
+//! Every byte of this module ships to every visitor inside the tracker's wasm module, so it is written
+//! for size: it uses only `core` (no `alloc`, no `std`), works on UTF-8 bytes rather than `str` (the
+//! text comes from `TextEncoder` and goes back through `TextDecoder`, so the string-searching and UTF-8
+//! machinery stays out), writes into a caller's fixed buffer ([`Out`]) instead of growing vectors, looks
+//! attributes up when needed instead of parsing them into a struct, routes comparisons and copies
+//! through a few out-of-line helpers, and never indexes (so it has no panicking paths).
+//!
+//! Compared with flock.js it fixes: a proxy set twice no longer throws (the full URL wins); masked
+//! values can no longer produce invalid JSON; SPA navigations send the previous page as referrer and
+//! never repeat the same page; query strings are stripped to `utm_*`; GPC, opt-out, automation and
+//! local pages are not tracked unless allowed. (The flock.js-compatible session id for `data-storage`,
+//! with its cookie fixes, is kept by the loader, `tracker/js/main.js`: it only reads and writes storage.)
+
+/// Where flock.js sends by default when no `data-host` is given and the script has no http(s) origin.
+pub const DEFAULT_HOST: &[u8] = b"https://api.tinybird.co";
+/// The datasource events go to unless `data-datasource` says otherwise.
+pub const DEFAULT_DATASOURCE: &[u8] = b"analytics_events";
+/// Payloads longer than this are dropped, as flock.js does.
+pub const MAX_PAYLOAD: usize = 10_240;
+/// Room [`decide`] needs in its [`Out`]: the endpoint and the envelope with an escaped payload.
+pub const OUT_CAPACITY: usize = 2 * MAX_PAYLOAD + 8192;
+
+/// Words that make a property sensitive (its value is masked): a key's words are split at
+/// non-alphanumerics and camelCase humps and compared lower-cased, exactly or, for entries ending in
+/// `*`, as a prefix. So `userEmail`, `api_token`, `cc_number`, `newPassword1` and `pin` are masked;
+/// `shipping`, `success`, `author` and `partnumber` are not.
+const SENSITIVE: [&[u8]; 23] = [
+    b"pass",
+    b"password*",
+    b"passwd",
+    b"passcode",
+    b"pin",
+    b"email*",
+    b"mail",
+    b"phone*",
+    b"tel",
+    b"mobile",
+    b"token*",
+    b"secret*",
+    b"auth",
+    b"user",
+    b"username",
+    b"userid",
+    b"address*",
+    b"card*",
+    b"cc",
+    b"cvv",
+    b"cvc",
+    b"ssn",
+    b"iban",
+];
+
+/// Privacy and automation signals read from the browser, as bits of the `flags` argument.
+pub mod flag {
+    /// `navigator.globalPrivacyControl` is true.
+    pub const GPC: u32 = 1;
+    /// `navigator.webdriver`, `window.Cypress` or `window.__nightmare`.
+    pub const AUTOMATION: u32 = 2;
+    /// The visitor opted out (`window.starlingOptOut` or `localStorage["starling-opt-out"]`).
+    pub const OPT_OUT: u32 = 4;
+}
+
+/// A fixed-capacity output: writes past the end are counted but dropped, and [`Out::full`] tells.
+/// Inside a JSON string (see [`json_str`]) it escapes what it is given.
+pub struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`.
+    mode: u8,
+}
+
+impl<'a> Out<'a> {
+    /// Writes into `buf`, from its start.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Out {
+            buf,
+            len: 0,
+            mode: 0,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        if let Some(x) = self.buf.get_mut(self.len) {
+            *x = b;
+        }
+        self.len += 1;
+    }
+
+    /// Appends bytes, JSON-escaped inside a string: the one copy loop for every write in this module.
+    #[inline(never)]
+    pub fn put(&mut self, s: &[u8]) {
+        for &b in s {
+            if self.mode > 0 {
+                match b {
+                    b'"' | b'\\' => self.byte(b'\\'),
+                    0..=0x1f => {
+                        for c in [b'\\', b'u', b'0', b'0', hex(b >> 4)] {
+                            self.byte(c);
+                        }
+                        self.byte(hex(b));
+                        continue;
+                    }
+                    b'-' if self.mode > 1 => {
+                        self.byte(b'_');
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            self.byte(b);
+        }
+    }
+
+    /// Everything written so far (empty once [`Out::full`]).
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    /// Whether more was written than fits.
+    pub fn full(&self) -> bool {
+        self.len > self.buf.len()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn last(&self) -> Option<&u8> {
+        self.bytes().last()
+    }
+}
+
+/// Splits off the text before the first `sep` and leaves what follows it in `text` (empty when
+/// there is no `sep`). The glue joins fields with `\0` and sections with `\x01`.
+#[inline(never)]
+pub fn take<'a>(text: &mut &'a [u8], sep: u8) -> &'a [u8] {
+    let t = *text;
+    let mut i = 0;
+    // A plain loop: `position` becomes a call to the (large) word-at-a-time memchr.
+    while t.get(i).is_some_and(|&b| b != sep) {
+        i += 1;
+    }
+    *text = t.get(i + 1..).unwrap_or_default();
+    t.get(..i).unwrap_or_default()
+}
+
+/// The text before the first `stop`, or all of it.
+fn until(t: &[u8], stop: u8) -> &[u8] {
+    let mut t = t;
+    take(&mut t, stop)
+}
+
+/// Byte-string equality, out of line: comparisons with constants are otherwise unrolled into
+/// word loads at every use.
+#[inline(never)]
+fn eq(a: &[u8], b: &[u8]) -> bool {
+    a == b
+}
+
+/// `a` without the prefix `p`, if it has it.
+fn strip_prefix<'a>(a: &'a [u8], p: &[u8]) -> Option<&'a [u8]> {
+    let (head, tail) = a.split_at_checked(p.len())?;
+    eq(head, p).then_some(tail)
+}
+
+/// Whether `a` ends with `p` at a label boundary: it is `p` or ends with `.p`.
+fn is_domain_or_sub(a: &[u8], p: &[u8]) -> bool {
+    match a
+        .len()
+        .checked_sub(p.len())
+        .and_then(|n| a.split_at_checked(n))
+    {
+        Some((head, tail)) => eq(tail, p) && (head.is_empty() || head.last() == Some(&b'.')),
+        None => false,
+    }
+}
+
+/// The tracker's configuration: the script tag's attributes, looked up when needed (a struct of
+/// parsed fields costs several times more code in the wasm module than these lookups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config<'a> {
+    attrs: &'a [u8],
+}
+
+impl<'a> Config<'a> {
+    /// Wraps `name\0value\0…` attribute pairs. Never fails.
+    pub fn parse(attrs: &'a [u8]) -> Self {
+        Config { attrs }
+    }
+
+    /// The value of the attribute `name` (the last one if repeated).
+    #[inline(never)]
+    pub fn attr(&self, name: &[u8]) -> Option<&'a [u8]> {
+        let (mut rest, mut found) = (self.attrs, None);
+        while !rest.is_empty() {
+            let k = take(&mut rest, 0);
+            let v = take(&mut rest, 0);
+            if eq(k, name) {
+                found = Some(v);
+            }
+        }
+        found
+    }
+
+    /// The attribute `name`, or empty.
+    fn get(&self, name: &[u8]) -> &'a [u8] {
+        self.attr(name).unwrap_or_default()
+    }
+
+    /// Whether a switch attribute is present and not `"false"` (`data-allow-localhost`,
+    /// `data-allow-automation`, `data-opt-out`, `data-keep-query`).
+    pub fn on(&self, name: &[u8]) -> bool {
+        self.attr(name).is_some_and(|v| !eq(v, b"false"))
+    }
+
+    /// `data-datasource`, or [`DEFAULT_DATASOURCE`] when missing or empty.
+    pub fn datasource(&self) -> &'a [u8] {
+        match self.get(b"data-datasource") {
+            [] => DEFAULT_DATASOURCE,
+            d => d,
+        }
+    }
+
+    /// `data-stringify-payload` is not `"false"`: the payload is sent as a JSON string.
+    pub fn stringify(&self) -> bool {
+        !eq(self.get(b"data-stringify-payload"), b"false")
+    }
+
+    /// `data-domain`, sent as the envelope `domain` (the page's host name when empty).
+    pub fn domain(&self) -> &'a [u8] {
+        self.get(b"data-domain")
+    }
+
+    /// Appends the global attributes (`data-tb-*`, `tb_*`) as JSON members, the prefix removed and
+    /// `-` turned into `_` (`data-tb-app-version` → `app_version`).
+    fn put_globals(&self, out: &mut Out) {
+        let mut rest = self.attrs;
+        while !rest.is_empty() {
+            let k = take(&mut rest, 0);
+            let v = take(&mut rest, 0);
+            if let Some(k @ [_, ..]) = strip_prefix(k, b"data-tb-").or(strip_prefix(k, b"tb_")) {
+                comma(out);
+                json_str(k, true, out);
+                out.put(b":");
+                json_str(v, false, out);
+            }
+        }
+    }
+
+    /// The endpoint events are posted to: the proxy URL, the proxy, or the Events API with the
+    /// (URL-escaped) token. The default host is the script's own origin (`src-origin`, which the glue
+    /// appends), else Tinybird's.
+    pub fn endpoint(&self, out: &mut Out) {
+        let (proxy_url, proxy) = (self.get(b"data-proxy-url"), self.get(b"data-proxy"));
+        if !proxy_url.is_empty() {
+            out.put(proxy_url);
+        } else if !proxy.is_empty() {
+            out.put(trim_slashes(proxy));
+            out.put(b"/api/tracking");
+        } else {
+            let origin = self.get(b"src-origin");
+            let host = match trim_slashes(self.get(b"data-host")) {
+                [] if strip_prefix(origin, b"http").is_some() => origin,
+                [] => DEFAULT_HOST,
+                h => h,
+            };
+            out.put(host);
+            out.put(b"/v0/events?name=");
+            url_escape(self.datasource(), out);
+            let token = self.get(b"data-token");
+            if !token.is_empty() {
+                out.put(b"&token=");
+                url_escape(token, out);
+            }
+        }
+    }
+}
+
+fn trim_slashes(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b'/'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn hex(n: u8) -> u8 {
+    b"0123456789ABCDEF"
+        .get(usize::from(n & 15))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn url_escape(s: &[u8], out: &mut Out) {
+    for &b in s {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.put(&[b]);
+        } else {
+            out.put(&[b'%', hex(b >> 4), hex(b)]);
+        }
+    }
+}
+
+/// Writes `s` as a JSON string literal (quotes included), escaping `"`, `\` and control characters;
+/// with `dashes`, `-` becomes `_` (for global attribute names).
+pub fn json_str(s: &[u8], dashes: bool, out: &mut Out) {
+    out.put(b"\"");
+    out.mode = 1 + u8::from(dashes);
+    out.put(s);
+    close(out);
+}
+
+/// A comma unless `out` ends with an opening brace.
+fn comma(out: &mut Out) {
+    if out.last() != Some(&b'{') {
+        out.put(b",");
+    }
+}
+
+/// Writes `"key":"` (after a comma unless `out` ends with an opening brace) and escapes what follows
+/// until [`close`].
+#[inline(never)]
+fn open(key: &[u8], out: &mut Out) {
+    comma(out);
+    out.put(b"\"");
+    out.put(key);
+    out.put(b"\":\"");
+    out.mode = 1;
+}
+
+/// Ends a JSON string opened by [`open`] or [`json_str`].
+fn close(out: &mut Out) {
+    out.mode = 0;
+    out.put(b"\"");
+}
+
+/// Writes `"key":"value"`, after a comma unless `out` ends with an opening brace.
+#[inline(never)]
+fn member(key: &[u8], value: &[u8], out: &mut Out) {
+    open(key, out);
+    out.put(value);
+    close(out);
+}
+
+/// Whether a property key names something personal or secret: one of its words (split at
+/// non-alphanumerics and camelCase humps) is a sensitive word such as `pass`, `email`, `phone`,
+/// `token`, `secret`, `auth`, `user`, `card`, `cc`, `pin`, `ssn` (some also as a prefix).
+pub fn is_sensitive(key: &[u8]) -> bool {
+    let mut word = [0u8; 32];
+    let mut n = 0;
+    for i in 0..=key.len() {
+        let c = key.get(i).copied().unwrap_or(b'_');
+        let hump = c.is_ascii_uppercase()
+            && key
+                .get(i.wrapping_sub(1))
+                .is_some_and(u8::is_ascii_lowercase);
+        if !c.is_ascii_alphanumeric() || hump {
+            let w = word.get(..n).unwrap_or(&word);
+            let hit = SENSITIVE.iter().any(|s| match s.split_last() {
+                Some((b'*', prefix)) => strip_prefix(w, prefix).is_some(),
+                _ => eq(s, w),
+            });
+            if hit {
+                return true;
+            }
+            n = 0;
+        }
+        if c.is_ascii_alphanumeric() {
+            if let Some(d) = word.get_mut(n) {
+                *d = c.to_ascii_lowercase();
+                n += 1;
+            }
+        }
+    }
+    false
+}
+
+/// The index just past the JSON string starting at `i` (a quote), or the end.
+fn string_end(b: &[u8], mut i: usize) -> usize {
+    i += 1;
+    while let Some(&c) = b.get(i) {
+        i += if c == b'\\' { 2 } else { 1 };
+        if c == b'"' {
+            return i;
+        }
+    }
+    b.len()
+}
+
+/// The index just past the JSON value starting at or after `i`, or the end.
+fn value_end(b: &[u8], mut i: usize) -> usize {
+    let mut depth = 0u32;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => {
+                i = string_end(b, i);
+                if depth == 0 {
+                    return i;
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            b',' | b'}' | b']' if depth == 0 => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// Copies a JSON object as produced by `JSON.stringify` (no whitespace between tokens) replacing
+/// the value of every sensitive key, at any depth and of any type, with `"********"`. Anything but an
+/// object becomes `{}`.
+pub fn mask_json(json: &[u8], out: &mut Out) {
+    if json.first() != Some(&b'{') {
+        out.put(b"{}");
+        return;
+    }
+    let (mut from, mut i) = (0, 0);
+    while let Some(&c) = json.get(i) {
+        i += 1;
+        if c == b'"' {
+            let end = string_end(json, i - 1);
+            let key = json.get(i..end - 1).unwrap_or_default();
+            i = end;
+            if json.get(end) == Some(&b':') && is_sensitive(key) {
+                out.put(json.get(from..end + 1).unwrap_or_default());
+                out.put(b"\"********\"");
+                i = value_end(json, end + 1);
+                from = i;
+            }
+        }
+    }
+    out.put(json.get(from..).unwrap_or_default());
+}
+
+/// Copies a URL without its fragment and, unless `keep_query`, with only its `utm_*` parameters.
+pub fn strip_query(url: &[u8], keep_query: bool, out: &mut Out) {
+    let mut query = until(url, b'#');
+    out.put(take(&mut query, b'?'));
+    let mut sep = b"?";
+    while !query.is_empty() {
+        let p = take(&mut query, b'&');
+        if keep_query || strip_prefix(p, b"utm_").is_some() {
+            out.put(sep);
+            out.put(p);
+            sep = b"&";
+        }
+    }
+}
+
+/// Whether the page is on this machine: `file:`, `localhost`, `*.localhost`, loopback addresses.
+pub fn is_local(page: &Page) -> bool {
+    let h = page.host;
+    strip_prefix(page.href, b"file:").is_some()
+        || is_domain_or_sub(h, b"localhost")
+        || strip_prefix(h, b"127.").is_some()
+        || eq(h, b"[::1]")
+        || eq(h, b"0.0.0.0")
+}
+
+/// Whether to send anything at all: never under GPC or an opt-out, not from automated browsers or
+/// local pages unless the site allows them.
+pub fn should_track(cfg: &Config, flags: u32, page: &Page) -> bool {
+    flags & (flag::GPC | flag::OPT_OUT) == 0
+        && !cfg.on(b"data-opt-out")
+        && (flags & flag::AUTOMATION == 0 || cfg.on(b"data-allow-automation"))
+        && (cfg.on(b"data-allow-localhost") || !is_local(page))
+}
+
+/// Whether a navigation to `href` stays on the page of the last hit `last` (same URL but for the
+/// fragment): then no new page hit is sent (hash changes, `replaceState` of the same URL, `popstate`
+/// followed by `hashchange`).
+pub fn same_page(href: &[u8], last: &[u8]) -> bool {
+    !last.is_empty() && eq(until(href, b'#'), until(last, b'#'))
+}
+
+/// The referrer of a page hit: the previous page on SPA navigations (`document.referrer` is stale
+/// then), else `document.referrer`.
+pub fn referrer<'a>(doc_referrer: &'a [u8], last: &'a [u8]) -> &'a [u8] {
+    if last.is_empty() {
+        doc_referrer
+    } else {
+        last
+    }
+}
+
+/// What the glue knows about the page when an event happens.
+#[derive(Debug, Clone, Default)]
+pub struct Page<'a> {
+    /// `location.href`.
+    pub href: &'a [u8],
+    /// `location.pathname`.
+    pub path: &'a [u8],
+    /// `location.hostname`.
+    pub host: &'a [u8],
+    /// `document.referrer`.
+    pub referrer: &'a [u8],
+    /// `href` of the last page hit sent, empty before the first.
+    pub last: &'a [u8],
+    /// `navigator.languages[0]`.
+    pub locale: &'a [u8],
+    /// `navigator.userAgent`.
+    pub user_agent: &'a [u8],
+    /// `new Date().toISOString()`.
+    pub timestamp: &'a [u8],
+    /// The session id kept by the glue when `data-storage` asks for one, else empty (the server
+    /// then derives sessions itself, cookieless).
+    pub session_id: &'a [u8],
+}
+
+impl<'a> Page<'a> {
+    /// Reads the glue's `href\0path\0host\0referrer\0last\0locale\0user agent\0timestamp\0session id`.
+    pub fn parse(mut ctx: &'a [u8]) -> Self {
+        Page {
+            href: take(&mut ctx, 0),
+            path: take(&mut ctx, 0),
+            host: take(&mut ctx, 0),
+            referrer: take(&mut ctx, 0),
+            last: take(&mut ctx, 0),
+            locale: take(&mut ctx, 0),
+            user_agent: take(&mut ctx, 0),
+            timestamp: take(&mut ctx, 0),
+            session_id: take(&mut ctx, 0),
+        }
+    }
+}
+
+/// Decides one event, writing the endpoint URL and then the JSON envelope into `out` (which needs
+/// [`OUT_CAPACITY`] bytes); returns where the URL ends. `action` empty means a page hit on `page`,
+/// else a custom event with the `JSON.stringify`-ed `props`. `None` means send nothing: not tracked
+/// (see [`should_track`]), a repeated page (see [`same_page`]), or a payload over [`MAX_PAYLOAD`].
+pub fn decide(
+    cfg: &Config,
+    page: &Page,
+    action: &[u8],
+    props: &[u8],
+    flags: u32,
+    out: &mut Out,
+) -> Option<usize> {
+    if !should_track(cfg, flags, page) {
+        return None;
+    }
+    let keep_query = cfg.on(b"data-keep-query");
+    let mut buf = [0u8; MAX_PAYLOAD];
+    let mut payload = Out::new(&mut buf);
+    if action.is_empty() {
+        if same_page(page.href, page.last) {
+            return None;
+        }
+        payload.put(b"{");
+        member(b"user-agent", page.user_agent, &mut payload);
+        let locale = if page.locale.is_empty() {
+            b"en"
+        } else {
+            page.locale
+        };
+        member(b"locale", locale, &mut payload);
+        open(b"referrer", &mut payload);
+        strip_query(referrer(page.referrer, page.last), keep_query, &mut payload);
+        close(&mut payload);
+        member(b"pathname", page.path, &mut payload);
+        open(b"href", &mut payload);
+        strip_query(page.href, keep_query, &mut payload);
+        close(&mut payload);
+    } else {
+        mask_json(props, &mut payload);
+        payload.len = payload.len.saturating_sub(1);
+    }
+    cfg.put_globals(&mut payload);
+    payload.put(b"}");
+    if payload.full() {
+        return None;
+    }
+
+    cfg.endpoint(out);
+    let url_end = out.len();
+    out.put(b"{");
+    member(b"timestamp", page.timestamp, out);
+    member(
+        b"action",
+        if action.is_empty() {
+            b"page_hit"
+        } else {
+            action
+        },
+        out,
+    );
+    member(b"version", b"1", out);
+    member(b"session_id", page.session_id, out);
+    member(b"tenant_id", cfg.get(b"data-tenant-id"), out);
+    let domain = match cfg.domain() {
+        [] => page.host,
+        d => d,
+    };
+    member(b"domain", domain, out);
+    out.put(b",\"payload\":");
+    if cfg.stringify() {
+        json_str(payload.bytes(), false, out);
+    } else {
+        out.put(payload.bytes());
+    }
+    out.put(b"}");
+    (!out.full()).then_some(url_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(list: &[(&str, &str)]) -> &'static [u8] {
+        let joined = list.iter().flat_map(|(k, v)| [*k, *v]).collect::<Vec<_>>();
+        joined.join("\0").leak().as_bytes()
+    }
+
+    fn text(v: &[u8]) -> String {
+        String::from_utf8(v.to_vec()).expect("utf-8")
+    }
+
+    /// Runs a writer into a fresh buffer and returns the text.
+    fn written(f: impl FnOnce(&mut Out)) -> String {
+        let mut buf = vec![0u8; OUT_CAPACITY];
+        let mut out = Out::new(&mut buf);
+        f(&mut out);
+        assert!(!out.full());
+        text(out.bytes())
+    }
+
+    fn endpoint(list: &[(&str, &str)]) -> String {
+        written(|o| Config::parse(attrs(list)).endpoint(o))
+    }
+
+    fn masked(json: &str) -> String {
+        written(|o| mask_json(json.as_bytes(), o))
+    }
+
+    fn stripped(url: &str, keep: bool) -> String {
+        written(|o| strip_query(url.as_bytes(), keep, o))
+    }
+
+    fn json(bytes: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(bytes).expect("valid JSON")
+    }
+
+    /// A decided beacon: endpoint and envelope.
+    #[derive(Debug, PartialEq)]
+    struct Sent {
+        url: String,
+        body: serde_json::Value,
+    }
+
+    impl Sent {
+        /// The payload, whether sent as a JSON string or an object.
+        fn payload(&self) -> serde_json::Value {
+            match &self.body["payload"] {
+                serde_json::Value::String(s) => json(s.as_bytes()),
+                v => v.clone(),
+            }
+        }
+    }
+
+    fn run(
+        cfg: &[(&str, &str)],
+        page: &Page,
+        action: &str,
+        props: &str,
+        flags: u32,
+    ) -> Option<Sent> {
+        let mut buf = vec![0u8; OUT_CAPACITY];
+        let mut out = Out::new(&mut buf);
+        let url_end = decide(
+            &Config::parse(attrs(cfg)),
+            page,
+            action.as_bytes(),
+            props.as_bytes(),
+            flags,
+            &mut out,
+        )?;
+        let (url, body) = out.bytes().split_at(url_end);
+        Some(Sent {
+            url: text(url),
+            body: json(body),
+        })
+    }
+
+    const HREF: &str = "https://www.acme.example/pricing?utm_source=news&email=a@b.c#top";
+
+    fn page(href: &'static str, last: &'static str) -> Page<'static> {
+        let rest = href.split_once("://").map_or("", |r| r.1);
+        let host = match rest.find(']') {
+            Some(i) if rest.starts_with('[') => &rest[..=i],
+            _ => rest.split(['/', ':']).next().unwrap_or(""),
+        };
+        let path = rest
+            .get(host.len()..)
+            .unwrap_or("")
+            .trim_start_matches(|c: char| c == ':' || c.is_ascii_digit());
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        Page {
+            href: href.as_bytes(),
+            path: if path.is_empty() {
+                b"/"
+            } else {
+                path.as_bytes()
+            },
+            host: host.as_bytes(),
+            referrer: b"https://www.google.com/",
+            last: last.as_bytes(),
+            locale: b"en-US",
+            user_agent: b"Mozilla/5.0",
+            timestamp: b"2025-08-13T10:41:02.123Z",
+            session_id: b"",
+        }
+    }
+
+    fn hit(cfg: &[(&str, &str)], href: &'static str, last: &'static str) -> Option<Sent> {
+        run(cfg, &page(href, last), "", "", 0)
+    }
+
+    #[test]
+    fn defaults_match_flock() {
+        let c = Config::parse(b"");
+        assert_eq!(
+            (c.datasource(), c.stringify(), c.on(b"data-keep-query")),
+            (DEFAULT_DATASOURCE, true, false)
+        );
+        assert_eq!(
+            endpoint(&[]),
+            "https://api.tinybird.co/v0/events?name=analytics_events"
+        );
+    }
+
+    #[test]
+    fn host_loses_trailing_slashes_and_token_is_escaped() {
+        let url = endpoint(&[
+            ("data-host", "https://s.example//"),
+            ("data-token", "a b&c=d/é"),
+        ]);
+        assert_eq!(
+            url,
+            "https://s.example/v0/events?name=analytics_events&token=a%20b%26c%3Dd%2F%C3%A9"
+        );
+        let jwt = "eyJ0.eyJ1-_x.s~ig";
+        assert!(endpoint(&[("data-token", jwt)]).ends_with(&["&token=", jwt].concat()));
+    }
+
+    #[test]
+    fn default_host_is_the_script_origin() {
+        let url = endpoint(&[
+            ("src-origin", "http://127.0.0.1:8787"),
+            ("data-datasource", "ev ents"),
+        ]);
+        assert_eq!(url, "http://127.0.0.1:8787/v0/events?name=ev%20ents");
+        let url = endpoint(&[
+            ("src-origin", "http://a.example"),
+            ("data-host", "https://b.example"),
+        ]);
+        assert!(url.starts_with("https://b.example/v0/events"), "{url}");
+        assert!(endpoint(&[("src-origin", "null")]).starts_with("https://api.tinybird.co/"));
+    }
+
+    #[test]
+    fn proxy_url_wins_over_proxy_without_throwing() {
+        let p = [("data-token", "t"), ("data-proxy", "https://p.example/")];
+        assert_eq!(endpoint(&p), "https://p.example/api/tracking");
+        let both = [p[0], p[1], ("data-proxy-url", "https://q.example/ingest")];
+        assert_eq!(endpoint(&both), "https://q.example/ingest");
+    }
+
+    #[test]
+    fn switches_are_parsed() {
+        let c = Config::parse(attrs(&[
+            ("data-stringify-payload", "false"),
+            ("data-allow-localhost", ""),
+            ("data-opt-out", "false"),
+        ]));
+        assert_eq!(
+            (
+                c.stringify(),
+                c.on(b"data-allow-localhost"),
+                c.on(b"data-opt-out")
+            ),
+            (false, true, false)
+        );
+        assert!(Config::parse(attrs(&[("data-stringify-payload", "no")])).stringify());
+        assert_eq!(
+            Config::parse(attrs(&[("data-datasource", "")])).datasource(),
+            DEFAULT_DATASOURCE
+        );
+        let twice = Config::parse(attrs(&[("src-origin", "a"), ("src-origin", "b")]));
+        assert_eq!(twice.attr(b"src-origin"), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn globals_lose_prefix_and_dashes() {
+        let cfg = [
+            ("data-tb-app-version", "1.2"),
+            ("tb_plan", "pro"),
+            ("data-token", "x"),
+            ("data-tb-", "empty"),
+        ];
+        let p = hit(&cfg, "https://a.example/", "").expect("sent").payload();
+        assert_eq!(
+            (p["app_version"].as_str(), p["plan"].as_str()),
+            (Some("1.2"), Some("pro"))
+        );
+        assert_eq!(p.as_object().map(|o| o.len()), Some(7), "{p}");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let raw = "a\"b\\c\nd\u{1}\té\u{7f}-";
+        let out = written(|o| json_str(raw.as_bytes(), false, o));
+        assert_eq!(out, "\"a\\\"b\\\\c\\u000Ad\\u0001\\u0009é\u{7f}-\"");
+        assert_eq!(json(out.as_bytes()).as_str(), Some(raw));
+    }
+
+    #[test]
+    fn sensitive_values_are_masked_at_any_depth_and_stay_valid_json() {
+        // Each of these broke flock.js's regex masking (defect D5) or escaped it.
+        let input = r#"{"partnumber":"A1708","quantity":1,"email":"a@b.com","pin":12.5,"userEmail":"","Password":"x\"y","note":"email","nested":{"credit_card":{"n":[1,2]},"ok":[1,{"token":null}]},"flag":true,"phone":-1,"last":"z"}"#;
+        let out = masked(input);
+        let v = json(out.as_bytes());
+        for ptr in [
+            "/email",
+            "/pin",
+            "/userEmail",
+            "/Password",
+            "/nested/credit_card",
+            "/nested/ok/1/token",
+            "/phone",
+        ] {
+            assert_eq!(
+                v.pointer(ptr).and_then(|x| x.as_str()),
+                Some("********"),
+                "{ptr} in {out}"
+            );
+        }
+        assert_eq!(
+            (v["partnumber"].as_str(), v["quantity"].as_i64()),
+            (Some("A1708"), Some(1))
+        );
+        assert_eq!(
+            (v["note"].as_str(), v["flag"].as_bool(), v["last"].as_str()),
+            (Some("email"), Some(true), Some("z"))
+        );
+        assert_eq!(
+            masked(r#"{"card":[1,{"a":"}"}],"b":2}"#),
+            r#"{"card":"********","b":2}"#
+        );
+        assert_eq!(masked("[1]"), "{}");
+        assert_eq!(masked(""), "{}");
+        assert_eq!(masked("{}"), "{}");
+    }
+
+    #[test]
+    fn sensitive_keys_are_words_not_any_substring() {
+        for k in [
+            "password",
+            "userPass",
+            "email",
+            "user_id",
+            "userId",
+            "cc_number",
+            "pin",
+            "phoneNumber",
+            "api-token",
+            "Auth",
+            "card",
+        ] {
+            assert!(is_sensitive(k.as_bytes()), "{k}");
+        }
+        let long = "x".repeat(100);
+        for k in [
+            "shipping",
+            "success",
+            "author",
+            "partnumber",
+            "quantity",
+            "discard",
+            "compass",
+            "",
+            &long,
+        ] {
+            assert!(!is_sensitive(k.as_bytes()), "{k}");
+        }
+    }
+
+    #[test]
+    fn query_is_stripped_to_utm_and_hash_dropped() {
+        assert_eq!(
+            stripped(HREF, false),
+            "https://www.acme.example/pricing?utm_source=news"
+        );
+        assert_eq!(
+            stripped("https://a.example/p?q=1#x", false),
+            "https://a.example/p"
+        );
+        assert_eq!(
+            stripped("https://a.example/p?q=1&utm_medium=m#x", true),
+            "https://a.example/p?q=1&utm_medium=m"
+        );
+        assert_eq!(
+            stripped("https://a.example/p?", false),
+            "https://a.example/p"
+        );
+        assert_eq!(stripped("", false), "");
+    }
+
+    #[test]
+    fn tracking_is_off_under_gpc_opt_out_automation_and_locally() {
+        let c = Config::parse(b"");
+        let web = page("https://a.example/", "");
+        assert!(should_track(&c, 0, &web));
+        for f in [flag::GPC, flag::OPT_OUT, flag::AUTOMATION] {
+            assert!(!should_track(&c, f, &web), "flag {f}");
+        }
+        for local in [
+            "http://localhost:3000/",
+            "http://127.0.0.1/x",
+            "file:///x.html",
+            "http://[::1]:80/",
+            "http://app.localhost/",
+        ] {
+            assert!(!should_track(&c, 0, &page(local, "")), "{local}");
+        }
+        assert!(should_track(
+            &c,
+            0,
+            &page("https://notlocalhost.example/", "")
+        ));
+        let allowed = Config::parse(attrs(&[
+            ("data-allow-localhost", ""),
+            ("data-allow-automation", "true"),
+        ]));
+        assert!(should_track(
+            &allowed,
+            flag::AUTOMATION,
+            &page("http://127.0.0.1/", "")
+        ));
+        assert!(!should_track(&allowed, flag::GPC, &web));
+        assert!(!should_track(
+            &Config::parse(attrs(&[("data-opt-out", "")])),
+            0,
+            &web
+        ));
+    }
+
+    #[test]
+    fn same_url_but_for_the_fragment_is_not_a_new_page() {
+        let a = b"https://a.example/docs?x=1";
+        assert!(same_page(a, a));
+        assert!(same_page(b"https://a.example/docs?x=1#part", a));
+        assert!(!same_page(b"https://a.example/docs?x=2", a));
+        assert!(!same_page(
+            b"https://a.example/docs/",
+            b"https://a.example/docs"
+        ));
+        assert!(!same_page(a, b""));
+        assert_eq!(
+            hit(&[], "https://a.example/a#2", "https://a.example/a#1"),
+            None
+        );
+    }
+
+    #[test]
+    fn spa_navigations_use_the_previous_page_as_referrer() {
+        let first = hit(&[], HREF, "").expect("sent").payload();
+        assert_eq!(first["referrer"], "https://www.google.com/");
+        let next = hit(&[], "https://www.acme.example/docs#a", HREF)
+            .expect("sent")
+            .payload();
+        assert_eq!(
+            next["referrer"],
+            "https://www.acme.example/pricing?utm_source=news"
+        );
+        assert_eq!(
+            (next["pathname"].as_str(), next["href"].as_str()),
+            (Some("/docs"), Some("https://www.acme.example/docs"))
+        );
+    }
+
+    #[test]
+    fn page_hit_envelope_is_flock_shaped() {
+        let cfg = [
+            ("data-token", "tok"),
+            ("data-host", "https://s.example"),
+            ("data-tenant-id", "acme"),
+            ("data-tb-plan", "pro"),
+        ];
+        let b = hit(&cfg, HREF, "").expect("sent");
+        assert_eq!(
+            b.url,
+            "https://s.example/v0/events?name=analytics_events&token=tok"
+        );
+        let e = &b.body;
+        let keys: Vec<_> = e.as_object().expect("object").keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "domain",
+                "payload",
+                "session_id",
+                "tenant_id",
+                "timestamp",
+                "version"
+            ]
+        );
+        let got = (
+            e["action"].as_str(),
+            e["version"].as_str(),
+            e["session_id"].as_str(),
+        );
+        assert_eq!(got, (Some("page_hit"), Some("1"), Some("")));
+        assert_eq!(
+            (e["tenant_id"].as_str(), e["domain"].as_str()),
+            (Some("acme"), Some("www.acme.example"))
+        );
+        assert_eq!(e["timestamp"], "2025-08-13T10:41:02.123Z");
+        assert!(e["payload"].is_string());
+        let p = b.payload();
+        assert_eq!(p.as_object().map(|o| o.len()), Some(6), "{p}");
+        assert_eq!(
+            p["href"],
+            "https://www.acme.example/pricing?utm_source=news"
+        );
+        assert_eq!(p["pathname"], "/pricing");
+        let got = (
+            p["locale"].as_str(),
+            p["user-agent"].as_str(),
+            p["plan"].as_str(),
+        );
+        assert_eq!(got, (Some("en-US"), Some("Mozilla/5.0"), Some("pro")));
+    }
+
+    #[test]
+    fn custom_events_are_masked_and_get_globals_after_masking() {
+        let cfg = [
+            ("data-stringify-payload", "false"),
+            ("data-tb-user-tier", "gold"),
+            ("data-domain", "acme.example"),
+        ];
+        let props = r#"{"partnumber":"A1708","email":"a@b.com"}"#;
+        let b = run(&cfg, &page(HREF, ""), "add_to_cart", props, 0).expect("sent");
+        assert_eq!(
+            (b.body["action"].as_str(), b.body["domain"].as_str()),
+            (Some("add_to_cart"), Some("acme.example"))
+        );
+        assert_eq!(
+            b.body["payload"],
+            json(br#"{"partnumber":"A1708","email":"********","user_tier":"gold"}"#)
+        );
+        let empty = run(&[], &page(HREF, ""), "signup", "", 0).expect("sent");
+        assert_eq!(empty.body["payload"], "{}");
+        let quoted = run(&[], &page(HREF, ""), "say \"hi\"", "{}", 0).expect("sent");
+        assert_eq!(quoted.body["action"], "say \"hi\"");
+    }
+
+    #[test]
+    fn nothing_is_decided_when_not_tracking_or_too_large() {
+        assert_eq!(run(&[], &page(HREF, ""), "", "", flag::GPC), None);
+        assert_eq!(run(&[], &page(HREF, ""), "x", "{}", flag::AUTOMATION), None);
+        let big = ["{\"a\":\"", &"x".repeat(MAX_PAYLOAD), "\"}"].concat();
+        assert_eq!(run(&[], &page(HREF, ""), "x", &big, 0), None);
+        let mut small = [0u8; 8];
+        let mut out = Out::new(&mut small);
+        assert_eq!(
+            decide(
+                &Config::parse(b""),
+                &page(HREF, ""),
+                b"x",
+                b"{}",
+                0,
+                &mut out
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_glue_session_id_is_sent_as_is() {
+        let p = Page {
+            session_id: b"4b0f-sid",
+            ..page(HREF, "")
+        };
+        assert_eq!(
+            run(&[], &p, "", "", 0).expect("sent").body["session_id"],
+            "4b0f-sid"
+        );
+    }
+
+    #[test]
+    fn escapes_and_overflow_without_panics() {
+        assert_eq!(written(|o| url_escape(b"~a-Z_.9 ", o)), "~a-Z_.9%20");
+        let mut small = [0u8; 2];
+        let mut out = Out::new(&mut small);
+        out.put(b"abc");
+        assert!(out.full() && out.bytes().is_empty() && out.len() == 3);
+    }
+}
