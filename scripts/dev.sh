@@ -47,6 +47,7 @@ fi
 summary "Starling is running at $url"
 cat <<EOT
   dashboard:      $url/dashboard/#token=$read
+  embed sample:   $url/embed/#token=$read
   tracker token:  $tracker
   read token:     $read
   try:            curl -H "Authorization: Bearer $read" "$url/v0/pipes/kpis.json"

@@ -1,0 +1,81 @@
+// Calls the worker's Tinybird-compatible endpoints on the dashboard's own origin. The token travels
+// only in the Authorization header (never in a URL, never to another origin).
+
+/** A failed call, with what to tell the viewer. */
+export class ApiError extends Error {
+  constructor(kind, status, message, retryAfter = 0) {
+    super(message);
+    this.kind = kind;
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** The viewer-facing sentence for each kind of failure. */
+export const MESSAGES = {
+  missing: 'This dashboard needs a link with a token. Open the link your administrator gave you (it ends in #token=…).',
+  invalid: "This link's token is invalid. Ask your administrator for a new dashboard link.",
+  expired: 'This dashboard link has expired — ask your administrator for a new one.',
+  notyet: 'This dashboard link is not valid yet. Check your computer\'s clock, or ask your administrator.',
+  forbidden: 'This link does not give access to the dashboard. Ask your administrator for a dashboard (read) link.',
+  rate: 'Too many requests right now. Wait a few seconds and try again.',
+  bad: 'The dashboard asked for something the server refused',
+  server: 'The analytics server could not answer right now. Try again in a moment.',
+  network: 'Could not reach the analytics server. Check your internet connection and try again.',
+};
+
+/** Errors that no retry can fix: stop loading and say so. */
+export const FATAL = new Set(['missing', 'invalid', 'expired', 'notyet', 'forbidden']);
+
+/** Looks like a JWT (three base64url parts) of a sane length. */
+export function plausibleToken(t) {
+  return typeof t === 'string' && t.length < 8192 && /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(t);
+}
+
+/**
+ * GET /v0/pipes/<name>.json with `params` (empty values are left out). Resolves to the parsed
+ * `{meta, data, rows, statistics}`; rejects with an ApiError (or the AbortError of `signal`).
+ */
+export async function pipe(name, params, token, signal) {
+  if (!plausibleToken(token)) throw new ApiError('invalid', 401, MESSAGES.invalid);
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  }
+  let r;
+  try {
+    r = await fetch(`/v0/pipes/${encodeURIComponent(name)}.json?${q}`, {
+      headers: { Authorization: `Bearer ${token}` },
+      credentials: 'omit',
+      referrerPolicy: 'no-referrer',
+      signal,
+    });
+  } catch (e) {
+    if (e && e.name === 'AbortError') throw e;
+    throw new ApiError('network', 0, MESSAGES.network);
+  }
+  let body = null;
+  try {
+    body = await r.json();
+  } catch (e) {
+    if (e && e.name === 'AbortError') throw e;
+  }
+  if (r.ok && body && Array.isArray(body.data)) return body;
+  const detail = body && typeof body.error === 'string' ? body.error : '';
+  switch (r.status) {
+    case 401:
+      throw new ApiError('invalid', 401, MESSAGES.invalid);
+    case 403:
+      if (/^token expired/i.test(detail)) throw new ApiError('expired', 403, MESSAGES.expired);
+      if (/not yet valid/i.test(detail)) throw new ApiError('notyet', 403, MESSAGES.notyet);
+      throw new ApiError('forbidden', 403, MESSAGES.forbidden);
+    case 429: {
+      const after = Math.min(60, Math.max(1, Number(r.headers.get('Retry-After')) || 2));
+      throw new ApiError('rate', 429, MESSAGES.rate, after);
+    }
+    case 400:
+      throw new ApiError('bad', 400, `${MESSAGES.bad}${detail ? `: ${detail}` : '.'}`);
+    default:
+      throw new ApiError('server', r.status, MESSAGES.server);
+  }
+}
