@@ -145,6 +145,28 @@ fn a_batch_applied_twice_counts_once() {
 }
 
 #[test]
+fn a_visit_split_over_batches_in_the_same_second_is_one_visit() {
+    // Visits are clustered by (tenant, first_ts, session): a later batch carrying the same first second
+    // must update the visit (the upsert's unique key), not fail on the primary key.
+    let mut conn = db();
+    run(&mut conn, &statements_for(&[hit("s1", T0, "/")], T0)).unwrap();
+    run(&mut conn, &statements_for(&[hit("s1", T0, "/")], T0)).unwrap();
+    run(
+        &mut conn,
+        &statements_for(&[hit("s1", T0 - 30, "/pricing")], T0),
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 1);
+    assert_eq!(count(&conn, "SELECT pageviews FROM sessions"), 3);
+    assert_eq!(count(&conn, "SELECT first_ts FROM sessions"), T0 - 30);
+    assert_eq!(count(&conn, "SELECT count(*) FROM page_visits"), 2);
+    assert_eq!(
+        count(&conn, "SELECT hits FROM page_visits WHERE pathname = '/'"),
+        2
+    );
+}
+
+#[test]
 fn applied_batches_are_found_in_one_lookup_per_90_ids() {
     let mut conn = db();
     run(
