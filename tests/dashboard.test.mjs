@@ -352,3 +352,50 @@ test('the embed element hands the token to the iframe and renders data', async (
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('white label from the tenant settings: set by the admin API, applied for that tenant only', async () => {
+  const put = (body, auth = `Bearer ${w.adminToken}`) => w.fetch('/v0/admin/tenants/acme/settings',
+    { method: 'PUT', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', ...(auth ? { Authorization: auth } : {}) } });
+  const bad = await put({ display_name: 'Acme Analytics', primary_color: 'red;}' });
+  assert.equal(bad.status, 400, bad.body);
+  assert.match(JSON.parse(bad.body).error, /primary_color/);
+  assert.equal((await put({ display_name: 'Nope' }, null)).status, 401, 'no admin token');
+  assert.equal((await put({ display_name: 'Nope' }, 'Bearer not-the-admin-token')).status, 403, 'wrong admin token');
+  const ok = await put({ display_name: 'Acme Analytics', primary_color: '#0a7d32', hide_branding: true });
+  assert.equal(ok.status, 200, ok.body);
+  assert.deepEqual(JSON.parse(ok.body), { tenant_id: 'acme', display_name: 'Acme Analytics', logo_url: null,
+    primary_color: '#0a7d32', theme: null, hide_branding: true });
+
+  const accent = (page) => page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue('--accent-light').trim());
+  const acme = w.token('acme', 'read');
+  const { page, context, problems } = await open(`${w.base}/dashboard/#token=${acme}`);
+  await settled(page);
+  await page.waitForFunction(() => document.getElementById('site-name').textContent === 'Acme Analytics');
+  assert.equal(await accent(page), '#0a7d32', 'the tenant colour is the accent');
+  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector('button.kpi[aria-pressed=true]')).borderTopColor),
+    'rgb(10, 125, 50)', 'the selected figure is drawn in the tenant colour');
+  assert.ok(!(await page.isVisible('[data-testid=powered]')), 'hide_branding hides "Powered by Starling"');
+  assert.ok(!(await page.evaluate(() => document.body.innerText.includes('Powered by Starling'))));
+  assert.match(await page.title(), /^Acme Analytics/);
+  assert.deepEqual(problems, []);
+  await context.close();
+
+  // The fragment wins over the stored settings, field by field.
+  const over = await open(`${w.base}/dashboard/#token=${acme}&name=From%20the%20link`);
+  await settled(over.page);
+  await over.page.waitForFunction(() => getComputedStyle(document.documentElement).getPropertyValue('--accent-light').trim() === '#0a7d32');
+  assert.equal(await over.page.textContent('[data-testid=site-name]'), 'From the link');
+  assert.deepEqual(over.problems, []);
+  await over.context.close();
+
+  // Another tenant keeps the dashboard's defaults.
+  const globex = await open(`${w.base}/dashboard/#token=${w.token('globex', 'read')}`);
+  await settled(globex.page);
+  await globex.page.waitForResponse((r) => r.url().endsWith('/v0/tenant.json'), { timeout: 5_000 }).catch(() => {});
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await globex.page.textContent('[data-testid=site-name]'), 'Analytics');
+  assert.equal(await accent(globex.page), '#2563eb');
+  assert.ok(await globex.page.isVisible('[data-testid=powered]'));
+  assert.deepEqual(globex.problems, []);
+  await globex.context.close();
+});

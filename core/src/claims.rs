@@ -48,13 +48,7 @@ pub struct TenantId(String);
 
 impl TenantId {
     fn parse(raw: &str) -> Option<Self> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && !raw.starts_with('.')
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        ok.then(|| Self(raw.to_owned()))
+        is_valid_tenant_id(raw).then(|| Self(raw.to_owned()))
     }
 
     /// The id as a string.
@@ -67,6 +61,17 @@ impl fmt::Display for TenantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Whether `raw` follows the [`TenantId`] rules (1 to 64 of `A-Z a-z 0-9 _ - .`, not starting with `.`).
+/// For trusted callers that name a tenant themselves (the admin API); it does not make a `TenantId`.
+pub fn is_valid_tenant_id(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= 64
+        && !raw.starts_with('.')
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 /// What an append token allows: events into one tenant, with its fixed fields.
@@ -155,16 +160,36 @@ pub fn authorize_read(claims: &Claims, pipe: &str) -> Result<ReadGrant, AuthErro
     })
 }
 
+/// Allows reading the tenant's own settings (`/v0/tenant.json`) when any `PIPES:READ` scope binds a
+/// tenant, with the same tenant rules as [`authorize_read`]: every read scope must name the same one.
+pub fn authorize_tenant_read(claims: &Claims) -> Result<ReadGrant, AuthError> {
+    let (tenant, fixed) = bind_matching(claims, READ, "*", |_| true)?;
+    Ok(ReadGrant {
+        tenant,
+        fixed,
+        rps: claims.rps,
+    })
+}
+
 fn bind(
     claims: &Claims,
     kind: &'static str,
     resource: &str,
 ) -> Result<(TenantId, BTreeMap<String, String>), AuthError> {
+    bind_matching(claims, kind, resource, |r| glob(r, resource))
+}
+
+fn bind_matching(
+    claims: &Claims,
+    kind: &'static str,
+    resource: &str,
+    matches: impl Fn(&str) -> bool,
+) -> Result<(TenantId, BTreeMap<String, String>), AuthError> {
     let matching: Vec<&Scope> = claims
         .scopes
         .iter()
         .filter(|s| s.kind == kind)
-        .filter(|s| s.resource.as_deref().is_some_and(|r| glob(r, resource)))
+        .filter(|s| s.resource.as_deref().is_some_and(&matches))
         .collect();
     let Some(first) = matching.first() else {
         return Err(AuthError::NotInScope {
@@ -293,5 +318,35 @@ mod tests {
         assert_eq!(authorize_read(&two, "trend").unwrap().tenant.as_str(), "a");
         let append_only = claims(vec![scope(APPEND, "*", Some("a"))]);
         assert!(authorize_read(&append_only, "kpis").is_err());
+    }
+
+    #[test]
+    fn tenant_read_needs_any_read_scope_with_one_tenant() {
+        let one = claims(vec![scope(READ, "top_*", Some("acme"))]);
+        assert_eq!(authorize_tenant_read(&one).unwrap().tenant.as_str(), "acme");
+        let append_only = claims(vec![scope(APPEND, "*", Some("acme"))]);
+        assert!(matches!(
+            authorize_tenant_read(&append_only),
+            Err(AuthError::NotInScope { .. })
+        ));
+        let none = claims(vec![scope(READ, "kpis", None)]);
+        assert_eq!(authorize_tenant_read(&none), Err(AuthError::NoTenant));
+        let bad = claims(vec![scope(READ, "kpis", Some("../x"))]);
+        assert_eq!(authorize_tenant_read(&bad), Err(AuthError::InvalidTenant));
+        let two = claims(vec![
+            scope(READ, "kpis", Some("a")),
+            scope(READ, "trend", Some("b")),
+        ]);
+        assert_eq!(authorize_tenant_read(&two), Err(AuthError::AmbiguousTenant));
+    }
+
+    #[test]
+    fn tenant_id_rules() {
+        for ok in ["acme", "a", "A-b_c.d", &"x".repeat(64)] {
+            assert!(is_valid_tenant_id(ok), "{ok}");
+        }
+        for bad in ["", "a/b", "../x", ".hidden", "a b", &"x".repeat(65), "é"] {
+            assert!(!is_valid_tenant_id(bad), "{bad}");
+        }
     }
 }

@@ -9,7 +9,8 @@
 //! NDJSON body and quarantines bad rows, [`enrich`] adds browser/OS/device/bot, geo, source and UTM
 //! fields, [`identity`] derives the cookieless visitor id and sessions, and [`rollup`] turns enriched
 //! events into idempotent rollup deltas. [`query`] plans analytics endpoint requests into SQL over
-//! those rollups. [`beacon`] holds the tracker's decisions and is the only `no_std` module.
+//! those rollups. [`settings`] validates a tenant's white-label dashboard settings. [`beacon`] holds the
+//! tracker's decisions and is the only `no_std` module.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod beacon;
@@ -29,6 +30,8 @@ pub mod query;
 pub mod ratelimit;
 #[cfg(feature = "std")]
 pub mod rollup;
+#[cfg(feature = "std")]
+pub mod settings;
 #[cfg(feature = "std")]
 pub mod sql;
 #[cfg(feature = "std")]

@@ -65,7 +65,7 @@ impl ApiError {
             Self::Query(e) => e.message(),
             Self::BadRequest(m) => m.clone(),
             Self::AdminDenied => "invalid admin token: use the ADMIN_TOKEN secret as 'Authorization: Bearer <token>'".into(),
-            Self::NotFound => "not found: the API serves POST /v0/events, GET /v0/pipes/{name}.json and /v0/admin/*".into(),
+            Self::NotFound => "not found: the API serves POST /v0/events, GET /v0/pipes/{name}.json, GET /v0/tenant.json and /v0/admin/*".into(),
             Self::MethodNotAllowed(allowed) => format!("method not allowed: use {allowed}"),
             Self::RateLimited(d) => format!(
                 "rate limit exceeded: this token allows {} requests per second; retry after {} s",

@@ -79,3 +79,25 @@ export async function pipe(name, params, token, signal) {
       throw new ApiError('server', r.status, MESSAGES.server);
   }
 }
+
+/**
+ * GET /v0/tenant.json: the token's tenant's white-label settings (`display_name`, `logo_url`,
+ * `primary_color`, `theme`, `hide_branding`). Resolves to the object, or `null` on any failure: the
+ * dashboard then keeps its defaults, and the pipes report what is wrong with the token.
+ */
+export async function tenantSettings(token, signal) {
+  if (!plausibleToken(token)) return null;
+  try {
+    const r = await fetch('/v0/tenant.json', {
+      headers: { Authorization: `Bearer ${token}` },
+      credentials: 'omit',
+      referrerPolicy: 'no-referrer',
+      signal,
+    });
+    if (!r.ok) return null;
+    const body = await r.json();
+    return body && typeof body === 'object' && !Array.isArray(body) ? body : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,10 +1,10 @@
 // Starling's tenant dashboard. Reads a read token from the URL fragment (#token=…) or from the
 // embedding page (postMessage), removes it from the address bar, and draws the tenant's figures from
 // the worker's /v0/pipes endpoints on this origin. The token is never logged and never sent elsewhere.
-import { pipe, ApiError, MESSAGES, FATAL } from './api.js';
+import { pipe, tenantSettings, ApiError, MESSAGES, FATAL } from './api.js';
 import { viewerTimeZone, todayIn, rangeDates, RANGES, isDate, MAX_DAYS, spanDays, previousPeriod } from './dates.js';
 import * as fmt from './format.js';
-import { DEFAULT_THEME, mergeTheme, applyTheme } from './theme.js';
+import { DEFAULT_THEME, mergeTheme, applyTheme, tenantTheme } from './theme.js';
 import { Chart } from './chart.js';
 
 const $ = (id) => document.getElementById(id);
@@ -75,7 +75,10 @@ const tz = viewerTimeZone();
 const framed = window.parent !== window;
 const state = {
   token: null,
-  /** Theme values from the fragment (kept there) and from the parent (postMessage, wins). */
+  /** Theme values, lowest precedence first: the tenant's settings (for the token `tenantFor`), the
+   * fragment (kept there), the parent (postMessage). */
+  tenantTheme: {},
+  tenantFor: null,
   hashTheme: {},
   parentTheme: {},
   theme: DEFAULT_THEME,
@@ -152,7 +155,7 @@ function validCustom(from, to) {
 // ---- theme -----------------------------------------------------------------------------------------
 
 function themeNow() {
-  state.theme = mergeTheme(mergeTheme(DEFAULT_THEME, state.hashTheme), state.parentTheme);
+  state.theme = [state.tenantTheme, state.hashTheme, state.parentTheme].reduce(mergeTheme, DEFAULT_THEME);
   applyTheme(state.theme);
   chart?.refresh();
 }
@@ -207,6 +210,15 @@ function query() {
   return { from, to, params: { date_from: from, date_to: to, timezone: tz, domain: state.domain, ...state.filters } };
 }
 
+/** The token's tenant settings under the fragment's and parent's theme; on failure the defaults. */
+async function loadTenantTheme(token) {
+  state.tenantFor = token;
+  const settings = await tenantSettings(token);
+  if (state.token !== token) return;
+  state.tenantTheme = tenantTheme(settings);
+  themeNow();
+}
+
 /** Loads everything for the current view; later calls cancel earlier ones. */
 async function load() {
   clearTimeout(retryTimer);
@@ -219,6 +231,7 @@ async function load() {
     showError(new ApiError('missing', 0, MESSAGES.missing));
     return;
   }
+  if (state.tenantFor !== state.token) loadTenantTheme(state.token);
   const { from, to, params } = query();
   state.hourly = from === to;
   renderPeriod(from, to);

@@ -1,7 +1,9 @@
 // White-label theme: display name, logo, primary colour, light/dark, "Powered by Starling".
-// Values come from the embedding parent (postMessage), the URL fragment or the defaults below; every
-// value is validated here so a link cannot inject CSS or script: colours are hex only and applied
-// through CSSOM custom properties, logos must be https: or same-origin URLs, names are text.
+// Values come from, lowest precedence first: the defaults below, the tenant's stored settings
+// (GET /v0/tenant.json), the URL fragment, the embedding parent (postMessage). Every value is validated
+// here whatever its source, so neither a link nor stored settings can inject CSS or script: colours are
+// hex only and applied through CSSOM custom properties, logos must be https: or same-origin URLs,
+// names are text.
 
 export const DEFAULT_THEME = Object.freeze({ name: 'Analytics', logo: '', color: '#2563eb', theme: 'auto', brand: 'starling' });
 
@@ -54,6 +56,18 @@ export function mergeTheme(base, raw) {
   if (['light', 'dark', 'auto'].includes(raw.theme)) t.theme = raw.theme;
   if (raw.brand === 'none' || raw.brand === 'starling') t.brand = raw.brand;
   return t;
+}
+
+/** The raw theme values (like the fragment's) of a `/v0/tenant.json` answer; `{}` for anything else. */
+export function tenantTheme(s) {
+  const raw = {};
+  if (!s || typeof s !== 'object') return raw;
+  if (typeof s.display_name === 'string') raw.name = s.display_name;
+  if (typeof s.logo_url === 'string') raw.logo = s.logo_url;
+  if (typeof s.primary_color === 'string') raw.color = s.primary_color;
+  if (typeof s.theme === 'string') raw.theme = s.theme;
+  if (s.hide_branding === true) raw.brand = 'none';
+  return raw;
 }
 
 const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));

@@ -8,6 +8,7 @@
 //!   NDJSON (at most 31 days per call).
 //! - `POST /v0/admin/batches?tenant_id=T` applies a queue batch (JSON body, e.g. from the dead-letter
 //!   queue) exactly as the consumer would: idempotent, a batch already applied changes nothing.
+//! - `PUT /v0/admin/tenants/{tenant_id}/settings` is in `settings.rs` (it uses [`authorize`]).
 
 use starling_core::event::QueueBatch;
 use starling_core::rollup;
@@ -152,7 +153,8 @@ fn day_param(params: &[(String, String)], name: &str) -> Result<i64, ApiError> {
     })
 }
 
-fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
+/// Checks `Authorization: Bearer <ADMIN_TOKEN>` (401 when missing, 403 when wrong).
+pub(super) fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
     let expected = env::secret(env, env::ADMIN_TOKEN)
         .ok_or_else(|| ApiError::Unavailable("ADMIN_TOKEN is not configured".into()))?;
     let given = req

@@ -4,6 +4,7 @@
 mod admin;
 mod ingest;
 mod query;
+mod settings;
 
 use worker::{Env, Method, Request, Response};
 
@@ -88,6 +89,16 @@ async fn dispatch(
                 _ => Err(ApiError::MethodNotAllowed("GET")),
             },
         ),
+        "/v0/tenant.json" => (
+            "tenant",
+            match method {
+                Method::Get => settings::get_tenant(req, env, outcome).await,
+                _ => Err(ApiError::MethodNotAllowed("GET")),
+            },
+        ),
+        p if p.starts_with("/v0/admin/tenants/") => {
+            ("admin_settings", settings::put(req, env, p, outcome).await)
+        }
         p if p.starts_with("/v0/admin/") => ("admin", admin::handle(req, env, outcome).await),
         _ => ("not_found", Err(ApiError::NotFound)),
     }

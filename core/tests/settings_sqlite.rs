@@ -1,0 +1,83 @@
+//! Tenant settings statements against an in-memory SQLite loaded with the real D1 migrations.
+
+use rusqlite::{params_from_iter, Connection};
+use serde_json::{json, Map, Value};
+use starling_core::settings::{from_row, select, upsert, validate};
+use starling_core::sql::{SqlValue, Statement};
+
+fn db() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    let mut files: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    files.sort();
+    for f in files {
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
+    }
+    conn
+}
+
+fn bind(v: &SqlValue) -> rusqlite::types::Value {
+    match v {
+        SqlValue::Null => rusqlite::types::Value::Null,
+        // D1 binds every JS number as REAL.
+        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
+        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
+        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+fn row(conn: &Connection, s: &Statement) -> Option<Map<String, Value>> {
+    let mut stmt = conn.prepare(&s.sql).unwrap();
+    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+    let mut rows = stmt
+        .query(params_from_iter(s.binds.iter().map(bind)))
+        .unwrap();
+    let r = rows.next().unwrap()?;
+    let mut m = Map::new();
+    for (i, n) in names.iter().enumerate() {
+        let v = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
+            rusqlite::types::Value::Null => Value::Null,
+            rusqlite::types::Value::Integer(i) => json!(i),
+            rusqlite::types::Value::Real(f) => json!(f),
+            rusqlite::types::Value::Text(t) => json!(t),
+            rusqlite::types::Value::Blob(_) => Value::Null,
+        };
+        m.insert(n.clone(), v);
+    }
+    Some(m)
+}
+
+fn exec(conn: &Connection, s: &Statement) {
+    conn.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))
+        .unwrap();
+}
+
+#[test]
+fn upsert_then_select_per_tenant() {
+    let conn = db();
+    assert_eq!(row(&conn, &select("acme")), None);
+    assert_eq!(
+        from_row(row(&conn, &select("acme")).as_ref()),
+        Default::default()
+    );
+    let acme = validate(&json!({"display_name": "Acme Analytics", "primary_color": "#0a7d32", "hide_branding": true})).unwrap();
+    exec(&conn, &upsert("acme", &acme, 100));
+    assert_eq!(from_row(row(&conn, &select("acme")).as_ref()), acme);
+    assert_eq!(
+        row(&conn, &select("globex")),
+        None,
+        "other tenants see nothing"
+    );
+    // A second PUT replaces every field.
+    let again = validate(&json!({"theme": "dark"})).unwrap();
+    exec(&conn, &upsert("acme", &again, 200));
+    assert_eq!(from_row(row(&conn, &select("acme")).as_ref()), again);
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM tenant_settings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
