@@ -1,0 +1,377 @@
+#!/usr/bin/env node
+// Query-path benchmark (issue #3 §5): synthetic multi-tenant traffic rolled up into the local worker's D1,
+// endpoint latency over 30-day ranges (cache misses only), and the same metrics over the raw events with
+// DuckDB, for several data sizes in one run.
+//   node bench/query.mjs [--sizes 1000000,10000000] [--samples 50] [--tenants 1000] [--days 30]
+//                        [--budget 90] [--min-samples 20] [--quiet-wait 300] [--data DIR] [--keep] [--reuse]
+//                        [--hits 10] [--seed 1]
+// Per size: core/examples/gen_rollups.rs writes the rollups into the D1 SQLite file of a fresh
+// `wrangler dev --persist-to` dir (schema from the migrations) and the raw events as CSV; the worker is
+// started on that dir and every endpoint is timed for the largest and the median tenant (by events), each
+// request with a distinct cache key and checked to be an X-Cache MISS; then bench/query_raw.py times
+// the same metrics over the CSV with DuckDB (PyPI, in a venv under the user cache dir). The planned SQL
+// is also timed natively (rusqlite on the same file) to separate query cost from the local D1/HTTP layers.
+// Slow endpoints stop sampling once they have `--min-samples` and have used `--budget` seconds. Before each
+// timed phase it waits (at most --quiet-wait s) for the 1-minute load average to drop below 1.5, and it
+// records the load averages, since other work on the machine skews every number.
+// Prints markdown tables and writes bench-output/query.json; progress goes to stderr.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, homedir, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { startWorker, httpCall, ROOT } from '../tests/lib/worker.mjs';
+import { mint } from '../scripts/token.mjs';
+
+const args = Object.fromEntries(process.argv.slice(2).join(' ').split('--').filter(Boolean).map((a) => {
+  const [k, ...v] = a.trim().split(/\s+/);
+  return [k, v.length ? v.join(' ') : 'true'];
+}));
+const SIZES = String(args.sizes ?? '1000000,10000000').split(',').map((s) => Number(s.replace(/_/g, '')));
+const SAMPLES = Number(args.samples ?? 50);
+const HITS = Number(args.hits ?? 10);
+const TENANTS = Number(args.tenants ?? 1000);
+const DAYS = Number(args.days ?? 30);
+const SEED = Number(args.seed ?? 1);
+const BUDGET = Number(args.budget ?? 90);
+const MIN_SAMPLES = Math.min(SAMPLES, Number(args['min-samples'] ?? 20));
+const QUIET_WAIT = Number(args['quiet-wait'] ?? 300);
+const DATA = args.data ?? join(ROOT, 'bench-output/query-data');
+const KEEP = args.keep === 'true';
+const REUSE = args.reuse === 'true';
+const RANGE = ['kpis', 'kpis_summary', 'top_pages', 'top_sources', 'top_browsers', 'top_os', 'top_devices',
+  'top_locations', 'top_campaigns', 'entry_pages', 'exit_pages'];
+const LIVE = ['trend', 'current_visitors', 'domains', 'actions'];
+const ENDPOINTS = [...RANGE, ...LIVE];
+const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
+const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
+const log = (m) => process.stderr.write(`==> ${m}\n`);
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] ?? NaN; };
+const DAY = 86400;
+const date = (secs) => new Date(secs * 1000).toISOString().slice(0, 10);
+
+// ---------- cache-key variants ----------
+// The worker caches every response under (tenant, pipe, resolved params, timezone name). To time misses,
+// each request differs only in ways that do not change the work done:
+//  * range endpoints: the spelling of "UTC" (the worker compares it case-insensitively, so every spelling
+//    takes the same no-Intl path) × widening date_from/date_to by a few empty days around the 30 data
+//    days (the SQL scans the same rows; kpis prints a few more empty days, none after now);
+//  * trend/current_visitors/domains/actions (no date range): the spelling of UTC, then of Etc/UTC and
+//    Etc/GMT (zero-offset zones resolved through Intl, a small extra cost recorded per sample as `tz`).
+const cases = (s) => {
+  const out = [];
+  const letters = [...s].map((c, i) => (/[a-z]/i.test(c) ? i : -1)).filter((i) => i >= 0);
+  for (let m = 0; m < 1 << letters.length; m++) {
+    const cs = [...s];
+    letters.forEach((i, b) => { cs[i] = m & (1 << b) ? cs[i].toLowerCase() : cs[i].toUpperCase(); });
+    out.push(cs.join(''));
+  }
+  return out;
+};
+const UTC = cases('UTC');
+const LIVE_TZ = [...UTC, ...cases('Etc/UTC'), ...cases('Etc/GMT')];
+const WIDEN = [];
+for (let sum = 0; WIDEN.length < 400; sum++) for (let a = 0; a <= sum; a++) WIDEN.push([a, sum - a]);
+
+function variant(pipe, i, meta) {
+  if (RANGE.includes(pipe)) {
+    const [a, b] = WIDEN[Math.floor(i / UTC.length)];
+    const first = Math.floor(meta.window_start / DAY);
+    const last = first + meta.days - 1;
+    return { tz: UTC[i % UTC.length], qs: `date_from=${date((first - a) * DAY)}&date_to=${date((last + b) * DAY)}&timezone=${UTC[i % UTC.length]}` };
+  }
+  if (i >= LIVE_TZ.length) throw new Error(`at most ${LIVE_TZ.length} samples for ${pipe}`);
+  return { tz: LIVE_TZ[i], qs: `timezone=${LIVE_TZ[i]}` };
+}
+
+const phases = [];
+async function quiet(what) {
+  const end = Date.now() + QUIET_WAIT * 1000;
+  while (loadavg()[0] >= 1.5 && Date.now() < end) await new Promise((r) => setTimeout(r, 5000));
+  const l = loadavg()[0];
+  log(`${what}: load average ${l.toFixed(2)}`);
+  phases.push({ what, load_before: Number(l.toFixed(2)), at: new Date().toISOString() });
+}
+const loadAfter = () => { phases[phases.length - 1].load_after = Number(loadavg()[0].toFixed(2)); };
+
+// ---------- data ----------
+function buildGenerator() {
+  // Own target dir and a speed profile: the workspace release profile is tuned for wasm size.
+  const env = { ...process.env, CARGO_TARGET_DIR: join(ROOT, 'target/bench-query'), CARGO_PROFILE_RELEASE_OPT_LEVEL: '3',
+    CARGO_PROFILE_RELEASE_LTO: 'false', CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16', CARGO_PROFILE_RELEASE_PANIC: 'unwind' };
+  log('building core/examples/gen_rollups.rs');
+  execFileSync('cargo', ['build', '--release', '-q', '-p', 'starling-core', '--example', 'gen_rollups'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  return join(ROOT, 'target/bench-query/release/examples/gen_rollups');
+}
+
+function d1File(persist) {
+  const dir = join(persist, 'v3/d1/miniflare-D1DatabaseObject');
+  const f = readdirSync(dir).find((n) => n.endsWith('.sqlite') && n !== 'metadata.sqlite');
+  if (!f) throw new Error(`no D1 sqlite file under ${dir}`);
+  return join(dir, f);
+}
+
+async function generate(gen, size) {
+  const dir = join(DATA, String(size));
+  const persist = join(dir, 'persist');
+  const raw = join(dir, 'raw.csv');
+  const metaPath = join(dir, 'meta.json');
+  if (REUSE && existsSync(metaPath)) {
+    log(`${size}: reusing ${dir}`);
+    return { dir, persist, raw, meta: JSON.parse(readFileSync(metaPath, 'utf8')), reused: true };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  log(`${size}: applying migrations to a fresh --persist-to dir`);
+  execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persist], { cwd: ROOT, env: ENV, stdio: 'pipe' });
+  const db = d1File(persist);
+  const now = Math.floor(Date.now() / 1000);
+  await quiet(`${size} generate`);
+  log(`${size}: generating ${size} events over ${TENANTS} tenants into ${db}`);
+  const t = performance.now();
+  const out = execFileSync(gen, ['--events', String(size), '--tenants', String(TENANTS), '--days', String(DAYS), '--db', db,
+    '--raw', raw, '--now', String(now), '--seed', String(SEED), '--meta', metaPath], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+  process.stderr.write(out);
+  const meta = JSON.parse(readFileSync(metaPath, 'utf8'));
+  meta.generate_seconds = (performance.now() - t) / 1000;
+  meta.raw_csv_bytes = statSync(raw).size;
+  writeFileSync(metaPath, JSON.stringify(meta));
+  loadAfter();
+  return { dir, persist, raw, meta, reused: false };
+}
+
+// ---------- worker ----------
+async function freePort() {
+  return new Promise((res) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+}
+
+/** The worker on an existing persist dir: startWorker({ persistTo }) if the harness supports it, else the same steps here. */
+async function workerOn(persist) {
+  if (/persistTo/.test(startWorker.toString())) return startWorker({ persistTo: persist });
+  const signingKey = randomBytes(24).toString('hex');
+  const port = await freePort();
+  const child = spawn(WRANGLER, ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', persist,
+    '--var', `SIGNING_KEY:${signingKey}`, '--var', `ADMIN_TOKEN:${randomBytes(24).toString('hex')}`, '--show-interactive-dev-session=false'],
+  { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`wrangler dev did not start:\n${output.slice(-4000)}`)), 180_000);
+    const onData = (d) => { output += d; if (/Ready on http/.test(output)) { clearTimeout(timer); res(); } };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`)); });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    base,
+    token: (tenant, kind = 'tracker') => mint({ tenant, kind, key: signingKey }),
+    fetch: (path, init) => httpCall(base + path, init),
+    async stop() {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch {}
+      await new Promise((r) => setTimeout(r, 500));
+      try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+    },
+  };
+}
+
+async function timed(w, path, token) {
+  const t = performance.now();
+  const r = await w.fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  const ms = performance.now() - t;
+  let body; try { body = JSON.parse(r.body); } catch { body = undefined; }
+  return { ms, status: r.status, cache: r.headers.get('x-cache'), body, server_ms: body?.statistics ? body.statistics.elapsed * 1000 : undefined };
+}
+
+async function measureWorker(w, meta, tenants) {
+  const out = {};
+  // Floor: a request that verifies the token and fails planning, without touching D1 or the cache.
+  const anyToken = w.token(tenants[0].id, 'read');
+  const floor = [];
+  for (let i = 0; i < 30; i++) floor.push((await timed(w, '/v0/pipes/no_such_pipe.json', anyToken)).ms);
+  out.floor = { p50_ms: pct(floor, 50), p95_ms: pct(floor, 95), samples: floor.length };
+  for (const t of tenants) {
+    const token = w.token(t.id, 'read');
+    const res = Object.fromEntries(ENDPOINTS.map((e) => [e, { lat: [], server: [], tz: [], hits: [], statuses: {}, misses: 0, cached: 0, spent: 0 }]));
+    // Warm-up with keys outside the measured ones (wasm instance, D1 object, page cache).
+    for (const e of ENDPOINTS) for (let i = SAMPLES; i < SAMPLES + 2; i++) await timed(w, `/v0/pipes/${e}.json?${variant(e, i, meta).qs}`, token);
+    log(`${meta.events}: ${t.label} tenant ${t.id} (${t.events} events, ${t.sessions} sessions): ${SAMPLES} samples x ${ENDPOINTS.length} endpoints`);
+    for (let i = 0; i < SAMPLES; i++) {
+      for (const e of ENDPOINTS) {
+        const m = res[e];
+        if (m.spent > BUDGET * 1000 && m.lat.length >= MIN_SAMPLES) continue;
+        const v = variant(e, i, meta);
+        const r = await timed(w, `/v0/pipes/${e}.json?${v.qs}`, token);
+        m.spent += r.ms;
+        m.statuses[r.status] = (m.statuses[r.status] ?? 0) + 1;
+        if (r.status !== 200) { if (m.statuses[r.status] === 1) log(`${e}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`); continue; }
+        if (r.cache !== 'MISS') { m.cached++; continue; } // never counted as a miss
+        m.misses++;
+        m.lat.push(r.ms);
+        m.server.push(r.server_ms);
+        m.tz.push(v.tz);
+        if (i === 0) m.first = r.body;
+      }
+    }
+    // Cache hits, for reference: one more fresh key (a miss, not counted), then the same key again.
+    for (const e of ENDPOINTS) {
+      const qs = variant(e, SAMPLES + 2, meta).qs;
+      await timed(w, `/v0/pipes/${e}.json?${qs}`, token);
+      for (let k = 0; k < HITS; k++) {
+        const r = await timed(w, `/v0/pipes/${e}.json?${qs}`, token);
+        if (r.status === 200 && r.cache === 'HIT') res[e].hits.push(r.ms);
+      }
+    }
+    out[t.label] = { tenant: t, endpoints: {} };
+    for (const e of ENDPOINTS) {
+      const m = res[e];
+      const utcOnly = m.lat.filter((_, i) => UTC.includes(m.tz[i]));
+      out[t.label].endpoints[e] = {
+        p50_ms: pct(m.lat, 50), p95_ms: pct(m.lat, 95), max_ms: Math.max(...m.lat),
+        server_p50_ms: pct(m.server, 50), server_p95_ms: pct(m.server, 95),
+        utc_spelling_p50_ms: utcOnly.length ? pct(utcOnly, 50) : null,
+        misses: m.misses, attempted: m.misses + m.cached + Object.entries(m.statuses).filter(([k]) => k !== '200').reduce((n, [, v]) => n + v, 0),
+        not_miss: m.cached, statuses: m.statuses,
+        hit_p50_ms: m.hits.length ? pct(m.hits, 50) : null, hit_samples: m.hits.length,
+        rows: m.first?.rows, first_row: m.first?.data?.[0] ?? null,
+      };
+    }
+  }
+  return out;
+}
+
+// ---------- DuckDB ----------
+function venvPython() {
+  const venv = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'starling/bench-venv');
+  const py = join(venv, 'bin/python');
+  const pin = 'duckdb==1.4.1';
+  let ok = false;
+  try { ok = execFileSync(py, ['-c', 'import duckdb; print(duckdb.__version__)']).toString().trim() === pin.split('==')[1]; } catch {}
+  if (!ok) {
+    log(`setting up ${venv} with ${pin}`);
+    execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
+    execFileSync(join(venv, 'bin/pip'), ['install', '-q', pin], { stdio: 'inherit' });
+  }
+  return py;
+}
+
+function measureRaw(py, data, tenants) {
+  const { meta } = data;
+  const start = meta.window_start;
+  const end = meta.window_start + meta.days * DAY;
+  log(`${meta.events}: DuckDB over ${data.raw}`);
+  const out = execFileSync(py, [join(ROOT, 'bench/query_raw.py'), '--csv', data.raw, '--tenants', tenants.map((t) => t.id).join(','),
+    '--start', String(start), '--end', String(end), '--now', String(meta.now), '--samples', String(SAMPLES)],
+  { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 }).toString();
+  return JSON.parse(out);
+}
+
+function measureNative(gen, data, tenants) {
+  const { meta } = data;
+  log(`${meta.events}: planned SQL natively (rusqlite) on the same D1 file`);
+  const out = execFileSync(gen, ['--db', d1File(data.persist), '--now', String(meta.now), '--days', String(meta.days),
+    '--time-queries', tenants.map((t) => t.id).join(','), '--samples', String(SAMPLES), '--budget', String(Math.round(BUDGET / 3))],
+  { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  return JSON.parse(out);
+}
+
+// ---------- checks ----------
+function checks(meta, w, raw, tenants) {
+  const out = [];
+  for (const t of tenants) {
+    const s = w[t.label].endpoints.kpis_summary.first_row;
+    const d = raw.tenants[t.id].kpis_summary.first;
+    const ok = s && s.visits === t.sessions && s.pageviews === t.pageviews && d && d.visits === t.sessions && d.pageviews === t.pageviews && s.visitors === d.visitors
+      && Math.abs(s.bounce_rate - d.bounces / d.visits) < 1e-4;
+    out.push({ tenant: t.id, ok, generator: { sessions: t.sessions, pageviews: t.pageviews }, starling: s, duckdb: d });
+    if (!ok) log(`CHECK FAILED for ${t.id}: generator ${JSON.stringify({ sessions: t.sessions, pageviews: t.pageviews })} starling ${JSON.stringify(s)} duckdb ${JSON.stringify(d)}`);
+    const sp = w[t.label].endpoints.top_pages.first_row;
+    const dp = raw.tenants[t.id].top_pages.first;
+    if (sp && dp && (sp.pathname !== dp.pathname || sp.visits !== dp.visits || sp.hits !== dp.hits)) log(`top_pages first rows differ for ${t.id}: ${JSON.stringify(sp)} vs ${JSON.stringify(dp)}`);
+  }
+  return out;
+}
+
+// ---------- main ----------
+const f = (x) => (x == null || Number.isNaN(x) ? '–' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const gen = buildGenerator();
+const py = venvPython();
+const runs = [];
+for (const size of SIZES) {
+  const data = await generate(gen, size);
+  const { meta } = data;
+  const sorted = meta.tenant_totals;
+  const tenants = [
+    { label: 'largest', ...sorted[0] },
+    { label: 'median', ...sorted[Math.floor(sorted.length / 2)] },
+  ];
+  const w = await workerOn(data.persist);
+  let worker;
+  try {
+    await quiet(`${size} worker`);
+    worker = await measureWorker(w, meta, tenants);
+    loadAfter();
+  } finally { await w.stop(); }
+  await quiet(`${size} native`);
+  const native = measureNative(gen, data, tenants);
+  loadAfter();
+  await quiet(`${size} duckdb`);
+  const raw = measureRaw(py, data, tenants);
+  loadAfter();
+  const check = checks(meta, worker, raw, tenants);
+  runs.push({ size, generator: { events: meta.events, pageviews: meta.pageviews, sessions: meta.sessions, tenants: meta.tenants, days: meta.days,
+    seconds: meta.generate_seconds ?? meta.seconds, reused: data.reused, db_bytes: meta.db_bytes, raw_csv_bytes: meta.raw_csv_bytes, statements: meta.statements },
+  tenants, worker, native, duckdb: raw, checks: check });
+  if (!KEEP) rmSync(data.dir, { recursive: true, force: true });
+}
+
+// ---------- report ----------
+const lines = [];
+for (const r of runs) {
+  const g = r.generator;
+  const ph = phases.filter((p) => p.what.startsWith(`${r.size} `)).map((p) => `${p.what.split(' ')[1]} ${p.load_before}→${p.load_after}`).join(', ');
+  lines.push(`\n### ${g.events.toLocaleString('en')} events, ${g.tenants} tenants, ${g.days} days (generated in ${f(g.seconds)} s${g.reused ? ', reused' : ''}; D1 file ${f(g.db_bytes / 1e6)} MB; floor ${f(r.worker.floor.p50_ms)} ms p50 for a request that skips D1; load avg ${ph})`);
+  for (const t of r.tenants) {
+    lines.push(`\n${t.label} tenant ${t.id}: ${t.events.toLocaleString('en')} events, ${t.sessions.toLocaleString('en')} sessions; kpis_summary check ${r.checks.find((c) => c.tenant === t.id)?.ok ? 'ok' : 'FAILED'}`);
+    lines.push('\n| endpoint | Starling p50 ms | p95 ms | worker-side p50 | hit p50 | SQL native p50 | p95 | DuckDB p50 ms | p95 ms | speed-up p50 | speed-up p95 | misses/requests |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const e of ENDPOINTS) {
+      const s = r.worker[t.label].endpoints[e];
+      const n = r.native[t.id][e];
+      const d = r.duckdb.tenants[t.id][e];
+      lines.push(`| ${e} | ${f(s.p50_ms)} | ${f(s.p95_ms)} | ${f(s.server_p50_ms)} | ${f(s.hit_p50_ms)} | ${f(n.p50_ms)} | ${f(n.p95_ms)} | ${f(d.p50_ms)} | ${f(d.p95_ms)} | ${f(d.p50_ms / s.p50_ms)}× | ${f(d.p95_ms / s.p95_ms)}× | ${s.misses}/${s.attempted} |`);
+    }
+  }
+}
+if (runs.length > 1) {
+  const a = runs[0], b = runs[runs.length - 1];
+  lines.push(`\n### Growth ${a.size.toLocaleString('en')} → ${b.size.toLocaleString('en')} events (${f(b.size / a.size)}×): latency ratios`);
+  lines.push('\n| endpoint | largest p50 ratio | largest p95 ms | → | p95 ratio | DuckDB p95 ratio | median p50 ratio | median p95 ms | → | p95 ratio | DuckDB p95 ratio |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const e of ENDPOINTS) {
+    const cell = (label) => {
+      const sa = a.worker[label].endpoints[e], sb = b.worker[label].endpoints[e];
+      const dx = a.duckdb.tenants[a.tenants.find((t) => t.label === label).id][e].p95_ms;
+      const dy = b.duckdb.tenants[b.tenants.find((t) => t.label === label).id][e].p95_ms;
+      return `${f(sb.p50_ms / sa.p50_ms)}× | ${f(sa.p95_ms)} | ${f(sb.p95_ms)} | ${f(sb.p95_ms / sa.p95_ms)}× | ${f(dy / dx)}×`;
+    };
+    lines.push(`| ${e} | ${cell('largest')} | ${cell('median')} |`);
+  }
+}
+console.log(lines.join('\n'));
+
+mkdirSync(join(ROOT, 'bench-output'), { recursive: true });
+writeFileSync(join(ROOT, 'bench-output/query.json'), JSON.stringify({ date: new Date().toISOString(), cpus: cpus().length, cpu: cpus()[0]?.model, samples: SAMPLES, min_samples: MIN_SAMPLES, budget_s: BUDGET, sizes: SIZES, phases, runs }, null, 2));
+
+// One-line summary against the targets.
+const last = runs[runs.length - 1];
+const all = last.tenants.flatMap((t) => ENDPOINTS.map((e) => ({ t, e, s: last.worker[t.label].endpoints[e], d: last.duckdb.tenants[t.id][e] })));
+const worst = all.reduce((m, x) => (x.s.p95_ms > m.s.p95_ms ? x : m));
+const under = all.filter((x) => x.s.p95_ms < 25).length;
+const fast = all.filter((x) => x.d.p50_ms / x.s.p50_ms >= 10).length;
+let growth = '';
+if (runs.length > 1) {
+  const ratios = ENDPOINTS.map((e) => runs[runs.length - 1].worker.largest.endpoints[e].p95_ms / runs[0].worker.largest.endpoints[e].p95_ms);
+  growth = `; largest-tenant p95 growth ${runs[0].size}→${last.size}: max ${f(Math.max(...ratios))}× (target < 1.5×)`;
+}
+console.log(`bench: ${last.size} events: ${under}/${all.length} endpoint×tenant p95 < 25 ms (worst ${worst.e} ${worst.t.label} ${f(worst.s.p95_ms)} ms); ${fast}/${all.length} >= 10× faster than DuckDB at p50${growth}; checks ${runs.every((r) => r.checks.every((c) => c.ok)) ? 'ok' : 'FAILED'}`);
