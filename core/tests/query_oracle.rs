@@ -13,7 +13,10 @@ use serde_json::{json, Map, Value};
 use starling_core::event::EnrichedEvent;
 use starling_core::query::{self, FixedOffset, Output, Request, TimeZone};
 use starling_core::rollup::statements_for;
-use starling_core::sql::{SqlValue, Statement};
+use starling_core::sql::Statement;
+
+mod common;
+use common::bind;
 
 type Row = Map<String, Value>;
 
@@ -207,18 +210,7 @@ fn fixture() -> Vec<EnrichedEvent> {
 // ---------- SQLite ----------
 
 fn db(events: &[EnrichedEvent]) -> Connection {
-    let mut conn = Connection::open_in_memory().unwrap();
-    let mut files: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-    files.sort();
-    for f in files {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
-            .unwrap();
-    }
+    let mut conn = common::migrated_db();
     // Several batches, as the queue delivers them; sessions continue across batches.
     for chunk in events.chunks(700) {
         let tx = conn.transaction().unwrap();
@@ -229,16 +221,6 @@ fn db(events: &[EnrichedEvent]) -> Connection {
         tx.commit().unwrap();
     }
     conn
-}
-
-fn bind(v: &SqlValue) -> rusqlite::types::Value {
-    match v {
-        SqlValue::Null => rusqlite::types::Value::Null,
-        // D1 binds every JS number as REAL: do the same, so integer arithmetic on binds is tested.
-        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
-        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
-        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
 }
 
 fn rows(conn: &Connection, s: &Statement) -> Vec<Row> {

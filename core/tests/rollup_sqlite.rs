@@ -3,41 +3,9 @@
 use rusqlite::{params_from_iter, Connection};
 use starling_core::event::EnrichedEvent;
 use starling_core::rollup::{batch_guard, batches_applied, rebuild_reset, statements_for};
-use starling_core::sql::{SqlValue, Statement};
+mod common;
 
-fn db() -> Connection {
-    let conn = Connection::open_in_memory().unwrap();
-    let mut files: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-    files.sort();
-    for f in files {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
-            .unwrap();
-    }
-    conn
-}
-
-fn bind(v: &SqlValue) -> rusqlite::types::Value {
-    match v {
-        SqlValue::Null => rusqlite::types::Value::Null,
-        // D1 binds every JS number as REAL: do the same, so integer arithmetic on binds is tested.
-        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
-        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
-        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
-}
-
-/// Runs statements in one transaction, like a D1 batch: all or nothing.
-fn run(conn: &mut Connection, statements: &[Statement]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for s in statements {
-        tx.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))?;
-    }
-    tx.commit()
-}
+use common::{bind, migrated_db as db, run};
 
 fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()

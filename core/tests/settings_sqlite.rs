@@ -3,32 +3,10 @@
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{json, Map, Value};
 use starling_core::settings::{from_row, select, upsert, validate};
-use starling_core::sql::{SqlValue, Statement};
+mod common;
 
-fn db() -> Connection {
-    let conn = Connection::open_in_memory().unwrap();
-    let mut files: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-    files.sort();
-    for f in files {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
-            .unwrap();
-    }
-    conn
-}
-
-fn bind(v: &SqlValue) -> rusqlite::types::Value {
-    match v {
-        SqlValue::Null => rusqlite::types::Value::Null,
-        // D1 binds every JS number as REAL.
-        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
-        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
-        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
-}
+use common::{bind, migrated_db as db};
+use starling_core::sql::Statement;
 
 fn row(conn: &Connection, s: &Statement) -> Option<Map<String, Value>> {
     let mut stmt = conn.prepare(&s.sql).unwrap();

@@ -1,0 +1,41 @@
+//! What the SQLite-backed tests share: a database with the real D1 migrations, and D1's binding rules.
+#![allow(dead_code)] // each test crate uses part of it
+
+use rusqlite::{params_from_iter, Connection};
+use starling_core::sql::{SqlValue, Statement};
+
+/// An in-memory SQLite with every migration in `migrations/` applied in order, as D1 would.
+pub fn migrated_db() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    let mut files: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+    files.sort();
+    for f in files {
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
+    }
+    conn
+}
+
+/// A bind as D1 makes it: every JS number is a REAL, so integer arithmetic on binds is tested.
+pub fn bind(v: &SqlValue) -> rusqlite::types::Value {
+    match v {
+        SqlValue::Null => rusqlite::types::Value::Null,
+        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
+        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
+        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+/// Runs statements in one transaction, like a D1 batch: all or nothing.
+pub fn run(conn: &mut Connection, statements: &[Statement]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for s in statements {
+        tx.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))?;
+    }
+    tx.commit()
+}
