@@ -185,48 +185,22 @@ async fn apply_group(mut batches: Vec<QueueBatch>, env: &Env) -> Result<Vec<&'st
 }
 
 /// Applies one batch. Returns `"applied"` or `"duplicate"` (already applied earlier).
-pub async fn apply(mut batch: QueueBatch, env: &Env) -> Result<&'static str> {
-    let db = d1::db(env)?;
-    if !d1::rows(&db, &rollup::batch_applied(&batch.batch_id))
-        .await?
-        .is_empty()
-    {
-        return Ok("duplicate");
-    }
-    let prior = prior_sessions(&db, &batch.tenant_id, &batch.events).await?;
-    assign_sessions(&mut batch.events, &prior);
-
-    let received_secs = batch.received_at.div_euclid(1000);
-    archive::write_batch(
-        &archive::bucket(env)?,
-        &batch.tenant_id,
-        &batch.batch_id,
-        received_secs,
-        &batch.events,
-        &batch.quarantined,
-    )
-    .await?;
-
-    let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
-    let mut statements = vec![rollup::batch_guard(&batch.batch_id, now_secs)];
-    statements.extend(rollup::statements_for(&batch.events, now_secs));
-    statements.extend(rollup::quarantine_statements(
-        &batch.tenant_id,
-        received_secs,
-        &batch.quarantined,
-    ));
-    match d1::run_atomic(&db, &statements).await {
-        Ok(()) => Ok("applied"),
+pub async fn apply(batch: QueueBatch, env: &Env) -> Result<&'static str> {
+    let batch_id = batch.batch_id.clone();
+    match apply_group(vec![batch], env).await {
+        Ok(outcomes) => Ok(outcomes.into_iter().next().unwrap_or("applied")),
         // A concurrent delivery of the same batch may have won the race: then this one is a duplicate.
-        Err(e)
-            if !d1::rows(&db, &rollup::batch_applied(&batch.batch_id))
+        Err(e) => {
+            let db = d1::db(env)?;
+            if d1::rows(&db, &rollup::batch_applied(&batch_id))
                 .await?
-                .is_empty() =>
-        {
-            let _ = e;
-            Ok("duplicate")
+                .is_empty()
+            {
+                Err(e)
+            } else {
+                Ok("duplicate")
+            }
         }
-        Err(e) => Err(e),
     }
 }
 
