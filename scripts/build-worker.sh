@@ -7,7 +7,7 @@ source scripts/lib.sh
 use_wasm_toolchain
 mkdir -p www/dist
 stamp=edge-worker/build/.inputs
-sum=$( (cat Cargo.lock Cargo.toml core/Cargo.toml edge-worker/Cargo.toml; find core/src edge-worker/src -type f | sort | xargs cat) | sha256sum | cut -c1-16)
+sum=$( (cat Cargo.lock Cargo.toml core/Cargo.toml edge-worker/Cargo.toml; find core/src edge-worker/src edge-worker/openapi.json -type f | sort | xargs cat) | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ] && [ -f edge-worker/build/index.js ]; then
   echo "worker build up to date" >&2
   exit 0

@@ -20,6 +20,7 @@ bash scripts/build-worker.sh
 
 step "applying D1 migrations (local)"
 node_modules/.bin/wrangler d1 migrations apply DB --local >/dev/null
+node_modules/.bin/wrangler d1 migrations apply SILO_1 --local >/dev/null
 
 if curl -fsS "http://127.0.0.1:$PORT/v0/health" >/dev/null 2>&1; then
   die "port $PORT is already in use (is Starling already running?): stop it or set PORT=<other port>"
@@ -37,8 +38,11 @@ done
 grep -q "Ready on http" "$log" || { tail -50 "$log" >&2; die "wrangler dev did not become ready in 180 s"; }
 
 url="http://127.0.0.1:$PORT"
-tracker=$(node scripts/token.mjs --tenant demo --kind tracker --days 365)
-read=$(node scripts/token.mjs --tenant demo --kind read --days 30)
+step "onboarding the demo tenant through the admin API (scripts/onboard.mjs)"
+onboard=$(node scripts/onboard.mjs --url "$url" --tenant demo --name "Demo" --plan enterprise --json) \
+  || die "onboarding the demo tenant failed: see the error above"
+tracker=$(node -e 'console.log(JSON.parse(process.argv[1]).tracker_token)' "$onboard")
+read=$(node -e 'console.log(JSON.parse(process.argv[1]).read_token)' "$onboard")
 marker=.wrangler/state/.starling-demo-seeded
 if [ ! -f "$marker" ]; then
   step "seeding the demo tenant with 7 days of traffic"
@@ -51,6 +55,7 @@ cat <<EOT
   tracker token:  $tracker
   read token:     $read
   try:            curl -H "Authorization: Bearer $read" "$url/v0/pipes/kpis.json"
+  admin API:      $url/v0/openapi.json (ADMIN_TOKEN is in .dev.vars)
 Press Ctrl-C to stop. Logs follow.
 EOT
 tail -n +1 -f "$log" &

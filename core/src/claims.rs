@@ -20,6 +20,8 @@ pub struct Claims {
     pub workspace_id: Option<String>,
     /// Token name (Tinybird's `name`), for logs and audit.
     pub name: Option<String>,
+    /// The `jti` claim: the id of a token minted by the admin API, checked against revocations.
+    pub token_id: Option<String>,
     /// Expiry, Unix seconds (required).
     pub exp: i64,
     /// Not-before, Unix seconds.
@@ -111,6 +113,10 @@ pub enum AuthError {
     InvalidTenant,
     /// Several matching scopes name different tenants.
     AmbiguousTenant,
+    /// A token signed with a tenant key names another tenant than the key's.
+    CrossTenant,
+    /// A token signed with a tenant key asks for more than `PIPES:READ`.
+    ReadOnlyKey,
 }
 
 impl AuthError {
@@ -131,6 +137,12 @@ impl AuthError {
             }
             Self::AmbiguousTenant => {
                 "the token's matching scopes name different tenants: mint one token per tenant".into()
+            }
+            Self::CrossTenant => "the token names another tenant than its signing key's: a tenant key only \
+                signs tokens for its own tenant (leave fixed_params.tenant_id out or set it to the key's tenant)"
+                .into(),
+            Self::ReadOnlyKey => {
+                "tokens signed with a tenant key can only read (PIPES:READ): mint tracker tokens with the admin API".into()
             }
         }
     }
@@ -169,6 +181,28 @@ pub fn authorize_tenant_read(claims: &Claims) -> Result<ReadGrant, AuthError> {
         fixed,
         rps: claims.rps,
     })
+}
+
+/// Confines the claims of a token signed with a tenant's own key (EdDSA) to that key's tenant: every
+/// scope must be `PIPES:READ` ([`AuthError::ReadOnlyKey`] otherwise), and each scope's
+/// `fixed_params.tenant_id` is set to `key_tenant` when absent and must equal it when present
+/// ([`AuthError::CrossTenant`] otherwise). So such a token can only ever read its own tenant.
+pub fn confine_to_key_tenant(mut claims: Claims, key_tenant: &str) -> Result<Claims, AuthError> {
+    for scope in &mut claims.scopes {
+        if scope.kind != READ {
+            return Err(AuthError::ReadOnlyKey);
+        }
+        match scope.fixed_params.get("tenant_id") {
+            None => {
+                scope
+                    .fixed_params
+                    .insert("tenant_id".to_owned(), key_tenant.to_owned());
+            }
+            Some(t) if t == key_tenant => {}
+            Some(_) => return Err(AuthError::CrossTenant),
+        }
+    }
+    Ok(claims)
 }
 
 fn bind(
@@ -252,6 +286,7 @@ mod tests {
         Claims {
             workspace_id: None,
             name: Some("t".into()),
+            token_id: None,
             exp: 0,
             nbf: None,
             scopes,
@@ -338,6 +373,39 @@ mod tests {
             scope(READ, "trend", Some("b")),
         ]);
         assert_eq!(authorize_tenant_read(&two), Err(AuthError::AmbiguousTenant));
+    }
+
+    #[test]
+    fn a_tenant_key_only_reads_its_own_tenant() {
+        // Missing tenant: injected, then reads work for the key's tenant.
+        let c = confine_to_key_tenant(claims(vec![scope(READ, "*", None)]), "acme").unwrap();
+        assert_eq!(authorize_read(&c, "kpis").unwrap().tenant.as_str(), "acme");
+        // Same tenant: kept.
+        let c = claims(vec![scope(READ, "top_*", Some("acme"))]);
+        assert_eq!(confine_to_key_tenant(c.clone(), "acme"), Ok(c));
+        // Another tenant, in any scope: refused.
+        let c = claims(vec![
+            scope(READ, "kpis", None),
+            scope(READ, "*", Some("globex")),
+        ]);
+        assert_eq!(
+            confine_to_key_tenant(c, "acme"),
+            Err(AuthError::CrossTenant)
+        );
+        // Anything but a read scope: refused, whatever its tenant.
+        for s in [
+            scope(APPEND, "analytics_events", Some("acme")),
+            scope(APPEND, "analytics_events", None),
+            scope("ADMIN", "*", None),
+        ] {
+            let c = claims(vec![scope(READ, "*", None), s]);
+            assert_eq!(
+                confine_to_key_tenant(c, "acme"),
+                Err(AuthError::ReadOnlyKey)
+            );
+        }
+        assert_eq!(AuthError::CrossTenant.status(), 403);
+        assert!(AuthError::ReadOnlyKey.message().contains("PIPES:READ"));
     }
 
     #[test]

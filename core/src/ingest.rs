@@ -425,6 +425,7 @@ mod tests {
         let claims = Claims {
             workspace_id: None,
             name: None,
+            token_id: None,
             exp: 0,
             nbf: None,
             scopes: vec![Scope {

@@ -13,6 +13,8 @@
 //! tracker's decisions and is the only `no_std` module.
 #![cfg_attr(not(feature = "std"), no_std)]
 
+#[cfg(feature = "std")]
+pub mod audit;
 pub mod beacon;
 #[cfg(feature = "std")]
 pub mod claims;
@@ -25,6 +27,14 @@ pub mod identity;
 #[cfg(feature = "std")]
 pub mod ingest;
 #[cfg(feature = "std")]
+pub mod keys;
+#[cfg(feature = "std")]
+pub mod lifecycle;
+#[cfg(feature = "std")]
+pub mod mint;
+#[cfg(feature = "std")]
+pub mod plan;
+#[cfg(feature = "std")]
 pub mod query;
 #[cfg(feature = "std")]
 pub mod ratelimit;
@@ -35,6 +45,10 @@ pub mod settings;
 #[cfg(feature = "std")]
 pub mod sql;
 #[cfg(feature = "std")]
+pub mod tenant;
+#[cfg(feature = "std")]
 pub mod time;
 #[cfg(feature = "std")]
 pub mod token;
+#[cfg(feature = "std")]
+pub mod usage;

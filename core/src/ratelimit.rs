@@ -1,5 +1,7 @@
-//! Token-bucket rate limiting, as pure arithmetic. The worker keeps one bucket per token in a Durable
-//! Object (so the limit holds across isolates) and asks [`Bucket::take`] for each request.
+//! Rate limiting, as pure arithmetic: a token bucket for a token's requests per second and a fixed
+//! window for a plan's requests per hour. The worker keeps one bucket per token and one window per
+//! tenant and quota in a Durable Object (so the limits hold across isolates) and asks
+//! [`Bucket::take`] / [`Window::take`] for each request.
 
 /// A token bucket: `rate` tokens per second, holding at most `burst`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -13,12 +15,16 @@ pub struct Bucket {
 pub struct Decision {
     /// Whether the request may proceed.
     pub allowed: bool,
-    /// The limit in force (requests per second).
+    /// The limit in force: requests per `window_secs`.
     pub limit: u32,
     /// Whole requests left right now.
     pub remaining: u32,
-    /// Seconds until a request would be allowed again (0 when allowed).
+    /// Seconds until a request would be allowed again. A [`Bucket`] gives 0 when allowed; a [`Window`]
+    /// always gives the seconds until the window resets (at least 1), which is also `RateLimit-Reset`.
     pub retry_after_secs: u32,
+    /// The period `limit` counts over, in seconds: 1 for a bucket's per-second rate, 3600 for an hourly
+    /// plan quota.
+    pub window_secs: u32,
 }
 
 impl Bucket {
@@ -51,8 +57,61 @@ impl Bucket {
             limit: rate,
             remaining: self.tokens.floor() as u32,
             retry_after_secs,
+            window_secs: 1,
         }
     }
+}
+
+/// A fixed window: at most `limit` requests per window of `window_ms`, windows aligned to multiples of
+/// `window_ms` since the epoch (an hourly window starts on the hour). Used for plan quotas, where a
+/// simple count that resets is what a customer can predict and what the docs promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    start_ms: i64,
+    count: u32,
+}
+
+impl Window {
+    /// An empty window: the one that contains `now_ms`. Windows shorter than a second count as a second.
+    pub fn new(now_ms: i64, window_ms: i64) -> Self {
+        Self {
+            start_ms: align(now_ms, window_ms),
+            count: 0,
+        }
+    }
+
+    /// Counts one request if the current window has room. A request in a later window starts a new
+    /// count; a denied request does not count; a clock going backwards stays in the current window (it
+    /// never reopens an earlier one).
+    pub fn take(&mut self, now_ms: i64, limit: u32, window_ms: i64) -> Decision {
+        let window_ms = window_ms.max(1000);
+        let start = align(now_ms, window_ms);
+        if start > self.start_ms {
+            self.start_ms = start;
+            self.count = 0;
+        }
+        let allowed = self.count < limit;
+        if allowed {
+            self.count += 1;
+        }
+        let window_secs = u32::try_from(window_ms / 1000).unwrap_or(u32::MAX);
+        let to_end_ms = (self.start_ms + window_ms - now_ms).max(0);
+        let retry_after_secs = u32::try_from((to_end_ms + 999) / 1000)
+            .unwrap_or(u32::MAX)
+            .clamp(1, window_secs);
+        Decision {
+            allowed,
+            limit,
+            remaining: limit.saturating_sub(self.count),
+            retry_after_secs,
+            window_secs,
+        }
+    }
+}
+
+/// The start of the window of `window_ms` that contains `now_ms`.
+fn align(now_ms: i64, window_ms: i64) -> i64 {
+    now_ms - now_ms.rem_euclid(window_ms.max(1000))
 }
 
 #[cfg(test)]
@@ -89,5 +148,82 @@ mod tests {
         assert!(!b.take(500, 1, 1).allowed);
         assert!(!b.take(1_500, 1, 1).allowed);
         assert!(b.take(2_000, 1, 1).allowed);
+    }
+
+    #[test]
+    fn a_bucket_counts_per_second() {
+        assert_eq!(Bucket::full(1, 0).take(0, 1, 1).window_secs, 1);
+    }
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn a_window_allows_the_limit_then_denies_until_the_hour() {
+        let t0 = 10 * HOUR + 15 * 60_000; // 10:15
+        let mut w = Window::new(t0, HOUR);
+        let first = w.take(t0, 3, HOUR);
+        assert_eq!(
+            first,
+            Decision {
+                allowed: true,
+                limit: 3,
+                remaining: 2,
+                retry_after_secs: 45 * 60,
+                window_secs: 3600,
+            }
+        );
+        assert!(w.take(t0 + 1, 3, HOUR).allowed);
+        assert_eq!(w.take(t0 + 2, 3, HOUR).remaining, 0);
+        let denied = w.take(11 * HOUR - 1, 3, HOUR);
+        assert_eq!(
+            (denied.allowed, denied.remaining, denied.retry_after_secs),
+            (false, 0, 1),
+            "one millisecond before the hour: retry in at least a second"
+        );
+        let next = w.take(11 * HOUR, 3, HOUR);
+        assert_eq!(
+            (next.allowed, next.remaining, next.retry_after_secs),
+            (true, 2, 3600),
+            "a new window on the hour"
+        );
+    }
+
+    #[test]
+    fn denied_requests_do_not_count() {
+        let mut w = Window::new(0, HOUR);
+        assert!(w.take(0, 1, HOUR).allowed);
+        for i in 1..100 {
+            assert!(!w.take(i, 1, HOUR).allowed);
+        }
+        let next = w.take(HOUR + 5, 1, HOUR);
+        assert!(next.allowed);
+        assert_eq!(next.remaining, 0);
+    }
+
+    #[test]
+    fn a_clock_going_backwards_does_not_reopen_a_window() {
+        let mut w = Window::new(5 * HOUR, HOUR);
+        assert!(w.take(5 * HOUR, 1, HOUR).allowed);
+        // Back into the previous hour: still the current window, already used up.
+        let back = w.take(5 * HOUR - 10_000, 1, HOUR);
+        assert!(!back.allowed);
+        assert_eq!(back.retry_after_secs, 3600, "clamped to the window length");
+        assert!(!w.take(5 * HOUR + 1_000, 1, HOUR).allowed);
+        assert!(w.take(6 * HOUR, 1, HOUR).allowed);
+    }
+
+    #[test]
+    fn a_zero_limit_denies_everything() {
+        let mut w = Window::new(0, HOUR);
+        let d = w.take(0, 0, HOUR);
+        assert_eq!((d.allowed, d.remaining, d.limit), (false, 0, 0));
+    }
+
+    #[test]
+    fn windows_align_before_the_epoch_too() {
+        let mut w = Window::new(-1, HOUR);
+        let d = w.take(-1, 2, HOUR);
+        assert_eq!((d.allowed, d.retry_after_secs), (true, 1));
+        assert_eq!(w.take(0, 2, HOUR).remaining, 1, "a new window at 0");
     }
 }

@@ -15,6 +15,13 @@ pub fn day_string(secs: i64) -> String {
         .unwrap_or_else(|| "1970-01-01".to_owned())
 }
 
+/// `secs` as an RFC 3339 UTC timestamp to the second: `2026-11-23T10:00:00Z` (what the admin API returns).
+pub fn rfc3339(secs: i64) -> String {
+    DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
 /// Parses `YYYY-MM-DD` into days since 1970-01-01; `None` when it is not a valid calendar date.
 pub fn parse_day(s: &str) -> Option<i64> {
     if s.len() != 10 {
@@ -111,6 +118,16 @@ mod tests {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
         assert_eq!(hour_start(1_755_081_662), 1_755_079_200);
+    }
+
+    #[test]
+    fn rfc3339_is_utc_to_the_second() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_755_081_662), "2025-08-13T10:41:02Z");
+        assert_eq!(
+            parse_timestamp(&json!(rfc3339(1_755_081_662))),
+            Some(1_755_081_662_000)
+        );
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! JWT verification for tracker and read tokens: HS256 keyed with the UTF-8 bytes of `SIGNING_KEY`,
-//! as Tinybird's apps sign them, verified with `jwt-compact`.
+//! JWT verification: HS256 keyed with the UTF-8 bytes of `SIGNING_KEY` (tracker and read tokens, as
+//! Tinybird's apps sign them), and EdDSA (Ed25519) read tokens a tenant's own backend signs with a key it
+//! registered (header `kid`), both verified with `jwt-compact`.
 //!
-//! Only HS256 is accepted (an `alg` of `none` or anything else fails before the signature is looked at).
-//! `exp` is required, `nbf` honoured, both with [`LEEWAY_SECS`] of clock skew.
+//! [`header`] tells the caller which of the two a token claims to be (and its `kid`, to look the key up);
+//! [`verify`] and [`verify_eddsa`] each accept only their own algorithm (an `alg` of `none` or anything
+//! else fails before the signature is looked at), then apply the same claim rules: `exp` is required,
+//! `nbf` honoured, both with [`LEEWAY_SECS`] of clock skew.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, UntrustedToken, ValidationError};
+use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, VerifyingKey};
+use jwt_compact::{Algorithm, AlgorithmExt, UntrustedToken, ValidationError};
 use serde::Deserialize;
 
 use crate::claims::{Claims, Scope};
@@ -24,9 +27,9 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub enum TokenError {
     /// Not three base64url parts, or a header that is not JSON (401).
     Malformed,
-    /// `alg` is not HS256 (401).
+    /// `alg` is neither HS256 nor EdDSA, or not the one the verifier expects (401).
     UnsupportedAlgorithm,
-    /// The signature does not match `SIGNING_KEY` (401).
+    /// The signature does not match `SIGNING_KEY` or the tenant key (401).
     BadSignature,
     /// The payload is not Tinybird's claims shape, or has no `exp` (401).
     InvalidClaims,
@@ -34,6 +37,10 @@ pub enum TokenError {
     Expired,
     /// `nbf` is in the future (403).
     NotYetValid,
+    /// An EdDSA token whose `kid` is missing, unknown or revoked (401). Set by the caller's key lookup.
+    UnknownKey,
+    /// The token's `jti` was revoked through the admin API (401). Set by the caller's revocation check.
+    Revoked,
 }
 
 impl TokenError {
@@ -49,13 +56,24 @@ impl TokenError {
     pub fn message(self) -> &'static str {
         match self {
             Self::Malformed => "malformed token: expected a JWT (three base64url parts separated by '.')",
-            Self::UnsupportedAlgorithm => "unsupported token algorithm: tokens must be signed with HS256",
-            Self::BadSignature => "invalid token signature: the token was not signed with this deployment's SIGNING_KEY",
+            Self::UnsupportedAlgorithm => {
+                "unsupported token algorithm: tokens must be signed with HS256 (SIGNING_KEY) or with EdDSA \
+                 by a registered tenant key (header 'kid')"
+            }
+            Self::BadSignature => {
+                "invalid token signature: the token was not signed with this deployment's SIGNING_KEY \
+                 or with the tenant key its 'kid' names"
+            }
             Self::InvalidClaims => {
                 "invalid token claims: expected Tinybird's payload with 'exp' (Unix seconds) and 'scopes'"
             }
             Self::Expired => "token expired: mint a new token",
             Self::NotYetValid => "token not yet valid (nbf is in the future): check the issuer's clock",
+            Self::UnknownKey => {
+                "the token's kid is not a registered, unrevoked tenant key: register it with \
+                 POST /v0/admin/tenants/{id}/keys"
+            }
+            Self::Revoked => "token revoked: mint a new token",
         }
     }
 }
@@ -68,12 +86,42 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
+/// The signing algorithms a token may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    /// HMAC-SHA256 with `SIGNING_KEY` (tokens minted by Starling or Tinybird's tools).
+    Hs256,
+    /// Ed25519 with a tenant's registered public key, named by the header's `kid`.
+    EdDsa,
+}
+
+/// What a token's header says, read before any signature is checked: only to choose the verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHeader {
+    /// The header's `alg`.
+    pub alg: Alg,
+    /// The header's `kid`: for EdDSA, the `key_id` of the tenant key to verify with.
+    pub kid: Option<String>,
+}
+
+/// Reads the (unverified) header: `Malformed` when the token is not a JWT, `UnsupportedAlgorithm` when
+/// `alg` is neither `HS256` nor `EdDSA`.
+pub fn header(token: &str) -> Result<TokenHeader, TokenError> {
+    let untrusted = parse(token)?;
+    Ok(TokenHeader {
+        alg: alg_of(&untrusted)?,
+        kid: untrusted.header().key_id.clone(),
+    })
+}
+
 #[derive(Deserialize)]
 struct RawClaims {
     #[serde(default)]
     workspace_id: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
     #[serde(default)]
     scopes: Vec<RawScope>,
     #[serde(default)]
@@ -96,18 +144,56 @@ struct RawLimits {
     rps: Option<u32>,
 }
 
-/// Verifies `token` against `secret` (the UTF-8 bytes of `SIGNING_KEY`) at `now_secs`.
+/// Verifies an HS256 `token` against `secret` (the UTF-8 bytes of `SIGNING_KEY`) at `now_secs`.
+/// An EdDSA token is refused (`UnsupportedAlgorithm`): it goes to [`verify_eddsa`].
 pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> Result<Claims, TokenError> {
+    verify_with(Hs256, Alg::Hs256, &Hs256Key::new(secret), token, now_secs)
+}
+
+/// Verifies an EdDSA `token` against a tenant's Ed25519 `public_key` at `now_secs`, with the same claim
+/// rules as [`verify`]. An HS256 token is refused (`UnsupportedAlgorithm`). The caller confines the claims
+/// to the key's tenant ([`crate::claims::confine_to_key_tenant`]).
+pub fn verify_eddsa(
+    token: &str,
+    public_key: &[u8; 32],
+    now_secs: i64,
+) -> Result<Claims, TokenError> {
+    let key =
+        <<Ed25519 as Algorithm>::VerifyingKey as VerifyingKey<Ed25519>>::from_slice(public_key)
+            .map_err(|_| TokenError::BadSignature)?;
+    verify_with(Ed25519, Alg::EdDsa, &key, token, now_secs)
+}
+
+fn parse(token: &str) -> Result<UntrustedToken<'_>, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed);
     }
-    let untrusted = UntrustedToken::new(token).map_err(|_| TokenError::Malformed)?;
-    if untrusted.algorithm() != "HS256" {
+    UntrustedToken::new(token).map_err(|_| TokenError::Malformed)
+}
+
+fn alg_of(untrusted: &UntrustedToken<'_>) -> Result<Alg, TokenError> {
+    match untrusted.algorithm() {
+        "HS256" => Ok(Alg::Hs256),
+        "EdDSA" => Ok(Alg::EdDsa),
+        _ => Err(TokenError::UnsupportedAlgorithm),
+    }
+}
+
+/// The one verification path: the algorithm must be `expected`, the signature must match `key`, then
+/// the claims are checked and converted.
+fn verify_with<A: Algorithm>(
+    alg: A,
+    expected: Alg,
+    key: &A::VerifyingKey,
+    token: &str,
+    now_secs: i64,
+) -> Result<Claims, TokenError> {
+    let untrusted = parse(token)?;
+    if alg_of(&untrusted)? != expected {
         return Err(TokenError::UnsupportedAlgorithm);
     }
-    let key = Hs256Key::new(secret);
-    let verified = Hs256
-        .validator::<RawClaims>(&key)
+    let verified = alg
+        .validator::<RawClaims>(key)
         .validate(&untrusted)
         .map_err(|e| match e {
             ValidationError::AlgorithmMismatch { .. } => TokenError::UnsupportedAlgorithm,
@@ -116,7 +202,11 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> Result<Claims, Token
             | ValidationError::MalformedSignature(_) => TokenError::BadSignature,
             _ => TokenError::InvalidClaims,
         })?;
-    let claims = verified.claims();
+    to_claims(verified.claims(), now_secs)
+}
+
+/// Time rules and the conversion into [`Claims`], shared by both algorithms.
+fn to_claims(claims: &jwt_compact::Claims<RawClaims>, now_secs: i64) -> Result<Claims, TokenError> {
     let exp = claims
         .expiration
         .ok_or(TokenError::InvalidClaims)?
@@ -149,6 +239,7 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> Result<Claims, Token
     Ok(Claims {
         workspace_id: raw.workspace_id.clone(),
         name: raw.name.clone(),
+        token_id: raw.jti.clone(),
         exp,
         nbf,
         scopes,
@@ -274,8 +365,102 @@ mod tests {
         );
     }
 
+    fn ed_keypair(seed: u8) -> ed25519_compact::KeyPair {
+        ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]))
+    }
+
+    fn sign_eddsa(payload: serde_json::Value, kp: &ed25519_compact::KeyPair) -> String {
+        let claims = JwtClaims::new(Payload(payload));
+        Ed25519
+            .token(&Header::empty().with_key_id("key_1"), &claims, &kp.sk)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_jti_is_the_token_id() {
+        let mut p = payload(NOW + 600);
+        p["jti"] = json!("tok_123");
+        let c = verify(&sign(p, KEY), KEY, NOW).unwrap();
+        assert_eq!(c.token_id.as_deref(), Some("tok_123"));
+        let c = verify(&sign(payload(NOW + 600), KEY), KEY, NOW).unwrap();
+        assert_eq!(c.token_id, None);
+    }
+
+    #[test]
+    fn headers_choose_the_verifier() {
+        let hs = header(&sign(payload(NOW + 600), KEY)).unwrap();
+        assert_eq!(
+            hs,
+            TokenHeader {
+                alg: Alg::Hs256,
+                kid: None
+            }
+        );
+        let ed = header(&sign_eddsa(payload(NOW + 600), &ed_keypair(1))).unwrap();
+        assert_eq!((ed.alg, ed.kid.as_deref()), (Alg::EdDsa, Some("key_1")));
+        assert_eq!(header("a.b"), Err(TokenError::Malformed));
+        let body = b64("{}");
+        for h in [r#"{"alg":"none"}"#, r#"{"alg":"ES256","kid":"k"}"#] {
+            assert_eq!(
+                header(&format!("{}.{body}.", b64(h))),
+                Err(TokenError::UnsupportedAlgorithm),
+                "{h}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_eddsa_token_verifies_with_its_tenant_key_only() {
+        let kp = ed_keypair(7);
+        let pk: [u8; 32] = *kp.pk;
+        let mut p = payload(NOW + 600);
+        p["jti"] = json!("t1");
+        let token = sign_eddsa(p, &kp);
+        let c = verify_eddsa(&token, &pk, NOW).unwrap();
+        assert_eq!(c.scopes[0].fixed_params["tenant_id"], "acme");
+        assert_eq!((c.exp, c.token_id.as_deref()), (NOW + 600, Some("t1")));
+        let other: [u8; 32] = *ed_keypair(8).pk;
+        assert_eq!(
+            verify_eddsa(&token, &other, NOW),
+            Err(TokenError::BadSignature)
+        );
+        // Each verifier accepts only its own algorithm.
+        assert_eq!(
+            verify(&token, KEY, NOW),
+            Err(TokenError::UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            verify_eddsa(&sign(payload(NOW + 600), KEY), &pk, NOW),
+            Err(TokenError::UnsupportedAlgorithm)
+        );
+        // The same claim rules as HS256.
+        assert_eq!(
+            verify_eddsa(&sign_eddsa(payload(NOW - 61), &kp), &pk, NOW),
+            Err(TokenError::Expired)
+        );
+        let mut p = payload(NOW + 600);
+        p["nbf"] = json!(NOW + 120);
+        assert_eq!(
+            verify_eddsa(&sign_eddsa(p, &kp), &pk, NOW),
+            Err(TokenError::NotYetValid)
+        );
+        let mut p = payload(0);
+        p.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            verify_eddsa(&sign_eddsa(p, &kp), &pk, NOW),
+            Err(TokenError::InvalidClaims)
+        );
+        // Tampered payload keeps the signature: refused.
+        let parts: Vec<&str> = token.split('.').collect();
+        let evil = payload(NOW + 600).to_string().replace("acme", "evil");
+        let t = format!("{}.{}.{}", parts[0], b64(&evil), parts[2]);
+        assert_eq!(verify_eddsa(&t, &pk, NOW), Err(TokenError::BadSignature));
+    }
+
     #[test]
     fn statuses() {
+        assert_eq!(TokenError::UnknownKey.status(), 401);
+        assert_eq!(TokenError::Revoked.status(), 401);
         assert_eq!(TokenError::Expired.status(), 403);
         assert_eq!(TokenError::NotYetValid.status(), 403);
         assert_eq!(TokenError::BadSignature.status(), 401);

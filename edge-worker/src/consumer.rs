@@ -3,16 +3,21 @@
 //! Order matters for durability: the archive is written before the rollups, and a message is acked
 //! only when both are done. A failure retries that message alone (`msg.retry()`); after the queue's
 //! `max_retries` it goes to the dead-letter queue, from which it can be replayed.
+//!
+//! Each batch is applied to its tenant's database (a silo tenant's own D1, or the pool `DB`), with the
+//! tenant's usage counters in the same transaction. Batches of an erased tenant are dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::future::join_all;
 use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::identity::assign_sessions;
 use starling_core::rollup;
+use starling_core::usage;
 use worker::{D1Database, Env, Message, MessageBatch, MessageExt, Result};
 
 use crate::store::{archive, d1};
+use crate::tenants;
 
 /// Most events one grouped transaction takes; larger deliveries are split into several groups.
 const GROUP_EVENTS: usize = 2_000;
@@ -36,21 +41,49 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
             return;
         }
     };
-    let mut groups: Vec<Vec<Message<QueueBatch>>> = vec![Vec::new()];
-    let mut events = 0;
+    // Messages by the database that holds their tenant's data; erased tenants' batches are dropped.
+    let mut by_db: BTreeMap<String, Vec<Message<QueueBatch>>> = BTreeMap::new();
     for msg in messages {
-        let n = msg.body().events.len() + msg.body().quarantined.len();
-        if events + n > GROUP_EVENTS && !groups.last().is_some_and(Vec::is_empty) {
-            groups.push(Vec::new());
-            events = 0;
+        match tenants::state(env, &msg.body().tenant_id).await {
+            Ok(state) if state.erased() => {
+                log_batch(
+                    msg.body(),
+                    worker::Date::now().as_millis(),
+                    Ok("dropped_erased"),
+                );
+                msg.ack();
+            }
+            Ok(state) => by_db
+                .entry(state.database().to_owned())
+                .or_default()
+                .push(msg),
+            Err(e) => {
+                crate::log::event(
+                    "error",
+                    "queue_tenant_lookup",
+                    &serde_json::json!({ "error": e.log_detail() }),
+                );
+                msg.retry();
+            }
         }
-        events += n;
-        groups.last_mut().expect("one group").push(msg);
     }
-    for group in groups.into_iter().filter(|g| !g.is_empty()) {
+    let mut groups: Vec<(String, Vec<Message<QueueBatch>>)> = Vec::new();
+    for (database, messages) in by_db {
+        let mut events = GROUP_EVENTS;
+        for msg in messages {
+            let n = msg.body().events.len() + msg.body().quarantined.len();
+            if events + n > GROUP_EVENTS && events > 0 {
+                groups.push((database.clone(), Vec::new()));
+                events = 0;
+            }
+            events += n;
+            groups.last_mut().expect("one group").1.push(msg);
+        }
+    }
+    for (database, group) in groups.into_iter().filter(|(_, g)| !g.is_empty()) {
         let started = worker::Date::now().as_millis();
         let bodies: Vec<QueueBatch> = group.iter().map(|m| m.body().clone()).collect();
-        match apply_group(bodies, env).await {
+        match apply_group(bodies, env, &database).await {
             Ok(outcomes) => {
                 for (msg, outcome) in group.iter().zip(outcomes) {
                     log_batch(msg.body(), started, Ok(outcome));
@@ -94,8 +127,12 @@ fn log_batch(body: &QueueBatch, started: u64, result: Result<&'static str>) {
 
 /// Applies several batches in one D1 transaction; returns each batch's outcome in order. An error means
 /// nothing was committed to D1 (archive objects may have been written; they are overwritten on retry).
-async fn apply_group(mut batches: Vec<QueueBatch>, env: &Env) -> Result<Vec<&'static str>> {
-    let db = d1::db(env)?;
+async fn apply_group(
+    mut batches: Vec<QueueBatch>,
+    env: &Env,
+    database: &str,
+) -> Result<Vec<&'static str>> {
+    let db = d1::named(env, database)?;
     let ids: Vec<&str> = batches.iter().map(|b| b.batch_id.as_str()).collect();
     let mut applied: HashSet<String> = HashSet::new();
     for lookup in rollup::batches_applied(&ids) {
@@ -149,8 +186,9 @@ async fn apply_group(mut batches: Vec<QueueBatch>, env: &Env) -> Result<Vec<&'st
             &b.quarantined,
         )
     });
+    let mut archived_bytes = Vec::with_capacity(fresh.len());
     for written in join_all(writes).await {
-        written?;
+        archived_bytes.push(written? as i64);
     }
 
     let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
@@ -171,6 +209,13 @@ async fn apply_group(mut batches: Vec<QueueBatch>, env: &Env) -> Result<Vec<&'st
             &b.quarantined,
         ));
     }
+    // Usage is metered in the same transaction, so a batch is counted exactly once.
+    let metered: Vec<(&QueueBatch, i64)> = fresh
+        .iter()
+        .zip(archived_bytes)
+        .map(|(&i, bytes)| (&batches[i], bytes))
+        .collect();
+    statements.extend(usage::statements_for_batches(&metered));
     d1::run_atomic(&db, &statements).await?;
     Ok(batches
         .iter()
@@ -187,11 +232,18 @@ async fn apply_group(mut batches: Vec<QueueBatch>, env: &Env) -> Result<Vec<&'st
 /// Applies one batch. Returns `"applied"` or `"duplicate"` (already applied earlier).
 pub async fn apply(batch: QueueBatch, env: &Env) -> Result<&'static str> {
     let batch_id = batch.batch_id.clone();
-    match apply_group(vec![batch], env).await {
+    let state = tenants::state(env, &batch.tenant_id)
+        .await
+        .map_err(|e| worker::Error::RustError(e.log_detail()))?;
+    if state.erased() {
+        return Ok("dropped_erased");
+    }
+    let database = state.database().to_owned();
+    match apply_group(vec![batch], env, &database).await {
         Ok(outcomes) => Ok(outcomes.into_iter().next().unwrap_or("applied")),
         // A concurrent delivery of the same batch may have won the race: then this one is a duplicate.
         Err(e) => {
-            let db = d1::db(env)?;
+            let db = d1::named(env, &database)?;
             if d1::rows(&db, &rollup::batch_applied(&batch_id))
                 .await?
                 .is_empty()

@@ -11,6 +11,14 @@ pub const SIGNING_KEY: &str = "SIGNING_KEY";
 /// Secret: bearer token for `/v0/admin/*`.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
+/// Variable: plan of tenants never created through the admin API (`free`, `pro`, `enterprise`, or
+/// `none` to refuse their tokens). Default `enterprise`, so Tinybird-style tokens keep working.
+pub const DEFAULT_PLAN: &str = "DEFAULT_PLAN";
+/// Variable: requests per hour per plan, JSON (see `starling_core::plan::PlanLimits::parse`).
+pub const PLAN_LIMITS: &str = "PLAN_LIMITS";
+/// Variable: retention in days for tenants never created through the admin API (default 395).
+pub const DEFAULT_RETENTION_DAYS: &str = "DEFAULT_RETENTION_DAYS";
+
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 
@@ -20,6 +28,14 @@ pub fn secret(env: &worker::Env, name: &str) -> Option<String> {
     env.secret(name)
         .map(|s| s.to_string())
         .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A plain variable's value, or `None` when unset or empty.
+pub fn var(env: &worker::Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
         .ok()
         .filter(|s| !s.is_empty())
 }

@@ -3,6 +3,7 @@
 //! Messages say what was wrong and what to do. Internal error text (D1, R2, queue) is logged, never
 //! returned to the client.
 
+use starling_core::audit::Reason;
 use starling_core::ratelimit::Decision;
 use starling_core::{claims::AuthError, ingest::IngestError, query::QueryError, token::TokenError};
 use worker::Response;
@@ -25,8 +26,18 @@ pub enum ApiError {
     BadRequest(String),
     /// No such route.
     NotFound,
-    /// The route exists but not for this method.
+    /// The route exists but not for this method; the methods it serves.
     MethodNotAllowed(&'static str),
+    /// The admin API names something that does not exist (a tenant, token or key).
+    NoSuch(String),
+    /// The admin API would create something that already exists.
+    Conflict(String),
+    /// The request's `Origin` is not in the tenant's allowed origins (ingest).
+    OriginNotAllowed,
+    /// The token's tenant was erased: every token of it is revoked.
+    TenantErased,
+    /// The token's tenant was never created and `DEFAULT_PLAN` is `none`.
+    TenantNotProvisioned,
     /// The admin token is wrong.
     AdminDenied,
     /// The token's `limits.rps` is used up (429).
@@ -45,7 +56,9 @@ impl ApiError {
             Self::Ingest(e) => e.status(),
             Self::Query(e) => e.status(),
             Self::BadRequest(_) => 400,
-            Self::NotFound => 404,
+            Self::NotFound | Self::NoSuch(_) => 404,
+            Self::Conflict(_) => 409,
+            Self::OriginNotAllowed | Self::TenantErased | Self::TenantNotProvisioned => 403,
             Self::AdminDenied => 403,
             Self::MethodNotAllowed(_) => 405,
             Self::RateLimited(_) => 429,
@@ -65,8 +78,17 @@ impl ApiError {
             Self::Query(e) => e.message(),
             Self::BadRequest(m) => m.clone(),
             Self::AdminDenied => "invalid admin token: use the ADMIN_TOKEN secret as 'Authorization: Bearer <token>'".into(),
-            Self::NotFound => "not found: the API serves POST /v0/events, GET /v0/pipes/{name}.json, GET /v0/tenant.json and /v0/admin/*".into(),
+            Self::NotFound => "not found: the API is described at GET /v0/openapi.json".into(),
             Self::MethodNotAllowed(allowed) => format!("method not allowed: use {allowed}"),
+            Self::NoSuch(what) => format!("not found: {what}"),
+            Self::Conflict(what) => what.clone(),
+            Self::OriginNotAllowed => "origin not allowed: this tenant accepts events only from its allowed_origins (PATCH /v0/admin/tenants/{id} to add the site)".into(),
+            Self::TenantErased => "this tenant was erased and all its tokens are revoked".into(),
+            Self::TenantNotProvisioned => "unknown tenant: create it first with POST /v0/admin/tenants".into(),
+            Self::RateLimited(d) if d.window_secs > 1 => format!(
+                "quota exceeded: this tenant's plan allows {} requests per hour here; retry after {} s or move to a larger plan",
+                d.limit, d.retry_after_secs
+            ),
             Self::RateLimited(d) => format!(
                 "rate limit exceeded: this token allows {} requests per second; retry after {} s",
                 d.limit, d.retry_after_secs
@@ -81,6 +103,27 @@ impl ApiError {
             Self::Unavailable(detail) => detail.clone(),
             other => other.message(),
         }
+    }
+
+    /// Why this error is a denied request for the audit log (`None`: not a denial, e.g. a bad body).
+    pub fn audit_reason(&self) -> Option<Reason> {
+        Some(match self {
+            Self::MissingToken => Reason::MissingToken,
+            Self::Token(TokenError::Expired) => Reason::Expired,
+            Self::Token(TokenError::NotYetValid) => Reason::NotYetValid,
+            Self::Token(TokenError::UnknownKey) => Reason::UnknownKey,
+            Self::Token(TokenError::Revoked) => Reason::Revoked,
+            Self::Token(_) => Reason::BadToken,
+            Self::Auth(AuthError::CrossTenant) => Reason::CrossTenant,
+            Self::Auth(_) => Reason::ScopeViolation,
+            Self::AdminDenied => Reason::AdminDenied,
+            Self::OriginNotAllowed => Reason::OriginNotAllowed,
+            Self::TenantErased => Reason::TenantErased,
+            Self::TenantNotProvisioned => Reason::TenantNotProvisioned,
+            Self::RateLimited(d) if d.window_secs > 1 => Reason::QuotaExceeded,
+            Self::RateLimited(_) => Reason::RateLimited,
+            _ => return None,
+        })
     }
 
     /// The JSON response.
@@ -98,6 +141,9 @@ impl ApiError {
                     .headers_mut()
                     .set("Retry-After", &d.retry_after_secs.to_string());
                 crate::limiter::headers(&mut resp, d);
+            }
+            Self::MethodNotAllowed(allowed) => {
+                let _ = resp.headers_mut().set("Allow", allowed);
             }
             _ => {}
         }

@@ -1,7 +1,8 @@
 //! Starling's Cloudflare Worker: the thin I/O shell around `starling-core`.
 //!
 //! `fetch` routes HTTP requests (ingest, analytics endpoints, admin, static assets), `queue` consumes
-//! accepted event batches into R2 and the D1 rollups, `scheduled` prunes short-lived state. Every
+//! accepted event batches into R2 and the D1 rollups, `scheduled` prunes short-lived state and
+//! enforces each tenant's retention. Every
 //! decision is made in the core crate; this crate reads requests, calls the core, and talks to D1, R2,
 //! Queues and the Cache API. Errors become JSON responses in exactly one place ([`error::ApiError`]).
 
@@ -14,6 +15,7 @@ mod log;
 mod random;
 mod routes;
 mod store;
+mod tenants;
 mod timezone;
 
 use worker::{
@@ -21,9 +23,9 @@ use worker::{
 };
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     log::configure(&env);
-    Ok(routes::handle(req, env).await)
+    Ok(routes::handle(req, env, &ctx).await)
 }
 
 #[event(queue)]
@@ -41,5 +43,7 @@ async fn queue(
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    log::configure(&env);
     store::maintenance::prune(&env).await;
+    store::retention::run(&env).await;
 }

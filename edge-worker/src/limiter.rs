@@ -1,70 +1,111 @@
-//! Per-token rate limits (`limits.rps` in a token) enforced across isolates by a Durable Object.
+//! Plan quotas and per-token rate limits, enforced across isolates by one Durable Object per tenant.
 //!
-//! One `Limiter` object per token (named by a hash of the token, never the token itself) holds a
-//! token bucket ([`starling_core::ratelimit::Bucket`]) in memory. Objects serialise their calls, so the
-//! count is exact; if an object is evicted its bucket starts full again, which only ever errs towards
-//! letting a request through.
+//! The `Limiter` object of a tenant holds, in memory, an hourly window per quota (`ingest`, `query`:
+//! the plan's requests per hour, [`starling_core::ratelimit::Window`]) and a token bucket per token
+//! with `limits.rps` ([`starling_core::ratelimit::Bucket`], keyed by a hash of the token, never the
+//! token). An object serialises its calls, so counts are exact; a tenant's traffic only ever waits on
+//! its own object, so a noisy tenant cannot slow another. If an object is evicted its counters start
+//! again, which only ever errs towards letting a request through.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
-use starling_core::ratelimit::{Bucket, Decision};
+use starling_core::plan::Quota;
+use starling_core::ratelimit::{Bucket, Decision, Window};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::error::ApiError;
 
 /// Durable Object binding name (see `wrangler.toml`).
 pub const BINDING: &str = "LIMITER";
+/// Plan quotas count requests per hour.
+const WINDOW_MS: i64 = 3_600_000;
+/// Token buckets kept per object before the map is cleared (evicting only ever lets requests through).
+const MAX_BUCKETS: usize = 10_000;
 
-/// The Durable Object: one token bucket.
+/// The Durable Object: a tenant's quota windows and token buckets.
 #[durable_object]
 pub struct Limiter {
-    bucket: RefCell<Option<Bucket>>,
+    windows: RefCell<HashMap<String, Window>>,
+    buckets: RefCell<HashMap<String, Bucket>>,
 }
 
 impl DurableObject for Limiter {
     fn new(_state: State, _env: Env) -> Self {
         Self {
-            bucket: RefCell::new(None),
+            windows: RefCell::new(HashMap::new()),
+            buckets: RefCell::new(HashMap::new()),
         }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         let url = req.url()?;
-        let rate: u32 = url
-            .query_pairs()
-            .find(|(k, _)| k == "rate")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(1);
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let num = |k: &str| q.get(k).and_then(|v| v.parse::<u32>().ok());
         let now = worker::Date::now().as_millis() as i64;
-        let mut slot = self.bucket.borrow_mut();
-        let bucket = slot.get_or_insert_with(|| Bucket::full(rate, now));
-        let d = bucket.take(now, rate, rate);
+        let quota = q.get("quota").cloned().unwrap_or_default();
+        let limit = num("limit").unwrap_or(u32::MAX);
+
+        // The plan's hourly window first: a request refused there does not use the token's bucket.
+        let mut windows = self.windows.borrow_mut();
+        let window = windows
+            .entry(quota)
+            .or_insert_with(|| Window::new(now, WINDOW_MS));
+        let mut decision = window.take(now, limit, WINDOW_MS);
+        if decision.allowed {
+            if let (Some(rps), Some(token)) = (num("rps"), q.get("token")) {
+                let mut buckets = self.buckets.borrow_mut();
+                if buckets.len() >= MAX_BUCKETS {
+                    buckets.clear();
+                }
+                let bucket = buckets
+                    .entry(token.clone())
+                    .or_insert_with(|| Bucket::full(rps, now));
+                let d = bucket.take(now, rps, rps);
+                if !d.allowed || d.remaining < decision.remaining {
+                    // Report the tighter of the two limits in the headers.
+                    decision = d;
+                }
+            }
+        }
         Response::from_json(&serde_json::json!({
-            "allowed": d.allowed,
-            "limit": d.limit,
-            "remaining": d.remaining,
-            "retry_after": d.retry_after_secs,
+            "allowed": decision.allowed,
+            "limit": decision.limit,
+            "remaining": decision.remaining,
+            "retry_after": decision.retry_after_secs,
+            "window": decision.window_secs,
         }))
     }
 }
 
-/// Takes one request from the bucket of `token` at `rate` requests per second.
-pub async fn take(env: &Env, token: &str, rate: u32) -> std::result::Result<Decision, ApiError> {
-    let mut h = SipHasher13::new();
-    h.write(token.as_bytes());
-    let name = format!("token-{:016x}", h.finish());
+/// Counts one request of `tenant` against its plan's `per_hour` for `quota`, and against the token's
+/// `limits.rps` when it has one.
+pub async fn take(
+    env: &Env,
+    tenant: &str,
+    quota: Quota,
+    per_hour: u32,
+    token: &str,
+    rps: Option<u32>,
+) -> std::result::Result<Decision, ApiError> {
     let unavailable = |e: worker::Error| ApiError::Unavailable(format!("rate limiter: {e}"));
     let namespace = env.durable_object(BINDING).map_err(unavailable)?;
     let stub = namespace
-        .id_from_name(&name)
+        .id_from_name(&format!("tenant:{tenant}"))
         .and_then(|id| id.get_stub())
         .map_err(unavailable)?;
-    let mut resp = stub
-        .fetch_with_str(&format!("https://limiter.internal/take?rate={rate}"))
-        .await
-        .map_err(unavailable)?;
+    let mut url = format!(
+        "https://limiter.internal/take?quota={}&limit={per_hour}",
+        quota.as_str()
+    );
+    if let Some(rps) = rps {
+        let mut h = SipHasher13::new();
+        h.write(token.as_bytes());
+        url.push_str(&format!("&rps={rps}&token={:016x}", h.finish()));
+    }
+    let mut resp = stub.fetch_with_str(&url).await.map_err(unavailable)?;
     let v: serde_json::Value = resp.json().await.map_err(unavailable)?;
     let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
     Ok(Decision {
@@ -75,6 +116,7 @@ pub async fn take(env: &Env, token: &str, rate: u32) -> std::result::Result<Deci
         limit: num("limit"),
         remaining: num("remaining"),
         retry_after_secs: num("retry_after"),
+        window_secs: num("window").max(1),
     })
 }
 
@@ -84,4 +126,8 @@ pub fn headers(resp: &mut Response, d: &Decision) {
     let _ = h.set("RateLimit-Limit", &d.limit.to_string());
     let _ = h.set("RateLimit-Remaining", &d.remaining.to_string());
     let _ = h.set("RateLimit-Reset", &d.retry_after_secs.max(1).to_string());
+    let _ = h.set(
+        "RateLimit-Policy",
+        &format!("{};w={}", d.limit, d.window_secs.max(1)),
+    );
 }

@@ -8,52 +8,51 @@
 //!   NDJSON (at most 31 days per call).
 //! - `POST /v0/admin/batches?tenant_id=T` applies a queue batch (JSON body, e.g. from the dead-letter
 //!   queue) exactly as the consumer would: idempotent, a batch already applied changes nothing.
-//! - `PUT /v0/admin/tenants/{tenant_id}/settings` is in `settings.rs` (it uses [`authorize`]).
+//! - `GET /v0/admin/tenants/{id}/export` is the same export with the tenant in the path.
+//! - `POST /v0/admin/retention/run` runs the retention job now (`store::retention`).
+//!
+//! Tenants, tokens, keys, settings, usage and the audit have their own modules; every admin route is
+//! authorised here ([`authorize`]) by the router before it is handled.
 
+use starling_core::claims::is_valid_tenant_id;
 use starling_core::event::QueueBatch;
 use starling_core::rollup;
 use starling_core::time::{day_string, parse_day};
-use worker::{Env, Method, Request, Response};
+use worker::{Env, Request, Response};
 
-use super::{param, query_pairs, Outcome};
+use super::{now_ms, param, query_pairs, Outcome, Route};
 use crate::error::ApiError;
 use crate::store::{archive, d1};
-use crate::{consumer, env};
+use crate::{consumer, env, tenants};
 
 /// D1 batches are kept to this many statements each during a replay.
 const STATEMENTS_PER_BATCH: usize = 200;
 
-/// Routes an admin request after checking the admin token.
+/// The admin routes that name their tenant with `?tenant_id=` (the router has checked the admin token).
 pub async fn handle(
     mut req: Request,
     env: &Env,
+    route: Route,
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
-    authorize(&req, env)?;
-    let is_export = req.path() == "/v0/admin/export";
-    match (is_export, req.method()) {
-        (true, Method::Get) | (false, Method::Post) => {}
-        (true, _) => return Err(ApiError::MethodNotAllowed("GET")),
-        (false, _) => return Err(ApiError::MethodNotAllowed("POST")),
-    }
     let params = query_pairs(&req);
     let tenant = param(&params, "tenant_id")
-        .filter(|t| {
-            !t.is_empty()
-                && t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        })
+        .filter(|t| is_valid_tenant_id(t))
         .ok_or_else(|| {
             ApiError::BadRequest(
-                "missing or invalid 'tenant_id' (1-64 of A-Z a-z 0-9 _ . -)".into(),
+                "missing or invalid 'tenant_id' (1-64 of A-Z a-z 0-9 _ . -, not starting with .)"
+                    .into(),
             )
         })?
         .to_owned();
     outcome.tenant = Some(tenant.clone());
-    let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    match req.path().as_str() {
-        "/v0/admin/rebuild/reset" => {
+    if let Route::ExportByParam = route {
+        return export(req, env, &tenant, outcome).await;
+    }
+    let state = tenants::load(&tenants::pool(env)?, &tenant, now_ms().div_euclid(1000)).await?;
+    let db = tenants::data_db(env, &state)?;
+    match route {
+        Route::RebuildReset => {
             let full = param(&params, "full") == Some("true");
             let (from, to) = if full {
                 (0, 0)
@@ -76,7 +75,7 @@ pub async fn handle(
                     .expect("json"),
             )
         }
-        "/v0/admin/rebuild/day" => {
+        Route::RebuildDay => {
             let day = param(&params, "day").unwrap_or_default().to_owned();
             day_param(&params, "day")?;
             let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -96,37 +95,7 @@ pub async fn handle(
                     .expect("json"),
             )
         }
-        "/v0/admin/export" => {
-            let from = day_param(&params, "date_from")?;
-            let to = day_param(&params, "date_to")?;
-            if to < from || to - from > 30 {
-                return Err(ApiError::BadRequest(
-                    "export at most 31 days per call: date_from <= date_to <= date_from + 30"
-                        .into(),
-                ));
-            }
-            let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            let mut body = String::new();
-            let mut rows = 0;
-            for day in from..=to {
-                let day = day_string(day * 86_400);
-                for e in archive::read_day(&bucket, &tenant, &day)
-                    .await
-                    .map_err(|e| ApiError::Unavailable(e.to_string()))?
-                {
-                    body.push_str(&serde_json::to_string(&e).unwrap_or_default());
-                    body.push('\n');
-                    rows += 1;
-                }
-            }
-            outcome.rows = Some(rows);
-            let mut resp = Response::ok(body).expect("response");
-            let _ = resp
-                .headers_mut()
-                .set("Content-Type", "application/x-ndjson");
-            Ok(resp)
-        }
-        "/v0/admin/batches" => {
+        _ => {
             let batch: QueueBatch = req.json().await.map_err(|e| {
                 ApiError::BadRequest(format!("body must be a queue batch as JSON: {e}"))
             })?;
@@ -141,8 +110,49 @@ pub async fn handle(
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             Ok(Response::from_json(&serde_json::json!({ "outcome": result })).expect("json"))
         }
-        _ => Err(ApiError::NotFound),
     }
+}
+
+/// `GET /v0/admin/tenants/{id}/export` (and `/v0/admin/export?tenant_id=`): the tenant's archived
+/// events of `date_from..=date_to` (at most 31 days) as NDJSON, straight from R2.
+pub async fn export(
+    req: Request,
+    env: &Env,
+    tenant: &str,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
+    if !is_valid_tenant_id(tenant) {
+        return Err(ApiError::BadRequest("invalid tenant id in the path".into()));
+    }
+    outcome.tenant = Some(tenant.to_owned());
+    let params = query_pairs(&req);
+    let from = day_param(&params, "date_from")?;
+    let to = day_param(&params, "date_to")?;
+    if to < from || to - from > 30 {
+        return Err(ApiError::BadRequest(
+            "export at most 31 days per call: date_from <= date_to <= date_from + 30".into(),
+        ));
+    }
+    let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut body = String::new();
+    let mut rows = 0;
+    for day in from..=to {
+        let day = day_string(day * 86_400);
+        for e in archive::read_day(&bucket, tenant, &day)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        {
+            body.push_str(&serde_json::to_string(&e).unwrap_or_default());
+            body.push('\n');
+            rows += 1;
+        }
+    }
+    outcome.rows = Some(rows);
+    let mut resp = Response::ok(body).expect("response");
+    let _ = resp
+        .headers_mut()
+        .set("Content-Type", "application/x-ndjson");
+    Ok(resp)
 }
 
 fn day_param(params: &[(String, String)], name: &str) -> Result<i64, ApiError> {

@@ -5,16 +5,17 @@
 //! accepted the batch (durable); if it fails nothing is acknowledged and the client gets a 503 to retry.
 //! Any Content-Type is accepted (NDJSON, JSON, text/plain beacons, none), as Tinybird does.
 
-use starling_core::claims::authorize_append;
+use starling_core::claims::AppendGrant;
 use starling_core::event::{EnrichedEvent, Quarantined, QueueBatch};
 use starling_core::ingest::{self, Geo, IngestContext, Limits};
+use starling_core::tenant;
 use starling_core::time::day_string;
-use starling_core::token;
 use worker::{Env, Request, Response};
 
-use super::{bearer_token, now_ms, param, query_pairs, Outcome};
+use super::auth::{authenticate, Need};
+use super::{now_ms, param, query_pairs, Outcome};
 use crate::error::ApiError;
-use crate::{env, store};
+use crate::{env, limiter, store};
 
 /// Queue messages are limited to 128 KB; stay well below with the JSON envelope.
 const MAX_MESSAGE_BYTES: usize = 100 * 1024;
@@ -36,19 +37,18 @@ pub async fn post_events(
                 "missing 'name' parameter: use /v0/events?name=analytics_events".into(),
             )
         })?;
-    let token = bearer_token(&req, &params).ok_or(ApiError::MissingToken)?;
-    let key = env::secret(env, env::SIGNING_KEY)
-        .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
-    let now = now_ms();
-    let claims = token::verify(&token, key.as_bytes(), now.div_euclid(1000))?;
-    let grant = authorize_append(&claims, datasource)?;
-    outcome.tenant = Some(grant.tenant.as_str().to_owned());
-    if let Some(rps) = claims.rps {
-        let d = crate::limiter::take(env, &token, rps).await?;
-        if !d.allowed {
-            return Err(ApiError::RateLimited(d));
+    let caller = authenticate(&req, env, &params, Need::Append(datasource), outcome).await?;
+    let origin = req.headers().get("Origin").ok().flatten();
+    if let Some(t) = &caller.state.tenant {
+        if !tenant::origin_allowed(&t.allowed_origins, origin.as_deref()) {
+            return Err(ApiError::OriginNotAllowed);
         }
     }
+    let grant = AppendGrant {
+        tenant: caller.tenant.clone(),
+        fixed: caller.fixed.clone(),
+    };
+    let now = now_ms();
 
     let limits = Limits::default();
     if let Ok(Some(len)) = req.headers().get("Content-Length") {
@@ -106,12 +106,14 @@ pub async fn post_events(
     } else {
         202
     };
-    Ok(Response::from_json(&serde_json::json!({
+    let mut resp = Response::from_json(&serde_json::json!({
         "successful_rows": accepted,
         "quarantined_rows": quarantined,
     }))
     .expect("json")
-    .with_status(status))
+    .with_status(status);
+    limiter::headers(&mut resp, &caller.limit);
+    Ok(resp)
 }
 
 fn geo(req: &Request) -> Geo {

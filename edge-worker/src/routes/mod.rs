@@ -1,42 +1,84 @@
-//! HTTP routing, request ids, CORS and the per-request log line. Handlers return `Result<Response, ApiError>`;
-//! errors become JSON here and nowhere else.
+//! HTTP routing, request ids, CORS, the audit of denied requests and the per-request log line.
+//!
+//! A request is first resolved to a [`Route`] from its path and method alone (404 for an unknown path,
+//! 405 for a method the path does not serve), then handled. Handlers return `Result<Response, ApiError>`;
+//! errors become JSON here and nowhere else, and every denial (401, 403, 429) is written to the audit
+//! log after the response, off the request's critical path.
 
 mod admin;
+mod auth;
 mod ingest;
 mod query;
+mod reports;
 mod settings;
+mod tenants;
+mod tokens;
 
-use worker::{Env, Method, Request, Response};
+use starling_core::audit::{self, Reason};
+use starling_core::usage;
+use worker::{Context, Env, Method, Request, Response};
 
 use crate::error::ApiError;
 use crate::{cors, log, random};
 
-/// What a handler tells the router for the log line besides the response.
+/// The OpenAPI document of the whole HTTP API, served at `/v0/openapi.json`.
+const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// What a handler tells the router for the log line and the audit besides the response.
 #[derive(Default)]
 pub struct Outcome {
-    /// Tenant the request acted for, once known from a verified token.
+    /// Tenant the request acted for, once known from a verified token (or the admin path).
     pub tenant: Option<String>,
+    /// The verified token's `name`, for the audit.
+    pub token_name: Option<String>,
     /// Accepted rows (ingest).
     pub rows: Option<usize>,
     /// Quarantined rows (ingest).
     pub quarantined: Option<usize>,
+    /// Something to audit although the request was answered (a request parameter naming another tenant).
+    pub audit: Option<Reason>,
+    /// A query was answered for `tenant`: count it in the usage of this D1 binding (the tenant's database).
+    pub query_served: Option<String>,
 }
 
-/// Handles one request: route, run, turn errors into JSON, add CORS and the request id, log.
-pub async fn handle(req: Request, env: Env) -> Response {
+/// Handles one request: route, run, turn errors into JSON, add CORS and the request id, audit, log.
+pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
     let started = worker::Date::now().as_millis();
     let request_id = random::id();
-    let path = req.path();
     let method = req.method();
     let mut outcome = Outcome::default();
-    let (route, result) = dispatch(req, &env, &request_id, &mut outcome).await;
+    let (route, result) = match Route::resolve(&req.path()) {
+        None => ("not_found", Err(ApiError::NotFound)),
+        Some(route) if !route.serves(&method) && method != Method::Options => (
+            route.name(),
+            Err(ApiError::MethodNotAllowed(route.methods())),
+        ),
+        Some(route) => {
+            let name = route.name();
+            (
+                name,
+                dispatch(route, req, &env, &request_id, &mut outcome).await,
+            )
+        }
+    };
     let error_detail = result.as_ref().err().map(ApiError::log_detail);
+    let denial = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.audit_reason().map(|r| (r, e.status())))
+        .or(outcome.audit.map(|r| (r, 200)));
     let resp = match result {
         Ok(resp) => resp,
         Err(e) => e.to_response(),
     };
     let mut resp = cors::apply(resp);
     let _ = resp.headers_mut().set("X-Request-Id", &request_id);
+    if let Some((reason, status)) = denial {
+        record_denial(&env, ctx, &outcome, route, reason, status);
+    }
+    if resp.status_code() == 200 {
+        count_query(&env, ctx, &outcome);
+    }
     log::request(&log::RequestLog {
         request_id: &request_id,
         route,
@@ -48,59 +90,247 @@ pub async fn handle(req: Request, env: Env) -> Response {
         rows: outcome.rows,
         quarantined: outcome.quarantined,
     });
-    let _ = path;
     resp
 }
 
+/// Writes one denial to `audit_denials` after the response is sent.
+fn record_denial(
+    env: &Env,
+    ctx: &Context,
+    outcome: &Outcome,
+    route: &'static str,
+    reason: Reason,
+    status: u16,
+) {
+    let statement = audit::record(&audit::Denial {
+        now_secs: now_ms().div_euclid(1000),
+        tenant_id: outcome.tenant.as_deref(),
+        token_name: outcome.token_name.as_deref(),
+        route,
+        reason,
+        status,
+    });
+    let Ok(db) = crate::store::d1::db(env) else {
+        return;
+    };
+    ctx.wait_until(async move {
+        if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
+            log::event(
+                "error",
+                "audit_write",
+                &serde_json::json!({ "error": e.to_string() }),
+            );
+        }
+    });
+}
+
+/// Adds one served query to the tenant's usage of the day, after the response is sent.
+fn count_query(env: &Env, ctx: &Context, outcome: &Outcome) {
+    let (Some(binding), Some(tenant)) = (&outcome.query_served, &outcome.tenant) else {
+        return;
+    };
+    let Ok(db) = env.d1(binding) else { return };
+    let now = now_ms().div_euclid(1000);
+    let statement = usage::add(
+        tenant,
+        &starling_core::time::day_string(now),
+        &usage::UsageDelta {
+            queries: 1,
+            ..Default::default()
+        },
+    );
+    ctx.wait_until(async move {
+        if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
+            log::event(
+                "error",
+                "usage_write",
+                &serde_json::json!({ "error": e.to_string() }),
+            );
+        }
+    });
+}
+
+/// Every route of the API, resolved from the path alone.
+pub enum Route {
+    /// `POST /v0/events`
+    Events,
+    /// `GET /v0/health`
+    Health,
+    /// `GET /v0/openapi.json`
+    OpenApi,
+    /// `GET /v0/pipes/{name}.json`
+    Pipe(String),
+    /// `GET /v0/tenant.json`
+    TenantJson,
+    /// `GET /v0/usage.json`
+    UsageJson,
+    /// `GET, POST /v0/admin/tenants`
+    Tenants,
+    /// `GET, PATCH, DELETE /v0/admin/tenants/{id}`
+    Tenant(String),
+    /// `PUT /v0/admin/tenants/{id}/settings`
+    Settings(String),
+    /// `GET, POST /v0/admin/tenants/{id}/tokens`
+    Tokens(String),
+    /// `DELETE /v0/admin/tenants/{id}/tokens/{token_id}`
+    Token(String, String),
+    /// `GET, POST /v0/admin/tenants/{id}/keys`
+    Keys(String),
+    /// `DELETE /v0/admin/tenants/{id}/keys/{key_id}`
+    Key(String, String),
+    /// `GET /v0/admin/tenants/{id}/usage`
+    Usage(String),
+    /// `GET /v0/admin/tenants/{id}/export`
+    Export(String),
+    /// `GET /v0/admin/audit`
+    Audit,
+    /// `POST /v0/admin/retention/run`
+    RetentionRun,
+    /// `POST /v0/admin/rebuild/reset`
+    RebuildReset,
+    /// `POST /v0/admin/rebuild/day`
+    RebuildDay,
+    /// `GET /v0/admin/export` (with `?tenant_id=`)
+    ExportByParam,
+    /// `POST /v0/admin/batches`
+    Batches,
+}
+
+impl Route {
+    /// The route named by a path, if any.
+    pub fn resolve(path: &str) -> Option<Self> {
+        let segments: Vec<&str> = path.strip_prefix("/v0/")?.split('/').collect();
+        let own = |s: &str| s.to_owned();
+        Some(match segments.as_slice() {
+            ["events"] => Self::Events,
+            ["health"] => Self::Health,
+            ["openapi.json"] => Self::OpenApi,
+            ["tenant.json"] => Self::TenantJson,
+            ["usage.json"] => Self::UsageJson,
+            ["pipes", file] => {
+                let name = file.strip_suffix(".json").filter(|n| !n.is_empty())?;
+                Self::Pipe(own(name))
+            }
+            ["admin", "tenants"] => Self::Tenants,
+            ["admin", "tenants", id] if !id.is_empty() => Self::Tenant(own(id)),
+            ["admin", "tenants", id, "settings"] => Self::Settings(own(id)),
+            ["admin", "tenants", id, "tokens"] => Self::Tokens(own(id)),
+            ["admin", "tenants", id, "tokens", t] if !t.is_empty() => Self::Token(own(id), own(t)),
+            ["admin", "tenants", id, "keys"] => Self::Keys(own(id)),
+            ["admin", "tenants", id, "keys", k] if !k.is_empty() => Self::Key(own(id), own(k)),
+            ["admin", "tenants", id, "usage"] => Self::Usage(own(id)),
+            ["admin", "tenants", id, "export"] => Self::Export(own(id)),
+            ["admin", "audit"] => Self::Audit,
+            ["admin", "retention", "run"] => Self::RetentionRun,
+            ["admin", "rebuild", "reset"] => Self::RebuildReset,
+            ["admin", "rebuild", "day"] => Self::RebuildDay,
+            ["admin", "export"] => Self::ExportByParam,
+            ["admin", "batches"] => Self::Batches,
+            _ => return None,
+        })
+    }
+
+    /// The route's name in logs and the audit.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Health => "health",
+            Self::OpenApi => "openapi",
+            Self::Pipe(_) => "pipes",
+            Self::TenantJson => "tenant",
+            Self::UsageJson => "usage",
+            Self::Tenants | Self::Tenant(_) => "admin_tenants",
+            Self::Settings(_) => "admin_settings",
+            Self::Tokens(_) | Self::Token(..) => "admin_tokens",
+            Self::Keys(_) | Self::Key(..) => "admin_keys",
+            Self::Usage(_) => "admin_usage",
+            Self::Export(_) | Self::ExportByParam => "admin_export",
+            Self::Audit => "admin_audit",
+            Self::RetentionRun => "admin_retention",
+            Self::RebuildReset | Self::RebuildDay => "admin_rebuild",
+            Self::Batches => "admin_batches",
+        }
+    }
+
+    /// The methods the route serves, as an `Allow` header value.
+    pub fn methods(&self) -> &'static str {
+        match self {
+            Self::Events
+            | Self::RetentionRun
+            | Self::RebuildReset
+            | Self::RebuildDay
+            | Self::Batches => "POST",
+            Self::Tenants | Self::Tokens(_) | Self::Keys(_) => "GET, POST",
+            Self::Tenant(_) => "GET, PATCH, DELETE",
+            Self::Settings(_) => "PUT",
+            Self::Token(..) | Self::Key(..) => "DELETE",
+            _ => "GET",
+        }
+    }
+
+    fn serves(&self, method: &Method) -> bool {
+        self.methods().split(", ").any(|m| m == method.as_ref())
+    }
+
+    fn is_admin(&self) -> bool {
+        self.name().starts_with("admin_")
+    }
+}
+
 async fn dispatch(
+    route: Route,
     req: Request,
     env: &Env,
     request_id: &str,
     outcome: &mut Outcome,
-) -> (&'static str, Result<Response, ApiError>) {
-    let path = req.path();
-    let method = req.method();
-    if method == Method::Options {
-        return ("preflight", Ok(cors::preflight()));
+) -> Result<Response, ApiError> {
+    if req.method() == Method::Options {
+        return Ok(cors::preflight());
     }
-    match path.as_str() {
-        "/v0/events" => (
-            "events",
-            match method {
-                Method::Post => ingest::post_events(req, env, request_id, outcome).await,
-                _ => Err(ApiError::MethodNotAllowed("POST")),
-            },
-        ),
-        "/v0/health" => (
-            "health",
-            Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json")),
-        ),
-        p if p.starts_with("/v0/pipes/") => (
-            "pipes",
-            match (
-                method,
-                p.strip_prefix("/v0/pipes/")
-                    .and_then(|n| n.strip_suffix(".json")),
-            ) {
-                (Method::Get, Some(name)) if !name.is_empty() && !name.contains('/') => {
-                    query::get_pipe(req, env, name, outcome).await
-                }
-                (Method::Get, _) => Err(ApiError::NotFound),
-                _ => Err(ApiError::MethodNotAllowed("GET")),
-            },
-        ),
-        "/v0/tenant.json" => (
-            "tenant",
-            match method {
-                Method::Get => settings::get_tenant(req, env, outcome).await,
-                _ => Err(ApiError::MethodNotAllowed("GET")),
-            },
-        ),
-        p if p.starts_with("/v0/admin/tenants/") => {
-            ("admin_settings", settings::put(req, env, p, outcome).await)
+    if route.is_admin() {
+        admin::authorize(&req, env)?;
+    }
+    let method = req.method();
+    match route {
+        Route::Events => ingest::post_events(req, env, request_id, outcome).await,
+        Route::Health => {
+            Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json"))
         }
-        p if p.starts_with("/v0/admin/") => ("admin", admin::handle(req, env, outcome).await),
-        _ => ("not_found", Err(ApiError::NotFound)),
+        Route::OpenApi => {
+            let mut resp = Response::ok(OPENAPI).expect("response");
+            let _ = resp.headers_mut().set("Content-Type", "application/json");
+            let _ = resp
+                .headers_mut()
+                .set("Cache-Control", "public, max-age=300");
+            Ok(resp)
+        }
+        Route::Pipe(name) => query::get_pipe(req, env, &name, outcome).await,
+        Route::TenantJson => settings::get_tenant(req, env, outcome).await,
+        Route::UsageJson => reports::get_own(req, env, outcome).await,
+        Route::Tenants if method == Method::Post => tenants::create(req, env, outcome).await,
+        Route::Tenants => tenants::list(req, env).await,
+        Route::Tenant(id) => match method {
+            Method::Get => tenants::read(env, &id, outcome).await,
+            Method::Patch => tenants::update(req, env, &id, outcome).await,
+            _ => tenants::erase(env, &id, outcome).await,
+        },
+        Route::Settings(id) => settings::put(req, env, &id, outcome).await,
+        Route::Tokens(id) if method == Method::Post => tokens::mint(req, env, &id, outcome).await,
+        Route::Tokens(id) => tokens::list(env, &id, outcome).await,
+        Route::Token(id, token_id) => tokens::revoke(env, &id, &token_id, outcome).await,
+        Route::Keys(id) if method == Method::Post => tokens::add_key(req, env, &id, outcome).await,
+        Route::Keys(id) => tokens::list_keys(env, &id, outcome).await,
+        Route::Key(id, key_id) => tokens::revoke_key(env, &id, &key_id, outcome).await,
+        Route::Usage(id) => reports::get_admin(req, env, &id, outcome).await,
+        Route::Export(id) => admin::export(req, env, &id, outcome).await,
+        Route::Audit => reports::get_audit(req, env).await,
+        Route::RetentionRun => {
+            let report = crate::store::retention::run(env).await;
+            Ok(Response::from_json(&report).expect("json"))
+        }
+        Route::RebuildReset | Route::RebuildDay | Route::ExportByParam | Route::Batches => {
+            admin::handle(req, env, route, outcome).await
+        }
     }
 }
 
@@ -146,4 +376,35 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
 /// Current time in UTC milliseconds from the runtime clock.
 pub fn now_ms() -> i64 {
     worker::Date::now().as_millis() as i64
+}
+
+/// Current time in UTC seconds.
+pub fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+/// Reads a JSON request body of at most `max` bytes.
+pub async fn json_body(req: &mut Request, max: usize) -> Result<serde_json::Value, ApiError> {
+    let text = req
+        .text()
+        .await
+        .map_err(|_| ApiError::BadRequest("could not read the request body".into()))?;
+    if text.len() > max {
+        return Err(ApiError::BadRequest(format!(
+            "the body is too large: at most {max} bytes"
+        )));
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| ApiError::BadRequest(format!("the body must be a JSON object: {e}")))
+}
+
+/// Checks a tenant id taken from an admin path.
+pub fn path_tenant(id: &str) -> Result<(), ApiError> {
+    if starling_core::claims::is_valid_tenant_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "invalid tenant id in the path (1-64 of A-Z a-z 0-9 _ - ., not starting with .)".into(),
+        ))
+    }
 }

@@ -4,15 +4,15 @@
 //! Cache API under the plan's tenant-first key → D1 (one batch of bound statements) → `assemble` →
 //! `{meta, data, rows, statistics}`.
 
-use starling_core::claims::authorize_read;
+use starling_core::audit::Reason;
 use starling_core::query::{self, Request as QueryRequest};
-use starling_core::token;
 use worker::{Cache, Env, Request, Response};
 
-use super::{bearer_token, now_ms, query_pairs, Outcome};
+use super::auth::{authenticate, Need};
+use super::{now_ms, query_pairs, Outcome};
 use crate::error::ApiError;
 use crate::store::d1;
-use crate::{env, limiter, timezone};
+use crate::{limiter, tenants, timezone};
 
 /// Seconds a response is cached: short for the live endpoints, a minute for the rest.
 fn ttl(pipe: &str) -> u32 {
@@ -31,38 +31,31 @@ pub async fn get_pipe(
 ) -> Result<Response, ApiError> {
     let started = now_ms();
     let params = query_pairs(&req);
-    let token = bearer_token(&req, &params).ok_or(ApiError::MissingToken)?;
-    let key = env::secret(env, env::SIGNING_KEY)
-        .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
-    let claims = token::verify(&token, key.as_bytes(), started.div_euclid(1000))?;
-    let grant = authorize_read(&claims, pipe)?;
-    outcome.tenant = Some(grant.tenant.as_str().to_owned());
-    let limit = match grant.rps {
-        Some(rps) => Some(limiter::take(env, &token, rps).await?),
-        None => None,
-    };
-    if let Some(d) = limit.filter(|d| !d.allowed) {
-        return Err(ApiError::RateLimited(d));
-    }
+    let caller = authenticate(&req, env, &params, Need::Read(pipe), outcome).await?;
+    note_cross_tenant(&params, caller.tenant.as_str(), outcome);
+    let limit = Some(caller.limit);
 
-    let tz_name = query::timezone_param(&params, &grant.fixed)?;
+    let tz_name = query::timezone_param(&params, &caller.fixed)?;
     let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
         ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into())
     })?;
     let request = QueryRequest {
         pipe,
         params: &params,
-        fixed: &grant.fixed,
+        fixed: &caller.fixed,
         now_secs: started.div_euclid(1000),
         tz: &tz,
     };
     let plan = query::plan(&request)?;
 
     let cache = Cache::default();
+    // The generation makes an erased and re-created tenant's old entries unreachable.
     let cache_url = format!(
-        "https://cache.starling.internal/v1/{}",
+        "https://cache.starling.internal/v1/{}/{}",
+        caller.state.generation(),
         encode(&plan.cache_key())
     );
+    outcome.query_served = Some(caller.state.database().to_owned());
     if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
         // Cached responses have immutable headers: answer with a fresh response around the body.
         if let Ok(body) = hit.text().await {
@@ -77,7 +70,7 @@ pub async fn get_pipe(
             return Ok(resp);
         }
     }
-    let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let db = tenants::data_db(env, &caller.state)?;
     let results = d1::rows_batch(&db, &plan.statements)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -109,6 +102,14 @@ pub async fn get_pipe(
         limiter::headers(&mut resp, d);
     }
     Ok(resp)
+}
+
+/// A `tenant_id` parameter naming another tenant is overridden by the token's (fixed params win) and
+/// audited as a cross-tenant attempt.
+pub fn note_cross_tenant(params: &[(String, String)], tenant: &str, outcome: &mut Outcome) {
+    if params.iter().any(|(k, v)| k == "tenant_id" && v != tenant) {
+        outcome.audit = Some(Reason::CrossTenant);
+    }
 }
 
 /// Percent-encodes everything but unreserved characters, so a cache key is one URL path segment.

@@ -22,7 +22,8 @@ pub fn day_prefix(tenant: &str, day: &str) -> String {
     format!("events/{tenant}/{day}/")
 }
 
-/// Writes a batch's events, one object per (date, hour), and its quarantined rows.
+/// Writes a batch's events, one object per (date, hour), and its quarantined rows. Returns the bytes
+/// written (for usage metering).
 pub async fn write_batch(
     bucket: &Bucket,
     tenant: &str,
@@ -43,13 +44,13 @@ pub async fn write_batch(
     }
     let mut written = 0;
     for ((day, hour), body) in parts {
+        written += body.len();
         put(
             bucket,
             format!("events/{tenant}/{day}/{hour:02}/{batch_id}.ndjson"),
             body,
         )
         .await?;
-        written += 1;
     }
     if !quarantined.is_empty() {
         let mut body = String::new();
@@ -60,13 +61,13 @@ pub async fn write_batch(
             body.push('\n');
         }
         let day = day_string(received_secs);
+        written += body.len();
         put(
             bucket,
             format!("quarantine/{tenant}/{day}/{batch_id}.ndjson"),
             body,
         )
         .await?;
-        written += 1;
     }
     Ok(written)
 }
@@ -119,4 +120,65 @@ pub async fn read_day(bucket: &Bucket, tenant: &str, day: &str) -> Result<Vec<En
         }
     }
     Ok(events)
+}
+
+/// Deletes every object under `prefix` for which `delete` is true; returns how many.
+pub async fn delete_prefix(
+    bucket: &Bucket,
+    prefix: &str,
+    delete: impl Fn(&str) -> bool,
+) -> Result<u64> {
+    let mut deleted = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut list = bucket.list().prefix(prefix.to_owned()).limit(1000);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await?;
+        let keys: Vec<String> = page
+            .objects()
+            .iter()
+            .map(|o| o.key())
+            .filter(|k| delete(k))
+            .collect();
+        if !keys.is_empty() {
+            deleted += keys.len() as u64;
+            bucket.delete_multiple(keys).await?;
+        }
+        if !page.truncated() {
+            break;
+        }
+        cursor = page.cursor();
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The day folders (`{prefix}{YYYY-MM-DD}/`) directly under a tenant prefix.
+pub async fn day_folders(bucket: &Bucket, prefix: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut list = bucket
+            .list()
+            .prefix(prefix.to_owned())
+            .delimiter("/")
+            .limit(1000);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await?;
+        out.extend(page.delimited_prefixes());
+        if !page.truncated() {
+            break;
+        }
+        cursor = page.cursor();
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -75,3 +75,24 @@ fn integers(mut rows: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
     }
     rows
 }
+
+/// Runs statements as one D1 batch (one transaction) and returns how many rows they changed in all.
+pub async fn run_counting(db: &D1Database, statements: &[Statement]) -> Result<u64> {
+    if statements.is_empty() {
+        return Ok(0);
+    }
+    let prepared = statements
+        .iter()
+        .map(|s| prepare(db, s))
+        .collect::<Result<Vec<_>>>()?;
+    let mut changed = 0;
+    for r in db.batch(prepared).await? {
+        changed += r.meta()?.and_then(|m| m.changes).unwrap_or(0) as u64;
+    }
+    Ok(changed)
+}
+
+/// A D1 database by binding name (the pool `DB` or a silo tenant's own database).
+pub fn named(env: &Env, binding: &str) -> Result<D1Database> {
+    env.d1(binding)
+}

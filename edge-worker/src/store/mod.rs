@@ -3,4 +3,5 @@
 pub mod archive;
 pub mod d1;
 pub mod maintenance;
+pub mod retention;
 pub mod salt;

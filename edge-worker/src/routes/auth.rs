@@ -1,0 +1,140 @@
+//! Authentication for tenant routes, in one place: token → claims → grant → tenant state → limits.
+//!
+//! 1. The token comes from `Authorization: Bearer` or `?token=`.
+//! 2. HS256 tokens verify against `SIGNING_KEY` (Tinybird's format). EdDSA tokens name a tenant-held
+//!    key in `kid`; they verify against that registered key and are confined to its tenant, read only.
+//! 3. The grant (`authorize_append` / `authorize_read` / `authorize_tenant_read`) binds the tenant.
+//! 4. The tenant's state refuses erased tenants, unprovisioned ones (`DEFAULT_PLAN = "none"`) and
+//!    revoked token ids.
+//! 5. The tenant's Durable Object counts the request against the plan's hourly quota and the token's
+//!    `limits.rps`.
+
+use std::rc::Rc;
+
+use starling_core::claims::{self, Claims, TenantId};
+use starling_core::plan::{PlanLimits, Quota};
+use starling_core::ratelimit::Decision;
+use starling_core::token::{self, Alg, TokenError};
+use worker::{Env, Request};
+
+use super::{bearer_token, now_ms, Outcome};
+use crate::env;
+use crate::error::ApiError;
+use crate::limiter;
+use crate::tenants::{self, TenantState};
+
+/// What an authenticated tenant request carries on.
+pub struct Caller {
+    /// The tenant, from the verified token only.
+    pub tenant: TenantId,
+    /// The scope's fixed parameters (they win over request parameters).
+    pub fixed: std::collections::BTreeMap<String, String>,
+    /// The tenant's registry state (database, generation, origins).
+    pub state: Rc<TenantState>,
+    /// The quota decision, for the `RateLimit-*` headers.
+    pub limit: Decision,
+}
+
+/// Which grant a route needs.
+pub enum Need<'a> {
+    /// `DATASOURCES:APPEND` on this data source, counted against the ingest quota.
+    Append(&'a str),
+    /// `PIPES:READ` on this pipe, counted against the query quota.
+    Read(&'a str),
+    /// Any `PIPES:READ` scope (tenant.json, usage.json), counted against the query quota.
+    AnyRead,
+}
+
+/// Authenticates a tenant request; fills `outcome` with the tenant and token name as they are learnt,
+/// so a denial is audited with what was known.
+pub async fn authenticate(
+    req: &Request,
+    env: &Env,
+    params: &[(String, String)],
+    need: Need<'_>,
+    outcome: &mut Outcome,
+) -> Result<Caller, ApiError> {
+    let token = bearer_token(req, params).ok_or(ApiError::MissingToken)?;
+    let now_secs = now_ms().div_euclid(1000);
+    let claims = verify(env, &token, now_secs).await?;
+    outcome.token_name = claims.name.clone();
+    let (tenant, fixed, quota) = match need {
+        Need::Append(datasource) => {
+            let g = claims::authorize_append(&claims, datasource)?;
+            (g.tenant, g.fixed, Quota::Ingest)
+        }
+        Need::Read(pipe) => {
+            let g = claims::authorize_read(&claims, pipe)?;
+            (g.tenant, g.fixed, Quota::Query)
+        }
+        Need::AnyRead => {
+            let g = claims::authorize_tenant_read(&claims)?;
+            (g.tenant, g.fixed, Quota::Query)
+        }
+    };
+    outcome.tenant = Some(tenant.as_str().to_owned());
+    let state = tenants::state(env, tenant.as_str()).await?;
+    if state.erased() {
+        return Err(ApiError::TenantErased);
+    }
+    if claims
+        .token_id
+        .as_ref()
+        .is_some_and(|id| state.revoked.contains(id))
+    {
+        return Err(TokenError::Revoked.into());
+    }
+    let plan = match &state.tenant {
+        Some(t) => t.plan.as_str().to_owned(),
+        None => default_plan(env),
+    };
+    if plan == "none" {
+        return Err(ApiError::TenantNotProvisioned);
+    }
+    let limits = PlanLimits::parse(env::var(env, env::PLAN_LIMITS).as_deref())
+        .map_err(|e| ApiError::Unavailable(format!("PLAN_LIMITS: {e}")))?;
+    let limit = limiter::take(
+        env,
+        tenant.as_str(),
+        quota,
+        limits.per_hour(&plan, quota),
+        &token,
+        claims.rps,
+    )
+    .await?;
+    if !limit.allowed {
+        return Err(ApiError::RateLimited(limit));
+    }
+    Ok(Caller {
+        tenant,
+        fixed,
+        state,
+        limit,
+    })
+}
+
+/// Verifies an HS256 token against `SIGNING_KEY`, or an EdDSA token against its registered tenant key.
+async fn verify(env: &Env, token: &str, now_secs: i64) -> Result<Claims, ApiError> {
+    let header = token::header(token)?;
+    match header.alg {
+        Alg::Hs256 => {
+            let key = env::secret(env, env::SIGNING_KEY)
+                .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
+            Ok(token::verify(token, key.as_bytes(), now_secs)?)
+        }
+        Alg::EdDsa => {
+            let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+            let key = tenants::key(env, &kid)
+                .await?
+                .ok_or(TokenError::UnknownKey)?;
+            let claims = token::verify_eddsa(token, &key.public_key, now_secs)?;
+            Ok(claims::confine_to_key_tenant(claims, &key.tenant_id)?)
+        }
+    }
+}
+
+/// The plan of tenants never created through the admin API (`DEFAULT_PLAN`, "enterprise" when unset;
+/// "none" refuses them).
+fn default_plan(env: &Env) -> String {
+    env::var(env, env::DEFAULT_PLAN).unwrap_or_else(|| "enterprise".into())
+}

@@ -1,0 +1,174 @@
+//! `/v0/admin/tenants/{id}/tokens` and `/v0/admin/tenants/{id}/keys`: minting, listing and revoking a
+//! tenant's tokens, and registering the Ed25519 keys its own backend signs read tokens with.
+//!
+//! A minted token is an HS256 JWT in Tinybird's shape with a `jti` (`starling_core::mint`); only its
+//! metadata is stored, the JWT is returned once. Revoking sets `revoked_at`: the edge refuses the `jti`
+//! once its tenant cache refreshes (`tenants::TTL_MS`). Keys are stored as public keys only.
+
+use serde_json::Value;
+use starling_core::{keys, mint};
+use worker::{Env, Request, Response};
+
+use super::{json_body, now_secs, path_tenant, Outcome};
+use crate::error::ApiError;
+use crate::store::d1;
+use crate::{env, random, tenants};
+
+/// Largest body accepted, in bytes.
+const MAX_BODY: usize = 8 * 1024;
+
+/// `POST /v0/admin/tenants/{id}/tokens`: mints a tracker or read token (201 with the JWT).
+pub async fn mint(
+    mut req: Request,
+    env: &Env,
+    id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
+    active(env, id, outcome).await?;
+    let json = json_body(&mut req, MAX_BODY).await?;
+    let now = now_secs();
+    let request = mint::validate(id, &json, now).map_err(|e| ApiError::BadRequest(e.message()))?;
+    let secret = env::secret(env, env::SIGNING_KEY)
+        .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
+    let token_id = random::id();
+    let jwt = mint::sign(&request, &token_id, now, secret.as_bytes());
+    let db = tenants::pool(env)?;
+    let results = d1::rows_batch(
+        &db,
+        &[
+            mint::record(&request, &token_id, now),
+            mint::select(id, &token_id),
+        ],
+    )
+    .await
+    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut meta = results
+        .get(1)
+        .and_then(|rows| rows.first())
+        .map(mint::metadata_json)
+        .ok_or_else(|| ApiError::Unavailable("the minted token was not stored".into()))?;
+    if let Some(m) = meta.as_object_mut() {
+        m.insert("token".into(), Value::String(jwt));
+    }
+    Ok(Response::from_json(&meta).expect("json").with_status(201))
+}
+
+/// `GET /v0/admin/tenants/{id}/tokens`: the tenant's minted tokens, newest first (never the JWTs).
+pub async fn list(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
+    active(env, id, outcome).await?;
+    let db = tenants::pool(env)?;
+    let rows = d1::rows(&db, &mint::list(id))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let data: Vec<Value> = rows.iter().map(mint::metadata_json).collect();
+    Ok(
+        Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
+            .expect("json"),
+    )
+}
+
+/// `DELETE /v0/admin/tenants/{id}/tokens/{token_id}`: revokes a token (idempotent).
+pub async fn revoke(
+    env: &Env,
+    id: &str,
+    token_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
+    active(env, id, outcome).await?;
+    let db = tenants::pool(env)?;
+    let results = d1::rows_batch(
+        &db,
+        &[
+            mint::revoke(id, token_id, now_secs()),
+            mint::select(id, token_id),
+        ],
+    )
+    .await
+    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tenants::forget(id);
+    let row = results
+        .get(1)
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| {
+            ApiError::NoSuch(format!(
+            "token '{token_id}' of tenant '{id}': list them with GET /v0/admin/tenants/{id}/tokens"
+        ))
+        })?;
+    Ok(Response::from_json(&mint::metadata_json(row)).expect("json"))
+}
+
+/// `POST /v0/admin/tenants/{id}/keys`: registers an Ed25519 public key (201 with its `key_id`, the
+/// `kid` the tenant's tokens must carry).
+pub async fn add_key(
+    mut req: Request,
+    env: &Env,
+    id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
+    active(env, id, outcome).await?;
+    let json = json_body(&mut req, MAX_BODY).await?;
+    let public_key = keys::validate(&json).map_err(|e| ApiError::BadRequest(e.message()))?;
+    let key_id = random::id();
+    let db = tenants::pool(env)?;
+    d1::run_atomic(&db, &[keys::insert(id, &key_id, &public_key, now_secs())])
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tenants::forget_keys();
+    let key = find_key(env, id, &key_id).await?;
+    Ok(Response::from_json(&key).expect("json").with_status(201))
+}
+
+/// `GET /v0/admin/tenants/{id}/keys`: the tenant's keys (public halves only).
+pub async fn list_keys(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
+    active(env, id, outcome).await?;
+    let db = tenants::pool(env)?;
+    let rows = d1::rows(&db, &keys::list(id))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let data: Vec<Value> = rows.iter().map(keys::to_json).collect();
+    Ok(
+        Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
+            .expect("json"),
+    )
+}
+
+/// `DELETE /v0/admin/tenants/{id}/keys/{key_id}`: revokes a key; tokens it signed are refused.
+pub async fn revoke_key(
+    env: &Env,
+    id: &str,
+    key_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
+    active(env, id, outcome).await?;
+    let db = tenants::pool(env)?;
+    d1::run_atomic(&db, &[keys::revoke(id, key_id, now_secs())])
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tenants::forget_keys();
+    let key = find_key(env, id, key_id).await?;
+    Ok(Response::from_json(&key).expect("json"))
+}
+
+async fn find_key(env: &Env, id: &str, key_id: &str) -> Result<Value, ApiError> {
+    let db = tenants::pool(env)?;
+    let rows = d1::rows(&db, &keys::list(id))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    rows.iter()
+        .find(|r| r.get("key_id").and_then(Value::as_str) == Some(key_id))
+        .map(keys::to_json)
+        .ok_or_else(|| ApiError::NoSuch(format!("key '{key_id}' of tenant '{id}'")))
+}
+
+/// Tokens and keys belong to tenants created through the admin API.
+async fn active(env: &Env, id: &str, outcome: &mut Outcome) -> Result<(), ApiError> {
+    path_tenant(id)?;
+    outcome.tenant = Some(id.to_owned());
+    let state = tenants::load(&tenants::pool(env)?, id, now_secs()).await?;
+    match state.tenant {
+        Some(t) if t.status == starling_core::tenant::Status::Active => Ok(()),
+        _ => Err(ApiError::NoSuch(format!(
+            "tenant '{id}': create it with POST /v0/admin/tenants first"
+        ))),
+    }
+}

@@ -1,0 +1,179 @@
+//! What the edge knows about a tenant, cached in the isolate for a few seconds.
+//!
+//! Every authenticated request needs its tenant's registry row (plan, allowed origins, isolation,
+//! generation, erased or not) and the ids of its revoked tokens. Both come from the pool `DB` and are
+//! kept here for [`TTL_MS`], so a revocation, a plan change or an erasure takes effect everywhere
+//! within that time (and at once in the isolate that made the change, which calls [`forget`]).
+//! Tenant-held signing keys are cached the same way, by key id.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use starling_core::tenant::{Status, Tenant};
+use starling_core::{keys, mint, tenant};
+use worker::{D1Database, Env};
+
+use crate::error::ApiError;
+use crate::store::d1;
+
+/// How long a cached tenant or key stays fresh: the bound on how late a revocation takes effect.
+pub const TTL_MS: u64 = 5_000;
+/// The cache is cleared when it holds more entries than this (an isolate serves few tenants at once).
+const MAX_ENTRIES: usize = 10_000;
+
+/// A tenant as the edge sees it.
+#[derive(Debug)]
+pub struct TenantState {
+    /// The registry row; `None` for a tenant never created through the admin API.
+    pub tenant: Option<Tenant>,
+    /// Ids (`jti`) of the tenant's revoked, unexpired tokens.
+    pub revoked: HashSet<String>,
+}
+
+impl TenantState {
+    /// Whether the tenant was erased (its tokens are all refused).
+    pub fn erased(&self) -> bool {
+        self.tenant
+            .as_ref()
+            .is_some_and(|t| t.status == Status::Deleted)
+    }
+
+    /// The D1 binding that holds the tenant's analytics: its silo database, or the pool `DB`.
+    pub fn database(&self) -> &str {
+        self.tenant
+            .as_ref()
+            .and_then(|t| t.database.as_deref())
+            .unwrap_or(crate::env::DB)
+    }
+
+    /// Part of every cache key, so an erased and re-created tenant never sees old cached answers.
+    pub fn generation(&self) -> i64 {
+        self.tenant.as_ref().map_or(0, |t| t.generation)
+    }
+}
+
+/// A registered, unrevoked tenant signing key.
+#[derive(Debug, Clone)]
+pub struct TenantKey {
+    /// The tenant the key belongs to: tokens it signs can only read this tenant.
+    pub tenant_id: String,
+    /// The Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+thread_local! {
+    static TENANTS: RefCell<HashMap<String, (u64, Rc<TenantState>)>> = RefCell::new(HashMap::new());
+    static KEYS: RefCell<HashMap<String, (u64, Option<TenantKey>)>> = RefCell::new(HashMap::new());
+}
+
+fn now() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+/// The tenant's state, from the cache or the pool `DB`.
+pub async fn state(env: &Env, tenant_id: &str) -> Result<Rc<TenantState>, ApiError> {
+    let t = now();
+    if let Some(hit) = TENANTS.with(|c| {
+        c.borrow()
+            .get(tenant_id)
+            .filter(|(at, _)| t.saturating_sub(*at) < TTL_MS)
+            .map(|(_, s)| Rc::clone(s))
+    }) {
+        return Ok(hit);
+    }
+    let db = pool(env)?;
+    let loaded = Rc::new(load(&db, tenant_id, (t / 1000) as i64).await?);
+    TENANTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= MAX_ENTRIES {
+            c.clear();
+        }
+        c.insert(tenant_id.to_owned(), (t, Rc::clone(&loaded)));
+    });
+    Ok(loaded)
+}
+
+/// Reads a tenant's state from D1, bypassing the cache (the admin API uses this for its own writes).
+pub async fn load(
+    db: &D1Database,
+    tenant_id: &str,
+    now_secs: i64,
+) -> Result<TenantState, ApiError> {
+    let results = d1::rows_batch(
+        db,
+        &[
+            tenant::select(tenant_id),
+            mint::revoked_ids(tenant_id, now_secs),
+        ],
+    )
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("tenant registry: {e}")))?;
+    let tenant = results
+        .first()
+        .and_then(|rows| rows.first())
+        .and_then(tenant::from_row);
+    let revoked = results
+        .get(1)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            r.get("token_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    Ok(TenantState { tenant, revoked })
+}
+
+/// Drops a tenant from this isolate's cache after the admin API changed it.
+pub fn forget(tenant_id: &str) {
+    TENANTS.with(|c| c.borrow_mut().remove(tenant_id));
+}
+
+/// Drops every cached signing key (after a key was registered or revoked).
+pub fn forget_keys() {
+    KEYS.with(|c| c.borrow_mut().clear());
+}
+
+/// The registered, unrevoked key with this id, from the cache or the pool `DB`.
+pub async fn key(env: &Env, key_id: &str) -> Result<Option<TenantKey>, ApiError> {
+    let t = now();
+    if let Some(hit) = KEYS.with(|c| {
+        c.borrow()
+            .get(key_id)
+            .filter(|(at, _)| t.saturating_sub(*at) < TTL_MS)
+            .map(|(_, k)| k.clone())
+    }) {
+        return Ok(hit);
+    }
+    let db = pool(env)?;
+    let rows = d1::rows(&db, &keys::select_active(key_id))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("tenant keys: {e}")))?;
+    let found = rows.first().and_then(|r| {
+        Some(TenantKey {
+            tenant_id: r.get("tenant_id")?.as_str()?.to_owned(),
+            public_key: keys::decode(r.get("public_key")?.as_str()?)?,
+        })
+    });
+    KEYS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= MAX_ENTRIES {
+            c.clear();
+        }
+        c.insert(key_id.to_owned(), (t, found.clone()));
+    });
+    Ok(found)
+}
+
+/// The pool database (the tenant registry and everything of pool tenants).
+pub fn pool(env: &Env) -> Result<D1Database, ApiError> {
+    d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))
+}
+
+/// The database holding a tenant's analytics.
+pub fn data_db(env: &Env, state: &TenantState) -> Result<D1Database, ApiError> {
+    env.d1(state.database())
+        .map_err(|e| ApiError::Unavailable(format!("D1 binding {}: {e}", state.database())))
+}
