@@ -120,11 +120,16 @@ pub struct Denial<'a> {
 /// Upsert counting the denial in its minute (`now - now % 60`). Unknown tenant or name are stored as
 /// `''`; the token name and route are cut to [`MAX_NAME_CHARS`] characters.
 pub fn record(d: &Denial) -> Statement {
+    record_count(d, 1)
+}
+
+/// Like [`record`] for `count` identical denials (the worker coalesces a burst into one upsert).
+pub fn record_count(d: &Denial, count: i64) -> Statement {
     let minute = d.now_secs - d.now_secs.rem_euclid(60);
     Statement::new(
         "INSERT INTO audit_denials (minute, tenant_id, token_name, route, reason, status, count) \
-         VALUES (?, ?, ?, ?, ?, ?, 1) \
-         ON CONFLICT (minute, tenant_id, token_name, route, reason, status) DO UPDATE SET count = count + 1",
+         VALUES (?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (minute, tenant_id, token_name, route, reason, status) DO UPDATE SET count = count + excluded.count",
         vec![
             minute.into(),
             clip(d.tenant_id.unwrap_or_default()).into(),
@@ -132,6 +137,7 @@ pub fn record(d: &Denial) -> Statement {
             clip(d.route).into(),
             d.reason.as_str().into(),
             i64::from(d.status).into(),
+            count.into(),
         ],
     )
 }

@@ -22,6 +22,8 @@ pub struct Claims {
     pub name: Option<String>,
     /// The `jti` claim: the id of a token minted by the admin API, checked against revocations.
     pub token_id: Option<String>,
+    /// Issued-at (`iat`), Unix seconds: tokens issued before their tenant was (re)created are refused.
+    pub issued_at: Option<i64>,
     /// Expiry, Unix seconds (required).
     pub exp: i64,
     /// Not-before, Unix seconds.
@@ -287,6 +289,7 @@ mod tests {
             workspace_id: None,
             name: Some("t".into()),
             token_id: None,
+            issued_at: None,
             exp: 0,
             nbf: None,
             scopes,

@@ -426,6 +426,7 @@ mod tests {
             workspace_id: None,
             name: None,
             token_id: None,
+            issued_at: None,
             exp: 0,
             nbf: None,
             scopes: vec![Scope {

@@ -528,6 +528,7 @@ mod tests {
         assert_eq!(head, json!({"alg": "HS256", "typ": "JWT"}));
         let c = verify(&jwt, KEY, NOW).unwrap();
         assert_eq!(c.token_id.as_deref(), Some("tok_1"));
+        assert_eq!(c.issued_at, Some(NOW));
         assert_eq!(c.workspace_id.as_deref(), Some("starling"));
         assert_eq!(c.name.as_deref(), Some("dash"));
         assert_eq!((c.exp, c.rps), (NOW + 3600, Some(7)));

@@ -535,6 +535,14 @@ pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     })
 }
 
+/// Whether a token issued at `issued_at` predates this tenant's re-creation after an erasure, and so
+/// must be refused: erasing revokes every token of the tenant, including ones minted by the operator's
+/// own app. Tokens without `iat` cannot be told apart and are accepted; so are tokens of a tenant that
+/// was never erased (apps migrating from Tinybird mint them before registering the tenant).
+pub fn token_predates_recreation(t: &Tenant, issued_at: Option<i64>) -> bool {
+    t.generation > 1 && issued_at.is_some_and(|iat| iat < t.created_at)
+}
+
 const COLUMNS: &str = "tenant_id, display_name, plan, allowed_origins, isolation, database, \
                        retention_days, generation, status, created_at, updated_at";
 
@@ -697,6 +705,18 @@ mod tests {
 
     fn origins(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tokens_issued_before_a_recreation_are_refused() {
+        let first = create(json!({"tenant_id": "acme"})).unwrap();
+        assert!(!token_predates_recreation(&first, Some(NOW - 86_400)));
+        let erased = tombstone(&first, NOW + 10);
+        let again =
+            validate_create(&json!({"tenant_id": "acme"}), Some(&erased), NOW + 20).unwrap();
+        assert!(token_predates_recreation(&again, Some(NOW)));
+        assert!(!token_predates_recreation(&again, Some(NOW + 20)));
+        assert!(!token_predates_recreation(&again, None));
     }
 
     #[test]

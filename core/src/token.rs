@@ -240,6 +240,7 @@ fn to_claims(claims: &jwt_compact::Claims<RawClaims>, now_secs: i64) -> Result<C
         workspace_id: raw.workspace_id.clone(),
         name: raw.name.clone(),
         token_id: raw.jti.clone(),
+        issued_at: claims.issued_at.map(|t| t.timestamp()),
         exp,
         nbf,
         scopes,

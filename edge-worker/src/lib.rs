@@ -8,6 +8,7 @@
 
 mod consumer;
 mod cors;
+mod denials;
 mod env;
 mod error;
 mod limiter;

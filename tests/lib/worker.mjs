@@ -47,11 +47,20 @@ export function httpCall(url, { method = 'GET', headers = {}, body } = {}) {
   });
 }
 
-export async function startWorker({ extraArgs = [], config } = {}) {
+/**
+ * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
+ * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it.
+ */
+export async function startWorker({ extraArgs = [], config, silo = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
   const signingKey = randomBytes(24).toString('hex');
   const adminToken = randomBytes(24).toString('hex');
-  if (!config) execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', dir], { cwd: ROOT, env: ENV, stdio: 'pipe' });
+  const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
+  if (!config) {
+    for (const db of databases) {
+      execFileSync(WRANGLER, ['d1', 'migrations', 'apply', db, '--local', '--persist-to', dir], { cwd: ROOT, env: ENV, stdio: 'pipe' });
+    }
+  }
   if (config) extraArgs = ['-c', config, ...extraArgs];
   const port = await freePort();
   const child = spawn(WRANGLER, ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', dir,
@@ -89,9 +98,15 @@ export async function startWorker({ extraArgs = [], config } = {}) {
       let json; try { json = JSON.parse(text); } catch { json = undefined; }
       return { status: r.status, json, text };
     },
-    d1(sql) {
-      const out = execFileSync(WRANGLER, ['d1', 'execute', 'DB', '--local', '--persist-to', dir, '--json', '--command', sql],
-        { cwd: ROOT, env: ENV, stdio: 'pipe' }).toString();
+    /** Runs one SQL statement on a local D1 database (`DB` unless named) and returns its rows. */
+    d1(sql, database = 'DB') {
+      let out;
+      try {
+        out = execFileSync(WRANGLER, ['d1', 'execute', database, '--local', '--persist-to', dir, '--json', '--command', sql],
+          { cwd: ROOT, env: ENV, stdio: 'pipe' }).toString();
+      } catch (e) {
+        throw new Error(`wrangler d1 execute ${database} failed: ${sql.slice(0, 300)}\n${e.stdout ?? ''}${e.stderr ?? ''}`.slice(0, 4000));
+      }
       return JSON.parse(out)[0].results;
     },
     /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
@@ -104,6 +119,35 @@ export async function startWorker({ extraArgs = [], config } = {}) {
         await new Promise((r) => setTimeout(r, 300));
       }
       throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}`);
+    },
+    /**
+     * Keys of the local R2 objects starting with `prefix`, read from miniflare's R2 metadata (SQLite files
+     * under a directory of the persisted state with "r2" in its name; table `_mf_objects`).
+     */
+    r2Keys(prefix = '') {
+      const files = [];
+      const walk = (d, inR2) => {
+        for (const f of readdirSync(d)) {
+          const p = join(d, f);
+          const r2 = inR2 || /r2/i.test(f);
+          if (statSync(p).isDirectory()) walk(p, r2);
+          else if (r2 && f.endsWith('.sqlite')) files.push(p);
+        }
+      };
+      walk(dir, false);
+      if (!files.length) return [];
+      const script = [
+        'import sqlite3, sys, json',
+        'keys = []',
+        'for f in sys.argv[2:]:',
+        '    c = sqlite3.connect(f)',
+        '    tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type=\'table\'")]',
+        '    if "_mf_objects" in tables:',
+        '        keys += [r[0] for r in c.execute("SELECT key FROM _mf_objects WHERE substr(key, 1, ?) = ?", (len(sys.argv[1]), sys.argv[1]))]',
+        '    c.close()',
+        'print(json.dumps(sorted(keys)))',
+      ].join('\n');
+      return JSON.parse(execFileSync('python3', ['-c', script, prefix, ...files], { stdio: 'pipe' }).toString());
     },
     /** Every file under the persisted state (D1 sqlite files, R2 blobs), for at-rest checks. */
     stateFiles() {

@@ -4,16 +4,18 @@
 //! 2. HS256 tokens verify against `SIGNING_KEY` (Tinybird's format). EdDSA tokens name a tenant-held
 //!    key in `kid`; they verify against that registered key and are confined to its tenant, read only.
 //! 3. The grant (`authorize_append` / `authorize_read` / `authorize_tenant_read`) binds the tenant.
-//! 4. The tenant's state refuses erased tenants, unprovisioned ones (`DEFAULT_PLAN = "none"`) and
-//!    revoked token ids.
+//! 4. The tenant's state refuses erased tenants, unprovisioned ones (`DEFAULT_PLAN = "none"`), revoked
+//!    token ids and tokens issued before the tenant was re-created after an erasure.
 //! 5. The tenant's Durable Object counts the request against the plan's hourly quota and the token's
 //!    `limits.rps`.
 
 use std::rc::Rc;
 
+use starling_core::audit::Reason;
 use starling_core::claims::{self, Claims, TenantId};
 use starling_core::plan::{PlanLimits, Quota};
 use starling_core::ratelimit::Decision;
+use starling_core::tenant;
 use starling_core::token::{self, Alg, TokenError};
 use worker::{Env, Request};
 
@@ -58,6 +60,14 @@ pub async fn authenticate(
     let now_secs = now_ms().div_euclid(1000);
     let claims = verify(env, &token, now_secs).await?;
     outcome.token_name = claims.name.clone();
+    // For the audit of a scope violation: the tenant the (verified) token names, if any.
+    outcome.tenant = claims
+        .scopes
+        .iter()
+        .find_map(|s| s.fixed_params.get("tenant_id"))
+        .filter(|t| claims::is_valid_tenant_id(t))
+        .cloned();
+    let reads = !matches!(need, Need::Append(_));
     let (tenant, fixed, quota) = match need {
         Need::Append(datasource) => {
             let g = claims::authorize_append(&claims, datasource)?;
@@ -73,15 +83,27 @@ pub async fn authenticate(
         }
     };
     outcome.tenant = Some(tenant.as_str().to_owned());
+    if reads
+        && params
+            .iter()
+            .any(|(k, v)| k == "tenant_id" && v != tenant.as_str())
+    {
+        // Answered for the token's own tenant (fixed params win), and audited.
+        outcome.audit = Some(Reason::CrossTenant);
+    }
     let state = tenants::state(env, tenant.as_str()).await?;
     if state.erased() {
         return Err(ApiError::TenantErased);
     }
-    if claims
+    let revoked = claims
         .token_id
         .as_ref()
-        .is_some_and(|id| state.revoked.contains(id))
-    {
+        .is_some_and(|id| state.revoked.contains(id));
+    let predates = state
+        .tenant
+        .as_ref()
+        .is_some_and(|t| tenant::token_predates_recreation(t, claims.issued_at));
+    if revoked || predates {
         return Err(TokenError::Revoked.into());
     }
     let plan = match &state.tenant {

@@ -93,7 +93,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
     resp
 }
 
-/// Writes one denial to `audit_denials` after the response is sent.
+/// Counts one denial for the audit (written after the response, coalesced per isolate).
 fn record_denial(
     env: &Env,
     ctx: &Context,
@@ -102,26 +102,21 @@ fn record_denial(
     reason: Reason,
     status: u16,
 ) {
-    let statement = audit::record(&audit::Denial {
-        now_secs: now_ms().div_euclid(1000),
-        tenant_id: outcome.tenant.as_deref(),
-        token_name: outcome.token_name.as_deref(),
-        route,
-        reason,
-        status,
-    });
     let Ok(db) = crate::store::d1::db(env) else {
         return;
     };
-    ctx.wait_until(async move {
-        if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
-            log::event(
-                "error",
-                "audit_write",
-                &serde_json::json!({ "error": e.to_string() }),
-            );
-        }
-    });
+    crate::denials::record(
+        db,
+        ctx,
+        &audit::Denial {
+            now_secs: now_ms().div_euclid(1000),
+            tenant_id: outcome.tenant.as_deref(),
+            token_name: outcome.token_name.as_deref(),
+            route,
+            reason,
+            status,
+        },
+    );
 }
 
 /// Adds one served query to the tenant's usage of the day, after the response is sent.

@@ -4,7 +4,6 @@
 //! Cache API under the plan's tenant-first key → D1 (one batch of bound statements) → `assemble` →
 //! `{meta, data, rows, statistics}`.
 
-use starling_core::audit::Reason;
 use starling_core::query::{self, Request as QueryRequest};
 use worker::{Cache, Env, Request, Response};
 
@@ -32,7 +31,6 @@ pub async fn get_pipe(
     let started = now_ms();
     let params = query_pairs(&req);
     let caller = authenticate(&req, env, &params, Need::Read(pipe), outcome).await?;
-    note_cross_tenant(&params, caller.tenant.as_str(), outcome);
     let limit = Some(caller.limit);
 
     let tz_name = query::timezone_param(&params, &caller.fixed)?;
@@ -102,14 +100,6 @@ pub async fn get_pipe(
         limiter::headers(&mut resp, d);
     }
     Ok(resp)
-}
-
-/// A `tenant_id` parameter naming another tenant is overridden by the token's (fixed params win) and
-/// audited as a cross-tenant attempt.
-pub fn note_cross_tenant(params: &[(String, String)], tenant: &str, outcome: &mut Outcome) {
-    if params.iter().any(|(k, v)| k == "tenant_id" && v != tenant) {
-        outcome.audit = Some(Reason::CrossTenant);
-    }
 }
 
 /// Percent-encodes everything but unreserved characters, so a cache key is one URL path segment.
