@@ -13,7 +13,7 @@ import { signJwt } from '../scripts/token.mjs';
 
 const FREE_LIMIT = 20;
 let w;
-before(async () => { w = await startWorker({ silo: true, extraArgs: ['--var', `PLAN_LIMITS:${JSON.stringify({ free: FREE_LIMIT })}`] }); });
+before(async () => { w = await startWorker({ silo: true, extraArgs: ['--test-scheduled', '--var', `PLAN_LIMITS:${JSON.stringify({ free: FREE_LIMIT })}`] }); });
 after(async () => { await w?.stop(); });
 
 // ---------------------------------------------------------------------------------------------------
@@ -823,6 +823,21 @@ test('retention: a 1-day tenant loses older rollups and archive days on the rete
   const pages = await pipe('top_pages', reader, `date_from=${oldDay}&date_to=${tDay}`);
   assert.equal(pages.status, 200, pages.text);
   assert.deepEqual(pages.json.data.map((r) => r.pathname).sort(), ['/new-a', '/new-b', '/yest']);
+});
+
+test('retention: the hourly cron trigger runs the same job', async () => {
+  await createTenant({ tenant_id: 'cronco', plan: 'pro', retention_days: 1 });
+  const old = startOfToday() - 4 * DAY_MS + 3_600_000;
+  const sent = await ingest(w.token('cronco'), [row({ session: 'cron-old', ts: old }), row({ session: 'cron-new', ts: Date.now() - 60_000 })]);
+  assert.equal(sent.status, 202, sent.text);
+  await w.until(() => sessionsOf('cronco') === 2, { what: 'cron fixtures rolled up' });
+  await w.until(() => w.r2Keys(`events/cronco/${dayOf(old)}/`).length > 0, { what: 'old day archived' });
+  // wrangler dev --test-scheduled: this fires the worker's scheduled() handler, as the cron in wrangler.toml does.
+  const fired = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
+  assert.equal(fired.status, 200, fired.body);
+  await w.until(() => sessionsOf('cronco') === 1, { what: 'the cron run deleted the old session' });
+  assert.deepEqual(w.d1("SELECT session_key FROM sessions WHERE tenant_id = 'cronco'").map((r) => r.session_key), ['cron-new']);
+  assert.deepEqual(w.r2Keys(`events/cronco/${dayOf(old)}/`), []);
 });
 
 test('export: a tenant\'s archived events as NDJSON for a date range, nothing of other tenants', async () => {

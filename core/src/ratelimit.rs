@@ -84,28 +84,86 @@ impl Window {
     /// count; a denied request does not count; a clock going backwards stays in the current window (it
     /// never reopens an earlier one).
     pub fn take(&mut self, now_ms: i64, limit: u32, window_ms: i64) -> Decision {
+        self.take_many(now_ms, limit, window_ms, 1).1
+    }
+
+    /// Counts up to `want` requests at once (a lease for an isolate, see [`Lease`]): returns how many
+    /// were granted (fewer near the limit, 0 when none is left) and the decision for the first.
+    pub fn take_many(
+        &mut self,
+        now_ms: i64,
+        limit: u32,
+        window_ms: i64,
+        want: u32,
+    ) -> (u32, Decision) {
         let window_ms = window_ms.max(1000);
         let start = align(now_ms, window_ms);
         if start > self.start_ms {
             self.start_ms = start;
             self.count = 0;
         }
-        let allowed = self.count < limit;
-        if allowed {
-            self.count += 1;
-        }
+        let granted = want.max(1).min(limit.saturating_sub(self.count));
+        self.count += granted;
         let window_secs = u32::try_from(window_ms / 1000).unwrap_or(u32::MAX);
         let to_end_ms = (self.start_ms + window_ms - now_ms).max(0);
         let retry_after_secs = u32::try_from((to_end_ms + 999) / 1000)
             .unwrap_or(u32::MAX)
             .clamp(1, window_secs);
-        Decision {
-            allowed,
+        let decision = Decision {
+            allowed: granted > 0,
             limit,
             remaining: limit.saturating_sub(self.count),
             retry_after_secs,
             window_secs,
+        };
+        (granted, decision)
+    }
+}
+
+/// How many requests an isolate takes from its tenant's window per call to the tenant's Durable
+/// Object: 1 (exact, one call per request) up to 9,999 requests per window, then 1 per 1,000 of the
+/// limit, at most 100. Units taken are counted as used, so the limit is never exceeded; units an
+/// isolate still holds when the window ends are lost, so a tenant may be refused up to
+/// `isolates x (lease - 1)` requests early (at most 1% of its limit per isolate).
+pub fn lease_size(limit: u32) -> u32 {
+    if limit < 10_000 {
+        1
+    } else {
+        (limit / 1000).min(100)
+    }
+}
+
+/// Requests an isolate took from a window ahead of time and spends without asking again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lease {
+    left: u32,
+    window_end_ms: i64,
+    decision: Decision,
+}
+
+impl Lease {
+    /// A lease of `granted - 1` more requests (the first was spent by the call that took it), valid
+    /// until the end of the window that contains `now_ms`.
+    pub fn new(granted: u32, now_ms: i64, window_ms: i64, decision: Decision) -> Self {
+        let window_ms = window_ms.max(1000);
+        Self {
+            left: granted.saturating_sub(1),
+            window_end_ms: align(now_ms, window_ms) + window_ms,
+            decision,
         }
+    }
+
+    /// Spends one request of the lease, if any is left in the same window. The decision reports what
+    /// the object said when the lease was taken plus the units this isolate still holds.
+    pub fn take(&mut self, now_ms: i64) -> Option<Decision> {
+        if self.left == 0 || now_ms >= self.window_end_ms {
+            return None;
+        }
+        self.left -= 1;
+        Some(Decision {
+            remaining: self.decision.remaining.saturating_add(self.left),
+            ..self.decision
+        })
     }
 }
 
@@ -225,5 +283,51 @@ mod tests {
         let d = w.take(-1, 2, HOUR);
         assert_eq!((d.allowed, d.retry_after_secs), (true, 1));
         assert_eq!(w.take(0, 2, HOUR).remaining, 1, "a new window at 0");
+    }
+
+    #[test]
+    fn take_many_grants_what_is_left_and_never_more_than_the_limit() {
+        let mut w = Window::new(0, 3_600_000);
+        assert_eq!(w.take_many(0, 250, 3_600_000, 100).0, 100);
+        assert_eq!(w.take_many(0, 250, 3_600_000, 100).0, 100);
+        let (granted, d) = w.take_many(0, 250, 3_600_000, 100);
+        assert_eq!((granted, d.allowed, d.remaining), (50, true, 0));
+        let (granted, d) = w.take_many(0, 250, 3_600_000, 100);
+        assert_eq!((granted, d.allowed), (0, false));
+        assert_eq!(
+            w.take_many(3_600_000, 250, 3_600_000, 100).0,
+            100,
+            "a new hour"
+        );
+    }
+
+    #[test]
+    fn lease_sizes_are_exact_for_small_plans() {
+        assert_eq!(lease_size(100), 1);
+        assert_eq!(lease_size(9_999), 1);
+        assert_eq!(lease_size(10_000), 10);
+        assert_eq!(lease_size(100_000), 100);
+        assert_eq!(lease_size(u32::MAX), 100);
+    }
+
+    #[test]
+    fn a_lease_is_spent_once_per_unit_and_ends_with_its_window() {
+        let mut w = Window::new(0, 3_600_000);
+        let (granted, d) = w.take_many(1_000, 100_000, 3_600_000, 3);
+        let mut lease = Lease::new(granted, 1_000, 3_600_000, d);
+        assert_eq!(lease.take(2_000).map(|d| d.remaining), Some(99_998));
+        assert_eq!(lease.take(3_000).map(|d| d.remaining), Some(99_997));
+        assert_eq!(
+            lease.take(4_000),
+            None,
+            "3 granted: 1 spent by the call, 2 by the lease"
+        );
+        let (granted, d) = w.take_many(3_599_000, 100_000, 3_600_000, 3);
+        let mut lease = Lease::new(granted, 3_599_000, 3_600_000, d);
+        assert_eq!(
+            lease.take(3_600_000),
+            None,
+            "units do not carry into the next hour"
+        );
     }
 }

@@ -10,33 +10,9 @@ use starling_core::time::{day_string, DAY_SECS};
 use starling_core::usage::{self, UsageDelta};
 mod common;
 
-use common::{bind, migrated_db as db, run};
+use common::{bind, migrated_db as db, rows, run};
 
 const NOW: i64 = 1_755_081_662; // 2025-08-13T10:41:02Z
-
-fn rows(conn: &Connection, s: &Statement) -> Vec<Map<String, Value>> {
-    let mut stmt = conn.prepare(&s.sql).unwrap();
-    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
-    let mut rows = stmt
-        .query(params_from_iter(s.binds.iter().map(bind)))
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().unwrap() {
-        let mut m = Map::new();
-        for (i, n) in names.iter().enumerate() {
-            let v = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
-                rusqlite::types::Value::Null => Value::Null,
-                rusqlite::types::Value::Integer(i) => json!(i),
-                rusqlite::types::Value::Real(f) => json!(f),
-                rusqlite::types::Value::Text(t) => json!(t),
-                rusqlite::types::Value::Blob(_) => Value::Null,
-            };
-            m.insert(n.clone(), v);
-        }
-        out.push(m);
-    }
-    out
-}
 
 /// Executes statements one by one, returning the rows each changed (D1's `meta.changes`).
 fn changes(conn: &Connection, statements: &[Statement]) -> usize {

@@ -7,34 +7,9 @@ use starling_core::sql::Statement;
 use starling_core::{keys, mint, tenant};
 mod common;
 
-use common::{bind, migrated_db as db};
+use common::{bind, migrated_db as db, rows};
 
 const NOW: i64 = 1_795_428_000;
-
-/// Rows as D1 hands them over: JSON objects.
-fn rows(conn: &Connection, s: &Statement) -> Vec<Map<String, Value>> {
-    let mut stmt = conn.prepare(&s.sql).unwrap();
-    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
-    let mut rows = stmt
-        .query(params_from_iter(s.binds.iter().map(bind)))
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().unwrap() {
-        let mut m = Map::new();
-        for (i, n) in names.iter().enumerate() {
-            let v = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
-                rusqlite::types::Value::Null => Value::Null,
-                rusqlite::types::Value::Integer(i) => json!(i),
-                rusqlite::types::Value::Real(f) => json!(f),
-                rusqlite::types::Value::Text(t) => json!(t),
-                rusqlite::types::Value::Blob(_) => Value::Null,
-            };
-            m.insert(n.clone(), v);
-        }
-        out.push(m);
-    }
-    out
-}
 
 fn exec(conn: &Connection, s: &Statement) -> usize {
     conn.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))

@@ -5,7 +5,8 @@
 //! with `limits.rps` ([`starling_core::ratelimit::Bucket`], keyed by a hash of the token, never the
 //! token). An object serialises its calls, so counts are exact; a tenant's traffic only ever waits on
 //! its own object, so a noisy tenant cannot slow another. If an object is evicted its counters start
-//! again, which only ever errs towards letting a request through.
+//! again, which only ever errs towards letting a request through. Large plans are counted through
+//! leases (see [`take`]), so one object keeps up with a busy tenant.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
 use starling_core::plan::Quota;
-use starling_core::ratelimit::{Bucket, Decision, Window};
+use starling_core::ratelimit::{lease_size, Bucket, Decision, Lease, Window};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::error::ApiError;
@@ -47,13 +48,14 @@ impl DurableObject for Limiter {
         let now = worker::Date::now().as_millis() as i64;
         let quota = q.get("quota").cloned().unwrap_or_default();
         let limit = num("limit").unwrap_or(u32::MAX);
+        let want = num("want").unwrap_or(1);
 
         // The plan's hourly window first: a request refused there does not use the token's bucket.
         let mut windows = self.windows.borrow_mut();
         let window = windows
             .entry(quota)
             .or_insert_with(|| Window::new(now, WINDOW_MS));
-        let mut decision = window.take(now, limit, WINDOW_MS);
+        let (granted, mut decision) = window.take_many(now, limit, WINDOW_MS, want);
         if decision.allowed {
             if let (Some(rps), Some(token)) = (num("rps"), q.get("token")) {
                 let mut buckets = self.buckets.borrow_mut();
@@ -71,6 +73,7 @@ impl DurableObject for Limiter {
             }
         }
         Response::from_json(&serde_json::json!({
+            "granted": granted,
             "allowed": decision.allowed,
             "limit": decision.limit,
             "remaining": decision.remaining,
@@ -80,8 +83,18 @@ impl DurableObject for Limiter {
     }
 }
 
+thread_local! {
+    /// Requests this isolate took ahead from each tenant's windows, by (tenant, quota).
+    static LEASES: RefCell<HashMap<(String, &'static str), Lease>> = RefCell::new(HashMap::new());
+}
+
 /// Counts one request of `tenant` against its plan's `per_hour` for `quota`, and against the token's
 /// `limits.rps` when it has one.
+///
+/// Tokens with `limits.rps` ask the tenant's object on every request (the bucket is per second). Other
+/// requests of a large plan spend a lease: the object hands this isolate [`lease_size`] requests at a
+/// time, so a busy tenant calls its object once per lease, not once per request, and the limit still
+/// holds across isolates (leased units count as used).
 pub async fn take(
     env: &Env,
     tenant: &str,
@@ -90,6 +103,18 @@ pub async fn take(
     token: &str,
     rps: Option<u32>,
 ) -> std::result::Result<Decision, ApiError> {
+    let now = worker::Date::now().as_millis() as i64;
+    let lease_key = (tenant.to_owned(), quota.as_str());
+    if rps.is_none() {
+        if let Some(d) = LEASES.with(|l| l.borrow_mut().get_mut(&lease_key)?.take(now)) {
+            return Ok(d);
+        }
+    }
+    let want = if rps.is_none() {
+        lease_size(per_hour)
+    } else {
+        1
+    };
     let unavailable = |e: worker::Error| ApiError::Unavailable(format!("rate limiter: {e}"));
     let namespace = env.durable_object(BINDING).map_err(unavailable)?;
     let stub = namespace
@@ -97,7 +122,7 @@ pub async fn take(
         .and_then(|id| id.get_stub())
         .map_err(unavailable)?;
     let mut url = format!(
-        "https://limiter.internal/take?quota={}&limit={per_hour}",
+        "https://limiter.internal/take?quota={}&limit={per_hour}&want={want}",
         quota.as_str()
     );
     if let Some(rps) = rps {
@@ -108,7 +133,7 @@ pub async fn take(
     let mut resp = stub.fetch_with_str(&url).await.map_err(unavailable)?;
     let v: serde_json::Value = resp.json().await.map_err(unavailable)?;
     let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
-    Ok(Decision {
+    let decision = Decision {
         allowed: v
             .get("allowed")
             .and_then(serde_json::Value::as_bool)
@@ -117,7 +142,18 @@ pub async fn take(
         remaining: num("remaining"),
         retry_after_secs: num("retry_after"),
         window_secs: num("window").max(1),
-    })
+    };
+    let granted = num("granted");
+    if granted > 1 {
+        LEASES.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.len() >= MAX_BUCKETS {
+                l.clear();
+            }
+            l.insert(lease_key, Lease::new(granted, now, WINDOW_MS, decision));
+        });
+    }
+    Ok(decision)
 }
 
 /// Sets the `RateLimit-*` headers (IETF draft names) on a response.

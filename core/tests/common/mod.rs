@@ -39,3 +39,29 @@ pub fn run(conn: &mut Connection, statements: &[Statement]) -> rusqlite::Result<
     }
     tx.commit()
 }
+
+/// A query's rows as D1 hands them to the worker: JSON objects keyed by column name.
+pub fn rows(conn: &Connection, s: &Statement) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::{json, Map, Value};
+    let mut stmt = conn.prepare(&s.sql).unwrap();
+    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+    let mut rows = stmt
+        .query(params_from_iter(s.binds.iter().map(bind)))
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().unwrap() {
+        let mut m = Map::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
+                rusqlite::types::Value::Null => Value::Null,
+                rusqlite::types::Value::Integer(i) => json!(i),
+                rusqlite::types::Value::Real(f) => json!(f),
+                rusqlite::types::Value::Text(t) => json!(t),
+                rusqlite::types::Value::Blob(_) => Value::Null,
+            };
+            m.insert(n.clone(), v);
+        }
+        out.push(m);
+    }
+    out
+}

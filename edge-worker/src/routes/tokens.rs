@@ -5,7 +5,8 @@
 //! metadata is stored, the JWT is returned once. Revoking sets `revoked_at`: the edge refuses the `jti`
 //! once its tenant cache refreshes (`tenants::TTL_MS`). Keys are stored as public keys only.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+use starling_core::sql::Statement;
 use starling_core::{keys, mint};
 use worker::{Env, Request, Response};
 
@@ -56,15 +57,7 @@ pub async fn mint(
 /// `GET /v0/admin/tenants/{id}/tokens`: the tenant's minted tokens, newest first (never the JWTs).
 pub async fn list(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
     active(env, id, outcome).await?;
-    let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &mint::list(id))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let data: Vec<Value> = rows.iter().map(mint::metadata_json).collect();
-    Ok(
-        Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
-            .expect("json"),
-    )
+    listing(env, &mint::list(id), mint::metadata_json).await
 }
 
 /// `DELETE /v0/admin/tenants/{id}/tokens/{token_id}`: revokes a token (idempotent).
@@ -121,15 +114,7 @@ pub async fn add_key(
 /// `GET /v0/admin/tenants/{id}/keys`: the tenant's keys (public halves only).
 pub async fn list_keys(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
     active(env, id, outcome).await?;
-    let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &keys::list(id))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let data: Vec<Value> = rows.iter().map(keys::to_json).collect();
-    Ok(
-        Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
-            .expect("json"),
-    )
+    listing(env, &keys::list(id), keys::to_json).await
 }
 
 /// `DELETE /v0/admin/tenants/{id}/keys/{key_id}`: revokes a key; tokens it signed are refused.
@@ -151,13 +136,29 @@ pub async fn revoke_key(
 
 async fn find_key(env: &Env, id: &str, key_id: &str) -> Result<Value, ApiError> {
     let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &keys::list(id))
+    let rows = d1::rows(&db, &keys::select(id, key_id))
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    rows.iter()
-        .find(|r| r.get("key_id").and_then(Value::as_str) == Some(key_id))
+    rows.first()
         .map(keys::to_json)
         .ok_or_else(|| ApiError::NoSuch(format!("key '{key_id}' of tenant '{id}'")))
+}
+
+/// `{"rows", "data"}` of a listing query's rows.
+async fn listing(
+    env: &Env,
+    statement: &Statement,
+    to_json: fn(&Map<String, Value>) -> Value,
+) -> Result<Response, ApiError> {
+    let db = tenants::pool(env)?;
+    let rows = d1::rows(&db, statement)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let data: Vec<Value> = rows.iter().map(to_json).collect();
+    Ok(
+        Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
+            .expect("json"),
+    )
 }
 
 /// Tokens and keys belong to tenants created through the admin API.
