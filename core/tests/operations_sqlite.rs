@@ -2,7 +2,7 @@
 //! loaded with the real D1 migrations.
 
 use rusqlite::{params_from_iter, Connection};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use starling_core::audit::{self, Denial, Reason};
 use starling_core::lifecycle::{cutoff, erase, expire, DateColumn, EXEMPT_TABLES, TENANT_TABLES};
 use starling_core::sql::Statement;
