@@ -98,16 +98,26 @@ export async function startWorker({ extraArgs = [], config, silo = false } = {})
       let json; try { json = JSON.parse(text); } catch { json = undefined; }
       return { status: r.status, json, text };
     },
-    /** Runs one SQL statement on a local D1 database (`DB` unless named) and returns its rows. */
+    /**
+     * Runs one SQL statement on a local D1 database (`DB` unless named) and returns its rows. The running
+     * worker holds the same SQLite file: when it is writing at that instant, wrangler's separate process
+     * gets SQLITE_BUSY, so that (and only that) is retried a few times.
+     */
     d1(sql, database = 'DB') {
-      let out;
-      try {
-        out = execFileSync(WRANGLER, ['d1', 'execute', database, '--local', '--persist-to', dir, '--json', '--command', sql],
-          { cwd: ROOT, env: ENV, stdio: 'pipe' }).toString();
-      } catch (e) {
-        throw new Error(`wrangler d1 execute ${database} failed: ${sql.slice(0, 300)}\n${e.stdout ?? ''}${e.stderr ?? ''}`.slice(0, 4000));
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const out = execFileSync(WRANGLER, ['d1', 'execute', database, '--local', '--persist-to', dir, '--json', '--command', sql],
+            { cwd: ROOT, env: ENV, stdio: 'pipe' }).toString();
+          return JSON.parse(out)[0].results;
+        } catch (e) {
+          const text = `${e.stdout ?? ''}${e.stderr ?? ''}`;
+          if (attempt < 5 && /SQLITE_BUSY|database is locked/.test(text)) {
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200 * attempt);
+            continue;
+          }
+          throw new Error(`wrangler d1 execute ${database} failed: ${sql.slice(0, 300)}\n${text}`.slice(0, 4000));
+        }
       }
-      return JSON.parse(out)[0].results;
     },
     /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
     async until(fn, { timeoutMs = 20_000, what = 'condition' } = {}) {
