@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use starling_core::event::{EnrichedEvent, Quarantined};
 use starling_core::time::day_string;
-use worker::{Bucket, Env, HttpMetadata, Result};
+use worker::{Bucket, Env, HttpMetadata, Objects, Result};
 
 use crate::env;
 
@@ -90,11 +90,7 @@ pub async fn read_day(bucket: &Bucket, tenant: &str, day: &str) -> Result<Vec<En
     let mut events = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut list = bucket.list().prefix(prefix.clone()).limit(1000);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await?;
+        let (page, next) = list_page(bucket, &prefix, false, cursor).await?;
         for obj in page.objects() {
             let Some(o) = bucket.get(obj.key()).execute().await? else {
                 continue;
@@ -111,47 +107,28 @@ pub async fn read_day(bucket: &Bucket, tenant: &str, day: &str) -> Result<Vec<En
                 }
             }
         }
-        if !page.truncated() {
-            break;
-        }
-        cursor = page.cursor();
-        if cursor.is_none() {
-            break;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
     }
     Ok(events)
 }
 
-/// Deletes every object under `prefix` for which `delete` is true; returns how many.
-pub async fn delete_prefix(
-    bucket: &Bucket,
-    prefix: &str,
-    delete: impl Fn(&str) -> bool,
-) -> Result<u64> {
+/// Deletes every object under `prefix`; returns how many.
+pub async fn delete_prefix(bucket: &Bucket, prefix: &str) -> Result<u64> {
     let mut deleted = 0;
     let mut cursor: Option<String> = None;
     loop {
-        let mut list = bucket.list().prefix(prefix.to_owned()).limit(1000);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await?;
-        let keys: Vec<String> = page
-            .objects()
-            .iter()
-            .map(|o| o.key())
-            .filter(|k| delete(k))
-            .collect();
+        let (page, next) = list_page(bucket, prefix, false, cursor).await?;
+        let keys: Vec<String> = page.objects().iter().map(|o| o.key()).collect();
         if !keys.is_empty() {
             deleted += keys.len() as u64;
             bucket.delete_multiple(keys).await?;
         }
-        if !page.truncated() {
-            break;
-        }
-        cursor = page.cursor();
-        if cursor.is_none() {
-            break;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
     }
     Ok(deleted)
@@ -162,23 +139,36 @@ pub async fn day_folders(bucket: &Bucket, prefix: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut list = bucket
-            .list()
-            .prefix(prefix.to_owned())
-            .delimiter("/")
-            .limit(1000);
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await?;
+        let (page, next) = list_page(bucket, prefix, true, cursor).await?;
         out.extend(page.delimited_prefixes());
-        if !page.truncated() {
-            break;
-        }
-        cursor = page.cursor();
-        if cursor.is_none() {
-            break;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
     }
     Ok(out)
+}
+
+/// One page (up to 1,000 entries) of a listing under `prefix`, grouped into folders at `/` when
+/// `folders`; with the cursor of the next page, `None` after the last.
+async fn list_page(
+    bucket: &Bucket,
+    prefix: &str,
+    folders: bool,
+    cursor: Option<String>,
+) -> Result<(Objects, Option<String>)> {
+    let mut list = bucket.list().prefix(prefix.to_owned()).limit(1000);
+    if folders {
+        list = list.delimiter("/");
+    }
+    if let Some(c) = cursor {
+        list = list.cursor(c);
+    }
+    let page = list.execute().await?;
+    let next = if page.truncated() {
+        page.cursor()
+    } else {
+        None
+    };
+    Ok((page, next))
 }

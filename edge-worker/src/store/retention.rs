@@ -8,8 +8,7 @@
 use serde_json::Value;
 use starling_core::lifecycle;
 use starling_core::tenant::{self, Status, DEFAULT_RETENTION_DAYS};
-use starling_core::time::{day_string, parse_day};
-use worker::{Bucket, Env};
+use worker::Env;
 
 use crate::env;
 use crate::store::{archive, d1};
@@ -72,7 +71,7 @@ pub async fn erase(env: &Env, id: &str, silo: Option<&str>) -> worker::Result<(u
     let bucket = archive::bucket(env)?;
     let mut objects = 0;
     for prefix in lifecycle::archive_prefixes(id) {
-        objects += archive::delete_prefix(&bucket, &prefix, |_| true).await?;
+        objects += archive::delete_prefix(&bucket, &prefix).await?;
     }
     Ok((rows, objects))
 }
@@ -114,23 +113,12 @@ async fn expire(env: &Env, task: &Task, now: i64) -> worker::Result<(u64, u64)> 
     let bucket = archive::bucket(env)?;
     let mut objects = 0;
     for prefix in lifecycle::archive_prefixes(&task.tenant_id) {
-        objects += expire_folders(&bucket, &prefix, cutoff).await?;
-    }
-    Ok((rows, objects))
-}
-
-/// Deletes the day folders under `prefix` that end before the cutoff.
-async fn expire_folders(bucket: &Bucket, prefix: &str, cutoff: i64) -> worker::Result<u64> {
-    let cutoff_day = day_string(cutoff);
-    let mut deleted = 0;
-    for folder in archive::day_folders(bucket, prefix).await? {
-        let day = folder
-            .strip_prefix(prefix)
-            .and_then(|d| d.strip_suffix('/'))
-            .filter(|d| parse_day(d).is_some());
-        if day.is_some_and(|d| d < cutoff_day.as_str()) {
-            deleted += archive::delete_prefix(bucket, &folder, |_| true).await?;
+        // Whole day folders (`{prefix}{YYYY-MM-DD}/`) before the cutoff, without listing each object.
+        for folder in archive::day_folders(&bucket, &prefix).await? {
+            if lifecycle::archive_key_expired(&folder, &task.tenant_id, cutoff) {
+                objects += archive::delete_prefix(&bucket, &folder).await?;
+            }
         }
     }
-    Ok(deleted)
+    Ok((rows, objects))
 }
