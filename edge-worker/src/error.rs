@@ -151,6 +151,13 @@ impl ApiError {
     }
 }
 
+/// A failed runtime call (D1, R2, a binding) is a dependency failure: 503, retry. Its text is logged only.
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         Self::Token(e)

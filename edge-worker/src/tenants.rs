@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::thread::LocalKey;
 
 use starling_core::tenant::{Status, Tenant};
 use starling_core::{keys, mint, tenant};
@@ -62,35 +63,48 @@ pub struct TenantKey {
     pub public_key: [u8; 32],
 }
 
+/// Entries by id with the time they were loaded (milliseconds).
+type Cache<V> = RefCell<HashMap<String, (u64, V)>>;
+
 thread_local! {
-    static TENANTS: RefCell<HashMap<String, (u64, Rc<TenantState>)>> = RefCell::new(HashMap::new());
-    static KEYS: RefCell<HashMap<String, (u64, Option<TenantKey>)>> = RefCell::new(HashMap::new());
+    static TENANTS: Cache<Rc<TenantState>> = RefCell::new(HashMap::new());
+    static KEYS: Cache<Option<TenantKey>> = RefCell::new(HashMap::new());
 }
 
 fn now() -> u64 {
     worker::Date::now().as_millis()
 }
 
-/// The tenant's state, from the cache or the pool `DB`.
-pub async fn state(env: &Env, tenant_id: &str) -> Result<Rc<TenantState>, ApiError> {
-    let t = now();
-    if let Some(hit) = TENANTS.with(|c| {
+/// The entry for `id` if it was loaded less than [`TTL_MS`] before `at`.
+fn fresh<V: Clone>(cache: &'static LocalKey<Cache<V>>, id: &str, at: u64) -> Option<V> {
+    cache.with(|c| {
         c.borrow()
-            .get(tenant_id)
-            .filter(|(at, _)| t.saturating_sub(*at) < TTL_MS)
-            .map(|(_, s)| Rc::clone(s))
-    }) {
-        return Ok(hit);
-    }
-    let db = pool(env)?;
-    let loaded = Rc::new(load(&db, tenant_id, (t / 1000) as i64).await?);
-    TENANTS.with(|c| {
+            .get(id)
+            .filter(|(loaded, _)| at.saturating_sub(*loaded) < TTL_MS)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// Keeps `value` for `id`, loaded at `at`; a cache past [`MAX_ENTRIES`] starts over.
+fn remember<V>(cache: &'static LocalKey<Cache<V>>, id: &str, at: u64, value: V) {
+    cache.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= MAX_ENTRIES {
             c.clear();
         }
-        c.insert(tenant_id.to_owned(), (t, Rc::clone(&loaded)));
+        c.insert(id.to_owned(), (at, value));
     });
+}
+
+/// The tenant's state, from the cache or the pool `DB`.
+pub async fn state(env: &Env, tenant_id: &str) -> Result<Rc<TenantState>, ApiError> {
+    let t = now();
+    if let Some(hit) = fresh(&TENANTS, tenant_id, t) {
+        return Ok(hit);
+    }
+    let db = pool(env)?;
+    let loaded = Rc::new(load(&db, tenant_id, (t / 1000) as i64).await?);
+    remember(&TENANTS, tenant_id, t, Rc::clone(&loaded));
     Ok(loaded)
 }
 
@@ -139,12 +153,7 @@ pub fn forget_keys() {
 /// The registered, unrevoked key with this id, from the cache or the pool `DB`.
 pub async fn key(env: &Env, key_id: &str) -> Result<Option<TenantKey>, ApiError> {
     let t = now();
-    if let Some(hit) = KEYS.with(|c| {
-        c.borrow()
-            .get(key_id)
-            .filter(|(at, _)| t.saturating_sub(*at) < TTL_MS)
-            .map(|(_, k)| k.clone())
-    }) {
+    if let Some(hit) = fresh(&KEYS, key_id, t) {
         return Ok(hit);
     }
     let db = pool(env)?;
@@ -157,19 +166,13 @@ pub async fn key(env: &Env, key_id: &str) -> Result<Option<TenantKey>, ApiError>
             public_key: keys::decode(r.get("public_key")?.as_str()?)?,
         })
     });
-    KEYS.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= MAX_ENTRIES {
-            c.clear();
-        }
-        c.insert(key_id.to_owned(), (t, found.clone()));
-    });
+    remember(&KEYS, key_id, t, found.clone());
     Ok(found)
 }
 
 /// The pool database (the tenant registry and everything of pool tenants).
 pub fn pool(env: &Env) -> Result<D1Database, ApiError> {
-    d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))
+    Ok(d1::db(env)?)
 }
 
 /// The database holding a tenant's analytics.

@@ -67,9 +67,7 @@ pub async fn handle(
                 (from * 86_400, (to + 1) * 86_400)
             };
             let statements = rollup::rebuild_reset(&tenant, from, to, full);
-            d1::run_atomic(&db, &statements)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            d1::run_atomic(&db, &statements).await?;
             Ok(
                 Response::from_json(&serde_json::json!({ "reset": true, "full": full }))
                     .expect("json"),
@@ -78,16 +76,12 @@ pub async fn handle(
         Route::RebuildDay => {
             let day = param(&params, "day").unwrap_or_default().to_owned();
             day_param(&params, "day")?;
-            let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            let events = archive::read_day(&bucket, &tenant, &day)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let bucket = archive::bucket(env)?;
+            let events = archive::read_day(&bucket, &tenant, &day).await?;
             let now = (worker::Date::now().as_millis() / 1000) as i64;
             let statements = rollup::statements_for(&events, now);
             for chunk in statements.chunks(STATEMENTS_PER_BATCH) {
-                d1::run_atomic(&db, chunk)
-                    .await
-                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                d1::run_atomic(&db, chunk).await?;
             }
             outcome.rows = Some(events.len());
             Ok(
@@ -105,9 +99,7 @@ pub async fn handle(
                 ));
             }
             outcome.rows = Some(batch.events.len());
-            let result = consumer::apply(batch, env)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let result = consumer::apply(batch, env).await?;
             Ok(Response::from_json(&serde_json::json!({ "outcome": result })).expect("json"))
         }
     }
@@ -133,15 +125,12 @@ pub async fn export(
             "export at most 31 days per call: date_from <= date_to <= date_from + 30".into(),
         ));
     }
-    let bucket = archive::bucket(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let bucket = archive::bucket(env)?;
     let mut body = String::new();
     let mut rows = 0;
     for day in from..=to {
         let day = day_string(day * 86_400);
-        for e in archive::read_day(&bucket, tenant, &day)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        {
+        for e in archive::read_day(&bucket, tenant, &day).await? {
             body.push_str(&serde_json::to_string(&e).unwrap_or_default());
             body.push('\n');
             rows += 1;

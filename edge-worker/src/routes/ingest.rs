@@ -74,7 +74,7 @@ pub async fn post_events(
         .unwrap_or_default();
     let header_ua = req.headers().get("User-Agent").ok().flatten();
     let geo = geo(&req);
-    let db = store::d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let db = store::d1::db(env)?;
     let salt = store::salt::for_day(&db, &day_string(now.div_euclid(1000)))
         .await
         .map_err(|e| ApiError::Unavailable(format!("salt: {e}")))?;

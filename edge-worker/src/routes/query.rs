@@ -69,9 +69,7 @@ pub async fn get_pipe(
         }
     }
     let db = tenants::data_db(env, &caller.state)?;
-    let results = d1::rows_batch(&db, &plan.statements)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let results = d1::rows_batch(&db, &plan.statements).await?;
     let out = query::assemble(&plan, results)?;
     let body = serde_json::json!({
         "meta": out.meta,

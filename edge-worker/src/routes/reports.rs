@@ -51,9 +51,7 @@ async fn usage_response(
     )
     .map_err(ApiError::BadRequest)?;
     let db = tenants::data_db(env, state)?;
-    let rows = d1::rows(&db, &usage::select(tenant, &from, &to))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let rows = d1::rows(&db, &usage::select(tenant, &from, &to)).await?;
     let mut resp = Response::from_json(&usage::to_json(tenant, &from, &to, &rows)).expect("json");
     let _ = resp.headers_mut().set("Cache-Control", "private, no-store");
     Ok(resp)
@@ -64,8 +62,6 @@ pub async fn get_audit(req: Request, env: &Env) -> Result<Response, ApiError> {
     let params = query_pairs(&req);
     let filter = audit::parse_filter(&params, now_secs()).map_err(ApiError::BadRequest)?;
     let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &audit::select(&filter))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let rows = d1::rows(&db, &audit::select(&filter)).await?;
     Ok(Response::from_json(&audit::to_json(&rows)).expect("json"))
 }

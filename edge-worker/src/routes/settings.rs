@@ -42,11 +42,9 @@ pub async fn put(
     let json: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body must be a JSON object: {e}")))?;
     let stored = settings::validate(&json).map_err(|e| ApiError::BadRequest(e.message()))?;
-    let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let db = d1::db(env)?;
     let statement = settings::upsert(tenant, &stored, now_ms().div_euclid(1000));
-    d1::run_atomic(&db, &[statement])
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    d1::run_atomic(&db, &[statement]).await?;
     Ok(Response::from_json(&settings::to_json(tenant, &stored)).expect("json"))
 }
 
@@ -59,10 +57,8 @@ pub async fn get_tenant(
     let params = query_pairs(&req);
     let caller = authenticate(&req, env, &params, Need::AnyRead, outcome).await?;
     let tenant = caller.tenant.as_str();
-    let db = d1::db(env).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let rows = d1::rows(&db, &settings::select(tenant))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let db = d1::db(env)?;
+    let rows = d1::rows(&db, &settings::select(tenant)).await?;
     let stored = settings::from_row(rows.first());
     let mut resp = Response::from_json(&settings::to_json(tenant, &stored)).expect("json");
     let _ = resp

@@ -55,9 +55,7 @@ pub async fn create(
     let theme = theme(&json, &t, now)?;
     let mut statements = vec![tenant::upsert(&t)];
     statements.extend(theme.iter().map(|(s, _)| s.clone()));
-    d1::run_atomic(&db, &statements)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    d1::run_atomic(&db, &statements).await?;
     tenants::forget(&id);
     let theme_json = theme.map(|(_, v)| v).unwrap_or(Value::Null);
     Ok(Response::from_json(&tenant::to_json(&t, theme_json))
@@ -78,9 +76,7 @@ pub async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
     };
     let after = param(&params, "after");
     let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &tenant::list(after, limit))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let rows = d1::rows(&db, &tenant::list(after, limit)).await?;
     let data: Vec<Value> = rows
         .iter()
         .filter_map(tenant::from_row)
@@ -122,9 +118,7 @@ pub async fn update(
     let mut statements = vec![tenant::upsert(&t)];
     statements.extend(theme.iter().map(|(s, _)| s.clone()));
     let db = tenants::pool(env)?;
-    d1::run_atomic(&db, &statements)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    d1::run_atomic(&db, &statements).await?;
     tenants::forget(id);
     let theme_json = match theme {
         Some((_, v)) => v,
@@ -150,9 +144,7 @@ pub async fn erase(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Respons
             .map_err(|e| ApiError::BadRequest(e.message()))?,
     };
     let tombstone = tenant::tombstone(&current, now);
-    d1::run_atomic(&pool, &[tenant::upsert(&tombstone)])
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    d1::run_atomic(&pool, &[tenant::upsert(&tombstone)]).await?;
     tenants::forget(id);
     tenants::forget_keys();
     let (d1_rows, r2_objects) = retention::erase(env, id, current.database.as_deref())
@@ -167,8 +159,12 @@ pub async fn erase(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Respons
     .expect("json"))
 }
 
-/// The active tenant `id`, or 404.
-async fn existing(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Tenant, ApiError> {
+/// The active tenant `id`, or 404 (tokens and keys too belong only to tenants created here).
+pub(super) async fn existing(
+    env: &Env,
+    id: &str,
+    outcome: &mut Outcome,
+) -> Result<Tenant, ApiError> {
     path_tenant(id)?;
     outcome.tenant = Some(id.to_owned());
     let db = tenants::pool(env)?;
@@ -178,7 +174,7 @@ async fn existing(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Tenant, 
         .filter(|t| t.status == Status::Active)
         .ok_or_else(|| {
             ApiError::NoSuch(format!(
-                "tenant '{id}': create it with POST /v0/admin/tenants"
+                "tenant '{id}': create it with POST /v0/admin/tenants first"
             ))
         })
 }
@@ -212,9 +208,7 @@ fn theme(json: &Value, t: &Tenant, now: i64) -> Result<Option<(Statement, Value)
 
 async fn stored_theme(env: &Env, id: &str) -> Result<Value, ApiError> {
     let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &settings::select(id))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let rows = d1::rows(&db, &settings::select(id)).await?;
     Ok(match rows.first() {
         Some(row) => theme_json(id, &settings::from_row(Some(row))),
         None => Value::Null,

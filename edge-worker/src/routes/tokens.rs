@@ -10,7 +10,8 @@ use starling_core::sql::Statement;
 use starling_core::{keys, mint};
 use worker::{Env, Request, Response};
 
-use super::{json_body, now_secs, path_tenant, Outcome};
+use super::tenants::existing;
+use super::{json_body, now_secs, Outcome};
 use crate::error::ApiError;
 use crate::store::d1;
 use crate::{env, random, tenants};
@@ -25,7 +26,7 @@ pub async fn mint(
     id: &str,
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
-    active(env, id, outcome).await?;
+    existing(env, id, outcome).await?;
     let json = json_body(&mut req, MAX_BODY).await?;
     let now = now_secs();
     let request = mint::validate(id, &json, now).map_err(|e| ApiError::BadRequest(e.message()))?;
@@ -41,8 +42,7 @@ pub async fn mint(
             mint::select(id, &token_id),
         ],
     )
-    .await
-    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    .await?;
     let mut meta = results
         .get(1)
         .and_then(|rows| rows.first())
@@ -56,7 +56,7 @@ pub async fn mint(
 
 /// `GET /v0/admin/tenants/{id}/tokens`: the tenant's minted tokens, newest first (never the JWTs).
 pub async fn list(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
-    active(env, id, outcome).await?;
+    existing(env, id, outcome).await?;
     listing(env, &mint::list(id), mint::metadata_json).await
 }
 
@@ -67,7 +67,7 @@ pub async fn revoke(
     token_id: &str,
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
-    active(env, id, outcome).await?;
+    existing(env, id, outcome).await?;
     let db = tenants::pool(env)?;
     let results = d1::rows_batch(
         &db,
@@ -76,8 +76,7 @@ pub async fn revoke(
             mint::select(id, token_id),
         ],
     )
-    .await
-    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    .await?;
     tenants::forget(id);
     let row = results
         .get(1)
@@ -98,14 +97,12 @@ pub async fn add_key(
     id: &str,
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
-    active(env, id, outcome).await?;
+    existing(env, id, outcome).await?;
     let json = json_body(&mut req, MAX_BODY).await?;
     let public_key = keys::validate(&json).map_err(|e| ApiError::BadRequest(e.message()))?;
     let key_id = random::id();
     let db = tenants::pool(env)?;
-    d1::run_atomic(&db, &[keys::insert(id, &key_id, &public_key, now_secs())])
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    d1::run_atomic(&db, &[keys::insert(id, &key_id, &public_key, now_secs())]).await?;
     tenants::forget_keys();
     let key = find_key(env, id, &key_id).await?;
     Ok(Response::from_json(&key).expect("json").with_status(201))
@@ -113,7 +110,7 @@ pub async fn add_key(
 
 /// `GET /v0/admin/tenants/{id}/keys`: the tenant's keys (public halves only).
 pub async fn list_keys(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
-    active(env, id, outcome).await?;
+    existing(env, id, outcome).await?;
     listing(env, &keys::list(id), keys::to_json).await
 }
 
@@ -124,11 +121,9 @@ pub async fn revoke_key(
     key_id: &str,
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
-    active(env, id, outcome).await?;
+    existing(env, id, outcome).await?;
     let db = tenants::pool(env)?;
-    d1::run_atomic(&db, &[keys::revoke(id, key_id, now_secs())])
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    d1::run_atomic(&db, &[keys::revoke(id, key_id, now_secs())]).await?;
     tenants::forget_keys();
     let key = find_key(env, id, key_id).await?;
     Ok(Response::from_json(&key).expect("json"))
@@ -136,9 +131,7 @@ pub async fn revoke_key(
 
 async fn find_key(env: &Env, id: &str, key_id: &str) -> Result<Value, ApiError> {
     let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &keys::select(id, key_id))
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let rows = d1::rows(&db, &keys::select(id, key_id)).await?;
     rows.first()
         .map(keys::to_json)
         .ok_or_else(|| ApiError::NoSuch(format!("key '{key_id}' of tenant '{id}'")))
@@ -151,25 +144,10 @@ async fn listing(
     to_json: fn(&Map<String, Value>) -> Value,
 ) -> Result<Response, ApiError> {
     let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, statement)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let rows = d1::rows(&db, statement).await?;
     let data: Vec<Value> = rows.iter().map(to_json).collect();
     Ok(
         Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
             .expect("json"),
     )
-}
-
-/// Tokens and keys belong to tenants created through the admin API.
-async fn active(env: &Env, id: &str, outcome: &mut Outcome) -> Result<(), ApiError> {
-    path_tenant(id)?;
-    outcome.tenant = Some(id.to_owned());
-    let state = tenants::load(&tenants::pool(env)?, id, now_secs()).await?;
-    match state.tenant {
-        Some(t) if t.status == starling_core::tenant::Status::Active => Ok(()),
-        _ => Err(ApiError::NoSuch(format!(
-            "tenant '{id}': create it with POST /v0/admin/tenants first"
-        ))),
-    }
 }
