@@ -34,8 +34,9 @@ pub struct WireEvent {
 
 /// An event after validation and enrichment: the unit stored in R2 and rolled up into D1.
 ///
-/// Field names are stable: they are the NDJSON columns of the R2 archive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Field names are stable: they are the NDJSON columns of the R2 archive. `Default` is all empty (for
+/// fixtures that set only what they test).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnrichedEvent {
     /// Event time, UTC milliseconds since the epoch.
     pub ts: i64,

@@ -90,22 +90,9 @@ mod tests {
             session_id: session.map(Into::into),
             visitor_id: visitor.into(),
             pathname: "/".into(),
-            href: String::new(),
-            source: String::new(),
-            utm_source: String::new(),
-            utm_medium: String::new(),
-            utm_campaign: String::new(),
-            utm_term: String::new(),
-            utm_content: String::new(),
-            browser: String::new(),
-            os: String::new(),
             device: "desktop".into(),
-            is_bot: false,
-            country: String::new(),
-            region: String::new(),
-            city: String::new(),
-            locale: String::new(),
             payload: "{}".into(),
+            ..Default::default()
         }
     }
 

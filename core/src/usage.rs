@@ -215,25 +215,11 @@ mod tests {
             tenant_id: "acme".into(),
             domain: "acme.com".into(),
             action: "page_hit".into(),
-            session_id: None,
             visitor_id: "v".into(),
             pathname: "/".into(),
-            href: String::new(),
-            source: String::new(),
-            utm_source: String::new(),
-            utm_medium: String::new(),
-            utm_campaign: String::new(),
-            utm_term: String::new(),
-            utm_content: String::new(),
-            browser: String::new(),
-            os: String::new(),
-            device: String::new(),
             is_bot,
-            country: String::new(),
-            region: String::new(),
-            city: String::new(),
-            locale: String::new(),
             payload: "{}".into(),
+            ..Default::default()
         }
     }
 

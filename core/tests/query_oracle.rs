@@ -76,27 +76,10 @@ fn blank(tenant: &str, ts_secs: i64) -> EnrichedEvent {
     EnrichedEvent {
         ts: ts_secs * 1000,
         tenant_id: tenant.into(),
-        domain: String::new(),
         action: "page_hit".into(),
-        session_id: None,
-        visitor_id: String::new(),
-        pathname: String::new(),
-        href: String::new(),
-        source: String::new(),
-        utm_source: String::new(),
-        utm_medium: String::new(),
-        utm_campaign: String::new(),
-        utm_term: String::new(),
-        utm_content: String::new(),
-        browser: String::new(),
-        os: String::new(),
-        device: String::new(),
-        is_bot: false,
-        country: String::new(),
-        region: String::new(),
-        city: String::new(),
         locale: "en-US".into(),
         payload: "{}".into(),
+        ..Default::default()
     }
 }
 

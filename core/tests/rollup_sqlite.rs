@@ -26,20 +26,13 @@ fn hit(session: &str, ts_secs: i64, path: &str) -> EnrichedEvent {
         } else {
             String::new()
         },
-        utm_source: String::new(),
-        utm_medium: String::new(),
-        utm_campaign: String::new(),
-        utm_term: String::new(),
-        utm_content: String::new(),
         browser: "firefox".into(),
         os: "linux".into(),
         device: "desktop".into(),
-        is_bot: false,
         country: "DE".into(),
-        region: String::new(),
-        city: String::new(),
         locale: "de-DE".into(),
         payload: "{}".into(),
+        ..Default::default()
     }
 }
 

@@ -1,37 +1,15 @@
 //! Tenant settings statements against an in-memory SQLite loaded with the real D1 migrations.
 
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use starling_core::settings::{from_row, select, upsert, validate};
 mod common;
 
-use common::{bind, migrated_db as db};
+use common::{exec, migrated_db as db, rows};
 use starling_core::sql::Statement;
 
 fn row(conn: &Connection, s: &Statement) -> Option<Map<String, Value>> {
-    let mut stmt = conn.prepare(&s.sql).unwrap();
-    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
-    let mut rows = stmt
-        .query(params_from_iter(s.binds.iter().map(bind)))
-        .unwrap();
-    let r = rows.next().unwrap()?;
-    let mut m = Map::new();
-    for (i, n) in names.iter().enumerate() {
-        let v = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
-            rusqlite::types::Value::Null => Value::Null,
-            rusqlite::types::Value::Integer(i) => json!(i),
-            rusqlite::types::Value::Real(f) => json!(f),
-            rusqlite::types::Value::Text(t) => json!(t),
-            rusqlite::types::Value::Blob(_) => Value::Null,
-        };
-        m.insert(n.clone(), v);
-    }
-    Some(m)
-}
-
-fn exec(conn: &Connection, s: &Statement) {
-    conn.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))
-        .unwrap();
+    rows(conn, s).into_iter().next()
 }
 
 #[test]

@@ -1,20 +1,14 @@
 //! Tenant registry, minted token and tenant key statements against an in-memory SQLite loaded with the
 //! real D1 migrations.
 
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::Connection;
 use serde_json::{json, Map, Value};
-use starling_core::sql::Statement;
 use starling_core::{keys, mint, tenant};
 mod common;
 
-use common::{bind, migrated_db as db, rows};
+use common::{exec, migrated_db as db, rows};
 
 const NOW: i64 = 1_795_428_000;
-
-fn exec(conn: &Connection, s: &Statement) -> usize {
-    conn.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))
-        .unwrap()
-}
 
 fn create(conn: &Connection, body: Value) -> tenant::Tenant {
     let t = tenant::validate_create(&body, None, NOW).unwrap();

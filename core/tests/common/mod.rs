@@ -31,6 +31,12 @@ pub fn bind(v: &SqlValue) -> rusqlite::types::Value {
     }
 }
 
+/// Runs one statement outside a transaction; returns the rows it changed.
+pub fn exec(conn: &Connection, s: &Statement) -> usize {
+    conn.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))
+        .unwrap()
+}
+
 /// Runs statements in one transaction, like a D1 batch: all or nothing.
 pub fn run(conn: &mut Connection, statements: &[Statement]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
