@@ -236,6 +236,7 @@ mod tests {
                     row: "x".into(),
                 })
                 .collect(),
+            spool: None,
         }
     }
 

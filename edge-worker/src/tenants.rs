@@ -103,9 +103,31 @@ pub async fn state(env: &Env, tenant_id: &str) -> Result<Rc<TenantState>, ApiErr
         return Ok(hit);
     }
     let db = pool(env)?;
-    let loaded = Rc::new(load(&db, tenant_id, (t / 1000) as i64).await?);
+    let loaded = match load(&db, tenant_id, (t / 1000) as i64).await {
+        Ok(state) => Rc::new(state),
+        Err(e) => {
+            // D1 is unavailable: keep serving with the state this isolate last knew, however old, so
+            // ingest keeps accepting during a D1 incident (the consumer retries until D1 is back).
+            return match last_known(tenant_id) {
+                Some(stale) => {
+                    crate::log::event(
+                        "warn",
+                        "tenant_state_stale",
+                        &serde_json::json!({ "tenant": tenant_id, "error": e.log_detail() }),
+                    );
+                    Ok(stale)
+                }
+                None => Err(e),
+            };
+        }
+    };
     remember(&TENANTS, tenant_id, t, Rc::clone(&loaded));
     Ok(loaded)
+}
+
+/// The cached state of a tenant whatever its age (for when D1 cannot be read).
+fn last_known(tenant_id: &str) -> Option<Rc<TenantState>> {
+    TENANTS.with(|c| c.borrow().get(tenant_id).map(|(_, v)| Rc::clone(v)))
 }
 
 /// Reads a tenant's state from D1, bypassing the cache (the admin API uses this for its own writes).

@@ -35,6 +35,10 @@ pub struct Caller {
     pub state: Rc<TenantState>,
     /// The quota decision, for the `RateLimit-*` headers.
     pub limit: Decision,
+    /// The tenant's plan (its own, or `DEFAULT_PLAN`) and the limits in force.
+    pub plan: String,
+    /// `PLAN_LIMITS`, parsed.
+    pub limits: PlanLimits,
 }
 
 /// Which grant a route needs.
@@ -108,13 +112,12 @@ pub async fn authenticate(
     }
     let plan = match &state.tenant {
         Some(t) => t.plan.as_str().to_owned(),
-        None => default_plan(env),
+        None => env::default_plan(env),
     };
     if plan == "none" {
         return Err(ApiError::TenantNotProvisioned);
     }
-    let limits = PlanLimits::parse(env::var(env, env::PLAN_LIMITS).as_deref())
-        .map_err(|e| ApiError::Unavailable(format!("PLAN_LIMITS: {e}")))?;
+    let limits = env::plan_limits(env).map_err(ApiError::Unavailable)?;
     let limit = limiter::take(
         env,
         tenant.as_str(),
@@ -122,6 +125,7 @@ pub async fn authenticate(
         limits.per_hour(&plan, quota),
         &token,
         claims.rps,
+        1,
     )
     .await?;
     if !limit.allowed {
@@ -132,6 +136,8 @@ pub async fn authenticate(
         fixed,
         state,
         limit,
+        plan,
+        limits,
     })
 }
 
@@ -153,10 +159,4 @@ async fn verify(env: &Env, token: &str, now_secs: i64) -> Result<Claims, ApiErro
             Ok(claims::confine_to_key_tenant(claims, &key.tenant_id)?)
         }
     }
-}
-
-/// The plan of tenants never created through the admin API (`DEFAULT_PLAN`, "enterprise" when unset;
-/// "none" refuses them).
-fn default_plan(env: &Env) -> String {
-    env::var(env, env::DEFAULT_PLAN).unwrap_or_else(|| "enterprise".into())
 }
