@@ -159,4 +159,8 @@ pub struct QueueBatch {
     pub events: Vec<EnrichedEvent>,
     /// Rejected rows with their reasons.
     pub quarantined: Vec<Quarantined>,
+    /// The tenant's generation when the edge accepted the batch; the consumer drops batches of an older
+    /// generation (`lifecycle::batch_is_stale`). `None` in batches queued before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }

@@ -535,12 +535,14 @@ pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     })
 }
 
-/// Whether a token issued at `issued_at` predates this tenant's re-creation after an erasure, and so
+/// Whether a token issued at `issued_at` may predate this tenant's re-creation after an erasure, and so
 /// must be refused: erasing revokes every token of the tenant, including ones minted by the operator's
-/// own app. Tokens without `iat` cannot be told apart and are accepted; so are tokens of a tenant that
-/// was never erased (apps migrating from Tinybird mint them before registering the tenant).
+/// own app. A token without `iat` cannot prove it was issued after the re-creation, so it is refused
+/// too (tokens of a re-created tenant must carry `iat`; the admin API and `scripts/token.mjs` set it).
+/// Tokens of a tenant that was never erased (generation 1) are accepted with or without `iat` (apps
+/// migrating from Tinybird mint them before registering the tenant).
 pub fn token_predates_recreation(t: &Tenant, issued_at: Option<i64>) -> bool {
-    t.generation > 1 && issued_at.is_some_and(|iat| iat < t.created_at)
+    t.generation > 1 && issued_at.is_none_or(|iat| iat < t.created_at)
 }
 
 const COLUMNS: &str = "tenant_id, display_name, plan, allowed_origins, isolation, database, \
@@ -711,12 +713,14 @@ mod tests {
     fn tokens_issued_before_a_recreation_are_refused() {
         let first = create(json!({"tenant_id": "acme"})).unwrap();
         assert!(!token_predates_recreation(&first, Some(NOW - 86_400)));
+        assert!(!token_predates_recreation(&first, None));
         let erased = tombstone(&first, NOW + 10);
         let again =
             validate_create(&json!({"tenant_id": "acme"}), Some(&erased), NOW + 20).unwrap();
         assert!(token_predates_recreation(&again, Some(NOW)));
         assert!(!token_predates_recreation(&again, Some(NOW + 20)));
-        assert!(!token_predates_recreation(&again, None));
+        // Without iat a token cannot show it was issued after the re-creation (Tinybird-style tokens).
+        assert!(token_predates_recreation(&again, None));
     }
 
     #[test]

@@ -92,13 +92,18 @@ pub async fn post_events(
     outcome.rows = Some(accepted);
     outcome.quarantined = Some(quarantined);
 
-    let batches = chunk(
+    let mut batches = chunk(
         request_id,
         grant.tenant.as_str(),
         now,
         result.events,
         result.quarantined,
     );
+    // The consumer drops batches of an older tenant generation (an erasure in between).
+    let generation = caller.state.generation();
+    batches
+        .iter_mut()
+        .for_each(|b| b.generation = Some(generation));
     enqueue(env, batches).await?;
 
     let status = if param(&params, "wait") == Some("true") {
@@ -139,6 +144,7 @@ fn chunk(
         received_at: now,
         events: Vec::new(),
         quarantined: Vec::new(),
+        generation: None,
     };
     let mut out = vec![new_batch(0)];
     let mut size = 0;
