@@ -8,6 +8,9 @@ pub const ARCHIVE: &str = "ARCHIVE";
 pub const EVENTS: &str = "EVENTS";
 /// Secret: HS256 key for tracker and read tokens (its UTF-8 bytes are the key, as Tinybird signs).
 pub const SIGNING_KEY: &str = "SIGNING_KEY";
+/// Secret, optional: the previous HS256 key during a key rotation (tokens signed with it still verify;
+/// new tokens are signed with `SIGNING_KEY`). Remove it when the rotation window is over.
+pub const SIGNING_KEY_PREVIOUS: &str = "SIGNING_KEY_PREVIOUS";
 /// Secret: bearer token for `/v0/admin/*`.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 

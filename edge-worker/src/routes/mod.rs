@@ -282,6 +282,9 @@ async fn dispatch(
     if req.method() == Method::Options {
         return Ok(cors::preflight());
     }
+    // A missing or short SIGNING_KEY serves nothing, health included: tracker tokens are public, and a
+    // short key could be brute-forced from one of them into read tokens for every tenant.
+    auth::signing_secrets(env)?;
     if route.is_admin() {
         admin::authorize(&req, env)?;
     }
