@@ -535,6 +535,47 @@ pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     })
 }
 
+/// The origins that may embed the dashboard in a frame (its CSP `frame-ancestors`, and the only parents
+/// whose `postMessage` it accepts), besides its own origin: the operator's list `operator` (origins
+/// separated by spaces or commas, as for `allowed_origins`; entries that are not origins are skipped)
+/// and the `allowed_origins` of `tenant` when the dashboard URL names an active one. Unlike ingest, an
+/// empty list allows no other origin.
+pub fn frame_ancestors(operator: &str, tenant: Option<&Tenant>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let tenant_origins = tenant
+        .filter(|t| t.status == Status::Active)
+        .map(|t| t.allowed_origins.as_slice())
+        .unwrap_or_default();
+    let candidates = operator
+        .split([' ', ',', '\n', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .chain(tenant_origins.iter().cloned());
+    for origin in candidates.filter_map(|o| normalize_origin(&o)) {
+        if !out.contains(&origin) {
+            out.push(origin);
+        }
+    }
+    out
+}
+
+/// `csp` with its `frame-ancestors` directive set to `'self'` and `ancestors` (added when absent).
+pub fn with_frame_ancestors(csp: &str, ancestors: &[String]) -> String {
+    let mut directive = String::from("frame-ancestors 'self'");
+    for a in ancestors {
+        directive.push(' ');
+        directive.push_str(a);
+    }
+    let mut parts: Vec<String> = csp
+        .split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.to_ascii_lowercase().starts_with("frame-ancestors"))
+        .map(str::to_owned)
+        .collect();
+    parts.push(directive);
+    parts.join("; ")
+}
+
 /// Whether a token issued at `issued_at` may predate this tenant's re-creation after an erasure, and so
 /// must be refused: erasing revokes every token of the tenant, including ones minted by the operator's
 /// own app. A token without `iat` cannot prove it was issued after the re-creation, so it is refused
@@ -707,6 +748,33 @@ mod tests {
 
     fn origins(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_listed_origins_may_frame_the_dashboard() {
+        let mut t = create(json!({"tenant_id": "acme",
+            "allowed_origins": ["https://acme.example", "https://*.acme.example"]}))
+        .unwrap();
+        assert_eq!(frame_ancestors("", None), Vec::<String>::new());
+        assert_eq!(
+            frame_ancestors(" https://App.example:443,http://127.0.0.1:8080 javascript:x *", None),
+            ["https://app.example", "http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            frame_ancestors("https://acme.example", Some(&t)),
+            ["https://acme.example", "https://*.acme.example"]
+        );
+        t.status = Status::Deleted;
+        assert!(frame_ancestors("", Some(&t)).is_empty());
+        let csp = "default-src 'none'; script-src 'self'; frame-ancestors *";
+        assert_eq!(
+            with_frame_ancestors(csp, &[]),
+            "default-src 'none'; script-src 'self'; frame-ancestors 'self'"
+        );
+        assert_eq!(
+            with_frame_ancestors("default-src 'none'", &["https://a.example".into()]),
+            "default-src 'none'; frame-ancestors 'self' https://a.example"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 pub const DB: &str = "DB";
 /// R2 bucket with the raw event archive and quarantined rows.
 pub const ARCHIVE: &str = "ARCHIVE";
+/// Static assets (dashboard, embed element, tracker): `www/dist`.
+pub const ASSETS: &str = "ASSETS";
 /// Queue producer for accepted event batches.
 pub const EVENTS: &str = "EVENTS";
 /// Secret: HS256 key for tracker and read tokens (its UTF-8 bytes are the key, as Tinybird signs).
@@ -21,6 +23,10 @@ pub const DEFAULT_PLAN: &str = "DEFAULT_PLAN";
 pub const PLAN_LIMITS: &str = "PLAN_LIMITS";
 /// Variable: retention in days for tenants never created through the admin API (default 395).
 pub const DEFAULT_RETENTION_DAYS: &str = "DEFAULT_RETENTION_DAYS";
+
+/// Variable: origins (separated by spaces) that may embed the dashboard in a frame, besides its own
+/// and, for `/dashboard/?tenant=ID`, that tenant's `allowed_origins`. Empty: no other origin.
+pub const FRAME_ANCESTORS: &str = "FRAME_ANCESTORS";
 
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";

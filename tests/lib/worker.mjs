@@ -48,12 +48,11 @@ export function httpCall(url, { method = 'GET', headers = {}, body } = {}) {
 }
 
 /**
- * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
+ * Starts the worker (`signingKey`: its SIGNING_KEY, 48 random hex characters unless given). `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
  * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it.
  */
-export async function startWorker({ extraArgs = [], config, silo = false } = {}) {
+export async function startWorker({ extraArgs = [], config, silo = false, signingKey = randomBytes(24).toString('hex') } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
-  const signingKey = randomBytes(24).toString('hex');
   const adminToken = randomBytes(24).toString('hex');
   const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
   if (!config) {
