@@ -300,7 +300,8 @@ pub fn check_fixed_dates(
 }
 
 /// Confines the claims of a token signed with a tenant's own key (EdDSA) to that key's tenant: every
-/// scope must be `PIPES:READ` ([`AuthError::ReadOnlyKey`] otherwise), and each scope's
+/// scope must be a read scope (`PIPES:READ`, `USAGE:READ`, `SETTINGS:READ`; [`AuthError::ReadOnlyKey`]
+/// otherwise), and each scope's
 /// `fixed_params.tenant_id` is set to `key_tenant` when absent and must equal it when present
 /// ([`AuthError::CrossTenant`] otherwise). So such a token can only ever read its own tenant.
 pub fn confine_to_key_tenant(mut claims: Claims, key_tenant: &str) -> Result<Claims, AuthError> {

@@ -48,8 +48,9 @@ export function httpCall(url, { method = 'GET', headers = {}, body } = {}) {
 }
 
 /**
- * Starts the worker (`signingKey`: its SIGNING_KEY, 48 random hex characters unless given). `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
- * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it.
+ * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
+ * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. `signingKey` is its SIGNING_KEY
+ * (48 random hex characters unless given; the worker refuses keys under 32 bytes).
  */
 export async function startWorker({ extraArgs = [], config, silo = false, signingKey = randomBytes(24).toString('hex') } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));

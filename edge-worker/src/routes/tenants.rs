@@ -20,7 +20,8 @@ use crate::tenants;
 const MAX_BODY: usize = 16 * 1024;
 
 /// `POST /v0/admin/tenants`: creates a tenant (201), or 409 when the id is taken. An erased id can be
-/// created again; it starts with a new generation and no data.
+/// created again; it starts with a new generation and no data (whatever of the old generation is
+/// still there is erased first).
 pub async fn create(
     mut req: Request,
     env: &Env,
@@ -52,6 +53,13 @@ pub async fn create(
     let t = tenant::validate_create(&json, previous.as_ref(), now)
         .map_err(|e| ApiError::BadRequest(e.message()))?;
     check_database(env, &t)?;
+    if let Some(erased) = &previous {
+        // Leftovers of the old generation (an interrupted erasure, a batch applied meanwhile) must not
+        // become the new tenant's data: erase again before the id goes live.
+        retention::erase(env, &id, erased.database.as_deref())
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("erasure of {id} before re-creation: {e}")))?;
+    }
     let theme = theme(&json, &t, now)?;
     let mut statements = vec![tenant::upsert(&t)];
     statements.extend(theme.iter().map(|(s, _)| s.clone()));
