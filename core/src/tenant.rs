@@ -757,7 +757,10 @@ mod tests {
         .unwrap();
         assert_eq!(frame_ancestors("", None), Vec::<String>::new());
         assert_eq!(
-            frame_ancestors(" https://App.example:443,http://127.0.0.1:8080 javascript:x *", None),
+            frame_ancestors(
+                " https://App.example:443,http://127.0.0.1:8080 javascript:x *",
+                None
+            ),
             ["https://app.example", "http://127.0.0.1:8080"]
         );
         assert_eq!(

@@ -19,7 +19,8 @@ use crate::{env, tenants};
 /// The placeholder in `www/src/index.html` that receives the list of allowed parent origins.
 const META: &str = r#"<meta name="starling-frame-ancestors" content="">"#;
 /// The page's CSP when the asset carries none (the same policy as `scripts/build-www.sh` writes).
-const FALLBACK_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
+const FALLBACK_CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
      connect-src 'self'; base-uri 'none'; form-action 'none'";
 
 /// Serves the dashboard's page; errors become the usual JSON.
@@ -37,10 +38,8 @@ async fn serve(req: Request, env: &Env) -> Result<Response, ApiError> {
         None => None,
     };
     let operator = env::var(env, env::FRAME_ANCESTORS).unwrap_or_default();
-    let ancestors = tenant::frame_ancestors(
-        &operator,
-        state.as_ref().and_then(|s| s.tenant.as_ref()),
-    );
+    let ancestors =
+        tenant::frame_ancestors(&operator, state.as_ref().and_then(|s| s.tenant.as_ref()));
     let mut asset = env
         .assets(env::ASSETS)?
         .fetch(req.url()?.to_string(), None)

@@ -58,7 +58,9 @@ pub async fn create(
         // become the new tenant's data: erase again before the id goes live.
         retention::erase(env, &id, erased.database.as_deref())
             .await
-            .map_err(|e| ApiError::Unavailable(format!("erasure of {id} before re-creation: {e}")))?;
+            .map_err(|e| {
+                ApiError::Unavailable(format!("erasure of {id} before re-creation: {e}"))
+            })?;
     }
     let theme = theme(&json, &t, now)?;
     let mut statements = vec![tenant::upsert(&t)];
