@@ -347,6 +347,23 @@ test('#9 the dashboard can be framed only by allowed origins and takes a token o
       }
     };
     assert.equal(await rendered('tenant=frameco'), true, 'the tenant\'s own site embeds its dashboard and hands it the token');
+    // postMessage: only the allowed parent origin configures the frame (defence in depth under the CSP).
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${origin}/page?tenant=frameco`);
+      const frame = await (await page.waitForSelector('#f')).contentFrame();
+      await frame.waitForSelector('[data-testid=kpi-visits][data-value]', { timeout: 15_000 });
+      const configure = (from, name) => frame.evaluate(([o, n]) => window.dispatchEvent(new MessageEvent('message',
+        { data: { type: 'starling:config', theme: { name: n } }, origin: o, source: window.parent })), [from, name]);
+      const siteName = () => frame.textContent('[data-testid=site-name]');
+      await configure('https://evil.example', 'Evil Corp');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.notEqual(await siteName(), 'Evil Corp', 'a message from an origin that may not frame the dashboard configured it');
+      await configure(origin, 'Friendly Co');
+      await frame.waitForFunction(() => document.querySelector('[data-testid=site-name]').textContent === 'Friendly Co', null, { timeout: 5_000 });
+    } finally {
+      await page.close();
+    }
     assert.equal(await rendered(''), false, 'a page of an origin nobody allowed frames the dashboard and feeds it a token');
     assert.equal(await rendered('tenant=otherco'), false, 'naming a tenant that does not allow this origin frames the dashboard');
   } finally {
