@@ -559,6 +559,15 @@ pub fn frame_ancestors(operator: &str, tenant: Option<&Tenant>) -> Vec<String> {
     out
 }
 
+/// How long (seconds) re-creating the erased tenant `tombstone` must wait at `now_secs` so that every
+/// isolate's cached view of the old generation (kept at most `cache_secs`) has expired: until one second
+/// past `updated_at + cache_secs`. Then the id is erased once more and goes live, so a batch that a
+/// consumer with a stale cache applied in between is erased too, and later batches meet the tombstone
+/// or the new generation.
+pub fn recreation_wait_secs(tombstone: &Tenant, now_secs: i64, cache_secs: i64) -> i64 {
+    (tombstone.updated_at + cache_secs + 1 - now_secs).clamp(0, cache_secs + 1)
+}
+
 /// `csp` with its `frame-ancestors` directive set to `'self'` and `ancestors` (added when absent).
 pub fn with_frame_ancestors(csp: &str, ancestors: &[String]) -> String {
     let mut directive = String::from("frame-ancestors 'self'");
@@ -748,6 +757,17 @@ mod tests {
 
     fn origins(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recreation_waits_until_every_cache_forgot_the_old_generation() {
+        let erased = tombstone(&create(json!({"tenant_id": "acme"})).unwrap(), NOW);
+        assert_eq!(recreation_wait_secs(&erased, NOW, 5), 6);
+        assert_eq!(recreation_wait_secs(&erased, NOW + 4, 5), 2);
+        assert_eq!(recreation_wait_secs(&erased, NOW + 6, 5), 0);
+        assert_eq!(recreation_wait_secs(&erased, NOW + 3600, 5), 0);
+        // A clock going backwards never makes it wait longer than the cache lifetime.
+        assert_eq!(recreation_wait_secs(&erased, NOW - 3600, 5), 6);
     }
 
     #[test]
