@@ -145,7 +145,7 @@ pub async fn authenticate(
 
 /// The HS256 keys tokens verify with (`SIGNING_KEY`, then `SIGNING_KEY_PREVIOUS` when set); the first
 /// one also mints. [`ApiError::Misconfigured`] when `SIGNING_KEY` is missing or either is shorter than
-/// `token::MIN_SIGNING_KEY_BYTES`: the router checks this before serving any route but health.
+/// `token::MIN_SIGNING_KEY_BYTES`: the router checks this before serving any route, health included.
 pub fn signing_secrets(env: &Env) -> Result<Vec<String>, ApiError> {
     let current = env::secret(env, env::SIGNING_KEY);
     let previous = env::secret(env, env::SIGNING_KEY_PREVIOUS);
