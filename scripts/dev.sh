@@ -14,6 +14,10 @@ if [ ! -f .dev.vars ]; then
   printf 'SIGNING_KEY=%s\nADMIN_TOKEN=%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >.dev.vars
 fi
+# The worker refuses to serve with a SIGNING_KEY under 32 bytes (tracker tokens are public, a short key
+# can be brute-forced from one): say so before starting anything.
+key=$(sed -n 's/^SIGNING_KEY=//p' .dev.vars | tr -d '"')
+[ "${#key}" -ge 32 ] || die "SIGNING_KEY in .dev.vars is shorter than 32 bytes: replace it with a random one (e.g. \$(openssl rand -hex 32)) or delete .dev.vars to get a new one"
 [ -f scripts/build-tracker.sh ] && bash scripts/build-tracker.sh
 [ -f scripts/build-www.sh ] && bash scripts/build-www.sh
 bash scripts/build-worker.sh

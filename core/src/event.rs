@@ -165,6 +165,10 @@ pub struct QueueBatch {
     pub events: Vec<EnrichedEvent>,
     /// Rejected rows with their reasons.
     pub quarantined: Vec<Quarantined>,
+    /// The tenant's generation when the edge accepted the batch; the consumer drops batches of an older
+    /// generation (`lifecycle::batch_is_stale`). `None` in batches queued before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     /// Set on a pointer message (claim check): the batch itself is the R2 object this names, written
     /// before the request was answered, and `events`/`quarantined` are empty here.
     #[serde(default, skip_serializing_if = "Option::is_none")]

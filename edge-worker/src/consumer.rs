@@ -5,7 +5,8 @@
 //! `max_retries` it goes to the dead-letter queue, from which it can be replayed.
 //!
 //! Each batch is applied to its tenant's database (a silo tenant's own D1, or the pool `DB`), with the
-//! tenant's usage counters in the same transaction. Batches of an erased tenant are dropped.
+//! tenant's usage counters in the same transaction. Batches of an erased tenant, and batches accepted
+//! for an older generation of their tenant (before an erasure), are dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,6 +14,7 @@ use futures_util::future::join_all;
 use starling_core::caps;
 use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::identity::assign_sessions;
+use starling_core::lifecycle;
 use starling_core::plan::Quota;
 use starling_core::rollup;
 use starling_core::usage;
@@ -59,6 +61,11 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                     worker::Date::now().as_millis(),
                     Ok("dropped_erased"),
                 );
+                msg.ack();
+            }
+            Ok(state) if lifecycle::batch_is_stale(msg.body().generation, state.generation()) => {
+                let now = worker::Date::now().as_millis();
+                log_batch(msg.body(), now, Ok("dropped_stale_generation"));
                 msg.ack();
             }
             Ok(state) => by_db
@@ -392,6 +399,9 @@ pub async fn apply(batch: QueueBatch, env: &Env) -> Result<&'static str> {
         .map_err(|e| worker::Error::RustError(e.log_detail()))?;
     if state.erased() {
         return Ok("dropped_erased");
+    }
+    if lifecycle::batch_is_stale(batch.generation, state.generation()) {
+        return Ok("dropped_stale_generation");
     }
     let database = state.database().to_owned();
     match apply_group(vec![batch], env, &database).await {

@@ -4,6 +4,8 @@
 pub const DB: &str = "DB";
 /// R2 bucket with the raw event archive and quarantined rows.
 pub const ARCHIVE: &str = "ARCHIVE";
+/// Static assets (dashboard, embed element, tracker): `www/dist`.
+pub const ASSETS: &str = "ASSETS";
 /// Queue producer for accepted event batches.
 pub const EVENTS: &str = "EVENTS";
 /// The dead-letter queue of `starling-events` (its name, as the queue handler sees it).
@@ -12,6 +14,9 @@ pub const EVENTS_DLQ: &str = "starling-events-dlq";
 pub const SWEEP_CRON: &str = "* * * * *";
 /// Secret: HS256 key for tracker and read tokens (its UTF-8 bytes are the key, as Tinybird signs).
 pub const SIGNING_KEY: &str = "SIGNING_KEY";
+/// Secret, optional: the previous HS256 key during a key rotation (tokens signed with it still verify;
+/// new tokens are signed with `SIGNING_KEY`). Remove it when the rotation window is over.
+pub const SIGNING_KEY_PREVIOUS: &str = "SIGNING_KEY_PREVIOUS";
 /// Secret: bearer token for `/v0/admin/*`.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
@@ -29,6 +34,10 @@ pub const SPOOL_SWEEP_AFTER_SECS: &str = "SPOOL_SWEEP_AFTER_SECS";
 
 /// Variable: requests with more rows than this are spooled to R2 before the `202` (default 100).
 pub const SPOOL_INLINE_MAX_ROWS: &str = "SPOOL_INLINE_MAX_ROWS";
+
+/// Variable: origins (separated by spaces) that may embed the dashboard in a frame, besides its own
+/// and, for `/dashboard/?tenant=ID`, that tenant's `allowed_origins`. Empty: no other origin.
+pub const FRAME_ANCESTORS: &str = "FRAME_ANCESTORS";
 
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";

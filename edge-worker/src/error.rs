@@ -5,6 +5,7 @@
 
 use starling_core::audit::Reason;
 use starling_core::ratelimit::Decision;
+use starling_core::token::SigningKeyError;
 use starling_core::{claims::AuthError, ingest::IngestError, query::QueryError, token::TokenError};
 use worker::Response;
 
@@ -46,6 +47,9 @@ pub enum ApiError {
     EventsQuota(Decision),
     /// A dependency (queue, D1, R2) failed; the client should retry. The detail is logged only.
     Unavailable(String),
+    /// The deployment's `SIGNING_KEY` (or `SIGNING_KEY_PREVIOUS`) is missing or too short to be safe:
+    /// nothing is served until the operator sets a proper key (503).
+    Misconfigured(SigningKeyError),
 }
 
 impl ApiError {
@@ -64,7 +68,7 @@ impl ApiError {
             Self::AdminDenied => 403,
             Self::MethodNotAllowed(_) => 405,
             Self::RateLimited(_) | Self::EventsQuota(_) => 429,
-            Self::Unavailable(_) => 503,
+            Self::Unavailable(_) | Self::Misconfigured(_) => 503,
         }
     }
 
@@ -100,6 +104,7 @@ impl ApiError {
                 d.limit, d.retry_after_secs
             ),
             Self::Unavailable(_) => "temporarily unavailable: nothing was accepted, retry the request".into(),
+            Self::Misconfigured(e) => format!("this deployment is misconfigured and serves nothing: {e}"),
         }
     }
 

@@ -51,10 +51,11 @@ export function httpCall(url, { method = 'GET', headers = {}, body } = {}) {
  * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
  * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. Unregistered tenants get the
  * enterprise plan unless `keepDefaultPlan` (then wrangler.toml's DEFAULT_PLAN, the free plan).
+ * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
+ * 32 bytes).
  */
-export async function startWorker({ extraArgs = [], config, silo = false, keepDefaultPlan = false } = {}) {
+export async function startWorker({ extraArgs = [], config, silo = false, keepDefaultPlan = false, signingKey = randomBytes(24).toString('hex') } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
-  const signingKey = randomBytes(24).toString('hex');
   const adminToken = randomBytes(24).toString('hex');
   const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
   if (!config) {

@@ -115,9 +115,19 @@ pub async fn post_events(
     outcome.rows = Some(accepted);
     outcome.quarantined = Some(quarantined);
 
+    // The consumer drops batches of an older tenant generation (an erasure in between).
+    let generation = caller.state.generation();
     let rows = accepted + quarantined;
-    let batches = if rows > spool::inline_max_rows(env) {
-        spooled(env, request_id, grant.tenant.as_str(), now, result).await
+    let mut batches = if rows > spool::inline_max_rows(env) {
+        spooled(
+            env,
+            request_id,
+            grant.tenant.as_str(),
+            now,
+            generation,
+            result,
+        )
+        .await
     } else {
         chunk(
             request_id,
@@ -127,6 +137,9 @@ pub async fn post_events(
             result.quarantined,
         )
     };
+    batches
+        .iter_mut()
+        .for_each(|b| b.generation = Some(generation));
     enqueue(env, batches).await?;
 
     let status = if param(&params, "wait") == Some("true") {
@@ -162,6 +175,7 @@ async fn spooled(
     request_id: &str,
     tenant: &str,
     now: i64,
+    generation: i64,
     result: ingest::Outcome,
 ) -> Vec<QueueBatch> {
     let mut parts: Vec<QueueBatch> = Vec::new();
@@ -172,6 +186,7 @@ async fn spooled(
         events: Vec::new(),
         quarantined: Vec::new(),
         spool: None,
+        generation: Some(generation),
     };
     for e in result.events {
         if parts
@@ -253,6 +268,7 @@ fn chunk(
         events: Vec::new(),
         quarantined: Vec::new(),
         spool: None,
+        generation: None,
     };
     let mut out = vec![new_batch(0)];
     let mut size = 0;
