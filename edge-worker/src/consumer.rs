@@ -226,10 +226,10 @@ async fn load(env: &Env, group: &[Message<QueueBatch>]) -> Result<Vec<Option<Que
         match &body.spool {
             None => out.push(Some(body.clone())),
             Some(spooled) => {
-                if bucket.is_none() {
-                    bucket = Some(archive::bucket(env)?);
-                }
-                let bucket = bucket.as_ref().expect("set above");
+                let bucket = match &mut bucket {
+                    Some(b) => b,
+                    None => bucket.insert(archive::bucket(env)?),
+                };
                 out.push(spool::get(bucket, &spooled.key).await?);
             }
         }

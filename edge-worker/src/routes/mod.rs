@@ -19,7 +19,7 @@ use starling_core::audit::{self, Reason};
 use starling_core::usage;
 use worker::{Context, Env, Method, Request, Response};
 
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::{cors, log, random};
 
 /// The OpenAPI document of the whole HTTP API, served at `/v0/openapi.json`.
@@ -263,7 +263,15 @@ impl Route {
             Self::Tenant(_) => "GET, PATCH, DELETE",
             Self::Settings(_) => "PUT",
             Self::Token(..) | Self::Key(..) => "DELETE",
-            _ => "GET",
+            Self::Health
+            | Self::OpenApi
+            | Self::Pipe(_)
+            | Self::TenantJson
+            | Self::UsageJson
+            | Self::Usage(_)
+            | Self::Export(_)
+            | Self::Audit
+            | Self::ExportByParam => "GET",
         }
     }
 
@@ -271,8 +279,32 @@ impl Route {
         self.methods().split(", ").any(|m| m == method.as_ref())
     }
 
+    /// Routes of the operator's admin API (`ADMIN_TOKEN`), listed one by one: a new route is public
+    /// only if it is added to the first arm on purpose.
     fn is_admin(&self) -> bool {
-        self.name().starts_with("admin_")
+        match self {
+            Self::Events
+            | Self::Health
+            | Self::OpenApi
+            | Self::Pipe(_)
+            | Self::TenantJson
+            | Self::UsageJson => false,
+            Self::Tenants
+            | Self::Tenant(_)
+            | Self::Settings(_)
+            | Self::Tokens(_)
+            | Self::Token(..)
+            | Self::Keys(_)
+            | Self::Key(..)
+            | Self::Usage(_)
+            | Self::Export(_)
+            | Self::Audit
+            | Self::RetentionRun
+            | Self::RebuildReset
+            | Self::RebuildDay
+            | Self::ExportByParam
+            | Self::Batches => true,
+        }
     }
 }
 
@@ -295,12 +327,9 @@ async fn dispatch(
     let method = req.method();
     match route {
         Route::Events => ingest::post_events(req, env, request_id, outcome).await,
-        Route::Health => {
-            Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json"))
-        }
+        Route::Health => error::json(&serde_json::json!({ "status": "ok" }), Success::Ok),
         Route::OpenApi => {
-            let mut resp = Response::ok(OPENAPI).expect("response");
-            let _ = resp.headers_mut().set("Content-Type", "application/json");
+            let mut resp = error::text(OPENAPI, "application/json", Success::Ok);
             let _ = resp
                 .headers_mut()
                 .set("Cache-Control", "public, max-age=300");
@@ -314,7 +343,8 @@ async fn dispatch(
         Route::Tenant(id) => match method {
             Method::Get => tenants::read(env, &id, outcome).await,
             Method::Patch => tenants::update(req, env, &id, outcome).await,
-            _ => tenants::erase(env, &id, outcome).await,
+            Method::Delete => tenants::erase(env, &id, outcome).await,
+            _ => Err(ApiError::MethodNotAllowed(Route::Tenant(id).methods())),
         },
         Route::Settings(id) => settings::put(req, env, &id, outcome).await,
         Route::Tokens(id) if method == Method::Post => tokens::mint(req, env, &id, outcome).await,
@@ -328,7 +358,7 @@ async fn dispatch(
         Route::Audit => reports::get_audit(req, env).await,
         Route::RetentionRun => {
             let report = crate::store::retention::run(env).await;
-            Ok(Response::from_json(&report).expect("json"))
+            error::json(&report, Success::Ok)
         }
         Route::RebuildReset | Route::RebuildDay | Route::ExportByParam | Route::Batches => {
             admin::handle(req, env, route, outcome).await
