@@ -9,7 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::claims::is_valid_tenant_id;
-use crate::sql::{SqlValue, Statement};
+use crate::sql::{count, SqlValue, Statement};
 use crate::time::{parse_day, rfc3339, DAY_SECS};
 
 /// Longest token name (and route) kept, in characters.
@@ -257,23 +257,17 @@ pub fn to_json(rows: &[Map<String, Value>]) -> Value {
             let text = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default();
             let known = |k: &str| Some(text(k)).filter(|s| !s.is_empty());
             json!({
-                "time": rfc3339(int(row.get("minute"))),
+                "time": rfc3339(count(row.get("minute"))),
                 "tenant_id": known("tenant_id"),
                 "token_name": known("token_name"),
                 "route": text("route"),
                 "reason": text("reason"),
-                "status": int(row.get("status")),
-                "count": int(row.get("count")),
+                "status": count(row.get("status")),
+                "count": count(row.get("count")),
             })
         })
         .collect();
     json!({ "rows": data.len(), "data": data })
-}
-
-/// An integer from a D1 row (D1 returns JS numbers, so floats too); anything else is 0.
-fn int(v: Option<&Value>) -> i64 {
-    v.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-        .unwrap_or(0)
 }
 
 fn clip(s: &str) -> String {

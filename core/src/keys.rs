@@ -14,8 +14,8 @@ use jwt_compact::alg::{Ed25519, VerifyingKey};
 use jwt_compact::Algorithm;
 use serde_json::{json, Map, Value};
 
+use crate::sql::int;
 use crate::sql::Statement;
-use crate::tenant::int;
 use crate::time::rfc3339;
 
 /// The fields a key body may have.

@@ -15,8 +15,9 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::claims::{APPEND, READ};
+use crate::sql::int;
 use crate::sql::{SqlValue, Statement};
-use crate::tenant::{int, is_valid_hostname};
+use crate::tenant::is_valid_hostname;
 use crate::time::rfc3339;
 use crate::token::LEEWAY_SECS;
 
