@@ -34,6 +34,7 @@ pub mod keys;
 pub mod lifecycle;
 #[cfg(feature = "std")]
 pub mod mint;
+pub mod names;
 #[cfg(feature = "std")]
 pub mod plan;
 #[cfg(feature = "std")]

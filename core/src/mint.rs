@@ -40,29 +40,14 @@ pub const MAX_PIPES: usize = 50;
 /// The fields a mint body may have.
 pub const FIELDS: [&str; 6] = ["name", "kind", "pipes", "domain", "expires_in", "rps"];
 
-/// What a token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TokenKind {
-    /// `DATASOURCES:APPEND` on `analytics_events`: embedded in the tracker.
-    Tracker,
-    /// `PIPES:READ` on some pipes: for dashboards.
-    Read,
-}
-
-impl TokenKind {
-    /// `tracker` or `read`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tracker => "tracker",
-            Self::Read => "read",
-        }
-    }
-
-    /// The kind named `s` (exact, lowercase).
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Tracker, Self::Read]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+crate::named_enum! {
+    /// What a token is for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum TokenKind {
+        /// `DATASOURCES:APPEND` on `analytics_events`: embedded in the tracker.
+        Tracker => "tracker",
+        /// `PIPES:READ` on some pipes: for dashboards.
+        Read => "read",
     }
 }
 

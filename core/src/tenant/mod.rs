@@ -50,84 +50,38 @@ pub const UPDATE_FIELDS: [&str; 5] = [
     "theme",
 ];
 
-/// A tenant's plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Plan {
-    /// The default.
-    Free,
-    /// Paid, pooled.
-    Pro,
-    /// Paid; the only plan that may be isolated in its own database.
-    Enterprise,
-}
-
-impl Plan {
-    /// `free`, `pro` or `enterprise`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Free => "free",
-            Self::Pro => "pro",
-            Self::Enterprise => "enterprise",
-        }
-    }
-
-    /// The plan named `s` (exact, lowercase).
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Free, Self::Pro, Self::Enterprise]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+crate::named_enum! {
+    /// A tenant's plan.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Plan {
+        /// The default.
+        Free => "free",
+        /// Paid, pooled.
+        Pro => "pro",
+        /// Paid; the only plan that may be isolated in its own database.
+        Enterprise => "enterprise",
     }
 }
 
-/// Where a tenant's analytics live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Isolation {
-    /// The shared D1 database `DB` (the default).
-    Pool,
-    /// A D1 database of its own, named by the tenant's `database` binding.
-    Silo,
-}
-
-impl Isolation {
-    /// `pool` or `silo`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pool => "pool",
-            Self::Silo => "silo",
-        }
-    }
-
-    /// The isolation named `s` (exact, lowercase).
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pool, Self::Silo]
-            .into_iter()
-            .find(|i| i.as_str() == s)
+crate::named_enum! {
+    /// Where a tenant's analytics live.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Isolation {
+        /// The shared D1 database `DB` (the default).
+        Pool => "pool",
+        /// A D1 database of its own, named by the tenant's `database` binding.
+        Silo => "silo",
     }
 }
 
-/// Whether a tenant is live or erased.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// Accepts events and queries.
-    Active,
-    /// Erased: a tombstone that keeps its tokens refused; the id may be created again.
-    Deleted,
-}
-
-impl Status {
-    /// `active` or `deleted`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Deleted => "deleted",
-        }
-    }
-
-    /// The status named `s` (exact, lowercase).
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Active, Self::Deleted]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+crate::named_enum! {
+    /// Whether a tenant is live or erased.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Status {
+        /// Accepts events and queries.
+        Active => "active",
+        /// Erased: a tombstone that keeps its tokens refused; the id may be created again.
+        Deleted => "deleted",
     }
 }
 
