@@ -38,7 +38,7 @@ const RETRY_DELAY_SECS: u32 = 10;
 /// this turns a hundred small transactions into one. If a group fails (a race with a redelivery, a D1
 /// error), its messages are applied one by one, each acked or retried on its own.
 pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
-    let started = worker::Date::now().as_millis();
+    let started = crate::clock::now_ms();
     let Some(messages) = decoded(&batch, "queue_decode") else {
         return;
     };
@@ -47,15 +47,11 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     for msg in messages {
         match tenants::state(env, &msg.body().tenant_id).await {
             Ok(state) if state.erased() => {
-                log_batch(
-                    msg.body(),
-                    worker::Date::now().as_millis(),
-                    Ok("dropped_erased"),
-                );
+                log_batch(msg.body(), crate::clock::now_ms(), Ok("dropped_erased"));
                 msg.ack();
             }
             Ok(state) if lifecycle::batch_is_stale(msg.body().generation, state.generation()) => {
-                let now = worker::Date::now().as_millis();
+                let now = crate::clock::now_ms();
                 log_batch(msg.body(), now, Ok("dropped_stale_generation"));
                 msg.ack();
             }
@@ -65,7 +61,7 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                 .push(msg),
             Err(e) => {
                 crate::log::event(
-                    "error",
+                    crate::log::Level::Error,
                     "queue_tenant_lookup",
                     &serde_json::json!({ "error": e.log_detail() }),
                 );
@@ -93,13 +89,13 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     for (database, group) in groups.into_iter().filter(|(_, g)| !g.is_empty()) {
         delivered += group.len();
         events += group.iter().map(|m| m.body().rows()).sum::<usize>();
-        let started = worker::Date::now().as_millis();
+        let started = crate::clock::now_ms();
         // Bodies are read one group at a time (spooled ones from R2), so memory stays bounded by a group.
         let bodies = match load(env, &group).await {
             Ok(b) => b,
             Err(e) => {
                 crate::log::event(
-                    "error",
+                    crate::log::Level::Error,
                     "queue_spool_read",
                     &serde_json::json!({ "messages": group.len(), "error": e.to_string() }),
                 );
@@ -125,12 +121,12 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
             }
             Err(e) => {
                 crate::log::event(
-                    "warn",
+                    crate::log::Level::Warn,
                     "queue_group_fallback",
                     &serde_json::json!({ "messages": group.len(), "error": e.to_string() }),
                 );
                 for (msg, body) in group.iter().zip(bodies) {
-                    let started = worker::Date::now().as_millis();
+                    let started = crate::clock::now_ms();
                     let result = match body {
                         Some(body) => apply(body, env).await,
                         None => Ok("duplicate"),
@@ -148,12 +144,12 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
         }
     }
     crate::log::event(
-        "info",
+        crate::log::Level::Info,
         "queue_delivery",
         &serde_json::json!({
             "messages": delivered,
             "events": events,
-            "latency_ms": worker::Date::now().as_millis() - started,
+            "latency_ms": crate::clock::now_ms() - started,
             "wasm_memory_mb": wasm_memory_mb(),
         }),
     );
@@ -180,7 +176,7 @@ pub async fn park_dead_letters(batch: MessageBatch<QueueBatch>, env: &Env) {
             None => spool::put(&bucket, &spool::key(body.received_at, &body.batch_id), body).await,
         };
         crate::log::event(
-            "warn",
+            crate::log::Level::Warn,
             "dlq_parked",
             &serde_json::json!({ "batch_id": body.batch_id, "tenant": body.tenant_id, "ok": parked.is_ok() }),
         );
@@ -199,7 +195,7 @@ fn decoded(batch: &MessageBatch<QueueBatch>, kind: &str) -> Option<Vec<Message<Q
         Ok(m) => Some(m),
         Err(e) => {
             crate::log::event(
-                "error",
+                crate::log::Level::Error,
                 kind,
                 &serde_json::json!({ "error": e.to_string() }),
             );
@@ -253,7 +249,7 @@ async fn forget_spooled(env: &Env, group: &[Message<QueueBatch>]) {
     };
     if let Err(e) = result {
         crate::log::event(
-            "warn",
+            crate::log::Level::Warn,
             "spool_delete",
             &serde_json::json!({ "error": e.to_string() }),
         );
@@ -272,17 +268,25 @@ fn wasm_memory_mb() -> usize {
     }
 }
 
-fn log_batch(body: &QueueBatch, started: u64, result: Result<&'static str>) {
+fn log_batch(body: &QueueBatch, started: i64, result: Result<&'static str>) {
     let ok = result.is_ok();
     let fields = serde_json::json!({
         "batch_id": body.batch_id,
         "tenant": body.tenant_id,
         "events": body.events.len(),
         "quarantined": body.quarantined.len(),
-        "latency_ms": worker::Date::now().as_millis() - started,
+        "latency_ms": crate::clock::now_ms() - started,
         "outcome": match &result { Ok(o) => o.to_string(), Err(e) => e.to_string() },
     });
-    crate::log::event(if ok { "info" } else { "error" }, "queue_batch", &fields);
+    crate::log::event(
+        if ok {
+            crate::log::Level::Info
+        } else {
+            crate::log::Level::Error
+        },
+        "queue_batch",
+        &fields,
+    );
 }
 
 /// Applies several batches in one D1 transaction; returns each batch's outcome in order. An error means
@@ -352,7 +356,7 @@ async fn apply_group(
         archived_bytes.push(written? as i64);
     }
 
-    let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
+    let now_secs = crate::clock::now_secs();
     let mut statements: Vec<_> = fresh
         .iter()
         .map(|&i| rollup::batch_guard(&batches[i].batch_id, now_secs))

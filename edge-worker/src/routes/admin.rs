@@ -78,7 +78,7 @@ pub async fn handle(
             day_param(&params, "day")?;
             let bucket = archive::bucket(env)?;
             let events = archive::read_day(&bucket, &tenant, &day).await?;
-            let now = (worker::Date::now().as_millis() / 1000) as i64;
+            let now = crate::clock::now_secs();
             let statements = rollup::statements_for(&events, now);
             for chunk in statements.chunks(STATEMENTS_PER_BATCH) {
                 d1::run_atomic(&db, chunk).await?;

@@ -231,7 +231,7 @@ async fn spooled(
             .collect(),
         Err(e) => {
             crate::log::event(
-                "warn",
+                crate::log::Level::Warn,
                 "spool_put",
                 &serde_json::json!({ "request_id": request_id, "error": e.to_string() }),
             );

@@ -19,6 +19,7 @@ use starling_core::audit::{self, Reason};
 use starling_core::usage;
 use worker::{Context, Env, Method, Request, Response};
 
+pub use crate::clock::{now_ms, now_secs};
 use crate::error::{self, ApiError, Success};
 use crate::{cors, log, random};
 
@@ -47,7 +48,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
     if req.path() == "/dashboard/" {
         return dashboard::page(req, &env).await;
     }
-    let started = worker::Date::now().as_millis();
+    let started = crate::clock::now_ms();
     let request_id = random::id();
     let method = req.method();
     let mut outcome = Outcome::default();
@@ -88,7 +89,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
         route,
         method: method.as_ref(),
         status: resp.status_code(),
-        latency_ms: worker::Date::now().as_millis() - started,
+        latency_ms: crate::clock::now_ms() - started,
         tenant: outcome.tenant.as_deref(),
         error: error_detail.as_deref(),
         rows: outcome.rows,
@@ -141,7 +142,7 @@ fn count_query(env: &Env, ctx: &Context, outcome: &Outcome) {
     ctx.wait_until(async move {
         if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
             log::event(
-                "error",
+                crate::log::Level::Error,
                 "usage_write",
                 &serde_json::json!({ "error": e.to_string() }),
             );
@@ -403,16 +404,6 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
-}
-
-/// Current time in UTC milliseconds from the runtime clock.
-pub fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
-}
-
-/// Current time in UTC seconds.
-pub fn now_secs() -> i64 {
-    now_ms().div_euclid(1000)
 }
 
 /// Reads a JSON request body of at most `max` bytes.
