@@ -25,6 +25,8 @@ pub mod enrich;
 #[cfg(feature = "std")]
 pub mod event;
 #[cfg(feature = "std")]
+pub mod field_error;
+#[cfg(feature = "std")]
 pub mod identity;
 #[cfg(feature = "std")]
 pub mod ingest;

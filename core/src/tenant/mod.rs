@@ -18,8 +18,6 @@ pub use registry::{
 };
 pub use validate::{validate_create, validate_update};
 
-use std::fmt;
-
 use crate::claims::is_valid_tenant_id;
 
 /// Retention when a create body does not say, in days (13 months, a year-over-year comparison).
@@ -114,58 +112,20 @@ pub struct Tenant {
 }
 
 /// Why a tenant body was rejected (400).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TenantError {
-    /// A known field with a value that is not allowed.
-    Field {
-        /// The field's name.
-        field: String,
-        /// What the value must be.
-        message: String,
-    },
-    /// A field that the body may not have.
-    UnknownField(String),
-    /// The body is not a JSON object.
-    NotAnObject,
-    /// A PATCH tried to change a field that is fixed at creation (`isolation`, `database`).
-    FixedAtCreation(&'static str),
+pub type TenantError = crate::field_error::FieldError;
+
+/// What a tenant body may have, for [`TenantError::UnknownField`].
+pub(crate) fn allowed_fields() -> String {
+    format!("a tenant body may have {}", CREATE_FIELDS.join(", "))
 }
 
-impl TenantError {
-    fn field(field: &str, message: impl Into<String>) -> Self {
-        Self::Field {
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    /// A message that names the field and says what is allowed.
-    pub fn message(&self) -> String {
-        match self {
-            Self::Field { field, message } => format!("invalid '{field}': {message}"),
-            Self::UnknownField(f) => format!(
-                "unknown field '{f}': a tenant body may have {}",
-                CREATE_FIELDS.join(", ")
-            ),
-            Self::NotAnObject => format!(
-                "the body must be a JSON object with some of: {}",
-                CREATE_FIELDS.join(", ")
-            ),
-            Self::FixedAtCreation(f) => format!(
-                "'{f}' is fixed at creation: export the data, erase the tenant and create it again to change it"
-            ),
-        }
-    }
+/// What a tenant body must be, for [`TenantError::NotAnObject`].
+pub(crate) fn not_an_object() -> TenantError {
+    TenantError::not_an_object(format!(
+        "the body must be a JSON object with some of: {}",
+        CREATE_FIELDS.join(", ")
+    ))
 }
-
-impl fmt::Display for TenantError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
-
-impl std::error::Error for TenantError {}
 
 /// How long (seconds) re-creating the erased tenant `tombstone` must wait at `now_secs` so that every
 /// isolate's cached view of the old generation (kept at most `cache_secs`) has expired: until one second
@@ -213,7 +173,7 @@ mod tests {
 
     fn field_of(r: Result<Tenant, TenantError>) -> String {
         match r.unwrap_err() {
-            TenantError::Field { field, .. } => field,
+            TenantError::Invalid { field, .. } => field,
             other => format!("{other:?}"),
         }
     }
@@ -451,17 +411,15 @@ mod tests {
     #[test]
     fn unknown_fields_and_non_objects() {
         let e = create(json!({"tenant_id": "a", "status": "deleted"})).unwrap_err();
-        assert_eq!(e, TenantError::UnknownField("status".into()));
+        assert_eq!(e.field(), Some("status"));
+        assert!(matches!(e, TenantError::UnknownField { .. }));
         assert!(e.message().contains("'status'"));
-        assert_eq!(create(json!([])), Err(TenantError::NotAnObject));
+        assert_eq!(create(json!([])), Err(not_an_object()));
         let t = create(json!({"tenant_id": "a"})).unwrap();
-        assert_eq!(
-            validate_update(&t, &json!("x"), NOW),
-            Err(TenantError::NotAnObject)
-        );
+        assert_eq!(validate_update(&t, &json!("x"), NOW), Err(not_an_object()));
         assert_eq!(
             validate_update(&t, &json!({"generation": 9}), NOW),
-            Err(TenantError::UnknownField("generation".into()))
+            Err(TenantError::unknown("generation", allowed_fields()))
         );
     }
 

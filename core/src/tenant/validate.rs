@@ -13,12 +13,12 @@ pub fn validate_create(
     previous: Option<&Tenant>,
     now_secs: i64,
 ) -> Result<Tenant, TenantError> {
-    let obj = json.as_object().ok_or(TenantError::NotAnObject)?;
+    let obj = json.as_object().ok_or_else(not_an_object)?;
     reject_unknown(obj, &CREATE_FIELDS)?;
     let tenant_id = match obj.get("tenant_id") {
         Some(Value::String(s)) if is_valid_tenant_id(s) => s.clone(),
         _ => {
-            return Err(TenantError::field(
+            return Err(TenantError::invalid(
                 "tenant_id",
                 "required: 1 to 64 of A-Z a-z 0-9 _ - . not starting with '.'",
             ))
@@ -30,13 +30,13 @@ pub fn validate_create(
         Some(v) => v
             .as_str()
             .and_then(Isolation::parse)
-            .ok_or_else(|| TenantError::field("isolation", "expected \"pool\" or \"silo\""))?,
+            .ok_or_else(|| TenantError::invalid("isolation", "expected \"pool\" or \"silo\""))?,
     };
     let database = match present(obj, "database") {
         None => None,
         Some(Value::String(s)) if valid_binding(s) => Some(s.clone()),
         Some(_) => {
-            return Err(TenantError::field(
+            return Err(TenantError::invalid(
                 "database",
                 "expected a D1 binding name: an uppercase letter, then up to 62 of A-Z 0-9 _",
             ))
@@ -44,19 +44,19 @@ pub fn validate_create(
     };
     match (isolation, &database) {
         (Isolation::Silo, None) => {
-            return Err(TenantError::field(
+            return Err(TenantError::invalid(
                 "database",
                 "a silo tenant needs the D1 binding of its own database",
             ))
         }
         (Isolation::Silo, Some(_)) if plan != Plan::Enterprise => {
-            return Err(TenantError::field(
+            return Err(TenantError::invalid(
                 "isolation",
                 "\"silo\" needs plan \"enterprise\"",
             ))
         }
         (Isolation::Pool, Some(_)) => {
-            return Err(TenantError::field(
+            return Err(TenantError::invalid(
                 "database",
                 "only a silo tenant names a database: leave it out or set isolation to \"silo\"",
             ))
@@ -86,7 +86,7 @@ pub fn validate_update(
     json: &Value,
     now_secs: i64,
 ) -> Result<Tenant, TenantError> {
-    let obj = json.as_object().ok_or(TenantError::NotAnObject)?;
+    let obj = json.as_object().ok_or_else(not_an_object)?;
     for fixed in ["isolation", "database"] {
         if obj.contains_key(fixed) {
             return Err(TenantError::FixedAtCreation(fixed));
@@ -94,7 +94,7 @@ pub fn validate_update(
     }
     if let Some(id) = obj.get("tenant_id") {
         if id.as_str() != Some(existing.tenant_id.as_str()) {
-            return Err(TenantError::field(
+            return Err(TenantError::invalid(
                 "tenant_id",
                 "a tenant's id cannot change: leave it out of the body",
             ));
@@ -110,7 +110,7 @@ pub fn validate_update(
         t.plan = plan;
     }
     if t.isolation == Isolation::Silo && t.plan != Plan::Enterprise {
-        return Err(TenantError::field(
+        return Err(TenantError::invalid(
             "plan",
             "a silo tenant stays on plan \"enterprise\"",
         ));
@@ -127,7 +127,7 @@ pub fn validate_update(
 
 fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), TenantError> {
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(TenantError::UnknownField(k.chars().take(64).collect())),
+        Some(k) => Err(TenantError::unknown(k, allowed_fields())),
         None => Ok(()),
     }
 }
@@ -149,7 +149,7 @@ fn display_name(obj: &Map<String, Value>) -> Result<Option<String>, TenantError>
         {
             Ok(Some(s.to_owned()))
         }
-        _ => Err(TenantError::field(
+        _ => Err(TenantError::invalid(
             "display_name",
             "expected 1 to 100 characters, no control characters",
         )),
@@ -160,7 +160,7 @@ fn plan(obj: &Map<String, Value>) -> Result<Option<Plan>, TenantError> {
     present(obj, "plan")
         .map(|v| {
             v.as_str().and_then(Plan::parse).ok_or_else(|| {
-                TenantError::field("plan", "expected \"free\", \"pro\" or \"enterprise\"")
+                TenantError::invalid("plan", "expected \"free\", \"pro\" or \"enterprise\"")
             })
         })
         .transpose()
@@ -173,7 +173,7 @@ fn retention_days(obj: &Map<String, Value>) -> Result<Option<u32>, TenantError> 
                 .filter(|d| (1..=u64::from(MAX_RETENTION_DAYS)).contains(d))
                 .map(|d| d as u32)
                 .ok_or_else(|| {
-                    TenantError::field(
+                    TenantError::invalid(
                         "retention_days",
                         "expected a whole number of days from 1 to 3650",
                     )
@@ -190,7 +190,7 @@ fn allowed_origins(obj: &Map<String, Value>) -> Result<Option<Vec<String>>, Tena
         .as_array()
         .filter(|a| a.len() <= MAX_ORIGINS)
         .ok_or_else(|| {
-            TenantError::field(
+            TenantError::invalid(
                 "allowed_origins",
                 "expected an array of at most 50 origins ([] allows any origin)",
             )
@@ -198,7 +198,7 @@ fn allowed_origins(obj: &Map<String, Value>) -> Result<Option<Vec<String>>, Tena
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for item in list {
         let origin = item.as_str().and_then(normalize_origin).ok_or_else(|| {
-            TenantError::field(
+            TenantError::invalid(
                 "allowed_origins",
                 format!(
                     "{} is not an origin: expected http(s)://host[:port], host may start with '*.' \
