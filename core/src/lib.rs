@@ -38,6 +38,8 @@ pub mod lifecycle;
 pub mod mint;
 pub mod names;
 #[cfg(feature = "std")]
+pub mod pack;
+#[cfg(feature = "std")]
 pub mod plan;
 #[cfg(feature = "std")]
 pub mod query;

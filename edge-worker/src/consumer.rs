@@ -15,6 +15,7 @@ use starling_core::caps;
 use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::identity::assign_sessions;
 use starling_core::lifecycle;
+use starling_core::pack::pack;
 use starling_core::plan::Quota;
 use starling_core::rollup;
 use starling_core::usage;
@@ -72,17 +73,8 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     // Groups of at most GROUP_EVENTS rows (a spooled batch counts its rows), one database each.
     let mut groups: Vec<(String, Vec<Message<QueueBatch>>)> = Vec::new();
     for (database, messages) in by_db {
-        let mut rows = GROUP_EVENTS;
-        for msg in messages {
-            let n = msg.body().rows();
-            if rows + n > GROUP_EVENTS && rows > 0 {
-                groups.push((database.clone(), Vec::new()));
-                rows = 0;
-            }
-            rows += n;
-            if let Some(last) = groups.last_mut() {
-                last.1.push(msg);
-            }
+        for group in pack(messages, GROUP_EVENTS, usize::MAX, |m| m.body().rows()) {
+            groups.push((database.clone(), group));
         }
     }
     let (mut delivered, mut events) = (0usize, 0usize);
