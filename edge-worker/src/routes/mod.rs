@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod dashboard;
 mod ingest;
+mod keys;
 mod query;
 mod reports;
 mod settings;
@@ -351,9 +352,9 @@ async fn dispatch(
         Route::Tokens(id) if method == Method::Post => tokens::mint(req, env, &id, outcome).await,
         Route::Tokens(id) => tokens::list(env, &id, outcome).await,
         Route::Token(id, token_id) => tokens::revoke(env, &id, &token_id, outcome).await,
-        Route::Keys(id) if method == Method::Post => tokens::add_key(req, env, &id, outcome).await,
-        Route::Keys(id) => tokens::list_keys(env, &id, outcome).await,
-        Route::Key(id, key_id) => tokens::revoke_key(env, &id, &key_id, outcome).await,
+        Route::Keys(id) if method == Method::Post => keys::add(req, env, &id, outcome).await,
+        Route::Keys(id) => keys::list(env, &id, outcome).await,
+        Route::Key(id, key_id) => keys::revoke(env, &id, &key_id, outcome).await,
         Route::Usage(id) => reports::get_admin(req, env, &id, outcome).await,
         Route::Export(id) => admin::export(req, env, &id, outcome).await,
         Route::Audit => reports::get_audit(req, env).await,
