@@ -28,7 +28,7 @@ use std::time::Instant;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 use starling_core::event::EnrichedEvent;
-use starling_core::rollup::statements_for;
+use starling_core::rollup::{prior_lookup, statements_for, PriorState};
 use starling_core::sql::SqlValue;
 
 /// splitmix64: small, fast and good enough for synthetic data.
@@ -336,8 +336,44 @@ fn write_raw(out: &mut impl Write, e: &EnrichedEvent) -> std::io::Result<()> {
 }
 
 /// Applies one chunk of events: one transaction, like one D1 batch. Returns statements executed.
+/// Reads the prior state of the visits the chunk touches first, as the queue consumer does.
 fn apply(conn: &mut Connection, events: &[EnrichedEvent], now: i64) -> usize {
-    let statements = statements_for(events, now);
+    let mut prior = PriorState::default();
+    let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for t in tenants {
+        let mine: Vec<EnrichedEvent> = events
+            .iter()
+            .filter(|e| e.tenant_id == t)
+            .cloned()
+            .collect();
+        for s in prior_lookup(t, &mine) {
+            let mut st = conn.prepare_cached(&s.sql).unwrap();
+            let names: Vec<String> = st.column_names().iter().map(|n| (*n).to_owned()).collect();
+            let mut rows = st
+                .query(params_from_iter(s.binds.iter().map(Bind)))
+                .unwrap();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                let mut m = serde_json::Map::new();
+                for (i, n) in names.iter().enumerate() {
+                    let v = match r.get_ref(i).unwrap() {
+                        ValueRef::Integer(x) => serde_json::Value::from(x),
+                        ValueRef::Real(x) => serde_json::Value::from(x),
+                        ValueRef::Text(t) => {
+                            serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
+                        }
+                        _ => serde_json::Value::Null,
+                    };
+                    m.insert(n.clone(), v);
+                }
+                out.push(m);
+            }
+            prior.add_rows(t, &out);
+        }
+    }
+    let statements = statements_for(events, &prior, now);
     let tx = conn.transaction().unwrap();
     for s in &statements {
         let mut st = tx.prepare_cached(&s.sql).unwrap();

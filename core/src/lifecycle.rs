@@ -39,6 +39,10 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("page_visits", Some(DateColumn::Secs("first_ts"))),
     table("hits_hourly", Some(DateColumn::Secs("hour"))),
     table("active_minutes", Some(DateColumn::Secs("minute"))),
+    table("visit_hourly", Some(DateColumn::Secs("hour"))),
+    table("visit_daily", Some(DateColumn::Secs("day"))),
+    table("open_visits", Some(DateColumn::Secs("last_ts"))),
+    table("visitor_days", Some(DateColumn::Secs("day"))),
     table("domains", None),
     table("actions", None),
     table("bot_hits_daily", Some(DateColumn::Day("day"))),
@@ -194,7 +198,7 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 6);
+        assert_eq!(x.len(), 10);
         let bots = x.iter().find(|s| s.sql.contains("bot_hits_daily")).unwrap();
         assert_eq!(bots.binds[1], SqlValue::Text("2025-08-13".into()));
         let hits = x.iter().find(|s| s.sql.contains("hits_hourly")).unwrap();

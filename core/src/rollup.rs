@@ -7,8 +7,17 @@
 //! Idempotency is not this module's job alone: the queue consumer runs [`batch_guard`] first in the same
 //! D1 transaction, so a redelivered batch fails on its primary key and changes nothing. Bot events are
 //! counted in `bot_hits_daily` and kept out of every other table.
+//!
+//! The pre-aggregated visit rollups that the query planner reads (`visit_hourly`, `visit_daily`) are
+//! maintained by deltas against each visit's prior state: see [`visits`]. The visit-level tables
+//! (`sessions`, `page_visits`) are still written: they are the exact path for filter combinations the
+//! rollups do not cover.
 
 use std::collections::BTreeMap;
+
+pub mod visits;
+
+pub use visits::{prior_lookup, PriorState};
 
 use crate::event::{EnrichedEvent, Quarantined};
 use crate::sql::{SqlValue, Statement};
@@ -83,9 +92,15 @@ type CubeKey<'a> = (&'a str, i64, [&'a str; 9]);
 
 /// Rollup statements for events (all of one or several tenants), without the idempotency guard.
 ///
-/// Page hits must already carry a `session_id` (see [`crate::identity::assign_sessions`]); a page hit
-/// without one is skipped rather than attributed to a made-up session.
-pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement> {
+/// `prior` is the state of the visits and visitor-days the events touch, read before the batch with
+/// [`prior_lookup`] (empty for the first batch of a database). Page hits must already carry a
+/// `session_id` (see [`crate::identity::assign_sessions`]); a page hit without one is skipped rather
+/// than attributed to a made-up session.
+pub fn statements_for(
+    events: &[EnrichedEvent],
+    prior: &PriorState,
+    now_secs: i64,
+) -> Vec<Statement> {
     let mut sessions: BTreeMap<(&str, &str), SessionDelta> = BTreeMap::new();
     let mut pages: BTreeMap<(&str, &str, &str), (&str, Span)> = BTreeMap::new();
     let mut cube: BTreeMap<(&str, CubeKey), i64> = BTreeMap::new();
@@ -158,7 +173,7 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
             .add(ts);
     }
 
-    let mut out = Vec::new();
+    let mut out = visits::statements(events, prior);
     for ((tenant, key), s) in &sessions {
         let (Some(first), Some(last)) = (s.first, s.last) else {
             continue;
@@ -303,6 +318,9 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
         ("page_visits", "first_ts"),
         ("hits_hourly", "hour"),
         ("active_minutes", "minute"),
+        ("visit_hourly", "hour"),
+        ("visit_daily", "day"),
+        ("visitor_days", "day"),
     ];
     for (table, col) in ranged {
         if full {
@@ -317,6 +335,12 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
             ));
         }
     }
+    // Open visits are a few hours of state: a replay starts them afresh (a visit crossing the start of
+    // a ranged rebuild is split there).
+    out.push(Statement::new(
+        "DELETE FROM open_visits WHERE tenant_id = ?",
+        vec![tenant.into()],
+    ));
     if full {
         for table in ["domains", "actions", "bot_hits_daily"] {
             out.push(Statement::new(
@@ -335,28 +359,4 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
         ));
     }
     out
-}
-
-/// D1 allows at most 100 bound parameters per statement.
-const VISITORS_PER_LOOKUP: usize = 90;
-
-/// Queries for the latest session of each visitor (`visitor_id, session_key, last_ts` rows), used to
-/// continue a session across batches for events that arrived without a client session id.
-pub fn prior_sessions_lookup(tenant: &str, visitors: &[&str]) -> Vec<Statement> {
-    visitors
-        .chunks(VISITORS_PER_LOOKUP)
-        .map(|chunk| {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let mut binds: Vec<SqlValue> = vec![tenant.into()];
-            binds.extend(chunk.iter().map(|v| SqlValue::from(*v)));
-            // SQLite returns the bare columns of the row holding max(last_ts).
-            Statement::new(
-                format!(
-                    "SELECT visitor_id, session_key, max(last_ts) AS last_ts FROM sessions \
-                     WHERE tenant_id = ? AND visitor_id IN ({placeholders}) GROUP BY visitor_id"
-                ),
-                binds,
-            )
-        })
-        .collect()
 }

@@ -12,7 +12,6 @@ use rusqlite::{params_from_iter, Connection};
 use serde_json::{json, Map, Value};
 use starling_core::event::EnrichedEvent;
 use starling_core::query::{self, FixedOffset, Output, Request, TimeZone};
-use starling_core::rollup::statements_for;
 use starling_core::sql::Statement;
 
 mod common;
@@ -111,7 +110,12 @@ fn fixture() -> Vec<EnrichedEvent> {
                 ts = ts - ts.rem_euclid(3600) + 3300 + rng.below(240) as i64;
             }
             let domain = domains[rng.below(domains.len() as u64) as usize].clone();
-            let visitor = format!("{tenant}-v{}", rng.below(60));
+            // Visitor ids are per domain and change daily (the salt), as in production.
+            let visitor = format!(
+                "{tenant}-v{}-{domain}-{}",
+                rng.below(20),
+                ts.div_euclid(86_400)
+            );
             let source = rng.pick(&[
                 "",
                 "",
@@ -194,14 +198,9 @@ fn fixture() -> Vec<EnrichedEvent> {
 
 fn db(events: &[EnrichedEvent]) -> Connection {
     let mut conn = common::migrated_db();
-    // Several batches, as the queue delivers them; sessions continue across batches.
+    // Several batches, as the queue delivers them; visits continue across batches.
     for chunk in events.chunks(700) {
-        let tx = conn.transaction().unwrap();
-        for s in statements_for(chunk, NOW) {
-            tx.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))
-                .unwrap();
-        }
-        tx.commit().unwrap();
+        common::apply(&mut conn, chunk, NOW).unwrap();
     }
     conn
 }

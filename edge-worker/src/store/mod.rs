@@ -5,3 +5,4 @@ pub mod d1;
 pub mod maintenance;
 pub mod retention;
 pub mod salt;
+pub mod visits;
