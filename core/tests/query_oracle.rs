@@ -109,6 +109,10 @@ fn fixture() -> Vec<EnrichedEvent> {
             if s % 7 == 0 {
                 ts = ts - ts.rem_euclid(3600) + 3300 + rng.below(240) as i64;
             }
+            // Some start just before UTC midnight and continue after it.
+            if s % 11 == 0 && ts < NOW - 86_400 {
+                ts = ts - ts.rem_euclid(86_400) + 86_400 - 120 - rng.below(400) as i64;
+            }
             let domain = domains[rng.below(domains.len() as u64) as usize].clone();
             // Visitor ids are per domain and change daily (the salt), as in production.
             let visitor = format!(
@@ -191,6 +195,8 @@ fn fixture() -> Vec<EnrichedEvent> {
             }
         }
     }
+    // The queue delivers roughly in time order (open visits are pruned hours after their last hit).
+    out.sort_by_key(|e| e.ts);
     out
 }
 
@@ -324,7 +330,7 @@ fn datetime_label(secs: i64) -> String {
 }
 
 fn label_days(label: &str) -> i64 {
-    (0..40_000).find(|d| date_label(*d) == label).unwrap()
+    (19_000..40_000).find(|d| date_label(*d) == label).unwrap()
 }
 
 struct Session {
@@ -432,7 +438,7 @@ impl Oracle {
     ) -> Vec<Row> {
         let (from, to) = (label_days(from), label_days(to));
         let hourly = from == to;
-        let local = |t: i64| t + i64::from(tz.offset_secs(t));
+        let local = |t: i64| local_rule(tz, t);
         let bucket_of = |t: i64| {
             if hourly {
                 datetime_label(local(t) - local(t).rem_euclid(3600))
@@ -496,13 +502,14 @@ impl Oracle {
         from: &str,
         to: &str,
         previous: bool,
+        filters: Filters,
     ) -> Vec<Row> {
         let (from, to) = (label_days(from), label_days(to));
         let period = to - from + 1;
-        let day = |t: i64| (t + i64::from(tz.offset_secs(t))).div_euclid(86_400);
+        let day = |t: i64| local_rule(tz, t).div_euclid(86_400);
         let over = |lo: i64, hi: i64| {
             let ss: Vec<&Session> = self
-                .sessions(tenant, &[])
+                .sessions(tenant, filters)
                 .filter(|s| (lo..=hi).contains(&day(s.first)))
                 .collect();
             metrics(&ss)
@@ -541,7 +548,7 @@ impl Oracle {
     ) -> Vec<Row> {
         let (from, to) = (label_days(from), label_days(to));
         let period = to - from + 1;
-        let day = |t: i64| (t + i64::from(tz.offset_secs(t))).div_euclid(86_400);
+        let day = |t: i64| local_rule(tz, t).div_euclid(86_400);
         // (key columns, in the current window, hits)
         type Item<'k> = (Vec<(&'k str, String)>, bool, i64);
         let mut items: Vec<Item> = Vec::new();
@@ -711,6 +718,18 @@ impl Oracle {
     }
 }
 
+/// The local time a visit starting at `t` is bucketed at. Zones with whole-hour offsets: its local time.
+/// Others (the README's rule): the local time of the start of its UTC hour, rounded up to the hour, so
+/// local days and hours run between whole UTC hours.
+fn local_rule(tz: &dyn TimeZone, t: i64) -> i64 {
+    let off = i64::from(tz.offset_secs(t));
+    if off % 3600 == 0 {
+        return t + off;
+    }
+    let l = t - t.rem_euclid(3600) + off;
+    l + (3600 - l.rem_euclid(3600)) % 3600
+}
+
 /// The kpis metrics of a set of sessions, in output order.
 fn metrics(ss: &[&Session]) -> [(&'static str, f64, Option<i32>); 6] {
     let visits = ss.len() as f64;
@@ -855,7 +874,7 @@ fn every_endpoint_matches_the_oracle_for_every_tenant() {
         run(
             format!("{tenant} kpis_summary dst"),
             api.get("kpis_summary", tenant, &window, &Dst),
-            oracle.kpis_summary(tenant, &Dst, "2025-03-28", "2025-04-01", true),
+            oracle.kpis_summary(tenant, &Dst, "2025-03-28", "2025-04-01", true, &[]),
         );
         run(
             format!("{tenant} kpis dst day"),
@@ -1017,6 +1036,15 @@ fn the_fixture_exercises_what_it_should() {
         "both sides of DST"
     );
     assert!(
+        s.iter().any(|s| s.first / 86_400 != s.last / 86_400),
+        "visits crossing UTC midnight"
+    );
+    assert!(
+        s.iter()
+            .any(|s| s.first.rem_euclid(3600) < 1800 && (s.first / 3600) % 24 == 18),
+        "visits in the half hour a +5:30 zone's local day starts by its rule, not by the clock"
+    );
+    assert!(
         oracle.current_visitors("t1", None)[0]["visits"]
             .as_i64()
             .unwrap()
@@ -1121,4 +1149,147 @@ fn responses_have_the_kit_shape() {
     let trend = api.get("trend", "t1", &[], &FixedOffset(0));
     assert_eq!(trend.data.len(), 30);
     assert_eq!(trend.data[29]["t"], "2025-04-02 12:20:00");
+}
+
+/// Asia/Kolkata: +5:30 all year.
+const KOLKATA: FixedOffset = FixedOffset(19_800);
+
+#[test]
+fn one_filter_time_zones_and_midnight_match_the_oracle() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let zones: [(&str, &dyn TimeZone); 3] = [("utc", &utc), ("dst", &Dst), ("kolkata", &KOLKATA)];
+    let mut compared = 0;
+    for tenant in TENANTS {
+        let page = format!("/{tenant}/pricing");
+        let domain = domains_of(tenant)[0].clone();
+        let one: [(&str, &str); 10] = [
+            ("browser", "chrome"),
+            ("referrer", "google.com"),
+            ("country", "DE"),
+            ("pathname", page.as_str()),
+            ("utm_campaign", "launch"),
+            ("utm_source", "google"),
+            ("utm_medium", "cpc"),
+            ("device", "mobile"),
+            ("os", "ios"),
+            ("source", ""),
+        ];
+        for (zone, tz) in zones {
+            for (from, to) in [("2025-03-28", "2025-04-01"), ("2025-03-30", "2025-03-30")] {
+                let range = [
+                    ("date_from", from),
+                    ("date_to", to),
+                    ("include_previous_period", "true"),
+                ];
+                for filter in one.iter().filter(|f| !f.1.is_empty()) {
+                    for with_domain in [false, true] {
+                        let mut filters = vec![*filter];
+                        if with_domain {
+                            filters.push(("domain", domain.as_str()));
+                        }
+                        let mut params = filters.clone();
+                        params.extend(range);
+                        let what = format!("{tenant} {zone} {from}..{to} {filters:?}");
+                        let out = api.get("kpis", tenant, &params, tz);
+                        check(
+                            &format!("kpis {what}"),
+                            &out,
+                            &oracle.kpis(tenant, tz, from, to, true, &filters),
+                        );
+                        let out = api.get("kpis_summary", tenant, &params, tz);
+                        check(
+                            &format!("kpis_summary {what}"),
+                            &out,
+                            &oracle.kpis_summary(tenant, tz, from, to, true, &filters),
+                        );
+                        compared += 2;
+                    }
+                }
+                // Top lists unfiltered, by domain, and filtered on their own dimension.
+                for pipe in TOP {
+                    let own = match pipe {
+                        "top_pages" => Some(("pathname", page.as_str())),
+                        "top_sources" => Some(("referrer", "google.com")),
+                        "top_browsers" => Some(("browser", "chrome")),
+                        "top_devices" => Some(("device", "mobile")),
+                        "top_locations" => Some(("location", "DE")),
+                        "top_os" => Some(("os", "ios")),
+                        _ => None,
+                    };
+                    let mut cases: Vec<Vec<(&str, &str)>> =
+                        vec![vec![], vec![("domain", domain.as_str())]];
+                    cases.extend(own.map(|f| vec![f]));
+                    for filters in cases {
+                        let mut params = filters.clone();
+                        params.extend(range);
+                        let out = api.get(pipe, tenant, &params, tz);
+                        check(
+                            &format!("{pipe} {tenant} {zone} {from}..{to} {filters:?}"),
+                            &out,
+                            &oracle.top(pipe, tenant, tz, from, to, true, &filters, 0, 50),
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+            // Hourly kpis for today, unfiltered and with one filter.
+            for filters in [vec![], vec![("browser", "chrome")]] {
+                let mut params = filters.clone();
+                params.extend([("date_from", "2025-04-02"), ("date_to", "2025-04-02")]);
+                check(
+                    &format!("kpis hourly {tenant} {zone} {filters:?}"),
+                    &api.get("kpis", tenant, &params, tz),
+                    &oracle.kpis(tenant, tz, "2025-04-02", "2025-04-02", false, &filters),
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
+
+#[test]
+fn one_filter_plans_read_only_rollups_and_two_filters_read_visits() {
+    let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), "t1".to_owned())]
+        .into_iter()
+        .collect();
+    let plan = |pipe: &str, params: &[(&str, &str)]| {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        query::plan(&Request {
+            pipe,
+            params: &params,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz: &Dst,
+        })
+        .unwrap()
+    };
+    let reads = |p: &query::Plan, table: &str| p.statements.iter().all(|s| s.sql.contains(table));
+    for pipe in TOP {
+        assert!(
+            reads(&plan(pipe, &[("domain", "a.t1.example")]), "visit_"),
+            "{pipe}"
+        );
+    }
+    for f in [
+        ("browser", "chrome"),
+        ("pathname", "/"),
+        ("utm_medium", "cpc"),
+    ] {
+        assert!(reads(&plan("kpis", &[f]), "visit_"), "{f:?}");
+        assert!(reads(&plan("kpis_summary", &[f]), "visit_"), "{f:?}");
+    }
+    let two = [("browser", "chrome"), ("country", "DE")];
+    assert!(reads(&plan("kpis", &two), "FROM sessions"));
+    assert!(reads(
+        &plan("top_pages", &[("browser", "chrome")]),
+        "page_visits"
+    ));
 }

@@ -23,6 +23,7 @@
 mod params;
 mod pipes;
 mod response;
+mod rollups;
 mod timezone;
 
 use std::collections::BTreeMap;

@@ -147,9 +147,20 @@ pub(crate) fn to_utc(tz: &dyn TimeZone, local: i64) -> i64 {
     lo
 }
 
-/// The UTC instant at which local date `day` begins.
+/// The UTC instant at which local date `day` begins, floored to the UTC hour. Every window is whole
+/// UTC hours (the rollups' grain): in zones whose offset is a whole number of hours this is the exact
+/// local midnight; in others (Asia/Kolkata +5:30, Asia/Kathmandu +5:45) a local day runs from the start
+/// of the UTC hour holding its local midnight (Kolkata: 18:00 to 18:00 UTC instead of 18:30 to 18:30).
 pub(crate) fn day_start(tz: &dyn TimeZone, day: Days) -> i64 {
-    to_utc(tz, day * DAY)
+    let t = to_utc(tz, day * DAY);
+    t - t.rem_euclid(3600)
+}
+
+/// The local hour label of UTC hour `utc_hour` under the same rule: the local time of its start,
+/// rounded up to a whole hour (the UTC hour holding local `H:00` is labelled `H:00`).
+pub(crate) fn hour_label(tz: &dyn TimeZone, utc_hour: i64) -> i64 {
+    let l = to_local(tz, utc_hour);
+    l + (3600 - l.rem_euclid(3600)) % 3600
 }
 
 /// The local date of a UTC instant.
