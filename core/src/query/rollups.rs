@@ -197,21 +197,57 @@ pub(crate) fn bucket_totals(
 
 /// The arms of a top list: `(hourly?, start, end)` covering `[a, z)` with whole days from
 /// `visit_daily`.
-fn arms(a: i64, z: i64) -> Vec<(bool, i64, i64)> {
+pub(crate) fn arms(a: i64, z: i64) -> Vec<(bool, i64, i64)> {
     let first_day = if a == day_of(a) { a } else { day_of(a) + DAY };
     let last_day = day_of(z);
-    if first_day >= last_day {
+    if first_day > last_day {
         return vec![(true, a, z)];
     }
     let mut out = Vec::new();
     if a < first_day {
         out.push((true, a, first_day));
     }
-    out.push((false, first_day, last_day));
+    if first_day < last_day {
+        out.push((false, first_day, last_day));
+    }
     if last_day < z {
         out.push((true, last_day, z));
     }
     out
+}
+
+/// Per value (or per domain) over `[a, z)`: `k`, `visits`, `pageviews`, `bounces`, `duration` and exact
+/// `visitors` (daily rows for whole UTC days; at a partial day's edges each visitor is counted at its
+/// first hour of a prefix or its last hour of a suffix).
+pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Statement {
+    let mut sql = String::from("WITH w AS (");
+    let mut binds: Vec<SqlValue> = Vec::new();
+    let key = if by_domain { "domain" } else { "value" };
+    for (i, (hourly, from, to)) in arms(a, z).into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        let (table, col, visitors) = if !hourly {
+            ("visit_daily", "day", "visitors")
+        } else if from == day_of(from) {
+            ("visit_hourly", "hour", "visitors_first")
+        } else if to == day_of(from) + DAY {
+            ("visit_hourly", "hour", "visitors_last")
+        } else {
+            ("visit_hourly", "hour", "visitors")
+        };
+        sql.push_str(&format!(
+            "SELECT {key} AS k, visits, pageviews, bounces, duration, {visitors} AS u FROM {table} \
+             WHERE tenant_id = ? AND dim = ? AND {col} >= ? AND {col} < ?"
+        ));
+        binds.extend([s.tenant.into(), s.dim.into(), from.into(), to.into()]);
+        slice_filters(&mut sql, &mut binds, s);
+    }
+    sql.push_str(
+        ") SELECT k, SUM(visits) AS visits, SUM(pageviews) AS pageviews, SUM(bounces) AS bounces, \
+         SUM(duration) AS duration, SUM(u) AS visitors FROM w GROUP BY k HAVING SUM(visits) > 0",
+    );
+    Statement::new(sql, binds)
 }
 
 /// A top list over the rollups: `k` (the packed value), `visits`, `hits` and, with a previous window,
