@@ -941,7 +941,7 @@ fn visit_statement(
     }
     sql.push_str(
         " AS k, COUNT(*) AS visits, SUM(pv) AS pageviews, SUM(pv = 1) AS bounces, SUM(d) AS duration, \
-         COUNT(DISTINCT v) AS visitors FROM g GROUP BY k",
+         COUNT(DISTINCT v || '|' || (CAST(t AS INTEGER) / 86400)) AS visitors FROM g GROUP BY k",
     );
     Ok(Statement::new(sql, binds))
 }

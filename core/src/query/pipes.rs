@@ -40,10 +40,11 @@ const TREND_MINUTES: i64 = 30;
 /// Offset changes in one query window beyond which we refuse (real zones have about two a year).
 const MAX_OFFSET_SEGMENTS: usize = 16;
 
-/// The metrics of `kpis` per bucket: a bounce is a visit with one pageview.
+/// The metrics of `kpis` per bucket: a bounce is a visit with one pageview; a visitor counts once per UTC
+/// day it starts visits in (visitor ids rotate daily; the rollups count the same way).
 const KPI_AGGREGATES: &str =
-    ", COUNT(*) AS visits, COUNT(DISTINCT v) AS visitors, SUM(pv) AS pageviews, \
-     SUM(pv = 1) AS bounces, SUM(d) AS duration FROM w GROUP BY bucket";
+    ", COUNT(*) AS visits, COUNT(DISTINCT v || '|' || (CAST(t AS INTEGER) / 86400)) AS visitors, \
+     SUM(pv) AS pageviews, SUM(pv = 1) AS bounces, SUM(d) AS duration FROM w GROUP BY bucket";
 
 /// What [`super::assemble`] needs to shape each endpoint's rows.
 #[derive(Debug, Clone)]

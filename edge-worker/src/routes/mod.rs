@@ -155,6 +155,8 @@ pub enum Route {
     OpenApi,
     /// `GET /v0/pipes/{name}.json`
     Pipe(String),
+    /// `POST /v0/query`
+    Query,
     /// `GET /v0/tenant.json`
     TenantJson,
     /// `GET /v0/usage.json`
@@ -199,6 +201,7 @@ impl Route {
         Some(match segments.as_slice() {
             ["events"] => Self::Events,
             ["health"] => Self::Health,
+            ["query"] => Self::Query,
             ["openapi.json"] => Self::OpenApi,
             ["tenant.json"] => Self::TenantJson,
             ["usage.json"] => Self::UsageJson,
@@ -232,6 +235,7 @@ impl Route {
             Self::Health => "health",
             Self::OpenApi => "openapi",
             Self::Pipe(_) => "pipes",
+            Self::Query => "query",
             Self::TenantJson => "tenant",
             Self::UsageJson => "usage",
             Self::Tenants | Self::Tenant(_) => "admin_tenants",
@@ -251,6 +255,7 @@ impl Route {
     pub fn methods(&self) -> &'static str {
         match self {
             Self::Events
+            | Self::Query
             | Self::RetentionRun
             | Self::RebuildReset
             | Self::RebuildDay
@@ -300,6 +305,7 @@ async fn dispatch(
             Ok(resp)
         }
         Route::Pipe(name) => query::get_pipe(req, env, &name, outcome).await,
+        Route::Query => query::post_query(req, env, outcome).await,
         Route::TenantJson => settings::get_tenant(req, env, outcome).await,
         Route::UsageJson => reports::get_own(req, env, outcome).await,
         Route::Tenants if method == Method::Post => tenants::create(req, env, outcome).await,

@@ -1,8 +1,9 @@
-//! `GET /v0/pipes/{name}.json`: Tinybird-compatible analytics endpoints over the D1 rollups.
+//! `GET /v0/pipes/{name}.json`: Tinybird-compatible analytics endpoints over the D1 rollups, and
+//! `POST /v0/query`: the general query (Plausible Stats API v2 shape) over the same tables.
 //!
-//! Verify the read token → `authorize_read` (scope and tenant) → `query::plan` (fixed params win) →
-//! Cache API under the plan's tenant-first key → D1 (one batch of bound statements) → `assemble` →
-//! `{meta, data, rows, statistics}`.
+//! Verify the read token → `authorize_read` (scope and tenant) → `query::plan` / `plan_query` (fixed
+//! params win) → Cache API under the plan's tenant-first key → D1 (one batch of bound statements) →
+//! `assemble` → `{meta, data, rows, statistics}` (pipes) or `{results, meta, query}` (query).
 
 use starling_core::query::{self, Request as QueryRequest};
 use worker::{Cache, Env, Request, Response};
@@ -94,6 +95,90 @@ pub async fn get_pipe(
         let _ = cache.put(cache_url.as_str(), copy).await;
     }
     let _ = resp.headers_mut().set("X-Cache", "MISS");
+    if let Some(d) = &limit {
+        limiter::headers(&mut resp, d);
+    }
+    Ok(resp)
+}
+
+/// Resource name a read token must grant for `POST /v0/query` (`PIPES:READ` on `query`, or a glob).
+const QUERY_RESOURCE: &str = "query";
+/// Largest accepted query body.
+const MAX_QUERY_BODY: usize = 64 * 1024;
+/// Seconds a query response is cached.
+const QUERY_TTL: u32 = 60;
+
+/// Handles `POST /v0/query`.
+pub async fn post_query(
+    mut req: Request,
+    env: &Env,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
+    let started = now_ms();
+    let params = query_pairs(&req);
+    let caller = authenticate(&req, env, &params, Need::Read(QUERY_RESOURCE), outcome).await?;
+    let limit = Some(caller.limit);
+    let raw = req.bytes().await?;
+    if raw.len() > MAX_QUERY_BODY {
+        return Err(ApiError::BadRequest(format!(
+            "invalid 'body': at most {MAX_QUERY_BODY} bytes"
+        )));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| {
+        ApiError::BadRequest("invalid 'body': must be a JSON object (see /v0/openapi.json)".into())
+    })?;
+    let tz_name = query::timezone_of(&body, &caller.fixed)?;
+    let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
+        ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into())
+    })?;
+    let plan = query::plan_query(&query::ApiRequest {
+        body: &body,
+        fixed: &caller.fixed,
+        now_secs: started.div_euclid(1000),
+        tz: &tz,
+    })?;
+    let cache = Cache::default();
+    let cache_url = format!(
+        "https://cache.starling.internal/v1/{}/q/{}",
+        caller.state.generation(),
+        encode(&plan.cache_key())
+    );
+    outcome.query_served = Some(caller.state.database().to_owned());
+    if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
+        if let Ok(text) = hit.text().await {
+            let mut resp = Response::ok(text).expect("response");
+            let h = resp.headers_mut();
+            let _ = h.set("Content-Type", "application/json");
+            let _ = h.set("X-Cache", "HIT");
+            let _ = h.set("Cache-Control", &format!("private, max-age={QUERY_TTL}"));
+            if let Some(d) = &limit {
+                limiter::headers(&mut resp, d);
+            }
+            return Ok(resp);
+        }
+    }
+    let db = tenants::data_db(env, &caller.state)?;
+    let results = d1::rows_batch(&db, &plan.statements).await?;
+    let out = query::assemble_query(&plan, results)?;
+    outcome.rows = out["results"].as_array().map(Vec::len);
+    let mut resp = Response::from_json(&out).expect("json");
+    if let Ok(mut copy) = resp.cloned() {
+        let _ = copy
+            .headers_mut()
+            .set("Cache-Control", &format!("public, max-age={QUERY_TTL}"));
+        let _ = cache.put(cache_url.as_str(), copy).await;
+    }
+    let h = resp.headers_mut();
+    let _ = h.set("Cache-Control", &format!("private, max-age={QUERY_TTL}"));
+    let _ = h.set("X-Cache", "MISS");
+    let _ = h.set(
+        "X-Query-Path",
+        if plan.uses_rollups() {
+            "rollups"
+        } else {
+            "visits"
+        },
+    );
     if let Some(d) = &limit {
         limiter::headers(&mut resp, d);
     }
