@@ -335,6 +335,19 @@ fn write_raw(out: &mut impl Write, e: &EnrichedEvent) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
+/// Applies a day's events in time order, `size` per transaction; empties `events`.
+fn apply_sorted(
+    conn: &mut Connection,
+    events: &mut Vec<EnrichedEvent>,
+    size: usize,
+    now: i64,
+) -> usize {
+    events.sort_by_key(|e| e.ts);
+    let n = events.chunks(size).map(|c| apply(conn, c, now)).sum();
+    events.clear();
+    n
+}
+
 /// Applies one chunk of events: one transaction, like one D1 batch. Returns statements executed.
 /// Reads the prior state of the visits the chunk touches first, as the queue consumer does.
 fn apply(conn: &mut Connection, events: &[EnrichedEvent], now: i64) -> usize {
@@ -514,7 +527,6 @@ fn main() {
 
     // Events fall in [first day 00:00 UTC, now).
     let window_start = (a.now - a.now.rem_euclid(86_400)) - (a.days - 1) * 86_400;
-    let span = (a.now - window_start).max(1) as u64;
 
     let mut conn = open(&a.db);
     let journal: String = conn
@@ -540,7 +552,17 @@ fn main() {
     let mut next_report = 0u64;
     let report_every = (a.events / 20).max(1);
 
+    // Day by day, in time order within the day: the queue delivers roughly in time order, and the
+    // consumer prunes visit state hours after a visit's last hit.
+    let mut current_day = 0i64;
     while all.events < a.events {
+        let day = ((all.events as u128 * a.days as u128) / a.events as u128) as i64;
+        if day != current_day {
+            statements += apply_sorted(&mut conn, &mut chunk, a.chunk, a.now);
+            current_day = day;
+        }
+        let day_start = window_start + day * 86_400;
+        let day_span = (a.now - day_start).clamp(1, 86_400) as u64;
         let t = rng.pick_cdf(&tenant_cdf);
         let tenant = &tenants[t];
         let is_bot = rng.below(100) < 2;
@@ -561,10 +583,11 @@ fn main() {
             )
         };
         let visitor = rng.below(tenant.visitors);
+        // Visitor ids change daily with the salt, as in production.
         let visitor_id = format!(
             "{:016x}{:016x}",
             (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ visitor,
-            visitor.wrapping_mul(0xBF58_476D_1CE4_E5B9)
+            visitor.wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (day as u64)
         );
         let mut source = rng.weighted(SOURCES).to_owned();
         if source == "*" {
@@ -617,7 +640,7 @@ fn main() {
         };
         let country = rng.weighted(COUNTRIES);
         let n = rng.pick_cdf(&pv_cdf) + 1;
-        let mut ts = window_start + rng.below(span) as i64;
+        let mut ts = day_start + rng.below(day_span) as i64;
         let custom = rng.below(20) == 0;
         let mut emitted = 0;
         for k in 0..n + usize::from(custom) {
@@ -690,10 +713,7 @@ fn main() {
             totals[t].sessions += 1;
             all.sessions += 1;
         }
-        if chunk.len() >= a.chunk {
-            statements += apply(&mut conn, &chunk, a.now);
-            chunk.clear();
-        }
+
         if all.events >= next_report {
             eprintln!(
                 "gen_rollups: {} / {} events, {:.0} s",
@@ -704,9 +724,7 @@ fn main() {
             next_report += report_every;
         }
     }
-    if !chunk.is_empty() {
-        statements += apply(&mut conn, &chunk, a.now);
-    }
+    statements += apply_sorted(&mut conn, &mut chunk, a.chunk, a.now);
     if let Some(mut out) = raw {
         out.flush().unwrap();
     }

@@ -316,3 +316,15 @@ fn stale_state_is_pruned_and_lookups_stay_within_the_bind_limit() {
         assert_eq!(s.binds[0], "acme".into());
     }
 }
+
+#[test]
+fn every_statement_stays_within_d1_bind_limit() {
+    let events = events(17);
+    let conn = migrated_db();
+    let statements = rollup_statements(&conn, &events, NOW);
+    assert!(statements.iter().any(|s| s.sql.contains("visit_hourly")));
+    for s in &statements {
+        assert!(s.binds.len() <= 100, "{} binds: {}", s.binds.len(), &s.sql[..60]);
+        assert_eq!(s.sql.matches('?').count(), s.binds.len());
+    }
+}

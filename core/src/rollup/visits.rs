@@ -589,9 +589,19 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState) -> Vec<St
         }
     }
 
+    // Multi-row upserts, one table and tenant per statement, within D1's 100 bound parameters.
+    let mut rows: Vec<Vec<SqlValue>> = Vec::new();
+    let mut current: Option<(&str, bool)> = None;
     for ((tenant, hourly, bucket, d, value, domain), m) in cells.map {
         if m.iter().all(|v| *v == 0) {
             continue;
+        }
+        let per = if hourly { 8 } else { 10 };
+        if current != Some((tenant, hourly)) || rows.len() == per {
+            if let Some((_, h)) = current {
+                out.push(cell_upsert(h, std::mem::take(&mut rows)));
+            }
+            current = Some((tenant, hourly));
         }
         let mut binds: Vec<SqlValue> = vec![
             tenant.into(),
@@ -600,29 +610,41 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState) -> Vec<St
             value.into(),
             domain.into(),
         ];
-        if hourly {
-            binds.extend(m.iter().map(|v| SqlValue::from(*v)));
-            out.push(Statement::new(
-                "INSERT INTO visit_hourly (tenant_id, dim, hour, value, domain, visits, pageviews, bounces, duration, \
-                 visitors, visitors_first, visitors_last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id, dim, hour, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
-                 pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
-                 duration = duration + excluded.duration, visitors = visitors + excluded.visitors, \
-                 visitors_first = visitors_first + excluded.visitors_first, \
-                 visitors_last = visitors_last + excluded.visitors_last",
-                binds,
-            ));
-        } else {
-            binds.extend(m[..5].iter().map(|v| SqlValue::from(*v)));
-            out.push(Statement::new(
-                "INSERT INTO visit_daily (tenant_id, dim, day, value, domain, visits, pageviews, bounces, duration, \
-                 visitors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id, dim, day, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
-                 pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
-                 duration = duration + excluded.duration, visitors = visitors + excluded.visitors",
-                binds,
-            ));
+        let n = if hourly { 7 } else { 5 };
+        binds.extend(m[..n].iter().map(|v| SqlValue::from(*v)));
+        rows.push(binds);
+    }
+    if let Some((_, h)) = current {
+        if !rows.is_empty() {
+            out.push(cell_upsert(h, rows));
         }
     }
     out
+}
+
+/// One additive upsert of several rollup cells of one table.
+fn cell_upsert(hourly: bool, rows: Vec<Vec<SqlValue>>) -> Statement {
+    let (head, tail) = if hourly {
+        (
+            "INSERT INTO visit_hourly (tenant_id, dim, hour, value, domain, visits, pageviews, bounces, duration, \
+             visitors, visitors_first, visitors_last) VALUES ",
+            " ON CONFLICT (tenant_id, dim, hour, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
+             pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
+             duration = duration + excluded.duration, visitors = visitors + excluded.visitors, \
+             visitors_first = visitors_first + excluded.visitors_first, \
+             visitors_last = visitors_last + excluded.visitors_last",
+        )
+    } else {
+        (
+            "INSERT INTO visit_daily (tenant_id, dim, day, value, domain, visits, pageviews, bounces, duration, \
+             visitors) VALUES ",
+            " ON CONFLICT (tenant_id, dim, day, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
+             pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
+             duration = duration + excluded.duration, visitors = visitors + excluded.visitors",
+        )
+    };
+    let width = rows.first().map_or(0, Vec::len);
+    let one = format!("({})", vec!["?"; width].join(", "));
+    let values = vec![one; rows.len()].join(", ");
+    Statement::new(format!("{head}{values}{tail}"), rows.concat())
 }
