@@ -18,7 +18,9 @@
 //! [`starling_core::query::plan`] over the `days` dates ending with the day of `now` (UTC) and times the
 //! statements natively with rusqlite on `--db` (integers bound as REAL, as D1 does), printing JSON with
 //! p50/p95 per tenant and endpoint: the SQL cost without the local D1 and HTTP layers. An endpoint
-//! stops early (after at least 5 samples) once it has run for `budget` seconds.
+//! stops early (after at least 5 samples) once it has run for `budget` seconds. Besides the unfiltered
+//! UTC pipes it times each range pipe with one filter (`browser=chrome`) and in a +01:00 zone, and
+//! `/v0/query` by `visit:source` with one and with two filters (`--basic true`: the pipes only).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -177,6 +179,8 @@ struct Args {
     chunk: usize,
     analyze: bool,
     time_queries: Option<String>,
+    /// Time only the unfiltered UTC pipes (the earlier benchmark's set).
+    time_queries_basic: bool,
     samples: usize,
     budget: f64,
 }
@@ -221,6 +225,7 @@ fn args() -> Args {
         chunk: num("chunk", 5000.0) as usize,
         analyze: map.get("analyze").is_some_and(|v| v == "true"),
         time_queries: map.get("time-queries").cloned(),
+        time_queries_basic: map.get("basic").is_some_and(|v| v == "true"),
         samples: num("samples", 50.0) as usize,
         budget: num("budget", 30.0),
     }
@@ -444,22 +449,70 @@ fn time_queries(a: &Args, tenants: &str) {
             .into_iter()
             .collect();
         let mut per = Vec::new();
+        // Every pipe unfiltered in UTC; the range pipes with one filter, and in a +1h zone (edge hours
+        // from visit_hourly); /v0/query with a dimension and one filter (rollups) or two (visits).
+        let madrid = starling_core::query::FixedOffset(3600);
+        let mut cases: Vec<(String, Vec<starling_core::sql::Statement>)> = Vec::new();
         for pipe in PIPES {
-            let params =
-                if pipe.starts_with("top_") || pipe.starts_with("kpis") || pipe.ends_with("_pages")
-                {
-                    &range[..]
-                } else {
-                    &range[2..]
-                };
-            let plan = starling_core::query::plan(&starling_core::query::Request {
-                pipe,
-                params,
-                fixed: &fixed,
-                now_secs: a.now,
-                tz: &utc,
-            })
-            .expect("plan");
+            let ranged =
+                pipe.starts_with("top_") || pipe.starts_with("kpis") || pipe.ends_with("_pages");
+            let params = if ranged { &range[..] } else { &range[2..] };
+            let mut variants: Vec<(
+                String,
+                Vec<(String, String)>,
+                &dyn starling_core::query::TimeZone,
+            )> = vec![((*pipe).to_owned(), params.to_vec(), &utc)];
+            if ranged && !a.time_queries_basic {
+                let mut one = params.to_vec();
+                one.push(("browser".into(), "chrome".into()));
+                variants.push((format!("{pipe} browser=chrome"), one, &utc));
+                variants.push((format!("{pipe} +01:00"), params.to_vec(), &madrid));
+            }
+            for (label, params, tz) in variants {
+                let plan = starling_core::query::plan(&starling_core::query::Request {
+                    pipe,
+                    params: &params,
+                    fixed: &fixed,
+                    now_secs: a.now,
+                    tz,
+                })
+                .expect("plan");
+                cases.push((label, plan.statements));
+            }
+        }
+        if !a.time_queries_basic {
+            let from = date(last - (a.days - 1) * 86_400);
+            let to = date(last);
+            for (label, filters) in [
+                (
+                    "query visit:source, 1 filter",
+                    serde_json::json!([["is", "visit:country", ["DE"]]]),
+                ),
+                (
+                    "query visit:source, 2 filters",
+                    serde_json::json!([
+                        ["is", "visit:country", ["DE"]],
+                        ["is", "visit:device", ["mobile"]]
+                    ]),
+                ),
+            ] {
+                let body = serde_json::json!({
+                    "metrics": ["visitors", "visits", "pageviews", "bounce_rate"],
+                    "date_range": [from, to],
+                    "dimensions": ["visit:source"],
+                    "filters": filters,
+                });
+                let plan = starling_core::query::plan_query(&starling_core::query::ApiRequest {
+                    body: &body,
+                    fixed: &fixed,
+                    now_secs: a.now,
+                    tz: &utc,
+                })
+                .expect("plan");
+                cases.push((label.to_owned(), plan.statements));
+            }
+        }
+        for (pipe, statements) in cases {
             let mut lat = Vec::new();
             let mut rows = 0;
             let started = Instant::now();
@@ -469,7 +522,7 @@ fn time_queries(a: &Args, tenants: &str) {
                 }
                 let t = Instant::now();
                 rows = 0;
-                for s in &plan.statements {
+                for s in &statements {
                     let binds: Vec<rusqlite::types::Value> = s
                         .binds
                         .iter()

@@ -324,7 +324,12 @@ fn every_statement_stays_within_d1_bind_limit() {
     let statements = rollup_statements(&conn, &events, NOW);
     assert!(statements.iter().any(|s| s.sql.contains("visit_hourly")));
     for s in &statements {
-        assert!(s.binds.len() <= 100, "{} binds: {}", s.binds.len(), &s.sql[..60]);
+        assert!(
+            s.binds.len() <= 100,
+            "{} binds: {}",
+            s.binds.len(),
+            &s.sql[..60]
+        );
         assert_eq!(s.sql.matches('?').count(), s.binds.len());
     }
 }
