@@ -431,6 +431,13 @@ fn pct(xs: &mut [f64], p: f64) -> f64 {
     xs[i.clamp(1, xs.len()) - 1]
 }
 
+/// A timed request: label, parameters and time zone.
+type Variant<'z> = (
+    String,
+    Vec<(String, String)>,
+    &'z dyn starling_core::query::TimeZone,
+);
+
 /// Times every endpoint's planned statements natively; JSON on stdout.
 fn time_queries(a: &Args, tenants: &str) {
     let conn = Connection::open_with_flags(&a.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -457,11 +464,7 @@ fn time_queries(a: &Args, tenants: &str) {
             let ranged =
                 pipe.starts_with("top_") || pipe.starts_with("kpis") || pipe.ends_with("_pages");
             let params = if ranged { &range[..] } else { &range[2..] };
-            let mut variants: Vec<(
-                String,
-                Vec<(String, String)>,
-                &dyn starling_core::query::TimeZone,
-            )> = vec![((*pipe).to_owned(), params.to_vec(), &utc)];
+            let mut variants: Vec<Variant> = vec![((*pipe).to_owned(), params.to_vec(), &utc)];
             if ranged && !a.time_queries_basic {
                 let mut one = params.to_vec();
                 one.push(("browser".into(), "chrome".into()));
