@@ -336,7 +336,7 @@ test('a full rebuild from the R2 archive gives the same numbers, pipes and /v0/q
   const dates = [day(now - 86_400_000), day(now)];
   // Each read uses its own cache key (the spelling of UTC, a page size), so none is a cached answer.
   const read = async (n) => {
-    const tz = ['UTC', 'utc', 'Utc'][n];
+    const tz = ['uTC', 'UtC', 'UTc'][n];
     const out = {};
     for (const name of ['kpis_summary', 'kpis', 'top_pages', 'top_sources', 'entry_pages', 'exit_pages', 'current_visitors']) {
       const r = await pipe(name, token, `${range}&timezone=${tz}`);
