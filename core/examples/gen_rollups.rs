@@ -639,10 +639,12 @@ fn main() {
             )
         };
         let visitor = rng.below(tenant.visitors);
-        // Visitor ids change daily with the salt, as in production.
+        // Visitor ids change daily with the salt and differ per domain (the domain is hashed in), as in
+        // production.
+        let second_domain = u64::from(domain != &tenant.domains[0]);
         let visitor_id = format!(
             "{:016x}{:016x}",
-            (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ visitor,
+            (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ visitor ^ (second_domain << 60),
             visitor.wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (day as u64)
         );
         let mut source = rng.weighted(SOURCES).to_owned();
