@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use super::params::MAX_RANGE_DAYS;
 use super::response::{growth, round};
-use super::rollups::{self, bucket_totals, KpiBucket, RollupKpis, Slice};
+use super::rollups::{self, KpiBucket, RollupKpis, Slice};
 use super::timezone::{
     civil_from_days, day_start, days_from_civil, format_date, format_datetime, hour_label,
     local_day, offset_segments, parse_date, Days, TimeZone, DAY,
@@ -1083,42 +1083,13 @@ pub fn assemble_query(
     let mut rows: Vec<Grouped> = Vec::new();
     match &s.rows {
         RowSource::Buckets(k) => {
-            let mut sets = results.into_iter();
-            let mut daily = BTreeMap::new();
-            let mut hourly = BTreeMap::new();
-            let cell =
-                |r: &Map<String, Value>, n: &str| r.get(n).and_then(Value::as_i64).unwrap_or(0);
-            const N: [&str; 7] = [
-                "visits",
-                "pageviews",
-                "bounces",
-                "duration",
-                "visitors",
-                "visitors_first",
-                "visitors_last",
-            ];
-            if k.daily_stmt {
-                for r in sets.next().unwrap_or_default() {
-                    daily.insert(
-                        cell(&r, "t"),
-                        std::array::from_fn::<i64, 5, _>(|i| cell(&r, N[i])),
-                    );
-                }
-            }
-            if k.hourly_stmt {
-                for r in sets.next().unwrap_or_default() {
-                    hourly.insert(
-                        cell(&r, "t"),
-                        std::array::from_fn::<i64, 7, _>(|i| cell(&r, N[i])),
-                    );
-                }
-            }
+            let data = k.rows(results);
             for (i, b) in k.buckets.iter().enumerate() {
-                let cur = bucket_totals(&b.current, &k.whole, &daily, &hourly);
+                let cur = k.totals(&data, &b.current);
                 let cmp = s.comparison.then(|| {
                     (
                         s.comparison_labels.get(i).cloned().unwrap_or_default(),
-                        bucket_totals(&b.previous, &k.whole, &daily, &hourly),
+                        k.totals(&data, &b.previous),
                     )
                 });
                 // Empty buckets are left out, as Plausible does.

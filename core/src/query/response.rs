@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::pipes::{KpiShape, Shape, TopShape};
-use super::rollups::{bucket_totals, RollupKpis};
+use super::rollups::RollupKpis;
 use super::timezone::format_datetime;
 use super::{Column, Output, QueryError};
 use crate::rollup::visits::SEP;
@@ -199,38 +199,9 @@ fn rollup_kpis(
     k: &RollupKpis,
     results: Vec<Vec<Row>>,
 ) -> Result<(Vec<Column>, Vec<Row>), QueryError> {
-    let mut sets = results.into_iter();
-    let mut daily: BTreeMap<i64, [i64; 5]> = BTreeMap::new();
-    let mut hourly: BTreeMap<i64, [i64; 7]> = BTreeMap::new();
-    const NAMES: [&str; 7] = [
-        "visits",
-        "pageviews",
-        "bounces",
-        "duration",
-        "visitors",
-        "visitors_first",
-        "visitors_last",
-    ];
-    if k.daily_stmt {
-        for r in sets.next().unwrap_or_default() {
-            let mut m = [0; 5];
-            for (slot, name) in m.iter_mut().zip(NAMES) {
-                *slot = int(&r, name)?;
-            }
-            daily.insert(int(&r, "t")?, m);
-        }
-    }
-    if k.hourly_stmt {
-        for r in sets.next().unwrap_or_default() {
-            let mut m = [0; 7];
-            for (slot, name) in m.iter_mut().zip(NAMES) {
-                *slot = int(&r, name)?;
-            }
-            hourly.insert(int(&r, "t")?, m);
-        }
-    }
+    let rows = k.rows(results);
     let totals = |pieces: &[(i64, i64)]| {
-        let t = bucket_totals(pieces, &k.whole, &daily, &hourly);
+        let t = k.totals(&rows, pieces);
         Totals {
             visits: t[0],
             pageviews: t[1],
@@ -262,46 +233,16 @@ fn kpis(k: &KpiShape, rows: &[Row]) -> Result<(Vec<Column>, Vec<Row>), QueryErro
         };
         by_bucket.insert(int(r, "bucket")?, t);
     }
-    let mut meta = vec![col("date", if k.hourly { "DateTime" } else { "Date" })];
-    let names = Totals::default().metrics();
-    let kind = |d: Option<i32>| if d.is_some() { "Float64" } else { "UInt64" };
-    meta.extend(names.iter().map(|(n, _, d)| col(n, kind(*d))));
-    if k.previous_shift.is_some() {
-        meta.extend(
-            names
-                .iter()
-                .map(|(n, _, d)| col(&format!("previous_{n}"), kind(*d))),
-        );
-        meta.extend(
-            names
-                .iter()
-                .map(|(n, _, _)| col(&format!("{n}_growth_percentage"), "Float64")),
-        );
-    }
-    let mut data = Vec::with_capacity(k.buckets.len());
-    for (bucket, label) in &k.buckets {
-        let cur = by_bucket.get(bucket).copied().unwrap_or_default().metrics();
-        let mut row = Row::new();
-        row.insert("date".into(), label.as_str().into());
-        for (name, v, d) in cur {
-            row.insert(name.into(), number(v, d));
-        }
-        if let Some(shift) = k.previous_shift {
-            let prev = by_bucket
-                .get(&(bucket - shift))
-                .copied()
-                .unwrap_or_default()
-                .metrics();
-            for (name, v, d) in prev {
-                row.insert(format!("previous_{name}"), number(v, d));
-            }
-            for ((name, c, _), (_, p, _)) in cur.iter().zip(prev.iter()) {
-                row.insert(format!("{name}_growth_percentage"), growth(*c, *p).into());
-            }
-        }
-        data.push(row);
-    }
-    Ok((meta, data))
+    let totals = |b: i64| by_bucket.get(&b).copied().unwrap_or_default();
+    let data = k
+        .buckets
+        .iter()
+        .map(|(bucket, label)| {
+            let prev = k.previous_shift.map(|shift| totals(bucket - shift));
+            kpi_row(label, totals(*bucket), prev)
+        })
+        .collect();
+    Ok((kpi_meta(k.hourly, k.previous_shift.is_some()), data))
 }
 
 fn top(t: &TopShape, rows: &[Row]) -> Result<(Vec<Column>, Vec<Row>), QueryError> {

@@ -146,6 +146,57 @@ pub(crate) fn kpi_statements(
     (statements, shape)
 }
 
+/// The rows of a kpis plan's statements: measures per UTC day and per UTC hour.
+#[derive(Debug, Default)]
+pub(crate) struct BucketRows {
+    daily: BTreeMap<i64, [i64; 5]>,
+    hourly: BTreeMap<i64, [i64; 7]>,
+}
+
+impl RollupKpis {
+    /// Reads the daily and hourly statements' rows (in plan order). Integers may arrive as floats
+    /// (D1); a missing or NULL measure is 0.
+    pub(crate) fn rows(
+        &self,
+        results: Vec<Vec<serde_json::Map<String, serde_json::Value>>>,
+    ) -> BucketRows {
+        const NAMES: [&str; 7] = [
+            "visits",
+            "pageviews",
+            "bounces",
+            "duration",
+            "visitors",
+            "visitors_first",
+            "visitors_last",
+        ];
+        let int = |r: &serde_json::Map<String, serde_json::Value>, n: &str| {
+            r.get(n)
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+                .unwrap_or(0)
+        };
+        let mut sets = results.into_iter();
+        let mut out = BucketRows::default();
+        if self.daily_stmt {
+            for r in sets.next().unwrap_or_default() {
+                out.daily
+                    .insert(int(&r, "t"), std::array::from_fn(|i| int(&r, NAMES[i])));
+            }
+        }
+        if self.hourly_stmt {
+            for r in sets.next().unwrap_or_default() {
+                out.hourly
+                    .insert(int(&r, "t"), std::array::from_fn(|i| int(&r, NAMES[i])));
+            }
+        }
+        out
+    }
+
+    /// Sums of the pieces of one bucket: visits, pageviews, bounces, duration, visitors.
+    pub(crate) fn totals(&self, rows: &BucketRows, pieces: &[Piece]) -> [i64; 5] {
+        bucket_totals(pieces, &self.whole, &rows.daily, &rows.hourly)
+    }
+}
+
 /// Sums of one bucket: visits, pageviews, bounces, duration, visitors.
 pub(crate) fn bucket_totals(
     pieces: &[Piece],
