@@ -332,4 +332,41 @@ pub(crate) mod tests {
             vec![(i64::MAX, 19_800)]
         );
     }
+
+    #[test]
+    fn half_and_quarter_hour_zones_use_whole_utc_hours() {
+        let day = parse_date("2026-11-23").unwrap();
+        // Asia/Kolkata +5:30: local midnight is 18:30 UTC; the day runs from 18:00 UTC.
+        let kolkata = FixedOffset(19_800);
+        assert_eq!(
+            format_datetime(day_start(&kolkata, day)),
+            "2026-11-22 18:00:00"
+        );
+        // Asia/Kathmandu +5:45: local midnight is 18:15 UTC; the day runs from 18:00 UTC.
+        let kathmandu = FixedOffset(20_700);
+        assert_eq!(
+            format_datetime(day_start(&kathmandu, day)),
+            "2026-11-22 18:00:00"
+        );
+        // The UTC hour 04:00-05:00 holds Kolkata's 10:00 (04:30 UTC): it is labelled 10:00.
+        let h = day * DAY + 4 * 3600;
+        assert_eq!(
+            format_datetime(hour_label(&kolkata, h)),
+            "2026-11-23 10:00:00"
+        );
+        assert_eq!(
+            format_datetime(hour_label(&kathmandu, h)),
+            "2026-11-23 10:00:00"
+        );
+        // Whole-hour zones are unchanged: exact midnights and labels.
+        let madrid = FixedOffset(3600);
+        assert_eq!(
+            format_datetime(day_start(&madrid, day)),
+            "2026-11-22 23:00:00"
+        );
+        assert_eq!(
+            format_datetime(hour_label(&madrid, h)),
+            "2026-11-23 05:00:00"
+        );
+    }
 }
