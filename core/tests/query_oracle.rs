@@ -15,7 +15,7 @@ use starling_core::query::{self, FixedOffset, Output, Request, TimeZone};
 use starling_core::sql::Statement;
 
 mod common;
-use common::bind;
+use common::{bind, Rng};
 
 type Row = Map<String, Value>;
 
@@ -39,25 +39,6 @@ impl TimeZone for Dst {
 }
 
 // ---------- fixture ----------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
-        list[self.below(list.len() as u64) as usize]
-    }
-}
 
 fn domains_of(tenant: &str) -> Vec<String> {
     match tenant {

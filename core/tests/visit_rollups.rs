@@ -8,26 +8,11 @@ use starling_core::event::EnrichedEvent;
 use starling_core::rollup::prior_lookup;
 
 mod common;
-use common::{apply, migrated_db, rollup_statements, run};
+use common::{apply, migrated_db, rollup_statements, run, Rng};
 
 /// 2025-03-29 00:00:00 UTC.
 const START: i64 = 1_743_206_400;
 const NOW: i64 = START + 3 * 86_400;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Sessions of 1 to 5 hits over three days, many crossing an hour, some crossing midnight; visitor ids
 /// per domain and day; unique millisecond times (so the first and last hit do not depend on order).
