@@ -6,6 +6,7 @@
 //! `assemble` → `{meta, data, rows, statistics}` (pipes) or `{results, meta, query}` (query).
 
 use starling_core::query::{self, Request as QueryRequest};
+use starling_core::ratelimit::Decision;
 use worker::{Cache, Env, Request, Response};
 
 use super::auth::{authenticate, Need};
@@ -32,7 +33,6 @@ pub async fn get_pipe(
     let started = now_ms();
     let params = query_pairs(&req);
     let caller = authenticate(&req, env, &params, Need::Read(pipe), outcome).await?;
-    let limit = Some(caller.limit);
 
     let tz_name = query::timezone_param(&params, &caller.fixed)?;
     let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
@@ -55,19 +55,8 @@ pub async fn get_pipe(
         encode(&plan.cache_key())
     );
     outcome.query_served = Some(caller.state.database().to_owned());
-    if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
-        // Cached responses have immutable headers: answer with a fresh response around the body.
-        if let Ok(body) = hit.text().await {
-            let mut resp = Response::ok(body).expect("response");
-            let h = resp.headers_mut();
-            let _ = h.set("Content-Type", "application/json");
-            let _ = h.set("X-Cache", "HIT");
-            let _ = h.set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
-            if let Some(d) = &limit {
-                limiter::headers(&mut resp, d);
-            }
-            return Ok(resp);
-        }
+    if let Some(resp) = cache_hit(&cache, &cache_url, ttl(pipe), &caller.limit).await {
+        return Ok(resp);
     }
     let db = tenants::data_db(env, &caller.state)?;
     let results = d1::rows_batch(&db, &plan.statements).await?;
@@ -95,9 +84,7 @@ pub async fn get_pipe(
         let _ = cache.put(cache_url.as_str(), copy).await;
     }
     let _ = resp.headers_mut().set("X-Cache", "MISS");
-    if let Some(d) = &limit {
-        limiter::headers(&mut resp, d);
-    }
+    limiter::headers(&mut resp, &caller.limit);
     Ok(resp)
 }
 
@@ -117,7 +104,6 @@ pub async fn post_query(
     let started = now_ms();
     let params = query_pairs(&req);
     let caller = authenticate(&req, env, &params, Need::Read(QUERY_RESOURCE), outcome).await?;
-    let limit = Some(caller.limit);
     let raw = req.bytes().await?;
     if raw.len() > MAX_QUERY_BODY {
         return Err(ApiError::BadRequest(format!(
@@ -144,18 +130,8 @@ pub async fn post_query(
         encode(&plan.cache_key())
     );
     outcome.query_served = Some(caller.state.database().to_owned());
-    if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
-        if let Ok(text) = hit.text().await {
-            let mut resp = Response::ok(text).expect("response");
-            let h = resp.headers_mut();
-            let _ = h.set("Content-Type", "application/json");
-            let _ = h.set("X-Cache", "HIT");
-            let _ = h.set("Cache-Control", &format!("private, max-age={QUERY_TTL}"));
-            if let Some(d) = &limit {
-                limiter::headers(&mut resp, d);
-            }
-            return Ok(resp);
-        }
+    if let Some(resp) = cache_hit(&cache, &cache_url, QUERY_TTL, &caller.limit).await {
+        return Ok(resp);
     }
     let db = tenants::data_db(env, &caller.state)?;
     let results = d1::rows_batch(&db, &plan.statements).await?;
@@ -179,10 +155,21 @@ pub async fn post_query(
             "visits"
         },
     );
-    if let Some(d) = &limit {
-        limiter::headers(&mut resp, d);
-    }
+    limiter::headers(&mut resp, &caller.limit);
     Ok(resp)
+}
+
+/// A cached answer as a fresh response (Cache API responses have immutable headers), or `None`.
+async fn cache_hit(cache: &Cache, url: &str, ttl: u32, limit: &Decision) -> Option<Response> {
+    let mut hit = cache.get(url, false).await.ok()??;
+    let body = hit.text().await.ok()?;
+    let mut resp = Response::ok(body).ok()?;
+    let h = resp.headers_mut();
+    let _ = h.set("Content-Type", "application/json");
+    let _ = h.set("X-Cache", "HIT");
+    let _ = h.set("Cache-Control", &format!("private, max-age={ttl}"));
+    limiter::headers(&mut resp, limit);
+    Some(resp)
 }
 
 /// Percent-encodes everything but unreserved characters, so a cache key is one URL path segment.
