@@ -14,6 +14,10 @@ if [ ! -f .dev.vars ]; then
   printf 'SIGNING_KEY=%s\nADMIN_TOKEN=%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >.dev.vars
 fi
+# The worker refuses to serve with a SIGNING_KEY under 32 bytes (tracker tokens are public, a short key
+# can be brute-forced from one): say so before starting anything.
+key=$(sed -n 's/^SIGNING_KEY=//p' .dev.vars | tr -d '"')
+[ "${#key}" -ge 32 ] || die "SIGNING_KEY in .dev.vars is shorter than 32 bytes: replace it with a random one (e.g. \$(openssl rand -hex 32)) or delete .dev.vars to get a new one"
 [ -f scripts/build-tracker.sh ] && bash scripts/build-tracker.sh
 [ -f scripts/build-www.sh ] && bash scripts/build-www.sh
 bash scripts/build-worker.sh
@@ -27,9 +31,15 @@ if curl -fsS "http://127.0.0.1:$PORT/v0/health" >/dev/null 2>&1; then
 fi
 step "starting wrangler dev on 127.0.0.1:$PORT"
 log=$(mktemp)
-node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false >"$log" 2>&1 &
+# The local queue keeps messages in memory only: spool every accepted request to R2 before its 202
+# (SPOOL_INLINE_MAX_ROWS=0), and fire the minute cron ourselves (crons never fire locally), so the
+# spool sweep applies whatever the local queue loses or stalls on. Production needs neither.
+node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
+  --test-scheduled --var SPOOL_INLINE_MAX_ROWS:0 >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT INT TERM
+( while sleep 60; do curl -fsS -o /dev/null "http://127.0.0.1:$PORT/__scheduled?cron=*+*+*+*+*" 2>/dev/null || true; done ) &
+cron=$!
+trap 'kill $pid $cron 2>/dev/null; rm -f "$log"' EXIT INT TERM
 for _ in $(seq 1 180); do
   grep -q "Ready on http" "$log" && break
   kill -0 $pid 2>/dev/null || { cat "$log" >&2; die "wrangler dev exited; its output is above"; }

@@ -86,6 +86,8 @@ const result = {
   read_token_id: read.token_id,
   script_tag: `<script defer src="${args.url}/t.js" data-host="${args.url}" data-token="${tracker.token}" data-tenant-id="${args.tenant}"${args.domain ? ` data-domain="${args.domain}"` : ''}></script>`,
   dashboard: `${args.url}/dashboard/#token=${read.token}`,
+  // Framing is allowed for the tenant's allowed_origins only when the embed URL names the tenant.
+  embed: `<script src="${args.url}/embed/starling-dashboard.js" defer></script>\n<starling-dashboard src="${args.url}/dashboard/?tenant=${encodeURIComponent(args.tenant)}" token="${read.token}"></starling-dashboard>`,
 };
 if (args.json) {
   console.log(JSON.stringify(result));
@@ -93,6 +95,7 @@ if (args.json) {
   console.log(`tenant:        ${args.tenant} (${created.json.plan}, ${created.json.isolation}, ${created.json.retention_days} days)`);
   console.log(`script tag:    ${result.script_tag}`);
   console.log(`dashboard:     ${result.dashboard}`);
+  console.log(`embed (from an allowed origin):\n${result.embed}`);
   console.log(`revoke with:   curl -X DELETE -H "Authorization: Bearer $ADMIN_TOKEN" ${args.url}/v0/admin/tenants/${args.tenant}/tokens/<token_id>`);
   console.error(`==> onboarded ${args.tenant}: tracker token ${tracker.token_id}, read token ${read.token_id}`);
 }

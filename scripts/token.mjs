@@ -3,7 +3,9 @@
 //
 //   node scripts/token.mjs --tenant acme --kind tracker|read [--days 365] [--key SECRET] [--domain d] [--rps N]
 //
-// The key defaults to SIGNING_KEY from the environment or .dev.vars. Prints the token only.
+// The key defaults to SIGNING_KEY from the environment or .dev.vars. Prints the token only. Tokens carry
+// `iat`: after an erasure, a re-created tenant refuses every token issued before it, and every token
+// without `iat` (which cannot show when it was issued).
 import { createHmac } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 
@@ -20,7 +22,7 @@ export function mint({ tenant, kind, key, days = 365, domain, rps, resource, now
   const scope = kind === 'tracker'
     ? { type: 'DATASOURCES:APPEND', resource: resource ?? 'analytics_events', fixed_params }
     : { type: 'PIPES:READ', resource: resource ?? '*', fixed_params };
-  const payload = { workspace_id: 'starling', name: `${tenant}_${kind}`, exp: now + Math.round(days * 86400), scopes: [scope] };
+  const payload = { workspace_id: 'starling', name: `${tenant}_${kind}`, iat: now, exp: now + Math.round(days * 86400), scopes: [scope] };
   if (rps) payload.limits = { rps: Number(rps) };
   return signJwt(payload, key);
 }

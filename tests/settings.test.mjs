@@ -31,9 +31,11 @@ test('tenant.json answers the token\'s tenant only, never a parameter\'s', async
   assert.deepEqual(viaHeader.json, { tenant_id: 'acme', display_name: 'Acme Analytics', logo_url: null,
     primary_color: '#0a7d32', theme: null, hide_branding: true });
 
-  const globex = await tenantJson('', w.token('globex', 'read', { resource: 'kpis' }));
+  const globex = await tenantJson('', w.token('globex', 'read'));
   assert.deepEqual(globex.json, { tenant_id: 'globex', display_name: 'Globex', logo_url: 'https://globex.example/logo.png',
     primary_color: null, theme: 'dark', hide_branding: false });
+  // A token limited to some pipes (a public live counter) reads no settings (issue #16).
+  assert.equal((await tenantJson('', w.token('globex', 'read', { resource: 'kpis' }))).status, 403);
 
   const unset = await tenantJson('', w.token('initech', 'read'));
   assert.deepEqual(unset.json, { tenant_id: 'initech', display_name: null, logo_url: null, primary_color: null, theme: null, hide_branding: false });

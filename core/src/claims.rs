@@ -12,6 +12,29 @@ use std::fmt;
 pub const APPEND: &str = "DATASOURCES:APPEND";
 /// Scope type that allows reading a pipe (Tinybird's dashboard tokens).
 pub const READ: &str = "PIPES:READ";
+/// Scope type that allows reading the tenant's usage (`/v0/usage.json`).
+pub const USAGE_READ: &str = "USAGE:READ";
+/// Scope type that allows reading the tenant's white-label settings (`/v0/tenant.json`).
+pub const SETTINGS_READ: &str = "SETTINGS:READ";
+
+/// The pipes whose answer is bounded by `date_from..=date_to`: the only ones a token that fixes dates
+/// may read (an allow-list, so a new pipe stays closed to such tokens until it is added here).
+pub const DATED_PIPES: &[&str] = &[
+    "kpis",
+    "kpis_summary",
+    "top_pages",
+    "top_sources",
+    "top_browsers",
+    "top_devices",
+    "top_locations",
+    "top_os",
+    "top_campaigns",
+    "entry_pages",
+    "exit_pages",
+    // `POST /v0/query`: its planner puts the fixed dates in place of the body's range and refuses
+    // comparisons (`query::plan_query`).
+    "query",
+];
 
 /// The claims of a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +140,43 @@ pub enum AuthError {
     AmbiguousTenant,
     /// A token signed with a tenant key names another tenant than the key's.
     CrossTenant,
-    /// A token signed with a tenant key asks for more than `PIPES:READ`.
+    /// A token signed with a tenant key asks for more than reading.
     ReadOnlyKey,
+    /// No scope allows reading a tenant-level document ([`TenantDoc`]).
+    TenantDocNotInScope(TenantDoc),
+    /// The token fixes `date_from`/`date_to` and the pipe has no date range (the pipe's name, truncated).
+    UndatedPipe(String),
+    /// The token fixes `date_from`/`date_to` and the request asks for the previous period too.
+    PreviousPeriod,
+}
+
+/// A tenant-level document a token may read besides pipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantDoc {
+    /// `/v0/usage.json`: events, queries and bytes of the whole tenant.
+    Usage,
+    /// `/v0/tenant.json`: the tenant's white-label settings.
+    Settings,
+}
+
+impl TenantDoc {
+    /// The dedicated scope type.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Self::Usage => USAGE_READ,
+            Self::Settings => SETTINGS_READ,
+        }
+    }
+
+    /// Whether a `PIPES:READ` scope also allows this document: it must read every pipe (resource `*`),
+    /// and, for usage (tenant-wide counts), fix nothing but the tenant (no domain, no dates).
+    fn allowed_by_read_scope(self, scope: &Scope) -> bool {
+        scope.resource.as_deref() == Some("*")
+            && match self {
+                Self::Settings => true,
+                Self::Usage => scope.fixed_params.keys().all(|k| k == "tenant_id"),
+            }
+    }
 }
 
 impl AuthError {
@@ -144,8 +202,25 @@ impl AuthError {
                 signs tokens for its own tenant (leave fixed_params.tenant_id out or set it to the key's tenant)"
                 .into(),
             Self::ReadOnlyKey => {
-                "tokens signed with a tenant key can only read (PIPES:READ): mint tracker tokens with the admin API".into()
+                "tokens signed with a tenant key can only read (PIPES:READ, USAGE:READ, SETTINGS:READ): mint tracker tokens with the admin API".into()
             }
+            Self::TenantDocNotInScope(TenantDoc::Usage) => {
+                "reading usage needs a USAGE:READ scope, or a PIPES:READ scope on '*' that fixes nothing but \
+                 tenant_id: a token limited to some pipes, a domain or dates cannot read the tenant's usage"
+                    .into()
+            }
+            Self::TenantDocNotInScope(TenantDoc::Settings) => {
+                "reading the tenant's settings needs a SETTINGS:READ scope or a PIPES:READ scope on '*' \
+                 (a dashboard token): a token limited to some pipes cannot read them"
+                    .into()
+            }
+            Self::UndatedPipe(pipe) => format!(
+                "the token fixes date_from/date_to, so it can only read pipes bounded by dates ({}); '{pipe}' is not",
+                DATED_PIPES.join(", ")
+            ),
+            Self::PreviousPeriod => "the token fixes date_from/date_to: include_previous_period would read \
+                outside them, leave it out"
+                .into(),
         }
     }
 }
@@ -174,10 +249,20 @@ pub fn authorize_read(claims: &Claims, pipe: &str) -> Result<ReadGrant, AuthErro
     })
 }
 
-/// Allows reading the tenant's own settings (`/v0/tenant.json`) when any `PIPES:READ` scope binds a
-/// tenant, with the same tenant rules as [`authorize_read`]: every read scope must name the same one.
-pub fn authorize_tenant_read(claims: &Claims) -> Result<ReadGrant, AuthError> {
-    let (tenant, fixed) = bind_matching(claims, READ, "*", |_| true)?;
+/// Allows reading a tenant-level document (`/v0/usage.json`, `/v0/tenant.json`): a scope of its own type
+/// ([`TenantDoc::scope`], any resource), or a `PIPES:READ` scope on `*` (for usage, one that fixes
+/// nothing but `tenant_id`). A token limited to some pipes (a public live counter), a domain or dates
+/// reads neither. The same tenant rules as [`authorize_read`]: every allowing scope names one tenant.
+pub fn authorize_tenant_doc(claims: &Claims, doc: TenantDoc) -> Result<ReadGrant, AuthError> {
+    let matching: Vec<&Scope> = claims
+        .scopes
+        .iter()
+        .filter(|s| s.kind == doc.scope() || (s.kind == READ && doc.allowed_by_read_scope(s)))
+        .collect();
+    let Some(first) = matching.first() else {
+        return Err(AuthError::TenantDocNotInScope(doc));
+    };
+    let (tenant, fixed) = one_tenant(first, &matching)?;
     Ok(ReadGrant {
         tenant,
         fixed,
@@ -185,13 +270,46 @@ pub fn authorize_tenant_read(claims: &Claims) -> Result<ReadGrant, AuthError> {
     })
 }
 
+/// For a token whose fixed params pin `date_from` or `date_to` (names compared case-insensitively, as
+/// the query planner does): only [`DATED_PIPES`] may be read, and never with `include_previous_period`
+/// (the previous period lies outside the fixed dates by construction). Other tokens pass.
+pub fn check_fixed_dates(
+    pipe: &str,
+    fixed: &BTreeMap<String, String>,
+    params: &[(String, String)],
+) -> Result<(), AuthError> {
+    let fixed_value = |name: &str| {
+        fixed
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    if fixed_value("date_from").is_none() && fixed_value("date_to").is_none() {
+        return Ok(());
+    }
+    if !DATED_PIPES.contains(&pipe) {
+        return Err(AuthError::UndatedPipe(pipe.chars().take(64).collect()));
+    }
+    let previous = fixed_value("include_previous_period").or_else(|| {
+        params
+            .iter()
+            .find(|(k, _)| k == "include_previous_period")
+            .map(|(_, v)| v.as_str())
+    });
+    if previous == Some("true") {
+        return Err(AuthError::PreviousPeriod);
+    }
+    Ok(())
+}
+
 /// Confines the claims of a token signed with a tenant's own key (EdDSA) to that key's tenant: every
-/// scope must be `PIPES:READ` ([`AuthError::ReadOnlyKey`] otherwise), and each scope's
+/// scope must be a read scope (`PIPES:READ`, `USAGE:READ`, `SETTINGS:READ`; [`AuthError::ReadOnlyKey`]
+/// otherwise), and each scope's
 /// `fixed_params.tenant_id` is set to `key_tenant` when absent and must equal it when present
 /// ([`AuthError::CrossTenant`] otherwise). So such a token can only ever read its own tenant.
 pub fn confine_to_key_tenant(mut claims: Claims, key_tenant: &str) -> Result<Claims, AuthError> {
     for scope in &mut claims.scopes {
-        if scope.kind != READ {
+        if ![READ, USAGE_READ, SETTINGS_READ].contains(&scope.kind.as_str()) {
             return Err(AuthError::ReadOnlyKey);
         }
         match scope.fixed_params.get("tenant_id") {
@@ -233,6 +351,14 @@ fn bind_matching(
             resource: resource.chars().take(64).collect(),
         });
     };
+    one_tenant(first, &matching)
+}
+
+/// The tenant `first` binds, when every scope of `matching` binds the same one.
+fn one_tenant(
+    first: &Scope,
+    matching: &[&Scope],
+) -> Result<(TenantId, BTreeMap<String, String>), AuthError> {
     let raw = first
         .fixed_params
         .get("tenant_id")
@@ -358,24 +484,116 @@ mod tests {
         assert!(authorize_read(&append_only, "kpis").is_err());
     }
 
+    fn with(mut s: Scope, k: &str, v: &str) -> Scope {
+        s.fixed_params.insert(k.into(), v.into());
+        s
+    }
+
     #[test]
-    fn tenant_read_needs_any_read_scope_with_one_tenant() {
-        let one = claims(vec![scope(READ, "top_*", Some("acme"))]);
-        assert_eq!(authorize_tenant_read(&one).unwrap().tenant.as_str(), "acme");
-        let append_only = claims(vec![scope(APPEND, "*", Some("acme"))]);
-        assert!(matches!(
-            authorize_tenant_read(&append_only),
-            Err(AuthError::NotInScope { .. })
-        ));
-        let none = claims(vec![scope(READ, "kpis", None)]);
-        assert_eq!(authorize_tenant_read(&none), Err(AuthError::NoTenant));
-        let bad = claims(vec![scope(READ, "kpis", Some("../x"))]);
-        assert_eq!(authorize_tenant_read(&bad), Err(AuthError::InvalidTenant));
+    fn tenant_documents_need_their_own_scope_or_a_whole_tenant_read_scope() {
+        use TenantDoc::{Settings, Usage};
+        let dashboard = claims(vec![scope(READ, "*", Some("acme"))]);
+        for doc in [Usage, Settings] {
+            assert_eq!(
+                authorize_tenant_doc(&dashboard, doc)
+                    .unwrap()
+                    .tenant
+                    .as_str(),
+                "acme"
+            );
+            let own = claims(vec![scope(doc.scope(), "*", Some("acme"))]);
+            assert_eq!(
+                authorize_tenant_doc(&own, doc).unwrap().tenant.as_str(),
+                "acme"
+            );
+            // A public live counter, a glob, a tracker token: refused.
+            for narrow in [
+                scope(READ, "current_visitors", Some("acme")),
+                scope(READ, "top_*", Some("acme")),
+                scope(APPEND, "*", Some("acme")),
+            ] {
+                assert_eq!(
+                    authorize_tenant_doc(&claims(vec![narrow]), doc),
+                    Err(AuthError::TenantDocNotInScope(doc))
+                );
+            }
+        }
+        // The other document's scope does not count.
+        let usage_only = claims(vec![scope(USAGE_READ, "*", Some("acme"))]);
+        assert!(authorize_tenant_doc(&usage_only, Settings).is_err());
+        // A '*' token narrowed to a domain or dates may show the dashboard's theme, not tenant-wide usage.
+        for (k, v) in [("domain", "blog.acme.com"), ("date_from", "2025-01-01")] {
+            let narrowed = claims(vec![with(scope(READ, "*", Some("acme")), k, v)]);
+            assert!(authorize_tenant_doc(&narrowed, Settings).is_ok());
+            assert_eq!(
+                authorize_tenant_doc(&narrowed, Usage),
+                Err(AuthError::TenantDocNotInScope(Usage))
+            );
+        }
+        let none = claims(vec![scope(READ, "*", None)]);
+        assert_eq!(authorize_tenant_doc(&none, Usage), Err(AuthError::NoTenant));
+        let bad = claims(vec![scope(READ, "*", Some("../x"))]);
+        assert_eq!(
+            authorize_tenant_doc(&bad, Usage),
+            Err(AuthError::InvalidTenant)
+        );
         let two = claims(vec![
-            scope(READ, "kpis", Some("a")),
-            scope(READ, "trend", Some("b")),
+            scope(READ, "*", Some("a")),
+            scope(USAGE_READ, "*", Some("b")),
         ]);
-        assert_eq!(authorize_tenant_read(&two), Err(AuthError::AmbiguousTenant));
+        assert_eq!(
+            authorize_tenant_doc(&two, Usage),
+            Err(AuthError::AmbiguousTenant)
+        );
+    }
+
+    #[test]
+    fn fixed_dates_bound_every_pipe() {
+        let p = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let open = BTreeMap::from([("tenant_id".to_owned(), "a".to_owned())]);
+        let ipp = p(&[("include_previous_period", "true")]);
+        assert!(check_fixed_dates("current_visitors", &open, &ipp).is_ok());
+        assert!(check_fixed_dates("kpis", &open, &ipp).is_ok());
+        for key in ["date_from", "date_to", "DATE_FROM"] {
+            let mut fixed = open.clone();
+            fixed.insert(key.into(), "2025-01-01".into());
+            assert!(check_fixed_dates("kpis", &fixed, &[]).is_ok(), "{key}");
+            assert!(check_fixed_dates(
+                "top_pages",
+                &fixed,
+                &p(&[("include_previous_period", "false")])
+            )
+            .is_ok());
+            assert_eq!(
+                check_fixed_dates("kpis", &fixed, &ipp),
+                Err(AuthError::PreviousPeriod)
+            );
+            for undated in [
+                "current_visitors",
+                "trend",
+                "domains",
+                "domain",
+                "actions",
+                "new_pipe",
+            ] {
+                assert_eq!(
+                    check_fixed_dates(undated, &fixed, &[]),
+                    Err(AuthError::UndatedPipe(undated.into())),
+                    "{undated}"
+                );
+            }
+            // A fixed include_previous_period wins over the request's.
+            let mut pinned = fixed.clone();
+            pinned.insert("include_previous_period".into(), "true".into());
+            assert_eq!(
+                check_fixed_dates("kpis", &pinned, &[]),
+                Err(AuthError::PreviousPeriod)
+            );
+        }
     }
 
     #[test]

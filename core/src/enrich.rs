@@ -5,7 +5,10 @@
 //! - Source (referrer host), the five `utm_*` parameters, a normalised pathname and an `href` without
 //!   query parameters other than `utm_*`.
 //! - Geo from the edge (`request.cf`), falling back to the payload's `location`.
-//! - A payload with identifying keys (user agent, IP) removed and URLs stripped like `href`.
+//! - A payload with identifying keys (user agent, IP) removed, URLs stripped like `href`, and the value
+//!   of every sensitive key (`email`, `password`, `token`, `card`, …) masked with the tracker's own rule
+//!   ([`crate::beacon::is_sensitive`]), so events from flock.js or any SDK are masked like the tracker's.
+//! - [`quarantine_row`]: what is kept of a rejected row, after the same stripping and masking.
 
 use serde_json::{Map, Value};
 
@@ -339,8 +342,12 @@ pub fn payload_user_agent(payload: &Map<String, Value>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The payload as stored: identifying keys removed (at the top level, where clients put them) and
-/// `href`/`referrer` stripped of query parameters other than `utm_*`.
+/// What a masked value is replaced with (the tracker writes the same).
+pub const MASK: &str = "********";
+
+/// The payload as stored: identifying keys removed (at the top level, where clients put them),
+/// `href`/`referrer`/`url` stripped of query parameters other than `utm_*`, and the value of every
+/// sensitive key masked at any depth ([`mask_sensitive`]), whichever client sent it.
 pub fn sanitize_payload(mut payload: Map<String, Value>) -> Map<String, Value> {
     payload.retain(|k, _| !DROPPED_KEYS.contains(&k.to_ascii_lowercase().as_str()));
     for key in ["href", "referrer", "url"] {
@@ -350,7 +357,75 @@ pub fn sanitize_payload(mut payload: Map<String, Value>) -> Map<String, Value> {
             }
         }
     }
+    for (key, value) in payload.iter_mut() {
+        mask_entry(key, value);
+    }
     payload
+}
+
+/// Replaces the value of every sensitive key (the tracker's rule, [`crate::beacon::is_sensitive`]) in
+/// `value`, at any depth and of any type, with [`MASK`].
+pub fn mask_sensitive(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                mask_entry(key, v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_sensitive),
+        _ => {}
+    }
+}
+
+fn mask_entry(key: &str, value: &mut Value) {
+    if crate::beacon::is_sensitive(key.as_bytes()) {
+        *value = Value::String(MASK.to_owned());
+    } else {
+        mask_sensitive(value);
+    }
+}
+
+/// What is kept of a quarantined row: enough to debug it, nothing an accepted row would not keep. A JSON
+/// object keeps its fields after the accepted rows' stripping and masking ([`sanitize_payload`], applied
+/// to the envelope and to its `payload`, object or JSON string); a `payload` string that is not a JSON
+/// object is kept as its length only. A row that is not JSON is kept as the parser's error and its
+/// length (the parser's message names a position, never content).
+pub fn quarantine_row(text: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut envelope)) => {
+            let payload = match envelope.remove("payload") {
+                Some(Value::Object(p)) => Some(Value::Object(sanitize_payload(p))),
+                Some(Value::String(s)) => {
+                    Some(Value::String(match serde_json::from_str::<Value>(&s) {
+                        Ok(Value::Object(p)) => Value::Object(sanitize_payload(p)).to_string(),
+                        _ => format!("[payload not a JSON object: {} bytes]", s.len()),
+                    }))
+                }
+                Some(Value::Null) | None => None,
+                Some(other) => Some(Value::String(format!(
+                    "[payload not a JSON object: {} bytes]",
+                    other.to_string().len()
+                ))),
+            };
+            let mut kept = sanitize_payload(envelope);
+            if let Some(p) = payload {
+                kept.insert("payload".to_owned(), p);
+            }
+            Value::Object(kept).to_string()
+        }
+        Ok(other) => format!(
+            "[not a JSON object: a JSON {} of {} bytes]",
+            match other {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "boolean",
+                _ => "null",
+            },
+            text.len()
+        ),
+        Err(e) => format!("[invalid JSON: {e}; {} bytes]", text.len()),
+    }
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -483,6 +558,73 @@ mod tests {
         assert_eq!(
             out,
             json!({"href": "https://a.example/x?utm_medium=m", "referrer": "https://g.example/", "plan": "pro"})
+        );
+    }
+
+    #[test]
+    fn payloads_are_masked_like_the_tracker_masks_them() {
+        let p = json!({"email": "ann@example.com", "userEmail": "b@example.com", "plan": "pro",
+            "form": {"newPassword1": "hunter2", "fields": [{"cc_number": 4111, "size": "L"}]},
+            "api_token": {"nested": "x"}, "shipping": "express", "author": "ann"});
+        let Value::Object(p) = p else { unreachable!() };
+        assert_eq!(
+            Value::Object(sanitize_payload(p)),
+            json!({"email": MASK, "userEmail": MASK, "plan": "pro",
+                "form": {"newPassword1": MASK, "fields": [{"cc_number": MASK, "size": "L"}]},
+                "api_token": MASK, "shipping": "express", "author": "ann"})
+        );
+        // The same keys the tracker masks (beacon::mask_json) are masked here.
+        for key in [
+            "email", "password", "card", "phone", "pin", "ssn", "auth", "user",
+        ] {
+            let mut v = json!({ key: "v" });
+            mask_sensitive(&mut v);
+            assert_eq!(v[key], MASK, "{key}");
+        }
+    }
+
+    #[test]
+    fn quarantined_rows_are_stripped_and_masked_like_accepted_ones() {
+        let row = json!({"timestamp": "2099-01-01T00:00:00Z", "action": "signup", "session_id": "s1",
+            "tenant_id": "acme", "email": "top@example.com",
+            "payload": json!({"href": "https://a.example/p?session=abc&utm_source=x", "email": "ann@example.com",
+                "user-agent": "UA/1", "plan": "pro"}).to_string()})
+        .to_string();
+        let kept: Value = serde_json::from_str(&quarantine_row(&row)).unwrap();
+        let payload: Value = serde_json::from_str(kept["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            payload,
+            json!({"href": "https://a.example/p?utm_source=x", "email": MASK, "plan": "pro"})
+        );
+        assert_eq!(kept["email"], MASK);
+        assert_eq!(
+            (kept["action"].as_str(), kept["timestamp"].as_str()),
+            (Some("signup"), Some("2099-01-01T00:00:00Z"))
+        );
+        // Object payloads too; a payload that is not an object keeps only its size.
+        let obj =
+            json!({"action": "x", "payload": {"phone": "555", "url": "https://a.example/?q=1"}})
+                .to_string();
+        assert_eq!(
+            serde_json::from_str::<Value>(&quarantine_row(&obj)).unwrap()["payload"],
+            json!({"phone": MASK, "url": "https://a.example/"})
+        );
+        let bad = json!({"action": "x", "payload": "{\"email\": \"ann@example.com\""}).to_string();
+        let kept = quarantine_row(&bad);
+        assert!(
+            !kept.contains("ann@example.com") && kept.contains("payload not a JSON object"),
+            "{kept}"
+        );
+        // Not JSON at all: the parser's position, never the content.
+        let broken = r#"{"email": "ann@example.com", "href": "https://a.example/?s=1"#;
+        let kept = quarantine_row(broken);
+        assert!(
+            kept.starts_with("[invalid JSON: ") && !kept.contains("ann@"),
+            "{kept}"
+        );
+        assert_eq!(
+            quarantine_row("[1,2]"),
+            "[not a JSON object: a JSON array of 5 bytes]"
         );
     }
 }

@@ -129,6 +129,10 @@ pub enum QuarantineReason {
     InvalidPayload,
     /// The line or its payload is over the size limit.
     TooLarge,
+    /// The event would add a domain beyond the plan's cap on distinct domains.
+    DomainLimit,
+    /// The event would add an action name beyond the plan's cap on distinct actions.
+    ActionLimit,
 }
 
 impl QuarantineReason {
@@ -142,6 +146,8 @@ impl QuarantineReason {
             Self::TimestampOutOfRange => "timestamp_out_of_range",
             Self::InvalidPayload => "invalid_payload",
             Self::TooLarge => "too_large",
+            Self::DomainLimit => "domain_limit",
+            Self::ActionLimit => "action_limit",
         }
     }
 }
@@ -159,4 +165,32 @@ pub struct QueueBatch {
     pub events: Vec<EnrichedEvent>,
     /// Rejected rows with their reasons.
     pub quarantined: Vec<Quarantined>,
+    /// The tenant's generation when the edge accepted the batch; the consumer drops batches of an older
+    /// generation (`lifecycle::batch_is_stale`). `None` in batches queued before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Set on a pointer message (claim check): the batch itself is the R2 object this names, written
+    /// before the request was answered, and `events`/`quarantined` are empty here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolRef>,
+}
+
+/// Where a spooled batch is, and how many rows it holds (so the consumer can group deliveries by
+/// rows without reading the objects first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolRef {
+    /// The R2 key of the batch (`spool/...`).
+    pub key: String,
+    /// Accepted plus quarantined rows in it.
+    pub rows: usize,
+}
+
+impl QueueBatch {
+    /// Rows this message stands for: its own, or those of the spooled batch it points to.
+    pub fn rows(&self) -> usize {
+        match &self.spool {
+            Some(s) => s.rows,
+            None => self.events.len() + self.quarantined.len(),
+        }
+    }
 }

@@ -354,11 +354,10 @@ fn domain_name(raw: &str) -> String {
 
 /// A quarantined row as kept: bounded, with the IP, the user agent and any `user-agent` value removed.
 fn redact(row: &Row, ctx: &IngestContext) -> String {
+    // Stripped and masked like an accepted row (issue #16), then bounded.
     let text = match row {
-        Row::Raw(b) => {
-            String::from_utf8_lossy(&b[..b.len().min(4 * MAX_QUARANTINED_ROW)]).into_owned()
-        }
-        Row::Parsed(_, t) => t.chars().take(4 * MAX_QUARANTINED_ROW).collect(),
+        Row::Raw(b) => enrich::quarantine_row(&String::from_utf8_lossy(b)),
+        Row::Parsed(_, t) => enrich::quarantine_row(t),
     };
     let mut text = redact_user_agent_values(&text);
     for secret in [Some(ctx.ip), ctx.header_user_agent].into_iter().flatten() {
@@ -626,8 +625,27 @@ mod tests {
                 "{}",
                 q.row
             );
-            assert!(q.row.contains("[redacted]"));
         }
+    }
+
+    #[test]
+    fn quarantined_rows_keep_no_query_string_or_sensitive_property() {
+        let future = "2099-01-01T00:00:00Z";
+        let row = json!({"action": "signup", "timestamp": future, "payload": json!({
+            "href": "https://a.example/p?session=s3cr3t&utm_source=x", "email": "ann@example.com"}).to_string()});
+        let out = run(&row.to_string(), &grant("acme", None)).unwrap();
+        let q = &out.quarantined[0];
+        assert_eq!(q.reason, QuarantineReason::TimestampOutOfRange);
+        assert!(
+            !q.row.contains("s3cr3t") && !q.row.contains("ann@example.com"),
+            "{}",
+            q.row
+        );
+        assert!(
+            q.row.contains("utm_source=x") && q.row.contains(future),
+            "{}",
+            q.row
+        );
     }
 
     #[test]

@@ -184,6 +184,28 @@ pub fn revoke_all(tenant_id: &str, now_secs: i64) -> Statement {
     )
 }
 
+/// Length of a key id: the admin API makes them as 32 lower-case hex characters (128 random bits).
+pub const KEY_ID_LEN: usize = 32;
+
+/// Whether `kid` has the shape of a key id this deployment issues (32 lower-case hex characters). A
+/// token's `kid` of any other shape is refused before any lookup, so a random or oversized `kid` costs
+/// nothing.
+pub fn is_key_id(kid: &str) -> bool {
+    kid.len() == KEY_ID_LEN
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `key_id, tenant_id, public_key` of every unrevoked key: the edge keeps them all for a few seconds, so
+/// an unknown `kid` is answered from memory instead of with a database query per distinct value.
+pub fn select_all_active() -> Statement {
+    Statement::new(
+        "SELECT key_id, tenant_id, public_key FROM tenant_keys WHERE revoked_at IS NULL ORDER BY key_id",
+        vec![],
+    )
+}
+
 /// `tenant_id, public_key` of the unrevoked key named `key_id` (a token's `kid`), if any.
 pub fn select_active(key_id: &str) -> Statement {
     Statement::new(
@@ -208,6 +230,22 @@ pub fn to_json(row: &Map<String, Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_issued_key_id_shapes_are_looked_up() {
+        assert!(is_key_id("0123456789abcdef0123456789abcdef"));
+        for kid in [
+            "",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789ABCDEF0123456789abcdef",
+            "0123456789abcdef0123456789abcdeg",
+            "../../0123456789abcdef0123456789ab",
+            &"a".repeat(5000),
+        ] {
+            assert!(!is_key_id(kid), "{kid}");
+        }
+    }
 
     fn public(seed: u8) -> [u8; 32] {
         *ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32])).pk

@@ -5,6 +5,12 @@
 //! schema and fails when a table with a `tenant_id` column is missing from it, so a new table cannot
 //! escape erasure. Two tables are deliberately absent: `tenants` (the tombstone that keeps an erased
 //! tenant's tokens refused) and `audit_denials` (the security log, which holds no personal data).
+//!
+//! Retention also reaches undated tables that hold event payloads ([`PAYLOAD_COLUMNS`]: the last
+//! payload of each custom event is cleared once it is older than the cutoff), and runs on every
+//! database that may hold the tenant's rows ([`databases`]: a silo tenant's pool rows from before it
+//! was registered too). [`batch_is_stale`] decides whether a queued batch belongs to an older
+//! generation of its tenant (accepted before an erasure) and must be dropped.
 
 use crate::sql::Statement;
 use crate::time::{day_string, parse_day, DAY_SECS};
@@ -54,6 +60,12 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("tenant_keys", None),
 ];
 
+/// Payload columns in tables that retention does not delete by date: `(table, payload column, the
+/// column dating the payload in unix seconds, the value a cleared payload gets)`. Expired payloads are
+/// cleared in place, so all-time counts survive and no property outlives the retention.
+pub const PAYLOAD_COLUMNS: &[(&str, &str, &str, &str)] =
+    &[("actions", "last_payload", "last_seen", "{}")];
+
 /// Tables with a `tenant_id` column that erasure and retention leave alone, on purpose.
 pub const EXEMPT_TABLES: [&str; 2] = ["tenants", "audit_denials"];
 
@@ -71,9 +83,23 @@ pub fn erase(tenant_id: &str) -> Vec<Statement> {
         .collect()
 }
 
-/// One `DELETE` per dated table removing the tenant's rows dated before `cutoff_secs` (retention).
-/// Undated tables are untouched.
+/// One `DELETE` per dated table removing the tenant's rows dated before `cutoff_secs` (retention), and
+/// one `UPDATE` per [`PAYLOAD_COLUMNS`] entry clearing payloads dated before it. Other undated tables are
+/// untouched.
 pub fn expire(tenant_id: &str, cutoff_secs: i64) -> Vec<Statement> {
+    let payloads = PAYLOAD_COLUMNS.iter().map(|(table, column, dated, cleared)| {
+        Statement::new(
+            format!(
+                "UPDATE {table} SET {column} = ? WHERE tenant_id = ? AND {dated} < ? AND {column} <> ?"
+            ),
+            vec![
+                (*cleared).into(),
+                tenant_id.into(),
+                cutoff_secs.into(),
+                (*cleared).into(),
+            ],
+        )
+    });
     TENANT_TABLES
         .iter()
         .filter_map(|t| {
@@ -89,7 +115,29 @@ pub fn expire(tenant_id: &str, cutoff_secs: i64) -> Vec<Statement> {
                 vec![tenant_id.into(), bound],
             ))
         })
+        .chain(payloads)
         .collect()
+}
+
+/// The D1 bindings retention and erasure must visit for a tenant: always the pool (`pool`), where
+/// events sent before a tenant was registered as a silo landed, and its silo database if it has one.
+pub fn databases<'a>(pool: &'a str, silo: Option<&'a str>) -> Vec<&'a str> {
+    let mut out = vec![pool];
+    out.extend(silo.filter(|s| *s != pool));
+    out
+}
+
+/// Whether a queued batch stamped with its tenant's `batch_generation` (at acceptance) must be dropped
+/// because the tenant has since moved to `current` (it was erased, and maybe re-created): a retried or
+/// replayed batch, one accepted by an isolate with a stale cache, or the leftover of an interrupted
+/// erasure must never become the new tenant's data.
+///
+/// Generations 0 (a tenant never registered) and 1 (registered, never erased) are one epoch, so the
+/// batches in flight when a tenant is first registered are kept. A batch without a generation (queued
+/// before batches carried one) is taken as that first epoch: kept unless the tenant was erased since.
+pub fn batch_is_stale(batch_generation: Option<i64>, current: i64) -> bool {
+    let epoch = |g: i64| g.max(1);
+    epoch(batch_generation.unwrap_or(1)) < epoch(current)
 }
 
 /// The retention cutoff: the start of the UTC day `retention_days` days before the day of `now_secs`.
@@ -198,11 +246,51 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 10);
+        assert_eq!(x.len(), 11);
+        let payloads = x
+            .iter()
+            .find(|s| s.sql.starts_with("UPDATE actions"))
+            .unwrap();
+        assert_eq!(payloads.binds[1], SqlValue::Text("acme".into()));
+        assert_eq!(payloads.binds[2], SqlValue::Int(AUG_13));
         let bots = x.iter().find(|s| s.sql.contains("bot_hits_daily")).unwrap();
         assert_eq!(bots.binds[1], SqlValue::Text("2025-08-13".into()));
         let hits = x.iter().find(|s| s.sql.contains("hits_hourly")).unwrap();
         assert_eq!(hits.binds[1], SqlValue::Int(AUG_13));
         assert!(x.iter().all(|s| !s.sql.contains("usage_daily")));
+    }
+
+    #[test]
+    fn retention_visits_the_pool_and_the_silo() {
+        assert_eq!(databases("DB", None), ["DB"]);
+        assert_eq!(databases("DB", Some("SILO_1")), ["DB", "SILO_1"]);
+        assert_eq!(databases("DB", Some("DB")), ["DB"]);
+    }
+
+    #[test]
+    fn batches_of_an_older_generation_are_stale() {
+        // Never registered (0) or registered once (1): one epoch, nothing in flight is lost.
+        for (batch, current) in [
+            (Some(0), 0),
+            (Some(0), 1),
+            (Some(1), 1),
+            (None, 0),
+            (None, 1),
+        ] {
+            assert!(!batch_is_stale(batch, current), "{batch:?} {current}");
+        }
+        // Erased (tombstone 2) and re-created (3): everything accepted before is dropped.
+        for (batch, current) in [
+            (Some(1), 2),
+            (Some(0), 3),
+            (Some(1), 3),
+            (Some(2), 3),
+            (None, 3),
+        ] {
+            assert!(batch_is_stale(batch, current), "{batch:?} {current}");
+        }
+        assert!(!batch_is_stale(Some(3), 3));
+        // A batch from a newer generation than a stale consumer cache is not dropped by this rule.
+        assert!(!batch_is_stale(Some(4), 3));
     }
 }

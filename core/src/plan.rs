@@ -1,64 +1,86 @@
-//! Plan quotas: how many ingest and query requests per hour a tenant's plan allows.
+//! Plan quotas: how many ingest and query requests, and how many events, per hour a tenant's plan
+//! allows, and how many distinct domains and action names it may create.
 //!
 //! The limits come from the `PLAN_LIMITS` variable ([`PlanLimits::parse`]); plans and quotas it does not
-//! name keep their defaults, so an operator only writes what differs. The worker counts requests in an
-//! hourly [`crate::ratelimit::Window`] per tenant and quota, next to the per-token per-second bucket.
+//! name keep their defaults, so an operator only writes what differs. The worker counts requests and
+//! events in an hourly [`crate::ratelimit::Window`] per tenant and quota, next to the per-token
+//! per-second bucket; the consumer enforces the distinct-value caps ([`PlanLimits::cap`]).
 
 use serde_json::Value;
 
 /// The plans a tenant can be on, in the order they are reported.
 pub const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
 
-/// Default requests per hour for each plan (both quotas), in [`PLANS`] order.
-const DEFAULTS: [u32; 3] = [100, 10_000, 100_000];
+/// Default limits for each plan, in [`PLANS`] order, per [`Quota`] in its declaration order: ingest
+/// requests per hour, query requests per hour, events per hour, distinct domains, distinct actions.
+const DEFAULTS: [[u32; QUOTAS]; 3] = [
+    [100, 100, 1_000, 5, 50],
+    [10_000, 10_000, 100_000, 50, 500],
+    [100_000, 100_000, 1_000_000, 500, 5_000],
+];
+/// How many [`Quota`]s there are.
+const QUOTAS: usize = 5;
 
 /// What a quota counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Quota {
-    /// `POST /v0/events` requests.
+    /// `POST /v0/events` requests per hour.
     Ingest,
-    /// `GET /v0/pipes/...` (and other read-token) requests.
+    /// `GET /v0/pipes/...` (and other read-token) requests per hour.
     Query,
+    /// Accepted events (rows) per hour, whatever the number of requests they came in.
+    Events,
+    /// Distinct `domain` values a tenant may have (all time); rows beyond are quarantined.
+    Domains,
+    /// Distinct `action` names a tenant may have (all time); rows beyond are quarantined.
+    Actions,
 }
 
 impl Quota {
-    /// The stable name: `ingest` or `query` (as in `PLAN_LIMITS` and limiter keys).
+    const ALL: [Quota; QUOTAS] = [
+        Self::Ingest,
+        Self::Query,
+        Self::Events,
+        Self::Domains,
+        Self::Actions,
+    ];
+
+    /// The stable name, as in `PLAN_LIMITS` and limiter keys.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ingest => "ingest",
             Self::Query => "query",
+            Self::Events => "events",
+            Self::Domains => "domains",
+            Self::Actions => "actions",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ingest" => Some(Self::Ingest),
-            "query" => Some(Self::Query),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|q| q.as_str() == s)
     }
 }
 
-/// Requests per hour per plan and quota. Defaults: free 100, pro 10 000, enterprise 100 000, for both
-/// ingest and query.
+/// Limits per plan and quota. Defaults (free / pro / enterprise): ingest and query requests per hour
+/// 100 / 10,000 / 100,000; events per hour 1,000 / 100,000 / 1,000,000; distinct domains 5 / 50 / 500;
+/// distinct action names 50 / 500 / 5,000.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanLimits {
-    /// `[ingest, query]` per plan, in [`PLANS`] order.
-    limits: [[u32; 2]; 3],
+    /// One limit per [`Quota`] per plan, in [`PLANS`] order.
+    limits: [[u32; QUOTAS]; 3],
 }
 
 impl Default for PlanLimits {
     fn default() -> Self {
-        Self {
-            limits: DEFAULTS.map(|n| [n, n]),
-        }
+        Self { limits: DEFAULTS }
     }
 }
 
 impl PlanLimits {
     /// Parses the `PLAN_LIMITS` variable: a JSON object like
-    /// `{"free":100,"pro":{"ingest":20000,"query":5000}}`. A number sets both quotas of a plan; an object
-    /// sets the quotas it names. Plans and quotas not named keep their default; `None` or an empty (or
+    /// `{"free":100,"pro":{"ingest":20000,"query":5000,"events":200000}}`. A number sets both request
+    /// quotas (ingest, query) of a plan; an object sets the quotas it names (`ingest`, `query`,
+    /// `events`, `domains`, `actions`). Plans and quotas not named keep their default; `None` or an empty (or
     /// blank) string gives the defaults. The error says what is wrong and what is allowed.
     pub fn parse(raw: Option<&str>) -> Result<PlanLimits, String> {
         let mut out = PlanLimits::default();
@@ -86,7 +108,7 @@ impl PlanLimits {
                     for (quota, n) in quotas {
                         let Some(q) = Quota::parse(quota) else {
                             return Err(format!(
-                                "PLAN_LIMITS.{plan}: unknown quota '{}': the quotas are ingest, query",
+                                "PLAN_LIMITS.{plan}: unknown quota '{}': the quotas are ingest, query, events, domains, actions",
                                 clip(quota)
                             ));
                         };
@@ -95,17 +117,25 @@ impl PlanLimits {
                 }
                 n => {
                     let n = positive(n, plan)?;
-                    out.limits[p] = [n, n];
+                    out.limits[p][Quota::Ingest as usize] = n;
+                    out.limits[p][Quota::Query as usize] = n;
                 }
             }
         }
         Ok(out)
     }
 
-    /// Requests per hour that `plan` allows for `quota`. An unknown plan gets the free plan's limit.
+    /// Requests (or events) per hour that `plan` allows for `quota`. An unknown plan gets the free
+    /// plan's limit.
     pub fn per_hour(&self, plan: &str, quota: Quota) -> u32 {
         let p = PLANS.iter().position(|known| *known == plan).unwrap_or(0);
         self.limits[p][quota as usize]
+    }
+
+    /// The cap on distinct values (`Domains`, `Actions`) for `plan`; the same table as
+    /// [`Self::per_hour`], named for what it means.
+    pub fn cap(&self, plan: &str, quota: Quota) -> u32 {
+        self.per_hour(plan, quota)
     }
 }
 
@@ -191,5 +221,21 @@ mod tests {
     fn quota_names_are_stable() {
         assert_eq!(Quota::Ingest.as_str(), "ingest");
         assert_eq!(Quota::Query.as_str(), "query");
+        for q in Quota::ALL {
+            assert_eq!(Quota::parse(q.as_str()), Some(q));
+        }
+    }
+
+    #[test]
+    fn event_quotas_and_caps_have_defaults_and_can_be_set() {
+        let l =
+            PlanLimits::parse(Some(r#"{"free":{"events":500,"domains":2},"pro":300}"#)).unwrap();
+        assert_eq!(l.per_hour("free", Quota::Events), 500);
+        assert_eq!(l.cap("free", Quota::Domains), 2);
+        assert_eq!(l.cap("free", Quota::Actions), 50);
+        // A bare number sets the request quotas only.
+        assert_eq!(l.per_hour("pro", Quota::Ingest), 300);
+        assert_eq!(l.per_hour("pro", Quota::Events), 100_000);
+        assert_eq!(l.per_hour("enterprise", Quota::Events), 1_000_000);
     }
 }

@@ -96,13 +96,33 @@ impl Window {
         window_ms: i64,
         want: u32,
     ) -> (u32, Decision) {
+        self.take_all(now_ms, limit, window_ms, 1, want.max(1) - 1)
+    }
+
+    /// Counts `need` units at once, all or none (an ingest request's events), plus up to `extra` more
+    /// when there is room (a lease for the isolate). Returns how many were granted (0, or between
+    /// `need` and `need + extra`) and the decision for the `need` units.
+    pub fn take_all(
+        &mut self,
+        now_ms: i64,
+        limit: u32,
+        window_ms: i64,
+        need: u32,
+        extra: u32,
+    ) -> (u32, Decision) {
         let window_ms = window_ms.max(1000);
         let start = align(now_ms, window_ms);
         if start > self.start_ms {
             self.start_ms = start;
             self.count = 0;
         }
-        let granted = want.max(1).min(limit.saturating_sub(self.count));
+        let need = need.max(1);
+        let room = limit.saturating_sub(self.count);
+        let granted = if room >= need {
+            need + extra.min(room - need)
+        } else {
+            0
+        };
         self.count += granted;
         let window_secs = u32::try_from(window_ms / 1000).unwrap_or(u32::MAX);
         let to_end_ms = (self.start_ms + window_ms - now_ms).max(0);
@@ -156,10 +176,16 @@ impl Lease {
     /// Spends one request of the lease, if any is left in the same window. The decision reports what
     /// the object said when the lease was taken plus the units this isolate still holds.
     pub fn take(&mut self, now_ms: i64) -> Option<Decision> {
-        if self.left == 0 || now_ms >= self.window_end_ms {
+        self.take_n(now_ms, 1)
+    }
+
+    /// Spends `n` units of the lease at once, if that many are left in the same window; otherwise
+    /// spends nothing (the caller asks the object for all `n`).
+    pub fn take_n(&mut self, now_ms: i64, n: u32) -> Option<Decision> {
+        if self.left < n.max(1) || now_ms >= self.window_end_ms {
             return None;
         }
-        self.left -= 1;
+        self.left -= n.max(1);
         Some(Decision {
             remaining: self.decision.remaining.saturating_add(self.left),
             ..self.decision
@@ -329,5 +355,32 @@ mod tests {
             None,
             "units do not carry into the next hour"
         );
+    }
+
+    #[test]
+    fn take_all_grants_every_unit_or_none_and_leases_only_what_is_left() {
+        let mut w = Window::new(0, 3_600_000);
+        assert_eq!(w.take_all(0, 1_000, 3_600_000, 600, 0).0, 600);
+        // 400 left: a request of 500 events is refused whole and counts nothing.
+        let (granted, d) = w.take_all(0, 1_000, 3_600_000, 500, 0);
+        assert_eq!((granted, d.allowed, d.remaining), (0, false, 400));
+        // 400 exactly fits; a lease on top gets what is left (nothing).
+        let (granted, d) = w.take_all(0, 1_000, 3_600_000, 400, 100);
+        assert_eq!((granted, d.allowed, d.remaining), (400, true, 0));
+        assert!(!w.take_all(0, 1_000, 3_600_000, 1, 0).1.allowed);
+        // A new window starts over; the lease part is capped by the room.
+        let (granted, _) = w.take_all(3_600_000, 1_000, 3_600_000, 950, 100);
+        assert_eq!(granted, 1_000);
+    }
+
+    #[test]
+    fn a_lease_spends_n_units_only_when_it_holds_them() {
+        let mut w = Window::new(0, 3_600_000);
+        let (granted, d) = w.take_all(0, 100_000, 3_600_000, 1, 99);
+        let mut lease = Lease::new(granted, 0, 3_600_000, d);
+        assert!(lease.take_n(0, 98).is_some());
+        assert!(lease.take_n(0, 2).is_none(), "only 1 left");
+        assert!(lease.take_n(0, 1).is_some());
+        assert!(lease.take(0).is_none());
     }
 }

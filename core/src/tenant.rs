@@ -535,12 +535,64 @@ pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     })
 }
 
-/// Whether a token issued at `issued_at` predates this tenant's re-creation after an erasure, and so
+/// The origins that may embed the dashboard in a frame (its CSP `frame-ancestors`, and the only parents
+/// whose `postMessage` it accepts), besides its own origin: the operator's list `operator` (origins
+/// separated by spaces or commas, as for `allowed_origins`; entries that are not origins are skipped)
+/// and the `allowed_origins` of `tenant` when the dashboard URL names an active one. Unlike ingest, an
+/// empty list allows no other origin.
+pub fn frame_ancestors(operator: &str, tenant: Option<&Tenant>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let tenant_origins = tenant
+        .filter(|t| t.status == Status::Active)
+        .map(|t| t.allowed_origins.as_slice())
+        .unwrap_or_default();
+    let candidates = operator
+        .split([' ', ',', '\n', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .chain(tenant_origins.iter().cloned());
+    for origin in candidates.filter_map(|o| normalize_origin(&o)) {
+        if !out.contains(&origin) {
+            out.push(origin);
+        }
+    }
+    out
+}
+
+/// How long (seconds) re-creating the erased tenant `tombstone` must wait at `now_secs` so that every
+/// isolate's cached view of the old generation (kept at most `cache_secs`) has expired: until one second
+/// past `updated_at + cache_secs`. Then the id is erased once more and goes live, so a batch that a
+/// consumer with a stale cache applied in between is erased too, and later batches meet the tombstone
+/// or the new generation.
+pub fn recreation_wait_secs(tombstone: &Tenant, now_secs: i64, cache_secs: i64) -> i64 {
+    (tombstone.updated_at + cache_secs + 1 - now_secs).clamp(0, cache_secs + 1)
+}
+
+/// `csp` with its `frame-ancestors` directive set to `'self'` and `ancestors` (added when absent).
+pub fn with_frame_ancestors(csp: &str, ancestors: &[String]) -> String {
+    let mut directive = String::from("frame-ancestors 'self'");
+    for a in ancestors {
+        directive.push(' ');
+        directive.push_str(a);
+    }
+    let mut parts: Vec<String> = csp
+        .split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.to_ascii_lowercase().starts_with("frame-ancestors"))
+        .map(str::to_owned)
+        .collect();
+    parts.push(directive);
+    parts.join("; ")
+}
+
+/// Whether a token issued at `issued_at` may predate this tenant's re-creation after an erasure, and so
 /// must be refused: erasing revokes every token of the tenant, including ones minted by the operator's
-/// own app. Tokens without `iat` cannot be told apart and are accepted; so are tokens of a tenant that
-/// was never erased (apps migrating from Tinybird mint them before registering the tenant).
+/// own app. A token without `iat` cannot prove it was issued after the re-creation, so it is refused
+/// too (tokens of a re-created tenant must carry `iat`; the admin API and `scripts/token.mjs` set it).
+/// Tokens of a tenant that was never erased (generation 1) are accepted with or without `iat` (apps
+/// migrating from Tinybird mint them before registering the tenant).
 pub fn token_predates_recreation(t: &Tenant, issued_at: Option<i64>) -> bool {
-    t.generation > 1 && issued_at.is_some_and(|iat| iat < t.created_at)
+    t.generation > 1 && issued_at.is_none_or(|iat| iat < t.created_at)
 }
 
 const COLUMNS: &str = "tenant_id, display_name, plan, allowed_origins, isolation, database, \
@@ -708,15 +760,58 @@ mod tests {
     }
 
     #[test]
+    fn recreation_waits_until_every_cache_forgot_the_old_generation() {
+        let erased = tombstone(&create(json!({"tenant_id": "acme"})).unwrap(), NOW);
+        assert_eq!(recreation_wait_secs(&erased, NOW, 5), 6);
+        assert_eq!(recreation_wait_secs(&erased, NOW + 4, 5), 2);
+        assert_eq!(recreation_wait_secs(&erased, NOW + 6, 5), 0);
+        assert_eq!(recreation_wait_secs(&erased, NOW + 3600, 5), 0);
+        // A clock going backwards never makes it wait longer than the cache lifetime.
+        assert_eq!(recreation_wait_secs(&erased, NOW - 3600, 5), 6);
+    }
+
+    #[test]
+    fn only_listed_origins_may_frame_the_dashboard() {
+        let mut t = create(json!({"tenant_id": "acme",
+            "allowed_origins": ["https://acme.example", "https://*.acme.example"]}))
+        .unwrap();
+        assert_eq!(frame_ancestors("", None), Vec::<String>::new());
+        assert_eq!(
+            frame_ancestors(
+                " https://App.example:443,http://127.0.0.1:8080 javascript:x *",
+                None
+            ),
+            ["https://app.example", "http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            frame_ancestors("https://acme.example", Some(&t)),
+            ["https://acme.example", "https://*.acme.example"]
+        );
+        t.status = Status::Deleted;
+        assert!(frame_ancestors("", Some(&t)).is_empty());
+        let csp = "default-src 'none'; script-src 'self'; frame-ancestors *";
+        assert_eq!(
+            with_frame_ancestors(csp, &[]),
+            "default-src 'none'; script-src 'self'; frame-ancestors 'self'"
+        );
+        assert_eq!(
+            with_frame_ancestors("default-src 'none'", &["https://a.example".into()]),
+            "default-src 'none'; frame-ancestors 'self' https://a.example"
+        );
+    }
+
+    #[test]
     fn tokens_issued_before_a_recreation_are_refused() {
         let first = create(json!({"tenant_id": "acme"})).unwrap();
         assert!(!token_predates_recreation(&first, Some(NOW - 86_400)));
+        assert!(!token_predates_recreation(&first, None));
         let erased = tombstone(&first, NOW + 10);
         let again =
             validate_create(&json!({"tenant_id": "acme"}), Some(&erased), NOW + 20).unwrap();
         assert!(token_predates_recreation(&again, Some(NOW)));
         assert!(!token_predates_recreation(&again, Some(NOW + 20)));
-        assert!(!token_predates_recreation(&again, None));
+        // Without iat a token cannot show it was issued after the re-creation (Tinybird-style tokens).
+        assert!(token_predates_recreation(&again, None));
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! [`verify`] and [`verify_eddsa`] each accept only their own algorithm (an `alg` of `none` or anything
 //! else fails before the signature is looked at), then apply the same claim rules: `exp` is required,
 //! `nbf` honoured, both with [`LEEWAY_SECS`] of clock skew.
+//!
+//! [`signing_keys`] checks the deployment's HS256 keys before anything is served: `SIGNING_KEY` (and
+//! `SIGNING_KEY_PREVIOUS` during a rotation) must be at least [`MIN_SIGNING_KEY_BYTES`] long, because
+//! tracker tokens are public samples an attacker can brute-force a short key from offline.
+//! [`verify_any`] accepts a token signed with any of those keys. A `kid` that is not a key id this
+//! deployment issues is refused by [`header`] before any key lookup.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +26,9 @@ use crate::claims::{Claims, Scope};
 pub const LEEWAY_SECS: i64 = 60;
 /// Tokens longer than this are rejected unparsed.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Shortest HS256 key served (256 bits, the size of the HMAC-SHA256 output): a shorter key can be
+/// brute-forced offline from any public tracker token.
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
 
 /// Why a token did not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +48,8 @@ pub enum TokenError {
     NotYetValid,
     /// An EdDSA token whose `kid` is missing, unknown or revoked (401). Set by the caller's key lookup.
     UnknownKey,
+    /// An EdDSA token whose `kid` does not have the shape of an issued key id (401), refused unlooked-up.
+    MalformedKeyId,
     /// The token's `jti` was revoked through the admin API (401). Set by the caller's revocation check.
     Revoked,
 }
@@ -73,6 +84,10 @@ impl TokenError {
                 "the token's kid is not a registered, unrevoked tenant key: register it with \
                  POST /v0/admin/tenants/{id}/keys"
             }
+            Self::MalformedKeyId => {
+                "the token's kid is not a key id: use the key_id (32 lower-case hex characters) that \
+                 POST /v0/admin/tenants/{id}/keys returned"
+            }
             Self::Revoked => "token revoked: mint a new token",
         }
     }
@@ -106,12 +121,93 @@ pub struct TokenHeader {
 
 /// Reads the (unverified) header: `Malformed` when the token is not a JWT, `UnsupportedAlgorithm` when
 /// `alg` is neither `HS256` nor `EdDSA`.
+/// An EdDSA header must name its key with a well-formed `kid` ([`crate::keys::is_key_id`]):
+/// `UnknownKey` when it names none, `MalformedKeyId` when the value cannot be an issued key id.
 pub fn header(token: &str) -> Result<TokenHeader, TokenError> {
     let untrusted = parse(token)?;
-    Ok(TokenHeader {
-        alg: alg_of(&untrusted)?,
-        kid: untrusted.header().key_id.clone(),
-    })
+    let alg = alg_of(&untrusted)?;
+    let kid = untrusted.header().key_id.clone();
+    if alg == Alg::EdDsa {
+        match kid.as_deref() {
+            None => return Err(TokenError::UnknownKey),
+            Some(k) if !crate::keys::is_key_id(k) => return Err(TokenError::MalformedKeyId),
+            Some(_) => {}
+        }
+    }
+    Ok(TokenHeader { alg, kid })
+}
+
+/// Why the deployment's HS256 keys cannot be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SigningKeyError {
+    /// `SIGNING_KEY` is not set.
+    Missing,
+    /// A key is shorter than [`MIN_SIGNING_KEY_BYTES`]; the variable's name.
+    TooShort(&'static str),
+}
+
+impl SigningKeyError {
+    /// What is wrong and how to fix it (for the operator: logged, and the body of the 503).
+    pub fn message(self) -> String {
+        match self {
+            Self::Missing => "SIGNING_KEY is not configured: set it with `wrangler secret put SIGNING_KEY` \
+                (a random string of at least 32 bytes, e.g. `openssl rand -hex 32`)"
+                .into(),
+            Self::TooShort(name) => format!(
+                "{name} is shorter than {MIN_SIGNING_KEY_BYTES} bytes, so tokens signed with it can be \
+                 brute-forced: set a random key of at least {MIN_SIGNING_KEY_BYTES} bytes with \
+                 `wrangler secret put {name}` (e.g. `openssl rand -hex 32`); nothing is served until then"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for SigningKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for SigningKeyError {}
+
+/// The HS256 keys tokens are verified with: `current` (`SIGNING_KEY`, which also mints) first, then
+/// `previous` (`SIGNING_KEY_PREVIOUS`, set only during a key rotation). Each must be at least
+/// [`MIN_SIGNING_KEY_BYTES`] bytes.
+pub fn signing_keys<'a>(
+    current: Option<&'a str>,
+    previous: Option<&'a str>,
+) -> Result<Vec<&'a [u8]>, SigningKeyError> {
+    let current = current
+        .filter(|k| !k.is_empty())
+        .ok_or(SigningKeyError::Missing)?;
+    let mut keys = Vec::with_capacity(2);
+    for (name, key) in [
+        ("SIGNING_KEY", Some(current)),
+        ("SIGNING_KEY_PREVIOUS", previous.filter(|k| !k.is_empty())),
+    ] {
+        if let Some(key) = key {
+            if key.len() < MIN_SIGNING_KEY_BYTES {
+                return Err(SigningKeyError::TooShort(name));
+            }
+            keys.push(key.as_bytes());
+        }
+    }
+    Ok(keys)
+}
+
+/// Verifies an HS256 `token` against each of `secrets` in turn (a key rotation accepts the current and
+/// the previous key): the first key whose signature matches decides, with its claim errors.
+/// `BadSignature` only when no key matches.
+pub fn verify_any(token: &str, secrets: &[&[u8]], now_secs: i64) -> Result<Claims, TokenError> {
+    let mut last = TokenError::BadSignature;
+    for secret in secrets {
+        match verify(token, secret, now_secs) {
+            Err(TokenError::BadSignature) => last = TokenError::BadSignature,
+            other => return other,
+        }
+    }
+    Err(last)
 }
 
 #[derive(Deserialize)]
@@ -266,6 +362,7 @@ mod tests {
     use serde_json::json;
 
     const KEY: &[u8] = b"test-signing-key";
+    const KID: &str = "00112233445566778899aabbccddeeff";
     const NOW: i64 = 1_755_081_662;
 
     #[derive(Serialize)]
@@ -373,7 +470,7 @@ mod tests {
     fn sign_eddsa(payload: serde_json::Value, kp: &ed25519_compact::KeyPair) -> String {
         let claims = JwtClaims::new(Payload(payload));
         Ed25519
-            .token(&Header::empty().with_key_id("key_1"), &claims, &kp.sk)
+            .token(&Header::empty().with_key_id(KID), &claims, &kp.sk)
             .unwrap()
     }
 
@@ -398,7 +495,7 @@ mod tests {
             }
         );
         let ed = header(&sign_eddsa(payload(NOW + 600), &ed_keypair(1))).unwrap();
-        assert_eq!((ed.alg, ed.kid.as_deref()), (Alg::EdDsa, Some("key_1")));
+        assert_eq!((ed.alg, ed.kid.as_deref()), (Alg::EdDsa, Some(KID)));
         assert_eq!(header("a.b"), Err(TokenError::Malformed));
         let body = b64("{}");
         for h in [r#"{"alg":"none"}"#, r#"{"alg":"ES256","kid":"k"}"#] {
@@ -459,7 +556,91 @@ mod tests {
     }
 
     #[test]
+    fn short_or_missing_signing_keys_are_refused() {
+        let long = "k".repeat(MIN_SIGNING_KEY_BYTES);
+        let short = "k".repeat(MIN_SIGNING_KEY_BYTES - 1);
+        assert_eq!(signing_keys(None, None), Err(SigningKeyError::Missing));
+        assert_eq!(signing_keys(Some(""), None), Err(SigningKeyError::Missing));
+        assert_eq!(
+            signing_keys(Some(&short), None),
+            Err(SigningKeyError::TooShort("SIGNING_KEY"))
+        );
+        assert_eq!(
+            signing_keys(Some(&long), Some(&short)),
+            Err(SigningKeyError::TooShort("SIGNING_KEY_PREVIOUS"))
+        );
+        assert_eq!(signing_keys(Some(&long), None), Ok(vec![long.as_bytes()]));
+        assert_eq!(signing_keys(Some(&long), Some("")).unwrap().len(), 1);
+        // The harness's and dev.sh's keys (48 and 64 hex characters) pass.
+        assert!(signing_keys(Some(&"ab".repeat(24)), Some(&"cd".repeat(32))).is_ok());
+        assert!(SigningKeyError::TooShort("SIGNING_KEY")
+            .message()
+            .contains("at least 32 bytes"));
+    }
+
+    #[test]
+    fn a_rotation_accepts_the_current_and_the_previous_key_only() {
+        let (new, old, other) = (
+            b"new-key".as_slice(),
+            b"old-key".as_slice(),
+            b"x".as_slice(),
+        );
+        let by_old = sign(payload(NOW + 600), old);
+        let by_new = sign(payload(NOW + 600), new);
+        assert!(verify_any(&by_new, &[new, old], NOW).is_ok());
+        assert!(verify_any(&by_old, &[new, old], NOW).is_ok());
+        assert_eq!(
+            verify_any(&by_old, &[new], NOW),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            verify_any(&by_old, &[other, new], NOW),
+            Err(TokenError::BadSignature)
+        );
+        // A matching key decides: an expired token stays expired under the other key.
+        assert_eq!(
+            verify_any(&sign(payload(NOW - 600), old), &[new, old], NOW),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(verify_any(&by_new, &[], NOW), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn eddsa_headers_need_a_well_formed_kid() {
+        let body = b64("{}");
+        let kid = "0123456789abcdef0123456789abcdef";
+        let ok = header(&format!(
+            "{}.{body}.",
+            b64(&format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#))
+        ))
+        .unwrap();
+        assert_eq!(ok.kid.as_deref(), Some(kid));
+        assert_eq!(
+            header(&format!("{}.{body}.", b64(r#"{"alg":"EdDSA"}"#))),
+            Err(TokenError::UnknownKey)
+        );
+        let long = "a".repeat(4000);
+        for bad in [
+            "key_1",
+            "../x",
+            long.as_str(),
+            "0123456789ABCDEF0123456789ABCDEF",
+        ] {
+            let h = b64(&format!(r#"{{"alg":"EdDSA","kid":"{bad}"}}"#));
+            assert_eq!(
+                header(&format!("{h}.{body}.")),
+                Err(TokenError::MalformedKeyId),
+                "{bad}"
+            );
+        }
+        // HS256 tokens ignore kid.
+        let h = b64(r#"{"alg":"HS256","kid":"whatever"}"#);
+        assert_eq!(header(&format!("{h}.{body}.")).unwrap().alg, Alg::Hs256);
+    }
+
+    #[test]
     fn statuses() {
+        assert_eq!(TokenError::MalformedKeyId.status(), 401);
         assert_eq!(TokenError::UnknownKey.status(), 401);
         assert_eq!(TokenError::Revoked.status(), 401);
         assert_eq!(TokenError::Expired.status(), 403);

@@ -228,6 +228,7 @@ mod tests {
             batch_id: format!("{tenant}-{received_at}"),
             tenant_id: tenant.into(),
             received_at,
+            generation: None,
             events: (0..events).map(|i| event(i < bots)).collect(),
             quarantined: (0..bad)
                 .map(|line| Quarantined {
@@ -236,6 +237,7 @@ mod tests {
                     row: "x".into(),
                 })
                 .collect(),
+            spool: None,
         }
     }
 

@@ -184,7 +184,19 @@ fn expire_deletes_only_rows_before_the_cutoff() {
         .iter()
         .filter(|t| t.dated_by.is_some())
         .count();
-    assert_eq!(changes(&conn, &expire("acme", c)), dated);
+    // Plus the custom-event payloads cleared in place: `actions` is seeded with last_seen 1..3, long
+    // before the cutoff.
+    let payloads = 3;
+    assert_eq!(changes(&conn, &expire("acme", c)), dated + payloads);
+    let cleared = |tenant: &str| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM actions WHERE tenant_id = ? AND last_payload = '{}'",
+            [tenant],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!((cleared("acme"), cleared("globex")), (3, 0));
     for (t, n) in TENANT_TABLES.iter().zip(before) {
         if t.dated_by.is_some() {
             assert_eq!(n, 3, "{}", t.name);
@@ -200,6 +212,36 @@ fn expire_deletes_only_rows_before_the_cutoff() {
         "billing records survive retention"
     );
     assert_eq!(changes(&conn, &expire("acme", c)), 0);
+}
+
+#[test]
+fn expire_clears_custom_event_payloads_older_than_the_cutoff_only() {
+    let conn = db();
+    let c = cutoff(NOW, 30);
+    for (action, last_seen) in [("old", c - 1), ("kept", c)] {
+        conn.execute(
+            "INSERT INTO actions (tenant_id, domain, action, last_payload, last_seen, total) \
+             VALUES ('acme', 'a.example', ?, '{\"plan\":\"pro\"}', ?, 5)",
+            rusqlite::params![action, last_seen],
+        )
+        .unwrap();
+    }
+    changes(&conn, &expire("acme", c));
+    let rows: Vec<(String, String, i64)> = conn
+        .prepare("SELECT action, last_payload, total FROM actions ORDER BY action")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("kept".into(), r#"{"plan":"pro"}"#.into(), 5),
+            ("old".into(), "{}".into(), 5),
+        ],
+        "the payload goes, the all-time count stays"
+    );
 }
 
 #[test]

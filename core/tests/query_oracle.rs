@@ -1822,3 +1822,62 @@ fn query_isolation_and_fixed_params() {
             || plan.cache_key().contains("\"tenant\":\"t1\"")
     );
 }
+
+#[test]
+fn query_with_a_date_bound_token_reads_only_its_dates() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let fixed: BTreeMap<String, String> = [
+        ("tenant_id", "t1"),
+        ("DATE_FROM", "2025-03-25"),
+        ("date_to", "2025-03-30"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    for filters in [json!([]), json!([["contains", "visit:source", ["o"]]])] {
+        // The body asks for a wider range; the token's dates win, on both paths.
+        let body = json!({
+            "metrics": ["visits", "pageviews"],
+            "date_range": ["2025-03-01", "2025-04-20"],
+            "dimensions": ["time:day"],
+            "filters": filters,
+        });
+        let (out, _) = api.query_fixed(&fixed, &body, &utc).unwrap();
+        assert_eq!(
+            out["query"]["date_range"],
+            json!(["2025-03-25", "2025-03-30"])
+        );
+        let expected = oracle.query(
+            "t1",
+            &utc,
+            label_days("2025-03-25"),
+            label_days("2025-03-30"),
+            Some("time:day"),
+            filters.as_array().unwrap(),
+            &["visits", "pageviews"],
+        );
+        assert!(!expected.is_empty());
+        assert_eq!(api_rows(&out), expected, "{filters}");
+    }
+    for mode in ["previous_period", "year_over_year"] {
+        let body = json!({
+            "metrics": ["visits"],
+            "date_range": "7d",
+            "include": {"comparisons": {"mode": mode}},
+        });
+        let err = api.query_fixed(&fixed, &body, &utc).unwrap_err();
+        assert_eq!(err.status(), 400, "{mode}");
+        assert!(err.message().contains("include.comparisons"), "{err}");
+    }
+    let mut bad = fixed.clone();
+    bad.insert("date_to".into(), "soon".into());
+    let body = json!({"metrics": ["visits"], "date_range": "7d"});
+    assert_eq!(
+        api.query_fixed(&bad, &body, &utc).unwrap_err().status(),
+        400
+    );
+}

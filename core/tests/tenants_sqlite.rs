@@ -216,7 +216,15 @@ fn keys_are_found_by_kid_until_revoked() {
     let k1 = keys::to_json(&rows(&conn, &keys::select("acme", "k1"))[0]);
     assert_eq!(k1["revoked_at"], "2026-11-23T10:00:05Z");
     assert!(rows(&conn, &keys::select("globex", "k1")).is_empty());
+    assert_eq!(
+        ids(&rows(&conn, &keys::select_all_active()), "key_id"),
+        ["g1", "k2"]
+    );
     exec(&conn, &keys::revoke_all("acme", NOW + 6));
     assert!(rows(&conn, &keys::select_active("k2")).is_empty());
     assert_eq!(rows(&conn, &keys::select_active("g1")).len(), 1);
+    assert_eq!(
+        ids(&rows(&conn, &keys::select_all_active()), "key_id"),
+        ["g1"]
+    );
 }

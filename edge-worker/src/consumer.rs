@@ -5,22 +5,31 @@
 //! `max_retries` it goes to the dead-letter queue, from which it can be replayed.
 //!
 //! Each batch is applied to its tenant's database (a silo tenant's own D1, or the pool `DB`), with the
-//! tenant's usage counters in the same transaction. Batches of an erased tenant are dropped.
+//! tenant's usage counters in the same transaction. Batches of an erased tenant, and batches accepted
+//! for an older generation of their tenant (before an erasure), are dropped.
 
 use std::collections::{BTreeMap, HashSet};
 
 use futures_util::future::join_all;
+use starling_core::caps;
 use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::identity::assign_sessions;
+use starling_core::lifecycle;
+use starling_core::plan::Quota;
 use starling_core::rollup;
 use starling_core::usage;
-use worker::{Env, Message, MessageBatch, MessageExt, Result};
+use worker::{
+    D1Database, Env, Message, MessageBatch, MessageExt, QueueRetryOptions,
+    QueueRetryOptionsBuilder, Result,
+};
 
-use crate::store::{archive, d1, visits};
+use crate::store::{archive, d1, spool, visits};
 use crate::tenants;
 
 /// Most events one grouped transaction takes; larger deliveries are split into several groups.
 const GROUP_EVENTS: usize = 2_000;
+/// Seconds before a failed message is delivered again.
+const RETRY_DELAY_SECS: u32 = 10;
 
 /// Applies every message of a queue delivery; never fails as a whole.
 ///
@@ -29,6 +38,7 @@ const GROUP_EVENTS: usize = 2_000;
 /// this turns a hundred small transactions into one. If a group fails (a race with a redelivery, a D1
 /// error), its messages are applied one by one, each acked or retried on its own.
 pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
+    let started = worker::Date::now().as_millis();
     let messages = match batch.messages() {
         Ok(m) => m,
         Err(e) => {
@@ -37,7 +47,7 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                 "queue_decode",
                 &serde_json::json!({ "error": e.to_string() }),
             );
-            batch.retry_all();
+            batch.retry_all_with_options(&retry_later());
             return;
         }
     };
@@ -53,6 +63,11 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                 );
                 msg.ack();
             }
+            Ok(state) if lifecycle::batch_is_stale(msg.body().generation, state.generation()) => {
+                let now = worker::Date::now().as_millis();
+                log_batch(msg.body(), now, Ok("dropped_stale_generation"));
+                msg.ack();
+            }
             Ok(state) => by_db
                 .entry(state.database().to_owned())
                 .or_default()
@@ -63,32 +78,59 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                     "queue_tenant_lookup",
                     &serde_json::json!({ "error": e.log_detail() }),
                 );
-                msg.retry();
+                msg.retry_with_options(&retry_later());
             }
         }
     }
+    // Groups of at most GROUP_EVENTS rows (a spooled batch counts its rows), one database each.
     let mut groups: Vec<(String, Vec<Message<QueueBatch>>)> = Vec::new();
     for (database, messages) in by_db {
-        let mut events = GROUP_EVENTS;
+        let mut rows = GROUP_EVENTS;
         for msg in messages {
-            let n = msg.body().events.len() + msg.body().quarantined.len();
-            if events + n > GROUP_EVENTS && events > 0 {
+            let n = msg.body().rows();
+            if rows + n > GROUP_EVENTS && rows > 0 {
                 groups.push((database.clone(), Vec::new()));
-                events = 0;
+                rows = 0;
             }
-            events += n;
-            groups.last_mut().expect("one group").1.push(msg);
+            rows += n;
+            if let Some(last) = groups.last_mut() {
+                last.1.push(msg);
+            }
         }
     }
+    let (mut delivered, mut events) = (0usize, 0usize);
     for (database, group) in groups.into_iter().filter(|(_, g)| !g.is_empty()) {
+        delivered += group.len();
+        events += group.iter().map(|m| m.body().rows()).sum::<usize>();
         let started = worker::Date::now().as_millis();
-        let bodies: Vec<QueueBatch> = group.iter().map(|m| m.body().clone()).collect();
-        match apply_group(bodies, env, &database).await {
+        // Bodies are read one group at a time (spooled ones from R2), so memory stays bounded by a group.
+        let bodies = match load(env, &group).await {
+            Ok(b) => b,
+            Err(e) => {
+                crate::log::event(
+                    "error",
+                    "queue_spool_read",
+                    &serde_json::json!({ "messages": group.len(), "error": e.to_string() }),
+                );
+                for msg in &group {
+                    msg.retry_with_options(&retry_later());
+                }
+                continue;
+            }
+        };
+        let present: Vec<QueueBatch> = bodies.iter().flatten().cloned().collect();
+        match apply_group(present, env, &database).await {
             Ok(outcomes) => {
-                for (msg, outcome) in group.iter().zip(outcomes) {
+                let mut outcomes = outcomes.into_iter();
+                for (msg, body) in group.iter().zip(&bodies) {
+                    let outcome = match body {
+                        Some(_) => outcomes.next().unwrap_or("applied"),
+                        None => "duplicate",
+                    };
                     log_batch(msg.body(), started, Ok(outcome));
                     msg.ack();
                 }
+                forget_spooled(env, &group).await;
             }
             Err(e) => {
                 crate::log::event(
@@ -96,19 +138,138 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                     "queue_group_fallback",
                     &serde_json::json!({ "messages": group.len(), "error": e.to_string() }),
                 );
-                for msg in group {
+                for (msg, body) in group.iter().zip(bodies) {
                     let started = worker::Date::now().as_millis();
-                    let result = apply(msg.body().clone(), env).await;
+                    let result = match body {
+                        Some(body) => apply(body, env).await,
+                        None => Ok("duplicate"),
+                    };
                     let ok = result.is_ok();
                     log_batch(msg.body(), started, result);
                     if ok {
                         msg.ack();
+                        forget_spooled(env, std::slice::from_ref(msg)).await;
                     } else {
-                        msg.retry();
+                        msg.retry_with_options(&retry_later());
                     }
                 }
             }
         }
+    }
+    crate::log::event(
+        "info",
+        "queue_delivery",
+        &serde_json::json!({
+            "messages": delivered,
+            "events": events,
+            "latency_ms": worker::Date::now().as_millis() - started,
+            "wasm_memory_mb": wasm_memory_mb(),
+        }),
+    );
+}
+
+/// Consumes the dead-letter queue: every message whose retries ran out is written to the spool
+/// (a pointer's object is there already), where the sweep applies it once D1 and R2 answer again.
+/// Nothing leaves the dead-letter queue without being in R2.
+pub async fn park_dead_letters(batch: MessageBatch<QueueBatch>, env: &Env) {
+    let messages = match batch.messages() {
+        Ok(m) => m,
+        Err(e) => {
+            crate::log::event(
+                "error",
+                "dlq_decode",
+                &serde_json::json!({ "error": e.to_string() }),
+            );
+            batch.retry_all_with_options(&retry_later());
+            return;
+        }
+    };
+    let bucket = match archive::bucket(env) {
+        Ok(b) => b,
+        Err(_) => {
+            batch.retry_all_with_options(&retry_later());
+            return;
+        }
+    };
+    for msg in messages {
+        let body = msg.body();
+        let parked = match &body.spool {
+            Some(_) => Ok(()),
+            None => spool::put(&bucket, &spool::key(body.received_at, &body.batch_id), body).await,
+        };
+        crate::log::event(
+            "warn",
+            "dlq_parked",
+            &serde_json::json!({ "batch_id": body.batch_id, "tenant": body.tenant_id, "ok": parked.is_ok() }),
+        );
+        if parked.is_ok() {
+            msg.ack();
+        } else {
+            msg.retry_with_options(&retry_later());
+        }
+    }
+}
+
+/// A failed message comes back after a pause, so a D1 or R2 outage does not spend its retries in
+/// seconds; spooled batches are also applied by the sweep whatever happens to their messages.
+fn retry_later() -> QueueRetryOptions {
+    QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(RETRY_DELAY_SECS)
+        .build()
+}
+
+/// Each message's batch: inline, or read from the spool (`None`: its object is gone, so it was applied).
+async fn load(env: &Env, group: &[Message<QueueBatch>]) -> Result<Vec<Option<QueueBatch>>> {
+    let mut out = Vec::with_capacity(group.len());
+    let mut bucket = None;
+    for msg in group {
+        let body = msg.body();
+        match &body.spool {
+            None => out.push(Some(body.clone())),
+            Some(spooled) => {
+                if bucket.is_none() {
+                    bucket = Some(archive::bucket(env)?);
+                }
+                let bucket = bucket.as_ref().expect("set above");
+                out.push(spool::get(bucket, &spooled.key).await?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the spool objects of applied messages (a failure only leaves work for the sweep, which
+/// finds them applied).
+async fn forget_spooled(env: &Env, group: &[Message<QueueBatch>]) {
+    let keys: Vec<String> = group
+        .iter()
+        .filter_map(|m| m.body().spool.as_ref().map(|s| s.key.clone()))
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    let result = match archive::bucket(env) {
+        Ok(bucket) => spool::delete(&bucket, keys).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        crate::log::event(
+            "warn",
+            "spool_delete",
+            &serde_json::json!({ "error": e.to_string() }),
+        );
+    }
+}
+
+/// The size of this instance's wasm linear memory (it only grows), for the delivery log.
+fn wasm_memory_mb() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_size(0) * 65_536 / (1024 * 1024)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
     }
 }
 
@@ -145,6 +306,7 @@ async fn apply_group(
     let fresh: Vec<usize> = (0..batches.len())
         .filter(|&i| !applied.contains(&batches[i].batch_id))
         .collect();
+    enforce_caps(env, &db, &mut batches, &fresh).await?;
 
     // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
     let mut tenants: Vec<String> = fresh
@@ -239,6 +401,9 @@ pub async fn apply(batch: QueueBatch, env: &Env) -> Result<&'static str> {
     if state.erased() {
         return Ok("dropped_erased");
     }
+    if lifecycle::batch_is_stale(batch.generation, state.generation()) {
+        return Ok("dropped_stale_generation");
+    }
     let database = state.database().to_owned();
     match apply_group(vec![batch], env, &database).await {
         Ok(outcomes) => Ok(outcomes.into_iter().next().unwrap_or("applied")),
@@ -255,4 +420,55 @@ pub async fn apply(batch: QueueBatch, env: &Env) -> Result<&'static str> {
             }
         }
     }
+}
+
+/// Quarantines the events of `fresh` batches that would take their tenant past its plan's caps on
+/// distinct domains and action names (`caps::enforce`), so free text cannot grow those tables without
+/// bound. Deterministic for a batch, so a retried batch is capped the same way.
+async fn enforce_caps(
+    env: &Env,
+    db: &D1Database,
+    batches: &mut [QueueBatch],
+    fresh: &[usize],
+) -> Result<()> {
+    let limits = crate::env::plan_limits(env).unwrap_or_default();
+    let mut tenants: Vec<String> = fresh
+        .iter()
+        .map(|&i| batches[i].tenant_id.clone())
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        let state = tenants::state(env, &tenant)
+            .await
+            .map_err(|e| worker::Error::RustError(e.log_detail()))?;
+        let plan = state.tenant.as_ref().map_or_else(
+            || crate::env::default_plan(env),
+            |t| t.plan.as_str().to_owned(),
+        );
+        let domain_cap = limits.cap(&plan, Quota::Domains);
+        let action_cap = limits.cap(&plan, Quota::Actions);
+        let lookups = caps::lookups(&tenant, domain_cap.max(action_cap).saturating_add(1));
+        let found = d1::rows_batch(db, &lookups).await?;
+        let values = |i: usize| -> Vec<String> {
+            found
+                .get(i)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.get("value").and_then(|v| v.as_str()).map(str::to_owned))
+                .collect()
+        };
+        let mut domains = caps::Known::new(values(0), domain_cap);
+        let mut actions = caps::Known::new(values(1), action_cap);
+        for &i in fresh {
+            if batches[i].tenant_id != tenant {
+                continue;
+            }
+            let events = std::mem::take(&mut batches[i].events);
+            let (kept, mut refused) = caps::enforce(events, &mut domains, &mut actions);
+            batches[i].events = kept;
+            batches[i].quarantined.append(&mut refused);
+        }
+    }
+    Ok(())
 }

@@ -4,23 +4,54 @@
 pub const DB: &str = "DB";
 /// R2 bucket with the raw event archive and quarantined rows.
 pub const ARCHIVE: &str = "ARCHIVE";
+/// Static assets (dashboard, embed element, tracker): `www/dist`.
+pub const ASSETS: &str = "ASSETS";
 /// Queue producer for accepted event batches.
 pub const EVENTS: &str = "EVENTS";
+/// The dead-letter queue of `starling-events` (its name, as the queue handler sees it).
+pub const EVENTS_DLQ: &str = "starling-events-dlq";
+/// The every-minute cron (`wrangler.toml`): only the spool sweep; the other cron also prunes.
+pub const SWEEP_CRON: &str = "* * * * *";
 /// Secret: HS256 key for tracker and read tokens (its UTF-8 bytes are the key, as Tinybird signs).
 pub const SIGNING_KEY: &str = "SIGNING_KEY";
+/// Secret, optional: the previous HS256 key during a key rotation (tokens signed with it still verify;
+/// new tokens are signed with `SIGNING_KEY`). Remove it when the rotation window is over.
+pub const SIGNING_KEY_PREVIOUS: &str = "SIGNING_KEY_PREVIOUS";
 /// Secret: bearer token for `/v0/admin/*`.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
 /// Variable: plan of tenants never created through the admin API (`free`, `pro`, `enterprise`, or
-/// `none` to refuse their tokens). Default `enterprise`, so Tinybird-style tokens keep working.
+/// `none` to refuse their tokens). Default `free`: a token minted outside the admin API gets the
+/// smallest quotas until the operator says otherwise.
 pub const DEFAULT_PLAN: &str = "DEFAULT_PLAN";
-/// Variable: requests per hour per plan, JSON (see `starling_core::plan::PlanLimits::parse`).
+/// Variable: requests and events per hour, and distinct-value caps, per plan, JSON (see `starling_core::plan::PlanLimits::parse`).
 pub const PLAN_LIMITS: &str = "PLAN_LIMITS";
 /// Variable: retention in days for tenants never created through the admin API (default 395).
 pub const DEFAULT_RETENTION_DAYS: &str = "DEFAULT_RETENTION_DAYS";
 
+/// Variable: seconds after which the cron applies a spooled batch itself (default 120).
+pub const SPOOL_SWEEP_AFTER_SECS: &str = "SPOOL_SWEEP_AFTER_SECS";
+
+/// Variable: requests with more rows than this are spooled to R2 before the `202` (default 100).
+pub const SPOOL_INLINE_MAX_ROWS: &str = "SPOOL_INLINE_MAX_ROWS";
+
+/// Variable: origins (separated by spaces) that may embed the dashboard in a frame, besides its own
+/// and, for `/dashboard/?tenant=ID`, that tenant's `allowed_origins`. Empty: no other origin.
+pub const FRAME_ANCESTORS: &str = "FRAME_ANCESTORS";
+
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
+
+/// The plan of a tenant never created through the admin API: `DEFAULT_PLAN`, or the smallest plan
+/// (`free`) when unset; `none` refuses such tenants.
+pub fn default_plan(env: &worker::Env) -> String {
+    var(env, DEFAULT_PLAN).unwrap_or_else(|| "free".into())
+}
+
+/// The plan limits from `PLAN_LIMITS` (defaults for what it does not name).
+pub fn plan_limits(env: &worker::Env) -> Result<starling_core::plan::PlanLimits, String> {
+    starling_core::plan::PlanLimits::parse(var(env, PLAN_LIMITS).as_deref())
+}
 
 /// A secret's value, or `None` when it is not configured.
 pub fn secret(env: &worker::Env, name: &str) -> Option<String> {

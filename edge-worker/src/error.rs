@@ -5,6 +5,7 @@
 
 use starling_core::audit::Reason;
 use starling_core::ratelimit::Decision;
+use starling_core::token::SigningKeyError;
 use starling_core::{claims::AuthError, ingest::IngestError, query::QueryError, token::TokenError};
 use worker::Response;
 
@@ -42,8 +43,13 @@ pub enum ApiError {
     AdminDenied,
     /// The token's `limits.rps` is used up (429).
     RateLimited(Decision),
+    /// The plan's events per hour would be exceeded by this request's events (none were accepted).
+    EventsQuota(Decision),
     /// A dependency (queue, D1, R2) failed; the client should retry. The detail is logged only.
     Unavailable(String),
+    /// The deployment's `SIGNING_KEY` (or `SIGNING_KEY_PREVIOUS`) is missing or too short to be safe:
+    /// nothing is served until the operator sets a proper key (503).
+    Misconfigured(SigningKeyError),
 }
 
 impl ApiError {
@@ -61,8 +67,8 @@ impl ApiError {
             Self::OriginNotAllowed | Self::TenantErased | Self::TenantNotProvisioned => 403,
             Self::AdminDenied => 403,
             Self::MethodNotAllowed(_) => 405,
-            Self::RateLimited(_) => 429,
-            Self::Unavailable(_) => 503,
+            Self::RateLimited(_) | Self::EventsQuota(_) => 429,
+            Self::Unavailable(_) | Self::Misconfigured(_) => 503,
         }
     }
 
@@ -85,6 +91,10 @@ impl ApiError {
             Self::OriginNotAllowed => "origin not allowed: this tenant accepts events only from its allowed_origins (PATCH /v0/admin/tenants/{id} to add the site)".into(),
             Self::TenantErased => "this tenant was erased and all its tokens are revoked".into(),
             Self::TenantNotProvisioned => "unknown tenant: create it first with POST /v0/admin/tenants".into(),
+            Self::EventsQuota(d) => format!(
+                "quota exceeded: this tenant's plan allows {} events per hour and {} are left; nothing of this request was accepted: retry after {} s, send fewer events, or move to a larger plan",
+                d.limit, d.remaining, d.retry_after_secs
+            ),
             Self::RateLimited(d) if d.window_secs > 1 => format!(
                 "quota exceeded: this tenant's plan allows {} requests per hour here; retry after {} s or move to a larger plan",
                 d.limit, d.retry_after_secs
@@ -94,6 +104,7 @@ impl ApiError {
                 d.limit, d.retry_after_secs
             ),
             Self::Unavailable(_) => "temporarily unavailable: nothing was accepted, retry the request".into(),
+            Self::Misconfigured(e) => format!("this deployment is misconfigured and serves nothing: {e}"),
         }
     }
 
@@ -121,6 +132,7 @@ impl ApiError {
             Self::TenantErased => Reason::TenantErased,
             Self::TenantNotProvisioned => Reason::TenantNotProvisioned,
             Self::RateLimited(d) if d.window_secs > 1 => Reason::QuotaExceeded,
+            Self::EventsQuota(_) => Reason::QuotaExceeded,
             Self::RateLimited(_) => Reason::RateLimited,
             _ => return None,
         })
@@ -136,7 +148,7 @@ impl ApiError {
             Self::Unavailable(_) => {
                 let _ = resp.headers_mut().set("Retry-After", "1");
             }
-            Self::RateLimited(d) => {
+            Self::RateLimited(d) | Self::EventsQuota(d) => {
                 let _ = resp
                     .headers_mut()
                     .set("Retry-After", &d.retry_after_secs.to_string());

@@ -36,15 +36,23 @@ async fn queue(
     _ctx: Context,
 ) -> Result<()> {
     log::configure(&env);
-    consumer::consume(batch, &env).await;
+    if batch.queue() == env::EVENTS_DLQ {
+        consumer::park_dead_letters(batch, &env).await;
+    } else {
+        consumer::consume(batch, &env).await;
+    }
     // Never return Err: in worker 0.8.7 that panics in the macro and resets the instance; failures are
     // retried per message inside `consume`.
     Ok(())
 }
 
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     log::configure(&env);
-    store::maintenance::prune(&env).await;
-    store::retention::run(&env).await;
+    // Every run (the minute cron and the hourly one) applies spooled batches whose message is late.
+    store::spool::sweep(&env).await;
+    if event.cron() != env::SWEEP_CRON {
+        store::maintenance::prune(&env).await;
+        store::retention::run(&env).await;
+    }
 }

@@ -48,14 +48,15 @@ impl DurableObject for Limiter {
         let now = worker::Date::now().as_millis() as i64;
         let quota = q.get("quota").cloned().unwrap_or_default();
         let limit = num("limit").unwrap_or(u32::MAX);
-        let want = num("want").unwrap_or(1);
+        let need = num("need").unwrap_or(1).max(1);
+        let want = num("want").unwrap_or(need).max(need);
 
         // The plan's hourly window first: a request refused there does not use the token's bucket.
         let mut windows = self.windows.borrow_mut();
         let window = windows
             .entry(quota)
             .or_insert_with(|| Window::new(now, WINDOW_MS));
-        let (granted, mut decision) = window.take_many(now, limit, WINDOW_MS, want);
+        let (granted, mut decision) = window.take_all(now, limit, WINDOW_MS, need, want - need);
         if decision.allowed {
             if let (Some(rps), Some(token)) = (num("rps"), q.get("token")) {
                 let mut buckets = self.buckets.borrow_mut();
@@ -83,9 +84,16 @@ impl DurableObject for Limiter {
     }
 }
 
+/// Per (tenant, quota) state this isolate keeps.
+type PerQuota<V> = RefCell<HashMap<(String, &'static str), V>>;
+
 thread_local! {
     /// Requests this isolate took ahead from each tenant's windows, by (tenant, quota).
-    static LEASES: RefCell<HashMap<(String, &'static str), Lease>> = RefCell::new(HashMap::new());
+    static LEASES: PerQuota<Lease> = RefCell::new(HashMap::new());
+    /// Windows this isolate saw exhausted, by (tenant, quota), with the decision and when it ends:
+    /// until then every request is refused here, without a call to the object, so a flood of
+    /// over-quota requests costs about what a trivial response costs.
+    static EXHAUSTED: PerQuota<(i64, Decision)> = RefCell::new(HashMap::new());
 }
 
 /// Counts one request of `tenant` against its plan's `per_hour` for `quota`, and against the token's
@@ -102,18 +110,38 @@ pub async fn take(
     per_hour: u32,
     token: &str,
     rps: Option<u32>,
+    need: u32,
 ) -> std::result::Result<Decision, ApiError> {
     let now = worker::Date::now().as_millis() as i64;
     let lease_key = (tenant.to_owned(), quota.as_str());
+    if let Some(d) = EXHAUSTED.with(|e| {
+        let mut e = e.borrow_mut();
+        match e.get(&lease_key) {
+            Some((until, d)) if now < *until && d.limit == per_hour => Some(Decision {
+                retry_after_secs: u32::try_from((until - now + 999) / 1000)
+                    .unwrap_or(1)
+                    .max(1),
+                ..*d
+            }),
+            Some(_) => {
+                e.remove(&lease_key);
+                None
+            }
+            None => None,
+        }
+    }) {
+        return Ok(d);
+    }
+    let need = need.max(1);
     if rps.is_none() {
-        if let Some(d) = LEASES.with(|l| l.borrow_mut().get_mut(&lease_key)?.take(now)) {
+        if let Some(d) = LEASES.with(|l| l.borrow_mut().get_mut(&lease_key)?.take_n(now, need)) {
             return Ok(d);
         }
     }
     let want = if rps.is_none() {
-        lease_size(per_hour)
+        need + lease_size(per_hour) - 1
     } else {
-        1
+        need
     };
     let unavailable = |e: worker::Error| ApiError::Unavailable(format!("rate limiter: {e}"));
     let namespace = env.durable_object(BINDING).map_err(unavailable)?;
@@ -122,7 +150,7 @@ pub async fn take(
         .and_then(|id| id.get_stub())
         .map_err(unavailable)?;
     let mut url = format!(
-        "https://limiter.internal/take?quota={}&limit={per_hour}&want={want}",
+        "https://limiter.internal/take?quota={}&limit={per_hour}&need={need}&want={want}",
         quota.as_str()
     );
     if let Some(rps) = rps {
@@ -144,13 +172,29 @@ pub async fn take(
         window_secs: num("window").max(1),
     };
     let granted = num("granted");
-    if granted > 1 {
+    if !decision.allowed && decision.remaining == 0 && decision.window_secs > 1 {
+        // The plan's window is used up: nothing will pass here until it ends.
+        EXHAUSTED.with(|e| {
+            let mut e = e.borrow_mut();
+            if e.len() >= MAX_BUCKETS {
+                e.clear();
+            }
+            e.insert(
+                lease_key.clone(),
+                (now + i64::from(decision.retry_after_secs) * 1000, decision),
+            );
+        });
+    }
+    if granted > need {
         LEASES.with(|l| {
             let mut l = l.borrow_mut();
             if l.len() >= MAX_BUCKETS {
                 l.clear();
             }
-            l.insert(lease_key, Lease::new(granted, now, WINDOW_MS, decision));
+            l.insert(
+                lease_key,
+                Lease::new(granted - need + 1, now, WINDOW_MS, decision),
+            );
         });
     }
     Ok(decision)

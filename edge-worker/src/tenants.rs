@@ -4,7 +4,9 @@
 //! generation, erased or not) and the ids of its revoked tokens. Both come from the pool `DB` and are
 //! kept here for [`TTL_MS`], so a revocation, a plan change or an erasure takes effect everywhere
 //! within that time (and at once in the isolate that made the change, which calls [`forget`]).
-//! Tenant-held signing keys are cached the same way, by key id.
+//! Tenant-held signing keys are cached as one set (every active key, loaded in one query at most every
+//! [`TTL_MS`]): a token naming an unknown `kid` is answered from memory, so a flood of random `kid`s
+//! costs no query and no cache entry per value.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -66,9 +68,12 @@ pub struct TenantKey {
 /// Entries by id with the time they were loaded (milliseconds).
 type Cache<V> = RefCell<HashMap<String, (u64, V)>>;
 
+/// Every active tenant key by id, with the time it was loaded (milliseconds).
+type Keyring = RefCell<Option<(u64, Rc<HashMap<String, TenantKey>>)>>;
+
 thread_local! {
     static TENANTS: Cache<Rc<TenantState>> = RefCell::new(HashMap::new());
-    static KEYS: Cache<Option<TenantKey>> = RefCell::new(HashMap::new());
+    static KEYS: Keyring = const { RefCell::new(None) };
 }
 
 fn now() -> u64 {
@@ -103,9 +108,31 @@ pub async fn state(env: &Env, tenant_id: &str) -> Result<Rc<TenantState>, ApiErr
         return Ok(hit);
     }
     let db = pool(env)?;
-    let loaded = Rc::new(load(&db, tenant_id, (t / 1000) as i64).await?);
+    let loaded = match load(&db, tenant_id, (t / 1000) as i64).await {
+        Ok(state) => Rc::new(state),
+        Err(e) => {
+            // D1 is unavailable: keep serving with the state this isolate last knew, however old, so
+            // ingest keeps accepting during a D1 incident (the consumer retries until D1 is back).
+            return match last_known(tenant_id) {
+                Some(stale) => {
+                    crate::log::event(
+                        "warn",
+                        "tenant_state_stale",
+                        &serde_json::json!({ "tenant": tenant_id, "error": e.log_detail() }),
+                    );
+                    Ok(stale)
+                }
+                None => Err(e),
+            };
+        }
+    };
     remember(&TENANTS, tenant_id, t, Rc::clone(&loaded));
     Ok(loaded)
+}
+
+/// The cached state of a tenant whatever its age (for when D1 cannot be read).
+fn last_known(tenant_id: &str) -> Option<Rc<TenantState>> {
+    TENANTS.with(|c| c.borrow().get(tenant_id).map(|(_, v)| Rc::clone(v)))
 }
 
 /// Reads a tenant's state from D1, bypassing the cache (the admin API uses this for its own writes).
@@ -145,29 +172,46 @@ pub fn forget(tenant_id: &str) {
     TENANTS.with(|c| c.borrow_mut().remove(tenant_id));
 }
 
-/// Drops every cached signing key (after a key was registered or revoked).
+/// Drops the cached signing keys (after a key was registered or revoked).
 pub fn forget_keys() {
-    KEYS.with(|c| c.borrow_mut().clear());
+    KEYS.with(|c| *c.borrow_mut() = None);
 }
 
-/// The registered, unrevoked key with this id, from the cache or the pool `DB`.
+/// The registered, unrevoked key with this id, from the isolate's set of active keys (reloaded from the
+/// pool `DB` when older than [`TTL_MS`]). The caller has checked that `key_id` is shaped like one.
 pub async fn key(env: &Env, key_id: &str) -> Result<Option<TenantKey>, ApiError> {
     let t = now();
-    if let Some(hit) = fresh(&KEYS, key_id, t) {
-        return Ok(hit);
-    }
-    let db = pool(env)?;
-    let rows = d1::rows(&db, &keys::select_active(key_id))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("tenant keys: {e}")))?;
-    let found = rows.first().and_then(|r| {
-        Some(TenantKey {
-            tenant_id: r.get("tenant_id")?.as_str()?.to_owned(),
-            public_key: keys::decode(r.get("public_key")?.as_str()?)?,
-        })
+    let cached = KEYS.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(loaded, _)| t.saturating_sub(*loaded) < TTL_MS)
+            .map(|(_, ring)| Rc::clone(ring))
     });
-    remember(&KEYS, key_id, t, found.clone());
-    Ok(found)
+    let ring = match cached {
+        Some(ring) => ring,
+        None => {
+            let db = pool(env)?;
+            let rows = d1::rows(&db, &keys::select_all_active())
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("tenant keys: {e}")))?;
+            let ring: HashMap<String, TenantKey> = rows
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.get("key_id")?.as_str()?.to_owned(),
+                        TenantKey {
+                            tenant_id: r.get("tenant_id")?.as_str()?.to_owned(),
+                            public_key: keys::decode(r.get("public_key")?.as_str()?)?,
+                        },
+                    ))
+                })
+                .collect();
+            let ring = Rc::new(ring);
+            KEYS.with(|c| *c.borrow_mut() = Some((t, Rc::clone(&ring))));
+            ring
+        }
+    };
+    Ok(ring.get(key_id).cloned())
 }
 
 /// The pool database (the tenant registry and everything of pool tenants).

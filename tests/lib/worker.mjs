@@ -25,7 +25,17 @@ async function freePort() {
  * fetch-like HTTP call on a fresh connection. The tests block the event loop in `wrangler d1 execute`
  * (execFileSync); a pooled keep-alive socket closed by the server meanwhile would fail the next fetch.
  */
-export function httpCall(url, { method = 'GET', headers = {}, body } = {}) {
+export async function httpCall(url, init = {}) {
+  // wrangler dev's proxy answers this 503 itself, without reaching the worker, when it loses the
+  // connection to the runtime; it was seen for requests in flight when a long local queue delivery
+  // ends. A client retries it (Retry-After: 0); so do the tests, so they check Starling's answers.
+  for (let attempt = 1; ; attempt++) {
+    const r = await httpCallOnce(url, init);
+    if (attempt >= 4 || r.status !== 503 || !r.body.startsWith('Your worker restarted mid-request')) return r;
+  }
+}
+
+function httpCallOnce(url, { method = 'GET', headers = {}, body } = {}) {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method, headers, agent: false }, (res) => {
       const chunks = [];
@@ -49,11 +59,13 @@ export function httpCall(url, { method = 'GET', headers = {}, body } = {}) {
 
 /**
  * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
- * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it.
+ * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. Unregistered tenants get the
+ * enterprise plan unless `keepDefaultPlan` (then wrangler.toml's DEFAULT_PLAN, the free plan).
+ * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
+ * 32 bytes).
  */
-export async function startWorker({ extraArgs = [], config, silo = false } = {}) {
+export async function startWorker({ extraArgs = [], config, silo = false, keepDefaultPlan = false, signingKey = randomBytes(24).toString('hex') } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
-  const signingKey = randomBytes(24).toString('hex');
   const adminToken = randomBytes(24).toString('hex');
   const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
   if (!config) {
@@ -63,21 +75,36 @@ export async function startWorker({ extraArgs = [], config, silo = false } = {})
   }
   if (config) extraArgs = ['-c', config, ...extraArgs];
   const port = await freePort();
-  const child = spawn(WRANGLER, ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', dir,
-    '--var', `SIGNING_KEY:${signingKey}`, '--var', `ADMIN_TOKEN:${adminToken}`, '--show-interactive-dev-session=false', ...extraArgs],
-  { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
+  // scripts/dev.sh does) so nothing accepted depends on it; `w.cron()` runs the sweep.
+  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', dir,
+    '--var', `SIGNING_KEY:${signingKey}`, '--var', `ADMIN_TOKEN:${adminToken}`, '--var', 'SPOOL_INLINE_MAX_ROWS:0',
+    // Most tests post with tokens of tenants they never register: give those the largest plan unless a
+    // test sets DEFAULT_PLAN itself (wrangler.toml's default is the smallest plan).
+    ...(keepDefaultPlan || extraArgs.some((a) => String(a).startsWith('DEFAULT_PLAN:')) ? [] : ['--var', 'DEFAULT_PLAN:enterprise']),
+    '--show-interactive-dev-session=false', ...(extraArgs.includes('--test-scheduled') ? [] : ['--test-scheduled']), ...extraArgs];
+  let child;
   let output = '';
-  const ready = new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
-    const onData = (d) => {
-      output += d;
-      if (/Ready on http/.test(output)) { clearTimeout(timer); res(); }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`)); });
-  });
-  await ready;
+  const launch = async () => {
+    child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = output.length;
+    await new Promise((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
+      const onData = (d) => {
+        output += d;
+        if (/Ready on http/.test(output.slice(started))) { clearTimeout(timer); res(); }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`)); });
+    });
+  };
+  const kill = async () => {
+    try { process.kill(-child.pid, 'SIGTERM'); } catch {}
+    await new Promise((r) => setTimeout(r, 300));
+    try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+  };
+  await launch();
   const base = `http://127.0.0.1:${port}`;
   const w = {
     base, dir, signingKey, adminToken,
@@ -118,6 +145,11 @@ export async function startWorker({ extraArgs = [], config, silo = false } = {})
           throw new Error(`wrangler d1 execute ${database} failed: ${sql.slice(0, 300)}\n${text}`.slice(0, 4000));
         }
       }
+    },
+    /** Fires the scheduled handler as the minute cron does (the spool sweep), or `cron` if given. */
+    async cron(cron = '* * * * *') {
+      const r = await httpCall(`${base}/__scheduled?cron=${encodeURIComponent(cron)}`);
+      if (r.status !== 200) throw new Error(`/__scheduled answered ${r.status}: ${r.body.slice(0, 300)}`);
     },
     /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
     async until(fn, { timeoutMs = 20_000, what = 'condition' } = {}) {
@@ -166,11 +198,18 @@ export async function startWorker({ extraArgs = [], config, silo = false } = {})
       walk(dir);
       return files.map((p) => ({ path: p, bytes: readFileSync(p) }));
     },
+    /**
+     * Kills the runtime (SIGKILL: the local queue broker's in-memory messages die with it) and starts it
+     * again on the same port and persisted D1/R2 state.
+     */
+    async restart() {
+      try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+      await new Promise((r) => child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r));
+      await launch();
+    },
     async stop() {
       if (process.env.STARLING_TEST_LOGS) process.stderr.write(`--- wrangler dev output ---\n${output}\n`);
-      try { process.kill(-child.pid, 'SIGTERM'); } catch {}
-      await new Promise((r) => setTimeout(r, 300));
-      try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+      await kill();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -541,11 +541,30 @@ function wireControls() {
 
 // ---- embedding -------------------------------------------------------------------------------------
 
+/**
+ * The origins that may configure us from a parent frame: our own, plus those the worker wrote into the
+ * `starling-frame-ancestors` meta tag (the same list as the page's CSP frame-ancestors: the operator's
+ * FRAME_ANCESTORS and the tenant's allowed_origins). `https://*.example.com` matches any subdomain.
+ */
+function parentAllowed(origin) {
+  if (origin === location.origin) return true;
+  const list = (document.querySelector('meta[name="starling-frame-ancestors"]')?.content || '').split(/\s+/).filter(Boolean);
+  let url;
+  try { url = new URL(origin); } catch { return false; }
+  return list.some((entry) => {
+    const star = entry.match(/^(https?):\/\/\*\.(.+)$/);
+    if (!star) return entry === origin;
+    const [host, port = ''] = star[2].split(':');
+    return url.protocol === `${star[1]}:` && url.port === port && url.hostname.endsWith(`.${host}`);
+  });
+}
+
 function wireEmbedding() {
   if (!framed) return;
   window.addEventListener('message', (e) => {
-    // Only the page that embeds us may configure us; it also learns nothing it did not send.
-    if (e.source !== window.parent) return;
+    // Only the page that embeds us, from an allowed origin, may configure us; it also learns nothing it
+    // did not send.
+    if (e.source !== window.parent || !parentAllowed(e.origin)) return;
     const d = e.data;
     if (!d || typeof d !== 'object' || (d.type !== 'starling:token' && d.type !== 'starling:config')) return;
     state.parentOrigin = e.origin;

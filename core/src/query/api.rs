@@ -17,7 +17,8 @@
 //! grows with the visits in the range.
 //!
 //! The tenant comes only from the token's `fixed_params.tenant_id`; a fixed `domain` is AND-ed to the
-//! filters and a fixed `timezone` wins over the body's.
+//! filters and a fixed `timezone` wins over the body's. Fixed `date_from`/`date_to` replace the body's
+//! range (as they do for the pipes) and refuse comparisons, which read outside them.
 
 use std::collections::BTreeMap;
 
@@ -303,6 +304,45 @@ fn clip(s: &str) -> String {
     s.chars().take(60).collect()
 }
 
+/// The token's fixed `date_from`/`date_to` (names case-insensitive, as for the pipes) win over the
+/// body's range, as fixed params win everywhere: a date-bound token reads only its own dates. Returns
+/// the range in force and whether the token fixes any date.
+fn fixed_dates(
+    fixed: &BTreeMap<String, String>,
+    from: Days,
+    to: Days,
+) -> Result<(Days, Days, bool), QueryError> {
+    let pinned = |name: &str| -> Result<Option<Days>, QueryError> {
+        fixed
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| {
+                parse_date(v).ok_or_else(|| {
+                    bad(
+                        "date_range",
+                        format!("the token's fixed {name} is not a date as YYYY-MM-DD"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (pinned_from, pinned_to) = (pinned("date_from")?, pinned("date_to")?);
+    let (from, to) = (pinned_from.unwrap_or(from), pinned_to.unwrap_or(to));
+    if from > to {
+        return Err(bad(
+            "date_range",
+            "ends before it starts within the token's fixed dates",
+        ));
+    }
+    if to - from + 1 > MAX_RANGE_DAYS {
+        return Err(bad(
+            "date_range",
+            format!("may span at most {MAX_RANGE_DAYS} days within the token's fixed dates"),
+        ));
+    }
+    Ok((from, to, pinned_from.is_some() || pinned_to.is_some()))
+}
+
 /// The local dates of a `date_range`.
 fn date_range(v: Option<&Value>, today: Days) -> Result<(Days, Days), QueryError> {
     let field = "date_range";
@@ -509,6 +549,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     // date range and comparison
     let today = local_day(req.tz, req.now_secs);
     let (from, to) = date_range(body.get("date_range"), today)?;
+    let (from, to, dates_fixed) = fixed_dates(req.fixed, from, to)?;
     let empty = Map::new();
     let include = match body.get("include") {
         None | Some(Value::Null) => &empty,
@@ -534,6 +575,11 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     }
     let comparison = match include.get("comparisons") {
         None | Some(Value::Null) => None,
+        // A comparison reads outside the token's fixed dates by construction.
+        Some(_) if dates_fixed => return Err(bad(
+            "include.comparisons",
+            "the token fixes date_from/date_to: a comparison would read outside them, leave it out",
+        )),
         Some(c) => match c.get("mode").and_then(Value::as_str) {
             Some("previous_period") => {
                 let n = to - from + 1;

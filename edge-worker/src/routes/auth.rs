@@ -1,18 +1,24 @@
 //! Authentication for tenant routes, in one place: token → claims → grant → tenant state → limits.
 //!
 //! 1. The token comes from `Authorization: Bearer` or `?token=`.
-//! 2. HS256 tokens verify against `SIGNING_KEY` (Tinybird's format). EdDSA tokens name a tenant-held
-//!    key in `kid`; they verify against that registered key and are confined to its tenant, read only.
-//! 3. The grant (`authorize_append` / `authorize_read` / `authorize_tenant_read`) binds the tenant.
+//! 2. HS256 tokens verify against `SIGNING_KEY` (Tinybird's format), or `SIGNING_KEY_PREVIOUS` during a
+//!    key rotation; the router refuses to serve at all while either is shorter than 32 bytes
+//!    ([`signing_secrets`]). EdDSA tokens name a tenant-held key in `kid`: a `kid` that is not shaped
+//!    like an issued key id is refused unlooked-up, the others are found in the isolate's copy of all
+//!    active keys (one query per 5 s, however many distinct `kid`s arrive); they verify against that
+//!    key and are confined to its tenant, read only.
+//! 3. The grant (`authorize_append` / `authorize_read` / `authorize_tenant_doc`) binds the tenant; a
+//!    token that fixes `date_from`/`date_to` reads only dated pipes, without the previous period.
 //! 4. The tenant's state refuses erased tenants, unprovisioned ones (`DEFAULT_PLAN = "none"`), revoked
-//!    token ids and tokens issued before the tenant was re-created after an erasure.
+//!    token ids and tokens that cannot show they were issued after the tenant was re-created after an
+//!    erasure (an `iat` before the re-creation, or none).
 //! 5. The tenant's Durable Object counts the request against the plan's hourly quota and the token's
 //!    `limits.rps`.
 
 use std::rc::Rc;
 
 use starling_core::audit::Reason;
-use starling_core::claims::{self, Claims, TenantId};
+use starling_core::claims::{self, Claims, TenantDoc, TenantId};
 use starling_core::plan::{PlanLimits, Quota};
 use starling_core::ratelimit::Decision;
 use starling_core::tenant;
@@ -35,6 +41,10 @@ pub struct Caller {
     pub state: Rc<TenantState>,
     /// The quota decision, for the `RateLimit-*` headers.
     pub limit: Decision,
+    /// The tenant's plan (its own, or `DEFAULT_PLAN`) and the limits in force.
+    pub plan: String,
+    /// `PLAN_LIMITS`, parsed.
+    pub limits: PlanLimits,
 }
 
 /// Which grant a route needs.
@@ -43,8 +53,9 @@ pub enum Need<'a> {
     Append(&'a str),
     /// `PIPES:READ` on this pipe, counted against the query quota.
     Read(&'a str),
-    /// Any `PIPES:READ` scope (tenant.json, usage.json), counted against the query quota.
-    AnyRead,
+    /// A tenant-level document (usage.json, tenant.json): its own scope or a whole-tenant `PIPES:READ`
+    /// scope (`claims::authorize_tenant_doc`), counted against the query quota.
+    Doc(TenantDoc),
 }
 
 /// Authenticates a tenant request; fills `outcome` with the tenant and token name as they are learnt,
@@ -75,10 +86,11 @@ pub async fn authenticate(
         }
         Need::Read(pipe) => {
             let g = claims::authorize_read(&claims, pipe)?;
+            claims::check_fixed_dates(pipe, &g.fixed, params)?;
             (g.tenant, g.fixed, Quota::Query)
         }
-        Need::AnyRead => {
-            let g = claims::authorize_tenant_read(&claims)?;
+        Need::Doc(doc) => {
+            let g = claims::authorize_tenant_doc(&claims, doc)?;
             (g.tenant, g.fixed, Quota::Query)
         }
     };
@@ -108,13 +120,12 @@ pub async fn authenticate(
     }
     let plan = match &state.tenant {
         Some(t) => t.plan.as_str().to_owned(),
-        None => default_plan(env),
+        None => env::default_plan(env),
     };
     if plan == "none" {
         return Err(ApiError::TenantNotProvisioned);
     }
-    let limits = PlanLimits::parse(env::var(env, env::PLAN_LIMITS).as_deref())
-        .map_err(|e| ApiError::Unavailable(format!("PLAN_LIMITS: {e}")))?;
+    let limits = env::plan_limits(env).map_err(ApiError::Unavailable)?;
     let limit = limiter::take(
         env,
         tenant.as_str(),
@@ -122,6 +133,7 @@ pub async fn authenticate(
         limits.per_hour(&plan, quota),
         &token,
         claims.rps,
+        1,
     )
     .await?;
     if !limit.allowed {
@@ -132,17 +144,31 @@ pub async fn authenticate(
         fixed,
         state,
         limit,
+        plan,
+        limits,
     })
 }
 
-/// Verifies an HS256 token against `SIGNING_KEY`, or an EdDSA token against its registered tenant key.
+/// The HS256 keys tokens verify with (`SIGNING_KEY`, then `SIGNING_KEY_PREVIOUS` when set); the first
+/// one also mints. [`ApiError::Misconfigured`] when `SIGNING_KEY` is missing or either is shorter than
+/// `token::MIN_SIGNING_KEY_BYTES`: the router checks this before serving any route, health included.
+pub fn signing_secrets(env: &Env) -> Result<Vec<String>, ApiError> {
+    let current = env::secret(env, env::SIGNING_KEY);
+    let previous = env::secret(env, env::SIGNING_KEY_PREVIOUS);
+    token::signing_keys(current.as_deref(), previous.as_deref())
+        .map_err(ApiError::Misconfigured)?;
+    Ok([current, previous].into_iter().flatten().collect())
+}
+
+/// Verifies an HS256 token against the signing keys, or an EdDSA token against its registered tenant
+/// key.
 async fn verify(env: &Env, token: &str, now_secs: i64) -> Result<Claims, ApiError> {
     let header = token::header(token)?;
     match header.alg {
         Alg::Hs256 => {
-            let key = env::secret(env, env::SIGNING_KEY)
-                .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
-            Ok(token::verify(token, key.as_bytes(), now_secs)?)
+            let secrets = signing_secrets(env)?;
+            let keys: Vec<&[u8]> = secrets.iter().map(|s| s.as_bytes()).collect();
+            Ok(token::verify_any(token, &keys, now_secs)?)
         }
         Alg::EdDsa => {
             let kid = header.kid.ok_or(TokenError::UnknownKey)?;
@@ -153,10 +179,4 @@ async fn verify(env: &Env, token: &str, now_secs: i64) -> Result<Claims, ApiErro
             Ok(claims::confine_to_key_tenant(claims, &key.tenant_id)?)
         }
     }
-}
-
-/// The plan of tenants never created through the admin API (`DEFAULT_PLAN`, "enterprise" when unset;
-/// "none" refuses them).
-fn default_plan(env: &Env) -> String {
-    env::var(env, env::DEFAULT_PLAN).unwrap_or_else(|| "enterprise".into())
 }

@@ -6,8 +6,9 @@
 //! Any Content-Type is accepted (NDJSON, JSON, text/plain beacons, none), as Tinybird does.
 
 use starling_core::claims::AppendGrant;
-use starling_core::event::{EnrichedEvent, Quarantined, QueueBatch};
+use starling_core::event::{EnrichedEvent, Quarantined, QueueBatch, SpoolRef};
 use starling_core::ingest::{self, Geo, IngestContext, Limits};
+use starling_core::plan::Quota;
 use starling_core::tenant;
 use starling_core::time::day_string;
 use worker::{Env, Request, Response};
@@ -15,6 +16,7 @@ use worker::{Env, Request, Response};
 use super::auth::{authenticate, Need};
 use super::{now_ms, param, query_pairs, Outcome};
 use crate::error::ApiError;
+use crate::store::spool;
 use crate::{env, limiter, store};
 
 /// Queue messages are limited to 128 KB; stay well below with the JSON envelope.
@@ -89,16 +91,55 @@ pub async fn post_events(
     };
     let result = ingest::process(&body, &ctx)?;
     let (accepted, quarantined) = (result.events.len(), result.quarantined.len());
+    // The plan's events per hour, counted in events: all of the request's or none of them.
+    let mut limit = caller.limit;
+    if accepted > 0 {
+        let per_hour = caller.limits.per_hour(&caller.plan, Quota::Events);
+        let events = limiter::take(
+            env,
+            grant.tenant.as_str(),
+            Quota::Events,
+            per_hour,
+            "",
+            None,
+            u32::try_from(accepted).unwrap_or(u32::MAX),
+        )
+        .await?;
+        if !events.allowed {
+            return Err(ApiError::EventsQuota(events));
+        }
+        if events.remaining < limit.remaining {
+            limit = events;
+        }
+    }
     outcome.rows = Some(accepted);
     outcome.quarantined = Some(quarantined);
 
-    let batches = chunk(
-        request_id,
-        grant.tenant.as_str(),
-        now,
-        result.events,
-        result.quarantined,
-    );
+    // The consumer drops batches of an older tenant generation (an erasure in between).
+    let generation = caller.state.generation();
+    let rows = accepted + quarantined;
+    let mut batches = if rows > spool::inline_max_rows(env) {
+        spooled(
+            env,
+            request_id,
+            grant.tenant.as_str(),
+            now,
+            generation,
+            result,
+        )
+        .await
+    } else {
+        chunk(
+            request_id,
+            grant.tenant.as_str(),
+            now,
+            result.events,
+            result.quarantined,
+        )
+    };
+    batches
+        .iter_mut()
+        .for_each(|b| b.generation = Some(generation));
     enqueue(env, batches).await?;
 
     let status = if param(&params, "wait") == Some("true") {
@@ -112,7 +153,7 @@ pub async fn post_events(
     }))
     .expect("json")
     .with_status(status);
-    limiter::headers(&mut resp, &caller.limit);
+    limiter::headers(&mut resp, &limit);
     Ok(resp)
 }
 
@@ -122,6 +163,93 @@ fn geo(req: &Request) -> Geo {
         country: cf.and_then(|c| c.country()).unwrap_or_default(),
         region: cf.and_then(|c| c.region()).unwrap_or_default(),
         city: cf.and_then(|c| c.city()).unwrap_or_default(),
+    }
+}
+
+/// Writes a large request's rows to the R2 spool, in objects of at most [`spool::OBJECT_MAX_ROWS`]
+/// rows, and returns one pointer message per object. Each object is written before the request is
+/// answered, so its events are durable whatever happens to the message. If R2 refuses, the rows travel
+/// inline instead (queue messages are durable too; only the local runtime's broker is not).
+async fn spooled(
+    env: &Env,
+    request_id: &str,
+    tenant: &str,
+    now: i64,
+    generation: i64,
+    result: ingest::Outcome,
+) -> Vec<QueueBatch> {
+    let mut parts: Vec<QueueBatch> = Vec::new();
+    let new_part = |n: usize| QueueBatch {
+        batch_id: format!("{request_id}-s{n}"),
+        tenant_id: tenant.to_owned(),
+        received_at: now,
+        events: Vec::new(),
+        quarantined: Vec::new(),
+        spool: None,
+        generation: Some(generation),
+    };
+    for e in result.events {
+        if parts
+            .last()
+            .is_none_or(|p| p.rows() >= spool::OBJECT_MAX_ROWS)
+        {
+            parts.push(new_part(parts.len()));
+        }
+        parts.last_mut().expect("one part").events.push(e);
+    }
+    for q in result.quarantined {
+        if parts
+            .last()
+            .is_none_or(|p| p.rows() >= spool::OBJECT_MAX_ROWS)
+        {
+            parts.push(new_part(parts.len()));
+        }
+        parts.last_mut().expect("one part").quarantined.push(q);
+    }
+    let written = match store::archive::bucket(env) {
+        Ok(bucket) => {
+            let writes = parts.iter().map(|p| {
+                let key = spool::key(now, &p.batch_id);
+                let bucket = &bucket;
+                async move { spool::put(bucket, &key, p).await.map(|()| key) }
+            });
+            futures_util::future::join_all(writes)
+                .await
+                .into_iter()
+                .collect::<worker::Result<Vec<String>>>()
+        }
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(keys) => parts
+            .into_iter()
+            .zip(keys)
+            .map(|(p, key)| QueueBatch {
+                spool: Some(SpoolRef {
+                    key,
+                    rows: p.rows(),
+                }),
+                events: Vec::new(),
+                quarantined: Vec::new(),
+                ..p
+            })
+            .collect(),
+        Err(e) => {
+            crate::log::event(
+                "warn",
+                "spool_put",
+                &serde_json::json!({ "request_id": request_id, "error": e.to_string() }),
+            );
+            let (events, quarantined) =
+                parts
+                    .into_iter()
+                    .fold((Vec::new(), Vec::new()), |(mut ev, mut q), mut p| {
+                        ev.append(&mut p.events);
+                        q.append(&mut p.quarantined);
+                        (ev, q)
+                    });
+            chunk(request_id, tenant, now, events, quarantined)
+        }
     }
 }
 
@@ -139,6 +267,8 @@ fn chunk(
         received_at: now,
         events: Vec::new(),
         quarantined: Vec::new(),
+        spool: None,
+        generation: None,
     };
     let mut out = vec![new_batch(0)];
     let mut size = 0;

@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod dashboard;
 mod ingest;
 mod query;
 mod reports;
@@ -43,6 +44,9 @@ pub struct Outcome {
 
 /// Handles one request: route, run, turn errors into JSON, add CORS and the request id, audit, log.
 pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
+    if req.path() == "/dashboard/" {
+        return dashboard::page(req, &env).await;
+    }
     let started = worker::Date::now().as_millis();
     let request_id = random::id();
     let method = req.method();
@@ -287,6 +291,9 @@ async fn dispatch(
     if req.method() == Method::Options {
         return Ok(cors::preflight());
     }
+    // A missing or short SIGNING_KEY serves nothing, health included: tracker tokens are public, and a
+    // short key could be brute-forced from one of them into read tokens for every tenant.
+    auth::signing_secrets(env)?;
     if route.is_admin() {
         admin::authorize(&req, env)?;
     }

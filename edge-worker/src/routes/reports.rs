@@ -14,11 +14,12 @@ use super::{now_secs, param, path_tenant, query_pairs, Outcome};
 use crate::error::ApiError;
 use crate::store::d1;
 use crate::tenants::{self, TenantState};
+use starling_core::claims::TenantDoc;
 
 /// `GET /v0/usage.json`.
 pub async fn get_own(req: Request, env: &Env, outcome: &mut Outcome) -> Result<Response, ApiError> {
     let params = query_pairs(&req);
-    let caller = authenticate(&req, env, &params, Need::AnyRead, outcome).await?;
+    let caller = authenticate(&req, env, &params, Need::Doc(TenantDoc::Usage), outcome).await?;
     let mut resp = usage_response(env, caller.tenant.as_str(), &caller.state, &params).await?;
     crate::limiter::headers(&mut resp, &caller.limit);
     Ok(resp)

@@ -13,6 +13,7 @@ use super::auth::{authenticate, Need};
 use super::{now_ms, query_pairs, Outcome};
 use crate::error::ApiError;
 use crate::store::d1;
+use starling_core::claims::TenantDoc;
 
 /// Largest settings body accepted, in bytes.
 const MAX_BODY: usize = 4096;
@@ -55,7 +56,7 @@ pub async fn get_tenant(
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
     let params = query_pairs(&req);
-    let caller = authenticate(&req, env, &params, Need::AnyRead, outcome).await?;
+    let caller = authenticate(&req, env, &params, Need::Doc(TenantDoc::Settings), outcome).await?;
     let tenant = caller.tenant.as_str();
     let db = d1::db(env)?;
     let rows = d1::rows(&db, &settings::select(tenant)).await?;

@@ -20,7 +20,9 @@ use crate::tenants;
 const MAX_BODY: usize = 16 * 1024;
 
 /// `POST /v0/admin/tenants`: creates a tenant (201), or 409 when the id is taken. An erased id can be
-/// created again; it starts with a new generation and no data.
+/// created again; it starts with a new generation and no data: the call waits until the erasure is at
+/// least `tenants::TTL_MS` (plus a second) old, so no isolate still acts on the old generation, and
+/// erases whatever of the old generation is still there first.
 pub async fn create(
     mut req: Request,
     env: &Env,
@@ -52,6 +54,20 @@ pub async fn create(
     let t = tenant::validate_create(&json, previous.as_ref(), now)
         .map_err(|e| ApiError::BadRequest(e.message()))?;
     check_database(env, &t)?;
+    if let Some(erased) = &previous {
+        // Leftovers of the old generation (an interrupted erasure, a batch applied meanwhile by a
+        // consumer whose cache had not seen the erasure) must not become the new tenant's data: wait
+        // until every isolate's cache has expired, then erase again before the id goes live.
+        let wait = tenant::recreation_wait_secs(erased, now, (tenants::TTL_MS / 1000) as i64);
+        if wait > 0 {
+            worker::Delay::from(std::time::Duration::from_secs(wait as u64)).await;
+        }
+        retention::erase(env, &id, erased.database.as_deref())
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(format!("erasure of {id} before re-creation: {e}"))
+            })?;
+    }
     let theme = theme(&json, &t, now)?;
     let mut statements = vec![tenant::upsert(&t)];
     statements.extend(theme.iter().map(|(s, _)| s.clone()));

@@ -134,6 +134,22 @@ pub async fn delete_prefix(bucket: &Bucket, prefix: &str) -> Result<u64> {
     Ok(deleted)
 }
 
+/// Up to `max` object keys under `prefix`, in key order.
+pub async fn list_keys(bucket: &Bucket, prefix: &str, max: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    while out.len() < max {
+        let (page, next) = list_page(bucket, prefix, false, cursor).await?;
+        out.extend(page.objects().iter().map(|o| o.key()));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    out.truncate(max);
+    Ok(out)
+}
+
 /// The day folders (`{prefix}{YYYY-MM-DD}/`) directly under a tenant prefix.
 pub async fn day_folders(bucket: &Bucket, prefix: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();

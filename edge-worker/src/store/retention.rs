@@ -1,8 +1,10 @@
 //! Retention and the erasure sweep, run by the hourly cron (and `POST /v0/admin/retention/run`).
 //!
 //! For every tenant: rollup rows dated before its cutoff (`retention_days`, or `DEFAULT_RETENTION_DAYS`
-//! for tenants never created through the admin API) are deleted from its database, and its R2 day
-//! folders before the cutoff are deleted. Tombstoned (erased) tenants are erased again, which removes
+//! for tenants never created through the admin API) are deleted, and custom-event payloads older than
+//! it cleared, in the pool and in its silo database (`lifecycle::databases`: events sent before a
+//! tenant was registered as a silo are in the pool), and its R2 day folders before the cutoff are
+//! deleted. Tombstoned (erased) tenants are erased again, which removes
 //! anything a batch in flight at the moment of erasure wrote afterwards.
 
 use serde_json::Value;
@@ -64,8 +66,8 @@ pub async fn run(env: &Env) -> Value {
 /// Deletes every row of the tenant in its databases and every object of it in R2; returns the counts.
 pub async fn erase(env: &Env, id: &str, silo: Option<&str>) -> worker::Result<(u64, u64)> {
     let statements = lifecycle::erase(id);
-    let mut rows = d1::run_counting(&d1::db(env)?, &statements).await?;
-    if let Some(binding) = silo {
+    let mut rows = 0;
+    for binding in lifecycle::databases(env::DB, silo) {
         rows += d1::run_counting(&d1::named(env, binding)?, &statements).await?;
     }
     let bucket = archive::bucket(env)?;
@@ -108,8 +110,11 @@ async fn tasks(env: &Env) -> worker::Result<Vec<Task>> {
 /// Deletes what is older than the tenant's cutoff in D1 and R2.
 async fn expire(env: &Env, task: &Task, now: i64) -> worker::Result<(u64, u64)> {
     let cutoff = lifecycle::cutoff(now, task.retention_days);
-    let db = d1::named(env, task.database.as_deref().unwrap_or(env::DB))?;
-    let rows = d1::run_counting(&db, &lifecycle::expire(&task.tenant_id, cutoff)).await?;
+    let statements = lifecycle::expire(&task.tenant_id, cutoff);
+    let mut rows = 0;
+    for binding in lifecycle::databases(env::DB, task.database.as_deref()) {
+        rows += d1::run_counting(&d1::named(env, binding)?, &statements).await?;
+    }
     let bucket = archive::bucket(env)?;
     let mut objects = 0;
     for prefix in lifecycle::archive_prefixes(&task.tenant_id) {

@@ -9,36 +9,61 @@ use worker::{D1Database, Result};
 use crate::{random, store::d1};
 
 thread_local! {
-    static CACHE: RefCell<Option<(String, [u8; 16])>> = const { RefCell::new(None) };
+    /// Salts this isolate holds, by day: today's and tomorrow's, so ingest keeps its visitor ids through
+    /// a D1 outage, even one that spans midnight UTC.
+    static CACHE: RefCell<Vec<(String, [u8; 16])>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The salt for `day` (`YYYY-MM-DD`, UTC), created on first use.
+fn cached(day: &str) -> Option<[u8; 16]> {
+    CACHE.with(|c| c.borrow().iter().find(|(d, _)| d == day).map(|(_, s)| *s))
+}
+
+/// The salt for `day` (`YYYY-MM-DD`, UTC), created on first use; the next day's salt is created and
+/// cached at the same time.
 pub async fn for_day(db: &D1Database, day: &str) -> Result<[u8; 16]> {
-    if let Some(salt) = CACHE.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(d, _)| d == day)
-            .map(|(_, s)| *s)
-    }) {
+    if let Some(salt) = cached(day) {
         return Ok(salt);
     }
-    let fresh = random::hex(&random::bytes::<16>());
-    let insert = Statement::new(
-        "INSERT OR IGNORE INTO salts (day, salt) VALUES (?, ?)",
-        vec![day.into(), fresh.into()],
-    );
-    let select = Statement::new("SELECT salt FROM salts WHERE day = ?", vec![day.into()]);
-    let rows = d1::rows_batch(db, &[insert, select]).await?;
-    let hex = rows
-        .get(1)
-        .and_then(|r| r.first())
-        .and_then(|row| row.get("salt"))
-        .and_then(|v| v.as_str())
+    let next = next_day(day);
+    let mut statements = Vec::new();
+    for d in [day, next.as_str()] {
+        let fresh = random::hex(&random::bytes::<16>());
+        statements.push(Statement::new(
+            "INSERT OR IGNORE INTO salts (day, salt) VALUES (?, ?)",
+            vec![d.into(), fresh.into()],
+        ));
+    }
+    statements.push(Statement::new(
+        "SELECT day, salt FROM salts WHERE day IN (?, ?)",
+        vec![day.into(), next.as_str().into()],
+    ));
+    let rows = d1::rows_batch(db, &statements).await?;
+    let mut found: Vec<(String, [u8; 16])> = Vec::new();
+    for row in rows.last().into_iter().flatten() {
+        let (Some(d), Some(hex)) = (
+            row.get("day").and_then(|v| v.as_str()),
+            row.get("salt").and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        let salt = parse_hex(hex)
+            .ok_or_else(|| worker::Error::RustError("stored salt is not 32 hex chars".into()))?;
+        found.push((d.to_owned(), salt));
+    }
+    let salt = found
+        .iter()
+        .find(|(d, _)| d == day)
+        .map(|(_, s)| *s)
         .ok_or_else(|| worker::Error::RustError("salt row missing after insert".into()))?;
-    let salt = parse_hex(hex)
-        .ok_or_else(|| worker::Error::RustError("stored salt is not 32 hex chars".into()))?;
-    CACHE.with(|c| *c.borrow_mut() = Some((day.to_owned(), salt)));
+    CACHE.with(|c| *c.borrow_mut() = found);
     Ok(salt)
+}
+
+/// The UTC day after `day` (`YYYY-MM-DD`); `day` itself if it does not parse.
+fn next_day(day: &str) -> String {
+    starling_core::time::parse_day(day)
+        .map(|days| starling_core::time::day_string((days + 1) * 86_400))
+        .unwrap_or_else(|| day.to_owned())
 }
 
 fn parse_hex(s: &str) -> Option<[u8; 16]> {

@@ -1,0 +1,160 @@
+//! R2 spool: accepted batches written before the `202` (a claim check), so a batch survives whatever
+//! happens to its queue message.
+//!
+//! A request with more than [`inline_max_rows`] rows is written here in objects of at most
+//! [`OBJECT_MAX_ROWS`] rows, and the queue carries one small pointer per object. The consumer deletes an
+//! object only after its batch is committed to D1, so an object that is still here is a batch that may
+//! not be applied yet: [`sweep`] (the cron, every minute) applies every object older than
+//! [`SWEEP_AFTER_MS`] itself. A lost, dead-lettered or stalled message therefore never loses events,
+//! and `applied_batches` keeps the application exactly-once whoever gets there first.
+//!
+//! Keys are `spool/{received_ms, 13 digits}/{batch_id}.json`, so a listing is oldest first.
+
+use starling_core::event::QueueBatch;
+use worker::{Bucket, Env, Result};
+
+use crate::store::archive;
+
+/// Requests with at most this many rows travel inline in their queue message (beacons, small batches)
+/// unless `SPOOL_INLINE_MAX_ROWS` says otherwise.
+const INLINE_MAX_ROWS: usize = 100;
+
+/// Rows up to which a request travels inline: `SPOOL_INLINE_MAX_ROWS`, or [`INLINE_MAX_ROWS`]. Queues
+/// are durable in production, so inline messages are safe there and cost no R2 write; the local
+/// runtime's queue is kept in memory (and stalls under long deliveries), so `scripts/dev.sh` and the
+/// tests set 0: every accepted request is in R2 before its `202`.
+pub fn inline_max_rows(env: &Env) -> usize {
+    crate::env::var(env, crate::env::SPOOL_INLINE_MAX_ROWS)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(INLINE_MAX_ROWS)
+}
+/// Rows per spooled object: one consumer group's worth, so one object is read per group.
+pub const OBJECT_MAX_ROWS: usize = 2_000;
+/// A spooled batch older than this is applied by the sweep (its message is late, lost or dead);
+/// `SPOOL_SWEEP_AFTER_SECS` overrides it (tests use a few seconds).
+const SWEEP_AFTER_MS: i64 = 120_000;
+/// Objects one sweep applies at most (the rest wait for the next run).
+const SWEEP_MAX_OBJECTS: usize = 200;
+
+/// The key of a spooled batch.
+pub fn key(received_ms: i64, batch_id: &str) -> String {
+    format!("spool/{received_ms:013}/{batch_id}.json")
+}
+
+/// The time a spool key was written, from the key itself.
+fn received_ms(key: &str) -> Option<i64> {
+    key.strip_prefix("spool/")?.split('/').next()?.parse().ok()
+}
+
+/// Writes a batch (its events and quarantined rows) under `key`.
+pub async fn put(bucket: &Bucket, key: &str, batch: &QueueBatch) -> Result<()> {
+    let body = serde_json::to_vec(batch).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    bucket.put(key, body).execute().await?;
+    Ok(())
+}
+
+/// Reads a spooled batch; `None` when the object is gone (it was applied and deleted).
+pub async fn get(bucket: &Bucket, key: &str) -> Result<Option<QueueBatch>> {
+    let Some(object) = bucket.get(key).execute().await? else {
+        return Ok(None);
+    };
+    let Some(body) = object.body() else {
+        return Ok(None);
+    };
+    let bytes = body.bytes().await?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| worker::Error::RustError(format!("spooled batch {key}: {e}")))
+}
+
+/// Deletes applied batches' objects.
+pub async fn delete(bucket: &Bucket, keys: Vec<String>) -> Result<()> {
+    if !keys.is_empty() {
+        bucket.delete_multiple(keys).await?;
+    }
+    Ok(())
+}
+
+/// Applies every spooled batch older than [`SWEEP_AFTER_MS`] (at most [`SWEEP_MAX_OBJECTS`] per run)
+/// and deletes it. Returns (objects applied or found already applied, objects that failed).
+pub async fn sweep(env: &Env) -> (usize, usize) {
+    let now = worker::Date::now().as_millis() as i64;
+    let after_ms = crate::env::var(env, crate::env::SPOOL_SWEEP_AFTER_SECS)
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(SWEEP_AFTER_MS, |s| s.max(0) * 1000);
+    let bucket = match archive::bucket(env) {
+        Ok(b) => b,
+        Err(e) => {
+            crate::log::event(
+                "error",
+                "spool_sweep",
+                &serde_json::json!({ "error": e.to_string() }),
+            );
+            return (0, 0);
+        }
+    };
+    let keys = match archive::list_keys(&bucket, "spool/", SWEEP_MAX_OBJECTS).await {
+        Ok(k) => k,
+        Err(e) => {
+            crate::log::event(
+                "error",
+                "spool_sweep",
+                &serde_json::json!({ "error": e.to_string() }),
+            );
+            return (0, 0);
+        }
+    };
+    let (mut done, mut failed) = (0, 0);
+    for key in keys {
+        if received_ms(&key).is_none_or(|t| now - t < after_ms) {
+            break; // oldest first: everything after this is younger
+        }
+        let outcome = match get(&bucket, &key).await {
+            Ok(Some(batch)) => crate::consumer::apply(batch, env).await,
+            Ok(None) => Ok("duplicate"),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(_) => {
+                done += 1;
+                if let Err(e) = delete(&bucket, vec![key.clone()]).await {
+                    crate::log::event(
+                        "warn",
+                        "spool_delete",
+                        &serde_json::json!({ "key": key, "error": e.to_string() }),
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                crate::log::event(
+                    "error",
+                    "spool_sweep_batch",
+                    &serde_json::json!({ "key": key, "error": e.to_string() }),
+                );
+            }
+        }
+    }
+    if done + failed > 0 {
+        crate::log::event(
+            if failed > 0 { "warn" } else { "info" },
+            "spool_sweep",
+            &serde_json::json!({ "applied": done, "failed": failed }),
+        );
+    }
+    (done, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_time_and_give_it_back() {
+        let a = key(1_700_000_000_000, "r1-0");
+        let b = key(1_700_000_000_001, "r0-0");
+        assert!(a < b);
+        assert_eq!(received_ms(&a), Some(1_700_000_000_000));
+        assert_eq!(received_ms("events/x"), None);
+    }
+}

@@ -1,0 +1,175 @@
+// Ingest under failure and abuse, against the real local runtime: a runtime killed mid-delivery, D1
+// locked by another process, per-event plan quotas, distinct-value caps, the default plan.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { startWorker } from './lib/worker.mjs';
+
+const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+const today = () => new Date().toISOString().slice(0, 10);
+
+function rows(tenant, n, { offset = 0, domain = 'dur.example', action = 'page_hit' } = {}) {
+  const now = new Date().toISOString();
+  return Array.from({ length: n }, (_, i) => JSON.stringify({
+    timestamp: now, action, version: '1', session_id: `s-${(offset + i) % 97}`, tenant_id: tenant, domain,
+    payload: JSON.stringify({ 'user-agent': UA, locale: 'en-US', referrer: '', pathname: `/p/${(offset + i) % 13}`, href: `https://${domain}/p/${(offset + i) % 13}` }),
+  })).join('\n');
+}
+
+/** events_accepted / events_quarantined of a tenant today, from usage.json (metered in the rollups' transaction). */
+async function usage(w, tenant) {
+  const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+  assert.equal(r.status, 200, r.body);
+  return JSON.parse(r.body).totals;
+}
+
+/** Waits until `want` events of `tenant` are applied, firing the minute cron (the spool sweep) meanwhile. */
+async function applied(w, tenant, want, timeoutMs = 90_000) {
+  return w.until(async () => {
+    await w.cron();
+    const u = await usage(w, tenant);
+    return u.events_accepted >= want ? u : null;
+  }, { timeoutMs, what: `${want} applied events of ${tenant}` });
+}
+
+test('a runtime killed mid-delivery loses nothing it accepted, and applies it exactly once', async () => {
+  const w = await startWorker({ extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
+  try {
+    const tenant = 'restart';
+    const token = w.token(tenant);
+    let accepted = 0;
+    for (let i = 0; i < 12; i++) {
+      const r = await w.post('/v0/events?name=analytics_events', rows(tenant, 1000, { offset: i * 1000 }), { token });
+      assert.equal(r.status, 202, r.text);
+      accepted += r.json.successful_rows;
+    }
+    const before = (await usage(w, tenant)).events_accepted;
+    await w.restart(); // SIGKILL: the local queue's messages and the delivery in progress die here
+    assert.ok(before < accepted, `the restart should come before everything was applied (${before}/${accepted})`);
+    const u = await applied(w, tenant, accepted);
+    assert.equal(u.events_accepted, accepted);
+    // Sweeping again and letting any late redelivery run changes nothing: exactly once.
+    await new Promise((r) => setTimeout(r, 4000));
+    await w.cron();
+    assert.equal((await usage(w, tenant)).events_accepted, accepted);
+    assert.deepEqual(w.r2Keys('spool/'), [], 'applied batches leave the spool');
+    const k = await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+    assert.equal(k.status, 200, k.body);
+    assert.equal(JSON.parse(k.body).data[0].pageviews, accepted, 'the rollups count every accepted page view once');
+  } finally {
+    await w.stop();
+  }
+});
+
+/** The local D1 database file of binding DB under the worker's persisted state. */
+function d1Files(dir) {
+  const out = [];
+  const walk = (d, inD1) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      const d1 = inD1 || /d1/i.test(f);
+      if (statSync(p).isDirectory()) walk(p, d1);
+      else if (d1 && f.endsWith('.sqlite')) out.push(p);
+    }
+  };
+  walk(dir, false);
+  return out;
+}
+
+test('ingest keeps accepting while D1 is locked by another process, and applies everything once D1 is back', async () => {
+  const w = await startWorker({ extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
+  try {
+    const tenant = 'outage';
+    const token = w.token(tenant);
+    // Warm the isolate: it now knows the tenant's state and today's salt.
+    const warm = await w.post('/v0/events?name=analytics_events', rows(tenant, 10), { token });
+    assert.equal(warm.status, 202, warm.text);
+    await applied(w, tenant, 10);
+    // Hold an exclusive lock on every local D1 file for 20 s.
+    const files = d1Files(w.dir);
+    assert.ok(files.length > 0, 'found the local D1 files');
+    const locker = spawn('python3', ['-c', [
+      'import sqlite3, sys, time',
+      'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
+      'for c in cons: c.execute("BEGIN EXCLUSIVE")',
+      'print("locked", flush=True)',
+      'time.sleep(20)',
+      'for c in cons: c.execute("ROLLBACK")',
+    ].join('\n'), ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => locker.stdout.once('data', r));
+    let accepted = 10;
+    const statuses = [];
+    const end = Date.now() + 12_000;
+    let i = 0;
+    while (Date.now() < end) {
+      const r = await w.post('/v0/events?name=analytics_events', rows(tenant, 50, { offset: i++ * 50 }), { token });
+      statuses.push(r.status);
+      if (r.status === 202) accepted += r.json.successful_rows;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.ok(statuses.length >= 10, `posted ${statuses.length} requests during the outage`);
+    assert.deepEqual([...new Set(statuses)], [202], `every request during the outage is accepted: ${statuses.join(',')}`);
+    await new Promise((r) => locker.once('exit', r));
+    const u = await applied(w, tenant, accepted);
+    assert.equal(u.events_accepted, accepted, 'each accepted event counted exactly once after recovery');
+  } finally {
+    await w.stop();
+  }
+});
+
+let w;
+before(async () => {
+  w = await startWorker({
+    keepDefaultPlan: true,
+    extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0', '--var', `PLAN_LIMITS:${JSON.stringify({ free: { events: 1500, domains: 2, actions: 3 } })}`],
+  });
+});
+after(async () => { await w?.stop(); });
+
+test('the events quota counts events, not requests: exactly the plan is accepted, then 429 with Retry-After', async () => {
+  const tenant = 'evq'; // never registered: wrangler.toml's DEFAULT_PLAN, the free plan
+  const token = w.token(tenant);
+  const ok1 = await w.post('/v0/events?name=analytics_events', rows(tenant, 1000), { token });
+  assert.equal(ok1.status, 202, ok1.text);
+  // 600 more would pass the 1,500 of the hour: refused whole, nothing of it accepted.
+  const over = await w.post('/v0/events?name=analytics_events', rows(tenant, 600), { token });
+  assert.equal(over.status, 429, over.text);
+  assert.match(over.json.error, /1500 events per hour and 500 are left/);
+  assert.ok(Number(over.headers.get('retry-after')) >= 1);
+  assert.equal(over.headers.get('ratelimit-limit'), '1500');
+  const ok2 = await w.post('/v0/events?name=analytics_events', rows(tenant, 500), { token });
+  assert.equal(ok2.status, 202, ok2.text);
+  const none = await w.post('/v0/events?name=analytics_events', rows(tenant, 1), { token });
+  assert.equal(none.status, 429);
+  assert.equal(none.headers.get('ratelimit-remaining'), '0');
+  const u = await applied(w, tenant, 1500);
+  assert.equal(u.events_accepted, 1500);
+});
+
+test('domains and action names beyond the plan\'s caps are quarantined, counted, and never reach domains.json', async () => {
+  const tenant = 'capped';
+  const token = w.token(tenant);
+  const body = [
+    rows(tenant, 3, { domain: 'one.example' }),
+    rows(tenant, 3, { domain: 'two.example' }),
+    rows(tenant, 4, { domain: 'three.example' }),
+    rows(tenant, 2, { domain: 'one.example', action: 'signup' }),
+    rows(tenant, 2, { domain: 'one.example', action: 'checkout' }),
+    rows(tenant, 5, { domain: 'one.example', action: 'spam-1' }),
+  ].join('\n');
+  const r = await w.post('/v0/events?name=analytics_events', body, { token });
+  assert.equal(r.status, 202, r.text);
+  const u = await w.until(async () => {
+    await w.cron();
+    const t = await usage(w, tenant);
+    return t.events_accepted + t.events_quarantined >= 19 ? t : null;
+  }, { what: 'the capped batch applied' });
+  assert.equal(u.events_quarantined, 9, '4 rows of a third domain, 5 of a fourth action name');
+  const d = await w.fetch('/v0/pipes/domains.json', { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+  assert.equal(d.status, 200, d.body);
+  assert.deepEqual(JSON.parse(d.body).data.map((x) => x.domain).sort(), ['one.example', 'two.example']);
+  const reasons = w.d1(`SELECT reason, sum(rows) AS n FROM quarantine_daily WHERE tenant_id = '${tenant}' GROUP BY reason ORDER BY reason`);
+  assert.deepEqual(reasons.map((x) => [x.reason, x.n]), [['action_limit', 5], ['domain_limit', 4]]);
+});
