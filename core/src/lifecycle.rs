@@ -43,7 +43,6 @@ const fn table(name: &'static str, dated_by: Option<DateColumn>) -> TenantTable 
 pub const TENANT_TABLES: &[TenantTable] = &[
     table("sessions", Some(DateColumn::Secs("first_ts"))),
     table("page_visits", Some(DateColumn::Secs("first_ts"))),
-    table("hits_hourly", Some(DateColumn::Secs("hour"))),
     table("active_minutes", Some(DateColumn::Secs("minute"))),
     table("visit_hourly", Some(DateColumn::Secs("hour"))),
     table("visit_daily", Some(DateColumn::Secs("day"))),
@@ -246,7 +245,7 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 11);
+        assert_eq!(x.len(), 10);
         let payloads = x
             .iter()
             .find(|s| s.sql.starts_with("UPDATE actions"))
@@ -255,8 +254,8 @@ mod tests {
         assert_eq!(payloads.binds[2], SqlValue::Int(AUG_13));
         let bots = x.iter().find(|s| s.sql.contains("bot_hits_daily")).unwrap();
         assert_eq!(bots.binds[1], SqlValue::Text("2025-08-13".into()));
-        let hits = x.iter().find(|s| s.sql.contains("hits_hourly")).unwrap();
-        assert_eq!(hits.binds[1], SqlValue::Int(AUG_13));
+        let hourly = x.iter().find(|s| s.sql.contains("visit_hourly")).unwrap();
+        assert_eq!(hourly.binds[1], SqlValue::Int(AUG_13));
         assert!(x.iter().all(|s| !s.sql.contains("usage_daily")));
     }
 

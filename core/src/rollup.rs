@@ -88,8 +88,6 @@ impl Span {
     }
 }
 
-type CubeKey<'a> = (&'a str, i64, [&'a str; 9]);
-
 /// Rollup statements for events (all of one or several tenants), without the idempotency guard.
 ///
 /// `prior` is the state of the visits and visitor-days the events touch, read before the batch with
@@ -103,7 +101,6 @@ pub fn statements_for(
 ) -> Vec<Statement> {
     let mut sessions: BTreeMap<(&str, &str), SessionDelta> = BTreeMap::new();
     let mut pages: BTreeMap<(&str, &str, &str), (&str, Span)> = BTreeMap::new();
-    let mut cube: BTreeMap<(&str, CubeKey), i64> = BTreeMap::new();
     let mut minutes: BTreeMap<(&str, i64, &str, &str), ()> = BTreeMap::new();
     let mut domains: BTreeMap<(&str, &str), Span> = BTreeMap::new();
     let mut actions: BTreeMap<(&str, &str, &str), (Span, &str)> = BTreeMap::new();
@@ -143,24 +140,6 @@ pub fn statements_for(
             .or_insert((&e.domain, Span::default()));
         p.1.add(ts);
 
-        let dims = [
-            e.domain.as_str(),
-            &e.pathname,
-            &e.source,
-            &e.browser,
-            &e.os,
-            &e.device,
-            &e.country,
-            &e.utm_source,
-            &e.utm_medium,
-        ];
-        *cube
-            .entry((
-                &e.tenant_id,
-                (&e.utm_campaign, ts - ts.rem_euclid(3600), dims),
-            ))
-            .or_default() += 1;
-
         if ts > now_secs - ACTIVE_WINDOW_SECS {
             minutes.insert(
                 (&e.tenant_id, ts - ts.rem_euclid(60), &e.domain, session),
@@ -186,19 +165,6 @@ pub fn statements_for(
              ON CONFLICT (tenant_id, session_key, pathname) DO UPDATE SET \
              hits = hits + excluded.hits, first_ts = min(first_ts, excluded.first_ts)",
             vec![(*tenant).into(), (*session).into(), (*pathname).into(), (*domain).into(), span.first.into(), span.count.into()],
-        ));
-    }
-    for ((tenant, (campaign, hour, d)), hits) in &cube {
-        let mut binds: Vec<SqlValue> = vec![(*tenant).into(), (*hour).into()];
-        binds.extend(d.iter().map(|v| SqlValue::from(*v)));
-        binds.push((*campaign).into());
-        binds.push((*hits).into());
-        out.push(Statement::new(
-            "INSERT INTO hits_hourly (tenant_id, hour, domain, pathname, source, browser, os, device, country, \
-             utm_source, utm_medium, utm_campaign, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, hour, domain, pathname, source, browser, os, device, country, utm_source, \
-             utm_medium, utm_campaign) DO UPDATE SET hits = hits + excluded.hits",
-            binds,
         ));
     }
     for (tenant, minute, domain, session) in minutes.keys() {
@@ -316,7 +282,6 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
     let ranged = [
         ("sessions", "first_ts"),
         ("page_visits", "first_ts"),
-        ("hits_hourly", "hour"),
         ("active_minutes", "minute"),
         ("visit_hourly", "hour"),
         ("visit_daily", "day"),

@@ -84,7 +84,7 @@ fn sessions_merge_across_batches_in_any_order() {
         ),
         2
     );
-    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 4);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM page_visits"), 4);
     assert_eq!(count(&conn, "SELECT total_hits FROM domains"), 4);
 }
 
@@ -100,7 +100,7 @@ fn a_batch_applied_twice_counts_once() {
     run(&mut conn, &statements).unwrap();
     let again = run(&mut conn, &statements);
     assert!(again.is_err(), "the guard's primary key rejects a replay");
-    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 2);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM page_visits"), 2);
     assert_eq!(count(&conn, "SELECT sum(pageviews) FROM sessions"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM applied_batches"), 1);
 }
@@ -163,7 +163,7 @@ fn bots_are_counted_and_kept_out_of_metrics() {
     apply(&mut conn, &[bot, hit("s1", T0, "/")], T0).unwrap();
     assert_eq!(count(&conn, "SELECT sum(hits) FROM bot_hits_daily"), 1);
     assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 1);
-    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 1);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM page_visits"), 1);
     assert_eq!(count(&conn, "SELECT count(*) FROM actions"), 1);
 }
 
