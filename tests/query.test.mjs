@@ -308,6 +308,26 @@ test('POST /v0/query: the tenant comes only from the token', async () => {
   }
 });
 
+test('POST /v0/query: a token that fixes dates reads only those dates, without comparisons', async () => {
+  const iat = Math.floor(Date.now() / 1000);
+  const dated = (fixed) => signJwt({ workspace_id: 'starling', name: 'dated', iat, exp: iat + 600,
+    scopes: [{ type: 'PIPES:READ', resource: '*', fixed_params: { tenant_id: 'alpha', ...fixed } }] }, w.signingKey);
+  const both = dated({ date_from: day(now - 86_400_000), date_to: day(now) });
+  // The body asks for a month; the token's dates win and hold every fixture visit.
+  const r = await query(both, { metrics: ['visits'], date_range: '30d' });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.query.date_range, [day(now - 86_400_000), day(now)]);
+  assert.equal(r.json.results[0].metrics[0], expected.alpha.visits);
+  // Dates before the fixture: the same body finds nothing, so the fixed range is what was read.
+  const before = dated({ date_from: day(now - 20 * 86_400_000), date_to: day(now - 10 * 86_400_000) });
+  const empty = await query(before, { metrics: ['visits'], date_range: '30d' });
+  assert.equal(empty.status, 200, empty.text);
+  assert.equal(empty.json.results[0]?.metrics[0] ?? 0, 0);
+  const cmp = await query(both, { metrics: ['visits'], date_range: '7d', include: { comparisons: { mode: 'previous_period' } } });
+  assert.equal(cmp.status, 400, cmp.text);
+  assert.ok(cmp.json.error.includes('include.comparisons'), cmp.json.error);
+});
+
 test('POST /v0/query: bad queries are 400s naming the field; auth and method errors', async () => {
   const token = w.token('alpha', 'read');
   const cases = [
