@@ -39,17 +39,8 @@ const RETRY_DELAY_SECS: u32 = 10;
 /// error), its messages are applied one by one, each acked or retried on its own.
 pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     let started = worker::Date::now().as_millis();
-    let messages = match batch.messages() {
-        Ok(m) => m,
-        Err(e) => {
-            crate::log::event(
-                "error",
-                "queue_decode",
-                &serde_json::json!({ "error": e.to_string() }),
-            );
-            batch.retry_all_with_options(&retry_later());
-            return;
-        }
+    let Some(messages) = decoded(&batch, "queue_decode") else {
+        return;
     };
     // Messages by the database that holds their tenant's data; erased tenants' batches are dropped.
     let mut by_db: BTreeMap<String, Vec<Message<QueueBatch>>> = BTreeMap::new();
@@ -172,17 +163,8 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
 /// (a pointer's object is there already), where the sweep applies it once D1 and R2 answer again.
 /// Nothing leaves the dead-letter queue without being in R2.
 pub async fn park_dead_letters(batch: MessageBatch<QueueBatch>, env: &Env) {
-    let messages = match batch.messages() {
-        Ok(m) => m,
-        Err(e) => {
-            crate::log::event(
-                "error",
-                "dlq_decode",
-                &serde_json::json!({ "error": e.to_string() }),
-            );
-            batch.retry_all_with_options(&retry_later());
-            return;
-        }
+    let Some(messages) = decoded(&batch, "dlq_decode") else {
+        return;
     };
     let bucket = match archive::bucket(env) {
         Ok(b) => b,
@@ -206,6 +188,23 @@ pub async fn park_dead_letters(batch: MessageBatch<QueueBatch>, env: &Env) {
             msg.ack();
         } else {
             msg.retry_with_options(&retry_later());
+        }
+    }
+}
+
+/// The delivery's messages; `None` (logged as `kind`, the whole delivery retried later) when they do
+/// not decode.
+fn decoded(batch: &MessageBatch<QueueBatch>, kind: &str) -> Option<Vec<Message<QueueBatch>>> {
+    match batch.messages() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            crate::log::event(
+                "error",
+                kind,
+                &serde_json::json!({ "error": e.to_string() }),
+            );
+            batch.retry_all_with_options(&retry_later());
+            None
         }
     }
 }
@@ -306,15 +305,15 @@ async fn apply_group(
     let fresh: Vec<usize> = (0..batches.len())
         .filter(|&i| !applied.contains(&batches[i].batch_id))
         .collect();
-    enforce_caps(env, &db, &mut batches, &fresh).await?;
-
-    // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
     let mut tenants: Vec<String> = fresh
         .iter()
         .map(|&i| batches[i].tenant_id.clone())
         .collect();
     tenants.sort_unstable();
     tenants.dedup();
+    enforce_caps(env, &db, &mut batches, &fresh, &tenants).await?;
+
+    // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
     let mut prior = rollup::PriorState::default();
     for tenant in &tenants {
         let members: Vec<usize> = fresh
@@ -430,16 +429,11 @@ async fn enforce_caps(
     db: &D1Database,
     batches: &mut [QueueBatch],
     fresh: &[usize],
+    tenants: &[String],
 ) -> Result<()> {
     let limits = crate::env::plan_limits(env).unwrap_or_default();
-    let mut tenants: Vec<String> = fresh
-        .iter()
-        .map(|&i| batches[i].tenant_id.clone())
-        .collect();
-    tenants.sort_unstable();
-    tenants.dedup();
     for tenant in tenants {
-        let state = tenants::state(env, &tenant)
+        let state = tenants::state(env, tenant)
             .await
             .map_err(|e| worker::Error::RustError(e.log_detail()))?;
         let plan = state.tenant.as_ref().map_or_else(
@@ -448,7 +442,7 @@ async fn enforce_caps(
         );
         let domain_cap = limits.cap(&plan, Quota::Domains);
         let action_cap = limits.cap(&plan, Quota::Actions);
-        let lookups = caps::lookups(&tenant, domain_cap.max(action_cap).saturating_add(1));
+        let lookups = caps::lookups(tenant, domain_cap.max(action_cap).saturating_add(1));
         let found = d1::rows_batch(db, &lookups).await?;
         let values = |i: usize| -> Vec<String> {
             found
@@ -461,7 +455,7 @@ async fn enforce_caps(
         let mut domains = caps::Known::new(values(0), domain_cap);
         let mut actions = caps::Known::new(values(1), action_cap);
         for &i in fresh {
-            if batches[i].tenant_id != tenant {
+            if batches[i].tenant_id != *tenant {
                 continue;
             }
             let events = std::mem::take(&mut batches[i].events);

@@ -148,8 +148,13 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
     },
     /** Fires the scheduled handler as the minute cron does (the spool sweep), or `cron` if given. */
     async cron(cron = '* * * * *') {
-      const r = await httpCall(`${base}/__scheduled?cron=${encodeURIComponent(cron)}`);
-      if (r.status !== 200) throw new Error(`/__scheduled answered ${r.status}: ${r.body.slice(0, 300)}`);
+      // A scheduled run was seen to never answer locally (worker idle); callers poll, so a run that
+      // takes longer than 20 s is left behind and the next poll fires another one.
+      const r = await Promise.race([
+        httpCall(`${base}/__scheduled?cron=${encodeURIComponent(cron)}`),
+        new Promise((res) => setTimeout(() => res(null), 20_000).unref()),
+      ]);
+      if (r && r.status !== 200) throw new Error(`/__scheduled answered ${r.status}: ${r.body.slice(0, 300)}`);
     },
     /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
     async until(fn, { timeoutMs = 20_000, what = 'condition' } = {}) {

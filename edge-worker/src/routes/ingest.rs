@@ -188,23 +188,17 @@ async fn spooled(
         spool: None,
         generation: Some(generation),
     };
-    for e in result.events {
-        if parts
-            .last()
-            .is_none_or(|p| p.rows() >= spool::OBJECT_MAX_ROWS)
-        {
-            parts.push(new_part(parts.len()));
-        }
-        parts.last_mut().expect("one part").events.push(e);
-    }
-    for q in result.quarantined {
-        if parts
-            .last()
-            .is_none_or(|p| p.rows() >= spool::OBJECT_MAX_ROWS)
-        {
-            parts.push(new_part(parts.len()));
-        }
-        parts.last_mut().expect("one part").quarantined.push(q);
+    // Events first, then quarantined rows in the room left, at most OBJECT_MAX_ROWS rows per part.
+    let mut events = result.events.into_iter().peekable();
+    let mut quarantined = result.quarantined.into_iter().peekable();
+    while events.peek().is_some() || quarantined.peek().is_some() {
+        let mut part = new_part(parts.len());
+        part.events = events.by_ref().take(spool::OBJECT_MAX_ROWS).collect();
+        part.quarantined = quarantined
+            .by_ref()
+            .take(spool::OBJECT_MAX_ROWS - part.events.len())
+            .collect();
+        parts.push(part);
     }
     let written = match store::archive::bucket(env) {
         Ok(bucket) => {

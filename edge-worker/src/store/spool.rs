@@ -82,19 +82,14 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
     let after_ms = crate::env::var(env, crate::env::SPOOL_SWEEP_AFTER_SECS)
         .and_then(|v| v.parse::<i64>().ok())
         .map_or(SWEEP_AFTER_MS, |s| s.max(0) * 1000);
-    let bucket = match archive::bucket(env) {
-        Ok(b) => b,
-        Err(e) => {
-            crate::log::event(
-                "error",
-                "spool_sweep",
-                &serde_json::json!({ "error": e.to_string() }),
-            );
-            return (0, 0);
-        }
+    let listed = match archive::bucket(env) {
+        Ok(bucket) => archive::list_keys(&bucket, "spool/", SWEEP_MAX_OBJECTS)
+            .await
+            .map(|keys| (bucket, keys)),
+        Err(e) => Err(e),
     };
-    let keys = match archive::list_keys(&bucket, "spool/", SWEEP_MAX_OBJECTS).await {
-        Ok(k) => k,
+    let (bucket, keys) = match listed {
+        Ok(found) => found,
         Err(e) => {
             crate::log::event(
                 "error",
