@@ -10,8 +10,8 @@
 //!
 //! The pre-aggregated visit rollups that the query planner reads (`visit_hourly`, `visit_daily`) are
 //! maintained by deltas against each visit's prior state: see [`visits`]. The visit-level tables
-//! (`sessions`, `page_visits`) are still written: they are the exact path for filter combinations the
-//! rollups do not cover.
+//! (`sessions`, `page_visits`) are still written, whole from that state and on their primary keys:
+//! they are the exact path for filter combinations the rollups do not cover.
 
 use std::collections::BTreeMap;
 
@@ -63,13 +63,6 @@ pub fn batches_applied(batch_ids: &[&str]) -> Vec<Statement> {
 }
 
 #[derive(Default)]
-struct SessionDelta<'a> {
-    first: Option<&'a EnrichedEvent>,
-    last: Option<&'a EnrichedEvent>,
-    pageviews: i64,
-}
-
-#[derive(Default)]
 struct Span {
     first: i64,
     last: i64,
@@ -99,8 +92,6 @@ pub fn statements_for(
     prior: &PriorState,
     now_secs: i64,
 ) -> Vec<Statement> {
-    let mut sessions: BTreeMap<(&str, &str), SessionDelta> = BTreeMap::new();
-    let mut pages: BTreeMap<(&str, &str, &str), (&str, Span)> = BTreeMap::new();
     let mut minutes: BTreeMap<(&str, i64, &str, &str), ()> = BTreeMap::new();
     let mut domains: BTreeMap<(&str, &str), Span> = BTreeMap::new();
     let mut actions: BTreeMap<(&str, &str, &str), (Span, &str)> = BTreeMap::new();
@@ -126,20 +117,6 @@ pub fn statements_for(
         let Some(session) = e.session_id.as_deref() else {
             continue;
         };
-        let s = sessions.entry((&e.tenant_id, session)).or_default();
-        if s.first.is_none_or(|f| e.ts < f.ts) {
-            s.first = Some(e);
-        }
-        if s.last.is_none_or(|l| e.ts >= l.ts) {
-            s.last = Some(e);
-        }
-        s.pageviews += 1;
-
-        let p = pages
-            .entry((&e.tenant_id, session, &e.pathname))
-            .or_insert((&e.domain, Span::default()));
-        p.1.add(ts);
-
         if ts > now_secs - ACTIVE_WINDOW_SECS {
             minutes.insert(
                 (&e.tenant_id, ts - ts.rem_euclid(60), &e.domain, session),
@@ -153,20 +130,6 @@ pub fn statements_for(
     }
 
     let mut out = visits::statements(events, prior);
-    for ((tenant, key), s) in &sessions {
-        let (Some(first), Some(last)) = (s.first, s.last) else {
-            continue;
-        };
-        out.push(session_upsert(tenant, key, first, last, s.pageviews));
-    }
-    for ((tenant, session, pathname), (domain, span)) in &pages {
-        out.push(Statement::new(
-            "INSERT INTO page_visits (tenant_id, session_key, pathname, domain, first_ts, hits) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, session_key, pathname) DO UPDATE SET \
-             hits = hits + excluded.hits, first_ts = min(first_ts, excluded.first_ts)",
-            vec![(*tenant).into(), (*session).into(), (*pathname).into(), (*domain).into(), span.first.into(), span.count.into()],
-        ));
-    }
     for (tenant, minute, domain, session) in minutes.keys() {
         out.push(Statement::new(
             "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key) VALUES (?, ?, ?, ?)",
@@ -198,56 +161,6 @@ pub fn statements_for(
         ));
     }
     out
-}
-
-fn session_upsert(
-    tenant: &str,
-    key: &str,
-    first: &EnrichedEvent,
-    last: &EnrichedEvent,
-    pageviews: i64,
-) -> Statement {
-    // SQLite evaluates every SET expression against the row as it was, so the CASEs compare with the
-    // old first_ts/last_ts whatever their order. Session attributes come from its first page hit.
-    Statement::new(
-        "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, pageviews, entry_path, \
-         exit_path, source, utm_source, utm_medium, utm_campaign, browser, os, device, country) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (tenant_id, session_key) DO UPDATE SET \
-         pageviews = pageviews + excluded.pageviews, \
-         domain = CASE WHEN excluded.first_ts < first_ts THEN excluded.domain ELSE domain END, \
-         visitor_id = CASE WHEN excluded.first_ts < first_ts THEN excluded.visitor_id ELSE visitor_id END, \
-         entry_path = CASE WHEN excluded.first_ts < first_ts THEN excluded.entry_path ELSE entry_path END, \
-         source = CASE WHEN excluded.first_ts < first_ts THEN excluded.source ELSE source END, \
-         utm_source = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_source ELSE utm_source END, \
-         utm_medium = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_medium ELSE utm_medium END, \
-         utm_campaign = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_campaign ELSE utm_campaign END, \
-         browser = CASE WHEN excluded.first_ts < first_ts THEN excluded.browser ELSE browser END, \
-         os = CASE WHEN excluded.first_ts < first_ts THEN excluded.os ELSE os END, \
-         device = CASE WHEN excluded.first_ts < first_ts THEN excluded.device ELSE device END, \
-         country = CASE WHEN excluded.first_ts < first_ts THEN excluded.country ELSE country END, \
-         exit_path = CASE WHEN excluded.last_ts >= last_ts THEN excluded.exit_path ELSE exit_path END, \
-         first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)",
-        vec![
-            tenant.into(),
-            key.into(),
-            first.domain.as_str().into(),
-            first.visitor_id.as_str().into(),
-            first.ts_secs().into(),
-            last.ts_secs().into(),
-            pageviews.into(),
-            first.pathname.as_str().into(),
-            last.pathname.as_str().into(),
-            first.source.as_str().into(),
-            first.utm_source.as_str().into(),
-            first.utm_medium.as_str().into(),
-            first.utm_campaign.as_str().into(),
-            first.browser.as_str().into(),
-            first.os.as_str().into(),
-            first.device.as_str().into(),
-            first.country.as_str().into(),
-        ],
-    )
 }
 
 /// Counts of quarantined rows per tenant, day (of receipt) and reason.

@@ -953,7 +953,7 @@ fn visit_statement(
     let mut binds: Vec<SqlValue> = vec![tenant.into(), start.into(), end.into()];
     for f in filters {
         sql.push_str(" AND ");
-        filter_sql(f, &mut sql, &mut binds);
+        filter_sql(f, (tenant, start, end), &mut sql, &mut binds);
     }
     sql.push_str(") SELECT ");
     match grain {
@@ -992,7 +992,8 @@ fn visit_statement(
     Ok(Statement::new(sql, binds))
 }
 
-fn filter_sql(f: &Filter, sql: &mut String, binds: &mut Vec<SqlValue>) {
+/// A filter on the sessions `s` of `window` (tenant, start, end).
+fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mut Vec<SqlValue>) {
     match f {
         Filter::And(list) | Filter::Or(list) => {
             let joiner = if matches!(f, Filter::And(_)) {
@@ -1005,13 +1006,13 @@ fn filter_sql(f: &Filter, sql: &mut String, binds: &mut Vec<SqlValue>) {
                 if i > 0 {
                     sql.push_str(joiner);
                 }
-                filter_sql(x, sql, binds);
+                filter_sql(x, window, sql, binds);
             }
             sql.push(')');
         }
         Filter::Not(inner) => {
             sql.push_str("NOT ");
-            filter_sql(inner, sql, binds);
+            filter_sql(inner, window, sql, binds);
         }
         Filter::Leaf {
             op,
@@ -1030,10 +1031,11 @@ fn filter_sql(f: &Filter, sql: &mut String, binds: &mut Vec<SqlValue>) {
                 (format!("lower({col})"), "lower(?)".to_owned())
             };
             let negate = matches!(op, Op::IsNot | Op::ContainsNot);
+            let mut value_binds: Vec<SqlValue> = Vec::new();
             let any = values
                 .iter()
                 .map(|v| {
-                    binds.push(v.as_str().into());
+                    value_binds.push(v.as_str().into());
                     match op {
                         Op::Is | Op::IsNot => format!("{col} = {wrap}"),
                         _ => format!("instr({col}, {wrap}) > 0"),
@@ -1045,13 +1047,15 @@ fn filter_sql(f: &Filter, sql: &mut String, binds: &mut Vec<SqlValue>) {
                 sql.push_str("NOT ");
             }
             if *dim == Dimension::Page {
-                sql.push_str(&format!(
-                    "EXISTS (SELECT 1 FROM page_visits pv WHERE pv.tenant_id = s.tenant_id \
-                     AND pv.session_key = s.session_key AND ({any}))"
-                ));
+                let (tenant, start, end) = window;
+                let (pages, window_binds) =
+                    super::pipes::pages_of_sessions(tenant, start, end, &any);
+                sql.push_str(&pages);
+                binds.extend(window_binds);
             } else {
                 sql.push_str(&format!("({any})"));
             }
+            binds.extend(value_binds);
         }
     }
 }

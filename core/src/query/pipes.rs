@@ -273,12 +273,40 @@ fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
         q.bind(&format!(" AND s.{col} = ?"), v.as_str());
     }
     if let Some(path) = &f.pathname {
-        q.bind(
-            " AND EXISTS (SELECT 1 FROM page_visits pv WHERE pv.tenant_id = s.tenant_id \
-             AND pv.session_key = s.session_key AND pv.pathname = ?)",
-            path.as_str(),
-        );
+        let (sql, mut binds) = pages_of_sessions(tenant, start, end, "pv.pathname = ?");
+        binds.push(path.as_str().into());
+        q.push(" AND ");
+        q.push(&sql);
+        q.binds.extend(binds);
     }
+}
+
+/// `((s.first_ts, s.session_key) IN (…))`: whether a session of `[start, end)` viewed a page matching
+/// `page_condition` (on `pv`; its binds follow the returned ones). The pages of the window's sessions
+/// are read once, from `start` to the window's last hit, and tied to their session by the session's
+/// primary key (`first_ts - since_visit`, `session_key`): one scan, no per-session lookup and no index
+/// on the session key (migration 0007).
+pub(crate) fn pages_of_sessions(
+    tenant: &str,
+    start: i64,
+    end: i64,
+    page_condition: &str,
+) -> (String, Vec<SqlValue>) {
+    (
+        format!(
+            "((s.first_ts, s.session_key) IN (SELECT pv.first_ts - pv.since_visit, pv.session_key \
+             FROM page_visits pv WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts <= \
+             (SELECT MAX(last_ts) FROM sessions WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?) \
+             AND ({page_condition})))"
+        ),
+        vec![
+            tenant.into(),
+            start.into(),
+            tenant.into(),
+            start.into(),
+            end.into(),
+        ],
+    )
 }
 
 /// `FROM page_visits pv WHERE …`: tenant, window, domain and pathname on the page, session-level
@@ -294,7 +322,11 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
         q.bind(" AND pv.pathname = ?", path.as_str());
     }
     if !f.session.is_empty() {
-        q.push(" AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id AND s.session_key = pv.session_key");
+        // The page's session by its primary key (migration 0007).
+        q.push(
+            " AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id \
+             AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key",
+        );
         for (col, v) in &f.session {
             q.bind(&format!(" AND s.{col} = ?"), v.as_str());
         }

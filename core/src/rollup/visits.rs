@@ -473,6 +473,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState) -> Vec<St
         if old.is_some_and(|(_, o)| o == new) {
             continue;
         }
+        visit_rows(tenant, session, old.map(|o| &o.1), new, &mut out);
         let state = serde_json::to_string(new).unwrap_or_default();
         let mut binds: Vec<SqlValue> = vec![
             (*tenant).into(),
@@ -620,6 +621,100 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState) -> Vec<St
         }
     }
     out
+}
+
+/// The visit-level rows of a touched visit (`sessions`, and `page_visits` per page), written whole from
+/// its merged state on their primary keys, `(tenant_id, first_ts, session_key[, pathname])`: the prior
+/// state says where the old rows are, so no second index on the session key is needed. A row whose
+/// `first_ts` moved (an earlier hit arrived late) is deleted at its old key. A visit without prior
+/// state is inserted; should its row already exist (a hit arriving after its visit's state was pruned,
+/// in the same second as the visit's first hit), the existing row is kept.
+fn visit_rows(
+    tenant: &str,
+    key: &str,
+    old: Option<&VisitState>,
+    new: &VisitState,
+    out: &mut Vec<Statement>,
+) {
+    let first = new.first_secs();
+    let moved = old.filter(|o| o.first_secs() != first);
+    if let Some(o) = moved {
+        out.push(Statement::new(
+            "DELETE FROM sessions WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
+            vec![tenant.into(), o.first_secs().into(), key.into()],
+        ));
+    }
+    let a = &new.attrs;
+    let binds: Vec<SqlValue> = vec![
+        tenant.into(),
+        key.into(),
+        new.domain.as_str().into(),
+        new.visitor.as_str().into(),
+        first.into(),
+        new.last_secs().into(),
+        new.pageviews.into(),
+        new.entry.as_str().into(),
+        new.exit.as_str().into(),
+        a[0].as_str().into(),
+        a[5].as_str().into(),
+        a[6].as_str().into(),
+        a[7].as_str().into(),
+        a[1].as_str().into(),
+        a[2].as_str().into(),
+        a[3].as_str().into(),
+        a[4].as_str().into(),
+    ];
+    let on_conflict = if old.is_some() {
+        " ON CONFLICT (tenant_id, first_ts, session_key) DO UPDATE SET domain = excluded.domain, \
+         visitor_id = excluded.visitor_id, last_ts = excluded.last_ts, pageviews = excluded.pageviews, \
+         entry_path = excluded.entry_path, exit_path = excluded.exit_path, source = excluded.source, \
+         utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, \
+         utm_campaign = excluded.utm_campaign, browser = excluded.browser, os = excluded.os, \
+         device = excluded.device, country = excluded.country"
+    } else {
+        " ON CONFLICT DO NOTHING"
+    };
+    out.push(Statement::new(
+        format!(
+            "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, pageviews, \
+             entry_path, exit_path, source, utm_source, utm_medium, utm_campaign, browser, os, device, country) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){on_conflict}"
+        ),
+        binds,
+    ));
+    for (path, &(page_first, hits)) in &new.pages {
+        let before = old.and_then(|o| o.pages.get(path));
+        if moved.is_none() && before == Some(&(page_first, hits)) {
+            continue;
+        }
+        if let Some(&(was, _)) = before.filter(|b| b.0 != page_first) {
+            out.push(Statement::new(
+                "DELETE FROM page_visits WHERE tenant_id = ? AND first_ts = ? AND session_key = ? AND pathname = ?",
+                vec![tenant.into(), was.into(), key.into(), path.as_str().into()],
+            ));
+        }
+        let on_conflict = if old.is_some() {
+            " ON CONFLICT (tenant_id, first_ts, session_key, pathname) DO UPDATE SET domain = excluded.domain, \
+             since_visit = excluded.since_visit, hits = excluded.hits"
+        } else {
+            " ON CONFLICT DO NOTHING"
+        };
+        out.push(Statement::new(
+            format!(
+                "INSERT INTO page_visits (tenant_id, first_ts, session_key, pathname, domain, since_visit, hits) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?){on_conflict}"
+            ),
+            vec![
+                tenant.into(),
+                page_first.into(),
+                key.into(),
+                path.as_str().into(),
+                new.domain.as_str().into(),
+                (page_first - first).into(),
+                hits.into(),
+            ],
+        ));
+    }
 }
 
 /// One additive upsert of several rollup cells of one table.
