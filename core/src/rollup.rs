@@ -129,7 +129,7 @@ pub fn statements_for(
             .add(ts);
     }
 
-    let mut out = visits::statements(events, prior);
+    let mut out = visits::statements(events, prior, now_secs);
     for (tenant, minute, domain, session) in minutes.keys() {
         out.push(Statement::new(
             "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key) VALUES (?, ?, ?, ?)",

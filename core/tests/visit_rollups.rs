@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::Connection;
 use starling_core::event::EnrichedEvent;
 use starling_core::rollup::prior_lookup;
+use starling_core::rollup::visits::{hourly_written_from, prune_hourly};
 
 mod common;
 use common::{apply, migrated_db, rollup_statements, run, Rng};
@@ -198,7 +199,19 @@ fn actual(conn: &Connection) -> (BTreeMap<Cell, [i64; 7]>, BTreeMap<Cell, [i64; 
 }
 
 fn compare(label: &str, conn: &Connection, events: &[EnrichedEvent]) {
-    let (eh, ed) = expected(events);
+    let (mut eh, ed) = expected(events);
+    // Per-dimension hourly rows are kept for the last `HOURLY_DAYS` UTC days only (day 0 of the three
+    // is older); the all-visits series for every day.
+    let kept_from = hourly_written_from(NOW);
+    let before = eh.len();
+    eh.retain(|(d, hour, _, _), _| d.is_empty() || *hour >= kept_from);
+    assert!(
+        eh.len() < before
+            && eh
+                .keys()
+                .any(|(d, h, _, _)| !d.is_empty() && *h >= kept_from)
+    );
+    assert!(eh.keys().any(|(d, h, _, _)| d.is_empty() && *h < kept_from));
     let (ah, ad) = actual(conn);
     for (k, v) in &eh {
         assert_eq!(ah.get(k), Some(v), "{label}: hourly {k:?}");
@@ -240,6 +253,42 @@ fn rollups_do_not_depend_on_the_order_batches_arrive_in() {
         apply(&mut conn, &reversed, NOW).unwrap();
     }
     compare("reversed", &conn, &events);
+}
+
+#[test]
+fn the_cron_prunes_exactly_the_hourly_rows_the_consumer_stops_writing() {
+    let events = events(13);
+    let hourly = |conn: &Connection| -> Vec<(String, i64, String, String, i64)> {
+        let mut st = conn
+            .prepare(
+                "SELECT dim, hour, value, domain, visits FROM visit_hourly ORDER BY 1, 2, 3, 4",
+            )
+            .unwrap();
+        st.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    // Applied while every day was recent: per-dimension hourly rows for all three days.
+    let mut early = migrated_db();
+    for chunk in events.chunks(97) {
+        apply(&mut early, chunk, START).unwrap();
+    }
+    let before = hourly(&early);
+    run(&mut early, &[prune_hourly("acme", NOW)]).unwrap();
+    let pruned = hourly(&early);
+    assert!(pruned.len() < before.len());
+    assert!(pruned
+        .iter()
+        .any(|r| r.0.is_empty() && r.1 < hourly_written_from(NOW)));
+    // Applied at NOW: the consumer wrote only what the cron keeps.
+    let mut late = migrated_db();
+    for chunk in events.chunks(97) {
+        apply(&mut late, chunk, NOW).unwrap();
+    }
+    assert_eq!(pruned, hourly(&late));
 }
 
 #[test]

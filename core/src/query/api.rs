@@ -748,74 +748,74 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     // the plan
     let tz = req.tz;
     let mut statements = Vec::new();
-    let (labels, comparison_labels, rows, uses_rollups) = match fast_slice(tenant, &filters, group)
-    {
-        Some(slice) => {
-            let by_domain = group == Some(Dimension::Host);
-            match grain {
-                Some(g) => {
-                    let cur = time_buckets(tz, g, from, to);
-                    let cmp = comparison
-                        .map(|(f, t, _)| time_buckets(tz, g, f, t))
-                        .unwrap_or_default();
-                    let buckets = cur
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (label, pieces))| KpiBucket {
-                            label: label.clone(),
-                            current: pieces.clone(),
-                            previous: cmp.get(i).map(|c| c.1.clone()).unwrap_or_default(),
-                        })
-                        .collect();
-                    let (s, shape) = rollups::kpi_statements(
-                        &slice,
-                        g == Grain::Hour,
-                        comparison.is_some(),
-                        buckets,
-                    );
-                    statements = s;
-                    (
-                        cur.into_iter().map(|c| c.0).collect(),
-                        cmp.into_iter().map(|c| c.0).collect(),
-                        RowSource::Buckets(shape),
-                        true,
-                    )
-                }
-                None => {
-                    statements.push(rollups::value_statement(
-                        &slice,
-                        (day_start(tz, from), day_start(tz, to + 1)),
-                        by_domain,
-                    ));
-                    if let Some((f, t, _)) = comparison {
+    let (labels, comparison_labels, rows, uses_rollups) =
+        match fast_slice(tenant, req.now_secs, &filters, group) {
+            Some(slice) => {
+                let by_domain = group == Some(Dimension::Host);
+                match grain {
+                    Some(g) => {
+                        let cur = time_buckets(tz, g, from, to);
+                        let cmp = comparison
+                            .map(|(f, t, _)| time_buckets(tz, g, f, t))
+                            .unwrap_or_default();
+                        let buckets = cur
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (label, pieces))| KpiBucket {
+                                label: label.clone(),
+                                current: pieces.clone(),
+                                previous: cmp.get(i).map(|c| c.1.clone()).unwrap_or_default(),
+                            })
+                            .collect();
+                        let (s, shape) = rollups::kpi_statements(
+                            &slice,
+                            g == Grain::Hour,
+                            comparison.is_some(),
+                            buckets,
+                        );
+                        statements = s;
+                        (
+                            cur.into_iter().map(|c| c.0).collect(),
+                            cmp.into_iter().map(|c| c.0).collect(),
+                            RowSource::Buckets(shape),
+                            true,
+                        )
+                    }
+                    None => {
                         statements.push(rollups::value_statement(
                             &slice,
-                            (day_start(tz, f), day_start(tz, t + 1)),
+                            (day_start(tz, from), day_start(tz, to + 1)),
                             by_domain,
                         ));
+                        if let Some((f, t, _)) = comparison {
+                            statements.push(rollups::value_statement(
+                                &slice,
+                                (day_start(tz, f), day_start(tz, t + 1)),
+                                by_domain,
+                            ));
+                        }
+                        (Vec::new(), Vec::new(), RowSource::Groups, true)
                     }
-                    (Vec::new(), Vec::new(), RowSource::Groups, true)
                 }
             }
-        }
-        None => {
-            let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t, _)| (f, t)));
-            for (f, t) in windows {
-                statements.push(visit_statement(tenant, tz, f, t, grain, group, &filters)?);
+            None => {
+                let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t, _)| (f, t)));
+                for (f, t) in windows {
+                    statements.push(visit_statement(tenant, tz, f, t, grain, group, &filters)?);
+                }
+                let labels = |f, t| {
+                    grain
+                        .map(|g| time_buckets(tz, g, f, t).into_iter().map(|b| b.0).collect())
+                        .unwrap_or_default()
+                };
+                (
+                    labels(from, to),
+                    comparison.map(|(f, t, _)| labels(f, t)).unwrap_or_default(),
+                    RowSource::Groups,
+                    false,
+                )
             }
-            let labels = |f, t| {
-                grain
-                    .map(|g| time_buckets(tz, g, f, t).into_iter().map(|b| b.0).collect())
-                    .unwrap_or_default()
-            };
-            (
-                labels(from, to),
-                comparison.map(|(f, t, _)| labels(f, t)).unwrap_or_default(),
-                RowSource::Groups,
-                false,
-            )
-        }
-    };
+        };
 
     let mut inc = Map::new();
     for k in ["time_labels", "total_rows"] {
@@ -867,6 +867,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
 /// grouping by time, by domain or not at all.
 fn fast_slice<'a>(
     tenant: &'a str,
+    now: i64,
     filters: &'a [Filter],
     group: Option<Dimension>,
 ) -> Option<Slice<'a>> {
@@ -922,12 +923,7 @@ fn fast_slice<'a>(
         (_, Some((code, v))) => (code, Some(v)),
         (_, None) => (dim::ALL, None),
     };
-    Some(Slice {
-        tenant,
-        dim: code,
-        value,
-        domain,
-    })
+    Some(Slice::new(tenant, code, value, domain, now))
 }
 
 /// The exact visit-level statement for any filters: groups of `k` with the five measures.

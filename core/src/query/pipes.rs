@@ -345,7 +345,7 @@ fn kpis(
 ) -> Result<Planned, QueryError> {
     let w = window(req, p, key)?;
     let f = filters(p, key)?;
-    if let Some(slice) = kpi_slice(tenant, &f) {
+    if let Some(slice) = kpi_slice(tenant, req.now_secs, &f) {
         return Ok(rollup_kpis(req, &w, &slice, summary));
     }
     if summary {
@@ -487,7 +487,7 @@ fn top(
     let (skip, limit) = p.page()?;
     key.insert("skip".into(), skip.to_string());
     key.insert("limit".into(), limit.to_string());
-    if let Some(slice) = top_slice(tenant, spec, &f) {
+    if let Some(slice) = top_slice(tenant, req.now_secs, spec, &f) {
         let previous = w.previous.map(|(_, s)| (s, w.start));
         let q = rollups::top_statement(&slice, (w.start, w.end), previous, skip, limit);
         let shape = TopShape {
@@ -549,36 +549,32 @@ fn top(
 }
 
 /// The rollup slice that answers kpis with these filters: none or one besides `domain`.
-fn kpi_slice<'a>(tenant: &'a str, f: &'a Filters) -> Option<Slice<'a>> {
+fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
     let (d, value) = match (&f.pathname, f.session.as_slice()) {
         (None, []) => (dim::ALL, None),
         (Some(p), []) => (dim::VIEWED, Some(p.as_str())),
         (None, [(col, v)]) => (rollups::session_dim(col)?, Some(v.as_str())),
         _ => return None,
     };
-    Some(Slice {
-        tenant,
-        dim: d,
-        value,
-        domain: f.domain.as_deref(),
-    })
+    Some(Slice::new(tenant, d, value, f.domain.as_deref(), now))
 }
 
 /// The rollup slice that answers a top list with these filters: none besides `domain`, or one on the
 /// list's own dimension.
-fn top_slice<'a>(tenant: &'a str, spec: &TopSpec, f: &'a Filters) -> Option<Slice<'a>> {
+fn top_slice<'a>(tenant: &'a str, now: i64, spec: &TopSpec, f: &'a Filters) -> Option<Slice<'a>> {
     let value = match (&f.pathname, f.session.as_slice()) {
         (None, []) => None,
         (Some(p), []) if spec.dim == dim::PAGE => Some(p.as_str()),
         (None, [(col, v)]) if rollups::session_dim(col) == Some(spec.dim) => Some(v.as_str()),
         _ => return None,
     };
-    Some(Slice {
+    Some(Slice::new(
         tenant,
-        dim: spec.dim,
+        spec.dim,
         value,
-        domain: f.domain.as_deref(),
-    })
+        f.domain.as_deref(),
+        now,
+    ))
 }
 
 /// kpis (one row per local hour of a single day, else per local day, cut at now) or kpis_summary (one

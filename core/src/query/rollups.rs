@@ -1,8 +1,13 @@
 //! Plans over the pre-aggregated visit rollups (`visit_hourly`, `visit_daily`; see
 //! `crate::rollup::visits`): the read cost grows with the range and the number of distinct values,
-//! never with visits.
+//! never with visits, except for the partial days of a dimension older than the hourly rows kept.
 //!
-//! A UTC window is split into whole UTC days (daily rows) and partial days (hourly rows). Unique
+//! A UTC window is split into whole UTC days (daily rows) and partial days (hourly rows). Hourly rows
+//! of a dimension other than all visits are kept for the last two UTC days only
+//! (`visits::HOURLY_DAYS`); older partial days of a dimension are computed from `sessions` and
+//! `page_visits` exactly as the consumer would have summed them ([`visit_level_hours`]), which costs
+//! one scan of the visits of those hours: for a range in a zone off UTC, its two edge days, but every
+//! day of a per-day series (each local day is two partial UTC days). Unique
 //! visitors add up over whole UTC days (visitor ids rotate daily); a partial day is always a prefix of
 //! its UTC day (`visitors_first` summed), a suffix (`visitors_last`) or a single hour (`visitors`), so
 //! every whole-local-day range and every hour bucket is exact. Windows are whole UTC hours: for zones
@@ -12,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::timezone::DAY;
-use crate::rollup::visits::dim;
+use crate::rollup::visits::{self, dim};
 use crate::sql::{SqlValue, Statement};
 
 const HOUR: i64 = 3600;
@@ -39,6 +44,194 @@ pub(crate) struct Slice<'a> {
     pub(crate) dim: &'static str,
     pub(crate) value: Option<&'a str>,
     pub(crate) domain: Option<&'a str>,
+    /// The first hour with hourly rows of this dimension (`visits::hourly_kept_from`; every hour for
+    /// [`dim::ALL`]); earlier hours are read from the visit-level tables.
+    pub(crate) hourly_from: i64,
+}
+
+impl<'a> Slice<'a> {
+    /// A slice read at `now`.
+    pub(crate) fn new(
+        tenant: &'a str,
+        dim: &'static str,
+        value: Option<&'a str>,
+        domain: Option<&'a str>,
+        now: i64,
+    ) -> Self {
+        let hourly_from = if dim == dim::ALL {
+            i64::MIN
+        } else {
+            visits::hourly_kept_from(now)
+        };
+        Self {
+            tenant,
+            dim,
+            value,
+            domain,
+            hourly_from,
+        }
+    }
+}
+
+/// Visit-level ranges per statement beyond which one covering range is scanned instead (D1 allows 100
+/// bound parameters per statement).
+const MAX_VISIT_RANGES: usize = 4;
+
+/// Sorted, merged `[start, end)` ranges.
+fn merged(mut ranges: Vec<Piece>) -> Vec<Piece> {
+    ranges.retain(|(a, z)| a < z);
+    ranges.sort_unstable();
+    let mut out: Vec<Piece> = Vec::new();
+    for (a, z) in ranges {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(z),
+            _ => out.push((a, z)),
+        }
+    }
+    out
+}
+
+/// Hourly cells of the slice in `[from, to)` as a row source with the columns of `visit_hourly`
+/// (`hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first,
+/// visitors_last`): `visit_hourly` from [`Slice::hourly_from`], the visit-level tables before it
+/// ([`visit_level_hours`]).
+fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<SqlValue>) {
+    let mut old: Vec<Piece> = ranges
+        .iter()
+        .map(|&(a, z)| (a, z.min(s.hourly_from)))
+        .collect();
+    old = merged(old);
+    if old.len() > MAX_VISIT_RANGES {
+        old = vec![(old[0].0, old[old.len() - 1].1)];
+    }
+    let recent: Vec<Piece> = merged(
+        ranges
+            .iter()
+            .map(|&(a, z)| (a.max(s.hourly_from), z))
+            .collect(),
+    );
+    let mut parts = 0;
+    if let (Some(first), Some(last)) = (recent.first(), recent.last()) {
+        // One covering range: hourly rows of whole days in between are few and left unused.
+        sql.push_str(
+            "SELECT hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first, \
+             visitors_last FROM visit_hourly WHERE tenant_id = ? AND dim = ? AND hour >= ? AND hour < ?",
+        );
+        binds.extend([s.tenant.into(), s.dim.into(), first.0.into(), last.1.into()]);
+        slice_filters(sql, binds, s);
+        parts += 1;
+    }
+    for (a, z) in old {
+        if parts > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        visit_level_hours(s, a, z, sql, binds);
+        parts += 1;
+    }
+    if parts == 0 {
+        sql.push_str(
+            "SELECT 0 AS hour, '' AS value, '' AS domain, 0 AS visits, 0 AS pageviews, 0 AS bounces, \
+             0 AS duration, 0 AS visitors, 0 AS visitors_first, 0 AS visitors_last WHERE 0",
+        );
+    }
+}
+
+/// The hourly cells of `[from, to)` computed from `sessions` and `page_visits`, exactly as the consumer
+/// would have written them: a visit at the hour of its first hit under each of its keys (`vp`: every
+/// page it viewed), a page (`pg`) at the hour of its first hit in the visit. `visitors` counts the
+/// distinct visitors of the hour; `visitors_first`/`visitors_last` those whose first/last hour it is
+/// among the hours of their UTC day in the range, which is their first/last hour of the day for a
+/// range starting/ending at midnight, the only cases in which the planner reads them. Costs one scan
+/// of the visits (and, for pages, the page visits) of the range.
+fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mut Vec<SqlValue>) {
+    if s.dim == dim::PAGE {
+        sql.push_str(
+            "SELECT pv.first_ts - pv.first_ts % 3600 AS hour, pv.pathname AS value, pv.domain AS domain, \
+             COUNT(*) AS visits, SUM(pv.hits) AS pageviews, 0 AS bounces, 0 AS duration, 0 AS visitors, \
+             0 AS visitors_first, 0 AS visitors_last FROM page_visits pv \
+             WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts < ?",
+        );
+        binds.extend([s.tenant.into(), from.into(), to.into()]);
+        if let Some(v) = s.value {
+            sql.push_str(" AND pv.pathname = ?");
+            binds.push(v.into());
+        }
+        if let Some(d) = s.domain {
+            sql.push_str(" AND pv.domain = ?");
+            binds.push(d.into());
+        }
+        sql.push_str(" GROUP BY 1, 2, 3");
+        return;
+    }
+    // (first_ts, value, domain, visitor, pageviews, last_ts) per visit and key.
+    let value = match s.dim {
+        d if d == dim::ALL => "''",
+        d if d == dim::SOURCE => "s.source",
+        d if d == dim::BROWSER => "s.browser",
+        d if d == dim::OS => "s.os",
+        d if d == dim::DEVICE => "s.device",
+        d if d == dim::COUNTRY => "s.country",
+        d if d == dim::UTM_SOURCE => "s.utm_source",
+        d if d == dim::UTM_MEDIUM => "s.utm_medium",
+        d if d == dim::UTM_CAMPAIGN => "s.utm_campaign",
+        d if d == dim::CAMPAIGN => {
+            "s.utm_campaign || char(31) || s.utm_source || char(31) || s.utm_medium"
+        }
+        d if d == dim::ENTRY => "s.entry_path",
+        d if d == dim::EXIT => "s.exit_path",
+        _ => "pv.pathname",
+    };
+    sql.push_str(&format!(
+        "SELECT hour, value, domain, COUNT(*) AS visits, SUM(pageviews) AS pageviews, \
+         SUM(pageviews = 1) AS bounces, SUM(last_ts - first_ts) AS duration, \
+         COUNT(DISTINCT visitor_id) AS visitors, \
+         COUNT(DISTINCT CASE WHEN hour = first_hour THEN visitor_id END) AS visitors_first, \
+         COUNT(DISTINCT CASE WHEN hour = last_hour THEN visitor_id END) AS visitors_last \
+         FROM (SELECT s.first_ts - s.first_ts % 3600 AS hour, {value} AS value, s.domain AS domain, \
+         s.visitor_id AS visitor_id, s.pageviews AS pageviews, s.first_ts AS first_ts, s.last_ts AS last_ts, \
+         MIN(s.first_ts - s.first_ts % 3600) OVER day AS first_hour, \
+         MAX(s.first_ts - s.first_ts % 3600) OVER day AS last_hour"
+    ));
+    if s.dim == dim::VIEWED {
+        // The pages of the range's visits, read once from the range's start to its visits' last hit,
+        // each joined to its visit by the visit's primary key.
+        sql.push_str(
+            " FROM page_visits pv JOIN sessions s ON s.tenant_id = pv.tenant_id \
+             AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key \
+             WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts <= (SELECT MAX(last_ts) \
+             FROM sessions WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?) \
+             AND pv.first_ts - pv.since_visit >= ? AND pv.first_ts - pv.since_visit < ?",
+        );
+        binds.extend([
+            s.tenant.into(),
+            from.into(),
+            s.tenant.into(),
+            from.into(),
+            to.into(),
+            from.into(),
+            to.into(),
+        ]);
+    } else {
+        sql.push_str(
+            " FROM sessions s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?",
+        );
+        binds.extend([s.tenant.into(), from.into(), to.into()]);
+    }
+    if s.dim == dim::CAMPAIGN {
+        sql.push_str(" AND s.utm_campaign <> ''");
+    }
+    if let Some(v) = s.value {
+        sql.push_str(&format!(" AND {value} = ?"));
+        binds.push(v.into());
+    }
+    if let Some(d) = s.domain {
+        sql.push_str(" AND s.domain = ?");
+        binds.push(d.into());
+    }
+    sql.push_str(&format!(
+        " WINDOW day AS (PARTITION BY {value}, s.domain, s.visitor_id, s.first_ts / 86400)) \
+         GROUP BY hour, value, domain"
+    ));
 }
 
 /// A `[start, end)` UTC window in whole hours.
@@ -120,19 +313,27 @@ pub(crate) fn kpi_statements(
         sql.push_str(" GROUP BY day");
         statements.push(Statement::new(sql, binds));
     }
-    if let (Some(first), Some(last)) = (partial.first(), partial.last()) {
+    if !partial.is_empty() {
+        // The hours the pieces take from partial days.
+        let mut ranges = Vec::new();
+        for b in &buckets {
+            for &(a, z) in b.current.iter().chain(&b.previous) {
+                let mut d = day_of(a);
+                while d < z {
+                    if partial.contains(&d) {
+                        ranges.push((a.max(d), z.min(d + DAY)));
+                    }
+                    d += DAY;
+                }
+            }
+        }
         let mut sql = format!(
             "SELECT hour AS t, {measures}, SUM(visitors_first) AS visitors_first, SUM(visitors_last) AS visitors_last \
-             FROM visit_hourly WHERE tenant_id = ? AND dim = ? AND hour >= ? AND hour < ?"
+             FROM ("
         );
-        let mut binds: Vec<SqlValue> = vec![
-            s.tenant.into(),
-            s.dim.into(),
-            (*first).into(),
-            (last + DAY).into(),
-        ];
-        slice_filters(&mut sql, &mut binds, s);
-        sql.push_str(" GROUP BY hour");
+        let mut binds: Vec<SqlValue> = Vec::new();
+        hourly_source(s, &merged(ranges), &mut sql, &mut binds);
+        sql.push_str(") GROUP BY hour");
         statements.push(Statement::new(sql, binds));
     }
     let shape = RollupKpis {
@@ -278,21 +479,27 @@ pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Stat
         if i > 0 {
             sql.push_str(" UNION ALL ");
         }
-        let (table, col, visitors) = if !hourly {
-            ("visit_daily", "day", "visitors")
+        let visitors = if !hourly {
+            "visitors"
         } else if from == day_of(from) {
-            ("visit_hourly", "hour", "visitors_first")
+            "visitors_first"
         } else if to == day_of(from) + DAY {
-            ("visit_hourly", "hour", "visitors_last")
+            "visitors_last"
         } else {
-            ("visit_hourly", "hour", "visitors")
+            "visitors"
         };
         sql.push_str(&format!(
-            "SELECT {key} AS k, visits, pageviews, bounces, duration, {visitors} AS u FROM {table} \
-             WHERE tenant_id = ? AND dim = ? AND {col} >= ? AND {col} < ?"
+            "SELECT {key} AS k, visits, pageviews, bounces, duration, {visitors} AS u FROM "
         ));
-        binds.extend([s.tenant.into(), s.dim.into(), from.into(), to.into()]);
-        slice_filters(&mut sql, &mut binds, s);
+        if hourly {
+            sql.push('(');
+            hourly_source(s, &[(from, to)], &mut sql, &mut binds);
+            sql.push(')');
+        } else {
+            sql.push_str("visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?");
+            binds.extend([s.tenant.into(), s.dim.into(), from.into(), to.into()]);
+            slice_filters(&mut sql, &mut binds, s);
+        }
     }
     sql.push_str(
         ") SELECT k, SUM(visits) AS visits, SUM(pageviews) AS pageviews, SUM(bounces) AS bounces, \
@@ -320,17 +527,20 @@ pub(crate) fn top_statement(
                 sql.push_str(" UNION ALL ");
             }
             first = false;
-            let (table, col) = if hourly {
-                ("visit_hourly", "hour")
-            } else {
-                ("visit_daily", "day")
-            };
             sql.push_str(&format!(
-                "SELECT value AS k, visits AS v, pageviews AS h, {cur} AS c FROM {table} \
-                 WHERE tenant_id = ? AND dim = ? AND {col} >= ? AND {col} < ?"
+                "SELECT value AS k, visits AS v, pageviews AS h, {cur} AS c FROM "
             ));
-            binds.extend([s.tenant.into(), s.dim.into(), from.into(), to.into()]);
-            slice_filters(&mut sql, &mut binds, s);
+            if hourly {
+                sql.push('(');
+                hourly_source(s, &[(from, to)], &mut sql, &mut binds);
+                sql.push(')');
+            } else {
+                sql.push_str(
+                    "visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?",
+                );
+                binds.extend([s.tenant.into(), s.dim.into(), from.into(), to.into()]);
+                slice_filters(&mut sql, &mut binds, s);
+            }
         }
     }
     sql.push_str(") SELECT k, SUM(v * c) AS visits, SUM(h * c) AS hits");

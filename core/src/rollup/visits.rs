@@ -31,11 +31,39 @@ pub const OPEN_VISIT_TTL_SECS: i64 = 6 * 3600;
 /// A visitor-day is pruned this many days after its day: visitor ids change with the daily salt.
 pub const VISITOR_DAY_TTL_DAYS: i64 = 2;
 
+/// Hourly rows of every dimension but [`dim::ALL`] are kept for this many UTC days, today included:
+/// older hours are read from the visit-level tables (`crate::query::rollups`), so these rows, most of
+/// the rollups' bytes, stay a few days' worth. The all-visits hourly series is kept for every day.
+pub const HOURLY_DAYS: i64 = 2;
+
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 /// Joins the parts of packed values (campaign tuples, visitor-day keys); sorts before every printable
 /// character, so packed tuples order like the tuples.
 pub const SEP: char = '\u{1f}';
+
+/// The first hour whose per-dimension hourly rows a query at `now` reads.
+pub fn hourly_kept_from(now: i64) -> i64 {
+    now - now.rem_euclid(DAY) - (HOURLY_DAYS - 1) * DAY
+}
+
+/// The first hour whose per-dimension hourly rows the consumer at `now` writes and the cron keeps: an
+/// hour before a query's bound, so a query whose clock is up to an hour behind still finds them all.
+pub fn hourly_written_from(now: i64) -> i64 {
+    hourly_kept_from(now - HOUR)
+}
+
+/// Deletes the tenant's per-dimension hourly rows that no query at `now` or later reads (hourly cron).
+pub fn prune_hourly(tenant: &str, now: i64) -> Statement {
+    Statement::new(
+        "DELETE FROM visit_hourly WHERE tenant_id = ? AND dim <> ? AND hour < ?",
+        vec![
+            tenant.into(),
+            dim::ALL.into(),
+            hourly_written_from(now).into(),
+        ],
+    )
+}
 
 /// Dimension codes of the `dim` column.
 pub mod dim {
@@ -419,7 +447,8 @@ fn static_dim(code: &str) -> Option<&'static str> {
 /// The visit-rollup statements for a batch of events (all tenants), given the state before it:
 /// pruning of stale state, the state writes (revision-checked) and one additive upsert per changed
 /// rollup cell. Bots, non-page events and page hits without a session id are ignored.
-pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState) -> Vec<Statement> {
+pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64) -> Vec<Statement> {
+    let hourly_from = hourly_written_from(now);
     // Touched visits: the prior (revision, state) and the merged state.
     let mut touched: BTreeMap<(&str, &str), Touched> = BTreeMap::new();
     let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
@@ -594,7 +623,8 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState) -> Vec<St
     let mut rows: Vec<Vec<SqlValue>> = Vec::new();
     let mut current: Option<(&str, bool)> = None;
     for ((tenant, hourly, bucket, d, value, domain), m) in cells.map {
-        if m.iter().all(|v| *v == 0) {
+        // Per-dimension hourly rows of older days are not kept (`HOURLY_DAYS`).
+        if m.iter().all(|v| *v == 0) || (hourly && d != dim::ALL && bucket < hourly_from) {
             continue;
         }
         let per = if hourly { 8 } else { 10 };
