@@ -309,24 +309,24 @@ pub(crate) fn pages_of_sessions(
     )
 }
 
-/// `FROM page_visits pv WHERE …`: tenant, window, domain and pathname on the page, session-level
+/// `FROM page_visits pv WHERE …`: tenant, window and pathname on the page; domain and session-level
 /// filters on the page's session.
 fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     q.bind(" FROM page_visits pv WHERE pv.tenant_id = ?", tenant);
     q.bind(" AND pv.first_ts >= ?", start)
         .bind(" AND pv.first_ts < ?", end);
-    if let Some(d) = &f.domain {
-        q.bind(" AND pv.domain = ?", d.as_str());
-    }
     if let Some(path) = &f.pathname {
         q.bind(" AND pv.pathname = ?", path.as_str());
     }
-    if !f.session.is_empty() {
+    if !f.session.is_empty() || f.domain.is_some() {
         // The page's session by its primary key (migration 0007).
         q.push(
             " AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id \
              AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key",
         );
+        if let Some(d) = &f.domain {
+            q.bind(" AND s.domain = ?", d.as_str());
+        }
         for (col, v) in &f.session {
             q.bind(&format!(" AND s.{col} = ?"), v.as_str());
         }

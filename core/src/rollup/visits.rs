@@ -724,22 +724,21 @@ fn visit_rows(
             ));
         }
         let on_conflict = if old.is_some() {
-            " ON CONFLICT (tenant_id, first_ts, session_key, pathname) DO UPDATE SET domain = excluded.domain, \
+            " ON CONFLICT (tenant_id, first_ts, session_key, pathname) DO UPDATE SET \
              since_visit = excluded.since_visit, hits = excluded.hits"
         } else {
             " ON CONFLICT DO NOTHING"
         };
         out.push(Statement::new(
             format!(
-                "INSERT INTO page_visits (tenant_id, first_ts, session_key, pathname, domain, since_visit, hits) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?){on_conflict}"
+                "INSERT INTO page_visits (tenant_id, first_ts, session_key, pathname, since_visit, hits) \
+                 VALUES (?, ?, ?, ?, ?, ?){on_conflict}"
             ),
             vec![
                 tenant.into(),
                 page_first.into(),
                 key.into(),
                 path.as_str().into(),
-                new.domain.as_str().into(),
                 (page_first - first).into(),
                 hits.into(),
             ],
