@@ -1238,7 +1238,7 @@ fn one_filter_plans_read_only_rollups_and_two_filters_read_visits() {
     let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), "t1".to_owned())]
         .into_iter()
         .collect();
-    let plan = |pipe: &str, params: &[(&str, &str)]| {
+    let plan_in = |pipe: &str, params: &[(&str, &str)], tz: &dyn TimeZone| {
         let params: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -1248,10 +1248,11 @@ fn one_filter_plans_read_only_rollups_and_two_filters_read_visits() {
             params: &params,
             fixed: &fixed,
             now_secs: NOW,
-            tz: &Dst,
+            tz,
         })
         .unwrap()
     };
+    let plan = |pipe: &str, params: &[(&str, &str)]| plan_in(pipe, params, &Dst);
     let reads = |p: &query::Plan, table: &str| p.statements.iter().all(|s| s.sql.contains(table));
     for pipe in TOP {
         assert!(
@@ -1264,8 +1265,16 @@ fn one_filter_plans_read_only_rollups_and_two_filters_read_visits() {
         ("pathname", "/"),
         ("utm_medium", "cpc"),
     ] {
-        assert!(reads(&plan("kpis", &[f]), "visit_"), "{f:?}");
+        assert!(
+            reads(&plan_in("kpis", &[f], &FixedOffset(0)), "visit_"),
+            "{f:?}"
+        );
         assert!(reads(&plan("kpis_summary", &[f]), "visit_"), "{f:?}");
+        // A per-day series in a zone off UTC, older than the per-dimension hourly rows: every local
+        // day is two partial UTC days, so the plain visit-level plan.
+        assert!(reads(&plan("kpis", &[f]), "FROM sessions"), "{f:?}");
+        let recent = [f, ("date_from", "2025-04-01"), ("date_to", "2025-04-02")];
+        assert!(reads(&plan("kpis", &recent), "visit_"), "{f:?}");
     }
     let two = [("browser", "chrome"), ("country", "DE")];
     assert!(reads(&plan("kpis", &two), "FROM sessions"));

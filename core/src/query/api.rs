@@ -749,7 +749,9 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     let tz = req.tz;
     let mut statements = Vec::new();
     let (labels, comparison_labels, rows, uses_rollups) =
-        match fast_slice(tenant, req.now_secs, &filters, group) {
+        match fast_slice(tenant, req.now_secs, &filters, group).filter(|s| {
+            !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
+        }) {
             Some(slice) => {
                 let by_domain = group == Some(Dimension::Host);
                 match grain {

@@ -345,7 +345,10 @@ fn kpis(
 ) -> Result<Planned, QueryError> {
     let w = window(req, p, key)?;
     let f = filters(p, key)?;
-    if let Some(slice) = kpi_slice(tenant, req.now_secs, &f) {
+    let series = !summary && w.from != w.to;
+    if let Some(slice) = kpi_slice(tenant, req.now_secs, &f)
+        .filter(|s| !(series && rollups::series_reads_visits(s, req.tz, w.from, w.to)))
+    {
         return Ok(rollup_kpis(req, &w, &slice, summary));
     }
     if summary {
