@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::Connection;
 use starling_core::event::EnrichedEvent;
 use starling_core::rollup::prior_lookup;
-use starling_core::rollup::visits::{hourly_written_from, prune_hourly};
+use starling_core::rollup::visits::{dim_code, dim_name, hourly_written_from, prune_hourly};
 
 mod common;
 use common::{apply, migrated_db, rollup_statements, run, Rng};
@@ -156,7 +156,13 @@ fn expected(events: &[EnrichedEvent]) -> (BTreeMap<Cell, [i64; 7]>, BTreeMap<Cel
 }
 
 fn actual(conn: &Connection) -> (BTreeMap<Cell, [i64; 7]>, BTreeMap<Cell, [i64; 5]>) {
-    let dims = "dim IN ('', 'src', 'br', 'en', 'ex', 'vp', 'pg')";
+    let dims = format!(
+        "dim IN ({})",
+        ["", "src", "br", "en", "ex", "vp", "pg"]
+            .map(|d| dim_code(d).to_string())
+            .join(", ")
+    );
+    let name = |r: &rusqlite::Row| -> String { dim_name(r.get(0).unwrap()).unwrap().to_owned() };
     let mut hourly = BTreeMap::new();
     let mut st = conn
         .prepare(&format!("SELECT dim, hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first, visitors_last FROM visit_hourly WHERE {dims}"))
@@ -167,7 +173,7 @@ fn actual(conn: &Connection) -> (BTreeMap<Cell, [i64; 7]>, BTreeMap<Cell, [i64; 
         if m.iter().any(|v| *v != 0) {
             hourly.insert(
                 (
-                    r.get(0).unwrap(),
+                    name(r),
                     r.get(1).unwrap(),
                     r.get(2).unwrap(),
                     r.get(3).unwrap(),
@@ -186,7 +192,7 @@ fn actual(conn: &Connection) -> (BTreeMap<Cell, [i64; 7]>, BTreeMap<Cell, [i64; 
         if m.iter().any(|v| *v != 0) {
             daily.insert(
                 (
-                    r.get(0).unwrap(),
+                    name(r),
                     r.get(1).unwrap(),
                     r.get(2).unwrap(),
                     r.get(3).unwrap(),
@@ -258,7 +264,7 @@ fn rollups_do_not_depend_on_the_order_batches_arrive_in() {
 #[test]
 fn the_cron_prunes_exactly_the_hourly_rows_the_consumer_stops_writing() {
     let events = events(13);
-    let hourly = |conn: &Connection| -> Vec<(String, i64, String, String, i64)> {
+    let hourly = |conn: &Connection| -> Vec<(i64, i64, String, String, i64)> {
         let mut st = conn
             .prepare(
                 "SELECT dim, hour, value, domain, visits FROM visit_hourly ORDER BY 1, 2, 3, 4",
@@ -282,7 +288,7 @@ fn the_cron_prunes_exactly_the_hourly_rows_the_consumer_stops_writing() {
     assert!(pruned.len() < before.len());
     assert!(pruned
         .iter()
-        .any(|r| r.0.is_empty() && r.1 < hourly_written_from(NOW)));
+        .any(|r| r.0 == dim_code("") && r.1 < hourly_written_from(NOW)));
     // Applied at NOW: the consumer wrote only what the cron keeps.
     let mut late = migrated_db();
     for chunk in events.chunks(97) {
@@ -302,7 +308,7 @@ fn a_writer_with_stale_state_fails_its_whole_transaction() {
     run(&mut conn, &first).unwrap();
     let before: i64 = conn
         .query_row(
-            "SELECT sum(visits) FROM visit_daily WHERE dim = ''",
+            "SELECT sum(visits) FROM visit_daily WHERE dim = 0",
             [],
             |r| r.get(0),
         )
@@ -313,7 +319,7 @@ fn a_writer_with_stale_state_fails_its_whole_transaction() {
     );
     let after: i64 = conn
         .query_row(
-            "SELECT sum(visits) FROM visit_daily WHERE dim = ''",
+            "SELECT sum(visits) FROM visit_daily WHERE dim = 0",
             [],
             |r| r.get(0),
         )

@@ -133,7 +133,12 @@ fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<
             "SELECT hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first, \
              visitors_last FROM visit_hourly WHERE tenant_id = ? AND dim = ? AND hour >= ? AND hour < ?",
         );
-        binds.extend([s.tenant.into(), s.dim.into(), first.0.into(), last.1.into()]);
+        binds.extend([
+            s.tenant.into(),
+            visits::dim_code(s.dim).into(),
+            first.0.into(),
+            last.1.into(),
+        ]);
         slice_filters(sql, binds, s);
         parts += 1;
     }
@@ -325,7 +330,7 @@ pub(crate) fn kpi_statements(
         );
         let mut binds: Vec<SqlValue> = vec![
             s.tenant.into(),
-            s.dim.into(),
+            visits::dim_code(s.dim).into(),
             (*first).into(),
             (*last).into(),
         ];
@@ -517,7 +522,12 @@ pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Stat
             sql.push(')');
         } else {
             sql.push_str("visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?");
-            binds.extend([s.tenant.into(), s.dim.into(), from.into(), to.into()]);
+            binds.extend([
+                s.tenant.into(),
+                visits::dim_code(s.dim).into(),
+                from.into(),
+                to.into(),
+            ]);
             slice_filters(&mut sql, &mut binds, s);
         }
     }
@@ -558,7 +568,12 @@ pub(crate) fn top_statement(
                 sql.push_str(
                     "visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?",
                 );
-                binds.extend([s.tenant.into(), s.dim.into(), from.into(), to.into()]);
+                binds.extend([
+                    s.tenant.into(),
+                    visits::dim_code(s.dim).into(),
+                    from.into(),
+                    to.into(),
+                ]);
                 slice_filters(&mut sql, &mut binds, s);
             }
         }

@@ -59,13 +59,14 @@ pub fn prune_hourly(tenant: &str, now: i64) -> Statement {
         "DELETE FROM visit_hourly WHERE tenant_id = ? AND dim <> ? AND hour < ?",
         vec![
             tenant.into(),
-            dim::ALL.into(),
+            dim_code(dim::ALL).into(),
             hourly_written_from(now).into(),
         ],
     )
 }
 
-/// Dimension codes of the `dim` column.
+/// Dimension names, as in `visitor_days` state and the planner (the `dim` column holds their
+/// [`dim_code`]).
 pub mod dim {
     /// Every visit (value `''`).
     pub const ALL: &str = "";
@@ -95,6 +96,38 @@ pub mod dim {
     pub const VIEWED: &str = "vp";
     /// A page: visits that viewed it and its hits, at the hour of its first hit in the visit.
     pub const PAGE: &str = "pg";
+}
+
+/// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
+/// the position is the code.
+const CODES: [&str; 14] = [
+    dim::ALL,
+    dim::SOURCE,
+    dim::BROWSER,
+    dim::OS,
+    dim::DEVICE,
+    dim::COUNTRY,
+    dim::UTM_SOURCE,
+    dim::UTM_MEDIUM,
+    dim::UTM_CAMPAIGN,
+    dim::CAMPAIGN,
+    dim::ENTRY,
+    dim::EXIT,
+    dim::VIEWED,
+    dim::PAGE,
+];
+
+/// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
+/// byte at all in a SQLite record). The names stay in `visitor_days` state and in the planner.
+pub fn dim_code(d: &str) -> i64 {
+    CODES.iter().position(|c| *c == d).map_or(-1, |i| i as i64)
+}
+
+/// The dimension of a `dim` column value.
+pub fn dim_name(code: i64) -> Option<&'static str> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| CODES.get(i).copied())
 }
 
 /// The session attributes taken from a visit's first hit, in this order.
@@ -438,10 +471,7 @@ impl<'a> Cells<'a> {
 }
 
 fn static_dim(code: &str) -> Option<&'static str> {
-    [dim::ALL, dim::CAMPAIGN, dim::ENTRY, dim::EXIT, dim::VIEWED]
-        .into_iter()
-        .chain(ATTR_DIMS)
-        .find(|d| *d == code)
+    CODES.into_iter().find(|d| *d == code)
 }
 
 /// The visit-rollup statements for a batch of events (all tenants), given the state before it:
@@ -636,7 +666,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
         }
         let mut binds: Vec<SqlValue> = vec![
             tenant.into(),
-            d.into(),
+            dim_code(d).into(),
             bucket.into(),
             value.into(),
             domain.into(),
