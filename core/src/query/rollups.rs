@@ -166,11 +166,12 @@ fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<
 /// of the visits (and, for pages, the page visits) of the range.
 fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mut Vec<SqlValue>) {
     if s.dim == dim::PAGE {
-        // A page's domain is its visit's (the session by its primary key).
+        // A page's domain is its visit's (the session by its primary key; a page whose visit started
+        // before the retention cutoff has lost it: still counted, without a domain).
         sql.push_str(
             "SELECT pv.first_ts - pv.first_ts % 3600 AS hour, pv.pathname AS value, s.domain AS domain, \
              COUNT(*) AS visits, SUM(pv.hits) AS pageviews, 0 AS bounces, 0 AS duration, 0 AS visitors, \
-             0 AS visitors_first, 0 AS visitors_last FROM page_visits pv JOIN sessions s \
+             0 AS visitors_first, 0 AS visitors_last FROM page_visits pv LEFT JOIN sessions s \
              ON s.tenant_id = pv.tenant_id AND s.first_ts = pv.first_ts - pv.since_visit \
              AND s.session_key = pv.session_key \
              WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts < ?",
