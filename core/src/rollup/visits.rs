@@ -294,6 +294,44 @@ type Touched<'p> = (Option<&'p (i64, VisitState)>, VisitState);
 
 /// Visits per hour of a visitor's day, per `domain SEP dim SEP value` key (`visitor_days.state`).
 type VisitorDay = BTreeMap<String, BTreeMap<u8, i64>>;
+/// `visitor_days.state` as stored: domain → dimension → value → hour → visits. Nested rather than keyed
+/// by the packed `domain SEP dim SEP value`, which repeated the domain and two JSON-escaped separators
+/// (`\u001f`, six bytes each) in every key: about half of the state's bytes.
+type StoredDay = BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<u8, i64>>>>;
+
+/// The stored JSON of a visitor-day.
+fn day_json(day: &VisitorDay) -> String {
+    let mut out = StoredDay::new();
+    for (key, hours) in day {
+        let mut parts = key.splitn(3, SEP);
+        let (Some(domain), Some(d), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        out.entry(domain.to_owned())
+            .or_default()
+            .entry(d.to_owned())
+            .or_default()
+            .insert(value.to_owned(), hours.clone());
+    }
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
+/// A visitor-day from its stored JSON, nested or (written before the nesting) keyed by packed keys.
+fn parse_day(json: &str) -> Option<VisitorDay> {
+    if let Ok(stored) = serde_json::from_str::<StoredDay>(json) {
+        let mut out = VisitorDay::new();
+        for (domain, dims) in stored {
+            for (d, values) in dims {
+                for (value, hours) in values {
+                    out.insert(format!("{domain}{SEP}{d}{SEP}{value}"), hours);
+                }
+            }
+        }
+        return Some(out);
+    }
+    serde_json::from_str::<VisitorDay>(json).ok()
+}
 
 /// The prior state of the visits and visitor-days a batch touches, read from D1 before the batch.
 #[derive(Debug, Default, Clone)]
@@ -375,10 +413,7 @@ impl PriorState {
                     self.visits
                         .insert((tenant.to_owned(), k.to_owned()), (rev, s));
                 }
-            } else if let (Some(day), Ok(s)) = (
-                r.get("day").and_then(as_int),
-                serde_json::from_str::<VisitorDay>(state),
-            ) {
+            } else if let (Some(day), Some(s)) = (r.get("day").and_then(as_int), parse_day(state)) {
                 self.days
                     .insert((tenant.to_owned(), k.to_owned(), day), (rev, s));
             }
@@ -624,7 +659,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
                     cells.visitors(tenant, false, *day, key, 4, d);
                 }
             }
-            let state = serde_json::to_string(&new).unwrap_or_default();
+            let state = day_json(&new);
             let mut binds: Vec<SqlValue> = vec![
                 (*tenant).into(),
                 visitor.as_str().into(),
@@ -801,4 +836,36 @@ fn cell_upsert(hourly: bool, rows: Vec<Vec<SqlValue>>) -> Statement {
     let one = format!("({})", vec!["?"; width].join(", "));
     let values = vec![one; rows.len()].join(", ");
     Statement::new(format!("{head}{values}{tail}"), rows.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitor_day_state_is_nested_and_older_flat_state_still_reads() {
+        let mut day = VisitorDay::new();
+        for (key, hour) in [
+            (format!("a.example{SEP}{SEP}"), 0u8),
+            (format!("a.example{SEP}br{SEP}chrome"), 0),
+            (
+                format!("a.example{SEP}cmp{SEP}launch{SEP}google{SEP}cpc"),
+                3,
+            ),
+            (format!("a.example{SEP}vp{SEP}/"), 23),
+            (format!("b.example{SEP}src{SEP}"), 5),
+        ] {
+            day.entry(key).or_default().insert(hour, 2);
+        }
+        let stored = day_json(&day);
+        assert_eq!(parse_day(&stored), Some(day.clone()));
+        // Separators only inside the campaign tuple's value; each domain once.
+        assert_eq!(stored.matches("\\u001f").count(), 2);
+        assert_eq!(stored.matches("a.example").count(), 1);
+        // Rows written before the nesting: the packed keys.
+        let flat = serde_json::to_string(&day).unwrap();
+        assert_eq!(parse_day(&flat), Some(day));
+        assert!(stored.len() < flat.len());
+        assert_eq!(parse_day("not json"), None);
+    }
 }
