@@ -4,7 +4,7 @@
 // DuckDB, for several data sizes in one run.
 //   node bench/query.mjs [--sizes 1000000,10000000] [--samples 50] [--tenants 1000] [--days 30]
 //                        [--budget 90] [--min-samples 20] [--quiet-wait 300] [--data DIR] [--keep] [--reuse]
-//                        [--hits 10] [--seed 1]
+//                        [--hits 10] [--seed 1] [--filter browser=chrome]
 // Per size: core/examples/gen_rollups.rs writes the rollups into the D1 SQLite file of a fresh
 // `wrangler dev --persist-to` dir (schema from the migrations) and the raw events as CSV; the worker is
 // started on that dir and every endpoint is timed for the largest and the median tenant (by events), each
@@ -40,6 +40,8 @@ const QUIET_WAIT = Number(args['quiet-wait'] ?? 300);
 const DATA = args.data ?? join(ROOT, 'bench-output/query-data');
 const KEEP = args.keep === 'true';
 const REUSE = args.reuse === 'true';
+// `--filter browser=chrome`: every range endpoint is timed with this one filter (served by the rollups).
+const FILTER = args.filter ? `&${args.filter}` : '';
 const RANGE = ['kpis', 'kpis_summary', 'top_pages', 'top_sources', 'top_browsers', 'top_os', 'top_devices',
   'top_locations', 'top_campaigns', 'entry_pages', 'exit_pages'];
 const LIVE = ['trend', 'current_visitors', 'domains', 'actions'];
@@ -79,7 +81,7 @@ function variant(pipe, i, meta) {
     const [a, b] = WIDEN[Math.floor(i / UTC.length)];
     const first = Math.floor(meta.window_start / DAY);
     const last = first + meta.days - 1;
-    return { tz: UTC[i % UTC.length], qs: `date_from=${date((first - a) * DAY)}&date_to=${date((last + b) * DAY)}&timezone=${UTC[i % UTC.length]}` };
+    return { tz: UTC[i % UTC.length], qs: `date_from=${date((first - a) * DAY)}&date_to=${date((last + b) * DAY)}&timezone=${UTC[i % UTC.length]}${FILTER}` };
   }
   if (i >= LIVE_TZ.length) throw new Error(`at most ${LIVE_TZ.length} samples for ${pipe}`);
   return { tz: LIVE_TZ[i], qs: `timezone=${LIVE_TZ[i]}` };

@@ -57,7 +57,8 @@ function oracle(visits, now) {
   return {
     visits: sessions.length,
     pageviews,
-    visitors: new Set(sessions.map((s) => s.visitor)).size,
+    // Visitor ids rotate with the daily salt: a person is one visitor per UTC day they start visits in.
+    visitors: new Set(sessions.map((s) => `${s.visitor}|${new Date(s.first.ts).toISOString().slice(0, 10)}`)).size,
     bounce_rate: round(sessions.filter((s) => s.hits.length === 1).length / sessions.length, 4),
     avg_session_sec: round(duration / sessions.length, 2),
     live: sessions.filter((s) => s.last.ts >= now - 300_000).length,
@@ -79,6 +80,8 @@ const PIPES = ['kpis', 'kpis_summary', 'trend', 'current_visitors', 'top_pages',
   'top_locations', 'top_os', 'top_campaigns', 'entry_pages', 'exit_pages', 'domains', 'domain', 'actions'];
 
 let w, now, expected;
+/** The raw fixture visits per tenant, for the /v0/query oracle. */
+const raw = {};
 const day = (ms) => new Date(ms).toISOString().slice(0, 10);
 let range;
 
@@ -89,6 +92,7 @@ before(async () => {
   expected = {};
   for (const [tenant, visitors] of Object.entries(TENANTS)) {
     const visits = fixture(tenant, visitors, now);
+    raw[tenant] = visits;
     expected[tenant] = oracle(visits, now);
     const token = w.token(tenant);
     for (const v of visits) {
@@ -240,4 +244,139 @@ test('limits.rps is enforced per token with 429, Retry-After and RateLimit heade
   assert.equal((await pipe('current_visitors', w.token('alpha', 'read'))).status, 200);
   await new Promise((r) => setTimeout(r, 1100));
   assert.equal((await pipe('current_visitors', limited)).status, 200, 'the bucket refills');
+});
+
+async function query(token, body, { method = 'POST' } = {}) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await w.fetch('/v0/query', { method, headers, body: method === 'POST' ? JSON.stringify(body) : undefined });
+  const text = await r.text();
+  let json; try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, json, text, headers: r.headers };
+}
+
+test('POST /v0/query: numbers equal the oracle, from the rollups and from the visit-level path', async () => {
+  const dates = [day(now - 86_400_000), day(now)];
+  for (const tenant of Object.keys(TENANTS)) {
+    const e = expected[tenant];
+    const token = w.token(tenant, 'read');
+    const total = await query(token, { metrics: ['visitors', 'visits', 'pageviews', 'bounce_rate'], date_range: dates });
+    assert.equal(total.status, 200, total.text);
+    assert.equal(total.headers.get('x-query-path'), 'rollups');
+    assert.deepEqual(total.json.results, [{ metrics: [e.visitors, e.visits, e.pageviews,
+      round((raw[tenant].filter((v) => v.hits.length === 1).length / raw[tenant].length) * 100, 2)], dimensions: [] }]);
+    assert.deepEqual(total.json.query.date_range, dates);
+
+    const byBrowser = await query(token, { metrics: ['visits', 'pageviews'], date_range: dates, dimensions: ['visit:browser'], include: { total_rows: true } });
+    assert.equal(byBrowser.headers.get('x-query-path'), 'rollups');
+    assert.deepEqual(Object.fromEntries(byBrowser.json.results.map((r) => [r.dimensions[0], { visits: r.metrics[0], hits: r.metrics[1] }])),
+      Object.fromEntries(e.top_browsers), `${tenant} by browser`);
+    assert.equal(byBrowser.json.meta.total_rows, e.top_browsers.size);
+
+    // Two filters (one negated) and a dimension: exact over the visit-level table.
+    const body = { metrics: ['visits'], date_range: dates, dimensions: ['visit:country'],
+      filters: [['is_not', 'visit:browser', ['firefox']], ['contains', 'event:page', ['pricing', 'docs']]] };
+    const two = await query(token, body);
+    assert.equal(two.status, 200, two.text);
+    assert.equal(two.headers.get('x-query-path'), 'visits');
+    const want = new Map();
+    for (const v of raw[tenant]) {
+      if (v.browser === 'firefox' || !v.hits.some((h) => h.path.includes('pricing') || h.path.includes('docs'))) continue;
+      want.set(v.country, (want.get(v.country) ?? 0) + 1);
+    }
+    assert.deepEqual(Object.fromEntries(two.json.results.map((r) => [r.dimensions[0], r.metrics[0]])), Object.fromEntries(want), `${tenant} two filters`);
+  }
+});
+
+test('POST /v0/query: the tenant comes only from the token', async () => {
+  const others = (t) => Object.keys(TENANTS).filter((o) => o !== t);
+  for (const tenant of Object.keys(TENANTS)) {
+    const token = w.token(tenant, 'read');
+    for (const extra of [{}, { tenant_id: others(tenant)[0] }, { site_id: `${others(tenant)[0]}.example` },
+      { filters: [['is', 'event:hostname', [`${others(tenant)[1]}.example`]]] }]) {
+      const body = { metrics: ['visits'], date_range: '7d', dimensions: ['visit:entry_page'], ...extra };
+      const r = await query(token, body);
+      assert.equal(r.status, 200, r.text);
+      for (const other of others(tenant)) assert.ok(!r.text.includes(`/${other}/`), `${tenant} ${JSON.stringify(extra)} leaked ${other}`);
+    }
+    // A fixed domain in the token is AND-ed: another domain in the body finds nothing.
+    const pinned = mint({ tenant, kind: 'read', key: w.signingKey, domain: `${tenant}.example` });
+    const mine = await query(pinned, { metrics: ['visits'], date_range: [day(now - 86_400_000), day(now)] });
+    assert.equal(mine.json.results[0].metrics[0], expected[tenant].visits);
+    const elsewhere = await query(pinned, { metrics: ['visits'], date_range: '7d', site_id: 'elsewhere.example' });
+    assert.deepEqual(elsewhere.json.results, []);
+  }
+});
+
+test('POST /v0/query: a token that fixes dates reads only those dates, without comparisons', async () => {
+  const iat = Math.floor(Date.now() / 1000);
+  const dated = (fixed) => signJwt({ workspace_id: 'starling', name: 'dated', iat, exp: iat + 600,
+    scopes: [{ type: 'PIPES:READ', resource: '*', fixed_params: { tenant_id: 'alpha', ...fixed } }] }, w.signingKey);
+  const both = dated({ date_from: day(now - 86_400_000), date_to: day(now) });
+  // The body asks for a month; the token's dates win and hold every fixture visit.
+  const r = await query(both, { metrics: ['visits'], date_range: '30d' });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.query.date_range, [day(now - 86_400_000), day(now)]);
+  assert.equal(r.json.results[0].metrics[0], expected.alpha.visits);
+  // Dates before the fixture: the same body finds nothing, so the fixed range is what was read.
+  const before = dated({ date_from: day(now - 20 * 86_400_000), date_to: day(now - 10 * 86_400_000) });
+  const empty = await query(before, { metrics: ['visits'], date_range: '30d' });
+  assert.equal(empty.status, 200, empty.text);
+  assert.equal(empty.json.results[0]?.metrics[0] ?? 0, 0);
+  const cmp = await query(both, { metrics: ['visits'], date_range: '7d', include: { comparisons: { mode: 'previous_period' } } });
+  assert.equal(cmp.status, 400, cmp.text);
+  assert.ok(cmp.json.error.includes('include.comparisons'), cmp.json.error);
+});
+
+test('POST /v0/query: bad queries are 400s naming the field; auth and method errors', async () => {
+  const token = w.token('alpha', 'read');
+  const cases = [
+    [{ date_range: '7d' }, 'metrics'],
+    [{ metrics: ['visits', 'nope'], date_range: '7d' }, 'metrics[1]'],
+    [{ metrics: ['visits'], date_range: 'someday' }, 'date_range'],
+    [{ metrics: ['visits'], date_range: '7d', filters: [['is', 'visit:browser', 'chrome']] }, 'filters[0][2]'],
+    [{ metrics: ['visits'], date_range: '7d', order_by: [['visitors', 'desc']] }, 'order_by[0]'],
+    [{ metrics: ['visits'], date_range: '7d', timezone: 'Not/AZone' }, 'timezone'],
+  ];
+  for (const [body, field] of cases) {
+    const r = await query(token, body);
+    assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.text}`);
+    assert.ok(r.json.error.includes(`'${field}'`), `${JSON.stringify(body)}: ${r.json.error}`);
+  }
+  assert.equal((await query(null, { metrics: ['visits'], date_range: '7d' })).status, 401);
+  assert.equal((await query(w.token('alpha', 'tracker'), { metrics: ['visits'], date_range: '7d' })).status, 403);
+  assert.equal((await query(token, null, { method: 'GET' })).status, 405);
+  const tz = await query(token, { metrics: ['visits'], date_range: '7d', timezone: 'Asia/Kolkata', dimensions: ['time:day'], include: { time_labels: true } });
+  assert.equal(tz.status, 200, tz.text);
+  assert.equal(tz.json.meta.time_labels.length, 7);
+});
+
+test('a full rebuild from the R2 archive gives the same numbers, pipes and /v0/query alike', async () => {
+  const token = w.token('beta', 'read');
+  const dates = [day(now - 86_400_000), day(now)];
+  // Each read uses its own cache key (the spelling of UTC, a page size), so none is a cached answer.
+  const read = async (n) => {
+    const tz = ['uTC', 'UtC', 'UTc'][n];
+    const out = {};
+    for (const name of ['kpis_summary', 'kpis', 'top_pages', 'top_sources', 'entry_pages', 'exit_pages', 'current_visitors']) {
+      const r = await pipe(name, token, `${range}&timezone=${tz}`);
+      assert.equal(r.headers.get('x-cache'), 'MISS', `${name} ${tz}`);
+      out[name] = r.json.data;
+    }
+    const q = await query(token, { metrics: ['visitors', 'visits', 'pageviews', 'bounce_rate', 'visit_duration'], date_range: dates,
+      dimensions: ['visit:browser'], pagination: { limit: 1000 + n } });
+    out.query = q.json.results;
+    return out;
+  };
+  const before = await read(0);
+  assert.ok(before.kpis_summary[0].visits > 0);
+  assert.equal((await w.admin('/v0/admin/rebuild/reset?tenant_id=beta&full=true')).status, 200);
+  const emptied = await read(1);
+  assert.equal(emptied.kpis_summary[0].visits, 0, 'the reset emptied the rollups');
+  for (const d of dates) {
+    const r = await w.admin(`/v0/admin/rebuild/day?tenant_id=beta&day=${d}`);
+    assert.equal(r.status, 200, r.text);
+  }
+  const after = await read(2);
+  assert.deepEqual(after, before);
 });

@@ -219,7 +219,7 @@ test('#6 retention reaches the pool rows of a tenant registered as a silo after 
   assert.equal(run.status, 200, run.text);
   const left = w.d1("SELECT session_key FROM sessions WHERE tenant_id = 'latesilo' ORDER BY session_key");
   assert.deepEqual(left.map((r) => r.session_key), ['ls-new'], `pool rows older than the silo tenant's retention survive: ${JSON.stringify(left)}`);
-  const hits = w.d1(`SELECT count(*) AS n FROM hits_hourly WHERE tenant_id = 'latesilo' AND hour < ${Math.floor((Date.now() - DAY_MS * 2) / 1000)}`)[0].n;
+  const hits = w.d1(`SELECT count(*) AS n FROM visit_hourly WHERE tenant_id = 'latesilo' AND hour < ${Math.floor((Date.now() - DAY_MS * 2) / 1000)}`)[0].n;
   assert.equal(hits, 0);
   // Erasure covers both databases too.
   await erase('latesilo');

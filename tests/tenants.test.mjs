@@ -804,9 +804,9 @@ test('retention: a 1-day tenant loses older rollups and archive days on the rete
 
   const cutoffSecs = (sod - DAY_MS) / 1000;
   assert.deepEqual(w.d1("SELECT session_key FROM sessions WHERE tenant_id = 'retainco' ORDER BY session_key").map((r) => r.session_key), ['new-1', 'yest-1']);
-  assert.equal(count(`SELECT count(*) AS n FROM hits_hourly WHERE tenant_id = 'retainco' AND hour < ${cutoffSecs}`), 0, 'old hourly rollups gone');
+  assert.equal(count(`SELECT count(*) AS n FROM visit_hourly WHERE tenant_id = 'retainco' AND hour < ${cutoffSecs}`), 0, 'old hourly rollups gone');
   assert.equal(count(`SELECT count(*) AS n FROM page_visits WHERE tenant_id = 'retainco' AND first_ts < ${cutoffSecs}`), 0, 'old page visits gone');
-  assert.ok(count("SELECT count(*) AS n FROM hits_hourly WHERE tenant_id = 'retainco'") > 0, "today's hourly rollups kept");
+  assert.ok(count("SELECT count(*) AS n FROM visit_hourly WHERE tenant_id = 'retainco'") > 0, "today's hourly rollups kept");
   assert.deepEqual(await exportDay('retainco', oldDay), [], 'old archive day gone');
   assert.deepEqual(await exportDay('retainco', twoDay), [], 'two days ago is before the cutoff too');
   assert.equal((await exportDay('retainco', yDay)).length, 1, 'yesterday is within 1 day of retention');
@@ -897,7 +897,7 @@ test('erasure: every row and object of the tenant is gone, its tokens are refuse
   assert.equal((await pipe('top_pages', edToken(key, kid, [readScope('*')]), query)).status, 200);
 
   const tables = tenantTables();
-  for (const expected of ['sessions', 'page_visits', 'hits_hourly', 'usage_daily', 'tokens', 'tenant_keys', 'tenant_settings', 'tenants', 'audit_denials']) {
+  for (const expected of ['sessions', 'page_visits', 'visit_hourly', 'usage_daily', 'tokens', 'tenant_keys', 'tenant_settings', 'tenants', 'audit_denials']) {
     assert.ok(tables.includes(expected), `schema discovery finds ${expected}: ${tables}`);
   }
   const dataTables = tables.filter((x) => !['tenants', 'audit_denials'].includes(x));
@@ -1005,12 +1005,12 @@ test('silo: an enterprise tenant\'s data lands in its own database only, and the
 
   const siloTables = tenantTables('SILO_1');
   assert.ok(siloTables.includes('sessions') && siloTables.includes('usage_daily'), `SILO_1 is migrated: ${siloTables}`);
-  const analytics = ['sessions', 'page_visits', 'hits_hourly', 'active_minutes', 'domains', 'actions', 'bot_hits_daily', 'quarantine_daily', 'usage_daily']
+  const analytics = ['sessions', 'page_visits', 'visit_hourly', 'visit_daily', 'open_visits', 'visitor_days', 'active_minutes', 'domains', 'actions', 'bot_hits_daily', 'quarantine_daily', 'usage_daily']
     .filter((x) => siloTables.includes(x));
   const inPool = rowsPerTable('siloco', analytics);
   assert.deepEqual(Object.entries(inPool).filter(([, n]) => n > 0), [], `siloco analytics in the pool DB: ${JSON.stringify(inPool)}`);
   const inSilo = rowsPerTable('siloco', analytics, 'SILO_1');
-  for (const x of ['sessions', 'hits_hourly', 'quarantine_daily', 'bot_hits_daily']) assert.ok(inSilo[x] > 0, `siloco ${x} in SILO_1: ${JSON.stringify(inSilo)}`);
+  for (const x of ['sessions', 'visit_hourly', 'quarantine_daily', 'bot_hits_daily']) assert.ok(inSilo[x] > 0, `siloco ${x} in SILO_1: ${JSON.stringify(inSilo)}`);
   const foreign = rowsPerTable('siloco', siloTables, 'SILO_1', { other: true });
   assert.deepEqual(Object.entries(foreign).filter(([, n]) => n > 0), [], `other tenants' rows in SILO_1: ${JSON.stringify(foreign)}`);
 

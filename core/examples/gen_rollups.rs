@@ -18,7 +18,9 @@
 //! [`starling_core::query::plan`] over the `days` dates ending with the day of `now` (UTC) and times the
 //! statements natively with rusqlite on `--db` (integers bound as REAL, as D1 does), printing JSON with
 //! p50/p95 per tenant and endpoint: the SQL cost without the local D1 and HTTP layers. An endpoint
-//! stops early (after at least 5 samples) once it has run for `budget` seconds.
+//! stops early (after at least 5 samples) once it has run for `budget` seconds. Besides the unfiltered
+//! UTC pipes it times each range pipe with one filter (`browser=chrome`) and in a +01:00 zone, and
+//! `/v0/query` by `visit:source` with one and with two filters (`--basic true`: the pipes only).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -28,7 +30,7 @@ use std::time::Instant;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 use starling_core::event::EnrichedEvent;
-use starling_core::rollup::statements_for;
+use starling_core::rollup::{prior_lookup, statements_for, PriorState};
 use starling_core::sql::SqlValue;
 
 /// splitmix64: small, fast and good enough for synthetic data.
@@ -177,6 +179,8 @@ struct Args {
     chunk: usize,
     analyze: bool,
     time_queries: Option<String>,
+    /// Time only the unfiltered UTC pipes (the earlier benchmark's set).
+    time_queries_basic: bool,
     samples: usize,
     budget: f64,
 }
@@ -221,6 +225,7 @@ fn args() -> Args {
         chunk: num("chunk", 5000.0) as usize,
         analyze: map.get("analyze").is_some_and(|v| v == "true"),
         time_queries: map.get("time-queries").cloned(),
+        time_queries_basic: map.get("basic").is_some_and(|v| v == "true"),
         samples: num("samples", 50.0) as usize,
         budget: num("budget", 30.0),
     }
@@ -335,9 +340,58 @@ fn write_raw(out: &mut impl Write, e: &EnrichedEvent) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
+/// Applies a day's events in time order, `size` per transaction; empties `events`.
+fn apply_sorted(
+    conn: &mut Connection,
+    events: &mut Vec<EnrichedEvent>,
+    size: usize,
+    now: i64,
+) -> usize {
+    events.sort_by_key(|e| e.ts);
+    let n = events.chunks(size).map(|c| apply(conn, c, now)).sum();
+    events.clear();
+    n
+}
+
 /// Applies one chunk of events: one transaction, like one D1 batch. Returns statements executed.
+/// Reads the prior state of the visits the chunk touches first, as the queue consumer does.
 fn apply(conn: &mut Connection, events: &[EnrichedEvent], now: i64) -> usize {
-    let statements = statements_for(events, now);
+    let mut prior = PriorState::default();
+    let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for t in tenants {
+        let mine: Vec<EnrichedEvent> = events
+            .iter()
+            .filter(|e| e.tenant_id == t)
+            .cloned()
+            .collect();
+        for s in prior_lookup(t, &mine) {
+            let mut st = conn.prepare_cached(&s.sql).unwrap();
+            let names: Vec<String> = st.column_names().iter().map(|n| (*n).to_owned()).collect();
+            let mut rows = st
+                .query(params_from_iter(s.binds.iter().map(Bind)))
+                .unwrap();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                let mut m = serde_json::Map::new();
+                for (i, n) in names.iter().enumerate() {
+                    let v = match r.get_ref(i).unwrap() {
+                        ValueRef::Integer(x) => serde_json::Value::from(x),
+                        ValueRef::Real(x) => serde_json::Value::from(x),
+                        ValueRef::Text(t) => {
+                            serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
+                        }
+                        _ => serde_json::Value::Null,
+                    };
+                    m.insert(n.clone(), v);
+                }
+                out.push(m);
+            }
+            prior.add_rows(t, &out);
+        }
+    }
+    let statements = statements_for(events, &prior, now);
     let tx = conn.transaction().unwrap();
     for s in &statements {
         let mut st = tx.prepare_cached(&s.sql).unwrap();
@@ -377,6 +431,13 @@ fn pct(xs: &mut [f64], p: f64) -> f64 {
     xs[i.clamp(1, xs.len()) - 1]
 }
 
+/// A timed request: label, parameters and time zone.
+type Variant<'z> = (
+    String,
+    Vec<(String, String)>,
+    &'z dyn starling_core::query::TimeZone,
+);
+
 /// Times every endpoint's planned statements natively; JSON on stdout.
 fn time_queries(a: &Args, tenants: &str) {
     let conn = Connection::open_with_flags(&a.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -395,22 +456,69 @@ fn time_queries(a: &Args, tenants: &str) {
             .into_iter()
             .collect();
         let mut per = Vec::new();
+        // Every pipe unfiltered in UTC; the range pipes with one filter, in a +1h zone, and both; /v0/query with a dimension and one filter (rollups) or two (visits).
+        let madrid = starling_core::query::FixedOffset(3600);
+        let mut cases: Vec<(String, Vec<starling_core::sql::Statement>)> = Vec::new();
         for pipe in PIPES {
-            let params =
-                if pipe.starts_with("top_") || pipe.starts_with("kpis") || pipe.ends_with("_pages")
-                {
-                    &range[..]
-                } else {
-                    &range[2..]
-                };
-            let plan = starling_core::query::plan(&starling_core::query::Request {
-                pipe,
-                params,
-                fixed: &fixed,
-                now_secs: a.now,
-                tz: &utc,
-            })
-            .expect("plan");
+            let ranged =
+                pipe.starts_with("top_") || pipe.starts_with("kpis") || pipe.ends_with("_pages");
+            let params = if ranged { &range[..] } else { &range[2..] };
+            let mut variants: Vec<Variant> = vec![((*pipe).to_owned(), params.to_vec(), &utc)];
+            if ranged && !a.time_queries_basic {
+                let mut one = params.to_vec();
+                one.push(("browser".into(), "chrome".into()));
+                variants.push((format!("{pipe} browser=chrome"), one, &utc));
+                variants.push((format!("{pipe} +01:00"), params.to_vec(), &madrid));
+                // One filter in a zone off UTC: older edge hours come from the visit-level tables.
+                let mut one = params.to_vec();
+                one.push(("browser".into(), "chrome".into()));
+                variants.push((format!("{pipe} browser=chrome +01:00"), one, &madrid));
+            }
+            for (label, params, tz) in variants {
+                let plan = starling_core::query::plan(&starling_core::query::Request {
+                    pipe,
+                    params: &params,
+                    fixed: &fixed,
+                    now_secs: a.now,
+                    tz,
+                })
+                .expect("plan");
+                cases.push((label, plan.statements));
+            }
+        }
+        if !a.time_queries_basic {
+            let from = date(last - (a.days - 1) * 86_400);
+            let to = date(last);
+            for (label, filters) in [
+                (
+                    "query visit:source, 1 filter",
+                    serde_json::json!([["is", "visit:country", ["DE"]]]),
+                ),
+                (
+                    "query visit:source, 2 filters",
+                    serde_json::json!([
+                        ["is", "visit:country", ["DE"]],
+                        ["is", "visit:device", ["mobile"]]
+                    ]),
+                ),
+            ] {
+                let body = serde_json::json!({
+                    "metrics": ["visitors", "visits", "pageviews", "bounce_rate"],
+                    "date_range": [from, to],
+                    "dimensions": ["visit:source"],
+                    "filters": filters,
+                });
+                let plan = starling_core::query::plan_query(&starling_core::query::ApiRequest {
+                    body: &body,
+                    fixed: &fixed,
+                    now_secs: a.now,
+                    tz: &utc,
+                })
+                .expect("plan");
+                cases.push((label.to_owned(), plan.statements));
+            }
+        }
+        for (pipe, statements) in cases {
             let mut lat = Vec::new();
             let mut rows = 0;
             let started = Instant::now();
@@ -420,7 +528,7 @@ fn time_queries(a: &Args, tenants: &str) {
                 }
                 let t = Instant::now();
                 rows = 0;
-                for s in &plan.statements {
+                for s in &statements {
                     let binds: Vec<rusqlite::types::Value> = s
                         .binds
                         .iter()
@@ -478,7 +586,6 @@ fn main() {
 
     // Events fall in [first day 00:00 UTC, now).
     let window_start = (a.now - a.now.rem_euclid(86_400)) - (a.days - 1) * 86_400;
-    let span = (a.now - window_start).max(1) as u64;
 
     let mut conn = open(&a.db);
     let journal: String = conn
@@ -504,7 +611,17 @@ fn main() {
     let mut next_report = 0u64;
     let report_every = (a.events / 20).max(1);
 
+    // Day by day, in time order within the day: the queue delivers roughly in time order, and the
+    // consumer prunes visit state hours after a visit's last hit.
+    let mut current_day = 0i64;
     while all.events < a.events {
+        let day = ((all.events as u128 * a.days as u128) / a.events as u128) as i64;
+        if day != current_day {
+            statements += apply_sorted(&mut conn, &mut chunk, a.chunk, a.now);
+            current_day = day;
+        }
+        let day_start = window_start + day * 86_400;
+        let day_span = (a.now - day_start).clamp(1, 86_400) as u64;
         let t = rng.pick_cdf(&tenant_cdf);
         let tenant = &tenants[t];
         let is_bot = rng.below(100) < 2;
@@ -525,10 +642,13 @@ fn main() {
             )
         };
         let visitor = rng.below(tenant.visitors);
+        // Visitor ids change daily with the salt and differ per domain (the domain is hashed in), as in
+        // production.
+        let second_domain = u64::from(domain != &tenant.domains[0]);
         let visitor_id = format!(
             "{:016x}{:016x}",
-            (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ visitor,
-            visitor.wrapping_mul(0xBF58_476D_1CE4_E5B9)
+            (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ visitor ^ (second_domain << 60),
+            visitor.wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (day as u64)
         );
         let mut source = rng.weighted(SOURCES).to_owned();
         if source == "*" {
@@ -581,7 +701,7 @@ fn main() {
         };
         let country = rng.weighted(COUNTRIES);
         let n = rng.pick_cdf(&pv_cdf) + 1;
-        let mut ts = window_start + rng.below(span) as i64;
+        let mut ts = day_start + rng.below(day_span) as i64;
         let custom = rng.below(20) == 0;
         let mut emitted = 0;
         for k in 0..n + usize::from(custom) {
@@ -654,10 +774,7 @@ fn main() {
             totals[t].sessions += 1;
             all.sessions += 1;
         }
-        if chunk.len() >= a.chunk {
-            statements += apply(&mut conn, &chunk, a.now);
-            chunk.clear();
-        }
+
         if all.events >= next_report {
             eprintln!(
                 "gen_rollups: {} / {} events, {:.0} s",
@@ -668,9 +785,7 @@ fn main() {
             next_report += report_every;
         }
     }
-    if !chunk.is_empty() {
-        statements += apply(&mut conn, &chunk, a.now);
-    }
+    statements += apply_sorted(&mut conn, &mut chunk, a.chunk, a.now);
     if let Some(mut out) = raw {
         out.flush().unwrap();
     }

@@ -43,8 +43,11 @@ const fn table(name: &'static str, dated_by: Option<DateColumn>) -> TenantTable 
 pub const TENANT_TABLES: &[TenantTable] = &[
     table("sessions", Some(DateColumn::Secs("first_ts"))),
     table("page_visits", Some(DateColumn::Secs("first_ts"))),
-    table("hits_hourly", Some(DateColumn::Secs("hour"))),
     table("active_minutes", Some(DateColumn::Secs("minute"))),
+    table("visit_hourly", Some(DateColumn::Secs("hour"))),
+    table("visit_daily", Some(DateColumn::Secs("day"))),
+    table("open_visits", Some(DateColumn::Secs("last_ts"))),
+    table("visitor_days", Some(DateColumn::Secs("day"))),
     table("domains", None),
     table("actions", None),
     table("bot_hits_daily", Some(DateColumn::Day("day"))),
@@ -242,7 +245,7 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 7);
+        assert_eq!(x.len(), 10);
         let payloads = x
             .iter()
             .find(|s| s.sql.starts_with("UPDATE actions"))
@@ -251,8 +254,8 @@ mod tests {
         assert_eq!(payloads.binds[2], SqlValue::Int(AUG_13));
         let bots = x.iter().find(|s| s.sql.contains("bot_hits_daily")).unwrap();
         assert_eq!(bots.binds[1], SqlValue::Text("2025-08-13".into()));
-        let hits = x.iter().find(|s| s.sql.contains("hits_hourly")).unwrap();
-        assert_eq!(hits.binds[1], SqlValue::Int(AUG_13));
+        let hourly = x.iter().find(|s| s.sql.contains("visit_hourly")).unwrap();
+        assert_eq!(hourly.binds[1], SqlValue::Int(AUG_13));
         assert!(x.iter().all(|s| !s.sql.contains("usage_daily")));
     }
 

@@ -7,8 +7,17 @@
 //! Idempotency is not this module's job alone: the queue consumer runs [`batch_guard`] first in the same
 //! D1 transaction, so a redelivered batch fails on its primary key and changes nothing. Bot events are
 //! counted in `bot_hits_daily` and kept out of every other table.
+//!
+//! The pre-aggregated visit rollups that the query planner reads (`visit_hourly`, `visit_daily`) are
+//! maintained by deltas against each visit's prior state: see [`visits`]. The visit-level tables
+//! (`sessions`, `page_visits`) are still written, whole from that state and on their primary keys:
+//! they are the exact path for filter combinations the rollups do not cover.
 
 use std::collections::BTreeMap;
+
+pub mod visits;
+
+pub use visits::{prior_lookup, PriorState};
 
 use crate::event::{EnrichedEvent, Quarantined};
 use crate::sql::{SqlValue, Statement};
@@ -54,13 +63,6 @@ pub fn batches_applied(batch_ids: &[&str]) -> Vec<Statement> {
 }
 
 #[derive(Default)]
-struct SessionDelta<'a> {
-    first: Option<&'a EnrichedEvent>,
-    last: Option<&'a EnrichedEvent>,
-    pageviews: i64,
-}
-
-#[derive(Default)]
 struct Span {
     first: i64,
     last: i64,
@@ -79,16 +81,17 @@ impl Span {
     }
 }
 
-type CubeKey<'a> = (&'a str, i64, [&'a str; 9]);
-
 /// Rollup statements for events (all of one or several tenants), without the idempotency guard.
 ///
-/// Page hits must already carry a `session_id` (see [`crate::identity::assign_sessions`]); a page hit
-/// without one is skipped rather than attributed to a made-up session.
-pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement> {
-    let mut sessions: BTreeMap<(&str, &str), SessionDelta> = BTreeMap::new();
-    let mut pages: BTreeMap<(&str, &str, &str), (&str, Span)> = BTreeMap::new();
-    let mut cube: BTreeMap<(&str, CubeKey), i64> = BTreeMap::new();
+/// `prior` is the state of the visits and visitor-days the events touch, read before the batch with
+/// [`prior_lookup`] (empty for the first batch of a database). Page hits must already carry a
+/// `session_id` (see [`crate::identity::assign_sessions`]); a page hit without one is skipped rather
+/// than attributed to a made-up session.
+pub fn statements_for(
+    events: &[EnrichedEvent],
+    prior: &PriorState,
+    now_secs: i64,
+) -> Vec<Statement> {
     let mut minutes: BTreeMap<(&str, i64, &str, &str), ()> = BTreeMap::new();
     let mut domains: BTreeMap<(&str, &str), Span> = BTreeMap::new();
     let mut actions: BTreeMap<(&str, &str, &str), (Span, &str)> = BTreeMap::new();
@@ -114,38 +117,6 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
         let Some(session) = e.session_id.as_deref() else {
             continue;
         };
-        let s = sessions.entry((&e.tenant_id, session)).or_default();
-        if s.first.is_none_or(|f| e.ts < f.ts) {
-            s.first = Some(e);
-        }
-        if s.last.is_none_or(|l| e.ts >= l.ts) {
-            s.last = Some(e);
-        }
-        s.pageviews += 1;
-
-        let p = pages
-            .entry((&e.tenant_id, session, &e.pathname))
-            .or_insert((&e.domain, Span::default()));
-        p.1.add(ts);
-
-        let dims = [
-            e.domain.as_str(),
-            &e.pathname,
-            &e.source,
-            &e.browser,
-            &e.os,
-            &e.device,
-            &e.country,
-            &e.utm_source,
-            &e.utm_medium,
-        ];
-        *cube
-            .entry((
-                &e.tenant_id,
-                (&e.utm_campaign, ts - ts.rem_euclid(3600), dims),
-            ))
-            .or_default() += 1;
-
         if ts > now_secs - ACTIVE_WINDOW_SECS {
             minutes.insert(
                 (&e.tenant_id, ts - ts.rem_euclid(60), &e.domain, session),
@@ -158,34 +129,7 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
             .add(ts);
     }
 
-    let mut out = Vec::new();
-    for ((tenant, key), s) in &sessions {
-        let (Some(first), Some(last)) = (s.first, s.last) else {
-            continue;
-        };
-        out.push(session_upsert(tenant, key, first, last, s.pageviews));
-    }
-    for ((tenant, session, pathname), (domain, span)) in &pages {
-        out.push(Statement::new(
-            "INSERT INTO page_visits (tenant_id, session_key, pathname, domain, first_ts, hits) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, session_key, pathname) DO UPDATE SET \
-             hits = hits + excluded.hits, first_ts = min(first_ts, excluded.first_ts)",
-            vec![(*tenant).into(), (*session).into(), (*pathname).into(), (*domain).into(), span.first.into(), span.count.into()],
-        ));
-    }
-    for ((tenant, (campaign, hour, d)), hits) in &cube {
-        let mut binds: Vec<SqlValue> = vec![(*tenant).into(), (*hour).into()];
-        binds.extend(d.iter().map(|v| SqlValue::from(*v)));
-        binds.push((*campaign).into());
-        binds.push((*hits).into());
-        out.push(Statement::new(
-            "INSERT INTO hits_hourly (tenant_id, hour, domain, pathname, source, browser, os, device, country, \
-             utm_source, utm_medium, utm_campaign, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, hour, domain, pathname, source, browser, os, device, country, utm_source, \
-             utm_medium, utm_campaign) DO UPDATE SET hits = hits + excluded.hits",
-            binds,
-        ));
-    }
+    let mut out = visits::statements(events, prior, now_secs);
     for (tenant, minute, domain, session) in minutes.keys() {
         out.push(Statement::new(
             "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key) VALUES (?, ?, ?, ?)",
@@ -217,56 +161,6 @@ pub fn statements_for(events: &[EnrichedEvent], now_secs: i64) -> Vec<Statement>
         ));
     }
     out
-}
-
-fn session_upsert(
-    tenant: &str,
-    key: &str,
-    first: &EnrichedEvent,
-    last: &EnrichedEvent,
-    pageviews: i64,
-) -> Statement {
-    // SQLite evaluates every SET expression against the row as it was, so the CASEs compare with the
-    // old first_ts/last_ts whatever their order. Session attributes come from its first page hit.
-    Statement::new(
-        "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, pageviews, entry_path, \
-         exit_path, source, utm_source, utm_medium, utm_campaign, browser, os, device, country) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (tenant_id, session_key) DO UPDATE SET \
-         pageviews = pageviews + excluded.pageviews, \
-         domain = CASE WHEN excluded.first_ts < first_ts THEN excluded.domain ELSE domain END, \
-         visitor_id = CASE WHEN excluded.first_ts < first_ts THEN excluded.visitor_id ELSE visitor_id END, \
-         entry_path = CASE WHEN excluded.first_ts < first_ts THEN excluded.entry_path ELSE entry_path END, \
-         source = CASE WHEN excluded.first_ts < first_ts THEN excluded.source ELSE source END, \
-         utm_source = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_source ELSE utm_source END, \
-         utm_medium = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_medium ELSE utm_medium END, \
-         utm_campaign = CASE WHEN excluded.first_ts < first_ts THEN excluded.utm_campaign ELSE utm_campaign END, \
-         browser = CASE WHEN excluded.first_ts < first_ts THEN excluded.browser ELSE browser END, \
-         os = CASE WHEN excluded.first_ts < first_ts THEN excluded.os ELSE os END, \
-         device = CASE WHEN excluded.first_ts < first_ts THEN excluded.device ELSE device END, \
-         country = CASE WHEN excluded.first_ts < first_ts THEN excluded.country ELSE country END, \
-         exit_path = CASE WHEN excluded.last_ts >= last_ts THEN excluded.exit_path ELSE exit_path END, \
-         first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)",
-        vec![
-            tenant.into(),
-            key.into(),
-            first.domain.as_str().into(),
-            first.visitor_id.as_str().into(),
-            first.ts_secs().into(),
-            last.ts_secs().into(),
-            pageviews.into(),
-            first.pathname.as_str().into(),
-            last.pathname.as_str().into(),
-            first.source.as_str().into(),
-            first.utm_source.as_str().into(),
-            first.utm_medium.as_str().into(),
-            first.utm_campaign.as_str().into(),
-            first.browser.as_str().into(),
-            first.os.as_str().into(),
-            first.device.as_str().into(),
-            first.country.as_str().into(),
-        ],
-    )
 }
 
 /// Counts of quarantined rows per tenant, day (of receipt) and reason.
@@ -301,8 +195,10 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
     let ranged = [
         ("sessions", "first_ts"),
         ("page_visits", "first_ts"),
-        ("hits_hourly", "hour"),
         ("active_minutes", "minute"),
+        ("visit_hourly", "hour"),
+        ("visit_daily", "day"),
+        ("visitor_days", "day"),
     ];
     for (table, col) in ranged {
         if full {
@@ -317,6 +213,12 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
             ));
         }
     }
+    // Open visits are a few hours of state: a replay starts them afresh (a visit crossing the start of
+    // a ranged rebuild is split there).
+    out.push(Statement::new(
+        "DELETE FROM open_visits WHERE tenant_id = ?",
+        vec![tenant.into()],
+    ));
     if full {
         for table in ["domains", "actions", "bot_hits_daily"] {
             out.push(Statement::new(
@@ -335,28 +237,4 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
         ));
     }
     out
-}
-
-/// D1 allows at most 100 bound parameters per statement.
-const VISITORS_PER_LOOKUP: usize = 90;
-
-/// Queries for the latest session of each visitor (`visitor_id, session_key, last_ts` rows), used to
-/// continue a session across batches for events that arrived without a client session id.
-pub fn prior_sessions_lookup(tenant: &str, visitors: &[&str]) -> Vec<Statement> {
-    visitors
-        .chunks(VISITORS_PER_LOOKUP)
-        .map(|chunk| {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let mut binds: Vec<SqlValue> = vec![tenant.into()];
-            binds.extend(chunk.iter().map(|v| SqlValue::from(*v)));
-            // SQLite returns the bare columns of the row holding max(last_ts).
-            Statement::new(
-                format!(
-                    "SELECT visitor_id, session_key, max(last_ts) AS last_ts FROM sessions \
-                     WHERE tenant_id = ? AND visitor_id IN ({placeholders}) GROUP BY visitor_id"
-                ),
-                binds,
-            )
-        })
-        .collect()
 }

@@ -12,11 +12,10 @@ use rusqlite::{params_from_iter, Connection};
 use serde_json::{json, Map, Value};
 use starling_core::event::EnrichedEvent;
 use starling_core::query::{self, FixedOffset, Output, Request, TimeZone};
-use starling_core::rollup::statements_for;
 use starling_core::sql::Statement;
 
 mod common;
-use common::bind;
+use common::{bind, Rng};
 
 type Row = Map<String, Value>;
 
@@ -40,25 +39,6 @@ impl TimeZone for Dst {
 }
 
 // ---------- fixture ----------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
-        list[self.below(list.len() as u64) as usize]
-    }
-}
 
 fn domains_of(tenant: &str) -> Vec<String> {
     match tenant {
@@ -110,8 +90,17 @@ fn fixture() -> Vec<EnrichedEvent> {
             if s % 7 == 0 {
                 ts = ts - ts.rem_euclid(3600) + 3300 + rng.below(240) as i64;
             }
+            // Some start just before UTC midnight and continue after it.
+            if s % 11 == 0 && ts < NOW - 86_400 {
+                ts = ts - ts.rem_euclid(86_400) + 86_400 - 120 - rng.below(400) as i64;
+            }
             let domain = domains[rng.below(domains.len() as u64) as usize].clone();
-            let visitor = format!("{tenant}-v{}", rng.below(60));
+            // Visitor ids are per domain and change daily (the salt), as in production.
+            let visitor = format!(
+                "{tenant}-v{}-{domain}-{}",
+                rng.below(20),
+                ts.div_euclid(86_400)
+            );
             let source = rng.pick(&[
                 "",
                 "",
@@ -187,6 +176,8 @@ fn fixture() -> Vec<EnrichedEvent> {
             }
         }
     }
+    // The queue delivers roughly in time order (open visits are pruned hours after their last hit).
+    out.sort_by_key(|e| e.ts);
     out
 }
 
@@ -194,14 +185,9 @@ fn fixture() -> Vec<EnrichedEvent> {
 
 fn db(events: &[EnrichedEvent]) -> Connection {
     let mut conn = common::migrated_db();
-    // Several batches, as the queue delivers them; sessions continue across batches.
+    // Several batches, as the queue delivers them; visits continue across batches.
     for chunk in events.chunks(700) {
-        let tx = conn.transaction().unwrap();
-        for s in statements_for(chunk, NOW) {
-            tx.execute(&s.sql, params_from_iter(s.binds.iter().map(bind)))
-                .unwrap();
-        }
-        tx.commit().unwrap();
+        common::apply(&mut conn, chunk, NOW).unwrap();
     }
     conn
 }
@@ -325,7 +311,7 @@ fn datetime_label(secs: i64) -> String {
 }
 
 fn label_days(label: &str) -> i64 {
-    (0..40_000).find(|d| date_label(*d) == label).unwrap()
+    (19_000..40_000).find(|d| date_label(*d) == label).unwrap()
 }
 
 struct Session {
@@ -433,7 +419,7 @@ impl Oracle {
     ) -> Vec<Row> {
         let (from, to) = (label_days(from), label_days(to));
         let hourly = from == to;
-        let local = |t: i64| t + i64::from(tz.offset_secs(t));
+        let local = |t: i64| local_rule(tz, t);
         let bucket_of = |t: i64| {
             if hourly {
                 datetime_label(local(t) - local(t).rem_euclid(3600))
@@ -497,13 +483,14 @@ impl Oracle {
         from: &str,
         to: &str,
         previous: bool,
+        filters: Filters,
     ) -> Vec<Row> {
         let (from, to) = (label_days(from), label_days(to));
         let period = to - from + 1;
-        let day = |t: i64| (t + i64::from(tz.offset_secs(t))).div_euclid(86_400);
+        let day = |t: i64| local_rule(tz, t).div_euclid(86_400);
         let over = |lo: i64, hi: i64| {
             let ss: Vec<&Session> = self
-                .sessions(tenant, &[])
+                .sessions(tenant, filters)
                 .filter(|s| (lo..=hi).contains(&day(s.first)))
                 .collect();
             metrics(&ss)
@@ -542,7 +529,7 @@ impl Oracle {
     ) -> Vec<Row> {
         let (from, to) = (label_days(from), label_days(to));
         let period = to - from + 1;
-        let day = |t: i64| (t + i64::from(tz.offset_secs(t))).div_euclid(86_400);
+        let day = |t: i64| local_rule(tz, t).div_euclid(86_400);
         // (key columns, in the current window, hits)
         type Item<'k> = (Vec<(&'k str, String)>, bool, i64);
         let mut items: Vec<Item> = Vec::new();
@@ -712,6 +699,18 @@ impl Oracle {
     }
 }
 
+/// The local time a visit starting at `t` is bucketed at. Zones with whole-hour offsets: its local time.
+/// Others (the README's rule): the local time of the start of its UTC hour, rounded up to the hour, so
+/// local days and hours run between whole UTC hours.
+fn local_rule(tz: &dyn TimeZone, t: i64) -> i64 {
+    let off = i64::from(tz.offset_secs(t));
+    if off % 3600 == 0 {
+        return t + off;
+    }
+    let l = t - t.rem_euclid(3600) + off;
+    l + (3600 - l.rem_euclid(3600)) % 3600
+}
+
 /// The kpis metrics of a set of sessions, in output order.
 fn metrics(ss: &[&Session]) -> [(&'static str, f64, Option<i32>); 6] {
     let visits = ss.len() as f64;
@@ -856,7 +855,7 @@ fn every_endpoint_matches_the_oracle_for_every_tenant() {
         run(
             format!("{tenant} kpis_summary dst"),
             api.get("kpis_summary", tenant, &window, &Dst),
-            oracle.kpis_summary(tenant, &Dst, "2025-03-28", "2025-04-01", true),
+            oracle.kpis_summary(tenant, &Dst, "2025-03-28", "2025-04-01", true, &[]),
         );
         run(
             format!("{tenant} kpis dst day"),
@@ -1018,6 +1017,15 @@ fn the_fixture_exercises_what_it_should() {
         "both sides of DST"
     );
     assert!(
+        s.iter().any(|s| s.first / 86_400 != s.last / 86_400),
+        "visits crossing UTC midnight"
+    );
+    assert!(
+        s.iter()
+            .any(|s| s.first.rem_euclid(3600) < 1800 && (s.first / 3600) % 24 == 18),
+        "visits in the half hour a +5:30 zone's local day starts by its rule, not by the clock"
+    );
+    assert!(
         oracle.current_visitors("t1", None)[0]["visits"]
             .as_i64()
             .unwrap()
@@ -1122,4 +1130,763 @@ fn responses_have_the_kit_shape() {
     let trend = api.get("trend", "t1", &[], &FixedOffset(0));
     assert_eq!(trend.data.len(), 30);
     assert_eq!(trend.data[29]["t"], "2025-04-02 12:20:00");
+}
+
+/// Asia/Kolkata: +5:30 all year.
+const KOLKATA: FixedOffset = FixedOffset(19_800);
+
+#[test]
+fn one_filter_time_zones_and_midnight_match_the_oracle() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let zones: [(&str, &dyn TimeZone); 3] = [("utc", &utc), ("dst", &Dst), ("kolkata", &KOLKATA)];
+    let mut compared = 0;
+    for tenant in TENANTS {
+        let page = format!("/{tenant}/pricing");
+        let domain = domains_of(tenant)[0].clone();
+        let one: [(&str, &str); 10] = [
+            ("browser", "chrome"),
+            ("referrer", "google.com"),
+            ("country", "DE"),
+            ("pathname", page.as_str()),
+            ("utm_campaign", "launch"),
+            ("utm_source", "google"),
+            ("utm_medium", "cpc"),
+            ("device", "mobile"),
+            ("os", "ios"),
+            ("source", ""),
+        ];
+        for (zone, tz) in zones {
+            for (from, to) in [("2025-03-28", "2025-04-01"), ("2025-03-30", "2025-03-30")] {
+                let range = [
+                    ("date_from", from),
+                    ("date_to", to),
+                    ("include_previous_period", "true"),
+                ];
+                for filter in one.iter().filter(|f| !f.1.is_empty()) {
+                    for with_domain in [false, true] {
+                        let mut filters = vec![*filter];
+                        if with_domain {
+                            filters.push(("domain", domain.as_str()));
+                        }
+                        let mut params = filters.clone();
+                        params.extend(range);
+                        let what = format!("{tenant} {zone} {from}..{to} {filters:?}");
+                        let out = api.get("kpis", tenant, &params, tz);
+                        check(
+                            &format!("kpis {what}"),
+                            &out,
+                            &oracle.kpis(tenant, tz, from, to, true, &filters),
+                        );
+                        let out = api.get("kpis_summary", tenant, &params, tz);
+                        check(
+                            &format!("kpis_summary {what}"),
+                            &out,
+                            &oracle.kpis_summary(tenant, tz, from, to, true, &filters),
+                        );
+                        compared += 2;
+                    }
+                }
+                // Top lists unfiltered, by domain, and filtered on their own dimension.
+                for pipe in TOP {
+                    let own = match pipe {
+                        "top_pages" => Some(("pathname", page.as_str())),
+                        "top_sources" => Some(("referrer", "google.com")),
+                        "top_browsers" => Some(("browser", "chrome")),
+                        "top_devices" => Some(("device", "mobile")),
+                        "top_locations" => Some(("location", "DE")),
+                        "top_os" => Some(("os", "ios")),
+                        _ => None,
+                    };
+                    let mut cases: Vec<Vec<(&str, &str)>> =
+                        vec![vec![], vec![("domain", domain.as_str())]];
+                    cases.extend(own.map(|f| vec![f]));
+                    for filters in cases {
+                        let mut params = filters.clone();
+                        params.extend(range);
+                        let out = api.get(pipe, tenant, &params, tz);
+                        check(
+                            &format!("{pipe} {tenant} {zone} {from}..{to} {filters:?}"),
+                            &out,
+                            &oracle.top(pipe, tenant, tz, from, to, true, &filters, 0, 50),
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+            // Hourly kpis for today, unfiltered and with one filter.
+            for filters in [vec![], vec![("browser", "chrome")]] {
+                let mut params = filters.clone();
+                params.extend([("date_from", "2025-04-02"), ("date_to", "2025-04-02")]);
+                check(
+                    &format!("kpis hourly {tenant} {zone} {filters:?}"),
+                    &api.get("kpis", tenant, &params, tz),
+                    &oracle.kpis(tenant, tz, "2025-04-02", "2025-04-02", false, &filters),
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
+
+#[test]
+fn one_filter_plans_read_only_rollups_and_two_filters_read_visits() {
+    let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), "t1".to_owned())]
+        .into_iter()
+        .collect();
+    let plan_in = |pipe: &str, params: &[(&str, &str)], tz: &dyn TimeZone| {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        query::plan(&Request {
+            pipe,
+            params: &params,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        })
+        .unwrap()
+    };
+    let plan = |pipe: &str, params: &[(&str, &str)]| plan_in(pipe, params, &Dst);
+    let reads = |p: &query::Plan, table: &str| p.statements.iter().all(|s| s.sql.contains(table));
+    for pipe in TOP {
+        assert!(
+            reads(&plan(pipe, &[("domain", "a.t1.example")]), "visit_"),
+            "{pipe}"
+        );
+    }
+    for f in [
+        ("browser", "chrome"),
+        ("pathname", "/"),
+        ("utm_medium", "cpc"),
+    ] {
+        assert!(
+            reads(&plan_in("kpis", &[f], &FixedOffset(0)), "visit_"),
+            "{f:?}"
+        );
+        assert!(reads(&plan("kpis_summary", &[f]), "visit_"), "{f:?}");
+        // A per-day series in a zone off UTC, older than the per-dimension hourly rows: every local
+        // day is two partial UTC days, so the plain visit-level plan.
+        assert!(reads(&plan("kpis", &[f]), "FROM sessions"), "{f:?}");
+        let recent = [f, ("date_from", "2025-04-01"), ("date_to", "2025-04-02")];
+        assert!(reads(&plan("kpis", &recent), "visit_"), "{f:?}");
+    }
+    let two = [("browser", "chrome"), ("country", "DE")];
+    assert!(reads(&plan("kpis", &two), "FROM sessions"));
+    assert!(reads(
+        &plan("top_pages", &[("browser", "chrome")]),
+        "page_visits"
+    ));
+}
+
+// ---------- POST /v0/query ----------
+
+impl Api<'_> {
+    fn query(
+        &self,
+        tenant: &str,
+        body: &Value,
+        tz: &dyn TimeZone,
+    ) -> Result<(Value, bool), query::QueryError> {
+        let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), tenant.to_owned())]
+            .into_iter()
+            .collect();
+        self.query_fixed(&fixed, body, tz)
+    }
+
+    fn query_fixed(
+        &self,
+        fixed: &BTreeMap<String, String>,
+        body: &Value,
+        tz: &dyn TimeZone,
+    ) -> Result<(Value, bool), query::QueryError> {
+        let plan = query::plan_query(&query::ApiRequest {
+            body,
+            fixed,
+            now_secs: NOW,
+            tz,
+        })?;
+        let results = plan.statements.iter().map(|s| rows(self.conn, s)).collect();
+        Ok((
+            query::assemble_query(&plan, results).unwrap(),
+            plan.uses_rollups(),
+        ))
+    }
+}
+
+/// A filter of the query API evaluated on a session, independently of the SQL.
+fn eval(f: &Value, s: &Session) -> bool {
+    let a = f.as_array().unwrap();
+    match a[0].as_str().unwrap() {
+        "and" => a[1].as_array().unwrap().iter().all(|x| eval(x, s)),
+        "or" => a[1].as_array().unwrap().iter().any(|x| eval(x, s)),
+        "not" => !eval(&a[1], s),
+        op => {
+            let ci = a.get(3).is_some_and(|m| m["case_sensitive"] == false);
+            let norm = |x: &str| if ci { x.to_lowercase() } else { x.to_owned() };
+            let values: Vec<String> = a[2]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| norm(v.as_str().unwrap()))
+                .collect();
+            let test = |x: &str| {
+                let x = norm(x);
+                values.iter().any(|v| {
+                    if op.starts_with("is") {
+                        x == *v
+                    } else {
+                        x.contains(v.as_str())
+                    }
+                })
+            };
+            let hit = match a[1].as_str().unwrap() {
+                "event:page" => s.pages.keys().any(|p| test(p)),
+                "event:hostname" => test(&s.domain),
+                d => test(&session_value(s, d)),
+            };
+            if op.ends_with("_not") {
+                !hit
+            } else {
+                hit
+            }
+        }
+    }
+}
+
+fn session_value(s: &Session, dim: &str) -> String {
+    match dim {
+        "visit:entry_page" => s.entry.clone(),
+        "visit:exit_page" => s.exit.clone(),
+        "event:hostname" => s.domain.clone(),
+        "visit:referrer" => s.attrs["source"].clone(),
+        d => s.attrs[d.strip_prefix("visit:").unwrap()].clone(),
+    }
+}
+
+/// The time label of a session: its local bucket by the hour rule.
+fn time_value(s: &Session, tz: &dyn TimeZone, grain: &str) -> String {
+    let l = local_rule(tz, s.first);
+    let day = l.div_euclid(86_400);
+    match grain {
+        "time:hour" => datetime_label(l - l.rem_euclid(3600)),
+        "time:day" => date_label(day),
+        "time:week" => date_label(day - (day + 3).rem_euclid(7)),
+        _ => format!("{}-01", &date_label(day)[..7]),
+    }
+}
+
+impl Oracle {
+    /// `/v0/query` computed from the sessions: (dimension value, metrics) in the default order.
+    #[allow(clippy::too_many_arguments)]
+    fn query(
+        &self,
+        tenant: &str,
+        tz: &dyn TimeZone,
+        from: i64,
+        to: i64,
+        dim: Option<&str>,
+        filters: &[Value],
+        metrics: &[&str],
+    ) -> Vec<(String, Vec<f64>)> {
+        let mut groups: BTreeMap<String, Vec<&Session>> = BTreeMap::new();
+        for s in self.sessions(tenant, &[]) {
+            let day = local_rule(tz, s.first).div_euclid(86_400);
+            if !(from..=to).contains(&day) || !filters.iter().all(|f| eval(f, s)) {
+                continue;
+            }
+            let key = match dim {
+                None => String::new(),
+                Some(d) if d.starts_with("time:") => time_value(s, tz, d),
+                Some(d) => session_value(s, d),
+            };
+            groups.entry(key).or_default().push(s);
+        }
+        let mut out: Vec<(String, Vec<f64>)> = groups
+            .into_iter()
+            .map(|(k, ss)| {
+                let visits = ss.len() as f64;
+                let pv = ss.iter().map(|s| s.pageviews).sum::<i64>() as f64;
+                let values = metrics
+                    .iter()
+                    .map(|m| match *m {
+                        "visitors" => {
+                            ss.iter().map(|s| &s.visitor).collect::<BTreeSet<_>>().len() as f64
+                        }
+                        "visits" => visits,
+                        "pageviews" => pv,
+                        "bounce_rate" => round(
+                            ss.iter().filter(|s| s.pageviews == 1).count() as f64 * 100.0 / visits,
+                            2,
+                        ),
+                        "visit_duration" => {
+                            (ss.iter().map(|s| s.last - s.first).sum::<i64>() as f64 / visits)
+                                .round()
+                        }
+                        _ => round(pv / visits, 2),
+                    })
+                    .collect();
+                (k, values)
+            })
+            .collect();
+        if dim.is_some_and(|d| d.starts_with("time:")) {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            out.sort_by(|a, b| b.1[0].total_cmp(&a.1[0]).then(a.0.cmp(&b.0)));
+        }
+        out
+    }
+}
+
+fn api_rows(out: &Value) -> Vec<(String, Vec<f64>)> {
+    out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let k = r["dimensions"]
+                .get(0)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let m = r["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            (k, m)
+        })
+        .collect()
+}
+
+#[test]
+fn random_queries_agree_with_the_oracle() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let kathmandu = FixedOffset(20_700);
+    let zones: [(&str, &dyn TimeZone); 4] = [
+        ("UTC", &utc),
+        ("dst", &Dst),
+        ("Asia/Kolkata", &KOLKATA),
+        ("Asia/Kathmandu", &kathmandu),
+    ];
+    let metrics = [
+        "visitors",
+        "visits",
+        "pageviews",
+        "bounce_rate",
+        "visit_duration",
+        "views_per_visit",
+    ];
+    let dims = [
+        None,
+        Some("time:day"),
+        Some("time:hour"),
+        Some("time:week"),
+        Some("time:month"),
+        Some("visit:browser"),
+        Some("visit:source"),
+        Some("visit:country"),
+        Some("visit:entry_page"),
+        Some("visit:exit_page"),
+        Some("visit:utm_campaign"),
+        Some("event:hostname"),
+    ];
+    let mut rng = Rng(99);
+    let (mut fast, mut slow, mut nonempty) = (0, 0, 0);
+    for i in 0..400 {
+        let tenant = TENANTS[i % 3];
+        let (zone, tz) = zones[rng.below(4) as usize];
+        let page = format!("/{tenant}/pricing");
+        let domain = domains_of(tenant)[0].clone();
+        let leaves = [
+            json!(["is", "visit:browser", ["chrome"]]),
+            json!(["is", "visit:country", ["DE"]]),
+            json!(["is", "event:page", [page]]),
+            json!(["is", "event:hostname", [domain]]),
+            json!(["is_not", "visit:source", [""]]),
+            json!(["contains", "visit:source", ["oo"]]),
+            json!(["contains_not", "event:page", ["pricing"]]),
+            json!(["is", "visit:browser", ["CHROME", "Safari"], {"case_sensitive": false}]),
+            json!(["is", "visit:utm_campaign", ["launch", "spring_sale"]]),
+            json!(["not", ["is", "visit:device", ["desktop"]]]),
+            json!([
+                "or",
+                [["is", "visit:os", ["ios"]], ["is", "visit:country", ["FR"]]]
+            ]),
+            json!([
+                "and",
+                [
+                    ["is", "visit:device", ["mobile"]],
+                    ["contains", "visit:entry_page", ["/"]]
+                ]
+            ]),
+        ];
+        let mut filters = Vec::new();
+        for _ in 0..rng.below(3) {
+            filters.push(leaves[rng.below(leaves.len() as u64) as usize].clone());
+        }
+        let dim = dims[rng.below(dims.len() as u64) as usize];
+        // Ranges ending on the fixture's last days, 1 to 10 days long (hourly: one day).
+        let to = label_days("2025-04-02") - rng.below(3) as i64;
+        let from = if dim == Some("time:hour") {
+            to
+        } else {
+            to - rng.below(10) as i64
+        };
+        let mut body = json!({
+            "metrics": metrics,
+            "date_range": [date_label(from), date_label(to)],
+            "filters": filters,
+            "timezone": zone,
+        });
+        if let Some(d) = dim {
+            body["dimensions"] = json!([d]);
+        }
+        let (out, rollups) = api
+            .query(tenant, &body, tz)
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+        if rollups {
+            fast += 1
+        } else {
+            slow += 1
+        }
+        let expected = oracle.query(tenant, tz, from, to, dim, &filters, &metrics);
+        let actual = api_rows(&out);
+        assert_eq!(actual, expected, "{tenant} {body}");
+        let text = out["results"].to_string();
+        for other in TENANTS.iter().filter(|t| **t != tenant) {
+            assert!(
+                !text.contains(&format!("{other}.example")),
+                "{tenant} sees {other}: {text}"
+            );
+        }
+        if !expected.is_empty() {
+            nonempty += 1;
+        }
+    }
+    assert!(
+        fast > 50 && slow > 50,
+        "both paths exercised: {fast} rollups, {slow} visit-level"
+    );
+    assert!(nonempty > 300, "most queries have rows: {nonempty}");
+}
+
+#[test]
+fn query_comparisons_pagination_and_labels() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let metrics = ["visits", "visitors"];
+    for (filters, fast) in [
+        (json!([]), true),
+        (
+            json!([
+                ["is", "visit:browser", ["chrome"]],
+                ["is", "visit:os", ["ios"]]
+            ]),
+            false,
+        ),
+    ] {
+        let body = json!({
+            "metrics": metrics,
+            "date_range": ["2025-03-30", "2025-04-01"],
+            "dimensions": ["time:day"],
+            "filters": filters,
+            "include": {"time_labels": true, "total_rows": true, "comparisons": {"mode": "previous_period"}},
+        });
+        let (out, rollups) = api.query("t1", &body, &utc).unwrap();
+        assert_eq!(rollups, fast);
+        assert_eq!(
+            out["meta"]["time_labels"],
+            json!(["2025-03-30", "2025-03-31", "2025-04-01"])
+        );
+        let f: Vec<Value> = filters.as_array().unwrap().clone();
+        let cur = oracle.query(
+            "t1",
+            &utc,
+            label_days("2025-03-30"),
+            label_days("2025-04-01"),
+            Some("time:day"),
+            &f,
+            &metrics,
+        );
+        let prev = oracle.query(
+            "t1",
+            &utc,
+            label_days("2025-03-27"),
+            label_days("2025-03-29"),
+            Some("time:day"),
+            &f,
+            &metrics,
+        );
+        assert_eq!(out["meta"]["total_rows"], json!(cur.len()));
+        for (i, r) in out["results"].as_array().unwrap().iter().enumerate() {
+            let label = r["dimensions"][0].as_str().unwrap();
+            let cmp_label = date_label(label_days(label) - 3);
+            let p = prev
+                .iter()
+                .find(|p| p.0 == cmp_label)
+                .map(|p| p.1.clone())
+                .unwrap_or(vec![0.0, 0.0]);
+            assert_eq!(r["comparison"]["dimensions"][0], json!(cmp_label), "{i}");
+            assert_eq!(
+                r["comparison"]["metrics"],
+                json!([p[0] as i64, p[1] as i64]),
+                "{i} {filters}"
+            );
+        }
+    }
+    // Pagination and order_by over a dimension, both paths.
+    for filters in [json!([]), json!([["contains", "visit:source", ["o"]]])] {
+        let body = json!({
+            "metrics": ["visits"],
+            "date_range": "7d",
+            "dimensions": ["visit:country"],
+            "filters": filters,
+            "order_by": [["visit:country", "asc"]],
+            "pagination": {"limit": 2, "offset": 1},
+            "include": {"total_rows": true},
+        });
+        let (out, _) = api.query("t2", &body, &utc).unwrap();
+        let f: Vec<Value> = filters.as_array().unwrap().clone();
+        let mut all = oracle.query(
+            "t2",
+            &utc,
+            label_days("2025-03-26"),
+            label_days("2025-04-01"),
+            Some("visit:country"),
+            &f,
+            &["visits"],
+        );
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(out["meta"]["total_rows"], json!(all.len()));
+        assert_eq!(api_rows(&out), all[1..3].to_vec(), "{filters}");
+        assert_eq!(
+            out["query"]["date_range"],
+            json!(["2025-03-26", "2025-04-01"]),
+            "7d ends yesterday"
+        );
+    }
+}
+
+#[test]
+fn bad_queries_name_the_field() {
+    let conn = common::migrated_db();
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let cases = [
+        (json!({"date_range": "7d"}), "metrics"),
+        (
+            json!({"metrics": ["visits", "hugs"], "date_range": "7d"}),
+            "metrics[1]",
+        ),
+        (json!({"metrics": ["visits"]}), "date_range"),
+        (
+            json!({"metrics": ["visits"], "date_range": "fortnight"}),
+            "date_range",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": ["2025-01-01", "2025-13-01"]}),
+            "date_range[1]",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "dimensions": ["visit:shoe"]}),
+            "dimensions[0]",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "filters": [["is", "visit:browser", "chrome"]]}),
+            "filters[0][2]",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "filters": [["matches", "visit:browser", ["c"]]]}),
+            "filters[0][0]",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "filters": [["or", [["is", "visit:nope", ["x"]]]]]}),
+            "filters[0][1][0][1]",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "order_by": [["visitors", "desc"]]}),
+            "order_by[0]",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "include": {"time_labels": true}}),
+            "include.time_labels",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "pagination": {"limit": 0}}),
+            "pagination.limit",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "include": {"comparisons": {"mode": "custom"}}}),
+            "include.comparisons.mode",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "timezone": "Mars/Olympus'"}),
+            "timezone",
+        ),
+        (
+            json!({"metrics": ["visits"], "date_range": "7d", "limit": 3}),
+            "limit",
+        ),
+    ];
+    for (body, field) in cases {
+        match api.query("t1", &body, &utc) {
+            Err(e) => {
+                assert_eq!(e.status(), 400, "{body}");
+                assert!(
+                    e.message().starts_with(&format!("invalid '{field}'")),
+                    "{body}: {}",
+                    e.message()
+                );
+            }
+            Ok(_) => panic!("{body} was accepted"),
+        }
+    }
+}
+
+#[test]
+fn query_isolation_and_fixed_params() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let fixed: BTreeMap<String, String> = [
+        ("tenant_id", "t1"),
+        ("domain", "a.t1.example"),
+        ("timezone", "UTC"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    for filters in [
+        json!([]),
+        json!([
+            ["is", "visit:browser", ["chrome"]],
+            ["is", "visit:os", ["ios"]]
+        ]),
+    ] {
+        let body = json!({
+            "metrics": ["visits", "pageviews"],
+            "date_range": ["2025-03-23", "2025-04-02"],
+            "dimensions": ["event:hostname"],
+            "filters": filters,
+            "tenant_id": "t2",
+            "site_id": "shop.t2.example",
+            "timezone": "Asia/Tokyo",
+        });
+        let (out, _) = api.query_fixed(&fixed, &body, &utc).unwrap();
+        // The fixed domain is AND-ed with the body's site: t2's domain never matches t1's rows.
+        assert_eq!(out["results"], json!([]), "{filters}");
+        assert_eq!(out["query"]["timezone"], "UTC", "the fixed time zone wins");
+        let mut body = body;
+        body.as_object_mut().unwrap().remove("site_id");
+        let (out, _) = api.query_fixed(&fixed, &body, &utc).unwrap();
+        let f: Vec<Value> = filters.as_array().unwrap().clone();
+        let mut f2 = f.clone();
+        f2.push(json!(["is", "event:hostname", ["a.t1.example"]]));
+        let expected = oracle.query(
+            "t1",
+            &utc,
+            label_days("2025-03-23"),
+            label_days("2025-04-02"),
+            Some("event:hostname"),
+            &f2,
+            &["visits", "pageviews"],
+        );
+        assert_eq!(api_rows(&out), expected);
+        assert!(!expected.is_empty());
+        let text = out.to_string();
+        assert!(
+            !text.contains("t2.example") && !text.contains("b.t1.example"),
+            "{text}"
+        );
+    }
+    let plan = query::plan_query(&query::ApiRequest {
+        body: &json!({"metrics": ["visits"], "date_range": "7d", "filters": [["contains", "visit:source", ["x"]]]}),
+        fixed: &fixed,
+        now_secs: NOW,
+        tz: &utc,
+    })
+    .unwrap();
+    for s in &plan.statements {
+        assert_eq!(s.binds[0], "t1".into(), "{}", s.sql);
+        assert!(s.binds.len() < 100);
+    }
+    assert!(
+        plan.cache_key().starts_with("{\"fixed\"")
+            || plan.cache_key().contains("\"tenant\":\"t1\"")
+    );
+}
+
+#[test]
+fn query_with_a_date_bound_token_reads_only_its_dates() {
+    let events = fixture();
+    let conn = db(&events);
+    let oracle = Oracle::new(events);
+    let api = Api { conn: &conn };
+    let utc = FixedOffset(0);
+    let fixed: BTreeMap<String, String> = [
+        ("tenant_id", "t1"),
+        ("DATE_FROM", "2025-03-25"),
+        ("date_to", "2025-03-30"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    for filters in [json!([]), json!([["contains", "visit:source", ["o"]]])] {
+        // The body asks for a wider range; the token's dates win, on both paths.
+        let body = json!({
+            "metrics": ["visits", "pageviews"],
+            "date_range": ["2025-03-01", "2025-04-20"],
+            "dimensions": ["time:day"],
+            "filters": filters,
+        });
+        let (out, _) = api.query_fixed(&fixed, &body, &utc).unwrap();
+        assert_eq!(
+            out["query"]["date_range"],
+            json!(["2025-03-25", "2025-03-30"])
+        );
+        let expected = oracle.query(
+            "t1",
+            &utc,
+            label_days("2025-03-25"),
+            label_days("2025-03-30"),
+            Some("time:day"),
+            filters.as_array().unwrap(),
+            &["visits", "pageviews"],
+        );
+        assert!(!expected.is_empty());
+        assert_eq!(api_rows(&out), expected, "{filters}");
+    }
+    for mode in ["previous_period", "year_over_year"] {
+        let body = json!({
+            "metrics": ["visits"],
+            "date_range": "7d",
+            "include": {"comparisons": {"mode": mode}},
+        });
+        let err = api.query_fixed(&fixed, &body, &utc).unwrap_err();
+        assert_eq!(err.status(), 400, "{mode}");
+        assert!(err.message().contains("include.comparisons"), "{err}");
+    }
+    let mut bad = fixed.clone();
+    bad.insert("date_to".into(), "soon".into());
+    let body = json!({"metrics": ["visits"], "date_range": "7d"});
+    assert_eq!(
+        api.query_fixed(&bad, &body, &utc).unwrap_err().status(),
+        400
+    );
 }

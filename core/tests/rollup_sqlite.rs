@@ -2,10 +2,10 @@
 
 use rusqlite::{params_from_iter, Connection};
 use starling_core::event::EnrichedEvent;
-use starling_core::rollup::{batch_guard, batches_applied, rebuild_reset, statements_for};
+use starling_core::rollup::{batch_guard, batches_applied, rebuild_reset};
 mod common;
 
-use common::{bind, migrated_db as db, run};
+use common::{apply, bind, migrated_db as db, rollup_statements, run};
 
 fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
@@ -42,20 +42,19 @@ const T0: i64 = 1_763_000_000 - 1_763_000_000 % 3600;
 fn sessions_merge_across_batches_in_any_order() {
     let mut conn = db();
     // The later half of the session arrives first.
-    run(
+    apply(
         &mut conn,
-        &statements_for(
-            &[
-                hit("s1", T0 + 600, "/pricing"),
-                hit("s1", T0 + 900, "/signup"),
-            ],
-            T0,
-        ),
+        &[
+            hit("s1", T0 + 600, "/pricing"),
+            hit("s1", T0 + 900, "/signup"),
+        ],
+        T0,
     )
     .unwrap();
-    run(
+    apply(
         &mut conn,
-        &statements_for(&[hit("s1", T0, "/"), hit("s1", T0 + 60, "/pricing")], T0),
+        &[hit("s1", T0, "/"), hit("s1", T0 + 60, "/pricing")],
+        T0,
     )
     .unwrap();
     let (first, last, pv, entry, exit, source): (i64, i64, i64, String, String, String) = conn
@@ -85,22 +84,47 @@ fn sessions_merge_across_batches_in_any_order() {
         ),
         2
     );
-    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 4);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM page_visits"), 4);
     assert_eq!(count(&conn, "SELECT total_hits FROM domains"), 4);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM page_visits pv JOIN sessions s ON s.tenant_id = pv.tenant_id \
+             AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key"
+        ),
+        3,
+        "every page finds its session by the session's primary key after the visit's start moved"
+    );
+}
+
+#[test]
+fn visit_level_tables_have_no_index_besides_their_primary_key() {
+    // Migration 0007: the rows are written on their primary keys; a second index on the session key
+    // cost 89 B/event at 1M.
+    let conn = db();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
+             AND tbl_name IN ('sessions', 'page_visits') AND sql IS NOT NULL"
+        ),
+        0
+    );
 }
 
 #[test]
 fn a_batch_applied_twice_counts_once() {
     let mut conn = db();
     let mut statements = vec![batch_guard("b-1", T0)];
-    statements.extend(statements_for(
+    statements.extend(rollup_statements(
+        &conn,
         &[hit("s1", T0, "/"), hit("s2", T0 + 5, "/")],
         T0,
     ));
     run(&mut conn, &statements).unwrap();
     let again = run(&mut conn, &statements);
     assert!(again.is_err(), "the guard's primary key rejects a replay");
-    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 2);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM page_visits"), 2);
     assert_eq!(count(&conn, "SELECT sum(pageviews) FROM sessions"), 2);
     assert_eq!(count(&conn, "SELECT count(*) FROM applied_batches"), 1);
 }
@@ -108,15 +132,11 @@ fn a_batch_applied_twice_counts_once() {
 #[test]
 fn a_visit_split_over_batches_in_the_same_second_is_one_visit() {
     // Visits are clustered by (tenant, first_ts, session): a later batch carrying the same first second
-    // must update the visit (the upsert's unique key), not fail on the primary key.
+    // must update the visit (known from its state in open_visits), not fail on the primary key.
     let mut conn = db();
-    run(&mut conn, &statements_for(&[hit("s1", T0, "/")], T0)).unwrap();
-    run(&mut conn, &statements_for(&[hit("s1", T0, "/")], T0)).unwrap();
-    run(
-        &mut conn,
-        &statements_for(&[hit("s1", T0 - 30, "/pricing")], T0),
-    )
-    .unwrap();
+    apply(&mut conn, &[hit("s1", T0, "/")], T0).unwrap();
+    apply(&mut conn, &[hit("s1", T0, "/")], T0).unwrap();
+    apply(&mut conn, &[hit("s1", T0 - 30, "/pricing")], T0).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 1);
     assert_eq!(count(&conn, "SELECT pageviews FROM sessions"), 3);
     assert_eq!(count(&conn, "SELECT first_ts FROM sessions"), T0 - 30);
@@ -164,10 +184,10 @@ fn bots_are_counted_and_kept_out_of_metrics() {
     let mut bot = hit("b1", T0, "/");
     bot.is_bot = true;
     bot.device = "bot".into();
-    run(&mut conn, &statements_for(&[bot, hit("s1", T0, "/")], T0)).unwrap();
+    apply(&mut conn, &[bot, hit("s1", T0, "/")], T0).unwrap();
     assert_eq!(count(&conn, "SELECT sum(hits) FROM bot_hits_daily"), 1);
     assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 1);
-    assert_eq!(count(&conn, "SELECT sum(hits) FROM hits_hourly"), 1);
+    assert_eq!(count(&conn, "SELECT sum(hits) FROM page_visits"), 1);
     assert_eq!(count(&conn, "SELECT count(*) FROM actions"), 1);
 }
 
@@ -180,7 +200,7 @@ fn custom_events_feed_actions_only() {
     let mut older = e.clone();
     older.ts -= 5000;
     older.payload = r#"{"sku":"OLD"}"#.into();
-    run(&mut conn, &statements_for(&[e, older], T0)).unwrap();
+    apply(&mut conn, &[e, older], T0).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), 0);
     let (total, payload): (i64, String) = conn
         .query_row(
@@ -197,12 +217,10 @@ fn partial_rebuild_reset_deletes_only_the_range_and_tenant() {
     let mut conn = db();
     let mut other = hit("o1", T0, "/");
     other.tenant_id = "other".into();
-    run(
+    apply(
         &mut conn,
-        &statements_for(
-            &[hit("s1", T0, "/"), hit("s2", T0 + 86_400, "/"), other],
-            T0,
-        ),
+        &[hit("s1", T0, "/"), hit("s2", T0 + 86_400, "/"), other],
+        T0,
     )
     .unwrap();
     run(

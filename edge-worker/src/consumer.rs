@@ -8,7 +8,7 @@
 //! tenant's usage counters in the same transaction. Batches of an erased tenant, and batches accepted
 //! for an older generation of their tenant (before an erasure), are dropped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use futures_util::future::join_all;
 use starling_core::caps;
@@ -24,7 +24,7 @@ use worker::{
     QueueRetryOptionsBuilder, Result,
 };
 
-use crate::store::{archive, d1, spool};
+use crate::store::{archive, d1, spool, visits};
 use crate::tenants;
 
 /// Most events one grouped transaction takes; larger deliveries are split into several groups.
@@ -310,6 +310,7 @@ async fn apply_group(
     enforce_caps(env, &db, &mut batches, &fresh, &tenants).await?;
 
     // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
+    let mut prior = rollup::PriorState::default();
     for tenant in &tenants {
         let members: Vec<usize> = fresh
             .iter()
@@ -322,8 +323,8 @@ async fn apply_group(
             sizes.push(batches[i].events.len());
             merged.append(&mut batches[i].events);
         }
-        let prior = prior_sessions(&db, tenant, &merged).await?;
-        assign_sessions(&mut merged, &prior);
+        visits::load_prior(&db, tenant, &merged, &mut prior).await?;
+        assign_sessions(&mut merged, &prior.latest_sessions(tenant));
         let mut rest = merged.into_iter();
         for (&i, n) in members.iter().zip(sizes) {
             batches[i].events = rest.by_ref().take(n).collect();
@@ -357,7 +358,7 @@ async fn apply_group(
         .iter()
         .flat_map(|&i| batches[i].events.iter().cloned())
         .collect();
-    statements.extend(rollup::statements_for(&events, now_secs));
+    statements.extend(rollup::statements_for(&events, &prior, now_secs));
     for &i in &fresh {
         let b = &batches[i];
         statements.extend(rollup::quarantine_statements(
@@ -460,33 +461,4 @@ async fn enforce_caps(
         }
     }
     Ok(())
-}
-
-/// The latest known session of each visitor among `events` that arrived without a client session id.
-async fn prior_sessions(
-    db: &D1Database,
-    tenant: &str,
-    events: &[EnrichedEvent],
-) -> Result<HashMap<String, (String, i64)>> {
-    let mut visitors: Vec<&str> = events
-        .iter()
-        .filter(|e| e.session_id.is_none() && !e.is_bot)
-        .map(|e| e.visitor_id.as_str())
-        .collect();
-    visitors.sort_unstable();
-    visitors.dedup();
-    let mut prior = HashMap::new();
-    for lookup in rollup::prior_sessions_lookup(tenant, &visitors) {
-        for row in d1::rows(db, &lookup).await? {
-            let (Some(v), Some(k), Some(t)) = (
-                row.get("visitor_id").and_then(|v| v.as_str()),
-                row.get("session_key").and_then(|v| v.as_str()),
-                row.get("last_ts").and_then(|v| v.as_i64()),
-            ) else {
-                continue;
-            };
-            prior.insert(v.to_owned(), (k.to_owned(), t));
-        }
-    }
-    Ok(prior)
 }

@@ -20,9 +20,11 @@
 //! `pathname`, `source` (alias `referrer`), `browser`, `os`, `device`, `country` (alias `location`),
 //! `utm_source`, `utm_medium`, `utm_campaign`, and every endpoint accepts `domain`.
 
+mod api;
 mod params;
 mod pipes;
 mod response;
+mod rollups;
 mod timezone;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,7 @@ use serde::Serialize;
 
 use crate::sql::Statement;
 
+pub use api::{assemble_query, plan_query, timezone_of, ApiPlan, ApiRequest};
 pub use params::timezone_param;
 pub use timezone::{FixedOffset, TimeZone};
 

@@ -4,10 +4,13 @@
 use std::collections::BTreeMap;
 
 use super::params::{Filters, Params};
+use super::rollups::{self, KpiBucket, RollupKpis, Slice};
 use super::timezone::{
-    day_start, format_date, format_datetime, local_day, offset_segments, to_local, Days, DAY,
+    day_start, format_date, format_datetime, hour_label, local_day, offset_segments, to_local,
+    Days, DAY,
 };
 use super::{Plan, QueryError, Request};
+use crate::rollup::visits::dim;
 use crate::sql::{SqlValue, Statement};
 
 /// Every endpoint name, for error messages.
@@ -37,10 +40,11 @@ const TREND_MINUTES: i64 = 30;
 /// Offset changes in one query window beyond which we refuse (real zones have about two a year).
 const MAX_OFFSET_SEGMENTS: usize = 16;
 
-/// The metrics of `kpis` per bucket: a bounce is a visit with one pageview.
+/// The metrics of `kpis` per bucket: a bounce is a visit with one pageview; a visitor counts once per UTC
+/// day it starts visits in (visitor ids rotate daily; the rollups count the same way).
 const KPI_AGGREGATES: &str =
-    ", COUNT(*) AS visits, COUNT(DISTINCT v) AS visitors, SUM(pv) AS pageviews, \
-     SUM(pv = 1) AS bounces, SUM(d) AS duration FROM w GROUP BY bucket";
+    ", COUNT(*) AS visits, COUNT(DISTINCT v || '|' || (CAST(t AS INTEGER) / 86400)) AS visitors, \
+     SUM(pv) AS pageviews, SUM(pv = 1) AS bounces, SUM(d) AS duration FROM w GROUP BY bucket";
 
 /// What [`super::assemble`] needs to shape each endpoint's rows.
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub(crate) enum Shape {
     /// `(UTC minute, local label)` for each of the 30 minutes.
     Trend(Vec<(i64, String)>),
     Kpis(KpiShape),
+    /// kpis and kpis_summary over the visit rollups.
+    RollupKpis(RollupKpis),
     Top(TopShape),
     Domains,
     Domain,
@@ -69,6 +75,8 @@ pub(crate) struct TopShape {
     /// Output names of the key columns.
     pub(crate) keys: Vec<&'static str>,
     pub(crate) previous: bool,
+    /// The keys arrive packed in one column `k`, joined by [`crate::rollup::visits::SEP`].
+    pub(crate) packed: bool,
 }
 
 /// A statement under construction.
@@ -184,7 +192,8 @@ fn current_visitors(
         "now".into(),
         (req.now_secs - req.now_secs.rem_euclid(10)).to_string(),
     );
-    let mut q = Sql::new("SELECT COUNT(*) AS visits FROM sessions WHERE tenant_id = ?");
+    // Open visits hold every visit with a hit in the last hours.
+    let mut q = Sql::new("SELECT COUNT(*) AS visits FROM open_visits WHERE tenant_id = ?");
     q.binds.push(tenant.into());
     q.bind(" AND last_ts >= ?", since);
     if let Some(d) = domain {
@@ -264,28 +273,60 @@ fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
         q.bind(&format!(" AND s.{col} = ?"), v.as_str());
     }
     if let Some(path) = &f.pathname {
-        q.bind(
-            " AND EXISTS (SELECT 1 FROM page_visits pv WHERE pv.tenant_id = s.tenant_id \
-             AND pv.session_key = s.session_key AND pv.pathname = ?)",
-            path.as_str(),
-        );
+        let (sql, mut binds) = pages_of_sessions(tenant, start, end, "pv.pathname = ?");
+        binds.push(path.as_str().into());
+        q.push(" AND ");
+        q.push(&sql);
+        q.binds.extend(binds);
     }
 }
 
-/// `FROM page_visits pv WHERE …`: tenant, window, domain and pathname on the page, session-level
+/// `((s.first_ts, s.session_key) IN (…))`: whether a session of `[start, end)` viewed a page matching
+/// `page_condition` (on `pv`; its binds follow the returned ones). The pages of the window's sessions
+/// are read once, from `start` to the window's last hit, and tied to their session by the session's
+/// primary key (`first_ts - since_visit`, `session_key`): one scan, no per-session lookup and no index
+/// on the session key (migration 0007).
+pub(crate) fn pages_of_sessions(
+    tenant: &str,
+    start: i64,
+    end: i64,
+    page_condition: &str,
+) -> (String, Vec<SqlValue>) {
+    (
+        format!(
+            "((s.first_ts, s.session_key) IN (SELECT pv.first_ts - pv.since_visit, pv.session_key \
+             FROM page_visits pv WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts <= \
+             (SELECT MAX(last_ts) FROM sessions WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?) \
+             AND ({page_condition})))"
+        ),
+        vec![
+            tenant.into(),
+            start.into(),
+            tenant.into(),
+            start.into(),
+            end.into(),
+        ],
+    )
+}
+
+/// `FROM page_visits pv WHERE …`: tenant, window and pathname on the page; domain and session-level
 /// filters on the page's session.
 fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     q.bind(" FROM page_visits pv WHERE pv.tenant_id = ?", tenant);
     q.bind(" AND pv.first_ts >= ?", start)
         .bind(" AND pv.first_ts < ?", end);
-    if let Some(d) = &f.domain {
-        q.bind(" AND pv.domain = ?", d.as_str());
-    }
     if let Some(path) = &f.pathname {
         q.bind(" AND pv.pathname = ?", path.as_str());
     }
-    if !f.session.is_empty() {
-        q.push(" AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id AND s.session_key = pv.session_key");
+    if !f.session.is_empty() || f.domain.is_some() {
+        // The page's session by its primary key (migration 0007).
+        q.push(
+            " AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id \
+             AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key",
+        );
+        if let Some(d) = &f.domain {
+            q.bind(" AND s.domain = ?", d.as_str());
+        }
         for (col, v) in &f.session {
             q.bind(&format!(" AND s.{col} = ?"), v.as_str());
         }
@@ -304,6 +345,12 @@ fn kpis(
 ) -> Result<Planned, QueryError> {
     let w = window(req, p, key)?;
     let f = filters(p, key)?;
+    let series = !summary && w.from != w.to;
+    if let Some(slice) = kpi_slice(tenant, req.now_secs, &f)
+        .filter(|s| !(series && rollups::series_reads_visits(s, req.tz, w.from, w.to)))
+    {
+        return Ok(rollup_kpis(req, &w, &slice, summary));
+    }
     if summary {
         let mut q = Sql::new("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
         sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
@@ -322,7 +369,8 @@ fn kpis(
     let tz = req.tz;
 
     // Output buckets, cut at now. Bucket numbers are local seconds / bucket length, as SQL computes.
-    let local_now = to_local(tz, req.now_secs);
+    // The local hour now is in, by the hour rule of `timezone::day_start`.
+    let local_now = hour_label(tz, req.now_secs - req.now_secs.rem_euclid(3600));
     let buckets: Vec<(i64, String)> = if hourly {
         (0..24)
             .map(|h| w.from * DAY + h * 3600)
@@ -352,8 +400,9 @@ fn kpis(
 
     let mut q = Sql::new("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
     sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
-    // D1 binds numbers as REAL: cast the local time back to an integer before dividing into buckets.
-    q.push(") SELECT CAST(t + ");
+    // D1 binds numbers as REAL: cast back to integers before dividing into buckets. The local hour of a
+    // visit is that of its UTC hour's start rounded up (the rule of `timezone::day_start`).
+    q.push(") SELECT (CAST(t AS INTEGER) / 3600 * 3600 + CAST(");
     if let [(_, offset)] = segments.as_slice() {
         q.bind("?", i64::from(*offset));
     } else {
@@ -365,9 +414,9 @@ fn kpis(
         q.bind(" ELSE ? END", i64::from(segments[segments.len() - 1].1));
     }
     q.push(if hourly {
-        " AS INTEGER) / 3600"
+        " AS INTEGER) + 3599) / 3600"
     } else {
-        " AS INTEGER) / 86400"
+        " AS INTEGER) + 3599) / 86400"
     });
     q.push(" AS bucket");
     q.push(KPI_AGGREGATES);
@@ -383,6 +432,8 @@ fn kpis(
 
 /// A top list: its rows come from `sessions` or `page_visits`, grouped by `keys` (`column`, output name).
 pub(crate) struct TopSpec {
+    /// The rollup dimension that answers it unfiltered.
+    dim: &'static str,
     pages: bool,
     keys: &'static [(&'static str, &'static str)],
     /// Rows whose first key is empty are left out.
@@ -390,8 +441,9 @@ pub(crate) struct TopSpec {
 }
 
 fn top_spec(pipe: &str) -> Option<TopSpec> {
-    let s = |keys, skip_empty| {
+    let s = |dim, keys, skip_empty| {
         Some(TopSpec {
+            dim,
             pages: false,
             keys,
             skip_empty,
@@ -399,17 +451,19 @@ fn top_spec(pipe: &str) -> Option<TopSpec> {
     };
     match pipe {
         "top_pages" => Some(TopSpec {
+            dim: dim::PAGE,
             pages: true,
             keys: &[("pv.pathname", "pathname")],
             skip_empty: false,
         }),
         // '' is direct traffic, kept as the kit does.
-        "top_sources" => s(&[("s.source", "referrer")], false),
-        "top_browsers" => s(&[("s.browser", "browser")], false),
-        "top_devices" => s(&[("s.device", "device")], false),
-        "top_locations" => s(&[("s.country", "location")], false),
-        "top_os" => s(&[("s.os", "os")], false),
+        "top_sources" => s(dim::SOURCE, &[("s.source", "referrer")], false),
+        "top_browsers" => s(dim::BROWSER, &[("s.browser", "browser")], false),
+        "top_devices" => s(dim::DEVICE, &[("s.device", "device")], false),
+        "top_locations" => s(dim::COUNTRY, &[("s.country", "location")], false),
+        "top_os" => s(dim::OS, &[("s.os", "os")], false),
         "top_campaigns" => s(
+            dim::CAMPAIGN,
             &[
                 ("s.utm_campaign", "utm_campaign"),
                 ("s.utm_source", "utm_source"),
@@ -417,8 +471,8 @@ fn top_spec(pipe: &str) -> Option<TopSpec> {
             ],
             true,
         ),
-        "entry_pages" => s(&[("s.entry_path", "pathname")], false),
-        "exit_pages" => s(&[("s.exit_path", "pathname")], false),
+        "entry_pages" => s(dim::ENTRY, &[("s.entry_path", "pathname")], false),
+        "exit_pages" => s(dim::EXIT, &[("s.exit_path", "pathname")], false),
         _ => None,
     }
 }
@@ -436,6 +490,16 @@ fn top(
     let (skip, limit) = p.page()?;
     key.insert("skip".into(), skip.to_string());
     key.insert("limit".into(), limit.to_string());
+    if let Some(slice) = top_slice(tenant, req.now_secs, spec, &f) {
+        let previous = w.previous.map(|(_, s)| (s, w.start));
+        let q = rollups::top_statement(&slice, (w.start, w.end), previous, skip, limit);
+        let shape = TopShape {
+            keys: spec.keys.iter().map(|(_, n)| *n).collect(),
+            previous: w.previous.is_some(),
+            packed: true,
+        };
+        return Ok((vec![q], Shape::Top(shape)));
+    }
 
     let keys: Vec<String> = (0..spec.keys.len()).map(|i| format!("k{i}")).collect();
     let mut q = Sql::new("WITH w AS (SELECT ");
@@ -482,8 +546,93 @@ fn top(
     let shape = TopShape {
         keys: spec.keys.iter().map(|(_, n)| *n).collect(),
         previous: w.previous.is_some(),
+        packed: false,
     };
     Ok((vec![q.done()], Shape::Top(shape)))
+}
+
+/// The rollup slice that answers kpis with these filters: none or one besides `domain`.
+fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
+    let (d, value) = match (&f.pathname, f.session.as_slice()) {
+        (None, []) => (dim::ALL, None),
+        (Some(p), []) => (dim::VIEWED, Some(p.as_str())),
+        (None, [(col, v)]) => (rollups::session_dim(col)?, Some(v.as_str())),
+        _ => return None,
+    };
+    Some(Slice::new(tenant, d, value, f.domain.as_deref(), now))
+}
+
+/// The rollup slice that answers a top list with these filters: none besides `domain`, or one on the
+/// list's own dimension.
+fn top_slice<'a>(tenant: &'a str, now: i64, spec: &TopSpec, f: &'a Filters) -> Option<Slice<'a>> {
+    let value = match (&f.pathname, f.session.as_slice()) {
+        (None, []) => None,
+        (Some(p), []) if spec.dim == dim::PAGE => Some(p.as_str()),
+        (None, [(col, v)]) if rollups::session_dim(col) == Some(spec.dim) => Some(v.as_str()),
+        _ => return None,
+    };
+    Some(Slice::new(
+        tenant,
+        spec.dim,
+        value,
+        f.domain.as_deref(),
+        now,
+    ))
+}
+
+/// kpis (one row per local hour of a single day, else per local day, cut at now) or kpis_summary (one
+/// row for the range) over the visit rollups.
+fn rollup_kpis(req: &Request, w: &Window, slice: &Slice, summary: bool) -> Planned {
+    let tz = req.tz;
+    // The local hour now is in, by the hour rule of `timezone::day_start`.
+    let local_now = hour_label(tz, req.now_secs - req.now_secs.rem_euclid(3600));
+    let days = w.previous.map(|(d, _)| d);
+    let hourly = !summary && w.from == w.to;
+    let buckets: Vec<KpiBucket> = if summary {
+        vec![KpiBucket {
+            label: format_date(w.from),
+            current: vec![(w.start, w.end)],
+            previous: w
+                .previous
+                .map(|(_, s)| vec![(s, w.start)])
+                .unwrap_or_default(),
+        }]
+    } else if hourly {
+        // Every UTC hour of both days, by its local label.
+        let mut by_label: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+        let mut u = w.scan_start();
+        while u < w.end {
+            by_label
+                .entry(hour_label(tz, u))
+                .or_default()
+                .push((u, u + 3600));
+            u += 3600;
+        }
+        (0..24)
+            .map(|h| w.from * DAY + h * 3600)
+            .filter(|local| *local <= local_now)
+            .map(|local| KpiBucket {
+                label: format_datetime(local),
+                current: by_label.get(&local).cloned().unwrap_or_default(),
+                previous: days
+                    .and_then(|d| by_label.get(&(local - d * DAY)).cloned())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    } else {
+        (w.from..=w.to)
+            .filter(|d| *d * DAY <= local_now)
+            .map(|d| KpiBucket {
+                label: format_date(d),
+                current: vec![(day_start(tz, d), day_start(tz, d + 1))],
+                previous: days
+                    .map(|n| vec![(day_start(tz, d - n), day_start(tz, d - n + 1))])
+                    .unwrap_or_default(),
+            })
+            .collect()
+    };
+    let (statements, shape) = rollups::kpi_statements(slice, hourly, days.is_some(), buckets);
+    (statements, Shape::RollupKpis(shape))
 }
 
 fn meta_pipe(
@@ -701,18 +850,33 @@ mod tests {
             &FixedOffset(7200),
         )
         .unwrap();
-        let Shape::Kpis(k) = &plan.shape else {
+        let Shape::RollupKpis(k) = &plan.shape else {
             panic!()
         };
         assert!(k.hourly);
-        // 10:41 UTC is 12:41 at +2h: hours 00..=12.
+        // 10:41 UTC is 12:41 at +2h: hours 00..=12, each one UTC hour.
         assert_eq!(k.buckets.len(), 13);
-        assert_eq!(k.buckets[12].1, "2025-08-13 12:00:00");
+        assert_eq!(k.buckets[12].label, "2025-08-13 12:00:00");
+        assert_eq!(
+            k.buckets[12].current,
+            vec![(NOW - NOW % 3600, NOW - NOW % 3600 + 3600)]
+        );
         let plan = plan_with("kpis", &[], &f, &FixedOffset(0)).unwrap();
+        let Shape::RollupKpis(k) = &plan.shape else {
+            panic!()
+        };
+        assert_eq!(k.buckets.first().unwrap().label, "2025-08-06");
+        assert_eq!(k.buckets.last().unwrap().label, "2025-08-13");
+        assert!(
+            k.daily_stmt && !k.hourly_stmt,
+            "UTC days are read from daily rows"
+        );
+        // Two filters: the visit-level path, with the same buckets.
+        let two = [("browser", "firefox"), ("os", "linux")];
+        let plan = plan_with("kpis", &two, &f, &FixedOffset(0)).unwrap();
         let Shape::Kpis(k) = &plan.shape else {
             panic!()
         };
-        assert_eq!(k.buckets.first().unwrap().1, "2025-08-06");
         assert_eq!(k.buckets.last().unwrap().1, "2025-08-13");
     }
 
@@ -720,12 +884,21 @@ mod tests {
     fn kpi_window_across_dst_uses_both_offsets() {
         let plan = plan_with(
             "kpis",
-            &[("date_from", "2025-03-20"), ("date_to", "2025-04-05")],
+            &[
+                ("date_from", "2025-03-20"),
+                ("date_to", "2025-04-05"),
+                ("browser", "firefox"),
+                ("os", "linux"),
+            ],
             &fixed("a"),
             &TestDst,
         )
         .unwrap();
         let s = &plan.statements[0];
+        assert!(
+            s.sql.contains("FROM sessions"),
+            "two filters: the visit-level path"
+        );
         let start = day_start(&TestDst, parse_date("2025-03-20").unwrap());
         assert!(s.binds.contains(&SqlValue::Int(start)));
         assert!(s.binds.contains(&SqlValue::Int(3600)) && s.binds.contains(&SqlValue::Int(7200)));

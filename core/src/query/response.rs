@@ -5,13 +5,23 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::pipes::{KpiShape, Shape, TopShape};
+use super::rollups::RollupKpis;
 use super::timezone::format_datetime;
 use super::{Column, Output, QueryError};
+use crate::rollup::visits::SEP;
 
 type Row = Map<String, Value>;
 
 pub(crate) fn assemble(shape: &Shape, results: Vec<Vec<Row>>) -> Result<Output, QueryError> {
     let rows_read = results.iter().map(|r| r.len() as u64).sum();
+    if let Shape::RollupKpis(k) = shape {
+        let (meta, data) = rollup_kpis(k, results)?;
+        return Ok(Output {
+            meta,
+            data,
+            rows_read,
+        });
+    }
     let rows = results.into_iter().next().unwrap_or_default();
     let (meta, data) = match shape {
         Shape::CurrentVisitors => {
@@ -42,6 +52,7 @@ pub(crate) fn assemble(shape: &Shape, results: Vec<Vec<Row>>) -> Result<Output, 
             (vec![col("t", "DateTime"), col("visits", "UInt64")], data)
         }
         Shape::Kpis(k) => kpis(k, &rows)?,
+        Shape::RollupKpis(_) => unreachable!("handled above"),
         Shape::Top(t) => top(t, &rows)?,
         Shape::Domains => {
             let mut data = Vec::with_capacity(rows.len());
@@ -140,6 +151,76 @@ impl Totals {
     }
 }
 
+/// The `meta` of kpis: the date column, the metrics, and with a previous period their previous values
+/// and growth.
+fn kpi_meta(hourly: bool, previous: bool) -> Vec<Column> {
+    let mut meta = vec![col("date", if hourly { "DateTime" } else { "Date" })];
+    let names = Totals::default().metrics();
+    let kind = |d: Option<i32>| if d.is_some() { "Float64" } else { "UInt64" };
+    meta.extend(names.iter().map(|(n, _, d)| col(n, kind(*d))));
+    if previous {
+        meta.extend(
+            names
+                .iter()
+                .map(|(n, _, d)| col(&format!("previous_{n}"), kind(*d))),
+        );
+        meta.extend(
+            names
+                .iter()
+                .map(|(n, _, _)| col(&format!("{n}_growth_percentage"), "Float64")),
+        );
+    }
+    meta
+}
+
+/// One kpis row from the current and (with a previous period) the previous totals.
+fn kpi_row(label: &str, cur: Totals, prev: Option<Totals>) -> Row {
+    let cur = cur.metrics();
+    let mut row = Row::new();
+    row.insert("date".into(), label.into());
+    for (name, v, d) in cur {
+        row.insert(name.into(), number(v, d));
+    }
+    if let Some(prev) = prev {
+        let prev = prev.metrics();
+        for (name, v, d) in prev {
+            row.insert(format!("previous_{name}"), number(v, d));
+        }
+        for ((name, c, _), (_, p, _)) in cur.iter().zip(prev.iter()) {
+            row.insert(format!("{name}_growth_percentage"), growth(*c, *p).into());
+        }
+    }
+    row
+}
+
+/// kpis over the visit rollups: daily rows (`t` = UTC day) and hourly rows (`t` = UTC hour) summed
+/// into each bucket's pieces.
+fn rollup_kpis(
+    k: &RollupKpis,
+    results: Vec<Vec<Row>>,
+) -> Result<(Vec<Column>, Vec<Row>), QueryError> {
+    let rows = k.rows(results);
+    let totals = |pieces: &[(i64, i64)]| {
+        let t = k.totals(&rows, pieces);
+        Totals {
+            visits: t[0],
+            pageviews: t[1],
+            bounces: t[2],
+            duration: t[3],
+            visitors: t[4],
+        }
+    };
+    let data = k
+        .buckets
+        .iter()
+        .map(|b| {
+            let prev = k.previous.then(|| totals(&b.previous));
+            kpi_row(&b.label, totals(&b.current), prev)
+        })
+        .collect();
+    Ok((kpi_meta(k.hourly, k.previous), data))
+}
+
 fn kpis(k: &KpiShape, rows: &[Row]) -> Result<(Vec<Column>, Vec<Row>), QueryError> {
     let mut by_bucket = BTreeMap::new();
     for r in rows {
@@ -152,46 +233,16 @@ fn kpis(k: &KpiShape, rows: &[Row]) -> Result<(Vec<Column>, Vec<Row>), QueryErro
         };
         by_bucket.insert(int(r, "bucket")?, t);
     }
-    let mut meta = vec![col("date", if k.hourly { "DateTime" } else { "Date" })];
-    let names = Totals::default().metrics();
-    let kind = |d: Option<i32>| if d.is_some() { "Float64" } else { "UInt64" };
-    meta.extend(names.iter().map(|(n, _, d)| col(n, kind(*d))));
-    if k.previous_shift.is_some() {
-        meta.extend(
-            names
-                .iter()
-                .map(|(n, _, d)| col(&format!("previous_{n}"), kind(*d))),
-        );
-        meta.extend(
-            names
-                .iter()
-                .map(|(n, _, _)| col(&format!("{n}_growth_percentage"), "Float64")),
-        );
-    }
-    let mut data = Vec::with_capacity(k.buckets.len());
-    for (bucket, label) in &k.buckets {
-        let cur = by_bucket.get(bucket).copied().unwrap_or_default().metrics();
-        let mut row = Row::new();
-        row.insert("date".into(), label.as_str().into());
-        for (name, v, d) in cur {
-            row.insert(name.into(), number(v, d));
-        }
-        if let Some(shift) = k.previous_shift {
-            let prev = by_bucket
-                .get(&(bucket - shift))
-                .copied()
-                .unwrap_or_default()
-                .metrics();
-            for (name, v, d) in prev {
-                row.insert(format!("previous_{name}"), number(v, d));
-            }
-            for ((name, c, _), (_, p, _)) in cur.iter().zip(prev.iter()) {
-                row.insert(format!("{name}_growth_percentage"), growth(*c, *p).into());
-            }
-        }
-        data.push(row);
-    }
-    Ok((meta, data))
+    let totals = |b: i64| by_bucket.get(&b).copied().unwrap_or_default();
+    let data = k
+        .buckets
+        .iter()
+        .map(|(bucket, label)| {
+            let prev = k.previous_shift.map(|shift| totals(bucket - shift));
+            kpi_row(label, totals(*bucket), prev)
+        })
+        .collect();
+    Ok((kpi_meta(k.hourly, k.previous_shift.is_some()), data))
 }
 
 fn top(t: &TopShape, rows: &[Row]) -> Result<(Vec<Column>, Vec<Row>), QueryError> {
@@ -208,8 +259,15 @@ fn top(t: &TopShape, rows: &[Row]) -> Result<(Vec<Column>, Vec<Row>), QueryError
     let mut data = Vec::with_capacity(rows.len());
     for r in rows {
         let mut row = Row::new();
-        for k in &t.keys {
-            row.insert((*k).into(), text(r, k)?.into());
+        if t.packed {
+            let mut parts = text(r, "k")?.split(SEP);
+            for k in &t.keys {
+                row.insert((*k).into(), parts.next().unwrap_or_default().into());
+            }
+        } else {
+            for k in &t.keys {
+                row.insert((*k).into(), text(r, k)?.into());
+            }
         }
         let (visits, hits) = (int(r, "visits")?, int(r, "hits")?);
         row.insert("visits".into(), visits.into());

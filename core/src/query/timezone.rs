@@ -147,9 +147,20 @@ pub(crate) fn to_utc(tz: &dyn TimeZone, local: i64) -> i64 {
     lo
 }
 
-/// The UTC instant at which local date `day` begins.
+/// The UTC instant at which local date `day` begins, floored to the UTC hour. Every window is whole
+/// UTC hours (the rollups' grain): in zones whose offset is a whole number of hours this is the exact
+/// local midnight; in others (Asia/Kolkata +5:30, Asia/Kathmandu +5:45) a local day runs from the start
+/// of the UTC hour holding its local midnight (Kolkata: 18:00 to 18:00 UTC instead of 18:30 to 18:30).
 pub(crate) fn day_start(tz: &dyn TimeZone, day: Days) -> i64 {
-    to_utc(tz, day * DAY)
+    let t = to_utc(tz, day * DAY);
+    t - t.rem_euclid(3600)
+}
+
+/// The local hour label of UTC hour `utc_hour` under the same rule: the local time of its start,
+/// rounded up to a whole hour (the UTC hour holding local `H:00` is labelled `H:00`).
+pub(crate) fn hour_label(tz: &dyn TimeZone, utc_hour: i64) -> i64 {
+    let l = to_local(tz, utc_hour);
+    l + (3600 - l.rem_euclid(3600)) % 3600
 }
 
 /// The local date of a UTC instant.
@@ -319,6 +330,43 @@ pub(crate) mod tests {
         assert_eq!(
             offset_segments(&FixedOffset(19_800), &samples),
             vec![(i64::MAX, 19_800)]
+        );
+    }
+
+    #[test]
+    fn half_and_quarter_hour_zones_use_whole_utc_hours() {
+        let day = parse_date("2026-11-23").unwrap();
+        // Asia/Kolkata +5:30: local midnight is 18:30 UTC; the day runs from 18:00 UTC.
+        let kolkata = FixedOffset(19_800);
+        assert_eq!(
+            format_datetime(day_start(&kolkata, day)),
+            "2026-11-22 18:00:00"
+        );
+        // Asia/Kathmandu +5:45: local midnight is 18:15 UTC; the day runs from 18:00 UTC.
+        let kathmandu = FixedOffset(20_700);
+        assert_eq!(
+            format_datetime(day_start(&kathmandu, day)),
+            "2026-11-22 18:00:00"
+        );
+        // The UTC hour 04:00-05:00 holds Kolkata's 10:00 (04:30 UTC): it is labelled 10:00.
+        let h = day * DAY + 4 * 3600;
+        assert_eq!(
+            format_datetime(hour_label(&kolkata, h)),
+            "2026-11-23 10:00:00"
+        );
+        assert_eq!(
+            format_datetime(hour_label(&kathmandu, h)),
+            "2026-11-23 10:00:00"
+        );
+        // Whole-hour zones are unchanged: exact midnights and labels.
+        let madrid = FixedOffset(3600);
+        assert_eq!(
+            format_datetime(day_start(&madrid, day)),
+            "2026-11-22 23:00:00"
+        );
+        assert_eq!(
+            format_datetime(hour_label(&madrid, h)),
+            "2026-11-23 05:00:00"
         );
     }
 }

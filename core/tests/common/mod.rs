@@ -2,6 +2,8 @@
 #![allow(dead_code)] // each test crate uses part of it
 
 use rusqlite::{params_from_iter, Connection};
+use starling_core::event::EnrichedEvent;
+use starling_core::rollup::{prior_lookup, statements_for, PriorState};
 use starling_core::sql::{SqlValue, Statement};
 
 /// An in-memory SQLite with every migration in `migrations/` applied in order, as D1 would.
@@ -70,4 +72,54 @@ pub fn rows(conn: &Connection, s: &Statement) -> Vec<serde_json::Map<String, ser
         out.push(m);
     }
     out
+}
+
+/// The consumer's steps for one batch: read the prior state of the visits it touches, then the rollup
+/// statements (without the batch guard), as statements to run in one transaction.
+pub fn rollup_statements(conn: &Connection, events: &[EnrichedEvent], now: i64) -> Vec<Statement> {
+    let mut prior = PriorState::default();
+    let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for t in tenants {
+        let mine: Vec<EnrichedEvent> = events
+            .iter()
+            .filter(|e| e.tenant_id == t)
+            .cloned()
+            .collect();
+        for s in prior_lookup(t, &mine) {
+            prior.add_rows(t, &rows(conn, &s));
+        }
+    }
+    statements_for(events, &prior, now)
+}
+
+/// Reads the prior state and applies one batch's rollup statements in one transaction.
+pub fn apply(conn: &mut Connection, events: &[EnrichedEvent], now: i64) -> rusqlite::Result<()> {
+    let statements = rollup_statements(conn, events, now);
+    run(conn, &statements)
+}
+
+/// splitmix64: deterministic fixtures without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// One element of `list`.
+    pub fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
+        list[self.below(list.len() as u64) as usize]
+    }
 }

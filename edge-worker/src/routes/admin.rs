@@ -79,7 +79,10 @@ pub async fn handle(
             let bucket = archive::bucket(env)?;
             let events = archive::read_day(&bucket, &tenant, &day).await?;
             let now = crate::clock::now_secs();
-            let statements = rollup::statements_for(&events, now);
+            // Days are replayed in order: visits continue from the state the previous day left.
+            let mut prior = rollup::PriorState::default();
+            crate::store::visits::load_prior(&db, &tenant, &events, &mut prior).await?;
+            let statements = rollup::statements_for(&events, &prior, now);
             for chunk in statements.chunks(STATEMENTS_PER_BATCH) {
                 d1::run_atomic(&db, chunk).await?;
             }

@@ -161,6 +161,8 @@ pub enum Route {
     OpenApi,
     /// `GET /v0/pipes/{name}.json`
     Pipe(String),
+    /// `POST /v0/query`
+    Query,
     /// `GET /v0/tenant.json`
     TenantJson,
     /// `GET /v0/usage.json`
@@ -205,6 +207,7 @@ impl Route {
         Some(match segments.as_slice() {
             ["events"] => Self::Events,
             ["health"] => Self::Health,
+            ["query"] => Self::Query,
             ["openapi.json"] => Self::OpenApi,
             ["tenant.json"] => Self::TenantJson,
             ["usage.json"] => Self::UsageJson,
@@ -238,6 +241,7 @@ impl Route {
             Self::Health => "health",
             Self::OpenApi => "openapi",
             Self::Pipe(_) => "pipes",
+            Self::Query => "query",
             Self::TenantJson => "tenant",
             Self::UsageJson => "usage",
             Self::Tenants | Self::Tenant(_) => "admin_tenants",
@@ -257,6 +261,7 @@ impl Route {
     pub fn methods(&self) -> &'static str {
         match self {
             Self::Events
+            | Self::Query
             | Self::RetentionRun
             | Self::RebuildReset
             | Self::RebuildDay
@@ -290,7 +295,8 @@ impl Route {
             | Self::OpenApi
             | Self::Pipe(_)
             | Self::TenantJson
-            | Self::UsageJson => false,
+            | Self::UsageJson
+            | Self::Query => false,
             Self::Tenants
             | Self::Tenant(_)
             | Self::Settings(_)
@@ -338,6 +344,7 @@ async fn dispatch(
             Ok(resp)
         }
         Route::Pipe(name) => query::get_pipe(req, env, &name, outcome).await,
+        Route::Query => query::post_query(req, env, outcome).await,
         Route::TenantJson => settings::get_tenant(req, env, outcome).await,
         Route::UsageJson => reports::get_own(req, env, outcome).await,
         Route::Tenants if method == Method::Post => tenants::create(req, env, outcome).await,

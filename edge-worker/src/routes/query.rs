@@ -1,10 +1,12 @@
-//! `GET /v0/pipes/{name}.json`: Tinybird-compatible analytics endpoints over the D1 rollups.
+//! `GET /v0/pipes/{name}.json`: Tinybird-compatible analytics endpoints over the D1 rollups, and
+//! `POST /v0/query`: the general query (Plausible Stats API v2 shape) over the same tables.
 //!
-//! Verify the read token → `authorize_read` (scope and tenant) → `query::plan` (fixed params win) →
-//! Cache API under the plan's tenant-first key → D1 (one batch of bound statements) → `assemble` →
-//! `{meta, data, rows, statistics}`.
+//! Verify the read token → `authorize_read` (scope and tenant) → `query::plan` / `plan_query` (fixed
+//! params win) → Cache API under the plan's tenant-first key → D1 (one batch of bound statements) →
+//! `assemble` → `{meta, data, rows, statistics}` (pipes) or `{results, meta, query}` (query).
 
 use starling_core::query::{self, Request as QueryRequest};
+use starling_core::ratelimit::Decision;
 use worker::{Cache, Env, Request, Response};
 
 use super::auth::{authenticate, Need};
@@ -31,7 +33,6 @@ pub async fn get_pipe(
     let started = now_ms();
     let params = query_pairs(&req);
     let caller = authenticate(&req, env, &params, Need::Read(pipe), outcome).await?;
-    let limit = Some(caller.limit);
 
     let tz_name = query::timezone_param(&params, &caller.fixed)?;
     let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
@@ -54,18 +55,8 @@ pub async fn get_pipe(
         encode(&plan.cache_key())
     );
     outcome.query_served = Some(caller.state.database().to_owned());
-    if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
-        // Cached responses have immutable headers: answer with a fresh response around the body.
-        if let Ok(body) = hit.text().await {
-            let mut resp = error::text(body, "application/json", Success::Ok);
-            let h = resp.headers_mut();
-            let _ = h.set("X-Cache", "HIT");
-            let _ = h.set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
-            if let Some(d) = &limit {
-                limiter::headers(&mut resp, d);
-            }
-            return Ok(resp);
-        }
+    if let Some(resp) = cache_hit(&cache, &cache_url, ttl(pipe), &caller.limit).await {
+        return Ok(resp);
     }
     let db = tenants::data_db(env, &caller.state)?;
     let results = d1::rows_batch(&db, &plan.statements).await?;
@@ -93,10 +84,91 @@ pub async fn get_pipe(
         let _ = cache.put(cache_url.as_str(), copy).await;
     }
     let _ = resp.headers_mut().set("X-Cache", "MISS");
-    if let Some(d) = &limit {
-        limiter::headers(&mut resp, d);
-    }
+    limiter::headers(&mut resp, &caller.limit);
     Ok(resp)
+}
+
+/// Resource name a read token must grant for `POST /v0/query` (`PIPES:READ` on `query`, or a glob).
+const QUERY_RESOURCE: &str = "query";
+/// Largest accepted query body.
+const MAX_QUERY_BODY: usize = 64 * 1024;
+/// Seconds a query response is cached.
+const QUERY_TTL: u32 = 60;
+
+/// Handles `POST /v0/query`.
+pub async fn post_query(
+    mut req: Request,
+    env: &Env,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
+    let started = now_ms();
+    let params = query_pairs(&req);
+    let caller = authenticate(&req, env, &params, Need::Read(QUERY_RESOURCE), outcome).await?;
+    let raw = req.bytes().await?;
+    if raw.len() > MAX_QUERY_BODY {
+        return Err(ApiError::BadRequest(format!(
+            "invalid 'body': at most {MAX_QUERY_BODY} bytes"
+        )));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| {
+        ApiError::BadRequest("invalid 'body': must be a JSON object (see /v0/openapi.json)".into())
+    })?;
+    let tz_name = query::timezone_of(&body, &caller.fixed)?;
+    let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
+        ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into())
+    })?;
+    let plan = query::plan_query(&query::ApiRequest {
+        body: &body,
+        fixed: &caller.fixed,
+        now_secs: started.div_euclid(1000),
+        tz: &tz,
+    })?;
+    let cache = Cache::default();
+    let cache_url = format!(
+        "https://cache.starling.internal/v1/{}/q/{}",
+        caller.state.generation(),
+        encode(&plan.cache_key())
+    );
+    outcome.query_served = Some(caller.state.database().to_owned());
+    if let Some(resp) = cache_hit(&cache, &cache_url, QUERY_TTL, &caller.limit).await {
+        return Ok(resp);
+    }
+    let db = tenants::data_db(env, &caller.state)?;
+    let results = d1::rows_batch(&db, &plan.statements).await?;
+    let out = query::assemble_query(&plan, results)?;
+    outcome.rows = out["results"].as_array().map(Vec::len);
+    let mut resp = error::json(&out, Success::Ok)?;
+    if let Ok(mut copy) = resp.cloned() {
+        let _ = copy
+            .headers_mut()
+            .set("Cache-Control", &format!("public, max-age={QUERY_TTL}"));
+        let _ = cache.put(cache_url.as_str(), copy).await;
+    }
+    let h = resp.headers_mut();
+    let _ = h.set("Cache-Control", &format!("private, max-age={QUERY_TTL}"));
+    let _ = h.set("X-Cache", "MISS");
+    let _ = h.set(
+        "X-Query-Path",
+        if plan.uses_rollups() {
+            "rollups"
+        } else {
+            "visits"
+        },
+    );
+    limiter::headers(&mut resp, &caller.limit);
+    Ok(resp)
+}
+
+/// A cached answer as a fresh response (Cache API responses have immutable headers), or `None`.
+async fn cache_hit(cache: &Cache, url: &str, ttl: u32, limit: &Decision) -> Option<Response> {
+    let mut hit = cache.get(url, false).await.ok()??;
+    let body = hit.text().await.ok()?;
+    let mut resp = error::text(body, "application/json", Success::Ok);
+    let h = resp.headers_mut();
+    let _ = h.set("X-Cache", "HIT");
+    let _ = h.set("Cache-Control", &format!("private, max-age={ttl}"));
+    limiter::headers(&mut resp, limit);
+    Some(resp)
 }
 
 /// Percent-encodes everything but unreserved characters, so a cache key is one URL path segment.

@@ -6,3 +6,4 @@ pub mod maintenance;
 pub mod retention;
 pub mod salt;
 pub mod spool;
+pub mod visits;

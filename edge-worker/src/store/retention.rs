@@ -1,14 +1,16 @@
 //! Retention and the erasure sweep, run by the hourly cron (and `POST /v0/admin/retention/run`).
 //!
 //! For every tenant: rollup rows dated before its cutoff (`retention_days`, or `DEFAULT_RETENTION_DAYS`
-//! for tenants never created through the admin API) are deleted, and custom-event payloads older than
-//! it cleared, in the pool and in its silo database (`lifecycle::databases`: events sent before a
+//! for tenants never created through the admin API) are deleted, as are per-dimension hourly rows
+//! older than the last two UTC days (`visits::prune_hourly`), and custom-event payloads older than the
+//! cutoff cleared, in the pool and in its silo database (`lifecycle::databases`: events sent before a
 //! tenant was registered as a silo are in the pool), and its R2 day folders before the cutoff are
 //! deleted. Tombstoned (erased) tenants are erased again, which removes
 //! anything a batch in flight at the moment of erasure wrote afterwards.
 
 use serde_json::Value;
 use starling_core::lifecycle;
+use starling_core::rollup::visits;
 use starling_core::tenant::{self, Status, DEFAULT_RETENTION_DAYS};
 use worker::Env;
 
@@ -110,7 +112,9 @@ async fn tasks(env: &Env) -> worker::Result<Vec<Task>> {
 /// Deletes what is older than the tenant's cutoff in D1 and R2.
 async fn expire(env: &Env, task: &Task, now: i64) -> worker::Result<(u64, u64)> {
     let cutoff = lifecycle::cutoff(now, task.retention_days);
-    let statements = lifecycle::expire(&task.tenant_id, cutoff);
+    let mut statements = lifecycle::expire(&task.tenant_id, cutoff);
+    // Per-dimension hourly rows live a couple of days only (`visits::HOURLY_DAYS`).
+    statements.push(visits::prune_hourly(&task.tenant_id, now));
     let mut rows = 0;
     for binding in lifecycle::databases(env::DB, task.database.as_deref()) {
         rows += d1::run_counting(&d1::named(env, binding)?, &statements).await?;

@@ -1,0 +1,1237 @@
+//! `POST /v0/query`: a general query shaped like Plausible's Stats API v2, planned over the same tables
+//! as the pipes.
+//!
+//! Request: `metrics` (`visitors`, `visits`, `pageviews`, `bounce_rate`, `visit_duration`,
+//! `views_per_visit`), `date_range` (`["YYYY-MM-DD","YYYY-MM-DD"]`, `day`, `Nd`, `month`, `year`,
+//! `Nmo`), `dimensions` (at most one: `time`, `time:hour|day|week|month`, `visit:source|referrer|
+//! browser|os|device|country|utm_source|utm_medium|utm_campaign|entry_page|exit_page`,
+//! `event:hostname`), `filters` (`[op, dim, [values], {"case_sensitive": false}?]` with `is`, `is_not`,
+//! `contains`, `contains_not` over the visit dimensions, `event:page` (visits that viewed a matching
+//! page) and `event:hostname`; `["and"|"or", [...]]`, `["not", f]`; the top-level list is AND-ed),
+//! `order_by`, `pagination`, `include` (`time_labels`, `total_rows`, `comparisons` with `mode`
+//! `previous_period` or `year_over_year`), `timezone`, and `site_id` (a domain, optional).
+//!
+//! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
+//! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
+//! day and value). Every other combination is exact over the visit-level `sessions` table: its cost
+//! grows with the visits in the range.
+//!
+//! The tenant comes only from the token's `fixed_params.tenant_id`; a fixed `domain` is AND-ed to the
+//! filters and a fixed `timezone` wins over the body's. Fixed `date_from`/`date_to` replace the body's
+//! range (as they do for the pipes) and refuse comparisons, which read outside them.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::params::MAX_RANGE_DAYS;
+use super::response::{growth, round};
+use super::rollups::{self, KpiBucket, RollupKpis, Slice};
+use super::timezone::{
+    civil_from_days, day_start, days_from_civil, format_date, format_datetime, hour_label,
+    local_day, offset_segments, parse_date, Days, TimeZone, DAY,
+};
+use super::QueryError;
+use crate::rollup::visits::dim;
+use crate::sql::{SqlValue, Statement};
+
+/// Metrics in the order of the measures the plans return them from.
+const METRICS: &[&str] = &[
+    "visitors",
+    "visits",
+    "pageviews",
+    "bounce_rate",
+    "visit_duration",
+    "views_per_visit",
+];
+const MAX_LIMIT: i64 = 10_000;
+/// D1's bound-parameter limit, with room for the plan's own binds.
+const MAX_FILTER_VALUES: usize = 60;
+
+/// A `POST /v0/query` request after the token was verified.
+pub struct ApiRequest<'a> {
+    /// The JSON body.
+    pub body: &'a Value,
+    /// The token's `fixed_params`; must contain `tenant_id`.
+    pub fixed: &'a BTreeMap<String, String>,
+    /// Current time, UTC seconds.
+    pub now_secs: i64,
+    /// The zone named by [`timezone_of`].
+    pub tz: &'a dyn TimeZone,
+}
+
+/// The statements of a query and what [`assemble_query`] needs to shape their rows.
+#[derive(Debug, Clone)]
+pub struct ApiPlan {
+    /// Run in order (one D1 batch); pass one row set per statement to [`assemble_query`].
+    pub statements: Vec<Statement>,
+    shape: ApiShape,
+    key: String,
+}
+
+impl ApiPlan {
+    /// The response cache key: tenant first, then the resolved query (dates resolved, so relative
+    /// ranges change key when the day changes).
+    pub fn cache_key(&self) -> String {
+        self.key.clone()
+    }
+
+    /// Whether the plan reads only the pre-aggregated rollups (else the visit-level table).
+    pub fn uses_rollups(&self) -> bool {
+        self.shape.rollups
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ApiShape {
+    metrics: Vec<&'static str>,
+    dimension: Option<String>,
+    time: bool,
+    rows: RowSource,
+    /// Current bucket labels (time dimension), paired by position with the comparison's.
+    labels: Vec<String>,
+    comparison_labels: Vec<String>,
+    comparison: bool,
+    order_by: Vec<(String, bool)>,
+    limit: i64,
+    offset: i64,
+    time_labels: bool,
+    total_rows: bool,
+    query: Value,
+    rollups: bool,
+}
+
+#[derive(Debug, Clone)]
+enum RowSource {
+    /// Statement 0: current groups; statement 1 (with a comparison): the comparison's groups.
+    Groups,
+    /// Rollup buckets (current pieces, comparison pieces as "previous").
+    Buckets(RollupKpis),
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> QueryError {
+    QueryError::invalid(field, reason)
+}
+
+/// The time zone name in force: the token's fixed `timezone`, else the body's, else UTC (`None`).
+pub fn timezone_of(
+    body: &Value,
+    fixed: &BTreeMap<String, String>,
+) -> Result<Option<String>, QueryError> {
+    let raw = match (fixed.get("timezone"), body.get("timezone")) {
+        (Some(f), _) => Some(f.clone()),
+        (None, None | Some(Value::Null)) => None,
+        (None, Some(Value::String(s))) => Some(s.clone()),
+        (None, Some(_)) => return Err(bad("timezone", "must be a string such as Europe/Berlin")),
+    };
+    let Some(name) = raw else { return Ok(None) };
+    let pairs = [("timezone".to_owned(), name)];
+    super::params::timezone_param(&pairs, &BTreeMap::new())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Grain {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+/// A filterable or groupable dimension.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dimension {
+    /// A `sessions` column and its rollup dimension.
+    Visit(&'static str, &'static str),
+    Host,
+    Page,
+}
+
+fn dimension(name: &str) -> Option<Dimension> {
+    use Dimension::Visit;
+    Some(match name {
+        "visit:source" | "visit:referrer" => Visit("source", dim::SOURCE),
+        "visit:browser" => Visit("browser", dim::BROWSER),
+        "visit:os" => Visit("os", dim::OS),
+        "visit:device" => Visit("device", dim::DEVICE),
+        "visit:country" => Visit("country", dim::COUNTRY),
+        "visit:utm_source" => Visit("utm_source", dim::UTM_SOURCE),
+        "visit:utm_medium" => Visit("utm_medium", dim::UTM_MEDIUM),
+        "visit:utm_campaign" => Visit("utm_campaign", dim::UTM_CAMPAIGN),
+        "visit:entry_page" => Visit("entry_path", dim::ENTRY),
+        "visit:exit_page" => Visit("exit_path", dim::EXIT),
+        "event:hostname" => Dimension::Host,
+        "event:page" => Dimension::Page,
+        _ => return None,
+    })
+}
+
+const DIMENSION_NAMES: &str = "time, time:hour, time:day, time:week, time:month, visit:source, \
+    visit:referrer, visit:browser, visit:os, visit:device, visit:country, visit:utm_source, \
+    visit:utm_medium, visit:utm_campaign, visit:entry_page, visit:exit_page, event:hostname";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Is,
+    IsNot,
+    Contains,
+    ContainsNot,
+}
+
+#[derive(Debug, Clone)]
+enum Filter {
+    Leaf {
+        op: Op,
+        dim: Dimension,
+        values: Vec<String>,
+        case_sensitive: bool,
+    },
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+}
+
+fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, QueryError> {
+    let arr = v.as_array().ok_or_else(|| {
+        bad(
+            field,
+            "must be a list such as [\"is\", \"visit:browser\", [\"chrome\"]]",
+        )
+    })?;
+    let op = arr.first().and_then(Value::as_str).unwrap_or_default();
+    match op {
+        "and" | "or" => {
+            let list = arr
+                .get(1)
+                .and_then(Value::as_array)
+                .filter(|l| !l.is_empty() && arr.len() == 2)
+                .ok_or_else(|| {
+                    bad(
+                        field,
+                        format!("\"{op}\" takes one non-empty list of filters"),
+                    )
+                })?;
+            let inner = list
+                .iter()
+                .enumerate()
+                .map(|(i, f)| parse_filter(f, &format!("{field}[1][{i}]"), values))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(if op == "and" {
+                Filter::And(inner)
+            } else {
+                Filter::Or(inner)
+            })
+        }
+        "not" => {
+            let inner = arr
+                .get(1)
+                .filter(|_| arr.len() == 2)
+                .ok_or_else(|| bad(field, "\"not\" takes one filter"))?;
+            Ok(Filter::Not(Box::new(parse_filter(
+                inner,
+                &format!("{field}[1]"),
+                values,
+            )?)))
+        }
+        "is" | "is_not" | "contains" | "contains_not" => {
+            let op = match op {
+                "is" => Op::Is,
+                "is_not" => Op::IsNot,
+                "contains" => Op::Contains,
+                _ => Op::ContainsNot,
+            };
+            let name = arr.get(1).and_then(Value::as_str).unwrap_or_default();
+            let dim = dimension(name).ok_or_else(|| {
+                bad(
+                    &format!("{field}[1]"),
+                    format!(
+                        "unknown filter dimension '{}'; use event:page or one of {DIMENSION_NAMES}",
+                        clip(name)
+                    ),
+                )
+            })?;
+            let list = arr
+                .get(2)
+                .and_then(Value::as_array)
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| {
+                    bad(
+                        &format!("{field}[2]"),
+                        "must be a non-empty list of strings",
+                    )
+                })?;
+            let mut out = Vec::with_capacity(list.len());
+            for (i, x) in list.iter().enumerate() {
+                let s = x.as_str().filter(|s| s.len() <= 512).ok_or_else(|| {
+                    bad(
+                        &format!("{field}[2][{i}]"),
+                        "must be a string of at most 512 bytes",
+                    )
+                })?;
+                out.push(s.to_owned());
+            }
+            *values += out.len();
+            let case_sensitive = match arr.get(3) {
+                None => true,
+                Some(m) => m
+                    .get("case_sensitive")
+                    .and_then(Value::as_bool)
+                    .filter(|_| m.as_object().is_some_and(|o| o.len() == 1))
+                    .ok_or_else(|| {
+                        bad(
+                            &format!("{field}[3]"),
+                            "must be {\"case_sensitive\": true|false}",
+                        )
+                    })?,
+            };
+            if arr.len() > 4 {
+                return Err(bad(field, "has too many elements"));
+            }
+            Ok(Filter::Leaf {
+                op,
+                dim,
+                values: out,
+                case_sensitive,
+            })
+        }
+        _ => Err(bad(
+            &format!("{field}[0]"),
+            "must be one of is, is_not, contains, contains_not, and, or, not",
+        )),
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+/// The token's fixed `date_from`/`date_to` (names case-insensitive, as for the pipes) win over the
+/// body's range, as fixed params win everywhere: a date-bound token reads only its own dates. Returns
+/// the range in force and whether the token fixes any date.
+fn fixed_dates(
+    fixed: &BTreeMap<String, String>,
+    from: Days,
+    to: Days,
+) -> Result<(Days, Days, bool), QueryError> {
+    let pinned = |name: &str| -> Result<Option<Days>, QueryError> {
+        fixed
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| {
+                parse_date(v).ok_or_else(|| {
+                    bad(
+                        "date_range",
+                        format!("the token's fixed {name} is not a date as YYYY-MM-DD"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (pinned_from, pinned_to) = (pinned("date_from")?, pinned("date_to")?);
+    let (from, to) = (pinned_from.unwrap_or(from), pinned_to.unwrap_or(to));
+    if from > to {
+        return Err(bad(
+            "date_range",
+            "ends before it starts within the token's fixed dates",
+        ));
+    }
+    if to - from + 1 > MAX_RANGE_DAYS {
+        return Err(bad(
+            "date_range",
+            format!("may span at most {MAX_RANGE_DAYS} days within the token's fixed dates"),
+        ));
+    }
+    Ok((from, to, pinned_from.is_some() || pinned_to.is_some()))
+}
+
+/// The local dates of a `date_range`.
+fn date_range(v: Option<&Value>, today: Days) -> Result<(Days, Days), QueryError> {
+    let field = "date_range";
+    let (from, to) = match v {
+        Some(Value::Array(pair)) if pair.len() == 2 => {
+            let d = |i: usize| {
+                pair[i]
+                    .as_str()
+                    .and_then(parse_date)
+                    .ok_or_else(|| bad(&format!("{field}[{i}]"), "must be a date as YYYY-MM-DD"))
+            };
+            (d(0)?, d(1)?)
+        }
+        Some(Value::String(s)) => {
+            let (y, m, _) = civil_from_days(today);
+            match s.as_str() {
+                "day" => (today, today),
+                "month" => (
+                    days_from_civil(y, m, 1),
+                    if m == 12 {
+                        days_from_civil(y + 1, 1, 1) - 1
+                    } else {
+                        days_from_civil(y, m + 1, 1) - 1
+                    },
+                ),
+                "year" => (days_from_civil(y, 1, 1), days_from_civil(y + 1, 1, 1) - 1),
+                other => {
+                    if let Some(n) = other.strip_suffix("mo").and_then(|n| n.parse::<i64>().ok()) {
+                        if !(1..=13).contains(&n) {
+                            return Err(bad(field, "Nmo takes N from 1 to 13"));
+                        }
+                        // N whole months ending with last month.
+                        let months = y * 12 + i64::from(m) - 1 - n;
+                        let from = days_from_civil(
+                            months.div_euclid(12),
+                            (months.rem_euclid(12) + 1) as u32,
+                            1,
+                        );
+                        (from, days_from_civil(y, m, 1) - 1)
+                    } else if let Some(n) =
+                        other.strip_suffix('d').and_then(|n| n.parse::<i64>().ok())
+                    {
+                        if !(1..=MAX_RANGE_DAYS).contains(&n) {
+                            return Err(bad(
+                                field,
+                                format!("Nd takes N from 1 to {MAX_RANGE_DAYS}"),
+                            ));
+                        }
+                        // N whole days ending yesterday.
+                        (today - n, today - 1)
+                    } else {
+                        return Err(bad(
+                            field,
+                            "must be [\"YYYY-MM-DD\", \"YYYY-MM-DD\"] or one of day, 7d, 28d, 30d, 91d, month, year, 6mo, 12mo",
+                        ));
+                    }
+                }
+            }
+        }
+        None => return Err(bad(field, "is required")),
+        _ => {
+            return Err(bad(
+                field,
+                "must be a pair of dates or a shorthand such as 7d, 30d or month",
+            ))
+        }
+    };
+    if from > to {
+        return Err(bad(field, "starts after it ends"));
+    }
+    if to - from + 1 > MAX_RANGE_DAYS {
+        return Err(bad(
+            field,
+            format!("may span at most {MAX_RANGE_DAYS} days"),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// The same local dates one year earlier (29 February becomes 28 February).
+fn year_before(d: Days) -> Days {
+    let (y, m, day) = civil_from_days(d);
+    days_from_civil(y - 1, m, if m == 2 && day == 29 { 28 } else { day })
+}
+
+/// Time buckets of `from..=to`: `(label, UTC pieces)`, oldest first.
+fn time_buckets(
+    tz: &dyn TimeZone,
+    grain: Grain,
+    from: Days,
+    to: Days,
+) -> Vec<(String, Vec<(i64, i64)>)> {
+    match grain {
+        Grain::Hour => {
+            let mut by_label: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+            let (start, end) = (day_start(tz, from), day_start(tz, to + 1));
+            let mut u = start;
+            while u < end {
+                by_label
+                    .entry(hour_label(tz, u))
+                    .or_default()
+                    .push((u, u + 3600));
+                u += 3600;
+            }
+            by_label
+                .into_iter()
+                .map(|(l, p)| (format_datetime(l), p))
+                .collect()
+        }
+        Grain::Day => (from..=to)
+            .map(|d| {
+                (
+                    format_date(d),
+                    vec![(day_start(tz, d), day_start(tz, d + 1))],
+                )
+            })
+            .collect(),
+        Grain::Week | Grain::Month => {
+            let mut out = Vec::new();
+            let mut d = from;
+            while d <= to {
+                let (start, next) = if grain == Grain::Week {
+                    // 1970-01-01 was a Thursday: Monday-based weekday of day d is (d + 3) mod 7.
+                    let monday = d - (d + 3).rem_euclid(7);
+                    (monday, monday + 7)
+                } else {
+                    let (y, m, _) = civil_from_days(d);
+                    let next = if m == 12 {
+                        days_from_civil(y + 1, 1, 1)
+                    } else {
+                        days_from_civil(y, m + 1, 1)
+                    };
+                    (days_from_civil(y, m, 1), next)
+                };
+                let end = next.min(to + 1);
+                out.push((
+                    format_date(start),
+                    vec![(day_start(tz, d), day_start(tz, end))],
+                ));
+                d = end;
+            }
+            out
+        }
+    }
+}
+
+/// Plans a `POST /v0/query` body.
+pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
+    let body = req
+        .body
+        .as_object()
+        .ok_or_else(|| bad("body", "must be a JSON object"))?;
+    const KEYS: [&str; 10] = [
+        "site_id",
+        "metrics",
+        "date_range",
+        "dimensions",
+        "filters",
+        "order_by",
+        "include",
+        "pagination",
+        "timezone",
+        "tenant_id",
+    ];
+    if let Some(k) = body.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(bad(&clip(k), "is not a query field"));
+    }
+    let tenant = req
+        .fixed
+        .get("tenant_id")
+        .map(String::as_str)
+        .ok_or(QueryError::MissingTenant)?;
+
+    // metrics
+    let list = body
+        .get("metrics")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| {
+            bad(
+                "metrics",
+                format!("must be a non-empty list of {}", METRICS.join(", ")),
+            )
+        })?;
+    let mut metrics: Vec<&'static str> = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let name = m.as_str().unwrap_or_default();
+        let known = METRICS.iter().find(|x| **x == name).ok_or_else(|| {
+            bad(
+                &format!("metrics[{i}]"),
+                format!(
+                    "unknown metric '{}'; use {}",
+                    clip(name),
+                    METRICS.join(", ")
+                ),
+            )
+        })?;
+        if metrics.contains(known) {
+            return Err(bad(&format!("metrics[{i}]"), "is repeated"));
+        }
+        metrics.push(known);
+    }
+
+    // date range and comparison
+    let today = local_day(req.tz, req.now_secs);
+    let (from, to) = date_range(body.get("date_range"), today)?;
+    let (from, to, dates_fixed) = fixed_dates(req.fixed, from, to)?;
+    let empty = Map::new();
+    let include = match body.get("include") {
+        None | Some(Value::Null) => &empty,
+        Some(v) => v
+            .as_object()
+            .ok_or_else(|| bad("include", "must be an object"))?,
+    };
+    let flag = |name: &str| -> Result<bool, QueryError> {
+        match include.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(bad(&format!("include.{name}"), "must be true or false")),
+        }
+    };
+    if let Some(k) = include
+        .keys()
+        .find(|k| !["time_labels", "total_rows", "comparisons"].contains(&k.as_str()))
+    {
+        return Err(bad(
+            &format!("include.{}", clip(k)),
+            "is not supported; use time_labels, total_rows, comparisons",
+        ));
+    }
+    let comparison = match include.get("comparisons") {
+        None | Some(Value::Null) => None,
+        // A comparison reads outside the token's fixed dates by construction.
+        Some(_) if dates_fixed => return Err(bad(
+            "include.comparisons",
+            "the token fixes date_from/date_to: a comparison would read outside them, leave it out",
+        )),
+        Some(c) => match c.get("mode").and_then(Value::as_str) {
+            Some("previous_period") => {
+                let n = to - from + 1;
+                Some((from - n, from - 1, "previous_period"))
+            }
+            Some("year_over_year") => Some((year_before(from), year_before(to), "year_over_year")),
+            _ => {
+                return Err(bad(
+                    "include.comparisons.mode",
+                    "must be previous_period or year_over_year",
+                ))
+            }
+        },
+    };
+
+    // dimensions
+    let dims = body.get("dimensions").map_or(Ok(Vec::new()), |v| {
+        v.as_array()
+            .cloned()
+            .ok_or_else(|| bad("dimensions", "must be a list"))
+    })?;
+    if dims.len() > 1 {
+        return Err(bad("dimensions", "at most one dimension is supported"));
+    }
+    let dim_name = dims
+        .first()
+        .map(|d| {
+            d.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| bad("dimensions[0]", "must be a string"))
+        })
+        .transpose()?;
+    let (grain, group) = match dim_name.as_deref() {
+        None => (None, None),
+        Some("time") => (
+            Some(if from == to {
+                Grain::Hour
+            } else if to - from < 40 {
+                Grain::Day
+            } else {
+                Grain::Month
+            }),
+            None,
+        ),
+        Some("time:hour") => (Some(Grain::Hour), None),
+        Some("time:day") => (Some(Grain::Day), None),
+        Some("time:week") => (Some(Grain::Week), None),
+        Some("time:month") => (Some(Grain::Month), None),
+        Some(name) => match dimension(name) {
+            Some(Dimension::Page) | None => {
+                return Err(bad(
+                    "dimensions[0]",
+                    format!(
+                        "unknown or unsupported dimension '{}'; use one of {DIMENSION_NAMES}",
+                        clip(name)
+                    ),
+                ))
+            }
+            Some(d) => (None, Some(d)),
+        },
+    };
+    if flag("time_labels")? && grain.is_none() {
+        return Err(bad("include.time_labels", "needs a time dimension"));
+    }
+
+    // filters: the body's, the site and the token's fixed domain, AND-ed
+    let mut values = 0;
+    let mut filters = Vec::new();
+    if let Some(f) = body.get("filters").filter(|f| !f.is_null()) {
+        let list = f
+            .as_array()
+            .ok_or_else(|| bad("filters", "must be a list of filters"))?;
+        for (i, x) in list.iter().enumerate() {
+            filters.push(parse_filter(x, &format!("filters[{i}]"), &mut values)?);
+        }
+    }
+    for domain in [
+        body.get("site_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        req.fixed.get("domain").cloned(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        values += 1;
+        filters.push(Filter::Leaf {
+            op: Op::Is,
+            dim: Dimension::Host,
+            values: vec![domain],
+            case_sensitive: true,
+        });
+    }
+    if let Some(v) = body
+        .get("site_id")
+        .filter(|v| !v.is_null() && !v.is_string())
+    {
+        let _ = v;
+        return Err(bad("site_id", "must be a domain as a string"));
+    }
+    if values > MAX_FILTER_VALUES {
+        return Err(bad(
+            "filters",
+            format!("may hold at most {MAX_FILTER_VALUES} values in all"),
+        ));
+    }
+
+    // order_by and pagination
+    let mut order_by: Vec<(String, bool)> = Vec::new();
+    if let Some(o) = body.get("order_by").filter(|o| !o.is_null()) {
+        let list = o
+            .as_array()
+            .ok_or_else(|| bad("order_by", "must be a list of [name, \"asc\"|\"desc\"]"))?;
+        for (i, x) in list.iter().enumerate() {
+            let field = format!("order_by[{i}]");
+            let pair = x
+                .as_array()
+                .filter(|p| p.len() == 2)
+                .ok_or_else(|| bad(&field, "must be [name, \"asc\"|\"desc\"]"))?;
+            let name = pair[0].as_str().unwrap_or_default();
+            if !metrics.contains(&name) && dim_name.as_deref() != Some(name) {
+                return Err(bad(
+                    &field,
+                    format!(
+                        "'{}' is not among the queried metrics and dimensions",
+                        clip(name)
+                    ),
+                ));
+            }
+            let desc = match pair[1].as_str() {
+                Some("asc") => false,
+                Some("desc") => true,
+                _ => return Err(bad(&field, "direction must be \"asc\" or \"desc\"")),
+            };
+            order_by.push((name.to_owned(), desc));
+        }
+    }
+    if order_by.is_empty() {
+        match &dim_name {
+            Some(d) if grain.is_some() => order_by.push((d.clone(), false)),
+            _ => order_by.push((metrics[0].to_owned(), true)),
+        }
+    }
+    let page = body.get("pagination").map_or(Ok(Map::new()), |p| {
+        p.as_object()
+            .cloned()
+            .ok_or_else(|| bad("pagination", "must be an object"))
+    })?;
+    let int = |name: &str, default: i64, min: i64, max: i64| -> Result<i64, QueryError> {
+        match page.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_i64()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        &format!("pagination.{name}"),
+                        format!("must be a whole number from {min} to {max}"),
+                    )
+                }),
+        }
+    };
+    let limit = int("limit", MAX_LIMIT, 1, MAX_LIMIT)?;
+    let offset = int("offset", 0, 0, 1_000_000)?;
+
+    // the plan
+    let tz = req.tz;
+    let mut statements = Vec::new();
+    let (labels, comparison_labels, rows, uses_rollups) =
+        match fast_slice(tenant, req.now_secs, &filters, group).filter(|s| {
+            !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
+        }) {
+            Some(slice) => {
+                let by_domain = group == Some(Dimension::Host);
+                match grain {
+                    Some(g) => {
+                        let cur = time_buckets(tz, g, from, to);
+                        let cmp = comparison
+                            .map(|(f, t, _)| time_buckets(tz, g, f, t))
+                            .unwrap_or_default();
+                        let buckets = cur
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (label, pieces))| KpiBucket {
+                                label: label.clone(),
+                                current: pieces.clone(),
+                                previous: cmp.get(i).map(|c| c.1.clone()).unwrap_or_default(),
+                            })
+                            .collect();
+                        let (s, shape) = rollups::kpi_statements(
+                            &slice,
+                            g == Grain::Hour,
+                            comparison.is_some(),
+                            buckets,
+                        );
+                        statements = s;
+                        (
+                            cur.into_iter().map(|c| c.0).collect(),
+                            cmp.into_iter().map(|c| c.0).collect(),
+                            RowSource::Buckets(shape),
+                            true,
+                        )
+                    }
+                    None => {
+                        statements.push(rollups::value_statement(
+                            &slice,
+                            (day_start(tz, from), day_start(tz, to + 1)),
+                            by_domain,
+                        ));
+                        if let Some((f, t, _)) = comparison {
+                            statements.push(rollups::value_statement(
+                                &slice,
+                                (day_start(tz, f), day_start(tz, t + 1)),
+                                by_domain,
+                            ));
+                        }
+                        (Vec::new(), Vec::new(), RowSource::Groups, true)
+                    }
+                }
+            }
+            None => {
+                let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t, _)| (f, t)));
+                for (f, t) in windows {
+                    statements.push(visit_statement(tenant, tz, f, t, grain, group, &filters)?);
+                }
+                let labels = |f, t| {
+                    grain
+                        .map(|g| time_buckets(tz, g, f, t).into_iter().map(|b| b.0).collect())
+                        .unwrap_or_default()
+                };
+                (
+                    labels(from, to),
+                    comparison.map(|(f, t, _)| labels(f, t)).unwrap_or_default(),
+                    RowSource::Groups,
+                    false,
+                )
+            }
+        };
+
+    let mut inc = Map::new();
+    for k in ["time_labels", "total_rows"] {
+        if flag(k)? {
+            inc.insert(k.into(), true.into());
+        }
+    }
+    if let Some((_, _, mode)) = comparison {
+        inc.insert("comparisons".into(), json!({ "mode": mode }));
+    }
+    let query = json!({
+        "site_id": body.get("site_id").cloned().unwrap_or(Value::Null),
+        "metrics": metrics,
+        "date_range": [format_date(from), format_date(to)],
+        "dimensions": dims,
+        "filters": body.get("filters").cloned().unwrap_or_else(|| json!([])),
+        "order_by": order_by.iter().map(|(n, d)| json!([n, if *d { "desc" } else { "asc" }])).collect::<Vec<_>>(),
+        "include": inc,
+        "pagination": { "limit": limit, "offset": offset },
+        "timezone": timezone_of(req.body, req.fixed)?.unwrap_or_else(|| "UTC".into()),
+    });
+    let key =
+        serde_json::to_string(&json!({ "tenant": tenant, "query": query, "fixed": req.fixed }))
+            .unwrap_or_default();
+    Ok(ApiPlan {
+        statements,
+        key,
+        shape: ApiShape {
+            metrics,
+            dimension: dim_name,
+            time: grain.is_some(),
+            rows,
+            labels,
+            comparison_labels,
+            comparison: comparison.is_some(),
+            order_by,
+            limit,
+            offset,
+            time_labels: flag("time_labels")?,
+            total_rows: flag("total_rows")?,
+            query,
+            rollups: uses_rollups,
+        },
+    })
+}
+
+/// The rollup slice that answers these filters and grouping, if one does: only `is` filters of one
+/// value, at most one besides `event:hostname` (at most one of those), on the grouped dimension unless
+/// grouping by time, by domain or not at all.
+fn fast_slice<'a>(
+    tenant: &'a str,
+    now: i64,
+    filters: &'a [Filter],
+    group: Option<Dimension>,
+) -> Option<Slice<'a>> {
+    let mut leaves = Vec::new();
+    fn flatten<'f>(f: &'f Filter, out: &mut Vec<&'f Filter>) -> bool {
+        match f {
+            Filter::And(list) => list.iter().all(|x| flatten(x, out)),
+            Filter::Leaf { .. } => {
+                out.push(f);
+                true
+            }
+            _ => false,
+        }
+    }
+    for f in filters {
+        if !flatten(f, &mut leaves) {
+            return None;
+        }
+    }
+    let mut domain = None;
+    let mut other: Option<(&'static str, &str)> = None;
+    for leaf in leaves {
+        let Filter::Leaf {
+            op: Op::Is,
+            dim,
+            values,
+            case_sensitive: true,
+        } = leaf
+        else {
+            return None;
+        };
+        let [value] = values.as_slice() else {
+            return None;
+        };
+        let code = match dim {
+            Dimension::Host => {
+                if domain.replace(value.as_str()).is_some() {
+                    return None;
+                }
+                continue;
+            }
+            Dimension::Page => dim::VIEWED,
+            Dimension::Visit(_, code) => code,
+        };
+        if other.replace((code, value.as_str())).is_some() {
+            return None;
+        }
+    }
+    let (code, value) = match (group, other) {
+        (Some(Dimension::Visit(_, g)), Some((code, v))) if code == g => (g, Some(v)),
+        (Some(Dimension::Visit(_, _)), Some(_)) => return None,
+        (Some(Dimension::Visit(_, g)), None) => (g, None),
+        (_, Some((code, v))) => (code, Some(v)),
+        (_, None) => (dim::ALL, None),
+    };
+    Some(Slice::new(tenant, code, value, domain, now))
+}
+
+/// The exact visit-level statement for any filters: groups of `k` with the five measures.
+fn visit_statement(
+    tenant: &str,
+    tz: &dyn TimeZone,
+    from: Days,
+    to: Days,
+    grain: Option<Grain>,
+    group: Option<Dimension>,
+    filters: &[Filter],
+) -> Result<Statement, QueryError> {
+    let (start, end) = (day_start(tz, from), day_start(tz, to + 1));
+    let column = match group {
+        Some(Dimension::Visit(col, _)) => format!("s.{col}"),
+        Some(Dimension::Host) => "s.domain".into(),
+        _ => "''".into(),
+    };
+    let mut sql = format!(
+        "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
+         s.last_ts - s.first_ts AS d FROM sessions s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?"
+    );
+    let mut binds: Vec<SqlValue> = vec![tenant.into(), start.into(), end.into()];
+    for f in filters {
+        sql.push_str(" AND ");
+        filter_sql(f, (tenant, start, end), &mut sql, &mut binds);
+    }
+    sql.push_str(") SELECT ");
+    match grain {
+        Some(g) => {
+            // The local hour of a visit: its UTC hour's start in local time, rounded up.
+            let mut samples: Vec<i64> = (start..end).step_by(DAY as usize).collect();
+            samples.push(end);
+            let segments = offset_segments(tz, &samples);
+            let mut off = String::from(if segments.len() > 1 { "CASE" } else { "" });
+            for (until, o) in &segments[..segments.len() - 1] {
+                off.push_str(" WHEN t < ? THEN ?");
+                binds.push((*until).into());
+                binds.push(i64::from(*o).into());
+            }
+            off.push_str(if segments.len() > 1 {
+                " ELSE ? END"
+            } else {
+                "?"
+            });
+            binds.push(i64::from(segments[segments.len() - 1].1).into());
+            let local =
+                format!("((CAST(t AS INTEGER) / 3600 * 3600 + CAST({off} AS INTEGER) + 3599) / 3600 * 3600)");
+            sql.push_str(&match g {
+                Grain::Hour => format!("strftime('%Y-%m-%d %H:00:00', {local}, 'unixepoch')"),
+                Grain::Day => format!("date({local}, 'unixepoch')"),
+                Grain::Week => format!("date({local}, 'unixepoch', '-6 days', 'weekday 1')"),
+                Grain::Month => format!("strftime('%Y-%m-01', {local}, 'unixepoch')"),
+            });
+        }
+        None => sql.push('c'),
+    }
+    sql.push_str(
+        " AS k, COUNT(*) AS visits, SUM(pv) AS pageviews, SUM(pv = 1) AS bounces, SUM(d) AS duration, \
+         COUNT(DISTINCT v || '|' || (CAST(t AS INTEGER) / 86400)) AS visitors FROM g GROUP BY k",
+    );
+    Ok(Statement::new(sql, binds))
+}
+
+/// A filter on the sessions `s` of `window` (tenant, start, end).
+fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mut Vec<SqlValue>) {
+    match f {
+        Filter::And(list) | Filter::Or(list) => {
+            let joiner = if matches!(f, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            sql.push('(');
+            for (i, x) in list.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(joiner);
+                }
+                filter_sql(x, window, sql, binds);
+            }
+            sql.push(')');
+        }
+        Filter::Not(inner) => {
+            sql.push_str("NOT ");
+            filter_sql(inner, window, sql, binds);
+        }
+        Filter::Leaf {
+            op,
+            dim,
+            values,
+            case_sensitive,
+        } => {
+            let col = match dim {
+                Dimension::Visit(c, _) => format!("s.{c}"),
+                Dimension::Host => "s.domain".into(),
+                Dimension::Page => "pv.pathname".into(),
+            };
+            let (col, wrap) = if *case_sensitive {
+                (col, "?".to_owned())
+            } else {
+                (format!("lower({col})"), "lower(?)".to_owned())
+            };
+            let negate = matches!(op, Op::IsNot | Op::ContainsNot);
+            let mut value_binds: Vec<SqlValue> = Vec::new();
+            let any = values
+                .iter()
+                .map(|v| {
+                    value_binds.push(v.as_str().into());
+                    match op {
+                        Op::Is | Op::IsNot => format!("{col} = {wrap}"),
+                        _ => format!("instr({col}, {wrap}) > 0"),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            if negate {
+                sql.push_str("NOT ");
+            }
+            if *dim == Dimension::Page {
+                let (tenant, start, end) = window;
+                let (pages, window_binds) =
+                    super::pipes::pages_of_sessions(tenant, start, end, &any);
+                sql.push_str(&pages);
+                binds.extend(window_binds);
+            } else {
+                sql.push_str(&format!("({any})"));
+            }
+            binds.extend(value_binds);
+        }
+    }
+}
+
+type Groups = BTreeMap<String, [i64; 5]>;
+/// A result row before shaping: key, measures, and the comparison's key and measures.
+type Grouped = (String, [i64; 5], Option<(String, [i64; 5])>);
+
+fn groups(rows: Vec<Map<String, Value>>) -> Result<Groups, QueryError> {
+    let mut out = Groups::new();
+    for r in rows {
+        let k = match r.get("k") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        };
+        let mut m = [0i64; 5];
+        for (slot, name) in
+            m.iter_mut()
+                .zip(["visits", "pageviews", "bounces", "duration", "visitors"])
+        {
+            *slot = match r.get(name) {
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .or_else(|| n.as_f64().map(|f| f as i64))
+                    .unwrap_or(0),
+                _ => 0,
+            };
+        }
+        out.insert(k, m);
+    }
+    Ok(out)
+}
+
+/// A metric's value from `[visits, pageviews, bounces, duration, visitors]`.
+fn metric(name: &str, m: &[i64; 5]) -> f64 {
+    let per_visit = |n: i64| {
+        if m[0] == 0 {
+            0.0
+        } else {
+            n as f64 / m[0] as f64
+        }
+    };
+    match name {
+        "visitors" => m[4] as f64,
+        "visits" => m[0] as f64,
+        "pageviews" => m[1] as f64,
+        "bounce_rate" => round(per_visit(m[2]) * 100.0, 2),
+        "visit_duration" => per_visit(m[3]).round(),
+        _ => round(per_visit(m[1]), 2),
+    }
+}
+
+fn metric_json(name: &str, v: f64) -> Value {
+    match name {
+        "bounce_rate" | "views_per_visit" => v.into(),
+        _ => (v as i64).into(),
+    }
+}
+
+/// Shapes the statements' rows into `{results, meta, query}`.
+pub fn assemble_query(
+    plan: &ApiPlan,
+    results: Vec<Vec<Map<String, Value>>>,
+) -> Result<Value, QueryError> {
+    let s = &plan.shape;
+    if results.len() != plan.statements.len() {
+        return Err(QueryError::ResultMismatch(format!(
+            "{} row sets for {} statements",
+            results.len(),
+            plan.statements.len()
+        )));
+    }
+    // (key, current, comparison key and measures)
+    let mut rows: Vec<Grouped> = Vec::new();
+    match &s.rows {
+        RowSource::Buckets(k) => {
+            let data = k.rows(results);
+            for (i, b) in k.buckets.iter().enumerate() {
+                let cur = k.totals(&data, &b.current);
+                let cmp = s.comparison.then(|| {
+                    (
+                        s.comparison_labels.get(i).cloned().unwrap_or_default(),
+                        k.totals(&data, &b.previous),
+                    )
+                });
+                // Empty buckets are left out, as Plausible does.
+                if cur[0] > 0 {
+                    rows.push((b.label.clone(), cur, cmp));
+                }
+            }
+        }
+        RowSource::Groups => {
+            let mut sets = results.into_iter();
+            let cur = groups(sets.next().unwrap_or_default())?;
+            let cmp = if s.comparison {
+                Some(groups(sets.next().unwrap_or_default())?)
+            } else {
+                None
+            };
+            for (key, m) in cur {
+                let c = cmp.as_ref().map(|cmp| {
+                    let ck = if s.time {
+                        s.labels
+                            .iter()
+                            .position(|l| *l == key)
+                            .and_then(|i| s.comparison_labels.get(i).cloned())
+                            .unwrap_or_default()
+                    } else {
+                        key.clone()
+                    };
+                    let cm = cmp.get(&ck).copied().unwrap_or_default();
+                    (ck, cm)
+                });
+                rows.push((key, m, c));
+            }
+        }
+    }
+    // Order: the requested keys, then the dimension value for a stable order.
+    rows.sort_by(|a, b| {
+        for (name, desc) in &s.order_by {
+            let ord = if Some(name) == s.dimension.as_ref() {
+                a.0.cmp(&b.0)
+            } else {
+                metric(name, &a.1).total_cmp(&metric(name, &b.1))
+            };
+            let ord = if *desc { ord.reverse() } else { ord };
+            if ord.is_ne() {
+                return ord;
+            }
+        }
+        a.0.cmp(&b.0)
+    });
+    let total = rows.len();
+    let results: Vec<Value> = rows
+        .into_iter()
+        .skip(s.offset as usize)
+        .take(s.limit as usize)
+        .map(|(key, m, cmp)| {
+            let dims: Vec<Value> = if s.dimension.is_some() {
+                vec![key.into()]
+            } else {
+                vec![]
+            };
+            let metrics: Vec<Value> = s
+                .metrics
+                .iter()
+                .map(|n| metric_json(n, metric(n, &m)))
+                .collect();
+            let mut row = json!({ "metrics": metrics, "dimensions": dims });
+            if let Some((ck, cm)) = cmp {
+                let values: Vec<Value> = s
+                    .metrics
+                    .iter()
+                    .map(|n| metric_json(n, metric(n, &cm)))
+                    .collect();
+                let change: Vec<Value> = s
+                    .metrics
+                    .iter()
+                    .map(|n| growth(metric(n, &m), metric(n, &cm)).into())
+                    .collect();
+                let cdims: Vec<Value> = if s.dimension.is_some() {
+                    vec![ck.into()]
+                } else {
+                    vec![]
+                };
+                row["comparison"] =
+                    json!({ "dimensions": cdims, "metrics": values, "change": change });
+            }
+            row
+        })
+        .collect();
+    let mut meta = Map::new();
+    if s.time_labels {
+        meta.insert("time_labels".into(), s.labels.clone().into());
+    }
+    if s.total_rows {
+        meta.insert("total_rows".into(), total.into());
+    }
+    Ok(json!({ "results": results, "meta": meta, "query": s.query }))
+}

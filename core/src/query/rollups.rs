@@ -1,0 +1,643 @@
+//! Plans over the pre-aggregated visit rollups (`visit_hourly`, `visit_daily`; see
+//! `crate::rollup::visits`): the read cost grows with the range and the number of distinct values,
+//! never with visits, except for the partial days of a dimension older than the hourly rows kept.
+//!
+//! A UTC window is split into whole UTC days (daily rows) and partial days (hourly rows). Hourly rows
+//! of a dimension other than all visits are kept for the last two UTC days only
+//! (`visits::HOURLY_DAYS`); older partial days of a dimension are computed from `sessions` and
+//! `page_visits` exactly as the consumer would have summed them ([`visit_level_hours`]), which costs
+//! one scan of the visits of those hours: for a range in a zone off UTC, its two edge days, but every
+//! day of a per-day series (each local day is two partial UTC days). Unique
+//! visitors add up over whole UTC days (visitor ids rotate daily); a partial day is always a prefix of
+//! its UTC day (`visitors_first` summed), a suffix (`visitors_last`) or a single hour (`visitors`), so
+//! every whole-local-day range and every hour bucket is exact. Windows are whole UTC hours: for zones
+//! whose offset is not a whole number of hours, a local day or hour starts at the UTC hour that holds
+//! its local start (see [`super::timezone::day_start`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::timezone::{day_start, Days, TimeZone, DAY};
+use crate::rollup::visits::{self, dim};
+use crate::sql::{SqlValue, Statement};
+
+const HOUR: i64 = 3600;
+
+/// The rollup dimension and value that a session filter or top list maps to.
+pub(crate) fn session_dim(column: &str) -> Option<&'static str> {
+    Some(match column {
+        "source" => dim::SOURCE,
+        "browser" => dim::BROWSER,
+        "os" => dim::OS,
+        "device" => dim::DEVICE,
+        "country" => dim::COUNTRY,
+        "utm_source" => dim::UTM_SOURCE,
+        "utm_medium" => dim::UTM_MEDIUM,
+        "utm_campaign" => dim::UTM_CAMPAIGN,
+        _ => return None,
+    })
+}
+
+/// Which rows to read: tenant, dimension, optional value and domain.
+#[derive(Debug, Clone)]
+pub(crate) struct Slice<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) dim: &'static str,
+    pub(crate) value: Option<&'a str>,
+    pub(crate) domain: Option<&'a str>,
+    /// The first hour with hourly rows of this dimension (`visits::hourly_kept_from`; every hour for
+    /// [`dim::ALL`]); earlier hours are read from the visit-level tables.
+    pub(crate) hourly_from: i64,
+}
+
+impl<'a> Slice<'a> {
+    /// A slice read at `now`.
+    pub(crate) fn new(
+        tenant: &'a str,
+        dim: &'static str,
+        value: Option<&'a str>,
+        domain: Option<&'a str>,
+        now: i64,
+    ) -> Self {
+        let hourly_from = if dim == dim::ALL {
+            i64::MIN
+        } else {
+            visits::hourly_kept_from(now)
+        };
+        Self {
+            tenant,
+            dim,
+            value,
+            domain,
+            hourly_from,
+        }
+    }
+}
+
+/// Whether a per-day series of this slice over the local days `from..=to` would compute more than
+/// two of its days from the visit-level tables: in a zone off UTC every local day is two partial UTC
+/// days, so a series older than the hourly rows kept reads every visit of its range either way, and
+/// the plain visit-level plan (one scan grouped by day) does it about four times faster than the
+/// hourly cells derived per hour (measured at 1M, BENCHMARKS.md).
+pub(crate) fn series_reads_visits(s: &Slice, tz: &dyn TimeZone, from: Days, to: Days) -> bool {
+    s.dim != dim::ALL
+        && (from..=to)
+            .filter(|&d| {
+                let a = day_start(tz, d);
+                a.rem_euclid(DAY) != 0 && a < s.hourly_from
+            })
+            .count()
+            > 2
+}
+
+/// Visit-level ranges per statement beyond which one covering range is scanned instead (D1 allows 100
+/// bound parameters per statement).
+const MAX_VISIT_RANGES: usize = 4;
+
+/// Sorted, merged `[start, end)` ranges.
+fn merged(mut ranges: Vec<Piece>) -> Vec<Piece> {
+    ranges.retain(|(a, z)| a < z);
+    ranges.sort_unstable();
+    let mut out: Vec<Piece> = Vec::new();
+    for (a, z) in ranges {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(z),
+            _ => out.push((a, z)),
+        }
+    }
+    out
+}
+
+/// Hourly cells of the slice in `[from, to)` as a row source with the columns of `visit_hourly`
+/// (`hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first,
+/// visitors_last`): `visit_hourly` from [`Slice::hourly_from`], the visit-level tables before it
+/// ([`visit_level_hours`]).
+fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<SqlValue>) {
+    let mut old: Vec<Piece> = ranges
+        .iter()
+        .map(|&(a, z)| (a, z.min(s.hourly_from)))
+        .collect();
+    old = merged(old);
+    if old.len() > MAX_VISIT_RANGES {
+        old = vec![(old[0].0, old[old.len() - 1].1)];
+    }
+    let recent: Vec<Piece> = merged(
+        ranges
+            .iter()
+            .map(|&(a, z)| (a.max(s.hourly_from), z))
+            .collect(),
+    );
+    let mut parts = 0;
+    if let (Some(first), Some(last)) = (recent.first(), recent.last()) {
+        // One covering range: hourly rows of whole days in between are few and left unused.
+        sql.push_str(
+            "SELECT hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first, \
+             visitors_last FROM visit_hourly WHERE tenant_id = ? AND dim = ? AND hour >= ? AND hour < ?",
+        );
+        binds.extend([
+            s.tenant.into(),
+            visits::dim_code(s.dim).into(),
+            first.0.into(),
+            last.1.into(),
+        ]);
+        slice_filters(sql, binds, s);
+        parts += 1;
+    }
+    for (a, z) in old {
+        if parts > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        visit_level_hours(s, a, z, sql, binds);
+        parts += 1;
+    }
+    if parts == 0 {
+        sql.push_str(
+            "SELECT 0 AS hour, '' AS value, '' AS domain, 0 AS visits, 0 AS pageviews, 0 AS bounces, \
+             0 AS duration, 0 AS visitors, 0 AS visitors_first, 0 AS visitors_last WHERE 0",
+        );
+    }
+}
+
+/// The hourly cells of `[from, to)` computed from `sessions` and `page_visits`, exactly as the consumer
+/// would have written them: a visit at the hour of its first hit under each of its keys (`vp`: every
+/// page it viewed), a page (`pg`) at the hour of its first hit in the visit. `visitors` counts the
+/// distinct visitors of the hour; `visitors_first`/`visitors_last` those whose first/last hour it is
+/// among the hours of their UTC day in the range, which is their first/last hour of the day for a
+/// range starting/ending at midnight, the only cases in which the planner reads them. Costs one scan
+/// of the visits (and, for pages, the page visits) of the range.
+fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mut Vec<SqlValue>) {
+    if s.dim == dim::PAGE {
+        // A page's domain is its visit's (the session by its primary key; a page whose visit started
+        // before the retention cutoff has lost it: still counted, without a domain).
+        sql.push_str(
+            "SELECT pv.first_ts - pv.first_ts % 3600 AS hour, pv.pathname AS value, s.domain AS domain, \
+             COUNT(*) AS visits, SUM(pv.hits) AS pageviews, 0 AS bounces, 0 AS duration, 0 AS visitors, \
+             0 AS visitors_first, 0 AS visitors_last FROM page_visits pv LEFT JOIN sessions s \
+             ON s.tenant_id = pv.tenant_id AND s.first_ts = pv.first_ts - pv.since_visit \
+             AND s.session_key = pv.session_key \
+             WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts < ?",
+        );
+        binds.extend([s.tenant.into(), from.into(), to.into()]);
+        if let Some(v) = s.value {
+            sql.push_str(" AND pv.pathname = ?");
+            binds.push(v.into());
+        }
+        if let Some(d) = s.domain {
+            sql.push_str(" AND s.domain = ?");
+            binds.push(d.into());
+        }
+        sql.push_str(" GROUP BY 1, 2, 3");
+        return;
+    }
+    // (first_ts, value, domain, visitor, pageviews, last_ts) per visit and key.
+    let value = match s.dim {
+        d if d == dim::ALL => "''",
+        d if d == dim::SOURCE => "s.source",
+        d if d == dim::BROWSER => "s.browser",
+        d if d == dim::OS => "s.os",
+        d if d == dim::DEVICE => "s.device",
+        d if d == dim::COUNTRY => "s.country",
+        d if d == dim::UTM_SOURCE => "s.utm_source",
+        d if d == dim::UTM_MEDIUM => "s.utm_medium",
+        d if d == dim::UTM_CAMPAIGN => "s.utm_campaign",
+        d if d == dim::CAMPAIGN => {
+            "s.utm_campaign || char(31) || s.utm_source || char(31) || s.utm_medium"
+        }
+        d if d == dim::ENTRY => "s.entry_path",
+        d if d == dim::EXIT => "s.exit_path",
+        _ => "pv.pathname",
+    };
+    // Per (hour, key, visitor) first; then each visitor's first and last hour of its UTC day among
+    // them (a window over those groups), then per (hour, key).
+    sql.push_str(&format!(
+        "SELECT hour, value, domain, SUM(n) AS visits, SUM(pv) AS pageviews, SUM(b) AS bounces, \
+         SUM(d) AS duration, COUNT(*) AS visitors, SUM(hour = first_hour) AS visitors_first, \
+         SUM(hour = last_hour) AS visitors_last \
+         FROM (SELECT hour, value, domain, n, pv, b, d, MIN(hour) OVER day AS first_hour, \
+         MAX(hour) OVER day AS last_hour \
+         FROM (SELECT s.first_ts - s.first_ts % 3600 AS hour, {value} AS value, s.domain AS domain, \
+         s.visitor_id AS visitor, COUNT(*) AS n, SUM(s.pageviews) AS pv, SUM(s.pageviews = 1) AS b, \
+         SUM(s.last_ts - s.first_ts) AS d"
+    ));
+    if s.dim == dim::VIEWED {
+        // The pages of the range's visits, read once from the range's start to its visits' last hit,
+        // each joined to its visit by the visit's primary key.
+        sql.push_str(
+            " FROM page_visits pv JOIN sessions s ON s.tenant_id = pv.tenant_id \
+             AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key \
+             WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts <= (SELECT MAX(last_ts) \
+             FROM sessions WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?) \
+             AND pv.first_ts - pv.since_visit >= ? AND pv.first_ts - pv.since_visit < ?",
+        );
+        binds.extend([
+            s.tenant.into(),
+            from.into(),
+            s.tenant.into(),
+            from.into(),
+            to.into(),
+            from.into(),
+            to.into(),
+        ]);
+    } else {
+        sql.push_str(
+            " FROM sessions s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?",
+        );
+        binds.extend([s.tenant.into(), from.into(), to.into()]);
+    }
+    if s.dim == dim::CAMPAIGN {
+        sql.push_str(" AND s.utm_campaign <> ''");
+    }
+    if let Some(v) = s.value {
+        sql.push_str(&format!(" AND {value} = ?"));
+        binds.push(v.into());
+    }
+    if let Some(d) = s.domain {
+        sql.push_str(" AND s.domain = ?");
+        binds.push(d.into());
+    }
+    sql.push_str(
+        " GROUP BY 1, 2, 3, 4) WINDOW day AS (PARTITION BY value, domain, visitor, hour / 86400)) \
+         GROUP BY hour, value, domain",
+    );
+}
+
+/// A `[start, end)` UTC window in whole hours.
+pub(crate) type Piece = (i64, i64);
+
+/// One output bucket of a kpis plan: its label, its UTC pieces and those of its previous bucket.
+#[derive(Debug, Clone)]
+pub(crate) struct KpiBucket {
+    pub(crate) label: String,
+    pub(crate) current: Vec<Piece>,
+    pub(crate) previous: Vec<Piece>,
+}
+
+/// What the assembler needs for a kpis plan over the rollups.
+#[derive(Debug, Clone)]
+pub(crate) struct RollupKpis {
+    pub(crate) hourly: bool,
+    pub(crate) previous: bool,
+    pub(crate) buckets: Vec<KpiBucket>,
+    /// UTC days read from `visit_daily` (every other day is read hour by hour).
+    pub(crate) whole: BTreeSet<i64>,
+    /// Whether the daily and the hourly statement are in the plan (daily first).
+    pub(crate) daily_stmt: bool,
+    pub(crate) hourly_stmt: bool,
+}
+
+fn day_of(t: i64) -> i64 {
+    t - t.rem_euclid(DAY)
+}
+
+/// Appends the slice's filters after `tenant_id = ? AND dim = ?` and the time range.
+fn slice_filters(sql: &mut String, binds: &mut Vec<SqlValue>, s: &Slice) {
+    if let Some(v) = s.value {
+        sql.push_str(" AND value = ?");
+        binds.push(v.into());
+    }
+    if let Some(d) = s.domain {
+        sql.push_str(" AND domain = ?");
+        binds.push(d.into());
+    }
+}
+
+/// The kpis statements: per-day sums for the whole days, per-hour sums for the rest.
+pub(crate) fn kpi_statements(
+    s: &Slice,
+    hourly: bool,
+    previous: bool,
+    buckets: Vec<KpiBucket>,
+) -> (Vec<Statement>, RollupKpis) {
+    let mut whole = BTreeSet::new();
+    let mut partial = BTreeSet::new();
+    for b in &buckets {
+        for &(a, z) in b.current.iter().chain(&b.previous) {
+            let mut d = day_of(a);
+            while d < z {
+                if a <= d && d + DAY <= z {
+                    whole.insert(d);
+                } else {
+                    partial.insert(d);
+                }
+                d += DAY;
+            }
+        }
+    }
+    let mut statements = Vec::new();
+    let measures = "SUM(visits) AS visits, SUM(pageviews) AS pageviews, SUM(bounces) AS bounces, \
+                    SUM(duration) AS duration, SUM(visitors) AS visitors";
+    if let (Some(first), Some(last)) = (whole.first(), whole.last()) {
+        let mut sql = format!(
+            "SELECT day AS t, {measures} FROM visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day <= ?"
+        );
+        let mut binds: Vec<SqlValue> = vec![
+            s.tenant.into(),
+            visits::dim_code(s.dim).into(),
+            (*first).into(),
+            (*last).into(),
+        ];
+        slice_filters(&mut sql, &mut binds, s);
+        sql.push_str(" GROUP BY day");
+        statements.push(Statement::new(sql, binds));
+    }
+    if !partial.is_empty() {
+        // The hours the pieces take from partial days.
+        let mut ranges = Vec::new();
+        for b in &buckets {
+            for &(a, z) in b.current.iter().chain(&b.previous) {
+                let mut d = day_of(a);
+                while d < z {
+                    if partial.contains(&d) {
+                        ranges.push((a.max(d), z.min(d + DAY)));
+                    }
+                    d += DAY;
+                }
+            }
+        }
+        let mut sql = format!(
+            "SELECT hour AS t, {measures}, SUM(visitors_first) AS visitors_first, SUM(visitors_last) AS visitors_last \
+             FROM ("
+        );
+        let mut binds: Vec<SqlValue> = Vec::new();
+        hourly_source(s, &merged(ranges), &mut sql, &mut binds);
+        sql.push_str(") GROUP BY hour");
+        statements.push(Statement::new(sql, binds));
+    }
+    let shape = RollupKpis {
+        hourly,
+        previous,
+        buckets,
+        daily_stmt: !whole.is_empty(),
+        hourly_stmt: !partial.is_empty(),
+        whole,
+    };
+    (statements, shape)
+}
+
+/// The rows of a kpis plan's statements: measures per UTC day and per UTC hour.
+#[derive(Debug, Default)]
+pub(crate) struct BucketRows {
+    daily: BTreeMap<i64, [i64; 5]>,
+    hourly: BTreeMap<i64, [i64; 7]>,
+}
+
+impl RollupKpis {
+    /// Reads the daily and hourly statements' rows (in plan order). Integers may arrive as floats
+    /// (D1); a missing or NULL measure is 0.
+    pub(crate) fn rows(
+        &self,
+        results: Vec<Vec<serde_json::Map<String, serde_json::Value>>>,
+    ) -> BucketRows {
+        const NAMES: [&str; 7] = [
+            "visits",
+            "pageviews",
+            "bounces",
+            "duration",
+            "visitors",
+            "visitors_first",
+            "visitors_last",
+        ];
+        let int = |r: &serde_json::Map<String, serde_json::Value>, n: &str| {
+            r.get(n)
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+                .unwrap_or(0)
+        };
+        let mut sets = results.into_iter();
+        let mut out = BucketRows::default();
+        if self.daily_stmt {
+            for r in sets.next().unwrap_or_default() {
+                out.daily
+                    .insert(int(&r, "t"), std::array::from_fn(|i| int(&r, NAMES[i])));
+            }
+        }
+        if self.hourly_stmt {
+            for r in sets.next().unwrap_or_default() {
+                out.hourly
+                    .insert(int(&r, "t"), std::array::from_fn(|i| int(&r, NAMES[i])));
+            }
+        }
+        out
+    }
+
+    /// Sums of the pieces of one bucket: visits, pageviews, bounces, duration, visitors.
+    pub(crate) fn totals(&self, rows: &BucketRows, pieces: &[Piece]) -> [i64; 5] {
+        bucket_totals(pieces, &self.whole, &rows.daily, &rows.hourly)
+    }
+}
+
+/// Sums of one bucket: visits, pageviews, bounces, duration, visitors.
+pub(crate) fn bucket_totals(
+    pieces: &[Piece],
+    whole: &BTreeSet<i64>,
+    daily: &BTreeMap<i64, [i64; 5]>,
+    hourly: &BTreeMap<i64, [i64; 7]>,
+) -> [i64; 5] {
+    let mut out = [0i64; 5];
+    for &(a, z) in pieces {
+        let mut d = day_of(a);
+        while d < z {
+            let (s, e) = (a.max(d), z.min(d + DAY));
+            d += DAY;
+            if s >= e {
+                continue;
+            }
+            let day = s - s.rem_euclid(DAY);
+            if s == day && e == day + DAY && whole.contains(&day) {
+                if let Some(row) = daily.get(&day) {
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o += v;
+                    }
+                }
+                continue;
+            }
+            // A prefix of the UTC day counts each visitor at its first hour, a suffix at its last;
+            // a single hour counts its distinct visitors.
+            let slot = if s == day {
+                5
+            } else if e == day + DAY {
+                6
+            } else {
+                4
+            };
+            let mut h = s;
+            while h < e {
+                if let Some(row) = hourly.get(&h) {
+                    for i in 0..4 {
+                        out[i] += row[i];
+                    }
+                    out[4] += row[slot];
+                }
+                h += HOUR;
+            }
+        }
+    }
+    out
+}
+
+/// The arms of a top list: `(hourly?, start, end)` covering `[a, z)` with whole days from
+/// `visit_daily`.
+pub(crate) fn arms(a: i64, z: i64) -> Vec<(bool, i64, i64)> {
+    let first_day = if a == day_of(a) { a } else { day_of(a) + DAY };
+    let last_day = day_of(z);
+    if first_day > last_day {
+        return vec![(true, a, z)];
+    }
+    let mut out = Vec::new();
+    if a < first_day {
+        out.push((true, a, first_day));
+    }
+    if first_day < last_day {
+        out.push((false, first_day, last_day));
+    }
+    if last_day < z {
+        out.push((true, last_day, z));
+    }
+    out
+}
+
+/// Per value (or per domain) over `[a, z)`: `k`, `visits`, `pageviews`, `bounces`, `duration` and exact
+/// `visitors` (daily rows for whole UTC days; at a partial day's edges each visitor is counted at its
+/// first hour of a prefix or its last hour of a suffix).
+pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Statement {
+    let mut sql = String::from("WITH w AS (");
+    let mut binds: Vec<SqlValue> = Vec::new();
+    let key = if by_domain { "domain" } else { "value" };
+    for (i, (hourly, from, to)) in arms(a, z).into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        let visitors = if !hourly {
+            "visitors"
+        } else if from == day_of(from) {
+            "visitors_first"
+        } else if to == day_of(from) + DAY {
+            "visitors_last"
+        } else {
+            "visitors"
+        };
+        sql.push_str(&format!(
+            "SELECT {key} AS k, visits, pageviews, bounces, duration, {visitors} AS u FROM "
+        ));
+        if hourly {
+            sql.push('(');
+            hourly_source(s, &[(from, to)], &mut sql, &mut binds);
+            sql.push(')');
+        } else {
+            sql.push_str("visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?");
+            binds.extend([
+                s.tenant.into(),
+                visits::dim_code(s.dim).into(),
+                from.into(),
+                to.into(),
+            ]);
+            slice_filters(&mut sql, &mut binds, s);
+        }
+    }
+    sql.push_str(
+        ") SELECT k, SUM(visits) AS visits, SUM(pageviews) AS pageviews, SUM(bounces) AS bounces, \
+         SUM(duration) AS duration, SUM(u) AS visitors FROM w GROUP BY k HAVING SUM(visits) > 0",
+    );
+    Statement::new(sql, binds)
+}
+
+/// A top list over the rollups: `k` (the packed value), `visits`, `hits` and, with a previous window,
+/// `previous_visits` and `previous_hits`; only values with visits in the current window.
+pub(crate) fn top_statement(
+    s: &Slice,
+    current: Piece,
+    previous: Option<Piece>,
+    skip: i64,
+    limit: i64,
+) -> Statement {
+    let mut sql = String::from("WITH w AS (");
+    let mut binds: Vec<SqlValue> = Vec::new();
+    let windows = std::iter::once((current, 1)).chain(previous.map(|p| (p, 0)));
+    let mut first = true;
+    for ((a, z), cur) in windows {
+        for (hourly, from, to) in arms(a, z) {
+            if !first {
+                sql.push_str(" UNION ALL ");
+            }
+            first = false;
+            sql.push_str(&format!(
+                "SELECT value AS k, visits AS v, pageviews AS h, {cur} AS c FROM "
+            ));
+            if hourly {
+                sql.push('(');
+                hourly_source(s, &[(from, to)], &mut sql, &mut binds);
+                sql.push(')');
+            } else {
+                sql.push_str(
+                    "visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?",
+                );
+                binds.extend([
+                    s.tenant.into(),
+                    visits::dim_code(s.dim).into(),
+                    from.into(),
+                    to.into(),
+                ]);
+                slice_filters(&mut sql, &mut binds, s);
+            }
+        }
+    }
+    sql.push_str(") SELECT k, SUM(v * c) AS visits, SUM(h * c) AS hits");
+    if previous.is_some() {
+        sql.push_str(", SUM(v * (1 - c)) AS previous_visits, SUM(h * (1 - c)) AS previous_hits");
+    }
+    sql.push_str(
+        " FROM w GROUP BY k HAVING SUM(v * c) > 0 ORDER BY visits DESC, k LIMIT ? OFFSET ?",
+    );
+    binds.push(limit.into());
+    binds.push(skip.into());
+    Statement::new(sql, binds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_split_into_whole_days_and_edge_hours() {
+        let d = 20_000 * DAY;
+        assert_eq!(arms(d, d + 3 * DAY), vec![(false, d, d + 3 * DAY)]);
+        assert_eq!(
+            arms(d - 2 * HOUR, d + 2 * DAY - 2 * HOUR),
+            vec![
+                (true, d - 2 * HOUR, d),
+                (false, d, d + DAY),
+                (true, d + DAY, d + 2 * DAY - 2 * HOUR)
+            ]
+        );
+        assert_eq!(
+            arms(d + HOUR, d + 5 * HOUR),
+            vec![(true, d + HOUR, d + 5 * HOUR)]
+        );
+    }
+
+    #[test]
+    fn visitors_use_first_hours_for_prefixes_and_last_hours_for_suffixes() {
+        let d = 20_000 * DAY;
+        let mut hourly = BTreeMap::new();
+        // hour: visits, pageviews, bounces, duration, visitors, first, last
+        hourly.insert(d - HOUR, [1, 1, 1, 0, 3, 0, 2]);
+        hourly.insert(d, [1, 1, 1, 0, 4, 4, 1]);
+        hourly.insert(d + HOUR, [1, 1, 1, 0, 5, 1, 5]);
+        let none = BTreeMap::new();
+        let t = bucket_totals(
+            &[(d - HOUR, d + 2 * HOUR)],
+            &BTreeSet::new(),
+            &none,
+            &hourly,
+        );
+        assert_eq!(t, [3, 3, 3, 0, 2 + 4 + 1]);
+        let t = bucket_totals(
+            &[(d + HOUR, d + 2 * HOUR)],
+            &BTreeSet::new(),
+            &none,
+            &hourly,
+        );
+        assert_eq!(
+            t[4], 5,
+            "a single inner hour counts its own distinct visitors"
+        );
+    }
+}

@@ -1,0 +1,871 @@
+//! Pre-aggregated visit rollups: `visit_hourly` and `visit_daily` rows per (tenant, dimension, bucket,
+//! value, domain), maintained by deltas (see `migrations/0005_visit_rollups.sql` for the tables and the
+//! dimension codes).
+//!
+//! A visit is attributed to the bucket of its first hit. When a batch touches a visit, its previous
+//! state (from `open_visits`, looked up before the batch: [`prior_lookup`], [`PriorState`]) has its
+//! contribution subtracted and the merged state's contribution added, so a visit extended over several
+//! batches, or whose first hit arrives last, is counted once with its final measures.
+//!
+//! Unique visitors are exact without sketches. Visitor ids rotate with the daily salt, so the visitors of
+//! different UTC days are different ids and whole days add up. Within a day, `visitor_days` holds per
+//! visitor the number of visits per (domain, dimension value, hour); from its change the deltas of
+//! `visitors` (distinct in the hour), `visitors_first` (first hour of the visitor in that day) and
+//! `visitors_last` (last hour) follow, which answer any hour, any prefix and any suffix of a UTC day.
+//!
+//! Concurrency: every state row carries a revision. A write expects the revision it read; if another
+//! consumer changed the row in between, the statement violates `NOT NULL` (or the primary key for a
+//! row that appeared) and the whole D1 transaction rolls back, so the batch is retried on fresh state.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::EnrichedEvent;
+use crate::sql::{SqlValue, Statement};
+
+/// An open visit is pruned this long after its last hit (far beyond the 30-minute session timeout, so
+/// late and retried batches still find their visit).
+pub const OPEN_VISIT_TTL_SECS: i64 = 6 * 3600;
+/// A visitor-day is pruned this many days after its day: visitor ids change with the daily salt.
+pub const VISITOR_DAY_TTL_DAYS: i64 = 2;
+
+/// Hourly rows of every dimension but [`dim::ALL`] are kept for this many UTC days, today included:
+/// older hours are read from the visit-level tables (`crate::query::rollups`), so these rows, most of
+/// the rollups' bytes, stay a few days' worth. The all-visits hourly series is kept for every day.
+pub const HOURLY_DAYS: i64 = 2;
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+/// Joins the parts of packed values (campaign tuples, visitor-day keys); sorts before every printable
+/// character, so packed tuples order like the tuples.
+pub const SEP: char = '\u{1f}';
+
+/// The first hour whose per-dimension hourly rows a query at `now` reads.
+pub fn hourly_kept_from(now: i64) -> i64 {
+    now - now.rem_euclid(DAY) - (HOURLY_DAYS - 1) * DAY
+}
+
+/// The first hour whose per-dimension hourly rows the consumer at `now` writes and the cron keeps: an
+/// hour before a query's bound, so a query whose clock is up to an hour behind still finds them all.
+pub fn hourly_written_from(now: i64) -> i64 {
+    hourly_kept_from(now - HOUR)
+}
+
+/// Deletes the tenant's per-dimension hourly rows that no query at `now` or later reads (hourly cron).
+pub fn prune_hourly(tenant: &str, now: i64) -> Statement {
+    Statement::new(
+        "DELETE FROM visit_hourly WHERE tenant_id = ? AND dim <> ? AND hour < ?",
+        vec![
+            tenant.into(),
+            dim_code(dim::ALL).into(),
+            hourly_written_from(now).into(),
+        ],
+    )
+}
+
+/// Dimension names, as in `visitor_days` state and the planner (the `dim` column holds their
+/// [`dim_code`]).
+pub mod dim {
+    /// Every visit (value `''`).
+    pub const ALL: &str = "";
+    /// Referrer host (`''` = direct).
+    pub const SOURCE: &str = "src";
+    /// Browser family.
+    pub const BROWSER: &str = "br";
+    /// OS family.
+    pub const OS: &str = "os";
+    /// Device class.
+    pub const DEVICE: &str = "dev";
+    /// Country code.
+    pub const COUNTRY: &str = "ctry";
+    /// `utm_source`.
+    pub const UTM_SOURCE: &str = "us";
+    /// `utm_medium`.
+    pub const UTM_MEDIUM: &str = "um";
+    /// `utm_campaign`.
+    pub const UTM_CAMPAIGN: &str = "uc";
+    /// `utm_campaign`, `utm_source`, `utm_medium` joined by [`super::SEP`]; only visits with a campaign.
+    pub const CAMPAIGN: &str = "cmp";
+    /// Entry page.
+    pub const ENTRY: &str = "en";
+    /// Exit page.
+    pub const EXIT: &str = "ex";
+    /// A page the visit viewed: the visit's measures, once per distinct page.
+    pub const VIEWED: &str = "vp";
+    /// A page: visits that viewed it and its hits, at the hour of its first hit in the visit.
+    pub const PAGE: &str = "pg";
+}
+
+/// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
+/// the position is the code.
+const CODES: [&str; 14] = [
+    dim::ALL,
+    dim::SOURCE,
+    dim::BROWSER,
+    dim::OS,
+    dim::DEVICE,
+    dim::COUNTRY,
+    dim::UTM_SOURCE,
+    dim::UTM_MEDIUM,
+    dim::UTM_CAMPAIGN,
+    dim::CAMPAIGN,
+    dim::ENTRY,
+    dim::EXIT,
+    dim::VIEWED,
+    dim::PAGE,
+];
+
+/// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
+/// byte at all in a SQLite record). The names stay in `visitor_days` state and in the planner.
+pub fn dim_code(d: &str) -> i64 {
+    CODES.iter().position(|c| *c == d).map_or(-1, |i| i as i64)
+}
+
+/// The dimension of a `dim` column value.
+pub fn dim_name(code: i64) -> Option<&'static str> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| CODES.get(i).copied())
+}
+
+/// The session attributes taken from a visit's first hit, in this order.
+const ATTR_DIMS: [&str; 8] = [
+    dim::SOURCE,
+    dim::BROWSER,
+    dim::OS,
+    dim::DEVICE,
+    dim::COUNTRY,
+    dim::UTM_SOURCE,
+    dim::UTM_MEDIUM,
+    dim::UTM_CAMPAIGN,
+];
+
+/// A visit's state as kept in `open_visits.state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitState {
+    #[serde(rename = "d")]
+    domain: String,
+    #[serde(rename = "v")]
+    visitor: String,
+    /// First and last hit, UTC milliseconds.
+    #[serde(rename = "f")]
+    first_ms: i64,
+    #[serde(rename = "l")]
+    last_ms: i64,
+    #[serde(rename = "n")]
+    pageviews: i64,
+    #[serde(rename = "en")]
+    entry: String,
+    #[serde(rename = "ex")]
+    exit: String,
+    /// First-hit attributes in [`ATTR_DIMS`] order.
+    #[serde(rename = "a")]
+    attrs: [String; 8],
+    /// Page → (first hit secs, hits).
+    #[serde(rename = "p")]
+    pages: BTreeMap<String, (i64, i64)>,
+}
+
+impl VisitState {
+    fn empty() -> Self {
+        Self {
+            domain: String::new(),
+            visitor: String::new(),
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+            pageviews: 0,
+            entry: String::new(),
+            exit: String::new(),
+            attrs: Default::default(),
+            pages: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a page hit. The first hit (the earliest; of equal times the one seen first) gives the
+    /// visit's attributes and entry page, the last (the latest; of equal times the one seen last) its
+    /// exit page, in any arrival order.
+    fn add(&mut self, e: &EnrichedEvent) {
+        if e.ts < self.first_ms {
+            self.first_ms = e.ts;
+            self.domain.clone_from(&e.domain);
+            self.visitor.clone_from(&e.visitor_id);
+            self.entry.clone_from(&e.pathname);
+            self.attrs = [
+                e.source.clone(),
+                e.browser.clone(),
+                e.os.clone(),
+                e.device.clone(),
+                e.country.clone(),
+                e.utm_source.clone(),
+                e.utm_medium.clone(),
+                e.utm_campaign.clone(),
+            ];
+        }
+        if e.ts >= self.last_ms {
+            self.last_ms = e.ts;
+            self.exit.clone_from(&e.pathname);
+        }
+        self.pageviews += 1;
+        let secs = e.ts_secs();
+        let page = self.pages.entry(e.pathname.clone()).or_insert((secs, 0));
+        page.0 = page.0.min(secs);
+        page.1 += 1;
+    }
+
+    fn first_secs(&self) -> i64 {
+        self.first_ms.div_euclid(1000)
+    }
+
+    fn last_secs(&self) -> i64 {
+        self.last_ms.div_euclid(1000)
+    }
+
+    /// The (dimension, value) pairs the visit counts under at its start, pages excluded.
+    fn visit_keys(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![(dim::ALL, String::new())];
+        for (d, v) in ATTR_DIMS.iter().zip(&self.attrs) {
+            out.push((d, v.clone()));
+        }
+        if !self.attrs[7].is_empty() {
+            out.push((
+                dim::CAMPAIGN,
+                campaign_value(&self.attrs[7], &self.attrs[5], &self.attrs[6]),
+            ));
+        }
+        out.push((dim::ENTRY, self.entry.clone()));
+        out.push((dim::EXIT, self.exit.clone()));
+        for p in self.pages.keys() {
+            out.push((dim::VIEWED, p.clone()));
+        }
+        out
+    }
+
+    /// Adds `sign` × this visit's contribution to the rollup cells.
+    fn contribute<'a>(&self, tenant: &'a str, sign: i64, cells: &mut Cells<'a>) {
+        let start = self.first_secs();
+        let m = [
+            1,
+            self.pageviews,
+            i64::from(self.pageviews == 1),
+            self.last_secs() - start,
+        ];
+        for (d, value) in self.visit_keys() {
+            cells.add(tenant, d, start, value.clone(), &self.domain, &m, sign);
+        }
+        for (page, (first, hits)) in &self.pages {
+            cells.add(
+                tenant,
+                dim::PAGE,
+                *first,
+                page.clone(),
+                &self.domain,
+                &[1, *hits, 0, 0],
+                sign,
+            );
+        }
+    }
+
+    /// `sign` × this visit in its visitor-day's counts.
+    fn count_visitor(&self, sign: i64, days: &mut DayChanges) {
+        let start = self.first_secs();
+        let day = start - start.rem_euclid(DAY);
+        let hour = (start.rem_euclid(DAY) / HOUR) as u8;
+        let changes = days.entry((self.visitor.clone(), day)).or_default();
+        for (d, value) in self.visit_keys() {
+            let key = format!("{}{SEP}{d}{SEP}{value}", self.domain);
+            *changes.entry((key, hour)).or_default() += sign;
+        }
+    }
+}
+
+/// The packed `cmp` value.
+pub fn campaign_value(campaign: &str, source: &str, medium: &str) -> String {
+    format!("{campaign}{SEP}{source}{SEP}{medium}")
+}
+
+/// Changes in visit counts per visitor-day: `(visitor, day)` → `(key, hour)` → change.
+type DayChanges = BTreeMap<(String, i64), BTreeMap<(String, u8), i64>>;
+/// A rollup cell: `(tenant, hourly?, bucket, dim, value, domain)`.
+type CellKey<'a> = (&'a str, bool, i64, &'static str, String, String);
+/// A touched visit: its prior (revision, state) and its merged state.
+type Touched<'p> = (Option<&'p (i64, VisitState)>, VisitState);
+
+/// Visits per hour of a visitor's day, per `domain SEP dim SEP value` key (`visitor_days.state`).
+type VisitorDay = BTreeMap<String, BTreeMap<u8, i64>>;
+/// `visitor_days.state` as stored: domain → dimension → value → hour → visits. Nested rather than keyed
+/// by the packed `domain SEP dim SEP value`, which repeated the domain and two JSON-escaped separators
+/// (`\u001f`, six bytes each) in every key: about half of the state's bytes.
+type StoredDay = BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<u8, i64>>>>;
+
+/// The stored JSON of a visitor-day.
+fn day_json(day: &VisitorDay) -> String {
+    let mut out = StoredDay::new();
+    for (key, hours) in day {
+        let mut parts = key.splitn(3, SEP);
+        let (Some(domain), Some(d), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        out.entry(domain.to_owned())
+            .or_default()
+            .entry(d.to_owned())
+            .or_default()
+            .insert(value.to_owned(), hours.clone());
+    }
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
+/// A visitor-day from its stored JSON, nested or (written before the nesting) keyed by packed keys.
+fn parse_day(json: &str) -> Option<VisitorDay> {
+    if let Ok(stored) = serde_json::from_str::<StoredDay>(json) {
+        let mut out = VisitorDay::new();
+        for (domain, dims) in stored {
+            for (d, values) in dims {
+                for (value, hours) in values {
+                    out.insert(format!("{domain}{SEP}{d}{SEP}{value}"), hours);
+                }
+            }
+        }
+        return Some(out);
+    }
+    serde_json::from_str::<VisitorDay>(json).ok()
+}
+
+/// The prior state of the visits and visitor-days a batch touches, read from D1 before the batch.
+#[derive(Debug, Default, Clone)]
+pub struct PriorState {
+    visits: HashMap<(String, String), (i64, VisitState)>,
+    days: HashMap<(String, String, i64), (i64, VisitorDay)>,
+}
+
+/// D1 allows at most 100 bound parameters per statement.
+const KEYS_PER_LOOKUP: usize = 90;
+
+/// The reads that fill a [`PriorState`] for one tenant's events (bots and non-page events ignored):
+/// open visits by the events' session ids and, for events without one, by visitor; visitor-days of
+/// the events' visitors and of those open visits' visitors. Run them (one D1 batch) and pass every row
+/// set to [`PriorState::add_rows`].
+pub fn prior_lookup(tenant: &str, events: &[EnrichedEvent]) -> Vec<Statement> {
+    let hits = || events.iter().filter(|e| !e.is_bot && e.is_page_hit());
+    let mut keys: Vec<&str> = hits().filter_map(|e| e.session_id.as_deref()).collect();
+    // Every event without a session id is given one (custom events too), so all of them look up their
+    // visitor's open visits.
+    let mut keyless: Vec<&str> = events
+        .iter()
+        .filter(|e| !e.is_bot && e.session_id.is_none())
+        .map(|e| e.visitor_id.as_str())
+        .collect();
+    let mut visitors: Vec<&str> = hits().map(|e| e.visitor_id.as_str()).collect();
+    for list in [&mut keys, &mut keyless, &mut visitors] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    let mut out = Vec::new();
+    let visit_cols =
+        "SELECT 'v' AS kind, session_key AS k, rev, state FROM open_visits WHERE tenant_id = ?";
+    let day_cols = "SELECT 'd' AS kind, visitor_id AS k, day, rev, state FROM visitor_days WHERE tenant_id = ?";
+    let lookups: [(&Vec<&str>, String); 4] = [
+        (&keys, format!("{visit_cols} AND session_key IN ")),
+        (&keyless, format!("{visit_cols} AND visitor_id IN ")),
+        (&visitors, format!("{day_cols} AND visitor_id IN ")),
+        (
+            &keys,
+            format!(
+                "{day_cols} AND visitor_id IN (SELECT visitor_id FROM open_visits WHERE tenant_id = ? AND session_key IN "
+            ),
+        ),
+    ];
+    for (i, (list, head)) in lookups.iter().enumerate() {
+        for chunk in list.chunks(KEYS_PER_LOOKUP) {
+            let mut binds: Vec<SqlValue> = vec![tenant.into()];
+            if i == 3 {
+                binds.push(tenant.into());
+            }
+            binds.extend(chunk.iter().map(|k| SqlValue::from(*k)));
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let close = if i == 3 { "))" } else { ")" };
+            out.push(Statement::new(
+                format!("{head}({placeholders}{close}"),
+                binds,
+            ));
+        }
+    }
+    out
+}
+
+impl PriorState {
+    /// Adds the rows of one [`prior_lookup`] statement for `tenant`. Rows that do not parse are
+    /// skipped (their visit then starts afresh).
+    pub fn add_rows(&mut self, tenant: &str, rows: &[Map<String, Value>]) {
+        for r in rows {
+            let (Some(kind), Some(k), Some(rev), Some(state)) = (
+                r.get("kind").and_then(Value::as_str),
+                r.get("k").and_then(Value::as_str),
+                r.get("rev").and_then(as_int),
+                r.get("state").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if kind == "v" {
+                if let Ok(s) = serde_json::from_str::<VisitState>(state) {
+                    self.visits
+                        .insert((tenant.to_owned(), k.to_owned()), (rev, s));
+                }
+            } else if let (Some(day), Some(s)) = (r.get("day").and_then(as_int), parse_day(state)) {
+                self.days
+                    .insert((tenant.to_owned(), k.to_owned(), day), (rev, s));
+            }
+        }
+    }
+
+    /// Each visitor's latest open visit of `tenant` as `(session key, last hit secs)`: the prior for
+    /// [`crate::identity::assign_sessions`].
+    pub fn latest_sessions(&self, tenant: &str) -> HashMap<String, (String, i64)> {
+        let mut out: HashMap<String, (String, i64)> = HashMap::new();
+        for ((t, key), (_, s)) in &self.visits {
+            if t != tenant {
+                continue;
+            }
+            let last = s.last_secs();
+            let e = out
+                .entry(s.visitor.clone())
+                .or_insert_with(|| (key.clone(), last));
+            if last > e.1 || (last == e.1 && *key > e.0) {
+                *e = (key.clone(), last);
+            }
+        }
+        out
+    }
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+}
+
+/// Rollup deltas: `(tenant, hourly?, bucket, dim, value, domain)` → measures (hourly: visits,
+/// pageviews, bounces, duration, visitors, visitors_first, visitors_last; daily: the first five).
+#[derive(Default)]
+struct Cells<'a> {
+    map: BTreeMap<CellKey<'a>, [i64; 7]>,
+}
+
+impl<'a> Cells<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        tenant: &'a str,
+        d: &'static str,
+        secs: i64,
+        value: String,
+        domain: &str,
+        m: &[i64; 4],
+        sign: i64,
+    ) {
+        for (hourly, bucket) in [
+            (true, secs - secs.rem_euclid(HOUR)),
+            (false, secs - secs.rem_euclid(DAY)),
+        ] {
+            let c = self
+                .map
+                .entry((tenant, hourly, bucket, d, value.clone(), domain.to_owned()))
+                .or_default();
+            for (i, v) in m.iter().enumerate() {
+                c[i] += sign * v;
+            }
+        }
+    }
+
+    fn visitors(
+        &mut self,
+        tenant: &'a str,
+        hourly: bool,
+        bucket: i64,
+        key: &str,
+        slot: usize,
+        delta: i64,
+    ) {
+        let mut parts = key.splitn(3, SEP);
+        let (Some(domain), Some(d), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let Some(d) = static_dim(d) else { return };
+        self.map
+            .entry((
+                tenant,
+                hourly,
+                bucket,
+                d,
+                value.to_owned(),
+                domain.to_owned(),
+            ))
+            .or_default()[slot] += delta;
+    }
+}
+
+fn static_dim(code: &str) -> Option<&'static str> {
+    CODES.into_iter().find(|d| *d == code)
+}
+
+/// The visit-rollup statements for a batch of events (all tenants), given the state before it:
+/// pruning of stale state, the state writes (revision-checked) and one additive upsert per changed
+/// rollup cell. Bots, non-page events and page hits without a session id are ignored.
+pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64) -> Vec<Statement> {
+    let hourly_from = hourly_written_from(now);
+    // Touched visits: the prior (revision, state) and the merged state.
+    let mut touched: BTreeMap<(&str, &str), Touched> = BTreeMap::new();
+    let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in events.iter().filter(|e| !e.is_bot && e.is_page_hit()) {
+        let Some(session) = e.session_id.as_deref() else {
+            continue;
+        };
+        let t = newest.entry(&e.tenant_id).or_insert(i64::MIN);
+        *t = (*t).max(e.ts_secs());
+        let (_, state) = touched.entry((&e.tenant_id, session)).or_insert_with(|| {
+            let old = prior.visits.get(&(e.tenant_id.clone(), session.to_owned()));
+            (old, old.map_or_else(VisitState::empty, |o| o.1.clone()))
+        });
+        state.add(e);
+    }
+
+    let mut cells = Cells::default();
+    // (tenant) → (visitor, day) → (key, hour) → change in visits
+    let mut day_changes: BTreeMap<&str, DayChanges> = BTreeMap::new();
+    for ((tenant, _), (old, new)) in &touched {
+        let changes = day_changes.entry(tenant).or_default();
+        if let Some((_, old)) = old {
+            if old == new {
+                continue;
+            }
+            old.contribute(tenant, -1, &mut cells);
+            old.count_visitor(-1, changes);
+        }
+        new.contribute(tenant, 1, &mut cells);
+        new.count_visitor(1, changes);
+    }
+
+    let mut out = Vec::new();
+    // Prune first: a visit or visitor-day pruned here and touched by this batch is then written anew.
+    for (tenant, newest) in &newest {
+        out.push(Statement::new(
+            "DELETE FROM open_visits WHERE tenant_id = ? AND last_ts < ?",
+            vec![(*tenant).into(), (newest - OPEN_VISIT_TTL_SECS).into()],
+        ));
+        let today = newest - newest.rem_euclid(DAY);
+        out.push(Statement::new(
+            "DELETE FROM visitor_days WHERE tenant_id = ? AND day < ?",
+            vec![
+                (*tenant).into(),
+                (today - VISITOR_DAY_TTL_DAYS * DAY).into(),
+            ],
+        ));
+    }
+
+    for ((tenant, session), (old, new)) in &touched {
+        if old.is_some_and(|(_, o)| o == new) {
+            continue;
+        }
+        visit_rows(tenant, session, old.map(|o| &o.1), new, &mut out);
+        let state = serde_json::to_string(new).unwrap_or_default();
+        let mut binds: Vec<SqlValue> = vec![
+            (*tenant).into(),
+            (*session).into(),
+            new.visitor.as_str().into(),
+            new.domain.as_str().into(),
+            new.last_secs().into(),
+            (old.map_or(0, |o| o.0) + 1).into(),
+            state.into(),
+        ];
+        let insert = "INSERT INTO open_visits (tenant_id, session_key, visitor_id, domain, last_ts, rev, state) \
+                      VALUES (?, ?, ?, ?, ?, ?, ?)";
+        out.push(match old {
+            None => Statement::new(insert, binds),
+            Some((rev, _)) => {
+                binds.push((*rev).into());
+                Statement::new(
+                    format!(
+                        "{insert} ON CONFLICT (tenant_id, session_key) DO UPDATE SET visitor_id = excluded.visitor_id, \
+                         domain = excluded.domain, last_ts = excluded.last_ts, state = excluded.state, \
+                         rev = CASE WHEN rev = ? THEN excluded.rev END"
+                    ),
+                    binds,
+                )
+            }
+        });
+    }
+
+    for (tenant, days) in &day_changes {
+        for ((visitor, day), changes) in days {
+            let prior_day = prior
+                .days
+                .get(&((*tenant).to_owned(), visitor.clone(), *day));
+            let old: VisitorDay = prior_day.map(|p| p.1.clone()).unwrap_or_default();
+            let mut new = old.clone();
+            for ((key, hour), delta) in changes {
+                if *delta == 0 {
+                    continue;
+                }
+                let hours = new.entry(key.clone()).or_default();
+                let n = hours.entry(*hour).or_default();
+                *n += delta;
+                if *n <= 0 {
+                    hours.remove(hour);
+                }
+                if hours.is_empty() {
+                    new.remove(key);
+                }
+            }
+            if new == old {
+                continue;
+            }
+            let empty = BTreeMap::new();
+            let mut keys: Vec<&String> = changes.keys().map(|(k, _)| k).collect();
+            keys.dedup();
+            for key in keys {
+                let before = old.get(key).unwrap_or(&empty);
+                let after = new.get(key).unwrap_or(&empty);
+                if before == after {
+                    continue;
+                }
+                let hours: BTreeSet<u8> = before.keys().chain(after.keys()).copied().collect();
+                for h in hours {
+                    let d = i64::from(after.contains_key(&h)) - i64::from(before.contains_key(&h));
+                    if d != 0 {
+                        cells.visitors(tenant, true, day + i64::from(h) * HOUR, key, 4, d);
+                    }
+                }
+                for (slot, pick) in [(5usize, true), (6usize, false)] {
+                    let end = |m: &BTreeMap<u8, i64>| {
+                        if pick {
+                            m.keys().next().copied()
+                        } else {
+                            m.keys().next_back().copied()
+                        }
+                    };
+                    let (b, a) = (end(before), end(after));
+                    if b != a {
+                        if let Some(h) = b {
+                            cells.visitors(tenant, true, day + i64::from(h) * HOUR, key, slot, -1);
+                        }
+                        if let Some(h) = a {
+                            cells.visitors(tenant, true, day + i64::from(h) * HOUR, key, slot, 1);
+                        }
+                    }
+                }
+                let d = i64::from(!after.is_empty()) - i64::from(!before.is_empty());
+                if d != 0 {
+                    cells.visitors(tenant, false, *day, key, 4, d);
+                }
+            }
+            let state = day_json(&new);
+            let mut binds: Vec<SqlValue> = vec![
+                (*tenant).into(),
+                visitor.as_str().into(),
+                (*day).into(),
+                (prior_day.map_or(0, |p| p.0) + 1).into(),
+                state.into(),
+            ];
+            let insert = "INSERT INTO visitor_days (tenant_id, visitor_id, day, rev, state) VALUES (?, ?, ?, ?, ?)";
+            out.push(match prior_day {
+                None => Statement::new(insert, binds),
+                Some((rev, _)) => {
+                    binds.push((*rev).into());
+                    Statement::new(
+                        format!(
+                            "{insert} ON CONFLICT (tenant_id, visitor_id, day) DO UPDATE SET state = excluded.state, \
+                             rev = CASE WHEN rev = ? THEN excluded.rev END"
+                        ),
+                        binds,
+                    )
+                }
+            });
+        }
+    }
+
+    // Multi-row upserts, one table and tenant per statement, within D1's 100 bound parameters.
+    let mut rows: Vec<Vec<SqlValue>> = Vec::new();
+    let mut current: Option<(&str, bool)> = None;
+    for ((tenant, hourly, bucket, d, value, domain), m) in cells.map {
+        // Per-dimension hourly rows of older days are not kept (`HOURLY_DAYS`).
+        if m.iter().all(|v| *v == 0) || (hourly && d != dim::ALL && bucket < hourly_from) {
+            continue;
+        }
+        let per = if hourly { 8 } else { 10 };
+        if current != Some((tenant, hourly)) || rows.len() == per {
+            if let Some((_, h)) = current {
+                out.push(cell_upsert(h, std::mem::take(&mut rows)));
+            }
+            current = Some((tenant, hourly));
+        }
+        let mut binds: Vec<SqlValue> = vec![
+            tenant.into(),
+            dim_code(d).into(),
+            bucket.into(),
+            value.into(),
+            domain.into(),
+        ];
+        let n = if hourly { 7 } else { 5 };
+        binds.extend(m[..n].iter().map(|v| SqlValue::from(*v)));
+        rows.push(binds);
+    }
+    if let Some((_, h)) = current {
+        if !rows.is_empty() {
+            out.push(cell_upsert(h, rows));
+        }
+    }
+    out
+}
+
+/// The visit-level rows of a touched visit (`sessions`, and `page_visits` per page), written whole from
+/// its merged state on their primary keys, `(tenant_id, first_ts, session_key[, pathname])`: the prior
+/// state says where the old rows are, so no second index on the session key is needed. A row whose
+/// `first_ts` moved (an earlier hit arrived late) is deleted at its old key. A visit without prior
+/// state is inserted; should its row already exist (a hit arriving after its visit's state was pruned,
+/// in the same second as the visit's first hit), the existing row is kept.
+fn visit_rows(
+    tenant: &str,
+    key: &str,
+    old: Option<&VisitState>,
+    new: &VisitState,
+    out: &mut Vec<Statement>,
+) {
+    let first = new.first_secs();
+    let moved = old.filter(|o| o.first_secs() != first);
+    if let Some(o) = moved {
+        out.push(Statement::new(
+            "DELETE FROM sessions WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
+            vec![tenant.into(), o.first_secs().into(), key.into()],
+        ));
+    }
+    let a = &new.attrs;
+    let binds: Vec<SqlValue> = vec![
+        tenant.into(),
+        key.into(),
+        new.domain.as_str().into(),
+        new.visitor.as_str().into(),
+        first.into(),
+        new.last_secs().into(),
+        new.pageviews.into(),
+        new.entry.as_str().into(),
+        new.exit.as_str().into(),
+        a[0].as_str().into(),
+        a[5].as_str().into(),
+        a[6].as_str().into(),
+        a[7].as_str().into(),
+        a[1].as_str().into(),
+        a[2].as_str().into(),
+        a[3].as_str().into(),
+        a[4].as_str().into(),
+    ];
+    let on_conflict = if old.is_some() {
+        " ON CONFLICT (tenant_id, first_ts, session_key) DO UPDATE SET domain = excluded.domain, \
+         visitor_id = excluded.visitor_id, last_ts = excluded.last_ts, pageviews = excluded.pageviews, \
+         entry_path = excluded.entry_path, exit_path = excluded.exit_path, source = excluded.source, \
+         utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, \
+         utm_campaign = excluded.utm_campaign, browser = excluded.browser, os = excluded.os, \
+         device = excluded.device, country = excluded.country"
+    } else {
+        " ON CONFLICT DO NOTHING"
+    };
+    out.push(Statement::new(
+        format!(
+            "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, pageviews, \
+             entry_path, exit_path, source, utm_source, utm_medium, utm_campaign, browser, os, device, country) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){on_conflict}"
+        ),
+        binds,
+    ));
+    for (path, &(page_first, hits)) in &new.pages {
+        let before = old.and_then(|o| o.pages.get(path));
+        if moved.is_none() && before == Some(&(page_first, hits)) {
+            continue;
+        }
+        if let Some(&(was, _)) = before.filter(|b| b.0 != page_first) {
+            out.push(Statement::new(
+                "DELETE FROM page_visits WHERE tenant_id = ? AND first_ts = ? AND session_key = ? AND pathname = ?",
+                vec![tenant.into(), was.into(), key.into(), path.as_str().into()],
+            ));
+        }
+        let on_conflict = if old.is_some() {
+            " ON CONFLICT (tenant_id, first_ts, session_key, pathname) DO UPDATE SET \
+             since_visit = excluded.since_visit, hits = excluded.hits"
+        } else {
+            " ON CONFLICT DO NOTHING"
+        };
+        out.push(Statement::new(
+            format!(
+                "INSERT INTO page_visits (tenant_id, first_ts, session_key, pathname, since_visit, hits) \
+                 VALUES (?, ?, ?, ?, ?, ?){on_conflict}"
+            ),
+            vec![
+                tenant.into(),
+                page_first.into(),
+                key.into(),
+                path.as_str().into(),
+                (page_first - first).into(),
+                hits.into(),
+            ],
+        ));
+    }
+}
+
+/// One additive upsert of several rollup cells of one table.
+fn cell_upsert(hourly: bool, rows: Vec<Vec<SqlValue>>) -> Statement {
+    let (head, tail) = if hourly {
+        (
+            "INSERT INTO visit_hourly (tenant_id, dim, hour, value, domain, visits, pageviews, bounces, duration, \
+             visitors, visitors_first, visitors_last) VALUES ",
+            " ON CONFLICT (tenant_id, dim, hour, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
+             pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
+             duration = duration + excluded.duration, visitors = visitors + excluded.visitors, \
+             visitors_first = visitors_first + excluded.visitors_first, \
+             visitors_last = visitors_last + excluded.visitors_last",
+        )
+    } else {
+        (
+            "INSERT INTO visit_daily (tenant_id, dim, day, value, domain, visits, pageviews, bounces, duration, \
+             visitors) VALUES ",
+            " ON CONFLICT (tenant_id, dim, day, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
+             pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
+             duration = duration + excluded.duration, visitors = visitors + excluded.visitors",
+        )
+    };
+    let width = rows.first().map_or(0, Vec::len);
+    let one = format!("({})", vec!["?"; width].join(", "));
+    let values = vec![one; rows.len()].join(", ");
+    Statement::new(format!("{head}{values}{tail}"), rows.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitor_day_state_is_nested_and_older_flat_state_still_reads() {
+        let mut day = VisitorDay::new();
+        for (key, hour) in [
+            (format!("a.example{SEP}{SEP}"), 0u8),
+            (format!("a.example{SEP}br{SEP}chrome"), 0),
+            (
+                format!("a.example{SEP}cmp{SEP}launch{SEP}google{SEP}cpc"),
+                3,
+            ),
+            (format!("a.example{SEP}vp{SEP}/"), 23),
+            (format!("b.example{SEP}src{SEP}"), 5),
+        ] {
+            day.entry(key).or_default().insert(hour, 2);
+        }
+        let stored = day_json(&day);
+        assert_eq!(parse_day(&stored), Some(day.clone()));
+        // Separators only inside the campaign tuple's value; each domain once.
+        assert_eq!(stored.matches("\\u001f").count(), 2);
+        assert_eq!(stored.matches("a.example").count(), 1);
+        // Rows written before the nesting: the packed keys.
+        let flat = serde_json::to_string(&day).unwrap();
+        assert_eq!(parse_day(&flat), Some(day));
+        assert!(stored.len() < flat.len());
+        assert_eq!(parse_day("not json"), None);
+    }
+}
