@@ -27,6 +27,7 @@ env -u RUSTUP_TOOLCHAIN PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc CARGO_TARGET_
   die "route B (Debian rustc-web) could not build the worker: see above; scripts/setup.sh STARLING_WASM_TOOLCHAIN=debian installs it"
 step "cargo test (native)"
 cargo test --workspace --exclude starling-edge-worker --exclude starling-tracker
+bash scripts/test-tracker.sh
 
 [ -f scripts/build-tracker.sh ] && bash scripts/build-tracker.sh
 [ -f scripts/tracker-size.sh ] && bash scripts/tracker-size.sh
