@@ -91,6 +91,24 @@ const payloadOf = (e) => (typeof e.payload === 'string' ? JSON.parse(e.payload) 
 /** Waits until the archive holds events for which `done(events)` is true. */
 const archived = (tenant, done, what) => w.until(async () => { const e = await exported(tenant); return done(e) && e; }, { what, timeoutMs: 30_000 });
 
+/** The rows of a pipe for `tenant` today, read with a read token. */
+async function pipe(tenant, name, query = `date_from=${today()}&date_to=${today()}`) {
+  const r = await w.fetch(`/v0/pipes/${name}.json?${query}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+  assert.equal(r.status, 200, `${name}: ${r.body}`);
+  return JSON.parse(r.body).data;
+}
+
+/** The dashboard for `tenant`, loaded. */
+async function dashboard(tenant) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${w.base}/dashboard/#token=${w.token(tenant, 'read')}&range=today`);
+  await page.waitForFunction(() => document.body.dataset.ready);
+  return { context, page, errors };
+}
+
 /** The D1 counts per action (the `actions` rollup). */
 const counted = (tenant) => Object.fromEntries(w.d1(`SELECT action, total FROM actions WHERE tenant_id='${tenant}'`).map((r) => [r.action, r.total]));
 
@@ -122,6 +140,29 @@ test('data-web-vitals sends LCP, INP, CLS, FCP and TTFB in the kit shape, rated,
   assert.equal(n.web_vital, vitals.length);
   assert.deepEqual(errors, []);
   await context.close();
+
+  // The endpoints count them from the rollup: one measurement per metric, rated like the events.
+  const current = await pipe('vitals', 'web_vitals_current');
+  const byName = Object.fromEntries(current.map((r) => [r.metric_name, r]));
+  for (const v of vitals) {
+    assert.equal(byName[v.name].measurements, vitals.filter((x) => x.name === v.name).length, v.name);
+    assert.equal(byName[v.name].rating, v.rating, `${v.name}: a single measurement's p75 is rated like it`);
+  }
+  const routes = await pipe('vitals', 'web_vitals_routes');
+  assert.deepEqual(routes.map((r) => [r.route, r.measurements]), [['vitals', vitals.length]]);
+  const dist = await pipe('vitals', 'web_vitals_distribution', `date_from=${today()}&date_to=${today()}`);
+  assert.equal(dist.length, 3 * Object.keys(byName).length);
+  const series = await pipe('vitals', 'web_vitals_timeseries', `date_from=${today()}&date_to=${today()}`);
+  assert.deepEqual(series.map((r) => r.day), Object.keys(byName).map(() => today()));
+
+  // The dashboard's Speed view shows them; a tenant without captures sees no new section.
+  const dash = await dashboard('vitals');
+  assert.equal(await dash.page.locator('[data-testid=speed]').isVisible(), true);
+  assert.equal(await dash.page.locator('[data-testid^=vital-]').count(), Object.keys(byName).length);
+  assert.equal(await dash.page.locator('[data-testid=vital-LCP]').getAttribute('data-rating'), byName.LCP.rating);
+  assert.equal(await dash.page.locator('[data-testid=list-top_outbound_links]').isVisible(), false);
+  assert.deepEqual(dash.errors, []);
+  await dash.context.close();
 });
 
 test('outbound links and downloads send their stripped target; same-site links and mailto send nothing', async () => {
@@ -145,6 +186,14 @@ test('outbound links and downloads send their stripped target; same-site links a
   assert.equal(n['File Download'], 1);
   assert.deepEqual(errors, []);
   await context.close();
+
+  assert.deepEqual(await pipe('links', 'top_outbound_links'), [{ url: 'https://partner.example.org/landing?utm_source=starling', count: 2 }]);
+  assert.deepEqual(await pipe('links', 'top_file_downloads'), [{ url: `${site()}/files/Report.PDF`, count: 1 }]);
+  const dash = await dashboard('links');
+  assert.equal(await dash.page.locator('[data-testid=list-top_outbound_links] [data-testid=row]').count(), 1);
+  assert.equal(await dash.page.locator('[data-testid=list-top_file_downloads]').isVisible(), true);
+  assert.equal(await dash.page.locator('[data-testid=speed]').isVisible(), false);
+  await dash.context.close();
 });
 
 test('engagement, 404 and hash routing', async () => {
@@ -171,6 +220,7 @@ test('engagement, 404 and hash routing', async () => {
   assert.ok(all.some((e) => e.action === '404'));
   const n = await w.until(() => { const c = counted('more'); return c.engagement && c['404'] && c; }, { what: 'engagement and 404 counted' });
   assert.deepEqual([n.engagement, n['404']], [1, 1]);
+  assert.deepEqual(await pipe('more', 'top_404_pages'), [{ pathname: '/more/missing', count: 1 }]);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -19,6 +19,8 @@ pub use starling_beacon as beacon;
 #[cfg(feature = "std")]
 pub mod caps;
 #[cfg(feature = "std")]
+pub mod captures;
+#[cfg(feature = "std")]
 pub mod claims;
 #[cfg(feature = "std")]
 pub mod enrich;
@@ -54,3 +56,5 @@ pub mod time;
 pub mod token;
 #[cfg(feature = "std")]
 pub mod usage;
+#[cfg(feature = "std")]
+pub mod vitals;
