@@ -303,6 +303,9 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
         ("page_visits", "first_ts"),
         ("hits_hourly", "hour"),
         ("active_minutes", "minute"),
+        // Issue #12's rollups (`vitals`, `captures`), replayed with the others.
+        ("web_vitals_daily", "day"),
+        ("captures_daily", "day"),
     ];
     for (table, col) in ranged {
         if full {

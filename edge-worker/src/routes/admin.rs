@@ -79,7 +79,9 @@ pub async fn handle(
             let bucket = archive::bucket(env)?;
             let events = archive::read_day(&bucket, &tenant, &day).await?;
             let now = (worker::Date::now().as_millis() / 1000) as i64;
-            let statements = rollup::statements_for(&events, now);
+            let mut statements = rollup::statements_for(&events, now);
+            statements.extend(starling_core::vitals::statements_for(&events));
+            statements.extend(starling_core::captures::statements_for(&events));
             for chunk in statements.chunks(STATEMENTS_PER_BATCH) {
                 d1::run_atomic(&db, chunk).await?;
             }
