@@ -13,6 +13,7 @@
 import { createServer } from 'node:http';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { chromium } from 'playwright-core';
 import { ROOT } from '../tests/lib/worker.mjs';
 
@@ -105,6 +106,7 @@ async function traced(name) {
   return { longTasks, pageLongTasks, longestTaskMs: Math.max(0, ...onMain.filter((e) => e.name === 'RunTask').map((e) => e.dur / 1000)), scriptingMs: scripting / 1000, firstEventMs: (send.ts - start) / 1000 };
 }
 
+const loadBefore = loadavg();
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const results = {};
 for (const name of Object.keys(PAGES)) {
@@ -124,5 +126,6 @@ for (const [name, runs] of Object.entries(results)) {
   const long = runs.flatMap((r) => r.longTasks);
   console.log(`| ${name} | ${long.length}${long.length ? ` (${long.map(f).join(', ')} ms)` : ''} | ${runs.reduce((a, r) => a + r.pageLongTasks, 0)} | ${f(median(runs.map((r) => r.longestTaskMs)))} / ${f(Math.max(...runs.map((r) => r.longestTaskMs)))} | ${f(median(runs.map((r) => r.scriptingMs)))} / ${f(Math.max(...runs.map((r) => r.scriptingMs)))} | ${f(median(runs.map((r) => r.firstEventMs)))} |`);
 }
+console.log(`\nload average (1, 5, 15 min) before: ${loadBefore.map((x) => x.toFixed(2)).join(', ')}; after: ${loadavg().map((x) => x.toFixed(2)).join(', ')} (2 cores, shared)`);
 mkdirSync(join(ROOT, 'bench-output'), { recursive: true });
-writeFileSync(join(ROOT, 'bench-output/tracker-trace.json'), JSON.stringify({ measured_at: new Date().toISOString(), runs: RUNS, results }, null, 2) + '\n');
+writeFileSync(join(ROOT, 'bench-output/tracker-trace.json'), JSON.stringify({ measured_at: new Date().toISOString(), runs: RUNS, load_before: loadBefore, load_after: loadavg(), results }, null, 2) + '\n');
