@@ -220,7 +220,7 @@ test('engagement, 404 and hash routing', async () => {
   assert.ok(all.some((e) => e.action === '404'));
   const n = await w.until(() => { const c = counted('more'); return c.engagement && c['404'] && c; }, { what: 'engagement and 404 counted' });
   assert.deepEqual([n.engagement, n['404']], [1, 1]);
-  assert.deepEqual(await pipe('more', 'top_404_pages'), [{ pathname: '/more/missing', count: 1 }]);
+  assert.deepEqual(await pipe('more', 'top_not_found_pages'), [{ pathname: '/more/missing', count: 1 }]);
   assert.deepEqual(errors, []);
   await context.close();
 });

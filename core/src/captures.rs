@@ -1,7 +1,7 @@
 //! Outbound link clicks, file downloads and 404 pages (issue #12): the tracker's opt-in captures
 //! counted per tenant, UTC day, domain and target in `captures_daily`
 //! (`migrations/0007_web_vitals.sql`), and the endpoints `top_outbound_links`, `top_file_downloads`
-//! and `top_404_pages` that read it. Pure: the consumer and the query route run the statements.
+//! and `top_not_found_pages` that read it. Pure: the consumer and the query route run the statements.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +29,7 @@ pub const CAPTURES: [(&str, &str, &str, &str, &str); 3] = [
         "top_file_downloads",
         "url",
     ),
-    ("404", "404", "path", "top_404_pages", "pathname"),
+    ("404", "404", "path", "top_not_found_pages", "pathname"),
 ];
 
 /// The kind and target of a capture event, if it is one (bots are not counted).

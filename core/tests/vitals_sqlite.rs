@@ -293,14 +293,14 @@ fn outbound_downloads_and_404_pages_are_listed_most_frequent_first() {
         get(&conn, "acme", "top_file_downloads", &[]).data[0]["count"],
         1
     );
-    let missing = get(&conn, "acme", "top_404_pages", &[]);
+    let missing = get(&conn, "acme", "top_not_found_pages", &[]);
     assert_eq!(missing.data.len(), 1);
     assert_eq!(missing.data[0]["pathname"], "/gone");
     assert_eq!(
         get(
             &conn,
             "acme",
-            "top_404_pages",
+            "top_not_found_pages",
             &[("date_from", "2026-01-10")]
         )
         .data

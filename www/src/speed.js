@@ -13,7 +13,7 @@ const RATING = { good: 'Good', 'needs-improvement': 'Needs improvement', poor: '
 const LISTS = [
   { pipe: 'top_outbound_links', title: 'Outbound links', col: 'Link', key: 'url', count: 'Clicks' },
   { pipe: 'top_file_downloads', title: 'File downloads', col: 'File', key: 'url', count: 'Downloads' },
-  { pipe: 'top_404_pages', title: '404 pages', col: 'Page', key: 'pathname', count: 'Visits' },
+  { pipe: 'top_not_found_pages', title: '404 pages', col: 'Page', key: 'pathname', count: 'Visits' },
 ];
 
 const el = (tag, { dataset = {}, ...props } = {}, ...children) => {

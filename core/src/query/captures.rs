@@ -1,4 +1,4 @@
-//! `top_outbound_links`, `top_file_downloads` and `top_404_pages` (issue #12): the tracker's opt-in
+//! `top_outbound_links`, `top_file_downloads` and `top_not_found_pages` (issue #12): the tracker's opt-in
 //! captures per target over `date_from..=date_to` (UTC days), most frequent first, from
 //! `captures_daily` ([`crate::captures`]). Tenant first, every value bound.
 

@@ -34,7 +34,7 @@ pub(crate) const PIPES: &[&str] = &[
     "web_vitals_timeseries",
     "top_outbound_links",
     "top_file_downloads",
-    "top_404_pages",
+    "top_not_found_pages",
 ];
 
 /// `current_visitors` counts sessions with a hit in this many seconds before `now`.
