@@ -19,7 +19,8 @@ use starling_core::audit::{self, Reason};
 use starling_core::usage;
 use worker::{Context, Env, Method, Request, Response};
 
-use crate::error::ApiError;
+pub use crate::clock::{now_ms, now_secs};
+use crate::error::{self, ApiError, Success};
 use crate::{cors, log, random};
 
 /// The OpenAPI document of the whole HTTP API, served at `/v0/openapi.json`.
@@ -47,7 +48,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
     if req.path() == "/dashboard/" {
         return dashboard::page(req, &env).await;
     }
-    let started = worker::Date::now().as_millis();
+    let started = crate::clock::now_ms();
     let request_id = random::id();
     let method = req.method();
     let mut outcome = Outcome::default();
@@ -88,7 +89,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
         route,
         method: method.as_ref(),
         status: resp.status_code(),
-        latency_ms: worker::Date::now().as_millis() - started,
+        latency_ms: crate::clock::now_ms() - started,
         tenant: outcome.tenant.as_deref(),
         error: error_detail.as_deref(),
         rows: outcome.rows,
@@ -141,7 +142,7 @@ fn count_query(env: &Env, ctx: &Context, outcome: &Outcome) {
     ctx.wait_until(async move {
         if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
             log::event(
-                "error",
+                crate::log::Level::Error,
                 "usage_write",
                 &serde_json::json!({ "error": e.to_string() }),
             );
@@ -263,7 +264,15 @@ impl Route {
             Self::Tenant(_) => "GET, PATCH, DELETE",
             Self::Settings(_) => "PUT",
             Self::Token(..) | Self::Key(..) => "DELETE",
-            _ => "GET",
+            Self::Health
+            | Self::OpenApi
+            | Self::Pipe(_)
+            | Self::TenantJson
+            | Self::UsageJson
+            | Self::Usage(_)
+            | Self::Export(_)
+            | Self::Audit
+            | Self::ExportByParam => "GET",
         }
     }
 
@@ -271,8 +280,32 @@ impl Route {
         self.methods().split(", ").any(|m| m == method.as_ref())
     }
 
+    /// Routes of the operator's admin API (`ADMIN_TOKEN`), listed one by one: a new route is public
+    /// only if it is added to the first arm on purpose.
     fn is_admin(&self) -> bool {
-        self.name().starts_with("admin_")
+        match self {
+            Self::Events
+            | Self::Health
+            | Self::OpenApi
+            | Self::Pipe(_)
+            | Self::TenantJson
+            | Self::UsageJson => false,
+            Self::Tenants
+            | Self::Tenant(_)
+            | Self::Settings(_)
+            | Self::Tokens(_)
+            | Self::Token(..)
+            | Self::Keys(_)
+            | Self::Key(..)
+            | Self::Usage(_)
+            | Self::Export(_)
+            | Self::Audit
+            | Self::RetentionRun
+            | Self::RebuildReset
+            | Self::RebuildDay
+            | Self::ExportByParam
+            | Self::Batches => true,
+        }
     }
 }
 
@@ -295,12 +328,9 @@ async fn dispatch(
     let method = req.method();
     match route {
         Route::Events => ingest::post_events(req, env, request_id, outcome).await,
-        Route::Health => {
-            Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json"))
-        }
+        Route::Health => error::json(&serde_json::json!({ "status": "ok" }), Success::Ok),
         Route::OpenApi => {
-            let mut resp = Response::ok(OPENAPI).expect("response");
-            let _ = resp.headers_mut().set("Content-Type", "application/json");
+            let mut resp = error::text(OPENAPI, "application/json", Success::Ok);
             let _ = resp
                 .headers_mut()
                 .set("Cache-Control", "public, max-age=300");
@@ -314,7 +344,8 @@ async fn dispatch(
         Route::Tenant(id) => match method {
             Method::Get => tenants::read(env, &id, outcome).await,
             Method::Patch => tenants::update(req, env, &id, outcome).await,
-            _ => tenants::erase(env, &id, outcome).await,
+            Method::Delete => tenants::erase(env, &id, outcome).await,
+            _ => Err(ApiError::MethodNotAllowed(Route::Tenant(id).methods())),
         },
         Route::Settings(id) => settings::put(req, env, &id, outcome).await,
         Route::Tokens(id) if method == Method::Post => tokens::mint(req, env, &id, outcome).await,
@@ -328,7 +359,7 @@ async fn dispatch(
         Route::Audit => reports::get_audit(req, env).await,
         Route::RetentionRun => {
             let report = crate::store::retention::run(env).await;
-            Ok(Response::from_json(&report).expect("json"))
+            error::json(&report, Success::Ok)
         }
         Route::RebuildReset | Route::RebuildDay | Route::ExportByParam | Route::Batches => {
             admin::handle(req, env, route, outcome).await
@@ -373,16 +404,6 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
-}
-
-/// Current time in UTC milliseconds from the runtime clock.
-pub fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
-}
-
-/// Current time in UTC seconds.
-pub fn now_secs() -> i64 {
-    now_ms().div_euclid(1000)
 }
 
 /// Reads a JSON request body of at most `max` bytes.

@@ -9,7 +9,7 @@ use worker::{Cache, Env, Request, Response};
 
 use super::auth::{authenticate, Need};
 use super::{now_ms, query_pairs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 use crate::{limiter, tenants, timezone};
 
@@ -57,9 +57,8 @@ pub async fn get_pipe(
     if let Ok(Some(mut hit)) = cache.get(cache_url.as_str(), false).await {
         // Cached responses have immutable headers: answer with a fresh response around the body.
         if let Ok(body) = hit.text().await {
-            let mut resp = Response::ok(body).expect("response");
+            let mut resp = error::text(body, "application/json", Success::Ok);
             let h = resp.headers_mut();
-            let _ = h.set("Content-Type", "application/json");
             let _ = h.set("X-Cache", "HIT");
             let _ = h.set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
             if let Some(d) = &limit {
@@ -82,7 +81,7 @@ pub async fn get_pipe(
         },
     });
     outcome.rows = Some(out.data.len());
-    let mut resp = Response::from_json(&body).expect("json");
+    let mut resp = error::json(&body, Success::Ok)?;
     let _ = resp
         .headers_mut()
         .set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));

@@ -12,7 +12,7 @@ use worker::{Env, Request, Response};
 
 use super::tenants::existing;
 use super::{json_body, now_secs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 use crate::{env, random, tenants};
 
@@ -51,7 +51,7 @@ pub async fn mint(
     if let Some(m) = meta.as_object_mut() {
         m.insert("token".into(), Value::String(jwt));
     }
-    Ok(Response::from_json(&meta).expect("json").with_status(201))
+    error::json(&meta, Success::Created)
 }
 
 /// `GET /v0/admin/tenants/{id}/tokens`: the tenant's minted tokens, newest first (never the JWTs).
@@ -86,7 +86,7 @@ pub async fn revoke(
             "token '{token_id}' of tenant '{id}': list them with GET /v0/admin/tenants/{id}/tokens"
         ))
         })?;
-    Ok(Response::from_json(&mint::metadata_json(row)).expect("json"))
+    error::json(&mint::metadata_json(row), Success::Ok)
 }
 
 /// `POST /v0/admin/tenants/{id}/keys`: registers an Ed25519 public key (201 with its `key_id`, the
@@ -105,7 +105,7 @@ pub async fn add_key(
     d1::run_atomic(&db, &[keys::insert(id, &key_id, &public_key, now_secs())]).await?;
     tenants::forget_keys();
     let key = find_key(env, id, &key_id).await?;
-    Ok(Response::from_json(&key).expect("json").with_status(201))
+    error::json(&key, Success::Created)
 }
 
 /// `GET /v0/admin/tenants/{id}/keys`: the tenant's keys (public halves only).
@@ -126,7 +126,7 @@ pub async fn revoke_key(
     d1::run_atomic(&db, &[keys::revoke(id, key_id, now_secs())]).await?;
     tenants::forget_keys();
     let key = find_key(env, id, key_id).await?;
-    Ok(Response::from_json(&key).expect("json"))
+    error::json(&key, Success::Ok)
 }
 
 async fn find_key(env: &Env, id: &str, key_id: &str) -> Result<Value, ApiError> {
@@ -146,8 +146,8 @@ async fn listing(
     let db = tenants::pool(env)?;
     let rows = d1::rows(&db, statement).await?;
     let data: Vec<Value> = rows.iter().map(to_json).collect();
-    Ok(
-        Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
-            .expect("json"),
+    error::json(
+        &serde_json::json!({ "rows": data.len(), "data": data }),
+        Success::Ok,
     )
 }
