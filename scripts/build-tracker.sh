@@ -1,55 +1,63 @@
 #!/usr/bin/env bash
 # Builds the browser tracker unless its inputs are unchanged:
-#   cargo (wasm32, release) → wasm-bindgen --target web → wasm-opt -Oz → esbuild bundle of the loader
-# and writes www/dist/t.js (short cache; names the module by hash) and www/dist/t/<sha256-16>.wasm
-# (immutable), plus www/dist/_headers.tracker (cache rules to merge into _headers).
-# Only these files are touched in www/dist: the dashboard writes there too.
+#   cargo (wasm32, release; default and `ext` modules) → wasm-opt -Oz → esbuild for the loader and the
+#   opt-in scripts
+# and writes, all named by one content hash H of everything below:
+#   www/dist/t.js               the loader (short cache)
+#   www/dist/t/H.wasm           the default module
+#   www/dist/t/H.x.wasm         the extended module (web vitals, links, engagement, hash routing, 404)
+#   www/dist/t/H.{s,w,o,f,e}.js the opt-in scripts: storage, web vitals, outbound links, file downloads,
+#                               engagement
+# plus www/dist/_headers.tracker (cache rules to merge into _headers). Only these files are touched in
+# www/dist: the dashboard writes there too. tracker/pkg/ keeps copies and t.inline.js (the module
+# inlined as base64, measured by scripts/tracker-size.sh, not served).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 use_wasm_toolchain
 out=tracker/pkg
 stamp=$out/.inputs
-sum=$( (cat Cargo.lock Cargo.toml core/Cargo.toml tracker/Cargo.toml core/src/beacon.rs scripts/build-tracker.sh
-  find tracker/src tracker/js -type f | sort | xargs cat) | sha256sum | cut -c1-16)
-if [ -f "$stamp" ] && [ "$(head -1 "$stamp")" = "$sum" ] && [ -f www/dist/t.js ] && [ -f "www/dist/$(sed -n 2p "$stamp")" ]; then
+sum=$( (cat Cargo.lock Cargo.toml beacon/Cargo.toml tracker/Cargo.toml scripts/build-tracker.sh
+  find beacon/src tracker/src tracker/js -type f | sort | xargs cat) | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(head -1 "$stamp")" = "$sum" ] && [ -f www/dist/t.js ] && [ -f "www/dist/t/$(sed -n 2p "$stamp").wasm" ]; then
   echo "tracker build up to date" >&2
   exit 0
 fi
-[ -x "$STARLING_CACHE/bin/wasm-bindgen" ] || die "wasm-bindgen is missing: run scripts/setup.sh first"
 [ -x node_modules/.bin/esbuild ] && [ -x node_modules/.bin/wasm-opt ] || die "esbuild/wasm-opt are missing: run npm ci"
 start=$(date +%s)
+rm -rf "$out"
 mkdir -p "$out" www/dist/t
-
-step "cargo build -p starling-tracker (wasm32, release)"
-cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release >&2
 wasm=target/wasm32-unknown-unknown/release/starling_tracker.wasm
+opt() { node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers --strip-target-features "$wasm" -o "$1" >&2; }
 
-step "wasm-bindgen --target web"
-rm -rf "$out/snippets"
-"$STARLING_CACHE/bin/wasm-bindgen" --target web --no-typescript --out-dir "$out" "$wasm" >&2
+step "cargo build -p starling-tracker (wasm32, release): default module"
+cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release >&2
+opt "$out/m.wasm"
+step "cargo build -p starling-tracker --features ext (wasm32, release): extended module"
+cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release --features ext >&2
+opt "$out/m.x.wasm"
 
-step "wasm-opt -Oz"
-node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers --strip-target-features \
-  "$out/starling_tracker_bg.wasm" -o "$out/t.wasm" >&2
-hash=$(sha256sum "$out/t.wasm" | cut -c1-16)
-name="t/$hash.wasm"
+es() { node_modules/.bin/esbuild "$1" --minify --format=iife --target=es2020 --legal-comments=none --log-level=warning "${@:3}" --outfile="$2" >&2; }
+step "esbuild: opt-in scripts"
+es tracker/js/storage.js "$out/m.s.js"
+es tracker/js/vitals.js "$out/m.w.js"
+es tracker/js/links.js "$out/m.o.js" --define:WHICH=1
+es tracker/js/links.js "$out/m.f.js" --define:WHICH=2
+es tracker/js/engagement.js "$out/m.e.js"
+hash=$(cat "$out"/m.* tracker/js/main.js | sha256sum | cut -c1-16)
+step "esbuild: t.js (build $hash)"
+es tracker/js/main.js "$out/t.js" --define:H="\"$hash\"" --define:INLINE=0
+# The same loader with the default module inlined (base64), for the size comparison only.
+b64=$(base64 -w0 "$out/m.wasm")
+es tracker/js/main.js "$out/t.inline.js" --define:H="\"$hash\"" --define:INLINE="\"$b64\""
 
-# t.js always calls initSync({ module }): drop the glue's warning for the deprecated call form (a no-op
-# if a future wasm-bindgen words it differently).
-sed -i "s/console\.warn('using deprecated parameters for \`initSync()\`; pass a single object instead')/0/" "$out/starling_tracker.js"
-
-step "esbuild t.js → $name"
-node_modules/.bin/esbuild tracker/js/main.js --bundle --minify --format=iife --target=es2020 \
-  --define:WASM_PATH="\"$name\"" --legal-comments=none --log-level=warning --log-override:empty-import-meta=silent --outfile="$out/t.js" >&2
-
-# Replace only our own files; keep the previous module for pages that still cache the old t.js.
+# Replace only our own files; keep the previous build for pages that still cache the old t.js.
 prev=$(sed -n 2p "$stamp" 2>/dev/null || true)
-for f in www/dist/t/*.wasm; do
+for f in www/dist/t/*; do
   [ -e "$f" ] || continue
-  case "www/dist/${f#www/dist/}" in "www/dist/$name" | "www/dist/$prev") ;; *) rm -f "$f" ;; esac
+  case "$(basename "$f")" in "$hash".* | "$prev".*) ;; *) rm -f "$f" ;; esac
 done
-cp "$out/t.wasm" "www/dist/$name"
+for f in "$out"/m.*; do cp "$f" "www/dist/t/$hash.${f#"$out"/m.}"; done
 cp "$out/t.js" www/dist/t.js
 cat >www/dist/_headers.tracker <<'HEADERS'
 /t.js
@@ -59,8 +67,8 @@ cat >www/dist/_headers.tracker <<'HEADERS'
   Cache-Control: public, max-age=31536000, immutable
   Access-Control-Allow-Origin: *
 HEADERS
-printf '%s\n%s\n' "$sum" "$name" >"$stamp"
+printf '%s\n%s\n' "$sum" "$hash" >"$stamp"
 js=$(wc -c <www/dist/t.js)
-wb=$(wc -c <"www/dist/$name")
-gz=$(( $(gzip -9c www/dist/t.js | wc -c) + $(gzip -9c "www/dist/$name" | wc -c) ))
-summary "tracker built in $(($(date +%s) - start)) s: t.js $js B + $name $wb B = $((js + wb)) B raw, $gz B gzip -9"
+wb=$(wc -c <"www/dist/t/$hash.wasm")
+gz=$(( $(gzip -9c www/dist/t.js | wc -c) + $(gzip -9c "www/dist/t/$hash.wasm" | wc -c) ))
+summary "tracker built in $(($(date +%s) - start)) s: t.js $js B + t/$hash.wasm $wb B = $((js + wb)) B raw, $gz B gzip -9"

@@ -90,6 +90,7 @@ cargo_tool() { # name version binary
     die "cargo install $1@$2 failed (see above); check that crates.io is reachable and rerun scripts/setup.sh"
   steps=$((steps + 1))
 }
+[ -x "$STARLING_CACHE/bin/wasm-bindgen-test-runner" ] || rm -f "$STARLING_CACHE/bin/wasm-bindgen" # runs the wasm tests in Chromium
 cargo_tool wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
 cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build
 

@@ -18,7 +18,7 @@ start=$(date +%s)
 tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=(checks native e2e browser)
 # Chromium tests: the tracker and the dashboard in a real browser. Everything else in tests/ is e2e.
-browser_tests=(tests/tracker.test.mjs tests/dashboard.test.mjs)
+browser_tests=(tests/tracker.test.mjs tests/tracker-capture.test.mjs tests/dashboard.test.mjs)
 timings=()
 
 timed() {
@@ -95,6 +95,7 @@ e2e() {
 
 browser() {
   build
+  bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
   step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
   node_tests "${browser_tests[@]}"
 }

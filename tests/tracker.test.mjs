@@ -227,8 +227,9 @@ test('GPC, an opt-out or an automated browser send nothing, and the API never th
 test('t.js and the module are served with CORS and cache headers (www/dist/_headers.tracker merged into _headers)', async () => {
   const js = await httpCall(`${w.base}/t.js`);
   assert.equal(js.status, 200);
-  const wasm = js.body.match(/t\/[0-9a-f]{16}\.wasm/)?.[0];
-  assert.ok(wasm, 't.js names its module');
+  const build = js.body.match(/t\/([0-9a-f]{16})/)?.[1];
+  assert.ok(build, 't.js names its build');
+  const wasm = `t/${build}.wasm`;
   const mod = await httpCall(`${w.base}/${wasm}`);
   assert.equal(mod.status, 200);
   assert.equal(mod.headers.get('content-type'), 'application/wasm');

@@ -9,15 +9,17 @@
 //! NDJSON body and quarantines bad rows, [`enrich`] adds browser/OS/device/bot, geo, source and UTM
 //! fields, [`identity`] derives the cookieless visitor id and sessions, and [`rollup`] turns enriched
 //! events into idempotent rollup deltas. [`query`] plans analytics endpoint requests into SQL over
-//! those rollups. [`settings`] validates a tenant's white-label dashboard settings. [`beacon`] holds the
-//! tracker's decisions and is the only `no_std` module.
+//! those rollups. [`settings`] validates a tenant's white-label dashboard settings. [`beacon`] re-exports the
+//! tracker's decisions (the `no_std` crate `starling-beacon`).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 #[cfg(feature = "std")]
 pub mod audit;
-pub mod beacon;
+pub use starling_beacon as beacon;
 #[cfg(feature = "std")]
 pub mod caps;
+#[cfg(feature = "std")]
+pub mod captures;
 #[cfg(feature = "std")]
 pub mod claims;
 #[cfg(feature = "std")]
@@ -59,3 +61,5 @@ pub mod time;
 pub mod token;
 #[cfg(feature = "std")]
 pub mod usage;
+#[cfg(feature = "std")]
+pub mod vitals;

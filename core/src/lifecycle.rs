@@ -52,6 +52,8 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("actions", None),
     table("bot_hits_daily", Some(DateColumn::Day("day"))),
     table("quarantine_daily", Some(DateColumn::Day("day"))),
+    table("web_vitals_daily", Some(DateColumn::Secs("day"))),
+    table("captures_daily", Some(DateColumn::Secs("day"))),
     // Billing records outlive the analytics retention; erasure still removes them.
     table("usage_daily", None),
     table("tenant_settings", None),
@@ -245,7 +247,12 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 10);
+        assert_eq!(x.len(), 12);
+        let vitals = x
+            .iter()
+            .find(|s| s.sql.contains("web_vitals_daily"))
+            .unwrap();
+        assert_eq!(vitals.binds[1], SqlValue::Int(AUG_13));
         let payloads = x
             .iter()
             .find(|s| s.sql.starts_with("UPDATE actions"))

@@ -199,6 +199,9 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
         ("visit_hourly", "hour"),
         ("visit_daily", "day"),
         ("visitor_days", "day"),
+        // Issue #12's rollups (`vitals`, `captures`), replayed with the others.
+        ("web_vitals_daily", "day"),
+        ("captures_daily", "day"),
     ];
     for (table, col) in ranged {
         if full {

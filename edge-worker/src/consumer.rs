@@ -359,6 +359,8 @@ async fn apply_group(
         .flat_map(|&i| batches[i].events.iter().cloned())
         .collect();
     statements.extend(rollup::statements_for(&events, &prior, now_secs));
+    statements.extend(starling_core::vitals::statements_for(&events));
+    statements.extend(starling_core::captures::statements_for(&events));
     for &i in &fresh {
         let b = &batches[i];
         statements.extend(rollup::quarantine_statements(

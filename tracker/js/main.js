@@ -1,69 +1,78 @@
 // t.js: the loader. Reads its script tag synchronously, installs the public API (calls made before the
-// wasm module is ready are queued and replayed), then fetches and instantiates the module. It only
-// reads the page: every decision is made in the module (starling_core::beacon). Every entry point is
-// wrapped: nothing here may throw into the host page, and a trap in the module turns the tracker off.
-import { initSync, buf, ev } from '../pkg/starling_tracker.js';
-
+// module is ready are queued and replayed), fetches and instantiates the wasm module with its one
+// import, and posts what the module decides. Every decision is made in the module (starling_beacon);
+// this file only reads the page and calls browser APIs. Every entry point is wrapped: nothing here may
+// throw into the host page, and a trap in the module turns the tracker off.
+//
+// Build-time constant (scripts/build-tracker.sh): H, the build's content hash. Files under t/ next to
+// this script: H.wasm (the default module), H.x.wasm (the extended module, fetched instead when the tag
+// enables an opt-in capture), and H.<letter>.js, one script per opt-in feature, loaded only when its
+// attribute is present (storage.js, vitals.js, links.js, engagement.js).
 try {
   const W = window;
   const D = document;
   const N = navigator;
   const L = location;
   const s = D.currentScript;
-  const cfg = [...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + new URL(s.src).origin;
-  const store = s.getAttribute('data-storage');
-  // Calls made before t.js ran (`window.starling = {q: [], track(n, p) { this.q.push([n, p]) }}`).
-  const q = (W.starling && W.starling.q) || [];
+  const dir = new URL('t/' + H, s.src);
+  const cfg = [...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin;
+  const load = (c) => new Promise((r) => D.head.append(Object.assign(D.createElement('script'), { src: dir + c + '.js', onload: r, onerror: r })));
+  // Opt-in features, each its own script; `hash` and `404` need only the extended module.
+  const ext = ['storage', 'web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) => s.hasAttribute('data-' + a));
+  const early = (W.starling && W.starling.q) || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
+  const q = []; // events waiting for the module
+  const retry = []; // beacons the browser refused, retried before the next send and on hide/online
   let last = '';
-  let mem; // the module's memory and input buffer, once ready
-  let state = 0; // 0 loading, 1 ready, 2 off
+  let x = 0; // the module's exports; 0 while loading, null when off
 
-  const run = (name, props, href) => {
-    if (state - 1) return;
+  const post = (u, b) => {
     try {
-      let sid = '';
-      let save;
+      // A string body is sent as text/plain: no CORS preflight.
+      if (N.sendBeacon(u, b)) return;
+    } catch {}
+    fetch(u, { method: 'POST', body: b, keepalive: true })
+      .then((r) => { if (r.status > 499 || r.status == 429) throw 0; })
+      .catch(() => retry.length < 20 && retry.push([u, b]));
+  };
+  const flush = () => retry.splice(0).forEach((e) => post(...e));
+  const put = (t) => new TextEncoder().encodeInto(t, new Uint8Array(x.memory.buffer, x.b(), 32768));
+
+  // One event into the module; kind and n describe an opt-in capture's report (beacon::kind).
+  const run = (name, props, href, kind, n) => {
+    try {
+      // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
+      const [sid, save] = (W.starling.$ || Array)();
       let out;
-      if (store != null) {
-        // flock.js-compatible session id, 30 minutes sliding: a `session-id` cookie, or
-        // {"value","expiry"} in local/session storage, written only once an event was sent. Unlike
-        // flock.js the cookie gets SameSite=Lax, Secure only on https, and Domain only when the page
-        // is on data-domain (else browsers reject it and every event starts a new session).
-        const S = store == 'localStorage' ? localStorage : store == 'sessionStorage' ? sessionStorage : 0;
-        const now = Date.now();
-        const dom = s.getAttribute('data-domain')?.replace(/^\./, '');
-        if (S) try { out = JSON.parse(S.getItem('session-id')); } catch {}
-        sid = (S ? out && out.expiry > now && out.value : (D.cookie.match(/(^|; )session-id=([\w-]+)/) || [])[2])
-          || crypto.randomUUID?.() || '';
-        save = sid && (() => S ? S.setItem('session-id', JSON.stringify({ value: sid, expiry: now + 18e5 }))
-          : D.cookie = 'session-id=' + sid + '; Max-Age=1800; Path=/; SameSite=Lax' + (L.protocol == 'https:' ? '; Secure' : '')
-            + (/\./.test(dom) && ('.' + L.hostname).endsWith('.' + dom) ? '; Domain=' + dom : ''));
-        out = 0;
-      }
       try { out = W.starlingOptOut || localStorage.getItem('starling-opt-out'); } catch {}
       const u = new URL(href);
+      // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
+      props = name ? JSON.stringify(props ?? {}, (k, v) => k && x.k(put(k).written) ? '********' : v) : '';
       const input = [cfg, [href, u.pathname, u.hostname, D.referrer, last, N.language,
-        N.userAgent, new Date().toISOString(), sid].join('\0'), name, name ? JSON.stringify(props ?? {}) : ''].join('\x01');
-      const r = new TextEncoder().encodeInto(input, new Uint8Array(mem.memory.buffer, buf(), 32768));
-      const flags = (N.globalPrivacyControl ? 1 : 0) | (N.webdriver || W.Cypress || W.__nightmare ? 2 : 0) | (out ? 4 : 0);
-      if (r.read == input.length && ev(r.written, flags)) {
-        name || (last = href);
+        N.userAgent, new Date().toISOString(), sid].join('\0'), name, props].join('\x01');
+      const r = put(input);
+      const sent = r.read == input.length && x.e(r.written, (N.globalPrivacyControl ? 1 : 0) | (N.webdriver || W.Cypress || W.__nightmare ? 2 : 0) | (out ? 4 : 0), kind, ...n);
+      if (sent) {
+        kind || name || (last = href);
         save && save();
       }
+      return sent;
     } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) state = 2;
+      if (e instanceof WebAssembly.RuntimeError) x = null;
     }
   };
-  const go = (name, props) => {
+  // Everything goes through here: queued until the module is ready, dropped once it is off.
+  const go = (name, props, kind = 0, n = []) => {
     try {
-      state ? run(name, props, L.href) : q.push([name, props, L.href]);
+      const e = [name, props, L.href, kind, n];
+      return x ? run(...e) : x === 0 && q.push(e) && 0;
     } catch {}
   };
   const track = (name, props) => name && go('' + name, props);
   const page = () => D.prerendering || go('');
 
   W.Tinybird = { trackEvent: track };
-  W.starling = { track };
+  // For the opt-in scripts: `_(name, props, kind, numbers)` returns what the module did; `s` is the tag.
+  W.starling = { track, _: go, s };
   for (const m of ['pushState', 'replaceState']) {
     const orig = history[m];
     history[m] = function () {
@@ -74,15 +83,24 @@ try {
   }
   addEventListener('popstate', page);
   addEventListener('hashchange', page);
+  addEventListener('pagehide', flush);
+  addEventListener('online', flush);
+  addEventListener('visibilitychange', () => D.hidden && flush());
+  early.forEach((e) => go(e[0] == null ? '' : '' + e[0], e[1]));
   D.prerendering ? D.addEventListener('prerenderingchange', page, { once: true }) : page();
 
-  fetch(new URL(WASM_PATH, s.src))
-    .then((r) => r.arrayBuffer())
-    .then((b) => WebAssembly.compile(b))
-    .then((module) => {
-      mem = initSync({ module });
-      state = 1;
-      q.splice(0).forEach((e) => run(e[0] == null ? '' : '' + e[0], e[1], e[2] || L.href));
+  const dec = (a, b) => new TextDecoder().decode(new Uint8Array(x.memory.buffer, a, b));
+  Promise.all([
+    // The extended module when any feature but storage (listed first) is on. INLINE (a build-time
+    // constant) is the default module in base64 in t.inline.js, only built to compare sizes.
+    (ext[0] && ext[0] != 'storage' || ext[1] ? fetch(dir + '.x.wasm').then((r) => r.arrayBuffer())
+      : INLINE ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
+      : fetch(dir + '.wasm').then((r) => r.arrayBuffer()))
+      .then((b) => WebAssembly.instantiate(b, { e: { s: (a, u, n) => { flush(); post(dec(a, u), dec(a + u, n - u)); } } })),
+    ...ext.map((a) => a[0] < 'a' || a == 'hash' || load('.' + a[0]))])
+    .then(([m]) => {
+      x = m.instance.exports;
+      q.splice(0).forEach((e) => run(...e));
     })
-    .catch(() => {});
+    .catch(() => { x = null; });
 } catch {}

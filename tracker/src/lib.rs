@@ -1,22 +1,18 @@
-//! Starling's browser tracker, compiled to a tiny `no_std` wasm module.
+//! Starling's browser tracker, compiled to a tiny `no_std` wasm module with no allocator and no
+//! wasm-bindgen.
 //!
-//! The loader (`js/main.js`, bundled with wasm-bindgen's glue into `t.js`) reads the page, writes each
-//! page hit or custom event into the module's input buffer ([`buf`]) and calls [`ev`]; [`ev`] hands the
-//! bytes to `starling_core::beacon`, which decides whether, what and where to send, and calls back
-//! into JS (`js/send.js`) to send the beacon. Nothing allocates per event (the input buffer is static,
-//! the output is on the stack); wasm-bindgen still links a tiny bump allocator. A panic is a trap that
-//! the loader catches, which turns the tracker off without touching the page. On other targets the
-//! crate is empty, so `cargo test`/`clippy` on the host skip it.
+//! The loader (`js/main.js`, minified into `t.js`) reads the page, writes each page hit or custom event
+//! into the module's input buffer ([`b`](browser::b)) and calls [`e`](browser::e); `e` hands the bytes to
+//! `starling_beacon`, which decides whether, what and where to send, and calls the one import, `e.s`,
+//! to send the beacon. The module talks to JS through plain wasm imports and exports (numbers and
+//! offsets into its memory), so the loader instantiates it with a few lines of its own instead of
+//! wasm-bindgen's glue. Nothing allocates: the input, output and scratch buffers are static. A panic is
+//! a trap that the loader catches, which turns the tracker off without touching the page. On other
+//! targets the crate is empty, so `cargo test`/`clippy` on the host skip it.
 //!
-//! Build with `scripts/build-tracker.sh`, never together with the edge worker for wasm32 in one cargo
-//! invocation: the worker turns on wasm-bindgen's and the core's `std` features, and std's panic handler
-//! then clashes with this crate's.
+//! Built twice by `scripts/build-tracker.sh`: the default module, and with the feature `ext` the module
+//! for sites that enable an opt-in capture.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 #[cfg(target_arch = "wasm32")]
-mod browser;
-#[cfg(target_arch = "wasm32")]
-mod bump;
-
-#[cfg(target_arch = "wasm32")]
-pub use browser::{buf, ev};
+pub mod browser;

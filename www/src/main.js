@@ -6,6 +6,7 @@ import { viewerTimeZone, todayIn, rangeDates, RANGES, isDate, MAX_DAYS, spanDays
 import * as fmt from './format.js';
 import { DEFAULT_THEME, mergeTheme, applyTheme, tenantTheme } from './theme.js';
 import { Chart } from './chart.js';
+import { buildCaptures, loadCaptures } from './speed.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -254,6 +255,7 @@ async function load() {
     const tasks = [
       pipe('kpis_summary', withPrev, token, signal).then(current((r) => renderKpis(r.data[0]))),
       pipe('kpis', withPrev, token, signal).then(current((r) => { state.series = r.data; renderSeries(); })),
+      ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
       ...TABLES.map((t) => pipe(t.pipe, { ...params, limit: TABLE_LIMIT }, token, signal)
         .then(current((r) => renderTable(t, r.data)), (e) => { if (gen === generation) tableFailed(t); throw e; })),
     ];
@@ -598,6 +600,7 @@ function postHeight() {
 function start() {
   buildKpis();
   buildTables();
+  buildCaptures($('captures'));
   chart = new Chart($('chart'));
   readFragment();
   themeNow();

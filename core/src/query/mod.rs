@@ -16,16 +16,19 @@
 //!
 //! Endpoints: `current_visitors`, `trend`, `kpis`, `top_pages`, `top_sources`, `top_browsers`,
 //! `top_devices`, `top_locations`, `domains`, `domain`, `actions` (the kit's), plus `top_os`,
-//! `top_campaigns`, `entry_pages` and `exit_pages`. Date-ranged endpoints accept the dashboard filters
+//! `top_campaigns`, `entry_pages` and `exit_pages`, the web vitals endpoints (`vitals`) and
+//! `top_outbound_links`, `top_file_downloads`, `top_not_found_pages` (`captures`). Date-ranged endpoints accept the dashboard filters
 //! `pathname`, `source` (alias `referrer`), `browser`, `os`, `device`, `country` (alias `location`),
 //! `utm_source`, `utm_medium`, `utm_campaign`, and every endpoint accepts `domain`.
 
 mod api;
+mod captures;
 mod params;
 mod pipes;
 mod response;
 mod rollups;
 mod timezone;
+mod vitals;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -31,6 +31,13 @@ pub(crate) const PIPES: &[&str] = &[
     "domains",
     "domain",
     "actions",
+    "web_vitals_current",
+    "web_vitals_routes",
+    "web_vitals_distribution",
+    "web_vitals_timeseries",
+    "top_outbound_links",
+    "top_file_downloads",
+    "top_not_found_pages",
 ];
 
 /// `current_visitors` counts sessions with a hit in this many seconds before `now`.
@@ -59,6 +66,10 @@ pub(crate) enum Shape {
     Domains,
     Domain,
     Actions,
+    /// The `web_vitals_*` endpoints (`super::vitals`).
+    Vitals(super::vitals::Shape),
+    /// Outbound links, downloads, 404 pages (`super::captures`).
+    Captures(super::captures::Shape),
 }
 
 #[derive(Debug, Clone)]
@@ -142,7 +153,13 @@ pub(crate) fn plan(req: &Request) -> Result<Plan, QueryError> {
         "domains" | "domain" | "actions" => meta_pipe(req, &p, tenant, &mut key)?,
         pipe => match top_spec(pipe) {
             Some(spec) => top(req, &p, tenant, &spec, &mut key)?,
-            None => return Err(QueryError::UnknownPipe(pipe.to_owned())),
+            None => match super::vitals::plan(req, &p, tenant, &mut key) {
+                Some(planned) => planned.map(|(s, v)| (s, Shape::Vitals(v)))?,
+                None => match super::captures::plan(req, &p, tenant, &mut key) {
+                    Some(planned) => planned.map(|(s, c)| (s, Shape::Captures(c)))?,
+                    None => return Err(QueryError::UnknownPipe(pipe.to_owned())),
+                },
+            },
         },
     };
     #[derive(serde::Serialize)]

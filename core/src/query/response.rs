@@ -53,6 +53,8 @@ pub(crate) fn assemble(shape: &Shape, results: Vec<Vec<Row>>) -> Result<Output, 
         }
         Shape::Kpis(k) => kpis(k, &rows)?,
         Shape::RollupKpis(_) => unreachable!("handled above"),
+        Shape::Vitals(v) => super::vitals::assemble(v, &rows)?,
+        Shape::Captures(c) => super::captures::assemble(c, &rows)?,
         Shape::Top(t) => top(t, &rows)?,
         Shape::Domains => {
             let mut data = Vec::with_capacity(rows.len());

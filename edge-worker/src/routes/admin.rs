@@ -82,7 +82,9 @@ pub async fn handle(
             // Days are replayed in order: visits continue from the state the previous day left.
             let mut prior = rollup::PriorState::default();
             crate::store::visits::load_prior(&db, &tenant, &events, &mut prior).await?;
-            let statements = rollup::statements_for(&events, &prior, now);
+            let mut statements = rollup::statements_for(&events, &prior, now);
+            statements.extend(starling_core::vitals::statements_for(&events));
+            statements.extend(starling_core::captures::statements_for(&events));
             for chunk in statements.chunks(STATEMENTS_PER_BATCH) {
                 d1::run_atomic(&db, chunk).await?;
             }

@@ -1,4 +1,5 @@
-//! The browser tracker's decisions, kept pure so they are tested natively.
+//! The browser tracker's decisions, kept pure so they are tested natively (`cargo test`) and in a
+//! browser (`scripts/test-wasm.sh`: the same tests compiled to wasm32 under wasm-bindgen-test).
 //!
 //! The tracker's glue reads the page (script attributes, `location`, `document.referrer`, a few
 //! privacy flags) and hands the raw text here; this module decides whether to send, what to send and
@@ -16,6 +17,7 @@
 //! never repeat the same page; query strings are stripped to `utm_*`; GPC, opt-out, automation and
 //! local pages are not tracked unless allowed. (The flock.js-compatible session id for `data-storage`,
 //! with its cookie fixes, is kept by the loader, `tracker/js/main.js`: it only reads and writes storage.)
+#![cfg_attr(not(test), no_std)]
 
 /// Where flock.js sends by default when no `data-host` is given and the script has no http(s) origin.
 pub const DEFAULT_HOST: &[u8] = b"https://api.tinybird.co";
@@ -30,31 +32,7 @@ pub const OUT_CAPACITY: usize = 2 * MAX_PAYLOAD + 8192;
 /// non-alphanumerics and camelCase humps and compared lower-cased, exactly or, for entries ending in
 /// `*`, as a prefix. So `userEmail`, `api_token`, `cc_number`, `newPassword1` and `pin` are masked;
 /// `shipping`, `success`, `author` and `partnumber` are not.
-const SENSITIVE: [&[u8]; 23] = [
-    b"pass",
-    b"password*",
-    b"passwd",
-    b"passcode",
-    b"pin",
-    b"email*",
-    b"mail",
-    b"phone*",
-    b"tel",
-    b"mobile",
-    b"token*",
-    b"secret*",
-    b"auth",
-    b"user",
-    b"username",
-    b"userid",
-    b"address*",
-    b"card*",
-    b"cc",
-    b"cvv",
-    b"cvc",
-    b"ssn",
-    b"iban",
-];
+const SENSITIVE: &[u8] = b"pass password* passwd passcode pin email* mail phone* tel mobile token* secret* auth user username userid address* card* cc cvv cvc ssn iban";
 
 /// Privacy and automation signals read from the browser, as bits of the `flags` argument.
 pub mod flag {
@@ -368,12 +346,16 @@ pub fn is_sensitive(key: &[u8]) -> bool {
                 .is_some_and(u8::is_ascii_lowercase);
         if !c.is_ascii_alphanumeric() || hump {
             let w = word.get(..n).unwrap_or(&word);
-            let hit = SENSITIVE.iter().any(|s| match s.split_last() {
-                Some((b'*', prefix)) => strip_prefix(w, prefix).is_some(),
-                _ => eq(s, w),
-            });
-            if hit {
-                return true;
+            let mut list = SENSITIVE;
+            while !list.is_empty() {
+                let s = take(&mut list, b' ');
+                let hit = match s.split_last() {
+                    Some((b'*', prefix)) => strip_prefix(w, prefix).is_some(),
+                    _ => eq(s, w),
+                };
+                if hit {
+                    return true;
+                }
             }
             n = 0;
         }
@@ -385,71 +367,6 @@ pub fn is_sensitive(key: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// The index just past the JSON string starting at `i` (a quote), or the end.
-fn string_end(b: &[u8], mut i: usize) -> usize {
-    i += 1;
-    while let Some(&c) = b.get(i) {
-        i += if c == b'\\' { 2 } else { 1 };
-        if c == b'"' {
-            return i;
-        }
-    }
-    b.len()
-}
-
-/// The index just past the JSON value starting at or after `i`, or the end.
-fn value_end(b: &[u8], mut i: usize) -> usize {
-    let mut depth = 0u32;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'"' => {
-                i = string_end(b, i);
-                if depth == 0 {
-                    return i;
-                }
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' if depth > 0 => {
-                depth -= 1;
-                if depth == 0 {
-                    return i + 1;
-                }
-            }
-            b',' | b'}' | b']' if depth == 0 => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    b.len()
-}
-
-/// Copies a JSON object as produced by `JSON.stringify` (no whitespace between tokens) replacing
-/// the value of every sensitive key, at any depth and of any type, with `"********"`. Anything but an
-/// object becomes `{}`.
-pub fn mask_json(json: &[u8], out: &mut Out) {
-    if json.first() != Some(&b'{') {
-        out.put(b"{}");
-        return;
-    }
-    let (mut from, mut i) = (0, 0);
-    while let Some(&c) = json.get(i) {
-        i += 1;
-        if c == b'"' {
-            let end = string_end(json, i - 1);
-            let key = json.get(i..end - 1).unwrap_or_default();
-            i = end;
-            if json.get(end) == Some(&b':') && is_sensitive(key) {
-                out.put(json.get(from..end + 1).unwrap_or_default());
-                out.put(b"\"********\"");
-                i = value_end(json, end + 1);
-                from = i;
-            }
-        }
-    }
-    out.put(json.get(from..).unwrap_or_default());
 }
 
 /// Copies a URL without its fragment and, unless `keep_query`, with only its `utm_*` parameters.
@@ -546,8 +463,10 @@ impl<'a> Page<'a> {
 
 /// Decides one event, writing the endpoint URL and then the JSON envelope into `out` (which needs
 /// [`OUT_CAPACITY`] bytes); returns where the URL ends. `action` empty means a page hit on `page`,
-/// else a custom event with the `JSON.stringify`-ed `props`. `None` means send nothing: not tracked
+/// else a custom event with the `JSON.stringify`-ed `props`; `scratch` holds the payload while it is
+/// built (a caller's buffer, so the module needs no zeroing code for a stack array). `None` means send nothing: not tracked
 /// (see [`should_track`]), a repeated page (see [`same_page`]), or a payload over [`MAX_PAYLOAD`].
+#[inline(never)]
 pub fn decide(
     cfg: &Config,
     page: &Page,
@@ -555,15 +474,22 @@ pub fn decide(
     props: &[u8],
     flags: u32,
     out: &mut Out,
+    scratch: &mut [u8; MAX_PAYLOAD],
 ) -> Option<usize> {
     if !should_track(cfg, flags, page) {
         return None;
     }
     let keep_query = cfg.on(b"data-keep-query");
-    let mut buf = [0u8; MAX_PAYLOAD];
-    let mut payload = Out::new(&mut buf);
+    // Hash routing (`data-hash`, extended module only): the fragment is part of the page.
+    let hash = cfg!(feature = "ext") && cfg.on(b"data-hash");
+    let fragment = page
+        .href
+        .get(until(page.href, b'#').len()..)
+        .filter(|_| hash)
+        .unwrap_or_default();
+    let mut payload = Out::new(scratch);
     if action.is_empty() {
-        if same_page(page.href, page.last) {
+        if same_page(page.href, page.last) && (!hash || eq(page.href, page.last)) {
             return None;
         }
         payload.put(b"{");
@@ -577,13 +503,20 @@ pub fn decide(
         open(b"referrer", &mut payload);
         strip_query(referrer(page.referrer, page.last), keep_query, &mut payload);
         close(&mut payload);
-        member(b"pathname", page.path, &mut payload);
+        open(b"pathname", &mut payload);
+        payload.put(page.path);
+        payload.put(fragment);
+        close(&mut payload);
         open(b"href", &mut payload);
         strip_query(page.href, keep_query, &mut payload);
+        payload.put(fragment);
         close(&mut payload);
+    } else if props.first() == Some(&b'{') {
+        // `JSON.stringify`'s output, sensitive values already replaced (see `is_sensitive`).
+        payload.put(props);
+        payload.len -= 1;
     } else {
-        mask_json(props, &mut payload);
-        payload.len = payload.len.saturating_sub(1);
+        payload.put(b"{");
     }
     cfg.put_globals(&mut payload);
     payload.put(b"}");
@@ -622,8 +555,99 @@ pub fn decide(
     (!out.full()).then_some(url_end)
 }
 
+/// What the opt-in capture modules report, as the `kind` of an [`Event`]. Only the `ext` build acts
+/// on kinds other than [`kind::PLAIN`].
+pub mod kind {
+    /// A page hit (empty action) or a custom event.
+    pub const PLAIN: u32 = 0;
+    /// A web vital: props `{name, value, delta, id, navigationType}`, `n = [metric, value × 1000, _]`
+    /// with metrics numbered as in `ext::METRICS`.
+    pub const VITAL: u32 = 1;
+    /// A click on a link: the action is the link's absolute `href`, `n[0]` says which module saw it
+    /// (`1` outbound links, `2` file downloads).
+    pub const LINK: u32 = 2;
+    /// The page is hidden: `n = [deepest pixel seen, document height, engaged ms, last depth sent]`.
+    pub const ENGAGE: u32 = 3;
+}
+
+/// One call from the glue: an action and its properties as the loader read them, and for the opt-in
+/// capture modules a [`kind`] with up to four numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Event<'a> {
+    /// The custom event's name, empty for a page hit; a link's `href` for [`kind::LINK`].
+    pub action: &'a [u8],
+    /// The `JSON.stringify`-ed properties (empty for a page hit).
+    pub props: &'a [u8],
+    /// One of [`kind`].
+    pub kind: u32,
+    /// Numbers that go with `kind`.
+    pub n: [u32; 4],
+}
+
+impl Event<'_> {
+    /// Decides every beacon this event causes and calls `send(out, url_end, len)` for each, the
+    /// endpoint being `out[..url_end]` and the body `out[url_end..len]`. Returns 0 when nothing was
+    /// sent, otherwise 1, or for [`kind::ENGAGE`] 1 + the scroll depth sent. `scratch` is room for
+    /// two payloads.
+    pub fn each(
+        &self,
+        cfg: &Config,
+        page: &Page,
+        flags: u32,
+        scratch: &mut [u8; 2 * MAX_PAYLOAD],
+        out: &mut [u8],
+        mut send: impl FnMut(&[u8], usize, usize),
+    ) -> u32 {
+        let (a, b) = scratch.split_at_mut(MAX_PAYLOAD);
+        let (Ok(payload), Ok(props)) = (
+            <&mut [u8; MAX_PAYLOAD]>::try_from(a),
+            <&mut [u8; MAX_PAYLOAD]>::try_from(b),
+        ) else {
+            return 0;
+        };
+        #[cfg(feature = "ext")]
+        let (ev, ret) = match ext::rewrite(self, cfg, page, props) {
+            Some(r) => r,
+            None => return 0,
+        };
+        #[cfg(not(feature = "ext"))]
+        let (ev, ret) = {
+            let _ = props;
+            (*self, 1)
+        };
+        let mut o = Out::new(out);
+        let Some(url_end) = decide(cfg, page, ev.action, ev.props, flags, &mut o, payload) else {
+            return 0;
+        };
+        send(o.bytes(), url_end, o.len());
+        #[cfg(feature = "ext")]
+        if let Some(path) = ext::not_found(self, cfg, page) {
+            let mut p = Out::new(props);
+            p.put(b"{");
+            member(b"path", path, &mut p);
+            p.put(b"}");
+            let mut o = Out::new(out);
+            let props = p.bytes();
+            if let Some(url_end) = decide(cfg, page, b"404", props, flags, &mut o, payload) {
+                send(o.bytes(), url_end, o.len());
+            }
+        }
+        ret
+    }
+}
+
+#[cfg(feature = "ext")]
+pub mod ext;
+
 #[cfg(test)]
 mod tests {
+    // The same tests run in headless Chromium as wasm32 (scripts/test-wasm.sh): there `#[test]` is
+    // wasm-bindgen-test's attribute.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
     use super::*;
 
     fn attrs(list: &[(&str, &str)]) -> &'static [u8] {
@@ -648,8 +672,34 @@ mod tests {
         written(|o| Config::parse(attrs(list)).endpoint(o))
     }
 
-    fn masked(json: &str) -> String {
-        written(|o| mask_json(json.as_bytes(), o))
+    /// What the loader sends for `props`: `JSON.stringify(props, replacer)` whose replacer asks
+    /// [`is_sensitive`] about every key at every depth, modelled with serde_json.
+    fn masked(json_text: &str) -> String {
+        fn mask(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m.iter_mut() {
+                        if is_sensitive(k.as_bytes()) {
+                            *v = "********".into();
+                        } else {
+                            mask(v);
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(mask),
+                _ => {}
+            }
+        }
+        let mut v: serde_json::Value = serde_json::from_str(json_text).unwrap_or_default();
+        mask(&mut v);
+        let sent = run(
+            &[("data-stringify-payload", "false")],
+            &page(HREF, ""),
+            "e",
+            &v.to_string(),
+            0,
+        );
+        sent.expect("sent").body["payload"].to_string()
     }
 
     fn stripped(url: &str, keep: bool) -> String {
@@ -693,6 +743,7 @@ mod tests {
             props.as_bytes(),
             flags,
             &mut out,
+            &mut [0; MAX_PAYLOAD],
         )?;
         let (url, body) = out.bytes().split_at(url_end);
         Some(Sent {
@@ -864,10 +915,10 @@ mod tests {
         );
         assert_eq!(
             masked(r#"{"card":[1,{"a":"}"}],"b":2}"#),
-            r#"{"card":"********","b":2}"#
+            r#"{"b":2,"card":"********"}"#
         );
         assert_eq!(masked("[1]"), "{}");
-        assert_eq!(masked(""), "{}");
+        assert_eq!(masked("\"text\""), "{}");
         assert_eq!(masked("{}"), "{}");
     }
 
@@ -1053,13 +1104,13 @@ mod tests {
     }
 
     #[test]
-    fn custom_events_are_masked_and_get_globals_after_masking() {
+    fn custom_events_keep_their_masked_props_and_get_globals_after_them() {
         let cfg = [
             ("data-stringify-payload", "false"),
             ("data-tb-user-tier", "gold"),
             ("data-domain", "acme.example"),
         ];
-        let props = r#"{"partnumber":"A1708","email":"a@b.com"}"#;
+        let props = r#"{"partnumber":"A1708","email":"********"}"#;
         let b = run(&cfg, &page(HREF, ""), "add_to_cart", props, 0).expect("sent");
         assert_eq!(
             (b.body["action"].as_str(), b.body["domain"].as_str()),
@@ -1090,7 +1141,8 @@ mod tests {
                 b"x",
                 b"{}",
                 0,
-                &mut out
+                &mut out,
+                &mut [0; MAX_PAYLOAD]
             ),
             None
         );
