@@ -1,42 +1,110 @@
 #!/usr/bin/env bash
 # Quick start, command 2: the whole test suite. `.ci/run` calls exactly this. Idempotent.
-#   1. setup (installs what is missing)   2. fmt, clippy (host and wasm32), docs
-#   3. native tests (cargo test)          4. builds: tracker, dashboard, worker; wrangler deploy --dry-run
-#   5. integration and browser tests against the real local runtime (node --test tests/)
+#
+#   scripts/test.sh            every tier below, in order (what CI runs)
+#   scripts/test.sh fast       the inner loop: fmt, clippy (host), native tests (cargo test)
+#   scripts/test.sh checks     fmt, clippy (host and wasm32), docs
+#   scripts/test.sh native     native tests: pure logic, SQL on SQLite, oracles (cargo test)
+#   scripts/test.sh e2e        builds, wrangler deploy --dry-run, tests/*.test.mjs against wrangler dev
+#   scripts/test.sh browser    builds, Chromium tests of the tracker and dashboard against wrangler dev
+#
+# Several tiers may be named (`scripts/test.sh checks native`). STARLING_ROUTE_B=1 also builds the worker
+# with Debian's rustc-web (toolchain route B; off by default: it builds the worker a second time).
+# Every run ends with the time each tier took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 start=$(date +%s)
-bash scripts/setup.sh
+tiers=("$@")
+[ ${#tiers[@]} -gt 0 ] || tiers=(checks native e2e browser)
+# Chromium tests: the tracker and the dashboard in a real browser. Everything else in tests/ is e2e.
+browser_tests=(tests/tracker.test.mjs tests/dashboard.test.mjs)
+timings=()
+
+timed() {
+  local name=$1 t0
+  shift
+  t0=$(date +%s)
+  "$@"
+  timings+=("$name $(($(date +%s) - t0)) s")
+}
+
+checks() {
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy (host)"
+  cargo clippy -q --workspace --all-targets -- -D warnings
+  step "cargo clippy (wasm32)"
+  # One crate per invocation: together, the worker turns on std features the no_std tracker must not see.
+  cargo clippy -q -p starling-edge-worker --target wasm32-unknown-unknown -- -D warnings
+  cargo clippy -q -p starling-tracker --target wasm32-unknown-unknown -- -D warnings
+  step "cargo doc"
+  RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p starling-core
+  if [ "${STARLING_ROUTE_B:-0}" = 1 ]; then
+    step "toolchain route B: Debian's rustc-web builds the worker for wasm32 (cached in target/route-b)"
+    STARLING_WASM_TOOLCHAIN=debian STARLING_RECORD_TOOLCHAIN=0 bash scripts/setup.sh >/dev/null
+    env -u RUSTUP_TOOLCHAIN PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/route-b \
+      /usr/bin/cargo build -q --release -p starling-edge-worker --target wasm32-unknown-unknown ||
+      die "route B (Debian rustc-web) could not build the worker: see above; scripts/setup.sh STARLING_WASM_TOOLCHAIN=debian installs it"
+  fi
+}
+
+fast() {
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy (host)"
+  cargo clippy -q --workspace --all-targets -- -D warnings
+  native
+}
+
+native() {
+  step "cargo test (native)"
+  cargo test -q --workspace --exclude starling-edge-worker --exclude starling-tracker
+}
+
+built=0
+build() {
+  [ "$built" = 1 ] && return
+  bash scripts/build-tracker.sh
+  bash scripts/tracker-size.sh
+  bash scripts/build-www.sh
+  bash scripts/build-worker.sh
+  step "wrangler deploy --dry-run"
+  local out
+  out=$(mktemp -d)
+  node_modules/.bin/wrangler deploy --dry-run --outdir "$out" >"$out.log" 2>&1 || { cat "$out.log" >&2; die "wrangler deploy --dry-run failed (output above)"; }
+  rm -rf "$out" "$out.log"
+  built=1
+}
+
+node_tests() {
+  node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout "$@"
+}
+
+e2e() {
+  build
+  step "integration tests against wrangler dev (tests/*.test.mjs)"
+  local files=() f b skip
+  for f in tests/*.test.mjs; do
+    skip=0
+    for b in "${browser_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
+    [ "$skip" = 1 ] || files+=("$f")
+  done
+  node_tests "${files[@]}"
+}
+
+browser() {
+  build
+  step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
+  node_tests "${browser_tests[@]}"
+}
+
+timed setup bash scripts/setup.sh
 use_wasm_toolchain
-
-step "cargo fmt --check"
-cargo fmt --all -- --check
-step "cargo clippy (host)"
-cargo clippy -q --workspace --all-targets -- -D warnings
-step "cargo clippy (wasm32)"
-# One crate per invocation: together, the worker turns on std features the no_std tracker must not see.
-cargo clippy -q -p starling-edge-worker --target wasm32-unknown-unknown -- -D warnings
-cargo clippy -q -p starling-tracker --target wasm32-unknown-unknown -- -D warnings
-step "cargo doc"
-RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p starling-core
-step "toolchain route B: Debian's rustc-web builds the worker for wasm32 (kept tested; cached in target/route-b)"
-STARLING_WASM_TOOLCHAIN=debian STARLING_RECORD_TOOLCHAIN=0 bash scripts/setup.sh >/dev/null
-env -u RUSTUP_TOOLCHAIN PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/route-b \
-  /usr/bin/cargo build -q --release -p starling-edge-worker --target wasm32-unknown-unknown ||
-  die "route B (Debian rustc-web) could not build the worker: see above; scripts/setup.sh STARLING_WASM_TOOLCHAIN=debian installs it"
-step "cargo test (native)"
-cargo test --workspace --exclude starling-edge-worker --exclude starling-tracker
-
-[ -f scripts/build-tracker.sh ] && bash scripts/build-tracker.sh
-[ -f scripts/tracker-size.sh ] && bash scripts/tracker-size.sh
-[ -f scripts/build-www.sh ] && bash scripts/build-www.sh
-bash scripts/build-worker.sh
-step "wrangler deploy --dry-run"
-out=$(mktemp -d)
-node_modules/.bin/wrangler deploy --dry-run --outdir "$out" >"$out.log" 2>&1 || { cat "$out.log" >&2; die "wrangler deploy --dry-run failed (output above)"; }
-rm -rf "$out" "$out.log"
-
-step "integration and browser tests (node --test tests/)"
-node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout tests/
-summary "test: all checks passed in $(($(date +%s) - start)) s"
+for tier in "${tiers[@]}"; do
+  case "$tier" in
+    fast | checks | native | e2e | browser) timed "$tier" "$tier" ;;
+    *) die "unknown test tier '$tier': use fast, checks, native, e2e or browser (or none for all)" ;;
+  esac
+done
+summary "test: ${tiers[*]} passed in $(($(date +%s) - start)) s ($(IFS=,; echo "${timings[*]}" | sed 's/,/, /g'))"

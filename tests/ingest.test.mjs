@@ -126,6 +126,26 @@ test('bots are counted, not measured', async () => {
   assert.equal(w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id='bots'")[0].n, 0);
 });
 
+test('server-side custom events count whatever the HTTP client: bot rules apply to page hits only', async () => {
+  const now = new Date().toISOString();
+  const events = ['signup', 'signup', 'purchase'].map((action, i) => JSON.stringify({ timestamp: now, action, version: '1',
+    session_id: `srv-${i}`, tenant_id: 'backend', domain: 'shop.example', payload: JSON.stringify({ plan: 'pro' }) })).join('\n');
+  for (const ua of ['curl/8.4.0', 'python-requests/2.31.0', 'node']) {
+    assert.equal((await ingest(events, w.token('backend'), { 'User-Agent': ua })).status, 202);
+  }
+  const counts = await w.until(() => {
+    const rows = w.d1("SELECT action, total FROM actions WHERE tenant_id='backend' ORDER BY action");
+    return rows.map((r) => r.total).reduce((a, b) => a + b, 0) === 9 && rows;
+  }, { what: 'nine custom events counted' });
+  assert.deepEqual(counts.map((r) => [r.action, r.total]), [['purchase', 3], ['signup', 6]]);
+  // A page hit from the same HTTP library is still a bot.
+  const hit = JSON.stringify({ timestamp: now, action: 'page_hit', version: '1', session_id: 'srv-hit', tenant_id: 'backend', domain: 'shop.example',
+    payload: JSON.stringify({ pathname: '/', href: 'https://shop.example/' }) });
+  assert.equal((await ingest(hit, w.token('backend'), { 'User-Agent': 'curl/8.4.0' })).status, 202);
+  await w.until(() => w.d1("SELECT hits FROM bot_hits_daily WHERE tenant_id='backend'")[0]?.hits === 1, { what: 'bot page hit counted' });
+  assert.equal(w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id='backend'")[0].n, 0);
+});
+
 test('rebuild from the R2 archive restores the rollups exactly', async () => {
   for (let i = 0; i < 3; i++) assert.equal((await ingest([hit({ session: `rb-${i}`, path: '/a' }), hit({ session: `rb-${i}`, path: '/b' })].join('\n'), w.token('rebuild'))).status, 202);
   const snapshot = () => JSON.stringify([w.d1("SELECT * FROM sessions WHERE tenant_id='rebuild' ORDER BY session_key"), w.d1("SELECT * FROM page_visits WHERE tenant_id='rebuild' ORDER BY session_key, pathname"), w.d1("SELECT * FROM visit_hourly WHERE tenant_id='rebuild' ORDER BY dim, hour, value, domain"), w.d1("SELECT * FROM visit_daily WHERE tenant_id='rebuild' ORDER BY dim, day, value, domain")]);

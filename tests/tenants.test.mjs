@@ -690,7 +690,7 @@ test('audit: denials are recorded with reason, tenant and token name where known
   const badSig = signJwt({ name: 'forged', exp: now() + 600, scopes: append('auditco') }, 'not-the-signing-key');
   const expired = w.token('auditco', 'tracker', { days: -1 });
   const early = signJwt({ name: 'early', exp: now() + 600, nbf: now() + 300, scopes: append('auditco') }, w.signingKey);
-  const unknownKid = edToken(edKey(), 'no-such-kid', [readScope('*')]);
+  const unknownKid = edToken(edKey(), '0123456789abcdef0123456789abcdef', [readScope('*')]); // shaped like a key id, never issued
   const used = [tracker, reader, doomed.token, limited, freeTracker, goneReader, badSig, expired, early, unknownKid];
 
   assert.equal((await ingest(null, [row()])).status, 401, 'missing_token');

@@ -9,7 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::claims::is_valid_tenant_id;
-use crate::sql::{SqlValue, Statement};
+use crate::sql::{count, SqlValue, Statement};
 use crate::time::{parse_day, rfc3339, DAY_SECS};
 
 /// Longest token name (and route) kept, in characters.
@@ -21,81 +21,38 @@ pub const MAX_LIMIT: u32 = 1000;
 /// The query parameters [`parse_filter`] accepts.
 pub const PARAMS: [&str; 5] = ["tenant_id", "reason", "date_from", "date_to", "limit"];
 
-/// Why a request was denied. Stable snake_case names are stored and filtered on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// No bearer token (or `?token=`) at all.
-    MissingToken,
-    /// A token that does not parse or whose signature does not verify.
-    BadToken,
-    /// A token past its `exp`.
-    Expired,
-    /// A token before its `nbf`.
-    NotYetValid,
-    /// An EdDSA token whose `kid` names no registered key.
-    UnknownKey,
-    /// A revoked token or key.
-    Revoked,
-    /// A token without the scope the route needs.
-    ScopeViolation,
-    /// A token of one tenant used on another tenant's data.
-    CrossTenant,
-    /// A token of an erased tenant.
-    TenantErased,
-    /// A token of a tenant the registry does not know.
-    TenantNotProvisioned,
-    /// A tracker request from an origin the tenant does not allow.
-    OriginNotAllowed,
-    /// Over the token's requests per second.
-    RateLimited,
-    /// Over the plan's requests per hour.
-    QuotaExceeded,
-    /// An admin request without the right admin token.
-    AdminDenied,
-}
-
-impl Reason {
-    /// Every reason, in declaration order.
-    pub const ALL: &'static [Reason] = &[
-        Reason::MissingToken,
-        Reason::BadToken,
-        Reason::Expired,
-        Reason::NotYetValid,
-        Reason::UnknownKey,
-        Reason::Revoked,
-        Reason::ScopeViolation,
-        Reason::CrossTenant,
-        Reason::TenantErased,
-        Reason::TenantNotProvisioned,
-        Reason::OriginNotAllowed,
-        Reason::RateLimited,
-        Reason::QuotaExceeded,
-        Reason::AdminDenied,
-    ];
-
-    /// The stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MissingToken => "missing_token",
-            Self::BadToken => "bad_token",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::UnknownKey => "unknown_key",
-            Self::Revoked => "revoked",
-            Self::ScopeViolation => "scope_violation",
-            Self::CrossTenant => "cross_tenant",
-            Self::TenantErased => "tenant_erased",
-            Self::TenantNotProvisioned => "tenant_not_provisioned",
-            Self::OriginNotAllowed => "origin_not_allowed",
-            Self::RateLimited => "rate_limited",
-            Self::QuotaExceeded => "quota_exceeded",
-            Self::AdminDenied => "admin_denied",
-        }
-    }
-
-    /// The reason with this name; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Reason> {
-        Self::ALL.iter().copied().find(|r| r.as_str() == s)
+crate::named_enum! {
+    /// Why a request was denied. Stable snake_case names are stored and filtered on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Reason {
+        /// No bearer token (or `?token=`) at all.
+        MissingToken => "missing_token",
+        /// A token that does not parse or whose signature does not verify.
+        BadToken => "bad_token",
+        /// A token past its `exp`.
+        Expired => "expired",
+        /// A token before its `nbf`.
+        NotYetValid => "not_yet_valid",
+        /// An EdDSA token whose `kid` names no registered key.
+        UnknownKey => "unknown_key",
+        /// A revoked token or key.
+        Revoked => "revoked",
+        /// A token without the scope the route needs.
+        ScopeViolation => "scope_violation",
+        /// A token of one tenant used on another tenant's data.
+        CrossTenant => "cross_tenant",
+        /// A token of an erased tenant.
+        TenantErased => "tenant_erased",
+        /// A token of a tenant the registry does not know.
+        TenantNotProvisioned => "tenant_not_provisioned",
+        /// A tracker request from an origin the tenant does not allow.
+        OriginNotAllowed => "origin_not_allowed",
+        /// Over the token's requests per second.
+        RateLimited => "rate_limited",
+        /// Over the plan's requests per hour.
+        QuotaExceeded => "quota_exceeded",
+        /// An admin request without the right admin token.
+        AdminDenied => "admin_denied",
     }
 }
 
@@ -257,23 +214,17 @@ pub fn to_json(rows: &[Map<String, Value>]) -> Value {
             let text = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default();
             let known = |k: &str| Some(text(k)).filter(|s| !s.is_empty());
             json!({
-                "time": rfc3339(int(row.get("minute"))),
+                "time": rfc3339(count(row.get("minute"))),
                 "tenant_id": known("tenant_id"),
                 "token_name": known("token_name"),
                 "route": text("route"),
                 "reason": text("reason"),
-                "status": int(row.get("status")),
-                "count": int(row.get("count")),
+                "status": count(row.get("status")),
+                "count": count(row.get("count")),
             })
         })
         .collect();
     json!({ "rows": data.len(), "data": data })
-}
-
-/// An integer from a D1 row (D1 returns JS numbers, so floats too); anything else is 0.
-fn int(v: Option<&Value>) -> i64 {
-    v.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-        .unwrap_or(0)
 }
 
 fn clip(s: &str) -> String {

@@ -110,45 +110,30 @@ pub struct Quarantined {
     pub row: String,
 }
 
-/// Why a row went to quarantine. Stable snake_case names appear in the archive and in counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum QuarantineReason {
-    /// The line is not valid JSON, or not a JSON object.
-    InvalidJson,
-    /// `action` is missing or empty.
-    MissingAction,
-    /// `action` is longer than allowed or has control characters.
-    InvalidAction,
-    /// `timestamp` is not a recognised date-time.
-    InvalidTimestamp,
-    /// `timestamp` is more than the allowed skew in the future, or older than the accepted window.
-    TimestampOutOfRange,
-    /// `payload` is neither a JSON object nor a string holding one.
-    InvalidPayload,
-    /// The line or its payload is over the size limit.
-    TooLarge,
-    /// The event would add a domain beyond the plan's cap on distinct domains.
-    DomainLimit,
-    /// The event would add an action name beyond the plan's cap on distinct actions.
-    ActionLimit,
-}
-
-impl QuarantineReason {
-    /// The stable code, as stored and counted.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidJson => "invalid_json",
-            Self::MissingAction => "missing_action",
-            Self::InvalidAction => "invalid_action",
-            Self::InvalidTimestamp => "invalid_timestamp",
-            Self::TimestampOutOfRange => "timestamp_out_of_range",
-            Self::InvalidPayload => "invalid_payload",
-            Self::TooLarge => "too_large",
-            Self::DomainLimit => "domain_limit",
-            Self::ActionLimit => "action_limit",
-        }
+crate::named_enum! {
+    /// Why a row went to quarantine. Stable snake_case names appear in the archive and in counts.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[non_exhaustive]
+    pub enum QuarantineReason {
+        /// The line is not valid JSON, or not a JSON object.
+        InvalidJson => "invalid_json",
+        /// `action` is missing or empty.
+        MissingAction => "missing_action",
+        /// `action` is longer than allowed or has control characters.
+        InvalidAction => "invalid_action",
+        /// `timestamp` is not a recognised date-time.
+        InvalidTimestamp => "invalid_timestamp",
+        /// `timestamp` is more than the allowed skew in the future, or older than the accepted window.
+        TimestampOutOfRange => "timestamp_out_of_range",
+        /// `payload` is neither a JSON object nor a string holding one.
+        InvalidPayload => "invalid_payload",
+        /// The line or its payload is over the size limit.
+        TooLarge => "too_large",
+        /// The event would add a domain beyond the plan's cap on distinct domains.
+        DomainLimit => "domain_limit",
+        /// The event would add an action name beyond the plan's cap on distinct actions.
+        ActionLimit => "action_limit",
     }
 }
 

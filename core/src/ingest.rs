@@ -321,7 +321,10 @@ fn enrich_event(
         browser: client.browser,
         os: client.os,
         device: client.device.to_owned(),
-        is_bot: client.is_bot,
+        // Bot rules are for page hits, which a crawler's browser sends. A custom event comes from the
+        // site's own code or from its backend with the tenant's token (a payment webhook, a signup
+        // handler), often with an HTTP library's user agent: it is counted, never dropped as a bot.
+        is_bot: client.is_bot && action == "page_hit",
         country: geo.country,
         region: geo.region,
         city: geo.city,
@@ -653,6 +656,16 @@ mod tests {
         let g = grant("acme", None);
         let bot = json!({"action": "page_hit", "payload": {"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}});
         assert!(run(&bot.to_string(), &g).unwrap().events[0].is_bot);
+        // An HTTP library's user agent: page hits from it are bots, custom events (server-side goals,
+        // webhooks) are not.
+        let hit =
+            json!({"action": "page_hit", "payload": {"pathname": "/", "user-agent": "curl/8.4.0"}});
+        assert!(run(&hit.to_string(), &g).unwrap().events[0].is_bot);
+        let signup =
+            json!({"action": "signup", "payload": {"plan": "pro", "user-agent": "curl/8.4.0"}});
+        assert!(!run(&signup.to_string(), &g).unwrap().events[0].is_bot);
+        let crawler_event = json!({"action": "signup", "payload": {"user-agent": "Googlebot/2.1"}});
+        assert!(!run(&crawler_event.to_string(), &g).unwrap().events[0].is_bot);
         let a = run(&flock_hit("a", "/", true), &g).unwrap().events[0]
             .visitor_id
             .clone();

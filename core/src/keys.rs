@@ -7,68 +7,31 @@
 //! [`crate::token::verify_eddsa`]. The statements are bound SQL over `tenant_keys`. Whatever such a token
 //! claims, [`crate::claims::confine_to_key_tenant`] keeps it to reading the key's own tenant.
 
-use std::fmt;
-
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
 use jwt_compact::alg::{Ed25519, VerifyingKey};
 use jwt_compact::Algorithm;
 use serde_json::{json, Map, Value};
 
+use crate::sql::int;
 use crate::sql::Statement;
-use crate::tenant::int;
 use crate::time::rfc3339;
 
 /// The fields a key body may have.
 pub const FIELDS: [&str; 1] = ["public_key"];
 
 /// Why a key body was rejected (400).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// A known field with a value that is not allowed.
-    Field {
-        /// The field's name.
-        field: String,
-        /// What the value must be.
-        message: String,
-    },
-    /// A field that is not one of [`FIELDS`].
-    UnknownField(String),
-    /// The body is not a JSON object.
-    NotAnObject,
+pub type KeyError = crate::field_error::FieldError;
+
+fn public_key_error(message: impl Into<String>) -> KeyError {
+    KeyError::invalid("public_key", message)
 }
 
-impl KeyError {
-    fn public_key(message: impl Into<String>) -> Self {
-        Self::Field {
-            field: "public_key".to_owned(),
-            message: message.into(),
-        }
-    }
-
-    /// A message that names the field and says what is allowed.
-    pub fn message(&self) -> String {
-        match self {
-            Self::Field { field, message } => format!("invalid '{field}': {message}"),
-            Self::UnknownField(f) => {
-                format!("unknown field '{f}': a key body has only public_key")
-            }
-            Self::NotAnObject => {
-                "the body must be a JSON object: {\"public_key\": base64url of the 32-byte Ed25519 public key, \
-                 or a JWK {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":...}}"
-                    .to_owned()
-            }
-        }
-    }
+fn not_an_object() -> KeyError {
+    KeyError::not_an_object(
+        "the body must be a JSON object: {\"public_key\": base64url of the 32-byte Ed25519 public key, \
+         or a JWK {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":...}}",
+    )
 }
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
-
-impl std::error::Error for KeyError {}
 
 const RAW_KEY: &str = "expected the 32-byte Ed25519 public key as base64url (or base64), \
                        or a JWK {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":...}";
@@ -77,43 +40,41 @@ const RAW_KEY: &str = "expected the 32-byte Ed25519 public key as base64url (or 
 /// Refuses other lengths and curves, keys that are not valid Ed25519 points (or have a small order),
 /// and private JWKs (with `d`): the private key never leaves the tenant.
 pub fn validate(json: &Value) -> Result<String, KeyError> {
-    let obj = json.as_object().ok_or(KeyError::NotAnObject)?;
+    let obj = json.as_object().ok_or_else(not_an_object)?;
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(KeyError::UnknownField(k.chars().take(64).collect()));
+        return Err(KeyError::unknown(k, "a key body has only public_key"));
     }
     let bytes = match obj.get("public_key") {
-        Some(Value::String(s)) => {
-            decode_any(s.trim()).ok_or_else(|| KeyError::public_key(RAW_KEY))?
-        }
+        Some(Value::String(s)) => decode_any(s.trim()).ok_or_else(|| public_key_error(RAW_KEY))?,
         Some(Value::Object(jwk)) => from_jwk(jwk)?,
-        _ => return Err(KeyError::public_key(format!("required: {RAW_KEY}"))),
+        _ => return Err(public_key_error(format!("required: {RAW_KEY}"))),
     };
     let key = <<Ed25519 as Algorithm>::VerifyingKey as VerifyingKey<Ed25519>>::from_slice(&bytes)
-        .map_err(|_| KeyError::public_key(RAW_KEY))?;
+        .map_err(|_| public_key_error(RAW_KEY))?;
     key.validate().map_err(|_| {
-        KeyError::public_key("not a usable Ed25519 public key (not a curve point, or a weak one)")
+        public_key_error("not a usable Ed25519 public key (not a curve point, or a weak one)")
     })?;
     Ok(Base64UrlUnpadded::encode_string(&bytes))
 }
 
 fn from_jwk(jwk: &Map<String, Value>) -> Result<[u8; 32], KeyError> {
     if jwk.contains_key("d") {
-        return Err(KeyError::public_key(
+        return Err(public_key_error(
             "this JWK holds the private key ('d'): never send the private key; send only kty, crv and x",
         ));
     }
     let text = |k: &str| jwk.get(k).and_then(Value::as_str);
     if text("kty") != Some("OKP") || text("crv") != Some("Ed25519") {
-        return Err(KeyError::public_key(
+        return Err(public_key_error(
             "expected an Ed25519 JWK: \"kty\":\"OKP\", \"crv\":\"Ed25519\"",
         ));
     }
     if jwk.get("alg").is_some_and(|a| a.as_str() != Some("EdDSA")) {
-        return Err(KeyError::public_key("the JWK's alg must be \"EdDSA\""));
+        return Err(public_key_error("the JWK's alg must be \"EdDSA\""));
     }
     text("x")
         .and_then(decode)
-        .ok_or_else(|| KeyError::public_key("the JWK's x must be base64url of 32 bytes"))
+        .ok_or_else(|| public_key_error("the JWK's x must be base64url of 32 bytes"))
 }
 
 /// Base64url or standard base64, padded or not.
@@ -253,7 +214,7 @@ mod tests {
 
     fn field_err(v: Value) -> String {
         match validate(&v).unwrap_err() {
-            KeyError::Field { message, .. } => message,
+            KeyError::Invalid { message, .. } => message,
             other => format!("{other:?}"),
         }
     }
@@ -298,7 +259,7 @@ mod tests {
             json!({"public_key": {"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "ES256"}}),
         ] {
             assert!(
-                matches!(validate(&bad), Err(KeyError::Field { ref field, .. }) if field == "public_key"),
+                matches!(validate(&bad), Err(KeyError::Invalid { ref field, .. }) if field == "public_key"),
                 "{bad}"
             );
         }
@@ -312,9 +273,12 @@ mod tests {
         assert!(msg.contains("never send the private key"), "{msg}");
         assert_eq!(
             validate(&json!({"public_key": x, "tenant_id": "globex"})),
-            Err(KeyError::UnknownField("tenant_id".into()))
+            Err(KeyError::unknown(
+                "tenant_id",
+                "a key body has only public_key"
+            ))
         );
-        assert_eq!(validate(&json!([x])), Err(KeyError::NotAnObject));
+        assert_eq!(validate(&json!([x])), Err(not_an_object()));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod enrich;
 #[cfg(feature = "std")]
 pub mod event;
 #[cfg(feature = "std")]
+pub mod field_error;
+#[cfg(feature = "std")]
 pub mod identity;
 #[cfg(feature = "std")]
 pub mod ingest;
@@ -34,6 +36,9 @@ pub mod keys;
 pub mod lifecycle;
 #[cfg(feature = "std")]
 pub mod mint;
+pub mod names;
+#[cfg(feature = "std")]
+pub mod pack;
 #[cfg(feature = "std")]
 pub mod plan;
 #[cfg(feature = "std")]

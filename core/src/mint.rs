@@ -6,8 +6,6 @@
 //! token id as `jti`. The JWT itself is returned once and never stored: [`record`] stores its metadata in
 //! `tokens`, and [`revoke`] / [`revoked_ids`] let the edge refuse a revoked `jti`.
 
-use std::fmt;
-
 use chrono::DateTime;
 use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::{AlgorithmExt, Claims as JwtClaims, Header};
@@ -15,8 +13,9 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::claims::{APPEND, READ};
+use crate::sql::int;
 use crate::sql::{SqlValue, Statement};
-use crate::tenant::{int, is_valid_hostname};
+use crate::tenant::is_valid_hostname;
 use crate::time::rfc3339;
 use crate::token::LEEWAY_SECS;
 
@@ -39,29 +38,14 @@ pub const MAX_PIPES: usize = 50;
 /// The fields a mint body may have.
 pub const FIELDS: [&str; 6] = ["name", "kind", "pipes", "domain", "expires_in", "rps"];
 
-/// What a token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TokenKind {
-    /// `DATASOURCES:APPEND` on `analytics_events`: embedded in the tracker.
-    Tracker,
-    /// `PIPES:READ` on some pipes: for dashboards.
-    Read,
-}
-
-impl TokenKind {
-    /// `tracker` or `read`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tracker => "tracker",
-            Self::Read => "read",
-        }
-    }
-
-    /// The kind named `s` (exact, lowercase).
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Tracker, Self::Read]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+crate::named_enum! {
+    /// What a token is for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum TokenKind {
+        /// `DATASOURCES:APPEND` on `analytics_events`: embedded in the tracker.
+        Tracker => "tracker",
+        /// `PIPES:READ` on some pipes: for dashboards.
+        Read => "read",
     }
 }
 
@@ -85,65 +69,30 @@ pub struct MintRequest {
 }
 
 /// Why a mint body was rejected (400).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MintError {
-    /// A known field with a value that is not allowed.
-    Field {
-        /// The field's name.
-        field: String,
-        /// What the value must be.
-        message: String,
-    },
-    /// A field that is not one of [`FIELDS`].
-    UnknownField(String),
-    /// The body is not a JSON object.
-    NotAnObject,
+pub type MintError = crate::field_error::FieldError;
+
+fn allowed_fields() -> String {
+    format!("a token body may have {}", FIELDS.join(", "))
 }
 
-impl MintError {
-    fn field(field: &str, message: impl Into<String>) -> Self {
-        Self::Field {
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    /// A message that names the field and says what is allowed.
-    pub fn message(&self) -> String {
-        match self {
-            Self::Field { field, message } => format!("invalid '{field}': {message}"),
-            Self::UnknownField(f) => format!(
-                "unknown field '{f}': a token body may have {}",
-                FIELDS.join(", ")
-            ),
-            Self::NotAnObject => format!(
-                "the body must be a JSON object with name and kind, and optionally {}",
-                FIELDS[2..].join(", ")
-            ),
-        }
-    }
+fn not_an_object() -> MintError {
+    MintError::not_an_object(format!(
+        "the body must be a JSON object with name and kind, and optionally {}",
+        FIELDS[2..].join(", ")
+    ))
 }
-
-impl fmt::Display for MintError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
-
-impl std::error::Error for MintError {}
 
 /// Validates a mint body for `tenant_id` (from the URL, already known to exist) at `now_secs`.
 pub fn validate(tenant_id: &str, json: &Value, now_secs: i64) -> Result<MintRequest, MintError> {
-    let obj = json.as_object().ok_or(MintError::NotAnObject)?;
+    let obj = json.as_object().ok_or_else(not_an_object)?;
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(MintError::UnknownField(k.chars().take(64).collect()));
+        return Err(MintError::unknown(k, allowed_fields()));
     }
     let present = |f: &str| obj.get(f).filter(|v| !v.is_null());
     let name = match present("name").and_then(Value::as_str) {
         Some(s) if valid_name(s) => s.to_owned(),
         _ => {
-            return Err(MintError::field(
+            return Err(MintError::invalid(
                 "name",
                 "required: 1 to 100 of A-Z a-z 0-9 _ - . and space",
             ))
@@ -152,11 +101,11 @@ pub fn validate(tenant_id: &str, json: &Value, now_secs: i64) -> Result<MintRequ
     let kind = present("kind")
         .and_then(Value::as_str)
         .and_then(TokenKind::parse)
-        .ok_or_else(|| MintError::field("kind", "required: \"tracker\" or \"read\""))?;
+        .ok_or_else(|| MintError::invalid("kind", "required: \"tracker\" or \"read\""))?;
     let pipes = match (kind, present("pipes")) {
         (TokenKind::Tracker, None) => Vec::new(),
         (TokenKind::Tracker, Some(_)) => {
-            return Err(MintError::field(
+            return Err(MintError::invalid(
                 "pipes",
                 "only read tokens name pipes: leave it out of a tracker token",
             ))
@@ -170,7 +119,7 @@ pub fn validate(tenant_id: &str, json: &Value, now_secs: i64) -> Result<MintRequ
                 .map(str::to_ascii_lowercase)
                 .filter(|d| is_valid_hostname(d))
                 .ok_or_else(|| {
-                    MintError::field("domain", "expected a hostname such as www.acme.com")
+                    MintError::invalid("domain", "expected a hostname such as www.acme.com")
                 })
         })
         .transpose()?;
@@ -181,7 +130,7 @@ pub fn validate(tenant_id: &str, json: &Value, now_secs: i64) -> Result<MintRequ
             .as_i64()
             .filter(|s| (MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(s))
             .ok_or_else(|| {
-                MintError::field(
+                MintError::invalid(
                     "expires_in",
                     "expected whole seconds from 60 to 315360000 (10 years)",
                 )
@@ -192,7 +141,7 @@ pub fn validate(tenant_id: &str, json: &Value, now_secs: i64) -> Result<MintRequ
             v.as_u64()
                 .filter(|r| (1..=u64::from(MAX_RPS)).contains(r))
                 .map(|r| r as u32)
-                .ok_or_else(|| MintError::field("rps", "expected a whole number from 1 to 10000"))
+                .ok_or_else(|| MintError::invalid("rps", "expected a whole number from 1 to 10000"))
         })
         .transpose()?;
     Ok(MintRequest {
@@ -214,7 +163,7 @@ fn valid_name(s: &str) -> bool {
 
 fn pipes(v: &Value) -> Result<Vec<String>, MintError> {
     let err = || {
-        MintError::field(
+        MintError::invalid(
             "pipes",
             "expected 1 to 50 pipe names or globs, each 1 to 64 of A-Z a-z 0-9 _ * ?",
         )
@@ -394,7 +343,7 @@ mod tests {
 
     fn field_of(v: Value) -> String {
         match mint(v).unwrap_err() {
-            MintError::Field { field, .. } => field,
+            MintError::Invalid { field, .. } => field,
             other => format!("{other:?}"),
         }
     }
@@ -489,9 +438,9 @@ mod tests {
         }
         assert_eq!(
             mint(json!({"name": "n", "kind": "read", "tenant_id": "globex"})),
-            Err(MintError::UnknownField("tenant_id".into()))
+            Err(MintError::unknown("tenant_id", allowed_fields()))
         );
-        assert_eq!(mint(json!(null)), Err(MintError::NotAnObject));
+        assert_eq!(mint(json!(null)), Err(not_an_object()));
         let e = mint(json!({"name": "n", "kind": "read", "rps": 0})).unwrap_err();
         assert!(e.message().contains("'rps'"), "{}", e.message());
     }

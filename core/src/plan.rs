@@ -21,43 +21,20 @@ const DEFAULTS: [[u32; QUOTAS]; 3] = [
 /// How many [`Quota`]s there are.
 const QUOTAS: usize = 5;
 
-/// What a quota counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Quota {
-    /// `POST /v0/events` requests per hour.
-    Ingest,
-    /// `GET /v0/pipes/...` (and other read-token) requests per hour.
-    Query,
-    /// Accepted events (rows) per hour, whatever the number of requests they came in.
-    Events,
-    /// Distinct `domain` values a tenant may have (all time); rows beyond are quarantined.
-    Domains,
-    /// Distinct `action` names a tenant may have (all time); rows beyond are quarantined.
-    Actions,
-}
-
-impl Quota {
-    const ALL: [Quota; QUOTAS] = [
-        Self::Ingest,
-        Self::Query,
-        Self::Events,
-        Self::Domains,
-        Self::Actions,
-    ];
-
-    /// The stable name, as in `PLAN_LIMITS` and limiter keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ingest => "ingest",
-            Self::Query => "query",
-            Self::Events => "events",
-            Self::Domains => "domains",
-            Self::Actions => "actions",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|q| q.as_str() == s)
+crate::named_enum! {
+    /// What a quota counts.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Quota {
+        /// `POST /v0/events` requests per hour.
+        Ingest => "ingest",
+        /// `GET /v0/pipes/...` (and other read-token) requests per hour.
+        Query => "query",
+        /// Accepted events (rows) per hour, whatever the number of requests they came in.
+        Events => "events",
+        /// Distinct `domain` values a tenant may have (all time); rows beyond are quarantined.
+        Domains => "domains",
+        /// Distinct `action` names a tenant may have (all time); rows beyond are quarantined.
+        Actions => "actions",
     }
 }
 
@@ -221,7 +198,7 @@ mod tests {
     fn quota_names_are_stable() {
         assert_eq!(Quota::Ingest.as_str(), "ingest");
         assert_eq!(Quota::Query.as_str(), "query");
-        for q in Quota::ALL {
+        for &q in Quota::ALL {
             assert_eq!(Quota::parse(q.as_str()), Some(q));
         }
     }

@@ -3,6 +3,35 @@
 //! tenant and quota in a Durable Object (so the limits hold across isolates) and asks
 //! [`Bucket::take`] / [`Window::take`] for each request.
 
+/// What an isolate asks a tenant's limiter object (the Durable Object protocol: this as the JSON body of
+/// a `POST`, [`TakeReply`] as the answer): take `need` units of `quota` from the hourly window of
+/// `limit`, and up to `want` in all (the rest becomes the isolate's lease); with `rps`, also one from
+/// the bucket of `token` (a hash of the token, never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeRequest {
+    /// The quota's stable name (`ingest`, `query`, `events`).
+    pub quota: String,
+    /// The plan's units per hour.
+    pub limit: u32,
+    /// Units this request needs, all or none.
+    pub need: u32,
+    /// Units to take if available (`need` plus a lease), at least `need`.
+    pub want: u32,
+    /// The token's `limits.rps`, if it has one.
+    pub rps: Option<u32>,
+    /// Hash of the token, for its bucket.
+    pub token: Option<String>,
+}
+
+/// The limiter object's answer to a [`TakeRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeReply {
+    /// Units taken (0 when refused; more than `need` when a lease was granted).
+    pub granted: u32,
+    /// The decision, with the tighter of the window's and the bucket's limits.
+    pub decision: Decision,
+}
+
 /// A token bucket: `rate` tokens per second, holding at most `burst`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
@@ -10,8 +39,10 @@ pub struct Bucket {
     updated_ms: i64,
 }
 
+use serde::{Deserialize, Serialize};
+
 /// The answer for one request, with what the `RateLimit-*` and `Retry-After` headers need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// Whether the request may proceed.
     pub allowed: bool,
@@ -201,6 +232,32 @@ fn align(now_ms: i64, window_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limiter_protocol_round_trips_through_json() {
+        let take = TakeRequest {
+            quota: "events".into(),
+            limit: 1000,
+            need: 250,
+            want: 260,
+            rps: None,
+            token: None,
+        };
+        let text = serde_json::to_string(&take).unwrap();
+        assert_eq!(serde_json::from_str::<TakeRequest>(&text).unwrap(), take);
+        let reply = TakeReply {
+            granted: 260,
+            decision: Decision {
+                allowed: true,
+                limit: 1000,
+                remaining: 740,
+                retry_after_secs: 3600,
+                window_secs: 3600,
+            },
+        };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<TakeReply>(&text).unwrap(), reply);
+    }
 
     #[test]
     fn allows_the_burst_then_refills_at_the_rate() {

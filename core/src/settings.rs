@@ -6,8 +6,6 @@
 //! (`migrations/0002_tenant_settings.sql`), and [`from_row`] reads a selected row back. The values are
 //! validated again by the dashboard before use, so a stored value can never inject CSS or script.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -43,65 +41,29 @@ pub struct TenantSettings {
     pub hide_branding: bool,
 }
 
-/// Why a settings body was rejected (400). Every variant but [`SettingsError::NotAnObject`] names a field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SettingsError {
-    /// The body is not a JSON object.
-    NotAnObject,
-    /// A field that is not one of [`FIELDS`].
-    UnknownField(String),
-    /// A known field with a value that is not allowed; the reason says what is.
-    Invalid {
-        /// The field's name.
-        field: &'static str,
-        /// What the value must be.
-        reason: &'static str,
-    },
+/// Why a settings body was rejected (400).
+pub type SettingsError = crate::field_error::FieldError;
+
+fn not_an_object() -> SettingsError {
+    SettingsError::not_an_object(format!(
+        "the body must be a JSON object with some of: {}",
+        FIELDS.join(", ")
+    ))
 }
 
-impl SettingsError {
-    /// The offending field, when there is one.
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            Self::NotAnObject => None,
-            Self::UnknownField(f) => Some(f),
-            Self::Invalid { field, .. } => Some(field),
-        }
-    }
-
-    /// A message that names the field and says what is allowed.
-    pub fn message(&self) -> String {
-        match self {
-            Self::NotAnObject => format!(
-                "the body must be a JSON object with some of: {}",
-                FIELDS.join(", ")
-            ),
-            Self::UnknownField(f) => format!(
-                "unknown field '{f}': the allowed fields are {}",
-                FIELDS.join(", ")
-            ),
-            Self::Invalid { field, reason } => format!("invalid '{field}': {reason}"),
-        }
-    }
+fn unknown_field(field: &str) -> SettingsError {
+    SettingsError::unknown(
+        field,
+        format!("the allowed fields are {}", FIELDS.join(", ")),
+    )
 }
-
-impl fmt::Display for SettingsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
-
-impl std::error::Error for SettingsError {}
 
 /// Validates a settings body. Absent or `null` fields (and empty strings) are "not set"; unknown fields
 /// are rejected.
 pub fn validate(json: &Value) -> Result<TenantSettings, SettingsError> {
-    let obj = json.as_object().ok_or(SettingsError::NotAnObject)?;
+    let obj = json.as_object().ok_or_else(not_an_object)?;
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(SettingsError::UnknownField(
-            unknown.chars().take(64).collect(),
-        ));
+        return Err(unknown_field(unknown));
     }
     let display_name = string(
         obj,
@@ -110,29 +72,30 @@ pub fn validate(json: &Value) -> Result<TenantSettings, SettingsError> {
     )?
     .map(|s| {
         let ok = s.chars().count() <= MAX_NAME_CHARS && !s.chars().any(char::is_control);
-        ok.then(|| s.to_owned()).ok_or(SettingsError::Invalid {
-            field: "display_name",
-            reason: "expected at most 80 characters and no control characters",
+        ok.then(|| s.to_owned()).ok_or_else(|| {
+            SettingsError::invalid(
+                "display_name",
+                "expected at most 80 characters and no control characters",
+            )
         })
     })
     .transpose()?;
     let logo_url = string(obj, "logo_url", "expected an https:// URL")?
         .map(|s| {
-            valid_logo(s)
-                .then(|| s.to_owned())
-                .ok_or(SettingsError::Invalid {
-                    field: "logo_url",
-                    reason: "expected an https:// URL of at most 500 characters",
-                })
+            valid_logo(s).then(|| s.to_owned()).ok_or_else(|| {
+                SettingsError::invalid(
+                    "logo_url",
+                    "expected an https:// URL of at most 500 characters",
+                )
+            })
         })
         .transpose()?;
     let primary_color = string(obj, "primary_color", "expected a colour as #rgb or #rrggbb")?
         .map(|s| {
             valid_color(s)
                 .then(|| s.to_ascii_lowercase())
-                .ok_or(SettingsError::Invalid {
-                    field: "primary_color",
-                    reason: "expected a colour as #rgb or #rrggbb",
+                .ok_or_else(|| {
+                    SettingsError::invalid("primary_color", "expected a colour as #rgb or #rrggbb")
                 })
         })
         .transpose()?;
@@ -141,20 +104,17 @@ pub fn validate(json: &Value) -> Result<TenantSettings, SettingsError> {
             THEMES
                 .contains(&s)
                 .then(|| s.to_owned())
-                .ok_or(SettingsError::Invalid {
-                    field: "theme",
-                    reason: "expected one of light, dark, auto",
-                })
+                .ok_or_else(|| SettingsError::invalid("theme", "expected one of light, dark, auto"))
         })
         .transpose()?;
     let hide_branding = match obj.get("hide_branding") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            return Err(SettingsError::Invalid {
-                field: "hide_branding",
-                reason: "expected true or false",
-            })
+            return Err(SettingsError::invalid(
+                "hide_branding",
+                "expected true or false",
+            ))
         }
     };
     Ok(TenantSettings {
@@ -176,7 +136,7 @@ fn string<'a>(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(SettingsError::Invalid { field, reason }),
+        Some(_) => Err(SettingsError::invalid(field, reason)),
     }
 }
 
@@ -368,10 +328,10 @@ mod tests {
     #[test]
     fn rejects_unknown_fields_and_non_objects() {
         let e = validate(&json!({"display_name": "A", "tenant_id": "globex"})).unwrap_err();
-        assert_eq!(e, SettingsError::UnknownField("tenant_id".into()));
+        assert_eq!(e, unknown_field("tenant_id"));
         assert!(e.message().contains("'tenant_id'"), "{}", e.message());
-        assert_eq!(validate(&json!([1])), Err(SettingsError::NotAnObject));
-        assert_eq!(validate(&json!("x")), Err(SettingsError::NotAnObject));
+        assert_eq!(validate(&json!([1])), Err(not_an_object()));
+        assert_eq!(validate(&json!("x")), Err(not_an_object()));
         let e = validate(&json!({"primary_color": "red;}"})).unwrap_err();
         assert!(e.message().contains("primary_color"), "{}", e.message());
     }

@@ -4,6 +4,7 @@
 //! against the same migrations D1 applies. Every statement binds its values; none interpolates input.
 
 use serde::Serialize;
+use serde_json::Value;
 
 /// A value bound to a `?` placeholder.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,5 +54,47 @@ impl Statement {
             sql: sql.into(),
             binds,
         }
+    }
+}
+
+/// An integer column of a D1 row. D1 hands numbers over as JavaScript numbers, so an integer may arrive
+/// as an integral float; a non-integral or out-of-range number, text, NULL or a missing column is `None`.
+/// The one reader of integers from rows: [`count`] is it with NULL as zero.
+pub fn int(v: Option<&Value>) -> Option<i64> {
+    let v = v?;
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+/// A counter column: [`int`], with NULL (an empty `SUM`), a missing column or a non-integer as 0.
+pub fn count(v: Option<&Value>) -> i64 {
+    int(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integers_arrive_as_numbers_or_integral_floats() {
+        assert_eq!(int(Some(&json!(42))), Some(42));
+        assert_eq!(int(Some(&json!(42.0))), Some(42));
+        assert_eq!(int(Some(&json!(-7))), Some(-7));
+        assert_eq!(int(Some(&json!(1.5))), None);
+        assert_eq!(int(Some(&json!(1.0e16))), None);
+        assert_eq!(int(Some(&json!("42"))), None);
+        assert_eq!(int(Some(&Value::Null)), None);
+        assert_eq!(int(None), None);
+    }
+
+    #[test]
+    fn counters_read_null_and_missing_as_zero() {
+        assert_eq!(count(Some(&json!(3.0))), 3);
+        assert_eq!(count(Some(&Value::Null)), 0);
+        assert_eq!(count(None), 0);
     }
 }

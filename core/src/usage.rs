@@ -12,7 +12,7 @@ use std::ops::AddAssign;
 use serde_json::{json, Map, Value};
 
 use crate::event::QueueBatch;
-use crate::sql::Statement;
+use crate::sql::{count, Statement};
 use crate::time::{day_string, parse_day, DAY_SECS};
 
 /// The counters of `usage_daily`, in column order.
@@ -142,7 +142,7 @@ pub fn to_json(
             let mut out = Map::new();
             out.insert("day".into(), row.get("day").cloned().unwrap_or(Value::Null));
             for (i, c) in COUNTERS.iter().enumerate() {
-                let n = int(row.get(*c));
+                let n = count(row.get(*c));
                 totals[i] += n;
                 out.insert((*c).into(), n.into());
             }
@@ -195,12 +195,6 @@ pub fn parse_range(
         ));
     }
     Ok((day_string(from * DAY_SECS), day_string(to * DAY_SECS)))
-}
-
-/// A counter from a D1 row: D1 returns numbers as JS numbers (floats); NULL and missing count zero.
-fn int(v: Option<&Value>) -> i64 {
-    v.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

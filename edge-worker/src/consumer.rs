@@ -15,6 +15,7 @@ use starling_core::caps;
 use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::identity::assign_sessions;
 use starling_core::lifecycle;
+use starling_core::pack::pack;
 use starling_core::plan::Quota;
 use starling_core::rollup;
 use starling_core::usage;
@@ -38,7 +39,7 @@ const RETRY_DELAY_SECS: u32 = 10;
 /// this turns a hundred small transactions into one. If a group fails (a race with a redelivery, a D1
 /// error), its messages are applied one by one, each acked or retried on its own.
 pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
-    let started = worker::Date::now().as_millis();
+    let started = crate::clock::now_ms();
     let Some(messages) = decoded(&batch, "queue_decode") else {
         return;
     };
@@ -47,15 +48,11 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     for msg in messages {
         match tenants::state(env, &msg.body().tenant_id).await {
             Ok(state) if state.erased() => {
-                log_batch(
-                    msg.body(),
-                    worker::Date::now().as_millis(),
-                    Ok("dropped_erased"),
-                );
+                log_batch(msg.body(), crate::clock::now_ms(), Ok("dropped_erased"));
                 msg.ack();
             }
             Ok(state) if lifecycle::batch_is_stale(msg.body().generation, state.generation()) => {
-                let now = worker::Date::now().as_millis();
+                let now = crate::clock::now_ms();
                 log_batch(msg.body(), now, Ok("dropped_stale_generation"));
                 msg.ack();
             }
@@ -65,7 +62,7 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                 .push(msg),
             Err(e) => {
                 crate::log::event(
-                    "error",
+                    crate::log::Level::Error,
                     "queue_tenant_lookup",
                     &serde_json::json!({ "error": e.log_detail() }),
                 );
@@ -76,30 +73,21 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     // Groups of at most GROUP_EVENTS rows (a spooled batch counts its rows), one database each.
     let mut groups: Vec<(String, Vec<Message<QueueBatch>>)> = Vec::new();
     for (database, messages) in by_db {
-        let mut rows = GROUP_EVENTS;
-        for msg in messages {
-            let n = msg.body().rows();
-            if rows + n > GROUP_EVENTS && rows > 0 {
-                groups.push((database.clone(), Vec::new()));
-                rows = 0;
-            }
-            rows += n;
-            if let Some(last) = groups.last_mut() {
-                last.1.push(msg);
-            }
+        for group in pack(messages, GROUP_EVENTS, usize::MAX, |m| m.body().rows()) {
+            groups.push((database.clone(), group));
         }
     }
     let (mut delivered, mut events) = (0usize, 0usize);
     for (database, group) in groups.into_iter().filter(|(_, g)| !g.is_empty()) {
         delivered += group.len();
         events += group.iter().map(|m| m.body().rows()).sum::<usize>();
-        let started = worker::Date::now().as_millis();
+        let started = crate::clock::now_ms();
         // Bodies are read one group at a time (spooled ones from R2), so memory stays bounded by a group.
         let bodies = match load(env, &group).await {
             Ok(b) => b,
             Err(e) => {
                 crate::log::event(
-                    "error",
+                    crate::log::Level::Error,
                     "queue_spool_read",
                     &serde_json::json!({ "messages": group.len(), "error": e.to_string() }),
                 );
@@ -125,12 +113,12 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
             }
             Err(e) => {
                 crate::log::event(
-                    "warn",
+                    crate::log::Level::Warn,
                     "queue_group_fallback",
                     &serde_json::json!({ "messages": group.len(), "error": e.to_string() }),
                 );
                 for (msg, body) in group.iter().zip(bodies) {
-                    let started = worker::Date::now().as_millis();
+                    let started = crate::clock::now_ms();
                     let result = match body {
                         Some(body) => apply(body, env).await,
                         None => Ok("duplicate"),
@@ -148,12 +136,12 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
         }
     }
     crate::log::event(
-        "info",
+        crate::log::Level::Info,
         "queue_delivery",
         &serde_json::json!({
             "messages": delivered,
             "events": events,
-            "latency_ms": worker::Date::now().as_millis() - started,
+            "latency_ms": crate::clock::now_ms() - started,
             "wasm_memory_mb": wasm_memory_mb(),
         }),
     );
@@ -180,7 +168,7 @@ pub async fn park_dead_letters(batch: MessageBatch<QueueBatch>, env: &Env) {
             None => spool::put(&bucket, &spool::key(body.received_at, &body.batch_id), body).await,
         };
         crate::log::event(
-            "warn",
+            crate::log::Level::Warn,
             "dlq_parked",
             &serde_json::json!({ "batch_id": body.batch_id, "tenant": body.tenant_id, "ok": parked.is_ok() }),
         );
@@ -199,7 +187,7 @@ fn decoded(batch: &MessageBatch<QueueBatch>, kind: &str) -> Option<Vec<Message<Q
         Ok(m) => Some(m),
         Err(e) => {
             crate::log::event(
-                "error",
+                crate::log::Level::Error,
                 kind,
                 &serde_json::json!({ "error": e.to_string() }),
             );
@@ -226,10 +214,10 @@ async fn load(env: &Env, group: &[Message<QueueBatch>]) -> Result<Vec<Option<Que
         match &body.spool {
             None => out.push(Some(body.clone())),
             Some(spooled) => {
-                if bucket.is_none() {
-                    bucket = Some(archive::bucket(env)?);
-                }
-                let bucket = bucket.as_ref().expect("set above");
+                let bucket = match &mut bucket {
+                    Some(b) => b,
+                    None => bucket.insert(archive::bucket(env)?),
+                };
                 out.push(spool::get(bucket, &spooled.key).await?);
             }
         }
@@ -253,7 +241,7 @@ async fn forget_spooled(env: &Env, group: &[Message<QueueBatch>]) {
     };
     if let Err(e) = result {
         crate::log::event(
-            "warn",
+            crate::log::Level::Warn,
             "spool_delete",
             &serde_json::json!({ "error": e.to_string() }),
         );
@@ -272,17 +260,25 @@ fn wasm_memory_mb() -> usize {
     }
 }
 
-fn log_batch(body: &QueueBatch, started: u64, result: Result<&'static str>) {
+fn log_batch(body: &QueueBatch, started: i64, result: Result<&'static str>) {
     let ok = result.is_ok();
     let fields = serde_json::json!({
         "batch_id": body.batch_id,
         "tenant": body.tenant_id,
         "events": body.events.len(),
         "quarantined": body.quarantined.len(),
-        "latency_ms": worker::Date::now().as_millis() - started,
+        "latency_ms": crate::clock::now_ms() - started,
         "outcome": match &result { Ok(o) => o.to_string(), Err(e) => e.to_string() },
     });
-    crate::log::event(if ok { "info" } else { "error" }, "queue_batch", &fields);
+    crate::log::event(
+        if ok {
+            crate::log::Level::Info
+        } else {
+            crate::log::Level::Error
+        },
+        "queue_batch",
+        &fields,
+    );
 }
 
 /// Applies several batches in one D1 transaction; returns each batch's outcome in order. An error means
@@ -353,7 +349,7 @@ async fn apply_group(
         archived_bytes.push(written? as i64);
     }
 
-    let now_secs = (worker::Date::now().as_millis() / 1000) as i64;
+    let now_secs = crate::clock::now_secs();
     let mut statements: Vec<_> = fresh
         .iter()
         .map(|&i| rollup::batch_guard(&batches[i].batch_id, now_secs))

@@ -80,7 +80,7 @@ async fn flush(db: &D1Database) {
         .collect();
     if let Err(e) = d1::run_atomic(db, &statements).await {
         crate::log::event(
-            "error",
+            crate::log::Level::Error,
             "audit_write",
             &serde_json::json!({ "error": e.to_string(), "denials": pending.iter().map(|(_, c)| c).sum::<i64>() }),
         );

@@ -1,4 +1,5 @@
-//! The one place where errors become HTTP responses: `{"error": "..."}` with the right status.
+//! The one place where HTTP statuses are chosen: errors become `{"error": "..."}` with the right status,
+//! and successful answers are built by [`json`], [`text`] and [`empty`] with a [`Success`].
 //!
 //! Messages say what was wrong and what to do. Internal error text (D1, R2, queue) is logged, never
 //! returned to the client.
@@ -50,6 +51,59 @@ pub enum ApiError {
     /// The deployment's `SIGNING_KEY` (or `SIGNING_KEY_PREVIOUS`) is missing or too short to be safe:
     /// nothing is served until the operator sets a proper key (503).
     Misconfigured(SigningKeyError),
+    /// A response could not be built (serialisation failed): a defect, logged; the client may retry.
+    Internal(String),
+}
+
+/// The statuses of a successful answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Success {
+    /// 200
+    Ok,
+    /// 201: something was created (a tenant, a token, a key).
+    Created,
+    /// 202: accepted for processing (ingest).
+    Accepted,
+    /// 204: nothing to say (a CORS preflight).
+    NoContent,
+}
+
+impl Success {
+    /// The HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Ok => 200,
+            Self::Created => 201,
+            Self::Accepted => 202,
+            Self::NoContent => 204,
+        }
+    }
+}
+
+/// A response with a fixed body (cannot fail).
+fn fixed(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    let mut resp = Response::builder().with_status(status).fixed(body);
+    let _ = resp.headers_mut().set("Content-Type", content_type);
+    resp
+}
+
+/// A JSON answer.
+pub fn json<T: serde::Serialize + ?Sized>(
+    value: &T,
+    success: Success,
+) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(fixed(success.status(), "application/json", body))
+}
+
+/// A text answer of the given content type.
+pub fn text(body: impl Into<String>, content_type: &str, success: Success) -> Response {
+    fixed(success.status(), content_type, body.into().into_bytes())
+}
+
+/// An answer without a body.
+pub fn empty(success: Success) -> Response {
+    Response::builder().with_status(success.status()).empty()
 }
 
 impl ApiError {
@@ -69,6 +123,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => 405,
             Self::RateLimited(_) | Self::EventsQuota(_) => 429,
             Self::Unavailable(_) | Self::Misconfigured(_) => 503,
+            Self::Internal(_) => 500,
         }
     }
 
@@ -105,13 +160,14 @@ impl ApiError {
             ),
             Self::Unavailable(_) => "temporarily unavailable: nothing was accepted, retry the request".into(),
             Self::Misconfigured(e) => format!("this deployment is misconfigured and serves nothing: {e}"),
+            Self::Internal(_) => "internal error: retry; if it persists, report the X-Request-Id header of this response".into(),
         }
     }
 
     /// Detail for the log line (may include internal error text; never sent to the client).
     pub fn log_detail(&self) -> String {
         match self {
-            Self::Unavailable(detail) => detail.clone(),
+            Self::Unavailable(detail) | Self::Internal(detail) => detail.clone(),
             other => other.message(),
         }
     }
@@ -140,10 +196,8 @@ impl ApiError {
 
     /// The JSON response.
     pub fn to_response(&self) -> Response {
-        let body = serde_json::json!({ "error": self.message() });
-        let mut resp = Response::from_json(&body)
-            .expect("json response")
-            .with_status(self.status());
+        let body = serde_json::json!({ "error": self.message() }).to_string();
+        let mut resp = fixed(self.status(), "application/json", body.into_bytes());
         match self {
             Self::Unavailable(_) => {
                 let _ = resp.headers_mut().set("Retry-After", "1");

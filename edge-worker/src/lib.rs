@@ -6,6 +6,7 @@
 //! decision is made in the core crate; this crate reads requests, calls the core, and talks to D1, R2,
 //! Queues and the Cache API. Errors become JSON responses in exactly one place ([`error::ApiError`]).
 
+mod clock;
 mod consumer;
 mod cors;
 mod denials;

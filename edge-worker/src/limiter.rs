@@ -14,8 +14,12 @@ use std::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
 use starling_core::plan::Quota;
-use starling_core::ratelimit::{lease_size, Bucket, Decision, Lease, Window};
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+use starling_core::ratelimit::{
+    lease_size, Bucket, Decision, Lease, TakeReply, TakeRequest, Window,
+};
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+};
 
 use crate::error::ApiError;
 
@@ -41,30 +45,31 @@ impl DurableObject for Limiter {
         }
     }
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
-        let num = |k: &str| q.get(k).and_then(|v| v.parse::<u32>().ok());
-        let now = worker::Date::now().as_millis() as i64;
-        let quota = q.get("quota").cloned().unwrap_or_default();
-        let limit = num("limit").unwrap_or(u32::MAX);
-        let need = num("need").unwrap_or(1).max(1);
-        let want = num("want").unwrap_or(need).max(need);
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let take = match req.json::<TakeRequest>().await {
+            Ok(take) => take,
+            // Isolates of the previous release, still running during a deploy, ask with URL parameters.
+            Err(_) => legacy_request(&req)?,
+        };
+        let now = crate::clock::now_ms();
+        let need = take.need.max(1);
+        let want = take.want.max(need);
 
         // The plan's hourly window first: a request refused there does not use the token's bucket.
         let mut windows = self.windows.borrow_mut();
         let window = windows
-            .entry(quota)
+            .entry(take.quota)
             .or_insert_with(|| Window::new(now, WINDOW_MS));
-        let (granted, mut decision) = window.take_all(now, limit, WINDOW_MS, need, want - need);
+        let (granted, mut decision) =
+            window.take_all(now, take.limit, WINDOW_MS, need, want - need);
         if decision.allowed {
-            if let (Some(rps), Some(token)) = (num("rps"), q.get("token")) {
+            if let (Some(rps), Some(token)) = (take.rps, take.token) {
                 let mut buckets = self.buckets.borrow_mut();
                 if buckets.len() >= MAX_BUCKETS {
                     buckets.clear();
                 }
                 let bucket = buckets
-                    .entry(token.clone())
+                    .entry(token)
                     .or_insert_with(|| Bucket::full(rps, now));
                 let d = bucket.take(now, rps, rps);
                 if !d.allowed || d.remaining < decision.remaining {
@@ -73,15 +78,24 @@ impl DurableObject for Limiter {
                 }
             }
         }
-        Response::from_json(&serde_json::json!({
-            "granted": granted,
-            "allowed": decision.allowed,
-            "limit": decision.limit,
-            "remaining": decision.remaining,
-            "retry_after": decision.retry_after_secs,
-            "window": decision.window_secs,
-        }))
+        Response::from_json(&TakeReply { granted, decision })
     }
+}
+
+/// A [`TakeRequest`] in the URL-parameter form of the previous release (`?quota=&limit=&need=&want=`,
+/// `&rps=&token=`). Remove once no deployment runs that release.
+fn legacy_request(req: &Request) -> Result<TakeRequest> {
+    let q: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<u32>().ok());
+    let need = num("need").unwrap_or(1);
+    Ok(TakeRequest {
+        quota: q.get("quota").cloned().unwrap_or_default(),
+        limit: num("limit").unwrap_or(u32::MAX),
+        need,
+        want: num("want").unwrap_or(need),
+        rps: num("rps"),
+        token: q.get("token").cloned(),
+    })
 }
 
 /// Per (tenant, quota) state this isolate keeps.
@@ -112,7 +126,7 @@ pub async fn take(
     rps: Option<u32>,
     need: u32,
 ) -> std::result::Result<Decision, ApiError> {
-    let now = worker::Date::now().as_millis() as i64;
+    let now = crate::clock::now_ms();
     let lease_key = (tenant.to_owned(), quota.as_str());
     if let Some(d) = EXHAUSTED.with(|e| {
         let mut e = e.borrow_mut();
@@ -149,29 +163,27 @@ pub async fn take(
         .id_from_name(&format!("tenant:{tenant}"))
         .and_then(|id| id.get_stub())
         .map_err(unavailable)?;
-    let mut url = format!(
-        "https://limiter.internal/take?quota={}&limit={per_hour}&need={need}&want={want}",
-        quota.as_str()
-    );
-    if let Some(rps) = rps {
+    let token = rps.map(|_| {
         let mut h = SipHasher13::new();
         h.write(token.as_bytes());
-        url.push_str(&format!("&rps={rps}&token={:016x}", h.finish()));
-    }
-    let mut resp = stub.fetch_with_str(&url).await.map_err(unavailable)?;
-    let v: serde_json::Value = resp.json().await.map_err(unavailable)?;
-    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
-    let decision = Decision {
-        allowed: v
-            .get("allowed")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(true),
-        limit: num("limit"),
-        remaining: num("remaining"),
-        retry_after_secs: num("retry_after"),
-        window_secs: num("window").max(1),
+        format!("{:016x}", h.finish())
+    });
+    let take = TakeRequest {
+        quota: quota.as_str().to_owned(),
+        limit: per_hour,
+        need,
+        want,
+        rps,
+        token,
     };
-    let granted = num("granted");
+    let body = serde_json::to_string(&take).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+    let req =
+        Request::new_with_init("https://limiter.internal/take", &init).map_err(unavailable)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
+    let TakeReply { granted, decision } = resp.json().await.map_err(unavailable)?;
     if !decision.allowed && decision.remaining == 0 && decision.window_secs > 1 {
         // The plan's window is used up: nothing will pass here until it ends.
         EXHAUSTED.with(|e| {

@@ -4,17 +4,39 @@ use std::cell::Cell;
 
 use serde::Serialize;
 
-thread_local! {
-    /// Lowest level written (0 info, 1 warn, 2 error), from the `LOG_LEVEL` variable.
-    static MIN_LEVEL: Cell<u8> = const { Cell::new(0) };
+/// How serious a log line is; lines under `LOG_LEVEL` are not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Normal operation (a request, a delivery).
+    Info,
+    /// Something to look at that did not lose anything (a retry, a 4xx).
+    Warn,
+    /// Something failed (a 5xx, a batch that will be retried or parked).
+    Error,
 }
 
-fn rank(level: &str) -> u8 {
-    match level {
-        "error" => 2,
-        "warn" => 1,
-        _ => 0,
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
     }
+
+    /// The level named by `LOG_LEVEL`; anything unknown is `Info`.
+    fn parse(s: &str) -> Self {
+        match s {
+            "error" => Self::Error,
+            "warn" => Self::Warn,
+            _ => Self::Info,
+        }
+    }
+}
+
+thread_local! {
+    /// Lowest level written, from the `LOG_LEVEL` variable.
+    static MIN_LEVEL: Cell<Level> = const { Cell::new(Level::Info) };
 }
 
 /// Applies the `LOG_LEVEL` variable (`info`, the default; `warn`; `error`). Per-request `info` lines are
@@ -22,8 +44,8 @@ fn rank(level: &str) -> u8 {
 pub fn configure(env: &worker::Env) {
     let level = env
         .var(crate::env::LOG_LEVEL)
-        .map(|v| rank(&v.to_string()))
-        .unwrap_or(0);
+        .map(|v| Level::parse(&v.to_string()))
+        .unwrap_or(Level::Info);
     MIN_LEVEL.with(|m| m.set(level));
 }
 
@@ -34,7 +56,7 @@ pub struct RequestLog<'a> {
     pub route: &'a str,
     pub method: &'a str,
     pub status: u16,
-    pub latency_ms: u64,
+    pub latency_ms: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,27 +70,27 @@ pub struct RequestLog<'a> {
 /// Writes a JSON log line at level `info`, or `warn` for 4xx and `error` for 5xx.
 pub fn request(line: &RequestLog) {
     let level = match line.status {
-        500.. => "error",
-        400..=499 => "warn",
-        _ => "info",
+        500.. => Level::Error,
+        400..=499 => Level::Warn,
+        _ => Level::Info,
     };
     emit(level, "request", line);
 }
 
 /// Writes a JSON log line for something that is not a request (queue batch, cron).
-pub fn event<T: Serialize>(level: &str, kind: &str, fields: &T) {
+pub fn event<T: Serialize>(level: Level, kind: &str, fields: &T) {
     emit(level, kind, fields);
 }
 
-fn emit<T: Serialize>(level: &str, kind: &str, fields: &T) {
-    if rank(level) < MIN_LEVEL.with(Cell::get) {
+fn emit<T: Serialize>(level: Level, kind: &str, fields: &T) {
+    if level < MIN_LEVEL.with(Cell::get) {
         return;
     }
     let mut v = serde_json::to_value(fields).unwrap_or_default();
     if let Some(map) = v.as_object_mut() {
-        map.insert("level".into(), level.into());
+        map.insert("level".into(), level.as_str().into());
         map.insert("kind".into(), kind.into());
-        map.insert("ts".into(), worker::Date::now().as_millis().into());
+        map.insert("ts".into(), crate::clock::now_ms().into());
     }
     worker::console_log!("{}", v);
 }

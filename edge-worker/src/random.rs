@@ -3,6 +3,9 @@
 use wasm_bindgen::JsCast;
 
 /// `N` cryptographically random bytes.
+// Web Crypto is part of every Workers runtime; without it no id or salt can be made safely, so its
+// absence is a crash, not an error to handle.
+#[allow(clippy::expect_used)]
 pub fn bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).expect("crypto global");

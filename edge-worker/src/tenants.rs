@@ -77,7 +77,7 @@ thread_local! {
 }
 
 fn now() -> u64 {
-    worker::Date::now().as_millis()
+    crate::clock::now_ms().max(0) as u64
 }
 
 /// The entry for `id` if it was loaded less than [`TTL_MS`] before `at`.
@@ -116,7 +116,7 @@ pub async fn state(env: &Env, tenant_id: &str) -> Result<Rc<TenantState>, ApiErr
             return match last_known(tenant_id) {
                 Some(stale) => {
                     crate::log::event(
-                        "warn",
+                        crate::log::Level::Warn,
                         "tenant_state_stale",
                         &serde_json::json!({ "tenant": tenant_id, "error": e.log_detail() }),
                     );

@@ -3,10 +3,10 @@
 // startWorker() applies the D1 migrations into a temp --persist-to dir, spawns wrangler dev on a random
 // port, waits for "Ready on", and returns helpers to call it, query local D1, and stop it.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { mint } from '../../scripts/token.mjs';
@@ -14,6 +14,100 @@ import { mint } from '../../scripts/token.mjs';
 export const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
+
+const D1_DIR = 'v3/d1/miniflare-D1DatabaseObject';
+
+/** The SQLite files of local D1 databases under a persisted state directory. */
+function d1Files(dir) {
+  const d = join(dir, D1_DIR);
+  if (!existsSync(d)) return [];
+  return readdirSync(d).filter((f) => f.endsWith('.sqlite') && f !== 'metadata.sqlite').map((f) => join(d, f));
+}
+
+/**
+ * A persisted state directory with the migrations applied to `databases`, copied from a template built
+ * once per set of migrations (applying them costs about 5 s per database per `wrangler` run). Returns
+ * the directory and the SQLite file of each database, found as the file each apply created.
+ */
+function migratedState(databases) {
+  const migrations = join(ROOT, 'migrations');
+  const hash = createHash('sha256');
+  for (const f of readdirSync(migrations).sort()) hash.update(f).update(readFileSync(join(migrations, f)));
+  hash.update(readFileSync(join(ROOT, 'wrangler.toml'))).update(databases.join(','));
+  const template = join(tmpdir(), `starling-d1-template-${hash.digest('hex').slice(0, 16)}`);
+  if (!existsSync(join(template, 'files.json'))) {
+    const build = mkdtempSync(join(tmpdir(), 'starling-d1-build-'));
+    const files = {};
+    for (const db of databases) {
+      const before = new Set(d1Files(build));
+      execFileSync(WRANGLER, ['d1', 'migrations', 'apply', db, '--local', '--persist-to', build], { cwd: ROOT, env: ENV, stdio: 'pipe' });
+      const created = d1Files(build).filter((f) => !before.has(f));
+      if (created.length !== 1) throw new Error(`expected one new D1 file for ${db}, found ${created.length}`);
+      files[db] = created[0].slice(build.length + 1);
+    }
+    writeFileSync(join(build, 'files.json'), JSON.stringify(files));
+    try { renameSync(build, template); } catch { rmSync(build, { recursive: true, force: true }); } // another run won
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
+  cpSync(template, dir, { recursive: true });
+  const files = JSON.parse(readFileSync(join(dir, 'files.json'), 'utf8'));
+  return { dir, files: Object.fromEntries(Object.entries(files).map(([db, f]) => [db, join(dir, f)])) };
+}
+
+// One long-lived reader per worker: answers `{file, sql}` lines with `{rows}` or `{error}` lines over
+// two FIFOs, so a synchronous w.d1() costs a round trip instead of a `wrangler d1 execute` process.
+const READER = `
+import json, sqlite3, sys
+conns = {}
+req = open(sys.argv[1], 'r')
+res = open(sys.argv[2], 'w')
+for line in req:
+    q = json.loads(line)
+    try:
+        c = conns.get(q['file'])
+        if c is None:
+            c = conns[q['file']] = sqlite3.connect(q['file'], timeout=10, isolation_level=None)
+            c.row_factory = sqlite3.Row
+        rows = [dict(r) for r in c.execute(q['sql']).fetchall()]
+        out = {'rows': rows}
+    except Exception as e:
+        out = {'error': str(e)}
+    res.write(json.dumps(out) + '\\n')
+    res.flush()
+`;
+
+function startReader() {
+  // Not under the persisted state: stateFiles() reads every file there, and reading a FIFO blocks.
+  const fifos = mkdtempSync(join(tmpdir(), 'starling-d1-reader-'));
+  const req = join(fifos, 'req.fifo');
+  const res = join(fifos, 'res.fifo');
+  execFileSync('mkfifo', [req, res]);
+  const child = spawn('python3', ['-c', READER, req, res], { stdio: 'ignore' });
+  const w = openSync(req, 'w'); // blocks until the reader opens its end
+  const r = openSync(res, 'r');
+  let pending = '';
+  return {
+    query(file, sql) {
+      writeSync(w, `${JSON.stringify({ file, sql })}\n`);
+      const buf = Buffer.alloc(65536);
+      while (!pending.includes('\n')) {
+        const n = readSync(r, buf, 0, buf.length, null);
+        if (n === 0) throw new Error('the D1 reader exited');
+        pending += buf.toString('utf8', 0, n);
+      }
+      const i = pending.indexOf('\n');
+      const line = pending.slice(0, i);
+      pending = pending.slice(i + 1);
+      return JSON.parse(line);
+    },
+    close() {
+      try { closeSync(w); } catch {}
+      try { closeSync(r); } catch {}
+      child.kill();
+      rmSync(fifos, { recursive: true, force: true });
+    },
+  };
+}
 
 async function freePort() {
   return new Promise((res) => {
@@ -65,14 +159,10 @@ function httpCallOnce(url, { method = 'GET', headers = {}, body } = {}) {
  * 32 bytes).
  */
 export async function startWorker({ extraArgs = [], config, silo = false, keepDefaultPlan = false, signingKey = randomBytes(24).toString('hex') } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
   const adminToken = randomBytes(24).toString('hex');
   const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
-  if (!config) {
-    for (const db of databases) {
-      execFileSync(WRANGLER, ['d1', 'migrations', 'apply', db, '--local', '--persist-to', dir], { cwd: ROOT, env: ENV, stdio: 'pipe' });
-    }
-  }
+  const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
+  const reader = startReader();
   if (config) extraArgs = ['-c', config, ...extraArgs];
   const port = await freePort();
   // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
@@ -126,11 +216,16 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
       return { status: r.status, json, text };
     },
     /**
-     * Runs one SQL statement on a local D1 database (`DB` unless named) and returns its rows. The running
-     * worker holds the same SQLite file: when it is writing at that instant, wrangler's separate process
-     * gets SQLITE_BUSY, so that (and only that) is retried a few times.
+     * Runs one SQL statement on a local D1 database (`DB` unless named) and returns its rows, read from
+     * its SQLite file by the long-lived reader (WAL mode: it sees every committed write). A database
+     * this harness did not migrate itself (a custom `config`) goes through `wrangler d1 execute`.
      */
     d1(sql, database = 'DB') {
+      if (files[database]) {
+        const out = reader.query(files[database], sql);
+        if (out.error) throw new Error(`D1 ${database}: ${out.error}: ${sql.slice(0, 300)}`);
+        return out.rows;
+      }
       for (let attempt = 1; ; attempt++) {
         try {
           const out = execFileSync(WRANGLER, ['d1', 'execute', database, '--local', '--persist-to', dir, '--json', '--command', sql],
@@ -215,6 +310,7 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
     async stop() {
       if (process.env.STARLING_TEST_LOGS) process.stderr.write(`--- wrangler dev output ---\n${output}\n`);
       await kill();
+      reader.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -21,7 +21,7 @@ use starling_core::time::{day_string, parse_day};
 use worker::{Env, Request, Response};
 
 use super::{now_ms, param, query_pairs, Outcome, Route};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::{archive, d1};
 use crate::{consumer, env, tenants};
 
@@ -68,9 +68,9 @@ pub async fn handle(
             };
             let statements = rollup::rebuild_reset(&tenant, from, to, full);
             d1::run_atomic(&db, &statements).await?;
-            Ok(
-                Response::from_json(&serde_json::json!({ "reset": true, "full": full }))
-                    .expect("json"),
+            error::json(
+                &serde_json::json!({ "reset": true, "full": full }),
+                Success::Ok,
             )
         }
         Route::RebuildDay => {
@@ -78,7 +78,7 @@ pub async fn handle(
             day_param(&params, "day")?;
             let bucket = archive::bucket(env)?;
             let events = archive::read_day(&bucket, &tenant, &day).await?;
-            let now = (worker::Date::now().as_millis() / 1000) as i64;
+            let now = crate::clock::now_secs();
             // Days are replayed in order: visits continue from the state the previous day left.
             let mut prior = rollup::PriorState::default();
             crate::store::visits::load_prior(&db, &tenant, &events, &mut prior).await?;
@@ -87,12 +87,12 @@ pub async fn handle(
                 d1::run_atomic(&db, chunk).await?;
             }
             outcome.rows = Some(events.len());
-            Ok(
-                Response::from_json(&serde_json::json!({ "day": day, "events": events.len() }))
-                    .expect("json"),
+            error::json(
+                &serde_json::json!({ "day": day, "events": events.len() }),
+                Success::Ok,
             )
         }
-        _ => {
+        Route::Batches => {
             let batch: QueueBatch = req.json().await.map_err(|e| {
                 ApiError::BadRequest(format!("body must be a queue batch as JSON: {e}"))
             })?;
@@ -103,8 +103,10 @@ pub async fn handle(
             }
             outcome.rows = Some(batch.events.len());
             let result = consumer::apply(batch, env).await?;
-            Ok(Response::from_json(&serde_json::json!({ "outcome": result })).expect("json"))
+            error::json(&serde_json::json!({ "outcome": result }), Success::Ok)
         }
+        // The router sends only the four routes above here.
+        _ => Err(ApiError::NotFound),
     }
 }
 
@@ -140,11 +142,7 @@ pub async fn export(
         }
     }
     outcome.rows = Some(rows);
-    let mut resp = Response::ok(body).expect("response");
-    let _ = resp
-        .headers_mut()
-        .set("Content-Type", "application/x-ndjson");
-    Ok(resp)
+    Ok(error::text(body, "application/x-ndjson", Success::Ok))
 }
 
 fn day_param(params: &[(String, String)], name: &str) -> Result<i64, ApiError> {

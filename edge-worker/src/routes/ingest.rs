@@ -15,7 +15,7 @@ use worker::{Env, Request, Response};
 
 use super::auth::{authenticate, Need};
 use super::{now_ms, param, query_pairs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::spool;
 use crate::{env, limiter, store};
 
@@ -142,17 +142,18 @@ pub async fn post_events(
         .for_each(|b| b.generation = Some(generation));
     enqueue(env, batches).await?;
 
-    let status = if param(&params, "wait") == Some("true") {
-        200
+    let success = if param(&params, "wait") == Some("true") {
+        Success::Ok
     } else {
-        202
+        Success::Accepted
     };
-    let mut resp = Response::from_json(&serde_json::json!({
-        "successful_rows": accepted,
-        "quarantined_rows": quarantined,
-    }))
-    .expect("json")
-    .with_status(status);
+    let mut resp = error::json(
+        &serde_json::json!({
+            "successful_rows": accepted,
+            "quarantined_rows": quarantined,
+        }),
+        success,
+    )?;
     limiter::headers(&mut resp, &limit);
     Ok(resp)
 }
@@ -230,7 +231,7 @@ async fn spooled(
             .collect(),
         Err(e) => {
             crate::log::event(
-                "warn",
+                crate::log::Level::Warn,
                 "spool_put",
                 &serde_json::json!({ "request_id": request_id, "error": e.to_string() }),
             );

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod dashboard;
 mod ingest;
+mod keys;
 mod query;
 mod reports;
 mod settings;
@@ -19,7 +20,8 @@ use starling_core::audit::{self, Reason};
 use starling_core::usage;
 use worker::{Context, Env, Method, Request, Response};
 
-use crate::error::ApiError;
+pub use crate::clock::{now_ms, now_secs};
+use crate::error::{self, ApiError, Success};
 use crate::{cors, log, random};
 
 /// The OpenAPI document of the whole HTTP API, served at `/v0/openapi.json`.
@@ -47,7 +49,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
     if req.path() == "/dashboard/" {
         return dashboard::page(req, &env).await;
     }
-    let started = worker::Date::now().as_millis();
+    let started = crate::clock::now_ms();
     let request_id = random::id();
     let method = req.method();
     let mut outcome = Outcome::default();
@@ -88,7 +90,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
         route,
         method: method.as_ref(),
         status: resp.status_code(),
-        latency_ms: worker::Date::now().as_millis() - started,
+        latency_ms: crate::clock::now_ms() - started,
         tenant: outcome.tenant.as_deref(),
         error: error_detail.as_deref(),
         rows: outcome.rows,
@@ -141,7 +143,7 @@ fn count_query(env: &Env, ctx: &Context, outcome: &Outcome) {
     ctx.wait_until(async move {
         if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
             log::event(
-                "error",
+                crate::log::Level::Error,
                 "usage_write",
                 &serde_json::json!({ "error": e.to_string() }),
             );
@@ -268,7 +270,15 @@ impl Route {
             Self::Tenant(_) => "GET, PATCH, DELETE",
             Self::Settings(_) => "PUT",
             Self::Token(..) | Self::Key(..) => "DELETE",
-            _ => "GET",
+            Self::Health
+            | Self::OpenApi
+            | Self::Pipe(_)
+            | Self::TenantJson
+            | Self::UsageJson
+            | Self::Usage(_)
+            | Self::Export(_)
+            | Self::Audit
+            | Self::ExportByParam => "GET",
         }
     }
 
@@ -276,8 +286,33 @@ impl Route {
         self.methods().split(", ").any(|m| m == method.as_ref())
     }
 
+    /// Routes of the operator's admin API (`ADMIN_TOKEN`), listed one by one: a new route is public
+    /// only if it is added to the first arm on purpose.
     fn is_admin(&self) -> bool {
-        self.name().starts_with("admin_")
+        match self {
+            Self::Events
+            | Self::Health
+            | Self::OpenApi
+            | Self::Pipe(_)
+            | Self::Query
+            | Self::TenantJson
+            | Self::UsageJson => false,
+            Self::Tenants
+            | Self::Tenant(_)
+            | Self::Settings(_)
+            | Self::Tokens(_)
+            | Self::Token(..)
+            | Self::Keys(_)
+            | Self::Key(..)
+            | Self::Usage(_)
+            | Self::Export(_)
+            | Self::Audit
+            | Self::RetentionRun
+            | Self::RebuildReset
+            | Self::RebuildDay
+            | Self::ExportByParam
+            | Self::Batches => true,
+        }
     }
 }
 
@@ -300,12 +335,9 @@ async fn dispatch(
     let method = req.method();
     match route {
         Route::Events => ingest::post_events(req, env, request_id, outcome).await,
-        Route::Health => {
-            Ok(Response::from_json(&serde_json::json!({ "status": "ok" })).expect("json"))
-        }
+        Route::Health => error::json(&serde_json::json!({ "status": "ok" }), Success::Ok),
         Route::OpenApi => {
-            let mut resp = Response::ok(OPENAPI).expect("response");
-            let _ = resp.headers_mut().set("Content-Type", "application/json");
+            let mut resp = error::text(OPENAPI, "application/json", Success::Ok);
             let _ = resp
                 .headers_mut()
                 .set("Cache-Control", "public, max-age=300");
@@ -320,21 +352,22 @@ async fn dispatch(
         Route::Tenant(id) => match method {
             Method::Get => tenants::read(env, &id, outcome).await,
             Method::Patch => tenants::update(req, env, &id, outcome).await,
-            _ => tenants::erase(env, &id, outcome).await,
+            Method::Delete => tenants::erase(env, &id, outcome).await,
+            _ => Err(ApiError::MethodNotAllowed(Route::Tenant(id).methods())),
         },
         Route::Settings(id) => settings::put(req, env, &id, outcome).await,
         Route::Tokens(id) if method == Method::Post => tokens::mint(req, env, &id, outcome).await,
         Route::Tokens(id) => tokens::list(env, &id, outcome).await,
         Route::Token(id, token_id) => tokens::revoke(env, &id, &token_id, outcome).await,
-        Route::Keys(id) if method == Method::Post => tokens::add_key(req, env, &id, outcome).await,
-        Route::Keys(id) => tokens::list_keys(env, &id, outcome).await,
-        Route::Key(id, key_id) => tokens::revoke_key(env, &id, &key_id, outcome).await,
+        Route::Keys(id) if method == Method::Post => keys::add(req, env, &id, outcome).await,
+        Route::Keys(id) => keys::list(env, &id, outcome).await,
+        Route::Key(id, key_id) => keys::revoke(env, &id, &key_id, outcome).await,
         Route::Usage(id) => reports::get_admin(req, env, &id, outcome).await,
         Route::Export(id) => admin::export(req, env, &id, outcome).await,
         Route::Audit => reports::get_audit(req, env).await,
         Route::RetentionRun => {
             let report = crate::store::retention::run(env).await;
-            Ok(Response::from_json(&report).expect("json"))
+            error::json(&report, Success::Ok)
         }
         Route::RebuildReset | Route::RebuildDay | Route::ExportByParam | Route::Batches => {
             admin::handle(req, env, route, outcome).await
@@ -379,16 +412,6 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
-}
-
-/// Current time in UTC milliseconds from the runtime clock.
-pub fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
-}
-
-/// Current time in UTC seconds.
-pub fn now_secs() -> i64 {
-    now_ms().div_euclid(1000)
 }
 
 /// Reads a JSON request body of at most `max` bytes.

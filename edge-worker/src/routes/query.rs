@@ -11,7 +11,7 @@ use worker::{Cache, Env, Request, Response};
 
 use super::auth::{authenticate, Need};
 use super::{now_ms, query_pairs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 use crate::{limiter, tenants, timezone};
 
@@ -72,7 +72,7 @@ pub async fn get_pipe(
         },
     });
     outcome.rows = Some(out.data.len());
-    let mut resp = Response::from_json(&body).expect("json");
+    let mut resp = error::json(&body, Success::Ok)?;
     let _ = resp
         .headers_mut()
         .set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));

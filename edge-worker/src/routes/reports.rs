@@ -11,7 +11,7 @@ use worker::{Env, Request, Response};
 
 use super::auth::{authenticate, Need};
 use super::{now_secs, param, path_tenant, query_pairs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 use crate::tenants::{self, TenantState};
 use starling_core::claims::TenantDoc;
@@ -53,7 +53,7 @@ async fn usage_response(
     .map_err(ApiError::BadRequest)?;
     let db = tenants::data_db(env, state)?;
     let rows = d1::rows(&db, &usage::select(tenant, &from, &to)).await?;
-    let mut resp = Response::from_json(&usage::to_json(tenant, &from, &to, &rows)).expect("json");
+    let mut resp = error::json(&usage::to_json(tenant, &from, &to, &rows), Success::Ok)?;
     let _ = resp.headers_mut().set("Cache-Control", "private, no-store");
     Ok(resp)
 }
@@ -64,5 +64,5 @@ pub async fn get_audit(req: Request, env: &Env) -> Result<Response, ApiError> {
     let filter = audit::parse_filter(&params, now_secs()).map_err(ApiError::BadRequest)?;
     let db = tenants::pool(env)?;
     let rows = d1::rows(&db, &audit::select(&filter)).await?;
-    Ok(Response::from_json(&audit::to_json(&rows)).expect("json"))
+    error::json(&audit::to_json(&rows), Success::Ok)
 }

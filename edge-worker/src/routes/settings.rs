@@ -11,7 +11,7 @@ use worker::{Env, Request, Response};
 
 use super::auth::{authenticate, Need};
 use super::{now_ms, query_pairs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 use starling_core::claims::TenantDoc;
 
@@ -46,7 +46,7 @@ pub async fn put(
     let db = d1::db(env)?;
     let statement = settings::upsert(tenant, &stored, now_ms().div_euclid(1000));
     d1::run_atomic(&db, &[statement]).await?;
-    Ok(Response::from_json(&settings::to_json(tenant, &stored)).expect("json"))
+    error::json(&settings::to_json(tenant, &stored), Success::Ok)
 }
 
 /// `GET /v0/tenant.json`.
@@ -61,7 +61,7 @@ pub async fn get_tenant(
     let db = d1::db(env)?;
     let rows = d1::rows(&db, &settings::select(tenant)).await?;
     let stored = settings::from_row(rows.first());
-    let mut resp = Response::from_json(&settings::to_json(tenant, &stored)).expect("json");
+    let mut resp = error::json(&settings::to_json(tenant, &stored), Success::Ok)?;
     let _ = resp
         .headers_mut()
         .set("Cache-Control", "private, max-age=60");

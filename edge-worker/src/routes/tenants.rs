@@ -12,7 +12,7 @@ use starling_core::tenant::{self, Isolation, Status, Tenant};
 use worker::{Env, Request, Response};
 
 use super::{json_body, now_secs, param, path_tenant, query_pairs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::{d1, retention};
 use crate::tenants;
 
@@ -74,9 +74,7 @@ pub async fn create(
     d1::run_atomic(&db, &statements).await?;
     tenants::forget(&id);
     let theme_json = theme.map(|(_, v)| v).unwrap_or(Value::Null);
-    Ok(Response::from_json(&tenant::to_json(&t, theme_json))
-        .expect("json")
-        .with_status(201))
+    error::json(&tenant::to_json(&t, theme_json), Success::Created)
 }
 
 /// `GET /v0/admin/tenants?limit=N&after=ID`: active tenants in id order, a page at a time.
@@ -103,19 +101,21 @@ pub async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
     } else {
         None
     };
-    Ok(Response::from_json(&serde_json::json!({
-        "data": data,
-        "rows": data.len(),
-        "next_after": next_after,
-    }))
-    .expect("json"))
+    error::json(
+        &serde_json::json!({
+            "data": data,
+            "rows": data.len(),
+            "next_after": next_after,
+        }),
+        Success::Ok,
+    )
 }
 
 /// `GET /v0/admin/tenants/{id}`: the tenant with its theme.
 pub async fn read(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
     let t = existing(env, id, outcome).await?;
     let theme = stored_theme(env, id).await?;
-    Ok(Response::from_json(&tenant::to_json(&t, theme)).expect("json"))
+    error::json(&tenant::to_json(&t, theme), Success::Ok)
 }
 
 /// `PATCH /v0/admin/tenants/{id}`: changes some fields; isolation and database are fixed at creation.
@@ -140,7 +140,7 @@ pub async fn update(
         Some((_, v)) => v,
         None => stored_theme(env, id).await?,
     };
-    Ok(Response::from_json(&tenant::to_json(&t, theme_json)).expect("json"))
+    error::json(&tenant::to_json(&t, theme_json), Success::Ok)
 }
 
 /// `DELETE /v0/admin/tenants/{id}`: erasure. The tenant becomes a tombstone first (its tokens are
@@ -167,12 +167,14 @@ pub async fn erase(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Respons
         .await
         .map_err(|e| ApiError::Unavailable(format!("erasure of {id}: {e}")))?;
     outcome.rows = Some(d1_rows as usize);
-    Ok(Response::from_json(&serde_json::json!({
-        "tenant_id": id,
-        "status": "deleted",
-        "erased": { "d1_rows": d1_rows, "r2_objects": r2_objects },
-    }))
-    .expect("json"))
+    error::json(
+        &serde_json::json!({
+            "tenant_id": id,
+            "status": "deleted",
+            "erased": { "d1_rows": d1_rows, "r2_objects": r2_objects },
+        }),
+        Success::Ok,
+    )
 }
 
 /// The active tenant `id`, or 404 (tokens and keys too belong only to tenants created here).

@@ -1,23 +1,22 @@
-//! `/v0/admin/tenants/{id}/tokens` and `/v0/admin/tenants/{id}/keys`: minting, listing and revoking a
-//! tenant's tokens, and registering the Ed25519 keys its own backend signs read tokens with.
+//! `/v0/admin/tenants/{id}/tokens`: minting, listing and revoking a tenant's tokens.
 //!
 //! A minted token is an HS256 JWT in Tinybird's shape with a `jti` (`starling_core::mint`); only its
 //! metadata is stored, the JWT is returned once. Revoking sets `revoked_at`: the edge refuses the `jti`
-//! once its tenant cache refreshes (`tenants::TTL_MS`). Keys are stored as public keys only.
+//! once its tenant cache refreshes (`tenants::TTL_MS`).
 
 use serde_json::{Map, Value};
+use starling_core::mint;
 use starling_core::sql::Statement;
-use starling_core::{keys, mint};
 use worker::{Env, Request, Response};
 
 use super::tenants::existing;
 use super::{json_body, now_secs, Outcome};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 use crate::{env, random, tenants};
 
 /// Largest body accepted, in bytes.
-const MAX_BODY: usize = 8 * 1024;
+pub(super) const MAX_BODY: usize = 8 * 1024;
 
 /// `POST /v0/admin/tenants/{id}/tokens`: mints a tracker or read token (201 with the JWT).
 pub async fn mint(
@@ -51,7 +50,7 @@ pub async fn mint(
     if let Some(m) = meta.as_object_mut() {
         m.insert("token".into(), Value::String(jwt));
     }
-    Ok(Response::from_json(&meta).expect("json").with_status(201))
+    error::json(&meta, Success::Created)
 }
 
 /// `GET /v0/admin/tenants/{id}/tokens`: the tenant's minted tokens, newest first (never the JWTs).
@@ -86,59 +85,11 @@ pub async fn revoke(
             "token '{token_id}' of tenant '{id}': list them with GET /v0/admin/tenants/{id}/tokens"
         ))
         })?;
-    Ok(Response::from_json(&mint::metadata_json(row)).expect("json"))
-}
-
-/// `POST /v0/admin/tenants/{id}/keys`: registers an Ed25519 public key (201 with its `key_id`, the
-/// `kid` the tenant's tokens must carry).
-pub async fn add_key(
-    mut req: Request,
-    env: &Env,
-    id: &str,
-    outcome: &mut Outcome,
-) -> Result<Response, ApiError> {
-    existing(env, id, outcome).await?;
-    let json = json_body(&mut req, MAX_BODY).await?;
-    let public_key = keys::validate(&json).map_err(|e| ApiError::BadRequest(e.message()))?;
-    let key_id = random::id();
-    let db = tenants::pool(env)?;
-    d1::run_atomic(&db, &[keys::insert(id, &key_id, &public_key, now_secs())]).await?;
-    tenants::forget_keys();
-    let key = find_key(env, id, &key_id).await?;
-    Ok(Response::from_json(&key).expect("json").with_status(201))
-}
-
-/// `GET /v0/admin/tenants/{id}/keys`: the tenant's keys (public halves only).
-pub async fn list_keys(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
-    existing(env, id, outcome).await?;
-    listing(env, &keys::list(id), keys::to_json).await
-}
-
-/// `DELETE /v0/admin/tenants/{id}/keys/{key_id}`: revokes a key; tokens it signed are refused.
-pub async fn revoke_key(
-    env: &Env,
-    id: &str,
-    key_id: &str,
-    outcome: &mut Outcome,
-) -> Result<Response, ApiError> {
-    existing(env, id, outcome).await?;
-    let db = tenants::pool(env)?;
-    d1::run_atomic(&db, &[keys::revoke(id, key_id, now_secs())]).await?;
-    tenants::forget_keys();
-    let key = find_key(env, id, key_id).await?;
-    Ok(Response::from_json(&key).expect("json"))
-}
-
-async fn find_key(env: &Env, id: &str, key_id: &str) -> Result<Value, ApiError> {
-    let db = tenants::pool(env)?;
-    let rows = d1::rows(&db, &keys::select(id, key_id)).await?;
-    rows.first()
-        .map(keys::to_json)
-        .ok_or_else(|| ApiError::NoSuch(format!("key '{key_id}' of tenant '{id}'")))
+    error::json(&mint::metadata_json(row), Success::Ok)
 }
 
 /// `{"rows", "data"}` of a listing query's rows.
-async fn listing(
+pub(super) async fn listing(
     env: &Env,
     statement: &Statement,
     to_json: fn(&Map<String, Value>) -> Value,
@@ -146,8 +97,8 @@ async fn listing(
     let db = tenants::pool(env)?;
     let rows = d1::rows(&db, statement).await?;
     let data: Vec<Value> = rows.iter().map(to_json).collect();
-    Ok(
-        Response::from_json(&serde_json::json!({ "rows": data.len(), "data": data }))
-            .expect("json"),
+    error::json(
+        &serde_json::json!({ "rows": data.len(), "data": data }),
+        Success::Ok,
     )
 }

@@ -100,7 +100,7 @@ pub async fn read_day(bucket: &Bucket, tenant: &str, day: &str) -> Result<Vec<En
                 match serde_json::from_str::<EnrichedEvent>(line) {
                     Ok(e) => events.push(e),
                     Err(_) => crate::log::event(
-                        "warn",
+                        crate::log::Level::Warn,
                         "archive_bad_line",
                         &serde_json::json!({ "key": obj.key() }),
                     ),

@@ -11,7 +11,7 @@ const BATCH_ID_RETENTION_SECS: i64 = 15 * 86_400;
 
 /// Deletes `active_minutes` older than a day, salts older than yesterday and expired batch ids.
 pub async fn prune(env: &Env) {
-    let now = (worker::Date::now().as_millis() / 1000) as i64;
+    let now = crate::clock::now_secs();
     let statements = [
         Statement::new(
             "DELETE FROM active_minutes WHERE minute < ?",
@@ -31,8 +31,8 @@ pub async fn prune(env: &Env) {
         Err(e) => Err(e),
     };
     let (level, outcome) = match &result {
-        Ok(()) => ("info", "ok".to_string()),
-        Err(e) => ("error", e.to_string()),
+        Ok(()) => (crate::log::Level::Info, "ok".to_string()),
+        Err(e) => (crate::log::Level::Error, e.to_string()),
     };
     crate::log::event(
         level,

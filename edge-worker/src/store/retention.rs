@@ -27,7 +27,7 @@ struct Task {
 
 /// Runs retention for every tenant; returns a report (also logged).
 pub async fn run(env: &Env) -> Value {
-    let now = (worker::Date::now().as_millis() / 1000) as i64;
+    let now = crate::clock::now_secs();
     let (tasks, error) = match tasks(env).await {
         Ok(t) => (t, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -57,9 +57,9 @@ pub async fn run(env: &Env) -> Value {
         "error": error,
     });
     let level = if error.is_some() || !report["failures"].as_array().is_some_and(Vec::is_empty) {
-        "error"
+        crate::log::Level::Error
     } else {
-        "info"
+        crate::log::Level::Info
     };
     crate::log::event(level, "cron_retention", &report);
     report

@@ -78,7 +78,7 @@ pub async fn delete(bucket: &Bucket, keys: Vec<String>) -> Result<()> {
 /// Applies every spooled batch older than [`SWEEP_AFTER_MS`] (at most [`SWEEP_MAX_OBJECTS`] per run)
 /// and deletes it. Returns (objects applied or found already applied, objects that failed).
 pub async fn sweep(env: &Env) -> (usize, usize) {
-    let now = worker::Date::now().as_millis() as i64;
+    let now = crate::clock::now_ms();
     let after_ms = crate::env::var(env, crate::env::SPOOL_SWEEP_AFTER_SECS)
         .and_then(|v| v.parse::<i64>().ok())
         .map_or(SWEEP_AFTER_MS, |s| s.max(0) * 1000);
@@ -92,7 +92,7 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
         Ok(found) => found,
         Err(e) => {
             crate::log::event(
-                "error",
+                crate::log::Level::Error,
                 "spool_sweep",
                 &serde_json::json!({ "error": e.to_string() }),
             );
@@ -114,7 +114,7 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
                 done += 1;
                 if let Err(e) = delete(&bucket, vec![key.clone()]).await {
                     crate::log::event(
-                        "warn",
+                        crate::log::Level::Warn,
                         "spool_delete",
                         &serde_json::json!({ "key": key, "error": e.to_string() }),
                     );
@@ -123,7 +123,7 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
             Err(e) => {
                 failed += 1;
                 crate::log::event(
-                    "error",
+                    crate::log::Level::Error,
                     "spool_sweep_batch",
                     &serde_json::json!({ "key": key, "error": e.to_string() }),
                 );
@@ -132,7 +132,11 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
     }
     if done + failed > 0 {
         crate::log::event(
-            if failed > 0 { "warn" } else { "info" },
+            if failed > 0 {
+                crate::log::Level::Warn
+            } else {
+                crate::log::Level::Info
+            },
             "spool_sweep",
             &serde_json::json!({ "applied": done, "failed": failed }),
         );
