@@ -193,6 +193,8 @@ fn db(events: &[EnrichedEvent]) -> Connection {
 }
 
 fn rows(conn: &Connection, s: &Statement) -> Vec<Row> {
+    // D1 refuses a statement with more than 100 bound parameters.
+    assert!(s.binds.len() <= 100, "{} binds: {}", s.binds.len(), s.sql);
     let mut stmt = conn
         .prepare(&s.sql)
         .unwrap_or_else(|e| panic!("{e}: {}", s.sql));

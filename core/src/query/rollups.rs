@@ -596,6 +596,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn old_edge_hours_are_one_scan_per_range_and_one_covering_scan_beyond_four() {
+        let d = 20_000 * DAY;
+        let s = Slice::new("t", dim::BROWSER, Some("chrome"), None, d + 60 * DAY);
+        // Week boundaries in a zone off UTC: each a suffix and a prefix around a midnight.
+        let ranges: Vec<Piece> = (0..6)
+            .map(|w| (d + w * 7 * DAY - 3 * HOUR, d + w * 7 * DAY + 21 * HOUR))
+            .collect();
+        let scans = |ranges: &[Piece]| {
+            let (mut sql, mut binds) = (String::new(), Vec::new());
+            hourly_source(&s, ranges, &mut sql, &mut binds);
+            assert!(binds.len() <= 100);
+            (
+                sql.matches("FROM sessions s").count(),
+                sql.contains("visit_hourly"),
+            )
+        };
+        assert_eq!(scans(&ranges[..4]), (4, false));
+        assert_eq!(scans(&ranges), (1, false));
+        // From the first hour kept on, the hourly rows.
+        let recent = [(d + 59 * DAY - 3 * HOUR, d + 59 * DAY + 2 * HOUR)];
+        assert_eq!(scans(&recent), (1, true));
+    }
+
+    #[test]
     fn windows_split_into_whole_days_and_edge_hours() {
         let d = 20_000 * DAY;
         assert_eq!(arms(d, d + 3 * DAY), vec![(false, d, d + 3 * DAY)]);

@@ -1,6 +1,7 @@
 //! Pre-aggregated visit rollups: `visit_hourly` and `visit_daily` rows per (tenant, dimension, bucket,
 //! value, domain), maintained by deltas (see `migrations/0005_visit_rollups.sql` for the tables and the
-//! dimension codes).
+//! dimension codes; migration 0010 for their integer form). Hourly rows of a dimension other than all
+//! visits are written and kept for the last [`HOURLY_DAYS`] UTC days only.
 //!
 //! A visit is attributed to the bucket of its first hit. When a batch touches a visit, its previous
 //! state (from `open_visits`, looked up before the batch: [`prior_lookup`], [`PriorState`]) has its

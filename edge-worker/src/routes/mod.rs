@@ -294,6 +294,7 @@ impl Route {
             | Self::Health
             | Self::OpenApi
             | Self::Pipe(_)
+            | Self::Query
             | Self::TenantJson
             | Self::UsageJson
             | Self::Query => false,
