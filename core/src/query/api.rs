@@ -1075,13 +1075,7 @@ fn groups(rows: Vec<Map<String, Value>>) -> Result<Groups, QueryError> {
             m.iter_mut()
                 .zip(["visits", "pageviews", "bounces", "duration", "visitors"])
         {
-            *slot = match r.get(name) {
-                Some(Value::Number(n)) => n
-                    .as_i64()
-                    .or_else(|| n.as_f64().map(|f| f as i64))
-                    .unwrap_or(0),
-                _ => 0,
-            };
+            *slot = crate::sql::count(r.get(name));
         }
         out.insert(k, m);
     }

@@ -337,10 +337,9 @@ fn mismatch(column: &str, what: &str) -> QueryError {
 /// An integer column (D1 may hand integers over as floats; NULL from an empty SUM is 0).
 fn int(r: &Row, column: &str) -> Result<i64, QueryError> {
     match r.get(column) {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().map(|f| f as i64))
-            .ok_or_else(|| mismatch(column, "is not an integer")),
+        Some(v @ Value::Number(_)) => {
+            crate::sql::int(Some(v)).ok_or_else(|| mismatch(column, "is not an integer"))
+        }
         Some(Value::Null) => Ok(0),
         Some(_) => Err(mismatch(column, "is not a number")),
         None => Err(mismatch(column, "is missing")),

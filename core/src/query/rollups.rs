@@ -396,11 +396,8 @@ impl RollupKpis {
             "visitors_first",
             "visitors_last",
         ];
-        let int = |r: &serde_json::Map<String, serde_json::Value>, n: &str| {
-            r.get(n)
-                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-                .unwrap_or(0)
-        };
+        let int =
+            |r: &serde_json::Map<String, serde_json::Value>, n: &str| crate::sql::count(r.get(n));
         let mut sets = results.into_iter();
         let mut out = BucketRows::default();
         if self.daily_stmt {

@@ -442,7 +442,7 @@ impl PriorState {
 }
 
 fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+    crate::sql::int(Some(v))
 }
 
 /// Rollup deltas: `(tenant, hourly?, bucket, dim, value, domain)` → measures (hourly: visits,

@@ -296,8 +296,7 @@ impl Route {
             | Self::Pipe(_)
             | Self::Query
             | Self::TenantJson
-            | Self::UsageJson
-            | Self::Query => false,
+            | Self::UsageJson => false,
             Self::Tenants
             | Self::Tenant(_)
             | Self::Settings(_)
