@@ -452,9 +452,10 @@ fn time_queries(a: &Args, tenants: &str) {
     let utc = starling_core::query::FixedOffset(0);
     let mut out = Vec::new();
     for tenant in tenants.split(',') {
-        let fixed = [("tenant_id".to_owned(), tenant.to_owned())]
-            .into_iter()
-            .collect();
+        let fixed: std::collections::BTreeMap<String, String> =
+            [("tenant_id".to_owned(), tenant.to_owned())]
+                .into_iter()
+                .collect();
         let mut per = Vec::new();
         // Every pipe unfiltered in UTC; the range pipes with one filter, in a +1h zone, and both; /v0/query with a dimension and one filter (rollups) or two (visits).
         let madrid = starling_core::query::FixedOffset(3600);
@@ -478,6 +479,8 @@ fn time_queries(a: &Args, tenants: &str) {
                 let plan = starling_core::query::plan(&starling_core::query::Request {
                     pipe,
                     params: &params,
+                    tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+                        .expect("valid tenant"),
                     fixed: &fixed,
                     now_secs: a.now,
                     tz,
@@ -510,6 +513,8 @@ fn time_queries(a: &Args, tenants: &str) {
                 });
                 let plan = starling_core::query::plan_query(&starling_core::query::ApiRequest {
                     body: &body,
+                    tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+                        .expect("valid tenant"),
                     fixed: &fixed,
                     now_secs: a.now,
                     tz: &utc,

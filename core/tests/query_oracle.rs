@@ -246,6 +246,8 @@ impl Api<'_> {
         let plan = query::plan(&Request {
             pipe,
             params: &params,
+            tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+                .expect("valid tenant"),
             fixed,
             now_secs: NOW,
             tz,
@@ -1248,6 +1250,8 @@ fn one_filter_plans_read_only_rollups_and_two_filters_read_visits() {
         query::plan(&Request {
             pipe,
             params: &params,
+            tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+                .expect("valid tenant"),
             fixed: &fixed,
             now_secs: NOW,
             tz,
@@ -1309,6 +1313,8 @@ impl Api<'_> {
     ) -> Result<(Value, bool), query::QueryError> {
         let plan = query::plan_query(&query::ApiRequest {
             body,
+            tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+                .expect("valid tenant"),
             fixed,
             now_secs: NOW,
             tz,
@@ -1819,6 +1825,7 @@ fn query_isolation_and_fixed_params() {
     }
     let plan = query::plan_query(&query::ApiRequest {
         body: &json!({"metrics": ["visits"], "date_range": "7d", "filters": [["contains", "visit:source", ["x"]]]}),
+        tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"]).expect("valid tenant"),
         fixed: &fixed,
         now_secs: NOW,
         tz: &utc,

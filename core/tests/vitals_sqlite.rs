@@ -37,6 +37,8 @@ fn get(conn: &rusqlite::Connection, tenant: &str, pipe: &str, params: &[(&str, &
     let plan = query::plan(&Request {
         pipe,
         params: &params,
+        tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+            .expect("valid tenant"),
         fixed: &fixed,
         now_secs: NOW,
         tz: &FixedOffset(0),

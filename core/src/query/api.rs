@@ -32,6 +32,7 @@ use super::timezone::{
     local_day, offset_segments, parse_date, Days, TimeZone, DAY,
 };
 use super::QueryError;
+use crate::claims::TenantId;
 use crate::rollup::visits::dim;
 use crate::sql::{SqlValue, Statement};
 
@@ -52,7 +53,9 @@ const MAX_FILTER_VALUES: usize = 60;
 pub struct ApiRequest<'a> {
     /// The JSON body.
     pub body: &'a Value,
-    /// The token's `fixed_params`; must contain `tenant_id`.
+    /// The tenant, from the verified token: every statement binds it first.
+    pub tenant: &'a TenantId,
+    /// The token's other `fixed_params` (they win over the body; `tenant_id` is ignored).
     pub fixed: &'a BTreeMap<String, String>,
     /// Current time, UTC seconds.
     pub now_secs: i64,
@@ -510,11 +513,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     if let Some(k) = body.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(bad(&clip(k), "is not a query field"));
     }
-    let tenant = req
-        .fixed
-        .get("tenant_id")
-        .map(String::as_str)
-        .ok_or(QueryError::MissingTenant)?;
+    let tenant = req.tenant.as_str();
 
     // metrics
     let list = body

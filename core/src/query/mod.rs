@@ -31,6 +31,8 @@ mod timezone;
 mod vitals;
 
 use std::collections::BTreeMap;
+
+use crate::claims::TenantId;
 use std::fmt;
 
 use serde::Serialize;
@@ -47,7 +49,9 @@ pub struct Request<'a> {
     pub pipe: &'a str,
     /// Every query parameter occurrence, in order.
     pub params: &'a [(String, String)],
-    /// The token's `fixed_params`; must contain `tenant_id`.
+    /// The tenant, from the verified token: every statement binds it first.
+    pub tenant: &'a TenantId,
+    /// The token's other `fixed_params` (they win over request parameters; `tenant_id` is ignored).
     pub fixed: &'a BTreeMap<String, String>,
     /// Current time, UTC seconds.
     pub now_secs: i64,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::timezone::{format_date, parse_date, Days};
 use super::QueryError;
+use crate::claims::TenantId;
 
 /// Longest accepted parameter value; rollup keys are short, so longer values can only be mistakes.
 const MAX_VALUE_LEN: usize = 512;
@@ -23,6 +24,7 @@ const MAX_SKIP: i64 = 1_000_000;
 /// never used. Empty request values count as absent (the dashboard drops falsy params); fixed values
 /// are used as they are.
 pub(crate) struct Params<'a> {
+    tenant: Option<&'a TenantId>,
     fixed: &'a BTreeMap<String, String>,
     request: BTreeMap<&'a str, &'a str>,
 }
@@ -42,14 +44,25 @@ impl<'a> Params<'a> {
             }
             request.entry(name.as_str()).or_insert(value.as_str());
         }
-        Self { fixed, request }
+        Self {
+            tenant: None,
+            fixed,
+            request,
+        }
     }
 
-    /// The tenant, from the token only.
+    /// The same parameters for a verified tenant: the only way [`Params::tenant`] answers.
+    pub(crate) fn for_tenant(self, tenant: &'a TenantId) -> Self {
+        Self {
+            tenant: Some(tenant),
+            ..self
+        }
+    }
+
+    /// The tenant, from the verified token only (never a parameter, not even a fixed one).
     pub(crate) fn tenant(&self) -> Result<&'a str, QueryError> {
-        self.fixed
-            .get("tenant_id")
-            .map(String::as_str)
+        self.tenant
+            .map(TenantId::as_str)
             .ok_or(QueryError::MissingTenant)
     }
 
@@ -302,7 +315,8 @@ mod tests {
             ("browser", "firefox"),
             ("browser", "chrome"),
         ]);
-        let p = Params::new(&q, &f);
+        let acme = TenantId::for_tests("acme").unwrap();
+        let p = Params::new(&q, &f).for_tenant(&acme);
         assert_eq!(p.tenant().unwrap(), "acme");
         assert_eq!(p.get("domain"), Some("acme.com"));
         assert_eq!(

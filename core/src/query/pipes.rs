@@ -141,7 +141,7 @@ impl Window {
 }
 
 pub(crate) fn plan(req: &Request) -> Result<Plan, QueryError> {
-    let p = Params::new(req.params, req.fixed);
+    let p = Params::new(req.params, req.fixed).for_tenant(req.tenant);
     let tenant = p.tenant()?;
     let tz_name = super::timezone_param(req.params, req.fixed)?;
     let mut key = BTreeMap::new();
@@ -719,6 +719,7 @@ mod tests {
     use super::super::timezone::{parse_date, TimeZone};
     use super::super::FixedOffset;
     use super::*;
+    use crate::claims::TenantId;
 
     fn fixed(tenant: &str) -> BTreeMap<String, String> {
         [("tenant_id".to_owned(), tenant.to_owned())]
@@ -741,9 +742,14 @@ mod tests {
         tz: &dyn TimeZone,
     ) -> Result<Plan, QueryError> {
         let params = pairs(params);
+        let tenant = fixed
+            .get("tenant_id")
+            .and_then(|t| TenantId::for_tests(t))
+            .expect("the tests' fixed params name a valid tenant");
         plan(&Request {
             pipe,
             params: &params,
+            tenant: &tenant,
             fixed,
             now_secs: NOW,
             tz,
@@ -789,16 +795,24 @@ mod tests {
     }
 
     #[test]
-    fn missing_tenant_is_refused() {
-        let e = plan_with(
-            "kpis",
-            &[("tenant_id", "acme")],
-            &BTreeMap::new(),
-            &FixedOffset(0),
-        )
-        .unwrap_err();
-        assert_eq!(e, QueryError::MissingTenant);
-        assert_eq!(e.status(), 403);
+    fn the_tenant_is_the_verified_one_never_a_parameter() {
+        // The planner takes the verified `TenantId`: a `tenant_id` in the fixed params or the request
+        // is ignored, and every statement binds the verified tenant first.
+        let acme = TenantId::for_tests("acme").unwrap();
+        let params = pairs(&[("tenant_id", "evil")]);
+        let p = plan(&Request {
+            pipe: "kpis",
+            params: &params,
+            tenant: &acme,
+            fixed: &fixed("evil"),
+            now_secs: NOW,
+            tz: &FixedOffset(0),
+        })
+        .unwrap();
+        assert!(p
+            .statements
+            .iter()
+            .all(|s| s.binds.first() == Some(&SqlValue::Text("acme".into()))));
     }
 
     #[test]
@@ -839,13 +853,14 @@ mod tests {
             key("top_pages", &[("limit", "50")], "t1"),
             key("top_pages", &[], "t1")
         );
-        // A tenant id cannot be forged to collide with another key.
-        assert_ne!(key("kpis", &[], "t1\",\"pipe"), key("kpis", &[], "t1"));
+        // A tenant id that could forge another key cannot even be constructed.
+        assert!(TenantId::for_tests("t1\",\"pipe").is_none());
         let tz = |name: &str| {
             let params = pairs(&[("timezone", name)]);
             plan(&Request {
                 pipe: "kpis",
                 params: &params,
+                tenant: &TenantId::for_tests("t1").unwrap(),
                 fixed: &fixed("t1"),
                 now_secs: NOW,
                 tz: &utc,

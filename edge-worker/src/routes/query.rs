@@ -41,6 +41,7 @@ pub async fn get_pipe(
     let request = QueryRequest {
         pipe,
         params: &params,
+        tenant: &caller.tenant,
         fixed: &caller.fixed,
         now_secs: started.div_euclid(1000),
         tz: &tz,
@@ -119,6 +120,7 @@ pub async fn post_query(
     })?;
     let plan = query::plan_query(&query::ApiRequest {
         body: &body,
+        tenant: &caller.tenant,
         fixed: &caller.fixed,
         now_secs: started.div_euclid(1000),
         tz: &tz,
