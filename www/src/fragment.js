@@ -16,7 +16,11 @@ export function readFragment() {
   if (token) {
     setToken(token.trim(), true);
   } else if (!state.token) {
-    try { state.token = sessionStorage.getItem(TOKEN_KEY); } catch { state.token = null; }
+    try {
+      state.token = sessionStorage.getItem(TOKEN_KEY);
+    } catch {
+      state.token = null;
+    }
   }
   state.hashTheme = {};
   for (const k of THEME_KEYS) if (p.has(k)) state.hashTheme[k] = p.get(k);
@@ -40,7 +44,10 @@ export function writeFragment() {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(state.hashTheme)) p.set(k, v);
   if (state.range !== '7d') p.set('range', state.range);
-  if (state.range === 'custom') { p.set('from', state.custom.from); p.set('to', state.custom.to); }
+  if (state.range === 'custom') {
+    p.set('from', state.custom.from);
+    p.set('to', state.custom.to);
+  }
   if (state.domain) p.set('domain', state.domain);
   for (const [k, v] of Object.entries(state.filters)) p.set(k, v);
   if (state.metric !== 'visitors') p.set('metric', state.metric);
@@ -55,9 +62,16 @@ export function setToken(token, remember) {
   state.token = token;
   if (remember) {
     // Kept for this tab only, so a reload works after the fragment was cleared.
-    try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* storage disabled */ }
+    try {
+      sessionStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      /* storage disabled */
+    }
   }
-  if (changed) { state.domains = null; state.fatal = false; }
+  if (changed) {
+    state.domains = null;
+    state.fatal = false;
+  }
   return changed;
 }
 

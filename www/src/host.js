@@ -15,7 +15,11 @@ function parentAllowed(origin) {
   if (origin === location.origin) return true;
   const list = (document.querySelector('meta[name="starling-frame-ancestors"]')?.content || '').split(/\s+/).filter(Boolean);
   let url;
-  try { url = new URL(origin); } catch { return false; }
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
   return list.some((entry) => {
     const star = entry.match(/^(https?):\/\/\*\.(.+)$/);
     if (!star) return entry === origin;
@@ -47,7 +51,9 @@ export function wireEmbedding(load) {
   new ResizeObserver(postHeight).observe(document.body);
   // Carries no data: the parent answers with the token and theme.
   window.parent.postMessage({ type: 'starling:ready' }, '*');
-  setTimeout(() => { if (!state.token) showError(new ApiError('missing', 0, MESSAGES.missing)); }, 5000);
+  setTimeout(() => {
+    if (!state.token) showError(new ApiError('missing', 0, MESSAGES.missing));
+  }, 5000);
 }
 
 function postHeight() {

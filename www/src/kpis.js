@@ -16,13 +16,23 @@ export const KPIS = [
 
 /** Makes the cards; a click selects the card's metric for the chart, then calls `onSelect` and redraws. */
 export function buildKpis(onSelect) {
-  $('kpis').replaceChildren(...KPIS.map((k) => h('button', {
-    type: 'button', class: 'kpi', 'aria-pressed': String(k.key === state.metric), dataset: { metric: k.key },
-    title: `Show ${k.label.toLowerCase()} in the chart`,
-  },
-  h('span', { class: 'kpi-label', textContent: k.label }),
-  h('strong', { class: 'kpi-value', id: `kpi-${k.key}`, dataset: { testid: `kpi-${k.key}` }, textContent: '–' }),
-  h('span', { class: 'kpi-delta', id: `delta-${k.key}`, dataset: { testid: `delta-${k.key}` } }))));
+  $('kpis').replaceChildren(
+    ...KPIS.map((k) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'kpi',
+          'aria-pressed': String(k.key === state.metric),
+          dataset: { metric: k.key },
+          title: `Show ${k.label.toLowerCase()} in the chart`,
+        },
+        h('span', { class: 'kpi-label', textContent: k.label }),
+        h('strong', { class: 'kpi-value', id: `kpi-${k.key}`, dataset: { testid: `kpi-${k.key}` }, textContent: '–' }),
+        h('span', { class: 'kpi-delta', id: `delta-${k.key}`, dataset: { testid: `delta-${k.key}` } }),
+      ),
+    ),
+  );
   $('kpis').addEventListener('click', (e) => {
     const b = e.target.closest('button.kpi');
     if (!b) return;
@@ -69,9 +79,16 @@ export function renderSeries() {
   $('chart-title').textContent = `${k.label} ${state.hourly ? 'by hour' : 'by day'}`;
   state.chart.render(rows, k.key, k.fmt, state.hourly, k.label);
   const body = $('chart-table').tBodies[0];
-  body.replaceChildren(...rows.map((r) => h('tr', {},
-    h('th', { scope: 'row', textContent: fmt.bucket(r.date, state.hourly) }),
-    h('td', { class: 'num', textContent: k.fmt(r[k.key]) }),
-    h('td', { class: 'num', textContent: k.fmt(r[`previous_${k.key}`]) }))));
+  body.replaceChildren(
+    ...rows.map((r) =>
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row', textContent: fmt.bucket(r.date, state.hourly) }),
+        h('td', { class: 'num', textContent: k.fmt(r[k.key]) }),
+        h('td', { class: 'num', textContent: k.fmt(r[`previous_${k.key}`]) }),
+      ),
+    ),
+  );
   $('chart-table').tHead.rows[0].cells[0].textContent = state.hourly ? 'Hour' : 'Date';
 }

@@ -35,7 +35,10 @@ async function load() {
   state.controller = new AbortController();
   const { signal } = state.controller;
   if (!state.token) {
-    if (framed) { announce('Waiting for the embedding page…'); return; }
+    if (framed) {
+      announce('Waiting for the embedding page…');
+      return;
+    }
     showError(new ApiError('missing', 0, MESSAGES.missing));
     return;
   }
@@ -47,7 +50,9 @@ async function load() {
   setBusy(true);
   announce('Loading…');
   const token = state.token;
-  const current = (fn) => (r) => { if (gen === state.generation) fn(r); };
+  const current = (fn) => (r) => {
+    if (gen === state.generation) fn(r);
+  };
   try {
     if (!state.domains) {
       // One call first: a bad or expired token then fails once, not a dozen times.
@@ -61,14 +66,29 @@ async function load() {
     const withPrev = { ...params, include_previous_period: 'true' };
     const tasks = [
       pipe('kpis_summary', withPrev, token, signal).then(current((r) => renderKpis(r.data[0]))),
-      pipe('kpis', withPrev, token, signal).then(current((r) => { state.series = r.data; renderSeries(); })),
+      pipe('kpis', withPrev, token, signal).then(
+        current((r) => {
+          state.series = r.data;
+          renderSeries();
+        }),
+      ),
       ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
-      ...TABLES.map((t) => pipe(t.pipe, { ...params, limit: TABLE_LIMIT }, token, signal)
-        .then(current((r) => renderTable(t, r.data)), (e) => { if (gen === state.generation) tableFailed(t); throw e; })),
+      ...TABLES.map((t) =>
+        pipe(t.pipe, { ...params, limit: TABLE_LIMIT }, token, signal).then(
+          current((r) => renderTable(t, r.data)),
+          (e) => {
+            if (gen === state.generation) tableFailed(t);
+            throw e;
+          },
+        ),
+      ),
     ];
     const settled = await Promise.allSettled(tasks);
     if (gen !== state.generation) return;
-    const errors = settled.filter((s) => s.status === 'rejected').map((s) => s.reason).filter((e) => e?.name !== 'AbortError');
+    const errors = settled
+      .filter((s) => s.status === 'rejected')
+      .map((s) => s.reason)
+      .filter((e) => e?.name !== 'AbortError');
     if (errors.length) {
       showError(errors.find((e) => e instanceof ApiError && FATAL.has(e.kind)) ?? errors[0]);
       announce('Some figures could not be loaded.');
@@ -101,8 +121,10 @@ function renderDomains() {
   const select = $('domain');
   const names = (state.domains || []).map((d) => d.domain).filter(Boolean);
   if (state.domain && !names.includes(state.domain)) names.unshift(state.domain);
-  select.replaceChildren(h('option', { value: '', textContent: names.length === 1 ? names[0] : 'All sites' }),
-    ...names.filter((n) => names.length > 1 || n === state.domain).map((n) => h('option', { value: n, textContent: n })));
+  select.replaceChildren(
+    h('option', { value: '', textContent: names.length === 1 ? names[0] : 'All sites' }),
+    ...names.filter((n) => names.length > 1 || n === state.domain).map((n) => h('option', { value: n, textContent: n })),
+  );
   select.value = state.domain;
   select.disabled = names.length <= 1 && !state.domain;
 }
@@ -120,7 +142,10 @@ function syncControls() {
   $('custom').hidden = state.range !== 'custom';
   const today = todayIn(tz);
   for (const id of ['from', 'to']) $(id).max = today;
-  if (state.range === 'custom') { $('from').value = state.custom.from; $('to').value = state.custom.to; }
+  if (state.range === 'custom') {
+    $('from').value = state.custom.from;
+    $('to').value = state.custom.to;
+  }
   $('domain').value = state.domain;
   for (const x of $('kpis').querySelectorAll('button.kpi')) x.setAttribute('aria-pressed', String(x.dataset.metric === state.metric));
 }
@@ -146,8 +171,16 @@ function wireControls() {
     const to = $('to').value;
     $('to').setCustomValidity('');
     if (!isDate(from) || !isDate(to)) return;
-    if (from > to) { $('to').setCustomValidity('The end date must not be before the start date.'); $('to').reportValidity(); return; }
-    if (spanDays(from, to) > MAX_DAYS) { $('to').setCustomValidity(`Choose at most ${MAX_DAYS} days.`); $('to').reportValidity(); return; }
+    if (from > to) {
+      $('to').setCustomValidity('The end date must not be before the start date.');
+      $('to').reportValidity();
+      return;
+    }
+    if (spanDays(from, to) > MAX_DAYS) {
+      $('to').setCustomValidity(`Choose at most ${MAX_DAYS} days.`);
+      $('to').reportValidity();
+      return;
+    }
     state.range = 'custom';
     state.custom = { from, to };
     changed();
@@ -166,7 +199,11 @@ function wireControls() {
     changed();
     $('main').focus({ preventScroll: true });
   });
-  $('retry').addEventListener('click', () => { clearError(); state.rateRetries = 0; load(); });
+  $('retry').addEventListener('click', () => {
+    clearError();
+    state.rateRetries = 0;
+    load();
+  });
   document.addEventListener('visibilitychange', scheduleLive);
   matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => state.chart?.refresh());
   window.addEventListener('hashchange', () => {
