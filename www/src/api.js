@@ -16,7 +16,7 @@ export const MESSAGES = {
   missing: 'This dashboard needs a link with a token. Open the link your administrator gave you (it ends in #token=…).',
   invalid: "This link's token is invalid. Ask your administrator for a new dashboard link.",
   expired: 'This dashboard link has expired — ask your administrator for a new one.',
-  notyet: 'This dashboard link is not valid yet. Check your computer\'s clock, or ask your administrator.',
+  notyet: "This dashboard link is not valid yet. Check your computer's clock, or ask your administrator.",
   forbidden: 'This link does not give access to the dashboard. Ask your administrator for a dashboard (read) link.',
   rate: 'Too many requests right now. Wait a few seconds and try again.',
   bad: 'The dashboard asked for something the server refused',

@@ -56,8 +56,22 @@ export class Chart {
       cursor: { points: { size: 7 }, drag: { x: false, y: false } },
       series: [
         { label: hourly ? 'Hour' : 'Day', value: (_u, v) => (v == null ? '–' : fmtX(v, hourly)) },
-        { label: 'Previous period', stroke: ghost, width: 1.5, dash: [5, 4], points: { show: false }, value: (_u, v) => (v == null ? '–' : fmt(v)) },
-        { label, stroke: accent, width: 2, fill, points: { show: rows.length <= 31, size: 4, fill: accent }, value: (_u, v) => (v == null ? '–' : fmt(v)) },
+        {
+          label: 'Previous period',
+          stroke: ghost,
+          width: 1.5,
+          dash: [5, 4],
+          points: { show: false },
+          value: (_u, v) => (v == null ? '–' : fmt(v)),
+        },
+        {
+          label,
+          stroke: accent,
+          width: 2,
+          fill,
+          points: { show: rows.length <= 31, size: 4, fill: accent },
+          value: (_u, v) => (v == null ? '–' : fmt(v)),
+        },
       ],
       axes: [
         { ...axis, space: hourly ? 50 : 64, incrs: hourly ? HOUR_INCRS : DAY_INCRS },
@@ -77,9 +91,10 @@ export class Chart {
 
 function fmtX(sec, hourly) {
   const d = new Date(sec * 1000);
-  return new Intl.DateTimeFormat(undefined, hourly
-    ? { hour: 'numeric', minute: '2-digit', timeZone: 'UTC' }
-    : { day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' }).format(d);
+  return new Intl.DateTimeFormat(
+    undefined,
+    hourly ? { hour: 'numeric', minute: '2-digit', timeZone: 'UTC' } : { day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' },
+  ).format(d);
 }
 
 /** `#rrggbb` with an alpha, for the area under the line. */

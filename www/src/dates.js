@@ -17,13 +17,16 @@ export function viewerTimeZone() {
 /** Today's date in `tz`. */
 export function todayIn(tz, now = new Date()) {
   const parts = {};
-  for (const p of new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' })
-    .formatToParts(now)) parts[p.type] = p.value;
+  for (const p of new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(now))
+    parts[p.type] = p.value;
   return `${parts.year}-${parts.month}-${parts.day}`;
 }
 
-export const isDate = (s) => typeof s === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(s) && !Number.isNaN(Date.parse(`${s}T00:00:00Z`))
-  && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s);
+export const isDate = (s) =>
+  typeof s === 'string' &&
+  /^\d{4}-\d{2}-\d{2}$/.test(s) &&
+  !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) &&
+  new Date(`${s}T00:00:00Z`).toISOString().startsWith(s);
 
 export function addDays(iso, n) {
   const d = new Date(`${iso}T00:00:00Z`);
@@ -48,16 +51,23 @@ export const RANGES = ['today', 'yesterday', '7d', '30d', '12m', 'custom'];
 /** `{from, to}` of a named range ending today (custom: the given dates, checked). */
 export function rangeDates(range, today, custom = {}) {
   switch (range) {
-    case 'today': return { from: today, to: today };
-    case 'yesterday': { const y = addDays(today, -1); return { from: y, to: y }; }
-    case '30d': return { from: addDays(today, -29), to: today };
-    case '12m': return { from: addDays(addMonths(today, -12), 1), to: today };
+    case 'today':
+      return { from: today, to: today };
+    case 'yesterday': {
+      const y = addDays(today, -1);
+      return { from: y, to: y };
+    }
+    case '30d':
+      return { from: addDays(today, -29), to: today };
+    case '12m':
+      return { from: addDays(addMonths(today, -12), 1), to: today };
     case 'custom':
       if (isDate(custom.from) && isDate(custom.to) && custom.from <= custom.to && spanDays(custom.from, custom.to) <= MAX_DAYS) {
         return { from: custom.from, to: custom.to };
       }
       return { from: addDays(today, -6), to: today };
-    default: return { from: addDays(today, -6), to: today };
+    default:
+      return { from: addDays(today, -6), to: today };
   }
 }
 

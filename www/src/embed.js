@@ -52,8 +52,9 @@ class StarlingDashboard extends HTMLElement {
     if (!this.isConnected || before === after) return;
     if (name === 'src') this._render();
     else if (name === 'height') this._size();
-    else if (name === 'title') { if (this._frame) this._frame.title = this._title(); }
-    else this._send();
+    else if (name === 'title') {
+      if (this._frame) this._frame.title = this._title();
+    } else this._send();
   }
 
   _title() {

@@ -6,8 +6,11 @@ import { pipe } from './api.js';
 import * as fmt from './format.js';
 
 const METRICS = {
-  LCP: 'Largest contentful paint', INP: 'Interaction to next paint', CLS: 'Cumulative layout shift',
-  FCP: 'First contentful paint', TTFB: 'Time to first byte',
+  LCP: 'Largest contentful paint',
+  INP: 'Interaction to next paint',
+  CLS: 'Cumulative layout shift',
+  FCP: 'First contentful paint',
+  TTFB: 'Time to first byte',
 };
 const RATING = { good: 'Good', 'needs-improvement': 'Needs improvement', poor: 'Poor' };
 const LISTS = [
@@ -25,51 +28,115 @@ const el = (tag, { dataset = {}, ...props } = {}, ...children) => {
 const value = (m, v) => (v == null ? '–' : m === 'CLS' ? fmt.dec(v) : `${fmt.int(v)} ms`);
 
 function section(id, title, ...body) {
-  return el('section', { className: 'card table-card', id, hidden: true, dataset: { testid: id } }, el('h2', { textContent: title }), ...body);
+  return el(
+    'section',
+    { className: 'card table-card', id, hidden: true, dataset: { testid: id } },
+    el('h2', { textContent: title }),
+    ...body,
+  );
 }
 
 /** Fills `root` with the (hidden) sections. */
 export function buildCaptures(root) {
   root.replaceChildren(
-    section('speed', 'Speed (Core Web Vitals, 75th percentile)', el('div', { className: 'vitals', id: 'vitals' }),
-      el('table', { id: 'speed-routes', dataset: { testid: 'speed-routes' } },
+    section(
+      'speed',
+      'Speed (Core Web Vitals, 75th percentile)',
+      el('div', { className: 'vitals', id: 'vitals' }),
+      el(
+        'table',
+        { id: 'speed-routes', dataset: { testid: 'speed-routes' } },
         el('caption', { textContent: 'Routes, slowest first' }),
-        el('thead', {}, el('tr', {}, ...['Route', 'LCP', 'INP', 'CLS', 'Loads'].map((t, i) => el('th', { scope: 'col', className: i ? 'num' : '', textContent: t })))),
-        el('tbody'))),
-    ...LISTS.map((l) => section(`list-${l.pipe}`, l.title, el('table', { dataset: { testid: `table-${l.pipe}` } },
-      el('thead', {}, el('tr', {}, el('th', { scope: 'col', textContent: l.col }), el('th', { scope: 'col', className: 'num', textContent: l.count }))),
-      el('tbody')))),
+        el(
+          'thead',
+          {},
+          el(
+            'tr',
+            {},
+            ...['Route', 'LCP', 'INP', 'CLS', 'Loads'].map((t, i) => el('th', { scope: 'col', className: i ? 'num' : '', textContent: t })),
+          ),
+        ),
+        el('tbody'),
+      ),
+    ),
+    ...LISTS.map((l) =>
+      section(
+        `list-${l.pipe}`,
+        l.title,
+        el(
+          'table',
+          { dataset: { testid: `table-${l.pipe}` } },
+          el(
+            'thead',
+            {},
+            el(
+              'tr',
+              {},
+              el('th', { scope: 'col', textContent: l.col }),
+              el('th', { scope: 'col', className: 'num', textContent: l.count }),
+            ),
+          ),
+          el('tbody'),
+        ),
+      ),
+    ),
   );
 }
 
 function renderVitals(current, routes) {
   const box = document.getElementById('vitals');
-  box.replaceChildren(...current.map((r) => {
-    const shares = el('div', { className: 'shares', ariaHidden: 'true' },
-      ...['good', 'needs_improvement', 'poor'].map((k) => {
-        const s = el('span', { className: `share ${k}` });
-        s.style.width = `${r[`${k}_percentage`]}%`;
-        return s;
-      }));
-    return el('div', { className: `vital ${r.rating}`, dataset: { testid: `vital-${r.metric_name}`, rating: r.rating } },
-      el('abbr', { title: METRICS[r.metric_name] || r.metric_name, textContent: r.metric_name }),
-      el('strong', { textContent: value(r.metric_name, r.p75) }),
-      el('span', { className: 'rating', textContent: RATING[r.rating] || r.rating }),
-      shares,
-      el('span', { className: 'sub', textContent: `${fmt.int(r.measurements)} loads · ${r.good_percentage}% good` }));
-  }));
-  document.getElementById('speed-routes').tBodies[0].replaceChildren(...routes.map((r) => el('tr', { dataset: { testid: 'row', key: r.route } },
-    el('td', { textContent: r.route }),
-    ...['LCP', 'INP', 'CLS'].map((m) => el('td', { className: `num ${r[`${m.toLowerCase()}_rating`] || ''}`, textContent: value(m, r[`${m.toLowerCase()}_p75`]) })),
-    el('td', { className: 'num', textContent: fmt.int(r.measurements) }))));
+  box.replaceChildren(
+    ...current.map((r) => {
+      const shares = el(
+        'div',
+        { className: 'shares', ariaHidden: 'true' },
+        ...['good', 'needs_improvement', 'poor'].map((k) => {
+          const s = el('span', { className: `share ${k}` });
+          s.style.width = `${r[`${k}_percentage`]}%`;
+          return s;
+        }),
+      );
+      return el(
+        'div',
+        { className: `vital ${r.rating}`, dataset: { testid: `vital-${r.metric_name}`, rating: r.rating } },
+        el('abbr', { title: METRICS[r.metric_name] || r.metric_name, textContent: r.metric_name }),
+        el('strong', { textContent: value(r.metric_name, r.p75) }),
+        el('span', { className: 'rating', textContent: RATING[r.rating] || r.rating }),
+        shares,
+        el('span', { className: 'sub', textContent: `${fmt.int(r.measurements)} loads · ${r.good_percentage}% good` }),
+      );
+    }),
+  );
+  document
+    .getElementById('speed-routes')
+    .tBodies[0].replaceChildren(
+      ...routes.map((r) =>
+        el(
+          'tr',
+          { dataset: { testid: 'row', key: r.route } },
+          el('td', { textContent: r.route }),
+          ...['LCP', 'INP', 'CLS'].map((m) =>
+            el('td', { className: `num ${r[`${m.toLowerCase()}_rating`] || ''}`, textContent: value(m, r[`${m.toLowerCase()}_p75`]) }),
+          ),
+          el('td', { className: 'num', textContent: fmt.int(r.measurements) }),
+        ),
+      ),
+    );
   document.getElementById('speed').hidden = current.length === 0;
 }
 
 function renderList(l, rows) {
   const t = document.getElementById(`list-${l.pipe}`);
-  t.querySelector('tbody').replaceChildren(...rows.map((r) => el('tr', { dataset: { testid: 'row', key: r[l.key] } },
-    el('td', { className: 'name', textContent: r[l.key] }),
-    el('td', { className: 'num', textContent: fmt.int(r.count) }))));
+  t.querySelector('tbody').replaceChildren(
+    ...rows.map((r) =>
+      el(
+        'tr',
+        { dataset: { testid: 'row', key: r[l.key] } },
+        el('td', { className: 'name', textContent: r[l.key] }),
+        el('td', { className: 'num', textContent: fmt.int(r.count) }),
+      ),
+    ),
+  );
   t.hidden = rows.length === 0;
 }
 

@@ -36,8 +36,11 @@ export function safeLogo(v, base = location.href) {
 /** Display text: no control characters, single spaces, at most 60 characters. */
 export function safeName(v) {
   if (typeof v !== 'string') return null;
-  // eslint-disable-next-line no-control-regex
-  const s = v.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').replace(/\s+/g, ' ').trim();
+  const s = v
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return s ? [...s].slice(0, 60).join('') : null;
 }
 
@@ -73,7 +76,10 @@ export function tenantTheme(s) {
 const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 const toHex = (c) => `#${c.map((v) => Math.round(v).toString(16).padStart(2, '0')).join('')}`;
 function luminance([r, g, b]) {
-  const f = (v) => { const s = v / 255; return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4; };
+  const f = (v) => {
+    const s = v / 255;
+    return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+  };
   return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
 }
 export function contrast(a, b) {
@@ -106,7 +112,9 @@ export function applyTheme(t, doc = document) {
   const logo = doc.getElementById('logo');
   if (logo) {
     logo.hidden = false;
-    logo.onerror = () => { logo.hidden = true; };
+    logo.onerror = () => {
+      logo.hidden = true;
+    };
     const src = t.logo || new URL('assets/logo.svg', doc.baseURI).href;
     if (logo.src !== src) logo.src = src;
   }

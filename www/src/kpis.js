@@ -1,0 +1,94 @@
+// The KPI cards (each with its change from the previous period) and the chart of the selected one,
+// with the chart's data table for screen readers.
+import * as fmt from './format.js';
+import { $, h } from './dom.js';
+import { state } from './state.js';
+
+/** The figures: key in kpis/kpis_summary rows, label, formatter, whether a fall is good news. */
+export const KPIS = [
+  { key: 'visitors', label: 'Unique visitors', fmt: fmt.int },
+  { key: 'visits', label: 'Visits', fmt: fmt.int },
+  { key: 'pageviews', label: 'Pageviews', fmt: fmt.int },
+  { key: 'views_per_visit', label: 'Views per visit', fmt: fmt.dec },
+  { key: 'bounce_rate', label: 'Bounce rate', fmt: fmt.percent, lowerIsBetter: true },
+  { key: 'avg_session_sec', label: 'Visit duration', fmt: fmt.duration },
+];
+
+/** Makes the cards; a click selects the card's metric for the chart, then calls `onSelect` and redraws. */
+export function buildKpis(onSelect) {
+  $('kpis').replaceChildren(
+    ...KPIS.map((k) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'kpi',
+          'aria-pressed': String(k.key === state.metric),
+          dataset: { metric: k.key },
+          title: `Show ${k.label.toLowerCase()} in the chart`,
+        },
+        h('span', { class: 'kpi-label', textContent: k.label }),
+        h('strong', { class: 'kpi-value', id: `kpi-${k.key}`, dataset: { testid: `kpi-${k.key}` }, textContent: '–' }),
+        h('span', { class: 'kpi-delta', id: `delta-${k.key}`, dataset: { testid: `delta-${k.key}` } }),
+      ),
+    ),
+  );
+  $('kpis').addEventListener('click', (e) => {
+    const b = e.target.closest('button.kpi');
+    if (!b) return;
+    state.metric = b.dataset.metric;
+    for (const x of $('kpis').querySelectorAll('button.kpi')) x.setAttribute('aria-pressed', String(x === b));
+    onSelect();
+    renderSeries();
+  });
+}
+
+export function renderKpis(row = {}) {
+  for (const k of KPIS) {
+    const cur = Number(row[k.key]) || 0;
+    const prev = Number(row[`previous_${k.key}`]) || 0;
+    const v = $(`kpi-${k.key}`);
+    v.textContent = k.fmt(cur);
+    v.dataset.value = String(cur);
+    const d = $(`delta-${k.key}`);
+    d.className = 'kpi-delta';
+    d.dataset.previous = String(prev);
+    let text;
+    let said;
+    if (prev === 0) {
+      text = cur === 0 ? '–' : 'new';
+      said = cur === 0 ? 'no data in either period' : 'none in the previous period';
+    } else {
+      const pct = ((cur - prev) / prev) * 100;
+      const r = Math.round(pct);
+      const dir = r > 0 ? 'up' : r < 0 ? 'down' : 'flat';
+      text = `${r > 0 ? '▲' : r < 0 ? '▼' : '='} ${Math.abs(r)}%`;
+      said = `${dir === 'flat' ? 'no change' : `${dir} ${Math.abs(r)}%`} from ${k.fmt(prev)} in the previous period`;
+      if (dir !== 'flat') d.classList.add((dir === 'up') !== Boolean(k.lowerIsBetter) ? 'good' : 'bad');
+    }
+    d.replaceChildren(h('span', { 'aria-hidden': 'true', textContent: text }), h('span', { class: 'sr-only', textContent: said }));
+    d.title = said.charAt(0).toUpperCase() + said.slice(1);
+  }
+  const empty = !(Number(row.visits) > 0);
+  $('main').classList.toggle('empty', empty);
+}
+
+export function renderSeries() {
+  const rows = state.series || [];
+  const k = KPIS.find((x) => x.key === state.metric) || KPIS[0];
+  $('chart-title').textContent = `${k.label} ${state.hourly ? 'by hour' : 'by day'}`;
+  state.chart.render(rows, k.key, k.fmt, state.hourly, k.label);
+  const body = $('chart-table').tBodies[0];
+  body.replaceChildren(
+    ...rows.map((r) =>
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row', textContent: fmt.bucket(r.date, state.hourly) }),
+        h('td', { class: 'num', textContent: k.fmt(r[k.key]) }),
+        h('td', { class: 'num', textContent: k.fmt(r[`previous_${k.key}`]) }),
+      ),
+    ),
+  );
+  $('chart-table').tHead.rows[0].cells[0].textContent = state.hourly ? 'Hour' : 'Date';
+}
