@@ -24,11 +24,20 @@ import { createServer } from 'node:net';
 import { startWorker, httpCall, ROOT } from '../tests/lib/worker.mjs';
 import { mint } from '../scripts/token.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).join(' ').split('--').filter(Boolean).map((a) => {
-  const [k, ...v] = a.trim().split(/\s+/);
-  return [k, v.length ? v.join(' ') : 'true'];
-}));
-const SIZES = String(args.sizes ?? '1000000,10000000').split(',').map((s) => Number(s.replace(/_/g, '')));
+const args = Object.fromEntries(
+  process.argv
+    .slice(2)
+    .join(' ')
+    .split('--')
+    .filter(Boolean)
+    .map((a) => {
+      const [k, ...v] = a.trim().split(/\s+/);
+      return [k, v.length ? v.join(' ') : 'true'];
+    }),
+);
+const SIZES = String(args.sizes ?? '1000000,10000000')
+  .split(',')
+  .map((s) => Number(s.replace(/_/g, '')));
 const SAMPLES = Number(args.samples ?? 50);
 const HITS = Number(args.hits ?? 10);
 const TENANTS = Number(args.tenants ?? 1000);
@@ -42,14 +51,28 @@ const KEEP = args.keep === 'true';
 const REUSE = args.reuse === 'true';
 // `--filter browser=chrome`: every range endpoint is timed with this one filter (served by the rollups).
 const FILTER = args.filter ? `&${args.filter}` : '';
-const RANGE = ['kpis', 'kpis_summary', 'top_pages', 'top_sources', 'top_browsers', 'top_os', 'top_devices',
-  'top_locations', 'top_campaigns', 'entry_pages', 'exit_pages'];
+const RANGE = [
+  'kpis',
+  'kpis_summary',
+  'top_pages',
+  'top_sources',
+  'top_browsers',
+  'top_os',
+  'top_devices',
+  'top_locations',
+  'top_campaigns',
+  'entry_pages',
+  'exit_pages',
+];
 const LIVE = ['trend', 'current_visitors', 'domains', 'actions'];
 const ENDPOINTS = [...RANGE, ...LIVE];
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
 const log = (m) => process.stderr.write(`==> ${m}\n`);
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] ?? NaN; };
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+};
 const DAY = 86400;
 const date = (secs) => new Date(secs * 1000).toISOString().slice(0, 10);
 
@@ -66,7 +89,9 @@ const cases = (s) => {
   const letters = [...s].map((c, i) => (/[a-z]/i.test(c) ? i : -1)).filter((i) => i >= 0);
   for (let m = 0; m < 1 << letters.length; m++) {
     const cs = [...s];
-    letters.forEach((i, b) => { cs[i] = m & (1 << b) ? cs[i].toLowerCase() : cs[i].toUpperCase(); });
+    letters.forEach((i, b) => {
+      cs[i] = m & (1 << b) ? cs[i].toLowerCase() : cs[i].toUpperCase();
+    });
     out.push(cs.join(''));
   }
   return out;
@@ -81,7 +106,10 @@ function variant(pipe, i, meta) {
     const [a, b] = WIDEN[Math.floor(i / UTC.length)];
     const first = Math.floor(meta.window_start / DAY);
     const last = first + meta.days - 1;
-    return { tz: UTC[i % UTC.length], qs: `date_from=${date((first - a) * DAY)}&date_to=${date((last + b) * DAY)}&timezone=${UTC[i % UTC.length]}${FILTER}` };
+    return {
+      tz: UTC[i % UTC.length],
+      qs: `date_from=${date((first - a) * DAY)}&date_to=${date((last + b) * DAY)}&timezone=${UTC[i % UTC.length]}${FILTER}`,
+    };
   }
   if (i >= LIVE_TZ.length) throw new Error(`at most ${LIVE_TZ.length} samples for ${pipe}`);
   return { tz: LIVE_TZ[i], qs: `timezone=${LIVE_TZ[i]}` };
@@ -95,15 +123,27 @@ async function quiet(what) {
   log(`${what}: load average ${l.toFixed(2)}`);
   phases.push({ what, load_before: Number(l.toFixed(2)), at: new Date().toISOString() });
 }
-const loadAfter = () => { phases[phases.length - 1].load_after = Number(loadavg()[0].toFixed(2)); };
+const loadAfter = () => {
+  phases[phases.length - 1].load_after = Number(loadavg()[0].toFixed(2));
+};
 
 // ---------- data ----------
 function buildGenerator() {
   // Own target dir and a speed profile: the workspace release profile is tuned for wasm size.
-  const env = { ...process.env, CARGO_TARGET_DIR: join(ROOT, 'target/bench-query'), CARGO_PROFILE_RELEASE_OPT_LEVEL: '3',
-    CARGO_PROFILE_RELEASE_LTO: 'false', CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16', CARGO_PROFILE_RELEASE_PANIC: 'unwind' };
+  const env = {
+    ...process.env,
+    CARGO_TARGET_DIR: join(ROOT, 'target/bench-query'),
+    CARGO_PROFILE_RELEASE_OPT_LEVEL: '3',
+    CARGO_PROFILE_RELEASE_LTO: 'false',
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16',
+    CARGO_PROFILE_RELEASE_PANIC: 'unwind',
+  };
   log('building core/examples/gen_rollups.rs');
-  execFileSync('cargo', ['build', '--release', '-q', '-p', 'starling-core', '--example', 'gen_rollups'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('cargo', ['build', '--release', '-q', '-p', 'starling-core', '--example', 'gen_rollups'], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   return join(ROOT, 'target/bench-query/release/examples/gen_rollups');
 }
 
@@ -132,8 +172,28 @@ async function generate(gen, size) {
   await quiet(`${size} generate`);
   log(`${size}: generating ${size} events over ${TENANTS} tenants into ${db}`);
   const t = performance.now();
-  const out = execFileSync(gen, ['--events', String(size), '--tenants', String(TENANTS), '--days', String(DAYS), '--db', db,
-    '--raw', raw, '--now', String(now), '--seed', String(SEED), '--meta', metaPath], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+  const out = execFileSync(
+    gen,
+    [
+      '--events',
+      String(size),
+      '--tenants',
+      String(TENANTS),
+      '--days',
+      String(DAYS),
+      '--db',
+      db,
+      '--raw',
+      raw,
+      '--now',
+      String(now),
+      '--seed',
+      String(SEED),
+      '--meta',
+      metaPath,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  ).toString();
   process.stderr.write(out);
   const meta = JSON.parse(readFileSync(metaPath, 'utf8'));
   meta.generate_seconds = (performance.now() - t) / 1000;
@@ -145,7 +205,12 @@ async function generate(gen, size) {
 
 // ---------- worker ----------
 async function freePort() {
-  return new Promise((res) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+  return new Promise((res) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
+  });
 }
 
 /** The worker on an existing persist dir: startWorker({ persistTo }) if the harness supports it, else the same steps here. */
@@ -153,16 +218,40 @@ async function workerOn(persist) {
   if (/persistTo/.test(startWorker.toString())) return startWorker({ persistTo: persist });
   const signingKey = randomBytes(24).toString('hex');
   const port = await freePort();
-  const child = spawn(WRANGLER, ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', persist,
-    '--var', `SIGNING_KEY:${signingKey}`, '--var', `ADMIN_TOKEN:${randomBytes(24).toString('hex')}`, '--show-interactive-dev-session=false'],
-  { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    WRANGLER,
+    [
+      'dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--persist-to',
+      persist,
+      '--var',
+      `SIGNING_KEY:${signingKey}`,
+      '--var',
+      `ADMIN_TOKEN:${randomBytes(24).toString('hex')}`,
+      '--show-interactive-dev-session=false',
+    ],
+    { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   await new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`wrangler dev did not start:\n${output.slice(-4000)}`)), 180_000);
-    const onData = (d) => { output += d; if (/Ready on http/.test(output)) { clearTimeout(timer); res(); } };
+    const onData = (d) => {
+      output += d;
+      if (/Ready on http/.test(output)) {
+        clearTimeout(timer);
+        res();
+      }
+    };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`)); });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`));
+    });
   });
   const base = `http://127.0.0.1:${port}`;
   return {
@@ -170,9 +259,13 @@ async function workerOn(persist) {
     token: (tenant, kind = 'tracker') => mint({ tenant, kind, key: signingKey }),
     fetch: (path, init) => httpCall(base + path, init),
     async stop() {
-      try { process.kill(-child.pid, 'SIGTERM'); } catch {}
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {}
       await new Promise((r) => setTimeout(r, 500));
-      try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
     },
   };
 }
@@ -181,8 +274,19 @@ async function timed(w, path, token) {
   const t = performance.now();
   const r = await w.fetch(path, { headers: { Authorization: `Bearer ${token}` } });
   const ms = performance.now() - t;
-  let body; try { body = JSON.parse(r.body); } catch { body = undefined; }
-  return { ms, status: r.status, cache: r.headers.get('x-cache'), body, server_ms: body?.statistics ? body.statistics.elapsed * 1000 : undefined };
+  let body;
+  try {
+    body = JSON.parse(r.body);
+  } catch {
+    body = undefined;
+  }
+  return {
+    ms,
+    status: r.status,
+    cache: r.headers.get('x-cache'),
+    body,
+    server_ms: body?.statistics ? body.statistics.elapsed * 1000 : undefined,
+  };
 }
 
 async function measureWorker(w, meta, tenants) {
@@ -194,10 +298,15 @@ async function measureWorker(w, meta, tenants) {
   out.floor = { p50_ms: pct(floor, 50), p95_ms: pct(floor, 95), samples: floor.length };
   for (const t of tenants) {
     const token = w.token(t.id, 'read');
-    const res = Object.fromEntries(ENDPOINTS.map((e) => [e, { lat: [], server: [], tz: [], hits: [], statuses: {}, misses: 0, cached: 0, spent: 0 }]));
+    const res = Object.fromEntries(
+      ENDPOINTS.map((e) => [e, { lat: [], server: [], tz: [], hits: [], statuses: {}, misses: 0, cached: 0, spent: 0 }]),
+    );
     // Warm-up with keys outside the measured ones (wasm instance, D1 object, page cache).
-    for (const e of ENDPOINTS) for (let i = SAMPLES; i < SAMPLES + 2; i++) await timed(w, `/v0/pipes/${e}.json?${variant(e, i, meta).qs}`, token);
-    log(`${meta.events}: ${t.label} tenant ${t.id} (${t.events} events, ${t.sessions} sessions): ${SAMPLES} samples x ${ENDPOINTS.length} endpoints`);
+    for (const e of ENDPOINTS)
+      for (let i = SAMPLES; i < SAMPLES + 2; i++) await timed(w, `/v0/pipes/${e}.json?${variant(e, i, meta).qs}`, token);
+    log(
+      `${meta.events}: ${t.label} tenant ${t.id} (${t.events} events, ${t.sessions} sessions): ${SAMPLES} samples x ${ENDPOINTS.length} endpoints`,
+    );
     for (let i = 0; i < SAMPLES; i++) {
       for (const e of ENDPOINTS) {
         const m = res[e];
@@ -206,8 +315,14 @@ async function measureWorker(w, meta, tenants) {
         const r = await timed(w, `/v0/pipes/${e}.json?${v.qs}`, token);
         m.spent += r.ms;
         m.statuses[r.status] = (m.statuses[r.status] ?? 0) + 1;
-        if (r.status !== 200) { if (m.statuses[r.status] === 1) log(`${e}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`); continue; }
-        if (r.cache !== 'MISS') { m.cached++; continue; } // never counted as a miss
+        if (r.status !== 200) {
+          if (m.statuses[r.status] === 1) log(`${e}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+          continue;
+        }
+        if (r.cache !== 'MISS') {
+          m.cached++;
+          continue;
+        } // never counted as a miss
         m.misses++;
         m.lat.push(r.ms);
         m.server.push(r.server_ms);
@@ -229,13 +344,25 @@ async function measureWorker(w, meta, tenants) {
       const m = res[e];
       const utcOnly = m.lat.filter((_, i) => UTC.includes(m.tz[i]));
       out[t.label].endpoints[e] = {
-        p50_ms: pct(m.lat, 50), p95_ms: pct(m.lat, 95), max_ms: Math.max(...m.lat),
-        server_p50_ms: pct(m.server, 50), server_p95_ms: pct(m.server, 95),
+        p50_ms: pct(m.lat, 50),
+        p95_ms: pct(m.lat, 95),
+        max_ms: Math.max(...m.lat),
+        server_p50_ms: pct(m.server, 50),
+        server_p95_ms: pct(m.server, 95),
         utc_spelling_p50_ms: utcOnly.length ? pct(utcOnly, 50) : null,
-        misses: m.misses, attempted: m.misses + m.cached + Object.entries(m.statuses).filter(([k]) => k !== '200').reduce((n, [, v]) => n + v, 0),
-        not_miss: m.cached, statuses: m.statuses,
-        hit_p50_ms: m.hits.length ? pct(m.hits, 50) : null, hit_samples: m.hits.length,
-        rows: m.first?.rows, first_row: m.first?.data?.[0] ?? null,
+        misses: m.misses,
+        attempted:
+          m.misses +
+          m.cached +
+          Object.entries(m.statuses)
+            .filter(([k]) => k !== '200')
+            .reduce((n, [, v]) => n + v, 0),
+        not_miss: m.cached,
+        statuses: m.statuses,
+        hit_p50_ms: m.hits.length ? pct(m.hits, 50) : null,
+        hit_samples: m.hits.length,
+        rows: m.first?.rows,
+        first_row: m.first?.data?.[0] ?? null,
       };
     }
   }
@@ -248,7 +375,9 @@ function venvPython() {
   const py = join(venv, 'bin/python');
   const pin = 'duckdb==1.4.1';
   let ok = false;
-  try { ok = execFileSync(py, ['-c', 'import duckdb; print(duckdb.__version__)']).toString().trim() === pin.split('==')[1]; } catch {}
+  try {
+    ok = execFileSync(py, ['-c', 'import duckdb; print(duckdb.__version__)']).toString().trim() === pin.split('==')[1];
+  } catch {}
   if (!ok) {
     log(`setting up ${venv} with ${pin}`);
     execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
@@ -262,34 +391,76 @@ function measureRaw(py, data, tenants) {
   const start = meta.window_start;
   const end = meta.window_start + meta.days * DAY;
   log(`${meta.events}: DuckDB over ${data.raw}`);
-  const out = execFileSync(py, [join(ROOT, 'bench/query_raw.py'), '--csv', data.raw, '--tenants', tenants.map((t) => t.id).join(','),
-    '--start', String(start), '--end', String(end), '--now', String(meta.now), '--samples', String(SAMPLES)],
-  { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 }).toString();
+  const out = execFileSync(
+    py,
+    [
+      join(ROOT, 'bench/query_raw.py'),
+      '--csv',
+      data.raw,
+      '--tenants',
+      tenants.map((t) => t.id).join(','),
+      '--start',
+      String(start),
+      '--end',
+      String(end),
+      '--now',
+      String(meta.now),
+      '--samples',
+      String(SAMPLES),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 },
+  ).toString();
   return JSON.parse(out);
 }
 
 function measureNative(gen, data, tenants) {
   const { meta } = data;
   log(`${meta.events}: planned SQL natively (rusqlite) on the same D1 file`);
-  const out = execFileSync(gen, ['--db', d1File(data.persist), '--now', String(meta.now), '--days', String(meta.days),
-    '--time-queries', tenants.map((t) => t.id).join(','), '--samples', String(SAMPLES), '--budget', String(Math.round(BUDGET / 3))],
-  { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const out = execFileSync(
+    gen,
+    [
+      '--db',
+      d1File(data.persist),
+      '--now',
+      String(meta.now),
+      '--days',
+      String(meta.days),
+      '--time-queries',
+      tenants.map((t) => t.id).join(','),
+      '--samples',
+      String(SAMPLES),
+      '--budget',
+      String(Math.round(BUDGET / 3)),
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  ).toString();
   return JSON.parse(out);
 }
 
 // ---------- checks ----------
-function checks(meta, w, raw, tenants) {
+function checks(_meta, w, raw, tenants) {
   const out = [];
   for (const t of tenants) {
     const s = w[t.label].endpoints.kpis_summary.first_row;
     const d = raw.tenants[t.id].kpis_summary.first;
-    const ok = s && s.visits === t.sessions && s.pageviews === t.pageviews && d && d.visits === t.sessions && d.pageviews === t.pageviews && s.visitors === d.visitors
-      && Math.abs(s.bounce_rate - d.bounces / d.visits) < 1e-4;
+    const ok =
+      s &&
+      s.visits === t.sessions &&
+      s.pageviews === t.pageviews &&
+      d &&
+      d.visits === t.sessions &&
+      d.pageviews === t.pageviews &&
+      s.visitors === d.visitors &&
+      Math.abs(s.bounce_rate - d.bounces / d.visits) < 1e-4;
     out.push({ tenant: t.id, ok, generator: { sessions: t.sessions, pageviews: t.pageviews }, starling: s, duckdb: d });
-    if (!ok) log(`CHECK FAILED for ${t.id}: generator ${JSON.stringify({ sessions: t.sessions, pageviews: t.pageviews })} starling ${JSON.stringify(s)} duckdb ${JSON.stringify(d)}`);
+    if (!ok)
+      log(
+        `CHECK FAILED for ${t.id}: generator ${JSON.stringify({ sessions: t.sessions, pageviews: t.pageviews })} starling ${JSON.stringify(s)} duckdb ${JSON.stringify(d)}`,
+      );
     const sp = w[t.label].endpoints.top_pages.first_row;
     const dp = raw.tenants[t.id].top_pages.first;
-    if (sp && dp && (sp.pathname !== dp.pathname || sp.visits !== dp.visits || sp.hits !== dp.hits)) log(`top_pages first rows differ for ${t.id}: ${JSON.stringify(sp)} vs ${JSON.stringify(dp)}`);
+    if (sp && dp && (sp.pathname !== dp.pathname || sp.visits !== dp.visits || sp.hits !== dp.hits))
+      log(`top_pages first rows differ for ${t.id}: ${JSON.stringify(sp)} vs ${JSON.stringify(dp)}`);
   }
   return out;
 }
@@ -313,7 +484,9 @@ for (const size of SIZES) {
     await quiet(`${size} worker`);
     worker = await measureWorker(w, meta, tenants);
     loadAfter();
-  } finally { await w.stop(); }
+  } finally {
+    await w.stop();
+  }
   await quiet(`${size} native`);
   const native = measureNative(gen, data, tenants);
   loadAfter();
@@ -321,9 +494,26 @@ for (const size of SIZES) {
   const raw = measureRaw(py, data, tenants);
   loadAfter();
   const check = checks(meta, worker, raw, tenants);
-  runs.push({ size, generator: { events: meta.events, pageviews: meta.pageviews, sessions: meta.sessions, tenants: meta.tenants, days: meta.days,
-    seconds: meta.generate_seconds ?? meta.seconds, reused: data.reused, db_bytes: meta.db_bytes, raw_csv_bytes: meta.raw_csv_bytes, statements: meta.statements },
-  tenants, worker, native, duckdb: raw, checks: check });
+  runs.push({
+    size,
+    generator: {
+      events: meta.events,
+      pageviews: meta.pageviews,
+      sessions: meta.sessions,
+      tenants: meta.tenants,
+      days: meta.days,
+      seconds: meta.generate_seconds ?? meta.seconds,
+      reused: data.reused,
+      db_bytes: meta.db_bytes,
+      raw_csv_bytes: meta.raw_csv_bytes,
+      statements: meta.statements,
+    },
+    tenants,
+    worker,
+    native,
+    duckdb: raw,
+    checks: check,
+  });
   if (!KEEP) rmSync(data.dir, { recursive: true, force: true });
 }
 
@@ -331,28 +521,45 @@ for (const size of SIZES) {
 const lines = [];
 for (const r of runs) {
   const g = r.generator;
-  const ph = phases.filter((p) => p.what.startsWith(`${r.size} `)).map((p) => `${p.what.split(' ')[1]} ${p.load_before}→${p.load_after}`).join(', ');
-  lines.push(`\n### ${g.events.toLocaleString('en')} events, ${g.tenants} tenants, ${g.days} days (generated in ${f(g.seconds)} s${g.reused ? ', reused' : ''}; D1 file ${f(g.db_bytes / 1e6)} MB; floor ${f(r.worker.floor.p50_ms)} ms p50 for a request that skips D1; load avg ${ph})`);
+  const ph = phases
+    .filter((p) => p.what.startsWith(`${r.size} `))
+    .map((p) => `${p.what.split(' ')[1]} ${p.load_before}→${p.load_after}`)
+    .join(', ');
+  lines.push(
+    `\n### ${g.events.toLocaleString('en')} events, ${g.tenants} tenants, ${g.days} days (generated in ${f(g.seconds)} s${g.reused ? ', reused' : ''}; D1 file ${f(g.db_bytes / 1e6)} MB; floor ${f(r.worker.floor.p50_ms)} ms p50 for a request that skips D1; load avg ${ph})`,
+  );
   for (const t of r.tenants) {
-    lines.push(`\n${t.label} tenant ${t.id}: ${t.events.toLocaleString('en')} events, ${t.sessions.toLocaleString('en')} sessions; kpis_summary check ${r.checks.find((c) => c.tenant === t.id)?.ok ? 'ok' : 'FAILED'}`);
-    lines.push('\n| endpoint | Starling p50 ms | p95 ms | worker-side p50 | hit p50 | SQL native p50 | p95 | DuckDB p50 ms | p95 ms | speed-up p50 | speed-up p95 | misses/requests |');
+    lines.push(
+      `\n${t.label} tenant ${t.id}: ${t.events.toLocaleString('en')} events, ${t.sessions.toLocaleString('en')} sessions; kpis_summary check ${r.checks.find((c) => c.tenant === t.id)?.ok ? 'ok' : 'FAILED'}`,
+    );
+    lines.push(
+      '\n| endpoint | Starling p50 ms | p95 ms | worker-side p50 | hit p50 | SQL native p50 | p95 | DuckDB p50 ms | p95 ms | speed-up p50 | speed-up p95 | misses/requests |',
+    );
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const e of ENDPOINTS) {
       const s = r.worker[t.label].endpoints[e];
       const n = r.native[t.id][e];
       const d = r.duckdb.tenants[t.id][e];
-      lines.push(`| ${e} | ${f(s.p50_ms)} | ${f(s.p95_ms)} | ${f(s.server_p50_ms)} | ${f(s.hit_p50_ms)} | ${f(n.p50_ms)} | ${f(n.p95_ms)} | ${f(d.p50_ms)} | ${f(d.p95_ms)} | ${f(d.p50_ms / s.p50_ms)}× | ${f(d.p95_ms / s.p95_ms)}× | ${s.misses}/${s.attempted} |`);
+      lines.push(
+        `| ${e} | ${f(s.p50_ms)} | ${f(s.p95_ms)} | ${f(s.server_p50_ms)} | ${f(s.hit_p50_ms)} | ${f(n.p50_ms)} | ${f(n.p95_ms)} | ${f(d.p50_ms)} | ${f(d.p95_ms)} | ${f(d.p50_ms / s.p50_ms)}× | ${f(d.p95_ms / s.p95_ms)}× | ${s.misses}/${s.attempted} |`,
+      );
     }
   }
 }
 if (runs.length > 1) {
-  const a = runs[0], b = runs[runs.length - 1];
-  lines.push(`\n### Growth ${a.size.toLocaleString('en')} → ${b.size.toLocaleString('en')} events (${f(b.size / a.size)}×): latency ratios`);
-  lines.push('\n| endpoint | largest p50 ratio | largest p95 ms | → | p95 ratio | DuckDB p95 ratio | median p50 ratio | median p95 ms | → | p95 ratio | DuckDB p95 ratio |');
+  const a = runs[0],
+    b = runs[runs.length - 1];
+  lines.push(
+    `\n### Growth ${a.size.toLocaleString('en')} → ${b.size.toLocaleString('en')} events (${f(b.size / a.size)}×): latency ratios`,
+  );
+  lines.push(
+    '\n| endpoint | largest p50 ratio | largest p95 ms | → | p95 ratio | DuckDB p95 ratio | median p50 ratio | median p95 ms | → | p95 ratio | DuckDB p95 ratio |',
+  );
   lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const e of ENDPOINTS) {
     const cell = (label) => {
-      const sa = a.worker[label].endpoints[e], sb = b.worker[label].endpoints[e];
+      const sa = a.worker[label].endpoints[e],
+        sb = b.worker[label].endpoints[e];
       const dx = a.duckdb.tenants[a.tenants.find((t) => t.label === label).id][e].p95_ms;
       const dy = b.duckdb.tenants[b.tenants.find((t) => t.label === label).id][e].p95_ms;
       return `${f(sb.p50_ms / sa.p50_ms)}× | ${f(sa.p95_ms)} | ${f(sb.p95_ms)} | ${f(sb.p95_ms / sa.p95_ms)}× | ${f(dy / dx)}×`;
@@ -363,17 +570,40 @@ if (runs.length > 1) {
 console.log(lines.join('\n'));
 
 mkdirSync(join(ROOT, 'bench-output'), { recursive: true });
-writeFileSync(join(ROOT, 'bench-output/query.json'), JSON.stringify({ date: new Date().toISOString(), cpus: cpus().length, cpu: cpus()[0]?.model, samples: SAMPLES, min_samples: MIN_SAMPLES, budget_s: BUDGET, sizes: SIZES, phases, runs }, null, 2));
+writeFileSync(
+  join(ROOT, 'bench-output/query.json'),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model,
+      samples: SAMPLES,
+      min_samples: MIN_SAMPLES,
+      budget_s: BUDGET,
+      sizes: SIZES,
+      phases,
+      runs,
+    },
+    null,
+    2,
+  ),
+);
 
 // One-line summary against the targets.
 const last = runs[runs.length - 1];
-const all = last.tenants.flatMap((t) => ENDPOINTS.map((e) => ({ t, e, s: last.worker[t.label].endpoints[e], d: last.duckdb.tenants[t.id][e] })));
+const all = last.tenants.flatMap((t) =>
+  ENDPOINTS.map((e) => ({ t, e, s: last.worker[t.label].endpoints[e], d: last.duckdb.tenants[t.id][e] })),
+);
 const worst = all.reduce((m, x) => (x.s.p95_ms > m.s.p95_ms ? x : m));
 const under = all.filter((x) => x.s.p95_ms < 25).length;
 const fast = all.filter((x) => x.d.p50_ms / x.s.p50_ms >= 10).length;
 let growth = '';
 if (runs.length > 1) {
-  const ratios = ENDPOINTS.map((e) => runs[runs.length - 1].worker.largest.endpoints[e].p95_ms / runs[0].worker.largest.endpoints[e].p95_ms);
+  const ratios = ENDPOINTS.map(
+    (e) => runs[runs.length - 1].worker.largest.endpoints[e].p95_ms / runs[0].worker.largest.endpoints[e].p95_ms,
+  );
   growth = `; largest-tenant p95 growth ${runs[0].size}→${last.size}: max ${f(Math.max(...ratios))}× (target < 1.5×)`;
 }
-console.log(`bench: ${last.size} events: ${under}/${all.length} endpoint×tenant p95 < 25 ms (worst ${worst.e} ${worst.t.label} ${f(worst.s.p95_ms)} ms); ${fast}/${all.length} >= 10× faster than DuckDB at p50${growth}; checks ${runs.every((r) => r.checks.every((c) => c.ok)) ? 'ok' : 'FAILED'}`);
+console.log(
+  `bench: ${last.size} events: ${under}/${all.length} endpoint×tenant p95 < 25 ms (worst ${worst.e} ${worst.t.label} ${f(worst.s.p95_ms)} ms); ${fast}/${all.length} >= 10× faster than DuckDB at p50${growth}; checks ${runs.every((r) => r.checks.every((c) => c.ok)) ? 'ok' : 'FAILED'}`,
+);

@@ -17,7 +17,8 @@ function parseArgs(argv) {
     if (!a.startsWith('--')) continue;
     const key = a.slice(2);
     const value = argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[++i] : 'true';
-    if (key === 'origin') out.origin.push(value); else out[key] = value;
+    if (key === 'origin') out.origin.push(value);
+    else out[key] = value;
   }
   return out;
 }
@@ -30,7 +31,9 @@ function fail(message) {
 const args = parseArgs(process.argv.slice(2));
 const admin = devVar('ADMIN_TOKEN');
 if (!args.url || !args.tenant) {
-  console.error('usage: node scripts/onboard.mjs --url URL --tenant ID [--name NAME] [--plan free|pro|enterprise] [--origin ORIGIN]... [--domain D] [--retention-days N] [--read-days N] [--json]');
+  console.error(
+    'usage: node scripts/onboard.mjs --url URL --tenant ID [--name NAME] [--plan free|pro|enterprise] [--origin ORIGIN]... [--domain D] [--retention-days N] [--read-days N] [--json]',
+  );
   process.exit(2);
 }
 if (!admin) fail('no ADMIN_TOKEN in the environment or .dev.vars: run scripts/dev.sh once, or export ADMIN_TOKEN');
@@ -47,11 +50,18 @@ async function call(method, path, body) {
     fail(`cannot reach ${args.url} (${e.cause?.code ?? e.message}): is Starling running?`);
   }
   const text = await r.text();
-  let json; try { json = JSON.parse(text); } catch { json = { error: text }; }
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { error: text };
+  }
   return { status: r.status, json };
 }
 
-const step = (m) => { if (!args.json) console.error(`==> ${m}`); };
+const step = (m) => {
+  if (!args.json) console.error(`==> ${m}`);
+};
 const tenant = {
   tenant_id: args.tenant,
   display_name: args.name ?? args.tenant,
@@ -96,6 +106,8 @@ if (args.json) {
   console.log(`script tag:    ${result.script_tag}`);
   console.log(`dashboard:     ${result.dashboard}`);
   console.log(`embed (from an allowed origin):\n${result.embed}`);
-  console.log(`revoke with:   curl -X DELETE -H "Authorization: Bearer $ADMIN_TOKEN" ${args.url}/v0/admin/tenants/${args.tenant}/tokens/<token_id>`);
+  console.log(
+    `revoke with:   curl -X DELETE -H "Authorization: Bearer $ADMIN_TOKEN" ${args.url}/v0/admin/tenants/${args.tenant}/tokens/<token_id>`,
+  );
   console.error(`==> onboarded ${args.tenant}: tracker token ${tracker.token_id}, read token ${read.token_id}`);
 }

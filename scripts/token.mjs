@@ -19,9 +19,10 @@ export function signJwt(payload, key, header = { alg: 'HS256', typ: 'JWT' }) {
 export function mint({ tenant, kind, key, days = 365, domain, rps, resource, now = Math.floor(Date.now() / 1000) }) {
   const fixed_params = { tenant_id: tenant };
   if (domain) fixed_params.domain = domain;
-  const scope = kind === 'tracker'
-    ? { type: 'DATASOURCES:APPEND', resource: resource ?? 'analytics_events', fixed_params }
-    : { type: 'PIPES:READ', resource: resource ?? '*', fixed_params };
+  const scope =
+    kind === 'tracker'
+      ? { type: 'DATASOURCES:APPEND', resource: resource ?? 'analytics_events', fixed_params }
+      : { type: 'PIPES:READ', resource: resource ?? '*', fixed_params };
   const payload = { workspace_id: 'starling', name: `${tenant}_${kind}`, iat: now, exp: now + Math.round(days * 86400), scopes: [scope] };
   if (rps) payload.limits = { rps: Number(rps) };
   return signJwt(payload, key);
@@ -30,15 +31,24 @@ export function mint({ tenant, kind, key, days = 365, domain, rps, resource, now
 export function devVar(name, file = '.dev.vars') {
   if (process.env[name]) return process.env[name];
   if (!existsSync(file)) return undefined;
-  const line = readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(`${name}=`));
+  const line = readFileSync(file, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}=`));
   return line?.slice(name.length + 1).replace(/^"|"$/g, '');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const args = Object.fromEntries(process.argv.slice(2).join(' ').split('--').filter(Boolean).map((a) => {
-    const [k, ...v] = a.trim().split(/\s+/);
-    return [k, v.join(' ') || 'true'];
-  }));
+  const args = Object.fromEntries(
+    process.argv
+      .slice(2)
+      .join(' ')
+      .split('--')
+      .filter(Boolean)
+      .map((a) => {
+        const [k, ...v] = a.trim().split(/\s+/);
+        return [k, v.join(' ') || 'true'];
+      }),
+  );
   const key = args.key ?? devVar('SIGNING_KEY');
   if (!args.tenant || !['tracker', 'read'].includes(args.kind) || !key) {
     console.error('usage: node scripts/token.mjs --tenant ID --kind tracker|read [--days N] [--domain D] [--rps N] [--key SECRET]');

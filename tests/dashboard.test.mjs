@@ -15,13 +15,26 @@ const TZ = 'Europe/Berlin';
 const UAS = {
   chrome: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
   firefox: 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0',
-  safari: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
+  safari:
+    'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
 };
 const SOURCES = ['https://www.google.com/search?q=x', 'https://news.ycombinator.com/', '', 'https://duckduckgo.com/'];
 const COUNTRIES = ['DE', 'US', 'FR', 'JP'];
 const PAGES = ['/', '/pricing', '/docs', '/blog', '/about'];
-const cfBlob = (country) => JSON.stringify({ country, region: '', city: '', colo: 'LHR', httpProtocol: 'HTTP/1.1', timezone: 'UTC',
-  tlsCipher: '', tlsVersion: '', clientAcceptEncoding: '', asn: 64500, asOrganization: 'Example' });
+const cfBlob = (country) =>
+  JSON.stringify({
+    country,
+    region: '',
+    city: '',
+    colo: 'LHR',
+    httpProtocol: 'HTTP/1.1',
+    timezone: 'UTC',
+    tlsCipher: '',
+    tlsVersion: '',
+    clientAcceptEncoding: '',
+    asn: 64500,
+    asOrganization: 'Example',
+  });
 
 let w;
 let browser;
@@ -29,8 +42,13 @@ let total = 0;
 const OUT = join(ROOT, 'test-output');
 
 /** Today in TZ, and date arithmetic on YYYY-MM-DD. */
-const today = () => new Intl.DateTimeFormat('en-CA', { timeZone: TZ, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
-const addDays = (iso, n) => { const d = new Date(`${iso}T00:00:00Z`); d.setUTCDate(d.getUTCDate() + n); return d.toISOString().slice(0, 10); };
+const today = () =>
+  new Intl.DateTimeFormat('en-CA', { timeZone: TZ, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
+const addDays = (iso, n) => {
+  const d = new Date(`${iso}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + n);
+  return d.toISOString().slice(0, 10);
+};
 
 /** Sessions for one tenant: recent ones (today, the live window, the last days) and older ones for the previous period. */
 async function seed(tenant, domains, visitors, pathPrefix = '') {
@@ -41,7 +59,7 @@ async function seed(tenant, domains, visitors, pathPrefix = '') {
     for (let s = 0; s < sessions; s++) {
       // v 0-1 live (they stay in the 5-minute window for the whole test), the others spread over the
       // last week; second sessions a week earlier (the previous period).
-      const hoursAgo = (v * 37 + s * 11) % 160 + 1;
+      const hoursAgo = ((v * 37 + s * 11) % 160) + 1;
       const start = v < 2 && s === 0 ? now - 5_000 : now - hoursAgo * 3_600_000 - s * 7 * 86_400_000;
       const pages = 1 + ((v + s) % 4);
       const domain = domains[(v + s) % domains.length];
@@ -49,14 +67,27 @@ async function seed(tenant, domains, visitors, pathPrefix = '') {
       const lines = [];
       for (let i = 0; i < pages; i++) {
         const path = `${pathPrefix}${PAGES[(v * 2 + i + s) % PAGES.length]}`;
-        lines.push(JSON.stringify({ timestamp: new Date(start + i * 40_000).toISOString(), action: 'page_hit', version: '1',
-          session_id: `${tenant}-v${v}-s${s}`, domain, payload: JSON.stringify({
-            'user-agent': Object.values(UAS)[v % 3], locale: 'en-US',
-            referrer: i === 0 ? SOURCES[(v + s) % SOURCES.length] : `https://${domain}${path}`, pathname: path,
-            href: `https://${domain}${path}${campaign && i === 0 ? `?utm_source=newsletter&utm_medium=email&utm_campaign=${campaign}` : ''}` }) }));
+        lines.push(
+          JSON.stringify({
+            timestamp: new Date(start + i * 40_000).toISOString(),
+            action: 'page_hit',
+            version: '1',
+            session_id: `${tenant}-v${v}-s${s}`,
+            domain,
+            payload: JSON.stringify({
+              'user-agent': Object.values(UAS)[v % 3],
+              locale: 'en-US',
+              referrer: i === 0 ? SOURCES[(v + s) % SOURCES.length] : `https://${domain}${path}`,
+              pathname: path,
+              href: `https://${domain}${path}${campaign && i === 0 ? `?utm_source=newsletter&utm_medium=email&utm_campaign=${campaign}` : ''}`,
+            }),
+          }),
+        );
       }
-      const r = await w.post('/v0/events?name=analytics_events', lines.join('\n'),
-        { token, headers: { 'CF-Connecting-IP': `203.0.113.${v + 1}`, 'MF-CF-Blob': cfBlob(COUNTRIES[v % COUNTRIES.length]) } });
+      const r = await w.post('/v0/events?name=analytics_events', lines.join('\n'), {
+        token,
+        headers: { 'CF-Connecting-IP': `203.0.113.${v + 1}`, 'MF-CF-Blob': cfBlob(COUNTRIES[v % COUNTRIES.length]) },
+      });
       assert.equal(r.status, 202, r.text);
       total += 1;
     }
@@ -68,9 +99,21 @@ before(async () => {
   w = await startWorker();
   await seed('acme', ['acme.example', 'shop.acme.example'], 24);
   await seed('globex', ['globex.example'], 6, '/globex-secret');
-  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, { what: `${total} sessions rolled up`, timeoutMs: 90_000 });
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] });
+  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, {
+    what: `${total} sessions rolled up`,
+    timeoutMs: 90_000,
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
+  });
   mkdirSync(OUT, { recursive: true });
 });
 
@@ -105,7 +148,8 @@ async function open(url, { width = 1280, height = 900, allow = [] } = {}) {
   });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('response', (r) => {
-    if (r.status() >= 400 && !allow.some((re) => re.test(`status of ${r.status()}`))) problems.push(`HTTP ${r.status()}: ${r.url().replace(/token=[^&]*/, 'token=…')}`);
+    if (r.status() >= 400 && !allow.some((re) => re.test(`status of ${r.status()}`)))
+      problems.push(`HTTP ${r.status()}: ${r.url().replace(/token=[^&]*/, 'token=…')}`);
   });
   await page.goto(url);
   return { page, context, problems };
@@ -113,14 +157,26 @@ async function open(url, { width = 1280, height = 900, allow = [] } = {}) {
 
 /** Waits until the dashboard in `frame` finished a load newer than `after`. */
 async function settled(frame, after = 0) {
-  await frame.waitForFunction((n) => Number(document.body.dataset.ready || 0) > n
-    && document.getElementById('main').getAttribute('aria-busy') === 'false', after, { timeout: 30_000 });
+  await frame.waitForFunction(
+    (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
+    after,
+    { timeout: 30_000 },
+  );
   return frame.evaluate(() => Number(document.body.dataset.ready));
 }
 
 const KPI_KEYS = ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'avg_session_sec'];
-const TABLES = { top_pages: 'pathname', entry_pages: 'pathname', exit_pages: 'pathname', top_sources: 'referrer',
-  top_campaigns: 'utm_campaign', top_browsers: 'browser', top_os: 'os', top_devices: 'device', top_locations: 'location' };
+const TABLES = {
+  top_pages: 'pathname',
+  entry_pages: 'pathname',
+  exit_pages: 'pathname',
+  top_sources: 'referrer',
+  top_campaigns: 'utm_campaign',
+  top_browsers: 'browser',
+  top_os: 'os',
+  top_devices: 'device',
+  top_locations: 'location',
+};
 
 /** Asserts that the KPIs, chart table and top lists on the page equal the endpoints' for `params`. */
 async function assertMatches(frame, token, params, what) {
@@ -136,17 +192,22 @@ async function assertMatches(frame, token, params, what) {
   const series = await api('kpis', { ...params, include_previous_period: 'true' }, token);
   const chartRows = await frame.locator('[data-testid=chart-table] tbody tr').count();
   assert.equal(chartRows, series.length, `${what}: one chart row per bucket`);
-  assert.ok(await frame.locator('[data-testid=chart] canvas').count() >= 1, `${what}: chart drawn`);
+  assert.ok((await frame.locator('[data-testid=chart] canvas').count()) >= 1, `${what}: chart drawn`);
   for (const [name, key] of Object.entries(TABLES)) {
     const want = (await api(name, { ...params, limit: 10 }, token)).map((r) => [r[key], r.visits, r.hits]);
-    const got = await frame.$$eval(`[data-testid=table-${name}] tbody tr[data-testid=row]`, (rows) => rows.map((r) => [
-      r.dataset.key, Number(r.querySelector('[data-testid=visits]').dataset.value), Number(r.querySelector('[data-testid=hits]').dataset.value)]));
+    const got = await frame.$$eval(`[data-testid=table-${name}] tbody tr[data-testid=row]`, (rows) =>
+      rows.map((r) => [
+        r.dataset.key,
+        Number(r.querySelector('[data-testid=visits]').dataset.value),
+        Number(r.querySelector('[data-testid=hits]').dataset.value),
+      ]),
+    );
     assert.deepEqual(got, want, `${what}: ${name}`);
   }
   return summary;
 }
 
-test('the dashboard shows exactly the endpoints\' numbers; ranges, filters and domains change them', async () => {
+test("the dashboard shows exactly the endpoints' numbers; ranges, filters and domains change them", async () => {
   const token = w.token('acme', 'read');
   const { page, context, problems } = await open(`${w.base}/dashboard/#token=${token}`);
   let gen = await settled(page);
@@ -158,7 +219,7 @@ test('the dashboard shows exactly the endpoints\' numbers; ranges, filters and d
   const week = await assertMatches(page, token, base, '7d');
   assert.ok(week.visits > 0 && week.previous_visits > 0, 'the fixture has data in both periods');
   const body = await page.textContent('body');
-  assert.ok(!body.includes('globex'), 'another tenant\'s data never appears');
+  assert.ok(!body.includes('globex'), "another tenant's data never appears");
   const live = (await api('current_visitors', {}, token))[0].visits;
   await page.waitForSelector('[data-testid=live-visitors][data-value]');
   assert.equal(Number(await page.getAttribute('[data-testid=live-visitors]', 'data-value')), live, 'live visitors');
@@ -240,8 +301,10 @@ test('the dashboard shows exactly the endpoints\' numbers; ranges, filters and d
 
 test('phone width: no horizontal scrolling, screenshot', async () => {
   const token = w.token('acme', 'read');
-  const { page, context, problems } = await open(`${w.base}/dashboard/#token=${token}&theme=dark&name=Acme%20Inc.&color=%230f766e`,
-    { width: 375, height: 812 });
+  const { page, context, problems } = await open(`${w.base}/dashboard/#token=${token}&theme=dark&name=Acme%20Inc.&color=%230f766e`, {
+    width: 375,
+    height: 812,
+  });
   await settled(page);
   const widths = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
   assert.ok(widths[0] <= widths[1], `no horizontal overflow at 375 px: ${widths}`);
@@ -258,10 +321,20 @@ test('phone width: no horizontal scrolling, screenshot', async () => {
 
 test('white label from the fragment is validated: no CSS or script injection', async () => {
   const token = w.token('acme', 'read');
-  const evil = new URLSearchParams({ token, color: 'red;background:url(https://evil.example/x)', logo: 'javascript:alert(1)', name: '<img src=x onerror=alert(1)>', brand: 'none' });
+  const evil = new URLSearchParams({
+    token,
+    color: 'red;background:url(https://evil.example/x)',
+    logo: 'javascript:alert(1)',
+    name: '<img src=x onerror=alert(1)>',
+    brand: 'none',
+  });
   const { page, context, problems } = await open(`${w.base}/dashboard/#${evil}`);
   await settled(page);
-  assert.equal(await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue('--accent-light').trim()), '#2563eb', 'invalid colour ignored');
+  assert.equal(
+    await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue('--accent-light').trim()),
+    '#2563eb',
+    'invalid colour ignored',
+  );
   assert.match(await page.evaluate(() => document.getElementById('logo').src), /\/dashboard\/assets\/logo\.svg$/, 'invalid logo ignored');
   assert.equal(await page.textContent('[data-testid=site-name]'), '<img src=x onerror=alert(1)>', 'name is text');
   assert.equal(await page.locator('img[src=x]').count(), 0);
@@ -354,8 +427,12 @@ test('the embed element hands the token to the iframe and renders data', async (
 });
 
 test('white label from the tenant settings: set by the admin API, applied for that tenant only', async () => {
-  const put = (body, auth = `Bearer ${w.adminToken}`) => w.fetch('/v0/admin/tenants/acme/settings',
-    { method: 'PUT', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', ...(auth ? { Authorization: auth } : {}) } });
+  const put = (body, auth = `Bearer ${w.adminToken}`) =>
+    w.fetch('/v0/admin/tenants/acme/settings', {
+      method: 'PUT',
+      body: JSON.stringify(body),
+      headers: { 'Content-Type': 'application/json', ...(auth ? { Authorization: auth } : {}) },
+    });
   const bad = await put({ display_name: 'Acme Analytics', primary_color: 'red;}' });
   assert.equal(bad.status, 400, bad.body);
   assert.match(JSON.parse(bad.body).error, /primary_color/);
@@ -363,8 +440,14 @@ test('white label from the tenant settings: set by the admin API, applied for th
   assert.equal((await put({ display_name: 'Nope' }, 'Bearer not-the-admin-token')).status, 403, 'wrong admin token');
   const ok = await put({ display_name: 'Acme Analytics', primary_color: '#0a7d32', hide_branding: true });
   assert.equal(ok.status, 200, ok.body);
-  assert.deepEqual(JSON.parse(ok.body), { tenant_id: 'acme', display_name: 'Acme Analytics', logo_url: null,
-    primary_color: '#0a7d32', theme: null, hide_branding: true });
+  assert.deepEqual(JSON.parse(ok.body), {
+    tenant_id: 'acme',
+    display_name: 'Acme Analytics',
+    logo_url: null,
+    primary_color: '#0a7d32',
+    theme: null,
+    hide_branding: true,
+  });
 
   const accent = (page) => page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue('--accent-light').trim());
   const acme = w.token('acme', 'read');
@@ -372,8 +455,11 @@ test('white label from the tenant settings: set by the admin API, applied for th
   await settled(page);
   await page.waitForFunction(() => document.getElementById('site-name').textContent === 'Acme Analytics');
   assert.equal(await accent(page), '#0a7d32', 'the tenant colour is the accent');
-  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector('button.kpi[aria-pressed=true]')).borderTopColor),
-    'rgb(10, 125, 50)', 'the selected figure is drawn in the tenant colour');
+  assert.equal(
+    await page.evaluate(() => getComputedStyle(document.querySelector('button.kpi[aria-pressed=true]')).borderTopColor),
+    'rgb(10, 125, 50)',
+    'the selected figure is drawn in the tenant colour',
+  );
   assert.ok(!(await page.isVisible('[data-testid=powered]')), 'hide_branding hides "Powered by Starling"');
   assert.ok(!(await page.evaluate(() => document.body.innerText.includes('Powered by Starling'))));
   assert.match(await page.title(), /^Acme Analytics/);

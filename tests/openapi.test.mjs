@@ -25,7 +25,8 @@ const UNKNOWN_PATHS = ['/v0/nope', '/v0/admin/nope', '/v0/pipes/', '/v0/pipes/kp
 /** Every operation: `{ path, method (upper case), op, item }`. */
 function operations() {
   return Object.entries(doc.paths).flatMap(([path, item]) =>
-    OPERATION_KEYS.filter((m) => item[m]).map((m) => ({ path, method: m.toUpperCase(), op: item[m], item })));
+    OPERATION_KEYS.filter((m) => item[m]).map((m) => ({ path, method: m.toUpperCase(), op: item[m], item })),
+  );
 }
 
 /** Resolves a local `$ref` (`#/a/b~1c`) in the document; throws when it does not resolve. */
@@ -53,8 +54,9 @@ function deref(node) {
 
 /** Every `$ref` string in the document with where it is. */
 function refs(node, at = '#', out = []) {
-  if (Array.isArray(node)) node.forEach((v, i) => refs(v, `${at}/${i}`, out));
-  else if (node && typeof node === 'object') {
+  if (Array.isArray(node)) {
+    for (const [i, v] of node.entries()) refs(v, `${at}/${i}`, out);
+  } else if (node && typeof node === 'object') {
     for (const [k, v] of Object.entries(node)) {
       if (k === '$ref' && typeof v === 'string') out.push({ ref: v, at });
       else refs(v, `${at}/${k}`, out);
@@ -75,9 +77,14 @@ function requiredQuery({ op, item }) {
   const q = new URLSearchParams();
   for (const p of params.filter((p) => p.in === 'query' && p.required)) {
     const schema = deref(p.schema ?? {});
-    const value = p.name === 'name' ? 'analytics_events'
-      : schema.format === 'date' ? '2026-01-01'
-        : p.name === 'tenant_id' ? PROBE_VALUES.tenant_id : 'probe';
+    const value =
+      p.name === 'name'
+        ? 'analytics_events'
+        : schema.format === 'date'
+          ? '2026-01-01'
+          : p.name === 'tenant_id'
+            ? PROBE_VALUES.tenant_id
+            : 'probe';
     q.set(p.name, value);
   }
   const s = q.toString();
@@ -114,11 +121,15 @@ test('document: every operation has a unique operationId, a summary, a descripti
     assert.ok(typeof op.summary === 'string' && op.summary.trim(), `${where}: summary`);
     assert.ok(typeof op.description === 'string' && op.description.trim(), `${where}: description`);
     assert.ok(op.responses && Object.keys(op.responses).length > 0, `${where}: responses`);
-    assert.ok(Object.keys(op.responses).some((c) => /^2\d\d$/.test(c)), `${where}: a success response`);
+    assert.ok(
+      Object.keys(op.responses).some((c) => /^2\d\d$/.test(c)),
+      `${where}: a success response`,
+    );
     for (const t of op.tags ?? []) assert.ok(tags.has(t), `${where}: tag '${t}' is not declared`);
     // No global security: each operation says what it needs ([] = public).
     assert.ok(Array.isArray(op.security), `${where}: security`);
-    for (const req of op.security) for (const name of Object.keys(req)) assert.ok(schemes[name], `${where}: unknown security scheme ${name}`);
+    for (const req of op.security)
+      for (const name of Object.keys(req)) assert.ok(schemes[name], `${where}: unknown security scheme ${name}`);
     const names = op.security.flatMap((r) => Object.keys(r));
     if (PUBLIC.has(path)) assert.deepEqual(names, [], `${where} is public`);
     else if (path.startsWith('/v0/admin/')) assert.deepEqual(names, ['adminToken'], `${where} is admin only`);
@@ -155,14 +166,28 @@ test('document: path parameters match the path templates', () => {
 
 test('document: the components the API promises, and error responses are {error}', () => {
   const { schemas, responses } = doc.components;
-  for (const name of ['Tenant', 'TenantInput', 'TokenMintRequest', 'TokenMinted', 'TokenMetadata', 'TenantKey', 'Usage',
-    'AuditEntry', 'Error', 'PipeResponse', 'IngestResponse', 'Settings']) assert.ok(schemas[name], `schema ${name}`);
+  for (const name of [
+    'Tenant',
+    'TenantInput',
+    'TokenMintRequest',
+    'TokenMinted',
+    'TokenMetadata',
+    'TenantKey',
+    'Usage',
+    'AuditEntry',
+    'Error',
+    'PipeResponse',
+    'IngestResponse',
+    'Settings',
+  ])
+    assert.ok(schemas[name], `schema ${name}`);
   assert.deepEqual(schemas.Error.required, ['error']);
   assert.equal(schemas.Error.properties.error.type, 'string');
   assert.deepEqual([...schemas.PipeResponse.required].sort(), ['data', 'meta', 'rows', 'statistics']);
   assert.deepEqual([...schemas.IngestResponse.required].sort(), ['quarantined_rows', 'successful_rows']);
   const tooMany = deref(responses.TooManyRequests);
-  for (const h of ['Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset']) assert.ok(tooMany.headers?.[h], `429 header ${h}`);
+  for (const h of ['Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'])
+    assert.ok(tooMany.headers?.[h], `429 header ${h}`);
   assert.ok(deref(responses.ServiceUnavailable).headers?.['Retry-After'], '503 Retry-After');
   for (const { path, method, op } of operations()) {
     for (const [code, resp] of Object.entries(op.responses)) {
@@ -178,8 +203,10 @@ test('document: one path per pipe, exactly the pipes the core serves', () => {
   const list = source.match(/pub\(crate\) const PIPES: &\[&str\] = &\[([^\]]*)\]/);
   assert.ok(list, 'PIPES in core/src/query/pipes.rs');
   const core = [...list[1].matchAll(/"([a-z_]+)"/g)].map((m) => m[1]).sort();
-  const documented = Object.keys(doc.paths).filter((p) => p.startsWith('/v0/pipes/'))
-    .map((p) => p.match(/^\/v0\/pipes\/([a-z_]+)\.json$/)?.[1]).sort();
+  const documented = Object.keys(doc.paths)
+    .filter((p) => p.startsWith('/v0/pipes/'))
+    .map((p) => p.match(/^\/v0\/pipes\/([a-z_]+)\.json$/)?.[1])
+    .sort();
   assert.deepEqual(documented, core);
   for (const name of core) {
     const op = doc.paths[`/v0/pipes/${name}.json`].get;
@@ -192,7 +219,9 @@ test('document: one path per pipe, exactly the pipes the core serves', () => {
 
 let w;
 const worker = async () => (w ??= await startWorker());
-after(async () => { await w?.stop(); });
+after(async () => {
+  await w?.stop();
+});
 
 /** A call without any credentials; the parsed body when it is JSON. */
 async function anonymous(method, path) {
@@ -203,7 +232,11 @@ async function anonymous(method, path) {
     body: hasBody ? '{}' : undefined,
   });
   let json;
-  try { json = JSON.parse(r.body); } catch { json = undefined; }
+  try {
+    json = JSON.parse(r.body);
+  } catch {
+    json = undefined;
+  }
   return { status: r.status, json, body: r.body, headers: r.headers };
 }
 
@@ -246,7 +279,10 @@ test('worker: every method a path does not document is 405', async () => {
       assertJsonError(r, where);
       const allow = r.headers.get('allow');
       if (allow) {
-        const allowed = allow.split(',').map((m) => m.trim().toUpperCase()).filter((m) => PROBED.includes(m));
+        const allowed = allow
+          .split(',')
+          .map((m) => m.trim().toUpperCase())
+          .filter((m) => PROBED.includes(m));
         assert.deepEqual(allowed.sort(), [...documented].sort(), `${where}: Allow: ${allow}`);
       }
     }

@@ -8,15 +8,28 @@ import { signJwt, mint } from '../scripts/token.mjs';
 const UAS = {
   chrome: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
   firefox: 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0',
-  safari: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
+  safari:
+    'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
 };
 const SOURCES = ['https://www.google.com/search?q=x', 'https://news.ycombinator.com/', ''];
 const COUNTRIES = ['DE', 'US', 'FR'];
 // Three tenants of different sizes, with their own domains and path prefixes so leaks are visible.
 const TENANTS = { alpha: 14, beta: 9, gamma: 4 };
 
-const cfBlob = (country) => JSON.stringify({ country, region: '', city: '', colo: 'LHR', httpProtocol: 'HTTP/1.1', timezone: 'UTC',
-  tlsCipher: '', tlsVersion: '', clientAcceptEncoding: '', asn: 64500, asOrganization: 'Example' });
+const cfBlob = (country) =>
+  JSON.stringify({
+    country,
+    region: '',
+    city: '',
+    colo: 'LHR',
+    httpProtocol: 'HTTP/1.1',
+    timezone: 'UTC',
+    tlsCipher: '',
+    tlsVersion: '',
+    clientAcceptEncoding: '',
+    asn: 64500,
+    asOrganization: 'Example',
+  });
 
 /** Deterministic visits: visitor v has one or two sessions of one to three page hits. */
 function fixture(tenant, visitors, now) {
@@ -33,8 +46,17 @@ function fixture(tenant, visitors, now) {
         path: `/${tenant}/${['home', 'pricing', 'docs', 'blog'][(v + i + s) % 4]}`,
         referrer: i === 0 ? SOURCES[(v + s) % 3] : `https://${tenant}.example/${tenant}/prev`,
       }));
-      visits.push({ tenant, visitor: `${tenant}-v${v}`, ip: `198.51.100.${v + 1}`, ua: UAS[browser], browser,
-        country: COUNTRIES[v % 3], session: `${tenant}-v${v}-s${s}`, campaign: v % 2 ? `camp-${v % 3}` : '', hits });
+      visits.push({
+        tenant,
+        visitor: `${tenant}-v${v}`,
+        ip: `198.51.100.${v + 1}`,
+        ua: UAS[browser],
+        browser,
+        country: COUNTRIES[v % 3],
+        session: `${tenant}-v${v}-s${s}`,
+        campaign: v % 2 ? `camp-${v % 3}` : '',
+        hits,
+      });
     }
   }
   return visits;
@@ -43,12 +65,15 @@ function fixture(tenant, visitors, now) {
 /** The metrics computed from the raw visits, with no planner code. */
 function oracle(visits, now) {
   const sessions = visits.map((v) => ({ ...v, first: v.hits[0], last: v.hits.at(-1) }));
-  const count = (key, pick) => {
+  const count = (_key, pick) => {
     const out = new Map();
-    for (const s of sessions) for (const [k, hits] of pick(s)) {
-      const r = out.get(k) ?? { visits: 0, hits: 0 };
-      r.visits += 1; r.hits += hits; out.set(k, r);
-    }
+    for (const s of sessions)
+      for (const [k, hits] of pick(s)) {
+        const r = out.get(k) ?? { visits: 0, hits: 0 };
+        r.visits += 1;
+        r.hits += hits;
+        out.set(k, r);
+      }
     return out;
   };
   const host = (r) => (r ? new URL(r).hostname.replace(/^www\./, '') : '');
@@ -75,9 +100,32 @@ function oracle(visits, now) {
   };
 }
 const round = (v, d) => Math.round(v * 10 ** d) / 10 ** d;
-const TOP_KEYS = { top_pages: 'pathname', top_sources: 'referrer', top_browsers: 'browser', top_locations: 'location', entry_pages: 'pathname', exit_pages: 'pathname' };
-const PIPES = ['kpis', 'kpis_summary', 'trend', 'current_visitors', 'top_pages', 'top_sources', 'top_browsers', 'top_devices',
-  'top_locations', 'top_os', 'top_campaigns', 'entry_pages', 'exit_pages', 'domains', 'domain', 'actions'];
+const TOP_KEYS = {
+  top_pages: 'pathname',
+  top_sources: 'referrer',
+  top_browsers: 'browser',
+  top_locations: 'location',
+  entry_pages: 'pathname',
+  exit_pages: 'pathname',
+};
+const PIPES = [
+  'kpis',
+  'kpis_summary',
+  'trend',
+  'current_visitors',
+  'top_pages',
+  'top_sources',
+  'top_browsers',
+  'top_devices',
+  'top_locations',
+  'top_os',
+  'top_campaigns',
+  'entry_pages',
+  'exit_pages',
+  'domains',
+  'domain',
+  'actions',
+];
 
 let w, now, expected;
 /** The raw fixture visits per tenant, for the /v0/query oracle. */
@@ -96,26 +144,58 @@ before(async () => {
     expected[tenant] = oracle(visits, now);
     const token = w.token(tenant);
     for (const v of visits) {
-      const lines = v.hits.map((h) => JSON.stringify({ timestamp: new Date(h.ts).toISOString(), action: 'page_hit', version: '1',
-        session_id: v.session, tenant_id: 'spoofed', domain: `${tenant}.example`, payload: JSON.stringify({
-          'user-agent': v.ua, locale: 'en-US', referrer: h.referrer, pathname: h.path,
-          href: `https://${tenant}.example${h.path}${v.campaign ? `?utm_source=nl&utm_medium=email&utm_campaign=${v.campaign}` : ''}` }) }));
-      lines.push(JSON.stringify({ timestamp: new Date(v.hits[0].ts).toISOString(), action: 'signup', session_id: v.session,
-        domain: `${tenant}.example`, payload: { plan: `${tenant}-plan` } }));
-      const r = await w.post('/v0/events?name=analytics_events', lines.join('\n'),
-        { token, headers: { 'CF-Connecting-IP': v.ip, 'MF-CF-Blob': cfBlob(v.country) } });
+      const lines = v.hits.map((h) =>
+        JSON.stringify({
+          timestamp: new Date(h.ts).toISOString(),
+          action: 'page_hit',
+          version: '1',
+          session_id: v.session,
+          tenant_id: 'spoofed',
+          domain: `${tenant}.example`,
+          payload: JSON.stringify({
+            'user-agent': v.ua,
+            locale: 'en-US',
+            referrer: h.referrer,
+            pathname: h.path,
+            href: `https://${tenant}.example${h.path}${v.campaign ? `?utm_source=nl&utm_medium=email&utm_campaign=${v.campaign}` : ''}`,
+          }),
+        }),
+      );
+      lines.push(
+        JSON.stringify({
+          timestamp: new Date(v.hits[0].ts).toISOString(),
+          action: 'signup',
+          session_id: v.session,
+          domain: `${tenant}.example`,
+          payload: { plan: `${tenant}-plan` },
+        }),
+      );
+      const r = await w.post('/v0/events?name=analytics_events', lines.join('\n'), {
+        token,
+        headers: { 'CF-Connecting-IP': v.ip, 'MF-CF-Blob': cfBlob(v.country) },
+      });
       assert.equal(r.status, 202, r.text);
     }
   }
   const total = Object.values(expected).reduce((n, e) => n + e.visits, 0);
-  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, { what: `${total} sessions rolled up`, timeoutMs: 60_000 });
+  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, {
+    what: `${total} sessions rolled up`,
+    timeoutMs: 60_000,
+  });
 });
-after(async () => { await w?.stop(); });
+after(async () => {
+  await w?.stop();
+});
 
 async function pipe(name, token, query = '', headers = {}) {
   const r = await w.fetch(`/v0/pipes/${name}.json?${query}`, { headers: { Authorization: `Bearer ${token}`, ...headers } });
   const text = await r.text();
-  let json; try { json = JSON.parse(text); } catch { json = undefined; }
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
   return { status: r.status, json, text, headers: r.headers };
 }
 
@@ -142,8 +222,16 @@ test('numbers equal the oracle computed from the raw events, for every tenant', 
     assert.ok(e.visitors < e.visits, 'the fixture has returning visitors');
     const daily = (await pipe('kpis', token, range)).json.data;
     assert.equal(daily.length, 2, 'one row per day');
-    assert.equal(daily.reduce((n, r) => n + r.visits, 0), e.visits, `${tenant} kpis visits`);
-    assert.equal(daily.reduce((n, r) => n + r.pageviews, 0), e.pageviews, `${tenant} kpis pageviews`);
+    assert.equal(
+      daily.reduce((n, r) => n + r.visits, 0),
+      e.visits,
+      `${tenant} kpis visits`,
+    );
+    assert.equal(
+      daily.reduce((n, r) => n + r.pageviews, 0),
+      e.pageviews,
+      `${tenant} kpis pageviews`,
+    );
     const live = (await pipe('current_visitors', token)).json.data[0].visits;
     assert.equal(live, e.live, `${tenant} current_visitors`);
     for (const [name, key] of Object.entries(TOP_KEYS)) {
@@ -151,7 +239,10 @@ test('numbers equal the oracle computed from the raw events, for every tenant', 
       assert.deepEqual(got, Object.fromEntries(e[name]), `${tenant} ${name}`);
     }
     const domains = (await pipe('domains', token)).json.data;
-    assert.deepEqual(domains.map((d) => [d.domain, d.total_hits]), [[`${tenant}.example`, e.pageviews]]);
+    assert.deepEqual(
+      domains.map((d) => [d.domain, d.total_hits]),
+      [[`${tenant}.example`, e.pageviews]],
+    );
     const actions = (await pipe('actions', token)).json.data;
     assert.deepEqual(actions.map((a) => a.action).sort(), ['page_hit', 'signup']);
   }
@@ -167,7 +258,7 @@ test('each tenant sees only its own data, whatever the request says', async () =
       [`TENANT_ID=${others(tenant)[0]}&Tenant_Id=${others(tenant)[1]}`, {}],
       [`tenant_id=${tenant}&tenant_id=${others(tenant)[0]}`, {}],
       [`domain=${others(tenant)[0]}.example`, {}],
-      ['', { 'X-Tenant-Id': others(tenant)[0], 'tenant_id': others(tenant)[0] }],
+      ['', { 'X-Tenant-Id': others(tenant)[0], tenant_id: others(tenant)[0] }],
       [`token=${w.token(others(tenant)[0], 'read')}`, {}],
     ];
     for (const name of PIPES) {
@@ -206,7 +297,9 @@ test('read tokens: the negative matrix', async () => {
     ['no tenant', signJwt({ exp, scopes: [scope('PIPES:READ', '*', {})] }, w.signingKey), 403],
   ];
   for (const [what, token, status] of cases) {
-    const r = token ? await pipe('kpis', token) : await w.fetch('/v0/pipes/kpis.json').then(async (x) => ({ status: x.status, json: JSON.parse(await x.text()) }));
+    const r = token
+      ? await pipe('kpis', token)
+      : await w.fetch('/v0/pipes/kpis.json').then(async (x) => ({ status: x.status, json: JSON.parse(await x.text()) }));
     assert.equal(r.status, status, `${what}: ${JSON.stringify(r.json)}`);
     assert.ok(r.json.error.length > 10, `${what}: the error explains itself`);
   }
@@ -216,8 +309,17 @@ test('read tokens: the negative matrix', async () => {
 
 test('bad parameters are 400s and unknown pipes 404s, never 500s', async () => {
   const token = w.token('alpha', 'read');
-  for (const q of ['date_from=yesterday', 'date_from=2025-02-30', 'date_from=2025-03-02&date_to=2025-03-01', 'limit=-1',
-    'limit=abc', 'skip=1e9', 'timezone=Not/AZone', 'timezone=%27%3B--', 'date_from=2020-01-01&date_to=2025-01-01']) {
+  for (const q of [
+    'date_from=yesterday',
+    'date_from=2025-02-30',
+    'date_from=2025-03-02&date_to=2025-03-01',
+    'limit=-1',
+    'limit=abc',
+    'skip=1e9',
+    'timezone=Not/AZone',
+    'timezone=%27%3B--',
+    'date_from=2020-01-01&date_to=2025-01-01',
+  ]) {
     const r = await pipe('top_pages', token, q);
     assert.equal(r.status, 400, `${q}: ${r.text}`);
     assert.match(r.json.error, /\w+/);
@@ -251,7 +353,12 @@ async function query(token, body, { method = 'POST' } = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
   const r = await w.fetch('/v0/query', { method, headers, body: method === 'POST' ? JSON.stringify(body) : undefined });
   const text = await r.text();
-  let json; try { json = JSON.parse(text); } catch { json = undefined; }
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
   return { status: r.status, json, text, headers: r.headers };
 }
 
@@ -263,19 +370,43 @@ test('POST /v0/query: numbers equal the oracle, from the rollups and from the vi
     const total = await query(token, { metrics: ['visitors', 'visits', 'pageviews', 'bounce_rate'], date_range: dates });
     assert.equal(total.status, 200, total.text);
     assert.equal(total.headers.get('x-query-path'), 'rollups');
-    assert.deepEqual(total.json.results, [{ metrics: [e.visitors, e.visits, e.pageviews,
-      round((raw[tenant].filter((v) => v.hits.length === 1).length / raw[tenant].length) * 100, 2)], dimensions: [] }]);
+    assert.deepEqual(total.json.results, [
+      {
+        metrics: [
+          e.visitors,
+          e.visits,
+          e.pageviews,
+          round((raw[tenant].filter((v) => v.hits.length === 1).length / raw[tenant].length) * 100, 2),
+        ],
+        dimensions: [],
+      },
+    ]);
     assert.deepEqual(total.json.query.date_range, dates);
 
-    const byBrowser = await query(token, { metrics: ['visits', 'pageviews'], date_range: dates, dimensions: ['visit:browser'], include: { total_rows: true } });
+    const byBrowser = await query(token, {
+      metrics: ['visits', 'pageviews'],
+      date_range: dates,
+      dimensions: ['visit:browser'],
+      include: { total_rows: true },
+    });
     assert.equal(byBrowser.headers.get('x-query-path'), 'rollups');
-    assert.deepEqual(Object.fromEntries(byBrowser.json.results.map((r) => [r.dimensions[0], { visits: r.metrics[0], hits: r.metrics[1] }])),
-      Object.fromEntries(e.top_browsers), `${tenant} by browser`);
+    assert.deepEqual(
+      Object.fromEntries(byBrowser.json.results.map((r) => [r.dimensions[0], { visits: r.metrics[0], hits: r.metrics[1] }])),
+      Object.fromEntries(e.top_browsers),
+      `${tenant} by browser`,
+    );
     assert.equal(byBrowser.json.meta.total_rows, e.top_browsers.size);
 
     // Two filters (one negated) and a dimension: exact over the visit-level table.
-    const body = { metrics: ['visits'], date_range: dates, dimensions: ['visit:country'],
-      filters: [['is_not', 'visit:browser', ['firefox']], ['contains', 'event:page', ['pricing', 'docs']]] };
+    const body = {
+      metrics: ['visits'],
+      date_range: dates,
+      dimensions: ['visit:country'],
+      filters: [
+        ['is_not', 'visit:browser', ['firefox']],
+        ['contains', 'event:page', ['pricing', 'docs']],
+      ],
+    };
     const two = await query(token, body);
     assert.equal(two.status, 200, two.text);
     assert.equal(two.headers.get('x-query-path'), 'visits');
@@ -284,7 +415,11 @@ test('POST /v0/query: numbers equal the oracle, from the rollups and from the vi
       if (v.browser === 'firefox' || !v.hits.some((h) => h.path.includes('pricing') || h.path.includes('docs'))) continue;
       want.set(v.country, (want.get(v.country) ?? 0) + 1);
     }
-    assert.deepEqual(Object.fromEntries(two.json.results.map((r) => [r.dimensions[0], r.metrics[0]])), Object.fromEntries(want), `${tenant} two filters`);
+    assert.deepEqual(
+      Object.fromEntries(two.json.results.map((r) => [r.dimensions[0], r.metrics[0]])),
+      Object.fromEntries(want),
+      `${tenant} two filters`,
+    );
   }
 });
 
@@ -292,8 +427,12 @@ test('POST /v0/query: the tenant comes only from the token', async () => {
   const others = (t) => Object.keys(TENANTS).filter((o) => o !== t);
   for (const tenant of Object.keys(TENANTS)) {
     const token = w.token(tenant, 'read');
-    for (const extra of [{}, { tenant_id: others(tenant)[0] }, { site_id: `${others(tenant)[0]}.example` },
-      { filters: [['is', 'event:hostname', [`${others(tenant)[1]}.example`]]] }]) {
+    for (const extra of [
+      {},
+      { tenant_id: others(tenant)[0] },
+      { site_id: `${others(tenant)[0]}.example` },
+      { filters: [['is', 'event:hostname', [`${others(tenant)[1]}.example`]]] },
+    ]) {
       const body = { metrics: ['visits'], date_range: '7d', dimensions: ['visit:entry_page'], ...extra };
       const r = await query(token, body);
       assert.equal(r.status, 200, r.text);
@@ -310,8 +449,17 @@ test('POST /v0/query: the tenant comes only from the token', async () => {
 
 test('POST /v0/query: a token that fixes dates reads only those dates, without comparisons', async () => {
   const iat = Math.floor(Date.now() / 1000);
-  const dated = (fixed) => signJwt({ workspace_id: 'starling', name: 'dated', iat, exp: iat + 600,
-    scopes: [{ type: 'PIPES:READ', resource: '*', fixed_params: { tenant_id: 'alpha', ...fixed } }] }, w.signingKey);
+  const dated = (fixed) =>
+    signJwt(
+      {
+        workspace_id: 'starling',
+        name: 'dated',
+        iat,
+        exp: iat + 600,
+        scopes: [{ type: 'PIPES:READ', resource: '*', fixed_params: { tenant_id: 'alpha', ...fixed } }],
+      },
+      w.signingKey,
+    );
   const both = dated({ date_from: day(now - 86_400_000), date_to: day(now) });
   // The body asks for a month; the token's dates win and hold every fixture visit.
   const r = await query(both, { metrics: ['visits'], date_range: '30d' });
@@ -346,7 +494,13 @@ test('POST /v0/query: bad queries are 400s naming the field; auth and method err
   assert.equal((await query(null, { metrics: ['visits'], date_range: '7d' })).status, 401);
   assert.equal((await query(w.token('alpha', 'tracker'), { metrics: ['visits'], date_range: '7d' })).status, 403);
   assert.equal((await query(token, null, { method: 'GET' })).status, 405);
-  const tz = await query(token, { metrics: ['visits'], date_range: '7d', timezone: 'Asia/Kolkata', dimensions: ['time:day'], include: { time_labels: true } });
+  const tz = await query(token, {
+    metrics: ['visits'],
+    date_range: '7d',
+    timezone: 'Asia/Kolkata',
+    dimensions: ['time:day'],
+    include: { time_labels: true },
+  });
   assert.equal(tz.status, 200, tz.text);
   assert.equal(tz.json.meta.time_labels.length, 7);
 });
@@ -363,8 +517,12 @@ test('a full rebuild from the R2 archive gives the same numbers, pipes and /v0/q
       assert.equal(r.headers.get('x-cache'), 'MISS', `${name} ${tz}`);
       out[name] = r.json.data;
     }
-    const q = await query(token, { metrics: ['visitors', 'visits', 'pageviews', 'bounce_rate', 'visit_duration'], date_range: dates,
-      dimensions: ['visit:browser'], pagination: { limit: 1000 + n } });
+    const q = await query(token, {
+      metrics: ['visitors', 'visits', 'pageviews', 'bounce_rate', 'visit_duration'],
+      date_range: dates,
+      dimensions: ['visit:browser'],
+      pagination: { limit: 1000 + n },
+    });
     out.query = q.json.results;
     return out;
   };

@@ -22,7 +22,9 @@ before(async () => {
   execFileSync('bash', ['scripts/build-www.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   w = await startWorker({ silo: true, extraArgs: ['--var', `SIGNING_KEY_PREVIOUS:${PREVIOUS_KEY}`] });
 });
-after(async () => { await w?.stop(); });
+after(async () => {
+  await w?.stop();
+});
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
@@ -31,7 +33,7 @@ const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Geck
 const DAY_MS = 86_400_000;
 const now = () => Math.floor(Date.now() / 1000);
 const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
-const today = () => dayOf(Date.now());
+const _today = () => dayOf(Date.now());
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
 async function call(method, path, { body, token = w.adminToken, headers = {}, worker = w } = {}) {
@@ -43,7 +45,12 @@ async function call(method, path, { body, token = w.adminToken, headers = {}, wo
     h['Content-Type'] = 'application/json';
   }
   const r = await worker.fetch(path, { method, headers: h, body: payload });
-  let json; try { json = JSON.parse(r.body); } catch { json = undefined; }
+  let json;
+  try {
+    json = JSON.parse(r.body);
+  } catch {
+    json = undefined;
+  }
   return { status: r.status, json, text: r.body, headers: r.headers };
 }
 const admin = (method, path, body) => call(method, path, { body });
@@ -59,11 +66,28 @@ async function erase(id) {
 
 /** A flock.js-style row (not from the tracker: no client-side masking or query stripping). */
 function row({ session = 's-1', path = '/', ts = Date.now(), domain = 'site.example', action = 'page_hit', props = {}, query = '' } = {}) {
-  return JSON.stringify({ timestamp: new Date(ts).toISOString(), action, version: '1', session_id: session, domain,
-    payload: JSON.stringify({ 'user-agent': UA, locale: 'en-US', referrer: '', pathname: path, href: `https://${domain}${path}${query}`, ...props }) });
+  return JSON.stringify({
+    timestamp: new Date(ts).toISOString(),
+    action,
+    version: '1',
+    session_id: session,
+    domain,
+    payload: JSON.stringify({
+      'user-agent': UA,
+      locale: 'en-US',
+      referrer: '',
+      pathname: path,
+      href: `https://${domain}${path}${query}`,
+      ...props,
+    }),
+  });
 }
-const ingest = (token, rows) => call('POST', '/v0/events?name=analytics_events',
-  { body: Array.isArray(rows) ? rows.join('\n') : rows, token, headers: { 'CF-Connecting-IP': '203.0.113.7' } });
+const ingest = (token, rows) =>
+  call('POST', '/v0/events?name=analytics_events', {
+    body: Array.isArray(rows) ? rows.join('\n') : rows,
+    token,
+    headers: { 'CF-Connecting-IP': '203.0.113.7' },
+  });
 const pipe = (name, token, query = '') => call('GET', `/v0/pipes/${name}.json?${query}`, { token });
 const sessionsOf = (tenant, db = 'DB') => w.d1(`SELECT count(*) AS n FROM sessions WHERE tenant_id = '${tenant}'`, db)[0].n;
 
@@ -94,8 +118,11 @@ test('#1 a token without iat is refused for a tenant re-created after erasure; t
   await createTenant({ tenant_id: 'iatco' });
   const read = await pipe('top_pages', legacyRead);
   const write = await ingest(legacyTracker, [row({ session: 'iat-ghost' })]);
-  assert.deepEqual([read.status, write.status], [401, 401],
-    `tokens without iat reach the re-created tenant: read ${read.status} ${read.text}, write ${write.status} ${write.text}`);
+  assert.deepEqual(
+    [read.status, write.status],
+    [401, 401],
+    `tokens without iat reach the re-created tenant: read ${read.status} ${read.text}, write ${write.status} ${write.text}`,
+  );
   const fresh = hs([scope('PIPES:READ', '*', { tenant_id: 'iatco' })], { iat: now() });
   assert.equal((await pipe('top_pages', fresh)).status, 200, 'a token issued after the re-creation works');
   assert.equal((await pipe('top_pages', w.token('iatco', 'read'))).status, 200, 'scripts/token.mjs sets iat');
@@ -117,14 +144,19 @@ test('#2 a kid that is not an issued key id is refused without a lookup; unknown
   }
   // Well-formed but unknown kids: all refused from the isolate's key set, in bounded time.
   const started = Date.now();
-  const unknown = await Promise.all(Array.from({ length: 60 }, () => pipe('top_pages', key.token(randomBytes(16).toString('hex'), scopes))));
+  const unknown = await Promise.all(
+    Array.from({ length: 60 }, () => pipe('top_pages', key.token(randomBytes(16).toString('hex'), scopes))),
+  );
   assert.deepEqual([...new Set(unknown.map((r) => r.status))], [401]);
   assert.match(unknown[0].json.error, /not a registered, unrevoked tenant key/);
   assert.ok(Date.now() - started < 20_000, `60 unknown kids took ${Date.now() - started} ms`);
   assert.equal((await pipe('top_pages', key.token(kid, scopes))).status, 200, 'the valid key still works after the flood');
   // Revocation still takes effect (the key set is dropped on changes).
   assert.equal((await admin('DELETE', `/v0/admin/tenants/kidco/keys/${kid}`)).status, 200);
-  await w.until(async () => (await pipe('top_pages', key.token(kid, scopes))).status === 401, { what: 'revoked key refused', timeoutMs: 10_000 });
+  await w.until(async () => (await pipe('top_pages', key.token(kid, scopes))).status === 401, {
+    what: 'revoked key refused',
+    timeoutMs: 10_000,
+  });
 });
 
 test('#3 custom-event properties are masked on the server for every client, and retention clears payloads older than it', async () => {
@@ -132,7 +164,11 @@ test('#3 custom-event properties are masked on the server for every client, and 
   const tracker = w.token('maskco');
   const oldTs = Date.now() - 5 * DAY_MS;
   const sent = await ingest(tracker, [
-    row({ session: 'm-1', action: 'signup', props: { email: 'ann.mask@example.com', userPhone: '+1 555 0100', plan: 'pro', form: { newPassword: 'hunter2' } } }),
+    row({
+      session: 'm-1',
+      action: 'signup',
+      props: { email: 'ann.mask@example.com', userPhone: '+1 555 0100', plan: 'pro', form: { newPassword: 'hunter2' } },
+    }),
     row({ session: 'm-2', action: 'old_signup', ts: oldTs, props: { plan: 'gold', note: 'old-note-7731' } }),
   ]);
   assert.equal(sent.status, 202, sent.text);
@@ -144,8 +180,10 @@ test('#3 custom-event properties are masked on the server for every client, and 
   assert.equal(actions.length, 2, JSON.stringify(actions));
   const byName = Object.fromEntries(actions.map((a) => [a.action, a]));
   const signup = JSON.parse(byName.signup.last_payload);
-  assert.ok(!JSON.stringify(actions).includes('ann.mask@example.com') && !JSON.stringify(actions).includes('hunter2'),
-    `the actions pipe serves sensitive properties: ${byName.signup.last_payload}`);
+  assert.ok(
+    !JSON.stringify(actions).includes('ann.mask@example.com') && !JSON.stringify(actions).includes('hunter2'),
+    `the actions pipe serves sensitive properties: ${byName.signup.last_payload}`,
+  );
   assert.deepEqual([signup.email, signup.userPhone, signup.form.newPassword, signup.plan], ['********', '********', '********', 'pro']);
   assert.equal(JSON.parse(byName.old_signup.last_payload).note, 'old-note-7731', 'the old payload is there before retention runs');
   assert.ok(!w.stateFiles().some((f) => f.bytes.includes(Buffer.from('ann.mask@example.com'))), 'the email is nowhere at rest (D1, R2)');
@@ -154,7 +192,11 @@ test('#3 custom-event properties are masked on the server for every client, and 
   assert.equal(run.status, 200, run.text);
   // A new cache key (the answer before retention may be served from the cache for up to 60 s).
   const after = Object.fromEntries((await pipe('actions', reader, 'domain=site.example')).json.data.map((a) => [a.action, a]));
-  assert.equal(after.old_signup.last_payload, '{}', `a payload older than retention_days is still served: ${after.old_signup.last_payload}`);
+  assert.equal(
+    after.old_signup.last_payload,
+    '{}',
+    `a payload older than retention_days is still served: ${after.old_signup.last_payload}`,
+  );
   assert.equal(after.old_signup.total_occurrences, 1, 'the all-time count stays');
   assert.equal(JSON.parse(after.signup.last_payload).plan, 'pro', 'a payload inside the retention is kept');
   const d1Payloads = w.d1("SELECT last_payload FROM actions WHERE tenant_id = 'maskco' AND action = 'old_signup'");
@@ -163,44 +205,85 @@ test('#3 custom-event properties are masked on the server for every client, and 
 
 test('#4 quarantined rows keep what is needed to debug, stripped and masked like accepted rows', async () => {
   const tracker = w.token('quarco');
-  const skewed = row({ session: 'q-1', ts: Date.now() + 30 * DAY_MS, query: '?session=QSECRET-123&utm_campaign=qmarker789',
-    props: { email: 'quar.ann@example.com' } });
+  const skewed = row({
+    session: 'q-1',
+    ts: Date.now() + 30 * DAY_MS,
+    query: '?session=QSECRET-123&utm_campaign=qmarker789',
+    props: { email: 'quar.ann@example.com' },
+  });
   const huge = row({ session: 'q-2', query: '?token=QSECRET-456', props: { password: 'QSECRET-789', blob: 'y'.repeat(17 * 1024) } });
   const r = await ingest(tracker, [skewed, huge]);
   assert.equal(r.status, 202, r.text);
   assert.equal(r.json.quarantined_rows, 2);
   await w.until(() => w.r2Keys('quarantine/quarco/').length > 0, { what: 'quarantine object written' });
-  await w.until(() => w.d1("SELECT sum(rows) AS n FROM quarantine_daily WHERE tenant_id = 'quarco'")[0].n === 2, { what: 'quarantine counted' });
+  await w.until(() => w.d1("SELECT sum(rows) AS n FROM quarantine_daily WHERE tenant_id = 'quarco'")[0].n === 2, {
+    what: 'quarantine counted',
+  });
   const files = w.stateFiles();
-  assert.ok(files.some((f) => f.bytes.includes(Buffer.from('utm_campaign=qmarker789'))),
-    'the quarantined row is kept (with its utm_* parameters) where this test can read it');
+  assert.ok(
+    files.some((f) => f.bytes.includes(Buffer.from('utm_campaign=qmarker789'))),
+    'the quarantined row is kept (with its utm_* parameters) where this test can read it',
+  );
   for (const probe of ['QSECRET-123', 'QSECRET-456', 'QSECRET-789', 'quar.ann@example.com']) {
     const at = files.find((f) => f.bytes.includes(Buffer.from(probe)));
     assert.ok(!at, `${probe} kept at rest in ${at?.path}`);
   }
 });
 
-test('#5 a batch of an older tenant generation is dropped and leftovers are erased, never the re-created tenant\'s data', async () => {
+test("#5 a batch of an older tenant generation is dropped and leftovers are erased, never the re-created tenant's data", async () => {
   await createTenant({ tenant_id: 'genco' });
   const first = (await admin('GET', '/v0/admin/tenants/genco')).json.generation;
   await erase('genco');
   // Leftovers of an interrupted erasure (or of a batch applied by a consumer that had not seen it yet).
   w.d1("INSERT INTO domains (tenant_id, domain, first_seen, last_seen, total_hits) VALUES ('genco', 'left.example', 1, 2, 3)");
   const again = await createTenant({ tenant_id: 'genco' });
-  assert.deepEqual(w.d1("SELECT domain FROM domains WHERE tenant_id = 'genco'"), [], 'leftovers of the old generation became the new tenant\'s data');
+  assert.deepEqual(
+    w.d1("SELECT domain FROM domains WHERE tenant_id = 'genco'"),
+    [],
+    "leftovers of the old generation became the new tenant's data",
+  );
   assert.ok(again.generation > first, `generation moved on: ${first} → ${again.generation}`);
   const ts = Date.now();
-  const event = { ts, tenant_id: 'genco', domain: 'g.example', action: 'page_hit', session_id: 'gen-1', visitor_id: 'v1', pathname: '/stale',
-    href: 'https://g.example/stale', source: '', utm_source: '', utm_medium: '', utm_campaign: '', utm_term: '', utm_content: '',
-    browser: 'firefox', os: 'linux', device: 'desktop', is_bot: false, country: 'DE', region: '', city: '', locale: 'de', payload: '{}' };
-  const batch = (id, generation, e) => JSON.stringify({ batch_id: id, tenant_id: 'genco', received_at: ts, generation, events: [e], quarantined: [] });
+  const event = {
+    ts,
+    tenant_id: 'genco',
+    domain: 'g.example',
+    action: 'page_hit',
+    session_id: 'gen-1',
+    visitor_id: 'v1',
+    pathname: '/stale',
+    href: 'https://g.example/stale',
+    source: '',
+    utm_source: '',
+    utm_medium: '',
+    utm_campaign: '',
+    utm_term: '',
+    utm_content: '',
+    browser: 'firefox',
+    os: 'linux',
+    device: 'desktop',
+    is_bot: false,
+    country: 'DE',
+    region: '',
+    city: '',
+    locale: 'de',
+    payload: '{}',
+  };
+  const batch = (id, generation, e) =>
+    JSON.stringify({ batch_id: id, tenant_id: 'genco', received_at: ts, generation, events: [e], quarantined: [] });
   // A retried or replayed batch accepted for the erased generation (as from the dead-letter queue).
   const stale = await w.admin('/v0/admin/batches?tenant_id=genco', { body: batch('gen-stale-1', first, event) });
   assert.equal(stale.status, 200, stale.text);
-  assert.equal(stale.json.outcome, 'dropped_stale_generation', `a batch of generation ${first} was ${stale.json.outcome} to generation ${again.generation}`);
+  assert.equal(
+    stale.json.outcome,
+    'dropped_stale_generation',
+    `a batch of generation ${first} was ${stale.json.outcome} to generation ${again.generation}`,
+  );
   assert.equal(sessionsOf('genco'), 0, 'nothing of the old generation reached the new tenant');
   // The same batch of the current generation is applied (the check is not vacuous).
-  const current = await w.admin('/v0/admin/batches?tenant_id=genco', { body: batch('gen-now-1', again.generation, { ...event, session_id: 'gen-2', pathname: '/now' }) });
+  const current = await w.admin('/v0/admin/batches?tenant_id=genco', {
+    body: batch('gen-now-1', again.generation, { ...event, session_id: 'gen-2', pathname: '/now' }),
+  });
   assert.equal(current.json.outcome, 'applied', current.text);
   assert.equal(sessionsOf('genco'), 1);
   // Live ingest stamps the current generation: accepted and rolled up.
@@ -211,15 +294,24 @@ test('#5 a batch of an older tenant generation is dropped and leftovers are eras
 test('#6 retention reaches the pool rows of a tenant registered as a silo after it sent data', async () => {
   const old = Date.now() - 5 * DAY_MS;
   // Sent before the tenant was registered: lands in the pool database.
-  const sent = await ingest(w.token('latesilo'), [row({ session: 'ls-old', path: '/old', ts: old }), row({ session: 'ls-new', path: '/new' })]);
+  const sent = await ingest(w.token('latesilo'), [
+    row({ session: 'ls-old', path: '/old', ts: old }),
+    row({ session: 'ls-new', path: '/new' }),
+  ]);
   assert.equal(sent.status, 202, sent.text);
   await w.until(() => sessionsOf('latesilo') === 2, { what: 'pool rows of the unregistered tenant' });
   await createTenant({ tenant_id: 'latesilo', plan: 'enterprise', isolation: 'silo', database: 'SILO_1', retention_days: 1 });
   const run = await admin('POST', '/v0/admin/retention/run');
   assert.equal(run.status, 200, run.text);
   const left = w.d1("SELECT session_key FROM sessions WHERE tenant_id = 'latesilo' ORDER BY session_key");
-  assert.deepEqual(left.map((r) => r.session_key), ['ls-new'], `pool rows older than the silo tenant's retention survive: ${JSON.stringify(left)}`);
-  const hits = w.d1(`SELECT count(*) AS n FROM visit_hourly WHERE tenant_id = 'latesilo' AND hour < ${Math.floor((Date.now() - DAY_MS * 2) / 1000)}`)[0].n;
+  assert.deepEqual(
+    left.map((r) => r.session_key),
+    ['ls-new'],
+    `pool rows older than the silo tenant's retention survive: ${JSON.stringify(left)}`,
+  );
+  const hits = w.d1(
+    `SELECT count(*) AS n FROM visit_hourly WHERE tenant_id = 'latesilo' AND hour < ${Math.floor((Date.now() - DAY_MS * 2) / 1000)}`,
+  )[0].n;
   assert.equal(hits, 0);
   // Erasure covers both databases too.
   await erase('latesilo');
@@ -235,7 +327,12 @@ test('#7 usage.json and tenant.json need their own scope or a whole-tenant read 
     ['a public live counter (current_visitors only)', hs([scope('PIPES:READ', 'current_visitors', t)]), 403, 403],
     ['a glob of some pipes', hs([scope('PIPES:READ', 'top_*', t)]), 403, 403],
     ['a dashboard token pinned to a domain', hs([scope('PIPES:READ', '*', { ...t, domain: 'a.example' })]), 403, 200],
-    ['a dashboard token pinned to dates', hs([scope('PIPES:READ', '*', { ...t, date_from: '2026-01-01', date_to: '2026-01-07' })]), 403, 200],
+    [
+      'a dashboard token pinned to dates',
+      hs([scope('PIPES:READ', '*', { ...t, date_from: '2026-01-01', date_to: '2026-01-07' })]),
+      403,
+      200,
+    ],
     ['USAGE:READ', hs([scope('USAGE:READ', '*', t)]), 200, 403],
     ['SETTINGS:READ', hs([scope('SETTINGS:READ', '*', t)]), 403, 200],
     ['a whole-tenant read token', w.token('scopeco', 'read'), 200, 200],
@@ -244,7 +341,8 @@ test('#7 usage.json and tenant.json need their own scope or a whole-tenant read 
   for (const [what, token, usage, settings] of cases) {
     const u = await doc('/v0/usage.json', token);
     const s = await doc('/v0/tenant.json', token);
-    if (u.status !== usage || s.status !== settings) wrong.push(`${what}: usage.json ${u.status} (want ${usage}), tenant.json ${s.status} (want ${settings}) ${u.text.slice(0, 120)}`);
+    if (u.status !== usage || s.status !== settings)
+      wrong.push(`${what}: usage.json ${u.status} (want ${usage}), tenant.json ${s.status} (want ${settings}) ${u.text.slice(0, 120)}`);
   }
   assert.deepEqual(wrong, []);
   const live = hs([scope('PIPES:READ', 'current_visitors', t)]);
@@ -254,10 +352,21 @@ test('#7 usage.json and tenant.json need their own scope or a whole-tenant read 
 
   const dated = hs([scope('PIPES:READ', '*', { ...t, date_from: '2026-01-01', date_to: '2026-01-07' })]);
   assert.equal((await pipe('kpis', dated)).status, 200);
-  assert.equal((await pipe('top_pages', dated, 'date_from=2020-01-01&date_to=2030-01-01')).status, 200, 'request dates are overridden, not refused');
+  assert.equal(
+    (await pipe('top_pages', dated, 'date_from=2020-01-01&date_to=2030-01-01')).status,
+    200,
+    'request dates are overridden, not refused',
+  );
   const escapes = [];
-  for (const [name, query] of [['kpis', 'include_previous_period=true'], ['kpis_summary', 'include_previous_period=true'],
-    ['current_visitors', ''], ['trend', ''], ['actions', ''], ['domains', ''], ['domain', '']]) {
+  for (const [name, query] of [
+    ['kpis', 'include_previous_period=true'],
+    ['kpis_summary', 'include_previous_period=true'],
+    ['current_visitors', ''],
+    ['trend', ''],
+    ['actions', ''],
+    ['domains', ''],
+    ['domain', ''],
+  ]) {
     const r = await pipe(name, dated, query);
     if (r.status !== 403) escapes.push(`${name}?${query}: ${r.status}`);
   }
@@ -280,7 +389,8 @@ test('#8 a SIGNING_KEY under 32 bytes serves nothing; during a rotation the prev
     const served = [];
     for (const [what, fn] of calls) {
       const r = await fn();
-      if (r.status !== 503 || !/SIGNING_KEY is shorter than 32 bytes/.test(r.json?.error ?? '')) served.push(`${what}: ${r.status} ${r.text.slice(0, 120)}`);
+      if (r.status !== 503 || !/SIGNING_KEY is shorter than 32 bytes/.test(r.json?.error ?? ''))
+        served.push(`${what}: ${r.status} ${r.text.slice(0, 120)}`);
     }
     assert.deepEqual(served, [], 'a deployment with a 31-byte SIGNING_KEY serves requests');
     assert.match(weak.logs(), /SIGNING_KEY is shorter than 32 bytes/, 'the reason is in the worker log');
@@ -301,7 +411,11 @@ test('#8 a SIGNING_KEY under 32 bytes serves nothing; during a rotation the prev
   assert.equal((await pipe('top_pages', tok.json.token)).status, 200);
   const [h, p, sig] = tok.json.token.split('.');
   const mac = (key) => createHmac('sha256', Buffer.from(key, 'utf8')).update(`${h}.${p}`).digest('base64url');
-  assert.deepEqual([mac(w.signingKey) === sig, mac(PREVIOUS_KEY) === sig], [true, false], 'new tokens are signed with SIGNING_KEY, not the previous key');
+  assert.deepEqual(
+    [mac(w.signingKey) === sig, mac(PREVIOUS_KEY) === sig],
+    [true, false],
+    'new tokens are signed with SIGNING_KEY, not the previous key',
+  );
 });
 
 test('#9 the dashboard can be framed only by allowed origins and takes a token only from them', async () => {
@@ -333,34 +447,54 @@ test('#9 the dashboard can be framed only by allowed origins and takes a token o
   const tenantCsp = (await w.fetch('/dashboard/?tenant=frameco')).headers.get('content-security-policy');
   assert.match(tenantCsp, new RegExp(`frame-ancestors 'self' ${origin}(;|$)`));
 
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
+  });
   try {
     const rendered = async (query) => {
       const page = await browser.newPage();
       try {
         await page.goto(`${origin}/page?${query}`);
         const frame = await (await page.waitForSelector('#f')).contentFrame();
-        return await frame.waitForSelector('[data-testid=kpi-visits][data-value]', { timeout: 8_000 }).then(() => true, () => false);
+        return await frame.waitForSelector('[data-testid=kpi-visits][data-value]', { timeout: 8_000 }).then(
+          () => true,
+          () => false,
+        );
       } finally {
         await page.close();
       }
     };
-    assert.equal(await rendered('tenant=frameco'), true, 'the tenant\'s own site embeds its dashboard and hands it the token');
+    assert.equal(await rendered('tenant=frameco'), true, "the tenant's own site embeds its dashboard and hands it the token");
     // postMessage: only the allowed parent origin configures the frame (defence in depth under the CSP).
     const page = await browser.newPage();
     try {
       await page.goto(`${origin}/page?tenant=frameco`);
       const frame = await (await page.waitForSelector('#f')).contentFrame();
       await frame.waitForSelector('[data-testid=kpi-visits][data-value]', { timeout: 15_000 });
-      const configure = (from, name) => frame.evaluate(([o, n]) => window.dispatchEvent(new MessageEvent('message',
-        { data: { type: 'starling:config', theme: { name: n } }, origin: o, source: window.parent })), [from, name]);
+      const configure = (from, name) =>
+        frame.evaluate(
+          ([o, n]) =>
+            window.dispatchEvent(
+              new MessageEvent('message', { data: { type: 'starling:config', theme: { name: n } }, origin: o, source: window.parent }),
+            ),
+          [from, name],
+        );
       const siteName = () => frame.textContent('[data-testid=site-name]');
       await configure('https://evil.example', 'Evil Corp');
       await new Promise((r) => setTimeout(r, 500));
       assert.notEqual(await siteName(), 'Evil Corp', 'a message from an origin that may not frame the dashboard configured it');
       await configure(origin, 'Friendly Co');
-      await frame.waitForFunction(() => document.querySelector('[data-testid=site-name]').textContent === 'Friendly Co', null, { timeout: 5_000 });
+      await frame.waitForFunction(() => document.querySelector('[data-testid=site-name]').textContent === 'Friendly Co', null, {
+        timeout: 5_000,
+      });
     } finally {
       await page.close();
     }

@@ -5,19 +5,25 @@ import assert from 'node:assert/strict';
 import { startWorker } from './lib/worker.mjs';
 
 let w;
-before(async () => { w = await startWorker(); });
-after(async () => { await w?.stop(); });
-
-const put = (tenant, body, auth) => w.fetch(`/v0/admin/tenants/${tenant}/settings`, {
-  method: 'PUT', body: typeof body === 'string' ? body : JSON.stringify(body),
-  headers: { 'Content-Type': 'application/json', Authorization: auth ?? `Bearer ${w.adminToken}` },
+before(async () => {
+  w = await startWorker();
 });
+after(async () => {
+  await w?.stop();
+});
+
+const put = (tenant, body, auth) =>
+  w.fetch(`/v0/admin/tenants/${tenant}/settings`, {
+    method: 'PUT',
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'Content-Type': 'application/json', Authorization: auth ?? `Bearer ${w.adminToken}` },
+  });
 const tenantJson = async (query, token) => {
   const r = await w.fetch(`/v0/tenant.json${query}`, token ? { headers: { Authorization: `Bearer ${token}` } } : undefined);
   return { status: r.status, json: JSON.parse(r.body), headers: r.headers };
 };
 
-test('tenant.json answers the token\'s tenant only, never a parameter\'s', async () => {
+test("tenant.json answers the token's tenant only, never a parameter's", async () => {
   assert.equal((await put('acme', { display_name: 'Acme Analytics', primary_color: '#0a7d32', hide_branding: true })).status, 200);
   assert.equal((await put('globex', { display_name: 'Globex', theme: 'dark', logo_url: 'https://globex.example/logo.png' })).status, 200);
   const acme = w.token('acme', 'read');
@@ -28,17 +34,36 @@ test('tenant.json answers the token\'s tenant only, never a parameter\'s', async
   assert.equal(viaQuery.json.display_name, 'Acme Analytics');
   assert.equal(viaQuery.headers.get('cache-control'), 'private, max-age=60');
   const viaHeader = await tenantJson('?tenant_id=globex', acme);
-  assert.deepEqual(viaHeader.json, { tenant_id: 'acme', display_name: 'Acme Analytics', logo_url: null,
-    primary_color: '#0a7d32', theme: null, hide_branding: true });
+  assert.deepEqual(viaHeader.json, {
+    tenant_id: 'acme',
+    display_name: 'Acme Analytics',
+    logo_url: null,
+    primary_color: '#0a7d32',
+    theme: null,
+    hide_branding: true,
+  });
 
   const globex = await tenantJson('', w.token('globex', 'read'));
-  assert.deepEqual(globex.json, { tenant_id: 'globex', display_name: 'Globex', logo_url: 'https://globex.example/logo.png',
-    primary_color: null, theme: 'dark', hide_branding: false });
+  assert.deepEqual(globex.json, {
+    tenant_id: 'globex',
+    display_name: 'Globex',
+    logo_url: 'https://globex.example/logo.png',
+    primary_color: null,
+    theme: 'dark',
+    hide_branding: false,
+  });
   // A token limited to some pipes (a public live counter) reads no settings (issue #16).
   assert.equal((await tenantJson('', w.token('globex', 'read', { resource: 'kpis' }))).status, 403);
 
   const unset = await tenantJson('', w.token('initech', 'read'));
-  assert.deepEqual(unset.json, { tenant_id: 'initech', display_name: null, logo_url: null, primary_color: null, theme: null, hide_branding: false });
+  assert.deepEqual(unset.json, {
+    tenant_id: 'initech',
+    display_name: null,
+    logo_url: null,
+    primary_color: null,
+    theme: null,
+    hide_branding: false,
+  });
 
   assert.equal((await tenantJson('?tenant_id=acme')).status, 401, 'no token');
   assert.equal((await tenantJson('', w.token('acme', 'tracker'))).status, 403, 'a tracker token reads nothing');
@@ -69,5 +94,12 @@ test('the admin API validates settings and names the bad field', async () => {
   // A rejected PUT changed nothing; a PUT replaces every field.
   assert.equal((await put('acme', { theme: 'light' })).status, 200);
   const now = await tenantJson('', w.token('acme', 'read'));
-  assert.deepEqual(now.json, { tenant_id: 'acme', display_name: null, logo_url: null, primary_color: null, theme: 'light', hide_branding: false });
+  assert.deepEqual(now.json, {
+    tenant_id: 'acme',
+    display_name: null,
+    logo_url: null,
+    primary_color: null,
+    theme: 'light',
+    hide_branding: false,
+  });
 });
