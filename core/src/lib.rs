@@ -17,6 +17,8 @@
 pub mod audit;
 pub mod beacon;
 #[cfg(feature = "std")]
+pub mod body;
+#[cfg(feature = "std")]
 pub mod caps;
 #[cfg(feature = "std")]
 pub mod claims;

@@ -16,7 +16,6 @@ mod tenants;
 mod tokens;
 
 use starling_core::audit::{self, Reason};
-use starling_core::usage;
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::error::ApiError;
@@ -123,30 +122,20 @@ fn record_denial(
     );
 }
 
-/// Adds one served query to the tenant's usage of the day, after the response is sent.
+/// Counts one served query in the tenant's usage of the day (coalesced per isolate, written after the
+/// response).
 fn count_query(env: &Env, ctx: &Context, outcome: &Outcome) {
     let (Some(binding), Some(tenant)) = (&outcome.query_served, &outcome.tenant) else {
         return;
     };
-    let Ok(db) = env.d1(binding) else { return };
     let now = now_ms().div_euclid(1000);
-    let statement = usage::add(
+    crate::query_usage::record(
+        env,
+        ctx,
+        binding,
         tenant,
-        &starling_core::time::day_string(now),
-        &usage::UsageDelta {
-            queries: 1,
-            ..Default::default()
-        },
+        starling_core::time::day_string(now),
     );
-    ctx.wait_until(async move {
-        if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
-            log::event(
-                "error",
-                "usage_write",
-                &serde_json::json!({ "error": e.to_string() }),
-            );
-        }
-    });
 }
 
 /// Every route of the API, resolved from the path alone.
