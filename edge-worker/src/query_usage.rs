@@ -4,8 +4,8 @@
 //! Writing that as its own D1 upsert per request made each query a write on the tenant's database;
 //! instead the isolate counts per (database, tenant, day) and one flush a second later (`waitUntil`,
 //! after the response) writes one upsert per key, as the audit of denials does ([`crate::denials`]).
-//! An isolate evicted inside that second loses its pending counts: usage errs towards under-counting
-//! queries, never towards failing one.
+//! A failed write keeps its counts for the next flush; an isolate evicted before that loses them:
+//! usage errs towards under-counting queries, never towards failing one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -46,21 +46,28 @@ pub fn record(env: &Env, ctx: &Context, binding: &str, tenant: &str, day: String
     });
 }
 
-/// Writes every pending count: one D1 batch per database.
+/// Writes every pending count: one D1 batch per database. A database that cannot be written keeps its
+/// counts pending for the next flush.
 async fn flush(env: &Env) {
     let pending: Vec<(Key, i64)> = PENDING.with(|p| p.borrow_mut().drain().collect());
-    let mut by_db: HashMap<String, Vec<_>> = HashMap::new();
-    for ((binding, tenant, day), n) in &pending {
-        by_db.entry(binding.clone()).or_default().push(usage::add(
-            tenant,
-            day,
-            &usage::UsageDelta {
-                queries: *n,
-                ..Default::default()
-            },
-        ));
+    let mut by_db: HashMap<String, Vec<(Key, i64)>> = HashMap::new();
+    for (key, n) in pending {
+        by_db.entry(key.0.clone()).or_default().push((key, n));
     }
-    for (binding, statements) in by_db {
+    for (binding, counts) in by_db {
+        let statements: Vec<_> = counts
+            .iter()
+            .map(|((_, tenant, day), n)| {
+                usage::add(
+                    tenant,
+                    day,
+                    &usage::UsageDelta {
+                        queries: *n,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
         let result = match env.d1(&binding) {
             Ok(db) => d1::run_atomic(&db, &statements).await,
             Err(e) => Err(e),
@@ -71,6 +78,12 @@ async fn flush(env: &Env) {
                 "usage_write",
                 &serde_json::json!({ "error": e.to_string(), "database": binding }),
             );
+            PENDING.with(|p| {
+                let mut p = p.borrow_mut();
+                for (key, n) in counts {
+                    *p.entry(key).or_insert(0) += n;
+                }
+            });
         }
     }
 }
