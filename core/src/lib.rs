@@ -14,6 +14,8 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 #[cfg(feature = "std")]
+pub mod archive;
+#[cfg(feature = "std")]
 pub mod audit;
 pub mod beacon;
 #[cfg(feature = "std")]
