@@ -122,6 +122,47 @@ test('ingest keeps accepting while D1 is locked by another process, and applies 
   }
 });
 
+test('a runtime started while D1 is locked accepts from the Cache API snapshot (tenant state, salt), then applies everything once', async () => {
+  const w = await startWorker({ extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
+  try {
+    const tenant = 'coldoutage';
+    const token = w.token(tenant);
+    const warm = await w.post('/v0/events?name=analytics_events', rows(tenant, 10), { token });
+    assert.equal(warm.status, 202, warm.text);
+    await applied(w, tenant, 10);
+    const files = d1Files(w.dir);
+    const locker = spawn('python3', ['-c', [
+      'import sqlite3, sys, time',
+      'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
+      'for c in cons: c.execute("BEGIN EXCLUSIVE")',
+      'print("locked", flush=True)',
+      'time.sleep(30)',
+      'for c in cons: c.execute("ROLLBACK")',
+    ].join('\n'), ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => locker.stdout.once('data', r));
+    const lockedAt = Date.now();
+    // A new runtime: nothing in memory, only what the Cache API (persisted locally) holds.
+    await w.restart();
+    let accepted = 10;
+    const statuses = [];
+    let i = 0;
+    while (Date.now() - lockedAt < 24_000) {
+      const r = await w.post('/v0/events?name=analytics_events', rows(tenant, 20, { offset: i++ * 20 }), { token });
+      statuses.push(r.status);
+      if (r.status === 202) accepted += r.json.successful_rows;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.ok(statuses.length >= 5, `posted ${statuses.length} requests to the new runtime during the outage`);
+    assert.deepEqual([...new Set(statuses)], [202], `every request during the outage is accepted: ${statuses.join(',')}`);
+    assert.match(w.logs(), /"kind":"tenant_state_stale"[^\n]*"source":"snapshot"|"source":"snapshot"[^\n]*"kind":"tenant_state_stale"/, 'the tenant state came from the snapshot');
+    await new Promise((r) => (locker.exitCode !== null ? r() : locker.once('exit', r)));
+    const u = await applied(w, tenant, accepted);
+    assert.equal(u.events_accepted, accepted, 'each accepted event counted exactly once after recovery');
+  } finally {
+    await w.stop();
+  }
+});
+
 let w;
 before(async () => {
   w = await startWorker({
