@@ -33,6 +33,12 @@ pub async fn post_events(
     request_id: &str,
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
+    let started = now_ms();
+    let step = |outcome: &mut Outcome, name: &'static str| {
+        outcome
+            .steps
+            .push((name, u64::try_from(now_ms() - started).unwrap_or(0)));
+    };
     let params = query_pairs(&req);
     let datasource = param(&params, "name")
         .filter(|n| !n.is_empty())
@@ -42,11 +48,18 @@ pub async fn post_events(
             )
         })?;
     let caller = authenticate(&req, env, &params, Need::Append(datasource), outcome).await?;
+    step(outcome, "auth");
     let origin = req.headers().get("Origin").ok().flatten();
     if let Some(t) = &caller.state.tenant {
         if !tenant::origin_allowed(&t.allowed_origins, origin.as_deref()) {
             return Err(ApiError::OriginNotAllowed);
         }
+    }
+    // A tenant whose events of the hour are used up is refused before its body is read: a flood of
+    // large over-quota requests then costs about what a trivial response costs.
+    let events_per_hour = caller.limits.per_hour(&caller.plan, Quota::Events);
+    if let Some(d) = limiter::exhausted(caller.tenant.as_str(), Quota::Events, events_per_hour) {
+        return Err(ApiError::EventsQuota(d));
     }
     let grant = AppendGrant {
         tenant: caller.tenant.clone(),
@@ -79,6 +92,7 @@ pub async fn post_events(
     let salt = store::salt::for_day(&db, &day_string(now.div_euclid(1000)))
         .await
         .map_err(|e| ApiError::Unavailable(format!("salt: {e}")))?;
+    step(outcome, "salt");
     let ctx = IngestContext {
         grant: &grant,
         now_ms: now,
@@ -108,9 +122,12 @@ pub async fn post_events(
         .bytes()
         .await
         .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+    step(outcome, "body");
     let result = ingest::process(&body, &ctx)?;
+    step(outcome, "parse");
     let (accepted, quarantined) = (result.events.len(), result.quarantined.len());
     let limit = take_events(env, &caller, accepted).await?;
+    step(outcome, "quota");
     outcome.rows = Some(accepted);
     outcome.quarantined = Some(quarantined);
 
@@ -140,6 +157,7 @@ pub async fn post_events(
         .iter_mut()
         .for_each(|b| b.generation = Some(generation));
     enqueue(env, batches).await?;
+    step(outcome, "queue");
 
     Ok(accepted_response(&params, accepted, quarantined, &limit))
 }

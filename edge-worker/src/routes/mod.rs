@@ -39,6 +39,9 @@ pub struct Outcome {
     pub audit: Option<Reason>,
     /// A query was answered for `tenant`: count it in the usage of this D1 binding (the tenant's database).
     pub query_served: Option<String>,
+    /// Milliseconds since the handler started at the end of each named step (ingest), for profiling.
+    /// Workers' clock advances only across I/O, so these show waits, not CPU time.
+    pub steps: Vec<(&'static str, u64)>,
 }
 
 /// Handles one request: route, run, turn errors into JSON, add CORS and the request id, audit, log.
@@ -92,6 +95,13 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
         error: error_detail.as_deref(),
         rows: outcome.rows,
         quarantined: outcome.quarantined,
+        steps: (!outcome.steps.is_empty()).then(|| {
+            outcome
+                .steps
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+                .collect()
+        }),
     });
     resp
 }
