@@ -3,6 +3,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startWorker } from './lib/worker.mjs';
@@ -119,6 +122,47 @@ test('ingest keeps accepting while D1 is locked by another process, and applies 
   }
 });
 
+test('a runtime started while D1 is locked accepts from the Cache API snapshot (tenant state, salt), then applies everything once', async () => {
+  const w = await startWorker({ extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
+  try {
+    const tenant = 'coldoutage';
+    const token = w.token(tenant);
+    const warm = await w.post('/v0/events?name=analytics_events', rows(tenant, 10), { token });
+    assert.equal(warm.status, 202, warm.text);
+    await applied(w, tenant, 10);
+    const files = d1Files(w.dir);
+    const locker = spawn('python3', ['-c', [
+      'import sqlite3, sys, time',
+      'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
+      'for c in cons: c.execute("BEGIN EXCLUSIVE")',
+      'print("locked", flush=True)',
+      'time.sleep(30)',
+      'for c in cons: c.execute("ROLLBACK")',
+    ].join('\n'), ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => locker.stdout.once('data', r));
+    const lockedAt = Date.now();
+    // A new runtime: nothing in memory, only what the Cache API (persisted locally) holds.
+    await w.restart();
+    let accepted = 10;
+    const statuses = [];
+    let i = 0;
+    while (Date.now() - lockedAt < 24_000) {
+      const r = await w.post('/v0/events?name=analytics_events', rows(tenant, 20, { offset: i++ * 20 }), { token });
+      statuses.push(r.status);
+      if (r.status === 202) accepted += r.json.successful_rows;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.ok(statuses.length >= 5, `posted ${statuses.length} requests to the new runtime during the outage`);
+    assert.deepEqual([...new Set(statuses)], [202], `every request during the outage is accepted: ${statuses.join(',')}`);
+    assert.match(w.logs(), /"kind":"tenant_state_stale"[^\n]*"source":"snapshot"|"source":"snapshot"[^\n]*"kind":"tenant_state_stale"/, 'the tenant state came from the snapshot');
+    await new Promise((r) => (locker.exitCode !== null ? r() : locker.once('exit', r)));
+    const u = await applied(w, tenant, accepted);
+    assert.equal(u.events_accepted, accepted, 'each accepted event counted exactly once after recovery');
+  } finally {
+    await w.stop();
+  }
+});
+
 let w;
 before(async () => {
   w = await startWorker({
@@ -172,4 +216,69 @@ test('domains and action names beyond the plan\'s caps are quarantined, counted,
   assert.deepEqual(JSON.parse(d.body).data.map((x) => x.domain).sort(), ['one.example', 'two.example']);
   const reasons = w.d1(`SELECT reason, sum(rows) AS n FROM quarantine_daily WHERE tenant_id = '${tenant}' GROUP BY reason ORDER BY reason`);
   assert.deepEqual(reasons.map((x) => [x.reason, x.n]), [['action_limit', 5], ['domain_limit', 4]]);
+});
+
+/** Rows with a random property each, so gzip cannot shrink them to nothing (a realistic ratio). */
+function variedRows(tenant, n) {
+  const now = new Date().toISOString();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    out.push(JSON.stringify({
+      timestamp: now, action: 'page_hit', version: '1', session_id: `b-${i % 5000}`, tenant_id: tenant, domain: 'bulk.example',
+      payload: JSON.stringify({ 'user-agent': UA, locale: 'en-US', pathname: `/p/${i % 500}`, href: `https://bulk.example/p/${i % 500}`, ref: randomBytes(160).toString('base64') }),
+    }));
+  }
+  return `${out.join('\n')}\n`;
+}
+
+test('a 5 MB gzip NDJSON body (Tinybird\'s Events API accepts gzip up to 10 MB) is accepted whole and applied once', async () => {
+  const created = await w.admin('/v0/admin/tenants', { body: JSON.stringify({ tenant_id: 'bulk', display_name: 'Bulk', plan: 'enterprise' }) });
+  assert.equal(created.status, 201, created.text);
+  let raw = '';
+  let gz = Buffer.alloc(0);
+  let n = 0;
+  while (gz.length < 5 * 1024 * 1024) {
+    raw += variedRows('bulk', 4000);
+    n += 4000;
+    gz = gzipSync(raw);
+  }
+  const r = await w.post('/v0/events?name=analytics_events', gz, { token: w.token('bulk'), headers: { 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson' } });
+  assert.equal(r.status, 202, r.text);
+  assert.equal(r.json.successful_rows, n, `${n} rows in ${gz.length} gzip bytes`);
+  const u = await applied(w, 'bulk', n, 180_000);
+  assert.equal(u.events_accepted, n);
+});
+
+test('a chunked body past 10 MB is refused with 413 while it streams, without being read to its end', async () => {
+  const url = new URL(`${w.base}/v0/events?name=analytics_events`);
+  const token = w.token('bulk');
+  const line = `${variedRows('bulk', 1)}`;
+  const piece = Buffer.from(line.repeat(Math.ceil(65536 / line.length)));
+  const { status, written, body } = await new Promise((resolve, reject) => {
+    let written = 0;
+    let done = false;
+    const req = httpRequest(url, { method: 'POST', agent: false, headers: { Authorization: `Bearer ${token}`, 'Transfer-Encoding': 'chunked' } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => { done = true; req.destroy(); resolve({ status: res.statusCode, written, body: Buffer.concat(chunks).toString() }); });
+    });
+    req.on('error', (e) => { if (!done) reject(e); });
+    const pump = () => {
+      while (!done && written < 60 * 1024 * 1024) {
+        written += piece.length;
+        if (!req.write(piece)) { req.once('drain', pump); return; }
+      }
+      if (!done) req.end();
+    };
+    pump();
+  });
+  assert.equal(status, 413, body);
+  assert.match(JSON.parse(body).error, /too large/);
+  assert.ok(written < 40 * 1024 * 1024, `the server answered after ${written} bytes of a 60 MB body`);
+  // Nothing of the refused request was accepted or left for the sweep.
+  await w.cron();
+  const parts = w.r2Keys('spool/').filter((k) => /-p\d+\.json$/.test(k));
+  const commits = w.r2Keys('spool/').filter((k) => k.endsWith('.commit'));
+  assert.equal(parts.length, 0, `parts left: ${parts.slice(0, 3)}`);
+  assert.ok(commits.length <= 1, 'at most the gzip test\'s marker, waiting for its parts');
 });

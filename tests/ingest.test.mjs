@@ -103,11 +103,16 @@ test('tokens: missing 401, bad signature 401, alg none 401, expired 403, wrong s
   assert.equal((await w.post('/v0/events', body, { token: w.token('acme') })).status, 400, 'missing name');
 });
 
-test('limits: oversize body 413 with a JSON error', async () => {
-  const big = Array.from({ length: 1200 }, () => hit({ session: 'big' })).join('\n');
-  const r = await ingest(big, w.token('acme'));
+test('limits: 1,200 rows are one request (no row limit, as Tinybird); past 10 MB is 413 with a JSON error', async () => {
+  const big = Array.from({ length: 1200 }, () => hit({ tenant: 'bigco', session: 'big' })).join('\n');
+  const ok = await ingest(big, w.token('bigco'));
+  assert.equal(ok.status, 202, ok.text);
+  assert.equal(ok.json.successful_rows, 1200);
+  const line = hit({ tenant: 'bigco', session: 'huge' });
+  const huge = Array.from({ length: Math.ceil((10 * 1024 * 1024 + 1) / (line.length + 1)) }, () => line).join('\n');
+  const r = await ingest(huge, w.token('bigco'));
   assert.equal(r.status, 413, r.text);
-  assert.match(r.json.error, /\d/);
+  assert.match(r.json.error, /too large: at most 10485760 bytes/);
 });
 
 test('CORS: preflight and simple requests', async () => {

@@ -42,7 +42,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
-            max_rows: 1000,
+            max_rows: 20_000,
             max_line_bytes: 64 * 1024,
             max_payload_bytes: 16 * 1024,
         }
@@ -94,6 +94,8 @@ pub enum IngestError {
     },
     /// No rows at all (400).
     EmptyBody,
+    /// `Content-Encoding: gzip` but the body is not valid gzip (400).
+    BadEncoding(String),
 }
 
 impl IngestError {
@@ -101,7 +103,7 @@ impl IngestError {
     pub fn status(&self) -> u16 {
         match self {
             Self::BodyTooLarge { .. } | Self::TooManyRows { .. } => 413,
-            Self::EmptyBody => 400,
+            Self::EmptyBody | Self::BadEncoding(_) => 400,
         }
     }
 
@@ -113,6 +115,9 @@ impl IngestError {
             ),
             Self::TooManyRows { limit, rows } => format!(
                 "too many rows: {rows} sent, at most {limit} per request; split the events into smaller batches"
+            ),
+            Self::BadEncoding(e) => format!(
+                "the body is marked Content-Encoding: gzip but is not valid gzip ({e}); send it gzip-compressed, or drop the header"
             ),
             Self::EmptyBody => {
                 "empty body: send one JSON event per line (NDJSON), e.g. {\"timestamp\":\"...\",\"action\":\"page_hit\",\"payload\":{...}}".into()
@@ -585,8 +590,11 @@ mod tests {
     fn body_limits() {
         let g = grant("acme", None);
         assert_eq!(run("  \n \n", &g), Err(IngestError::EmptyBody));
-        let many = vec![r#"{"action":"x"}"#; 1001].join("\n");
+        let many = vec![r#"{"action":"x"}"#; 20_001].join("\n");
         assert_eq!(run(&many, &g).unwrap_err().status(), 413);
+        // Tinybird has no row limit: a 1 MiB body is bounded by its bytes, not by 1,000 rows.
+        let thousands = vec![r#"{"action":"x"}"#; 1_001].join("\n");
+        assert_eq!(run(&thousands, &g).unwrap().events.len(), 1_001);
         let huge = "x".repeat(1024 * 1024 + 1);
         assert_eq!(run(&huge, &g).unwrap_err().status(), 413);
         let long_line = format!(

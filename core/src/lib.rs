@@ -14,8 +14,12 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 #[cfg(feature = "std")]
+pub mod archive;
+#[cfg(feature = "std")]
 pub mod audit;
 pub use starling_beacon as beacon;
+#[cfg(feature = "std")]
+pub mod body;
 #[cfg(feature = "std")]
 pub mod caps;
 #[cfg(feature = "std")]

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use futures_util::future::join_all;
 use starling_core::caps;
 use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::identity::assign_sessions;
@@ -331,22 +330,25 @@ async fn apply_group(
         }
     }
 
-    // The archive first (each batch under its own keys), written concurrently.
+    // The archive first: one object per tenant and hour for the whole group, rows tagged by batch.
     let bucket = archive::bucket(env)?;
-    let writes = fresh.iter().map(|&i| {
-        let b = &batches[i];
-        archive::write_batch(
-            &bucket,
-            &b.tenant_id,
-            &b.batch_id,
-            b.received_at.div_euclid(1000),
-            &b.events,
-            &b.quarantined,
-        )
-    });
-    let mut archived_bytes = Vec::with_capacity(fresh.len());
-    for written in join_all(writes).await {
-        archived_bytes.push(written? as i64);
+    let fresh_batches: Vec<&QueueBatch> = fresh.iter().map(|&i| &batches[i]).collect();
+    let Some(first) = fresh_batches.first() else {
+        return Ok(vec!["duplicate"; batches.len()]);
+    };
+    let object_id = format!("{}-g{}", first.batch_id, fresh_batches.len());
+    let archived_bytes: Vec<i64> = archive::write_group(&bucket, &object_id, &fresh_batches)
+        .await?
+        .into_iter()
+        .map(|n| n as i64)
+        .collect();
+    if fresh.len() > 1
+        && crate::env::var(env, crate::env::FAULT_GROUP_COMMIT).as_deref() == Some("1")
+    {
+        // Test-only fault: a group's D1 transaction fails after its archive objects are written.
+        return Err(worker::Error::RustError(
+            "injected group commit failure".into(),
+        ));
     }
 
     let now_secs = crate::clock::now_secs();

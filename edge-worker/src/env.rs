@@ -41,6 +41,10 @@ pub const FRAME_ANCESTORS: &str = "FRAME_ANCESTORS";
 
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// Test-only fault injection: `1` makes every consumer group of more than one batch fail after writing
+/// its archive objects, so the per-message fallback runs (tests/ingest-archive.test.mjs). Never set it
+/// in production.
+pub const FAULT_GROUP_COMMIT: &str = "FAULT_GROUP_COMMIT";
 
 /// The plan of a tenant never created through the admin API: `DEFAULT_PLAN`, or the smallest plan
 /// (`free`) when unset; `none` refuses such tenants.

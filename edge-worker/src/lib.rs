@@ -14,6 +14,7 @@ mod env;
 mod error;
 mod limiter;
 mod log;
+mod query_usage;
 mod random;
 mod routes;
 mod store;

@@ -110,6 +110,30 @@ thread_local! {
     static EXHAUSTED: PerQuota<(i64, Decision)> = RefCell::new(HashMap::new());
 }
 
+/// The refusal for `tenant`'s `quota` if this isolate saw its window used up and the window has not
+/// ended; answered from memory, so a caller can refuse before doing any work (ingest checks the events
+/// quota before reading the body).
+pub fn exhausted(tenant: &str, quota: Quota, per_hour: u32) -> Option<Decision> {
+    let now = crate::clock::now_ms();
+    let key = (tenant.to_owned(), quota.as_str());
+    EXHAUSTED.with(|e| {
+        let mut e = e.borrow_mut();
+        match e.get(&key) {
+            Some((until, d)) if now < *until && d.limit == per_hour => Some(Decision {
+                retry_after_secs: u32::try_from((until - now + 999) / 1000)
+                    .unwrap_or(1)
+                    .max(1),
+                ..*d
+            }),
+            Some(_) => {
+                e.remove(&key);
+                None
+            }
+            None => None,
+        }
+    })
+}
+
 /// Counts one request of `tenant` against its plan's `per_hour` for `quota`, and against the token's
 /// `limits.rps` when it has one.
 ///
@@ -128,22 +152,7 @@ pub async fn take(
 ) -> std::result::Result<Decision, ApiError> {
     let now = crate::clock::now_ms();
     let lease_key = (tenant.to_owned(), quota.as_str());
-    if let Some(d) = EXHAUSTED.with(|e| {
-        let mut e = e.borrow_mut();
-        match e.get(&lease_key) {
-            Some((until, d)) if now < *until && d.limit == per_hour => Some(Decision {
-                retry_after_secs: u32::try_from((until - now + 999) / 1000)
-                    .unwrap_or(1)
-                    .max(1),
-                ..*d
-            }),
-            Some(_) => {
-                e.remove(&lease_key);
-                None
-            }
-            None => None,
-        }
-    }) {
+    if let Some(d) = exhausted(tenant, quota, per_hour) {
         return Ok(d);
     }
     let need = need.max(1);

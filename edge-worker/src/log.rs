@@ -65,6 +65,9 @@ pub struct RequestLog<'a> {
     pub rows: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<usize>,
+    /// Per-step elapsed milliseconds (ingest), e.g. `{"auth":1,"salt":1,"quota":3,"queue":5}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Writes a JSON log line at level `info`, or `warn` for 4xx and `error` for 5xx.

@@ -74,6 +74,8 @@ type Keyring = RefCell<Option<(u64, Rc<HashMap<String, TenantKey>>)>>;
 thread_local! {
     static TENANTS: Cache<Rc<TenantState>> = RefCell::new(HashMap::new());
     static KEYS: Keyring = const { RefCell::new(None) };
+    /// When this isolate last wrote each tenant's snapshot (milliseconds).
+    static SNAPSHOT_AT: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
 }
 
 fn now() -> u64 {
@@ -101,24 +103,42 @@ fn remember<V>(cache: &'static LocalKey<Cache<V>>, id: &str, at: u64, value: V) 
     });
 }
 
-/// The tenant's state, from the cache or the pool `DB`.
+/// How long a tenant's snapshot stays in the Cache API: the longest D1 outage a new isolate rides out.
+const SNAPSHOT_MAX_AGE_SECS: u64 = 7 * 86_400;
+/// An isolate refreshes a tenant's snapshot at most this often (a Cache API write, on a cache miss).
+const SNAPSHOT_EVERY_MS: u64 = 60_000;
+
+/// The tenant's state, from the cache or the pool `DB`. When D1 cannot be read: the state this isolate
+/// last knew, however old, or else the snapshot in the Cache API ([`crate::store::snapshot`]), so ingest
+/// keeps accepting during a D1 incident, in new isolates too (the consumer retries until D1 is back).
 pub async fn state(env: &Env, tenant_id: &str) -> Result<Rc<TenantState>, ApiError> {
     let t = now();
     if let Some(hit) = fresh(&TENANTS, tenant_id, t) {
         return Ok(hit);
     }
     let db = pool(env)?;
-    let loaded = match load(&db, tenant_id, (t / 1000) as i64).await {
-        Ok(state) => Rc::new(state),
+    let loaded = match load_raw(&db, tenant_id, (t / 1000) as i64).await {
+        Ok((state, row)) => {
+            if snapshot_due(tenant_id, t) {
+                save_snapshot(tenant_id, &state, row).await;
+            }
+            Rc::new(state)
+        }
         Err(e) => {
-            // D1 is unavailable: keep serving with the state this isolate last knew, however old, so
-            // ingest keeps accepting during a D1 incident (the consumer retries until D1 is back).
-            return match last_known(tenant_id) {
-                Some(stale) => {
+            let stale = match last_known(tenant_id) {
+                Some(stale) => Some((stale, "memory")),
+                None => from_snapshot(tenant_id).await.map(|s| {
+                    let s = Rc::new(s);
+                    remember(&TENANTS, tenant_id, t, Rc::clone(&s));
+                    (s, "snapshot")
+                }),
+            };
+            return match stale {
+                Some((stale, source)) => {
                     crate::log::event(
                         crate::log::Level::Warn,
                         "tenant_state_stale",
-                        &serde_json::json!({ "tenant": tenant_id, "error": e.log_detail() }),
+                        &serde_json::json!({ "tenant": tenant_id, "source": source, "error": e.log_detail() }),
                     );
                     Ok(stale)
                 }
@@ -135,12 +155,81 @@ fn last_known(tenant_id: &str) -> Option<Rc<TenantState>> {
     TENANTS.with(|c| c.borrow().get(tenant_id).map(|(_, v)| Rc::clone(v)))
 }
 
+/// Whether this isolate should write the tenant's snapshot now (and notes that it does).
+fn snapshot_due(tenant_id: &str, at: u64) -> bool {
+    SNAPSHOT_AT.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.get(tenant_id)
+            .is_some_and(|&last| at.saturating_sub(last) < SNAPSHOT_EVERY_MS)
+        {
+            return false;
+        }
+        if m.len() >= MAX_ENTRIES {
+            m.clear();
+        }
+        m.insert(tenant_id.to_owned(), at);
+        true
+    })
+}
+
+fn snapshot_name(tenant_id: &str) -> String {
+    format!("tenant/{tenant_id}")
+}
+
+/// Writes the registry row and revoked ids; a failure only means a new isolate cannot ride out a D1
+/// outage for this tenant (logged).
+async fn save_snapshot(
+    tenant_id: &str,
+    state: &TenantState,
+    row: Option<serde_json::Map<String, serde_json::Value>>,
+) {
+    let value = serde_json::json!({ "row": row, "revoked": state.revoked });
+    let name = snapshot_name(tenant_id);
+    if let Err(e) = crate::store::snapshot::put(&name, &value, SNAPSHOT_MAX_AGE_SECS).await {
+        crate::log::event(
+            crate::log::Level::Warn,
+            "tenant_snapshot_write",
+            &serde_json::json!({ "tenant": tenant_id, "error": e.to_string() }),
+        );
+    }
+}
+
+async fn from_snapshot(tenant_id: &str) -> Option<TenantState> {
+    let v = crate::store::snapshot::get(&snapshot_name(tenant_id)).await?;
+    let tenant = v
+        .get("row")
+        .and_then(|r| r.as_object())
+        .and_then(tenant::from_row);
+    let revoked = v
+        .get("revoked")?
+        .as_array()?
+        .iter()
+        .filter_map(|x| x.as_str().map(str::to_owned))
+        .collect();
+    Some(TenantState { tenant, revoked })
+}
+
 /// Reads a tenant's state from D1, bypassing the cache (the admin API uses this for its own writes).
 pub async fn load(
     db: &D1Database,
     tenant_id: &str,
     now_secs: i64,
 ) -> Result<TenantState, ApiError> {
+    Ok(load_raw(db, tenant_id, now_secs).await?.0)
+}
+
+/// [`load`], with the registry row as read (for the snapshot).
+async fn load_raw(
+    db: &D1Database,
+    tenant_id: &str,
+    now_secs: i64,
+) -> Result<
+    (
+        TenantState,
+        Option<serde_json::Map<String, serde_json::Value>>,
+    ),
+    ApiError,
+> {
     let results = d1::rows_batch(
         db,
         &[
@@ -150,10 +239,8 @@ pub async fn load(
     )
     .await
     .map_err(|e| ApiError::Unavailable(format!("tenant registry: {e}")))?;
-    let tenant = results
-        .first()
-        .and_then(|rows| rows.first())
-        .and_then(tenant::from_row);
+    let row = results.first().and_then(|rows| rows.first()).cloned();
+    let tenant = row.as_ref().and_then(tenant::from_row);
     let revoked = results
         .get(1)
         .into_iter()
@@ -164,12 +251,14 @@ pub async fn load(
                 .map(str::to_owned)
         })
         .collect();
-    Ok(TenantState { tenant, revoked })
+    Ok((TenantState { tenant, revoked }, row))
 }
 
 /// Drops a tenant from this isolate's cache after the admin API changed it.
 pub fn forget(tenant_id: &str) {
     TENANTS.with(|c| c.borrow_mut().remove(tenant_id));
+    // The next load writes a new snapshot at once.
+    SNAPSHOT_AT.with(|m| m.borrow_mut().remove(tenant_id));
 }
 
 /// Drops the cached signing keys (after a key was registered or revoked).

@@ -17,7 +17,6 @@ mod tenants;
 mod tokens;
 
 use starling_core::audit::{self, Reason};
-use starling_core::usage;
 use worker::{Context, Env, Method, Request, Response};
 
 pub use crate::clock::{now_ms, now_secs};
@@ -42,6 +41,9 @@ pub struct Outcome {
     pub audit: Option<Reason>,
     /// A query was answered for `tenant`: count it in the usage of this D1 binding (the tenant's database).
     pub query_served: Option<String>,
+    /// Milliseconds since the handler started at the end of each named step (ingest), for profiling.
+    /// Workers' clock advances only across I/O, so these show waits, not CPU time.
+    pub steps: Vec<(&'static str, u64)>,
 }
 
 /// Handles one request: route, run, turn errors into JSON, add CORS and the request id, audit, log.
@@ -95,6 +97,13 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
         error: error_detail.as_deref(),
         rows: outcome.rows,
         quarantined: outcome.quarantined,
+        steps: (!outcome.steps.is_empty()).then(|| {
+            outcome
+                .steps
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+                .collect()
+        }),
     });
     resp
 }
@@ -125,30 +134,20 @@ fn record_denial(
     );
 }
 
-/// Adds one served query to the tenant's usage of the day, after the response is sent.
+/// Counts one served query in the tenant's usage of the day (coalesced per isolate, written after the
+/// response).
 fn count_query(env: &Env, ctx: &Context, outcome: &Outcome) {
     let (Some(binding), Some(tenant)) = (&outcome.query_served, &outcome.tenant) else {
         return;
     };
-    let Ok(db) = env.d1(binding) else { return };
     let now = now_ms().div_euclid(1000);
-    let statement = usage::add(
+    crate::query_usage::record(
+        env,
+        ctx,
+        binding,
         tenant,
-        &starling_core::time::day_string(now),
-        &usage::UsageDelta {
-            queries: 1,
-            ..Default::default()
-        },
+        starling_core::time::day_string(now),
     );
-    ctx.wait_until(async move {
-        if let Err(e) = crate::store::d1::run_atomic(&db, &[statement]).await {
-            log::event(
-                crate::log::Level::Error,
-                "usage_write",
-                &serde_json::json!({ "error": e.to_string() }),
-            );
-        }
-    });
 }
 
 /// Every route of the API, resolved from the path alone.

@@ -1,12 +1,16 @@
 //! R2: the raw event archive, NDJSON objects partitioned by tenant, date and hour.
 //!
-//! Keys: `events/{tenant}/{YYYY-MM-DD}/{HH}/{batch_id}.ndjson` and
-//! `quarantine/{tenant}/{YYYY-MM-DD}/{batch_id}.ndjson`. A batch always writes the same keys, so a
-//! redelivered batch overwrites its own objects instead of duplicating them.
+//! Keys: `events/{tenant}/{YYYY-MM-DD}/{HH}/{object}.ndjson` and
+//! `quarantine/{tenant}/{YYYY-MM-DD}/{object}.ndjson`, one object per consumer group (a queue delivery
+//! is one or a few groups), each row tagged with its `batch_id`. A batch can end up in two objects (its
+//! group failed after writing, then it was applied alone); [`read_day`] reads it once. Objects written
+//! before the tag existed hold one batch each, under the batch's id.
 
 use std::collections::BTreeMap;
 
-use starling_core::event::{EnrichedEvent, Quarantined};
+use futures_util::future::join_all;
+use starling_core::archive;
+use starling_core::event::{EnrichedEvent, QueueBatch};
 use starling_core::time::day_string;
 use worker::{Bucket, Env, HttpMetadata, Objects, Result};
 
@@ -22,54 +26,49 @@ pub fn day_prefix(tenant: &str, day: &str) -> String {
     format!("events/{tenant}/{day}/")
 }
 
-/// Writes a batch's events, one object per (date, hour), and its quarantined rows. Returns the bytes
-/// written (for usage metering).
-pub async fn write_batch(
+/// Writes the archive objects of one consumer group (several batches, possibly several tenants): one
+/// object per (tenant, date, hour) for the events and one per (tenant, date) for the quarantined rows,
+/// each row tagged with its batch id ([`starling_core::archive`]). `object_id` names the group's objects;
+/// a batch applied again alone later (the group's transaction failed) is written under its own id and
+/// read back once. Returns the bytes written per batch, in order (for usage metering).
+pub async fn write_group(
     bucket: &Bucket,
-    tenant: &str,
-    batch_id: &str,
-    received_secs: i64,
-    events: &[EnrichedEvent],
-    quarantined: &[Quarantined],
-) -> Result<usize> {
-    let mut parts: BTreeMap<(String, i64), String> = BTreeMap::new();
-    for e in events {
-        let ts = e.ts_secs();
-        let key = (day_string(ts), ts.rem_euclid(86_400) / 3600);
-        let buf = parts.entry(key).or_default();
-        buf.push_str(
-            &serde_json::to_string(e).map_err(|e| worker::Error::RustError(e.to_string()))?,
-        );
-        buf.push('\n');
-    }
-    let mut written = 0;
-    for ((day, hour), body) in parts {
-        written += body.len();
-        put(
-            bucket,
-            format!("events/{tenant}/{day}/{hour:02}/{batch_id}.ndjson"),
-            body,
-        )
-        .await?;
-    }
-    if !quarantined.is_empty() {
-        let mut body = String::new();
-        for q in quarantined {
-            body.push_str(
-                &serde_json::to_string(q).map_err(|e| worker::Error::RustError(e.to_string()))?,
-            );
-            body.push('\n');
+    object_id: &str,
+    batches: &[&QueueBatch],
+) -> Result<Vec<usize>> {
+    let mut bytes = vec![0; batches.len()];
+    let mut objects: BTreeMap<String, String> = BTreeMap::new();
+    for (i, b) in batches.iter().enumerate() {
+        let mut by_hour: BTreeMap<(String, i64), Vec<&EnrichedEvent>> = BTreeMap::new();
+        for e in &b.events {
+            let ts = e.ts_secs();
+            by_hour
+                .entry((day_string(ts), ts.rem_euclid(86_400) / 3600))
+                .or_default()
+                .push(e);
         }
-        let day = day_string(received_secs);
-        written += body.len();
-        put(
-            bucket,
-            format!("quarantine/{tenant}/{day}/{batch_id}.ndjson"),
-            body,
-        )
-        .await?;
+        for ((day, hour), events) in by_hour {
+            let key = format!("events/{}/{day}/{hour:02}/{object_id}.ndjson", b.tenant_id);
+            bytes[i] +=
+                archive::append_events(objects.entry(key).or_default(), &b.batch_id, &events);
+        }
+        if !b.quarantined.is_empty() {
+            let day = day_string(b.received_at.div_euclid(1000));
+            let key = format!("quarantine/{}/{day}/{object_id}.ndjson", b.tenant_id);
+            bytes[i] += archive::append_quarantined(
+                objects.entry(key).or_default(),
+                &b.batch_id,
+                &b.quarantined,
+            );
+        }
     }
-    Ok(written)
+    let writes = objects
+        .into_iter()
+        .map(|(key, body)| put(bucket, key, body));
+    for written in join_all(writes).await {
+        written?;
+    }
+    Ok(bytes)
 }
 
 async fn put(bucket: &Bucket, key: String, body: String) -> Result<()> {
@@ -84,27 +83,33 @@ async fn put(bucket: &Bucket, key: String, body: String) -> Result<()> {
     Ok(())
 }
 
-/// Every archived event of a tenant for one UTC day, in key order.
+/// Every archived event of a tenant for one UTC day, in key order, each batch's rows once per hour
+/// folder (see the module docs).
 pub async fn read_day(bucket: &Bucket, tenant: &str, day: &str) -> Result<Vec<EnrichedEvent>> {
     let prefix = day_prefix(tenant, day);
     let mut events = Vec::new();
     let mut cursor: Option<String> = None;
+    let mut folder = (String::new(), archive::Reader::new());
     loop {
         let (page, next) = list_page(bucket, &prefix, false, cursor).await?;
         for obj in page.objects() {
-            let Some(o) = bucket.get(obj.key()).execute().await? else {
+            let key = obj.key();
+            let hour = key[prefix.len()..].split('/').next().unwrap_or_default();
+            if hour != folder.0 {
+                folder = (hour.to_owned(), archive::Reader::new());
+            }
+            let Some(o) = bucket.get(&key).execute().await? else {
                 continue;
             };
             let Some(body) = o.body() else { continue };
-            for line in body.text().await?.lines().filter(|l| !l.is_empty()) {
-                match serde_json::from_str::<EnrichedEvent>(line) {
-                    Ok(e) => events.push(e),
-                    Err(_) => crate::log::event(
-                        crate::log::Level::Warn,
-                        "archive_bad_line",
-                        &serde_json::json!({ "key": obj.key() }),
-                    ),
-                }
+            let (mut read, bad) = folder.1.read_object(&body.text().await?);
+            events.append(&mut read);
+            if bad > 0 {
+                crate::log::event(
+                    crate::log::Level::Warn,
+                    "archive_bad_line",
+                    &serde_json::json!({ "key": key, "lines": bad }),
+                );
             }
         }
         match next {

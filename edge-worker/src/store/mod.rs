@@ -1,9 +1,10 @@
-//! Storage adapters: D1 (rollups, salts), R2 (archive, spool). They execute what the core decides.
+//! Storage adapters: D1 (rollups, salts), R2 (archive, spool), the Cache API (snapshots for D1 outages). They execute what the core decides.
 
 pub mod archive;
 pub mod d1;
 pub mod maintenance;
 pub mod retention;
 pub mod salt;
+pub mod snapshot;
 pub mod spool;
 pub mod visits;

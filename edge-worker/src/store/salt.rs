@@ -19,11 +19,59 @@ fn cached(day: &str) -> Option<[u8; 16]> {
 }
 
 /// The salt for `day` (`YYYY-MM-DD`, UTC), created on first use; the next day's salt is created and
-/// cached at the same time.
+/// cached at the same time, and both are snapshotted in the Cache API. When D1 cannot be read, an
+/// isolate that holds no salt for `day` takes it from that snapshot ([`super::snapshot`]).
 pub async fn for_day(db: &D1Database, day: &str) -> Result<[u8; 16]> {
     if let Some(salt) = cached(day) {
         return Ok(salt);
     }
+    match from_d1(db, day).await {
+        Ok((salt, found)) => {
+            for (d, s) in &found {
+                save_snapshot(d, s).await;
+            }
+            CACHE.with(|c| *c.borrow_mut() = found);
+            Ok(salt)
+        }
+        Err(e) => {
+            let snap = super::snapshot::get(&snapshot_name(day))
+                .await
+                .and_then(|v| v.as_str().and_then(parse_hex));
+            let Some(salt) = snap else { return Err(e) };
+            crate::log::event(
+                crate::log::Level::Warn,
+                "salt_from_snapshot",
+                &serde_json::json!({ "day": day, "error": e.to_string() }),
+            );
+            CACHE.with(|c| c.borrow_mut().push((day.to_owned(), salt)));
+            Ok(salt)
+        }
+    }
+}
+
+fn snapshot_name(day: &str) -> String {
+    format!("salt/{day}")
+}
+
+/// Snapshots a day's salt until the end of the next UTC day (the cron deletes it from D1 about then).
+async fn save_snapshot(day: &str, salt: &[u8; 16]) {
+    let Some(days) = starling_core::time::parse_day(day) else {
+        return;
+    };
+    let now = crate::clock::now_secs();
+    let max_age = ((days + 2) * 86_400 - now).max(0) as u64;
+    let value = serde_json::Value::from(random::hex(salt));
+    if let Err(e) = super::snapshot::put(&snapshot_name(day), &value, max_age).await {
+        crate::log::event(
+            crate::log::Level::Warn,
+            "salt_snapshot_write",
+            &serde_json::json!({ "day": day, "error": e.to_string() }),
+        );
+    }
+}
+
+/// Reads (creating if needed) the salts of `day` and the next day from D1.
+async fn from_d1(db: &D1Database, day: &str) -> Result<([u8; 16], Vec<(String, [u8; 16])>)> {
     let next = next_day(day);
     let mut statements = Vec::new();
     for d in [day, next.as_str()] {
@@ -55,8 +103,7 @@ pub async fn for_day(db: &D1Database, day: &str) -> Result<[u8; 16]> {
         .find(|(d, _)| d == day)
         .map(|(_, s)| *s)
         .ok_or_else(|| worker::Error::RustError("salt row missing after insert".into()))?;
-    CACHE.with(|c| *c.borrow_mut() = found);
-    Ok(salt)
+    Ok((salt, found))
 }
 
 /// The UTC day after `day` (`YYYY-MM-DD`); `day` itself if it does not parse.
