@@ -384,8 +384,8 @@ fn member(key: &[u8], value: &[u8], out: &mut Out) {
 /// non-alphanumerics and camelCase humps) is a sensitive word such as `pass`, `email`, `phone`,
 /// `token`, `secret`, `auth`, `user`, `card`, `cc`, `pin`, `ssn` (some also as a prefix).
 pub fn is_sensitive(key: &[u8]) -> bool {
-    let mut word = [0u8; 32];
-    let mut n = 0;
+    // Words are compared in place, lower-cased on the fly (no copy into a buffer).
+    let mut start = 0;
     for i in 0..=key.len() {
         let c = key.get(i).copied().unwrap_or(b'_');
         let hump = c.is_ascii_uppercase()
@@ -393,25 +393,21 @@ pub fn is_sensitive(key: &[u8]) -> bool {
                 .get(i.wrapping_sub(1))
                 .is_some_and(u8::is_ascii_lowercase);
         if !c.is_ascii_alphanumeric() || hump {
-            let w = word.get(..n).unwrap_or(&word);
+            let w = key.get(start..i).unwrap_or_default();
             let mut list = SENSITIVE;
             while !list.is_empty() {
                 let s = take(&mut list, b' ');
-                let hit = match s.split_last() {
-                    Some((b'*', prefix)) => strip_prefix(w, prefix).is_some(),
-                    _ => eq(s, w),
+                let (s, prefix) = match s.split_last() {
+                    Some((b'*', p)) => (p, true),
+                    _ => (s, false),
                 };
-                if hit {
+                if (w.len() == s.len() || prefix && w.len() > s.len())
+                    && w.iter().zip(s).all(|(a, b)| a.to_ascii_lowercase() == *b)
+                {
                     return true;
                 }
             }
-            n = 0;
-        }
-        if c.is_ascii_alphanumeric() {
-            if let Some(d) = word.get_mut(n) {
-                *d = c.to_ascii_lowercase();
-                n += 1;
-            }
+            start = i + usize::from(!hump);
         }
     }
     false
