@@ -513,7 +513,10 @@ mod tests {
         ] {
             assert_eq!(hash_routed_path(raw), want, "{raw:?}");
         }
-        assert_eq!(hash_routed_path(&["/a#", &"x".repeat(600)].concat()).len(), 512);
+        assert_eq!(
+            hash_routed_path(&["/a#", &"x".repeat(600)].concat()).len(),
+            512
+        );
         assert_eq!(
             source("https://www.google.com/search?q=x", "acme.example"),
             "google.com"
