@@ -190,7 +190,7 @@ mod at {
     pub const COUNT: usize = 14;
 }
 
-/// The tracker's configuration: the script tag's attributes, the known ones ([`NAMES`]) filed by
+/// The tracker's configuration: the script tag's attributes, the known ones (`NAMES`) filed by
 /// index, the rest looked up by name when needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config<'a> {
