@@ -49,7 +49,7 @@ pub mod flag {
 pub struct Out<'a> {
     buf: &'a mut [u8],
     len: usize,
-    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`.
+    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`; 3: URL-escaped.
     mode: u8,
 }
 
@@ -70,28 +70,38 @@ impl<'a> Out<'a> {
         self.len += 1;
     }
 
-    /// Appends bytes, JSON-escaped inside a string: the one copy loop for every write in this module.
+    /// Appends bytes, JSON-escaped inside a string or percent-encoded in a URL parameter: the one copy
+    /// loop for every write in this module.
     #[inline(never)]
     pub fn put(&mut self, s: &[u8]) {
         for &b in s {
-            if self.mode > 0 {
-                match b {
-                    b'"' | b'\\' => self.byte(b'\\'),
-                    0..=0x1f => {
-                        for c in [b'\\', b'u', b'0', b'0', hex(b >> 4)] {
-                            self.byte(c);
-                        }
-                        self.byte(hex(b));
-                        continue;
-                    }
-                    b'-' if self.mode > 1 => {
-                        self.byte(b'_');
-                        continue;
-                    }
-                    _ => {}
+            // Written before two hex digits of `b`: `\u00` for a control character in JSON, `%` for
+            // anything but RFC 3986 unreserved characters in a URL.
+            let esc: &[u8] = match (self.mode, b) {
+                (0, _) => b"",
+                (3, b'-' | b'.' | b'_' | b'~') => b"",
+                (3, b) if b.is_ascii_alphanumeric() => b"",
+                (3, _) => b"%",
+                (_, 0..=0x1f) => b"\\u00",
+                (_, b'"' | b'\\') => {
+                    self.byte(b'\\');
+                    b""
                 }
+                (2, b'-') => {
+                    self.byte(b'_');
+                    continue;
+                }
+                _ => b"",
+            };
+            if esc.is_empty() {
+                self.byte(b);
+            } else {
+                for &c in esc {
+                    self.byte(c);
+                }
+                self.byte(hex(b >> 4));
+                self.byte(hex(b));
             }
-            self.byte(b);
         }
     }
 
@@ -330,13 +340,9 @@ fn hex(n: u8) -> u8 {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn url_escape(s: &[u8], out: &mut Out) {
-    for &b in s {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.put(&[b]);
-        } else {
-            out.put(&[b'%', hex(b >> 4), hex(b)]);
-        }
-    }
+    out.mode = 3;
+    out.put(s);
+    out.mode = 0;
 }
 
 /// Writes `s` as a JSON string literal (quotes included), escaping `"`, `\` and control characters;
