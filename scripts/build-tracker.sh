@@ -28,7 +28,7 @@ start=$(date +%s)
 rm -rf "$out"
 mkdir -p "$out" www/dist/t
 wasm=target/wasm32-unknown-unknown/release/starling_tracker.wasm
-opt() { node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers --strip-target-features "$wasm" -o "$1" >&2; }
+opt() { node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features "$wasm" -o "$1" >&2; }
 
 step "cargo build -p starling-tracker (wasm32, release): default module"
 cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release >&2

@@ -221,6 +221,9 @@ test('engagement, 404 and hash routing', async () => {
   const n = await w.until(() => { const c = counted('more'); return c.engagement && c['404'] && c; }, { what: 'engagement and 404 counted' });
   assert.deepEqual([n.engagement, n['404']], [1, 1]);
   assert.deepEqual(await pipe('more', 'top_not_found_pages'), [{ pathname: '/more/missing', count: 1 }]);
+  // The server keeps the fragment of a hash-routed page hit (core::enrich::hash_routed_path).
+  const top = await w.until(async () => { const r = await pipe('more', 'top_pages'); return r.length >= 2 && r; }, { what: 'two pages counted' });
+  assert.deepEqual(top.map((r) => r.pathname).sort(), ['/more/missing', '/more/missing#/settings']);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -49,7 +49,7 @@ pub mod flag {
 pub struct Out<'a> {
     buf: &'a mut [u8],
     len: usize,
-    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`.
+    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`; 3: URL-escaped.
     mode: u8,
 }
 
@@ -70,28 +70,38 @@ impl<'a> Out<'a> {
         self.len += 1;
     }
 
-    /// Appends bytes, JSON-escaped inside a string: the one copy loop for every write in this module.
+    /// Appends bytes, JSON-escaped inside a string or percent-encoded in a URL parameter: the one copy
+    /// loop for every write in this module.
     #[inline(never)]
     pub fn put(&mut self, s: &[u8]) {
         for &b in s {
-            if self.mode > 0 {
-                match b {
-                    b'"' | b'\\' => self.byte(b'\\'),
-                    0..=0x1f => {
-                        for c in [b'\\', b'u', b'0', b'0', hex(b >> 4)] {
-                            self.byte(c);
-                        }
-                        self.byte(hex(b));
-                        continue;
-                    }
-                    b'-' if self.mode > 1 => {
-                        self.byte(b'_');
-                        continue;
-                    }
-                    _ => {}
+            // Written before two hex digits of `b`: `\u00` for a control character in JSON, `%` for
+            // anything but RFC 3986 unreserved characters in a URL.
+            let esc: &[u8] = match (self.mode, b) {
+                (0, _) => b"",
+                (3, b'-' | b'.' | b'_' | b'~') => b"",
+                (3, b) if b.is_ascii_alphanumeric() => b"",
+                (3, _) => b"%",
+                (_, 0..=0x1f) => b"\\u00",
+                (_, b'"' | b'\\') => {
+                    self.byte(b'\\');
+                    b""
                 }
+                (2, b'-') => {
+                    self.byte(b'_');
+                    continue;
+                }
+                _ => b"",
+            };
+            if esc.is_empty() {
+                self.byte(b);
+            } else {
+                for &c in esc {
+                    self.byte(c);
+                }
+                self.byte(hex(b >> 4));
+                self.byte(hex(b));
             }
-            self.byte(b);
         }
     }
 
@@ -165,17 +175,70 @@ fn is_domain_or_sub(a: &[u8], p: &[u8]) -> bool {
     }
 }
 
-/// The tracker's configuration: the script tag's attributes, looked up when needed (a struct of
-/// parsed fields costs several times more code in the wasm module than these lookups).
+/// The attributes the default module reads, space-separated, in the order of the indices in [`at`]:
+/// [`Config::parse`] files each value under its name's index in one pass, so a lookup is an array
+/// load instead of a call returning a slice through memory (about 300 B less wasm than a scan per
+/// lookup, and less than a struct of named fields).
+const NAMES: &[u8] = b"data-proxy-url data-proxy data-host src-origin data-datasource data-token data-domain data-tenant-id data-stringify-payload data-keep-query data-opt-out data-allow-automation data-allow-localhost data-hash";
+
+/// Indices into [`NAMES`].
+mod at {
+    pub const PROXY_URL: usize = 0;
+    pub const PROXY: usize = 1;
+    pub const HOST: usize = 2;
+    pub const SRC_ORIGIN: usize = 3;
+    pub const DATASOURCE: usize = 4;
+    pub const TOKEN: usize = 5;
+    pub const DOMAIN: usize = 6;
+    pub const TENANT_ID: usize = 7;
+    pub const STRINGIFY: usize = 8;
+    pub const KEEP_QUERY: usize = 9;
+    pub const OPT_OUT: usize = 10;
+    pub const ALLOW_AUTOMATION: usize = 11;
+    pub const ALLOW_LOCALHOST: usize = 12;
+    pub const HASH: usize = 13;
+    pub const COUNT: usize = 14;
+}
+
+/// The tracker's configuration: the script tag's attributes, the known ones (`NAMES`) filed by
+/// index, the rest looked up by name when needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config<'a> {
     attrs: &'a [u8],
+    known: [Option<&'a [u8]>; at::COUNT],
 }
 
 impl<'a> Config<'a> {
-    /// Wraps `name\0value\0…` attribute pairs. Never fails.
+    /// Reads `name\0value\0…` attribute pairs (the last of a repeated name wins). Never fails.
     pub fn parse(attrs: &'a [u8]) -> Self {
-        Config { attrs }
+        let mut known = [None; at::COUNT];
+        let mut rest = attrs;
+        while !rest.is_empty() {
+            let k = take(&mut rest, 0);
+            let v = take(&mut rest, 0);
+            let mut names = NAMES;
+            for slot in known.iter_mut() {
+                if eq(take(&mut names, b' '), k) {
+                    *slot = Some(v);
+                }
+            }
+        }
+        Config { attrs, known }
+    }
+
+    /// The known attribute number `i` ([`at`]).
+    fn known(&self, i: usize) -> Option<&'a [u8]> {
+        self.known.get(i).copied().flatten()
+    }
+
+    /// The known attribute number `i`, or empty.
+    fn val(&self, i: usize) -> &'a [u8] {
+        self.known(i).unwrap_or_default()
+    }
+
+    /// Whether the known switch number `i` is present and not `"false"` (see [`Config::on`]).
+    fn is_on(&self, i: usize) -> bool {
+        self.known(i).is_some_and(|v| !eq(v, b"false"))
     }
 
     /// The value of the attribute `name` (the last one if repeated).
@@ -192,11 +255,6 @@ impl<'a> Config<'a> {
         found
     }
 
-    /// The attribute `name`, or empty.
-    fn get(&self, name: &[u8]) -> &'a [u8] {
-        self.attr(name).unwrap_or_default()
-    }
-
     /// Whether a switch attribute is present and not `"false"` (`data-allow-localhost`,
     /// `data-allow-automation`, `data-opt-out`, `data-keep-query`).
     pub fn on(&self, name: &[u8]) -> bool {
@@ -205,7 +263,7 @@ impl<'a> Config<'a> {
 
     /// `data-datasource`, or [`DEFAULT_DATASOURCE`] when missing or empty.
     pub fn datasource(&self) -> &'a [u8] {
-        match self.get(b"data-datasource") {
+        match self.val(at::DATASOURCE) {
             [] => DEFAULT_DATASOURCE,
             d => d,
         }
@@ -213,12 +271,12 @@ impl<'a> Config<'a> {
 
     /// `data-stringify-payload` is not `"false"`: the payload is sent as a JSON string.
     pub fn stringify(&self) -> bool {
-        !eq(self.get(b"data-stringify-payload"), b"false")
+        !eq(self.val(at::STRINGIFY), b"false")
     }
 
     /// `data-domain`, sent as the envelope `domain` (the page's host name when empty).
     pub fn domain(&self) -> &'a [u8] {
-        self.get(b"data-domain")
+        self.val(at::DOMAIN)
     }
 
     /// Appends the global attributes (`data-tb-*`, `tb_*`) as JSON members, the prefix removed and
@@ -241,15 +299,15 @@ impl<'a> Config<'a> {
     /// (URL-escaped) token. The default host is the script's own origin (`src-origin`, which the glue
     /// appends), else Tinybird's.
     pub fn endpoint(&self, out: &mut Out) {
-        let (proxy_url, proxy) = (self.get(b"data-proxy-url"), self.get(b"data-proxy"));
+        let (proxy_url, proxy) = (self.val(at::PROXY_URL), self.val(at::PROXY));
         if !proxy_url.is_empty() {
             out.put(proxy_url);
         } else if !proxy.is_empty() {
             out.put(trim_slashes(proxy));
             out.put(b"/api/tracking");
         } else {
-            let origin = self.get(b"src-origin");
-            let host = match trim_slashes(self.get(b"data-host")) {
+            let origin = self.val(at::SRC_ORIGIN);
+            let host = match trim_slashes(self.val(at::HOST)) {
                 [] if strip_prefix(origin, b"http").is_some() => origin,
                 [] => DEFAULT_HOST,
                 h => h,
@@ -257,7 +315,7 @@ impl<'a> Config<'a> {
             out.put(host);
             out.put(b"/v0/events?name=");
             url_escape(self.datasource(), out);
-            let token = self.get(b"data-token");
+            let token = self.val(at::TOKEN);
             if !token.is_empty() {
                 out.put(b"&token=");
                 url_escape(token, out);
@@ -282,13 +340,9 @@ fn hex(n: u8) -> u8 {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn url_escape(s: &[u8], out: &mut Out) {
-    for &b in s {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.put(&[b]);
-        } else {
-            out.put(&[b'%', hex(b >> 4), hex(b)]);
-        }
-    }
+    out.mode = 3;
+    out.put(s);
+    out.mode = 0;
 }
 
 /// Writes `s` as a JSON string literal (quotes included), escaping `"`, `\` and control characters;
@@ -336,8 +390,8 @@ fn member(key: &[u8], value: &[u8], out: &mut Out) {
 /// non-alphanumerics and camelCase humps) is a sensitive word such as `pass`, `email`, `phone`,
 /// `token`, `secret`, `auth`, `user`, `card`, `cc`, `pin`, `ssn` (some also as a prefix).
 pub fn is_sensitive(key: &[u8]) -> bool {
-    let mut word = [0u8; 32];
-    let mut n = 0;
+    // Words are compared in place, lower-cased on the fly (no copy into a buffer).
+    let mut start = 0;
     for i in 0..=key.len() {
         let c = key.get(i).copied().unwrap_or(b'_');
         let hump = c.is_ascii_uppercase()
@@ -345,25 +399,21 @@ pub fn is_sensitive(key: &[u8]) -> bool {
                 .get(i.wrapping_sub(1))
                 .is_some_and(u8::is_ascii_lowercase);
         if !c.is_ascii_alphanumeric() || hump {
-            let w = word.get(..n).unwrap_or(&word);
+            let w = key.get(start..i).unwrap_or_default();
             let mut list = SENSITIVE;
             while !list.is_empty() {
                 let s = take(&mut list, b' ');
-                let hit = match s.split_last() {
-                    Some((b'*', prefix)) => strip_prefix(w, prefix).is_some(),
-                    _ => eq(s, w),
+                let (s, prefix) = match s.split_last() {
+                    Some((b'*', p)) => (p, true),
+                    _ => (s, false),
                 };
-                if hit {
+                if (w.len() == s.len() || prefix && w.len() > s.len())
+                    && w.iter().zip(s).all(|(a, b)| a.to_ascii_lowercase() == *b)
+                {
                     return true;
                 }
             }
-            n = 0;
-        }
-        if c.is_ascii_alphanumeric() {
-            if let Some(d) = word.get_mut(n) {
-                *d = c.to_ascii_lowercase();
-                n += 1;
-            }
+            start = i + usize::from(!hump);
         }
     }
     false
@@ -398,9 +448,9 @@ pub fn is_local(page: &Page) -> bool {
 /// local pages unless the site allows them.
 pub fn should_track(cfg: &Config, flags: u32, page: &Page) -> bool {
     flags & (flag::GPC | flag::OPT_OUT) == 0
-        && !cfg.on(b"data-opt-out")
-        && (flags & flag::AUTOMATION == 0 || cfg.on(b"data-allow-automation"))
-        && (cfg.on(b"data-allow-localhost") || !is_local(page))
+        && !cfg.is_on(at::OPT_OUT)
+        && (flags & flag::AUTOMATION == 0 || cfg.is_on(at::ALLOW_AUTOMATION))
+        && (cfg.is_on(at::ALLOW_LOCALHOST) || !is_local(page))
 }
 
 /// Whether a navigation to `href` stays on the page of the last hit `last` (same URL but for the
@@ -447,16 +497,22 @@ pub struct Page<'a> {
 impl<'a> Page<'a> {
     /// Reads the glue's `href\0path\0host\0referrer\0last\0locale\0user agent\0timestamp\0session id`.
     pub fn parse(mut ctx: &'a [u8]) -> Self {
+        // A loop, not nine calls: each call returns its slice through memory.
+        let mut f: [&[u8]; 9] = [&[]; 9];
+        for x in f.iter_mut() {
+            *x = take(&mut ctx, 0);
+        }
+        let [href, path, host, referrer, last, locale, user_agent, timestamp, session_id] = f;
         Page {
-            href: take(&mut ctx, 0),
-            path: take(&mut ctx, 0),
-            host: take(&mut ctx, 0),
-            referrer: take(&mut ctx, 0),
-            last: take(&mut ctx, 0),
-            locale: take(&mut ctx, 0),
-            user_agent: take(&mut ctx, 0),
-            timestamp: take(&mut ctx, 0),
-            session_id: take(&mut ctx, 0),
+            href,
+            path,
+            host,
+            referrer,
+            last,
+            locale,
+            user_agent,
+            timestamp,
+            session_id,
         }
     }
 }
@@ -479,9 +535,9 @@ pub fn decide(
     if !should_track(cfg, flags, page) {
         return None;
     }
-    let keep_query = cfg.on(b"data-keep-query");
+    let keep_query = cfg.is_on(at::KEEP_QUERY);
     // Hash routing (`data-hash`, extended module only): the fragment is part of the page.
-    let hash = cfg!(feature = "ext") && cfg.on(b"data-hash");
+    let hash = cfg!(feature = "ext") && cfg.is_on(at::HASH);
     let fragment = page
         .href
         .get(until(page.href, b'#').len()..)
@@ -539,7 +595,7 @@ pub fn decide(
     );
     member(b"version", b"1", out);
     member(b"session_id", page.session_id, out);
-    member(b"tenant_id", cfg.get(b"data-tenant-id"), out);
+    member(b"tenant_id", cfg.val(at::TENANT_ID), out);
     let domain = match cfg.domain() {
         [] => page.host,
         d => d,

@@ -34,6 +34,13 @@ pub const DATED_PIPES: &[&str] = &[
     // `POST /v0/query`: its planner puts the fixed dates in place of the body's range and refuses
     // comparisons (`query::plan_query`).
     "query",
+    // Issue #12's endpoints that take `date_from`/`date_to`; `web_vitals_current` and
+    // `web_vitals_routes` count back `days` from today instead, so they stay closed.
+    "web_vitals_distribution",
+    "web_vitals_timeseries",
+    "top_outbound_links",
+    "top_file_downloads",
+    "top_not_found_pages",
 ];
 
 /// The claims of a verified token.
@@ -599,6 +606,31 @@ mod tests {
             assert_eq!(
                 check_fixed_dates("kpis", &pinned, &[]),
                 Err(AuthError::PreviousPeriod)
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_dates_open_the_date_ranged_vitals_and_capture_pipes_only() {
+        let fixed = BTreeMap::from([
+            ("tenant_id".to_owned(), "a".to_owned()),
+            ("date_from".to_owned(), "2025-01-01".to_owned()),
+        ]);
+        for dated in [
+            "web_vitals_distribution",
+            "web_vitals_timeseries",
+            "top_outbound_links",
+            "top_file_downloads",
+            "top_not_found_pages",
+        ] {
+            assert!(check_fixed_dates(dated, &fixed, &[]).is_ok(), "{dated}");
+        }
+        // These count back `days` from today, ignoring the token's dates.
+        for undated in ["web_vitals_current", "web_vitals_routes"] {
+            assert_eq!(
+                check_fixed_dates(undated, &fixed, &[]),
+                Err(AuthError::UndatedPipe(undated.into())),
+                "{undated}"
             );
         }
     }

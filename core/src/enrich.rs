@@ -218,6 +218,20 @@ pub fn normalize_path(raw: &str) -> String {
     truncate(out, MAX_PATH)
 }
 
+/// The page of a page hit: [`normalize_path`] of the sent pathname, plus its fragment when the
+/// tracker marked the hit as hash-routed (`data-hash`, `/app#/settings`). `location.pathname` never
+/// contains `#` (a literal one is `%23`), so a `#` in the sent pathname is that mark; the fragment's
+/// own query (`#/reset?token=…`) is dropped like any other query. At most 512 bytes.
+pub fn hash_routed_path(raw: &str) -> String {
+    let Some((path, fragment)) = raw.split_once('#') else {
+        return normalize_path(raw);
+    };
+    match fragment.split('?').next().unwrap_or_default() {
+        "" => normalize_path(path),
+        f => truncate(format!("{}#{f}", normalize_path(path)), MAX_PATH),
+    }
+}
+
 /// The `utm_*` parameters of a page URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Utm {
@@ -490,6 +504,19 @@ mod tests {
             assert_eq!(normalize_path(raw), want, "{raw:?}");
         }
         assert_eq!(normalize_path(&"/x".repeat(400)).len(), 512);
+        for (raw, want) in [
+            ("/app#/settings", "/app#/settings"),
+            ("/app/#/settings/2?email=a@b.c", "/app#/settings/2"),
+            ("//app#", "/app"),
+            ("/app#?x=1", "/app"),
+            ("/plain", "/plain"),
+        ] {
+            assert_eq!(hash_routed_path(raw), want, "{raw:?}");
+        }
+        assert_eq!(
+            hash_routed_path(&["/a#", &"x".repeat(600)].concat()).len(),
+            512
+        );
         assert_eq!(
             source("https://www.google.com/search?q=x", "acme.example"),
             "google.com"

@@ -279,6 +279,8 @@ fn enrich_event(
     .unwrap_or_default();
     let pathname = match text(payload.get("pathname")) {
         "" => enrich::normalize_path(href_url.as_ref().map(|u| u.path).unwrap_or("/")),
+        // Hash-routed page hits (`data-hash`) keep their fragment; other pathnames lose it.
+        p if action == "page_hit" => enrich::hash_routed_path(p),
         p => enrich::normalize_path(p),
     };
     let site = if href_host.is_empty() {
@@ -509,6 +511,18 @@ mod tests {
         let object_payload =
             run(&flock_hit("acme", "/pricing/", false), &grant("acme", None)).unwrap();
         assert_eq!(object_payload.events[0], out.events[0]);
+    }
+
+    #[test]
+    fn a_hash_routed_page_hit_keeps_its_fragment_as_the_page() {
+        let g = grant("acme", None);
+        let hit = run(&flock_hit("acme", "/app/#/settings?tab=2", true), &g).unwrap();
+        assert_eq!(hit.events[0].pathname, "/app#/settings");
+        let plain = run(&flock_hit("acme", "/app/", true), &g).unwrap();
+        assert_eq!(plain.events[0].pathname, "/app");
+        // Only page hits: a custom event's pathname property loses the fragment as before.
+        let custom = flock_hit("acme", "/app#/settings", true).replace("page_hit", "signup");
+        assert_eq!(run(&custom, &g).unwrap().events[0].pathname, "/app");
     }
 
     #[test]

@@ -50,7 +50,7 @@ try {
       const input = [cfg, [href, u.pathname, u.hostname, D.referrer, last, N.language,
         N.userAgent, new Date().toISOString(), sid].join('\0'), name, props].join('\x01');
       const r = put(input);
-      const sent = r.read == input.length && x.e(r.written, (N.globalPrivacyControl ? 1 : 0) | (N.webdriver || W.Cypress || W.__nightmare ? 2 : 0) | (out ? 4 : 0), kind, ...n);
+      const sent = r.read == input.length && x.e(r.written, !!N.globalPrivacyControl | !!(N.webdriver || W.Cypress || W.__nightmare) << 1 | !!out << 2, kind, ...n);
       if (sent) {
         kind || name || (last = href);
         save && save();
@@ -93,9 +93,9 @@ try {
   Promise.all([
     // The extended module when any feature but storage (listed first) is on. INLINE (a build-time
     // constant) is the default module in base64 in t.inline.js, only built to compare sizes.
-    (ext[0] && ext[0] != 'storage' || ext[1] ? fetch(dir + '.x.wasm').then((r) => r.arrayBuffer())
-      : INLINE ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
-      : fetch(dir + '.wasm').then((r) => r.arrayBuffer()))
+    (!INLINE || ext[0] && ext[0] != 'storage' || ext[1]
+      ? fetch(dir + (ext[0] && ext[0] != 'storage' || ext[1] ? '.x' : '') + '.wasm').then((r) => r.arrayBuffer())
+      : Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0))))
       .then((b) => WebAssembly.instantiate(b, { e: { s: (a, u, n) => { flush(); post(dec(a, u), dec(a + u, n - u)); } } })),
     ...ext.map((a) => a[0] < 'a' || a == 'hash' || load('.' + a[0]))])
     .then(([m]) => {
