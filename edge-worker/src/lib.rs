@@ -6,6 +6,8 @@
 //! decision is made in the core crate; this crate reads requests, calls the core, and talks to D1, R2,
 //! Queues and the Cache API. Errors become JSON responses in exactly one place ([`error::ApiError`]).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod clock;
 mod consumer;
 mod cors;

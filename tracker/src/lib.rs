@@ -13,6 +13,7 @@
 //! Built twice by `scripts/build-tracker.sh`: the default module, and with the feature `ext` the module
 //! for sites that enable an opt-in capture.
 #![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg(target_arch = "wasm32")]
 pub mod browser;

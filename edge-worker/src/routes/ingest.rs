@@ -9,6 +9,7 @@ use starling_core::body::{self, BodyLimits, BodyReader, Shape};
 use starling_core::claims::AppendGrant;
 use starling_core::event::{EnrichedEvent, Quarantined, QueueBatch, SpoolRef};
 use starling_core::ingest::{self, Geo, IngestContext, Limits};
+use starling_core::pack::pack;
 use starling_core::plan::Quota;
 use starling_core::ratelimit::Decision;
 use starling_core::tenant;
@@ -523,39 +524,44 @@ fn chunk(
     events: Vec<EnrichedEvent>,
     quarantined: Vec<Quarantined>,
 ) -> Vec<QueueBatch> {
-    let new_batch = |n: usize| QueueBatch {
-        batch_id: format!("{request_id}-{n}"),
-        tenant_id: tenant.to_owned(),
-        received_at: now,
-        events: Vec::new(),
-        quarantined: Vec::new(),
-        spool: None,
-        generation: None,
-    };
-    let mut out = vec![new_batch(0)];
-    let mut size = 0;
-    for e in events {
-        let n = serde_json::to_string(&e)
+    // Rows are moved once into their batch: boxing the large variant would allocate per event.
+    #[allow(clippy::large_enum_variant)]
+    enum Row {
+        Event(EnrichedEvent),
+        Quarantined(Quarantined),
+    }
+    let rows = events
+        .into_iter()
+        .map(Row::Event)
+        .chain(quarantined.into_iter().map(Row::Quarantined));
+    let weight = |r: &Row| match r {
+        Row::Event(e) => serde_json::to_string(e)
             .map(|s| s.len())
-            .unwrap_or(MAX_MESSAGE_BYTES);
-        if size + n > MAX_MESSAGE_BYTES && size > 0 {
-            out.push(new_batch(out.len()));
-            size = 0;
-        }
-        size += n;
-        out.last_mut().expect("one batch").events.push(e);
-    }
-    for q in quarantined {
-        let n = q.row.len() + 64;
-        if size + n > MAX_MESSAGE_BYTES && size > 0 {
-            out.push(new_batch(out.len()));
-            size = 0;
-        }
-        size += n;
-        out.last_mut().expect("one batch").quarantined.push(q);
-    }
-    out.retain(|b| !b.events.is_empty() || !b.quarantined.is_empty());
-    out
+            .unwrap_or(MAX_MESSAGE_BYTES),
+        Row::Quarantined(q) => q.row.len() + 64,
+    };
+    pack(rows, MAX_MESSAGE_BYTES, usize::MAX, weight)
+        .into_iter()
+        .enumerate()
+        .map(|(n, group)| {
+            let mut batch = QueueBatch {
+                batch_id: format!("{request_id}-{n}"),
+                tenant_id: tenant.to_owned(),
+                received_at: now,
+                events: Vec::new(),
+                quarantined: Vec::new(),
+                spool: None,
+                generation: None,
+            };
+            for row in group {
+                match row {
+                    Row::Event(e) => batch.events.push(e),
+                    Row::Quarantined(q) => batch.quarantined.push(q),
+                }
+            }
+            batch
+        })
+        .collect()
 }
 
 async fn enqueue(env: &Env, batches: Vec<QueueBatch>) -> Result<(), ApiError> {
@@ -565,27 +571,21 @@ async fn enqueue(env: &Env, batches: Vec<QueueBatch>) -> Result<(), ApiError> {
     let queue = env
         .queue(env::EVENTS)
         .map_err(|e| ApiError::Unavailable(format!("queue binding: {e}")))?;
-    let mut group: Vec<QueueBatch> = Vec::new();
-    let mut group_bytes = 0;
-    for b in batches {
-        let n = serde_json::to_string(&b)
+    let size = |b: &QueueBatch| {
+        serde_json::to_string(b)
             .map(|s| s.len())
-            .unwrap_or(MAX_MESSAGE_BYTES);
-        if !group.is_empty() && (group_bytes + n > MAX_SEND_BATCH_BYTES || group.len() == 100) {
-            send(&queue, std::mem::take(&mut group)).await?;
-            group_bytes = 0;
-        }
-        group_bytes += n;
-        group.push(b);
+            .unwrap_or(MAX_MESSAGE_BYTES)
+    };
+    for group in pack(batches, MAX_SEND_BATCH_BYTES, 100, size) {
+        send(&queue, group).await?;
     }
-    send(&queue, group).await
+    Ok(())
 }
 
 async fn send(queue: &worker::Queue, group: Vec<QueueBatch>) -> Result<(), ApiError> {
-    let result = if group.len() == 1 {
-        queue.send(group.into_iter().next().expect("one")).await
-    } else {
-        queue.send_batch(group).await
+    let result = match <[QueueBatch; 1]>::try_from(group) {
+        Ok([one]) => queue.send(one).await,
+        Err(group) => queue.send_batch(group).await,
     };
     result.map_err(|e| ApiError::Unavailable(format!("queue send: {e}")))
 }
