@@ -36,7 +36,14 @@ before(async () => {
   origin = `http://127.0.0.1:${server.address().port}`;
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
   });
 });
 
@@ -48,8 +55,17 @@ after(async () => {
 
 /** The capture page for `tenant` with these extra attributes (local and automated pages allowed). */
 function capturePage(tenant, attrs) {
-  const all = { 'data-token': w.token(tenant, 'tracker'), 'data-host': w.base, 'data-allow-localhost': '', 'data-allow-automation': '', 'data-stringify-payload': 'false', ...attrs };
-  const list = Object.entries(all).map(([k, v]) => (v === '' ? k : `${k}="${v}"`)).join(' ');
+  const all = {
+    'data-token': w.token(tenant, 'tracker'),
+    'data-host': w.base,
+    'data-allow-localhost': '',
+    'data-allow-automation': '',
+    'data-stringify-payload': 'false',
+    ...attrs,
+  };
+  const list = Object.entries(all)
+    .map(([k, v]) => (v === '' ? k : `${k}="${v}"`))
+    .join(' ');
   return readFileSync(join(ROOT, 'tests/fixtures/tracker/capture.html'), 'utf8').replace('{{BASE}}', w.base).replace('{{ATTRS}}', list);
 }
 
@@ -67,21 +83,27 @@ async function open(url, { init } = {}) {
   const beacons = [];
   const fetched = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
   page.on('request', (r) => {
     if (!r.url().startsWith(w.base)) return;
     fetched.push(new URL(r.url()).pathname);
     if (r.url().startsWith(`${w.base}/v0/events`)) beacons.push(JSON.parse(r.postData()));
   });
   await page.goto(url);
-  await page.waitForFunction(() => window.starling && window.starling._);
+  await page.waitForFunction(() => window.starling?._);
   return { context, page, errors, beacons, fetched };
 }
 
 async function exported(tenant) {
   const r = await w.admin(`/v0/admin/export?tenant_id=${tenant}&date_from=${today()}&date_to=${today()}`, { method: 'GET' });
   assert.equal(r.status, 200, r.text);
-  return r.text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return r.text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }
 
 /** The host pages' origin as the server stores URLs (without the port). */
@@ -89,7 +111,14 @@ const site = () => origin.replace(/:\d+$/, '');
 const payloadOf = (e) => (typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload);
 
 /** Waits until the archive holds events for which `done(events)` is true. */
-const archived = (tenant, done, what) => w.until(async () => { const e = await exported(tenant); return done(e) && e; }, { what, timeoutMs: 30_000 });
+const archived = (tenant, done, what) =>
+  w.until(
+    async () => {
+      const e = await exported(tenant);
+      return done(e) && e;
+    },
+    { what, timeoutMs: 30_000 },
+  );
 
 /** The rows of a pipe for `tenant` today, read with a read token. */
 async function pipe(tenant, name, query = `date_from=${today()}&date_to=${today()}`) {
@@ -110,7 +139,8 @@ async function dashboard(tenant) {
 }
 
 /** The D1 counts per action (the `actions` rollup). */
-const counted = (tenant) => Object.fromEntries(w.d1(`SELECT action, total FROM actions WHERE tenant_id='${tenant}'`).map((r) => [r.action, r.total]));
+const counted = (tenant) =>
+  Object.fromEntries(w.d1(`SELECT action, total FROM actions WHERE tenant_id='${tenant}'`).map((r) => [r.action, r.total]));
 
 test('data-web-vitals sends LCP, INP, CLS, FCP and TTFB in the kit shape, rated, and they are counted', async () => {
   pages.set('/vitals/', capturePage('vitals', { 'data-web-vitals': '' }));
@@ -119,7 +149,11 @@ test('data-web-vitals sends LCP, INP, CLS, FCP and TTFB in the kit shape, rated,
   await page.click('#slow'); // an interaction for INP, and the end of LCP
   await page.waitForTimeout(300);
   await page.evaluate(() => window.hidePage());
-  const all = await archived('vitals', (e) => ['LCP', 'INP', 'CLS', 'FCP', 'TTFB'].every((n) => e.some((x) => x.action === 'web_vital' && payloadOf(x).name === n)), 'five web vitals');
+  const all = await archived(
+    'vitals',
+    (e) => ['LCP', 'INP', 'CLS', 'FCP', 'TTFB'].every((n) => e.some((x) => x.action === 'web_vital' && payloadOf(x).name === n)),
+    'five web vitals',
+  );
   const vitals = all.filter((e) => e.action === 'web_vital').map(payloadOf);
   for (const v of vitals) {
     assert.ok(RATINGS.includes(v.rating), JSON.stringify(v));
@@ -133,10 +167,23 @@ test('data-web-vitals sends LCP, INP, CLS, FCP and TTFB in the kit shape, rated,
   const inp = vitals.find((v) => v.name === 'INP');
   assert.ok(inp.value >= 100, `the 120 ms click handler shows in INP: ${inp.value}`);
   assert.ok(vitals.find((v) => v.name === 'CLS').value > 0, 'the late banner shifted the layout');
-  assert.equal(vitals.find((v) => v.name === 'CLS').rating, vitals.find((v) => v.name === 'CLS').value <= 0.1 ? 'good' : vitals.find((v) => v.name === 'CLS').value <= 0.25 ? 'needs-improvement' : 'poor');
+  assert.equal(
+    vitals.find((v) => v.name === 'CLS').rating,
+    vitals.find((v) => v.name === 'CLS').value <= 0.1
+      ? 'good'
+      : vitals.find((v) => v.name === 'CLS').value <= 0.25
+        ? 'needs-improvement'
+        : 'poor',
+  );
   assert.ok(fetched.some((p) => p.endsWith('.x.wasm')) && fetched.some((p) => p.endsWith('.w.js')), fetched.join(' '));
   assert.ok(beacons.every((b) => b.action === 'page_hit' || b.action === 'web_vital'));
-  const n = await w.until(() => { const c = counted('vitals'); return c.web_vital >= 5 && c; }, { what: 'web_vital counted' });
+  const n = await w.until(
+    () => {
+      const c = counted('vitals');
+      return c.web_vital >= 5 && c;
+    },
+    { what: 'web_vital counted' },
+  );
   assert.equal(n.web_vital, vitals.length);
   assert.deepEqual(errors, []);
   await context.close();
@@ -149,11 +196,17 @@ test('data-web-vitals sends LCP, INP, CLS, FCP and TTFB in the kit shape, rated,
     assert.equal(byName[v.name].rating, v.rating, `${v.name}: a single measurement's p75 is rated like it`);
   }
   const routes = await pipe('vitals', 'web_vitals_routes');
-  assert.deepEqual(routes.map((r) => [r.route, r.measurements]), [['vitals', vitals.length]]);
+  assert.deepEqual(
+    routes.map((r) => [r.route, r.measurements]),
+    [['vitals', vitals.length]],
+  );
   const dist = await pipe('vitals', 'web_vitals_distribution', `date_from=${today()}&date_to=${today()}`);
   assert.equal(dist.length, 3 * Object.keys(byName).length);
   const series = await pipe('vitals', 'web_vitals_timeseries', `date_from=${today()}&date_to=${today()}`);
-  assert.deepEqual(series.map((r) => r.day), Object.keys(byName).map(() => today()));
+  assert.deepEqual(
+    series.map((r) => r.day),
+    Object.keys(byName).map(() => today()),
+  );
 
   // The dashboard's Speed view shows them; a tenant without captures sees no new section.
   const dash = await dashboard('vitals');
@@ -182,12 +235,20 @@ test('outbound links and downloads send their stripped target; same-site links a
   ]);
   assert.equal(JSON.stringify(beacons).includes('s3cr3t'), false);
   assert.ok(all.length >= 4);
-  const n = await w.until(() => { const c = counted('links'); return c['Outbound Link: Click'] === 2 && c; }, { what: 'link events counted' });
+  const n = await w.until(
+    () => {
+      const c = counted('links');
+      return c['Outbound Link: Click'] === 2 && c;
+    },
+    { what: 'link events counted' },
+  );
   assert.equal(n['File Download'], 1);
   assert.deepEqual(errors, []);
   await context.close();
 
-  assert.deepEqual(await pipe('links', 'top_outbound_links'), [{ url: 'https://partner.example.org/landing?utm_source=starling', count: 2 }]);
+  assert.deepEqual(await pipe('links', 'top_outbound_links'), [
+    { url: 'https://partner.example.org/landing?utm_source=starling', count: 2 },
+  ]);
   assert.deepEqual(await pipe('links', 'top_file_downloads'), [{ url: `${site()}/files/Report.PDF`, count: 1 }]);
   const dash = await dashboard('links');
   assert.equal(await dash.page.locator('[data-testid=list-top_outbound_links] [data-testid=row]').count(), 1);
@@ -200,7 +261,9 @@ test('engagement, 404 and hash routing', async () => {
   pages.set('/more/', capturePage('more', { 'data-engagement': '', 'data-404': '', 'data-hash': '' }));
   const { context, page, errors, beacons } = await open(`${origin}/more/missing`);
   await page.waitForTimeout(400);
-  await page.evaluate(() => { location.hash = '/settings'; });
+  await page.evaluate(() => {
+    location.hash = '/settings';
+  });
   await page.waitForTimeout(200);
   await page.evaluate(() => scrollTo(0, document.body.scrollHeight));
   await page.waitForTimeout(3100);
@@ -218,11 +281,23 @@ test('engagement, 404 and hash routing', async () => {
   assert.ok(eng.e >= 3000 && eng.e < 20000, `engaged ms ${eng.e}`);
   assert.equal(eng.pathname, '/more/missing');
   assert.ok(all.some((e) => e.action === '404'));
-  const n = await w.until(() => { const c = counted('more'); return c.engagement && c['404'] && c; }, { what: 'engagement and 404 counted' });
+  const n = await w.until(
+    () => {
+      const c = counted('more');
+      return c.engagement && c['404'] && c;
+    },
+    { what: 'engagement and 404 counted' },
+  );
   assert.deepEqual([n.engagement, n['404']], [1, 1]);
   assert.deepEqual(await pipe('more', 'top_not_found_pages'), [{ pathname: '/more/missing', count: 1 }]);
   // The server keeps the fragment of a hash-routed page hit (core::enrich::hash_routed_path).
-  const top = await w.until(async () => { const r = await pipe('more', 'top_pages'); return r.length >= 2 && r; }, { what: 'two pages counted' });
+  const top = await w.until(
+    async () => {
+      const r = await pipe('more', 'top_pages');
+      return r.length >= 2 && r;
+    },
+    { what: 'two pages counted' },
+  );
   assert.deepEqual(top.map((r) => r.pathname).sort(), ['/more/missing', '/more/missing#/settings']);
   assert.deepEqual(errors, []);
   await context.close();
@@ -237,17 +312,38 @@ test('with no feature attribute nothing extra is fetched or sent; GPC wins over 
   await page.evaluate(() => scrollTo(0, document.body.scrollHeight));
   await page.evaluate(() => window.hidePage());
   await page.waitForTimeout(800);
-  assert.deepEqual(beacons.map((b) => b.action), ['page_hit']);
-  assert.deepEqual(fetched.filter((p) => p.startsWith('/t/')).map((p) => p.replace(/[0-9a-f]{16}/, 'H')), ['/t/H.wasm']);
+  assert.deepEqual(
+    beacons.map((b) => b.action),
+    ['page_hit'],
+  );
+  assert.deepEqual(
+    fetched.filter((p) => p.startsWith('/t/')).map((p) => p.replace(/[0-9a-f]{16}/, 'H')),
+    ['/t/H.wasm'],
+  );
   assert.deepEqual(errors, []);
   await context.close();
 
-  pages.set('/gpc/', capturePage('gpc', { 'data-web-vitals': '', 'data-outbound-links': '', 'data-file-downloads': '', 'data-engagement': '', 'data-404': '', 'data-hash': '' }));
-  const gpc = await open(`${origin}/gpc/x`, { init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }) });
+  pages.set(
+    '/gpc/',
+    capturePage('gpc', {
+      'data-web-vitals': '',
+      'data-outbound-links': '',
+      'data-file-downloads': '',
+      'data-engagement': '',
+      'data-404': '',
+      'data-hash': '',
+    }),
+  );
+  const gpc = await open(`${origin}/gpc/x`, {
+    init: () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }),
+  });
   await gpc.page.waitForTimeout(600);
   await gpc.page.click('#slow');
   for (const id of ['#out', '#pdf']) await gpc.page.click(id);
-  await gpc.page.evaluate(() => { location.hash = 'x'; scrollTo(0, document.body.scrollHeight); });
+  await gpc.page.evaluate(() => {
+    location.hash = 'x';
+    scrollTo(0, document.body.scrollHeight);
+  });
   await gpc.page.evaluate(() => window.hidePage());
   await gpc.page.waitForTimeout(800);
   assert.deepEqual(gpc.beacons, []);

@@ -38,7 +38,14 @@ before(async () => {
   origin = `http://127.0.0.1:${server.address().port}`;
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
   });
 });
 
@@ -50,7 +57,9 @@ after(async () => {
 
 /** The SPA test page with our tracker and these attributes. */
 function spaPage(attrs) {
-  const list = Object.entries(attrs).map(([k, v]) => (v === '' ? k : `${k}="${v}"`)).join(' ');
+  const list = Object.entries(attrs)
+    .map(([k, v]) => (v === '' ? k : `${k}="${v}"`))
+    .join(' ');
   return readFileSync(join(FIXTURES, 'spa.html'), 'utf8').replace('{{BASE}}', w.base).replace('{{ATTRS}}', list);
 }
 
@@ -71,9 +80,13 @@ async function open(url, { init, referer } = {}) {
   const page = await context.newPage();
   const errors = [];
   const beacons = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('request', (r) => { if (r.url().startsWith(`${w.base}/v0/events`)) beacons.push(r); });
+  page.on('request', (r) => {
+    if (r.url().startsWith(`${w.base}/v0/events`)) beacons.push(r);
+  });
   await page.goto(url, referer ? { referer } : {});
   return { context, page, errors, beacons };
 }
@@ -82,22 +95,37 @@ async function open(url, { init, referer } = {}) {
 async function exported(tenant) {
   const r = await w.admin(`/v0/admin/export?tenant_id=${tenant}&date_from=${today()}&date_to=${today()}`, { method: 'GET' });
   assert.equal(r.status, 200, r.text);
-  return r.text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).sort((a, b) => a.ts - b.ts);
+  return r.text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .sort((a, b) => a.ts - b.ts);
 }
 
 const payloadOf = (e) => (typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload);
 
 test('SPA page hits, referrers, UTM and custom events land once each', async () => {
-  pages.set('/app/', spaPage({
-    'data-token': w.token('acme', 'tracker'), 'data-host': w.base, 'data-tenant-id': 'acme', 'data-domain': 'shop.example',
-    'data-allow-localhost': '', 'data-allow-automation': '', 'data-tb-app-version': '2.1',
-  }));
+  pages.set(
+    '/app/',
+    spaPage({
+      'data-token': w.token('acme', 'tracker'),
+      'data-host': w.base,
+      'data-tenant-id': 'acme',
+      'data-domain': 'shop.example',
+      'data-allow-localhost': '',
+      'data-allow-automation': '',
+      'data-tb-app-version': '2.1',
+    }),
+  );
   const start = `${origin}/app/start?utm_source=newsletter&utm_medium=email&utm_campaign=launch&secret=s3cr3t`;
   const { context, page, errors } = await open(start, { referer: 'https://news.example.org/item?id=1' });
   await page.waitForFunction(() => window.Tinybird && window.starling && !window.starling.q);
   await page.evaluate(() => history.pushState({}, '', '/app/pricing'));
   await page.evaluate(() => history.pushState({}, '', '/app/docs?tab=api#intro'));
-  await page.evaluate(() => { location.hash = 'part-2'; }); // hashchange on the same page: no hit
+  await page.evaluate(() => {
+    location.hash = 'part-2';
+  }); // hashchange on the same page: no hit
   await page.waitForTimeout(100);
   await page.evaluate(() => history.replaceState({}, '', location.href)); // same URL: no hit
   await page.evaluate(() => history.back()); // popstate + hashchange back to #intro: no hit
@@ -107,13 +135,28 @@ test('SPA page hits, referrers, UTM and custom events land once each', async () 
     starling.track('signup', { plan: 'pro' });
   });
 
-  const events = await w.until(async () => { const e = await exported('acme'); return e.length >= 6 && e; }, { what: '6 events from the browser' });
+  const events = await w.until(
+    async () => {
+      const e = await exported('acme');
+      return e.length >= 6 && e;
+    },
+    { what: '6 events from the browser' },
+  );
   await page.waitForTimeout(2500); // anything late (a duplicate) would arrive in the next queue batch
   const all = await exported('acme');
   assert.equal(all.length, 6, JSON.stringify(all.map((e) => [e.action, e.pathname])));
   const hits = all.filter((e) => e.action === 'page_hit');
-  assert.deepEqual(hits.map((e) => e.pathname), ['/app/start', '/app/pricing', '/app/docs']);
-  assert.deepEqual(all.filter((e) => e.action !== 'page_hit').map((e) => e.action).sort(), ['add_to_cart', 'early', 'signup']);
+  assert.deepEqual(
+    hits.map((e) => e.pathname),
+    ['/app/start', '/app/pricing', '/app/docs'],
+  );
+  assert.deepEqual(
+    all
+      .filter((e) => e.action !== 'page_hit')
+      .map((e) => e.action)
+      .sort(),
+    ['add_to_cart', 'early', 'signup'],
+  );
   for (const e of all) {
     assert.equal(e.domain, 'shop.example');
     assert.equal(e.browser, 'chrome');
@@ -127,25 +170,45 @@ test('SPA page hits, referrers, UTM and custom events land once each', async () 
   assert.equal(first.href, `${site}/app/start?utm_source=newsletter&utm_medium=email&utm_campaign=launch`);
   assert.equal(payloadOf(first).referrer, 'https://news.example.org/item');
   assert.equal(payloadOf(first).app_version, '2.1');
-  assert.equal(payloadOf(second).referrer, `${site}/app/start?utm_source=newsletter&utm_medium=email&utm_campaign=launch`,
-    'SPA navigations send the previous page, not the stale document.referrer');
+  assert.equal(
+    payloadOf(second).referrer,
+    `${site}/app/start?utm_source=newsletter&utm_medium=email&utm_campaign=launch`,
+    'SPA navigations send the previous page, not the stale document.referrer',
+  );
   assert.equal(second.source, '', 'an internal referrer is not a source');
   assert.equal(payloadOf(third).referrer, `${site}/app/pricing`);
   assert.equal(third.href, `${site}/app/docs`);
   assert.equal(JSON.stringify(all).includes('s3cr3t'), false, 'non-utm query parameters never leave the page');
 
   const cart = payloadOf(all.find((e) => e.action === 'add_to_cart'));
-  assert.deepEqual(cart, { partnumber: 'A1708', quantity: 1, email: '********', note: 'say "hi"\n', nested: { card: '********' }, app_version: '2.1' });
+  assert.deepEqual(cart, {
+    partnumber: 'A1708',
+    quantity: 1,
+    email: '********',
+    note: 'say "hi"\n',
+    nested: { card: '********' },
+    app_version: '2.1',
+  });
   assert.deepEqual(payloadOf(all.find((e) => e.action === 'early')), { step: 1, app_version: '2.1' });
   assert.equal(new Set(events.map((e) => e.session_id)).size, 1, 'one (server-derived) session for the visit');
 
   // Rollups: one session of three pages from news.example.org, and the query endpoint agrees.
   const sessions = w.d1("SELECT pageviews, entry_path, exit_path, source, utm_campaign FROM sessions WHERE tenant_id='acme'");
-  assert.deepEqual(sessions, [{ pageviews: 3, entry_path: '/app/start', exit_path: '/app/docs', source: 'news.example.org', utm_campaign: 'launch' }]);
-  const r = await w.fetch(`/v0/pipes/top_pages.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token('acme', 'read')}` } });
+  assert.deepEqual(sessions, [
+    { pageviews: 3, entry_path: '/app/start', exit_path: '/app/docs', source: 'news.example.org', utm_campaign: 'launch' },
+  ]);
+  const r = await w.fetch(`/v0/pipes/top_pages.json?date_from=${today()}&date_to=${today()}`, {
+    headers: { Authorization: `Bearer ${w.token('acme', 'read')}` },
+  });
   assert.equal(r.status, 200, r.body);
-  const top = JSON.parse(r.body).data.map((row) => [row.pathname, row.hits]).sort();
-  assert.deepEqual(top, [['/app/docs', 1], ['/app/pricing', 1], ['/app/start', 1]]);
+  const top = JSON.parse(r.body)
+    .data.map((row) => [row.pathname, row.hits])
+    .sort();
+  assert.deepEqual(top, [
+    ['/app/docs', 1],
+    ['/app/pricing', 1],
+    ['/app/start', 1],
+  ]);
 
   const cookies = await context.cookies();
   assert.deepEqual(cookies, [], 'no cookies by default');
@@ -155,14 +218,27 @@ test('SPA page hits, referrers, UTM and custom events land once each', async () 
 });
 
 test('data-storage keeps a flock.js-style session id; a foreign data-domain is not used as cookie domain', async () => {
-  pages.set('/stored/', spaPage({
-    'data-token': w.token('stored', 'tracker'), 'data-host': w.base, 'data-domain': 'project_domain',
-    'data-storage': 'cookie', 'data-allow-localhost': '', 'data-allow-automation': '',
-  }));
+  pages.set(
+    '/stored/',
+    spaPage({
+      'data-token': w.token('stored', 'tracker'),
+      'data-host': w.base,
+      'data-domain': 'project_domain',
+      'data-storage': 'cookie',
+      'data-allow-localhost': '',
+      'data-allow-automation': '',
+    }),
+  );
   const { context, page, errors } = await open(`${origin}/stored/a`);
   await page.waitForFunction(() => window.Tinybird && !window.starling.q);
   await page.evaluate(() => history.pushState({}, '', '/stored/b'));
-  const all = await w.until(async () => { const e = await exported('stored'); return e.length >= 3 && e; }, { what: '3 events' });
+  const all = await w.until(
+    async () => {
+      const e = await exported('stored');
+      return e.length >= 3 && e;
+    },
+    { what: '3 events' },
+  );
   const ids = new Set(all.map((e) => e.session_id));
   assert.equal(ids.size, 1, `one session id for every event: ${[...ids]}`);
   assert.match([...ids][0], /^[0-9a-f-]{36}$/);
@@ -176,13 +252,23 @@ test('data-storage keeps a flock.js-style session id; a foreign data-domain is n
 });
 
 test('the published flock.js, unchanged, still lands its events', async () => {
-  pages.set('/flock/', readFileSync(join(FIXTURES, 'flock.html'), 'utf8').replace('{{BASE}}', w.base).replace('{{TOKEN}}', w.token('flockco', 'tracker')));
+  pages.set(
+    '/flock/',
+    readFileSync(join(FIXTURES, 'flock.html'), 'utf8').replace('{{BASE}}', w.base).replace('{{TOKEN}}', w.token('flockco', 'tracker')),
+  );
   // flock.js skips page hits under navigator.webdriver, which automation sets.
-  const { context, page, errors } = await open(`${origin}/flock/landing?utm_source=flock`,
-    { init: () => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false }) });
+  const { context, page, errors } = await open(`${origin}/flock/landing?utm_source=flock`, {
+    init: () => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false }),
+  });
   await page.waitForTimeout(500); // flock.js sends its page hit after 300 ms
   await page.evaluate(() => window.Tinybird.trackEvent('flock_event', { email: 'x@y.z', sku: 'B2' }));
-  const all = await w.until(async () => { const e = await exported('flockco'); return e.length >= 2 && e; }, { what: 'flock.js events' });
+  const all = await w.until(
+    async () => {
+      const e = await exported('flockco');
+      return e.length >= 2 && e;
+    },
+    { what: 'flock.js events' },
+  );
   const hit = all.find((e) => e.action === 'page_hit');
   assert.equal(hit?.pathname, '/flock/landing');
   assert.equal(hit.utm_source, 'flock');
@@ -200,7 +286,12 @@ test('GPC, an opt-out or an automated browser send nothing, and the API never th
   const cases = [
     ['/bot/x', () => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => true })],
     ['/gpc/x', () => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true })],
-    ['/optout/x', () => { window.starlingOptOut = true; }],
+    [
+      '/optout/x',
+      () => {
+        window.starlingOptOut = true;
+      },
+    ],
   ];
   for (const [path, init] of cases) {
     const { context, page, errors, beacons } = await open(`${origin}${path}`, { init });
@@ -210,7 +301,11 @@ test('GPC, an opt-out or an automated browser send nothing, and the API never th
       Tinybird.trackEvent('x', { a: 1 });
       starling.track('y');
       Tinybird.trackEvent(undefined, 5);
-      starling.track('z', { toJSON() { throw new Error('boom'); } });
+      starling.track('z', {
+        toJSON() {
+          throw new Error('boom');
+        },
+      });
     });
     await page.waitForTimeout(800);
     assert.equal(beacons.length, 0, `${path}: ${beacons.map((b) => b.url())}`);
@@ -218,10 +313,21 @@ test('GPC, an opt-out or an automated browser send nothing, and the API never th
     await context.close();
   }
   // A direct event for the same tenant arrives after anything the pages could have sent.
-  const r = await w.post('/v0/events?name=analytics_events', JSON.stringify({ action: 'sentinel', payload: {} }), { token: w.token('quiet', 'tracker') });
+  const r = await w.post('/v0/events?name=analytics_events', JSON.stringify({ action: 'sentinel', payload: {} }), {
+    token: w.token('quiet', 'tracker'),
+  });
   assert.equal(r.status, 202, r.text);
-  const all = await w.until(async () => { const e = await exported('quiet'); return e.length && e; }, { what: 'the sentinel' });
-  assert.deepEqual(all.map((e) => e.action), ['sentinel']);
+  const all = await w.until(
+    async () => {
+      const e = await exported('quiet');
+      return e.length && e;
+    },
+    { what: 'the sentinel' },
+  );
+  assert.deepEqual(
+    all.map((e) => e.action),
+    ['sentinel'],
+  );
 });
 
 test('t.js and the module are served with CORS and cache headers (www/dist/_headers.tracker merged into _headers)', async () => {

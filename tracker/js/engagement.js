@@ -8,7 +8,9 @@ try {
   let engaged = 0;
   let since = D.hidden ? 0 : now();
   let depth = 0; // the last depth sent
-  const scrolled = () => { deepest = Math.max(deepest, scrollY + innerHeight); };
+  const scrolled = () => {
+    deepest = Math.max(deepest, scrollY + innerHeight);
+  };
   scrolled();
   addEventListener('scroll', scrolled, { passive: true });
   addEventListener('visibilitychange', () => {
@@ -16,6 +18,9 @@ try {
     if (since) engaged += now() - since;
     since = 0;
     const r = starling._('engagement', 0, 3, [deepest, Math.max(D.body.scrollHeight, D.documentElement.scrollHeight), engaged, depth]);
-    if (r > 0) { depth = r - 1; engaged = 0; }
+    if (r > 0) {
+      depth = r - 1;
+      engaged = 0;
+    }
   });
 } catch {}

@@ -16,10 +16,13 @@ try {
   const s = D.currentScript;
   const dir = new URL('t/' + H, s.src);
   const cfg = [...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin;
-  const load = (c) => new Promise((r) => D.head.append(Object.assign(D.createElement('script'), { src: dir + c + '.js', onload: r, onerror: r })));
+  const load = (c) =>
+    new Promise((r) => D.head.append(Object.assign(D.createElement('script'), { src: dir + c + '.js', onload: r, onerror: r })));
   // Opt-in features, each its own script; `hash` and `404` need only the extended module.
-  const ext = ['storage', 'web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) => s.hasAttribute('data-' + a));
-  const early = (W.starling && W.starling.q) || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
+  const ext = ['storage', 'web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) =>
+    s.hasAttribute('data-' + a),
+  );
+  const early = W.starling?.q || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
   const q = []; // events waiting for the module
   const retry = []; // beacons the browser refused, retried before the next send and on hide/online
   let last = '';
@@ -31,7 +34,9 @@ try {
       if (N.sendBeacon(u, b)) return;
     } catch {}
     fetch(u, { method: 'POST', body: b, keepalive: true })
-      .then((r) => { if (r.status > 499 || r.status == 429) throw 0; })
+      .then((r) => {
+        if (r.status > 499 || r.status == 429) throw 0;
+      })
       .catch(() => retry.length < 20 && retry.push([u, b]));
   };
   const flush = () => retry.splice(0).forEach((e) => post(...e));
@@ -43,17 +48,25 @@ try {
       // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
       const [sid, save] = (W.starling.$ || Array)();
       let out;
-      try { out = W.starlingOptOut || localStorage.getItem('starling-opt-out'); } catch {}
+      try {
+        out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
+      } catch {}
       const u = new URL(href);
       // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
-      props = name ? JSON.stringify(props ?? {}, (k, v) => k && x.k(put(k).written) ? '********' : v) : '';
-      const input = [cfg, [href, u.pathname, u.hostname, D.referrer, last, N.language,
-        N.userAgent, new Date().toISOString(), sid].join('\0'), name, props].join('\x01');
+      props = name ? JSON.stringify(props ?? {}, (k, v) => (k && x.k(put(k).written) ? '********' : v)) : '';
+      const input = [
+        cfg,
+        [href, u.pathname, u.hostname, D.referrer, last, N.language, N.userAgent, new Date().toISOString(), sid].join('\0'),
+        name,
+        props,
+      ].join('\x01');
       const r = put(input);
-      const sent = r.read == input.length && x.e(r.written, !!N.globalPrivacyControl | !!(N.webdriver || W.Cypress || W.__nightmare) << 1 | !!out << 2, kind, ...n);
+      const sent =
+        r.read == input.length &&
+        x.e(r.written, !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2), kind, ...n);
       if (sent) {
         kind || name || (last = href);
-        save && save();
+        save?.();
       }
       return sent;
     } catch (e) {
@@ -93,14 +106,26 @@ try {
   Promise.all([
     // The extended module when any feature but storage (listed first) is on. INLINE (a build-time
     // constant) is the default module in base64 in t.inline.js, only built to compare sizes.
-    (!INLINE || ext[0] && ext[0] != 'storage' || ext[1]
-      ? fetch(dir + (ext[0] && ext[0] != 'storage' || ext[1] ? '.x' : '') + '.wasm').then((r) => r.arrayBuffer())
-      : Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0))))
-      .then((b) => WebAssembly.instantiate(b, { e: { s: (a, u, n) => { flush(); post(dec(a, u), dec(a + u, n - u)); } } })),
-    ...ext.map((a) => a[0] < 'a' || a == 'hash' || load('.' + a[0]))])
+    (!INLINE || (ext[0] && ext[0] != 'storage') || ext[1]
+      ? fetch(dir + ((ext[0] && ext[0] != 'storage') || ext[1] ? '.x' : '') + '.wasm').then((r) => r.arrayBuffer())
+      : Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
+    ).then((b) =>
+      WebAssembly.instantiate(b, {
+        e: {
+          s: (a, u, n) => {
+            flush();
+            post(dec(a, u), dec(a + u, n - u));
+          },
+        },
+      }),
+    ),
+    ...ext.map((a) => a[0] < 'a' || a == 'hash' || load('.' + a[0])),
+  ])
     .then(([m]) => {
       x = m.instance.exports;
       q.splice(0).forEach((e) => run(...e));
     })
-    .catch(() => { x = null; });
+    .catch(() => {
+      x = null;
+    });
 } catch {}

@@ -13,11 +13,24 @@ try {
     const S = store == 'localStorage' ? localStorage : store == 'sessionStorage' ? sessionStorage : 0;
     const now = Date.now();
     let old;
-    if (S) try { old = JSON.parse(S.getItem('session-id')); } catch {}
-    const sid = (S ? old && old.expiry > now && old.value : (D.cookie.match(/(^|; )session-id=([\w-]+)/) || [])[2])
-      || crypto.randomUUID?.() || '';
-    return [sid, sid && (() => S ? S.setItem('session-id', JSON.stringify({ value: sid, expiry: now + 18e5 }))
-      : D.cookie = 'session-id=' + sid + '; Max-Age=1800; Path=/; SameSite=Lax' + (L.protocol == 'https:' ? '; Secure' : '')
-        + (/\./.test(dom) && ('.' + L.hostname).endsWith('.' + dom) ? '; Domain=' + dom : ''))];
+    if (S)
+      try {
+        old = JSON.parse(S.getItem('session-id'));
+      } catch {}
+    const sid =
+      (S ? old && old.expiry > now && old.value : (D.cookie.match(/(^|; )session-id=([\w-]+)/) || [])[2]) || crypto.randomUUID?.() || '';
+    return [
+      sid,
+      sid &&
+        (() =>
+          S
+            ? S.setItem('session-id', JSON.stringify({ value: sid, expiry: now + 18e5 }))
+            : (D.cookie =
+                'session-id=' +
+                sid +
+                '; Max-Age=1800; Path=/; SameSite=Lax' +
+                (L.protocol == 'https:' ? '; Secure' : '') +
+                (/\./.test(dom) && ('.' + L.hostname).endsWith('.' + dom) ? '; Domain=' + dom : ''))),
+    ];
   };
 } catch {}

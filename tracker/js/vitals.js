@@ -14,10 +14,19 @@ try {
   const report = (name, i, value) => {
     value = Math.max(0, value);
     if (sent[name] === value) return;
-    starling._('web_vital', { name, value, delta: value - (sent[name] || 0), id: id + '-' + i, navigationType: (nav.type || 'navigate').replace('_', '-') }, 1, [i, Math.min(value * 1000, 4e9)]);
+    starling._(
+      'web_vital',
+      { name, value, delta: value - (sent[name] || 0), id: id + '-' + i, navigationType: (nav.type || 'navigate').replace('_', '-') },
+      1,
+      [i, Math.min(value * 1000, 4e9)],
+    );
     sent[name] = value;
   };
-  const observe = (type, f, o) => { try { new PerformanceObserver((l) => l.getEntries().forEach(f)).observe({ type, buffered: true, ...o }); } catch {} };
+  const observe = (type, f, o) => {
+    try {
+      new PerformanceObserver((l) => l.getEntries().forEach(f)).observe({ type, buffered: true, ...o });
+    } catch {}
+  };
 
   let lcp = -1;
   let cls = 0;
@@ -26,17 +35,29 @@ try {
   let prev = 0;
   const inp = {}; // interactionId → longest duration
   observe('paint', (e) => e.name == 'first-contentful-paint' && report('FCP', 3, e.startTime - start));
-  observe('largest-contentful-paint', (e) => { lcp = e.startTime - start; });
+  observe('largest-contentful-paint', (e) => {
+    lcp = e.startTime - start;
+  });
   observe('layout-shift', (e) => {
     if (e.hadRecentInput) return;
-    win = win && e.startTime - prev < 1000 && e.startTime - first < 5000 ? win + e.value : (first = e.startTime, e.value);
+    win = win && e.startTime - prev < 1000 && e.startTime - first < 5000 ? win + e.value : ((first = e.startTime), e.value);
     prev = e.startTime;
     cls = Math.max(cls, win);
   });
-  observe('event', (e) => { if (e.interactionId) inp[e.interactionId] = Math.max(inp[e.interactionId] || 0, e.duration); }, { durationThreshold: 40 });
-  observe('first-input', (e) => { inp[e.interactionId || 0] = Math.max(inp[e.interactionId || 0] || 0, e.duration); });
+  observe(
+    'event',
+    (e) => {
+      if (e.interactionId) inp[e.interactionId] = Math.max(inp[e.interactionId] || 0, e.duration);
+    },
+    { durationThreshold: 40 },
+  );
+  observe('first-input', (e) => {
+    inp[e.interactionId || 0] = Math.max(inp[e.interactionId || 0] || 0, e.duration);
+  });
 
-  const finalLcp = () => { lcp < 0 || 'LCP' in sent || report('LCP', 0, lcp); };
+  const finalLcp = () => {
+    lcp < 0 || 'LCP' in sent || report('LCP', 0, lcp);
+  };
   for (const t of ['keydown', 'click']) addEventListener(t, finalLcp, { once: true, capture: true });
   const ttfb = () => setTimeout(() => nav.responseStart != null && report('TTFB', 4, nav.responseStart - start));
   D.readyState == 'complete' ? ttfb() : addEventListener('load', ttfb, { once: true });
