@@ -24,7 +24,7 @@ use worker::{
 };
 
 use crate::store::{archive, d1, spool, visits};
-use crate::tenants;
+use crate::tenant_state;
 
 /// Most events one grouped transaction takes; larger deliveries are split into several groups.
 const GROUP_EVENTS: usize = 2_000;
@@ -45,7 +45,7 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     // Messages by the database that holds their tenant's data; erased tenants' batches are dropped.
     let mut by_db: BTreeMap<String, Vec<Message<QueueBatch>>> = BTreeMap::new();
     for msg in messages {
-        match tenants::state(env, &msg.body().tenant_id).await {
+        match tenant_state::state(env, &msg.body().tenant_id).await {
             Ok(state) if state.erased() => {
                 log_batch(msg.body(), crate::clock::now_ms(), Ok("dropped_erased"));
                 msg.ack();
@@ -394,7 +394,7 @@ async fn apply_group(
 /// Applies one batch. Returns `"applied"` or `"duplicate"` (already applied earlier).
 pub async fn apply(batch: QueueBatch, env: &Env) -> Result<&'static str> {
     let batch_id = batch.batch_id.clone();
-    let state = tenants::state(env, &batch.tenant_id)
+    let state = tenant_state::state(env, &batch.tenant_id)
         .await
         .map_err(|e| worker::Error::RustError(e.log_detail()))?;
     if state.erased() {
@@ -433,7 +433,7 @@ async fn enforce_caps(
 ) -> Result<()> {
     let limits = crate::env::plan_limits(env).unwrap_or_default();
     for tenant in tenants {
-        let state = tenants::state(env, tenant)
+        let state = tenant_state::state(env, tenant)
             .await
             .map_err(|e| worker::Error::RustError(e.log_detail()))?;
         let plan = state.tenant.as_ref().map_or_else(

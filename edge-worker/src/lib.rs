@@ -20,7 +20,7 @@ mod query_usage;
 mod random;
 mod routes;
 mod store;
-mod tenants;
+mod tenant_state;
 mod timezone;
 
 use worker::{

@@ -23,7 +23,7 @@ use worker::{Env, Request, Response};
 use super::{now_ms, param, query_pairs, Outcome, Route};
 use crate::error::{self, ApiError, Success};
 use crate::store::{archive, d1};
-use crate::{consumer, env, tenants};
+use crate::{consumer, env, tenant_state};
 
 /// D1 batches are kept to this many statements each during a replay.
 const STATEMENTS_PER_BATCH: usize = 200;
@@ -49,8 +49,13 @@ pub async fn handle(
     if let Route::ExportByParam = route {
         return export(req, env, &tenant, outcome).await;
     }
-    let state = tenants::load(&tenants::pool(env)?, &tenant, now_ms().div_euclid(1000)).await?;
-    let db = tenants::data_db(env, &state)?;
+    let state = tenant_state::load(
+        &tenant_state::pool(env)?,
+        &tenant,
+        now_ms().div_euclid(1000),
+    )
+    .await?;
+    let db = tenant_state::data_db(env, &state)?;
     match route {
         Route::RebuildReset => {
             let full = param(&params, "full") == Some("true");

@@ -29,7 +29,7 @@ use super::{bearer_token, now_ms, Outcome};
 use crate::env;
 use crate::error::ApiError;
 use crate::limiter;
-use crate::tenants::{self, TenantState};
+use crate::tenant_state::{self, TenantState};
 
 /// What an authenticated tenant request carries on.
 pub struct Caller {
@@ -103,7 +103,7 @@ pub async fn authenticate(
         // Answered for the token's own tenant (fixed params win), and audited.
         outcome.audit = Some(Reason::CrossTenant);
     }
-    let state = tenants::state(env, tenant.as_str()).await?;
+    let state = tenant_state::state(env, tenant.as_str()).await?;
     if state.erased() {
         return Err(ApiError::TenantErased);
     }
@@ -172,7 +172,7 @@ async fn verify(env: &Env, token: &str, now_secs: i64) -> Result<Claims, ApiErro
         }
         Alg::EdDsa => {
             let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-            let key = tenants::key(env, &kid)
+            let key = tenant_state::key(env, &kid)
                 .await?
                 .ok_or(TokenError::UnknownKey)?;
             let claims = token::verify_eddsa(token, &key.public_key, now_secs)?;

@@ -14,7 +14,7 @@ use worker::{Env, Request, Response};
 
 use super::{param, query_pairs};
 use crate::error::ApiError;
-use crate::{env, tenants};
+use crate::{env, tenant_state};
 
 /// The placeholder in `www/src/index.html` that receives the list of allowed parent origins.
 const META: &str = r#"<meta name="starling-frame-ancestors" content="">"#;
@@ -34,7 +34,7 @@ pub async fn page(req: Request, env: &Env) -> Response {
 async fn serve(req: Request, env: &Env) -> Result<Response, ApiError> {
     let params = query_pairs(&req);
     let state = match param(&params, "tenant").filter(|t| is_valid_tenant_id(t)) {
-        Some(t) => Some(tenants::state(env, t).await?),
+        Some(t) => Some(tenant_state::state(env, t).await?),
         None => None,
     };
     let operator = env::var(env, env::FRAME_ANCESTORS).unwrap_or_default();

@@ -10,7 +10,7 @@ use super::tokens::{listing, MAX_BODY};
 use super::{json_body, now_secs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::d1;
-use crate::{random, tenants};
+use crate::{random, tenant_state};
 
 /// `POST /v0/admin/tenants/{id}/keys`: registers an Ed25519 public key (201 with its `key_id`, the
 /// `kid` the tenant's tokens must carry).
@@ -24,9 +24,9 @@ pub async fn add(
     let json = json_body(&mut req, MAX_BODY).await?;
     let public_key = keys::validate(&json).map_err(|e| ApiError::BadRequest(e.message()))?;
     let key_id = random::id();
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     d1::run_atomic(&db, &[keys::insert(id, &key_id, &public_key, now_secs())]).await?;
-    tenants::forget_keys();
+    tenant_state::forget_keys();
     let key = find_key(env, id, &key_id).await?;
     error::json(&key, Success::Created)
 }
@@ -45,15 +45,15 @@ pub async fn revoke(
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
     existing(env, id, outcome).await?;
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     d1::run_atomic(&db, &[keys::revoke(id, key_id, now_secs())]).await?;
-    tenants::forget_keys();
+    tenant_state::forget_keys();
     let key = find_key(env, id, key_id).await?;
     error::json(&key, Success::Ok)
 }
 
 async fn find_key(env: &Env, id: &str, key_id: &str) -> Result<Value, ApiError> {
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let rows = d1::rows(&db, &keys::select(id, key_id)).await?;
     rows.first()
         .map(keys::to_json)

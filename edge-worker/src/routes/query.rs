@@ -13,7 +13,7 @@ use super::auth::{authenticate, Need};
 use super::{now_ms, query_pairs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::d1;
-use crate::{limiter, tenants, timezone};
+use crate::{limiter, tenant_state, timezone};
 
 /// Seconds a response is cached: short for the live endpoints, a minute for the rest.
 fn ttl(pipe: &str) -> u32 {
@@ -59,7 +59,7 @@ pub async fn get_pipe(
     if let Some(resp) = cache_hit(&cache, &cache_url, ttl(pipe), &caller.limit).await {
         return Ok(resp);
     }
-    let db = tenants::data_db(env, &caller.state)?;
+    let db = tenant_state::data_db(env, &caller.state)?;
     let results = d1::rows_batch(&db, &plan.statements).await?;
     let out = query::assemble(&plan, results)?;
     let body = serde_json::json!({
@@ -135,7 +135,7 @@ pub async fn post_query(
     if let Some(resp) = cache_hit(&cache, &cache_url, QUERY_TTL, &caller.limit).await {
         return Ok(resp);
     }
-    let db = tenants::data_db(env, &caller.state)?;
+    let db = tenant_state::data_db(env, &caller.state)?;
     let results = d1::rows_batch(&db, &plan.statements).await?;
     let out = query::assemble_query(&plan, results)?;
     outcome.rows = out["results"].as_array().map(Vec::len);

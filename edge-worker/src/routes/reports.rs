@@ -13,7 +13,7 @@ use super::auth::{authenticate, Need};
 use super::{now_secs, param, path_tenant, query_pairs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::d1;
-use crate::tenants::{self, TenantState};
+use crate::tenant_state::{self, TenantState};
 use starling_core::claims::TenantDoc;
 
 /// `GET /v0/usage.json`.
@@ -35,7 +35,7 @@ pub async fn get_admin(
     path_tenant(id)?;
     outcome.tenant = Some(id.to_owned());
     let params = query_pairs(&req);
-    let state = tenants::load(&tenants::pool(env)?, id, now_secs()).await?;
+    let state = tenant_state::load(&tenant_state::pool(env)?, id, now_secs()).await?;
     usage_response(env, id, &state, &params).await
 }
 
@@ -51,7 +51,7 @@ async fn usage_response(
         now_secs(),
     )
     .map_err(ApiError::BadRequest)?;
-    let db = tenants::data_db(env, state)?;
+    let db = tenant_state::data_db(env, state)?;
     let rows = d1::rows(&db, &usage::select(tenant, &from, &to)).await?;
     let mut resp = error::json(&usage::to_json(tenant, &from, &to, &rows), Success::Ok)?;
     let _ = resp.headers_mut().set("Cache-Control", "private, no-store");
@@ -62,7 +62,7 @@ async fn usage_response(
 pub async fn get_audit(req: Request, env: &Env) -> Result<Response, ApiError> {
     let params = query_pairs(&req);
     let filter = audit::parse_filter(&params, now_secs()).map_err(ApiError::BadRequest)?;
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let rows = d1::rows(&db, &audit::select(&filter)).await?;
     error::json(&audit::to_json(&rows), Success::Ok)
 }

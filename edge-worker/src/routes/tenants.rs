@@ -2,7 +2,7 @@
 //!
 //! The registry lives in the pool `DB` (`starling_core::tenant`); a tenant's theme is its white-label
 //! settings row (`starling_core::settings`), written in the same D1 transaction. After every write the
-//! isolate's tenant cache is dropped; other isolates see the change within `tenants::TTL_MS`.
+//! isolate's tenant cache is dropped; other isolates see the change within `tenant_state::TTL_MS`.
 
 use serde_json::Value;
 use starling_core::claims::is_valid_tenant_id;
@@ -14,14 +14,14 @@ use worker::{Env, Request, Response};
 use super::{json_body, now_secs, param, path_tenant, query_pairs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::{d1, retention};
-use crate::tenants;
+use crate::tenant_state;
 
 /// Largest tenant body accepted, in bytes.
 const MAX_BODY: usize = 16 * 1024;
 
 /// `POST /v0/admin/tenants`: creates a tenant (201), or 409 when the id is taken. An erased id can be
 /// created again; it starts with a new generation and no data: the call waits until the erasure is at
-/// least `tenants::TTL_MS` (plus a second) old, so no isolate still acts on the old generation, and
+/// least `tenant_state::TTL_MS` (plus a second) old, so no isolate still acts on the old generation, and
 /// erases whatever of the old generation is still there first.
 pub async fn create(
     mut req: Request,
@@ -40,9 +40,9 @@ pub async fn create(
         })?
         .to_owned();
     outcome.tenant = Some(id.clone());
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let now = now_secs();
-    let previous = tenants::load(&db, &id, now).await?.tenant;
+    let previous = tenant_state::load(&db, &id, now).await?.tenant;
     if previous
         .as_ref()
         .is_some_and(|t| t.status == Status::Active)
@@ -58,7 +58,7 @@ pub async fn create(
         // Leftovers of the old generation (an interrupted erasure, a batch applied meanwhile by a
         // consumer whose cache had not seen the erasure) must not become the new tenant's data: wait
         // until every isolate's cache has expired, then erase again before the id goes live.
-        let wait = tenant::recreation_wait_secs(erased, now, (tenants::TTL_MS / 1000) as i64);
+        let wait = tenant::recreation_wait_secs(erased, now, (tenant_state::TTL_MS / 1000) as i64);
         if wait > 0 {
             worker::Delay::from(std::time::Duration::from_secs(wait as u64)).await;
         }
@@ -72,7 +72,7 @@ pub async fn create(
     let mut statements = vec![tenant::upsert(&t)];
     statements.extend(theme.iter().map(|(s, _)| s.clone()));
     d1::run_atomic(&db, &statements).await?;
-    tenants::forget(&id);
+    tenant_state::forget(&id);
     let theme_json = theme.map(|(_, v)| v).unwrap_or(Value::Null);
     error::json(&tenant::to_json(&t, theme_json), Success::Created)
 }
@@ -89,7 +89,7 @@ pub async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
             .ok_or_else(|| ApiError::BadRequest("'limit' must be 1 to 1000".into()))?,
     };
     let after = param(&params, "after");
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let rows = d1::rows(&db, &tenant::list(after, limit)).await?;
     let data: Vec<Value> = rows
         .iter()
@@ -133,9 +133,9 @@ pub async fn update(
     let theme = theme(&json, &t, now)?;
     let mut statements = vec![tenant::upsert(&t)];
     statements.extend(theme.iter().map(|(s, _)| s.clone()));
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     d1::run_atomic(&db, &statements).await?;
-    tenants::forget(id);
+    tenant_state::forget(id);
     let theme_json = match theme {
         Some((_, v)) => v,
         None => stored_theme(env, id).await?,
@@ -150,9 +150,9 @@ pub async fn update(
 pub async fn erase(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Response, ApiError> {
     path_tenant(id)?;
     outcome.tenant = Some(id.to_owned());
-    let pool = tenants::pool(env)?;
+    let pool = tenant_state::pool(env)?;
     let now = now_secs();
-    let state = tenants::load(&pool, id, now).await?;
+    let state = tenant_state::load(&pool, id, now).await?;
     let current = match state.tenant.clone() {
         Some(t) => t,
         // Never created: record it with defaults, so the tombstone refuses its tokens.
@@ -161,8 +161,8 @@ pub async fn erase(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Respons
     };
     let tombstone = tenant::tombstone(&current, now);
     d1::run_atomic(&pool, &[tenant::upsert(&tombstone)]).await?;
-    tenants::forget(id);
-    tenants::forget_keys();
+    tenant_state::forget(id);
+    tenant_state::forget_keys();
     let (d1_rows, r2_objects) = retention::erase(env, id, current.database.as_deref())
         .await
         .map_err(|e| ApiError::Unavailable(format!("erasure of {id}: {e}")))?;
@@ -185,8 +185,8 @@ pub(super) async fn existing(
 ) -> Result<Tenant, ApiError> {
     path_tenant(id)?;
     outcome.tenant = Some(id.to_owned());
-    let db = tenants::pool(env)?;
-    tenants::load(&db, id, now_secs())
+    let db = tenant_state::pool(env)?;
+    tenant_state::load(&db, id, now_secs())
         .await?
         .tenant
         .filter(|t| t.status == Status::Active)
@@ -225,7 +225,7 @@ fn theme(json: &Value, t: &Tenant, now: i64) -> Result<Option<(Statement, Value)
 }
 
 async fn stored_theme(env: &Env, id: &str) -> Result<Value, ApiError> {
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let rows = d1::rows(&db, &settings::select(id)).await?;
     Ok(match rows.first() {
         Some(row) => theme_json(id, &settings::from_row(Some(row))),

@@ -2,7 +2,7 @@
 //!
 //! A minted token is an HS256 JWT in Tinybird's shape with a `jti` (`starling_core::mint`); only its
 //! metadata is stored, the JWT is returned once. Revoking sets `revoked_at`: the edge refuses the `jti`
-//! once its tenant cache refreshes (`tenants::TTL_MS`).
+//! once its tenant cache refreshes (`tenant_state::TTL_MS`).
 
 use serde_json::{Map, Value};
 use starling_core::mint;
@@ -13,7 +13,7 @@ use super::tenants::existing;
 use super::{json_body, now_secs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::d1;
-use crate::{env, random, tenants};
+use crate::{env, random, tenant_state};
 
 /// Largest body accepted, in bytes.
 pub(super) const MAX_BODY: usize = 8 * 1024;
@@ -33,7 +33,7 @@ pub async fn mint(
         .ok_or_else(|| ApiError::Unavailable("SIGNING_KEY is not configured".into()))?;
     let token_id = random::id();
     let jwt = mint::sign(&request, &token_id, now, secret.as_bytes());
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let results = d1::rows_batch(
         &db,
         &[
@@ -67,7 +67,7 @@ pub async fn revoke(
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
     existing(env, id, outcome).await?;
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let results = d1::rows_batch(
         &db,
         &[
@@ -76,7 +76,7 @@ pub async fn revoke(
         ],
     )
     .await?;
-    tenants::forget(id);
+    tenant_state::forget(id);
     let row = results
         .get(1)
         .and_then(|rows| rows.first())
@@ -94,7 +94,7 @@ pub(super) async fn listing(
     statement: &Statement,
     to_json: fn(&Map<String, Value>) -> Value,
 ) -> Result<Response, ApiError> {
-    let db = tenants::pool(env)?;
+    let db = tenant_state::pool(env)?;
     let rows = d1::rows(&db, statement).await?;
     let data: Vec<Value> = rows.iter().map(to_json).collect();
     error::json(
