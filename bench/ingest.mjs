@@ -18,29 +18,68 @@ import { cpus, loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { startWorker, ROOT } from '../tests/lib/worker.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).join(' ').split('--').filter(Boolean).map((a) => a.trim().split(/\s+/)));
+const args = Object.fromEntries(
+  process.argv
+    .slice(2)
+    .join(' ')
+    .split('--')
+    .filter(Boolean)
+    .map((a) => a.trim().split(/\s+/)),
+);
 const SECONDS = Number(args.seconds ?? 15);
-const RATES = String(args.rates ?? '100,250,500').split(',').map(Number);
+const RATES = String(args.rates ?? '100,250,500')
+  .split(',')
+  .map(Number);
 const BATCH = Number(args.batch ?? 1000);
 const CONNECTIONS = Number(args.connections ?? 4);
 const UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 const today = () => new Date().toISOString().slice(0, 10);
-const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (s) => process.stderr.write(`==> ${s} (load ${load()})\n`);
 
 function line(tenant, i) {
-  const payload = JSON.stringify({ 'user-agent': UA, locale: 'en-US', referrer: 'https://www.google.com/', pathname: `/p/${i % 50}`, href: `https://bench.example/p/${i % 50}?utm_source=b` });
-  return JSON.stringify({ timestamp: new Date().toISOString(), action: 'page_hit', version: '1', session_id: `s-${i % 5000}`, tenant_id: tenant, domain: 'bench.example', payload });
+  const payload = JSON.stringify({
+    'user-agent': UA,
+    locale: 'en-US',
+    referrer: 'https://www.google.com/',
+    pathname: `/p/${i % 50}`,
+    href: `https://bench.example/p/${i % 50}?utm_source=b`,
+  });
+  return JSON.stringify({
+    timestamp: new Date().toISOString(),
+    action: 'page_hit',
+    version: '1',
+    session_id: `s-${i % 5000}`,
+    tenant_id: tenant,
+    domain: 'bench.example',
+    payload,
+  });
 }
 const ndjson = (tenant, n) => Array.from({ length: n }, (_, i) => line(tenant, i)).join('\n');
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN; };
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
+};
 
 /** Runs autocannon; returns latency percentiles, rates and status counts. */
 async function cannon(opts) {
   const r = await autocannon({ method: 'POST', headers: { 'content-type': 'text/plain' }, duration: SECONDS, timeout: 30, ...opts });
   const codes = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, v.count]));
-  return { p50_ms: r.latency.p50, p99_ms: r.latency.p99, max_ms: r.latency.max, requests: r.requests.total, rps: Math.round(r.requests.total / SECONDS), codes, errors: r.errors, timeouts: r.timeouts, load: load() };
+  return {
+    p50_ms: r.latency.p50,
+    p99_ms: r.latency.p99,
+    max_ms: r.latency.max,
+    requests: r.requests.total,
+    rps: Math.round(r.requests.total / SECONDS),
+    codes,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    load: load(),
+  };
 }
 
 /** Beacons at `rate` requests/s, open loop as far as connections allow. */
@@ -50,12 +89,34 @@ function beacons(url, rate, tenant, seconds = SECONDS) {
 
 /** Request log lines of the worker written after `from` (an offset into its output). */
 function requestLines(w, from, route = 'events') {
-  return w.logs().slice(from).split('\n').filter((l) => l.startsWith('{') && l.includes('"kind":"request"') && l.includes(`"route":"${route}"`))
-    .map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
+  return w
+    .logs()
+    .slice(from)
+    .split('\n')
+    .filter((l) => l.startsWith('{') && l.includes('"kind":"request"') && l.includes(`"route":"${route}"`))
+    .map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return null;
+      }
+    })
+    .filter(Boolean);
 }
 function deliveryLines(w, from) {
-  return w.logs().slice(from).split('\n').filter((l) => l.startsWith('{') && l.includes('"kind":"queue_delivery"'))
-    .map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
+  return w
+    .logs()
+    .slice(from)
+    .split('\n')
+    .filter((l) => l.startsWith('{') && l.includes('"kind":"queue_delivery"'))
+    .map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return null;
+      }
+    })
+    .filter(Boolean);
 }
 /** The handler's own latency and per-step times over these lines. */
 function handler(lines) {
@@ -63,23 +124,43 @@ function handler(lines) {
   for (const l of lines) for (const [k, v] of Object.entries(l.steps ?? {})) (steps[k] ??= []).push(v);
   return {
     requests: lines.length,
-    latency_p50_ms: pct(lines.map((l) => l.latency_ms), 50),
-    latency_p99_ms: pct(lines.map((l) => l.latency_ms), 99),
+    latency_p50_ms: pct(
+      lines.map((l) => l.latency_ms),
+      50,
+    ),
+    latency_p99_ms: pct(
+      lines.map((l) => l.latency_ms),
+      99,
+    ),
     steps_p50_ms: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, pct(v, 50)])),
     steps_p99_ms: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, pct(v, 99)])),
   };
 }
 
 async function usage(w, tenant) {
-  const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+  const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, {
+    headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` },
+  });
   return r.status === 200 ? JSON.parse(r.body).totals.events_accepted : NaN;
 }
 
 async function warm(url, tenant) {
-  for (let i = 0; i < 30; i++) await fetch(url, { method: 'POST', body: line(tenant, i) }).then((r) => r.arrayBuffer()).catch(() => {});
+  for (let i = 0; i < 30; i++)
+    await fetch(url, { method: 'POST', body: line(tenant, i) })
+      .then((r) => r.arrayBuffer())
+      .catch(() => {});
 }
 
-const out = { date: new Date().toISOString(), cpus: cpus().length, cpu: cpus()[0]?.model, seconds: SECONDS, rates: RATES, batch: BATCH, connections: CONNECTIONS, load_start: load() };
+const out = {
+  date: new Date().toISOString(),
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model,
+  seconds: SECONDS,
+  rates: RATES,
+  batch: BATCH,
+  connections: CONNECTIONS,
+  load_start: load(),
+};
 
 // ---- Starling ----
 const starling = await startWorker({ extraArgs: ['--var', 'SPOOL_INLINE_MAX_ROWS:100', '--var', 'SPOOL_SWEEP_AFTER_SECS:30'] });
@@ -96,7 +177,13 @@ try {
     const lines = requestLines(w, from);
     // 503s the worker logged (with its reason); any others were answered by wrangler's proxy.
     const worker503 = lines.filter((l) => l.status === 503).map((l) => l.error);
-    out.starling.beacons.push({ rate, ...r, handler: handler(lines.filter((l) => l.status === 202)), worker_503: worker503.length, worker_503_reasons: [...new Set(worker503)].slice(0, 3) });
+    out.starling.beacons.push({
+      rate,
+      ...r,
+      handler: handler(lines.filter((l) => l.status === 202)),
+      worker_503: worker503.length,
+      worker_503_reasons: [...new Set(worker503)].slice(0, 3),
+    });
     await sleep(2000);
   }
   // Batched NDJSON on its own tenant, then the time until all of it is applied.
@@ -107,7 +194,9 @@ try {
   await sleep(1000);
   // Accepted = the rows of every 202 in the worker's request log: autocannon does not count the answers
   // to requests still in flight when its duration ends, which the worker accepted all the same.
-  const accepted = requestLines(w, fromB).filter((l) => l.status === 202 && l.tenant === 'batch').reduce((n, l) => n + (l.rows ?? 0), 0);
+  const accepted = requestLines(w, fromB)
+    .filter((l) => l.status === 202 && l.tenant === 'batch')
+    .reduce((n, l) => n + (l.rows ?? 0), 0);
   let applied = 0;
   // Locally crons never fire on their own: fire the minute cron every 10 s, as production would every
   // minute (the sweep applies spooled batches older than SPOOL_SWEEP_AFTER_SECS, 30 s here, whose queue
@@ -116,21 +205,41 @@ try {
   while (Date.now() - ended < 300_000) {
     applied = await usage(w, 'batch');
     if (applied >= accepted) break;
-    if (Date.now() - lastCron > 10_000) { await w.cron(); lastCron = Date.now(); }
+    if (Date.now() - lastCron > 10_000) {
+      await w.cron();
+      lastCron = Date.now();
+    }
     await sleep(1000);
   }
-  const swept = w.logs().slice(fromB).split('\n').filter((l) => l.includes('"kind":"spool_sweep"'))
+  const swept = w
+    .logs()
+    .slice(fromB)
+    .split('\n')
+    .filter((l) => l.includes('"kind":"spool_sweep"'))
     .reduce((n, l) => n + (JSON.parse(l).applied ?? 0), 0);
   const deliveries = deliveryLines(w, fromB);
   out.starling.batched = {
-    ...b, events_accepted: accepted, accepted_events_per_s: Math.round(accepted / SECONDS), events_applied: applied,
-    lag_after_run_s: (Date.now() - ended) / 1000, applied_events_per_s: Math.round(applied / (SECONDS + (Date.now() - ended) / 1000)),
+    ...b,
+    events_accepted: accepted,
+    accepted_events_per_s: Math.round(accepted / SECONDS),
+    events_applied: applied,
+    lag_after_run_s: (Date.now() - ended) / 1000,
+    applied_events_per_s: Math.round(applied / (SECONDS + (Date.now() - ended) / 1000)),
     handler: handler(requestLines(w, fromB)),
-    deliveries: deliveries.length, delivery_p50_ms: pct(deliveries.map((d) => d.latency_ms), 50), delivery_max_ms: Math.max(0, ...deliveries.map((d) => d.latency_ms)),
-    peak_wasm_memory_mb: Math.max(0, ...deliveries.map((d) => d.wasm_memory_mb ?? 0)), spooled_objects_applied_by_sweep: swept, load_end: load(),
+    deliveries: deliveries.length,
+    delivery_p50_ms: pct(
+      deliveries.map((d) => d.latency_ms),
+      50,
+    ),
+    delivery_max_ms: Math.max(0, ...deliveries.map((d) => d.latency_ms)),
+    peak_wasm_memory_mb: Math.max(0, ...deliveries.map((d) => d.wasm_memory_mb ?? 0)),
+    spooled_objects_applied_by_sweep: swept,
+    load_end: load(),
   };
   // Free-plan flood against another tenant's beacons.
-  const created = await w.admin('/v0/admin/tenants', { body: JSON.stringify({ tenant_id: 'freeflood', display_name: 'Flood', plan: 'free' }) });
+  const created = await w.admin('/v0/admin/tenants', {
+    body: JSON.stringify({ tenant_id: 'freeflood', display_name: 'Flood', plan: 'free' }),
+  });
   if (created.status !== 201) throw new Error(`creating the free tenant: ${created.status} ${created.text}`);
   log('starling: quiet beacons of another tenant, 50/s');
   await warm(url('quiet'), 'quiet');
@@ -145,9 +254,21 @@ try {
   const floodLines = requestLines(w, fromF).filter((l) => l.tenant === 'freeflood');
   const refusals = floodLines.filter((l) => l.status === 429);
   out.starling.flood = {
-    plan: 'free', flood, events_accepted: floodLines.filter((l) => l.status === 202).reduce((n, l) => n + (l.rows ?? 0), 0), refused_429: refusals.length,
-    handler_429_p50_ms: pct(refusals.map((l) => l.latency_ms), 50), handler_429_p99_ms: pct(refusals.map((l) => l.latency_ms), 99),
-    events_applied: await usage(w, 'freeflood'), other_quiet: quiet, other_during: during,
+    plan: 'free',
+    flood,
+    events_accepted: floodLines.filter((l) => l.status === 202).reduce((n, l) => n + (l.rows ?? 0), 0),
+    refused_429: refusals.length,
+    handler_429_p50_ms: pct(
+      refusals.map((l) => l.latency_ms),
+      50,
+    ),
+    handler_429_p99_ms: pct(
+      refusals.map((l) => l.latency_ms),
+      99,
+    ),
+    events_applied: await usage(w, 'freeflood'),
+    other_quiet: quiet,
+    other_during: during,
   };
 } finally {
   await starling.stop();
@@ -180,25 +301,44 @@ console.log('|---|---|---|---|---|---|---|---|---|');
 for (const name of ['starling', 'baseline']) {
   for (const r of out[name].beacons) {
     const h = r.handler ? `${f(r.handler.latency_p50_ms)} / ${f(r.handler.latency_p99_ms)}` : '-';
-    const st = r.handler ? Object.entries(r.handler.steps_p50_ms).map(([k, v]) => `${k} ${v}`).join(', ') : '-';
+    const st = r.handler
+      ? Object.entries(r.handler.steps_p50_ms)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')
+      : '-';
     const w503 = r.worker_503 ? ` (${r.worker_503} from the worker: ${r.worker_503_reasons.join('; ')})` : '';
-    console.log(`| ${name} | ${r.rate} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | ${h} | ${st} | ${JSON.stringify(r.codes)}${w503}${r.errors ? ` ${r.errors} errors` : ''} | ${r.load} |`);
+    console.log(
+      `| ${name} | ${r.rate} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | ${h} | ${st} | ${JSON.stringify(r.codes)}${w503}${r.errors ? ` ${r.errors} errors` : ''} | ${r.load} |`,
+    );
   }
 }
-const hs = held(out.starling.beacons), hb = held(out.baseline.beacons);
+const hs = held(out.starling.beacons),
+  hb = held(out.baseline.beacons);
 out.held = { starling: hs, baseline: hb, ratio: hb ? hs / hb : NaN };
-console.log(`\nHighest rate with p99 < 100 ms: starling ${hs}/s, baseline ${hb}/s, ratio ${hb ? (hs / hb).toFixed(2) : 'n/a'} (goal >= 0.5)`);
+console.log(
+  `\nHighest rate with p99 < 100 ms: starling ${hs}/s, baseline ${hb}/s, ratio ${hb ? (hs / hb).toFixed(2) : 'n/a'} (goal >= 0.5)`,
+);
 const b = out.starling.batched;
 console.log(`\nNDJSON batches (${CONNECTIONS} connections x ${BATCH} rows, ${SECONDS} s)`);
-console.log('| worker | accepted events/s | p50 ms | p99 ms | statuses | applied | lag after the run | deliveries (p50 / max ms) | objects applied by the sweep | load |');
+console.log(
+  '| worker | accepted events/s | p50 ms | p99 ms | statuses | applied | lag after the run | deliveries (p50 / max ms) | objects applied by the sweep | load |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
-console.log(`| starling | ${f(b.accepted_events_per_s)} | ${f(b.p50_ms)} | ${f(b.p99_ms)} | ${JSON.stringify(b.codes)} | ${f(b.events_applied)} of ${f(b.events_accepted)} | ${f(b.lag_after_run_s)} s | ${b.deliveries} (${f(b.delivery_p50_ms)} / ${f(b.delivery_max_ms)}) | ${b.spooled_objects_applied_by_sweep} | ${b.load} → ${b.load_end} |`);
+console.log(
+  `| starling | ${f(b.accepted_events_per_s)} | ${f(b.p50_ms)} | ${f(b.p99_ms)} | ${JSON.stringify(b.codes)} | ${f(b.events_applied)} of ${f(b.events_accepted)} | ${f(b.lag_after_run_s)} s | ${b.deliveries} (${f(b.delivery_p50_ms)} / ${f(b.delivery_max_ms)}) | ${b.spooled_objects_applied_by_sweep} | ${b.load} → ${b.load_end} |`,
+);
 const bb = out.baseline.batched;
-console.log(`| baseline | ${f(bb.accepted_events_per_s)} | ${f(bb.p50_ms)} | ${f(bb.p99_ms)} | ${JSON.stringify(bb.codes)} | - | - | - | - | ${bb.load} |`);
+console.log(
+  `| baseline | ${f(bb.accepted_events_per_s)} | ${f(bb.p50_ms)} | ${f(bb.p99_ms)} | ${JSON.stringify(bb.codes)} | - | - | - | - | ${bb.load} |`,
+);
 const fl = out.starling.flood;
 console.log('\nFree-plan flood (1,000-row requests, 4 connections, 10 s) and another tenant at 50 beacons/s');
-console.log(`| flood requests | 202 | 429 | handler per 429 p50 / p99 | events accepted (plan: 1,000/h) | applied | other tenant p50 / p99 quiet | during the flood | load |`);
+console.log(
+  `| flood requests | 202 | 429 | handler per 429 p50 / p99 | events accepted (plan: 1,000/h) | applied | other tenant p50 / p99 quiet | during the flood | load |`,
+);
 console.log('|---|---|---|---|---|---|---|---|---|');
-console.log(`| ${f(fl.flood.requests)} | ${fl.flood.codes['202'] ?? 0} | ${fl.refused_429} | ${f(fl.handler_429_p50_ms)} / ${f(fl.handler_429_p99_ms)} ms | ${f(fl.events_accepted)} | ${f(fl.events_applied)} | ${f(fl.other_quiet.p50_ms)} / ${f(fl.other_quiet.p99_ms)} ms | ${f(fl.other_during.p50_ms)} / ${f(fl.other_during.p99_ms)} ms | ${fl.flood.load} |`);
+console.log(
+  `| ${f(fl.flood.requests)} | ${fl.flood.codes['202'] ?? 0} | ${fl.refused_429} | ${f(fl.handler_429_p50_ms)} / ${f(fl.handler_429_p99_ms)} ms | ${f(fl.events_accepted)} | ${f(fl.events_applied)} | ${f(fl.other_quiet.p50_ms)} / ${f(fl.other_quiet.p99_ms)} ms | ${f(fl.other_during.p50_ms)} / ${f(fl.other_during.p99_ms)} ms | ${fl.flood.load} |`,
+);
 mkdirSync(`${ROOT}/bench-output`, { recursive: true });
 writeFileSync(`${ROOT}/bench-output/ingest.json`, JSON.stringify(out, null, 2));

@@ -12,10 +12,17 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { startWorker, httpCall, ROOT } from '../tests/lib/worker.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).join(' ').split('--').filter(Boolean).map((a) => {
-  const [k, ...v] = a.trim().split(/\s+/);
-  return [k, v.join(' ') || 'true'];
-}));
+const args = Object.fromEntries(
+  process.argv
+    .slice(2)
+    .join(' ')
+    .split('--')
+    .filter(Boolean)
+    .map((a) => {
+      const [k, ...v] = a.trim().split(/\s+/);
+      return [k, v.join(' ') || 'true'];
+    }),
+);
 const EVENTS = Number(args.events ?? 500_000);
 const ROWS = Number(args.rows ?? 1000);
 const CONC = Number(args.concurrency ?? 4);
@@ -29,8 +36,24 @@ function body(offset) {
   const now = new Date().toISOString();
   for (let i = 0; i < ROWS; i++) {
     const n = offset + i;
-    const payload = JSON.stringify({ 'user-agent': UA, locale: 'en-US', referrer: 'https://www.google.com/', pathname: `/p/${n % 200}`, href: `https://soak.example/p/${n % 200}` });
-    lines.push(JSON.stringify({ timestamp: now, action: 'page_hit', version: '1', session_id: `s-${n % 20000}`, tenant_id: TENANT, domain: 'soak.example', payload }));
+    const payload = JSON.stringify({
+      'user-agent': UA,
+      locale: 'en-US',
+      referrer: 'https://www.google.com/',
+      pathname: `/p/${n % 200}`,
+      href: `https://soak.example/p/${n % 200}`,
+    });
+    lines.push(
+      JSON.stringify({
+        timestamp: now,
+        action: 'page_hit',
+        version: '1',
+        session_id: `s-${n % 20000}`,
+        tenant_id: TENANT,
+        domain: 'soak.example',
+        payload,
+      }),
+    );
   }
   return lines.join('\n');
 }
@@ -82,24 +105,28 @@ const start = performance.now();
 let next = 0;
 const requests = Math.ceil(EVENTS / ROWS);
 progress(`==> posting ${EVENTS} events in ${requests} requests of ${ROWS} rows, ${CONC} at a time`);
-await Promise.all(Array.from({ length: CONC }, async () => {
-  for (;;) {
-    const i = next++;
-    if (i >= requests) return;
-    const t = performance.now();
-    const r = await httpCall(`${base}/v0/events?name=analytics_events`, {
-      method: 'POST', body: body(i * ROWS), headers: { Authorization: `Bearer ${tracker}`, 'Content-Type': 'application/x-ndjson' },
-    }).catch((e) => ({ status: e.code ?? 'network', body: '' }));
-    latencies.push(performance.now() - t);
-    sent += ROWS;
-    if (r.status === 202 || r.status === 200) accepted += JSON.parse(r.body).successful_rows;
-    else {
-      refused[r.status] = (refused[r.status] ?? 0) + 1;
-      if (!examples[r.status]) examples[r.status] = String(r.body).slice(0, 300);
+await Promise.all(
+  Array.from({ length: CONC }, async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= requests) return;
+      const t = performance.now();
+      const r = await httpCall(`${base}/v0/events?name=analytics_events`, {
+        method: 'POST',
+        body: body(i * ROWS),
+        headers: { Authorization: `Bearer ${tracker}`, 'Content-Type': 'application/x-ndjson' },
+      }).catch((e) => ({ status: e.code ?? 'network', body: '' }));
+      latencies.push(performance.now() - t);
+      sent += ROWS;
+      if (r.status === 202 || r.status === 200) accepted += JSON.parse(r.body).successful_rows;
+      else {
+        refused[r.status] = (refused[r.status] ?? 0) + 1;
+        if (!examples[r.status]) examples[r.status] = String(r.body).slice(0, 300);
+      }
+      if (i % 50 === 49) progress(`    ${i + 1}/${requests} requests, ${accepted} accepted`);
     }
-    if (i % 50 === 49) progress(`    ${i + 1}/${requests} requests, ${accepted} accepted`);
-  }
-}));
+  }),
+);
 const postSeconds = (performance.now() - start) / 1000;
 progress(`==> posted in ${postSeconds.toFixed(1)} s (${Math.round(accepted / postSeconds)} events/s accepted); waiting for the consumer`);
 
@@ -112,28 +139,70 @@ for (;;) {
   if (done >= accepted) break;
   const waited = (performance.now() - drainStart) / 1000;
   if (waited > DRAIN_TIMEOUT_S) break;
-  if (waited - lastReport >= 10) { progress(`    ${done}/${accepted} applied after ${waited.toFixed(0)} s`); lastReport = waited; }
+  if (waited - lastReport >= 10) {
+    progress(`    ${done}/${accepted} applied after ${waited.toFixed(0)} s`);
+    lastReport = waited;
+  }
   await new Promise((r) => setTimeout(r, 1000));
 }
 const drainSeconds = (performance.now() - drainStart) / 1000;
 clearInterval(echo);
 clearInterval(sweeper);
-const swept = (worker?.logs() ?? '').split('\n').filter((l) => l.includes('"spool_sweep"')).map((l) => {
-  try { return JSON.parse(l.slice(l.indexOf('{'))).applied ?? 0; } catch { return 0; }
-}).reduce((a, b) => a + b, 0);
+const swept = (worker?.logs() ?? '')
+  .split('\n')
+  .filter((l) => l.includes('"spool_sweep"'))
+  .map((l) => {
+    try {
+      return JSON.parse(l.slice(l.indexOf('{'))).applied ?? 0;
+    } catch {
+      return 0;
+    }
+  })
+  .reduce((a, b) => a + b, 0);
 
 // The consumer logs one `queue_delivery` line per delivery with its time and the wasm memory size.
-const deliveries = (worker?.logs() ?? '').split('\n').filter((l) => l.includes('"queue_delivery"')).map((l) => {
-  try { return JSON.parse(l.slice(l.indexOf('{'))); } catch { return null; }
-}).filter(Boolean);
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? null; };
+const deliveries = (worker?.logs() ?? '')
+  .split('\n')
+  .filter((l) => l.includes('"queue_delivery"'))
+  .map((l) => {
+    try {
+      return JSON.parse(l.slice(l.indexOf('{')));
+    } catch {
+      return null;
+    }
+  })
+  .filter(Boolean);
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? null;
+};
 const result = {
-  date: new Date().toISOString(), cpus: cpus().length, cpu: cpus()[0]?.model, events: EVENTS, rows_per_request: ROWS, concurrency: CONC,
-  sent, accepted, applied: done, refused, refused_examples: examples, post_seconds: Number(postSeconds.toFixed(1)),
-  accepted_per_s: Math.round(accepted / postSeconds), drain_seconds: Number(drainSeconds.toFixed(1)),
-  request_p50_ms: pct(latencies, 50), request_p99_ms: pct(latencies, 99),
-  deliveries: deliveries.length, spool_objects_applied_by_sweep: swept,
-  delivery_p50_ms: pct(deliveries.map((d) => d.latency_ms), 50), delivery_max_ms: pct(deliveries.map((d) => d.latency_ms), 100),
+  date: new Date().toISOString(),
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model,
+  events: EVENTS,
+  rows_per_request: ROWS,
+  concurrency: CONC,
+  sent,
+  accepted,
+  applied: done,
+  refused,
+  refused_examples: examples,
+  post_seconds: Number(postSeconds.toFixed(1)),
+  accepted_per_s: Math.round(accepted / postSeconds),
+  drain_seconds: Number(drainSeconds.toFixed(1)),
+  request_p50_ms: pct(latencies, 50),
+  request_p99_ms: pct(latencies, 99),
+  deliveries: deliveries.length,
+  spool_objects_applied_by_sweep: swept,
+  delivery_p50_ms: pct(
+    deliveries.map((d) => d.latency_ms),
+    50,
+  ),
+  delivery_max_ms: pct(
+    deliveries.map((d) => d.latency_ms),
+    100,
+  ),
   peak_wasm_memory_mb: deliveries.length ? Math.max(...deliveries.map((d) => d.wasm_memory_mb ?? 0)) : null,
 };
 mkdirSync(`${ROOT}/bench-output`, { recursive: true });
@@ -141,6 +210,8 @@ writeFileSync(`${ROOT}/bench-output/soak.json`, JSON.stringify(result, null, 2))
 if (worker) await worker.stop();
 console.log(JSON.stringify(result, null, 2));
 const ok = accepted === done;
-console.log(`soak: ${accepted} accepted, ${done} applied (${ok ? 'equal' : 'NOT EQUAL'}) in ${postSeconds.toFixed(0)} s + ${drainSeconds.toFixed(0)} s to drain; `
-  + `${Object.values(refused).reduce((a, b) => a + b, 0)} requests refused; ${deliveries.length} deliveries (max ${result.delivery_max_ms} ms), ${swept} spooled batches applied by the sweep; peak wasm memory ${result.peak_wasm_memory_mb} MB`);
+console.log(
+  `soak: ${accepted} accepted, ${done} applied (${ok ? 'equal' : 'NOT EQUAL'}) in ${postSeconds.toFixed(0)} s + ${drainSeconds.toFixed(0)} s to drain; ` +
+    `${Object.values(refused).reduce((a, b) => a + b, 0)} requests refused; ${deliveries.length} deliveries (max ${result.delivery_max_ms} ms), ${swept} spooled batches applied by the sweep; peak wasm memory ${result.peak_wasm_memory_mb} MB`,
+);
 process.exit(ok ? 0 : 1);

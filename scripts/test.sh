@@ -40,6 +40,9 @@ checks() {
   cargo clippy -q -p starling-tracker --target wasm32-unknown-unknown -- -D warnings
   step "cargo doc"
   RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p starling-core
+  step "biome ci (JavaScript formatting and lint; biome.json)"
+  node_modules/.bin/biome ci --colors=off . ||
+    die "biome found JavaScript to format or fix (above): run 'node_modules/.bin/biome check --write .' and review"
   if [ "${STARLING_ROUTE_B:-0}" = 1 ]; then
     step "toolchain route B: Debian's rustc-web builds the worker for wasm32 (cached in target/route-b)"
     STARLING_WASM_TOOLCHAIN=debian STARLING_RECORD_TOOLCHAIN=0 bash scripts/setup.sh >/dev/null
@@ -54,6 +57,9 @@ fast() {
   cargo fmt --all -- --check
   step "cargo clippy (host)"
   cargo clippy -q --workspace --all-targets -- -D warnings
+  step "biome ci (JavaScript)"
+  node_modules/.bin/biome ci --colors=off . ||
+    die "biome found JavaScript to format or fix (above): run 'node_modules/.bin/biome check --write .' and review"
   native
 }
 

@@ -10,14 +10,28 @@ const today = () => new Date().toISOString().slice(0, 10);
 
 function rows(tenant, n, offset) {
   const now = new Date().toISOString();
-  return Array.from({ length: n }, (_, i) => JSON.stringify({
-    timestamp: now, action: 'page_hit', version: '1', session_id: `a-${(offset + i) % 7}`, tenant_id: tenant, domain: 'arch.example',
-    payload: JSON.stringify({ 'user-agent': UA, locale: 'en-US', pathname: `/p/${(offset + i) % 5}`, href: `https://arch.example/p/${(offset + i) % 5}` }),
-  })).join('\n');
+  return Array.from({ length: n }, (_, i) =>
+    JSON.stringify({
+      timestamp: now,
+      action: 'page_hit',
+      version: '1',
+      session_id: `a-${(offset + i) % 7}`,
+      tenant_id: tenant,
+      domain: 'arch.example',
+      payload: JSON.stringify({
+        'user-agent': UA,
+        locale: 'en-US',
+        pathname: `/p/${(offset + i) % 5}`,
+        href: `https://arch.example/p/${(offset + i) % 5}`,
+      }),
+    }),
+  ).join('\n');
 }
 
 async function usage(w, tenant) {
-  const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+  const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, {
+    headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` },
+  });
   assert.equal(r.status, 200, r.body);
   return JSON.parse(r.body).totals;
 }
@@ -31,7 +45,11 @@ async function postBatches(w, tenant, requests, n, extra = '') {
   }
 }
 
-const deliveries = (w) => w.logs().split('\n').filter((l) => l.includes('"kind":"queue_delivery"') && !l.includes('"events":0'));
+const deliveries = (w) =>
+  w
+    .logs()
+    .split('\n')
+    .filter((l) => l.includes('"kind":"queue_delivery"') && !l.includes('"events":0'));
 
 test('a delivery writes one archive object (one tenant, one hour), read back whole by export', async () => {
   const w = await startWorker();
@@ -55,22 +73,35 @@ test('when a delivery falls back to per-message processing, archive, usage, rebu
   try {
     const tenant = 'fallback';
     await postBatches(w, tenant, 4, 50, '{"not json');
-    const u = await w.until(async () => {
-      const t = await usage(w, tenant);
-      return t.events_accepted >= 200 ? t : null;
-    }, { what: '200 events applied', timeoutMs: 60_000 });
+    const u = await w.until(
+      async () => {
+        const t = await usage(w, tenant);
+        return t.events_accepted >= 200 ? t : null;
+      },
+      { what: '200 events applied', timeoutMs: 60_000 },
+    );
     assert.match(w.logs(), /"kind":"queue_group_fallback"/, 'the grouped transaction failed and the fallback ran');
     // The failed group's object and each batch's own object are both in R2: the copies are real.
     const objects = w.r2Keys(`events/${tenant}/`);
     assert.ok(objects.length >= 5, `group object plus one per batch: ${objects.join(', ')}`);
-    assert.ok(objects.some((k) => /-g[2-9]\d*\.ndjson$/.test(k)), `a group object: ${objects.join(', ')}`);
+    assert.ok(
+      objects.some((k) => /-g[2-9]\d*\.ndjson$/.test(k)),
+      `a group object: ${objects.join(', ')}`,
+    );
     // Usage is metered in the rollups' transaction: once, whatever redelivery comes later.
     await new Promise((r) => setTimeout(r, 3000));
     const again = await usage(w, tenant);
     assert.equal(again.events_accepted, 200);
     assert.equal(again.events_quarantined, 1);
     assert.equal(u.events_accepted, 200);
-    const kpis = async () => JSON.parse((await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } })).body).data[0];
+    const kpis = async () =>
+      JSON.parse(
+        (
+          await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, {
+            headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` },
+          })
+        ).body,
+      ).data[0];
     const before = await kpis();
     assert.equal(before.pageviews, 200);
     // Rebuilt from the archive: the duplicated batches are read once.
@@ -81,7 +112,10 @@ test('when a delivery falls back to per-message processing, archive, usage, rebu
     assert.deepEqual(await kpis(), before);
     const exported = await w.admin(`/v0/admin/export?tenant_id=${tenant}&date_from=${today()}&date_to=${today()}`, { method: 'GET' });
     assert.equal(exported.status, 200, exported.text);
-    const lines = exported.text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const lines = exported.text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     assert.equal(lines.length, 200);
   } finally {
     await w.stop();

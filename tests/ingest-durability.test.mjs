@@ -15,26 +15,44 @@ const today = () => new Date().toISOString().slice(0, 10);
 
 function rows(tenant, n, { offset = 0, domain = 'dur.example', action = 'page_hit' } = {}) {
   const now = new Date().toISOString();
-  return Array.from({ length: n }, (_, i) => JSON.stringify({
-    timestamp: now, action, version: '1', session_id: `s-${(offset + i) % 97}`, tenant_id: tenant, domain,
-    payload: JSON.stringify({ 'user-agent': UA, locale: 'en-US', referrer: '', pathname: `/p/${(offset + i) % 13}`, href: `https://${domain}/p/${(offset + i) % 13}` }),
-  })).join('\n');
+  return Array.from({ length: n }, (_, i) =>
+    JSON.stringify({
+      timestamp: now,
+      action,
+      version: '1',
+      session_id: `s-${(offset + i) % 97}`,
+      tenant_id: tenant,
+      domain,
+      payload: JSON.stringify({
+        'user-agent': UA,
+        locale: 'en-US',
+        referrer: '',
+        pathname: `/p/${(offset + i) % 13}`,
+        href: `https://${domain}/p/${(offset + i) % 13}`,
+      }),
+    }),
+  ).join('\n');
 }
 
 /** events_accepted / events_quarantined of a tenant today, from usage.json (metered in the rollups' transaction). */
 async function usage(w, tenant) {
-  const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+  const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, {
+    headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` },
+  });
   assert.equal(r.status, 200, r.body);
   return JSON.parse(r.body).totals;
 }
 
 /** Waits until `want` events of `tenant` are applied, firing the minute cron (the spool sweep) meanwhile. */
 async function applied(w, tenant, want, timeoutMs = 90_000) {
-  return w.until(async () => {
-    await w.cron();
-    const u = await usage(w, tenant);
-    return u.events_accepted >= want ? u : null;
-  }, { timeoutMs, what: `${want} applied events of ${tenant}` });
+  return w.until(
+    async () => {
+      await w.cron();
+      const u = await usage(w, tenant);
+      return u.events_accepted >= want ? u : null;
+    },
+    { timeoutMs, what: `${want} applied events of ${tenant}` },
+  );
 }
 
 test('a runtime killed mid-delivery loses nothing it accepted, and applies it exactly once', async () => {
@@ -58,7 +76,9 @@ test('a runtime killed mid-delivery loses nothing it accepted, and applies it ex
     await w.cron();
     assert.equal((await usage(w, tenant)).events_accepted, accepted);
     assert.deepEqual(w.r2Keys('spool/'), [], 'applied batches leave the spool');
-    const k = await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
+    const k = await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, {
+      headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` },
+    });
     assert.equal(k.status, 200, k.body);
     assert.equal(JSON.parse(k.body).data[0].pageviews, accepted, 'the rollups count every accepted page view once');
   } finally {
@@ -93,14 +113,22 @@ test('ingest keeps accepting while D1 is locked by another process, and applies 
     // Hold an exclusive lock on every local D1 file for 20 s.
     const files = d1Files(w.dir);
     assert.ok(files.length > 0, 'found the local D1 files');
-    const locker = spawn('python3', ['-c', [
-      'import sqlite3, sys, time',
-      'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
-      'for c in cons: c.execute("BEGIN EXCLUSIVE")',
-      'print("locked", flush=True)',
-      'time.sleep(20)',
-      'for c in cons: c.execute("ROLLBACK")',
-    ].join('\n'), ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const locker = spawn(
+      'python3',
+      [
+        '-c',
+        [
+          'import sqlite3, sys, time',
+          'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
+          'for c in cons: c.execute("BEGIN EXCLUSIVE")',
+          'print("locked", flush=True)',
+          'time.sleep(20)',
+          'for c in cons: c.execute("ROLLBACK")',
+        ].join('\n'),
+        ...files,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await new Promise((r) => locker.stdout.once('data', r));
     let accepted = 10;
     const statuses = [];
@@ -131,14 +159,22 @@ test('a runtime started while D1 is locked accepts from the Cache API snapshot (
     assert.equal(warm.status, 202, warm.text);
     await applied(w, tenant, 10);
     const files = d1Files(w.dir);
-    const locker = spawn('python3', ['-c', [
-      'import sqlite3, sys, time',
-      'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
-      'for c in cons: c.execute("BEGIN EXCLUSIVE")',
-      'print("locked", flush=True)',
-      'time.sleep(30)',
-      'for c in cons: c.execute("ROLLBACK")',
-    ].join('\n'), ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const locker = spawn(
+      'python3',
+      [
+        '-c',
+        [
+          'import sqlite3, sys, time',
+          'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
+          'for c in cons: c.execute("BEGIN EXCLUSIVE")',
+          'print("locked", flush=True)',
+          'time.sleep(30)',
+          'for c in cons: c.execute("ROLLBACK")',
+        ].join('\n'),
+        ...files,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await new Promise((r) => locker.stdout.once('data', r));
     const lockedAt = Date.now();
     // A new runtime: nothing in memory, only what the Cache API (persisted locally) holds.
@@ -154,7 +190,11 @@ test('a runtime started while D1 is locked accepts from the Cache API snapshot (
     }
     assert.ok(statuses.length >= 5, `posted ${statuses.length} requests to the new runtime during the outage`);
     assert.deepEqual([...new Set(statuses)], [202], `every request during the outage is accepted: ${statuses.join(',')}`);
-    assert.match(w.logs(), /"kind":"tenant_state_stale"[^\n]*"source":"snapshot"|"source":"snapshot"[^\n]*"kind":"tenant_state_stale"/, 'the tenant state came from the snapshot');
+    assert.match(
+      w.logs(),
+      /"kind":"tenant_state_stale"[^\n]*"source":"snapshot"|"source":"snapshot"[^\n]*"kind":"tenant_state_stale"/,
+      'the tenant state came from the snapshot',
+    );
     await new Promise((r) => (locker.exitCode !== null ? r() : locker.once('exit', r)));
     const u = await applied(w, tenant, accepted);
     assert.equal(u.events_accepted, accepted, 'each accepted event counted exactly once after recovery');
@@ -167,10 +207,17 @@ let w;
 before(async () => {
   w = await startWorker({
     keepDefaultPlan: true,
-    extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0', '--var', `PLAN_LIMITS:${JSON.stringify({ free: { events: 1500, domains: 2, actions: 3 } })}`],
+    extraArgs: [
+      '--var',
+      'SPOOL_SWEEP_AFTER_SECS:0',
+      '--var',
+      `PLAN_LIMITS:${JSON.stringify({ free: { events: 1500, domains: 2, actions: 3 } })}`,
+    ],
   });
 });
-after(async () => { await w?.stop(); });
+after(async () => {
+  await w?.stop();
+});
 
 test('the events quota counts events, not requests: exactly the plan is accepted, then 429 with Retry-After', async () => {
   const tenant = 'evq'; // never registered: wrangler.toml's DEFAULT_PLAN, the free plan
@@ -192,7 +239,7 @@ test('the events quota counts events, not requests: exactly the plan is accepted
   assert.equal(u.events_accepted, 1500);
 });
 
-test('domains and action names beyond the plan\'s caps are quarantined, counted, and never reach domains.json', async () => {
+test("domains and action names beyond the plan's caps are quarantined, counted, and never reach domains.json", async () => {
   const tenant = 'capped';
   const token = w.token(tenant);
   const body = [
@@ -205,17 +252,31 @@ test('domains and action names beyond the plan\'s caps are quarantined, counted,
   ].join('\n');
   const r = await w.post('/v0/events?name=analytics_events', body, { token });
   assert.equal(r.status, 202, r.text);
-  const u = await w.until(async () => {
-    await w.cron();
-    const t = await usage(w, tenant);
-    return t.events_accepted + t.events_quarantined >= 19 ? t : null;
-  }, { what: 'the capped batch applied' });
+  const u = await w.until(
+    async () => {
+      await w.cron();
+      const t = await usage(w, tenant);
+      return t.events_accepted + t.events_quarantined >= 19 ? t : null;
+    },
+    { what: 'the capped batch applied' },
+  );
   assert.equal(u.events_quarantined, 9, '4 rows of a third domain, 5 of a fourth action name');
   const d = await w.fetch('/v0/pipes/domains.json', { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
   assert.equal(d.status, 200, d.body);
-  assert.deepEqual(JSON.parse(d.body).data.map((x) => x.domain).sort(), ['one.example', 'two.example']);
+  assert.deepEqual(
+    JSON.parse(d.body)
+      .data.map((x) => x.domain)
+      .sort(),
+    ['one.example', 'two.example'],
+  );
   const reasons = w.d1(`SELECT reason, sum(rows) AS n FROM quarantine_daily WHERE tenant_id = '${tenant}' GROUP BY reason ORDER BY reason`);
-  assert.deepEqual(reasons.map((x) => [x.reason, x.n]), [['action_limit', 5], ['domain_limit', 4]]);
+  assert.deepEqual(
+    reasons.map((x) => [x.reason, x.n]),
+    [
+      ['action_limit', 5],
+      ['domain_limit', 4],
+    ],
+  );
 });
 
 /** Rows with a random property each, so gzip cannot shrink them to nothing (a realistic ratio). */
@@ -223,16 +284,31 @@ function variedRows(tenant, n) {
   const now = new Date().toISOString();
   const out = [];
   for (let i = 0; i < n; i++) {
-    out.push(JSON.stringify({
-      timestamp: now, action: 'page_hit', version: '1', session_id: `b-${i % 5000}`, tenant_id: tenant, domain: 'bulk.example',
-      payload: JSON.stringify({ 'user-agent': UA, locale: 'en-US', pathname: `/p/${i % 500}`, href: `https://bulk.example/p/${i % 500}`, ref: randomBytes(160).toString('base64') }),
-    }));
+    out.push(
+      JSON.stringify({
+        timestamp: now,
+        action: 'page_hit',
+        version: '1',
+        session_id: `b-${i % 5000}`,
+        tenant_id: tenant,
+        domain: 'bulk.example',
+        payload: JSON.stringify({
+          'user-agent': UA,
+          locale: 'en-US',
+          pathname: `/p/${i % 500}`,
+          href: `https://bulk.example/p/${i % 500}`,
+          ref: randomBytes(160).toString('base64'),
+        }),
+      }),
+    );
   }
   return `${out.join('\n')}\n`;
 }
 
-test('a 5 MB gzip NDJSON body (Tinybird\'s Events API accepts gzip up to 10 MB) is accepted whole and applied once', async () => {
-  const created = await w.admin('/v0/admin/tenants', { body: JSON.stringify({ tenant_id: 'bulk', display_name: 'Bulk', plan: 'enterprise' }) });
+test("a 5 MB gzip NDJSON body (Tinybird's Events API accepts gzip up to 10 MB) is accepted whole and applied once", async () => {
+  const created = await w.admin('/v0/admin/tenants', {
+    body: JSON.stringify({ tenant_id: 'bulk', display_name: 'Bulk', plan: 'enterprise' }),
+  });
   assert.equal(created.status, 201, created.text);
   let raw = '';
   let gz = Buffer.alloc(0);
@@ -242,7 +318,10 @@ test('a 5 MB gzip NDJSON body (Tinybird\'s Events API accepts gzip up to 10 MB) 
     n += 4000;
     gz = gzipSync(raw);
   }
-  const r = await w.post('/v0/events?name=analytics_events', gz, { token: w.token('bulk'), headers: { 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson' } });
+  const r = await w.post('/v0/events?name=analytics_events', gz, {
+    token: w.token('bulk'),
+    headers: { 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson' },
+  });
   assert.equal(r.status, 202, r.text);
   assert.equal(r.json.successful_rows, n, `${n} rows in ${gz.length} gzip bytes`);
   const u = await applied(w, 'bulk', n, 180_000);
@@ -257,16 +336,29 @@ test('a chunked body past 10 MB is refused with 413 while it streams, without be
   const { status, written, body } = await new Promise((resolve, reject) => {
     let written = 0;
     let done = false;
-    const req = httpRequest(url, { method: 'POST', agent: false, headers: { Authorization: `Bearer ${token}`, 'Transfer-Encoding': 'chunked' } }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => { done = true; req.destroy(); resolve({ status: res.statusCode, written, body: Buffer.concat(chunks).toString() }); });
+    const req = httpRequest(
+      url,
+      { method: 'POST', agent: false, headers: { Authorization: `Bearer ${token}`, 'Transfer-Encoding': 'chunked' } },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          done = true;
+          req.destroy();
+          resolve({ status: res.statusCode, written, body: Buffer.concat(chunks).toString() });
+        });
+      },
+    );
+    req.on('error', (e) => {
+      if (!done) reject(e);
     });
-    req.on('error', (e) => { if (!done) reject(e); });
     const pump = () => {
       while (!done && written < 60 * 1024 * 1024) {
         written += piece.length;
-        if (!req.write(piece)) { req.once('drain', pump); return; }
+        if (!req.write(piece)) {
+          req.once('drain', pump);
+          return;
+        }
       }
       if (!done) req.end();
     };
@@ -280,5 +372,5 @@ test('a chunked body past 10 MB is refused with 413 while it streams, without be
   const parts = w.r2Keys('spool/').filter((k) => /-p\d+\.json$/.test(k));
   const commits = w.r2Keys('spool/').filter((k) => k.endsWith('.commit'));
   assert.equal(parts.length, 0, `parts left: ${parts.slice(0, 3)}`);
-  assert.ok(commits.length <= 1, 'at most the gzip test\'s marker, waiting for its parts');
+  assert.ok(commits.length <= 1, "at most the gzip test's marker, waiting for its parts");
 });

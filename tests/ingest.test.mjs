@@ -5,25 +5,57 @@ import { startWorker } from './lib/worker.mjs';
 import { signJwt } from '../scripts/token.mjs';
 
 let w;
-before(async () => { w = await startWorker(); });
-after(async () => { await w?.stop(); });
+before(async () => {
+  w = await startWorker();
+});
+after(async () => {
+  await w?.stop();
+});
 
 const PROBE_UA = 'Mozilla/5.0 (X11; Linux x86_64) StarlingProbeAgent/7.7.7 Chrome/131.0.0.0 Safari/537.36';
 const PROBE_IP = '203.0.113.177';
 const ingest = (body, token, headers = {}, query = '') =>
   w.post(`/v0/events?name=analytics_events${query}`, body, { token, headers: { 'CF-Connecting-IP': PROBE_IP, ...headers } });
 
-function hit({ tenant = 'acme', path = '/', session = 's-1', ts = new Date().toISOString(), domain = 'acme.example', stringify = true, extra = {} } = {}) {
-  const payload = { 'user-agent': PROBE_UA, locale: 'en-US', referrer: 'https://www.google.com/search?q=x', pathname: path,
-    href: `https://${domain}${path}?utm_source=news&utm_medium=email&utm_campaign=nov&email=a@b.c`, ...extra };
-  return JSON.stringify({ timestamp: ts, action: 'page_hit', version: '1', session_id: session, tenant_id: tenant, domain, payload: stringify ? JSON.stringify(payload) : payload });
+function hit({
+  tenant = 'acme',
+  path = '/',
+  session = 's-1',
+  ts = new Date().toISOString(),
+  domain = 'acme.example',
+  stringify = true,
+  extra = {},
+} = {}) {
+  const payload = {
+    'user-agent': PROBE_UA,
+    locale: 'en-US',
+    referrer: 'https://www.google.com/search?q=x',
+    pathname: path,
+    href: `https://${domain}${path}?utm_source=news&utm_medium=email&utm_campaign=nov&email=a@b.c`,
+    ...extra,
+  };
+  return JSON.stringify({
+    timestamp: ts,
+    action: 'page_hit',
+    version: '1',
+    session_id: session,
+    tenant_id: tenant,
+    domain,
+    payload: stringify ? JSON.stringify(payload) : payload,
+  });
 }
 
 test('a flock.js page hit is accepted, archived in R2 and rolled up in D1', async () => {
   const r = await ingest(hit({ session: 'flock-1', path: '/pricing' }), w.token('acme'), { 'Content-Type': 'application/json' });
   assert.equal(r.status, 202, r.text);
   assert.deepEqual(r.json, { successful_rows: 1, quarantined_rows: 0 });
-  const rows = await w.until(() => { const x = w.d1("SELECT * FROM sessions WHERE tenant_id='acme' AND session_key='flock-1'"); return x.length && x; }, { what: 'session row' });
+  const rows = await w.until(
+    () => {
+      const x = w.d1("SELECT * FROM sessions WHERE tenant_id='acme' AND session_key='flock-1'");
+      return x.length && x;
+    },
+    { what: 'session row' },
+  );
   assert.equal(rows[0].pageviews, 1);
   assert.equal(rows[0].entry_path, '/pricing');
   assert.equal(rows[0].source, 'google.com');
@@ -31,7 +63,11 @@ test('a flock.js page hit is accepted, archived in R2 and rolled up in D1', asyn
   assert.equal(rows[0].browser, 'chrome');
   const archived = await w.admin(`/v0/admin/export?tenant_id=acme&date_from=${today()}&date_to=${today()}`, { method: 'GET' });
   assert.equal(archived.status, 200, archived.text);
-  const events = archived.text.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.session_id === 'flock-1');
+  const events = archived.text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.session_id === 'flock-1');
   assert.equal(events.length, 1);
   assert.equal(events[0].pathname, '/pricing');
   assert.ok(!events[0].href.includes('email='), 'non-utm query parameters are stripped from href');
@@ -54,36 +90,84 @@ test('tenant spoofing in the body is neutralised: events land in the token tenan
   assert.equal(r.status, 202);
   await w.until(() => w.d1("SELECT 1 FROM sessions WHERE tenant_id='attacker' AND session_key='spoof-1'").length, { what: 'attacker row' });
   assert.equal(w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id='victim'")[0].n, 0);
-  const k = await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token('victim', 'read')}` } });
+  const k = await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, {
+    headers: { Authorization: `Bearer ${w.token('victim', 'read')}` },
+  });
   assert.equal(k.status, 200, k.body);
   assert.equal(JSON.parse(k.body).data[0]?.pageviews ?? 0, 0, 'the victim reads no page views');
 });
 
 test('bad rows are quarantined with a reason and never take good rows down', async () => {
-  const body = [hit({ session: 'q-1' }), '{not json', JSON.stringify({ timestamp: 'yesterday-ish', action: 'page_hit' }),
-    JSON.stringify({ payload: '{}' }), hit({ session: 'q-1', path: '/two' })].join('\n');
+  const body = [
+    hit({ session: 'q-1' }),
+    '{not json',
+    JSON.stringify({ timestamp: 'yesterday-ish', action: 'page_hit' }),
+    JSON.stringify({ payload: '{}' }),
+    hit({ session: 'q-1', path: '/two' }),
+  ].join('\n');
   const r = await ingest(body, w.token('qtenant'));
   assert.equal(r.status, 202, r.text);
   assert.deepEqual(r.json, { successful_rows: 2, quarantined_rows: 3 });
-  const q = await w.until(() => { const x = w.d1("SELECT reason, rows FROM quarantine_daily WHERE tenant_id='qtenant' ORDER BY reason"); return x.length === 3 && x; }, { what: 'quarantine counts' });
-  assert.deepEqual(q.map((x) => x.reason), ['invalid_json', 'invalid_timestamp', 'missing_action']);
-  const s = await w.until(() => w.d1("SELECT pageviews FROM sessions WHERE tenant_id='qtenant' AND session_key='q-1'")[0], { what: 'good rows' });
+  const q = await w.until(
+    () => {
+      const x = w.d1("SELECT reason, rows FROM quarantine_daily WHERE tenant_id='qtenant' ORDER BY reason");
+      return x.length === 3 && x;
+    },
+    { what: 'quarantine counts' },
+  );
+  assert.deepEqual(
+    q.map((x) => x.reason),
+    ['invalid_json', 'invalid_timestamp', 'missing_action'],
+  );
+  const s = await w.until(() => w.d1("SELECT pageviews FROM sessions WHERE tenant_id='qtenant' AND session_key='q-1'")[0], {
+    what: 'good rows',
+  });
   assert.equal(s.pageviews, 2);
 });
 
 test('a replayed batch is applied once', async () => {
   const now = Date.now();
-  const event = { ts: now, tenant_id: 'replay', domain: 'r.example', action: 'page_hit', session_id: 'rp-1', visitor_id: 'v1', pathname: '/',
-    href: 'https://r.example/', source: '', utm_source: '', utm_medium: '', utm_campaign: '', utm_term: '', utm_content: '',
-    browser: 'firefox', os: 'linux', device: 'desktop', is_bot: false, country: 'DE', region: '', city: '', locale: 'de', payload: '{}' };
-  const batch = JSON.stringify({ batch_id: 'replay-batch-1', tenant_id: 'replay', received_at: now, events: [event, { ...event, ts: now + 1000, pathname: '/x' }], quarantined: [] });
+  const event = {
+    ts: now,
+    tenant_id: 'replay',
+    domain: 'r.example',
+    action: 'page_hit',
+    session_id: 'rp-1',
+    visitor_id: 'v1',
+    pathname: '/',
+    href: 'https://r.example/',
+    source: '',
+    utm_source: '',
+    utm_medium: '',
+    utm_campaign: '',
+    utm_term: '',
+    utm_content: '',
+    browser: 'firefox',
+    os: 'linux',
+    device: 'desktop',
+    is_bot: false,
+    country: 'DE',
+    region: '',
+    city: '',
+    locale: 'de',
+    payload: '{}',
+  };
+  const batch = JSON.stringify({
+    batch_id: 'replay-batch-1',
+    tenant_id: 'replay',
+    received_at: now,
+    events: [event, { ...event, ts: now + 1000, pathname: '/x' }],
+    quarantined: [],
+  });
   const first = await w.admin('/v0/admin/batches?tenant_id=replay', { body: batch });
   assert.equal(first.status, 200, first.text);
   assert.equal(first.json.outcome, 'applied');
   const second = await w.admin('/v0/admin/batches?tenant_id=replay', { body: batch });
   assert.equal(second.json.outcome, 'duplicate');
   assert.equal(w.d1("SELECT pageviews FROM sessions WHERE tenant_id='replay'")[0].pageviews, 2);
-  const k = await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, { headers: { Authorization: `Bearer ${w.token('replay', 'read')}` } });
+  const k = await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${today()}&date_to=${today()}`, {
+    headers: { Authorization: `Bearer ${w.token('replay', 'read')}` },
+  });
   assert.equal(k.status, 200, k.body);
   assert.equal(JSON.parse(k.body).data[0].pageviews, 2, 'the pipes count the replayed batch once');
 });
@@ -91,9 +175,20 @@ test('a replayed batch is applied once', async () => {
 test('tokens: missing 401, bad signature 401, alg none 401, expired 403, wrong scope 403, wrong datasource 403', async () => {
   const body = hit();
   assert.equal((await ingest(body)).status, 401);
-  const other = signJwt({ exp: Math.floor(Date.now() / 1000) + 600, scopes: [{ type: 'DATASOURCES:APPEND', resource: 'analytics_events', fixed_params: { tenant_id: 'acme' } }] }, 'not-the-key');
+  const other = signJwt(
+    {
+      exp: Math.floor(Date.now() / 1000) + 600,
+      scopes: [{ type: 'DATASOURCES:APPEND', resource: 'analytics_events', fixed_params: { tenant_id: 'acme' } }],
+    },
+    'not-the-key',
+  );
   assert.equal((await ingest(body, other)).status, 401);
-  const none = w.token('acme').split('.').slice(0, 2).join('.').replace(/^[^.]+/, Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')) + '.';
+  const none = `${w
+    .token('acme')
+    .split('.')
+    .slice(0, 2)
+    .join('.')
+    .replace(/^[^.]+/, Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url'))}.`;
   assert.equal((await ingest(body, none)).status, 401);
   assert.equal((await ingest(body, w.token('acme', 'tracker', { days: -1 }))).status, 403);
   assert.equal((await ingest(body, w.token('acme', 'read'))).status, 403);
@@ -116,7 +211,10 @@ test('limits: 1,200 rows are one request (no row limit, as Tinybird); past 10 MB
 });
 
 test('CORS: preflight and simple requests', async () => {
-  const pre = await w.fetch('/v0/events?name=analytics_events', { method: 'OPTIONS', headers: { Origin: 'https://site.example', 'Access-Control-Request-Method': 'POST' } });
+  const pre = await w.fetch('/v0/events?name=analytics_events', {
+    method: 'OPTIONS',
+    headers: { Origin: 'https://site.example', 'Access-Control-Request-Method': 'POST' },
+  });
   assert.equal(pre.status, 204);
   assert.equal(pre.headers.get('access-control-allow-origin'), '*');
   const r = await ingest(hit(), w.token('acme'), { Origin: 'https://site.example', 'Content-Type': 'text/plain' });
@@ -124,8 +222,19 @@ test('CORS: preflight and simple requests', async () => {
 });
 
 test('bots are counted, not measured', async () => {
-  const bot = JSON.stringify({ timestamp: new Date().toISOString(), action: 'page_hit', version: '1', session_id: 'bot-1', tenant_id: 'bots', domain: 'b.example',
-    payload: JSON.stringify({ 'user-agent': 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)', pathname: '/', href: 'https://b.example/' }) });
+  const bot = JSON.stringify({
+    timestamp: new Date().toISOString(),
+    action: 'page_hit',
+    version: '1',
+    session_id: 'bot-1',
+    tenant_id: 'bots',
+    domain: 'b.example',
+    payload: JSON.stringify({
+      'user-agent': 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)',
+      pathname: '/',
+      href: 'https://b.example/',
+    }),
+  });
   assert.equal((await ingest(bot, w.token('bots'))).status, 202);
   await w.until(() => w.d1("SELECT hits FROM bot_hits_daily WHERE tenant_id='bots'")[0]?.hits === 1, { what: 'bot count' });
   assert.equal(w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id='bots'")[0].n, 0);
@@ -133,27 +242,65 @@ test('bots are counted, not measured', async () => {
 
 test('server-side custom events count whatever the HTTP client: bot rules apply to page hits only', async () => {
   const now = new Date().toISOString();
-  const events = ['signup', 'signup', 'purchase'].map((action, i) => JSON.stringify({ timestamp: now, action, version: '1',
-    session_id: `srv-${i}`, tenant_id: 'backend', domain: 'shop.example', payload: JSON.stringify({ plan: 'pro' }) })).join('\n');
+  const events = ['signup', 'signup', 'purchase']
+    .map((action, i) =>
+      JSON.stringify({
+        timestamp: now,
+        action,
+        version: '1',
+        session_id: `srv-${i}`,
+        tenant_id: 'backend',
+        domain: 'shop.example',
+        payload: JSON.stringify({ plan: 'pro' }),
+      }),
+    )
+    .join('\n');
   for (const ua of ['curl/8.4.0', 'python-requests/2.31.0', 'node']) {
     assert.equal((await ingest(events, w.token('backend'), { 'User-Agent': ua })).status, 202);
   }
-  const counts = await w.until(() => {
-    const rows = w.d1("SELECT action, total FROM actions WHERE tenant_id='backend' ORDER BY action");
-    return rows.map((r) => r.total).reduce((a, b) => a + b, 0) === 9 && rows;
-  }, { what: 'nine custom events counted' });
-  assert.deepEqual(counts.map((r) => [r.action, r.total]), [['purchase', 3], ['signup', 6]]);
+  const counts = await w.until(
+    () => {
+      const rows = w.d1("SELECT action, total FROM actions WHERE tenant_id='backend' ORDER BY action");
+      return rows.map((r) => r.total).reduce((a, b) => a + b, 0) === 9 && rows;
+    },
+    { what: 'nine custom events counted' },
+  );
+  assert.deepEqual(
+    counts.map((r) => [r.action, r.total]),
+    [
+      ['purchase', 3],
+      ['signup', 6],
+    ],
+  );
   // A page hit from the same HTTP library is still a bot.
-  const hit = JSON.stringify({ timestamp: now, action: 'page_hit', version: '1', session_id: 'srv-hit', tenant_id: 'backend', domain: 'shop.example',
-    payload: JSON.stringify({ pathname: '/', href: 'https://shop.example/' }) });
+  const hit = JSON.stringify({
+    timestamp: now,
+    action: 'page_hit',
+    version: '1',
+    session_id: 'srv-hit',
+    tenant_id: 'backend',
+    domain: 'shop.example',
+    payload: JSON.stringify({ pathname: '/', href: 'https://shop.example/' }),
+  });
   assert.equal((await ingest(hit, w.token('backend'), { 'User-Agent': 'curl/8.4.0' })).status, 202);
   await w.until(() => w.d1("SELECT hits FROM bot_hits_daily WHERE tenant_id='backend'")[0]?.hits === 1, { what: 'bot page hit counted' });
   assert.equal(w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id='backend'")[0].n, 0);
 });
 
 test('rebuild from the R2 archive restores the rollups exactly', async () => {
-  for (let i = 0; i < 3; i++) assert.equal((await ingest([hit({ session: `rb-${i}`, path: '/a' }), hit({ session: `rb-${i}`, path: '/b' })].join('\n'), w.token('rebuild'))).status, 202);
-  const snapshot = () => JSON.stringify([w.d1("SELECT * FROM sessions WHERE tenant_id='rebuild' ORDER BY session_key"), w.d1("SELECT * FROM page_visits WHERE tenant_id='rebuild' ORDER BY session_key, pathname"), w.d1("SELECT * FROM visit_hourly WHERE tenant_id='rebuild' ORDER BY dim, hour, value, domain"), w.d1("SELECT * FROM visit_daily WHERE tenant_id='rebuild' ORDER BY dim, day, value, domain")]);
+  for (let i = 0; i < 3; i++)
+    assert.equal(
+      (await ingest([hit({ session: `rb-${i}`, path: '/a' }), hit({ session: `rb-${i}`, path: '/b' })].join('\n'), w.token('rebuild')))
+        .status,
+      202,
+    );
+  const snapshot = () =>
+    JSON.stringify([
+      w.d1("SELECT * FROM sessions WHERE tenant_id='rebuild' ORDER BY session_key"),
+      w.d1("SELECT * FROM page_visits WHERE tenant_id='rebuild' ORDER BY session_key, pathname"),
+      w.d1("SELECT * FROM visit_hourly WHERE tenant_id='rebuild' ORDER BY dim, hour, value, domain"),
+      w.d1("SELECT * FROM visit_daily WHERE tenant_id='rebuild' ORDER BY dim, day, value, domain"),
+    ]);
   await w.until(() => w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id='rebuild'")[0].n === 3, { what: 'three sessions' });
   const before = snapshot();
   assert.equal((await w.admin(`/v0/admin/rebuild/reset?tenant_id=rebuild&date_from=${today()}&date_to=${today()}`)).status, 200);
@@ -180,4 +327,6 @@ test('no IP, raw user agent or token is stored at rest or logged', async () => {
   assert.match(w.logs(), /"route":"events"/, 'structured request logs are written');
 });
 
-function today() { return new Date().toISOString().slice(0, 10); }
+function today() {
+  return new Date().toISOString().slice(0, 10);
+}

@@ -5,7 +5,8 @@ export default {
     const body = await request.text();
     const rows = body.split('\n').filter((l) => l.trim()).length;
     return new Response(JSON.stringify({ successful_rows: rows, quarantined_rows: 0 }), {
-      status: 202, headers: { 'content-type': 'application/json' },
+      status: 202,
+      headers: { 'content-type': 'application/json' },
     });
   },
 };

@@ -3,7 +3,21 @@
 // startWorker() applies the D1 migrations into a temp --persist-to dir, spawns wrangler dev on a random
 // port, waits for "Ready on", and returns helpers to call it, query local D1, and stop it.
 import { spawn, execFileSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -21,7 +35,9 @@ const D1_DIR = 'v3/d1/miniflare-D1DatabaseObject';
 function d1Files(dir) {
   const d = join(dir, D1_DIR);
   if (!existsSync(d)) return [];
-  return readdirSync(d).filter((f) => f.endsWith('.sqlite') && f !== 'metadata.sqlite').map((f) => join(d, f));
+  return readdirSync(d)
+    .filter((f) => f.endsWith('.sqlite') && f !== 'metadata.sqlite')
+    .map((f) => join(d, f));
 }
 
 /**
@@ -46,7 +62,11 @@ function migratedState(databases) {
       files[db] = created[0].slice(build.length + 1);
     }
     writeFileSync(join(build, 'files.json'), JSON.stringify(files));
-    try { renameSync(build, template); } catch { rmSync(build, { recursive: true, force: true }); } // another run won
+    try {
+      renameSync(build, template);
+    } catch {
+      rmSync(build, { recursive: true, force: true });
+    } // another run won
   }
   const dir = mkdtempSync(join(tmpdir(), 'starling-test-'));
   cpSync(template, dir, { recursive: true });
@@ -101,8 +121,12 @@ function startReader() {
       return JSON.parse(line);
     },
     close() {
-      try { closeSync(w); } catch {}
-      try { closeSync(r); } catch {}
+      try {
+        closeSync(w);
+      } catch {}
+      try {
+        closeSync(r);
+      } catch {}
       child.kill();
       rmSync(fifos, { recursive: true, force: true });
     },
@@ -111,7 +135,10 @@ function startReader() {
 
 async function freePort() {
   return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
   });
 }
 
@@ -164,7 +191,10 @@ function httpCallOnce(url, { method = 'GET', headers = {}, body, timeoutMs = 60_
         });
       });
     });
-    req.on('error', (e) => { clearTimeout(timer); reject(e); });
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     if (body !== undefined) req.write(body);
     req.end();
   });
@@ -177,7 +207,13 @@ function httpCallOnce(url, { method = 'GET', headers = {}, body, timeoutMs = 60_
  * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
  * 32 bytes).
  */
-export async function startWorker({ extraArgs = [], config, silo = false, keepDefaultPlan = false, signingKey = randomBytes(24).toString('hex') } = {}) {
+export async function startWorker({
+  extraArgs = [],
+  config,
+  silo = false,
+  keepDefaultPlan = false,
+  signingKey = randomBytes(24).toString('hex'),
+} = {}) {
   const adminToken = randomBytes(24).toString('hex');
   const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
   const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
@@ -186,12 +222,27 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
   const port = await freePort();
   // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
   // scripts/dev.sh does) so nothing accepted depends on it; `w.cron()` runs the sweep.
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', dir,
-    '--var', `SIGNING_KEY:${signingKey}`, '--var', `ADMIN_TOKEN:${adminToken}`, '--var', 'SPOOL_INLINE_MAX_ROWS:0',
+  const args = [
+    'dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--persist-to',
+    dir,
+    '--var',
+    `SIGNING_KEY:${signingKey}`,
+    '--var',
+    `ADMIN_TOKEN:${adminToken}`,
+    '--var',
+    'SPOOL_INLINE_MAX_ROWS:0',
     // Most tests post with tokens of tenants they never register: give those the largest plan unless a
     // test sets DEFAULT_PLAN itself (wrangler.toml's default is the smallest plan).
     ...(keepDefaultPlan || extraArgs.some((a) => String(a).startsWith('DEFAULT_PLAN:')) ? [] : ['--var', 'DEFAULT_PLAN:enterprise']),
-    '--show-interactive-dev-session=false', ...(extraArgs.includes('--test-scheduled') ? [] : ['--test-scheduled']), ...extraArgs];
+    '--show-interactive-dev-session=false',
+    ...(extraArgs.includes('--test-scheduled') ? [] : ['--test-scheduled']),
+    ...extraArgs,
+  ];
   let child;
   let output = '';
   const launch = async () => {
@@ -201,22 +252,35 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
       const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
       const onData = (d) => {
         output += d;
-        if (/Ready on http/.test(output.slice(started))) { clearTimeout(timer); res(); }
+        if (/Ready on http/.test(output.slice(started))) {
+          clearTimeout(timer);
+          res();
+        }
       };
       child.stdout.on('data', onData);
       child.stderr.on('data', onData);
-      child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`)); });
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`));
+      });
     });
   };
   const kill = async () => {
-    try { process.kill(-child.pid, 'SIGTERM'); } catch {}
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {}
     await new Promise((r) => setTimeout(r, 300));
-    try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
   };
   await launch();
   const base = `http://127.0.0.1:${port}`;
   const w = {
-    base, dir, signingKey, adminToken,
+    base,
+    dir,
+    signingKey,
+    adminToken,
     logs: () => output,
     token: (tenant, kind = 'tracker', opts = {}) => mint({ tenant, kind, key: signingKey, ...opts }),
     fetch: (path, init) => httpCall(base + path, init),
@@ -225,13 +289,23 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
       if (token) h.Authorization = `Bearer ${token}`;
       const r = await httpCall(base + path, { method: 'POST', body, headers: h });
       const text = r.body;
-      let json; try { json = JSON.parse(text); } catch { json = undefined; }
+      let json;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
       return { status: r.status, json, text, headers: r.headers };
     },
     async admin(path, { method = 'POST', body } = {}) {
       const r = await httpCall(base + path, { method, body, headers: { Authorization: `Bearer ${adminToken}` } });
       const text = r.body;
-      let json; try { json = JSON.parse(text); } catch { json = undefined; }
+      let json;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
       return { status: r.status, json, text };
     },
     /**
@@ -247,8 +321,11 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
       }
       for (let attempt = 1; ; attempt++) {
         try {
-          const out = execFileSync(WRANGLER, ['d1', 'execute', database, '--local', '--persist-to', dir, '--json', '--command', sql],
-            { cwd: ROOT, env: ENV, stdio: 'pipe' }).toString();
+          const out = execFileSync(WRANGLER, ['d1', 'execute', database, '--local', '--persist-to', dir, '--json', '--command', sql], {
+            cwd: ROOT,
+            env: ENV,
+            stdio: 'pipe',
+          }).toString();
           return JSON.parse(out)[0].results;
         } catch (e) {
           const text = `${e.stdout ?? ''}${e.stderr ?? ''}`;
@@ -264,8 +341,10 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
     async cron(cron = '* * * * *') {
       // A scheduled run was seen to never answer locally (worker idle); callers poll, so a run that
       // takes longer than 20 s is left behind and the next poll fires another one.
-      const r = await httpCallOnce(`${base}/__scheduled?cron=${encodeURIComponent(cron)}`, { timeoutMs: 20_000 })
-        .catch((e) => { if (e.code === 'STARLING_TIMEOUT') return null; throw e; });
+      const r = await httpCallOnce(`${base}/__scheduled?cron=${encodeURIComponent(cron)}`, { timeoutMs: 20_000 }).catch((e) => {
+        if (e.code === 'STARLING_TIMEOUT') return null;
+        throw e;
+      });
       if (r && r.status !== 200) throw new Error(`/__scheduled answered ${r.status}: ${r.body.slice(0, 300)}`);
     },
     /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
@@ -311,7 +390,12 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
     /** Every file under the persisted state (D1 sqlite files, R2 blobs), for at-rest checks. */
     stateFiles() {
       const files = [];
-      const walk = (d) => { for (const f of readdirSync(d)) { const p = join(d, f); statSync(p).isDirectory() ? walk(p) : files.push(p); } };
+      const walk = (d) => {
+        for (const f of readdirSync(d)) {
+          const p = join(d, f);
+          statSync(p).isDirectory() ? walk(p) : files.push(p);
+        }
+      };
       walk(dir);
       return files.map((p) => ({ path: p, bytes: readFileSync(p) }));
     },
@@ -320,8 +404,10 @@ export async function startWorker({ extraArgs = [], config, silo = false, keepDe
      * again on the same port and persisted D1/R2 state.
      */
     async restart() {
-      try { process.kill(-child.pid, 'SIGKILL'); } catch {}
-      await new Promise((r) => child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r));
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
       await launch();
     },
     async stop() {
