@@ -89,6 +89,29 @@ pub fn add(tenant_id: &str, day: &str, delta: &UsageDelta) -> Statement {
     )
 }
 
+/// [`add`], skipped while the tenant is erased (a tombstone in `tenants` of the same database): for
+/// counts written after the request that produced them, such as served queries flushed a second later,
+/// which must not bring a row back after an erasure. A re-created tenant is active again and counts.
+pub fn add_unless_erased(tenant_id: &str, day: &str, delta: &UsageDelta) -> Statement {
+    let mut binds = vec![tenant_id.into(), day.into()];
+    binds.extend(delta.values().map(Into::into));
+    binds.push(tenant_id.into());
+    let sets: Vec<String> = COUNTERS
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect();
+    Statement::new(
+        format!(
+            "INSERT INTO usage_daily (tenant_id, day, {}) SELECT ?, ?, ?, ?, ?, ?, ? \
+             WHERE NOT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = ? AND status = 'deleted') \
+             ON CONFLICT (tenant_id, day) DO UPDATE SET {}",
+            COUNTERS.join(", "),
+            sets.join(", ")
+        ),
+        binds,
+    )
+}
+
 /// The day (of the batch's `received_at`, UTC) and counters of one queue batch. `archived_bytes` is what
 /// the caller wrote to R2 for this batch.
 pub fn deltas_for_batch(batch: &QueueBatch, archived_bytes: i64) -> (String, UsageDelta) {

@@ -350,3 +350,72 @@ fn audit_counts_per_minute_and_filters() {
     assert_eq!(older["data"][0]["time"], "2025-08-03T10:41:00Z");
     assert_eq!(list(&[("limit", "1")])["rows"], 1);
 }
+
+#[test]
+fn late_query_usage_never_brings_back_an_erased_tenant() {
+    let mut conn = db();
+    let now = 1_795_428_000;
+    let acme =
+        starling_core::tenant::validate_create(&json!({"tenant_id": "acme"}), None, now).unwrap();
+    run(&mut conn, &[starling_core::tenant::upsert(&acme)]).unwrap();
+    run(
+        &mut conn,
+        &[usage::add_unless_erased(
+            "acme",
+            "2026-11-23",
+            &UsageDelta::query(),
+        )],
+    )
+    .unwrap();
+    run(
+        &mut conn,
+        &[usage::add_unless_erased(
+            "globex",
+            "2026-11-23",
+            &UsageDelta::query(),
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        count(&conn, "usage_daily", "acme"),
+        1,
+        "an active tenant counts"
+    );
+    assert_eq!(
+        count(&conn, "usage_daily", "globex"),
+        1,
+        "an unregistered tenant counts"
+    );
+    // Erased: the tombstone is written, then the rows go; a flush arriving after that writes nothing.
+    let tomb = starling_core::tenant::tombstone(&acme, now + 1);
+    run(&mut conn, &[starling_core::tenant::upsert(&tomb)]).unwrap();
+    run(&mut conn, &erase("acme")).unwrap();
+    run(
+        &mut conn,
+        &[usage::add_unless_erased(
+            "acme",
+            "2026-11-23",
+            &UsageDelta::query(),
+        )],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "usage_daily", "acme"), 0);
+    // Re-created: active again, counted again.
+    let again = starling_core::tenant::validate_create(
+        &json!({"tenant_id": "acme"}),
+        Some(&tomb),
+        now + 10,
+    )
+    .unwrap();
+    run(&mut conn, &[starling_core::tenant::upsert(&again)]).unwrap();
+    run(
+        &mut conn,
+        &[usage::add_unless_erased(
+            "acme",
+            "2026-11-24",
+            &UsageDelta::query(),
+        )],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "usage_daily", "acme"), 1);
+}

@@ -46,6 +46,12 @@ pub fn record(env: &Env, ctx: &Context, binding: &str, tenant: &str, day: String
     });
 }
 
+/// Drops the pending counts of `tenant` (its erasure: they must not bring a usage row back). Counts an
+/// in-flight flush already took are refused by the statement itself ([`usage::add_unless_erased`]).
+pub fn forget(tenant: &str) {
+    PENDING.with(|p| p.borrow_mut().retain(|(_, t, _), _| t != tenant));
+}
+
 /// Writes every pending count: one D1 batch per database. A database that cannot be written keeps its
 /// counts pending for the next flush.
 async fn flush(env: &Env) {
@@ -58,7 +64,7 @@ async fn flush(env: &Env) {
         let statements: Vec<_> = counts
             .iter()
             .map(|((_, tenant, day), n)| {
-                usage::add(
+                usage::add_unless_erased(
                     tenant,
                     day,
                     &usage::UsageDelta {

@@ -163,6 +163,7 @@ pub async fn erase(env: &Env, id: &str, outcome: &mut Outcome) -> Result<Respons
     d1::run_atomic(&pool, &[tenant::upsert(&tombstone)]).await?;
     tenant_state::forget(id);
     tenant_state::forget_keys();
+    crate::query_usage::forget(id);
     let (d1_rows, r2_objects) = retention::erase(env, id, current.database.as_deref())
         .await
         .map_err(|e| ApiError::Unavailable(format!("erasure of {id}: {e}")))?;
