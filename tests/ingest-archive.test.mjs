@@ -56,6 +56,8 @@ test('a delivery writes one archive object (one tenant, one hour), read back who
   try {
     await postBatches(w, 'onedel', 4, 50);
     await w.until(async () => (await usage(w, 'onedel')).events_accepted >= 200, { what: '200 events applied' });
+    // The delivery's log line is written after its transaction commits: it can trail the usage.
+    await w.until(() => deliveries(w).length >= 1, { what: 'the delivery log line' });
     const objects = w.r2Keys('events/onedel/');
     const n = deliveries(w).length;
     assert.ok(n >= 1 && n < 4, `the 4 requests came in ${n} deliveries`);
