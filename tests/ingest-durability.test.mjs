@@ -101,6 +101,33 @@ function d1Files(dir) {
   return out;
 }
 
+/**
+ * Holds an exclusive lock on each of `files` (local D1 databases) from another process for `seconds`,
+ * as a D1 outage looks to the worker; resolves once the lock is held, with the process (it exits when
+ * the lock is released).
+ */
+async function lockD1(files, seconds) {
+  const locker = spawn(
+    'python3',
+    [
+      '-c',
+      [
+        'import sqlite3, sys, time',
+        'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[2:]]',
+        'for c in cons: c.execute("BEGIN EXCLUSIVE")',
+        'print("locked", flush=True)',
+        'time.sleep(float(sys.argv[1]))',
+        'for c in cons: c.execute("ROLLBACK")',
+      ].join('\n'),
+      String(seconds),
+      ...files,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise((r) => locker.stdout.once('data', r));
+  return locker;
+}
+
 test('ingest keeps accepting while D1 is locked by another process, and applies everything once D1 is back', async () => {
   const w = await startWorker({ extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
   try {
@@ -113,23 +140,7 @@ test('ingest keeps accepting while D1 is locked by another process, and applies 
     // Hold an exclusive lock on every local D1 file for 20 s.
     const files = d1Files(w.dir);
     assert.ok(files.length > 0, 'found the local D1 files');
-    const locker = spawn(
-      'python3',
-      [
-        '-c',
-        [
-          'import sqlite3, sys, time',
-          'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
-          'for c in cons: c.execute("BEGIN EXCLUSIVE")',
-          'print("locked", flush=True)',
-          'time.sleep(20)',
-          'for c in cons: c.execute("ROLLBACK")',
-        ].join('\n'),
-        ...files,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    await new Promise((r) => locker.stdout.once('data', r));
+    const locker = await lockD1(files, 20);
     let accepted = 10;
     const statuses = [];
     const end = Date.now() + 12_000;
@@ -159,23 +170,7 @@ test('a runtime started while D1 is locked accepts from the Cache API snapshot (
     assert.equal(warm.status, 202, warm.text);
     await applied(w, tenant, 10);
     const files = d1Files(w.dir);
-    const locker = spawn(
-      'python3',
-      [
-        '-c',
-        [
-          'import sqlite3, sys, time',
-          'cons = [sqlite3.connect(f, timeout=0, isolation_level=None) for f in sys.argv[1:]]',
-          'for c in cons: c.execute("BEGIN EXCLUSIVE")',
-          'print("locked", flush=True)',
-          'time.sleep(30)',
-          'for c in cons: c.execute("ROLLBACK")',
-        ].join('\n'),
-        ...files,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    await new Promise((r) => locker.stdout.once('data', r));
+    const locker = await lockD1(files, 30);
     const lockedAt = Date.now();
     // A new runtime: nothing in memory, only what the Cache API (persisted locally) holds.
     await w.restart();

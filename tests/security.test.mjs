@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { generateKeyPairSync, sign as edSign, randomBytes, createHmac } from 'node:crypto';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/browser.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 import { signJwt } from '../scripts/token.mjs';
 
@@ -447,17 +447,7 @@ test('#9 the dashboard can be framed only by allowed origins and takes a token o
   const tenantCsp = (await w.fetch('/dashboard/?tenant=frameco')).headers.get('content-security-policy');
   assert.match(tenantCsp, new RegExp(`frame-ancestors 'self' ${origin}(;|$)`));
 
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const rendered = async (query) => {
       const page = await browser.newPage();

@@ -72,38 +72,33 @@ impl AddAssign<&UsageDelta> for UsageDelta {
 /// Upsert adding `delta` to the tenant's counters of `day` (`YYYY-MM-DD`): the first write of a day
 /// inserts, later ones add (`ON CONFLICT (tenant_id, day) DO UPDATE SET col = col + excluded.col`).
 pub fn add(tenant_id: &str, day: &str, delta: &UsageDelta) -> Statement {
-    let mut binds = vec![tenant_id.into(), day.into()];
-    binds.extend(delta.values().map(Into::into));
-    let sets: Vec<String> = COUNTERS
-        .iter()
-        .map(|c| format!("{c} = {c} + excluded.{c}"))
-        .collect();
-    Statement::new(
-        format!(
-            "INSERT INTO usage_daily (tenant_id, day, {}) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, day) DO UPDATE SET {}",
-            COUNTERS.join(", "),
-            sets.join(", ")
-        ),
-        binds,
-    )
+    upsert(tenant_id, day, delta, false)
 }
 
 /// [`add`], skipped while the tenant is erased (a tombstone in `tenants` of the same database): for
 /// counts written after the request that produced them, such as served queries flushed a second later,
 /// which must not bring a row back after an erasure. A re-created tenant is active again and counts.
 pub fn add_unless_erased(tenant_id: &str, day: &str, delta: &UsageDelta) -> Statement {
+    upsert(tenant_id, day, delta, true)
+}
+
+fn upsert(tenant_id: &str, day: &str, delta: &UsageDelta, unless_erased: bool) -> Statement {
     let mut binds = vec![tenant_id.into(), day.into()];
     binds.extend(delta.values().map(Into::into));
-    binds.push(tenant_id.into());
     let sets: Vec<String> = COUNTERS
         .iter()
         .map(|c| format!("{c} = {c} + excluded.{c}"))
         .collect();
+    let source = if unless_erased {
+        binds.push(tenant_id.into());
+        "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS \
+         (SELECT 1 FROM tenants WHERE tenant_id = ? AND status = 'deleted')"
+    } else {
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    };
     Statement::new(
         format!(
-            "INSERT INTO usage_daily (tenant_id, day, {}) SELECT ?, ?, ?, ?, ?, ?, ? \
-             WHERE NOT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = ? AND status = 'deleted') \
+            "INSERT INTO usage_daily (tenant_id, day, {}) {source} \
              ON CONFLICT (tenant_id, day) DO UPDATE SET {}",
             COUNTERS.join(", "),
             sets.join(", ")
