@@ -5,6 +5,7 @@
 //
 //   node scripts/seed.mjs --url http://127.0.0.1:8787 --token <tracker token> [--tenant demo] [--days 7] [--visits-per-day 120] [--seed 1]
 import { randomUUID } from 'node:crypto';
+import { cfBlob } from '../tests/lib/fixtures.mjs';
 
 const args = Object.fromEntries(
   process.argv
@@ -89,22 +90,6 @@ const UAS = [
   ['Mozilla/5.0 (iPad; CPU OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1', 1],
   ['Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)', 1],
 ];
-
-function cfBlob(country) {
-  return JSON.stringify({
-    country,
-    region: '',
-    city: '',
-    colo: 'LHR',
-    httpProtocol: 'HTTP/1.1',
-    timezone: 'UTC',
-    tlsCipher: '',
-    tlsVersion: '',
-    clientAcceptEncoding: '',
-    asn: 64500,
-    asOrganization: 'Example',
-  });
-}
 
 const now = Date.now();
 const visits = [];

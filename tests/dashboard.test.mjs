@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium } from './lib/browser.mjs';
+import { cfBlob } from './lib/fixtures.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 
 const TZ = 'Europe/Berlin';
@@ -21,20 +22,6 @@ const UAS = {
 const SOURCES = ['https://www.google.com/search?q=x', 'https://news.ycombinator.com/', '', 'https://duckduckgo.com/'];
 const COUNTRIES = ['DE', 'US', 'FR', 'JP'];
 const PAGES = ['/', '/pricing', '/docs', '/blog', '/about'];
-const cfBlob = (country) =>
-  JSON.stringify({
-    country,
-    region: '',
-    city: '',
-    colo: 'LHR',
-    httpProtocol: 'HTTP/1.1',
-    timezone: 'UTC',
-    tlsCipher: '',
-    tlsVersion: '',
-    clientAcceptEncoding: '',
-    asn: 64500,
-    asOrganization: 'Example',
-  });
 
 let w;
 let browser;

@@ -1,6 +1,7 @@
 // Ingest end to end against the real local runtime (wrangler dev: workerd, local D1, R2, Queues).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { enrichedHit } from './lib/fixtures.mjs';
 import { startWorker } from './lib/worker.mjs';
 import { signJwt } from '../scripts/token.mjs';
 
@@ -127,31 +128,7 @@ test('bad rows are quarantined with a reason and never take good rows down', asy
 
 test('a replayed batch is applied once', async () => {
   const now = Date.now();
-  const event = {
-    ts: now,
-    tenant_id: 'replay',
-    domain: 'r.example',
-    action: 'page_hit',
-    session_id: 'rp-1',
-    visitor_id: 'v1',
-    pathname: '/',
-    href: 'https://r.example/',
-    source: '',
-    utm_source: '',
-    utm_medium: '',
-    utm_campaign: '',
-    utm_term: '',
-    utm_content: '',
-    browser: 'firefox',
-    os: 'linux',
-    device: 'desktop',
-    is_bot: false,
-    country: 'DE',
-    region: '',
-    city: '',
-    locale: 'de',
-    payload: '{}',
-  };
+  const event = enrichedHit({ ts: now, tenant_id: 'replay', domain: 'r.example', session_id: 'rp-1', href: 'https://r.example/' });
   const batch = JSON.stringify({
     batch_id: 'replay-batch-1',
     tenant_id: 'replay',

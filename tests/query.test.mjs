@@ -2,6 +2,7 @@
 // from the raw fixture events, tenant isolation under override attempts, and the read-token matrix.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { cfBlob } from './lib/fixtures.mjs';
 import { startWorker } from './lib/worker.mjs';
 import { signJwt, mint } from '../scripts/token.mjs';
 
@@ -15,21 +16,6 @@ const SOURCES = ['https://www.google.com/search?q=x', 'https://news.ycombinator.
 const COUNTRIES = ['DE', 'US', 'FR'];
 // Three tenants of different sizes, with their own domains and path prefixes so leaks are visible.
 const TENANTS = { alpha: 14, beta: 9, gamma: 4 };
-
-const cfBlob = (country) =>
-  JSON.stringify({
-    country,
-    region: '',
-    city: '',
-    colo: 'LHR',
-    httpProtocol: 'HTTP/1.1',
-    timezone: 'UTC',
-    tlsCipher: '',
-    tlsVersion: '',
-    clientAcceptEncoding: '',
-    asn: 64500,
-    asOrganization: 'Example',
-  });
 
 /** Deterministic visits: visitor v has one or two sessions of one to three page hits. */
 function fixture(tenant, visitors, now) {

@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { generateKeyPairSync, sign as edSign, randomBytes, createHmac } from 'node:crypto';
 import { launchChromium } from './lib/browser.mjs';
+import { enrichedHit } from './lib/fixtures.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 import { signJwt } from '../scripts/token.mjs';
 
@@ -244,31 +245,14 @@ test("#5 a batch of an older tenant generation is dropped and leftovers are eras
   );
   assert.ok(again.generation > first, `generation moved on: ${first} → ${again.generation}`);
   const ts = Date.now();
-  const event = {
+  const event = enrichedHit({
     ts,
     tenant_id: 'genco',
     domain: 'g.example',
-    action: 'page_hit',
     session_id: 'gen-1',
-    visitor_id: 'v1',
     pathname: '/stale',
     href: 'https://g.example/stale',
-    source: '',
-    utm_source: '',
-    utm_medium: '',
-    utm_campaign: '',
-    utm_term: '',
-    utm_content: '',
-    browser: 'firefox',
-    os: 'linux',
-    device: 'desktop',
-    is_bot: false,
-    country: 'DE',
-    region: '',
-    city: '',
-    locale: 'de',
-    payload: '{}',
-  };
+  });
   const batch = (id, generation, e) =>
     JSON.stringify({ batch_id: id, tenant_id: 'genco', received_at: ts, generation, events: [e], quarantined: [] });
   // A retried or replayed batch accepted for the erased generation (as from the dead-letter queue).

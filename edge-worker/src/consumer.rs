@@ -47,12 +47,22 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
     for msg in messages {
         match tenant_state::state(env, &msg.body().tenant_id).await {
             Ok(state) if state.erased() => {
-                log_batch(msg.body(), crate::clock::now_ms(), Ok("dropped_erased"));
+                log_batch(
+                    msg.body(),
+                    counts(Some(msg.body())),
+                    crate::clock::now_ms(),
+                    Ok("dropped_erased"),
+                );
                 msg.ack();
             }
             Ok(state) if lifecycle::batch_is_stale(msg.body().generation, state.generation()) => {
                 let now = crate::clock::now_ms();
-                log_batch(msg.body(), now, Ok("dropped_stale_generation"));
+                log_batch(
+                    msg.body(),
+                    counts(Some(msg.body())),
+                    now,
+                    Ok("dropped_stale_generation"),
+                );
                 msg.ack();
             }
             Ok(state) => by_db
@@ -105,7 +115,7 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                         Some(_) => outcomes.next().unwrap_or("applied"),
                         None => "duplicate",
                     };
-                    log_batch(msg.body(), started, Ok(outcome));
+                    log_batch(msg.body(), counts(body.as_ref()), started, Ok(outcome));
                     msg.ack();
                 }
                 forget_spooled(env, &group).await;
@@ -118,12 +128,13 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                 );
                 for (msg, body) in group.iter().zip(bodies) {
                     let started = crate::clock::now_ms();
+                    let rows = counts(body.as_ref());
                     let result = match body {
                         Some(body) => apply(body, env).await,
                         None => Ok("duplicate"),
                     };
                     let ok = result.is_ok();
-                    log_batch(msg.body(), started, result);
+                    log_batch(msg.body(), rows, started, result);
                     if ok {
                         msg.ack();
                         forget_spooled(env, std::slice::from_ref(msg)).await;
@@ -259,13 +270,26 @@ fn wasm_memory_mb() -> usize {
     }
 }
 
-fn log_batch(body: &QueueBatch, started: i64, result: Result<&'static str>) {
+/// A batch's (events, quarantined rows) for its log line: a pointer message carries no rows itself, so
+/// the counts come from the batch as loaded (`None`: a spooled batch already gone).
+fn counts(loaded: Option<&QueueBatch>) -> (usize, usize) {
+    loaded.map_or((0, 0), |b| (b.events.len(), b.quarantined.len()))
+}
+
+/// Logs one message's outcome with its batch's [`counts`].
+fn log_batch(
+    message: &QueueBatch,
+    (events, quarantined): (usize, usize),
+    started: i64,
+    result: Result<&'static str>,
+) {
     let ok = result.is_ok();
     let fields = serde_json::json!({
-        "batch_id": body.batch_id,
-        "tenant": body.tenant_id,
-        "events": body.events.len(),
-        "quarantined": body.quarantined.len(),
+        "batch_id": message.batch_id,
+        "tenant": message.tenant_id,
+        "spooled": message.spool.is_some(),
+        "events": events,
+        "quarantined": quarantined,
         "latency_ms": crate::clock::now_ms() - started,
         "outcome": match &result { Ok(o) => o.to_string(), Err(e) => e.to_string() },
     });
