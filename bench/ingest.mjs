@@ -9,7 +9,10 @@
 // 3. a free-plan token flooding 1,000-row requests while another tenant sends beacons: events accepted
 //    (must equal the plan's events per hour) and the other tenant's latency, quiet vs during the flood;
 // 4. where a beacon's time goes: client latency vs the handler's `latency_ms` and `steps` log fields,
-//    and the consumer's delivery times.
+//    and the consumer's delivery times;
+// 5. what a refusal costs: health checks, 401s (bad signature) and 429s (a tenant past its hourly events)
+//    at a fixed rate, against the baseline's trivial answer at the same rate.
+// `--phases beacons,batched,flood,refusals` runs only some of them (the baseline runs what they need).
 // Every phase records `uptime` (the machine's load) next to its numbers. Prints Markdown tables and
 // writes bench-output/ingest.json. Runs with the production spool setting (beacons inline in their
 // queue message, SPOOL_INLINE_MAX_ROWS=100), not the tests' (everything spooled).
@@ -32,6 +35,10 @@ const RATES = String(args.rates ?? '100,250,500')
   .map(Number);
 const BATCH = Number(args.batch ?? 1000);
 const CONNECTIONS = Number(args.connections ?? 4);
+const PHASES = new Set(String(args.phases ?? 'beacons,batched,flood,refusals').split(','));
+/** Requests per second of the refusal phase (each kind for REFUSAL_SECONDS). */
+const REFUSAL_RATE = Number(args['refusal-rate'] ?? 250);
+const REFUSAL_SECONDS = 10;
 const UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 const today = () => new Date().toISOString().slice(0, 10);
 const load = () =>
@@ -67,14 +74,15 @@ const pct = (xs, p) => {
 
 /** Runs autocannon; returns latency percentiles, rates and status counts. */
 async function cannon(opts) {
-  const r = await autocannon({ method: 'POST', headers: { 'content-type': 'text/plain' }, duration: SECONDS, timeout: 30, ...opts });
+  const seconds = opts.duration ?? SECONDS;
+  const r = await autocannon({ method: 'POST', headers: { 'content-type': 'text/plain' }, duration: seconds, timeout: 30, ...opts });
   const codes = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, v.count]));
   return {
     p50_ms: r.latency.p50,
     p99_ms: r.latency.p99,
     max_ms: r.latency.max,
     requests: r.requests.total,
-    rps: Math.round(r.requests.total / SECONDS),
+    rps: Math.round(r.requests.total / seconds),
     codes,
     errors: r.errors,
     timeouts: r.timeouts,
@@ -169,7 +177,7 @@ try {
   const url = (tenant) => `${w.base}/v0/events?name=analytics_events&token=${w.token(tenant)}`;
   await warm(url('bench'), 'bench');
   out.starling = { beacons: [] };
-  for (const rate of RATES) {
+  for (const rate of PHASES.has('beacons') ? RATES : []) {
     log(`starling: beacons at ${rate}/s for ${SECONDS} s`);
     const from = w.logs().length;
     const r = await beacons(url('bench'), rate, 'bench');
@@ -186,7 +194,15 @@ try {
     });
     await sleep(2000);
   }
-  // Batched NDJSON on its own tenant, then the time until all of it is applied.
+  if (PHASES.has('batched')) await batched(w, url);
+  if (PHASES.has('flood')) await flood(w, url);
+  if (PHASES.has('refusals')) await refusals(w, url);
+} finally {
+  await starling.stop();
+}
+
+/** Batched NDJSON on its own tenant, then the time until all of it is applied. */
+async function batched(w, url) {
   log(`starling: ${CONNECTIONS} connections x ${BATCH}-row NDJSON for ${SECONDS} s`);
   const fromB = w.logs().length;
   const b = await cannon({ url: url('batch'), body: ndjson('batch', BATCH), connections: CONNECTIONS });
@@ -236,7 +252,10 @@ try {
     spooled_objects_applied_by_sweep: swept,
     load_end: load(),
   };
-  // Free-plan flood against another tenant's beacons.
+}
+
+/** A free-plan tenant floods 1,000-row requests while another tenant sends beacons. */
+async function flood(w, url) {
   const created = await w.admin('/v0/admin/tenants', {
     body: JSON.stringify({ tenant_id: 'freeflood', display_name: 'Flood', plan: 'free' }),
   });
@@ -270,8 +289,36 @@ try {
     other_quiet: quiet,
     other_during: during,
   };
-} finally {
-  await starling.stop();
+}
+
+/**
+ * Health checks, 401s and 429s at REFUSAL_RATE requests/s each: client latency and the handler's own
+ * `latency_ms` from the request log.
+ */
+async function refusals(w, url) {
+  const created = await w.admin('/v0/admin/tenants', {
+    body: JSON.stringify({ tenant_id: 'refused', display_name: 'Refused', plan: 'free' }),
+  });
+  if (created.status !== 201) throw new Error(`creating the refused tenant: ${created.status} ${created.text}`);
+  // The free plan's hourly events in one request; every request after it is a 429.
+  await fetch(url('refused'), { method: 'POST', body: ndjson('refused', 1000) }).then((r) => r.arrayBuffer());
+  const good = w.token('refused');
+  const forged = `${good.slice(0, good.lastIndexOf('.') + 1)}${'A'.repeat(43)}`;
+  const kinds = [
+    ['health', { url: `${w.base}/v0/health`, method: 'GET', body: undefined }, 'health', 200],
+    ['401 (bad signature)', { url: `${w.base}/v0/events?name=analytics_events&token=${forged}`, body: line('refused', 1) }, 'events', 401],
+    ['429 (events quota)', { url: url('refused'), body: line('refused', 1) }, 'events', 429],
+  ];
+  out.starling.refusals = [];
+  for (const [kind, opts, route, status] of kinds) {
+    log(`starling: ${kind} at ${REFUSAL_RATE}/s for ${REFUSAL_SECONDS} s`);
+    const from = w.logs().length;
+    const r = await cannon({ ...opts, overallRate: REFUSAL_RATE, connections: 50, duration: REFUSAL_SECONDS });
+    await sleep(1500);
+    const lines = requestLines(w, from, route).filter((l) => l.status === status);
+    out.starling.refusals.push({ kind, rate: REFUSAL_RATE, ...r, seconds: REFUSAL_SECONDS, handler: handler(lines) });
+    await sleep(1000);
+  }
 }
 
 // ---- Baseline ----
@@ -280,65 +327,100 @@ try {
   const url = `${baseline.base}/`;
   await warm(url, 'bench');
   out.baseline = { beacons: [] };
-  for (const rate of RATES) {
+  for (const rate of PHASES.has('beacons') ? RATES : []) {
     log(`baseline: beacons at ${rate}/s for ${SECONDS} s`);
     out.baseline.beacons.push({ rate, ...(await beacons(url, rate, 'bench')) });
     await sleep(2000);
   }
-  log(`baseline: ${CONNECTIONS} connections x ${BATCH}-row NDJSON for ${SECONDS} s`);
-  const b = await cannon({ url, body: ndjson('bench', BATCH), connections: CONNECTIONS });
-  out.baseline.batched = { ...b, accepted_events_per_s: Math.round(((b.codes['202'] ?? 0) * BATCH) / SECONDS) };
+  if (PHASES.has('batched')) {
+    log(`baseline: ${CONNECTIONS} connections x ${BATCH}-row NDJSON for ${SECONDS} s`);
+    const b = await cannon({ url, body: ndjson('bench', BATCH), connections: CONNECTIONS });
+    out.baseline.batched = { ...b, accepted_events_per_s: Math.round(((b.codes['202'] ?? 0) * BATCH) / SECONDS) };
+  }
+  if (PHASES.has('refusals')) {
+    log(`baseline: beacons at ${REFUSAL_RATE}/s for ${REFUSAL_SECONDS} s`);
+    out.baseline.refusal_rate = await cannon({
+      url,
+      body: line('bench', 1),
+      overallRate: REFUSAL_RATE,
+      connections: 50,
+      duration: REFUSAL_SECONDS,
+    });
+  }
 } finally {
   await baseline.stop();
 }
 
 // ---- Report ----
 const f = (x) => (typeof x === 'number' ? (Number.isInteger(x) ? x.toLocaleString('en-US') : x.toFixed(1)) : String(x));
-const held = (rows) => Math.max(0, ...rows.filter((r) => r.p99_ms < 100 && !(r.codes['503'] || r.errors || r.timeouts)).map((r) => r.rate));
-console.log(`\nSingle beacons (autocannon, ${SECONDS} s per rate)`);
-console.log('| worker | rate/s | achieved/s | p50 ms | p99 ms | handler p50 / p99 ms | steps p50 ms | statuses | load (1/5/15 min) |');
-console.log('|---|---|---|---|---|---|---|---|---|');
-for (const name of ['starling', 'baseline']) {
-  for (const r of out[name].beacons) {
-    const h = r.handler ? `${f(r.handler.latency_p50_ms)} / ${f(r.handler.latency_p99_ms)}` : '-';
-    const st = r.handler
-      ? Object.entries(r.handler.steps_p50_ms)
-          .map(([k, v]) => `${k} ${v}`)
-          .join(', ')
-      : '-';
-    const w503 = r.worker_503 ? ` (${r.worker_503} from the worker: ${r.worker_503_reasons.join('; ')})` : '';
+function report() {
+  const held = (rows) =>
+    Math.max(0, ...rows.filter((r) => r.p99_ms < 100 && !(r.codes['503'] || r.errors || r.timeouts)).map((r) => r.rate));
+  if (PHASES.has('beacons')) {
+    console.log(`\nSingle beacons (autocannon, ${SECONDS} s per rate)`);
+    console.log('| worker | rate/s | achieved/s | p50 ms | p99 ms | handler p50 / p99 ms | steps p50 ms | statuses | load (1/5/15 min) |');
+    console.log('|---|---|---|---|---|---|---|---|---|');
+    for (const name of ['starling', 'baseline']) {
+      for (const r of out[name].beacons) {
+        const h = r.handler ? `${f(r.handler.latency_p50_ms)} / ${f(r.handler.latency_p99_ms)}` : '-';
+        const st = r.handler
+          ? Object.entries(r.handler.steps_p50_ms)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')
+          : '-';
+        const w503 = r.worker_503 ? ` (${r.worker_503} from the worker: ${r.worker_503_reasons.join('; ')})` : '';
+        console.log(
+          `| ${name} | ${r.rate} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | ${h} | ${st} | ${JSON.stringify(r.codes)}${w503}${r.errors ? ` ${r.errors} errors` : ''} | ${r.load} |`,
+        );
+      }
+    }
+    const hs = held(out.starling.beacons),
+      hb = held(out.baseline.beacons);
+    out.held = { starling: hs, baseline: hb, ratio: hb ? hs / hb : NaN };
     console.log(
-      `| ${name} | ${r.rate} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | ${h} | ${st} | ${JSON.stringify(r.codes)}${w503}${r.errors ? ` ${r.errors} errors` : ''} | ${r.load} |`,
+      `\nHighest rate with p99 < 100 ms: starling ${hs}/s, baseline ${hb}/s, ratio ${hb ? (hs / hb).toFixed(2) : 'n/a'} (goal >= 0.5)`,
+    );
+  }
+  if (PHASES.has('batched')) {
+    const b = out.starling.batched;
+    console.log(`\nNDJSON batches (${CONNECTIONS} connections x ${BATCH} rows, ${SECONDS} s)`);
+    console.log(
+      '| worker | accepted events/s | p50 ms | p99 ms | statuses | applied | lag after the run | deliveries (p50 / max ms) | objects applied by the sweep | load |',
+    );
+    console.log('|---|---|---|---|---|---|---|---|---|---|');
+    console.log(
+      `| starling | ${f(b.accepted_events_per_s)} | ${f(b.p50_ms)} | ${f(b.p99_ms)} | ${JSON.stringify(b.codes)} | ${f(b.events_applied)} of ${f(b.events_accepted)} | ${f(b.lag_after_run_s)} s | ${b.deliveries} (${f(b.delivery_p50_ms)} / ${f(b.delivery_max_ms)}) | ${b.spooled_objects_applied_by_sweep} | ${b.load} → ${b.load_end} |`,
+    );
+    const bb = out.baseline.batched;
+    console.log(
+      `| baseline | ${f(bb.accepted_events_per_s)} | ${f(bb.p50_ms)} | ${f(bb.p99_ms)} | ${JSON.stringify(bb.codes)} | - | - | - | - | ${bb.load} |`,
+    );
+  }
+  if (PHASES.has('flood')) {
+    const fl = out.starling.flood;
+    console.log('\nFree-plan flood (1,000-row requests, 4 connections, 10 s) and another tenant at 50 beacons/s');
+    console.log(
+      `| flood requests | 202 | 429 | handler per 429 p50 / p99 | events accepted (plan: 1,000/h) | applied | other tenant p50 / p99 quiet | during the flood | load |`,
+    );
+    console.log('|---|---|---|---|---|---|---|---|---|');
+    console.log(
+      `| ${f(fl.flood.requests)} | ${fl.flood.codes['202'] ?? 0} | ${fl.refused_429} | ${f(fl.handler_429_p50_ms)} / ${f(fl.handler_429_p99_ms)} ms | ${f(fl.events_accepted)} | ${f(fl.events_applied)} | ${f(fl.other_quiet.p50_ms)} / ${f(fl.other_quiet.p99_ms)} ms | ${f(fl.other_during.p50_ms)} / ${f(fl.other_during.p99_ms)} ms | ${fl.flood.load} |`,
+    );
+  }
+  if (PHASES.has('refusals')) {
+    const base = out.baseline.refusal_rate;
+    console.log(`\nRefusals at ${REFUSAL_RATE} requests/s each (${REFUSAL_SECONDS} s), against the baseline's 202 at the same rate`);
+    console.log('| answer | achieved/s | p50 ms | p99 ms | handler p50 / p99 ms | statuses | load |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const r of out.starling.refusals)
+      console.log(
+        `| starling ${r.kind} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | ${f(r.handler.latency_p50_ms)} / ${f(r.handler.latency_p99_ms)} | ${JSON.stringify(r.codes)} | ${r.load} |`,
+      );
+    console.log(
+      `| baseline 202 | ${base.rps} | ${f(base.p50_ms)} | ${f(base.p99_ms)} | - | ${JSON.stringify(base.codes)} | ${base.load} |`,
     );
   }
 }
-const hs = held(out.starling.beacons),
-  hb = held(out.baseline.beacons);
-out.held = { starling: hs, baseline: hb, ratio: hb ? hs / hb : NaN };
-console.log(
-  `\nHighest rate with p99 < 100 ms: starling ${hs}/s, baseline ${hb}/s, ratio ${hb ? (hs / hb).toFixed(2) : 'n/a'} (goal >= 0.5)`,
-);
-const b = out.starling.batched;
-console.log(`\nNDJSON batches (${CONNECTIONS} connections x ${BATCH} rows, ${SECONDS} s)`);
-console.log(
-  '| worker | accepted events/s | p50 ms | p99 ms | statuses | applied | lag after the run | deliveries (p50 / max ms) | objects applied by the sweep | load |',
-);
-console.log('|---|---|---|---|---|---|---|---|---|---|');
-console.log(
-  `| starling | ${f(b.accepted_events_per_s)} | ${f(b.p50_ms)} | ${f(b.p99_ms)} | ${JSON.stringify(b.codes)} | ${f(b.events_applied)} of ${f(b.events_accepted)} | ${f(b.lag_after_run_s)} s | ${b.deliveries} (${f(b.delivery_p50_ms)} / ${f(b.delivery_max_ms)}) | ${b.spooled_objects_applied_by_sweep} | ${b.load} → ${b.load_end} |`,
-);
-const bb = out.baseline.batched;
-console.log(
-  `| baseline | ${f(bb.accepted_events_per_s)} | ${f(bb.p50_ms)} | ${f(bb.p99_ms)} | ${JSON.stringify(bb.codes)} | - | - | - | - | ${bb.load} |`,
-);
-const fl = out.starling.flood;
-console.log('\nFree-plan flood (1,000-row requests, 4 connections, 10 s) and another tenant at 50 beacons/s');
-console.log(
-  `| flood requests | 202 | 429 | handler per 429 p50 / p99 | events accepted (plan: 1,000/h) | applied | other tenant p50 / p99 quiet | during the flood | load |`,
-);
-console.log('|---|---|---|---|---|---|---|---|---|');
-console.log(
-  `| ${f(fl.flood.requests)} | ${fl.flood.codes['202'] ?? 0} | ${fl.refused_429} | ${f(fl.handler_429_p50_ms)} / ${f(fl.handler_429_p99_ms)} ms | ${f(fl.events_accepted)} | ${f(fl.events_applied)} | ${f(fl.other_quiet.p50_ms)} / ${f(fl.other_quiet.p99_ms)} ms | ${f(fl.other_during.p50_ms)} / ${f(fl.other_during.p99_ms)} ms | ${fl.flood.load} |`,
-);
+report();
 mkdirSync(`${ROOT}/bench-output`, { recursive: true });
 writeFileSync(`${ROOT}/bench-output/ingest.json`, JSON.stringify(out, null, 2));

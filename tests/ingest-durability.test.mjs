@@ -232,6 +232,12 @@ test('the events quota counts events, not requests: exactly the plan is accepted
   assert.equal(none.headers.get('ratelimit-remaining'), '0');
   const u = await applied(w, tenant, 1500);
   assert.equal(u.events_accepted, 1500);
+  // The tenant's limiter object starts afresh after a restart (as after an eviction when idle for a few
+  // seconds, or a deploy): it must still know the hour's events were taken.
+  await w.restart();
+  const after = await w.post('/v0/events?name=analytics_events', rows(tenant, 1), { token });
+  assert.equal(after.status, 429, `after a restart the hour's quota started again: ${after.status} ${after.text}`);
+  assert.equal((await applied(w, tenant, 1500)).events_accepted, 1500);
 });
 
 test("domains and action names beyond the plan's caps are quarantined, counted, and never reach domains.json", async () => {

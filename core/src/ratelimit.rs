@@ -95,8 +95,9 @@ impl Bucket {
 
 /// A fixed window: at most `limit` requests per window of `window_ms`, windows aligned to multiples of
 /// `window_ms` since the epoch (an hourly window starts on the hour). Used for plan quotas, where a
-/// simple count that resets is what a customer can predict and what the docs promise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// simple count that resets is what a customer can predict and what the docs promise. Serialisable:
+/// the limiter keeps it in its Durable Object's storage, so an evicted object does not forget a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     start_ms: i64,
     count: u32,

@@ -1,12 +1,15 @@
 //! Plan quotas and per-token rate limits, enforced across isolates by one Durable Object per tenant.
 //!
-//! The `Limiter` object of a tenant holds, in memory, an hourly window per quota (`ingest`, `query`:
-//! the plan's requests per hour, [`starling_core::ratelimit::Window`]) and a token bucket per token
-//! with `limits.rps` ([`starling_core::ratelimit::Bucket`], keyed by a hash of the token, never the
-//! token). An object serialises its calls, so counts are exact; a tenant's traffic only ever waits on
-//! its own object, so a noisy tenant cannot slow another. If an object is evicted its counters start
-//! again, which only ever errs towards letting a request through. Large plans are counted through
-//! leases (see [`take`]), so one object keeps up with a busy tenant.
+//! The `Limiter` object of a tenant holds an hourly window per quota (`ingest`, `query`, `events`: the
+//! plan's requests or events per hour, [`starling_core::ratelimit::Window`]) and a token bucket per
+//! token with `limits.rps` ([`starling_core::ratelimit::Bucket`], keyed by a hash of the token, never
+//! the token). An object serialises its calls, so counts are exact; a tenant's traffic only ever waits
+//! on its own object, so a noisy tenant cannot slow another. Windows are written to the object's
+//! storage whenever they grant something and read back when a new instance first sees the quota: an
+//! object evicted after a few idle seconds (or a restart, or a deploy) does not forget what was taken,
+//! so a flood paced in bursts gets no more than the plan. Token buckets refill within seconds and stay
+//! in memory. Large plans are counted through leases (see [`take`]), so one object keeps up with a
+//! busy tenant.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -33,13 +36,32 @@ const MAX_BUCKETS: usize = 10_000;
 /// The Durable Object: a tenant's quota windows and token buckets.
 #[durable_object]
 pub struct Limiter {
+    state: State,
     windows: RefCell<HashMap<String, Window>>,
     buckets: RefCell<HashMap<String, Bucket>>,
 }
 
+/// The storage key of a quota's window.
+fn window_key(quota: &str) -> String {
+    format!("window:{quota}")
+}
+
+impl Limiter {
+    /// The quota's window: in memory, else as last stored, else a new one. Storage calls keep the
+    /// object's input gate closed, so no other call interleaves between this read and the write.
+    async fn window(&self, quota: &str, now: i64) -> Result<Window> {
+        if let Some(w) = self.windows.borrow().get(quota) {
+            return Ok(*w);
+        }
+        let stored: Option<Window> = self.state.storage().get(&window_key(quota)).await?;
+        Ok(stored.unwrap_or_else(|| Window::new(now, WINDOW_MS)))
+    }
+}
+
 impl DurableObject for Limiter {
-    fn new(_state: State, _env: Env) -> Self {
+    fn new(state: State, _env: Env) -> Self {
         Self {
+            state,
             windows: RefCell::new(HashMap::new()),
             buckets: RefCell::new(HashMap::new()),
         }
@@ -56,12 +78,17 @@ impl DurableObject for Limiter {
         let want = take.want.max(need);
 
         // The plan's hourly window first: a request refused there does not use the token's bucket.
-        let mut windows = self.windows.borrow_mut();
-        let window = windows
-            .entry(take.quota)
-            .or_insert_with(|| Window::new(now, WINDOW_MS));
+        let mut window = self.window(&take.quota, now).await?;
         let (granted, mut decision) =
             window.take_all(now, take.limit, WINDOW_MS, need, want - need);
+        if granted > 0 {
+            // Written before the answer: what was granted is never forgotten by a later instance.
+            self.state
+                .storage()
+                .put(&window_key(&take.quota), window)
+                .await?;
+        }
+        self.windows.borrow_mut().insert(take.quota, window);
         if decision.allowed {
             if let (Some(rps), Some(token)) = (take.rps, take.token) {
                 let mut buckets = self.buckets.borrow_mut();
