@@ -8,9 +8,11 @@
 //!
 //! Cost: unfiltered (or `domain` only), the all-visits series of `visit_hourly`, kept for every day:
 //! at most 24 rows per day of the range, never visits. One filter that the rollups answer (the same
-//! ones as for `kpis`), over a range within the per-dimension hourly rows kept (today and yesterday
-//! UTC): the same. Anything else (one filter over older days, several filters): one scan of the
-//! range's visits in `sessions`, like every visit-level plan.
+//! ones as for `kpis`) over a range that starts at most a day before the per-dimension hourly rows
+//! kept (today and yesterday UTC, so today and yesterday in any zone): those rows, plus one scan of
+//! the visits of the range's hours before them (a zone's edge hours). Anything else (one filter over
+//! older days, several filters): one scan of the range's visits in `sessions`, like every
+//! visit-level plan.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,7 @@ use super::params::Params;
 use super::pipes::{
     filters, kpi_slice, sessions_from, window, Planned, Shape, Sql, MAX_OFFSET_SEGMENTS,
 };
+use super::rollups;
 use super::timezone::{offset_segments, DAY};
 use super::{Column, QueryError, Request};
 use crate::rollup::visits;
@@ -57,23 +60,19 @@ pub(crate) fn plan(
         ));
     }
 
+    // One filter: the rollups when at most a day of the range is older than the per-dimension hourly
+    // rows kept (those edge hours are computed from their visits); older ranges: one visit scan.
     let slice = kpi_slice(tenant, req.now_secs, &f)
-        .filter(|s| s.dim == visits::dim::ALL || w.start >= s.hourly_from);
+        .filter(|s| s.dim == visits::dim::ALL || w.start >= s.hourly_from - DAY);
     let rollups = slice.is_some();
     let mut q = Sql::new("WITH w AS (SELECT ");
     match slice {
         Some(s) => {
-            q.push("hour AS t, visits AS n, pageviews AS pv FROM visit_hourly");
-            q.bind(" WHERE tenant_id = ?", tenant);
-            q.bind(" AND dim = ?", visits::dim_code(s.dim));
-            q.bind(" AND hour >= ?", w.start)
-                .bind(" AND hour < ?", w.end);
-            if let Some(v) = s.value {
-                q.bind(" AND value = ?", v);
-            }
-            if let Some(d) = s.domain {
-                q.bind(" AND domain = ?", d);
-            }
+            let (cells, binds) = rollups::hourly_cells(&s, (w.start, w.end));
+            q.push("hour AS t, visits AS n, pageviews AS pv FROM (");
+            q.push(&cells);
+            q.binds.extend(binds);
+            q.push(")");
         }
         None => {
             q.push("s.first_ts AS t, 1 AS n, s.pageviews AS pv");

@@ -99,7 +99,7 @@ pub(crate) struct TopShape {
 /// A statement under construction.
 pub(super) struct Sql {
     sql: String,
-    binds: Vec<SqlValue>,
+    pub(super) binds: Vec<SqlValue>,
 }
 
 impl Sql {
