@@ -169,7 +169,7 @@ impl HitsScan {
             .iter()
             .filter_map(|f| Some((self.folder_hour(f)?, f.as_str())))
             .collect();
-        out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        out.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         out
     }
 
