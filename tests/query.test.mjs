@@ -125,6 +125,8 @@ const PIPES = [
   'domains',
   'domain',
   'actions',
+  'traffic_by_hour',
+  'analytics_hits',
 ];
 
 let w, now, expected;
