@@ -133,6 +133,16 @@ async function open(url, { width = 1280, height = 900, allow = [] } = {}) {
 }
 
 /** Waits until the dashboard in `frame` finished a load newer than `after`. */
+/** The "visits by hour of the day" table holds traffic_by_hour's 24 rows for the same parameters. */
+async function assertHours(page, token, params, what) {
+  const shown = await page.$$eval('[data-testid=hours-table] tbody tr', (rows) =>
+    rows.map((r) => ({ hour: Number(r.dataset.hour), visits: Number(r.dataset.visits), pageviews: Number(r.dataset.pageviews) })),
+  );
+  assert.deepEqual(shown, await api('traffic_by_hour', params, token), `hours: ${what}`);
+  assert.equal(shown.length, 24);
+  return shown;
+}
+
 async function settled(frame, after = 0) {
   await frame.waitForFunction(
     (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
@@ -194,6 +204,12 @@ test("the dashboard shows exactly the endpoints' numbers; ranges, filters and do
   // Default: last 7 days in the viewer's time zone.
   const base = { date_from: addDays(today(), -6), date_to: today(), timezone: TZ };
   const week = await assertMatches(page, token, base, '7d');
+  const hours = await assertHours(page, token, base, '7d');
+  assert.equal(
+    hours.reduce((n, x) => n + x.visits, 0),
+    week.visits,
+    "the hours add up to the period's visits",
+  );
   assert.ok(week.visits > 0 && week.previous_visits > 0, 'the fixture has data in both periods');
   const body = await page.textContent('body');
   assert.ok(!body.includes('globex'), "another tenant's data never appears");
@@ -239,6 +255,7 @@ test("the dashboard shows exactly the endpoints' numbers; ranges, filters and do
   await page.waitForSelector('[data-testid=filter-chip][data-filter=pathname]');
   const filtered = await assertMatches(page, token, { ...month, pathname: path }, `pathname=${path}`);
   assert.ok(filtered.visits < (await api('kpis_summary', month, token))[0].visits, 'the filter narrows the numbers');
+  await assertHours(page, token, { ...month, pathname: path }, `pathname=${path}`);
 
   // A second filter from another table (browser), then remove the page filter with its chip.
   const br = await page.getAttribute('[data-testid=table-top_browsers] tbody tr[data-testid=row]', 'data-key');

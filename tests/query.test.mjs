@@ -111,6 +111,8 @@ const PIPES = [
   'domains',
   'domain',
   'actions',
+  'traffic_by_hour',
+  'analytics_hits',
 ];
 
 let w, now, expected;

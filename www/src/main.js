@@ -8,6 +8,7 @@ import { todayIn, rangeDates, isDate, MAX_DAYS, spanDays, previousPeriod } from 
 import * as fmt from './format.js';
 import { Chart } from './chart.js';
 import { buildCaptures, loadCaptures } from './speed.js';
+import { buildHours, loadHours } from './hours.js';
 import { $, h } from './dom.js';
 import { state, tz, framed } from './state.js';
 import { themeNow, loadTenantTheme } from './branding.js';
@@ -72,6 +73,7 @@ async function load() {
           renderSeries();
         }),
       ),
+      loadHours(params, token, signal, current),
       ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
       ...TABLES.map((t) =>
         pipe(t.pipe, { ...params, limit: TABLE_LIMIT }, token, signal).then(
@@ -224,6 +226,7 @@ function start() {
   buildKpis(writeFragment);
   buildTables(changed);
   buildCaptures($('captures'));
+  buildHours($('hours'));
   state.chart = new Chart($('chart'));
   readFragment();
   themeNow();

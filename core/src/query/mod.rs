@@ -17,12 +17,15 @@
 //! Endpoints: `current_visitors`, `trend`, `kpis`, `top_pages`, `top_sources`, `top_browsers`,
 //! `top_devices`, `top_locations`, `domains`, `domain`, `actions` (the kit's), plus `top_os`,
 //! `top_campaigns`, `entry_pages` and `exit_pages`, the web vitals endpoints (`vitals`) and
-//! `top_outbound_links`, `top_file_downloads`, `top_not_found_pages` (`captures`). Date-ranged endpoints accept the dashboard filters
+//! `top_outbound_links`, `top_file_downloads`, `top_not_found_pages` (`captures`), and the kit's
+//! `traffic_by_hour` (`hours`) and `analytics_hits` (`hits`: read from the R2 archive, not D1). Date-ranged endpoints accept the dashboard filters
 //! `pathname`, `source` (alias `referrer`), `browser`, `os`, `device`, `country` (alias `location`),
 //! `utm_source`, `utm_medium`, `utm_campaign`, and every endpoint accepts `domain`.
 
 mod api;
 mod captures;
+mod hits;
+mod hours;
 mod params;
 mod pipes;
 mod response;
@@ -40,6 +43,7 @@ use serde::Serialize;
 use crate::sql::Statement;
 
 pub use api::{assemble_query, plan_query, timezone_of, ApiPlan, ApiRequest};
+pub use hits::{Collector as HitsCollector, HitsScan};
 pub use params::timezone_param;
 pub use timezone::{FixedOffset, TimeZone};
 
@@ -74,6 +78,25 @@ impl Plan {
     /// cannot fragment the cache; different tenants always get different keys.
     pub fn cache_key(&self) -> String {
         self.key.clone()
+    }
+
+    /// Where `traffic_by_hour` and `analytics_hits` read (`rollups`, `visits` or `archive`), for the
+    /// worker's `X-Query-Path` header; `None` for the other endpoints.
+    pub fn query_path(&self) -> Option<&'static str> {
+        match &self.shape {
+            pipes::Shape::Hours(h) if h.rollups => Some("rollups"),
+            pipes::Shape::Hours(_) => Some("visits"),
+            pipes::Shape::Hits(_) => Some("archive"),
+            _ => None,
+        }
+    }
+
+    /// For `analytics_hits`: the archive scan to run instead of statements (the plan has none).
+    pub fn archive_scan(&self) -> Option<&HitsScan> {
+        match &self.shape {
+            pipes::Shape::Hits(scan) => Some(scan),
+            _ => None,
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) const PIPES: &[&str] = &[
     "top_outbound_links",
     "top_file_downloads",
     "top_not_found_pages",
+    "traffic_by_hour",
+    "analytics_hits",
 ];
 
 /// `current_visitors` counts sessions with a hit in this many seconds before `now`.
@@ -45,7 +47,7 @@ const CURRENT_WINDOW_SECS: i64 = 300;
 /// `trend` covers this many minutes, the current one included.
 const TREND_MINUTES: i64 = 30;
 /// Offset changes in one query window beyond which we refuse (real zones have about two a year).
-const MAX_OFFSET_SEGMENTS: usize = 16;
+pub(super) const MAX_OFFSET_SEGMENTS: usize = 16;
 
 /// The metrics of `kpis` per bucket: a bounce is a visit with one pageview; a visitor counts once per UTC
 /// day it starts visits in (visitor ids rotate daily; the rollups count the same way).
@@ -70,6 +72,10 @@ pub(crate) enum Shape {
     Vitals(super::vitals::Shape),
     /// Outbound links, downloads, 404 pages (`super::captures`).
     Captures(super::captures::Shape),
+    /// `traffic_by_hour` (`super::hours`).
+    Hours(super::hours::HourShape),
+    /// `analytics_hits`: no statements; the worker reads the archive (`super::hits`).
+    Hits(super::hits::HitsScan),
 }
 
 #[derive(Debug, Clone)]
@@ -91,44 +97,44 @@ pub(crate) struct TopShape {
 }
 
 /// A statement under construction.
-struct Sql {
+pub(super) struct Sql {
     sql: String,
-    binds: Vec<SqlValue>,
+    pub(super) binds: Vec<SqlValue>,
 }
 
 impl Sql {
-    fn new(sql: &str) -> Self {
+    pub(super) fn new(sql: &str) -> Self {
         Self {
             sql: sql.to_owned(),
             binds: Vec::new(),
         }
     }
 
-    fn push(&mut self, sql: &str) -> &mut Self {
+    pub(super) fn push(&mut self, sql: &str) -> &mut Self {
         self.sql.push_str(sql);
         self
     }
 
     /// Appends `sql` (holding exactly one `?`) and binds `value` to it.
-    fn bind(&mut self, sql: &str, value: impl Into<SqlValue>) -> &mut Self {
+    pub(super) fn bind(&mut self, sql: &str, value: impl Into<SqlValue>) -> &mut Self {
         debug_assert_eq!(sql.matches('?').count(), 1);
         self.sql.push_str(sql);
         self.binds.push(value.into());
         self
     }
 
-    fn done(self) -> Statement {
+    pub(super) fn done(self) -> Statement {
         debug_assert_eq!(self.sql.matches('?').count(), self.binds.len());
         Statement::new(self.sql, self.binds)
     }
 }
 
 /// The UTC window `[start, end)` of local dates `from..=to`, and of the period before it.
-struct Window {
+pub(super) struct Window {
     from: Days,
     to: Days,
-    start: i64,
-    end: i64,
+    pub(super) start: i64,
+    pub(super) end: i64,
     /// With `include_previous_period`: length in days, and the previous window's start.
     previous: Option<(i64, i64)>,
 }
@@ -151,6 +157,8 @@ pub(crate) fn plan(req: &Request) -> Result<Plan, QueryError> {
         "kpis" => kpis(req, &p, tenant, false, &mut key)?,
         "kpis_summary" => kpis(req, &p, tenant, true, &mut key)?,
         "domains" | "domain" | "actions" => meta_pipe(req, &p, tenant, &mut key)?,
+        "traffic_by_hour" => super::hours::plan(req, &p, tenant, &mut key)?,
+        "analytics_hits" => super::hits::plan(req, &p, tenant, &mut key)?,
         pipe => match top_spec(pipe) {
             Some(spec) => top(req, &p, tenant, &spec, &mut key)?,
             None => match super::vitals::plan(req, &p, tenant, &mut key) {
@@ -183,7 +191,7 @@ pub(crate) fn plan(req: &Request) -> Result<Plan, QueryError> {
     })
 }
 
-type Planned = (Vec<Statement>, Shape);
+pub(super) type Planned = (Vec<Statement>, Shape);
 
 fn domain_filter(
     p: &Params,
@@ -247,7 +255,7 @@ fn trend(
 }
 
 /// The date window, with the cache-key entries for it.
-fn window(
+pub(super) fn window(
     req: &Request,
     p: &Params,
     key: &mut BTreeMap<String, String>,
@@ -272,14 +280,17 @@ fn window(
     })
 }
 
-fn filters(p: &Params, key: &mut BTreeMap<String, String>) -> Result<Filters, QueryError> {
+pub(super) fn filters(
+    p: &Params,
+    key: &mut BTreeMap<String, String>,
+) -> Result<Filters, QueryError> {
     let f = Filters::from_params(p)?;
     f.key_entries(key);
     Ok(f)
 }
 
 /// `FROM sessions s WHERE …`: tenant, first-hit window and the filters.
-fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
+pub(super) fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     q.bind(" FROM sessions s WHERE s.tenant_id = ?", tenant);
     q.bind(" AND s.first_ts >= ?", start)
         .bind(" AND s.first_ts < ?", end);
@@ -569,7 +580,7 @@ fn top(
 }
 
 /// The rollup slice that answers kpis with these filters: none or one besides `domain`.
-fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
+pub(super) fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
     let (d, value) = match (&f.pathname, f.session.as_slice()) {
         (None, []) => (dim::ALL, None),
         (Some(p), []) => (dim::VIEWED, Some(p.as_str())),

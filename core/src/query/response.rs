@@ -55,6 +55,12 @@ pub(crate) fn assemble(shape: &Shape, results: Vec<Vec<Row>>) -> Result<Output, 
         Shape::RollupKpis(_) => unreachable!("handled above"),
         Shape::Vitals(v) => super::vitals::assemble(v, &rows)?,
         Shape::Captures(c) => super::captures::assemble(c, &rows)?,
+        Shape::Hours(_) => super::hours::assemble(&rows)?,
+        Shape::Hits(_) => {
+            return Err(QueryError::ResultMismatch(
+                "analytics_hits reads the archive (Plan::archive_scan), not statements".into(),
+            ))
+        }
         Shape::Top(t) => top(t, &rows)?,
         Shape::Domains => {
             let mut data = Vec::with_capacity(rows.len());

@@ -157,6 +157,15 @@ fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<
     }
 }
 
+/// The slice's hourly cells over `[from, to)` as a row source with the columns of `visit_hourly`,
+/// whose first bound value is the tenant: `visit_hourly` from [`Slice::hourly_from`], the visit-level
+/// tables before it (one scan of those hours' visits). For `traffic_by_hour`.
+pub(crate) fn hourly_cells(s: &Slice, (from, to): Piece) -> (String, Vec<SqlValue>) {
+    let (mut sql, mut binds) = (String::new(), Vec::new());
+    hourly_source(s, &[(from, to)], &mut sql, &mut binds);
+    (sql, binds)
+}
+
 /// The hourly cells of `[from, to)` computed from `sessions` and `page_visits`, exactly as the consumer
 /// would have written them: a visit at the hour of its first hit under each of its keys (`vp`: every
 /// page it viewed), a page (`pg`) at the hour of its first hit in the visit. `visitors` counts the

@@ -4,6 +4,7 @@
 //! Verify the read token → `authorize_read` (scope and tenant) → `query::plan` / `plan_query` (fixed
 //! params win) → Cache API under the plan's tenant-first key → D1 (one batch of bound statements) →
 //! `assemble` → `{meta, data, rows, statistics}` (pipes) or `{results, meta, query}` (query).
+//! `analytics_hits` reads the tenant's R2 archive instead of D1 (`store::archive::read_hits`).
 
 use starling_core::query::{self, Request as QueryRequest};
 use starling_core::ratelimit::Decision;
@@ -12,13 +13,13 @@ use worker::{Cache, Env, Request, Response};
 use super::auth::{authenticate, Need};
 use super::{now_ms, query_pairs, Outcome};
 use crate::error::{self, ApiError, Success};
-use crate::store::d1;
+use crate::store::{archive, d1};
 use crate::{limiter, tenant_state, timezone};
 
 /// Seconds a response is cached: short for the live endpoints, a minute for the rest.
 fn ttl(pipe: &str) -> u32 {
     match pipe {
-        "current_visitors" | "trend" => 10,
+        "current_visitors" | "trend" | "analytics_hits" => 10,
         _ => 60,
     }
 }
@@ -59,9 +60,15 @@ pub async fn get_pipe(
     if let Some(resp) = cache_hit(&cache, &cache_url, ttl(pipe), &caller.limit).await {
         return Ok(resp);
     }
-    let db = tenant_state::data_db(env, &caller.state)?;
-    let results = d1::rows_batch(&db, &plan.statements).await?;
-    let out = query::assemble(&plan, results)?;
+    // analytics_hits reads the R2 archive, everything else D1.
+    let (out, truncated) = match plan.archive_scan() {
+        Some(scan) => archive::read_hits(&archive::bucket(env)?, scan, &tz).await?,
+        None => {
+            let db = tenant_state::data_db(env, &caller.state)?;
+            let results = d1::rows_batch(&db, &plan.statements).await?;
+            (query::assemble(&plan, results)?, false)
+        }
+    };
     let body = serde_json::json!({
         "meta": out.meta,
         "data": out.data,
@@ -77,7 +84,13 @@ pub async fn get_pipe(
     let _ = resp
         .headers_mut()
         .set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
-    if let Ok(copy) = resp.cloned() {
+    if let Some(path) = plan.query_path() {
+        let _ = resp.headers_mut().set("X-Query-Path", path);
+    }
+    if truncated {
+        // The scan stopped at its object budget before the page was full: said, and not cached.
+        let _ = resp.headers_mut().set("X-Scan-Truncated", "true");
+    } else if let Ok(copy) = resp.cloned() {
         let mut copy = copy;
         let _ = copy
             .headers_mut()

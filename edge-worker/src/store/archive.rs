@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use futures_util::future::join_all;
 use starling_core::archive;
 use starling_core::event::{EnrichedEvent, QueueBatch};
+use starling_core::query::{HitsScan, TimeZone};
 use starling_core::time::day_string;
 use worker::{Bucket, Env, HttpMetadata, Objects, Result};
 
@@ -120,6 +121,58 @@ pub async fn read_day(bucket: &Bucket, tenant: &str, day: &str) -> Result<Vec<En
     Ok(events)
 }
 
+/// One page of `analytics_hits` ([`starling_core::query::HitsScan`]): the tenant's day folders newest
+/// first, each day's hour folders newest first (one delimited listing per day), each folder's objects
+/// in key order (fetched together), until the page is full or the next folder would pass the object
+/// budget. Every listing is under `events/{tenant}/` of the verified tenant.
+pub async fn read_hits(
+    bucket: &Bucket,
+    scan: &HitsScan,
+    tz: &dyn TimeZone,
+) -> Result<(starling_core::query::Output, bool)> {
+    let mut collector = scan.collector();
+    'days: for day in scan.day_prefixes() {
+        let folders = day_folders(bucket, &day).await?;
+        for (_, folder) in scan.newest_first(&folders) {
+            let keys = list_keys(bucket, folder, collector.objects_left() + 1).await?;
+            if keys.len() > collector.objects_left() {
+                collector.stop_at_budget();
+                break 'days;
+            }
+            let texts = join_all(keys.iter().map(|k| get_text(bucket, k))).await;
+            let texts: Vec<String> = texts
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
+            if collector.add_folder(&texts) {
+                break 'days;
+            }
+        }
+    }
+    if collector.bad_lines() > 0 {
+        crate::log::event(
+            crate::log::Level::Warn,
+            "archive_bad_line",
+            &serde_json::json!({ "scan": "analytics_hits", "lines": collector.bad_lines() }),
+        );
+    }
+    let truncated = collector.truncated();
+    Ok((collector.finish(tz), truncated))
+}
+
+/// An object's text, or `None` when it is gone (deleted between the listing and the read).
+async fn get_text(bucket: &Bucket, key: &str) -> Result<Option<String>> {
+    let Some(o) = bucket.get(key).execute().await? else {
+        return Ok(None);
+    };
+    match o.body() {
+        Some(body) => Ok(Some(body.text().await?)),
+        None => Ok(None),
+    }
+}
+
 /// Deletes every object under `prefix`; returns how many.
 pub async fn delete_prefix(bucket: &Bucket, prefix: &str) -> Result<u64> {
     let mut deleted = 0;
@@ -155,7 +208,8 @@ pub async fn list_keys(bucket: &Bucket, prefix: &str, max: usize) -> Result<Vec<
     Ok(out)
 }
 
-/// The day folders (`{prefix}{YYYY-MM-DD}/`) directly under a tenant prefix.
+/// The folders directly under `prefix`: day folders (`{prefix}{YYYY-MM-DD}/`) under a tenant prefix,
+/// hour folders (`{day}{HH}/`) under a day.
 pub async fn day_folders(bucket: &Bucket, prefix: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
