@@ -33,6 +33,8 @@ use super::timezone::{
 };
 use super::QueryError;
 use crate::claims::TenantId;
+
+mod compare;
 use crate::rollup::visits::dim;
 use crate::sql::{SqlValue, Statement};
 
@@ -95,6 +97,8 @@ struct ApiShape {
     labels: Vec<String>,
     comparison_labels: Vec<String>,
     comparison: bool,
+    /// The comparison's local dates, reported in `meta.comparison_date_range`.
+    comparison_range: Option<[String; 2]>,
     order_by: Vec<(String, bool)>,
     limit: i64,
     offset: i64,
@@ -346,9 +350,8 @@ fn fixed_dates(
     Ok((from, to, pinned_from.is_some() || pinned_to.is_some()))
 }
 
-/// The local dates of a `date_range`.
-fn date_range(v: Option<&Value>, today: Days) -> Result<(Days, Days), QueryError> {
-    let field = "date_range";
+/// The local dates of a `date_range` (`field`: the name to report, `date_range` or the comparison's).
+fn date_range(v: Option<&Value>, today: Days, field: &str) -> Result<(Days, Days), QueryError> {
     let (from, to) = match v {
         Some(Value::Array(pair)) if pair.len() == 2 => {
             let d = |i: usize| {
@@ -423,12 +426,6 @@ fn date_range(v: Option<&Value>, today: Days) -> Result<(Days, Days), QueryError
         ));
     }
     Ok((from, to))
-}
-
-/// The same local dates one year earlier (29 February becomes 28 February).
-fn year_before(d: Days) -> Days {
-    let (y, m, day) = civil_from_days(d);
-    days_from_civil(y - 1, m, if m == 2 && day == 29 { 28 } else { day })
 }
 
 /// Time buckets of `from..=to`: `(label, UTC pieces)`, oldest first.
@@ -547,7 +544,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
 
     // date range and comparison
     let today = local_day(req.tz, req.now_secs);
-    let (from, to) = date_range(body.get("date_range"), today)?;
+    let (from, to) = date_range(body.get("date_range"), today, "date_range")?;
     let (from, to, dates_fixed) = fixed_dates(req.fixed, from, to)?;
     let empty = Map::new();
     let include = match body.get("include") {
@@ -579,20 +576,12 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             "include.comparisons",
             "the token fixes date_from/date_to: a comparison would read outside them, leave it out",
         )),
-        Some(c) => match c.get("mode").and_then(Value::as_str) {
-            Some("previous_period") => {
-                let n = to - from + 1;
-                Some((from - n, from - 1, "previous_period"))
-            }
-            Some("year_over_year") => Some((year_before(from), year_before(to), "year_over_year")),
-            _ => {
-                return Err(bad(
-                    "include.comparisons.mode",
-                    "must be previous_period or year_over_year",
-                ))
-            }
-        },
+        Some(c) => Some(compare::parse(c, from, to, |v, field| {
+            date_range(Some(v), today, field)
+        })?),
     };
+    let comparison_echo = comparison.as_ref().map(|c| c.echo.clone());
+    let comparison = comparison.map(|c| (c.from, c.to));
 
     // dimensions
     let dims = body.get("dimensions").map_or(Ok(Vec::new()), |v| {
@@ -757,7 +746,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                     Some(g) => {
                         let cur = time_buckets(tz, g, from, to);
                         let cmp = comparison
-                            .map(|(f, t, _)| time_buckets(tz, g, f, t))
+                            .map(|(f, t)| time_buckets(tz, g, f, t))
                             .unwrap_or_default();
                         let buckets = cur
                             .iter()
@@ -788,7 +777,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                             (day_start(tz, from), day_start(tz, to + 1)),
                             by_domain,
                         ));
-                        if let Some((f, t, _)) = comparison {
+                        if let Some((f, t)) = comparison {
                             statements.push(rollups::value_statement(
                                 &slice,
                                 (day_start(tz, f), day_start(tz, t + 1)),
@@ -800,7 +789,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                 }
             }
             None => {
-                let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t, _)| (f, t)));
+                let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t)| (f, t)));
                 for (f, t) in windows {
                     statements.push(visit_statement(tenant, tz, f, t, grain, group, &filters)?);
                 }
@@ -811,7 +800,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                 };
                 (
                     labels(from, to),
-                    comparison.map(|(f, t, _)| labels(f, t)).unwrap_or_default(),
+                    comparison.map(|(f, t)| labels(f, t)).unwrap_or_default(),
                     RowSource::Groups,
                     false,
                 )
@@ -824,8 +813,8 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             inc.insert(k.into(), true.into());
         }
     }
-    if let Some((_, _, mode)) = comparison {
-        inc.insert("comparisons".into(), json!({ "mode": mode }));
+    if let Some(echo) = comparison_echo {
+        inc.insert("comparisons".into(), echo);
     }
     let query = json!({
         "site_id": body.get("site_id").cloned().unwrap_or(Value::Null),
@@ -852,6 +841,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             labels,
             comparison_labels,
             comparison: comparison.is_some(),
+            comparison_range: comparison.map(|(f, t)| [format_date(f), format_date(t)]),
             order_by,
             limit,
             offset,
@@ -1225,6 +1215,9 @@ pub fn assemble_query(
     }
     if s.total_rows {
         meta.insert("total_rows".into(), total.into());
+    }
+    if let Some(range) = &s.comparison_range {
+        meta.insert("comparison_date_range".into(), json!(range));
     }
     Ok(json!({ "results": results, "meta": meta, "query": s.query }))
 }
