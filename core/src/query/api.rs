@@ -966,7 +966,7 @@ pub fn plan_query_with_segments(
                 }
             }
             None => {
-                let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t)| (f, t)));
+                let windows = std::iter::once((from, to)).chain(comparison);
                 for (f, t) in windows {
                     statements.push(visit_statement(tenant, tz, f, t, grain, group, &filters)?);
                 }

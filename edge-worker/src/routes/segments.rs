@@ -98,14 +98,22 @@ pub async fn delete(
     outcome: &mut Outcome,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_of(&req, env, &actor, TenantDoc::SettingsWrite, outcome).await?;
-    let missing = || ApiError::NoSuch(format!("segment '{}'", id.chars().take(20).collect::<String>()));
+    let missing = || {
+        ApiError::NoSuch(format!(
+            "segment '{}'",
+            id.chars().take(20).collect::<String>()
+        ))
+    };
     let sid = segments::parse_id(id).ok_or_else(missing)?;
     let db = tenant_state::pool(env)?;
     let changed = d1::run_counting(&db, &[segments::delete(&tenant, sid, now_secs())]).await?;
     if changed == 0 {
         return Err(missing());
     }
-    error::json(&serde_json::json!({ "id": sid, "deleted": true }), Success::Ok)
+    error::json(
+        &serde_json::json!({ "id": sid, "deleted": true }),
+        Success::Ok,
+    )
 }
 
 /// The filters of the segments `ids` of `tenant` (the verified one), for the planner; ids the tenant
