@@ -223,3 +223,39 @@ test('a saved segment applied from the selector gives the pipes numbers for segm
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('"Save as segment" saves the current filters and applies the new segment', async () => {
+  const secs = Math.floor(Date.now() / 1000);
+  const fixed = { tenant_id: 'cmpco' };
+  // A dashboard token that may also write the tenant's settings.
+  const token = signJwt(
+    {
+      name: 'rw',
+      iat: secs - 5,
+      exp: secs + 600,
+      scopes: [
+        { type: 'PIPES:READ', resource: '*', fixed_params: fixed },
+        { type: 'SETTINGS:WRITE', resource: '*', fixed_params: fixed },
+      ],
+    },
+    w.signingKey,
+  );
+  const { page, context, problems } = await open(`token=${token}&browser=firefox&country=ES`);
+  let gen = await settled(page);
+  const before = Number(await page.getAttribute('[data-testid=kpi-visits]', 'data-value'));
+  page.once('dialog', (d) => d.accept('Spanish Firefox'));
+  await page.click('[data-testid=save-segment]');
+  gen = await settled(page, gen);
+  const url = new URL(page.url());
+  const id = new URLSearchParams(url.hash.slice(1)).get('segment');
+  assert.match(id ?? '', /^\d+$/, page.url());
+  assert.doesNotMatch(url.hash, /browser=|country=/, 'the filters moved into the segment');
+  assert.equal(await page.inputValue('[data-testid=segment-select]'), id);
+  assert.equal(Number(await page.getAttribute('[data-testid=kpi-visits]', 'data-value')), before, 'the same visits as with the filters');
+  const listed = await w.fetch('/v0/segments', { headers: { Authorization: `Bearer ${token}` } });
+  const saved = JSON.parse(listed.body).data.find((s) => String(s.id) === id);
+  assert.equal(saved.name, 'Spanish Firefox');
+  assert.deepEqual(saved.filters.map((f) => f[1]).sort(), ['visit:browser', 'visit:country']);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
