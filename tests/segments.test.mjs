@@ -277,3 +277,18 @@ test('a segment in /v0/query and on a pipe answers what its filters answer inlin
   const afterPipe = await get('kpis_summary', `segment=${ff.json.id}`);
   assert.equal(afterPipe.status, 400, afterPipe.text);
 });
+
+test("erasing a tenant deletes its segments, never another tenant's", async () => {
+  const writer = tokenWith('segb', 'SETTINGS:WRITE');
+  const kept = await call('POST', '/v0/segments', writer, { name: 'Kept', filters: SEGMENT });
+  assert.equal(kept.status, 201, kept.text);
+  assert.ok(w.d1("SELECT count(*) AS n FROM segments WHERE tenant_id = 'sega'")[0].n > 0);
+  const erased = await w.admin('/v0/admin/tenants/sega', { method: 'DELETE' });
+  assert.equal(erased.status, 200, erased.text);
+  assert.equal(w.d1("SELECT count(*) AS n FROM segments WHERE tenant_id = 'sega'")[0].n, 0);
+  const theirs = await call('GET', '/v0/segments', w.token('segb', 'read'));
+  assert.deepEqual(
+    theirs.json.data.map((s) => s.name),
+    ['Kept'],
+  );
+});
