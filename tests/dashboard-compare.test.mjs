@@ -1,10 +1,13 @@
 // The dashboard's comparison and segment selectors in a real browser against the real worker: the KPI
 // deltas follow the chosen comparison (numbers on screen equal POST /v0/query's comparison), the
 // choice lives in the URL fragment, "No comparison" removes the deltas and the ghost line, and a saved
-// segment applied from the selector gives the pipes' numbers for segment=<id>.
+// segment applied from the selector gives the pipes' numbers for segment=<id>. A screenshot goes to
+// test-output/ (and docs/dashboard-compare.png when STARLING_UPDATE_SCREENSHOT=1).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { launchChromium } from './lib/browser.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 import { signJwt } from '../scripts/token.mjs';
@@ -150,6 +153,10 @@ test('the comparison selector drives the KPI deltas and lives in the fragment', 
   for (const k of Object.keys(values)) assert.equal(values[k], summary[k], `current ${k}`);
   assert.equal(await page.getAttribute('[data-testid=period]', 'data-compare-from'), cmpFrom);
   assert.equal(await page.locator('[data-testid=chart-table] thead th').nth(2).textContent(), 'Comparison');
+  mkdirSync(join(ROOT, 'test-output'), { recursive: true });
+  await page.screenshot({ path: join(ROOT, 'test-output/dashboard-compare-1280.png') });
+  if (process.env.STARLING_UPDATE_SCREENSHOT)
+    copyFileSync(join(ROOT, 'test-output/dashboard-compare-1280.png'), join(ROOT, 'docs/dashboard-compare.png'));
 
   // Previous period, matched to the weekday: the server's dates and numbers.
   await page.selectOption('[data-testid=compare-select]', 'previous_period');
