@@ -359,3 +359,44 @@ fn a_segment_answers_what_its_filters_answer_inline() {
         }
     }
 }
+
+#[test]
+fn only_a_settings_write_scope_writes_segments_and_tenant_keys_never_carry_one() {
+    use starling_core::claims::{
+        authorize_tenant_doc, confine_to_key_tenant, AuthError, Claims, Scope, TenantDoc, READ,
+        SETTINGS_READ, SETTINGS_WRITE,
+    };
+    let claims = |kinds: &[&str]| Claims {
+        workspace_id: None,
+        name: None,
+        token_id: None,
+        issued_at: None,
+        exp: i64::MAX,
+        nbf: None,
+        scopes: kinds
+            .iter()
+            .map(|k| Scope {
+                kind: (*k).into(),
+                resource: Some("*".into()),
+                fixed_params: fixed("t1"),
+            })
+            .collect(),
+        rps: None,
+    };
+    for kinds in [&[READ][..], &[SETTINGS_READ], &[READ, SETTINGS_READ]] {
+        assert_eq!(
+            authorize_tenant_doc(&claims(kinds), TenantDoc::SettingsWrite).err(),
+            Some(AuthError::TenantDocNotInScope(TenantDoc::SettingsWrite)),
+            "{kinds:?}"
+        );
+    }
+    let grant = authorize_tenant_doc(&claims(&[SETTINGS_WRITE]), TenantDoc::SettingsWrite).unwrap();
+    assert_eq!(grant.tenant.as_str(), "t1");
+    // Listing is reading the settings: a dashboard token may.
+    assert!(authorize_tenant_doc(&claims(&[READ]), TenantDoc::Settings).is_ok());
+    // A token signed with a tenant's own key is read-only.
+    assert_eq!(
+        confine_to_key_tenant(claims(&[SETTINGS_WRITE]), "t1").err(),
+        Some(AuthError::ReadOnlyKey)
+    );
+}
