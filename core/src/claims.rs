@@ -16,6 +16,9 @@ pub const READ: &str = "PIPES:READ";
 pub const USAGE_READ: &str = "USAGE:READ";
 /// Scope type that allows reading the tenant's white-label settings (`/v0/tenant.json`).
 pub const SETTINGS_READ: &str = "SETTINGS:READ";
+/// Scope type that allows a tenant to change its own settings (saved segments) with its token, besides
+/// the admin API. Never allowed by a read scope, and never carried by a tenant-key (EdDSA) token.
+pub const SETTINGS_WRITE: &str = "SETTINGS:WRITE";
 
 /// The pipes whose answer is bounded by `date_from..=date_to`: the only ones a token that fixes dates
 /// may read (an allow-list, so a new pipe stays closed to such tokens until it is added here).
@@ -171,6 +174,8 @@ pub enum TenantDoc {
     Usage,
     /// `/v0/tenant.json`: the tenant's white-label settings.
     Settings,
+    /// Writing the tenant's own settings (`/v0/segments`): a `SETTINGS:WRITE` scope only.
+    SettingsWrite,
 }
 
 impl TenantDoc {
@@ -179,6 +184,7 @@ impl TenantDoc {
         match self {
             Self::Usage => USAGE_READ,
             Self::Settings => SETTINGS_READ,
+            Self::SettingsWrite => SETTINGS_WRITE,
         }
     }
 
@@ -188,6 +194,7 @@ impl TenantDoc {
         scope.resource.as_deref() == Some("*")
             && match self {
                 Self::Settings => true,
+                Self::SettingsWrite => false,
                 Self::Usage => scope.fixed_params.keys().all(|k| k == "tenant_id"),
             }
     }
@@ -226,6 +233,11 @@ impl AuthError {
             Self::TenantDocNotInScope(TenantDoc::Settings) => {
                 "reading the tenant's settings needs a SETTINGS:READ scope or a PIPES:READ scope on '*' \
                  (a dashboard token): a token limited to some pipes cannot read them"
+                    .into()
+            }
+            Self::TenantDocNotInScope(TenantDoc::SettingsWrite) => {
+                "changing the tenant's settings needs a SETTINGS:WRITE scope (or the admin API): a read \
+                 token cannot"
                     .into()
             }
             Self::UndatedPipe(pipe) => format!(

@@ -54,6 +54,8 @@ pub mod ratelimit;
 #[cfg(feature = "std")]
 pub mod rollup;
 #[cfg(feature = "std")]
+pub mod segments;
+#[cfg(feature = "std")]
 pub mod settings;
 #[cfg(feature = "std")]
 pub mod sql;

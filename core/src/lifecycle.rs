@@ -59,6 +59,7 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("tenant_settings", None),
     table("tokens", None),
     table("tenant_keys", None),
+    table("segments", None),
 ];
 
 /// Payload columns in tables that retention does not delete by date: `(table, payload column, the

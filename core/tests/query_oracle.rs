@@ -1738,7 +1738,7 @@ fn bad_queries_name_the_field() {
             "pagination.limit",
         ),
         (
-            json!({"metrics": ["visits"], "date_range": "7d", "include": {"comparisons": {"mode": "custom"}}}),
+            json!({"metrics": ["visits"], "date_range": "7d", "include": {"comparisons": {"mode": "last_week"}}}),
             "include.comparisons.mode",
         ),
         (

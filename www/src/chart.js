@@ -1,5 +1,5 @@
-// The time series: uPlot, the current period as a filled line and the previous period as a dashed
-// ghost line on the same x positions. Colours come from the CSS custom properties of the theme.
+// The time series: uPlot, the current period as a filled line and the chosen comparison (compare.js)
+// as a dashed ghost line on the same x positions. Colours come from the CSS custom properties of the theme.
 import uPlot from 'uplot';
 import { labelSeconds } from './format.js';
 
@@ -32,11 +32,12 @@ export class Chart {
   }
 
   /**
-   * rows: kpis rows (with previous_*); metric: key; fmt: value formatter; hourly: x labels are hours.
+   * rows: kpis rows (with previous_*); metric: key; fmt: value formatter; hourly: x labels are hours;
+   * ghost: the comparison's label, or null to draw no ghost line.
    * Rebuilt on every call (cheap at these sizes) so that theme colours are picked up.
    */
-  render(rows, metric, fmt, hourly, label) {
-    this.last = [rows, metric, fmt, hourly, label];
+  render(rows, metric, fmt, hourly, label, ghostLabel = 'Previous period') {
+    this.last = [rows, metric, fmt, hourly, label, ghostLabel];
     const x = rows.map((r) => labelSeconds(r.date));
     const cur = rows.map((r) => Number(r[metric]) || 0);
     const prev = rows.map((r) => Number(r[`previous_${metric}`]) || 0);
@@ -57,7 +58,8 @@ export class Chart {
       series: [
         { label: hourly ? 'Hour' : 'Day', value: (_u, v) => (v == null ? '–' : fmtX(v, hourly)) },
         {
-          label: 'Previous period',
+          label: ghostLabel ?? 'No comparison',
+          show: ghostLabel !== null,
           stroke: ghost,
           width: 1.5,
           dash: [5, 4],

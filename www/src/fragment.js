@@ -6,6 +6,7 @@ import { state } from './state.js';
 import { THEME_KEYS } from './branding.js';
 import { KPIS } from './kpis.js';
 import { FILTERS } from './filters.js';
+import { MODES, validCompare } from './compare.js';
 
 const TOKEN_KEY = 'starling.dashboard.token';
 
@@ -34,6 +35,12 @@ export function readFragment() {
     const v = p.get(k);
     if (v) state.filters[k] = v.slice(0, 512);
   }
+  const mode = p.get('compare') || 'previous_period';
+  state.compare = { mode, from: p.get('cmp_from') || '', to: p.get('cmp_to') || '', matchDow: p.get('match_dow') === '1' };
+  if (!(mode in MODES) || !validCompare(state.compare))
+    state.compare = { mode: 'previous_period', from: '', to: '', matchDow: state.compare.matchDow };
+  const segment = p.get('segment') || '';
+  state.segment = /^[1-9][0-9]{0,9}$/.test(segment) ? segment : '';
   const metric = p.get('metric');
   state.metric = KPIS.some((k) => k.key === metric) ? metric : 'visitors';
   writeFragment();
@@ -51,6 +58,13 @@ export function writeFragment() {
   if (state.domain) p.set('domain', state.domain);
   for (const [k, v] of Object.entries(state.filters)) p.set(k, v);
   if (state.metric !== 'visitors') p.set('metric', state.metric);
+  if (state.compare.mode !== 'previous_period') p.set('compare', state.compare.mode);
+  if (state.compare.mode === 'custom') {
+    p.set('cmp_from', state.compare.from);
+    p.set('cmp_to', state.compare.to);
+  }
+  if (state.compare.matchDow) p.set('match_dow', '1');
+  if (state.segment) p.set('segment', state.segment);
   const s = p.toString();
   const url = `${location.pathname}${location.search}${s ? `#${s}` : ''}`;
   if (url !== `${location.pathname}${location.search}${location.hash}`) history.replaceState(history.state, '', url);

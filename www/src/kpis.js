@@ -43,7 +43,16 @@ export function buildKpis(onSelect) {
   });
 }
 
+/** How the comparison reads in sentences ("in the previous period"). */
+function compared() {
+  const m = state.compare?.mode;
+  if (m === 'year_over_year') return 'a year earlier';
+  if (m === 'custom') return 'in the comparison range';
+  return 'in the previous period';
+}
+
 export function renderKpis(row = {}) {
+  const off = state.compare?.mode === 'off';
   for (const k of KPIS) {
     const cur = Number(row[k.key]) || 0;
     const prev = Number(row[`previous_${k.key}`]) || 0;
@@ -55,15 +64,18 @@ export function renderKpis(row = {}) {
     d.dataset.previous = String(prev);
     let text;
     let said;
-    if (prev === 0) {
+    if (off) {
+      text = '';
+      said = 'no comparison';
+    } else if (prev === 0) {
       text = cur === 0 ? '–' : 'new';
-      said = cur === 0 ? 'no data in either period' : 'none in the previous period';
+      said = cur === 0 ? 'no data in either period' : `none ${compared()}`;
     } else {
       const pct = ((cur - prev) / prev) * 100;
       const r = Math.round(pct);
       const dir = r > 0 ? 'up' : r < 0 ? 'down' : 'flat';
       text = `${r > 0 ? '▲' : r < 0 ? '▼' : '='} ${Math.abs(r)}%`;
-      said = `${dir === 'flat' ? 'no change' : `${dir} ${Math.abs(r)}%`} from ${k.fmt(prev)} in the previous period`;
+      said = `${dir === 'flat' ? 'no change' : `${dir} ${Math.abs(r)}%`} from ${k.fmt(prev)} ${compared()}`;
       if (dir !== 'flat') d.classList.add((dir === 'up') !== Boolean(k.lowerIsBetter) ? 'good' : 'bad');
     }
     d.replaceChildren(h('span', { 'aria-hidden': 'true', textContent: text }), h('span', { class: 'sr-only', textContent: said }));
@@ -77,7 +89,8 @@ export function renderSeries() {
   const rows = state.series || [];
   const k = KPIS.find((x) => x.key === state.metric) || KPIS[0];
   $('chart-title').textContent = `${k.label} ${state.hourly ? 'by hour' : 'by day'}`;
-  state.chart.render(rows, k.key, k.fmt, state.hourly, k.label);
+  const ghost = { previous_period: 'Previous period', year_over_year: 'Year before', custom: 'Comparison' }[state.compare?.mode] ?? null;
+  state.chart.render(rows, k.key, k.fmt, state.hourly, k.label, ghost);
   const body = $('chart-table').tBodies[0];
   body.replaceChildren(
     ...rows.map((r) =>
@@ -86,9 +99,10 @@ export function renderSeries() {
         {},
         h('th', { scope: 'row', textContent: fmt.bucket(r.date, state.hourly) }),
         h('td', { class: 'num', textContent: k.fmt(r[k.key]) }),
-        h('td', { class: 'num', textContent: k.fmt(r[`previous_${k.key}`]) }),
+        h('td', { class: 'num', textContent: ghost ? k.fmt(r[`previous_${k.key}`]) : '–' }),
       ),
     ),
   );
   $('chart-table').tHead.rows[0].cells[0].textContent = state.hourly ? 'Hour' : 'Date';
+  $('chart-table').tHead.rows[0].cells[2].textContent = ghost ?? 'No comparison';
 }

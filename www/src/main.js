@@ -19,13 +19,21 @@ import { buildKpis, renderKpis, renderSeries } from './kpis.js';
 import { TABLES, TABLE_LIMIT, buildTables, renderTable, tableFailed } from './tables.js';
 import { renderFilters } from './filters.js';
 import { wireEmbedding } from './host.js';
+import { MODES, validCompare, pipesAnswer, loadComparison, withPrevious, summaryWithPrevious } from './compare.js';
+import { listSegments, renderSegments, saveSegment } from './segments.js';
 
 // ---- loading ---------------------------------------------------------------------------------------
 
 function query() {
   const today = todayIn(tz);
   const { from, to } = rangeDates(state.range, today, state.custom);
-  return { from, to, params: { date_from: from, date_to: to, timezone: tz, domain: state.domain, ...state.filters } };
+  return {
+    from,
+    to,
+    // The segment goes to the pipes with the dashboard filters (kpis and the tables), not the captures.
+    params: { date_from: from, date_to: to, timezone: tz, domain: state.domain, ...state.filters, segment: state.segment },
+    view: { from, to, tz, domain: state.domain, filters: state.filters, segment: state.segment },
+  };
 }
 
 /** Loads everything for the current view; later calls cancel earlier ones. */
@@ -44,9 +52,9 @@ async function load() {
     return;
   }
   if (state.tenantFor !== state.token) loadTenantTheme(state.token);
-  const { from, to, params } = query();
+  const { from, to, params, view } = query();
   state.hourly = from === to;
-  renderPeriod(from, to);
+  renderPeriod(from, to, pipesAnswer(state.compare) ? previousPeriod(from, to) : null);
   renderFilters();
   setBusy(true);
   announce('Loading…');
@@ -64,15 +72,14 @@ async function load() {
       clearError();
       scheduleLive();
     }
-    const withPrev = { ...params, include_previous_period: 'true' };
+    if (state.segmentsFor !== token) {
+      state.segmentsFor = token;
+      state.segments = await listSegments(token, signal);
+      if (gen !== state.generation) return;
+      renderSegments();
+    }
     const tasks = [
-      pipe('kpis_summary', withPrev, token, signal).then(current((r) => renderKpis(r.data[0]))),
-      pipe('kpis', withPrev, token, signal).then(
-        current((r) => {
-          state.series = r.data;
-          renderSeries();
-        }),
-      ),
+      ...kpiTasks(params, view, token, signal, current),
       loadHours(params, token, signal, current),
       ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
       ...TABLES.map((t) =>
@@ -111,12 +118,52 @@ async function load() {
   }
 }
 
-function renderPeriod(from, to) {
-  const prev = previousPeriod(from, to);
+/**
+ * The KPI cards and the chart with the chosen comparison: the pipes' own previous period, or the
+ * pipes' current figures with the comparison's from /v0/query (compare.js), or none.
+ */
+function kpiTasks(params, view, token, signal, current) {
+  const c = state.compare;
+  if (pipesAnswer(c)) {
+    const withPrev = { ...params, include_previous_period: 'true' };
+    return [
+      pipe('kpis_summary', withPrev, token, signal).then(current((r) => renderKpis(r.data[0]))),
+      pipe('kpis', withPrev, token, signal).then(
+        current((r) => {
+          state.series = r.data;
+          renderSeries();
+        }),
+      ),
+    ];
+  }
+  const cmp = c.mode === 'off' ? Promise.resolve(null) : loadComparison(view, c, token, signal);
+  const summary = pipe('kpis_summary', params, token, signal);
+  const series = pipe('kpis', params, token, signal);
+  return [
+    Promise.all([summary, cmp]).then(
+      current(([s, k]) => {
+        if (k?.range) renderPeriod(view.from, view.to, { from: k.range[0], to: k.range[1] });
+        renderKpis(summaryWithPrevious(s.data[0], k));
+      }),
+    ),
+    Promise.all([series, cmp]).then(
+      current(([s, k]) => {
+        state.series = withPrevious(s.data, k);
+        renderSeries();
+      }),
+    ),
+  ];
+}
+
+/** The period line: the range and what it is compared with (`prev` null: not known yet, or none). */
+function renderPeriod(from, to, prev) {
   const span = (a, b) => (a === b ? fmt.day(a) : `${fmt.day(a)} – ${fmt.day(b)}`);
-  $('period').textContent = `${span(from, to)}, compared with ${span(prev.from, prev.to)}`;
+  const off = state.compare.mode === 'off';
+  $('period').textContent = off || !prev ? span(from, to) : `${span(from, to)}, compared with ${span(prev.from, prev.to)}`;
   $('period').dataset.from = from;
   $('period').dataset.to = to;
+  $('period').dataset.compareFrom = prev && !off ? prev.from : '';
+  $('period').dataset.compareTo = prev && !off ? prev.to : '';
 }
 
 function renderDomains() {
@@ -149,6 +196,16 @@ function syncControls() {
     $('to').value = state.custom.to;
   }
   $('domain').value = state.domain;
+  $('compare').value = state.compare.mode;
+  $('match-dow').checked = state.compare.matchDow;
+  $('match-dow').disabled = !['previous_period', 'year_over_year'].includes(state.compare.mode);
+  $('compare-custom').hidden = state.compare.mode !== 'custom';
+  if (state.compare.mode === 'custom') {
+    $('cmp-from').value = state.compare.from;
+    $('cmp-to').value = state.compare.to;
+  }
+  for (const id of ['cmp-from', 'cmp-to']) $(id).max = today;
+  if (state.segments) renderSegments();
   for (const x of $('kpis').querySelectorAll('button.kpi')) x.setAttribute('aria-pressed', String(x.dataset.metric === state.metric));
 }
 
@@ -188,6 +245,60 @@ function wireControls() {
     changed();
   });
   $('to').addEventListener('input', () => $('to').setCustomValidity(''));
+  $('compare').addEventListener('change', () => {
+    const mode = $('compare').value;
+    if (!(mode in MODES)) return;
+    if (mode === 'custom') {
+      // Picked on Compare; the default is the period before, as the plain previous period.
+      const { from, to } = query();
+      const prev = previousPeriod(from, to);
+      $('cmp-from').value = state.compare.from || prev.from;
+      $('cmp-to').value = state.compare.to || prev.to;
+      $('compare-custom').hidden = false;
+      $('match-dow').disabled = true;
+      $('cmp-from').focus();
+      return;
+    }
+    state.compare = { ...state.compare, mode };
+    syncControls();
+    changed();
+  });
+  $('compare-apply').addEventListener('click', () => {
+    const next = { ...state.compare, mode: 'custom', from: $('cmp-from').value, to: $('cmp-to').value };
+    $('cmp-to').setCustomValidity('');
+    if (!validCompare(next)) {
+      $('cmp-to').setCustomValidity(`Choose a start and an end date, at most ${MAX_DAYS} days apart.`);
+      $('cmp-to').reportValidity();
+      return;
+    }
+    state.compare = next;
+    syncControls();
+    changed();
+  });
+  $('match-dow').addEventListener('change', () => {
+    state.compare = { ...state.compare, matchDow: $('match-dow').checked };
+    changed();
+  });
+  $('segment').addEventListener('change', () => {
+    state.segment = $('segment').value;
+    changed();
+  });
+  $('save-segment').addEventListener('click', async () => {
+    const name = prompt('Name of the new segment (the current filters):');
+    if (!name?.trim()) return;
+    try {
+      const s = await saveSegment(name.trim(), state.token);
+      state.segments = [...(state.segments ?? []), s];
+      state.segment = String(s.id);
+      state.filters = {};
+      announce(`Saved segment ${s.name}`);
+      renderSegments();
+      changed();
+    } catch (e) {
+      announce(`The segment could not be saved: ${e.message}`);
+      alert(`The segment could not be saved: ${e.message}`);
+    }
+  });
   $('domain').addEventListener('change', () => {
     state.domain = $('domain').value;
     changed();

@@ -23,6 +23,12 @@ export const state = {
   domain: '',
   filters: {},
   metric: 'visitors',
+  /** The comparison (compare.js): mode, custom from/to, match day of week. */
+  compare: { mode: 'previous_period', from: '', to: '', matchDow: false },
+  /** The selected saved segment's id ('' for none), and the tenant's segments once listed. */
+  segment: '',
+  segments: null,
+  segmentsFor: null,
   domains: null,
   series: null,
   hourly: false,

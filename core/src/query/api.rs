@@ -33,8 +33,15 @@ use super::timezone::{
 };
 use super::QueryError;
 use crate::claims::TenantId;
+
+mod compare;
+mod segment;
+
 use crate::rollup::visits::dim;
 use crate::sql::{SqlValue, Statement};
+use segment::segment_filter;
+pub(crate) use segment::SegmentFilter;
+pub use segment::{segment_ids, validate_filters, Segments, MAX_SEGMENTS_PER_QUERY};
 
 /// Metrics in the order of the measures the plans return them from.
 const METRICS: &[&str] = &[
@@ -95,6 +102,8 @@ struct ApiShape {
     labels: Vec<String>,
     comparison_labels: Vec<String>,
     comparison: bool,
+    /// The comparison's local dates, reported in `meta.comparison_date_range`.
+    comparison_range: Option<[String; 2]>,
     order_by: Vec<(String, bool)>,
     limit: i64,
     offset: i64,
@@ -193,7 +202,14 @@ enum Filter {
     Not(Box<Filter>),
 }
 
-fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, QueryError> {
+/// Parses one filter; `segments`: the saved segments a `["is", "segment", [id]]` may name (`None`:
+/// none may be named, as inside a segment).
+fn parse_filter(
+    v: &Value,
+    field: &str,
+    values: &mut usize,
+    segments: Option<&Segments>,
+) -> Result<Filter, QueryError> {
     let arr = v.as_array().ok_or_else(|| {
         bad(
             field,
@@ -201,6 +217,9 @@ fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, Qu
         )
     })?;
     let op = arr.first().and_then(Value::as_str).unwrap_or_default();
+    if arr.get(1).and_then(Value::as_str) == Some("segment") {
+        return segment_filter(arr, field, values, segments);
+    }
     match op {
         "and" | "or" => {
             let list = arr
@@ -216,7 +235,7 @@ fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, Qu
             let inner = list
                 .iter()
                 .enumerate()
-                .map(|(i, f)| parse_filter(f, &format!("{field}[1][{i}]"), values))
+                .map(|(i, f)| parse_filter(f, &format!("{field}[1][{i}]"), values, segments))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(if op == "and" {
                 Filter::And(inner)
@@ -233,6 +252,7 @@ fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, Qu
                 inner,
                 &format!("{field}[1]"),
                 values,
+                segments,
             )?)))
         }
         "is" | "is_not" | "contains" | "contains_not" => {
@@ -346,9 +366,8 @@ fn fixed_dates(
     Ok((from, to, pinned_from.is_some() || pinned_to.is_some()))
 }
 
-/// The local dates of a `date_range`.
-fn date_range(v: Option<&Value>, today: Days) -> Result<(Days, Days), QueryError> {
-    let field = "date_range";
+/// The local dates of a `date_range` (`field`: the name to report, `date_range` or the comparison's).
+fn date_range(v: Option<&Value>, today: Days, field: &str) -> Result<(Days, Days), QueryError> {
     let (from, to) = match v {
         Some(Value::Array(pair)) if pair.len() == 2 => {
             let d = |i: usize| {
@@ -425,12 +444,6 @@ fn date_range(v: Option<&Value>, today: Days) -> Result<(Days, Days), QueryError
     Ok((from, to))
 }
 
-/// The same local dates one year earlier (29 February becomes 28 February).
-fn year_before(d: Days) -> Days {
-    let (y, m, day) = civil_from_days(d);
-    days_from_civil(y - 1, m, if m == 2 && day == 29 { 28 } else { day })
-}
-
 /// Time buckets of `from..=to`: `(label, UTC pieces)`, oldest first.
 fn time_buckets(
     tz: &dyn TimeZone,
@@ -492,8 +505,18 @@ fn time_buckets(
     }
 }
 
-/// Plans a `POST /v0/query` body.
+/// Plans a `POST /v0/query` body that names no saved segment.
 pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
+    plan_query_with_segments(req, &Segments::new())
+}
+
+/// Plans a `POST /v0/query` body; `segments` holds the filters of the saved segments it names
+/// ([`segment_ids`]), read by the caller for the verified tenant only. A named id missing from it is a
+/// 400, whether it does not exist or belongs to another tenant.
+pub fn plan_query_with_segments(
+    req: &ApiRequest,
+    segments: &Segments,
+) -> Result<ApiPlan, QueryError> {
     let body = req
         .body
         .as_object()
@@ -547,7 +570,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
 
     // date range and comparison
     let today = local_day(req.tz, req.now_secs);
-    let (from, to) = date_range(body.get("date_range"), today)?;
+    let (from, to) = date_range(body.get("date_range"), today, "date_range")?;
     let (from, to, dates_fixed) = fixed_dates(req.fixed, from, to)?;
     let empty = Map::new();
     let include = match body.get("include") {
@@ -579,20 +602,12 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             "include.comparisons",
             "the token fixes date_from/date_to: a comparison would read outside them, leave it out",
         )),
-        Some(c) => match c.get("mode").and_then(Value::as_str) {
-            Some("previous_period") => {
-                let n = to - from + 1;
-                Some((from - n, from - 1, "previous_period"))
-            }
-            Some("year_over_year") => Some((year_before(from), year_before(to), "year_over_year")),
-            _ => {
-                return Err(bad(
-                    "include.comparisons.mode",
-                    "must be previous_period or year_over_year",
-                ))
-            }
-        },
+        Some(c) => Some(compare::parse(c, from, to, |v, field| {
+            date_range(Some(v), today, field)
+        })?),
     };
+    let comparison_echo = comparison.as_ref().map(|c| c.echo.clone());
+    let comparison = comparison.map(|c| (c.from, c.to));
 
     // dimensions
     let dims = body.get("dimensions").map_or(Ok(Vec::new()), |v| {
@@ -644,7 +659,13 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
         return Err(bad("include.time_labels", "needs a time dimension"));
     }
 
-    // filters: the body's, the site and the token's fixed domain, AND-ed
+    // filters: the body's (saved segments expanded), the site and the token's fixed domain, AND-ed
+    if segment_ids(req.body).len() > MAX_SEGMENTS_PER_QUERY {
+        return Err(bad(
+            "filters",
+            format!("may name at most {MAX_SEGMENTS_PER_QUERY} segments"),
+        ));
+    }
     let mut values = 0;
     let mut filters = Vec::new();
     if let Some(f) = body.get("filters").filter(|f| !f.is_null()) {
@@ -652,7 +673,12 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             .as_array()
             .ok_or_else(|| bad("filters", "must be a list of filters"))?;
         for (i, x) in list.iter().enumerate() {
-            filters.push(parse_filter(x, &format!("filters[{i}]"), &mut values)?);
+            filters.push(parse_filter(
+                x,
+                &format!("filters[{i}]"),
+                &mut values,
+                Some(segments),
+            )?);
         }
     }
     for domain in [
@@ -757,7 +783,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                     Some(g) => {
                         let cur = time_buckets(tz, g, from, to);
                         let cmp = comparison
-                            .map(|(f, t, _)| time_buckets(tz, g, f, t))
+                            .map(|(f, t)| time_buckets(tz, g, f, t))
                             .unwrap_or_default();
                         let buckets = cur
                             .iter()
@@ -788,7 +814,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                             (day_start(tz, from), day_start(tz, to + 1)),
                             by_domain,
                         ));
-                        if let Some((f, t, _)) = comparison {
+                        if let Some((f, t)) = comparison {
                             statements.push(rollups::value_statement(
                                 &slice,
                                 (day_start(tz, f), day_start(tz, t + 1)),
@@ -800,7 +826,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                 }
             }
             None => {
-                let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t, _)| (f, t)));
+                let windows = std::iter::once((from, to)).chain(comparison);
                 for (f, t) in windows {
                     statements.push(visit_statement(tenant, tz, f, t, grain, group, &filters)?);
                 }
@@ -811,7 +837,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                 };
                 (
                     labels(from, to),
-                    comparison.map(|(f, t, _)| labels(f, t)).unwrap_or_default(),
+                    comparison.map(|(f, t)| labels(f, t)).unwrap_or_default(),
                     RowSource::Groups,
                     false,
                 )
@@ -824,8 +850,8 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             inc.insert(k.into(), true.into());
         }
     }
-    if let Some((_, _, mode)) = comparison {
-        inc.insert("comparisons".into(), json!({ "mode": mode }));
+    if let Some(echo) = comparison_echo {
+        inc.insert("comparisons".into(), echo);
     }
     let query = json!({
         "site_id": body.get("site_id").cloned().unwrap_or(Value::Null),
@@ -838,9 +864,15 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
         "pagination": { "limit": limit, "offset": offset },
         "timezone": timezone_of(req.body, req.fixed)?.unwrap_or_else(|| "UTC".into()),
     });
-    let key =
-        serde_json::to_string(&json!({ "tenant": tenant, "query": query, "fixed": req.fixed }))
-            .unwrap_or_default();
+    // The segments' filters as read, so a changed segment never answers from the old entry.
+    let used: BTreeMap<&i64, &Value> = segment_ids(req.body)
+        .iter()
+        .filter_map(|id| segments.get_key_value(id))
+        .collect();
+    let key = serde_json::to_string(
+        &json!({ "tenant": tenant, "query": query, "fixed": req.fixed, "segments": used }),
+    )
+    .unwrap_or_default();
     Ok(ApiPlan {
         statements,
         key,
@@ -852,6 +884,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             labels,
             comparison_labels,
             comparison: comparison.is_some(),
+            comparison_range: comparison.map(|(f, t)| [format_date(f), format_date(t)]),
             order_by,
             limit,
             offset,
@@ -1225,6 +1258,9 @@ pub fn assemble_query(
     }
     if s.total_rows {
         meta.insert("total_rows".into(), total.into());
+    }
+    if let Some(range) = &s.comparison_range {
+        meta.insert("comparison_date_range".into(), json!(range));
     }
     Ok(json!({ "results": results, "meta": meta, "query": s.query }))
 }

@@ -42,9 +42,12 @@ use serde::Serialize;
 
 use crate::sql::Statement;
 
-pub use api::{assemble_query, plan_query, timezone_of, ApiPlan, ApiRequest};
+pub use api::{
+    assemble_query, plan_query, plan_query_with_segments, segment_ids, timezone_of,
+    validate_filters, ApiPlan, ApiRequest, Segments, MAX_SEGMENTS_PER_QUERY,
+};
 pub use hits::{Collector as HitsCollector, HitsScan};
-pub use params::timezone_param;
+pub use params::{segment_param, timezone_param};
 pub use timezone::{FixedOffset, TimeZone};
 
 /// One analytics request, as the worker sees it after verifying the token.
@@ -190,6 +193,17 @@ impl std::error::Error for QueryError {}
 /// Plans a request: validates parameters and builds the statements.
 pub fn plan(req: &Request) -> Result<Plan, QueryError> {
     pipes::plan(req)
+}
+
+/// Plans a request with a saved segment (`segment=<id>`, see [`segment_param`]): `(id, its stored
+/// filter list)`, read by the caller for the verified tenant only. The segment's filters are AND-ed
+/// with the request's; only the pipes with the dashboard filters take one (else a 400 naming
+/// `segment`).
+pub fn plan_with_segment(
+    req: &Request,
+    segment: Option<(i64, &serde_json::Value)>,
+) -> Result<Plan, QueryError> {
+    pipes::plan_segmented(req, segment)
 }
 
 /// Shapes the statements' rows (one row set per statement, in order) into the response.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::api::SegmentFilter;
 use super::timezone::{format_date, parse_date, Days};
 use super::QueryError;
 use crate::claims::TenantId;
@@ -25,6 +26,8 @@ const MAX_SKIP: i64 = 1_000_000;
 /// are used as they are.
 pub(crate) struct Params<'a> {
     tenant: Option<&'a TenantId>,
+    /// A saved segment (`segment=<id>`), read by the caller for the verified tenant.
+    segment: Option<&'a SegmentFilter>,
     fixed: &'a BTreeMap<String, String>,
     request: BTreeMap<&'a str, &'a str>,
 }
@@ -46,9 +49,15 @@ impl<'a> Params<'a> {
         }
         Self {
             tenant: None,
+            segment: None,
             fixed,
             request,
         }
+    }
+
+    /// The same parameters with a saved segment's filters AND-ed to the dashboard filters.
+    pub(crate) fn with_segment(self, segment: Option<&'a SegmentFilter>) -> Self {
+        Self { segment, ..self }
     }
 
     /// The same parameters for a verified tenant: the only way [`Params::tenant`] answers.
@@ -174,6 +183,21 @@ fn clip(raw: &str) -> String {
     raw.chars().take(40).collect()
 }
 
+/// The `segment` parameter in force (a token's fixed value wins): a saved segment's id.
+pub fn segment_param(
+    params: &[(String, String)],
+    fixed: &BTreeMap<String, String>,
+) -> Result<Option<i64>, QueryError> {
+    let p = Params::new(params, fixed);
+    p.get("segment")
+        .map(|v| {
+            v.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                QueryError::invalid("segment", "must be a segment id (a whole number from 1)")
+            })
+        })
+        .transpose()
+}
+
 /// The IANA time zone name in force (`timezone`, the fixed value wins), checked for syntax only:
 /// letters, digits, `/`, `_`, `-`, `+`, at most 64 characters. `None` means UTC.
 pub fn timezone_param(
@@ -255,6 +279,8 @@ pub(crate) struct Filters {
     pub(crate) pathname: Option<String>,
     /// `(sessions column, value)`, in [`SESSION_DIMS`] order.
     pub(crate) session: Vec<(&'static str, String)>,
+    /// A saved segment's filters (`segment=<id>`): any `/v0/query` filters, so never a rollup slice.
+    pub(crate) segment: Option<SegmentFilter>,
 }
 
 impl Filters {
@@ -269,6 +295,7 @@ impl Filters {
             domain: p.text(&["domain"])?.map(str::to_owned),
             pathname: p.text(PATHNAME.names)?.map(str::to_owned),
             session,
+            segment: p.segment.cloned(),
         })
     }
 
@@ -282,6 +309,10 @@ impl Filters {
         }
         for (col, v) in &self.session {
             out.insert((*col).into(), v.clone());
+        }
+        if let Some(s) = &self.segment {
+            // The filters as read, so an edited segment gets a new key.
+            out.insert("segment".into(), s.key.clone());
         }
     }
 }

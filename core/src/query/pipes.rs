@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
+use super::api::SegmentFilter;
 use super::params::{Filters, Params};
 use super::rollups::{self, KpiBucket, RollupKpis, Slice};
 use super::timezone::{
@@ -146,8 +149,33 @@ impl Window {
     }
 }
 
+/// Pipes that take the dashboard filters, and so a saved segment.
+fn takes_segment(pipe: &str) -> bool {
+    matches!(pipe, "kpis" | "kpis_summary" | "traffic_by_hour") || top_spec(pipe).is_some()
+}
+
 pub(crate) fn plan(req: &Request) -> Result<Plan, QueryError> {
-    let p = Params::new(req.params, req.fixed).for_tenant(req.tenant);
+    plan_segmented(req, None)
+}
+
+/// [`plan`] with a saved segment: `(id, its stored filters)`.
+pub(crate) fn plan_segmented(
+    req: &Request,
+    segment: Option<(i64, &Value)>,
+) -> Result<Plan, QueryError> {
+    let segment = match segment {
+        None => None,
+        Some(_) if !takes_segment(req.pipe) => {
+            return Err(QueryError::invalid(
+                "segment",
+                "is taken only by kpis, kpis_summary and the top lists",
+            ))
+        }
+        Some((id, stored)) => Some(SegmentFilter::parse(id, stored)?),
+    };
+    let p = Params::new(req.params, req.fixed)
+        .for_tenant(req.tenant)
+        .with_segment(segment.as_ref());
     let tenant = p.tenant()?;
     let tz_name = super::timezone_param(req.params, req.fixed)?;
     let mut key = BTreeMap::new();
@@ -307,6 +335,9 @@ pub(super) fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: 
         q.push(&sql);
         q.binds.extend(binds);
     }
+    if let Some(segment) = &f.segment {
+        segment.push_sql((tenant, start, end), &mut q.sql, &mut q.binds);
+    }
 }
 
 /// `((s.first_ts, s.session_key) IN (…))`: whether a session of `[start, end)` viewed a page matching
@@ -346,7 +377,7 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     if let Some(path) = &f.pathname {
         q.bind(" AND pv.pathname = ?", path.as_str());
     }
-    if !f.session.is_empty() || f.domain.is_some() {
+    if !f.session.is_empty() || f.domain.is_some() || f.segment.is_some() {
         // The page's session by its primary key (migration 0007).
         q.push(
             " AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id \
@@ -357,6 +388,9 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
         }
         for (col, v) in &f.session {
             q.bind(&format!(" AND s.{col} = ?"), v.as_str());
+        }
+        if let Some(segment) = &f.segment {
+            segment.push_sql((tenant, start, end), &mut q.sql, &mut q.binds);
         }
         q.push(")");
     }
@@ -581,6 +615,9 @@ fn top(
 
 /// The rollup slice that answers kpis with these filters: none or one besides `domain`.
 pub(super) fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
+    if f.segment.is_some() {
+        return None;
+    }
     let (d, value) = match (&f.pathname, f.session.as_slice()) {
         (None, []) => (dim::ALL, None),
         (Some(p), []) => (dim::VIEWED, Some(p.as_str())),
@@ -593,6 +630,9 @@ pub(super) fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option
 /// The rollup slice that answers a top list with these filters: none besides `domain`, or one on the
 /// list's own dimension.
 fn top_slice<'a>(tenant: &'a str, now: i64, spec: &TopSpec, f: &'a Filters) -> Option<Slice<'a>> {
+    if f.segment.is_some() {
+        return None;
+    }
     let value = match (&f.pathname, f.session.as_slice()) {
         (None, []) => None,
         (Some(p), []) if spec.dim == dim::PAGE => Some(p.as_str()),

@@ -12,6 +12,7 @@ mod ingest;
 mod keys;
 mod query;
 mod reports;
+mod segments;
 mod settings;
 mod tenants;
 mod tokens;
@@ -166,6 +167,14 @@ pub enum Route {
     TenantJson,
     /// `GET /v0/usage.json`
     UsageJson,
+    /// `GET, POST /v0/segments` (a tenant's token)
+    Segments,
+    /// `DELETE /v0/segments/{id}` (a tenant's token)
+    Segment(String),
+    /// `GET, POST /v0/admin/tenants/{id}/segments`
+    AdminSegments(String),
+    /// `DELETE /v0/admin/tenants/{id}/segments/{segment_id}`
+    AdminSegment(String, String),
     /// `GET, POST /v0/admin/tenants`
     Tenants,
     /// `GET, PATCH, DELETE /v0/admin/tenants/{id}`
@@ -210,6 +219,8 @@ impl Route {
             ["openapi.json"] => Self::OpenApi,
             ["tenant.json"] => Self::TenantJson,
             ["usage.json"] => Self::UsageJson,
+            ["segments"] => Self::Segments,
+            ["segments", sid] if !sid.is_empty() => Self::Segment(own(sid)),
             ["pipes", file] => {
                 let name = file.strip_suffix(".json").filter(|n| !n.is_empty())?;
                 Self::Pipe(own(name))
@@ -222,6 +233,10 @@ impl Route {
             ["admin", "tenants", id, "keys"] => Self::Keys(own(id)),
             ["admin", "tenants", id, "keys", k] if !k.is_empty() => Self::Key(own(id), own(k)),
             ["admin", "tenants", id, "usage"] => Self::Usage(own(id)),
+            ["admin", "tenants", id, "segments"] => Self::AdminSegments(own(id)),
+            ["admin", "tenants", id, "segments", sid] if !sid.is_empty() => {
+                Self::AdminSegment(own(id), own(sid))
+            }
             ["admin", "tenants", id, "export"] => Self::Export(own(id)),
             ["admin", "audit"] => Self::Audit,
             ["admin", "retention", "run"] => Self::RetentionRun,
@@ -243,6 +258,8 @@ impl Route {
             Self::Query => "query",
             Self::TenantJson => "tenant",
             Self::UsageJson => "usage",
+            Self::Segments | Self::Segment(_) => "segments",
+            Self::AdminSegments(_) | Self::AdminSegment(..) => "admin_segments",
             Self::Tenants | Self::Tenant(_) => "admin_tenants",
             Self::Settings(_) => "admin_settings",
             Self::Tokens(_) | Self::Token(..) => "admin_tokens",
@@ -265,10 +282,14 @@ impl Route {
             | Self::RebuildReset
             | Self::RebuildDay
             | Self::Batches => "POST",
-            Self::Tenants | Self::Tokens(_) | Self::Keys(_) => "GET, POST",
+            Self::Tenants
+            | Self::Tokens(_)
+            | Self::Keys(_)
+            | Self::Segments
+            | Self::AdminSegments(_) => "GET, POST",
             Self::Tenant(_) => "GET, PATCH, DELETE",
             Self::Settings(_) => "PUT",
-            Self::Token(..) | Self::Key(..) => "DELETE",
+            Self::Token(..) | Self::Key(..) | Self::Segment(_) | Self::AdminSegment(..) => "DELETE",
             Self::Health
             | Self::OpenApi
             | Self::Pipe(_)
@@ -295,7 +316,9 @@ impl Route {
             | Self::Pipe(_)
             | Self::Query
             | Self::TenantJson
-            | Self::UsageJson => false,
+            | Self::UsageJson
+            | Self::Segments
+            | Self::Segment(_) => false,
             Self::Tenants
             | Self::Tenant(_)
             | Self::Settings(_)
@@ -310,7 +333,9 @@ impl Route {
             | Self::RebuildReset
             | Self::RebuildDay
             | Self::ExportByParam
-            | Self::Batches => true,
+            | Self::Batches
+            | Self::AdminSegments(_)
+            | Self::AdminSegment(..) => true,
         }
     }
 }
@@ -346,6 +371,22 @@ async fn dispatch(
         Route::Query => query::post_query(req, env, outcome).await,
         Route::TenantJson => settings::get_tenant(req, env, outcome).await,
         Route::UsageJson => reports::get_own(req, env, outcome).await,
+        Route::Segments if method == Method::Post => {
+            segments::create(req, env, segments::Actor::Tenant, outcome).await
+        }
+        Route::Segments => segments::list(req, env, segments::Actor::Tenant, outcome).await,
+        Route::Segment(sid) => {
+            segments::delete(req, env, segments::Actor::Tenant, &sid, outcome).await
+        }
+        Route::AdminSegments(id) if method == Method::Post => {
+            segments::create(req, env, segments::Actor::Admin(id), outcome).await
+        }
+        Route::AdminSegments(id) => {
+            segments::list(req, env, segments::Actor::Admin(id), outcome).await
+        }
+        Route::AdminSegment(id, sid) => {
+            segments::delete(req, env, segments::Actor::Admin(id), &sid, outcome).await
+        }
         Route::Tenants if method == Method::Post => tenants::create(req, env, outcome).await,
         Route::Tenants => tenants::list(req, env).await,
         Route::Tenant(id) => match method {

@@ -1,8 +1,8 @@
 //! `GET /v0/pipes/{name}.json`: Tinybird-compatible analytics endpoints over the D1 rollups, and
 //! `POST /v0/query`: the general query (Plausible Stats API v2 shape) over the same tables.
 //!
-//! Verify the read token → `authorize_read` (scope and tenant) → `query::plan` / `plan_query` (fixed
-//! params win) → Cache API under the plan's tenant-first key → D1 (one batch of bound statements) →
+//! Verify the read token → `authorize_read` (scope and tenant) → saved segments named by the request,
+//! read by (verified tenant, id) → `query::plan` / `plan_query` (fixed params win) → Cache API under the plan's tenant-first key → D1 (one batch of bound statements) →
 //! `assemble` → `{meta, data, rows, statistics}` (pipes) or `{results, meta, query}` (query).
 //! `analytics_hits` reads the tenant's R2 archive instead of D1 (`store::archive::read_hits`).
 
@@ -47,7 +47,17 @@ pub async fn get_pipe(
         now_secs: started.div_euclid(1000),
         tz: &tz,
     };
-    let plan = query::plan(&request)?;
+    // A saved segment, read for the verified tenant only (another tenant's id reads nothing).
+    let plan = match query::segment_param(&params, &caller.fixed)? {
+        None => query::plan(&request)?,
+        Some(id) => {
+            let found = super::segments::resolve(env, caller.tenant.as_str(), &[id]).await?;
+            let stored = found.get(&id).ok_or_else(|| {
+                ApiError::BadRequest(format!("invalid 'segment': there is no segment {id}"))
+            })?;
+            query::plan_with_segment(&request, Some((id, stored)))?
+        }
+    };
 
     let cache = Cache::default();
     // The generation makes an erased and re-created tenant's old entries unreachable.
@@ -131,13 +141,19 @@ pub async fn post_query(
     let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
         ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into())
     })?;
-    let plan = query::plan_query(&query::ApiRequest {
-        body: &body,
-        tenant: &caller.tenant,
-        fixed: &caller.fixed,
-        now_secs: started.div_euclid(1000),
-        tz: &tz,
-    })?;
+    // The saved segments the filters name, read for the verified tenant only.
+    let ids = query::segment_ids(&body);
+    let segments = super::segments::resolve(env, caller.tenant.as_str(), &ids).await?;
+    let plan = query::plan_query_with_segments(
+        &query::ApiRequest {
+            body: &body,
+            tenant: &caller.tenant,
+            fixed: &caller.fixed,
+            now_secs: started.div_euclid(1000),
+            tz: &tz,
+        },
+        &segments,
+    )?;
     let cache = Cache::default();
     let cache_url = format!(
         "https://cache.starling.internal/v1/{}/q/{}",
