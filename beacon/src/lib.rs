@@ -255,6 +255,20 @@ impl<'a> Config<'a> {
         found
     }
 
+    /// The switches as [`setting`] bits.
+    pub fn settings(&self) -> u32 {
+        let mut s = u32::from(self.stringify()) << at::STRINGIFY;
+        for i in [
+            at::KEEP_QUERY,
+            at::OPT_OUT,
+            at::ALLOW_AUTOMATION,
+            at::ALLOW_LOCALHOST,
+        ] {
+            s |= u32::from(self.is_on(i)) << i;
+        }
+        s
+    }
+
     /// Whether a switch attribute is present and not `"false"` (`data-allow-localhost`,
     /// `data-allow-automation`, `data-opt-out`, `data-keep-query`).
     pub fn on(&self, name: &[u8]) -> bool {
@@ -434,23 +448,94 @@ pub fn strip_query(url: &[u8], keep_query: bool, out: &mut Out) {
     }
 }
 
-/// Whether the page is on this machine: `file:`, `localhost`, `*.localhost`, loopback addresses.
-pub fn is_local(page: &Page) -> bool {
-    let h = page.host;
-    strip_prefix(page.href, b"file:").is_some()
-        || is_domain_or_sub(h, b"localhost")
-        || strip_prefix(h, b"127.").is_some()
-        || eq(h, b"[::1]")
-        || eq(h, b"0.0.0.0")
+/// Whether the page at `href` on host `host` is on this machine: `file:`, `localhost`, `*.localhost`,
+/// loopback addresses.
+pub fn is_local(href: &[u8], host: &[u8]) -> bool {
+    strip_prefix(href, b"file:").is_some()
+        || is_domain_or_sub(host, b"localhost")
+        || strip_prefix(host, b"127.").is_some()
+        || eq(host, b"[::1]")
+        || eq(host, b"0.0.0.0")
 }
 
 /// Whether to send anything at all: never under GPC or an opt-out, not from automated browsers or
 /// local pages unless the site allows them.
 pub fn should_track(cfg: &Config, flags: u32, page: &Page) -> bool {
+    allowed(cfg.settings(), flags, page.href, page.host)
+}
+
+/// [`should_track`] on the script tag's [`setting`]s, for the page at `href` on host `host`.
+pub fn allowed(settings: u32, flags: u32, href: &[u8], host: &[u8]) -> bool {
     flags & (flag::GPC | flag::OPT_OUT) == 0
-        && !cfg.is_on(at::OPT_OUT)
-        && (flags & flag::AUTOMATION == 0 || cfg.is_on(at::ALLOW_AUTOMATION))
-        && (cfg.is_on(at::ALLOW_LOCALHOST) || !is_local(page))
+        && settings & setting::OPT_OUT == 0
+        && (flags & flag::AUTOMATION == 0 || settings & setting::ALLOW_AUTOMATION != 0)
+        && (settings & setting::ALLOW_LOCALHOST != 0 || !is_local(href, host))
+}
+
+/// The script tag's switches as bits of one word, which the default module keeps between calls
+/// ([`Config::settings`], [`setup`]): each is on when its attribute is present and not `"false"`,
+/// except [`STRINGIFY`](setting::STRINGIFY), which is on unless `data-stringify-payload="false"`.
+pub mod setting {
+    use super::at;
+    /// `data-keep-query`: page URLs keep their whole query, not only `utm_*`.
+    pub const KEEP_QUERY: u32 = 1 << at::KEEP_QUERY;
+    /// `data-opt-out`: the site turned tracking off.
+    pub const OPT_OUT: u32 = 1 << at::OPT_OUT;
+    /// `data-allow-automation`: automated browsers are tracked.
+    pub const ALLOW_AUTOMATION: u32 = 1 << at::ALLOW_AUTOMATION;
+    /// `data-allow-localhost`: local pages are tracked.
+    pub const ALLOW_LOCALHOST: u32 = 1 << at::ALLOW_LOCALHOST;
+    /// The payload is sent as a JSON string (flock.js's default), not as an object.
+    pub const STRINGIFY: u32 = 1 << at::STRINGIFY;
+}
+
+/// The default module's setup, once per page: reads the script tag's `name\0value\0…` attributes
+/// (with `src-origin`, see [`Config::endpoint`]) and writes `endpoint\0tenant\0domain\0globals` into
+/// `out`, the globals as one JSON object (`data-tb-app-version="2"` → `{"app_version":"2"}`);
+/// returns the [`setting`]s that [`verdict`] and [`keeps_param`] take.
+///
+/// The default module leaves the envelope's serialisation to the browser's `JSON.stringify` and the
+/// URL's parsing to `URL`: what it decides is the endpoint, the globals, whether to send
+/// ([`verdict`]), which keys are masked ([`is_sensitive`]) and which query parameters stay
+/// ([`keeps_param`]).
+pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
+    let cfg = Config::parse(attrs);
+    cfg.endpoint(out);
+    for v in [cfg.val(at::TENANT_ID), cfg.domain()] {
+        out.put(b"\0");
+        out.put(v);
+    }
+    out.put(b"\0{");
+    cfg.put_globals(out);
+    out.put(b"}");
+    cfg.settings()
+}
+
+/// Whether to send one event, and how: 0 nothing, 1 with the payload as an object, 2 with the payload
+/// as a JSON string. `page` is `host\0href\0last\0action` (the page's host name and URL, the URL of
+/// the last page hit sent or empty, the action or empty for a page hit), `payload_len` the length of
+/// the serialised payload. Nothing is sent when not [`allowed`], for a page hit on the last page
+/// ([`same_page`]), or for a payload over [`MAX_PAYLOAD`].
+pub fn verdict(settings: u32, flags: u32, page: &[u8], payload_len: usize) -> u32 {
+    let mut rest = page;
+    let mut f: [&[u8]; 3] = [&[]; 3];
+    for x in f.iter_mut() {
+        *x = take(&mut rest, 0);
+    }
+    let [host, href, last] = f;
+    if !allowed(settings, flags, href, host)
+        || payload_len > MAX_PAYLOAD
+        || rest.is_empty() && same_page(href, last)
+    {
+        return 0;
+    }
+    1 + u32::from(settings & setting::STRINGIFY != 0)
+}
+
+/// Whether the query parameter `param` (`name=value` as in the URL) stays in a URL sent: `utm_*`
+/// only, unless `data-keep-query` ([`setting::KEEP_QUERY`]).
+pub fn keeps_param(settings: u32, param: &[u8]) -> bool {
+    settings & setting::KEEP_QUERY != 0 || strip_prefix(param, b"utm_").is_some()
 }
 
 /// Whether a navigation to `href` stays on the page of the last hit `last` (same URL but for the
@@ -1202,6 +1287,135 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// What the default module's setup writes, split at `\0`, and its settings.
+    fn set_up(list: &[(&str, &str)]) -> (Vec<String>, u32) {
+        let mut buf = vec![0u8; OUT_CAPACITY];
+        let mut out = Out::new(&mut buf);
+        let s = setup(attrs(list), &mut out);
+        assert!(!out.full());
+        (text(out.bytes()).split('\0').map(String::from).collect(), s)
+    }
+
+    #[test]
+    fn setup_gives_endpoint_tenant_domain_and_globals_as_json() {
+        let (out, s) = set_up(&[
+            ("data-token", "a b"),
+            ("src-origin", "http://127.0.0.1:8787"),
+            ("data-tenant-id", "acme"),
+            ("data-domain", "shop.example"),
+            ("data-tb-app-version", "2\"1"),
+            ("tb_plan", "pro"),
+            ("data-keep-query", "false"),
+        ]);
+        assert_eq!(out.len(), 4, "{out:?}");
+        assert_eq!(
+            out[0],
+            "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b"
+        );
+        assert_eq!((out[1].as_str(), out[2].as_str()), ("acme", "shop.example"));
+        assert_eq!(
+            json(out[3].as_bytes()),
+            json(br#"{"app_version":"2\"1","plan":"pro"}"#)
+        );
+        assert_eq!(s, setting::STRINGIFY);
+        let (out, s) = set_up(&[
+            ("data-stringify-payload", "false"),
+            ("data-keep-query", ""),
+            ("data-opt-out", "yes"),
+            ("data-allow-automation", ""),
+            ("data-allow-localhost", "true"),
+        ]);
+        assert_eq!(
+            out,
+            [
+                "https://api.tinybird.co/v0/events?name=analytics_events",
+                "",
+                "",
+                "{}"
+            ]
+        );
+        assert_eq!(
+            s,
+            setting::KEEP_QUERY
+                | setting::OPT_OUT
+                | setting::ALLOW_AUTOMATION
+                | setting::ALLOW_LOCALHOST
+        );
+    }
+
+    /// The default module's verdict on a page hit (`action` empty) or an event.
+    fn verdict_on(
+        settings: u32,
+        flags: u32,
+        host: &str,
+        href: &str,
+        last: &str,
+        action: &str,
+    ) -> u32 {
+        let page = [host, href, last, action].join("\0");
+        verdict(settings, flags, page.as_bytes(), 2)
+    }
+
+    #[test]
+    fn verdict_follows_privacy_flags_local_pages_and_same_page() {
+        let (web, s) = ("https://a.example/p", setting::STRINGIFY);
+        assert_eq!(verdict_on(s, 0, "a.example", web, "", ""), 2);
+        assert_eq!(verdict_on(0, 0, "a.example", web, "", "x"), 1);
+        for f in [flag::GPC, flag::OPT_OUT, flag::AUTOMATION] {
+            assert_eq!(verdict_on(s, f, "a.example", web, "", ""), 0, "flag {f}");
+        }
+        assert_eq!(
+            verdict_on(setting::OPT_OUT, 0, "a.example", web, "", "x"),
+            0
+        );
+        let bot = setting::ALLOW_AUTOMATION;
+        assert_eq!(
+            verdict_on(bot, flag::AUTOMATION, "a.example", web, "", ""),
+            1
+        );
+        assert_eq!(verdict_on(bot, flag::GPC, "a.example", web, "", ""), 0);
+        for (host, href) in [
+            ("localhost", "http://localhost:3000/"),
+            ("127.0.0.1", "http://127.0.0.1/x"),
+            ("", "file:///x.html"),
+            ("[::1]", "http://[::1]/"),
+            ("app.localhost", "http://app.localhost/"),
+        ] {
+            assert_eq!(verdict_on(0, 0, host, href, "", ""), 0, "{href}");
+            assert_eq!(
+                verdict_on(setting::ALLOW_LOCALHOST, 0, host, href, "", ""),
+                1,
+                "{href}"
+            );
+        }
+        // A page hit on the last page (but for the fragment) is not sent; an event there is.
+        let docs = "https://a.example/docs?x=1";
+        assert_eq!(
+            verdict_on(0, 0, "a.example", &[docs, "#b"].concat(), docs, ""),
+            0
+        );
+        assert_eq!(verdict_on(0, 0, "a.example", docs, docs, "click"), 1);
+        assert_eq!(
+            verdict_on(0, 0, "a.example", "https://a.example/docs?x=2", docs, ""),
+            1
+        );
+        // Too large: nothing (text that did not fit in the module is refused by the glue).
+        let page = ["a.example", web, "", ""].join("\0");
+        assert_eq!(verdict(0, 0, page.as_bytes(), MAX_PAYLOAD + 1), 0);
+        assert_eq!(verdict(0, 0, page.as_bytes(), MAX_PAYLOAD), 1);
+    }
+
+    #[test]
+    fn only_utm_parameters_are_kept_unless_keep_query() {
+        for p in ["utm_source=news", "utm_campaign=", "utm_x"] {
+            assert!(keeps_param(0, p.as_bytes()), "{p}");
+        }
+        for p in ["email=a@b.c", "utm=1", "UTM_source=x", "", "xutm_a=1"] {
+            assert!(!keeps_param(0, p.as_bytes()), "{p}");
+            assert!(keeps_param(setting::KEEP_QUERY, p.as_bytes()), "{p}");
+        }
     }
 
     #[test]
