@@ -140,7 +140,7 @@ try {
   addEventListener('pagehide', flush);
   addEventListener('online', flush);
   addEventListener('visibilitychange', () => D.hidden && flush());
-  early.forEach((e) => go(e[0] == null ? '' : '' + e[0], e[1]));
+  early.forEach((e) => track(...e));
   D.prerendering ? D.addEventListener('prerenderingchange', page, { once: true }) : page();
 
   Promise.all([
