@@ -49,7 +49,8 @@ pub mod flag {
 pub struct Out<'a> {
     buf: &'a mut [u8],
     len: usize,
-    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`; 3: URL-escaped.
+    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`; 3: URL-escaped; 4: raw
+    /// with `-` written as `_`.
     mode: u8,
 }
 
@@ -79,6 +80,11 @@ impl<'a> Out<'a> {
             // anything but RFC 3986 unreserved characters in a URL.
             let esc: &[u8] = match (self.mode, b) {
                 (0, _) => b"",
+                (4, b'-') => {
+                    self.byte(b'_');
+                    continue;
+                }
+                (4, _) => b"",
                 (3, b'-' | b'.' | b'_' | b'~') => b"",
                 (3, b) if b.is_ascii_alphanumeric() => b"",
                 (3, _) => b"%",
@@ -296,15 +302,22 @@ impl<'a> Config<'a> {
     /// Appends the global attributes (`data-tb-*`, `tb_*`) as JSON members, the prefix removed and
     /// `-` turned into `_` (`data-tb-app-version` → `app_version`).
     fn put_globals(&self, out: &mut Out) {
+        self.globals(|k, v| {
+            comma(out);
+            json_str(k, true, out);
+            out.put(b":");
+            json_str(v, false, out);
+        });
+    }
+
+    /// Calls `f(name, value)` for each global attribute (`data-tb-*`, `tb_*`), the prefix removed.
+    fn globals(&self, mut f: impl FnMut(&'a [u8], &'a [u8])) {
         let mut rest = self.attrs;
         while !rest.is_empty() {
             let k = take(&mut rest, 0);
             let v = take(&mut rest, 0);
             if let Some(k @ [_, ..]) = strip_prefix(k, b"data-tb-").or(strip_prefix(k, b"tb_")) {
-                comma(out);
-                json_str(k, true, out);
-                out.put(b":");
-                json_str(v, false, out);
+                f(k, v);
             }
         }
     }
@@ -490,8 +503,8 @@ pub mod setting {
 }
 
 /// The default module's setup, once per page: reads the script tag's `name\0value\0…` attributes
-/// (with `src-origin`, see [`Config::endpoint`]) and writes `endpoint\0tenant\0domain\0globals` into
-/// `out`, the globals as one JSON object (`data-tb-app-version="2"` → `{"app_version":"2"}`);
+/// (with `src-origin`, see [`Config::endpoint`]) and writes `endpoint\0tenant\0domain` into `out`,
+/// then `\0name\0value` for each global property (`data-tb-app-version="2"` → `app_version`, `2`);
 /// returns the [`setting`]s that [`verdict`] and [`keeps_param`] take.
 ///
 /// The default module leaves the envelope's serialisation to the browser's `JSON.stringify` and the
@@ -505,9 +518,14 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
         out.put(b"\0");
         out.put(v);
     }
-    out.put(b"\0{");
-    cfg.put_globals(out);
-    out.put(b"}");
+    cfg.globals(|k, v| {
+        out.put(b"\0");
+        out.mode = 4;
+        out.put(k);
+        out.mode = 0;
+        out.put(b"\0");
+        out.put(v);
+    });
     cfg.settings()
 }
 
@@ -1299,7 +1317,7 @@ mod tests {
     }
 
     #[test]
-    fn setup_gives_endpoint_tenant_domain_and_globals_as_json() {
+    fn setup_gives_endpoint_tenant_domain_and_globals() {
         let (out, s) = set_up(&[
             ("data-token", "a b"),
             ("src-origin", "http://127.0.0.1:8787"),
@@ -1307,17 +1325,20 @@ mod tests {
             ("data-domain", "shop.example"),
             ("data-tb-app-version", "2\"1"),
             ("tb_plan", "pro"),
+            ("data-tb-", "no name"),
             ("data-keep-query", "false"),
         ]);
-        assert_eq!(out.len(), 4, "{out:?}");
         assert_eq!(
-            out[0],
-            "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b"
-        );
-        assert_eq!((out[1].as_str(), out[2].as_str()), ("acme", "shop.example"));
-        assert_eq!(
-            json(out[3].as_bytes()),
-            json(br#"{"app_version":"2\"1","plan":"pro"}"#)
+            out,
+            [
+                "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b",
+                "acme",
+                "shop.example",
+                "app_version",
+                "2\"1",
+                "plan",
+                "pro"
+            ]
         );
         assert_eq!(s, setting::STRINGIFY);
         let (out, s) = set_up(&[
@@ -1332,8 +1353,7 @@ mod tests {
             [
                 "https://api.tinybird.co/v0/events?name=analytics_events",
                 "",
-                "",
-                "{}"
+                ""
             ]
         );
         assert_eq!(

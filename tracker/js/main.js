@@ -34,7 +34,7 @@ try {
   let E; // endpoint, tenant, domain, global properties
   let T;
   let M;
-  let G;
+  const G = {};
 
   const post = (u, b) => {
     try {
@@ -155,8 +155,9 @@ try {
       x = m.instance.exports;
       B = x.b();
       const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
-      [E, T, M, G] = new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, x.c(n))).split('\0');
-      G = JSON.parse(G);
+      let g;
+      [E, T, M, ...g] = new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, x.c(n))).split('\0');
+      while (g[0]) G[g.shift()] = g.shift();
       q.splice(0).forEach((e) => run(...e));
     })
     .catch(() => {

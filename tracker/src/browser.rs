@@ -55,8 +55,8 @@ mod default {
     }
 
     /// Setup with the script tag's attributes (`name\0value\0…`) in the input: writes
-    /// `endpoint\0tenant\0domain\0globals` into the output half and returns its length
-    /// (`starling_beacon::setup`).
+    /// `endpoint\0tenant\0domain` and `\0name\0value` per global property into the output half and
+    /// returns its length (`starling_beacon::setup`).
     #[no_mangle]
     pub extern "C" fn c(len: usize) -> usize {
         // SAFETY: the output half is disjoint from the input half `input` borrows, and single-threaded.
