@@ -32,7 +32,7 @@ pub const OUT_CAPACITY: usize = 2 * MAX_PAYLOAD + 8192;
 /// non-alphanumerics and camelCase humps and compared lower-cased, exactly or, for entries ending in
 /// `*`, as a prefix. So `userEmail`, `api_token`, `cc_number`, `newPassword1` and `pin` are masked;
 /// `shipping`, `success`, `author` and `partnumber` are not.
-const SENSITIVE: &[u8] = b"pass password* passwd passcode pin email* mail phone* tel mobile token* secret* auth user username userid address* card* cc cvv cvc ssn iban";
+const SENSITIVE: &[u8] = b"pass password* passwd passcode pin email* mail phone* tel mobile token* secret* auth user username userid address* card* cc cvv cvc ssn iban ";
 
 /// Privacy and automation signals read from the browser, as bits of the `flags` argument.
 pub mod flag {
@@ -417,27 +417,36 @@ fn member(key: &[u8], value: &[u8], out: &mut Out) {
 /// non-alphanumerics and camelCase humps) is a sensitive word such as `pass`, `email`, `phone`,
 /// `token`, `secret`, `auth`, `user`, `card`, `cc`, `pin`, `ssn` (some also as a prefix).
 pub fn is_sensitive(key: &[u8]) -> bool {
-    // Words are compared in place, lower-cased on the fly (no copy into a buffer).
-    let mut start = 0;
+    // Words are compared in place, lower-cased on the fly, against the list in one pass over it (no
+    // slices cut from it: each would be a pointer and length returned through memory).
+    let (mut start, mut prev) = (0, 0u8);
     for i in 0..=key.len() {
         let c = key.get(i).copied().unwrap_or(b'_');
-        let hump = c.is_ascii_uppercase()
-            && key
-                .get(i.wrapping_sub(1))
-                .is_some_and(u8::is_ascii_lowercase);
+        let hump = c.is_ascii_uppercase() && prev.is_ascii_lowercase();
+        prev = c;
         if !c.is_ascii_alphanumeric() || hump {
-            let w = key.get(start..i).unwrap_or_default();
-            let mut list = SENSITIVE;
-            while !list.is_empty() {
-                let s = take(&mut list, b' ');
-                let (s, prefix) = match s.split_last() {
-                    Some((b'*', p)) => (p, true),
-                    _ => (s, false),
-                };
-                if (w.len() == s.len() || prefix && w.len() > s.len())
-                    && w.iter().zip(s).all(|(a, b)| a.to_ascii_lowercase() == *b)
-                {
-                    return true;
+            let len = i.wrapping_sub(start);
+            let (mut j, mut same) = (0, true);
+            for &l in SENSITIVE {
+                match l {
+                    // A prefix entry ends: the key's word starts with it. The space after it resets.
+                    b'*' => {
+                        if same && len >= j {
+                            return true;
+                        }
+                        same = false;
+                    }
+                    // An entry ends: the key's word is it.
+                    b' ' => {
+                        if same && len == j {
+                            return true;
+                        }
+                        (j, same) = (0, true);
+                    }
+                    _ => {
+                        same &= key.get(start + j).map(u8::to_ascii_lowercase) == Some(l);
+                        j += 1;
+                    }
                 }
             }
             start = i + usize::from(!hump);
