@@ -30,14 +30,25 @@ start=$(date +%s)
 rm -rf "$out"
 mkdir -p "$out" www/dist/t
 wasm=target/wasm32-unknown-unknown/release/starling_tracker.wasm
-opt() { node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features "$wasm" -o "$1" >&2; }
+# opt OUT EXPORT…: keeps only the module's own exports (rustc also exports `__data_end` and
+# `__heap_base`, 44 B gzip that no loader reads) with wasm-metadce, then wasm-opt -Oz.
+opt() {
+  local o=$1 e
+  shift
+  e=$(printf '"%s",' "$@" memory)
+  printf '[{"name":"root","root":true,"reaches":[%s]},%s]' "${e%,}" \
+    "$(for x in "$@" memory; do printf '{"name":"%s","export":"%s"},' "$x" "$x"; done | sed 's/,$//')" >"$out/graph.json"
+  node_modules/.bin/wasm-metadce "$wasm" --graph-file "$out/graph.json" -o "$out/dce.wasm" >/dev/null
+  node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features "$out/dce.wasm" -o "$o" >&2
+  rm "$out/graph.json" "$out/dce.wasm"
+}
 
 step "cargo build -p starling-tracker (wasm32, release): default module"
 cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release >&2
-opt "$out/m.wasm"
+opt "$out/m.wasm" b c k q t
 step "cargo build -p starling-tracker --features ext (wasm32, release): extended module"
 cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release --features ext >&2
-opt "$out/m.x.wasm"
+opt "$out/m.x.wasm" b k e
 
 es() { node_modules/.bin/esbuild "$1" --minify --format=iife --target=es2020 --legal-comments=none --log-level=warning "${@:3}" --outfile="$2" >&2; }
 step "esbuild: opt-in scripts"
