@@ -263,14 +263,13 @@ impl<'a> Config<'a> {
 
     /// The switches as [`setting`] bits.
     pub fn settings(&self) -> u32 {
-        let mut s = u32::from(self.stringify()) << at::STRINGIFY;
-        for i in [
-            at::KEEP_QUERY,
-            at::OPT_OUT,
-            at::ALLOW_AUTOMATION,
-            at::ALLOW_LOCALHOST,
-        ] {
-            s |= u32::from(self.is_on(i)) << i;
+        // The switches are numbered from `STRINGIFY` to `ALLOW_LOCALHOST` in [`NAMES`]: one loop.
+        let mut s = 0;
+        for i in at::STRINGIFY..=at::ALLOW_LOCALHOST {
+            let v = self.known(i);
+            // `STRINGIFY` is on unless "false"; the others when present and not "false".
+            let on = !v.is_some_and(|v| eq(v, b"false")) && (v.is_some() || i == at::STRINGIFY);
+            s |= u32::from(on) << i;
         }
         s
     }
