@@ -49,8 +49,7 @@ pub mod flag {
 pub struct Out<'a> {
     buf: &'a mut [u8],
     len: usize,
-    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`; 3: URL-escaped; 4: raw
-    /// with `-` written as `_`.
+    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`.
     mode: u8,
 }
 
@@ -71,23 +70,31 @@ impl<'a> Out<'a> {
         self.len += 1;
     }
 
-    /// Appends bytes, JSON-escaped inside a string or percent-encoded in a URL parameter: the one copy
-    /// loop for every write in this module.
+    /// Appends bytes as they are ([`copy::RAW`]), percent-encoded ([`copy::URL`]) or with `-` written
+    /// as `_` ([`copy::DASH`]): the copy loop of everything the default module writes (the endpoint
+    /// and the global properties), which needs no JSON escaping, so [`Out::put`] stays out of it.
+    #[inline(never)]
+    pub fn copy(&mut self, s: &[u8], how: u8) {
+        for &b in s {
+            match how {
+                copy::URL if !(b.is_ascii_alphanumeric() || b"-._~".contains(&b)) => {
+                    self.byte(b'%');
+                    self.byte(hex(b >> 4));
+                    self.byte(hex(b));
+                }
+                copy::DASH if b == b'-' => self.byte(b'_'),
+                _ => self.byte(b),
+            }
+        }
+    }
+
+    /// Appends bytes, JSON-escaped inside a string: the copy loop of the extended module's beacons.
     #[inline(never)]
     pub fn put(&mut self, s: &[u8]) {
         for &b in s {
-            // Written before two hex digits of `b`: `\u00` for a control character in JSON, `%` for
-            // anything but RFC 3986 unreserved characters in a URL.
+            // Written before two hex digits of `b`: `\u00` for a control character in JSON.
             let esc: &[u8] = match (self.mode, b) {
                 (0, _) => b"",
-                (4, b'-') => {
-                    self.byte(b'_');
-                    continue;
-                }
-                (4, _) => b"",
-                (3, b'-' | b'.' | b'_' | b'~') => b"",
-                (3, b) if b.is_ascii_alphanumeric() => b"",
-                (3, _) => b"%",
                 (_, 0..=0x1f) => b"\\u00",
                 (_, b'"' | b'\\') => {
                     self.byte(b'\\');
@@ -134,6 +141,16 @@ impl<'a> Out<'a> {
     fn last(&self) -> Option<&u8> {
         self.bytes().last()
     }
+}
+
+/// How [`Out::copy`] writes.
+pub mod copy {
+    /// As it is.
+    pub const RAW: u8 = 0;
+    /// Percent-encoded but for RFC 3986 unreserved characters.
+    pub const URL: u8 = 1;
+    /// With `-` written as `_`.
+    pub const DASH: u8 = 2;
 }
 
 /// Splits off the text before the first `sep` and leaves what follows it in `text` (empty when
@@ -327,10 +344,10 @@ impl<'a> Config<'a> {
     pub fn endpoint(&self, out: &mut Out) {
         let (proxy_url, proxy) = (self.val(at::PROXY_URL), self.val(at::PROXY));
         if !proxy_url.is_empty() {
-            out.put(proxy_url);
+            out.copy(proxy_url, copy::RAW);
         } else if !proxy.is_empty() {
-            out.put(trim_slashes(proxy));
-            out.put(b"/api/tracking");
+            out.copy(trim_slashes(proxy), copy::RAW);
+            out.copy(b"/api/tracking", copy::RAW);
         } else {
             let origin = self.val(at::SRC_ORIGIN);
             let host = match trim_slashes(self.val(at::HOST)) {
@@ -338,12 +355,12 @@ impl<'a> Config<'a> {
                 [] => DEFAULT_HOST,
                 h => h,
             };
-            out.put(host);
-            out.put(b"/v0/events?name=");
+            out.copy(host, copy::RAW);
+            out.copy(b"/v0/events?name=", copy::RAW);
             url_escape(self.datasource(), out);
             let token = self.val(at::TOKEN);
             if !token.is_empty() {
-                out.put(b"&token=");
+                out.copy(b"&token=", copy::RAW);
                 url_escape(token, out);
             }
         }
@@ -366,9 +383,7 @@ fn hex(n: u8) -> u8 {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn url_escape(s: &[u8], out: &mut Out) {
-    out.mode = 3;
-    out.put(s);
-    out.mode = 0;
+    out.copy(s, copy::URL);
 }
 
 /// Writes `s` as a JSON string literal (quotes included), escaping `"`, `\` and control characters;
@@ -523,16 +538,14 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
     let cfg = Config::parse(attrs);
     cfg.endpoint(out);
     for v in [cfg.val(at::TENANT_ID), cfg.domain()] {
-        out.put(b"\0");
-        out.put(v);
+        out.copy(b"\0", copy::RAW);
+        out.copy(v, copy::RAW);
     }
     cfg.globals(|k, v| {
-        out.put(b"\0");
-        out.mode = 4;
-        out.put(k);
-        out.mode = 0;
-        out.put(b"\0");
-        out.put(v);
+        out.copy(b"\0", copy::RAW);
+        out.copy(k, copy::DASH);
+        out.copy(b"\0", copy::RAW);
+        out.copy(v, copy::RAW);
     });
     cfg.settings()
 }
