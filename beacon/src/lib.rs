@@ -557,11 +557,7 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
 /// ([`same_page`]), or for a payload over [`MAX_PAYLOAD`].
 pub fn verdict(settings: u32, flags: u32, page: &[u8], payload_len: usize) -> u32 {
     let mut rest = page;
-    let (host, href, last) = (
-        take(&mut rest, 0),
-        take(&mut rest, 0),
-        take(&mut rest, 0),
-    );
+    let (host, href, last) = (take(&mut rest, 0), take(&mut rest, 0), take(&mut rest, 0));
     if !allowed(settings, flags, href, host)
         || payload_len > MAX_PAYLOAD
         || rest.is_empty() && same_page(href, last)
