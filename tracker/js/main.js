@@ -158,6 +158,7 @@ try {
       let g;
       [E, T, M, ...g] = new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, x.c(n))).split('\0');
       while (g[0]) G[g.shift()] = g.shift();
+      if (!E) throw 0; // the attributes did not fit: off
       q.splice(0).forEach((e) => run(...e));
     })
     .catch(() => {

@@ -4,10 +4,10 @@
 //! its length (negative, that is huge, when it did not fit); what the module writes back is decoded
 //! from the second half. Nothing here allocates.
 //!
-//! The default module only answers questions ([`c`] once, then [`t`], [`k`] and [`q`] per event): the
+//! The default module only answers questions (`c` once, then `t`, `k` and `q` per event): the
 //! loader builds the envelope with the browser's `JSON.stringify` and the URLs with `URL`. The
 //! extended module (feature `ext`) builds the whole beacon itself and sends it through its one
-//! import ([`e`]), for the capture modules' events.
+//! import (`e`), for the capture modules' events.
 #![allow(unsafe_code)]
 
 use core::ptr::addr_of_mut;
@@ -56,13 +56,17 @@ mod default {
 
     /// Setup with the script tag's attributes (`name\0value\0…`) in the input: writes
     /// `endpoint\0tenant\0domain` and `\0name\0value` per global property into the output half and
-    /// returns its length (`starling_beacon::setup`).
+    /// returns its length (`starling_beacon::setup`), 0 when the attributes or the answer did not fit.
     #[no_mangle]
     pub extern "C" fn c(len: usize) -> usize {
         // SAFETY: the output half is disjoint from the input half `input` borrows, and single-threaded.
         let (attrs, out) = unsafe {
             let (i, o) = (&mut *addr_of_mut!(IO)).split_at_mut(HALF);
-            (i.get(..len).unwrap_or_default(), o)
+            (i.get(..len), o)
+        };
+        // Attributes that did not fit: no endpoint, and the loader turns the tracker off.
+        let Some(attrs) = attrs else {
+            return 0;
         };
         let mut out = Out::new(out);
         let s = setup(attrs, &mut out);
