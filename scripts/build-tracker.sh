@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the browser tracker unless its inputs are unchanged:
-#   cargo (wasm32, release; default and `ext` modules) → wasm-opt -Oz → esbuild for the loaders and the
-#   opt-in scripts
+#   cargo (wasm32, release; default and `ext` modules) → wasm-metadce, wasm-opt -Oz → esbuild for the
+#   loader, the add-on and the opt-in scripts
 # and writes, all named by one content hash H of everything below:
 #   www/dist/t.js               the loader (short cache)
 #   www/dist/t/H.wasm           the default module
-#   www/dist/t/H.x.js           the extended loader (js/ext.js), which t.js hands over to when the tag
-#                               enables an opt-in capture
+#   www/dist/t/H.x.js           the opt-in add-on (js/ext.js), loaded by t.js instead of the default
+#                               module when the tag enables an opt-in capture
 #   www/dist/t/H.x.wasm         the extended module (web vitals, links, engagement, hash routing, 404)
 #   www/dist/t/H.{s,w,o,f,e}.js the opt-in scripts: storage, web vitals, outbound links, file downloads,
 #                               engagement
@@ -58,7 +58,7 @@ es tracker/js/links.js "$out/m.o.js" --define:WHICH=1
 es tracker/js/links.js "$out/m.f.js" --define:WHICH=2
 es tracker/js/engagement.js "$out/m.e.js"
 hash=$(cat "$out"/m.* tracker/js/main.js tracker/js/ext.js | sha256sum | cut -c1-16)
-step "esbuild: t.js and the extended loader x.js (build $hash)"
+step "esbuild: t.js and the opt-in add-on x.js (build $hash)"
 es tracker/js/ext.js "$out/m.x.js" --define:H="\"$hash\""
 es tracker/js/main.js "$out/t.js" --define:H="\"$hash\"" --define:INLINE=0
 # The same loader with the default module inlined (base64), for the size comparison only.

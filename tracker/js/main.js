@@ -7,8 +7,9 @@
 // wrapped: nothing here may throw into the host page, and a trap in the module turns the tracker off.
 //
 // Build-time constant (scripts/build-tracker.sh): H, the build's content hash. Files under t/ next to
-// this script: H.wasm (the default module), H.s.js (data-storage), and for any opt-in capture H.x.js,
-// the extended loader (js/ext.js) that takes over with the extended module H.x.wasm.
+// this script: H.wasm (the default module), H.s.js (data-storage), and for any opt-in capture H.x.js
+// (js/ext.js), which brings the extended module H.x.wasm and replaces `run`; the API, the queue, the
+// SPA hooks and sending with retry stay here for every page.
 try {
   const W = window;
   const D = document;
@@ -19,13 +20,8 @@ try {
   const load = (c) =>
     new Promise((r) => D.head.append(Object.assign(D.createElement('script'), { src: dir + c + '.js', onload: r, onerror: r })));
   const early = W.starling?.q || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
-  if (['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].some((a) => s.hasAttribute('data-' + a))) {
-    // An opt-in capture: the extended loader takes over, with the tag and the calls made until then.
-    W.starling = { q: early, s, track: (n, p) => n && early.push([n, p]) };
-    W.Tinybird = { trackEvent: W.starling.track };
-    load('.x');
-    throw 0;
-  }
+  // An opt-in capture: x.js brings the extended module and its own `run` (js/ext.js).
+  const X = ['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].some((a) => s.hasAttribute('data-' + a));
   const q = []; // events waiting for the module
   const retry = []; // beacons the browser refused, retried before the next send and on hide/online
   let last = ''; // the last page hit sent
@@ -36,7 +32,9 @@ try {
   let M;
   const G = {};
 
+  // Every send first retries what the browser refused before.
   const post = (u, b) => {
+    flush();
     try {
       // A string body is sent as text/plain: no CORS preflight.
       if (N.sendBeacon(u, b)) return;
@@ -63,70 +61,84 @@ try {
     return u.href;
   };
 
-  const run = (name, props, href) => {
+  // One event, decided with the default module; a trap is caught by `call`.
+  let run = (name, props, href) => {
+    // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
+    const [sid, save] = (W.starling.$ || Array)();
+    let out;
     try {
-      // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
-      const [sid, save] = (W.starling.$ || Array)();
-      let out;
-      try {
-        out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
-      } catch {}
-      const u = new URL(href);
-      // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
-      let j = JSON.stringify(props ?? {}, (k, v) => (k && x.k(put(k)) ? '********' : v));
-      const p = Object.assign(
-        name
-          ? j[0] == '{'
-            ? JSON.parse(j)
-            : {}
-          : {
-              'user-agent': N.userAgent,
-              locale: N.language || 'en',
-              referrer: strip(last || D.referrer),
-              pathname: u.pathname,
-              href: strip(href),
-            },
-        G,
+      out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
+    } catch {}
+    const u = new URL(href);
+    // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
+    let j = JSON.stringify(props ?? {}, (k, v) => (k && x.k(put(k)) ? '********' : v));
+    const p = Object.assign(
+      name
+        ? j[0] == '{'
+          ? JSON.parse(j)
+          : {}
+        : {
+            'user-agent': N.userAgent,
+            locale: N.language || 'en',
+            referrer: strip(last || D.referrer),
+            pathname: u.pathname,
+            href: strip(href),
+          },
+      G,
+    );
+    j = JSON.stringify(p);
+    const r = x.t(
+      put([u.hostname, href, last, name].join('\0')),
+      !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2),
+      j.length,
+    );
+    if (r) {
+      post(
+        E,
+        JSON.stringify({
+          timestamp: new Date().toISOString(),
+          action: name || 'page_hit',
+          version: '1',
+          session_id: sid || '',
+          tenant_id: T,
+          domain: M || u.hostname,
+          payload: r > 1 ? j : p,
+        }),
       );
-      j = JSON.stringify(p);
-      const r = x.t(
-        put([u.hostname, href, last, name].join('\0')),
-        !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2),
-        j.length,
-      );
-      if (r) {
-        flush();
-        post(
-          E,
-          JSON.stringify({
-            timestamp: new Date().toISOString(),
-            action: name || 'page_hit',
-            version: '1',
-            session_id: sid || '',
-            tenant_id: T,
-            domain: M || u.hostname,
-            payload: r > 1 ? j : p,
-          }),
-        );
-        name || (last = href);
-        save?.();
-      }
-    } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) x = null;
+      name || (last = href);
+      save?.();
     }
   };
-  // Everything goes through here: queued until the module is ready, dropped once it is off.
-  const go = (name, props) => {
+  // What `run` returns (the capture scripts read it); a trap in the module turns the tracker off.
+  const call = (e) => {
     try {
-      const e = [name, props, L.href];
-      x ? run(...e) : x === 0 && q.push(e);
+      return run(...e);
+    } catch (err) {
+      if (err instanceof WebAssembly.RuntimeError) x = null;
+    }
+  };
+  // Everything goes through here: queued until the module is ready, dropped once it is off. `kind` and
+  // `n` describe a capture script's report (beacon::kind), for x.js's `run`.
+  const go = (name, props, kind, n) => {
+    try {
+      const e = [name, props, L.href, kind, n];
+      return x ? call(e) : x === 0 && q.push(e) && 0;
     } catch {}
   };
   const track = (name, props) => name && go('' + name, props);
   const page = () => D.prerendering || go('');
 
   W.Tinybird = { trackEvent: track };
-  W.starling = { track, s };
+  // For x.js and the capture scripts: `_` reports, `p` posts, `r` replaces `run`, `s` is the tag.
+  W.starling = {
+    track,
+    s,
+    _: go,
+    p: post,
+    r: (f) => {
+      run = f;
+    },
+  };
   for (const m of ['pushState', 'replaceState']) {
     const orig = history[m];
     history[m] = function () {
@@ -144,22 +156,27 @@ try {
   D.prerendering ? D.addEventListener('prerenderingchange', page, { once: true }) : page();
 
   Promise.all([
-    // INLINE (a build-time constant) is the module in base64 in t.inline.js, only built to compare sizes.
-    (INLINE
-      ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
-      : fetch(dir + '.wasm').then((r) => r.arrayBuffer())
-    ).then((b) => WebAssembly.instantiate(b)),
+    X
+      ? // x.js leaves its instance's promise in starling.m
+        load('.x').then(() => W.starling.m)
+      : // INLINE (a build-time constant) is the module in base64 in t.inline.js, only built to compare sizes.
+        (INLINE
+          ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
+          : fetch(dir + '.wasm').then((r) => r.arrayBuffer())
+        ).then((b) => WebAssembly.instantiate(b)),
     s.hasAttribute('data-storage') && load('.s'),
   ])
     .then(([m]) => {
       x = m.instance.exports;
-      B = x.b();
-      const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
-      let g;
-      [E, T, M, ...g] = new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, x.c(n))).split('\0');
-      while (g[0]) G[g.shift()] = g.shift();
-      if (!E) throw 0; // the attributes did not fit: off
-      q.splice(0).forEach((e) => run(...e));
+      if (!X) {
+        B = x.b();
+        const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
+        let g;
+        [E, T, M, ...g] = new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, x.c(n))).split('\0');
+        while (g[0]) G[g.shift()] = g.shift();
+        if (!E) throw 0; // the attributes did not fit: off
+      }
+      q.splice(0).forEach(call);
     })
     .catch(() => {
       x = null;
