@@ -349,6 +349,39 @@ test('data-stringify-payload="false" sends the payload as an object, data-keep-q
   await context.close();
 });
 
+test('attributes too large for the module turn the tracker off without an error', async () => {
+  // Everything on a non-local host name (the worker's t.js and module proxied there), in a
+  // non-automated browser: a tracker that lost its configuration would still send, to a default
+  // endpoint, and only the size check stops it.
+  const host = 'http://huge.example';
+  const html = spaPage({ 'data-token': 't', 'data-tb-notes': 'x'.repeat(40000) }).replaceAll(w.base, host);
+  const context = await browser.newContext({ userAgent: UA });
+  await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false }));
+  await context.route(`${host}/**`, async (route) => {
+    const path = new URL(route.request().url()).pathname;
+    if (!path.startsWith('/t')) return route.fulfill({ status: 200, contentType: 'text/html', body: html });
+    const r = await route.fetch({ url: w.base + path });
+    await route.fulfill({ response: r });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  const posts = []; // to any host
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('request', (r) => r.method() === 'POST' && posts.push(r.url()));
+  await page.goto(`${host}/a`);
+  await page.waitForFunction(() => window.Tinybird && !window.starling.q);
+  await page.waitForTimeout(500);
+  await page.evaluate(() => {
+    Tinybird.trackEvent('x', { a: 1 });
+    history.pushState({}, '', '/b');
+  });
+  await page.waitForTimeout(500);
+  assert.deepEqual(posts, []);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('t.js and the module are served with CORS and cache headers (www/dist/_headers.tracker merged into _headers)', async () => {
   const js = await httpCall(`${w.base}/t.js`);
   assert.equal(js.status, 200);
