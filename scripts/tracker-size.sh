@@ -33,19 +33,21 @@ if (!h) throw new Error('t.js names no build');
 const t = (x) => `www/dist/t/${h}${x}`;
 const version = JSON.parse(readFileSync('node_modules/@tinybirdco/flock.js/package.json', 'utf8')).version;
 const base = ['www/dist/t.js', t('.wasm')];
-const ext = ['www/dist/t.js', t('.x.wasm')];
+// An opt-in capture: t.js hands over to the extended loader, which fetches the extended module.
+const ext = ['www/dist/t.js', t('.x.js'), t('.x.wasm')];
 const rows = {
   'starling t.js (loader)': size(['www/dist/t.js']),
   [`starling t/${h}.wasm (default module)`]: size([t('.wasm')]),
   '**default page hit: t.js + module**': size(base),
   'same, module inlined in t.js (base64, one request)': size(['tracker/pkg/t.inline.js']),
+  [`t/${h}.x.js (opt-in add-on to t.js)`]: size([t('.x.js')]),
   [`t/${h}.x.wasm (extended module)`]: size([t('.x.wasm')]),
   'opt-in storage: + .s.js': size([t('.s.js')]),
-  'opt-in data-hash or data-404: extended module instead': size(ext),
-  'opt-in web vitals: extended module + .w.js': size([...ext, t('.w.js')]),
-  'opt-in outbound links: extended module + .o.js': size([...ext, t('.o.js')]),
-  'opt-in file downloads: extended module + .f.js': size([...ext, t('.f.js')]),
-  'opt-in engagement: extended module + .e.js': size([...ext, t('.e.js')]),
+  'opt-in data-hash or data-404: + x.js and extended module': size(ext),
+  'opt-in web vitals: + extended + .w.js': size([...ext, t('.w.js')]),
+  'opt-in outbound links: + extended + .o.js': size([...ext, t('.o.js')]),
+  'opt-in file downloads: + extended + .f.js': size([...ext, t('.f.js')]),
+  'opt-in engagement: + extended + .e.js': size([...ext, t('.e.js')]),
   'every opt-in at once': size([...ext, ...['s', 'w', 'o', 'f', 'e'].map((c) => t(`.${c}.js`))]),
   [`flock.js ${version} dist/index.js`]: size([flock]),
   [`flock.js ${version} esbuild --minify`]: size([flockMin]),

@@ -82,7 +82,8 @@ async function open(url, { init } = {}) {
     if (r.url().startsWith(`${w.base}/v0/events`)) beacons.push(JSON.parse(r.postData()));
   });
   await page.goto(url);
-  await page.waitForFunction(() => window.starling?._);
+  // Ready: t.js installed the API, or for an opt-in capture the extended loader took over (no more queue).
+  await page.waitForFunction(() => window.starling && !window.starling.q);
   return { context, page, errors, beacons, fetched };
 }
 

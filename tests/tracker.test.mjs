@@ -320,6 +320,68 @@ test('GPC, an opt-out or an automated browser send nothing, and the API never th
   );
 });
 
+test('data-stringify-payload="false" sends the payload as an object, data-keep-query keeps the query, masking reaches arrays', async () => {
+  pages.set(
+    '/object/',
+    spaPage({
+      'data-token': w.token('objectco', 'tracker'),
+      'data-host': w.base,
+      'data-stringify-payload': 'false',
+      'data-keep-query': '',
+      'data-allow-localhost': '',
+      'data-allow-automation': '',
+      'data-tb-plan': 'pro',
+    }),
+  );
+  const { context, page, errors, beacons } = await open(`${origin}/object/a?q=1&utm_source=x#frag`);
+  await page.waitForFunction(() => window.Tinybird && !window.starling.q);
+  await page.evaluate(() => Tinybird.trackEvent('cart', { items: [{ sku: 'A', userEmail: 'a@b.c' }], apiToken: 't' }));
+  await page.waitForTimeout(500);
+  const bodies = beacons.map((b) => JSON.parse(b.postData()));
+  const hit = bodies.find((b) => b.action === 'page_hit');
+  assert.equal(typeof hit.payload, 'object', 'an object, not a JSON string');
+  assert.equal(hit.payload.href, `${origin}/object/a?q=1&utm_source=x`, 'the whole query, no fragment');
+  assert.equal(hit.payload.plan, 'pro');
+  assert.deepEqual(Object.keys(hit).sort(), ['action', 'domain', 'payload', 'session_id', 'tenant_id', 'timestamp', 'version']);
+  const cart = bodies.find((b) => b.action === 'cart');
+  assert.deepEqual(cart.payload, { items: [{ sku: 'A', userEmail: '********' }], apiToken: '********', plan: 'pro' });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('attributes too large for the module turn the tracker off without an error', async () => {
+  // Everything on a non-local host name (the worker's t.js and module proxied there), in a
+  // non-automated browser: a tracker that lost its configuration would still send, to a default
+  // endpoint, and only the size check stops it.
+  const host = 'http://huge.example';
+  const html = spaPage({ 'data-token': 't', 'data-tb-notes': 'x'.repeat(40000) }).replaceAll(w.base, host);
+  const context = await browser.newContext({ userAgent: UA });
+  await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false }));
+  await context.route(`${host}/**`, async (route) => {
+    const path = new URL(route.request().url()).pathname;
+    if (!path.startsWith('/t')) return route.fulfill({ status: 200, contentType: 'text/html', body: html });
+    const r = await route.fetch({ url: w.base + path });
+    await route.fulfill({ response: r });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  const posts = []; // to any host
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('request', (r) => r.method() === 'POST' && posts.push(r.url()));
+  await page.goto(`${host}/a`);
+  await page.waitForFunction(() => window.Tinybird && !window.starling.q);
+  await page.waitForTimeout(500);
+  await page.evaluate(() => {
+    Tinybird.trackEvent('x', { a: 1 });
+    history.pushState({}, '', '/b');
+  });
+  await page.waitForTimeout(500);
+  assert.deepEqual(posts, []);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('t.js and the module are served with CORS and cache headers (www/dist/_headers.tracker merged into _headers)', async () => {
   const js = await httpCall(`${w.base}/t.js`);
   assert.equal(js.status, 200);

@@ -32,7 +32,7 @@ pub const OUT_CAPACITY: usize = 2 * MAX_PAYLOAD + 8192;
 /// non-alphanumerics and camelCase humps and compared lower-cased, exactly or, for entries ending in
 /// `*`, as a prefix. So `userEmail`, `api_token`, `cc_number`, `newPassword1` and `pin` are masked;
 /// `shipping`, `success`, `author` and `partnumber` are not.
-const SENSITIVE: &[u8] = b"pass password* passwd passcode pin email* mail phone* tel mobile token* secret* auth user username userid address* card* cc cvv cvc ssn iban";
+const SENSITIVE: &[u8] = b"pass password* passwd passcode pin email* mail phone* tel mobile token* secret* auth user username userid address* card* cc cvv cvc ssn iban ";
 
 /// Privacy and automation signals read from the browser, as bits of the `flags` argument.
 pub mod flag {
@@ -49,7 +49,7 @@ pub mod flag {
 pub struct Out<'a> {
     buf: &'a mut [u8],
     len: usize,
-    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`; 3: URL-escaped.
+    /// 0: raw; 1: JSON string content; 2: the same with `-` written as `_`.
     mode: u8,
 }
 
@@ -70,18 +70,31 @@ impl<'a> Out<'a> {
         self.len += 1;
     }
 
-    /// Appends bytes, JSON-escaped inside a string or percent-encoded in a URL parameter: the one copy
-    /// loop for every write in this module.
+    /// Appends bytes as they are ([`copy::RAW`]), percent-encoded ([`copy::URL`]) or with `-` written
+    /// as `_` ([`copy::DASH`]): the copy loop of everything the default module writes (the endpoint
+    /// and the global properties), which needs no JSON escaping, so [`Out::put`] stays out of it.
+    #[inline(never)]
+    pub fn copy(&mut self, s: &[u8], how: u8) {
+        for &b in s {
+            match how {
+                copy::URL if !(b.is_ascii_alphanumeric() || b"-._~".contains(&b)) => {
+                    self.byte(b'%');
+                    self.byte(hex(b >> 4));
+                    self.byte(hex(b));
+                }
+                copy::DASH if b == b'-' => self.byte(b'_'),
+                _ => self.byte(b),
+            }
+        }
+    }
+
+    /// Appends bytes, JSON-escaped inside a string: the copy loop of the extended module's beacons.
     #[inline(never)]
     pub fn put(&mut self, s: &[u8]) {
         for &b in s {
-            // Written before two hex digits of `b`: `\u00` for a control character in JSON, `%` for
-            // anything but RFC 3986 unreserved characters in a URL.
+            // Written before two hex digits of `b`: `\u00` for a control character in JSON.
             let esc: &[u8] = match (self.mode, b) {
                 (0, _) => b"",
-                (3, b'-' | b'.' | b'_' | b'~') => b"",
-                (3, b) if b.is_ascii_alphanumeric() => b"",
-                (3, _) => b"%",
                 (_, 0..=0x1f) => b"\\u00",
                 (_, b'"' | b'\\') => {
                     self.byte(b'\\');
@@ -128,6 +141,16 @@ impl<'a> Out<'a> {
     fn last(&self) -> Option<&u8> {
         self.bytes().last()
     }
+}
+
+/// How [`Out::copy`] writes.
+pub mod copy {
+    /// As it is.
+    pub const RAW: u8 = 0;
+    /// Percent-encoded but for RFC 3986 unreserved characters.
+    pub const URL: u8 = 1;
+    /// With `-` written as `_`.
+    pub const DASH: u8 = 2;
 }
 
 /// Splits off the text before the first `sep` and leaves what follows it in `text` (empty when
@@ -255,6 +278,19 @@ impl<'a> Config<'a> {
         found
     }
 
+    /// The switches as [`setting`] bits.
+    pub fn settings(&self) -> u32 {
+        // The switches are numbered from `STRINGIFY` to `ALLOW_LOCALHOST` in [`NAMES`]: one loop.
+        let mut s = 0;
+        for i in at::STRINGIFY..=at::ALLOW_LOCALHOST {
+            let v = self.known(i);
+            // `STRINGIFY` is on unless "false"; the others when present and not "false".
+            let on = !v.is_some_and(|v| eq(v, b"false")) && (v.is_some() || i == at::STRINGIFY);
+            s |= u32::from(on) << i;
+        }
+        s
+    }
+
     /// Whether a switch attribute is present and not `"false"` (`data-allow-localhost`,
     /// `data-allow-automation`, `data-opt-out`, `data-keep-query`).
     pub fn on(&self, name: &[u8]) -> bool {
@@ -282,15 +318,22 @@ impl<'a> Config<'a> {
     /// Appends the global attributes (`data-tb-*`, `tb_*`) as JSON members, the prefix removed and
     /// `-` turned into `_` (`data-tb-app-version` → `app_version`).
     fn put_globals(&self, out: &mut Out) {
+        self.globals(|k, v| {
+            comma(out);
+            json_str(k, true, out);
+            out.put(b":");
+            json_str(v, false, out);
+        });
+    }
+
+    /// Calls `f(name, value)` for each global attribute (`data-tb-*`, `tb_*`), the prefix removed.
+    fn globals(&self, mut f: impl FnMut(&'a [u8], &'a [u8])) {
         let mut rest = self.attrs;
         while !rest.is_empty() {
             let k = take(&mut rest, 0);
             let v = take(&mut rest, 0);
             if let Some(k @ [_, ..]) = strip_prefix(k, b"data-tb-").or(strip_prefix(k, b"tb_")) {
-                comma(out);
-                json_str(k, true, out);
-                out.put(b":");
-                json_str(v, false, out);
+                f(k, v);
             }
         }
     }
@@ -301,10 +344,10 @@ impl<'a> Config<'a> {
     pub fn endpoint(&self, out: &mut Out) {
         let (proxy_url, proxy) = (self.val(at::PROXY_URL), self.val(at::PROXY));
         if !proxy_url.is_empty() {
-            out.put(proxy_url);
+            out.copy(proxy_url, copy::RAW);
         } else if !proxy.is_empty() {
-            out.put(trim_slashes(proxy));
-            out.put(b"/api/tracking");
+            out.copy(trim_slashes(proxy), copy::RAW);
+            out.copy(b"/api/tracking", copy::RAW);
         } else {
             let origin = self.val(at::SRC_ORIGIN);
             let host = match trim_slashes(self.val(at::HOST)) {
@@ -312,12 +355,12 @@ impl<'a> Config<'a> {
                 [] => DEFAULT_HOST,
                 h => h,
             };
-            out.put(host);
-            out.put(b"/v0/events?name=");
+            out.copy(host, copy::RAW);
+            out.copy(b"/v0/events?name=", copy::RAW);
             url_escape(self.datasource(), out);
             let token = self.val(at::TOKEN);
             if !token.is_empty() {
-                out.put(b"&token=");
+                out.copy(b"&token=", copy::RAW);
                 url_escape(token, out);
             }
         }
@@ -340,9 +383,7 @@ fn hex(n: u8) -> u8 {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn url_escape(s: &[u8], out: &mut Out) {
-    out.mode = 3;
-    out.put(s);
-    out.mode = 0;
+    out.copy(s, copy::URL);
 }
 
 /// Writes `s` as a JSON string literal (quotes included), escaping `"`, `\` and control characters;
@@ -390,27 +431,36 @@ fn member(key: &[u8], value: &[u8], out: &mut Out) {
 /// non-alphanumerics and camelCase humps) is a sensitive word such as `pass`, `email`, `phone`,
 /// `token`, `secret`, `auth`, `user`, `card`, `cc`, `pin`, `ssn` (some also as a prefix).
 pub fn is_sensitive(key: &[u8]) -> bool {
-    // Words are compared in place, lower-cased on the fly (no copy into a buffer).
-    let mut start = 0;
+    // Words are compared in place, lower-cased on the fly, against the list in one pass over it (no
+    // slices cut from it: each would be a pointer and length returned through memory).
+    let (mut start, mut prev) = (0, 0u8);
     for i in 0..=key.len() {
         let c = key.get(i).copied().unwrap_or(b'_');
-        let hump = c.is_ascii_uppercase()
-            && key
-                .get(i.wrapping_sub(1))
-                .is_some_and(u8::is_ascii_lowercase);
+        let hump = c.is_ascii_uppercase() && prev.is_ascii_lowercase();
+        prev = c;
         if !c.is_ascii_alphanumeric() || hump {
-            let w = key.get(start..i).unwrap_or_default();
-            let mut list = SENSITIVE;
-            while !list.is_empty() {
-                let s = take(&mut list, b' ');
-                let (s, prefix) = match s.split_last() {
-                    Some((b'*', p)) => (p, true),
-                    _ => (s, false),
-                };
-                if (w.len() == s.len() || prefix && w.len() > s.len())
-                    && w.iter().zip(s).all(|(a, b)| a.to_ascii_lowercase() == *b)
-                {
-                    return true;
+            let len = i.wrapping_sub(start);
+            let (mut j, mut same) = (0, true);
+            for &l in SENSITIVE {
+                match l {
+                    // A prefix entry ends: the key's word starts with it. The space after it resets.
+                    b'*' => {
+                        if same && len >= j {
+                            return true;
+                        }
+                        same = false;
+                    }
+                    // An entry ends: the key's word is it.
+                    b' ' => {
+                        if same && len == j {
+                            return true;
+                        }
+                        (j, same) = (0, true);
+                    }
+                    _ => {
+                        same &= key.get(start + j).map(u8::to_ascii_lowercase) == Some(l);
+                        j += 1;
+                    }
                 }
             }
             start = i + usize::from(!hump);
@@ -434,23 +484,93 @@ pub fn strip_query(url: &[u8], keep_query: bool, out: &mut Out) {
     }
 }
 
-/// Whether the page is on this machine: `file:`, `localhost`, `*.localhost`, loopback addresses.
-pub fn is_local(page: &Page) -> bool {
-    let h = page.host;
-    strip_prefix(page.href, b"file:").is_some()
-        || is_domain_or_sub(h, b"localhost")
-        || strip_prefix(h, b"127.").is_some()
-        || eq(h, b"[::1]")
-        || eq(h, b"0.0.0.0")
+/// Whether the page at `href` on host `host` is on this machine: `file:`, `localhost`, `*.localhost`,
+/// loopback addresses.
+pub fn is_local(href: &[u8], host: &[u8]) -> bool {
+    strip_prefix(href, b"file:").is_some()
+        || is_domain_or_sub(host, b"localhost")
+        || strip_prefix(host, b"127.").is_some()
+        || eq(host, b"[::1]")
+        || eq(host, b"0.0.0.0")
 }
 
 /// Whether to send anything at all: never under GPC or an opt-out, not from automated browsers or
 /// local pages unless the site allows them.
 pub fn should_track(cfg: &Config, flags: u32, page: &Page) -> bool {
+    allowed(cfg.settings(), flags, page.href, page.host)
+}
+
+/// [`should_track`] on the script tag's [`setting`]s, for the page at `href` on host `host`.
+pub fn allowed(settings: u32, flags: u32, href: &[u8], host: &[u8]) -> bool {
     flags & (flag::GPC | flag::OPT_OUT) == 0
-        && !cfg.is_on(at::OPT_OUT)
-        && (flags & flag::AUTOMATION == 0 || cfg.is_on(at::ALLOW_AUTOMATION))
-        && (cfg.is_on(at::ALLOW_LOCALHOST) || !is_local(page))
+        && settings & setting::OPT_OUT == 0
+        && (flags & flag::AUTOMATION == 0 || settings & setting::ALLOW_AUTOMATION != 0)
+        && (settings & setting::ALLOW_LOCALHOST != 0 || !is_local(href, host))
+}
+
+/// The script tag's switches as bits of one word, which the default module keeps between calls
+/// ([`Config::settings`], [`setup`]): each is on when its attribute is present and not `"false"`,
+/// except [`STRINGIFY`](setting::STRINGIFY), which is on unless `data-stringify-payload="false"`.
+pub mod setting {
+    use super::at;
+    /// `data-keep-query`: page URLs keep their whole query, not only `utm_*`.
+    pub const KEEP_QUERY: u32 = 1 << at::KEEP_QUERY;
+    /// `data-opt-out`: the site turned tracking off.
+    pub const OPT_OUT: u32 = 1 << at::OPT_OUT;
+    /// `data-allow-automation`: automated browsers are tracked.
+    pub const ALLOW_AUTOMATION: u32 = 1 << at::ALLOW_AUTOMATION;
+    /// `data-allow-localhost`: local pages are tracked.
+    pub const ALLOW_LOCALHOST: u32 = 1 << at::ALLOW_LOCALHOST;
+    /// The payload is sent as a JSON string (flock.js's default), not as an object.
+    pub const STRINGIFY: u32 = 1 << at::STRINGIFY;
+}
+
+/// The default module's setup, once per page: reads the script tag's `name\0value\0…` attributes
+/// (with `src-origin`, see [`Config::endpoint`]) and writes `endpoint\0tenant\0domain` into `out`,
+/// then `\0name\0value` for each global property (`data-tb-app-version="2"` → `app_version`, `2`);
+/// returns the [`setting`]s that [`verdict`] and [`keeps_param`] take.
+///
+/// The default module leaves the envelope's serialisation to the browser's `JSON.stringify` and the
+/// URL's parsing to `URL`: what it decides is the endpoint, the globals, whether to send
+/// ([`verdict`]), which keys are masked ([`is_sensitive`]) and which query parameters stay
+/// ([`keeps_param`]).
+pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
+    let cfg = Config::parse(attrs);
+    cfg.endpoint(out);
+    for v in [cfg.val(at::TENANT_ID), cfg.domain()] {
+        out.copy(b"\0", copy::RAW);
+        out.copy(v, copy::RAW);
+    }
+    cfg.globals(|k, v| {
+        out.copy(b"\0", copy::RAW);
+        out.copy(k, copy::DASH);
+        out.copy(b"\0", copy::RAW);
+        out.copy(v, copy::RAW);
+    });
+    cfg.settings()
+}
+
+/// Whether to send one event, and how: 0 nothing, 1 with the payload as an object, 2 with the payload
+/// as a JSON string. `page` is `host\0href\0last\0action` (the page's host name and URL, the URL of
+/// the last page hit sent or empty, the action or empty for a page hit), `payload_len` the length of
+/// the serialised payload. Nothing is sent when not [`allowed`], for a page hit on the last page
+/// ([`same_page`]), or for a payload over [`MAX_PAYLOAD`].
+pub fn verdict(settings: u32, flags: u32, page: &[u8], payload_len: usize) -> u32 {
+    let mut rest = page;
+    let (host, href, last) = (take(&mut rest, 0), take(&mut rest, 0), take(&mut rest, 0));
+    if !allowed(settings, flags, href, host)
+        || payload_len > MAX_PAYLOAD
+        || rest.is_empty() && same_page(href, last)
+    {
+        return 0;
+    }
+    1 + u32::from(settings & setting::STRINGIFY != 0)
+}
+
+/// Whether the query parameter `param` (`name=value` as in the URL) stays in a URL sent: `utm_*`
+/// only, unless `data-keep-query` ([`setting::KEEP_QUERY`]).
+pub fn keeps_param(settings: u32, param: &[u8]) -> bool {
+    settings & setting::KEEP_QUERY != 0 || strip_prefix(param, b"utm_").is_some()
 }
 
 /// Whether a navigation to `href` stays on the page of the last hit `last` (same URL but for the
@@ -1202,6 +1322,137 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// What the default module's setup writes, split at `\0`, and its settings.
+    fn set_up(list: &[(&str, &str)]) -> (Vec<String>, u32) {
+        let mut buf = vec![0u8; OUT_CAPACITY];
+        let mut out = Out::new(&mut buf);
+        let s = setup(attrs(list), &mut out);
+        assert!(!out.full());
+        (text(out.bytes()).split('\0').map(String::from).collect(), s)
+    }
+
+    #[test]
+    fn setup_gives_endpoint_tenant_domain_and_globals() {
+        let (out, s) = set_up(&[
+            ("data-token", "a b"),
+            ("src-origin", "http://127.0.0.1:8787"),
+            ("data-tenant-id", "acme"),
+            ("data-domain", "shop.example"),
+            ("data-tb-app-version", "2\"1"),
+            ("tb_plan", "pro"),
+            ("data-tb-", "no name"),
+            ("data-keep-query", "false"),
+        ]);
+        assert_eq!(
+            out,
+            [
+                "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b",
+                "acme",
+                "shop.example",
+                "app_version",
+                "2\"1",
+                "plan",
+                "pro"
+            ]
+        );
+        assert_eq!(s, setting::STRINGIFY);
+        let (out, s) = set_up(&[
+            ("data-stringify-payload", "false"),
+            ("data-keep-query", ""),
+            ("data-opt-out", "yes"),
+            ("data-allow-automation", ""),
+            ("data-allow-localhost", "true"),
+        ]);
+        assert_eq!(
+            out,
+            [
+                "https://api.tinybird.co/v0/events?name=analytics_events",
+                "",
+                ""
+            ]
+        );
+        assert_eq!(
+            s,
+            setting::KEEP_QUERY
+                | setting::OPT_OUT
+                | setting::ALLOW_AUTOMATION
+                | setting::ALLOW_LOCALHOST
+        );
+    }
+
+    /// The default module's verdict on a page hit (`action` empty) or an event.
+    fn verdict_on(
+        settings: u32,
+        flags: u32,
+        host: &str,
+        href: &str,
+        last: &str,
+        action: &str,
+    ) -> u32 {
+        let page = [host, href, last, action].join("\0");
+        verdict(settings, flags, page.as_bytes(), 2)
+    }
+
+    #[test]
+    fn verdict_follows_privacy_flags_local_pages_and_same_page() {
+        let (web, s) = ("https://a.example/p", setting::STRINGIFY);
+        assert_eq!(verdict_on(s, 0, "a.example", web, "", ""), 2);
+        assert_eq!(verdict_on(0, 0, "a.example", web, "", "x"), 1);
+        for f in [flag::GPC, flag::OPT_OUT, flag::AUTOMATION] {
+            assert_eq!(verdict_on(s, f, "a.example", web, "", ""), 0, "flag {f}");
+        }
+        assert_eq!(
+            verdict_on(setting::OPT_OUT, 0, "a.example", web, "", "x"),
+            0
+        );
+        let bot = setting::ALLOW_AUTOMATION;
+        assert_eq!(
+            verdict_on(bot, flag::AUTOMATION, "a.example", web, "", ""),
+            1
+        );
+        assert_eq!(verdict_on(bot, flag::GPC, "a.example", web, "", ""), 0);
+        for (host, href) in [
+            ("localhost", "http://localhost:3000/"),
+            ("127.0.0.1", "http://127.0.0.1/x"),
+            ("", "file:///x.html"),
+            ("[::1]", "http://[::1]/"),
+            ("app.localhost", "http://app.localhost/"),
+        ] {
+            assert_eq!(verdict_on(0, 0, host, href, "", ""), 0, "{href}");
+            assert_eq!(
+                verdict_on(setting::ALLOW_LOCALHOST, 0, host, href, "", ""),
+                1,
+                "{href}"
+            );
+        }
+        // A page hit on the last page (but for the fragment) is not sent; an event there is.
+        let docs = "https://a.example/docs?x=1";
+        assert_eq!(
+            verdict_on(0, 0, "a.example", &[docs, "#b"].concat(), docs, ""),
+            0
+        );
+        assert_eq!(verdict_on(0, 0, "a.example", docs, docs, "click"), 1);
+        assert_eq!(
+            verdict_on(0, 0, "a.example", "https://a.example/docs?x=2", docs, ""),
+            1
+        );
+        // Too large: nothing (text that did not fit in the module is refused by the glue).
+        let page = ["a.example", web, "", ""].join("\0");
+        assert_eq!(verdict(0, 0, page.as_bytes(), MAX_PAYLOAD + 1), 0);
+        assert_eq!(verdict(0, 0, page.as_bytes(), MAX_PAYLOAD), 1);
+    }
+
+    #[test]
+    fn only_utm_parameters_are_kept_unless_keep_query() {
+        for p in ["utm_source=news", "utm_campaign=", "utm_x"] {
+            assert!(keeps_param(0, p.as_bytes()), "{p}");
+        }
+        for p in ["email=a@b.c", "utm=1", "UTM_source=x", "", "xutm_a=1"] {
+            assert!(!keeps_param(0, p.as_bytes()), "{p}");
+            assert!(keeps_param(setting::KEEP_QUERY, p.as_bytes()), "{p}");
+        }
     }
 
     #[test]

@@ -1,13 +1,15 @@
 // t.js: the loader. Reads its script tag synchronously, installs the public API (calls made before the
-// module is ready are queued and replayed), fetches and instantiates the wasm module with its one
-// import, and posts what the module decides. Every decision is made in the module (starling_beacon);
-// this file only reads the page and calls browser APIs. Every entry point is wrapped: nothing here may
-// throw into the host page, and a trap in the module turns the tracker off.
+// module is ready are queued and replayed), fetches and instantiates the wasm module, and sends what the
+// module allows. The module (starling_beacon) makes the decisions: the endpoint and global properties
+// (once), whether to send an event at all (GPC, opt-out, automation, local pages, same page, size),
+// which property keys are masked and which query parameters stay. This file only calls browser APIs:
+// `JSON.stringify` builds the flock.js envelope and `URL` takes URLs apart. Every entry point is
+// wrapped: nothing here may throw into the host page, and a trap in the module turns the tracker off.
 //
 // Build-time constant (scripts/build-tracker.sh): H, the build's content hash. Files under t/ next to
-// this script: H.wasm (the default module), H.x.wasm (the extended module, fetched instead when the tag
-// enables an opt-in capture), and H.<letter>.js, one script per opt-in feature, loaded only when its
-// attribute is present (storage.js, vitals.js, links.js, engagement.js).
+// this script: H.wasm (the default module), H.s.js (data-storage), and for any opt-in capture H.x.js
+// (js/ext.js), which brings the extended module H.x.wasm and replaces `run`; the API, the queue, the
+// SPA hooks and sending with retry stay here for every page.
 try {
   const W = window;
   const D = document;
@@ -15,20 +17,24 @@ try {
   const L = location;
   const s = D.currentScript;
   const dir = new URL('t/' + H, s.src);
-  const cfg = [...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin;
   const load = (c) =>
     new Promise((r) => D.head.append(Object.assign(D.createElement('script'), { src: dir + c + '.js', onload: r, onerror: r })));
-  // Opt-in features, each its own script; `hash` and `404` need only the extended module.
-  const ext = ['storage', 'web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) =>
-    s.hasAttribute('data-' + a),
-  );
   const early = W.starling?.q || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
+  // An opt-in capture: x.js brings the extended module and its own `run` (js/ext.js).
+  const X = ['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].some((a) => s.hasAttribute('data-' + a));
   const q = []; // events waiting for the module
   const retry = []; // beacons the browser refused, retried before the next send and on hide/online
-  let last = '';
+  let last = ''; // the last page hit sent
   let x = 0; // the module's exports; 0 while loading, null when off
+  let B; // the module's text buffer: input at B, output at B + 32768
+  let E; // endpoint, tenant, domain, global properties
+  let T;
+  let M;
+  const G = {};
 
+  // Every send first retries what the browser refused before.
   const post = (u, b) => {
+    flush();
     try {
       // A string body is sent as text/plain: no CORS preflight.
       if (N.sendBeacon(u, b)) return;
@@ -40,52 +46,99 @@ try {
       .catch(() => retry.length < 20 && retry.push([u, b]));
   };
   const flush = () => retry.splice(0).forEach((e) => post(...e));
-  const put = (t) => new TextEncoder().encodeInto(t, new Uint8Array(x.memory.buffer, x.b(), 32768));
+  // Text into the module's input; a negative length when it did not fit (the module then says no).
+  const put = (t, r = new TextEncoder().encodeInto(t, new Uint8Array(x.memory.buffer, B, 32768))) => r.read - t.length || r.written;
+  // A URL as sent: no fragment, and only the query parameters the module keeps (beacon::keeps_param).
+  const strip = (h, u) => {
+    if (!h) return '';
+    u = new URL(h);
+    u.hash = '';
+    u.search = u.search
+      .slice(1)
+      .split('&')
+      .filter((p) => x.q(put(p)))
+      .join('&');
+    return u.href;
+  };
 
-  // One event into the module; kind and n describe an opt-in capture's report (beacon::kind).
-  const run = (name, props, href, kind, n) => {
+  // One event, decided with the default module; a trap is caught by `call`.
+  let run = (name, props, href) => {
+    // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
+    const [sid, save] = (W.starling.$ || Array)();
+    let out;
     try {
-      // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
-      const [sid, save] = (W.starling.$ || Array)();
-      let out;
-      try {
-        out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
-      } catch {}
-      const u = new URL(href);
-      // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
-      props = name ? JSON.stringify(props ?? {}, (k, v) => (k && x.k(put(k).written) ? '********' : v)) : '';
-      const input = [
-        cfg,
-        [href, u.pathname, u.hostname, D.referrer, last, N.language, N.userAgent, new Date().toISOString(), sid].join('\0'),
-        name,
-        props,
-      ].join('\x01');
-      const r = put(input);
-      const sent =
-        r.read == input.length &&
-        x.e(r.written, !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2), kind, ...n);
-      if (sent) {
-        kind || name || (last = href);
-        save?.();
-      }
-      return sent;
-    } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) x = null;
+      out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
+    } catch {}
+    const u = new URL(href);
+    // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
+    let j = JSON.stringify(props ?? {}, (k, v) => (k && x.k(put(k)) ? '********' : v));
+    const p = Object.assign(
+      name
+        ? j[0] == '{'
+          ? JSON.parse(j)
+          : {}
+        : {
+            'user-agent': N.userAgent,
+            locale: N.language || 'en',
+            referrer: strip(last || D.referrer),
+            pathname: u.pathname,
+            href: strip(href),
+          },
+      G,
+    );
+    j = JSON.stringify(p);
+    const r = x.t(
+      put([u.hostname, href, last, name].join('\0')),
+      !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2),
+      j.length,
+    );
+    if (r) {
+      post(
+        E,
+        JSON.stringify({
+          timestamp: new Date().toISOString(),
+          action: name || 'page_hit',
+          version: '1',
+          session_id: sid || '',
+          tenant_id: T,
+          domain: M || u.hostname,
+          payload: r > 1 ? j : p,
+        }),
+      );
+      name || (last = href);
+      save?.();
     }
   };
-  // Everything goes through here: queued until the module is ready, dropped once it is off.
-  const go = (name, props, kind = 0, n = []) => {
+  // What `run` returns (the capture scripts read it); a trap in the module turns the tracker off.
+  const call = (e) => {
+    try {
+      return run(...e);
+    } catch (err) {
+      if (err instanceof WebAssembly.RuntimeError) x = null;
+    }
+  };
+  // Everything goes through here: queued until the module is ready, dropped once it is off. `kind` and
+  // `n` describe a capture script's report (beacon::kind), for x.js's `run`.
+  const go = (name, props, kind, n) => {
     try {
       const e = [name, props, L.href, kind, n];
-      return x ? run(...e) : x === 0 && q.push(e) && 0;
+      return x ? call(e) : x === 0 && q.push(e) && 0;
     } catch {}
   };
   const track = (name, props) => name && go('' + name, props);
   const page = () => D.prerendering || go('');
 
   W.Tinybird = { trackEvent: track };
-  // For the opt-in scripts: `_(name, props, kind, numbers)` returns what the module did; `s` is the tag.
-  W.starling = { track, _: go, s };
+  // For x.js and the capture scripts: `_` reports, `p` posts, `r` replaces `run`, `s` is the tag.
+  W.starling = {
+    track,
+    s,
+    _: go,
+    p: post,
+    r: (f) => {
+      run = f;
+    },
+  };
   for (const m of ['pushState', 'replaceState']) {
     const orig = history[m];
     history[m] = function () {
@@ -99,31 +152,31 @@ try {
   addEventListener('pagehide', flush);
   addEventListener('online', flush);
   addEventListener('visibilitychange', () => D.hidden && flush());
-  early.forEach((e) => go(e[0] == null ? '' : '' + e[0], e[1]));
+  early.forEach((e) => track(...e));
   D.prerendering ? D.addEventListener('prerenderingchange', page, { once: true }) : page();
 
-  const dec = (a, b) => new TextDecoder().decode(new Uint8Array(x.memory.buffer, a, b));
   Promise.all([
-    // The extended module when any feature but storage (listed first) is on. INLINE (a build-time
-    // constant) is the default module in base64 in t.inline.js, only built to compare sizes.
-    (!INLINE || (ext[0] && ext[0] != 'storage') || ext[1]
-      ? fetch(dir + ((ext[0] && ext[0] != 'storage') || ext[1] ? '.x' : '') + '.wasm').then((r) => r.arrayBuffer())
-      : Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
-    ).then((b) =>
-      WebAssembly.instantiate(b, {
-        e: {
-          s: (a, u, n) => {
-            flush();
-            post(dec(a, u), dec(a + u, n - u));
-          },
-        },
-      }),
-    ),
-    ...ext.map((a) => a[0] < 'a' || a == 'hash' || load('.' + a[0])),
+    X
+      ? // x.js leaves its instance's promise in starling.m
+        load('.x').then(() => W.starling.m)
+      : // INLINE (a build-time constant) is the module in base64 in t.inline.js, only built to compare sizes.
+        (INLINE
+          ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
+          : fetch(dir + '.wasm').then((r) => r.arrayBuffer())
+        ).then((b) => WebAssembly.instantiate(b)),
+    s.hasAttribute('data-storage') && load('.s'),
   ])
     .then(([m]) => {
       x = m.instance.exports;
-      q.splice(0).forEach((e) => run(...e));
+      if (!X) {
+        B = x.b();
+        const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
+        let g;
+        [E, T, M, ...g] = new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, x.c(n))).split('\0');
+        while (g[0]) G[g.shift()] = g.shift();
+        if (!E) throw 0; // the attributes did not fit: off
+      }
+      q.splice(0).forEach(call);
     })
     .catch(() => {
       x = null;
