@@ -1,6 +1,6 @@
 // t/<hash>.o.js (`data-outbound-links`, WHICH = 1) and t/<hash>.f.js (`data-file-downloads`, WHICH = 2):
 // reports clicks and middle clicks on links. The module decides whether a click is an outbound link or
-// a download (beacon::ext::link_event) and strips the target like every URL.
+// a download (beacon::ext::link_event) and strips the target like every URL (beacon::ext::capture).
 try {
   const report = (e) => {
     try {
