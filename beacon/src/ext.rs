@@ -12,16 +12,17 @@
 //! - a `404` event with the `path` after the first page hit of a page with `data-404` ([`not_found`]);
 //! - hash routing (`data-hash`, in [`decide`](crate::decide)): the fragment is part of the page.
 
-use crate::{close, eq, json_str, kind, member, open, strip_query, take, until, Config, Out};
+use crate::{close, eq, json_str, kind, member, open, setting, strip_query, take, Config, Out};
 
-/// Web vital names in the order the loader numbers them, with the standard thresholds in thousandths
-/// of their unit (good ≤ first, needs improvement ≤ second, poor above): web.dev's Core Web Vitals.
-pub const METRICS: [(&[u8], u32, u32); 5] = [
-    (b"LCP", 2_500_000, 4_000_000),
-    (b"INP", 200_000, 500_000),
-    (b"CLS", 100, 250),
-    (b"FCP", 1_800_000, 3_000_000),
-    (b"TTFB", 800_000, 1_800_000),
+/// The web vitals in the order the loader numbers them (`LCP`, `INP`, `CLS`, `FCP`, `TTFB`), each with
+/// the standard thresholds in thousandths of its unit (good ≤ first, needs improvement ≤ second, poor
+/// above): web.dev's Core Web Vitals. Only the numbers ship (the names are the loader's).
+pub const METRICS: [(u32, u32); 5] = [
+    (2_500_000, 4_000_000),
+    (200_000, 500_000),
+    (100, 250),
+    (1_800_000, 3_000_000),
+    (800_000, 1_800_000),
 ];
 
 /// The file extensions counted as downloads unless `data-file-downloads` lists its own
@@ -32,7 +33,7 @@ pub const DOWNLOADS: &[u8] =
 /// The standard rating of metric `metric` (see [`METRICS`]) at `milli` thousandths of its unit:
 /// `good`, `needs-improvement` or `poor`; `None` for an unknown metric.
 pub fn rating(metric: u32, milli: u32) -> Option<&'static [u8]> {
-    let (_, good, ni) = METRICS.get(metric as usize)?;
+    let (good, ni) = METRICS.get(metric as usize)?;
     Some(if milli <= *good {
         b"good"
     } else if milli <= *ni {
@@ -42,56 +43,55 @@ pub fn rating(metric: u32, milli: u32) -> Option<&'static [u8]> {
     })
 }
 
-/// The host of an absolute http(s) URL (between `://` and the next `/`, `:`, `?` or `#`), or `None`.
-fn host(url: &[u8]) -> Option<&[u8]> {
-    let mut rest = url
-        .strip_prefix(b"https://")
-        .or(url.strip_prefix(b"http://"))?;
-    let mut i = 0;
-    while rest.get(i).is_some_and(|c| !b"/:?#".contains(c)) {
-        i += 1;
+/// Whether the link's path (`a.pathname`) has one of the extensions in the comma-separated `list`
+/// (compared without case): the text after its last `.`, as Plausible matches file types; a path
+/// whose last segment has no `.` has none.
+fn has_extension(path: &[u8], list: &[u8]) -> bool {
+    let mut ext = None;
+    for (i, &c) in path.iter().enumerate() {
+        if c == b'.' {
+            ext = path.get(i + 1..);
+        } else if c == b'/' {
+            ext = None;
+        }
     }
-    rest = rest.get(..i)?;
-    Some(rest)
-}
-
-/// Whether the path of `url` (query and fragment ignored) ends in `.ext` for one of the extensions in
-/// the comma-separated `list`, compared without case.
-fn has_extension(url: &[u8], list: &[u8]) -> bool {
-    let path = until(until(url, b'#'), b'?');
+    let Some(ext) = ext else {
+        return false;
+    };
     let mut list = list;
     while !list.is_empty() {
-        let ext = take(&mut list, b',');
-        let n = path.len().wrapping_sub(ext.len());
-        if !ext.is_empty()
-            && path.get(n.wrapping_sub(1)) == Some(&b'.')
-            && path.get(n..).is_some_and(|e| e.eq_ignore_ascii_case(ext))
-        {
+        if take(&mut list, b',').eq_ignore_ascii_case(ext) {
             return true;
         }
     }
     false
 }
 
-/// The event a click on a link to `href` makes, reported by module `which` (`1` outbound links, `2`
-/// file downloads): `Outbound Link: Click` when the link leaves the page's host and outbound links are
-/// on; `File Download` when its path has a download extension and it is not already counted as an
-/// outbound click. `None`: nothing to send (same-host pages, `mailto:`, `javascript:`…).
+/// The event a click on a link makes, reported by script `which` (`1` outbound links, `2` file
+/// downloads), with the link's host name and path as the browser parsed them (`a.hostname`,
+/// `a.pathname`): `Outbound Link: Click` when the link has a host other than the page's and outbound
+/// links are on; `File Download` when its path has a download extension and it is not already
+/// counted as an outbound click. `None`: nothing to send (same-host pages, `mailto:`, `javascript:`…,
+/// which have no host).
 pub fn link_event(
     cfg: &Config,
     page_host: &[u8],
-    href: &[u8],
+    link_host: &[u8],
+    link_path: &[u8],
     which: u32,
 ) -> Option<&'static [u8]> {
-    let outbound = cfg.on(b"data-outbound-links") && host(href).is_some_and(|h| !eq(h, page_host));
+    let outbound =
+        cfg.on(b"data-outbound-links") && !link_host.is_empty() && !eq(link_host, page_host);
     if which == 1 && outbound {
         return Some(b"Outbound Link: Click");
     }
-    let list = match cfg.attr(b"data-file-downloads")? {
-        b"" | b"true" => DOWNLOADS,
-        l => l,
+    let list = cfg.attr(b"data-file-downloads")?;
+    let list = if list.is_empty() || eq(list, b"true") {
+        DOWNLOADS
+    } else {
+        list
     };
-    (which == 2 && !outbound && host(href).is_some() && has_extension(href, list))
+    (which == 2 && !outbound && !link_host.is_empty() && has_extension(link_path, list))
         .then_some(b"File Download")
 }
 
@@ -110,29 +110,11 @@ pub fn engagement_due(depth: u32, last_depth: u32, ms: u32) -> bool {
     depth > last_depth || ms >= 3000
 }
 
-/// The path of the absolute URL `href` as `location.pathname` gives it (the browser's `href` is
-/// already normalised): from the third `/` (after `scheme://host`) to `?` or `#`; `/` when empty.
-pub fn path(href: &[u8]) -> &[u8] {
-    let url = until(until(href, b'#'), b'?');
-    let (mut i, mut slashes) = (0, 0);
-    while let Some(&c) = url.get(i) {
-        slashes += u32::from(c == b'/');
-        if slashes == 3 {
-            break;
-        }
-        i += 1;
-    }
-    match url.get(i..) {
-        Some(p @ [_, ..]) => p,
-        _ => b"/",
-    }
-}
-
 /// Whether a page hit is followed by a `404` event: on a page with `data-404`, after its first page
-/// hit (`last` is the URL of the last page hit sent before this one, empty for the first). A call
+/// hit (`previous` is the URL of the page hit sent before this one, empty for the first). A call
 /// `starling.track('404', {path})` works everywhere.
-pub fn not_found(cfg: &Config, last: &[u8]) -> bool {
-    last.is_empty() && cfg.on(b"data-404")
+pub fn not_found(cfg: &Config, previous: &[u8]) -> bool {
+    previous.is_empty() && cfg.on(b"data-404")
 }
 
 /// Writes `n` in decimal.
@@ -145,16 +127,25 @@ fn num(n: u32, out: &mut Out) {
 
 /// What a capture script's report becomes (the extended module's `e`): writes `["action",{props}]`
 /// (JSON) into `out` and returns whether to send it (false also when `out` overflowed). `input` is
-/// `host\0href\0last\0text`, as for [`verdict`](crate::verdict): the page (`location`), the URL of the
-/// last page hit sent (empty before the first) and what the script saw (the kit's vital props as
-/// JSON for [`kind::VITAL`], the link's absolute `href` for [`kind::LINK`]). `n` is as
-/// [`kind`] says. The loader then sends it like any custom event (masking, globals, privacy rules,
-/// envelope).
-pub fn capture(cfg: &Config, input: &[u8], kind: u32, n: [u32; 4], out: &mut Out) -> bool {
+/// `host\0href\0pathname\0text`: the page (`location`) and what the script saw (the kit's vital
+/// props as JSON for [`kind::VITAL`], the link's `href\0hostname\0pathname` for [`kind::LINK`]; for
+/// [`kind::NOT_FOUND`], asked by the loader right after a page hit, the page hit before it, empty
+/// for the first). `n` is as [`kind`] says. The loader then sends it like any custom event (masking,
+/// globals, privacy rules, envelope).
+pub fn capture(
+    settings: u32,
+    attrs: &[u8],
+    input: &[u8],
+    kind: u32,
+    n: [u32; 4],
+    out: &mut Out,
+) -> bool {
+    // Only attributes the default module does not file by index are read here: no parsing.
+    let cfg = &Config::unparsed(attrs);
     let mut rest = input;
-    let [host, href, last] = [0; 3].map(|_| take(&mut rest, 0));
-    let (text, path) = (rest, path(href));
-    let keep_query = cfg.is_on(crate::at::KEEP_QUERY);
+    let [host, href, path] = [0; 3].map(|_| take(&mut rest, 0));
+    let text = rest;
+    let keep_query = settings & setting::KEEP_QUERY != 0;
     let [a, b, c, d] = n;
     out.put(b"[");
     match kind {
@@ -172,13 +163,16 @@ pub fn capture(cfg: &Config, input: &[u8], kind: u32, n: [u32; 4], out: &mut Out
             close(out);
         }
         kind::LINK => {
-            let Some(name) = link_event(cfg, host, text, a) else {
+            // The link: `href\0hostname\0pathname`.
+            let mut link = text;
+            let [target, link_host] = [0; 2].map(|_| take(&mut link, 0));
+            let Some(name) = link_event(cfg, host, link_host, link, a) else {
                 return false;
             };
             json_str(name, false, out);
             out.put(b",{");
             open(b"url", out);
-            strip_query(text, keep_query, out);
+            strip_query(target, keep_query, out);
             close(out);
         }
         kind::ENGAGE => {
@@ -192,7 +186,7 @@ pub fn capture(cfg: &Config, input: &[u8], kind: u32, n: [u32; 4], out: &mut Out
             num(c, out);
             member(b"pathname", path, out);
         }
-        kind::NOT_FOUND if not_found(cfg, last) => {
+        kind::NOT_FOUND if not_found(cfg, text) => {
             out.put(b"\"404\",{");
             member(b"path", path, out);
         }
@@ -217,28 +211,25 @@ mod tests {
         joined.join("\0").leak().as_bytes()
     }
 
-    /// What the extended module answers for a capture on page `href` (after the page hit `last`):
+    /// What the extended module answers for a capture on page `href`:
     /// the action and the props, parsed; `None` when nothing is to be sent.
     fn capture_on(
         cfg: &[(&str, &str)],
         href: &str,
-        last: &str,
         kind: u32,
         n: [u32; 4],
         text: &str,
     ) -> Option<(String, serde_json::Value)> {
         let rest = href.split_once("://").map_or("", |r| r.1);
         let host = rest.split(['/', ':']).next().unwrap_or("");
-        let input = [host, href, last, text].join("\0");
+        let path = rest[host.len()..].split(['?', '#']).next().unwrap_or("");
+        let path = if path.is_empty() { "/" } else { path };
+        let input = [host, href, path, text].join("\0");
         let mut buf = vec![0u8; 4096];
         let mut out = Out::new(&mut buf);
-        if !capture(
-            &Config::parse(attrs(cfg)),
-            input.as_bytes(),
-            kind,
-            n,
-            &mut out,
-        ) {
+        let attrs = attrs(cfg);
+        let settings = Config::parse(attrs).settings();
+        if !capture(settings, attrs, input.as_bytes(), kind, n, &mut out) {
             return None;
         }
         let v: serde_json::Value = serde_json::from_slice(out.bytes()).expect("valid JSON");
@@ -247,19 +238,6 @@ mod tests {
         };
         assert!(props.is_object(), "{v}");
         Some((action.as_str().expect("action").to_owned(), props.clone()))
-    }
-
-    #[test]
-    fn the_path_is_what_location_pathname_says() {
-        for (href, want) in [
-            ("https://a.example/blog/x?q=1#h", "/blog/x"),
-            ("https://a.example", "/"),
-            ("https://a.example?q=/x", "/"),
-            ("http://[::1]:8080/a/b/#/c", "/a/b/"),
-            ("file:///x.html", "/x.html"),
-        ] {
-            assert_eq!(path(href.as_bytes()), want.as_bytes(), "{href}");
-        }
     }
 
     #[test]
@@ -291,7 +269,7 @@ mod tests {
         let href = "https://a.example/blog/x?utm_source=n&q=secret#h";
         let props = r#"{"name":"LCP","value":3100.5,"delta":3100.5,"id":"v1-1-a-0","navigationType":"navigate"}"#;
         let (action, p) =
-            capture_on(&[], href, "", kind::VITAL, [0, 3_100_500, 0, 0], props).expect("sent");
+            capture_on(&[], href, kind::VITAL, [0, 3_100_500, 0, 0], props).expect("sent");
         assert_eq!(action, "web_vital");
         // The kit's shape, in its order, then where it was measured.
         let keys: Vec<_> = p.as_object().expect("object").keys().cloned().collect();
@@ -318,7 +296,7 @@ mod tests {
         assert_eq!(p["pathname"], "/blog/x");
         assert_eq!(p["href"], "https://a.example/blog/x?utm_source=n");
         let keep = [("data-keep-query", "")];
-        let (_, p) = capture_on(&keep, href, "", kind::VITAL, [2, 5, 0, 0], props).expect("sent");
+        let (_, p) = capture_on(&keep, href, kind::VITAL, [2, 5, 0, 0], props).expect("sent");
         assert_eq!(
             (p["href"].as_str(), p["rating"].as_str()),
             (
@@ -328,21 +306,28 @@ mod tests {
         );
         // An unknown metric or props that are not an object: nothing.
         assert_eq!(
-            capture_on(&[], href, "", kind::VITAL, [9, 1, 0, 0], props),
+            capture_on(&[], href, kind::VITAL, [9, 1, 0, 0], props),
             None
         );
-        assert_eq!(
-            capture_on(&[], href, "", kind::VITAL, [0, 1, 0, 0], "3"),
-            None
-        );
+        assert_eq!(capture_on(&[], href, kind::VITAL, [0, 1, 0, 0], "3"), None);
     }
 
     #[test]
     fn links_are_outbound_or_downloads_and_their_targets_are_stripped() {
         let page = "https://shop.example/p";
         let both = [("data-outbound-links", ""), ("data-file-downloads", "")];
+        // What the links script reports: href, and the host name and path as `a` parses them.
         let click = |cfg: &[(&str, &str)], href: &str, which: u32| {
-            capture_on(cfg, page, "", kind::LINK, [which, 0, 0, 0], href)
+            let (host, path) = match href.split_once("://") {
+                Some((_, rest)) => {
+                    let host = rest.split(['/', ':', '?', '#']).next().unwrap_or("");
+                    let path = rest[host.len()..].split(['?', '#']).next().unwrap_or("");
+                    (host, if path.is_empty() { "/" } else { path })
+                }
+                None => ("", href.split_once(':').map_or("", |p| p.1)),
+            };
+            let text = [href, host, path].join("\0");
+            capture_on(cfg, page, kind::LINK, [which, 0, 0, 0], &text)
         };
         let (action, p) =
             click(&both, "https://other.example/a?utm_medium=x&token=t#f", 1).expect("sent");
@@ -389,6 +374,18 @@ mod tests {
         assert!(click(&own, "https://shop.example/b.zip", 2).is_some());
         assert_eq!(click(&own, "https://shop.example/b.pdf", 2), None);
         assert_eq!(click(&own, "https://shop.example/bzip", 2), None);
+        // The extension is what follows the last `.` of the last path segment.
+        assert!(click(
+            &[("data-file-downloads", "")],
+            "https://shop.example/b.tar.gz",
+            2
+        )
+        .is_some());
+        assert_eq!(click(&own, "https://shop.example/v1.zip/readme", 2), None);
+        assert_eq!(
+            click(&own, "https://shop.example/a/.zip", 2).map(|e| e.0),
+            Some("File Download".into())
+        );
         // Without the outbound script a download on another host is still a download.
         assert!(click(
             &[("data-file-downloads", "")],
@@ -416,65 +413,38 @@ mod tests {
         assert!(!engagement_due(10, 10, 2999) && !engagement_due(5, 10, 100));
         let page = "https://a.example/doc?x=1";
         let (action, p) =
-            capture_on(&[], page, "", kind::ENGAGE, [750, 1000, 4200, 0], "").expect("sent");
+            capture_on(&[], page, kind::ENGAGE, [750, 1000, 4200, 0], "").expect("sent");
         assert_eq!(action, "engagement");
         assert_eq!(
             p,
             serde_json::json!({"sd": 75, "e": 4200, "pathname": "/doc"})
         );
         assert_eq!(
-            capture_on(&[], page, "", kind::ENGAGE, [750, 1000, 1000, 75], ""),
+            capture_on(&[], page, kind::ENGAGE, [750, 1000, 1000, 75], ""),
             None
         );
     }
 
     #[test]
     fn a_404_page_sends_its_path_once_after_the_first_hit() {
+        // The loader asks right after a page hit; the text is the page hit before it.
         let cfg = [("data-404", "")];
-        let (action, p) = capture_on(
-            &cfg,
-            "https://a.example/nope?q=1",
-            "",
-            kind::NOT_FOUND,
-            [0; 4],
-            "",
-        )
-        .expect("sent");
+        let (page, later) = ("https://a.example/nope?q=1", "https://a.example/next");
+        let ask = |cfg: &[(&str, &str)], href: &str, previous: &str| {
+            capture_on(cfg, href, kind::NOT_FOUND, [0; 4], previous)
+        };
+        let (action, p) = ask(&cfg, page, "").expect("sent");
         assert_eq!(
             (action.as_str(), p),
             ("404", serde_json::json!({"path": "/nope"}))
         );
         // After an SPA navigation, without data-404, with data-404="false": nothing.
-        let later = "https://a.example/nope";
-        assert_eq!(
-            capture_on(
-                &cfg,
-                "https://a.example/next",
-                later,
-                kind::NOT_FOUND,
-                [0; 4],
-                ""
-            ),
-            None
-        );
-        assert_eq!(
-            capture_on(&[], "https://a.example/x", "", kind::NOT_FOUND, [0; 4], ""),
-            None
-        );
-        let off = [("data-404", "false")];
-        assert_eq!(
-            capture_on(&off, "https://a.example/x", "", kind::NOT_FOUND, [0; 4], ""),
-            None
-        );
+        assert_eq!(ask(&cfg, later, page), None);
+        assert_eq!(ask(&[], page, ""), None);
+        assert_eq!(ask(&[("data-404", "false")], page, ""), None);
         // Unknown kinds (and 0, a plain event) are not captures.
-        assert_eq!(
-            capture_on(&cfg, "https://a.example/x", "", 0, [0; 4], ""),
-            None
-        );
-        assert_eq!(
-            capture_on(&cfg, "https://a.example/x", "", 9, [0; 4], ""),
-            None
-        );
+        assert_eq!(capture_on(&cfg, page, 0, [0; 4], ""), None);
+        assert_eq!(capture_on(&cfg, page, 9, [0; 4], ""), None);
     }
 
     #[test]

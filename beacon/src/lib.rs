@@ -249,6 +249,16 @@ impl<'a> Config<'a> {
         Config { attrs, known }
     }
 
+    /// The attributes without filing the known ones: for [`Config::attr`] and [`Config::on`] only (the
+    /// extended module's captures read attributes the default module does not know).
+    #[cfg(feature = "ext")]
+    fn unparsed(attrs: &'a [u8]) -> Self {
+        Config {
+            attrs,
+            known: [None; at::COUNT],
+        }
+    }
+
     /// The known attribute number `i` ([`at`]).
     fn known(&self, i: usize) -> Option<&'a [u8]> {
         self.known.get(i).copied().flatten()

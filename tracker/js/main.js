@@ -75,14 +75,9 @@ try {
       out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
     } catch {}
     const u = new URL(href);
-    // What the module reads about the event: host\0href\0last\0name (or a capture's text).
-    const ctx = () => put([u.hostname, href, last, name].join('\0'));
-    // A capture: the module answers [name, props] (JSON) or nothing.
-    if (kind) {
-      const k = x.e(ctx(), kind, ...n);
-      if (!k) return;
-      [name, props] = JSON.parse(get(k));
-    }
+    // A capture (host\0href\0pathname\0its text): the module answers [name, props] as JSON, or
+    // nothing (then JSON.parse throws and `call` drops the report).
+    if (kind) [name, props] = JSON.parse(get(x.e(put([u.hostname, href, u.pathname, name].join('\0')), kind, ...n)));
     // data-hash (extended module): the fragment is part of the page.
     const F = x.h?.() ? u.hash : '';
     // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
@@ -103,7 +98,7 @@ try {
     );
     j = JSON.stringify(p);
     const r = x.t(
-      ctx(),
+      put([u.hostname, href, last, name].join('\0')),
       !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2),
       j.length,
     );
@@ -121,8 +116,9 @@ try {
         }),
       );
       save?.();
-      // After a page hit: the 404 event (data-404), decided by the extended module.
-      name || (X[0] && run('', 0, href, 4, []), (last = href));
+      // After a page hit: the 404 event (data-404), decided by the extended module, which is given the
+      // previous page hit (empty: this is the first).
+      name || ((name = last), (last = href), X[0] && run(name, 0, href, 4, []));
       return props;
     }
   };

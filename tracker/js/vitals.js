@@ -15,7 +15,13 @@ try {
     value = Math.max(0, value);
     if (sent[name] === value) return;
     starling._(
-      JSON.stringify({ name, value, delta: value - (sent[name] || 0), id: id + '-' + i, navigationType: (nav.type || 'navigate').replace('_', '-') }),
+      JSON.stringify({
+        name,
+        value,
+        delta: value - (sent[name] || 0),
+        id: id + '-' + i,
+        navigationType: (nav.type || 'navigate').replace('_', '-'),
+      }),
       0,
       1,
       [i, Math.min(value * 1000, 4e9)],

@@ -104,7 +104,7 @@ mod default {
 #[cfg(feature = "ext")]
 mod ext {
     use super::{addr_of_mut, HALF, IO};
-    use starling_beacon::{ext::capture, setting, Config, Out};
+    use starling_beacon::{ext::capture, setting, Out};
 
     /// A copy of the script tag's attributes (`c`'s input), and its length.
     static mut ATTRS: [u8; HALF] = [0; HALF];
@@ -138,13 +138,8 @@ mod ext {
             return 0;
         };
         let mut out = Out::new(out);
-        if capture(
-            &Config::parse(attrs),
-            text,
-            kind,
-            [n0, n1, n2, n3],
-            &mut out,
-        ) {
+        let settings = super::default::settings();
+        if capture(settings, attrs, text, kind, [n0, n1, n2, n3], &mut out) {
             out.len()
         } else {
             0
