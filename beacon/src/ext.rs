@@ -12,7 +12,7 @@
 //! - a `404` event with the `path` after the first page hit of a page with `data-404` ([`not_found`]);
 //! - hash routing (`data-hash`, in [`decide`](crate::decide)): the fragment is part of the page.
 
-use crate::{close, eq, json_str, kind, member, open, setting, strip_query, take, Config, Out};
+use crate::{copy, eq, kind, setting, strip_query, take, Config, Out};
 
 /// The web vitals in the order the loader numbers them (`LCP`, `INP`, `CLS`, `FCP`, `TTFB`), each with
 /// the standard thresholds in thousandths of its unit (good ≤ first, needs improvement ≤ second, poor
@@ -122,7 +122,20 @@ fn num(n: u32, out: &mut Out) {
     if n >= 10 {
         num(n / 10, out);
     }
-    out.put(&[b'0' + (n % 10) as u8]);
+    out.copy(&[b'0' + (n % 10) as u8], copy::RAW);
+}
+
+/// Writes `,"key":"value` (the comma unless right after `{`), the value escaped for a JSON string
+/// ([`copy::JSON`]); the caller closes the string (the last one by the end of the answer).
+#[inline(never)]
+fn field(key: &[u8], value: &[u8], out: &mut Out) {
+    if out.bytes().last() != Some(&b'{') {
+        out.copy(b",", copy::RAW);
+    }
+    out.copy(b"\"", copy::RAW);
+    out.copy(key, copy::RAW);
+    out.copy(b"\":\"", copy::RAW);
+    out.copy(value, copy::JSON);
 }
 
 /// What a capture script's report becomes (the extended module's `e`): writes `["action",{props}]`
@@ -147,20 +160,21 @@ pub fn capture(
     let text = rest;
     let keep_query = settings & setting::KEEP_QUERY != 0;
     let [a, b, c, d] = n;
-    out.put(b"[");
+    out.copy(b"[\"", copy::RAW);
     match kind {
         kind::VITAL => {
             // The script's props, then the rating and where it was measured.
             let (Some(rating), Some(props)) = (rating(a, b), text.strip_suffix(b"}")) else {
                 return false;
             };
-            out.put(b"\"web_vital\",");
-            out.put(props);
-            member(b"rating", rating, out);
-            member(b"pathname", path, out);
-            open(b"href", out);
+            out.copy(b"web_vital\",", copy::RAW);
+            out.copy(props, copy::RAW);
+            field(b"rating", rating, out);
+            out.copy(b"\"", copy::RAW);
+            field(b"pathname", path, out);
+            out.copy(b"\"", copy::RAW);
+            field(b"href", b"", out);
             strip_query(href, keep_query, out);
-            close(out);
         }
         kind::LINK => {
             // The link: `href\0hostname\0pathname`.
@@ -169,30 +183,30 @@ pub fn capture(
             let Some(name) = link_event(cfg, host, link_host, link, a) else {
                 return false;
             };
-            json_str(name, false, out);
-            out.put(b",{");
-            open(b"url", out);
+            out.copy(name, copy::RAW);
+            out.copy(b"\",{", copy::RAW);
+            field(b"url", b"", out);
             strip_query(target, keep_query, out);
-            close(out);
         }
         kind::ENGAGE => {
             let sd = scroll_depth(a, b);
             if !engagement_due(sd, d, c) {
                 return false;
             }
-            out.put(b"\"engagement\",{\"sd\":");
+            out.copy(b"engagement\",{\"sd\":", copy::RAW);
             num(sd, out);
-            out.put(b",\"e\":");
+            out.copy(b",\"e\":", copy::RAW);
             num(c, out);
-            member(b"pathname", path, out);
+            field(b"pathname", path, out);
         }
         kind::NOT_FOUND if not_found(cfg, text) => {
-            out.put(b"\"404\",{");
-            member(b"path", path, out);
+            out.copy(b"404\",{", copy::RAW);
+            field(b"path", path, out);
         }
         _ => return false,
     }
-    out.put(b"}]");
+    // Every string written is closed here: the last field's value ends the object.
+    out.copy(b"\"}]", copy::RAW);
     !out.full()
 }
 
@@ -393,9 +407,9 @@ mod tests {
             2
         )
         .is_some());
-        // A target's quotes and control characters stay valid JSON.
-        let odd = click(&both, "https://other.example/\"a\\\n", 1).expect("sent");
-        assert_eq!(odd.1["url"], "https://other.example/\"a\\\n");
+        // A target's quotes and backslashes (which a browser leaves in a query) stay valid JSON.
+        let odd = click(&both, "https://other.example/a?utm_x=\"b\\c", 1).expect("sent");
+        assert_eq!(odd.1["url"], "https://other.example/a?utm_x=\"b\\c");
     }
 
     #[test]

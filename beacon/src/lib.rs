@@ -83,6 +83,11 @@ impl<'a> Out<'a> {
                     self.byte(hex(b));
                 }
                 copy::DASH if b == b'-' => self.byte(b'_'),
+                #[cfg(feature = "ext")]
+                copy::JSON if b == b'"' || b == b'\\' => {
+                    self.byte(b'\\');
+                    self.byte(b);
+                }
                 _ => self.byte(b),
             }
         }
@@ -151,6 +156,10 @@ pub mod copy {
     pub const URL: u8 = 1;
     /// With `-` written as `_`.
     pub const DASH: u8 = 2;
+    /// Inside a JSON string, for URLs and paths as the browser serialises them: `"` and `\` escaped.
+    /// Control characters are not (the URL parser percent-encodes them); the extended module's
+    /// answers are `JSON.parse`d by the loader, so text with one is dropped, never sent broken.
+    pub const JSON: u8 = 3;
 }
 
 /// Splits off the text before the first `sep` and leaves what follows it in `text` (empty when
@@ -485,16 +494,17 @@ pub fn is_sensitive(key: &[u8]) -> bool {
     false
 }
 
-/// Copies a URL without its fragment and, unless `keep_query`, with only its `utm_*` parameters.
+/// Copies a URL without its fragment and, unless `keep_query`, with only its `utm_*` parameters, for a
+/// JSON string ([`copy::JSON`]).
 pub fn strip_query(url: &[u8], keep_query: bool, out: &mut Out) {
     let mut query = until(url, b'#');
-    out.put(take(&mut query, b'?'));
+    out.copy(take(&mut query, b'?'), copy::JSON);
     let mut sep = b"?";
     while !query.is_empty() {
         let p = take(&mut query, b'&');
         if keep_query || strip_prefix(p, b"utm_").is_some() {
-            out.put(sep);
-            out.put(p);
+            out.copy(sep, copy::RAW);
+            out.copy(p, copy::JSON);
             sep = b"&";
         }
     }
