@@ -1,8 +1,9 @@
 //! Decisions of the opt-in capture modules, compiled only into the extended tracker module (feature
 //! `ext`), which the loader fetches instead of the default one when a site enables one of them.
 //!
-//! Each module's JavaScript only observes the browser (performance entries, clicks, scrolling, time
-//! visible) and reports what it saw as an [`Event`] of a [`kind`]; here it becomes a custom event:
+//! Each capture script only observes the browser (performance entries, clicks, scrolling, time
+//! visible) and reports what it saw with a [`kind`]; [`capture`] answers with the custom event the
+//! loader sends (`["name", {props}]`), or nothing:
 //! - web vitals (`data-web-vitals`): `web_vital` with the standard rating ([`rating`]), the page's
 //!   `pathname` and its `href` stripped like every URL, in the shape of Tinybird's web analytics kit;
 //! - link clicks (`data-outbound-links`, `data-file-downloads`): `Outbound Link: Click` or
@@ -10,7 +11,8 @@
 //! - engagement (`data-engagement`): `engagement` with scroll depth `sd` (%) and engaged time `e` (ms),
 //!   only when the depth grew or at least 3 s passed ([`engagement_due`]);
 //! - a `404` event with the `path` after the first page hit of a page with `data-404` ([`not_found`]);
-//! - hash routing (`data-hash`, in [`decide`](crate::decide)): the fragment is part of the page.
+//! - hash routing (`data-hash`, [`setting::HASH`] in [`verdict`](crate::verdict)): the fragment is
+//!   part of the page.
 
 use crate::{copy, eq, kind, setting, strip_query, take, Config, Out};
 

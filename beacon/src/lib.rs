@@ -93,7 +93,8 @@ impl<'a> Out<'a> {
         }
     }
 
-    /// Appends bytes, JSON-escaped inside a string: the copy loop of the extended module's beacons.
+    /// Appends bytes, JSON-escaped inside a string (see [`json_str`]): used by [`decide`], which no
+    /// module ships.
     #[inline(never)]
     pub fn put(&mut self, s: &[u8]) {
         for &b in s {
@@ -668,6 +669,10 @@ impl<'a> Page<'a> {
     }
 }
 
+/// The whole beacon as the loader sends it, built in Rust: no module ships this since both answer
+/// questions instead (`t.js` builds the same envelope with `JSON.stringify`); kept as the reference
+/// of the wire format that the native tests check (flock.js's shape, masking, globals, stripping).
+///
 /// Decides one event, writing the endpoint URL and then the JSON envelope into `out` (which needs
 /// [`OUT_CAPACITY`] bytes); returns where the URL ends. `action` empty means a page hit on `page`,
 /// else a custom event with the `JSON.stringify`-ed `props`; `scratch` holds the payload while it is
