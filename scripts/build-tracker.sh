@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the browser tracker unless its inputs are unchanged:
 #   cargo (wasm32, release; default and `ext` modules) → wasm-metadce, wasm-opt -Oz → esbuild for the
-#   loader, the add-on and the opt-in scripts
+#   loader and the opt-in scripts
 # and writes, all named by one content hash H of everything below:
 #   www/dist/t.js               the loader (short cache)
 #   www/dist/t/H.wasm           the default module
-#   www/dist/t/H.x.js           the opt-in add-on (js/ext.js), loaded by t.js instead of the default
-#                               module when the tag enables an opt-in capture
-#   www/dist/t/H.x.wasm         the extended module (web vitals, links, engagement, hash routing, 404)
+#   www/dist/t/H.x.wasm         the extended module (the default one's answers and the captures':
+#                               web vitals, links, engagement, hash routing, 404), fetched by t.js
+#                               instead of H.wasm when the tag enables an opt-in capture
 #   www/dist/t/H.{s,w,o,f,e}.js the opt-in scripts: storage, web vitals, outbound links, file downloads,
 #                               engagement
 # plus www/dist/_headers.tracker (cache rules to merge into _headers). Only these files are touched in
@@ -48,7 +48,7 @@ cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release >&2
 opt "$out/m.wasm" b c k q t
 step "cargo build -p starling-tracker --features ext (wasm32, release): extended module"
 cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release --features ext >&2
-opt "$out/m.x.wasm" b k e
+opt "$out/m.x.wasm" b c k q t e h
 
 es() { node_modules/.bin/esbuild "$1" --minify --format=iife --target=es2020 --legal-comments=none --log-level=warning "${@:3}" --outfile="$2" >&2; }
 step "esbuild: opt-in scripts"
@@ -57,9 +57,8 @@ es tracker/js/vitals.js "$out/m.w.js"
 es tracker/js/links.js "$out/m.o.js" --define:WHICH=1
 es tracker/js/links.js "$out/m.f.js" --define:WHICH=2
 es tracker/js/engagement.js "$out/m.e.js"
-hash=$(cat "$out"/m.* tracker/js/main.js tracker/js/ext.js | sha256sum | cut -c1-16)
-step "esbuild: t.js and the opt-in add-on x.js (build $hash)"
-es tracker/js/ext.js "$out/m.x.js" --define:H="\"$hash\""
+hash=$(cat "$out"/m.* tracker/js/main.js | sha256sum | cut -c1-16)
+step "esbuild: t.js (build $hash)"
 es tracker/js/main.js "$out/t.js" --define:H="\"$hash\"" --define:INLINE=0
 # The same loader with the default module inlined (base64), for the size comparison only.
 b64=$(base64 -w0 "$out/m.wasm")

@@ -33,17 +33,16 @@ if (!h) throw new Error('t.js names no build');
 const t = (x) => `www/dist/t/${h}${x}`;
 const version = JSON.parse(readFileSync('node_modules/@tinybirdco/flock.js/package.json', 'utf8')).version;
 const base = ['www/dist/t.js', t('.wasm')];
-// An opt-in capture: t.js hands over to the extended loader, which fetches the extended module.
-const ext = ['www/dist/t.js', t('.x.js'), t('.x.wasm')];
+// An opt-in capture: t.js fetches the extended module instead of the default one.
+const ext = ['www/dist/t.js', t('.x.wasm')];
 const rows = {
   'starling t.js (loader)': size(['www/dist/t.js']),
   [`starling t/${h}.wasm (default module)`]: size([t('.wasm')]),
   '**default page hit: t.js + module**': size(base),
   'same, module inlined in t.js (base64, one request)': size(['tracker/pkg/t.inline.js']),
-  [`t/${h}.x.js (opt-in add-on to t.js)`]: size([t('.x.js')]),
   [`t/${h}.x.wasm (extended module)`]: size([t('.x.wasm')]),
   'opt-in storage: + .s.js': size([t('.s.js')]),
-  'opt-in data-hash or data-404: + x.js and extended module': size(ext),
+  'opt-in data-hash or data-404: t.js + extended module': size(ext),
   'opt-in web vitals: + extended + .w.js': size([...ext, t('.w.js')]),
   'opt-in outbound links: + extended + .o.js': size([...ext, t('.o.js')]),
   'opt-in file downloads: + extended + .f.js': size([...ext, t('.f.js')]),

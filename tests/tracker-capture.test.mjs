@@ -166,7 +166,17 @@ test('data-web-vitals sends LCP, INP, CLS, FCP and TTFB in the kit shape, rated,
         ? 'needs-improvement'
         : 'poor',
   );
-  assert.ok(fetched.some((p) => p.endsWith('.x.wasm')) && fetched.some((p) => p.endsWith('.w.js')), fetched.join(' '));
+  // The extended module instead of the default one, and the feature's script: nothing else.
+  assert.deepEqual(
+    fetched
+      .filter((p) => p.startsWith('/t/'))
+      .map((p) => p.replace(/[0-9a-f]{16}/, 'H'))
+      .sort(),
+    ['/t/H.w.js', '/t/H.x.wasm'],
+  );
+  // The kit's shape, exactly: the script's five fields, the module's rating, pathname and href.
+  for (const v of vitals)
+    assert.deepEqual(Object.keys(v).sort(), ['delta', 'href', 'id', 'name', 'navigationType', 'pathname', 'rating', 'value']);
   assert.ok(beacons.every((b) => b.action === 'page_hit' || b.action === 'web_vital'));
   const n = await w.until(
     () => {
@@ -225,6 +235,7 @@ test('outbound links and downloads send their stripped target; same-site links a
     ['Outbound Link: Click', 'https://partner.example.org/landing?utm_source=starling'],
   ]);
   assert.equal(JSON.stringify(beacons).includes('s3cr3t'), false);
+  for (const e of events) assert.deepEqual(Object.keys(payloadOf(e)), ['url']);
   assert.ok(all.length >= 4);
   const n = await w.until(
     () => {
@@ -268,6 +279,7 @@ test('engagement, 404 and hash routing', async () => {
   assert.deepEqual(beacons[1].payload, { path: '/more/missing' });
   assert.equal(beacons[2].payload.pathname, '/more/missing#/settings', 'the fragment is part of the page');
   const eng = beacons[3].payload;
+  assert.deepEqual(Object.keys(eng), ['sd', 'e', 'pathname']);
   assert.equal(eng.sd, 100);
   assert.ok(eng.e >= 3000 && eng.e < 20000, `engaged ms ${eng.e}`);
   assert.equal(eng.pathname, '/more/missing');

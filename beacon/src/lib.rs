@@ -83,12 +83,18 @@ impl<'a> Out<'a> {
                     self.byte(hex(b));
                 }
                 copy::DASH if b == b'-' => self.byte(b'_'),
+                #[cfg(feature = "ext")]
+                copy::JSON if b == b'"' || b == b'\\' => {
+                    self.byte(b'\\');
+                    self.byte(b);
+                }
                 _ => self.byte(b),
             }
         }
     }
 
-    /// Appends bytes, JSON-escaped inside a string: the copy loop of the extended module's beacons.
+    /// Appends bytes, JSON-escaped inside a string (see [`json_str`]): used by [`decide`], which no
+    /// module ships.
     #[inline(never)]
     pub fn put(&mut self, s: &[u8]) {
         for &b in s {
@@ -151,6 +157,10 @@ pub mod copy {
     pub const URL: u8 = 1;
     /// With `-` written as `_`.
     pub const DASH: u8 = 2;
+    /// Inside a JSON string, for URLs and paths as the browser serialises them: `"` and `\` escaped.
+    /// Control characters are not (the URL parser percent-encodes them); the extended module's
+    /// answers are `JSON.parse`d by the loader, so text with one is dropped, never sent broken.
+    pub const JSON: u8 = 3;
 }
 
 /// Splits off the text before the first `sep` and leaves what follows it in `text` (empty when
@@ -249,6 +259,16 @@ impl<'a> Config<'a> {
         Config { attrs, known }
     }
 
+    /// The attributes without filing the known ones: for [`Config::attr`] and [`Config::on`] only (the
+    /// extended module's captures read attributes the default module does not know).
+    #[cfg(feature = "ext")]
+    fn unparsed(attrs: &'a [u8]) -> Self {
+        Config {
+            attrs,
+            known: [None; at::COUNT],
+        }
+    }
+
     /// The known attribute number `i` ([`at`]).
     fn known(&self, i: usize) -> Option<&'a [u8]> {
         self.known.get(i).copied().flatten()
@@ -282,7 +302,13 @@ impl<'a> Config<'a> {
     pub fn settings(&self) -> u32 {
         // The switches are numbered from `STRINGIFY` to `ALLOW_LOCALHOST` in [`NAMES`]: one loop.
         let mut s = 0;
-        for i in at::STRINGIFY..=at::ALLOW_LOCALHOST {
+        // The extended module also keeps `data-hash` (the next index).
+        let end = if cfg!(feature = "ext") {
+            at::HASH
+        } else {
+            at::ALLOW_LOCALHOST
+        };
+        for i in at::STRINGIFY..=end {
             let v = self.known(i);
             // `STRINGIFY` is on unless "false"; the others when present and not "false".
             let on = !v.is_some_and(|v| eq(v, b"false")) && (v.is_some() || i == at::STRINGIFY);
@@ -469,16 +495,17 @@ pub fn is_sensitive(key: &[u8]) -> bool {
     false
 }
 
-/// Copies a URL without its fragment and, unless `keep_query`, with only its `utm_*` parameters.
+/// Copies a URL without its fragment and, unless `keep_query`, with only its `utm_*` parameters, for a
+/// JSON string ([`copy::JSON`]).
 pub fn strip_query(url: &[u8], keep_query: bool, out: &mut Out) {
     let mut query = until(url, b'#');
-    out.put(take(&mut query, b'?'));
+    out.copy(take(&mut query, b'?'), copy::JSON);
     let mut sep = b"?";
     while !query.is_empty() {
         let p = take(&mut query, b'&');
         if keep_query || strip_prefix(p, b"utm_").is_some() {
-            out.put(sep);
-            out.put(p);
+            out.copy(sep, copy::RAW);
+            out.copy(p, copy::JSON);
             sep = b"&";
         }
     }
@@ -523,6 +550,8 @@ pub mod setting {
     pub const ALLOW_LOCALHOST: u32 = 1 << at::ALLOW_LOCALHOST;
     /// The payload is sent as a JSON string (flock.js's default), not as an object.
     pub const STRINGIFY: u32 = 1 << at::STRINGIFY;
+    /// `data-hash` (extended module only): the fragment is part of the page.
+    pub const HASH: u32 = 1 << at::HASH;
 }
 
 /// The default module's setup, once per page: reads the script tag's `name\0value\0…` attributes
@@ -554,13 +583,16 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
 /// as a JSON string. `page` is `host\0href\0last\0action` (the page's host name and URL, the URL of
 /// the last page hit sent or empty, the action or empty for a page hit), `payload_len` the length of
 /// the serialised payload. Nothing is sent when not [`allowed`], for a page hit on the last page
-/// ([`same_page`]), or for a payload over [`MAX_PAYLOAD`].
+/// ([`same_page`]; with `data-hash` in the extended module, only the same URL fragment included), or
+/// for a payload over [`MAX_PAYLOAD`].
 pub fn verdict(settings: u32, flags: u32, page: &[u8], payload_len: usize) -> u32 {
     let mut rest = page;
     let (host, href, last) = (take(&mut rest, 0), take(&mut rest, 0), take(&mut rest, 0));
+    // With hash routing (extended module) only the same URL, fragment included, is the same page.
+    let hash = cfg!(feature = "ext") && settings & setting::HASH != 0;
     if !allowed(settings, flags, href, host)
         || payload_len > MAX_PAYLOAD
-        || rest.is_empty() && same_page(href, last)
+        || rest.is_empty() && same_page(href, last) && (!hash || eq(href, last))
     {
         return 0;
     }
@@ -637,6 +669,10 @@ impl<'a> Page<'a> {
     }
 }
 
+/// The whole beacon as the loader sends it, built in Rust: no module ships this since both answer
+/// questions instead (`t.js` builds the same envelope with `JSON.stringify`); kept as the reference
+/// of the wire format that the native tests check (flock.js's shape, masking, globals, stripping).
+///
 /// Decides one event, writing the endpoint URL and then the JSON envelope into `out` (which needs
 /// [`OUT_CAPACITY`] bytes); returns where the URL ends. `action` empty means a page hit on `page`,
 /// else a custom event with the `JSON.stringify`-ed `props`; `scratch` holds the payload while it is
@@ -731,85 +767,19 @@ pub fn decide(
     (!out.full()).then_some(url_end)
 }
 
-/// What the opt-in capture modules report, as the `kind` of an [`Event`]. Only the `ext` build acts
-/// on kinds other than [`kind::PLAIN`].
+/// What a capture script reports, as the `kind` the extended module's `e` takes
+/// (`ext::capture`).
 pub mod kind {
-    /// A page hit (empty action) or a custom event.
-    pub const PLAIN: u32 = 0;
-    /// A web vital: props `{name, value, delta, id, navigationType}`, `n = [metric, value × 1000, _]`
-    /// with metrics numbered as in `ext::METRICS`.
+    /// A web vital: the text is the kit's props `{name, value, delta, id, navigationType}` as JSON,
+    /// `n = [metric, value × 1000, _, _]` with metrics numbered as in `ext::METRICS`.
     pub const VITAL: u32 = 1;
-    /// A click on a link: the action is the link's absolute `href`, `n[0]` says which module saw it
+    /// A click on a link: the text is the link's absolute `href`, `n[0]` says which script saw it
     /// (`1` outbound links, `2` file downloads).
     pub const LINK: u32 = 2;
     /// The page is hidden: `n = [deepest pixel seen, document height, engaged ms, last depth sent]`.
     pub const ENGAGE: u32 = 3;
-}
-
-/// One call from the glue: an action and its properties as the loader read them, and for the opt-in
-/// capture modules a [`kind`] with up to four numbers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Event<'a> {
-    /// The custom event's name, empty for a page hit; a link's `href` for [`kind::LINK`].
-    pub action: &'a [u8],
-    /// The `JSON.stringify`-ed properties (empty for a page hit).
-    pub props: &'a [u8],
-    /// One of [`kind`].
-    pub kind: u32,
-    /// Numbers that go with `kind`.
-    pub n: [u32; 4],
-}
-
-impl Event<'_> {
-    /// Decides every beacon this event causes and calls `send(out, url_end, len)` for each, the
-    /// endpoint being `out[..url_end]` and the body `out[url_end..len]`. Returns 0 when nothing was
-    /// sent, otherwise 1, or for [`kind::ENGAGE`] 1 + the scroll depth sent. `scratch` is room for
-    /// two payloads.
-    pub fn each(
-        &self,
-        cfg: &Config,
-        page: &Page,
-        flags: u32,
-        scratch: &mut [u8; 2 * MAX_PAYLOAD],
-        out: &mut [u8],
-        mut send: impl FnMut(&[u8], usize, usize),
-    ) -> u32 {
-        let (a, b) = scratch.split_at_mut(MAX_PAYLOAD);
-        let (Ok(payload), Ok(props)) = (
-            <&mut [u8; MAX_PAYLOAD]>::try_from(a),
-            <&mut [u8; MAX_PAYLOAD]>::try_from(b),
-        ) else {
-            return 0;
-        };
-        #[cfg(feature = "ext")]
-        let (ev, ret) = match ext::rewrite(self, cfg, page, props) {
-            Some(r) => r,
-            None => return 0,
-        };
-        #[cfg(not(feature = "ext"))]
-        let (ev, ret) = {
-            let _ = props;
-            (*self, 1)
-        };
-        let mut o = Out::new(out);
-        let Some(url_end) = decide(cfg, page, ev.action, ev.props, flags, &mut o, payload) else {
-            return 0;
-        };
-        send(o.bytes(), url_end, o.len());
-        #[cfg(feature = "ext")]
-        if let Some(path) = ext::not_found(self, cfg, page) {
-            let mut p = Out::new(props);
-            p.put(b"{");
-            member(b"path", path, &mut p);
-            p.put(b"}");
-            let mut o = Out::new(out);
-            let props = p.bytes();
-            if let Some(url_end) = decide(cfg, page, b"404", props, flags, &mut o, payload) {
-                send(o.bytes(), url_end, o.len());
-            }
-        }
-        ret
-    }
+    /// A page hit was sent: asked by the loader right after it (`data-404`).
+    pub const NOT_FOUND: u32 = 4;
 }
 
 #[cfg(feature = "ext")]

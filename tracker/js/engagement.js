@@ -17,9 +17,10 @@ try {
     if (!D.hidden) return (since = now());
     if (since) engaged += now() - since;
     since = 0;
-    const r = starling._('engagement', 0, 3, [deepest, Math.max(D.body.scrollHeight, D.documentElement.scrollHeight), engaged, depth]);
-    if (r > 0) {
-      depth = r - 1;
+    // The event's props when it was sent (beacon::ext::capture).
+    const r = starling._('', 0, 3, [deepest, Math.max(D.body.scrollHeight, D.documentElement.scrollHeight), engaged, depth]);
+    if (r) {
+      depth = r.sd;
       engaged = 0;
     }
   });

@@ -7,9 +7,9 @@
 // wrapped: nothing here may throw into the host page, and a trap in the module turns the tracker off.
 //
 // Build-time constant (scripts/build-tracker.sh): H, the build's content hash. Files under t/ next to
-// this script: H.wasm (the default module), H.s.js (data-storage), and for any opt-in capture H.x.js
-// (js/ext.js), which brings the extended module H.x.wasm and replaces `run`; the API, the queue, the
-// SPA hooks and sending with retry stay here for every page.
+// this script: H.wasm (the default module), H.s.js (data-storage), and for a tag with an opt-in
+// capture H.x.wasm (the extended module: the same questions and two more, `e` and `h`) and the
+// capture scripts H.w.js, H.o.js, H.f.js, H.e.js, which only observe the browser and report here.
 try {
   const W = window;
   const D = document;
@@ -20,8 +20,9 @@ try {
   const load = (c) =>
     new Promise((r) => D.head.append(Object.assign(D.createElement('script'), { src: dir + c + '.js', onload: r, onerror: r })));
   const early = W.starling?.q || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
-  // An opt-in capture: x.js brings the extended module and its own `run` (js/ext.js).
-  const X = ['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].some((a) => s.hasAttribute('data-' + a));
+  // The opt-in captures on the tag: any of them loads the extended module; those with a script (the
+  // names longer than 4 characters) load it too.
+  const X = ['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) => s.hasAttribute('data-' + a));
   const q = []; // events waiting for the module
   const retry = []; // beacons the browser refused, retried before the next send and on hide/online
   let last = ''; // the last page hit sent
@@ -48,6 +49,8 @@ try {
   const flush = () => retry.splice(0).forEach((e) => post(...e));
   // Text into the module's input; a negative length when it did not fit (the module then says no).
   const put = (t, r = new TextEncoder().encodeInto(t, new Uint8Array(x.memory.buffer, B, 32768))) => r.read - t.length || r.written;
+  // The module's answer: text in its output.
+  const get = (n) => new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, n));
   // A URL as sent: no fragment, and only the query parameters the module keeps (beacon::keeps_param).
   const strip = (h, u) => {
     if (!h) return '';
@@ -61,8 +64,10 @@ try {
     return u.href;
   };
 
-  // One event, decided with the default module; a trap is caught by `call`.
-  let run = (name, props, href) => {
+  // One event; a trap is caught by `call`. A capture script's report (`kind`, `n` and its text in
+  // `name`, beacon::kind) is first turned into an event by the extended module (beacon::ext::capture);
+  // its props are returned when it was sent (the engagement script reads them).
+  const run = (name, props, href, kind, n) => {
     // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
     const [sid, save] = (W.starling.$ || Array)();
     let out;
@@ -70,6 +75,11 @@ try {
       out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
     } catch {}
     const u = new URL(href);
+    // A capture (host\0href\0pathname\0its text): the module answers [name, props] as JSON, or
+    // nothing (then JSON.parse throws and `call` drops the report).
+    if (kind) [name, props] = JSON.parse(get(x.e(put([u.hostname, href, u.pathname, name].join('\0')), kind, ...n)));
+    // data-hash (extended module): the fragment is part of the page.
+    const F = x.h?.() ? u.hash : '';
     // Masking: JSON.stringify asks the module about every key (beacon::is_sensitive).
     let j = JSON.stringify(props ?? {}, (k, v) => (k && x.k(put(k)) ? '********' : v));
     const p = Object.assign(
@@ -81,8 +91,8 @@ try {
             'user-agent': N.userAgent,
             locale: N.language || 'en',
             referrer: strip(last || D.referrer),
-            pathname: u.pathname,
-            href: strip(href),
+            pathname: u.pathname + F,
+            href: strip(href) + F,
           },
       G,
     );
@@ -105,8 +115,11 @@ try {
           payload: r > 1 ? j : p,
         }),
       );
-      name || (last = href);
       save?.();
+      // After a page hit: the 404 event (data-404), decided by the extended module, which is given the
+      // previous page hit (empty: this is the first).
+      name || ((name = last), (last = href), X[0] && run(name, 0, href, 4, []));
+      return props;
     }
   };
   // What `run` returns (the capture scripts read it); a trap in the module turns the tracker off.
@@ -118,7 +131,7 @@ try {
     }
   };
   // Everything goes through here: queued until the module is ready, dropped once it is off. `kind` and
-  // `n` describe a capture script's report (beacon::kind), for x.js's `run`.
+  // `n` describe a capture script's report (beacon::kind).
   const go = (name, props, kind, n) => {
     try {
       const e = [name, props, L.href, kind, n];
@@ -129,16 +142,8 @@ try {
   const page = () => D.prerendering || go('');
 
   W.Tinybird = { trackEvent: track };
-  // For x.js and the capture scripts: `_` reports, `p` posts, `r` replaces `run`, `s` is the tag.
-  W.starling = {
-    track,
-    s,
-    _: go,
-    p: post,
-    r: (f) => {
-      run = f;
-    },
-  };
+  // For the capture scripts: `_(text, 0, kind, n)` reports; `s` is the tag (for the storage script).
+  W.starling = { track, s, _: go };
   for (const m of ['pushState', 'replaceState']) {
     const orig = history[m];
     history[m] = function () {
@@ -149,33 +154,28 @@ try {
   }
   addEventListener('popstate', page);
   addEventListener('hashchange', page);
-  addEventListener('pagehide', flush);
-  addEventListener('online', flush);
-  addEventListener('visibilitychange', () => D.hidden && flush());
+  for (const e of ['pagehide', 'online', 'visibilitychange']) addEventListener(e, flush);
   early.forEach((e) => track(...e));
   D.prerendering ? D.addEventListener('prerenderingchange', page, { once: true }) : page();
 
+  for (const a of X) a[4] && load('.' + a[0]);
+
   Promise.all([
-    X
-      ? // x.js leaves its instance's promise in starling.m
-        load('.x').then(() => W.starling.m)
-      : // INLINE (a build-time constant) is the module in base64 in t.inline.js, only built to compare sizes.
-        (INLINE
-          ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
-          : fetch(dir + '.wasm').then((r) => r.arrayBuffer())
-        ).then((b) => WebAssembly.instantiate(b)),
+    // INLINE (a build-time constant) is the module in base64 in t.inline.js, only built to compare sizes.
+    (INLINE
+      ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
+      : fetch(dir + (X[0] ? '.x.wasm' : '.wasm')).then((r) => r.arrayBuffer())
+    ).then((b) => WebAssembly.instantiate(b)),
     s.hasAttribute('data-storage') && load('.s'),
   ])
     .then(([m]) => {
       x = m.instance.exports;
-      if (!X) {
-        B = x.b();
-        const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
-        let g;
-        [E, T, M, ...g] = new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, x.c(n))).split('\0');
-        while (g[0]) G[g.shift()] = g.shift();
-        if (!E) throw 0; // the attributes did not fit: off
-      }
+      B = x.b();
+      const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
+      let g;
+      [E, T, M, ...g] = get(x.c(n)).split('\0');
+      while (g[0]) G[g.shift()] = g.shift();
+      if (!E) throw 0; // the attributes did not fit: off
       q.splice(0).forEach(call);
     })
     .catch(() => {

@@ -1,8 +1,8 @@
 // t/<hash>.w.js (`data-web-vitals`): LCP, INP, CLS, FCP and TTFB measured with PerformanceObserver as
 // the web-vitals library does (simplified: no bfcache restores, INP as the 98th percentile of the
 // interactions' longest event durations), reported as `web_vital` events in the shape of Tinybird's
-// web analytics kit: {name, value, delta, id, navigationType}; the module adds the rating (standard
-// thresholds, beacon::ext::rating), pathname and href. TTFB after load, FCP at first paint, LCP at the
+// web analytics kit: {name, value, delta, id, navigationType}; the extended module adds the rating
+// (standard thresholds, beacon::ext::rating), pathname and href (beacon::ext::capture). TTFB after load, FCP at first paint, LCP at the
 // first input or when hidden, CLS and INP when hidden (again later with their delta if they grew).
 try {
   const D = document;
@@ -15,8 +15,14 @@ try {
     value = Math.max(0, value);
     if (sent[name] === value) return;
     starling._(
-      'web_vital',
-      { name, value, delta: value - (sent[name] || 0), id: id + '-' + i, navigationType: (nav.type || 'navigate').replace('_', '-') },
+      JSON.stringify({
+        name,
+        value,
+        delta: value - (sent[name] || 0),
+        id: id + '-' + i,
+        navigationType: (nav.type || 'navigate').replace('_', '-'),
+      }),
+      0,
       1,
       [i, Math.min(value * 1000, 4e9)],
     );

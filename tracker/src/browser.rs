@@ -4,10 +4,11 @@
 //! its length (negative, that is huge, when it did not fit); what the module writes back is decoded
 //! from the second half. Nothing here allocates.
 //!
-//! The default module only answers questions (`c` once, then `t`, `k` and `q` per event): the
-//! loader builds the envelope with the browser's `JSON.stringify` and the URLs with `URL`. The
-//! extended module (feature `ext`) builds the whole beacon itself and sends it through its one
-//! import (`e`), for the capture modules' events.
+//! Both modules only answer questions (`c` once, then `t`, `k` and `q` per event): the loader builds
+//! the envelope with the browser's `JSON.stringify` and the URLs with `URL`. The extended module
+//! (feature `ext`) answers two more: what a capture script's report becomes (`e`, an event name and
+//! its props) and whether the fragment is part of the page (`h`, `data-hash`). Neither imports
+//! anything.
 #![allow(unsafe_code)]
 
 use core::ptr::addr_of_mut;
@@ -41,7 +42,7 @@ pub extern "C" fn k(len: usize) -> bool {
     starling_beacon::is_sensitive(input(len.min(HALF)).unwrap_or_default())
 }
 
-#[cfg(not(feature = "ext"))]
+/// The default module's exports; the extended module (feature `ext`) has them too and [`ext`]'s.
 mod default {
     use super::{addr_of_mut, input, HALF, IO};
     use starling_beacon::{keeps_param, setup, verdict, Out};
@@ -49,7 +50,7 @@ mod default {
     /// The script tag's [`starling_beacon::setting`]s, from [`c`].
     static mut SETTINGS: u32 = 0;
 
-    fn settings() -> u32 {
+    pub(crate) fn settings() -> u32 {
         // SAFETY: single-threaded; written only by `c`.
         unsafe { SETTINGS }
     }
@@ -57,6 +58,7 @@ mod default {
     /// Setup with the script tag's attributes (`name\0value\0…`) in the input: writes
     /// `endpoint\0tenant\0domain` and `\0name\0value` per global property into the output half and
     /// returns its length (`starling_beacon::setup`), 0 when the attributes or the answer did not fit.
+    /// The extended module keeps a copy of the attributes for its captures.
     #[no_mangle]
     pub extern "C" fn c(len: usize) -> usize {
         // SAFETY: the output half is disjoint from the input half `input` borrows, and single-threaded.
@@ -68,6 +70,8 @@ mod default {
         let Some(attrs) = attrs else {
             return 0;
         };
+        #[cfg(feature = "ext")]
+        super::ext::keep(attrs);
         let mut out = Out::new(out);
         let s = setup(attrs, &mut out);
         // SAFETY: single-threaded; the only writer.
@@ -95,59 +99,58 @@ mod default {
     }
 }
 
+/// The extended module's own exports, for the capture scripts (web vitals, links, engagement) and the
+/// `data-404`/`data-hash` rules: answers like the default module's, sent by the loader.
 #[cfg(feature = "ext")]
 mod ext {
-    use super::{addr_of_mut, input};
-    use starling_beacon::{take, Config, Event, Page, MAX_PAYLOAD, OUT_CAPACITY};
+    use super::{addr_of_mut, HALF, IO};
+    use starling_beacon::{ext::capture, setting, Out};
 
-    /// Where beacons are written (endpoint, then body).
-    static mut OUT: [u8; OUT_CAPACITY] = [0; OUT_CAPACITY];
-    /// The payload while it is built, and a capture module's props.
-    static mut SCRATCH: [u8; 2 * MAX_PAYLOAD] = [0; 2 * MAX_PAYLOAD];
+    /// A copy of the script tag's attributes (`c`'s input), and its length.
+    static mut ATTRS: [u8; HALF] = [0; HALF];
+    static mut ATTRS_LEN: usize = 0;
 
-    #[link(wasm_import_module = "e")]
-    extern "C" {
-        /// Posts the body at `at + url_len .. at + len` to the URL at `at .. at + url_len`.
-        fn s(at: *const u8, url_len: usize, len: usize);
+    /// Keeps the attributes setup was given (they fit the input half, so they fit here).
+    pub(crate) fn keep(attrs: &[u8]) {
+        // SAFETY: single-threaded; the only writer, and `e` reads it only between calls.
+        unsafe {
+            let keep = &mut *addr_of_mut!(ATTRS);
+            if let Some(to) = keep.get_mut(..attrs.len()) {
+                to.copy_from_slice(attrs);
+                ATTRS_LEN = attrs.len();
+            }
+        }
     }
 
-    /// Handles one event whose first `len` bytes are in the input: `attributes \x01 page \x01
-    /// action \x01 props`, that is the script tag's attributes as `name\0value\0…`, the page as
-    /// [`Page::parse`] reads it, the action (empty for a page hit) and the `JSON.stringify`-ed
-    /// properties. `flags` are `beacon::flag` bits; `kind` and `n` describe an opt-in capture
-    /// ([`Event`]). Returns 0 when nothing was sent, else what [`Event::each`] says.
+    /// A capture script's report, with `href\0pathname\0host\0last\0text` in the input: writes
+    /// `action\0props` into the output half and returns its length, 0 for nothing to send
+    /// (`starling_beacon::ext::capture`; `kind` and `n` as `starling_beacon::kind` says).
     #[no_mangle]
-    pub extern "C" fn e(
-        len: usize,
-        flags: u32,
-        kind: u32,
-        n0: u32,
-        n1: u32,
-        n2: u32,
-        n3: u32,
-    ) -> u32 {
-        // SAFETY: wasm is single-threaded, so these are the only references to the two buffers
-        // while they live.
-        let (out, scratch) = unsafe { (&mut *addr_of_mut!(OUT), &mut *addr_of_mut!(SCRATCH)) };
-        let Some(mut input) = input(len) else {
+    pub extern "C" fn e(len: usize, kind: u32, n0: u32, n1: u32, n2: u32, n3: u32) -> usize {
+        // SAFETY: single-threaded; the output half is disjoint from the input half, and `ATTRS` is
+        // only written by `c`.
+        let (text, out, attrs) = unsafe {
+            let (i, o) = (&mut *addr_of_mut!(IO)).split_at_mut(HALF);
+            let attrs: &[u8; HALF] = &*addr_of_mut!(ATTRS);
+            (i.get(..len), o, attrs.get(..ATTRS_LEN))
+        };
+        let (Some(text), Some(attrs)) = (text, attrs) else {
             return 0;
         };
-        let (cfg, ctx, action) = (
-            take(&mut input, 1),
-            take(&mut input, 1),
-            take(&mut input, 1),
-        );
-        let ev = Event {
-            action,
-            props: input,
-            kind,
-            n: [n0, n1, n2, n3],
-        };
-        let (cfg, page) = (Config::parse(cfg), Page::parse(ctx));
-        ev.each(&cfg, &page, flags, scratch, out, |at, url_end, len| {
-            // SAFETY: the import only reads `len` bytes of wasm memory from `at`, inside `OUT`.
-            unsafe { s(at.as_ptr(), url_end, len) }
-        })
+        let mut out = Out::new(out);
+        let settings = super::default::settings();
+        if capture(settings, attrs, text, kind, [n0, n1, n2, n3], &mut out) {
+            out.len()
+        } else {
+            0
+        }
+    }
+
+    /// Whether the page's fragment is part of the page (`data-hash`): the loader then keeps it in a
+    /// page hit's `pathname` and `href`.
+    #[no_mangle]
+    pub extern "C" fn h() -> bool {
+        super::default::settings() & setting::HASH != 0
     }
 }
 

@@ -7,8 +7,9 @@
 //! flock.js envelope with `JSON.stringify` and strips URLs with `URL`. Text crosses through one static
 //! buffer (`b`) that the loader fills with `TextEncoder.encodeInto`. The decisions are
 //! `starling_beacon`'s. Built with the feature `ext`, it is the extended module for sites that enable an
-//! opt-in capture: the add-on `js/ext.js` hands each event to `e`, which builds the whole
-//! beacon in Rust and sends it through the one import, `e.s`. Nothing allocates: the buffers are static.
+//! opt-in capture: the same exports plus `e` (what a capture script's report becomes: an event name
+//! and its props, which the loader sends like a custom event) and `h` (`data-hash`). Neither module
+//! imports anything. Nothing allocates: the buffers are static.
 //! A panic is a trap that the loader catches, which turns the tracker off without touching the page. On
 //! other targets the crate is empty, so `cargo test`/`clippy` on the host skip it.
 #![cfg_attr(target_arch = "wasm32", no_std)]
