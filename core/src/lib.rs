@@ -33,6 +33,8 @@ pub mod event;
 #[cfg(feature = "std")]
 pub mod field_error;
 #[cfg(feature = "std")]
+pub mod goals;
+#[cfg(feature = "std")]
 pub mod identity;
 #[cfg(feature = "std")]
 pub mod ingest;
