@@ -109,26 +109,165 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
 
 /// Active ISO 4217 currency codes with their minor-unit exponent (digits after the decimal point).
 const CURRENCIES: &[(&str, u8)] = &[
-    ("AED", 2), ("AFN", 2), ("ALL", 2), ("AMD", 2), ("ANG", 2), ("AOA", 2), ("ARS", 2), ("AUD", 2),
-    ("AWG", 2), ("AZN", 2), ("BAM", 2), ("BBD", 2), ("BDT", 2), ("BGN", 2), ("BHD", 3), ("BIF", 0),
-    ("BMD", 2), ("BND", 2), ("BOB", 2), ("BRL", 2), ("BSD", 2), ("BTN", 2), ("BWP", 2), ("BYN", 2),
-    ("BZD", 2), ("CAD", 2), ("CDF", 2), ("CHF", 2), ("CLF", 4), ("CLP", 0), ("CNY", 2), ("COP", 2),
-    ("CRC", 2), ("CUP", 2), ("CVE", 2), ("CZK", 2), ("DJF", 0), ("DKK", 2), ("DOP", 2), ("DZD", 2),
-    ("EGP", 2), ("ERN", 2), ("ETB", 2), ("EUR", 2), ("FJD", 2), ("FKP", 2), ("GBP", 2), ("GEL", 2),
-    ("GHS", 2), ("GIP", 2), ("GMD", 2), ("GNF", 0), ("GTQ", 2), ("GYD", 2), ("HKD", 2), ("HNL", 2),
-    ("HTG", 2), ("HUF", 2), ("IDR", 2), ("ILS", 2), ("INR", 2), ("IQD", 3), ("IRR", 2), ("ISK", 0),
-    ("JMD", 2), ("JOD", 3), ("JPY", 0), ("KES", 2), ("KGS", 2), ("KHR", 2), ("KMF", 0), ("KPW", 2),
-    ("KRW", 0), ("KWD", 3), ("KYD", 2), ("KZT", 2), ("LAK", 2), ("LBP", 2), ("LKR", 2), ("LRD", 2),
-    ("LSL", 2), ("LYD", 3), ("MAD", 2), ("MDL", 2), ("MGA", 2), ("MKD", 2), ("MMK", 2), ("MNT", 2),
-    ("MOP", 2), ("MRU", 2), ("MUR", 2), ("MVR", 2), ("MWK", 2), ("MXN", 2), ("MYR", 2), ("MZN", 2),
-    ("NAD", 2), ("NGN", 2), ("NIO", 2), ("NOK", 2), ("NPR", 2), ("NZD", 2), ("OMR", 3), ("PAB", 2),
-    ("PEN", 2), ("PGK", 2), ("PHP", 2), ("PKR", 2), ("PLN", 2), ("PYG", 0), ("QAR", 2), ("RON", 2),
-    ("RSD", 2), ("RUB", 2), ("RWF", 0), ("SAR", 2), ("SBD", 2), ("SCR", 2), ("SDG", 2), ("SEK", 2),
-    ("SGD", 2), ("SHP", 2), ("SLE", 2), ("SOS", 2), ("SRD", 2), ("SSP", 2), ("STN", 2), ("SVC", 2),
-    ("SYP", 2), ("SZL", 2), ("THB", 2), ("TJS", 2), ("TMT", 2), ("TND", 3), ("TOP", 2), ("TRY", 2),
-    ("TTD", 2), ("TWD", 2), ("TZS", 2), ("UAH", 2), ("UGX", 0), ("USD", 2), ("UYI", 0), ("UYU", 2),
-    ("UYW", 4), ("UZS", 2), ("VED", 2), ("VES", 2), ("VND", 0), ("VUV", 0), ("WST", 2), ("XAF", 0),
-    ("XCD", 2), ("XOF", 0), ("XPF", 0), ("YER", 2), ("ZAR", 2), ("ZMW", 2), ("ZWG", 2),
+    ("AED", 2),
+    ("AFN", 2),
+    ("ALL", 2),
+    ("AMD", 2),
+    ("ANG", 2),
+    ("AOA", 2),
+    ("ARS", 2),
+    ("AUD", 2),
+    ("AWG", 2),
+    ("AZN", 2),
+    ("BAM", 2),
+    ("BBD", 2),
+    ("BDT", 2),
+    ("BGN", 2),
+    ("BHD", 3),
+    ("BIF", 0),
+    ("BMD", 2),
+    ("BND", 2),
+    ("BOB", 2),
+    ("BRL", 2),
+    ("BSD", 2),
+    ("BTN", 2),
+    ("BWP", 2),
+    ("BYN", 2),
+    ("BZD", 2),
+    ("CAD", 2),
+    ("CDF", 2),
+    ("CHF", 2),
+    ("CLF", 4),
+    ("CLP", 0),
+    ("CNY", 2),
+    ("COP", 2),
+    ("CRC", 2),
+    ("CUP", 2),
+    ("CVE", 2),
+    ("CZK", 2),
+    ("DJF", 0),
+    ("DKK", 2),
+    ("DOP", 2),
+    ("DZD", 2),
+    ("EGP", 2),
+    ("ERN", 2),
+    ("ETB", 2),
+    ("EUR", 2),
+    ("FJD", 2),
+    ("FKP", 2),
+    ("GBP", 2),
+    ("GEL", 2),
+    ("GHS", 2),
+    ("GIP", 2),
+    ("GMD", 2),
+    ("GNF", 0),
+    ("GTQ", 2),
+    ("GYD", 2),
+    ("HKD", 2),
+    ("HNL", 2),
+    ("HTG", 2),
+    ("HUF", 2),
+    ("IDR", 2),
+    ("ILS", 2),
+    ("INR", 2),
+    ("IQD", 3),
+    ("IRR", 2),
+    ("ISK", 0),
+    ("JMD", 2),
+    ("JOD", 3),
+    ("JPY", 0),
+    ("KES", 2),
+    ("KGS", 2),
+    ("KHR", 2),
+    ("KMF", 0),
+    ("KPW", 2),
+    ("KRW", 0),
+    ("KWD", 3),
+    ("KYD", 2),
+    ("KZT", 2),
+    ("LAK", 2),
+    ("LBP", 2),
+    ("LKR", 2),
+    ("LRD", 2),
+    ("LSL", 2),
+    ("LYD", 3),
+    ("MAD", 2),
+    ("MDL", 2),
+    ("MGA", 2),
+    ("MKD", 2),
+    ("MMK", 2),
+    ("MNT", 2),
+    ("MOP", 2),
+    ("MRU", 2),
+    ("MUR", 2),
+    ("MVR", 2),
+    ("MWK", 2),
+    ("MXN", 2),
+    ("MYR", 2),
+    ("MZN", 2),
+    ("NAD", 2),
+    ("NGN", 2),
+    ("NIO", 2),
+    ("NOK", 2),
+    ("NPR", 2),
+    ("NZD", 2),
+    ("OMR", 3),
+    ("PAB", 2),
+    ("PEN", 2),
+    ("PGK", 2),
+    ("PHP", 2),
+    ("PKR", 2),
+    ("PLN", 2),
+    ("PYG", 0),
+    ("QAR", 2),
+    ("RON", 2),
+    ("RSD", 2),
+    ("RUB", 2),
+    ("RWF", 0),
+    ("SAR", 2),
+    ("SBD", 2),
+    ("SCR", 2),
+    ("SDG", 2),
+    ("SEK", 2),
+    ("SGD", 2),
+    ("SHP", 2),
+    ("SLE", 2),
+    ("SOS", 2),
+    ("SRD", 2),
+    ("SSP", 2),
+    ("STN", 2),
+    ("SVC", 2),
+    ("SYP", 2),
+    ("SZL", 2),
+    ("THB", 2),
+    ("TJS", 2),
+    ("TMT", 2),
+    ("TND", 3),
+    ("TOP", 2),
+    ("TRY", 2),
+    ("TTD", 2),
+    ("TWD", 2),
+    ("TZS", 2),
+    ("UAH", 2),
+    ("UGX", 0),
+    ("USD", 2),
+    ("UYI", 0),
+    ("UYU", 2),
+    ("UYW", 4),
+    ("UZS", 2),
+    ("VED", 2),
+    ("VES", 2),
+    ("VND", 0),
+    ("VUV", 0),
+    ("WST", 2),
+    ("XAF", 0),
+    ("XCD", 2),
+    ("XOF", 0),
+    ("XPF", 0),
+    ("YER", 2),
+    ("ZAR", 2),
+    ("ZMW", 2),
+    ("ZWG", 2),
 ];
 
 /// The minor-unit exponent of an ISO 4217 code (upper case), or `None` for an unknown code.
@@ -334,7 +473,9 @@ pub fn insert(tenant: &str, goal: &Goal, max: u32, now_secs: i64) -> Statement {
             goal.name.as_str().into(),
             goal.kind.as_str().into(),
             goal.pattern.as_str().into(),
-            goal.currency.as_deref().map_or(SqlValue::Null, SqlValue::from),
+            goal.currency
+                .as_deref()
+                .map_or(SqlValue::Null, SqlValue::from),
             now_secs.into(),
             tenant.into(),
             i64::from(max).into(),
@@ -374,8 +515,18 @@ mod tests {
     #[test]
     fn currency_table_is_sorted_unique_and_knows_the_odd_exponents() {
         assert!(CURRENCIES.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(CURRENCIES.iter().all(|(c, _)| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())));
-        for (code, exp) in [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("BHD", 3), ("KWD", 3), ("CLF", 4)] {
+        assert!(CURRENCIES
+            .iter()
+            .all(|(c, _)| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())));
+        for (code, exp) in [
+            ("USD", 2),
+            ("EUR", 2),
+            ("JPY", 0),
+            ("KRW", 0),
+            ("BHD", 3),
+            ("KWD", 3),
+            ("CLF", 4),
+        ] {
             assert_eq!(exponent(code), Some(exp), "{code}");
         }
         assert_eq!(exponent("usd"), None);
@@ -393,11 +544,23 @@ mod tests {
         assert_eq!(parse_amount("1.234", 3), Some(1234));
         assert_eq!(parse_amount("0.005", 2), Some(1));
         assert_eq!(parse_amount("0.004", 2), Some(0));
-        for bad in ["", ".", "-1", "1e3", "1,5", "abc", "1.2.3", "9999999999999999"] {
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1e3",
+            "1,5",
+            "abc",
+            "1.2.3",
+            "9999999999999999",
+        ] {
             assert_eq!(parse_amount(bad, 2), None, "{bad}");
         }
         // 0.1 + 0.2 with floats is 0.30000000000000004; here it is 30 cents.
-        assert_eq!(parse_amount("0.1", 2).unwrap() + parse_amount("0.2", 2).unwrap(), 30);
+        assert_eq!(
+            parse_amount("0.1", 2).unwrap() + parse_amount("0.2", 2).unwrap(),
+            30
+        );
         assert_eq!(format_amount(1029, 2), "10.29");
         assert_eq!(format_amount(5, 2), "0.05");
         assert_eq!(format_amount(1200, 0), "1200");
@@ -410,9 +573,18 @@ mod tests {
     #[test]
     fn revenue_is_read_from_numbers_and_strings_without_floats() {
         let r = |p: &str| revenue_of(p);
-        assert_eq!(r(r#"{"revenue":{"amount":10.29,"currency":"USD"}}"#), Some(("USD".into(), 1029)));
-        assert_eq!(r(r#"{"revenue":{"amount":"19.99","currency":"eur"}}"#), Some(("EUR".into(), 1999)));
-        assert_eq!(r(r#"{"revenue":{"amount":1500,"currency":"JPY"}}"#), Some(("JPY".into(), 1500)));
+        assert_eq!(
+            r(r#"{"revenue":{"amount":10.29,"currency":"USD"}}"#),
+            Some(("USD".into(), 1029))
+        );
+        assert_eq!(
+            r(r#"{"revenue":{"amount":"19.99","currency":"eur"}}"#),
+            Some(("EUR".into(), 1999))
+        );
+        assert_eq!(
+            r(r#"{"revenue":{"amount":1500,"currency":"JPY"}}"#),
+            Some(("JPY".into(), 1500))
+        );
         // A literal with more digits than an f64 keeps: exact.
         assert_eq!(
             r(r#"{"revenue":{"amount":"123456789012345.67","currency":"USD"}}"#),
@@ -449,18 +621,47 @@ mod tests {
 
     #[test]
     fn bad_goals_name_the_field() {
-        let field = |v: Value| validate(&v).err().and_then(|e| e.field().map(str::to_owned));
-        assert_eq!(field(json!({"name": "", "kind": "event", "match": "Signup"})).as_deref(), Some("name"));
-        assert_eq!(field(json!({"name": "A", "kind": "click", "match": "Signup"})).as_deref(), Some("kind"));
-        assert_eq!(field(json!({"name": "A", "kind": "event", "match": " "})).as_deref(), Some("match"));
-        assert_eq!(field(json!({"name": "A", "kind": "page", "match": "blog/*"})).as_deref(), Some("match"));
-        assert_eq!(field(json!({"name": "A", "kind": "event", "match": "page_hit"})).as_deref(), Some("match"));
+        let field = |v: Value| {
+            validate(&v)
+                .err()
+                .and_then(|e| e.field().map(str::to_owned))
+        };
         assert_eq!(
-            field(json!({"name": "A", "kind": "event", "match": "Buy", "currency": "XYZ"})).as_deref(),
+            field(json!({"name": "", "kind": "event", "match": "Signup"})).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            field(json!({"name": "A", "kind": "click", "match": "Signup"})).as_deref(),
+            Some("kind")
+        );
+        assert_eq!(
+            field(json!({"name": "A", "kind": "event", "match": " "})).as_deref(),
+            Some("match")
+        );
+        assert_eq!(
+            field(json!({"name": "A", "kind": "page", "match": "blog/*"})).as_deref(),
+            Some("match")
+        );
+        assert_eq!(
+            field(json!({"name": "A", "kind": "event", "match": "page_hit"})).as_deref(),
+            Some("match")
+        );
+        assert_eq!(
+            field(json!({"name": "A", "kind": "event", "match": "Buy", "currency": "XYZ"}))
+                .as_deref(),
             Some("currency")
         );
-        assert_eq!(field(json!({"name": "A", "kind": "event", "match": "Buy", "colour": 1})).as_deref(), Some("colour"));
-        let g = validate(&json!({"name": " Purchase ", "kind": "event", "match": "Purchase", "currency": "EUR"})).unwrap();
-        assert_eq!((g.name.as_str(), g.currency.as_deref()), ("Purchase", Some("EUR")));
+        assert_eq!(
+            field(json!({"name": "A", "kind": "event", "match": "Buy", "colour": 1})).as_deref(),
+            Some("colour")
+        );
+        let g = validate(
+            &json!({"name": " Purchase ", "kind": "event", "match": "Purchase", "currency": "EUR"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (g.name.as_str(), g.currency.as_deref()),
+            ("Purchase", Some("EUR"))
+        );
     }
 }

@@ -208,9 +208,10 @@ impl VisitState {
         let mut any = false;
         for g in goals.iter().filter(|g| g.matches(e)) {
             any = true;
-            let t = self.goals.entry(g.name.clone()).or_insert_with(|| {
-                (g.currency.clone().unwrap_or_default(), 0, 0, 0)
-            });
+            let t = self
+                .goals
+                .entry(g.name.clone())
+                .or_insert_with(|| (g.currency.clone().unwrap_or_default(), 0, 0, 0));
             t.1 += 1;
             if let Some(minor) = g.revenue(e) {
                 t.2 += minor;
