@@ -16,6 +16,8 @@ pub const READ: &str = "PIPES:READ";
 pub const USAGE_READ: &str = "USAGE:READ";
 /// Scope type that allows reading the tenant's white-label settings (`/v0/tenant.json`).
 pub const SETTINGS_READ: &str = "SETTINGS:READ";
+/// Scope type that allows changing the tenant's own settings (its goals: `/v0/goals`).
+pub const SETTINGS_WRITE: &str = "SETTINGS:WRITE";
 
 /// The pipes whose answer is bounded by `date_from..=date_to`: the only ones a token that fixes dates
 /// may read (an allow-list, so a new pipe stays closed to such tokens until it is added here).
@@ -171,6 +173,8 @@ pub enum TenantDoc {
     Usage,
     /// `/v0/tenant.json`: the tenant's white-label settings.
     Settings,
+    /// Changes to the tenant's own settings (`POST`/`DELETE /v0/goals`): only a `SETTINGS:WRITE` scope.
+    SettingsWrite,
 }
 
 impl TenantDoc {
@@ -179,6 +183,7 @@ impl TenantDoc {
         match self {
             Self::Usage => USAGE_READ,
             Self::Settings => SETTINGS_READ,
+            Self::SettingsWrite => SETTINGS_WRITE,
         }
     }
 
@@ -188,6 +193,7 @@ impl TenantDoc {
         scope.resource.as_deref() == Some("*")
             && match self {
                 Self::Settings => true,
+                Self::SettingsWrite => false,
                 Self::Usage => scope.fixed_params.keys().all(|k| k == "tenant_id"),
             }
     }
@@ -222,6 +228,9 @@ impl AuthError {
                 "reading usage needs a USAGE:READ scope, or a PIPES:READ scope on '*' that fixes nothing but \
                  tenant_id: a token limited to some pipes, a domain or dates cannot read the tenant's usage"
                     .into()
+            }
+            Self::TenantDocNotInScope(TenantDoc::SettingsWrite) => {
+                "changing the tenant's goals needs a SETTINGS:WRITE scope (minted with the admin API)".into()
             }
             Self::TenantDocNotInScope(TenantDoc::Settings) => {
                 "reading the tenant's settings needs a SETTINGS:READ scope or a PIPES:READ scope on '*' \

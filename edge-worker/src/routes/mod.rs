@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod dashboard;
+mod goals;
 mod ingest;
 mod keys;
 mod query;
@@ -166,6 +167,14 @@ pub enum Route {
     TenantJson,
     /// `GET /v0/usage.json`
     UsageJson,
+    /// `GET, POST /v0/goals`
+    Goals,
+    /// `DELETE /v0/goals/{id}`
+    Goal(String),
+    /// `GET, POST /v0/admin/tenants/{id}/goals`
+    AdminGoals(String),
+    /// `DELETE /v0/admin/tenants/{id}/goals/{goal_id}`
+    AdminGoal(String, String),
     /// `GET, POST /v0/admin/tenants`
     Tenants,
     /// `GET, PATCH, DELETE /v0/admin/tenants/{id}`
@@ -210,6 +219,12 @@ impl Route {
             ["openapi.json"] => Self::OpenApi,
             ["tenant.json"] => Self::TenantJson,
             ["usage.json"] => Self::UsageJson,
+            ["goals"] => Self::Goals,
+            ["goals", g] if !g.is_empty() => Self::Goal(own(g)),
+            ["admin", "tenants", id, "goals"] => Self::AdminGoals(own(id)),
+            ["admin", "tenants", id, "goals", g] if !g.is_empty() => {
+                Self::AdminGoal(own(id), own(g))
+            }
             ["pipes", file] => {
                 let name = file.strip_suffix(".json").filter(|n| !n.is_empty())?;
                 Self::Pipe(own(name))
@@ -243,6 +258,8 @@ impl Route {
             Self::Query => "query",
             Self::TenantJson => "tenant",
             Self::UsageJson => "usage",
+            Self::Goals | Self::Goal(_) => "goals",
+            Self::AdminGoals(_) | Self::AdminGoal(..) => "admin_goals",
             Self::Tenants | Self::Tenant(_) => "admin_tenants",
             Self::Settings(_) => "admin_settings",
             Self::Tokens(_) | Self::Token(..) => "admin_tokens",
@@ -265,10 +282,12 @@ impl Route {
             | Self::RebuildReset
             | Self::RebuildDay
             | Self::Batches => "POST",
-            Self::Tenants | Self::Tokens(_) | Self::Keys(_) => "GET, POST",
+            Self::Tenants | Self::Tokens(_) | Self::Keys(_) | Self::Goals | Self::AdminGoals(_) => {
+                "GET, POST"
+            }
             Self::Tenant(_) => "GET, PATCH, DELETE",
             Self::Settings(_) => "PUT",
-            Self::Token(..) | Self::Key(..) => "DELETE",
+            Self::Token(..) | Self::Key(..) | Self::Goal(_) | Self::AdminGoal(..) => "DELETE",
             Self::Health
             | Self::OpenApi
             | Self::Pipe(_)
@@ -295,7 +314,9 @@ impl Route {
             | Self::Pipe(_)
             | Self::Query
             | Self::TenantJson
-            | Self::UsageJson => false,
+            | Self::UsageJson
+            | Self::Goals
+            | Self::Goal(_) => false,
             Self::Tenants
             | Self::Tenant(_)
             | Self::Settings(_)
@@ -310,7 +331,9 @@ impl Route {
             | Self::RebuildReset
             | Self::RebuildDay
             | Self::ExportByParam
-            | Self::Batches => true,
+            | Self::Batches
+            | Self::AdminGoals(_)
+            | Self::AdminGoal(..) => true,
         }
     }
 }
@@ -346,6 +369,11 @@ async fn dispatch(
         Route::Query => query::post_query(req, env, outcome).await,
         Route::TenantJson => settings::get_tenant(req, env, outcome).await,
         Route::UsageJson => reports::get_own(req, env, outcome).await,
+        Route::Goals if method == Method::Post => goals::create_own(req, env, outcome).await,
+        Route::Goals => goals::list_own(req, env, outcome).await,
+        Route::Goal(id) => goals::delete_own(req, env, &id, outcome).await,
+        Route::AdminGoals(id) => goals::admin_goals(req, env, &id, outcome).await,
+        Route::AdminGoal(id, goal) => goals::admin_delete(env, &id, &goal, outcome).await,
         Route::Tenants if method == Method::Post => tenants::create(req, env, outcome).await,
         Route::Tenants => tenants::list(req, env).await,
         Route::Tenant(id) => match method {
