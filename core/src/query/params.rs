@@ -255,6 +255,8 @@ pub(crate) struct Filters {
     pub(crate) pathname: Option<String>,
     /// `(sessions column, value)`, in [`SESSION_DIMS`] order.
     pub(crate) session: Vec<(&'static str, String)>,
+    /// `goal`: the visits that completed this goal (by name, `crate::goals`).
+    pub(crate) goal: Option<String>,
 }
 
 impl Filters {
@@ -269,6 +271,7 @@ impl Filters {
             domain: p.text(&["domain"])?.map(str::to_owned),
             pathname: p.text(PATHNAME.names)?.map(str::to_owned),
             session,
+            goal: p.text(&["goal"])?.map(str::to_owned),
         })
     }
 
@@ -282,6 +285,9 @@ impl Filters {
         }
         for (col, v) in &self.session {
             out.insert((*col).into(), v.clone());
+        }
+        if let Some(g) = &self.goal {
+            out.insert("goal".into(), g.clone());
         }
     }
 }

@@ -296,7 +296,14 @@ fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
         q.push(&sql);
         q.binds.extend(binds);
     }
+    if let Some(goal) = &f.goal {
+        q.bind(&format!(" AND {GOAL_OF_SESSION}"), goal.as_str());
+    }
 }
+
+/// Whether the session `s` completed the goal bound next: its `session_goals` row, by primary key.
+const GOAL_OF_SESSION: &str = "EXISTS (SELECT 1 FROM session_goals g WHERE g.tenant_id = s.tenant_id \
+     AND g.first_ts = s.first_ts AND g.session_key = s.session_key AND g.goal = ?)";
 
 /// `((s.first_ts, s.session_key) IN (…))`: whether a session of `[start, end)` viewed a page matching
 /// `page_condition` (on `pv`; its binds follow the returned ones). The pages of the window's sessions
@@ -335,7 +342,7 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     if let Some(path) = &f.pathname {
         q.bind(" AND pv.pathname = ?", path.as_str());
     }
-    if !f.session.is_empty() || f.domain.is_some() {
+    if !f.session.is_empty() || f.domain.is_some() || f.goal.is_some() {
         // The page's session by its primary key (migration 0007).
         q.push(
             " AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id \
@@ -346,6 +353,9 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
         }
         for (col, v) in &f.session {
             q.bind(&format!(" AND s.{col} = ?"), v.as_str());
+        }
+        if let Some(goal) = &f.goal {
+            q.bind(&format!(" AND {GOAL_OF_SESSION}"), goal.as_str());
         }
         q.push(")");
     }
@@ -570,10 +580,11 @@ fn top(
 
 /// The rollup slice that answers kpis with these filters: none or one besides `domain`.
 fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
-    let (d, value) = match (&f.pathname, f.session.as_slice()) {
-        (None, []) => (dim::ALL, None),
-        (Some(p), []) => (dim::VIEWED, Some(p.as_str())),
-        (None, [(col, v)]) => (rollups::session_dim(col)?, Some(v.as_str())),
+    let (d, value) = match (&f.pathname, f.session.as_slice(), &f.goal) {
+        (None, [], None) => (dim::ALL, None),
+        (None, [], Some(g)) => (dim::GOAL, Some(g.as_str())),
+        (Some(p), [], None) => (dim::VIEWED, Some(p.as_str())),
+        (None, [(col, v)], None) => (rollups::session_dim(col)?, Some(v.as_str())),
         _ => return None,
     };
     Some(Slice::new(tenant, d, value, f.domain.as_deref(), now))
@@ -582,6 +593,9 @@ fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>>
 /// The rollup slice that answers a top list with these filters: none besides `domain`, or one on the
 /// list's own dimension.
 fn top_slice<'a>(tenant: &'a str, now: i64, spec: &TopSpec, f: &'a Filters) -> Option<Slice<'a>> {
+    if f.goal.is_some() {
+        return None;
+    }
     let value = match (&f.pathname, f.session.as_slice()) {
         (None, []) => None,
         (Some(p), []) if spec.dim == dim::PAGE => Some(p.as_str()),
