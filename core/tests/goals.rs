@@ -605,3 +605,75 @@ fn bad_goal_queries_get_a_400_naming_the_field() {
         );
     }
 }
+
+fn pipe(
+    conn: &Connection,
+    name: &str,
+    params: &[(&str, &str)],
+) -> Vec<serde_json::Map<String, Value>> {
+    let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), "g1".to_owned())].into();
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let plan = query::plan(&query::Request {
+        pipe: name,
+        params: &params,
+        tenant: &starling_core::claims::TenantId::for_tests("g1").unwrap(),
+        fixed: &fixed,
+        now_secs: NOW,
+        tz: &Utc,
+    })
+    .unwrap();
+    let results = plan
+        .statements
+        .iter()
+        .map(|s| common::rows(conn, s))
+        .collect();
+    query::assemble(&plan, results).unwrap().data
+}
+
+#[test]
+fn the_dashboards_pipes_take_the_goal_filter() {
+    let (events, money) = fixture();
+    let order = shuffled(&events, 5);
+    let conn = build(&events, &order, true, 1);
+    let (exp, visits) = oracle(&events, &money, &order, 1);
+    let range = [("date_from", "2025-03-28"), ("date_to", "2025-04-01")];
+    for name in ["Blog", "Checkout", "Purchase EUR"] {
+        let vs: Vec<&Visit> = exp[name].visits.iter().map(|s| &visits[s]).collect();
+        // kpis_summary: the rollups (one filter), every converting visit.
+        let mut params = range.to_vec();
+        params.push(("goal", name));
+        let summary = pipe(&conn, "kpis_summary", &params);
+        assert_eq!(summary[0]["visits"], json!(vs.len()), "{name}");
+        assert_eq!(
+            summary[0]["visitors"],
+            json!(visitors(vs.iter().copied())),
+            "{name}"
+        );
+        let pageviews: i64 = vs.iter().map(|v| v.pageviews).sum();
+        assert_eq!(summary[0]["pageviews"], json!(pageviews), "{name}");
+        // With a second filter: the visit-level path, page visits of that browser.
+        let mut two = params.clone();
+        two.push(("browser", "firefox"));
+        let ff: Vec<&Visit> = vs
+            .iter()
+            .copied()
+            .filter(|v| v.pageviews > 0 && v.browser == "firefox")
+            .collect();
+        let summary = pipe(&conn, "kpis_summary", &two);
+        assert_eq!(summary[0]["visits"], json!(ff.len()), "{name} firefox");
+        // A top list with the goal filter: per browser.
+        let top = pipe(&conn, "top_browsers", &params);
+        for row in &top {
+            let b = row["browser"].as_str().unwrap();
+            let n = vs
+                .iter()
+                .filter(|v| v.pageviews > 0 && v.browser == b)
+                .count();
+            assert_eq!(row["visits"], json!(n), "{name} {b}");
+        }
+        assert!(!top.is_empty());
+    }
+}

@@ -302,7 +302,8 @@ fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
 }
 
 /// Whether the session `s` completed the goal bound next: its `session_goals` row, by primary key.
-const GOAL_OF_SESSION: &str = "EXISTS (SELECT 1 FROM session_goals g WHERE g.tenant_id = s.tenant_id \
+const GOAL_OF_SESSION: &str =
+    "EXISTS (SELECT 1 FROM session_goals g WHERE g.tenant_id = s.tenant_id \
      AND g.first_ts = s.first_ts AND g.session_key = s.session_key AND g.goal = ?)";
 
 /// `((s.first_ts, s.session_key) IN (…))`: whether a session of `[start, end)` viewed a page matching
