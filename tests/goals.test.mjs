@@ -92,9 +92,21 @@ test('goals from the API count browser and server-side conversions with exact re
   const tracker = w.token('shop');
   const a = { 'User-Agent': BROWSER_UA, 'CF-Connecting-IP': '203.0.113.7' };
   const b = { 'User-Agent': BROWSER_UA, 'CF-Connecting-IP': '198.51.100.9' };
-  assert.equal((await ingest([row({ session: 'a-1', path: '/' }), row({ session: 'a-1', path: '/pricing' }), row({ session: 'a-1', action: 'signup' })], tracker, a)).status, 202);
+  assert.equal(
+    (
+      await ingest(
+        [row({ session: 'a-1', path: '/' }), row({ session: 'a-1', path: '/pricing' }), row({ session: 'a-1', action: 'signup' })],
+        tracker,
+        a,
+      )
+    ).status,
+    202,
+  );
   assert.equal((await ingest([row({ session: 'a-1', path: '/blog/one' })], tracker, a)).status, 202);
-  assert.equal((await ingest([row({ session: 'b-1', path: '/blog/two' }), row({ session: 'b-1', action: 'click' })], tracker, b)).status, 202);
+  assert.equal(
+    (await ingest([row({ session: 'b-1', path: '/blog/two' }), row({ session: 'b-1', action: 'click' })], tracker, b)).status,
+    202,
+  );
   const server = { 'User-Agent': 'curl/8.4.0', 'CF-Connecting-IP': '192.0.2.50' };
   const purchases = [
     row({ action: 'purchase', payload: { revenue: { amount: '19.99', currency: 'EUR' } } }),
@@ -102,7 +114,12 @@ test('goals from the API count browser and server-side conversions with exact re
     row({ action: 'purchase', payload: { revenue: { amount: 3, currency: 'USD' } } }),
   ];
   assert.equal((await ingest(purchases, tracker, server)).status, 202);
-  await w.until(() => w.d1("SELECT count(*) AS n FROM session_goals WHERE tenant_id = 'shop'")[0].n === 5 && w.d1("SELECT sum(events) AS n FROM session_goals WHERE tenant_id = 'shop' AND goal = 'Purchase'")[0].n === 3, { what: 'goal rows' });
+  await w.until(
+    () =>
+      w.d1("SELECT count(*) AS n FROM session_goals WHERE tenant_id = 'shop'")[0].n === 5 &&
+      w.d1("SELECT sum(events) AS n FROM session_goals WHERE tenant_id = 'shop' AND goal = 'Purchase'")[0].n === 3,
+    { what: 'goal rows' },
+  );
 
   const read = w.token('shop', 'read');
   const goals = await query(read, {
@@ -122,10 +139,14 @@ test('goals from the API count browser and server-side conversions with exact re
     ],
   );
   // Clicking a goal filters everything: the converting visits' measures (the rollups).
-  const blogOnly = await w.post('/v0/query', JSON.stringify({ metrics: ['visitors', 'visits', 'pageviews'], date_range: 'day', filters: [['is', 'event:goal', ['Pricing']]] }), {
-    token: read,
-    headers: { 'Content-Type': 'application/json' },
-  });
+  const blogOnly = await w.post(
+    '/v0/query',
+    JSON.stringify({ metrics: ['visitors', 'visits', 'pageviews'], date_range: 'day', filters: [['is', 'event:goal', ['Pricing']]] }),
+    {
+      token: read,
+      headers: { 'Content-Type': 'application/json' },
+    },
+  );
   assert.equal(blogOnly.headers.get('x-query-path'), 'rollups');
   assert.deepEqual(blogOnly.json.results[0].metrics, [1, 1, 3]);
   // Page numbers are page visits': the backend's events start no visit.
