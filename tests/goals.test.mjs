@@ -4,7 +4,10 @@
 // nor delete them, and a rebuild from the archive that counts a goal created after its events.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker } from './lib/worker.mjs';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { launchChromium } from './lib/browser.mjs';
+import { startWorker, ROOT } from './lib/worker.mjs';
 
 let w;
 before(async () => {
@@ -199,4 +202,78 @@ test('goals from the API count browser and server-side conversions with exact re
       ['Purchase', 1, 3, { value: 25, currency: 'EUR' }],
     ],
   );
+});
+
+test('the dashboard Goals table equals the API, and a goal row filters every figure', async () => {
+  // Runs after the test above: shop's goals are Purchase, Pricing, Blog and Home, all with data today.
+  const token = w.token('shop', 'read');
+  const browser = await launchChromium();
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, timezoneId: 'UTC', locale: 'en-US' });
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+    const ready = () => page.evaluate(() => Number(document.body.dataset.ready || 0));
+    const settled = (after) =>
+      page.waitForFunction(
+        (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
+        after,
+        { timeout: 30_000 },
+      );
+    await page.goto(`${w.base}/dashboard/#token=${token}`);
+    await settled(0);
+
+    const today = new Date().toISOString().slice(0, 10);
+    const from = new Date(Date.now() - 6 * 86_400_000).toISOString().slice(0, 10);
+    const api = await query(token, {
+      metrics: ['conversions', 'events', 'conversion_rate', 'total_revenue'],
+      date_range: [from, today],
+      dimensions: ['event:goal'],
+      timezone: 'UTC',
+      order_by: [['conversions', 'desc']],
+    });
+    const shown = await page.$$eval('[data-testid=table-goals] tbody tr[data-testid=row]', (rows) =>
+      rows.map((r) => [
+        r.dataset.key,
+        Number(r.querySelector('[data-testid=visitors]').dataset.value),
+        Number(r.querySelector('[data-testid=events]').dataset.value),
+        Number(r.querySelector('[data-testid=rate]').dataset.value),
+      ]),
+    );
+    assert.deepEqual(
+      shown,
+      api.results.map((r) => [r.dimensions[0], r.metrics[0], r.metrics[1], r.metrics[2]]),
+    );
+    assert.ok(shown.length >= 4);
+    const revenue = await page.textContent('[data-testid=table-goals] tr[data-key="Purchase"] [data-testid=revenue]');
+    assert.equal(revenue, '€25.00');
+    mkdirSync(join(ROOT, 'test-output'), { recursive: true });
+    await page.screenshot({ path: join(ROOT, 'test-output/goals-1280.png'), fullPage: true });
+
+    // A goal row filters every figure: the KPIs equal kpis_summary with that goal.
+    const gen = await ready();
+    await page.click('[data-testid=table-goals] tr[data-key="Pricing"] button');
+    await settled(gen);
+    await page.waitForSelector('[data-testid=filter-chip][data-filter=goal]');
+    const summary = JSON.parse(
+      (
+        await w.fetch(`/v0/pipes/kpis_summary.json?date_from=${from}&date_to=${today}&timezone=UTC&goal=Pricing`, {
+          headers: { Authorization: `Bearer ${token}` },
+        })
+      ).body,
+    ).data[0];
+    assert.equal(summary.visits, 1);
+    for (const k of ['visitors', 'visits', 'pageviews']) {
+      assert.equal(Number(await page.getAttribute(`[data-testid=kpi-${k}]`, 'data-value')), summary[k], k);
+    }
+    const browsers = await page.$$eval('[data-testid=table-top_browsers] tbody tr[data-testid=row]', (rows) =>
+      rows.map((r) => Number(r.querySelector('[data-testid=visits]').dataset.value)),
+    );
+    assert.deepEqual(browsers, [1]);
+    assert.deepEqual(problems, []);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
 });

@@ -677,3 +677,30 @@ fn the_dashboards_pipes_take_the_goal_filter() {
         assert!(!top.is_empty());
     }
 }
+
+#[test]
+fn a_backends_goal_events_are_not_current_visitors() {
+    let mut conn = common::migrated_db();
+    common::rows(
+        &conn,
+        &goals::insert(
+            "g1",
+            &goal("Buy", GoalKind::Event, "buy", Some("USD")),
+            5,
+            0,
+        ),
+    );
+    let page = event("g1", NOW - 60, "b-1", "browser");
+    let mut browser_buy = event("g1", NOW - 30, "b-1", "browser");
+    browser_buy.action = "buy".into();
+    let mut server = event("g1", NOW - 20, "srv-1", "backend");
+    server.action = "buy".into();
+    common::apply(&mut conn, &[page, browser_buy, server], NOW).unwrap();
+    let live = pipe(&conn, "current_visitors", &[]);
+    assert_eq!(live[0]["visits"], json!(1));
+    let (out, _) = query(
+        &conn,
+        json!({"metrics": ["conversions", "events"], "date_range": "day", "dimensions": ["event:goal"]}),
+    );
+    assert_eq!(out["results"][0]["metrics"], json!([2, 2]));
+}

@@ -11,6 +11,11 @@
 //! `order_by`, `pagination`, `include` (`time_labels`, `total_rows`, `comparisons` with `mode`
 //! `previous_period` or `year_over_year`), `timezone`, and `site_id` (a domain, optional).
 //!
+//! Goals (`crate::goals`): `event:goal` is a dimension and a top-level `is`/`contains` filter on goal
+//! names (the visits that completed the goal); with it, `conversions`, `events`, `conversion_rate`,
+//! `total_revenue` and `average_revenue`. Visit metrics of one goal read the rollups (`gl` rows);
+//! events, revenue, the rate's divisor and goals combined with other filters read `session_goals`.
+//!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
 //! day and value). Every other combination is exact over the visit-level `sessions` table: its cost

@@ -209,10 +209,12 @@ fn current_visitors(
         "now".into(),
         (req.now_secs - req.now_secs.rem_euclid(10)).to_string(),
     );
-    // Open visits hold every visit with a hit in the last hours.
+    // Open visits hold every visit with a hit in the last hours (and a backend's goal events, which
+    // have no page hit: `n`, the visit's pageviews, is 0).
     let mut q = Sql::new("SELECT COUNT(*) AS visits FROM open_visits WHERE tenant_id = ?");
     q.binds.push(tenant.into());
     q.bind(" AND last_ts >= ?", since);
+    q.push(" AND json_extract(state, '$.n') > 0");
     if let Some(d) = domain {
         q.bind(" AND domain = ?", d);
     }

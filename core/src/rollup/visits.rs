@@ -247,7 +247,17 @@ impl VisitState {
         }
     }
 
-    /// The visit's latest event of any kind, UTC seconds (for pruning and session continuation).
+    /// `open_visits.last_ts`: the last page hit (what `current_visitors` counts, as before goals), or
+    /// the last goal event of a visit without page hits (which `current_visitors` leaves out).
+    fn last_column(&self) -> i64 {
+        if self.pageviews > 0 {
+            self.last_secs()
+        } else {
+            self.touch_secs()
+        }
+    }
+
+    /// The visit's latest event of any kind, UTC seconds (session continuation).
     fn touch_secs(&self) -> i64 {
         self.last_ms
             .max(self.events.map_or(i64::MIN, |e| e.1))
@@ -689,7 +699,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
             (*session).into(),
             new.visitor.as_str().into(),
             new.domain.as_str().into(),
-            new.touch_secs().into(),
+            new.last_column().into(),
             (old.map_or(0, |o| o.0) + 1).into(),
             state.into(),
         ];
