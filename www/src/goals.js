@@ -23,6 +23,8 @@ const COLUMNS = ['Goal', 'Visitors', 'Conversions', 'Rate', 'Revenue'];
 
 /** Makes the (loading) Goals card in `root`; a row click toggles the goal filter, then `onFilter`. */
 export function buildGoals(root, onFilter) {
+  // One card across the grid: five columns and goal names need the width.
+  root.style.gridTemplateColumns = 'minmax(0, 1fr)';
   root.replaceChildren(
     h(
       'section',
