@@ -23,23 +23,29 @@ const COLUMNS = ['Goal', 'Visitors', 'Conversions', 'Rate', 'Revenue'];
 
 /** Makes the (loading) Goals card in `root`; a row click toggles the goal filter, then `onFilter`. */
 export function buildGoals(root, onFilter) {
-  // One card across the grid: five columns and goal names need the width.
+  // One card across the grid: five columns and goal names need the width; on a phone the table
+  // scrolls within its card rather than widening the page.
   root.style.gridTemplateColumns = 'minmax(0, 1fr)';
+  const scroller = h('div', {});
+  scroller.style.overflowX = 'auto';
   root.replaceChildren(
     h(
       'section',
       { class: 'card table-card', 'aria-labelledby': 'title-goals' },
       h('h2', { id: 'title-goals', textContent: 'Goals' }),
-      h(
-        'table',
-        { id: 'table-goals', dataset: { testid: 'table-goals' } },
-        h('caption', {
-          class: 'sr-only',
-          textContent: 'Goals: visitors, conversions, conversion rate and revenue; select a row to filter the dashboard',
-        }),
-        h('thead', {}, h('tr', {}, ...COLUMNS.map((c, i) => h('th', { scope: 'col', class: i ? 'num' : '', textContent: c })))),
-        h('tbody', {}, placeholder('Loading…')),
-      ),
+      scroller,
+    ),
+  );
+  scroller.append(
+    h(
+      'table',
+      { id: 'table-goals', dataset: { testid: 'table-goals' } },
+      h('caption', {
+        class: 'sr-only',
+        textContent: 'Goals: visitors, conversions, conversion rate and revenue; select a row to filter the dashboard',
+      }),
+      h('thead', {}, h('tr', {}, ...COLUMNS.map((c, i) => h('th', { scope: 'col', class: i ? 'num' : '', textContent: c })))),
+      h('tbody', {}, placeholder('Loading…')),
     ),
   );
   root.addEventListener('click', (e) => {
