@@ -277,3 +277,53 @@ test('the dashboard Goals table equals the API, and a goal row filters every fig
     await browser.close();
   }
 });
+
+test('custom properties of page hits and custom events break down through /v0/query', async () => {
+  const tracker = w.token('propshop');
+  const rows = (session, plan, extra = []) => [
+    JSON.stringify({
+      timestamp: new Date().toISOString(),
+      action: 'page_hit',
+      version: '1',
+      session_id: session,
+      tenant_id: 'propshop',
+      domain: 'app.example',
+      payload: JSON.stringify({ pathname: '/', href: 'https://app.example/', plan }),
+    }),
+    ...extra,
+  ];
+  const signup = (session, payload) =>
+    JSON.stringify({
+      timestamp: new Date().toISOString(),
+      action: 'signup',
+      version: '1',
+      session_id: session,
+      tenant_id: 'propshop',
+      domain: 'app.example',
+      payload: JSON.stringify(payload),
+    });
+  const ua = { 'User-Agent': BROWSER_UA };
+  assert.equal(
+    (await ingest(rows('p-1', 'pro', [signup('p-1', { seats: 3 })]), tracker, { ...ua, 'CF-Connecting-IP': '203.0.113.20' })).status,
+    202,
+  );
+  assert.equal((await ingest(rows('p-2', 'free'), tracker, { ...ua, 'CF-Connecting-IP': '203.0.113.21' })).status, 202);
+  assert.equal((await ingest(rows('p-3', 'pro'), tracker, { ...ua, 'CF-Connecting-IP': '203.0.113.22' })).status, 202);
+  await w.until(() => w.d1("SELECT count(*) AS n FROM session_props WHERE tenant_id = 'propshop'")[0].n === 4, { what: 'property rows' });
+  const read = w.token('propshop', 'read');
+  const plans = await query(read, { metrics: ['visitors', 'visits'], date_range: 'day', dimensions: ['event:props:plan'] });
+  assert.deepEqual(
+    plans.results.map((r) => [r.dimensions[0], ...r.metrics]),
+    [
+      ['pro', 2, 2],
+      ['free', 1, 1],
+    ],
+  );
+  const seats = await query(read, { metrics: ['visitors', 'events'], date_range: 'day', dimensions: ['event:props:seats'] });
+  assert.deepEqual(seats.results, [{ metrics: [1, 1], dimensions: ['3'] }]);
+  const pro = await query(read, { metrics: ['visits', 'pageviews'], date_range: 'day', filters: [['is', 'event:props:plan', ['pro']]] });
+  assert.deepEqual(pro.results[0].metrics, [2, 2]);
+  // Another tenant sees none of them.
+  const other = await query(w.token('other', 'read'), { metrics: ['visits'], date_range: 'day', dimensions: ['event:props:plan'] });
+  assert.deepEqual(other.results, []);
+});

@@ -50,6 +50,8 @@ pub mod pack;
 #[cfg(feature = "std")]
 pub mod plan;
 #[cfg(feature = "std")]
+pub mod props;
+#[cfg(feature = "std")]
 pub mod query;
 #[cfg(feature = "std")]
 pub mod ratelimit;

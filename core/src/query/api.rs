@@ -124,6 +124,8 @@ struct ApiShape {
     rollups: bool,
     /// Statement 0 is a goal statement (`session_goals`): its rows carry events and revenue.
     goal_rows: bool,
+    /// Grouped by a property: keys are `key SEP value`, shown as the value.
+    prop_key: bool,
     /// The last statement holds the visitors of the same query without its goal filters
     /// (`conversion_rate`'s divisor), keyed like statement 0 (`''` when grouped by goal).
     divisor: bool,
@@ -174,6 +176,9 @@ enum Dimension {
     Page,
     /// `event:goal`: a goal's name (the visits that completed it).
     Goal,
+    /// `event:props:<key>`: a custom property value (the visits whose events carried it). Filter
+    /// values hold `key SEP value`; the grouped key is the plan's `prop_prefix`.
+    Prop,
     /// `event:hostname` on a goal statement: the domain of the goal's visit (a visit without page
     /// hits has no `sessions` row to take it from).
     GoalHost,
@@ -274,15 +279,19 @@ fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, Qu
                 _ => Op::ContainsNot,
             };
             let name = arr.get(1).and_then(Value::as_str).unwrap_or_default();
-            let dim = dimension(name).ok_or_else(|| {
-                bad(
-                    &format!("{field}[1]"),
-                    format!(
+            let prop = prop_key(name, &format!("{field}[1]"))?;
+            let dim = prop
+                .map(|_| Dimension::Prop)
+                .or_else(|| dimension(name))
+                .ok_or_else(|| {
+                    bad(
+                        &format!("{field}[1]"),
+                        format!(
                         "unknown filter dimension '{}'; use event:page or one of {DIMENSION_NAMES}",
                         clip(name)
                     ),
-                )
-            })?;
+                    )
+                })?;
             let list = arr
                 .get(2)
                 .and_then(Value::as_array)
@@ -301,7 +310,16 @@ fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, Qu
                         "must be a string of at most 512 bytes",
                     )
                 })?;
-                out.push(s.to_owned());
+                out.push(match prop {
+                    Some(k) => format!("{k}{}{s}", crate::rollup::visits::SEP),
+                    None => s.to_owned(),
+                });
+            }
+            if prop.is_some() && op != Op::Is {
+                return Err(bad(
+                    &format!("{field}[0]"),
+                    "event:props filters take only is",
+                ));
             }
             *values += out.len();
             let case_sensitive = match arr.get(3) {
@@ -332,6 +350,23 @@ fn parse_filter(v: &Value, field: &str, values: &mut usize) -> Result<Filter, Qu
             "must be one of is, is_not, contains, contains_not, and, or, not",
         )),
     }
+}
+
+/// The key of an `event:props:<key>` name (`None` for any other name).
+fn prop_key<'a>(name: &'a str, field: &str) -> Result<Option<&'a str>, QueryError> {
+    let Some(key) = name.strip_prefix("event:props:") else {
+        return Ok(None);
+    };
+    if key.is_empty()
+        || key.chars().count() > crate::props::MAX_KEY
+        || key.contains(crate::rollup::visits::SEP)
+    {
+        return Err(bad(
+            field,
+            "event:props:<key> needs a property key of 1 to 300 characters",
+        ));
+    }
+    Ok(Some(key))
 }
 
 fn clip(s: &str) -> String {
@@ -658,6 +693,10 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
         Some("time:day") => (Some(Grain::Day), None),
         Some("time:week") => (Some(Grain::Week), None),
         Some("time:month") => (Some(Grain::Month), None),
+        Some(name) if name.starts_with("event:props:") => {
+            prop_key(name, "dimensions[0]")?;
+            (None, Some(Dimension::Prop))
+        }
         Some(name) => match dimension(name) {
             Some(Dimension::Page) | None => {
                 return Err(bad(
@@ -721,7 +760,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     // goal filter or dimension and no comparison.
     fn nested_goal(f: &Filter) -> bool {
         match f {
-            Filter::Leaf { dim, .. } => *dim == Dimension::Goal,
+            Filter::Leaf { dim, .. } => matches!(dim, Dimension::Goal | Dimension::Prop),
             Filter::And(l) | Filter::Or(l) => l.iter().any(nested_goal),
             Filter::Not(inner) => nested_goal(inner),
         }
@@ -739,12 +778,10 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
                 ))
             }
             Filter::Leaf { .. } => {}
-            other if nested_goal(other) => {
-                return Err(bad(
-                    &format!("filters[{i}]"),
-                    "event:goal filters are top-level only (not inside and, or, not)",
-                ))
-            }
+            other if nested_goal(other) => return Err(bad(
+                &format!("filters[{i}]"),
+                "event:goal and event:props filters are top-level only (not inside and, or, not)",
+            )),
             _ => {}
         }
     }
@@ -758,7 +795,38 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
         )
     });
     let goal_query = goal_filtered || group == Some(Dimension::Goal);
-    if let Some(i) = metrics.iter().position(|m| GOAL_METRICS.contains(m)) {
+    let prop_query = group == Some(Dimension::Prop)
+        || filters.iter().any(|f| {
+            matches!(
+                f,
+                Filter::Leaf {
+                    dim: Dimension::Prop,
+                    ..
+                }
+            )
+        });
+    if goal_query && prop_query {
+        return Err(bad(
+            "filters",
+            "event:goal and event:props cannot be combined in one query yet",
+        ));
+    }
+    // The grouped property's `key SEP`, and whether its values come from the visits' events.
+    let prop_prefix = dim_name
+        .as_deref()
+        .and_then(|d| d.strip_prefix("event:props:"))
+        .map(|k| format!("{k}{}", crate::rollup::visits::SEP));
+    let events_table = if goal_query {
+        Some(EventTable::Goals)
+    } else if prop_query {
+        Some(EventTable::Props)
+    } else {
+        None
+    };
+    if let Some(i) = metrics
+        .iter()
+        .position(|m| GOAL_METRICS.contains(m) && !(prop_query && *m == "events"))
+    {
         if !goal_query {
             return Err(bad(
                 &format!("metrics[{i}]"),
@@ -838,6 +906,10 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     let mut statements = Vec::new();
     let (labels, comparison_labels, rows, uses_rollups) =
         match fast_slice(tenant, req.now_secs, &filters, group)
+            .map(|s| match &prop_prefix {
+                Some(p) if s.value.is_none() => s.with_prefix(p),
+                _ => s,
+            })
             .filter(|s| {
                 !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
             })
@@ -894,8 +966,16 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             None => {
                 let windows = std::iter::once((from, to)).chain(comparison.map(|(f, t, _)| (f, t)));
                 for (f, t) in windows {
-                    statements.push(if goal_query {
-                        grouped_statement(tenant, tz, (f, t), grain, group, &filters, true)
+                    statements.push(if let Some(table) = events_table {
+                        grouped_statement(
+                            tenant,
+                            tz,
+                            (f, t),
+                            grain,
+                            (group, prop_prefix.as_deref()),
+                            &filters,
+                            Some(table),
+                        )
                     } else {
                         visit_statement(tenant, tz, f, t, grain, group, &filters)?
                     });
@@ -966,7 +1046,8 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             total_rows: flag("total_rows")?,
             query,
             rollups: uses_rollups,
-            goal_rows: goal_query && !uses_rollups,
+            goal_rows: events_table.is_some() && !uses_rollups,
+            prop_key: prop_prefix.is_some(),
             divisor,
         },
     })
@@ -1021,6 +1102,7 @@ fn fast_slice<'a>(
             }
             Dimension::Page => dim::VIEWED,
             Dimension::Goal => dim::GOAL,
+            Dimension::Prop => dim::PROP,
             Dimension::Visit(_, code) => code,
         };
         if other.replace((code, value.as_str())).is_some() {
@@ -1030,6 +1112,7 @@ fn fast_slice<'a>(
     let grouped = match group {
         Some(Dimension::Visit(_, g)) => Some(g),
         Some(Dimension::Goal) => Some(dim::GOAL),
+        Some(Dimension::Prop) => Some(dim::PROP),
         _ => None,
     };
     let (code, value) = match (grouped, other) {
@@ -1057,10 +1140,17 @@ fn visit_statement(
         tz,
         (from, to),
         grain,
-        group,
+        (group, None),
         filters,
-        false,
+        None,
     ))
+}
+
+/// The visit-level table of a goal or property query: one row per visit and goal (property value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EventTable {
+    Goals,
+    Props,
 }
 
 /// The exact visit-level groups: from `sessions`, or (`goals`) from `session_goals` joined to their
@@ -1072,23 +1162,34 @@ fn grouped_statement(
     tz: &dyn TimeZone,
     (from, to): (Days, Days),
     grain: Option<Grain>,
-    group: Option<Dimension>,
+    (group, prefix): (Option<Dimension>, Option<&str>),
     filters: &[Filter],
-    goals: bool,
+    events: Option<EventTable>,
 ) -> Statement {
+    let goals = events.is_some();
     let (start, end) = (day_start(tz, from), day_start(tz, to + 1));
     let column = match group {
         Some(Dimension::Visit(col, _)) => format!("s.{col}"),
         Some(Dimension::Host) if goals => "sg.domain".into(),
         Some(Dimension::Host) => "s.domain".into(),
         Some(Dimension::Goal) => "sg.goal".into(),
+        Some(Dimension::Prop) => "sg.prop".into(),
         _ => "''".into(),
     };
-    let mut sql = if goals {
+    let mut sql = if let Some(table) = events {
+        let (from_table, money) = match table {
+            EventTable::Goals => (
+                "session_goals",
+                "SUM(sg.revenue) AS rev, SUM(sg.paid) AS paid, MIN(sg.currency) AS cur, MAX(sg.currency) AS cur2",
+            ),
+            EventTable::Props => (
+                "session_props",
+                "0 AS rev, 0 AS paid, '' AS cur, '' AS cur2",
+            ),
+        };
         format!(
             "WITH g AS (SELECT {column} AS c, sg.first_ts AS t, MIN(sg.visitor_id) AS v, MAX(sg.pageviews) AS pv, \
-             MAX(sg.duration) AS d, SUM(sg.events) AS ev, SUM(sg.revenue) AS rev, SUM(sg.paid) AS paid, \
-             MIN(sg.currency) AS cur, MAX(sg.currency) AS cur2 FROM session_goals sg LEFT JOIN sessions s \
+             MAX(sg.duration) AS d, SUM(sg.events) AS ev, {money} FROM {from_table} sg LEFT JOIN sessions s \
              ON s.tenant_id = sg.tenant_id AND s.first_ts = sg.first_ts AND s.session_key = sg.session_key \
              WHERE sg.tenant_id = ? AND sg.first_ts >= ? AND sg.first_ts < ?"
         )
@@ -1099,6 +1200,12 @@ fn grouped_statement(
         )
     };
     let mut binds: Vec<SqlValue> = vec![tenant.into(), start.into(), end.into()];
+    if let (Some(p), Some(Dimension::Prop)) = (prefix, group) {
+        let upper = format!("{} ", p.trim_end_matches(crate::rollup::visits::SEP));
+        sql.push_str(" AND sg.prop >= ? AND sg.prop < ?");
+        binds.push(p.into());
+        binds.push(upper.into());
+    }
     for f in filters {
         sql.push_str(" AND ");
         let f = match f {
@@ -1201,6 +1308,7 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                 Dimension::Host => "s.domain".into(),
                 Dimension::Page => "pv.pathname".into(),
                 Dimension::Goal => "sg.goal".into(),
+                Dimension::Prop => "sg.prop".into(),
                 Dimension::GoalHost => "sg.domain".into(),
             };
             let (col, wrap) = if *case_sensitive {
@@ -1461,7 +1569,13 @@ pub fn assemble_query(
         .take(s.limit as usize)
         .map(|(key, m, cmp)| {
             let dims: Vec<Value> = if s.dimension.is_some() {
-                vec![key.clone().into()]
+                let shown = if s.prop_key {
+                    key.split_once(crate::rollup::visits::SEP)
+                        .map_or(key.as_str(), |(_, v)| v)
+                } else {
+                    key.as_str()
+                };
+                vec![shown.into()]
             } else {
                 vec![]
             };

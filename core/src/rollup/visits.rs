@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use crate::event::EnrichedEvent;
 use crate::goals::Goal;
+use crate::props::Caps;
 use crate::sql::{SqlValue, Statement};
 
 /// An open visit is pruned this long after its last hit (far beyond the 30-minute session timeout, so
@@ -100,11 +101,13 @@ pub mod dim {
     pub const PAGE: &str = "pg";
     /// A goal the visit completed (value: the goal's name): the visit's measures, once per goal.
     pub const GOAL: &str = "gl";
+    /// A custom property value the visit's events carried (value: key [`super::SEP`] value).
+    pub const PROP: &str = "pp";
 }
 
 /// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
 /// the position is the code.
-const CODES: [&str; 15] = [
+const CODES: [&str; 16] = [
     dim::ALL,
     dim::SOURCE,
     dim::BROWSER,
@@ -120,6 +123,7 @@ const CODES: [&str; 15] = [
     dim::VIEWED,
     dim::PAGE,
     dim::GOAL,
+    dim::PROP,
 ];
 
 /// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
@@ -179,6 +183,9 @@ pub struct VisitState {
     /// but no page hit starts at the first of them and counts only under [`dim::GOAL`].
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     events: Option<(i64, i64)>,
+    /// Custom property `key SEP value` → events that carried it (after the tenant's caps).
+    #[serde(rename = "q", default, skip_serializing_if = "BTreeMap::is_empty")]
+    props: BTreeMap<String, i64>,
 }
 
 /// A goal's tally in a visit: (currency, events, revenue in minor units, events with revenue).
@@ -198,7 +205,27 @@ impl VisitState {
             pages: BTreeMap::new(),
             goals: BTreeMap::new(),
             events: None,
+            props: BTreeMap::new(),
         }
+    }
+
+    /// Counts the (capped) properties of `e`, and for a custom event its time like a goal event's.
+    fn tag(&mut self, e: &EnrichedEvent, props: &[(String, String)]) {
+        for (k, v) in props {
+            *self.props.entry(format!("{k}{SEP}{v}")).or_default() += 1;
+        }
+        if !props.is_empty() && !e.is_page_hit() {
+            self.custom_event(e);
+        }
+    }
+
+    fn custom_event(&mut self, e: &EnrichedEvent) {
+        let (first, last) = self.events.unwrap_or((i64::MAX, i64::MIN));
+        if self.pageviews == 0 && e.ts < first {
+            self.domain.clone_from(&e.domain);
+            self.visitor.clone_from(&e.visitor_id);
+        }
+        self.events = Some((first.min(e.ts), last.max(e.ts)));
     }
 
     /// Records the goals `e` completes (evaluated now, stored for good); returns whether any did. A
@@ -219,12 +246,7 @@ impl VisitState {
             }
         }
         if any && !e.is_page_hit() {
-            let (first, last) = self.events.unwrap_or((i64::MAX, i64::MIN));
-            if self.pageviews == 0 && e.ts < first {
-                self.domain.clone_from(&e.domain);
-                self.visitor.clone_from(&e.visitor_id);
-            }
-            self.events = Some((first.min(e.ts), last.max(e.ts)));
+            self.custom_event(e);
         }
         any
     }
@@ -305,7 +327,11 @@ impl VisitState {
 
     /// The (dimension, value) pairs the visit counts under at its start, pages excluded.
     fn visit_keys(&self) -> Vec<(&'static str, String)> {
-        let goals = self.goals.keys().map(|g| (dim::GOAL, g.clone()));
+        let goals = self
+            .goals
+            .keys()
+            .map(|g| (dim::GOAL, g.clone()))
+            .chain(self.props.keys().map(|p| (dim::PROP, p.clone())));
         if self.pageviews == 0 {
             // Goal events without a page hit (a backend's events): counted under their goals only, so
             // page-based numbers (visits, pageviews, bounce rate) are those of page visits.
@@ -428,6 +454,8 @@ pub struct PriorState {
     days: HashMap<(String, String, i64), (i64, VisitorDay)>,
     /// Each tenant's goal definitions at the time of the batch (read in the same round trip).
     goals: HashMap<String, Vec<Goal>>,
+    /// Each tenant's property caps: the plan's limits and the known pairs among the batch's.
+    caps: HashMap<String, Caps>,
 }
 
 /// D1 allows at most 100 bound parameters per statement.
@@ -461,6 +489,10 @@ pub fn prior_lookup(tenant: &str, events: &[EnrichedEvent]) -> Vec<Statement> {
         "SELECT 'g' AS kind, name AS k, kind AS goal_kind, pattern, currency FROM goals WHERE tenant_id = ?",
         vec![tenant.into()],
     )];
+    let pairs: BTreeSet<(String, String)> = hits()
+        .flat_map(|e| crate::props::props_of(&e.payload))
+        .collect();
+    out.extend(crate::props::lookups(tenant, &pairs));
     let visit_cols =
         "SELECT 'v' AS kind, session_key AS k, rev, state FROM open_visits WHERE tenant_id = ?";
     let day_cols = "SELECT 'd' AS kind, visitor_id AS k, day, rev, state FROM visitor_days WHERE tenant_id = ?";
@@ -498,6 +530,10 @@ impl PriorState {
     /// skipped (their visit then starts afresh).
     pub fn add_rows(&mut self, tenant: &str, rows: &[Map<String, Value>]) {
         for r in rows {
+            if matches!(r.get("kind").and_then(Value::as_str), Some("pk" | "pv")) {
+                self.caps_mut(tenant).add_row(r);
+                continue;
+            }
             if r.get("kind").and_then(Value::as_str) == Some("g") {
                 let goal = r.get("goal_kind").and_then(Value::as_str).and_then(|kind| {
                     let mut row = r.clone();
@@ -529,6 +565,23 @@ impl PriorState {
                     .insert((tenant.to_owned(), k.to_owned(), day), (rev, s));
             }
         }
+    }
+
+    /// Sets the plan's caps on `tenant`'s property keys and values per key (before [`Self::add_rows`];
+    /// without it, the free plan's defaults apply).
+    pub fn set_prop_caps(&mut self, tenant: &str, max_keys: u32, max_values: u32) {
+        self.caps
+            .insert(tenant.to_owned(), Caps::new(max_keys, max_values));
+    }
+
+    fn caps_mut(&mut self, tenant: &str) -> &mut Caps {
+        self.caps.entry(tenant.to_owned()).or_insert_with(|| {
+            let l = crate::plan::PlanLimits::default();
+            Caps::new(
+                l.cap("free", crate::plan::Quota::PropKeys),
+                l.cap("free", crate::plan::Quota::PropValues),
+            )
+        })
     }
 
     /// Sets `tenant`'s goals (what the goals row of [`prior_lookup`] fills), replacing any.
@@ -634,15 +687,36 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
     let mut touched: BTreeMap<(&str, &str), Touched> = BTreeMap::new();
     let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
     let no_goals = Vec::new();
-    for e in events.iter().filter(|e| !e.is_bot) {
+    let mut caps = prior.caps.clone();
+    for e in events
+        .iter()
+        .filter(|e| !e.is_bot && e.action != "web_vital")
+    {
         let Some(session) = e.session_id.as_deref() else {
             continue;
         };
         let goals = prior.goals.get(&e.tenant_id).unwrap_or(&no_goals);
-        // A custom event joins its visit's state only when it completes a goal.
-        if !e.is_page_hit() && !goals.iter().any(|g| g.matches(e)) {
+        let raw = crate::props::props_of(&e.payload);
+        // A custom event joins its visit's state only when it completes a goal or carries properties.
+        if !e.is_page_hit() && raw.is_empty() && !goals.iter().any(|g| g.matches(e)) {
             continue;
         }
+        let props: Vec<(String, String)> = if raw.is_empty() {
+            raw
+        } else {
+            let c = caps.entry(e.tenant_id.clone()).or_insert_with(|| {
+                let l = crate::plan::PlanLimits::default();
+                Caps::new(
+                    l.cap("free", crate::plan::Quota::PropKeys),
+                    l.cap("free", crate::plan::Quota::PropValues),
+                )
+            });
+            let mut admitted: Vec<(String, String)> =
+                raw.iter().map(|(k, v)| c.admit(k, v)).collect();
+            admitted.sort();
+            admitted.dedup();
+            admitted
+        };
         let t = newest.entry(&e.tenant_id).or_insert(i64::MIN);
         *t = (*t).max(e.ts_secs());
         let (_, state) = touched.entry((&e.tenant_id, session)).or_insert_with(|| {
@@ -653,6 +727,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
             state.add(e);
         }
         state.complete(e, goals);
+        state.tag(e, &props);
     }
 
     let mut cells = Cells::default();
@@ -672,6 +747,9 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
     }
 
     let mut out = Vec::new();
+    for (tenant, c) in &caps {
+        out.extend(c.inserts(tenant));
+    }
     // Prune first: a visit or visitor-day pruned here and touched by this batch is then written anew.
     for (tenant, newest) in &newest {
         out.push(Statement::new(
@@ -950,6 +1028,37 @@ fn goal_rows(
     new: &VisitState,
     out: &mut Vec<Statement>,
 ) {
+    if let Some(o) = old.filter(|o| !o.props.is_empty()) {
+        out.push(Statement::new(
+            "DELETE FROM session_props WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
+            vec![tenant.into(), o.start_secs().into(), key.into()],
+        ));
+    }
+    let mut binds: Vec<SqlValue> = Vec::new();
+    for (prop, events) in &new.props {
+        binds.extend([
+            tenant.into(),
+            new.start_secs().into(),
+            key.into(),
+            prop.as_str().into(),
+            new.domain.as_str().into(),
+            new.visitor.as_str().into(),
+            new.pageviews.into(),
+            new.duration().into(),
+            (*events).into(),
+        ]);
+    }
+    // 9 binds a row: at most 11 rows a statement.
+    for chunk in binds.chunks(9 * 11) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len() / 9].join(", ");
+        out.push(Statement::new(
+            format!(
+                "INSERT OR REPLACE INTO session_props (tenant_id, first_ts, session_key, prop, domain, visitor_id, \
+                 pageviews, duration, events) VALUES {values}"
+            ),
+            chunk.to_vec(),
+        ));
+    }
     if let Some(o) = old.filter(|o| !o.goals.is_empty()) {
         out.push(Statement::new(
             "DELETE FROM session_goals WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",

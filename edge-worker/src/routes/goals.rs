@@ -57,7 +57,11 @@ async fn admin(env: &Env, tenant: &str, outcome: &mut Outcome) -> Result<Target,
 }
 
 /// `GET /v0/goals`.
-pub async fn list_own(req: Request, env: &Env, outcome: &mut Outcome) -> Result<Response, ApiError> {
+pub async fn list_own(
+    req: Request,
+    env: &Env,
+    outcome: &mut Outcome,
+) -> Result<Response, ApiError> {
     let t = own(&req, env, TenantDoc::Settings, outcome).await?;
     list(&t).await
 }
@@ -137,7 +141,10 @@ async fn create(req: &mut Request, env: &Env, t: &Target) -> Result<Response, Ap
         let existing = stored(t).await?;
         return Err(ApiError::BadRequest(
             if existing.iter().any(|g| g["name"] == goal.name.as_str()) {
-                format!("invalid 'name': a goal named '{}' exists already", goal.name)
+                format!(
+                    "invalid 'name': a goal named '{}' exists already",
+                    goal.name
+                )
             } else {
                 format!(
                     "invalid 'name': the plan '{}' allows at most {cap} goals; delete one first",
