@@ -15,6 +15,8 @@
 //! names (the visits that completed the goal); with it, `conversions`, `events`, `conversion_rate`,
 //! `total_revenue` and `average_revenue`. Visit metrics of one goal read the rollups (`gl` rows);
 //! events, revenue, the rate's divisor and goals combined with other filters read `session_goals`.
+//! Custom properties (`crate::props`): `event:props:<key>` as a dimension and a top-level `is` filter,
+//! over the rollups (`pp` rows) or `session_props` in the same way.
 //!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
@@ -206,7 +208,8 @@ fn dimension(name: &str) -> Option<Dimension> {
 
 const DIMENSION_NAMES: &str = "time, time:hour, time:day, time:week, time:month, visit:source, \
     visit:referrer, visit:browser, visit:os, visit:device, visit:country, visit:utm_source, \
-    visit:utm_medium, visit:utm_campaign, visit:entry_page, visit:exit_page, event:hostname, event:goal";
+    visit:utm_medium, visit:utm_campaign, visit:entry_page, visit:exit_page, event:hostname, event:goal, \
+    event:props:<key>";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
