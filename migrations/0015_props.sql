@@ -10,6 +10,15 @@ CREATE TABLE prop_values (
   PRIMARY KEY (tenant_id, key, value)
 ) WITHOUT ROWID;
 
+-- The known keys with their number of known values, so a batch reads its tenant's keys (at most the
+-- plan's cap) instead of counting every known value.
+CREATE TABLE prop_keys (
+  tenant_id TEXT NOT NULL,
+  key       TEXT NOT NULL,
+  n_values  INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+
 -- Keyed like `session_goals`: the visit's start, its measures, and the events with this value.
 CREATE TABLE session_props (
   tenant_id   TEXT NOT NULL,

@@ -61,6 +61,7 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("tenant_settings", None),
     table("goals", None),
     table("prop_values", None),
+    table("prop_keys", None),
     table("tokens", None),
     table("tenant_keys", None),
 ];

@@ -131,8 +131,19 @@ impl Caps {
         pair
     }
 
-    /// Statements that record the pairs admitted by this batch.
+    /// Statements that record the pairs admitted by this batch, and their keys' value counts.
     pub fn inserts(&self, tenant: &str) -> Vec<Statement> {
+        let mut per_key: BTreeMap<&str, i64> = BTreeMap::new();
+        for (k, _) in &self.added {
+            *per_key.entry(k.as_str()).or_default() += 1;
+        }
+        let counts = per_key.into_iter().map(|(k, n)| {
+            Statement::new(
+                "INSERT INTO prop_keys (tenant_id, key, n_values) VALUES (?, ?, ?) \
+                 ON CONFLICT (tenant_id, key) DO UPDATE SET n_values = n_values + excluded.n_values",
+                vec![tenant.into(), k.into(), n.into()],
+            )
+        });
         self.added
             .chunks(30)
             .map(|chunk| {
@@ -148,15 +159,19 @@ impl Caps {
                     binds,
                 )
             })
+            .chain(counts)
             .collect()
     }
 }
 
-/// The reads that fill a tenant's [`Caps`] for `pairs`: every known key with its distinct values, and
-/// which of `pairs` are known.
+/// The reads that fill a tenant's [`Caps`] for `pairs` (none for none): every known key with its
+/// number of values (at most the plan's cap of keys), and which of `pairs` are known.
 pub fn lookups(tenant: &str, pairs: &BTreeSet<(String, String)>) -> Vec<Statement> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
     let mut out = vec![Statement::new(
-        "SELECT 'pk' AS kind, key AS k, COUNT(*) AS n FROM prop_values WHERE tenant_id = ? GROUP BY key",
+        "SELECT 'pk' AS kind, key AS k, n_values AS n FROM prop_keys WHERE tenant_id = ?",
         vec![tenant.into()],
     )];
     let list: Vec<&(String, String)> = pairs.iter().collect();
@@ -216,7 +231,11 @@ mod tests {
         assert_eq!(caps.admit("plan", "free"), pair("plan", "free"));
         assert_eq!(caps.admit("size", "L"), pair("size", "L"));
         assert_eq!(caps.admit("color", "red"), pair(OTHER, OTHER));
-        assert_eq!(caps.inserts("t").len(), 1);
-        assert_eq!(caps.inserts("t")[0].binds.len(), 6);
+        // One insert of the two new pairs, one count per key.
+        let inserts = caps.inserts("t");
+        assert_eq!(inserts.len(), 3);
+        assert_eq!(inserts[0].binds.len(), 6);
+        assert_eq!(inserts[1].binds[1], SqlValue::Text("plan".into()));
+        assert_eq!(inserts[1].binds[2], SqlValue::Int(1));
     }
 }
