@@ -1,7 +1,7 @@
 -- Custom properties (issue #14): the known (key, value) pairs of each tenant, for the plan's caps on
 -- distinct keys and values (core/src/props.rs), and one row per (visit, property value) the visit's
--- events carried, the exact path for property queries the rollups do not answer. The rollups count a
--- property value's visits under dimension 15 ('pp', value = key U+001F value).
+-- events carried, which answers every property query: properties have no rollup rows (free text up to
+-- the caps would multiply the rollup rows and each visitor-day's state).
 
 CREATE TABLE prop_values (
   tenant_id TEXT NOT NULL,

@@ -1,6 +1,8 @@
 //! Custom properties: the scalar entries of an event's payload (after masking, without the tracker's
-//! own keys), counted per visit under the `pp` rollup dimension (value `key U+001F value`) and in
-//! `session_props`, for `event:props:<key>` breakdowns and filters.
+//! own keys), counted per visit in `session_props` (`key U+001F value`), for `event:props:<key>`
+//! breakdowns and filters. They have no rollup rows: free text up to the caps would multiply the
+//! rollup rows and each visitor-day's state (a 20,000-event test with a random value per page hit
+//! showed it).
 //!
 //! Free text must not grow the tables without bound, so each tenant has caps from its plan: distinct
 //! keys ([`crate::plan::Quota::PropKeys`]) and distinct values per key ([`crate::plan::Quota::PropValues`]).

@@ -16,7 +16,7 @@
 //! `total_revenue` and `average_revenue`. Visit metrics of one goal read the rollups (`gl` rows);
 //! events, revenue, the rate's divisor and goals combined with other filters read `session_goals`.
 //! Custom properties (`crate::props`): `event:props:<key>` as a dimension and a top-level `is` filter,
-//! over the rollups (`pp` rows) or `session_props` in the same way.
+//! always over `session_props` (properties have no rollup rows).
 //!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
@@ -909,14 +909,11 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
     let mut statements = Vec::new();
     let (labels, comparison_labels, rows, uses_rollups) =
         match fast_slice(tenant, req.now_secs, &filters, group)
-            .map(|s| match &prop_prefix {
-                Some(p) if s.value.is_none() => s.with_prefix(p),
-                _ => s,
-            })
             .filter(|s| {
                 !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
             })
-            .filter(|_| !goal_events && !divisor)
+            // Properties have no rollup rows: `session_props` answers them.
+            .filter(|_| !goal_events && !divisor && !prop_query)
         {
             Some(slice) => {
                 let by_domain = group == Some(Dimension::Host);
@@ -1105,7 +1102,7 @@ fn fast_slice<'a>(
             }
             Dimension::Page => dim::VIEWED,
             Dimension::Goal => dim::GOAL,
-            Dimension::Prop => dim::PROP,
+            Dimension::Prop => return None,
             Dimension::Visit(_, code) => code,
         };
         if other.replace((code, value.as_str())).is_some() {
@@ -1115,7 +1112,7 @@ fn fast_slice<'a>(
     let grouped = match group {
         Some(Dimension::Visit(_, g)) => Some(g),
         Some(Dimension::Goal) => Some(dim::GOAL),
-        Some(Dimension::Prop) => Some(dim::PROP),
+        Some(Dimension::Prop) => return None,
         _ => None,
     };
     let (code, value) = match (grouped, other) {

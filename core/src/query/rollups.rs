@@ -43,8 +43,6 @@ pub(crate) struct Slice<'a> {
     pub(crate) tenant: &'a str,
     pub(crate) dim: &'static str,
     pub(crate) value: Option<&'a str>,
-    /// Values starting with this (a custom property's `key SEP`), when no single value is read.
-    pub(crate) prefix: Option<&'a str>,
     pub(crate) domain: Option<&'a str>,
     /// The first hour with hourly rows of this dimension (`visits::hourly_kept_from`; every hour for
     /// [`dim::ALL`]); earlier hours are read from the visit-level tables.
@@ -69,29 +67,10 @@ impl<'a> Slice<'a> {
             tenant,
             dim,
             value,
-            prefix: None,
             domain,
             hourly_from,
         }
     }
-
-    /// The same slice, restricted to values starting with `prefix`.
-    pub(crate) fn with_prefix(mut self, prefix: &'a str) -> Self {
-        self.prefix = Some(prefix);
-        self
-    }
-}
-
-/// Binds `[prefix, prefix with its last character bumped)`: every value starting with `prefix`
-/// (a property key and [`visits::SEP`], whose successor is a space).
-fn prefix_range(col: &str, prefix: &str, sql: &mut String, binds: &mut Vec<SqlValue>) {
-    let upper = match prefix.strip_suffix(visits::SEP) {
-        Some(head) => format!("{head} "),
-        None => format!("{prefix}\u{10ffff}"),
-    };
-    sql.push_str(&format!(" AND {col} >= ? AND {col} < ?"));
-    binds.push(prefix.into());
-    binds.push(upper.into());
 }
 
 /// Whether a per-day series of this slice over the local days `from..=to` would compute more than
@@ -226,12 +205,10 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
         d if d == dim::ENTRY => "s.entry_path",
         d if d == dim::EXIT => "s.exit_path",
         d if d == dim::GOAL => "s.goal",
-        d if d == dim::PROP => "s.prop",
         _ => "pv.pathname",
     };
-    // A goal's (a property's) visits are its `session_goals` (`session_props`) rows, visits without a
-    // page hit included.
-    let duration = if s.dim == dim::GOAL || s.dim == dim::PROP {
+    // A goal's visits are its `session_goals` rows, visits without a page hit included.
+    let duration = if s.dim == dim::GOAL {
         "s.duration"
     } else {
         "s.last_ts - s.first_ts"
@@ -270,7 +247,6 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
     } else {
         let table = match s.dim {
             d if d == dim::GOAL => "session_goals",
-            d if d == dim::PROP => "session_props",
             _ => "sessions",
         };
         sql.push_str(&format!(
@@ -284,9 +260,6 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
     if let Some(v) = s.value {
         sql.push_str(&format!(" AND {value} = ?"));
         binds.push(v.into());
-    }
-    if let Some(p) = s.prefix {
-        prefix_range(value, p, sql, binds);
     }
     if let Some(d) = s.domain {
         sql.push_str(" AND s.domain = ?");
@@ -332,9 +305,7 @@ fn slice_filters(sql: &mut String, binds: &mut Vec<SqlValue>, s: &Slice) {
         sql.push_str(" AND value = ?");
         binds.push(v.into());
     }
-    if let Some(p) = s.prefix {
-        prefix_range("value", p, sql, binds);
-    }
+
     if let Some(d) = s.domain {
         sql.push_str(" AND domain = ?");
         binds.push(d.into());

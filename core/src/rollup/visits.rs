@@ -101,13 +101,11 @@ pub mod dim {
     pub const PAGE: &str = "pg";
     /// A goal the visit completed (value: the goal's name): the visit's measures, once per goal.
     pub const GOAL: &str = "gl";
-    /// A custom property value the visit's events carried (value: key [`super::SEP`] value).
-    pub const PROP: &str = "pp";
 }
 
 /// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
 /// the position is the code.
-const CODES: [&str; 16] = [
+const CODES: [&str; 15] = [
     dim::ALL,
     dim::SOURCE,
     dim::BROWSER,
@@ -123,7 +121,6 @@ const CODES: [&str; 16] = [
     dim::VIEWED,
     dim::PAGE,
     dim::GOAL,
-    dim::PROP,
 ];
 
 /// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
@@ -327,11 +324,9 @@ impl VisitState {
 
     /// The (dimension, value) pairs the visit counts under at its start, pages excluded.
     fn visit_keys(&self) -> Vec<(&'static str, String)> {
-        let goals = self
-            .goals
-            .keys()
-            .map(|g| (dim::GOAL, g.clone()))
-            .chain(self.props.keys().map(|p| (dim::PROP, p.clone())));
+        // Properties are not rollup keys: free text up to the plan's caps would multiply the rollup rows
+        // and each visitor-day's state; they are counted in `session_props` only.
+        let goals = self.goals.keys().map(|g| (dim::GOAL, g.clone()));
         if self.pageviews == 0 {
             // Goal events without a page hit (a backend's events): counted under their goals only, so
             // page-based numbers (visits, pageviews, bounce rate) are those of page visits.
