@@ -16,8 +16,8 @@ pub const READ: &str = "PIPES:READ";
 pub const USAGE_READ: &str = "USAGE:READ";
 /// Scope type that allows reading the tenant's white-label settings (`/v0/tenant.json`).
 pub const SETTINGS_READ: &str = "SETTINGS:READ";
-/// Scope type that allows a tenant to change its own settings (saved segments) with its token, besides
-/// the admin API. Never allowed by a read scope, and never carried by a tenant-key (EdDSA) token.
+/// Scope type that allows a tenant to change its own settings (saved segments, goals, funnels) with its
+/// token, besides the admin API. Never allowed by a read scope, and never carried by a tenant-key (EdDSA) token.
 pub const SETTINGS_WRITE: &str = "SETTINGS:WRITE";
 
 /// The pipes whose answer is bounded by `date_from..=date_to`: the only ones a token that fixes dates
@@ -174,7 +174,7 @@ pub enum TenantDoc {
     Usage,
     /// `/v0/tenant.json`: the tenant's white-label settings.
     Settings,
-    /// Writing the tenant's own settings (`/v0/segments`): a `SETTINGS:WRITE` scope only.
+    /// Writing the tenant's own settings (`/v0/segments`, `/v0/goals`): a `SETTINGS:WRITE` scope only.
     SettingsWrite,
 }
 
@@ -236,8 +236,8 @@ impl AuthError {
                     .into()
             }
             Self::TenantDocNotInScope(TenantDoc::SettingsWrite) => {
-                "changing the tenant's settings needs a SETTINGS:WRITE scope (or the admin API): a read \
-                 token cannot"
+                "changing the tenant's settings (segments, goals) needs a SETTINGS:WRITE scope: mint a \
+                 'settings' token with the admin API, or use the admin API itself; a read token cannot"
                     .into()
             }
             Self::UndatedPipe(pipe) => format!(

@@ -33,6 +33,8 @@ pub mod event;
 #[cfg(feature = "std")]
 pub mod field_error;
 #[cfg(feature = "std")]
+pub mod goals;
+#[cfg(feature = "std")]
 pub mod identity;
 #[cfg(feature = "std")]
 pub mod ingest;
@@ -47,6 +49,8 @@ pub mod names;
 pub mod pack;
 #[cfg(feature = "std")]
 pub mod plan;
+#[cfg(feature = "std")]
+pub mod props;
 #[cfg(feature = "std")]
 pub mod query;
 #[cfg(feature = "std")]

@@ -43,6 +43,8 @@ const fn table(name: &'static str, dated_by: Option<DateColumn>) -> TenantTable 
 pub const TENANT_TABLES: &[TenantTable] = &[
     table("sessions", Some(DateColumn::Secs("first_ts"))),
     table("page_visits", Some(DateColumn::Secs("first_ts"))),
+    table("session_goals", Some(DateColumn::Secs("first_ts"))),
+    table("session_props", Some(DateColumn::Secs("first_ts"))),
     table("active_minutes", Some(DateColumn::Secs("minute"))),
     table("visit_hourly", Some(DateColumn::Secs("hour"))),
     table("visit_daily", Some(DateColumn::Secs("day"))),
@@ -57,6 +59,9 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     // Billing records outlive the analytics retention; erasure still removes them.
     table("usage_daily", None),
     table("tenant_settings", None),
+    table("goals", None),
+    table("prop_values", None),
+    table("prop_keys", None),
     table("tokens", None),
     table("tenant_keys", None),
     table("segments", None),
@@ -248,7 +253,7 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 12);
+        assert_eq!(x.len(), 14);
         let vitals = x
             .iter()
             .find(|s| s.sql.contains("web_vitals_daily"))

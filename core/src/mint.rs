@@ -46,6 +46,8 @@ crate::named_enum! {
         Tracker => "tracker",
         /// `PIPES:READ` on some pipes: for dashboards.
         Read => "read",
+        /// `SETTINGS:READ` and `SETTINGS:WRITE`: the tenant manages its own goals (`/v0/goals`).
+        Settings => "settings",
     }
 }
 
@@ -101,13 +103,15 @@ pub fn validate(tenant_id: &str, json: &Value, now_secs: i64) -> Result<MintRequ
     let kind = present("kind")
         .and_then(Value::as_str)
         .and_then(TokenKind::parse)
-        .ok_or_else(|| MintError::invalid("kind", "required: \"tracker\" or \"read\""))?;
+        .ok_or_else(|| {
+            MintError::invalid("kind", "required: \"tracker\", \"read\" or \"settings\"")
+        })?;
     let pipes = match (kind, present("pipes")) {
-        (TokenKind::Tracker, None) => Vec::new(),
-        (TokenKind::Tracker, Some(_)) => {
+        (TokenKind::Tracker | TokenKind::Settings, None) => Vec::new(),
+        (TokenKind::Tracker | TokenKind::Settings, Some(_)) => {
             return Err(MintError::invalid(
                 "pipes",
-                "only read tokens name pipes: leave it out of a tracker token",
+                "only read tokens name pipes: leave it out of a tracker or settings token",
             ))
         }
         (TokenKind::Read, None) => vec!["*".to_owned()],
@@ -201,6 +205,10 @@ pub fn scopes(req: &MintRequest) -> Value {
     match req.kind {
         TokenKind::Tracker => json!([scope(APPEND, DATASOURCE)]),
         TokenKind::Read => req.pipes.iter().map(|p| scope(READ, p)).collect(),
+        TokenKind::Settings => json!([
+            scope(crate::claims::SETTINGS_READ, "*"),
+            scope(crate::claims::SETTINGS_WRITE, "*")
+        ]),
     }
 }
 

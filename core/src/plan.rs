@@ -12,14 +12,15 @@ use serde_json::Value;
 pub const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
 
 /// Default limits for each plan, in [`PLANS`] order, per [`Quota`] in its declaration order: ingest
-/// requests per hour, query requests per hour, events per hour, distinct domains, distinct actions.
+/// requests per hour, query requests per hour, events per hour, distinct domains, distinct actions,
+/// goals, distinct property keys, distinct values per property key.
 const DEFAULTS: [[u32; QUOTAS]; 3] = [
-    [100, 100, 1_000, 5, 50],
-    [10_000, 10_000, 100_000, 50, 500],
-    [100_000, 100_000, 1_000_000, 500, 5_000],
+    [100, 100, 1_000, 5, 50, 10, 10, 100],
+    [10_000, 10_000, 100_000, 50, 500, 100, 50, 1_000],
+    [100_000, 100_000, 1_000_000, 500, 5_000, 1_000, 300, 10_000],
 ];
 /// How many [`Quota`]s there are.
-const QUOTAS: usize = 5;
+const QUOTAS: usize = 8;
 
 crate::named_enum! {
     /// What a quota counts.
@@ -35,12 +36,19 @@ crate::named_enum! {
         Domains => "domains",
         /// Distinct `action` names a tenant may have (all time); rows beyond are quarantined.
         Actions => "actions",
+        /// Goals a tenant may define (`crate::goals`); creating one more is refused with a 400.
+        Goals => "goals",
+        /// Distinct custom property keys (`crate::props`); beyond: counted as `(other)`.
+        PropKeys => "prop_keys",
+        /// Distinct values per custom property key; beyond: counted as `(other)`.
+        PropValues => "prop_values",
     }
 }
 
 /// Limits per plan and quota. Defaults (free / pro / enterprise): ingest and query requests per hour
 /// 100 / 10,000 / 100,000; events per hour 1,000 / 100,000 / 1,000,000; distinct domains 5 / 50 / 500;
-/// distinct action names 50 / 500 / 5,000.
+/// distinct action names 50 / 500 / 5,000; goals 10 / 100 / 1,000; property keys 10 / 50 / 300 and
+/// values per key 100 / 1,000 / 10,000.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanLimits {
     /// One limit per [`Quota`] per plan, in [`PLANS`] order.
@@ -85,7 +93,7 @@ impl PlanLimits {
                     for (quota, n) in quotas {
                         let Some(q) = Quota::parse(quota) else {
                             return Err(format!(
-                                "PLAN_LIMITS.{plan}: unknown quota '{}': the quotas are ingest, query, events, domains, actions",
+                                "PLAN_LIMITS.{plan}: unknown quota '{}': the quotas are ingest, query, events, domains, actions, goals, prop_keys, prop_values",
                                 clip(quota)
                             ));
                         };

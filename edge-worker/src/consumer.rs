@@ -334,7 +334,15 @@ async fn apply_group(
 
     // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
     let mut prior = rollup::PriorState::default();
+    let limits = crate::env::plan_limits(env).unwrap_or_default();
     for tenant in &tenants {
+        // The plan's caps on custom property keys and values (`starling_core::props`).
+        let plan = plan_of(env, tenant).await?;
+        prior.set_prop_caps(
+            tenant,
+            limits.cap(&plan, Quota::PropKeys),
+            limits.cap(&plan, Quota::PropValues),
+        );
         let members: Vec<usize> = fresh
             .iter()
             .copied()
@@ -445,6 +453,17 @@ pub async fn apply(batch: QueueBatch, env: &Env) -> Result<&'static str> {
     }
 }
 
+/// The tenant's plan (its own, or the default plan for a tenant never registered).
+async fn plan_of(env: &Env, tenant: &str) -> Result<String> {
+    let state = tenant_state::state(env, tenant)
+        .await
+        .map_err(|e| worker::Error::RustError(e.log_detail()))?;
+    Ok(state.tenant.as_ref().map_or_else(
+        || crate::env::default_plan(env),
+        |t| t.plan.as_str().to_owned(),
+    ))
+}
+
 /// Quarantines the events of `fresh` batches that would take their tenant past its plan's caps on
 /// distinct domains and action names (`caps::enforce`), so free text cannot grow those tables without
 /// bound. Deterministic for a batch, so a retried batch is capped the same way.
@@ -457,13 +476,7 @@ async fn enforce_caps(
 ) -> Result<()> {
     let limits = crate::env::plan_limits(env).unwrap_or_default();
     for tenant in tenants {
-        let state = tenant_state::state(env, tenant)
-            .await
-            .map_err(|e| worker::Error::RustError(e.log_detail()))?;
-        let plan = state.tenant.as_ref().map_or_else(
-            || crate::env::default_plan(env),
-            |t| t.plan.as_str().to_owned(),
-        );
+        let plan = plan_of(env, tenant).await?;
         let domain_cap = limits.cap(&plan, Quota::Domains);
         let action_cap = limits.cap(&plan, Quota::Actions);
         let lookups = caps::lookups(tenant, domain_cap.max(action_cap).saturating_add(1));

@@ -15,6 +15,7 @@ export const FILTERS = {
   os: 'Operating system',
   device: 'Device',
   country: 'Country',
+  goal: 'Goal',
 };
 /** Display names of the worker's lower-case browser, OS and device values. */
 const NAMES = {

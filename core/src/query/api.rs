@@ -11,6 +11,13 @@
 //! `order_by`, `pagination`, `include` (`time_labels`, `total_rows`, `comparisons` with `mode`
 //! `previous_period` or `year_over_year`), `timezone`, and `site_id` (a domain, optional).
 //!
+//! Goals (`crate::goals`): `event:goal` is a dimension and a top-level `is`/`contains` filter on goal
+//! names (the visits that completed the goal); with it, `conversions`, `events`, `conversion_rate`,
+//! `total_revenue` and `average_revenue`. Visit metrics of one goal read the rollups (`gl` rows);
+//! events, revenue, the rate's divisor and goals combined with other filters read `session_goals`.
+//! Custom properties (`crate::props`): `event:props:<key>` as a dimension and a top-level `is` filter,
+//! always over `session_props` (properties have no rollup rows).
+//!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
 //! day and value). Every other combination is exact over the visit-level `sessions` table: its cost
@@ -51,7 +58,22 @@ const METRICS: &[&str] = &[
     "bounce_rate",
     "visit_duration",
     "views_per_visit",
+    "conversions",
+    "events",
+    "conversion_rate",
+    "total_revenue",
+    "average_revenue",
 ];
+/// Metrics that need an `event:goal` filter or dimension (`conversions` = the visitors who completed).
+const GOAL_METRICS: &[&str] = &[
+    "conversions",
+    "events",
+    "conversion_rate",
+    "total_revenue",
+    "average_revenue",
+];
+/// Goal metrics read from `session_goals` (the rollups hold visits and visitors, not events or money).
+const GOAL_EVENT_METRICS: &[&str] = &["events", "total_revenue", "average_revenue"];
 const MAX_LIMIT: i64 = 10_000;
 /// D1's bound-parameter limit, with room for the plan's own binds.
 const MAX_FILTER_VALUES: usize = 60;
@@ -111,6 +133,13 @@ struct ApiShape {
     total_rows: bool,
     query: Value,
     rollups: bool,
+    /// Statement 0 is a goal statement (`session_goals`): its rows carry events and revenue.
+    goal_rows: bool,
+    /// Grouped by a property: keys are `key SEP value`, shown as the value.
+    prop_key: bool,
+    /// The last statement holds the visitors of the same query without its goal filters
+    /// (`conversion_rate`'s divisor), keyed like statement 0 (`''` when grouped by goal).
+    divisor: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +185,14 @@ enum Dimension {
     Visit(&'static str, &'static str),
     Host,
     Page,
+    /// `event:goal`: a goal's name (the visits that completed it).
+    Goal,
+    /// `event:props:<key>`: a custom property value (the visits whose events carried it). Filter
+    /// values hold `key SEP value`; the grouped key is the plan's `prop_prefix`.
+    Prop,
+    /// `event:hostname` on a goal statement: the domain of the goal's visit (a visit without page
+    /// hits has no `sessions` row to take it from).
+    GoalHost,
 }
 
 fn dimension(name: &str) -> Option<Dimension> {
@@ -173,13 +210,15 @@ fn dimension(name: &str) -> Option<Dimension> {
         "visit:exit_page" => Visit("exit_path", dim::EXIT),
         "event:hostname" => Dimension::Host,
         "event:page" => Dimension::Page,
+        "event:goal" => Dimension::Goal,
         _ => return None,
     })
 }
 
 const DIMENSION_NAMES: &str = "time, time:hour, time:day, time:week, time:month, visit:source, \
     visit:referrer, visit:browser, visit:os, visit:device, visit:country, visit:utm_source, \
-    visit:utm_medium, visit:utm_campaign, visit:entry_page, visit:exit_page, event:hostname";
+    visit:utm_medium, visit:utm_campaign, visit:entry_page, visit:exit_page, event:hostname, event:goal, \
+    event:props:<key>";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
@@ -263,15 +302,19 @@ fn parse_filter(
                 _ => Op::ContainsNot,
             };
             let name = arr.get(1).and_then(Value::as_str).unwrap_or_default();
-            let dim = dimension(name).ok_or_else(|| {
-                bad(
-                    &format!("{field}[1]"),
-                    format!(
+            let prop = prop_key(name, &format!("{field}[1]"))?;
+            let dim = prop
+                .map(|_| Dimension::Prop)
+                .or_else(|| dimension(name))
+                .ok_or_else(|| {
+                    bad(
+                        &format!("{field}[1]"),
+                        format!(
                         "unknown filter dimension '{}'; use event:page or one of {DIMENSION_NAMES}",
                         clip(name)
                     ),
-                )
-            })?;
+                    )
+                })?;
             let list = arr
                 .get(2)
                 .and_then(Value::as_array)
@@ -290,7 +333,16 @@ fn parse_filter(
                         "must be a string of at most 512 bytes",
                     )
                 })?;
-                out.push(s.to_owned());
+                out.push(match prop {
+                    Some(k) => format!("{k}{}{s}", crate::rollup::visits::SEP),
+                    None => s.to_owned(),
+                });
+            }
+            if prop.is_some() && op != Op::Is {
+                return Err(bad(
+                    &format!("{field}[0]"),
+                    "event:props filters take only is",
+                ));
             }
             *values += out.len();
             let case_sensitive = match arr.get(3) {
@@ -321,6 +373,23 @@ fn parse_filter(
             "must be one of is, is_not, contains, contains_not, and, or, not",
         )),
     }
+}
+
+/// The key of an `event:props:<key>` name (`None` for any other name).
+fn prop_key<'a>(name: &'a str, field: &str) -> Result<Option<&'a str>, QueryError> {
+    let Some(key) = name.strip_prefix("event:props:") else {
+        return Ok(None);
+    };
+    if key.is_empty()
+        || key.chars().count() > crate::props::MAX_KEY
+        || key.contains(crate::rollup::visits::SEP)
+    {
+        return Err(bad(
+            field,
+            "event:props:<key> needs a property key of 1 to 300 characters",
+        ));
+    }
+    Ok(Some(key))
 }
 
 fn clip(s: &str) -> String {
@@ -642,6 +711,10 @@ pub fn plan_query_with_segments(
         Some("time:day") => (Some(Grain::Day), None),
         Some("time:week") => (Some(Grain::Week), None),
         Some("time:month") => (Some(Grain::Month), None),
+        Some(name) if name.starts_with("event:props:") => {
+            prop_key(name, "dimensions[0]")?;
+            (None, Some(Dimension::Prop))
+        }
         Some(name) => match dimension(name) {
             Some(Dimension::Page) | None => {
                 return Err(bad(
@@ -712,6 +785,93 @@ pub fn plan_query_with_segments(
         ));
     }
 
+    // goals: event:goal filters are top-level `is`/`contains` (as in Plausible); goal metrics need a
+    // goal filter or dimension and no comparison.
+    fn nested_goal(f: &Filter) -> bool {
+        match f {
+            Filter::Leaf { dim, .. } => matches!(dim, Dimension::Goal | Dimension::Prop),
+            Filter::And(l) | Filter::Or(l) => l.iter().any(nested_goal),
+            Filter::Not(inner) => nested_goal(inner),
+        }
+    }
+    for (i, f) in filters.iter().enumerate() {
+        match f {
+            Filter::Leaf {
+                dim: Dimension::Goal,
+                op,
+                ..
+            } if !matches!(op, Op::Is | Op::Contains) => {
+                return Err(bad(
+                    &format!("filters[{i}][0]"),
+                    "event:goal takes only is and contains",
+                ))
+            }
+            Filter::Leaf { .. } => {}
+            other if nested_goal(other) => return Err(bad(
+                &format!("filters[{i}]"),
+                "event:goal and event:props filters are top-level only (not inside and, or, not)",
+            )),
+            _ => {}
+        }
+    }
+    let goal_filtered = filters.iter().any(|f| {
+        matches!(
+            f,
+            Filter::Leaf {
+                dim: Dimension::Goal,
+                ..
+            }
+        )
+    });
+    let goal_query = goal_filtered || group == Some(Dimension::Goal);
+    let prop_query = group == Some(Dimension::Prop)
+        || filters.iter().any(|f| {
+            matches!(
+                f,
+                Filter::Leaf {
+                    dim: Dimension::Prop,
+                    ..
+                }
+            )
+        });
+    if goal_query && prop_query {
+        return Err(bad(
+            "filters",
+            "event:goal and event:props cannot be combined in one query yet",
+        ));
+    }
+    // The grouped property's `key SEP`, and whether its values come from the visits' events.
+    let prop_prefix = dim_name
+        .as_deref()
+        .and_then(|d| d.strip_prefix("event:props:"))
+        .map(|k| format!("{k}{}", crate::rollup::visits::SEP));
+    let events_table = if goal_query {
+        Some(EventTable::Goals)
+    } else if prop_query {
+        Some(EventTable::Props)
+    } else {
+        None
+    };
+    if let Some(i) = metrics
+        .iter()
+        .position(|m| GOAL_METRICS.contains(m) && !(prop_query && *m == "events"))
+    {
+        if !goal_query {
+            return Err(bad(
+                &format!("metrics[{i}]"),
+                "needs an event:goal filter or the event:goal dimension",
+            ));
+        }
+        if comparison.is_some() {
+            return Err(bad(
+                "include.comparisons",
+                "is not supported with goal metrics (conversions, events, conversion_rate, revenue)",
+            ));
+        }
+    }
+    let goal_events = metrics.iter().any(|m| GOAL_EVENT_METRICS.contains(m));
+    let divisor = metrics.contains(&"conversion_rate");
+
     // order_by and pagination
     let mut order_by: Vec<(String, bool)> = Vec::new();
     if let Some(o) = body.get("order_by").filter(|o| !o.is_null()) {
@@ -774,9 +934,13 @@ pub fn plan_query_with_segments(
     let tz = req.tz;
     let mut statements = Vec::new();
     let (labels, comparison_labels, rows, uses_rollups) =
-        match fast_slice(tenant, req.now_secs, &filters, group).filter(|s| {
-            !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
-        }) {
+        match fast_slice(tenant, req.now_secs, &filters, group)
+            .filter(|s| {
+                !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
+            })
+            // Properties have no rollup rows: `session_props` answers them.
+            .filter(|_| !goal_events && !divisor && !prop_query)
+        {
             Some(slice) => {
                 let by_domain = group == Some(Dimension::Host);
                 match grain {
@@ -828,7 +992,30 @@ pub fn plan_query_with_segments(
             None => {
                 let windows = std::iter::once((from, to)).chain(comparison);
                 for (f, t) in windows {
-                    statements.push(visit_statement(tenant, tz, f, t, grain, group, &filters)?);
+                    statements.push(if let Some(table) = events_table {
+                        grouped_statement(
+                            tenant,
+                            tz,
+                            (f, t),
+                            grain,
+                            (group, prop_prefix.as_deref()),
+                            &filters,
+                            Some(table),
+                        )
+                    } else {
+                        visit_statement(tenant, tz, f, t, grain, group, &filters)?
+                    });
+                }
+                if divisor {
+                    // All visitors of the range with the same non-goal filters, per time bucket or
+                    // visit dimension value (one total when grouped by goal).
+                    let rest: Vec<Filter> = filters
+                        .iter()
+                        .filter(|f| !nested_goal(f))
+                        .cloned()
+                        .collect();
+                    let g = group.filter(|g| *g != Dimension::Goal);
+                    statements.push(visit_statement(tenant, tz, from, to, grain, g, &rest)?);
                 }
                 let labels = |f, t| {
                     grain
@@ -892,6 +1079,9 @@ pub fn plan_query_with_segments(
             total_rows: flag("total_rows")?,
             query,
             rollups: uses_rollups,
+            goal_rows: events_table.is_some() && !uses_rollups,
+            prop_key: prop_prefix.is_some(),
+            divisor,
         },
     })
 }
@@ -937,23 +1127,31 @@ fn fast_slice<'a>(
             return None;
         };
         let code = match dim {
-            Dimension::Host => {
+            Dimension::Host | Dimension::GoalHost => {
                 if domain.replace(value.as_str()).is_some() {
                     return None;
                 }
                 continue;
             }
             Dimension::Page => dim::VIEWED,
+            Dimension::Goal => dim::GOAL,
+            Dimension::Prop => return None,
             Dimension::Visit(_, code) => code,
         };
         if other.replace((code, value.as_str())).is_some() {
             return None;
         }
     }
-    let (code, value) = match (group, other) {
-        (Some(Dimension::Visit(_, g)), Some((code, v))) if code == g => (g, Some(v)),
-        (Some(Dimension::Visit(_, _)), Some(_)) => return None,
-        (Some(Dimension::Visit(_, g)), None) => (g, None),
+    let grouped = match group {
+        Some(Dimension::Visit(_, g)) => Some(g),
+        Some(Dimension::Goal) => Some(dim::GOAL),
+        Some(Dimension::Prop) => return None,
+        _ => None,
+    };
+    let (code, value) = match (grouped, other) {
+        (Some(g), Some((code, v))) if code == g => (g, Some(v)),
+        (Some(_), Some(_)) => return None,
+        (Some(g), None) => (g, None),
         (_, Some((code, v))) => (code, Some(v)),
         (_, None) => (dim::ALL, None),
     };
@@ -970,20 +1168,101 @@ fn visit_statement(
     group: Option<Dimension>,
     filters: &[Filter],
 ) -> Result<Statement, QueryError> {
+    Ok(grouped_statement(
+        tenant,
+        tz,
+        (from, to),
+        grain,
+        (group, None),
+        filters,
+        None,
+    ))
+}
+
+/// The visit-level table of a goal or property query: one row per visit and goal (property value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EventTable {
+    Goals,
+    Props,
+}
+
+/// The exact visit-level groups: from `sessions`, or (`goals`) from `session_goals` joined to their
+/// visit's `sessions` row, one visit per group however many of the filtered goals it completed, with
+/// the goals' events and revenue besides the five measures. A visit without page hits has no
+/// `sessions` row and matches no visit-attribute filter, as in the rollups.
+fn grouped_statement(
+    tenant: &str,
+    tz: &dyn TimeZone,
+    (from, to): (Days, Days),
+    grain: Option<Grain>,
+    (group, prefix): (Option<Dimension>, Option<&str>),
+    filters: &[Filter],
+    events: Option<EventTable>,
+) -> Statement {
+    let goals = events.is_some();
     let (start, end) = (day_start(tz, from), day_start(tz, to + 1));
     let column = match group {
         Some(Dimension::Visit(col, _)) => format!("s.{col}"),
+        Some(Dimension::Host) if goals => "sg.domain".into(),
         Some(Dimension::Host) => "s.domain".into(),
+        Some(Dimension::Goal) => "sg.goal".into(),
+        Some(Dimension::Prop) => "sg.prop".into(),
         _ => "''".into(),
     };
-    let mut sql = format!(
-        "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
-         s.last_ts - s.first_ts AS d FROM sessions s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?"
-    );
+    let mut sql = if let Some(table) = events {
+        let (from_table, money) = match table {
+            EventTable::Goals => (
+                "session_goals",
+                "SUM(sg.revenue) AS rev, SUM(sg.paid) AS paid, MIN(sg.currency) AS cur, MAX(sg.currency) AS cur2",
+            ),
+            EventTable::Props => (
+                "session_props",
+                "0 AS rev, 0 AS paid, '' AS cur, '' AS cur2",
+            ),
+        };
+        format!(
+            "WITH g AS (SELECT {column} AS c, sg.first_ts AS t, MIN(sg.visitor_id) AS v, MAX(sg.pageviews) AS pv, \
+             MAX(sg.duration) AS d, SUM(sg.events) AS ev, {money} FROM {from_table} sg LEFT JOIN sessions s \
+             ON s.tenant_id = sg.tenant_id AND s.first_ts = sg.first_ts AND s.session_key = sg.session_key \
+             WHERE sg.tenant_id = ? AND sg.first_ts >= ? AND sg.first_ts < ?"
+        )
+    } else {
+        format!(
+            "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
+             s.last_ts - s.first_ts AS d FROM sessions s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?"
+        )
+    };
     let mut binds: Vec<SqlValue> = vec![tenant.into(), start.into(), end.into()];
+    if let (Some(p), Some(Dimension::Prop)) = (prefix, group) {
+        let upper = format!("{} ", p.trim_end_matches(crate::rollup::visits::SEP));
+        sql.push_str(" AND sg.prop >= ? AND sg.prop < ?");
+        binds.push(p.into());
+        binds.push(upper.into());
+    }
     for f in filters {
         sql.push_str(" AND ");
+        let f = match f {
+            Filter::Leaf {
+                op,
+                dim: Dimension::Host,
+                values,
+                case_sensitive,
+            } if goals => &Filter::Leaf {
+                op: *op,
+                dim: Dimension::GoalHost,
+                values: values.clone(),
+                case_sensitive: *case_sensitive,
+            },
+            f => f,
+        };
         filter_sql(f, (tenant, start, end), &mut sql, &mut binds);
+    }
+    if goals {
+        if matches!(group, Some(Dimension::Visit(..))) {
+            // A visit without page hits has no visit attributes: it is in no group of them.
+            sql.push_str(" AND s.session_key IS NOT NULL");
+        }
+        sql.push_str(" GROUP BY sg.first_ts, sg.session_key, c");
     }
     sql.push_str(") SELECT ");
     match grain {
@@ -1017,9 +1296,16 @@ fn visit_statement(
     }
     sql.push_str(
         " AS k, COUNT(*) AS visits, SUM(pv) AS pageviews, SUM(pv = 1) AS bounces, SUM(d) AS duration, \
-         COUNT(DISTINCT v || '|' || (CAST(t AS INTEGER) / 86400)) AS visitors FROM g GROUP BY k",
+         COUNT(DISTINCT v || '|' || (CAST(t AS INTEGER) / 86400)) AS visitors",
     );
-    Ok(Statement::new(sql, binds))
+    if goals {
+        sql.push_str(
+            ", SUM(ev) AS events, SUM(rev) AS revenue, SUM(paid) AS paid, MIN(cur) AS currency, \
+             MAX(cur2) AS currency_max",
+        );
+    }
+    sql.push_str(" FROM g GROUP BY k");
+    Statement::new(sql, binds)
 }
 
 /// A filter on the sessions `s` of `window` (tenant, start, end).
@@ -1054,6 +1340,9 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                 Dimension::Visit(c, _) => format!("s.{c}"),
                 Dimension::Host => "s.domain".into(),
                 Dimension::Page => "pv.pathname".into(),
+                Dimension::Goal => "sg.goal".into(),
+                Dimension::Prop => "sg.prop".into(),
+                Dimension::GoalHost => "sg.domain".into(),
             };
             let (col, wrap) = if *case_sensitive {
                 (col, "?".to_owned())
@@ -1091,6 +1380,89 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
 }
 
 type Groups = BTreeMap<String, [i64; 5]>;
+
+/// A goal group's events and revenue (integer minor units; `currency` `None` when the group mixes
+/// currencies or its goals have none).
+#[derive(Debug, Clone, Default)]
+struct GoalSums {
+    events: i64,
+    revenue: i64,
+    paid: i64,
+    currency: Option<String>,
+}
+
+fn goal_sums(rows: &[Map<String, Value>]) -> BTreeMap<String, GoalSums> {
+    rows.iter()
+        .map(|r| {
+            let k = match r.get("k") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(v) => v.to_string(),
+            };
+            let text = |name: &str| r.get(name).and_then(Value::as_str).unwrap_or_default();
+            let currency = (text("currency") == text("currency_max")
+                && !text("currency").is_empty())
+            .then(|| text("currency").to_owned());
+            let sums = GoalSums {
+                events: crate::sql::count(r.get("events")),
+                revenue: crate::sql::count(r.get("revenue")),
+                paid: crate::sql::count(r.get("paid")),
+                currency,
+            };
+            (k, sums)
+        })
+        .collect()
+}
+
+/// What the goal metrics of a row read besides its measures: its events and revenue and the
+/// visitors of its conversion rate's divisor.
+#[derive(Default)]
+struct GoalData {
+    sums: BTreeMap<String, GoalSums>,
+    divisor: Option<Groups>,
+}
+
+impl GoalData {
+    /// A goal metric's JSON value for the row `key` with measures `m`; `None` for other metrics.
+    fn value(&self, name: &str, key: &str, m: &[i64; 5]) -> Option<Value> {
+        let sums = self.sums.get(key).cloned().unwrap_or_default();
+        let money = |minor: i64| match &sums.currency {
+            Some(c) if sums.paid > 0 => crate::goals::money_json(minor, c),
+            _ => Value::Null,
+        };
+        Some(match name {
+            "conversions" => m[4].into(),
+            "events" => sums.events.into(),
+            "conversion_rate" => self.rate(key, m).into(),
+            "total_revenue" => money(sums.revenue),
+            "average_revenue" => money(crate::goals::average(sums.revenue, sums.paid)),
+            _ => return None,
+        })
+    }
+
+    /// Converting visitors as a percentage of all visitors with the same non-goal filters.
+    fn rate(&self, key: &str, m: &[i64; 5]) -> f64 {
+        let Some(d) = &self.divisor else { return 0.0 };
+        let all = d.get(key).or_else(|| d.get("")).map_or(0, |x| x[4]);
+        if all == 0 {
+            0.0
+        } else {
+            round(m[4] as f64 * 100.0 / all as f64, 2)
+        }
+    }
+
+    /// A number to order rows by.
+    fn number(&self, name: &str, key: &str, m: &[i64; 5]) -> f64 {
+        let sums = self.sums.get(key).cloned().unwrap_or_default();
+        match name {
+            "events" => sums.events as f64,
+            "conversion_rate" => self.rate(key, m),
+            "total_revenue" => sums.revenue as f64,
+            "average_revenue" => crate::goals::average(sums.revenue, sums.paid) as f64,
+            _ => metric(name, m),
+        }
+    }
+}
 /// A result row before shaping: key, measures, and the comparison's key and measures.
 type Grouped = (String, [i64; 5], Option<(String, [i64; 5])>);
 
@@ -1129,6 +1501,7 @@ fn metric(name: &str, m: &[i64; 5]) -> f64 {
         "pageviews" => m[1] as f64,
         "bounce_rate" => round(per_visit(m[2]) * 100.0, 2),
         "visit_duration" => per_visit(m[3]).round(),
+        "conversions" => m[4] as f64,
         _ => round(per_visit(m[1]), 2),
     }
 }
@@ -1155,6 +1528,14 @@ pub fn assemble_query(
     }
     // (key, current, comparison key and measures)
     let mut rows: Vec<Grouped> = Vec::new();
+    let mut results = results;
+    let mut goal = GoalData::default();
+    if s.divisor {
+        goal.divisor = Some(groups(results.pop().unwrap_or_default())?);
+    }
+    if s.goal_rows {
+        goal.sums = goal_sums(results.first().map(Vec::as_slice).unwrap_or_default());
+    }
     match &s.rows {
         RowSource::Buckets(k) => {
             let data = k.rows(results);
@@ -1204,7 +1585,8 @@ pub fn assemble_query(
             let ord = if Some(name) == s.dimension.as_ref() {
                 a.0.cmp(&b.0)
             } else {
-                metric(name, &a.1).total_cmp(&metric(name, &b.1))
+                goal.number(name, &a.0, &a.1)
+                    .total_cmp(&goal.number(name, &b.0, &b.1))
             };
             let ord = if *desc { ord.reverse() } else { ord };
             if ord.is_ne() {
@@ -1220,14 +1602,23 @@ pub fn assemble_query(
         .take(s.limit as usize)
         .map(|(key, m, cmp)| {
             let dims: Vec<Value> = if s.dimension.is_some() {
-                vec![key.into()]
+                let shown = if s.prop_key {
+                    key.split_once(crate::rollup::visits::SEP)
+                        .map_or(key.as_str(), |(_, v)| v)
+                } else {
+                    key.as_str()
+                };
+                vec![shown.into()]
             } else {
                 vec![]
             };
             let metrics: Vec<Value> = s
                 .metrics
                 .iter()
-                .map(|n| metric_json(n, metric(n, &m)))
+                .map(|n| {
+                    goal.value(n, &key, &m)
+                        .unwrap_or_else(|| metric_json(n, metric(n, &m)))
+                })
                 .collect();
             let mut row = json!({ "metrics": metrics, "dimensions": dims });
             if let Some((ck, cm)) = cmp {

@@ -281,6 +281,8 @@ pub(crate) struct Filters {
     pub(crate) session: Vec<(&'static str, String)>,
     /// A saved segment's filters (`segment=<id>`): any `/v0/query` filters, so never a rollup slice.
     pub(crate) segment: Option<SegmentFilter>,
+    /// `goal`: the visits that completed this goal (by name, `crate::goals`).
+    pub(crate) goal: Option<String>,
 }
 
 impl Filters {
@@ -296,6 +298,7 @@ impl Filters {
             pathname: p.text(PATHNAME.names)?.map(str::to_owned),
             session,
             segment: p.segment.cloned(),
+            goal: p.text(&["goal"])?.map(str::to_owned),
         })
     }
 
@@ -313,6 +316,9 @@ impl Filters {
         if let Some(s) = &self.segment {
             // The filters as read, so an edited segment gets a new key.
             out.insert("segment".into(), s.key.clone());
+        }
+        if let Some(g) = &self.goal {
+            out.insert("goal".into(), g.clone());
         }
     }
 }

@@ -245,10 +245,12 @@ fn current_visitors(
         "now".into(),
         (req.now_secs - req.now_secs.rem_euclid(10)).to_string(),
     );
-    // Open visits hold every visit with a hit in the last hours.
+    // Open visits hold every visit with a hit in the last hours (and a backend's goal events, which
+    // have no page hit: `n`, the visit's pageviews, is 0).
     let mut q = Sql::new("SELECT COUNT(*) AS visits FROM open_visits WHERE tenant_id = ?");
     q.binds.push(tenant.into());
     q.bind(" AND last_ts >= ?", since);
+    q.push(" AND json_extract(state, '$.n') > 0");
     if let Some(d) = domain {
         q.bind(" AND domain = ?", d);
     }
@@ -338,7 +340,15 @@ pub(super) fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: 
     if let Some(segment) = &f.segment {
         segment.push_sql((tenant, start, end), &mut q.sql, &mut q.binds);
     }
+    if let Some(goal) = &f.goal {
+        q.bind(&format!(" AND {GOAL_OF_SESSION}"), goal.as_str());
+    }
 }
+
+/// Whether the session `s` completed the goal bound next: its `session_goals` row, by primary key.
+const GOAL_OF_SESSION: &str =
+    "EXISTS (SELECT 1 FROM session_goals g WHERE g.tenant_id = s.tenant_id \
+     AND g.first_ts = s.first_ts AND g.session_key = s.session_key AND g.goal = ?)";
 
 /// `((s.first_ts, s.session_key) IN (…))`: whether a session of `[start, end)` viewed a page matching
 /// `page_condition` (on `pv`; its binds follow the returned ones). The pages of the window's sessions
@@ -377,7 +387,7 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     if let Some(path) = &f.pathname {
         q.bind(" AND pv.pathname = ?", path.as_str());
     }
-    if !f.session.is_empty() || f.domain.is_some() || f.segment.is_some() {
+    if !f.session.is_empty() || f.domain.is_some() || f.segment.is_some() || f.goal.is_some() {
         // The page's session by its primary key (migration 0007).
         q.push(
             " AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id \
@@ -391,6 +401,9 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
         }
         if let Some(segment) = &f.segment {
             segment.push_sql((tenant, start, end), &mut q.sql, &mut q.binds);
+        }
+        if let Some(goal) = &f.goal {
+            q.bind(&format!(" AND {GOAL_OF_SESSION}"), goal.as_str());
         }
         q.push(")");
     }
@@ -618,10 +631,11 @@ pub(super) fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option
     if f.segment.is_some() {
         return None;
     }
-    let (d, value) = match (&f.pathname, f.session.as_slice()) {
-        (None, []) => (dim::ALL, None),
-        (Some(p), []) => (dim::VIEWED, Some(p.as_str())),
-        (None, [(col, v)]) => (rollups::session_dim(col)?, Some(v.as_str())),
+    let (d, value) = match (&f.pathname, f.session.as_slice(), &f.goal) {
+        (None, [], None) => (dim::ALL, None),
+        (None, [], Some(g)) => (dim::GOAL, Some(g.as_str())),
+        (Some(p), [], None) => (dim::VIEWED, Some(p.as_str())),
+        (None, [(col, v)], None) => (rollups::session_dim(col)?, Some(v.as_str())),
         _ => return None,
     };
     Some(Slice::new(tenant, d, value, f.domain.as_deref(), now))
@@ -630,7 +644,7 @@ pub(super) fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option
 /// The rollup slice that answers a top list with these filters: none besides `domain`, or one on the
 /// list's own dimension.
 fn top_slice<'a>(tenant: &'a str, now: i64, spec: &TopSpec, f: &'a Filters) -> Option<Slice<'a>> {
-    if f.segment.is_some() {
+    if f.segment.is_some() || f.goal.is_some() {
         return None;
     }
     let value = match (&f.pathname, f.session.as_slice()) {

@@ -213,7 +213,14 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
         }
         d if d == dim::ENTRY => "s.entry_path",
         d if d == dim::EXIT => "s.exit_path",
+        d if d == dim::GOAL => "s.goal",
         _ => "pv.pathname",
+    };
+    // A goal's visits are its `session_goals` rows, visits without a page hit included.
+    let duration = if s.dim == dim::GOAL {
+        "s.duration"
+    } else {
+        "s.last_ts - s.first_ts"
     };
     // Per (hour, key, visitor) first; then each visitor's first and last hour of its UTC day among
     // them (a window over those groups), then per (hour, key).
@@ -225,7 +232,7 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
          MAX(hour) OVER day AS last_hour \
          FROM (SELECT s.first_ts - s.first_ts % 3600 AS hour, {value} AS value, s.domain AS domain, \
          s.visitor_id AS visitor, COUNT(*) AS n, SUM(s.pageviews) AS pv, SUM(s.pageviews = 1) AS b, \
-         SUM(s.last_ts - s.first_ts) AS d"
+         SUM({duration}) AS d"
     ));
     if s.dim == dim::VIEWED {
         // The pages of the range's visits, read once from the range's start to its visits' last hit,
@@ -247,9 +254,13 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
             to.into(),
         ]);
     } else {
-        sql.push_str(
-            " FROM sessions s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?",
-        );
+        let table = match s.dim {
+            d if d == dim::GOAL => "session_goals",
+            _ => "sessions",
+        };
+        sql.push_str(&format!(
+            " FROM {table} s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?"
+        ));
         binds.extend([s.tenant.into(), from.into(), to.into()]);
     }
     if s.dim == dim::CAMPAIGN {
@@ -303,6 +314,7 @@ fn slice_filters(sql: &mut String, binds: &mut Vec<SqlValue>, s: &Slice) {
         sql.push_str(" AND value = ?");
         binds.push(v.into());
     }
+
     if let Some(d) = s.domain {
         sql.push_str(" AND domain = ?");
         binds.push(d.into());

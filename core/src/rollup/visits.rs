@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::EnrichedEvent;
+use crate::goals::Goal;
+use crate::props::Caps;
 use crate::sql::{SqlValue, Statement};
 
 /// An open visit is pruned this long after its last hit (far beyond the 30-minute session timeout, so
@@ -97,11 +99,13 @@ pub mod dim {
     pub const VIEWED: &str = "vp";
     /// A page: visits that viewed it and its hits, at the hour of its first hit in the visit.
     pub const PAGE: &str = "pg";
+    /// A goal the visit completed (value: the goal's name): the visit's measures, once per goal.
+    pub const GOAL: &str = "gl";
 }
 
 /// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
 /// the position is the code.
-const CODES: [&str; 14] = [
+const CODES: [&str; 15] = [
     dim::ALL,
     dim::SOURCE,
     dim::BROWSER,
@@ -116,6 +120,7 @@ const CODES: [&str; 14] = [
     dim::EXIT,
     dim::VIEWED,
     dim::PAGE,
+    dim::GOAL,
 ];
 
 /// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
@@ -167,7 +172,21 @@ pub struct VisitState {
     /// Page → (first hit secs, hits).
     #[serde(rename = "p")]
     pages: BTreeMap<String, (i64, i64)>,
+    /// Goal name → (currency, events, revenue in minor units, events with revenue): the goals the
+    /// visit completed, as evaluated when each event was folded in. Contributions read only this.
+    #[serde(rename = "g", default, skip_serializing_if = "BTreeMap::is_empty")]
+    goals: BTreeMap<String, GoalTally>,
+    /// First and last custom event that completed a goal, UTC milliseconds. A visit with goal events
+    /// but no page hit starts at the first of them and counts only under [`dim::GOAL`].
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    events: Option<(i64, i64)>,
+    /// Custom property `key SEP value` → events that carried it (after the tenant's caps).
+    #[serde(rename = "q", default, skip_serializing_if = "BTreeMap::is_empty")]
+    props: BTreeMap<String, i64>,
 }
+
+/// A goal's tally in a visit: (currency, events, revenue in minor units, events with revenue).
+type GoalTally = (String, i64, i64, i64);
 
 impl VisitState {
     fn empty() -> Self {
@@ -181,7 +200,87 @@ impl VisitState {
             exit: String::new(),
             attrs: Default::default(),
             pages: BTreeMap::new(),
+            goals: BTreeMap::new(),
+            events: None,
+            props: BTreeMap::new(),
         }
+    }
+
+    /// Counts the (capped) properties of `e`, and for a custom event its time like a goal event's.
+    fn tag(&mut self, e: &EnrichedEvent, props: &[(String, String)]) {
+        for (k, v) in props {
+            *self.props.entry(format!("{k}{SEP}{v}")).or_default() += 1;
+        }
+        if !props.is_empty() && !e.is_page_hit() {
+            self.custom_event(e);
+        }
+    }
+
+    fn custom_event(&mut self, e: &EnrichedEvent) {
+        let (first, last) = self.events.unwrap_or((i64::MAX, i64::MIN));
+        if self.pageviews == 0 && e.ts < first {
+            self.domain.clone_from(&e.domain);
+            self.visitor.clone_from(&e.visitor_id);
+        }
+        self.events = Some((first.min(e.ts), last.max(e.ts)));
+    }
+
+    /// Records the goals `e` completes (evaluated now, stored for good); returns whether any did. A
+    /// custom event that completes none leaves the visit untouched. A visit without page hits takes
+    /// its domain and visitor from its earliest goal event.
+    fn complete(&mut self, e: &EnrichedEvent, goals: &[Goal]) -> bool {
+        let mut any = false;
+        for g in goals.iter().filter(|g| g.matches(e)) {
+            any = true;
+            let t = self
+                .goals
+                .entry(g.name.clone())
+                .or_insert_with(|| (g.currency.clone().unwrap_or_default(), 0, 0, 0));
+            t.1 += 1;
+            if let Some(minor) = g.revenue(e) {
+                t.2 += minor;
+                t.3 += 1;
+            }
+        }
+        if any && !e.is_page_hit() {
+            self.custom_event(e);
+        }
+        any
+    }
+
+    /// The visit's start, UTC seconds: its first page hit, or its first goal event if it has no page hit.
+    fn start_secs(&self) -> i64 {
+        match self.events {
+            Some((first, _)) if self.pageviews == 0 => first.div_euclid(1000),
+            _ => self.first_secs(),
+        }
+    }
+
+    /// The visit's duration in seconds: between its page hits, or its goal events if it has no page hit.
+    fn duration(&self) -> i64 {
+        match self.events {
+            Some((first, last)) if self.pageviews == 0 => {
+                last.div_euclid(1000) - first.div_euclid(1000)
+            }
+            _ => self.last_secs() - self.first_secs(),
+        }
+    }
+
+    /// `open_visits.last_ts`: the last page hit (what `current_visitors` counts, as before goals), or
+    /// the last goal event of a visit without page hits (which `current_visitors` leaves out).
+    fn last_column(&self) -> i64 {
+        if self.pageviews > 0 {
+            self.last_secs()
+        } else {
+            self.touch_secs()
+        }
+    }
+
+    /// The visit's latest event of any kind, UTC seconds (session continuation).
+    fn touch_secs(&self) -> i64 {
+        self.last_ms
+            .max(self.events.map_or(i64::MIN, |e| e.1))
+            .div_euclid(1000)
     }
 
     /// Adds a page hit. The first hit (the earliest; of equal times the one seen first) gives the
@@ -225,6 +324,14 @@ impl VisitState {
 
     /// The (dimension, value) pairs the visit counts under at its start, pages excluded.
     fn visit_keys(&self) -> Vec<(&'static str, String)> {
+        // Properties are not rollup keys: free text up to the plan's caps would multiply the rollup rows
+        // and each visitor-day's state; they are counted in `session_props` only.
+        let goals = self.goals.keys().map(|g| (dim::GOAL, g.clone()));
+        if self.pageviews == 0 {
+            // Goal events without a page hit (a backend's events): counted under their goals only, so
+            // page-based numbers (visits, pageviews, bounce rate) are those of page visits.
+            return goals.collect();
+        }
         let mut out = vec![(dim::ALL, String::new())];
         for (d, v) in ATTR_DIMS.iter().zip(&self.attrs) {
             out.push((d, v.clone()));
@@ -240,17 +347,18 @@ impl VisitState {
         for p in self.pages.keys() {
             out.push((dim::VIEWED, p.clone()));
         }
+        out.extend(goals);
         out
     }
 
     /// Adds `sign` × this visit's contribution to the rollup cells.
     fn contribute<'a>(&self, tenant: &'a str, sign: i64, cells: &mut Cells<'a>) {
-        let start = self.first_secs();
+        let start = self.start_secs();
         let m = [
             1,
             self.pageviews,
             i64::from(self.pageviews == 1),
-            self.last_secs() - start,
+            self.duration(),
         ];
         for (d, value) in self.visit_keys() {
             cells.add(tenant, d, start, value.clone(), &self.domain, &m, sign);
@@ -270,7 +378,7 @@ impl VisitState {
 
     /// `sign` × this visit in its visitor-day's counts.
     fn count_visitor(&self, sign: i64, days: &mut DayChanges) {
-        let start = self.first_secs();
+        let start = self.start_secs();
         let day = start - start.rem_euclid(DAY);
         let hour = (start.rem_euclid(DAY) / HOUR) as u8;
         let changes = days.entry((self.visitor.clone(), day)).or_default();
@@ -339,17 +447,26 @@ fn parse_day(json: &str) -> Option<VisitorDay> {
 pub struct PriorState {
     visits: HashMap<(String, String), (i64, VisitState)>,
     days: HashMap<(String, String, i64), (i64, VisitorDay)>,
+    /// Each tenant's goal definitions at the time of the batch (read in the same round trip).
+    goals: HashMap<String, Vec<Goal>>,
+    /// Each tenant's property caps: the plan's limits and the known pairs among the batch's.
+    caps: HashMap<String, Caps>,
 }
 
 /// D1 allows at most 100 bound parameters per statement.
 const KEYS_PER_LOOKUP: usize = 90;
 
-/// The reads that fill a [`PriorState`] for one tenant's events (bots and non-page events ignored):
-/// open visits by the events' session ids and, for events without one, by visitor; visitor-days of
-/// the events' visitors and of those open visits' visitors. Run them (one D1 batch) and pass every row
-/// set to [`PriorState::add_rows`].
+/// The reads that fill a [`PriorState`] for one tenant's events (bots and web vitals ignored): the
+/// tenant's goals; open visits by the events' session ids and, for events without one, by visitor;
+/// visitor-days of the events' visitors and of those open visits' visitors. Run them (one D1 batch)
+/// and pass every row set to [`PriorState::add_rows`]. Custom events are looked up as well, since
+/// one that completes a goal joins its visit's state.
 pub fn prior_lookup(tenant: &str, events: &[EnrichedEvent]) -> Vec<Statement> {
-    let hits = || events.iter().filter(|e| !e.is_bot && e.is_page_hit());
+    let hits = || {
+        events
+            .iter()
+            .filter(|e| !e.is_bot && e.action != "web_vital")
+    };
     let mut keys: Vec<&str> = hits().filter_map(|e| e.session_id.as_deref()).collect();
     // Every event without a session id is given one (custom events too), so all of them look up their
     // visitor's open visits.
@@ -363,7 +480,14 @@ pub fn prior_lookup(tenant: &str, events: &[EnrichedEvent]) -> Vec<Statement> {
         list.sort_unstable();
         list.dedup();
     }
-    let mut out = Vec::new();
+    let mut out = vec![Statement::new(
+        "SELECT 'g' AS kind, name AS k, kind AS goal_kind, pattern, currency FROM goals WHERE tenant_id = ?",
+        vec![tenant.into()],
+    )];
+    let pairs: BTreeSet<(String, String)> = hits()
+        .flat_map(|e| crate::props::props_of(&e.payload))
+        .collect();
+    out.extend(crate::props::lookups(tenant, &pairs));
     let visit_cols =
         "SELECT 'v' AS kind, session_key AS k, rev, state FROM open_visits WHERE tenant_id = ?";
     let day_cols = "SELECT 'd' AS kind, visitor_id AS k, day, rev, state FROM visitor_days WHERE tenant_id = ?";
@@ -401,6 +525,23 @@ impl PriorState {
     /// skipped (their visit then starts afresh).
     pub fn add_rows(&mut self, tenant: &str, rows: &[Map<String, Value>]) {
         for r in rows {
+            if matches!(r.get("kind").and_then(Value::as_str), Some("pk" | "pv")) {
+                self.caps_mut(tenant).add_row(r);
+                continue;
+            }
+            if r.get("kind").and_then(Value::as_str) == Some("g") {
+                let goal = r.get("goal_kind").and_then(Value::as_str).and_then(|kind| {
+                    let mut row = r.clone();
+                    row.insert("name".into(), r.get("k")?.clone());
+                    row.insert("kind".into(), kind.into());
+                    row.insert("id".into(), 0.into());
+                    crate::goals::from_row(&row)
+                });
+                if let Some((_, g, _)) = goal {
+                    self.goals.entry(tenant.to_owned()).or_default().push(g);
+                }
+                continue;
+            }
             let (Some(kind), Some(k), Some(rev), Some(state)) = (
                 r.get("kind").and_then(Value::as_str),
                 r.get("k").and_then(Value::as_str),
@@ -421,6 +562,28 @@ impl PriorState {
         }
     }
 
+    /// Sets the plan's caps on `tenant`'s property keys and values per key (before [`Self::add_rows`];
+    /// without it, the free plan's defaults apply).
+    pub fn set_prop_caps(&mut self, tenant: &str, max_keys: u32, max_values: u32) {
+        self.caps
+            .insert(tenant.to_owned(), Caps::new(max_keys, max_values));
+    }
+
+    fn caps_mut(&mut self, tenant: &str) -> &mut Caps {
+        self.caps.entry(tenant.to_owned()).or_insert_with(|| {
+            let l = crate::plan::PlanLimits::default();
+            Caps::new(
+                l.cap("free", crate::plan::Quota::PropKeys),
+                l.cap("free", crate::plan::Quota::PropValues),
+            )
+        })
+    }
+
+    /// Sets `tenant`'s goals (what the goals row of [`prior_lookup`] fills), replacing any.
+    pub fn set_goals(&mut self, tenant: &str, goals: Vec<Goal>) {
+        self.goals.insert(tenant.to_owned(), goals);
+    }
+
     /// Each visitor's latest open visit of `tenant` as `(session key, last hit secs)`: the prior for
     /// [`crate::identity::assign_sessions`].
     pub fn latest_sessions(&self, tenant: &str) -> HashMap<String, (String, i64)> {
@@ -429,7 +592,7 @@ impl PriorState {
             if t != tenant {
                 continue;
             }
-            let last = s.last_secs();
+            let last = s.touch_secs();
             let e = out
                 .entry(s.visitor.clone())
                 .or_insert_with(|| (key.clone(), last));
@@ -518,9 +681,36 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
     // Touched visits: the prior (revision, state) and the merged state.
     let mut touched: BTreeMap<(&str, &str), Touched> = BTreeMap::new();
     let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
-    for e in events.iter().filter(|e| !e.is_bot && e.is_page_hit()) {
+    let no_goals = Vec::new();
+    let mut caps = prior.caps.clone();
+    for e in events
+        .iter()
+        .filter(|e| !e.is_bot && e.action != "web_vital")
+    {
         let Some(session) = e.session_id.as_deref() else {
             continue;
+        };
+        let goals = prior.goals.get(&e.tenant_id).unwrap_or(&no_goals);
+        let raw = crate::props::props_of(&e.payload);
+        // A custom event joins its visit's state only when it completes a goal or carries properties.
+        if !e.is_page_hit() && raw.is_empty() && !goals.iter().any(|g| g.matches(e)) {
+            continue;
+        }
+        let props: Vec<(String, String)> = if raw.is_empty() {
+            raw
+        } else {
+            let c = caps.entry(e.tenant_id.clone()).or_insert_with(|| {
+                let l = crate::plan::PlanLimits::default();
+                Caps::new(
+                    l.cap("free", crate::plan::Quota::PropKeys),
+                    l.cap("free", crate::plan::Quota::PropValues),
+                )
+            });
+            let mut admitted: Vec<(String, String)> =
+                raw.iter().map(|(k, v)| c.admit(k, v)).collect();
+            admitted.sort();
+            admitted.dedup();
+            admitted
         };
         let t = newest.entry(&e.tenant_id).or_insert(i64::MIN);
         *t = (*t).max(e.ts_secs());
@@ -528,7 +718,11 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
             let old = prior.visits.get(&(e.tenant_id.clone(), session.to_owned()));
             (old, old.map_or_else(VisitState::empty, |o| o.1.clone()))
         });
-        state.add(e);
+        if e.is_page_hit() {
+            state.add(e);
+        }
+        state.complete(e, goals);
+        state.tag(e, &props);
     }
 
     let mut cells = Cells::default();
@@ -548,6 +742,9 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
     }
 
     let mut out = Vec::new();
+    for (tenant, c) in &caps {
+        out.extend(c.inserts(tenant));
+    }
     // Prune first: a visit or visitor-day pruned here and touched by this batch is then written anew.
     for (tenant, newest) in &newest {
         out.push(Statement::new(
@@ -575,7 +772,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
             (*session).into(),
             new.visitor.as_str().into(),
             new.domain.as_str().into(),
-            new.last_secs().into(),
+            new.last_column().into(),
             (old.map_or(0, |o| o.0) + 1).into(),
             state.into(),
         ];
@@ -732,8 +929,13 @@ fn visit_rows(
     new: &VisitState,
     out: &mut Vec<Statement>,
 ) {
+    goal_rows(tenant, key, old, new, out);
+    if new.pageviews == 0 {
+        // A visit of goal events only has no `sessions` row: page-based numbers are page visits'.
+        return;
+    }
     let first = new.first_secs();
-    let moved = old.filter(|o| o.first_secs() != first);
+    let moved = old.filter(|o| o.pageviews > 0 && o.first_secs() != first);
     if let Some(o) = moved {
         out.push(Statement::new(
             "DELETE FROM sessions WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
@@ -808,6 +1010,85 @@ fn visit_rows(
                 (page_first - first).into(),
                 hits.into(),
             ],
+        ));
+    }
+}
+
+/// The `session_goals` rows of a touched visit, written whole from its state: the old rows (at the old
+/// start) are deleted and one row per completed goal inserted.
+fn goal_rows(
+    tenant: &str,
+    key: &str,
+    old: Option<&VisitState>,
+    new: &VisitState,
+    out: &mut Vec<Statement>,
+) {
+    if let Some(o) = old.filter(|o| !o.props.is_empty()) {
+        out.push(Statement::new(
+            "DELETE FROM session_props WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
+            vec![tenant.into(), o.start_secs().into(), key.into()],
+        ));
+    }
+    let mut binds: Vec<SqlValue> = Vec::new();
+    for (prop, events) in &new.props {
+        binds.extend([
+            tenant.into(),
+            new.start_secs().into(),
+            key.into(),
+            prop.as_str().into(),
+            new.domain.as_str().into(),
+            new.visitor.as_str().into(),
+            new.pageviews.into(),
+            new.duration().into(),
+            (*events).into(),
+        ]);
+    }
+    // 9 binds a row: at most 11 rows a statement.
+    for chunk in binds.chunks(9 * 11) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len() / 9].join(", ");
+        out.push(Statement::new(
+            format!(
+                "INSERT OR REPLACE INTO session_props (tenant_id, first_ts, session_key, prop, domain, visitor_id, \
+                 pageviews, duration, events) VALUES {values}"
+            ),
+            chunk.to_vec(),
+        ));
+    }
+    if let Some(o) = old.filter(|o| !o.goals.is_empty()) {
+        out.push(Statement::new(
+            "DELETE FROM session_goals WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
+            vec![tenant.into(), o.start_secs().into(), key.into()],
+        ));
+    }
+    if new.goals.is_empty() {
+        return;
+    }
+    let mut binds: Vec<SqlValue> = Vec::new();
+    for (goal, (currency, events, revenue, paid)) in &new.goals {
+        binds.extend([
+            tenant.into(),
+            new.start_secs().into(),
+            key.into(),
+            goal.as_str().into(),
+            new.domain.as_str().into(),
+            new.visitor.as_str().into(),
+            new.pageviews.into(),
+            new.duration().into(),
+            (*events).into(),
+            currency.as_str().into(),
+            (*revenue).into(),
+            (*paid).into(),
+        ]);
+    }
+    // 12 binds a row: at most 8 rows a statement (D1 allows 100 bound parameters).
+    for chunk in binds.chunks(12 * 8) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len() / 12].join(", ");
+        out.push(Statement::new(
+            format!(
+                "INSERT OR REPLACE INTO session_goals (tenant_id, first_ts, session_key, goal, domain, visitor_id, \
+                 pageviews, duration, events, currency, revenue, paid) VALUES {values}"
+            ),
+            chunk.to_vec(),
         ));
     }
 }

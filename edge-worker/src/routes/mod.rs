@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod dashboard;
+mod goals;
 mod ingest;
 mod keys;
 mod query;
@@ -175,6 +176,14 @@ pub enum Route {
     AdminSegments(String),
     /// `DELETE /v0/admin/tenants/{id}/segments/{segment_id}`
     AdminSegment(String, String),
+    /// `GET, POST /v0/goals`
+    Goals,
+    /// `DELETE /v0/goals/{id}`
+    Goal(String),
+    /// `GET, POST /v0/admin/tenants/{id}/goals`
+    AdminGoals(String),
+    /// `DELETE /v0/admin/tenants/{id}/goals/{goal_id}`
+    AdminGoal(String, String),
     /// `GET, POST /v0/admin/tenants`
     Tenants,
     /// `GET, PATCH, DELETE /v0/admin/tenants/{id}`
@@ -221,6 +230,12 @@ impl Route {
             ["usage.json"] => Self::UsageJson,
             ["segments"] => Self::Segments,
             ["segments", sid] if !sid.is_empty() => Self::Segment(own(sid)),
+            ["goals"] => Self::Goals,
+            ["goals", g] if !g.is_empty() => Self::Goal(own(g)),
+            ["admin", "tenants", id, "goals"] => Self::AdminGoals(own(id)),
+            ["admin", "tenants", id, "goals", g] if !g.is_empty() => {
+                Self::AdminGoal(own(id), own(g))
+            }
             ["pipes", file] => {
                 let name = file.strip_suffix(".json").filter(|n| !n.is_empty())?;
                 Self::Pipe(own(name))
@@ -260,6 +275,8 @@ impl Route {
             Self::UsageJson => "usage",
             Self::Segments | Self::Segment(_) => "segments",
             Self::AdminSegments(_) | Self::AdminSegment(..) => "admin_segments",
+            Self::Goals | Self::Goal(_) => "goals",
+            Self::AdminGoals(_) | Self::AdminGoal(..) => "admin_goals",
             Self::Tenants | Self::Tenant(_) => "admin_tenants",
             Self::Settings(_) => "admin_settings",
             Self::Tokens(_) | Self::Token(..) => "admin_tokens",
@@ -286,10 +303,17 @@ impl Route {
             | Self::Tokens(_)
             | Self::Keys(_)
             | Self::Segments
-            | Self::AdminSegments(_) => "GET, POST",
+            | Self::AdminSegments(_)
+            | Self::Goals
+            | Self::AdminGoals(_) => "GET, POST",
             Self::Tenant(_) => "GET, PATCH, DELETE",
             Self::Settings(_) => "PUT",
-            Self::Token(..) | Self::Key(..) | Self::Segment(_) | Self::AdminSegment(..) => "DELETE",
+            Self::Token(..)
+            | Self::Key(..)
+            | Self::Segment(_)
+            | Self::AdminSegment(..)
+            | Self::Goal(_)
+            | Self::AdminGoal(..) => "DELETE",
             Self::Health
             | Self::OpenApi
             | Self::Pipe(_)
@@ -318,7 +342,9 @@ impl Route {
             | Self::TenantJson
             | Self::UsageJson
             | Self::Segments
-            | Self::Segment(_) => false,
+            | Self::Segment(_)
+            | Self::Goals
+            | Self::Goal(_) => false,
             Self::Tenants
             | Self::Tenant(_)
             | Self::Settings(_)
@@ -335,7 +361,9 @@ impl Route {
             | Self::ExportByParam
             | Self::Batches
             | Self::AdminSegments(_)
-            | Self::AdminSegment(..) => true,
+            | Self::AdminSegment(..)
+            | Self::AdminGoals(_)
+            | Self::AdminGoal(..) => true,
         }
     }
 }
@@ -387,6 +415,11 @@ async fn dispatch(
         Route::AdminSegment(id, sid) => {
             segments::delete(req, env, segments::Actor::Admin(id), &sid, outcome).await
         }
+        Route::Goals if method == Method::Post => goals::create_own(req, env, outcome).await,
+        Route::Goals => goals::list_own(req, env, outcome).await,
+        Route::Goal(id) => goals::delete_own(req, env, &id, outcome).await,
+        Route::AdminGoals(id) => goals::admin_goals(req, env, &id, outcome).await,
+        Route::AdminGoal(id, goal) => goals::admin_delete(env, &id, &goal, outcome).await,
         Route::Tenants if method == Method::Post => tenants::create(req, env, outcome).await,
         Route::Tenants => tenants::list(req, env).await,
         Route::Tenant(id) => match method {

@@ -1,0 +1,154 @@
+// The Goals table: per goal, the visitors who completed it, its conversions (events), its conversion
+// rate and its revenue, from POST /v0/query (event:goal) with the dashboard's other filters. A row
+// click toggles the `goal` filter, which every other figure of the dashboard then follows.
+import * as fmt from './format.js';
+import { $, h } from './dom.js';
+import { state } from './state.js';
+import { plausibleToken } from './api.js';
+
+/** The dashboard's row filters as /v0/query filters (the goal's own filter is left out). */
+const QUERY_DIMS = {
+  pathname: 'event:page',
+  source: 'visit:source',
+  utm_campaign: 'visit:utm_campaign',
+  utm_source: 'visit:utm_source',
+  utm_medium: 'visit:utm_medium',
+  browser: 'visit:browser',
+  os: 'visit:os',
+  device: 'visit:device',
+  country: 'visit:country',
+};
+
+const COLUMNS = ['Goal', 'Visitors', 'Conversions', 'Rate', 'Revenue'];
+
+/** Makes the (loading) Goals card in `root`; a row click toggles the goal filter, then `onFilter`. */
+export function buildGoals(root, onFilter) {
+  // One card across the grid: five columns and goal names need the width; on a phone the table
+  // scrolls within its card rather than widening the page.
+  root.style.gridTemplateColumns = 'minmax(0, 1fr)';
+  const scroller = h('div', {});
+  scroller.style.overflowX = 'auto';
+  root.replaceChildren(
+    h(
+      'section',
+      { class: 'card table-card', 'aria-labelledby': 'title-goals' },
+      h('h2', { id: 'title-goals', textContent: 'Goals' }),
+      scroller,
+    ),
+  );
+  scroller.append(
+    h(
+      'table',
+      { id: 'table-goals', dataset: { testid: 'table-goals' } },
+      h('caption', {
+        class: 'sr-only',
+        textContent: 'Goals: visitors, conversions, conversion rate and revenue; select a row to filter the dashboard',
+      }),
+      h('thead', {}, h('tr', {}, ...COLUMNS.map((c, i) => h('th', { scope: 'col', class: i ? 'num' : '', textContent: c })))),
+      h('tbody', {}, placeholder('Loading…')),
+    ),
+  );
+  root.addEventListener('click', (e) => {
+    const b = e.target.closest('button.row-filter');
+    if (!b) return;
+    if (state.filters.goal === b.dataset.goal) delete state.filters.goal;
+    else state.filters.goal = b.dataset.goal;
+    onFilter();
+    $('main').focus({ preventScroll: true });
+  });
+}
+
+function placeholder(text) {
+  return h('tr', { class: 'placeholder' }, h('td', { colspan: COLUMNS.length, textContent: text }));
+}
+
+function money(v) {
+  if (!v || typeof v !== 'object') return '–';
+  try {
+    return new Intl.NumberFormat(undefined, { style: 'currency', currency: v.currency }).format(v.value);
+  } catch {
+    return `${v.value} ${v.currency}`;
+  }
+}
+
+/** The /v0/query body for the goals of `from..to` with the dashboard's other filters. */
+export function goalsQuery({ from, to, timezone, domain, filters }) {
+  const body = {
+    metrics: ['conversions', 'events', 'conversion_rate', 'total_revenue'],
+    date_range: [from, to],
+    dimensions: ['event:goal'],
+    timezone,
+    filters: Object.entries(filters)
+      .filter(([k, v]) => QUERY_DIMS[k] && v)
+      .map(([k, v]) => ['is', QUERY_DIMS[k], [v]]),
+    order_by: [['conversions', 'desc']],
+    pagination: { limit: 50 },
+  };
+  if (domain) body.site_id = domain;
+  return body;
+}
+
+/** Loads and draws the goals; resolves when drawn (rejects only with an AbortError). */
+export async function loadGoals(view, token, signal, current) {
+  const body = $('table-goals').tBodies[0];
+  let rows;
+  try {
+    if (!plausibleToken(token)) throw new Error('token');
+    const r = await fetch('/v0/query', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(goalsQuery(view)),
+      credentials: 'omit',
+      referrerPolicy: 'no-referrer',
+      signal,
+    });
+    if (!r.ok) throw new Error(String(r.status));
+    rows = (await r.json()).results;
+  } catch (e) {
+    if (e?.name === 'AbortError') throw e;
+    current(() => body.replaceChildren(placeholder('Could not load the goals.')))();
+    return;
+  }
+  current(() => renderGoals(rows))();
+}
+
+export function renderGoals(rows) {
+  const body = $('table-goals').tBodies[0];
+  if (!rows.length) {
+    body.replaceChildren(placeholder('No conversions in this period.'));
+    return;
+  }
+  const max = Math.max(1, ...rows.map((r) => Number(r.metrics[0]) || 0));
+  body.replaceChildren(
+    ...rows.map((r) => {
+      const [name] = r.dimensions;
+      const [visitors, events, rate, revenue] = r.metrics;
+      const bar = h('span', { class: 'bar', 'aria-hidden': 'true' });
+      bar.style.width = `${Math.max(1, Math.round(((Number(visitors) || 0) / max) * 100))}%`;
+      const button = h(
+        'button',
+        {
+          type: 'button',
+          class: 'row-filter',
+          title: `Filter by goal: ${name}`,
+          'aria-pressed': String(state.filters.goal === name),
+          dataset: { goal: name },
+        },
+        h('span', { class: 'label', textContent: name }),
+      );
+      return h(
+        'tr',
+        { dataset: { testid: 'row', key: name } },
+        h('td', { class: 'name' }, bar, button),
+        h('td', { class: 'num', dataset: { testid: 'visitors', value: String(visitors) }, textContent: fmt.int(visitors) }),
+        h('td', { class: 'num', dataset: { testid: 'events', value: String(events) }, textContent: fmt.int(events) }),
+        h('td', { class: 'num', dataset: { testid: 'rate', value: String(rate) }, textContent: fmt.percent((Number(rate) || 0) / 100) }),
+        h('td', {
+          class: 'num',
+          dataset: { testid: 'revenue', value: revenue ? `${revenue.value} ${revenue.currency}` : '' },
+          textContent: money(revenue),
+        }),
+      );
+    }),
+  );
+}
