@@ -83,8 +83,11 @@ build() {
   built=1
 }
 
+# Test files run concurrently, each against its own wrangler dev (own ports, own persisted state), since most
+# of their time is spent waiting on the runtime (queue batches, retries, outages). STARLING_TEST_CONCURRENCY=1
+# runs one file at a time, e.g. to read one file's output in order while debugging.
 node_tests() {
-  node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout "$@"
+  node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-8}" --test-reporter=spec --test-reporter-destination=stdout "$@"
 }
 
 e2e() {
