@@ -104,9 +104,25 @@ e2e() {
 
 browser() {
   build
-  bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
-  step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
-  node_tests "${browser_tests[@]}"
+  if [ "${STARLING_TEST_CONCURRENCY:-}" = 1 ]; then
+    bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
+    step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
+    node_tests "${browser_tests[@]}"
+    return
+  fi
+  # scripts/test-tracker.sh (the tracker's decisions under wasm-bindgen-test in headless Chromium) runs
+  # alongside the browser tests; its output follows theirs.
+  step "browser tests: Chromium against wrangler dev (${browser_tests[*]}), and scripts/test-tracker.sh alongside"
+  local log pid status=0 tracker=0
+  log=$(mktemp)
+  bash scripts/test-tracker.sh >"$log" 2>&1 &
+  pid=$!
+  node_tests "${browser_tests[@]}" || status=$?
+  wait "$pid" || tracker=$?
+  cat "$log"
+  rm -f "$log"
+  [ "$tracker" = 0 ] || die "scripts/test-tracker.sh failed (output above)"
+  [ "$status" = 0 ] || die "browser tests failed (output above)"
 }
 
 timed setup bash scripts/setup.sh
