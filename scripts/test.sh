@@ -83,8 +83,11 @@ build() {
   built=1
 }
 
+# Test files run concurrently, each against its own wrangler dev (own ports, own persisted state), since most
+# of their time is spent waiting on the runtime (queue batches, retries, outages). STARLING_TEST_CONCURRENCY=1
+# runs one file at a time, e.g. to read one file's output in order while debugging.
 node_tests() {
-  node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout "$@"
+  node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-8}" --test-reporter=spec --test-reporter-destination=stdout "$@"
 }
 
 e2e() {
@@ -101,9 +104,25 @@ e2e() {
 
 browser() {
   build
-  bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
-  step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
-  node_tests "${browser_tests[@]}"
+  if [ "${STARLING_TEST_CONCURRENCY:-}" = 1 ]; then
+    bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
+    step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
+    node_tests "${browser_tests[@]}"
+    return
+  fi
+  # scripts/test-tracker.sh (the tracker's decisions under wasm-bindgen-test in headless Chromium) runs
+  # alongside the browser tests; its output follows theirs.
+  step "browser tests: Chromium against wrangler dev (${browser_tests[*]}), and scripts/test-tracker.sh alongside"
+  local log pid status=0 tracker=0
+  log=$(mktemp)
+  bash scripts/test-tracker.sh >"$log" 2>&1 &
+  pid=$!
+  node_tests "${browser_tests[@]}" || status=$?
+  wait "$pid" || tracker=$?
+  cat "$log"
+  rm -f "$log"
+  [ "$tracker" = 0 ] || die "scripts/test-tracker.sh failed (output above)"
+  [ "$status" = 0 ] || die "browser tests failed (output above)"
 }
 
 timed setup bash scripts/setup.sh

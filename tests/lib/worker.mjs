@@ -219,15 +219,19 @@ export async function startWorker({
   const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
   const reader = startReader();
   if (config) extraArgs = ['-c', config, ...extraArgs];
-  const port = await freePort();
+  // Every port is this worker's own (wrangler's inspector defaults to 9229): files run concurrently.
+  let port = await freePort();
+  let inspectorPort = await freePort();
   // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
   // scripts/dev.sh does) so nothing accepted depends on it; `w.cron()` runs the sweep.
-  const args = [
+  const args = () => [
     'dev',
     '--ip',
     '127.0.0.1',
     '--port',
     String(port),
+    '--inspector-port',
+    String(inspectorPort),
     '--persist-to',
     dir,
     '--var',
@@ -246,7 +250,7 @@ export async function startWorker({
   let child;
   let output = '';
   const launch = async () => {
-    child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(WRANGLER, args(), { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const started = output.length;
     await new Promise((res, rej) => {
       const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
@@ -269,12 +273,37 @@ export async function startWorker({
     try {
       process.kill(-child.pid, 'SIGTERM');
     } catch {}
-    await new Promise((r) => setTimeout(r, 300));
+    // wrangler exits at once on SIGTERM; the group's SIGKILL after it ends anything it left behind.
+    await new Promise((r) => {
+      const timer = setTimeout(r, 300);
+      if (child.exitCode !== null || child.signalCode !== null) r();
+      else
+        child.once('exit', () => {
+          clearTimeout(timer);
+          r();
+        });
+    });
     try {
       process.kill(-child.pid, 'SIGKILL');
     } catch {}
   };
-  await launch();
+  // A free port can be taken by another process between freePort() and wrangler's listen: try others.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (e) {
+      await kill();
+      if (attempt >= 3 || !/Address already in use/.test(e.message)) {
+        // Nothing else ends the reader: its process would keep the test file running forever.
+        reader.close();
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
+      }
+      port = await freePort();
+      inspectorPort = await freePort();
+    }
+  }
   const base = `http://127.0.0.1:${port}`;
   const w = {
     base,
