@@ -1,4 +1,4 @@
-// The Goals table: per goal, the visitors who completed it, its conversions (events), its conversion
+// The Goals table: per goal, the visitors who completed it, its goal events, its conversion
 // rate and its revenue, from POST /v0/query (event:goal) with the dashboard's other filters. A row
 // click toggles the `goal` filter, which every other figure of the dashboard then follows.
 import * as fmt from './format.js';
@@ -19,7 +19,7 @@ const QUERY_DIMS = {
   country: 'visit:country',
 };
 
-const COLUMNS = ['Goal', 'Visitors', 'Conversions', 'Rate', 'Revenue'];
+const COLUMNS = ['Goal', 'Visitors', 'Events', 'Rate', 'Revenue'];
 
 /** Makes the (loading) Goals card in `root`; a row click toggles the goal filter, then `onFilter`. */
 export function buildGoals(root, onFilter) {
@@ -42,7 +42,7 @@ export function buildGoals(root, onFilter) {
       { id: 'table-goals', dataset: { testid: 'table-goals' } },
       h('caption', {
         class: 'sr-only',
-        textContent: 'Goals: visitors, conversions, conversion rate and revenue; select a row to filter the dashboard',
+        textContent: 'Goals: converted visitors, goal events, conversion rate and revenue; select a row to filter the dashboard',
       }),
       h('thead', {}, h('tr', {}, ...COLUMNS.map((c, i) => h('th', { scope: 'col', class: i ? 'num' : '', textContent: c })))),
       h('tbody', {}, placeholder('Loading…')),
