@@ -213,17 +213,17 @@ impl Collector<'_> {
         self.rows.len() >= self.scan.limit
     }
 
-    /// How many more objects this request may read (of [`MAX_OBJECTS`]).
+    /// How many more objects this request may read (of `MAX_OBJECTS`).
     pub fn objects_left(&self) -> usize {
         MAX_OBJECTS.saturating_sub(self.objects)
     }
 
-    /// Records that the next folder would pass [`MAX_OBJECTS`]: the page stays as it is.
+    /// Records that the next folder would pass `MAX_OBJECTS`: the page stays as it is.
     pub fn stop_at_budget(&mut self) {
         self.truncated = true;
     }
 
-    /// Whether the scan stopped at [`MAX_OBJECTS`] before the page was full.
+    /// Whether the scan stopped at `MAX_OBJECTS` before the page was full.
     pub fn truncated(&self) -> bool {
         self.truncated
     }
