@@ -179,6 +179,9 @@ enum Dimension {
     /// `event:props:<key>`: a custom property value (the visits whose events carried it). Filter
     /// values hold `key SEP value`; the grouped key is the plan's `prop_prefix`.
     Prop,
+    /// `event:funnel`: a funnel step (`id:k`, the visits that reached step k of funnel id). A filter
+    /// only, not a grouping.
+    Funnel,
     /// `event:hostname` on a goal statement: the domain of the goal's visit (a visit without page
     /// hits has no `sessions` row to take it from).
     GoalHost,
@@ -200,6 +203,7 @@ fn dimension(name: &str) -> Option<Dimension> {
         "event:hostname" => Dimension::Host,
         "event:page" => Dimension::Page,
         "event:goal" => Dimension::Goal,
+        "event:funnel" => Dimension::Funnel,
         _ => return None,
     })
 }
@@ -698,7 +702,7 @@ pub fn plan_query(req: &ApiRequest) -> Result<ApiPlan, QueryError> {
             (None, Some(Dimension::Prop))
         }
         Some(name) => match dimension(name) {
-            Some(Dimension::Page) | None => {
+            Some(Dimension::Page | Dimension::Funnel) | None => {
                 return Err(bad(
                     "dimensions[0]",
                     format!(
@@ -1103,6 +1107,7 @@ fn fast_slice<'a>(
             Dimension::Page => dim::VIEWED,
             Dimension::Goal => dim::GOAL,
             Dimension::Prop => dim::PROP,
+            Dimension::Funnel => dim::FUNNEL,
             Dimension::Visit(_, code) => code,
         };
         if other.replace((code, value.as_str())).is_some() {
@@ -1310,6 +1315,7 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                 Dimension::Goal => "sg.goal".into(),
                 Dimension::Prop => "sg.prop".into(),
                 Dimension::GoalHost => "sg.domain".into(),
+                Dimension::Funnel => "sf.step".into(),
             };
             let (col, wrap) = if *case_sensitive {
                 (col, "?".to_owned())
@@ -1338,6 +1344,13 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                     super::pipes::pages_of_sessions(tenant, start, end, &any);
                 sql.push_str(&pages);
                 binds.extend(window_binds);
+            } else if *dim == Dimension::Funnel {
+                // The visit's funnel steps, by the visit's primary key.
+                sql.push_str(&format!(
+                    "EXISTS (SELECT 1 FROM session_funnels sf WHERE sf.tenant_id = ? \
+                     AND sf.first_ts = s.first_ts AND sf.session_key = s.session_key AND ({any}))"
+                ));
+                binds.push(window.0.into());
             } else {
                 sql.push_str(&format!("({any})"));
             }

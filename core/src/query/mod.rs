@@ -23,6 +23,7 @@
 
 mod api;
 mod captures;
+mod funnel;
 mod params;
 mod pipes;
 mod response;
@@ -40,6 +41,7 @@ use serde::Serialize;
 use crate::sql::Statement;
 
 pub use api::{assemble_query, plan_query, timezone_of, ApiPlan, ApiRequest};
+pub use funnel::{assemble_funnel, funnel_id, plan_funnel, FunnelPlan};
 pub use params::timezone_param;
 pub use timezone::{FixedOffset, TimeZone};
 

@@ -227,11 +227,12 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
         d if d == dim::EXIT => "s.exit_path",
         d if d == dim::GOAL => "s.goal",
         d if d == dim::PROP => "s.prop",
+        d if d == dim::FUNNEL => "s.step",
         _ => "pv.pathname",
     };
     // A goal's (a property's) visits are its `session_goals` (`session_props`) rows, visits without a
     // page hit included.
-    let duration = if s.dim == dim::GOAL || s.dim == dim::PROP {
+    let duration = if s.dim == dim::GOAL || s.dim == dim::PROP || s.dim == dim::FUNNEL {
         "s.duration"
     } else {
         "s.last_ts - s.first_ts"
@@ -271,6 +272,7 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
         let table = match s.dim {
             d if d == dim::GOAL => "session_goals",
             d if d == dim::PROP => "session_props",
+            d if d == dim::FUNNEL => "session_funnels",
             _ => "sessions",
         };
         sql.push_str(&format!(
