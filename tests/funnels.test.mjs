@@ -96,8 +96,16 @@ test('a funnel from the API counts each step in time order, for its tenant only'
   ];
   for (const r of a.reverse()) assert.equal((await ingest([r], tracker, ua('203.0.113.1'))).status, 202);
   const rest = [
-    [row({ session: 'b', path: '/', at: 10 }), row({ session: 'b', path: '/pricing', at: 40 }), row({ session: 'b', path: '/checkout/done', at: 70 })],
-    [row({ session: 'c', path: '/pricing', at: 5 }), row({ session: 'c', path: '/', at: 50 }), row({ session: 'c', action: 'signup', at: 80 })],
+    [
+      row({ session: 'b', path: '/', at: 10 }),
+      row({ session: 'b', path: '/pricing', at: 40 }),
+      row({ session: 'b', path: '/checkout/done', at: 70 }),
+    ],
+    [
+      row({ session: 'c', path: '/pricing', at: 5 }),
+      row({ session: 'c', path: '/', at: 50 }),
+      row({ session: 'c', action: 'signup', at: 80 }),
+    ],
     [row({ session: 'd', path: '/about', at: 20 })],
   ];
   for (const [i, rows] of rest.entries()) assert.equal((await ingest(rows, tracker, ua(`203.0.113.${10 + i}`))).status, 202);
@@ -124,10 +132,14 @@ test('a funnel from the API counts each step in time order, for its tenant only'
     ['Checkout', 1, 1, 50, 0],
   ]);
   // The step is a filter of /v0/query too: the visits that reached step 2.
-  const q = await w.post('/v0/query', JSON.stringify({ metrics: ['visits', 'pageviews'], date_range: 'day', filters: [['is', 'event:funnel', [`${buy.id}:2`]]] }), {
-    token: read,
-    headers: { 'Content-Type': 'application/json' },
-  });
+  const q = await w.post(
+    '/v0/query',
+    JSON.stringify({ metrics: ['visits', 'pageviews'], date_range: 'day', filters: [['is', 'event:funnel', [`${buy.id}:2`]]] }),
+    {
+      token: read,
+      headers: { 'Content-Type': 'application/json' },
+    },
+  );
   assert.equal(q.status, 200, q.text);
   assert.deepEqual(q.json.results[0].metrics, [2, 6]);
   // Bad queries name the field.
@@ -155,7 +167,9 @@ test('a funnel from the API counts each step in time order, for its tenant only'
   );
 
   // Admin API, and a funnel created after its events: zero until the day is rebuilt from the archive.
-  const late = await w.admin('/v0/admin/tenants/fshop/funnels', { body: JSON.stringify({ name: 'Late', steps: [{ page: '/' }, { goal: 'Checkout' }] }) });
+  const late = await w.admin('/v0/admin/tenants/fshop/funnels', {
+    body: JSON.stringify({ name: 'Late', steps: [{ page: '/' }, { goal: 'Checkout' }] }),
+  });
   assert.equal(late.status, 201, late.text);
   const lateId = late.json.id;
   assert.deepEqual(numbers(await funnel(read, { funnel: lateId, date_range: 'day' })), [
@@ -177,9 +191,62 @@ test('a funnel from the API counts each step in time order, for its tenant only'
 
   // Deleted: gone from the list and the query, and its id is not reused.
   assert.equal((await call('DELETE', `/v0/funnels/${lateId}`, shop)).status, 200);
-  const gone = await w.post('/v0/funnel', JSON.stringify({ funnel: lateId, date_range: 'day' }), { token: read, headers: { 'Content-Type': 'application/json' } });
+  const gone = await w.post('/v0/funnel', JSON.stringify({ funnel: lateId, date_range: 'day' }), {
+    token: read,
+    headers: { 'Content-Type': 'application/json' },
+  });
   assert.equal(gone.status, 404);
   const next = await call('POST', '/v0/funnels', shop, { name: 'Late', steps: [{ page: '/' }, { page: '/about' }] });
   assert.equal(next.status, 201, next.body);
   assert.equal(JSON.parse(next.body).id, lateId + 1);
+});
+
+test('the dashboard Funnels view shows the API numbers per step', async () => {
+  // Runs after the test above: fshop's funnels are Buy (with data today) and a second Late.
+  const { launchChromium } = await import('./lib/browser.mjs');
+  const token = w.token('fshop', 'read');
+  const browser = await launchChromium();
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, timezoneId: 'UTC', locale: 'en-US' });
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+    const settled = (after) =>
+      page.waitForFunction(
+        (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
+        after,
+        { timeout: 30_000 },
+      );
+    await page.goto(`${w.base}/dashboard/#token=${token}`);
+    await settled(0);
+    await page.waitForSelector('[data-testid=funnel-step]');
+    const today = new Date().toISOString().slice(0, 10);
+    const from = new Date(Date.now() - 6 * 86_400_000).toISOString().slice(0, 10);
+    const listed = JSON.parse((await call('GET', '/v0/funnels', token)).body).data;
+    assert.equal(await page.inputValue('[data-testid=funnel-select]'), String(listed[0].id));
+    const shown = () =>
+      page.$$eval('[data-testid=funnel-step]', (rows) =>
+        rows.map((r) => [Number(r.dataset.visitors), Number(r.dataset.visits), Number(r.dataset.rate), Number(r.dataset.drop)]),
+      );
+    const api = async (id) =>
+      (await funnel(token, { funnel: id, date_range: [from, today], timezone: 'UTC' })).json.steps.map((s) => [
+        s.visitors,
+        s.visits,
+        s.conversion_rate,
+        s.drop_off,
+      ]);
+    assert.deepEqual(await shown(), await api(listed[0].id));
+    assert.deepEqual((await shown()).map((s) => s[0]), [3, 2, 1, 1]);
+    // Picking the other funnel shows its steps.
+    const gen = await page.evaluate(() => Number(document.body.dataset.ready || 0));
+    await page.selectOption('[data-testid=funnel-select]', String(listed[1].id));
+    await settled(gen);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=funnel-step]').length === 2);
+    assert.deepEqual(await shown(), await api(listed[1].id));
+    assert.deepEqual(problems, []);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
 });
