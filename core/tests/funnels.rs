@@ -242,6 +242,8 @@ struct Visit {
     start: i64,
     visitor: String,
     browser: String,
+    /// Whether the visit completed the goal "Signup".
+    signup: bool,
     reached: BTreeMap<i64, usize>,
 }
 
@@ -293,6 +295,7 @@ fn oracle(events: &[EnrichedEvent], order: &[usize], late_after: usize) -> BTree
             start: first.0.div_euclid(1000),
             visitor: events[first.1].visitor_id.clone(),
             browser: events[first.1].browser.clone(),
+            signup: list.iter().any(|x| events[x.1].action == "signup"),
             ..Default::default()
         };
         for (fi, (_, steps)) in defs.iter().enumerate() {
@@ -471,6 +474,17 @@ fn funnel_steps_match_the_raw_events_in_any_order_and_zone() {
             assert_eq!(got(&out), exp, "funnel {id} seed {seed} chrome +03:00");
         }
         assert!(nonzero > 6, "the fixture reaches most steps");
+        // With a goal filter: the goal's visit-level rows, each checked against its funnel steps.
+        let (out, rollups) = funnel_query(
+            &conn,
+            json!({"funnel": 1, "date_range": ["2025-03-28", "2025-04-01"],
+                "filters": [["is", "event:goal", ["Signup"]]]}),
+            &FixedOffset(0),
+        );
+        assert!(!rollups);
+        let exp = expected(&visits, 1, 4, (d(0), d(5)), |v| v.signup);
+        assert!(exp[0].1 > 0);
+        assert_eq!(got(&out), exp, "funnel 1 seed {seed} with the Signup goal");
         // The funnel created mid-way counts fewer visits than one that existed from the start would.
         let all_late = oracle(&events, &order, 0);
         let late = |vs: &BTreeMap<String, Visit>| {

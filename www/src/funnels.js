@@ -1,6 +1,6 @@
 // The Funnels card: pick one of the tenant's saved funnels (GET /v0/funnels); per step a bar with its
 // visitors, visits, conversion from step 1 and drop-off from the previous step, from POST /v0/funnel
-// with the dashboard's period, zone, domain and visit/page filters (the goal filter is not applied).
+// with the dashboard's period, zone, domain and filters (the goal filter too: the visits that completed it).
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { plausibleToken } from './api.js';
@@ -16,6 +16,7 @@ const QUERY_DIMS = {
   os: 'visit:os',
   device: 'visit:device',
   country: 'visit:country',
+  goal: 'event:goal',
 };
 
 /** The funnels of the token (loaded once per token) and the one shown. */
