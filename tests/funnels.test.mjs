@@ -180,13 +180,19 @@ test('a funnel from the API counts each step in time order, for its tenant only'
   assert.equal((await w.admin(`/v0/admin/rebuild/reset?tenant_id=fshop&date_from=${today}&date_to=${today}`)).status, 200);
   const day = await w.admin(`/v0/admin/rebuild/day?tenant_id=fshop&day=${today}`);
   assert.equal(day.status, 200, day.text);
-  // The cache holds the earlier answer for a minute: a different (equivalent) body misses it.
-  const rebuilt = await funnel(read, { funnel: lateId, date_range: [today, today] });
-  assert.deepEqual(numbers(rebuilt), [
+  // The cache holds the earlier answers for a minute (keyed by the resolved query): equivalent bodies
+  // with another key read the rebuilt rows, from the rollups (the site's domain) and the visits.
+  const lateSteps = [
     ['/', 3, 3, 100, 0],
     ['Checkout', 2, 2, 66.67, 1],
-  ]);
-  const again = await funnel(read, { funnel: buy.id, date_range: [today, today] });
+  ];
+  const rebuilt = await funnel(read, { funnel: lateId, date_range: 'day', site_id: 'fshop.example' });
+  assert.equal(rebuilt.headers.get('x-query-path'), 'rollups');
+  assert.deepEqual(numbers(rebuilt), lateSteps);
+  const visitLevel = await funnel(read, { funnel: lateId, date_range: 'day', filters: [['is_not', 'visit:browser', ['nope']]] });
+  assert.equal(visitLevel.headers.get('x-query-path'), 'visits');
+  assert.deepEqual(numbers(visitLevel), lateSteps);
+  const again = await funnel(read, { funnel: buy.id, date_range: 'day', site_id: 'fshop.example' });
   assert.deepEqual(numbers(again), numbers(all));
 
   // Deleted: gone from the list and the query, and its id is not reused.
@@ -237,7 +243,10 @@ test('the dashboard Funnels view shows the API numbers per step', async () => {
         s.drop_off,
       ]);
     assert.deepEqual(await shown(), await api(listed[0].id));
-    assert.deepEqual((await shown()).map((s) => s[0]), [3, 2, 1, 1]);
+    assert.deepEqual(
+      (await shown()).map((s) => s[0]),
+      [3, 2, 1, 1],
+    );
     // Picking the other funnel shows its steps.
     const gen = await page.evaluate(() => Number(document.body.dataset.ready || 0));
     await page.selectOption('[data-testid=funnel-select]', String(listed[1].id));
