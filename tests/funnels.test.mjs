@@ -5,7 +5,9 @@
 // rebuild from the archive that counts a funnel created after its events.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker } from './lib/worker.mjs';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startWorker, ROOT } from './lib/worker.mjs';
 
 let w;
 before(async () => {
@@ -247,6 +249,8 @@ test('the dashboard Funnels view shows the API numbers per step', async () => {
       (await shown()).map((s) => s[0]),
       [3, 2, 1, 1],
     );
+    mkdirSync(join(ROOT, 'test-output'), { recursive: true });
+    await (await page.$('[data-testid=funnels]')).screenshot({ path: join(ROOT, 'test-output/funnels-1280.png') });
     // Picking the other funnel shows its steps.
     const gen = await page.evaluate(() => Number(document.body.dataset.ready || 0));
     await page.selectOption('[data-testid=funnel-select]', String(listed[1].id));

@@ -134,7 +134,7 @@ function renderFunnel(out) {
         bar,
         h('span', { class: 'label', textContent: `${s.step}. ${s.name}` }),
         h('span', {
-          class: 'num',
+          class: 'figures',
           textContent: `${fmt.int(s.visitors)} visitors · ${fmt.int(s.visits)} visits · ${fmt.percent(s.conversion_rate / 100)}${drop}`,
         }),
       );
