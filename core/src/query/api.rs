@@ -1181,6 +1181,14 @@ fn grouped_statement(
         Some(Dimension::Prop) => "sg.prop".into(),
         _ => "''".into(),
     };
+    // A top-level `is` filter of one funnel step (the funnel endpoint's): drives the statement.
+    let funnel_leaf = filters.iter().position(|f| {
+        matches!(f, Filter::Leaf { op: Op::Is, dim: Dimension::Funnel, values, case_sensitive: true } if values.len() == 1)
+    });
+    let funnel_step: Option<&str> = match funnel_leaf.map(|i| &filters[i]) {
+        Some(Filter::Leaf { values, .. }) if events.is_none() => Some(values[0].as_str()),
+        _ => None,
+    };
     let mut sql = if let Some(table) = events {
         let (from_table, money) = match table {
             EventTable::Goals => (
@@ -1198,6 +1206,16 @@ fn grouped_statement(
              ON s.tenant_id = sg.tenant_id AND s.first_ts = sg.first_ts AND s.session_key = sg.session_key \
              WHERE sg.tenant_id = ? AND sg.first_ts >= ? AND sg.first_ts < ?"
         )
+    } else if funnel_step.is_some() {
+        // One funnel step among the filters: the visits that reached it, read from `session_funnels`
+        // (far fewer rows than the window's visits past step 1), each joined to its `sessions` row by
+        // its primary key (CROSS JOIN keeps that order).
+        format!(
+            "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
+             s.last_ts - s.first_ts AS d FROM session_funnels sf CROSS JOIN sessions s \
+             ON s.tenant_id = sf.tenant_id AND s.first_ts = sf.first_ts AND s.session_key = sf.session_key \
+             WHERE sf.tenant_id = ? AND sf.first_ts >= ? AND sf.first_ts < ? AND sf.step = ?"
+        )
     } else {
         format!(
             "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
@@ -1205,13 +1223,19 @@ fn grouped_statement(
         )
     };
     let mut binds: Vec<SqlValue> = vec![tenant.into(), start.into(), end.into()];
+    if let (Some(step), None) = (funnel_step, events) {
+        binds.push(step.into());
+    }
     if let (Some(p), Some(Dimension::Prop)) = (prefix, group) {
         let upper = format!("{} ", p.trim_end_matches(crate::rollup::visits::SEP));
         sql.push_str(" AND sg.prop >= ? AND sg.prop < ?");
         binds.push(p.into());
         binds.push(upper.into());
     }
-    for f in filters {
+    for (i, f) in filters.iter().enumerate() {
+        if funnel_step.is_some() && funnel_leaf == Some(i) {
+            continue;
+        }
         sql.push_str(" AND ");
         let f = match f {
             Filter::Leaf {
