@@ -4,8 +4,8 @@
 //! `["is", "event:funnel", ["id:k"]]` (the visits that reached step k: the consumer counts a visit under
 //! every step up to its furthest). Without other filters (or with one `event:hostname`) each step is a
 //! rollup read of the `fn` rows: the range's days × steps, never visits. With filters, each step reads
-//! the visit-level `sessions` of the range, each checked against `session_funnels` by its primary key
-//! (exact, cost growing with the range's visits, like any multi-filter query).
+//! the range's `session_funnels` rows of that step, each joined to its `sessions` row by primary key
+//! (exact; cost grows with the visits that reached a step, not with all visits).
 
 use serde_json::{json, Map, Value};
 
