@@ -183,6 +183,19 @@ struct Args {
     time_queries_basic: bool,
     samples: usize,
     budget: f64,
+    /// Define a 4-step page funnel (id 1) for every tenant before generating (`--funnels true`).
+    funnels: bool,
+}
+
+/// The benchmark's funnel: four page steps the generated paths reach often.
+fn bench_funnel() -> Vec<starling_core::funnels::Step> {
+    use starling_core::funnels::Step;
+    vec![
+        Step::Page("/".into()),
+        Step::Page("/pricing".into()),
+        Step::Page("/about".into()),
+        Step::Page("/blog*".into()),
+    ]
 }
 
 fn args() -> Args {
@@ -228,6 +241,7 @@ fn args() -> Args {
         time_queries_basic: map.get("basic").is_some_and(|v| v == "true"),
         samples: num("samples", 50.0) as usize,
         budget: num("budget", 30.0),
+        funnels: map.get("funnels").is_some_and(|v| v == "true"),
     }
 }
 
@@ -523,6 +537,47 @@ fn time_queries(a: &Args, tenants: &str) {
                 cases.push((label.to_owned(), plan.statements));
             }
         }
+        // A 4-step funnel (the generator's `--funnels true`), unfiltered (rollups) and with one filter
+        // (visit-level), when the tenant has it.
+        let has_funnel: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'funnels'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        if has_funnel > 0 && !a.time_queries_basic {
+            let from = date(last - (a.days - 1) * 86_400);
+            let to = date(last);
+            let funnel = starling_core::funnels::Funnel {
+                id: 1,
+                name: "bench".into(),
+                steps: bench_funnel(),
+            };
+            for (label, filters) in [
+                ("funnel 4 steps", serde_json::json!([])),
+                (
+                    "funnel 4 steps, browser=chrome",
+                    serde_json::json!([["is", "visit:browser", ["chrome"]]]),
+                ),
+            ] {
+                let body =
+                    serde_json::json!({"funnel": 1, "date_range": [from, to], "filters": filters});
+                let plan = starling_core::query::plan_funnel(
+                    &starling_core::query::ApiRequest {
+                        body: &body,
+                        tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+                            .expect("valid tenant"),
+                        fixed: &fixed,
+                        now_secs: a.now,
+                        tz: &utc,
+                    },
+                    &funnel,
+                )
+                .expect("plan");
+                cases.push((label.to_owned(), plan.statements));
+            }
+        }
         for (pipe, statements) in cases {
             let mut lat = Vec::new();
             let mut rows = 0;
@@ -593,6 +648,17 @@ fn main() {
     let window_start = (a.now - a.now.rem_euclid(86_400)) - (a.days - 1) * 86_400;
 
     let mut conn = open(&a.db);
+    if a.funnels {
+        for t in &tenants {
+            let s = starling_core::funnels::insert(&t.id, "bench", &bench_funnel(), 20, a.now);
+            let binds: Vec<Bind> = s.binds.iter().map(Bind).collect();
+            let mut st = conn.prepare(&s.sql).expect("prepare funnel");
+            let _ = st
+                .query(params_from_iter(binds))
+                .expect("insert funnel")
+                .next();
+        }
+    }
     let journal: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();

@@ -32,6 +32,8 @@ pub mod enrich;
 pub mod event;
 #[cfg(feature = "std")]
 pub mod field_error;
+/// Funnels: saved ordered steps of goals or pages, evaluated per visit by the consumer.
+pub mod funnels;
 #[cfg(feature = "std")]
 pub mod goals;
 #[cfg(feature = "std")]

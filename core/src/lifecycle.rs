@@ -45,6 +45,7 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("page_visits", Some(DateColumn::Secs("first_ts"))),
     table("session_goals", Some(DateColumn::Secs("first_ts"))),
     table("session_props", Some(DateColumn::Secs("first_ts"))),
+    table("session_funnels", Some(DateColumn::Secs("first_ts"))),
     table("active_minutes", Some(DateColumn::Secs("minute"))),
     table("visit_hourly", Some(DateColumn::Secs("hour"))),
     table("visit_daily", Some(DateColumn::Secs("day"))),
@@ -60,6 +61,7 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("usage_daily", None),
     table("tenant_settings", None),
     table("goals", None),
+    table("funnels", None),
     table("prop_values", None),
     table("prop_keys", None),
     table("tokens", None),
@@ -253,7 +255,7 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 14);
+        assert_eq!(x.len(), 15);
         let vitals = x
             .iter()
             .find(|s| s.sql.contains("web_vitals_daily"))

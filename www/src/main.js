@@ -18,6 +18,7 @@ import { scheduleLive, stopLive } from './live.js';
 import { buildKpis, renderKpis, renderSeries } from './kpis.js';
 import { TABLES, TABLE_LIMIT, buildTables, renderTable, tableFailed } from './tables.js';
 import { renderFilters } from './filters.js';
+import { buildFunnels, loadFunnels } from './funnels.js';
 import { buildGoals, loadGoals } from './goals.js';
 import { wireEmbedding } from './host.js';
 import { MODES, validCompare, pipesAnswer, loadComparison, withPrevious, summaryWithPrevious } from './compare.js';
@@ -84,6 +85,7 @@ async function load() {
       loadHours(params, token, signal, current),
       ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
       loadGoals({ from, to, timezone: tz, domain: state.domain, filters: state.filters }, token, signal, current),
+      loadFunnels({ from, to, timezone: tz, domain: state.domain, filters: state.filters }, token, signal, current),
       ...TABLES.map((t) =>
         pipe(t.pipe, { ...params, limit: TABLE_LIMIT }, token, signal).then(
           current((r) => renderTable(t, r.data)),
@@ -341,6 +343,7 @@ function start() {
   buildCaptures($('captures'));
   buildHours($('hours'));
   buildGoals($('goals'), changed);
+  buildFunnels($('funnels'), load);
   state.chart = new Chart($('chart'));
   readFragment();
   themeNow();

@@ -190,6 +190,9 @@ enum Dimension {
     /// `event:props:<key>`: a custom property value (the visits whose events carried it). Filter
     /// values hold `key SEP value`; the grouped key is the plan's `prop_prefix`.
     Prop,
+    /// `event:funnel`: a funnel step (`id:k`, the visits that reached step k of funnel id). A filter
+    /// only, not a grouping.
+    Funnel,
     /// `event:hostname` on a goal statement: the domain of the goal's visit (a visit without page
     /// hits has no `sessions` row to take it from).
     GoalHost,
@@ -211,6 +214,7 @@ fn dimension(name: &str) -> Option<Dimension> {
         "event:hostname" => Dimension::Host,
         "event:page" => Dimension::Page,
         "event:goal" => Dimension::Goal,
+        "event:funnel" => Dimension::Funnel,
         _ => return None,
     })
 }
@@ -716,7 +720,7 @@ pub fn plan_query_with_segments(
             (None, Some(Dimension::Prop))
         }
         Some(name) => match dimension(name) {
-            Some(Dimension::Page) | None => {
+            Some(Dimension::Page | Dimension::Funnel) | None => {
                 return Err(bad(
                     "dimensions[0]",
                     format!(
@@ -1136,6 +1140,7 @@ fn fast_slice<'a>(
             Dimension::Page => dim::VIEWED,
             Dimension::Goal => dim::GOAL,
             Dimension::Prop => return None,
+            Dimension::Funnel => dim::FUNNEL,
             Dimension::Visit(_, code) => code,
         };
         if other.replace((code, value.as_str())).is_some() {
@@ -1209,6 +1214,14 @@ fn grouped_statement(
         Some(Dimension::Prop) => "sg.prop".into(),
         _ => "''".into(),
     };
+    // A top-level `is` filter of one funnel step (the funnel endpoint's): drives the statement.
+    let funnel_leaf = filters.iter().position(|f| {
+        matches!(f, Filter::Leaf { op: Op::Is, dim: Dimension::Funnel, values, case_sensitive: true } if values.len() == 1)
+    });
+    let funnel_step: Option<&str> = match funnel_leaf.map(|i| &filters[i]) {
+        Some(Filter::Leaf { values, .. }) if events.is_none() => Some(values[0].as_str()),
+        _ => None,
+    };
     let mut sql = if let Some(table) = events {
         let (from_table, money) = match table {
             EventTable::Goals => (
@@ -1226,6 +1239,16 @@ fn grouped_statement(
              ON s.tenant_id = sg.tenant_id AND s.first_ts = sg.first_ts AND s.session_key = sg.session_key \
              WHERE sg.tenant_id = ? AND sg.first_ts >= ? AND sg.first_ts < ?"
         )
+    } else if funnel_step.is_some() {
+        // One funnel step among the filters: the visits that reached it, read from `session_funnels`
+        // (far fewer rows than the window's visits past step 1), each joined to its `sessions` row by
+        // its primary key (CROSS JOIN keeps that order).
+        format!(
+            "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
+             s.last_ts - s.first_ts AS d FROM session_funnels sf CROSS JOIN sessions s \
+             ON s.tenant_id = sf.tenant_id AND s.first_ts = sf.first_ts AND s.session_key = sf.session_key \
+             WHERE sf.tenant_id = ? AND sf.first_ts >= ? AND sf.first_ts < ? AND sf.step = ?"
+        )
     } else {
         format!(
             "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
@@ -1233,13 +1256,19 @@ fn grouped_statement(
         )
     };
     let mut binds: Vec<SqlValue> = vec![tenant.into(), start.into(), end.into()];
+    if let (Some(step), None) = (funnel_step, events) {
+        binds.push(step.into());
+    }
     if let (Some(p), Some(Dimension::Prop)) = (prefix, group) {
         let upper = format!("{} ", p.trim_end_matches(crate::rollup::visits::SEP));
         sql.push_str(" AND sg.prop >= ? AND sg.prop < ?");
         binds.push(p.into());
         binds.push(upper.into());
     }
-    for f in filters {
+    for (i, f) in filters.iter().enumerate() {
+        if funnel_step.is_some() && funnel_leaf == Some(i) {
+            continue;
+        }
         sql.push_str(" AND ");
         let f = match f {
             Filter::Leaf {
@@ -1343,6 +1372,7 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                 Dimension::Goal => "sg.goal".into(),
                 Dimension::Prop => "sg.prop".into(),
                 Dimension::GoalHost => "sg.domain".into(),
+                Dimension::Funnel => "sf.step".into(),
             };
             let (col, wrap) = if *case_sensitive {
                 (col, "?".to_owned())
@@ -1371,6 +1401,13 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                     super::pipes::pages_of_sessions(tenant, start, end, &any);
                 sql.push_str(&pages);
                 binds.extend(window_binds);
+            } else if *dim == Dimension::Funnel {
+                // The visit's funnel steps, by the visit's primary key.
+                sql.push_str(&format!(
+                    "EXISTS (SELECT 1 FROM session_funnels sf WHERE sf.tenant_id = ? \
+                     AND sf.first_ts = s.first_ts AND sf.session_key = s.session_key AND ({any}))"
+                ));
+                binds.push(window.0.into());
             } else {
                 sql.push_str(&format!("({any})"));
             }

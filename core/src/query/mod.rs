@@ -24,6 +24,7 @@
 
 mod api;
 mod captures;
+mod funnel;
 mod hits;
 mod hours;
 mod params;
@@ -46,6 +47,7 @@ pub use api::{
     assemble_query, plan_query, plan_query_with_segments, segment_ids, timezone_of,
     validate_filters, ApiPlan, ApiRequest, Segments, MAX_SEGMENTS_PER_QUERY,
 };
+pub use funnel::{assemble_funnel, funnel_id, plan_funnel, FunnelPlan};
 pub use hits::{Collector as HitsCollector, HitsScan};
 pub use params::{segment_param, timezone_param};
 pub use timezone::{FixedOffset, TimeZone};

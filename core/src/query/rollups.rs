@@ -214,10 +214,12 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
         d if d == dim::ENTRY => "s.entry_path",
         d if d == dim::EXIT => "s.exit_path",
         d if d == dim::GOAL => "s.goal",
+        d if d == dim::FUNNEL => "s.step",
         _ => "pv.pathname",
     };
-    // A goal's visits are its `session_goals` rows, visits without a page hit included.
-    let duration = if s.dim == dim::GOAL {
+    // A goal's (a funnel step's) visits are its `session_goals` (`session_funnels`) rows, visits
+    // without a page hit included.
+    let duration = if s.dim == dim::GOAL || s.dim == dim::FUNNEL {
         "s.duration"
     } else {
         "s.last_ts - s.first_ts"
@@ -256,6 +258,7 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
     } else {
         let table = match s.dim {
             d if d == dim::GOAL => "session_goals",
+            d if d == dim::FUNNEL => "session_funnels",
             _ => "sessions",
         };
         sql.push_str(&format!(

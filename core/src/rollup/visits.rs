@@ -101,11 +101,13 @@ pub mod dim {
     pub const PAGE: &str = "pg";
     /// A goal the visit completed (value: the goal's name): the visit's measures, once per goal.
     pub const GOAL: &str = "gl";
+    /// A funnel step the visit reached (value: `funnel id:step`, every step up to its furthest).
+    pub const FUNNEL: &str = "fn";
 }
 
 /// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
 /// the position is the code.
-const CODES: [&str; 15] = [
+const CODES: [&str; 16] = [
     dim::ALL,
     dim::SOURCE,
     dim::BROWSER,
@@ -121,6 +123,7 @@ const CODES: [&str; 15] = [
     dim::VIEWED,
     dim::PAGE,
     dim::GOAL,
+    dim::FUNNEL,
 ];
 
 /// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
@@ -183,6 +186,12 @@ pub struct VisitState {
     /// Custom property `key SEP value` → events that carried it (after the tenant's caps).
     #[serde(rename = "q", default, skip_serializing_if = "BTreeMap::is_empty")]
     props: BTreeMap<String, i64>,
+    /// Funnel-tagged hits in time order (`crate::funnels`): what the furthest steps are computed from.
+    #[serde(rename = "fh", default, skip_serializing_if = "Vec::is_empty")]
+    funnel_hits: crate::funnels::Hits,
+    /// Funnel id → the furthest step the visit reached, from `funnel_hits`. Contributions read this.
+    #[serde(rename = "fr", default, skip_serializing_if = "BTreeMap::is_empty")]
+    funnels: BTreeMap<i64, u8>,
 }
 
 /// A goal's tally in a visit: (currency, events, revenue in minor units, events with revenue).
@@ -203,7 +212,28 @@ impl VisitState {
             goals: BTreeMap::new(),
             events: None,
             props: BTreeMap::new(),
+            funnel_hits: Vec::new(),
+            funnels: BTreeMap::new(),
         }
+    }
+
+    /// Records the funnel steps `e` completed (tagged under the definitions of now) and recomputes the
+    /// furthest step of each funnel from the stored hits.
+    fn step(&mut self, e: &EnrichedEvent, tags: Vec<(i64, u8)>) {
+        if tags.is_empty() {
+            return;
+        }
+        crate::funnels::insert_hit(&mut self.funnel_hits, e.ts, tags);
+        self.funnels = crate::funnels::furthest(&self.funnel_hits);
+    }
+
+    /// The funnel step values (`id:k`) the visit counts under: a page visit's, up to each furthest.
+    fn funnel_values(&self) -> impl Iterator<Item = String> + '_ {
+        let page = self.pageviews > 0;
+        self.funnels
+            .iter()
+            .filter(move |_| page)
+            .flat_map(|(id, k)| (1..=usize::from(*k)).map(|k| crate::funnels::value(*id, k)))
     }
 
     /// Counts the (capped) properties of `e`, and for a custom event its time like a goal event's.
@@ -348,6 +378,7 @@ impl VisitState {
             out.push((dim::VIEWED, p.clone()));
         }
         out.extend(goals);
+        out.extend(self.funnel_values().map(|v| (dim::FUNNEL, v)));
         out
     }
 
@@ -451,6 +482,8 @@ pub struct PriorState {
     goals: HashMap<String, Vec<Goal>>,
     /// Each tenant's property caps: the plan's limits and the known pairs among the batch's.
     caps: HashMap<String, Caps>,
+    /// Each tenant's funnels at the time of the batch (read in the same round trip).
+    funnels: HashMap<String, Vec<crate::funnels::Funnel>>,
 }
 
 /// D1 allows at most 100 bound parameters per statement.
@@ -484,6 +517,10 @@ pub fn prior_lookup(tenant: &str, events: &[EnrichedEvent]) -> Vec<Statement> {
         "SELECT 'g' AS kind, name AS k, kind AS goal_kind, pattern, currency FROM goals WHERE tenant_id = ?",
         vec![tenant.into()],
     )];
+    out.push(Statement::new(
+        "SELECT 'f' AS kind, id AS k, name, steps FROM funnels WHERE tenant_id = ? AND deleted = 0",
+        vec![tenant.into()],
+    ));
     let pairs: BTreeSet<(String, String)> = hits()
         .flat_map(|e| crate::props::props_of(&e.payload))
         .collect();
@@ -527,6 +564,16 @@ impl PriorState {
         for r in rows {
             if matches!(r.get("kind").and_then(Value::as_str), Some("pk" | "pv")) {
                 self.caps_mut(tenant).add_row(r);
+                continue;
+            }
+            if r.get("kind").and_then(Value::as_str) == Some("f") {
+                let mut row = r.clone();
+                if let Some(k) = r.get("k") {
+                    row.insert("id".into(), k.clone());
+                }
+                if let Some((f, _)) = crate::funnels::from_row(&row) {
+                    self.funnels.entry(tenant.to_owned()).or_default().push(f);
+                }
                 continue;
             }
             if r.get("kind").and_then(Value::as_str) == Some("g") {
@@ -577,6 +624,11 @@ impl PriorState {
                 l.cap("free", crate::plan::Quota::PropValues),
             )
         })
+    }
+
+    /// Sets `tenant`'s funnels (what the funnels row of [`prior_lookup`] fills), replacing any.
+    pub fn set_funnels(&mut self, tenant: &str, funnels: Vec<crate::funnels::Funnel>) {
+        self.funnels.insert(tenant.to_owned(), funnels);
     }
 
     /// Sets `tenant`'s goals (what the goals row of [`prior_lookup`] fills), replacing any.
@@ -682,6 +734,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
     let mut touched: BTreeMap<(&str, &str), Touched> = BTreeMap::new();
     let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
     let no_goals = Vec::new();
+    let no_funnels = Vec::new();
     let mut caps = prior.caps.clone();
     for e in events
         .iter()
@@ -723,6 +776,8 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
         }
         state.complete(e, goals);
         state.tag(e, &props);
+        let funnels = prior.funnels.get(&e.tenant_id).unwrap_or(&no_funnels);
+        state.step(e, crate::funnels::tags(funnels, goals, e));
     }
 
     let mut cells = Cells::default();
@@ -930,6 +985,7 @@ fn visit_rows(
     out: &mut Vec<Statement>,
 ) {
     goal_rows(tenant, key, old, new, out);
+    funnel_rows(tenant, key, old, new, out);
     if new.pageviews == 0 {
         // A visit of goal events only has no `sessions` row: page-based numbers are page visits'.
         return;
@@ -1087,6 +1143,47 @@ fn goal_rows(
             format!(
                 "INSERT OR REPLACE INTO session_goals (tenant_id, first_ts, session_key, goal, domain, visitor_id, \
                  pageviews, duration, events, currency, revenue, paid) VALUES {values}"
+            ),
+            chunk.to_vec(),
+        ));
+    }
+}
+
+/// The `session_funnels` rows of a touched visit, written whole from its state like `session_goals`:
+/// the old rows (at the old start) are deleted and one row per funnel step reached inserted.
+fn funnel_rows(
+    tenant: &str,
+    key: &str,
+    old: Option<&VisitState>,
+    new: &VisitState,
+    out: &mut Vec<Statement>,
+) {
+    if let Some(o) = old.filter(|o| o.funnel_values().next().is_some()) {
+        out.push(Statement::new(
+            "DELETE FROM session_funnels WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
+            vec![tenant.into(), o.start_secs().into(), key.into()],
+        ));
+    }
+    let mut binds: Vec<SqlValue> = Vec::new();
+    for step in new.funnel_values() {
+        binds.extend([
+            tenant.into(),
+            new.start_secs().into(),
+            key.into(),
+            step.into(),
+            new.domain.as_str().into(),
+            new.visitor.as_str().into(),
+            new.pageviews.into(),
+            new.duration().into(),
+        ]);
+    }
+    // 8 binds a row: at most 12 rows a statement.
+    for chunk in binds.chunks(8 * 12) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len() / 8].join(", ");
+        out.push(Statement::new(
+            format!(
+                "INSERT OR REPLACE INTO session_funnels (tenant_id, first_ts, session_key, step, domain, \
+                 visitor_id, pageviews, duration) VALUES {values}"
             ),
             chunk.to_vec(),
         ));

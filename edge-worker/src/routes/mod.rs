@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod dashboard;
+mod funnels;
 mod goals;
 mod ingest;
 mod keys;
@@ -184,6 +185,16 @@ pub enum Route {
     AdminGoals(String),
     /// `DELETE /v0/admin/tenants/{id}/goals/{goal_id}`
     AdminGoal(String, String),
+    /// `POST /v0/funnel`
+    FunnelQuery,
+    /// `GET, POST /v0/funnels`
+    Funnels,
+    /// `DELETE /v0/funnels/{id}`
+    Funnel(String),
+    /// `GET, POST /v0/admin/tenants/{id}/funnels`
+    AdminFunnels(String),
+    /// `DELETE /v0/admin/tenants/{id}/funnels/{funnel_id}`
+    AdminFunnel(String, String),
     /// `GET, POST /v0/admin/tenants`
     Tenants,
     /// `GET, PATCH, DELETE /v0/admin/tenants/{id}`
@@ -236,6 +247,13 @@ impl Route {
             ["admin", "tenants", id, "goals", g] if !g.is_empty() => {
                 Self::AdminGoal(own(id), own(g))
             }
+            ["funnel"] => Self::FunnelQuery,
+            ["funnels"] => Self::Funnels,
+            ["funnels", f] if !f.is_empty() => Self::Funnel(own(f)),
+            ["admin", "tenants", id, "funnels"] => Self::AdminFunnels(own(id)),
+            ["admin", "tenants", id, "funnels", f] if !f.is_empty() => {
+                Self::AdminFunnel(own(id), own(f))
+            }
             ["pipes", file] => {
                 let name = file.strip_suffix(".json").filter(|n| !n.is_empty())?;
                 Self::Pipe(own(name))
@@ -277,6 +295,9 @@ impl Route {
             Self::AdminSegments(_) | Self::AdminSegment(..) => "admin_segments",
             Self::Goals | Self::Goal(_) => "goals",
             Self::AdminGoals(_) | Self::AdminGoal(..) => "admin_goals",
+            Self::FunnelQuery => "funnel",
+            Self::Funnels | Self::Funnel(_) => "funnels",
+            Self::AdminFunnels(_) | Self::AdminFunnel(..) => "admin_funnels",
             Self::Tenants | Self::Tenant(_) => "admin_tenants",
             Self::Settings(_) => "admin_settings",
             Self::Tokens(_) | Self::Token(..) => "admin_tokens",
@@ -295,6 +316,7 @@ impl Route {
         match self {
             Self::Events
             | Self::Query
+            | Self::FunnelQuery
             | Self::RetentionRun
             | Self::RebuildReset
             | Self::RebuildDay
@@ -305,7 +327,9 @@ impl Route {
             | Self::Segments
             | Self::AdminSegments(_)
             | Self::Goals
-            | Self::AdminGoals(_) => "GET, POST",
+            | Self::AdminGoals(_)
+            | Self::Funnels
+            | Self::AdminFunnels(_) => "GET, POST",
             Self::Tenant(_) => "GET, PATCH, DELETE",
             Self::Settings(_) => "PUT",
             Self::Token(..)
@@ -313,7 +337,9 @@ impl Route {
             | Self::Segment(_)
             | Self::AdminSegment(..)
             | Self::Goal(_)
-            | Self::AdminGoal(..) => "DELETE",
+            | Self::AdminGoal(..)
+            | Self::Funnel(_)
+            | Self::AdminFunnel(..) => "DELETE",
             Self::Health
             | Self::OpenApi
             | Self::Pipe(_)
@@ -344,7 +370,10 @@ impl Route {
             | Self::Segments
             | Self::Segment(_)
             | Self::Goals
-            | Self::Goal(_) => false,
+            | Self::Goal(_)
+            | Self::FunnelQuery
+            | Self::Funnels
+            | Self::Funnel(_) => false,
             Self::Tenants
             | Self::Tenant(_)
             | Self::Settings(_)
@@ -363,7 +392,9 @@ impl Route {
             | Self::AdminSegments(_)
             | Self::AdminSegment(..)
             | Self::AdminGoals(_)
-            | Self::AdminGoal(..) => true,
+            | Self::AdminGoal(..)
+            | Self::AdminFunnels(_)
+            | Self::AdminFunnel(..) => true,
         }
     }
 }
@@ -420,6 +451,12 @@ async fn dispatch(
         Route::Goal(id) => goals::delete_own(req, env, &id, outcome).await,
         Route::AdminGoals(id) => goals::admin_goals(req, env, &id, outcome).await,
         Route::AdminGoal(id, goal) => goals::admin_delete(env, &id, &goal, outcome).await,
+        Route::FunnelQuery => funnels::post_funnel(req, env, outcome).await,
+        Route::Funnels if method == Method::Post => funnels::create_own(req, env, outcome).await,
+        Route::Funnels => funnels::list_own(req, env, outcome).await,
+        Route::Funnel(id) => funnels::delete_own(req, env, &id, outcome).await,
+        Route::AdminFunnels(id) => funnels::admin_funnels(req, env, &id, outcome).await,
+        Route::AdminFunnel(id, f) => funnels::admin_delete(env, &id, &f, outcome).await,
         Route::Tenants if method == Method::Post => tenants::create(req, env, outcome).await,
         Route::Tenants => tenants::list(req, env).await,
         Route::Tenant(id) => match method {

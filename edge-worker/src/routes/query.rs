@@ -191,7 +191,12 @@ pub async fn post_query(
 }
 
 /// A cached answer as a fresh response (Cache API responses have immutable headers), or `None`.
-async fn cache_hit(cache: &Cache, url: &str, ttl: u32, limit: &Decision) -> Option<Response> {
+pub(super) async fn cache_hit(
+    cache: &Cache,
+    url: &str,
+    ttl: u32,
+    limit: &Decision,
+) -> Option<Response> {
     let mut hit = cache.get(url, false).await.ok()??;
     let body = hit.text().await.ok()?;
     let mut resp = error::text(body, "application/json", Success::Ok);
@@ -203,7 +208,7 @@ async fn cache_hit(cache: &Cache, url: &str, ttl: u32, limit: &Decision) -> Opti
 }
 
 /// Percent-encodes everything but unreserved characters, so a cache key is one URL path segment.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
