@@ -6,6 +6,7 @@
 //! cargo run --release -p starling-core --example gen_rollups -- \
 //!     --events 1000000 --tenants 1000 --days 30 --db /tmp/d1.sqlite [--raw /tmp/raw.csv] \
 //!     [--now 1763000000] [--seed 1] [--zipf 1.1] [--chunk 5000] [--analyze true] [--meta /tmp/d1.sqlite.meta.json]
+//!     [--funnels true] [--goals true]   (define a 4-step page funnel, or four goals, for every tenant)
 //! ```
 //!
 //! Events fall in the `days` UTC calendar days ending with the day of `now` (up to `now`), so a date
@@ -185,6 +186,18 @@ struct Args {
     budget: f64,
     /// Define a 4-step page funnel (id 1) for every tenant before generating (`--funnels true`).
     funnels: bool,
+    /// Define the benchmark's goals ([`bench_goals`]) for every tenant before generating (`--goals true`).
+    goals: bool,
+}
+
+/// The benchmark's goals: two custom events the generator sends and two page patterns.
+fn bench_goals() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"name": "Signup", "kind": "event", "match": "signup"}),
+        serde_json::json!({"name": "CTA", "kind": "event", "match": "click_cta"}),
+        serde_json::json!({"name": "Pricing", "kind": "page", "match": "/pricing"}),
+        serde_json::json!({"name": "Blog", "kind": "page", "match": "/blog*"}),
+    ]
 }
 
 /// The benchmark's funnel: four page steps the generated paths reach often.
@@ -242,6 +255,7 @@ fn args() -> Args {
         samples: num("samples", 50.0) as usize,
         budget: num("budget", 30.0),
         funnels: map.get("funnels").is_some_and(|v| v == "true"),
+        goals: map.get("goals").is_some_and(|v| v == "true"),
     }
 }
 
@@ -537,6 +551,53 @@ fn time_queries(a: &Args, tenants: &str) {
                 cases.push((label.to_owned(), plan.statements));
             }
         }
+        // Goals and properties (the generator's `--goals true`): conversions per goal, a goal filter,
+        // a property breakdown, when the tenant has goals.
+        let goals: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM goals WHERE tenant_id = ?",
+                [&fixed["tenant_id"]],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        if goals > 0 && !a.time_queries_basic {
+            let from = date(last - (a.days - 1) * 86_400);
+            let to = date(last);
+            for (label, body) in [
+                (
+                    "goals: event:goal conversions",
+                    serde_json::json!({"metrics": ["visitors", "conversions", "events", "conversion_rate"],
+                        "dimensions": ["event:goal"], "date_range": [from, to]}),
+                ),
+                (
+                    "goals: visits of one goal",
+                    serde_json::json!({"metrics": ["visitors", "visits", "pageviews", "bounce_rate"],
+                        "filters": [["is", "event:goal", ["Signup"]]], "date_range": [from, to]}),
+                ),
+                (
+                    "goals: one goal by source",
+                    serde_json::json!({"metrics": ["visitors", "conversions", "events"],
+                        "dimensions": ["visit:source"], "filters": [["is", "event:goal", ["Signup"]]],
+                        "date_range": [from, to]}),
+                ),
+                (
+                    "props: event:props:plan",
+                    serde_json::json!({"metrics": ["visitors", "events"],
+                        "dimensions": ["event:props:plan"], "date_range": [from, to]}),
+                ),
+            ] {
+                let plan = starling_core::query::plan_query(&starling_core::query::ApiRequest {
+                    body: &body,
+                    tenant: &starling_core::claims::TenantId::for_tests(&fixed["tenant_id"])
+                        .expect("valid tenant"),
+                    fixed: &fixed,
+                    now_secs: a.now,
+                    tz: &utc,
+                })
+                .unwrap_or_else(|e| panic!("plan {label}: {e:?}"));
+                cases.push((label.to_owned(), plan.statements));
+            }
+        }
         // A 4-step funnel (the generator's `--funnels true`), unfiltered (rollups) and with one filter
         // (visit-level), when the tenant has it.
         let has_funnel: i64 = conn
@@ -648,6 +709,20 @@ fn main() {
     let window_start = (a.now - a.now.rem_euclid(86_400)) - (a.days - 1) * 86_400;
 
     let mut conn = open(&a.db);
+    if a.goals {
+        for t in &tenants {
+            for body in bench_goals() {
+                let goal = starling_core::goals::validate(&body).expect("valid goal");
+                let s = starling_core::goals::insert(&t.id, &goal, 100, a.now);
+                let binds: Vec<Bind> = s.binds.iter().map(Bind).collect();
+                let mut st = conn.prepare(&s.sql).expect("prepare goal");
+                let _ = st
+                    .query(params_from_iter(binds))
+                    .expect("insert goal")
+                    .next();
+            }
+        }
+    }
     if a.funnels {
         for t in &tenants {
             let s = starling_core::funnels::insert(&t.id, "bench", &bench_funnel(), 20, a.now);
