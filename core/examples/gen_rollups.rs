@@ -570,6 +570,11 @@ fn time_queries(a: &Args, tenants: &str) {
                         "dimensions": ["event:goal"], "date_range": [from, to]}),
                 ),
                 (
+                    "goals: event:goal visitors and conversions only",
+                    serde_json::json!({"metrics": ["visitors", "conversions"],
+                        "dimensions": ["event:goal"], "date_range": [from, to]}),
+                ),
+                (
                     "goals: visits of one goal",
                     serde_json::json!({"metrics": ["visitors", "visits", "pageviews", "bounce_rate"],
                         "filters": [["is", "event:goal", ["Signup"]]], "date_range": [from, to]}),
