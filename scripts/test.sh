@@ -87,19 +87,25 @@ build() {
 # of their time is spent waiting on the runtime (queue batches, retries, outages). STARLING_TEST_CONCURRENCY=1
 # runs one file at a time, e.g. to read one file's output in order while debugging.
 node_tests() {
-  node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-8}" --test-reporter=spec --test-reporter-destination=stdout "$@"
+  node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-4}" --test-reporter=spec --test-reporter-destination=stdout "$@"
 }
+
+# E2e files run on their own after the others: tenants.test.mjs measures a neighbour's latency under a
+# flood and waits on its runtime's queue deliveries with short timeouts, which the other files' load on two
+# cores made flaky (once in four full runs its local queue broker stopped delivering after the flood).
+serial_tests=(tests/tenants.test.mjs)
 
 e2e() {
   build
-  step "integration tests against wrangler dev (tests/*.test.mjs)"
+  step "integration tests against wrangler dev (tests/*.test.mjs; ${serial_tests[*]} on its own after)"
   local files=() f b skip
   for f in tests/*.test.mjs; do
     skip=0
-    for b in "${browser_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
+    for b in "${browser_tests[@]}" "${serial_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
     [ "$skip" = 1 ] || files+=("$f")
   done
   node_tests "${files[@]}"
+  STARLING_TEST_CONCURRENCY=1 node_tests "${serial_tests[@]}"
 }
 
 browser() {
