@@ -14,51 +14,20 @@
 use serde_json::Value;
 use starling_core::claims::TenantDoc;
 use starling_core::{funnels, goals, query};
-use worker::{Cache, D1Database, Env, Request, Response};
+use worker::{Cache, Env, Request, Response};
 
 use super::auth::{authenticate, Need};
-use super::query::{cache_hit, encode};
-use super::tenants::existing;
+use super::owner::{admin, own, Target};
+use super::query::{answer_and_cache, cache_hit, encode, json_query_body};
 use super::{json_body, now_ms, now_secs, query_pairs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::d1;
-use crate::{limiter, tenant_state, timezone};
+use crate::{tenant_state, timezone};
 
 /// Largest funnel body accepted, in bytes.
 const MAX_BODY: usize = 8192;
-/// Largest funnel query body.
-const MAX_QUERY_BODY: usize = 64 * 1024;
 /// Seconds a funnel response is cached.
 const TTL: u32 = 60;
-
-/// Where a request's funnels are: the tenant and its database.
-struct Target {
-    tenant: String,
-    db: D1Database,
-}
-
-async fn own(
-    req: &Request,
-    env: &Env,
-    doc: TenantDoc,
-    outcome: &mut Outcome,
-) -> Result<Target, ApiError> {
-    let params = query_pairs(req);
-    let caller = authenticate(req, env, &params, Need::Doc(doc), outcome).await?;
-    Ok(Target {
-        tenant: caller.tenant.as_str().to_owned(),
-        db: d1::named(env, caller.state.database())?,
-    })
-}
-
-async fn admin(env: &Env, tenant: &str, outcome: &mut Outcome) -> Result<Target, ApiError> {
-    let t = existing(env, tenant, outcome).await?;
-    let database = t.database.as_deref().unwrap_or(crate::env::DB);
-    Ok(Target {
-        tenant: tenant.to_owned(),
-        db: d1::named(env, database)?,
-    })
-}
 
 /// `GET /v0/funnels`.
 pub async fn list_own(
@@ -187,15 +156,7 @@ pub async fn post_funnel(
     let started = now_ms();
     let params = query_pairs(&req);
     let caller = authenticate(&req, env, &params, Need::Read("query"), outcome).await?;
-    let raw = req.bytes().await?;
-    if raw.len() > MAX_QUERY_BODY {
-        return Err(ApiError::BadRequest(format!(
-            "invalid 'body': at most {MAX_QUERY_BODY} bytes"
-        )));
-    }
-    let body: Value = serde_json::from_slice(&raw).map_err(|_| {
-        ApiError::BadRequest("invalid 'body': must be a JSON object (see /v0/openapi.json)".into())
-    })?;
+    let body = json_query_body(&mut req).await?;
     let id = query::funnel_id(&body)?;
     let tz_name = query::timezone_of(&body, &caller.fixed)?;
     let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
@@ -231,24 +192,13 @@ pub async fn post_funnel(
     let results = d1::rows_batch(&db, &plan.statements).await?;
     let out = query::assemble_funnel(&plan, results)?;
     outcome.rows = out["steps"].as_array().map(Vec::len);
-    let mut resp = error::json(&out, Success::Ok)?;
-    if let Ok(mut copy) = resp.cloned() {
-        let _ = copy
-            .headers_mut()
-            .set("Cache-Control", &format!("public, max-age={TTL}"));
-        let _ = cache.put(cache_url.as_str(), copy).await;
-    }
-    let h = resp.headers_mut();
-    let _ = h.set("Cache-Control", &format!("private, max-age={TTL}"));
-    let _ = h.set("X-Cache", "MISS");
-    let _ = h.set(
-        "X-Query-Path",
-        if plan.uses_rollups() {
-            "rollups"
-        } else {
-            "visits"
-        },
-    );
-    limiter::headers(&mut resp, &caller.limit);
-    Ok(resp)
+    answer_and_cache(
+        &out,
+        &cache,
+        &cache_url,
+        TTL,
+        plan.uses_rollups(),
+        &caller.limit,
+    )
+    .await
 }

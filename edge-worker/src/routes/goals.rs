@@ -13,48 +13,15 @@ use serde_json::Value;
 use starling_core::claims::TenantDoc;
 use starling_core::goals;
 use starling_core::plan::Quota;
-use worker::{D1Database, Env, Request, Response};
+use worker::{Env, Request, Response};
 
-use super::auth::{authenticate, Need};
-use super::tenants::existing;
-use super::{json_body, now_secs, query_pairs, Outcome};
+use super::owner::{admin, own, Target};
+use super::{json_body, now_secs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 
 /// Largest goal body accepted, in bytes.
 const MAX_BODY: usize = 4096;
-
-/// Where a request's goals are: the tenant, its database and its plan.
-struct Target {
-    tenant: String,
-    db: D1Database,
-    plan: String,
-}
-
-async fn own(
-    req: &Request,
-    env: &Env,
-    doc: TenantDoc,
-    outcome: &mut Outcome,
-) -> Result<Target, ApiError> {
-    let params = query_pairs(req);
-    let caller = authenticate(req, env, &params, Need::Doc(doc), outcome).await?;
-    Ok(Target {
-        tenant: caller.tenant.as_str().to_owned(),
-        db: d1::named(env, caller.state.database())?,
-        plan: caller.plan.clone(),
-    })
-}
-
-async fn admin(env: &Env, tenant: &str, outcome: &mut Outcome) -> Result<Target, ApiError> {
-    let t = existing(env, tenant, outcome).await?;
-    let database = t.database.as_deref().unwrap_or(crate::env::DB);
-    Ok(Target {
-        tenant: tenant.to_owned(),
-        db: d1::named(env, database)?,
-        plan: t.plan.as_str().to_owned(),
-    })
-}
 
 /// `GET /v0/goals`.
 pub async fn list_own(

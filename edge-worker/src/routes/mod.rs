@@ -12,6 +12,7 @@ mod funnels;
 mod goals;
 mod ingest;
 mod keys;
+mod owner;
 mod query;
 mod reports;
 mod segments;

@@ -128,15 +128,7 @@ pub async fn post_query(
     let started = now_ms();
     let params = query_pairs(&req);
     let caller = authenticate(&req, env, &params, Need::Read(QUERY_RESOURCE), outcome).await?;
-    let raw = req.bytes().await?;
-    if raw.len() > MAX_QUERY_BODY {
-        return Err(ApiError::BadRequest(format!(
-            "invalid 'body': at most {MAX_QUERY_BODY} bytes"
-        )));
-    }
-    let body: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| {
-        ApiError::BadRequest("invalid 'body': must be a JSON object (see /v0/openapi.json)".into())
-    })?;
+    let body = json_query_body(&mut req).await?;
     let tz_name = query::timezone_of(&body, &caller.fixed)?;
     let tz = timezone::resolve(tz_name.as_deref()).ok_or_else(|| {
         ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into())
@@ -168,25 +160,55 @@ pub async fn post_query(
     let results = d1::rows_batch(&db, &plan.statements).await?;
     let out = query::assemble_query(&plan, results)?;
     outcome.rows = out["results"].as_array().map(Vec::len);
-    let mut resp = error::json(&out, Success::Ok)?;
+    answer_and_cache(
+        &out,
+        &cache,
+        &cache_url,
+        QUERY_TTL,
+        plan.uses_rollups(),
+        &caller.limit,
+    )
+    .await
+}
+
+/// A `POST` query body (`/v0/query`, `/v0/funnel`): at most [`MAX_QUERY_BODY`] bytes of JSON.
+pub(super) async fn json_query_body(req: &mut Request) -> Result<serde_json::Value, ApiError> {
+    let raw = req.bytes().await?;
+    if raw.len() > MAX_QUERY_BODY {
+        return Err(ApiError::BadRequest(format!(
+            "invalid 'body': at most {MAX_QUERY_BODY} bytes"
+        )));
+    }
+    serde_json::from_slice(&raw).map_err(|_| {
+        ApiError::BadRequest("invalid 'body': must be a JSON object (see /v0/openapi.json)".into())
+    })
+}
+
+/// A computed `POST` answer: stored in the Cache API under `cache_url` for `ttl` seconds, and sent
+/// with `X-Cache: MISS`, `X-Query-Path` (rollups or visits) and the rate-limit headers.
+pub(super) async fn answer_and_cache(
+    out: &serde_json::Value,
+    cache: &Cache,
+    cache_url: &str,
+    ttl: u32,
+    uses_rollups: bool,
+    limit: &Decision,
+) -> Result<Response, ApiError> {
+    let mut resp = error::json(out, Success::Ok)?;
     if let Ok(mut copy) = resp.cloned() {
         let _ = copy
             .headers_mut()
-            .set("Cache-Control", &format!("public, max-age={QUERY_TTL}"));
-        let _ = cache.put(cache_url.as_str(), copy).await;
+            .set("Cache-Control", &format!("public, max-age={ttl}"));
+        let _ = cache.put(cache_url, copy).await;
     }
     let h = resp.headers_mut();
-    let _ = h.set("Cache-Control", &format!("private, max-age={QUERY_TTL}"));
+    let _ = h.set("Cache-Control", &format!("private, max-age={ttl}"));
     let _ = h.set("X-Cache", "MISS");
     let _ = h.set(
         "X-Query-Path",
-        if plan.uses_rollups() {
-            "rollups"
-        } else {
-            "visits"
-        },
+        if uses_rollups { "rollups" } else { "visits" },
     );
-    limiter::headers(&mut resp, &caller.limit);
+    limiter::headers(&mut resp, limit);
     Ok(resp)
 }
 
