@@ -1070,8 +1070,9 @@ fn visit_rows(
     }
 }
 
-/// The `session_goals` rows of a touched visit, written whole from its state: the old rows (at the old
-/// start) are deleted and one row per completed goal inserted.
+/// The `session_props` and `session_goals` rows of a touched visit, written whole from its state: the
+/// old rows (at the old start) are deleted and one row per property value and per completed goal
+/// inserted.
 fn goal_rows(
     tenant: &str,
     key: &str,
@@ -1079,74 +1080,60 @@ fn goal_rows(
     new: &VisitState,
     out: &mut Vec<Statement>,
 ) {
-    if let Some(o) = old.filter(|o| !o.props.is_empty()) {
-        out.push(Statement::new(
-            "DELETE FROM session_props WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
-            vec![tenant.into(), o.start_secs().into(), key.into()],
-        ));
-    }
-    let mut binds: Vec<SqlValue> = Vec::new();
-    for (prop, events) in &new.props {
-        binds.extend([
-            tenant.into(),
-            new.start_secs().into(),
-            key.into(),
-            prop.as_str().into(),
-            new.domain.as_str().into(),
-            new.visitor.as_str().into(),
-            new.pageviews.into(),
-            new.duration().into(),
-            (*events).into(),
-        ]);
-    }
-    // 9 binds a row: at most 11 rows a statement.
-    for chunk in binds.chunks(9 * 11) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len() / 9].join(", ");
-        out.push(Statement::new(
-            format!(
-                "INSERT OR REPLACE INTO session_props (tenant_id, first_ts, session_key, prop, domain, visitor_id, \
-                 pageviews, duration, events) VALUES {values}"
-            ),
-            chunk.to_vec(),
-        ));
-    }
-    if let Some(o) = old.filter(|o| !o.goals.is_empty()) {
-        out.push(Statement::new(
-            "DELETE FROM session_goals WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
-            vec![tenant.into(), o.start_secs().into(), key.into()],
-        ));
-    }
-    if new.goals.is_empty() {
-        return;
-    }
-    let mut binds: Vec<SqlValue> = Vec::new();
-    for (goal, (currency, events, revenue, paid)) in &new.goals {
-        binds.extend([
-            tenant.into(),
-            new.start_secs().into(),
-            key.into(),
-            goal.as_str().into(),
-            new.domain.as_str().into(),
-            new.visitor.as_str().into(),
-            new.pageviews.into(),
-            new.duration().into(),
-            (*events).into(),
-            currency.as_str().into(),
-            (*revenue).into(),
-            (*paid).into(),
-        ]);
-    }
-    // 12 binds a row: at most 8 rows a statement (D1 allows 100 bound parameters).
-    for chunk in binds.chunks(12 * 8) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len() / 12].join(", ");
-        out.push(Statement::new(
-            format!(
-                "INSERT OR REPLACE INTO session_goals (tenant_id, first_ts, session_key, goal, domain, visitor_id, \
-                 pageviews, duration, events, currency, revenue, paid) VALUES {values}"
-            ),
-            chunk.to_vec(),
-        ));
-    }
+    let row = |extra: Vec<SqlValue>| {
+        let mut r: Vec<SqlValue> = vec![tenant.into(), new.start_secs().into(), key.into()];
+        r.extend(extra);
+        r
+    };
+    let props = new
+        .props
+        .iter()
+        .map(|(prop, events)| {
+            row(vec![
+                prop.as_str().into(),
+                new.domain.as_str().into(),
+                new.visitor.as_str().into(),
+                new.pageviews.into(),
+                new.duration().into(),
+                (*events).into(),
+            ])
+        })
+        .collect();
+    replace_visit_rows(
+        "session_props (tenant_id, first_ts, session_key, prop, domain, visitor_id, pageviews, duration, \
+         events)",
+        tenant,
+        key,
+        old.filter(|o| !o.props.is_empty()).map(VisitState::start_secs),
+        props,
+        out,
+    );
+    let goals = new
+        .goals
+        .iter()
+        .map(|(goal, (currency, events, revenue, paid))| {
+            row(vec![
+                goal.as_str().into(),
+                new.domain.as_str().into(),
+                new.visitor.as_str().into(),
+                new.pageviews.into(),
+                new.duration().into(),
+                (*events).into(),
+                currency.as_str().into(),
+                (*revenue).into(),
+                (*paid).into(),
+            ])
+        })
+        .collect();
+    replace_visit_rows(
+        "session_goals (tenant_id, first_ts, session_key, goal, domain, visitor_id, pageviews, duration, \
+         events, currency, revenue, paid)",
+        tenant,
+        key,
+        old.filter(|o| !o.goals.is_empty()).map(VisitState::start_secs),
+        goals,
+        out,
+    );
 }
 
 /// The `session_funnels` rows of a touched visit, written whole from its state like `session_goals`:
@@ -1158,34 +1145,59 @@ fn funnel_rows(
     new: &VisitState,
     out: &mut Vec<Statement>,
 ) {
-    if let Some(o) = old.filter(|o| o.funnel_values().next().is_some()) {
+    let steps = new
+        .funnel_values()
+        .map(|step| {
+            vec![
+                tenant.into(),
+                new.start_secs().into(),
+                key.into(),
+                step.into(),
+                new.domain.as_str().into(),
+                new.visitor.as_str().into(),
+                new.pageviews.into(),
+                new.duration().into(),
+            ]
+        })
+        .collect();
+    replace_visit_rows(
+        "session_funnels (tenant_id, first_ts, session_key, step, domain, visitor_id, pageviews, duration)",
+        tenant,
+        key,
+        old.filter(|o| o.funnel_values().next().is_some())
+            .map(VisitState::start_secs),
+        steps,
+        out,
+    );
+}
+
+/// Replaces a visit's rows in a per-visit table (`table (columns)`, keyed by tenant, first_ts and
+/// session_key): deletes those at its old start when it had any (`old_start`), then inserts `rows`
+/// (all as wide as the column list), as many a statement as D1's 100 bound parameters allow.
+fn replace_visit_rows(
+    table: &str,
+    tenant: &str,
+    key: &str,
+    old_start: Option<i64>,
+    rows: Vec<Vec<SqlValue>>,
+    out: &mut Vec<Statement>,
+) {
+    let name = table.split_whitespace().next().unwrap_or(table);
+    if let Some(start) = old_start {
         out.push(Statement::new(
-            "DELETE FROM session_funnels WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
-            vec![tenant.into(), o.start_secs().into(), key.into()],
+            format!("DELETE FROM {name} WHERE tenant_id = ? AND first_ts = ? AND session_key = ?"),
+            vec![tenant.into(), start.into(), key.into()],
         ));
     }
-    let mut binds: Vec<SqlValue> = Vec::new();
-    for step in new.funnel_values() {
-        binds.extend([
-            tenant.into(),
-            new.start_secs().into(),
-            key.into(),
-            step.into(),
-            new.domain.as_str().into(),
-            new.visitor.as_str().into(),
-            new.pageviews.into(),
-            new.duration().into(),
-        ]);
-    }
-    // 8 binds a row: at most 12 rows a statement.
-    for chunk in binds.chunks(8 * 12) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len() / 8].join(", ");
+    let Some(width) = rows.first().map(Vec::len) else {
+        return;
+    };
+    let one = format!("({})", vec!["?"; width].join(", "));
+    for chunk in rows.chunks(100 / width) {
+        let values = vec![one.as_str(); chunk.len()].join(", ");
         out.push(Statement::new(
-            format!(
-                "INSERT OR REPLACE INTO session_funnels (tenant_id, first_ts, session_key, step, domain, \
-                 visitor_id, pageviews, duration) VALUES {values}"
-            ),
-            chunk.to_vec(),
+            format!("INSERT OR REPLACE INTO {table} VALUES {values}"),
+            chunk.concat(),
         ));
     }
 }
