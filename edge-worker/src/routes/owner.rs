@@ -1,5 +1,5 @@
-//! Whose definitions a settings route (goals, funnels) reads or writes: the tenant of a verified token
-//! (`own`) or the tenant an admin request names (`admin`), with its database and plan.
+//! Whose definitions a settings route (goals, funnels, segments) reads or writes: the tenant of a
+//! verified token (`own`) or the tenant an admin request names (`admin`), with its database and plan.
 
 use starling_core::claims::TenantDoc;
 use worker::{D1Database, Env, Request};

@@ -15,10 +15,9 @@ use starling_core::query::Segments;
 use starling_core::segments;
 use worker::{Env, Request, Response};
 
-use super::auth::{authenticate, Need};
-use super::tenants::existing;
+use super::owner::{admin, own};
 use super::tokens::listing;
-use super::{json_body, now_secs, query_pairs, Outcome};
+use super::{json_body, now_secs, Outcome};
 use crate::error::{self, ApiError, Success};
 use crate::store::d1;
 use crate::tenant_state;
@@ -34,6 +33,8 @@ pub enum Actor {
     Tenant,
 }
 
+/// The tenant `actor` acts for (`owner::own` / `owner::admin`: the verified token's, or the registered
+/// tenant the admin names).
 async fn tenant_of(
     req: &Request,
     env: &Env,
@@ -41,17 +42,11 @@ async fn tenant_of(
     doc: TenantDoc,
     outcome: &mut Outcome,
 ) -> Result<String, ApiError> {
-    match actor {
-        Actor::Admin(id) => {
-            existing(env, id, outcome).await?;
-            Ok(id.clone())
-        }
-        Actor::Tenant => {
-            let params = query_pairs(req);
-            let caller = authenticate(req, env, &params, Need::Doc(doc), outcome).await?;
-            Ok(caller.tenant.as_str().to_owned())
-        }
-    }
+    let target = match actor {
+        Actor::Admin(id) => admin(env, id, outcome).await?,
+        Actor::Tenant => own(req, env, doc, outcome).await?,
+    };
+    Ok(target.tenant)
 }
 
 /// `GET`: the tenant's live segments, `{rows, data: [{id, name, filters, created}]}`.
