@@ -817,3 +817,101 @@ fn goal_and_property_queries_that_cannot_be_answered_get_a_400_naming_the_field(
         assert!(err.to_string().contains(field), "{body}: {err}");
     }
 }
+
+/// The `ge` cells of tenant `ga`: value → [events, revenue, events with revenue], daily rows summed.
+fn goal_event_cells(conn: &Connection) -> BTreeMap<String, [i64; 3]> {
+    let mut st = conn
+        .prepare(
+            "SELECT value, SUM(visits), SUM(pageviews), SUM(bounces) FROM visit_daily \
+             WHERE tenant_id = 'ga' AND dim = 16 GROUP BY value HAVING SUM(visits) <> 0",
+        )
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?])))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn goal_event_cells_stay_exact_across_deliveries_retries_and_state_from_before_them() {
+    use starling_core::rollup::batch_guard;
+    let t = START + 10 * DAY + 3600;
+    let purchase = |k: i64, cents: i64| {
+        let mut e = base("ga", t + 60 * k, "s-1", "v-1");
+        e.action = "purchase".into();
+        e.payload =
+            format!(r#"{{"plan":"pro","revenue":{{"amount":"{cents}","currency":"EUR"}}}}"#);
+        e
+    };
+    let first = vec![base("ga", t, "s-1", "v-1"), purchase(1, 1000)];
+    let second = vec![purchase(2, 250), purchase(3, 5)];
+    let third = vec![purchase(4, 1)];
+    let want = |events: i64, revenue: i64| {
+        BTreeMap::from([
+            (
+                "Buy EUR\u{1f}EUR".to_owned(),
+                [events, revenue * 100, events],
+            ),
+            ("Buy USD\u{1f}USD".to_owned(), [events, 0, 0]),
+        ])
+    };
+    let batch = |conn: &Connection, id: &str, events: &[EnrichedEvent]| {
+        let mut s = vec![batch_guard(id, NOW)];
+        s.extend(common::rollup_statements(conn, events, NOW));
+        s
+    };
+    let mut conn = common::migrated_db();
+    for (i, g) in definitions("ga").iter().enumerate() {
+        common::rows(&conn, &goals::insert("ga", g, 50, i as i64));
+    }
+    let s = batch(&conn, "b-1", &first);
+    common::run(&mut conn, &s).unwrap();
+    assert_eq!(goal_event_cells(&conn), want(1, 1000));
+    // The goal's events grow in a later delivery: the visit's old tally is replaced, not added to.
+    let s = batch(&conn, "b-2", &second);
+    common::run(&mut conn, &s).unwrap();
+    assert_eq!(goal_event_cells(&conn), want(3, 1255));
+    // A re-delivered batch is refused whole by its guard; the cells do not move.
+    let again = batch(&conn, "b-2", &second);
+    assert!(common::run(&mut conn, &again).is_err());
+    assert_eq!(goal_event_cells(&conn), want(3, 1255));
+    // Two consumers with the same prior state: the second fails its transaction.
+    let a = batch(&conn, "b-3", &third);
+    let b = batch(&conn, "b-3x", &third);
+    common::run(&mut conn, &a).unwrap();
+    assert!(common::run(&mut conn, &b).is_err());
+    assert_eq!(goal_event_cells(&conn), want(4, 1256));
+    // The goal's property rows follow the visit: one per goal, 4 events with plan=pro each.
+    let gp: Vec<(String, String, i64)> = conn
+        .prepare("SELECT goal, prop, events FROM session_goal_props WHERE tenant_id = 'ga' ORDER BY goal")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        gp,
+        [
+            ("Buy EUR".to_owned(), "plan\u{1f}pro".to_owned(), 4),
+            ("Buy USD".to_owned(), "plan\u{1f}pro".to_owned(), 4)
+        ]
+    );
+
+    // State written before the goal-event cells existed (no `gc` flag, no cells): the next delivery
+    // adds the visit's whole tally once and subtracts nothing it never added.
+    let mut old = common::migrated_db();
+    for (i, g) in definitions("ga").iter().enumerate() {
+        common::rows(&old, &goals::insert("ga", g, 50, i as i64));
+    }
+    let s = batch(&old, "b-1", &first);
+    common::run(&mut old, &s).unwrap();
+    old.execute_batch(
+        "UPDATE open_visits SET state = json_remove(state, '$.gc'); \
+         DELETE FROM visit_daily WHERE dim = 16; DELETE FROM visit_hourly WHERE dim = 16;",
+    )
+    .unwrap();
+    assert!(goal_event_cells(&old).is_empty());
+    let s = batch(&old, "b-2", &second);
+    common::run(&mut old, &s).unwrap();
+    assert_eq!(goal_event_cells(&old), want(3, 1255));
+}
