@@ -813,7 +813,7 @@ pub fn plan_query_with_segments(
     }
 
     // goals: event:goal filters are top-level `is`/`contains` (as in Plausible); goal metrics need a
-    // goal filter or dimension and no comparison.
+    // goal filter or dimension.
     fn nested_goal(f: &Filter) -> bool {
         match f {
             Filter::Leaf { dim, .. } => {
