@@ -141,6 +141,28 @@ test('goals from the API count browser and server-side conversions with exact re
       ['Signup', 1, 1, 1, 1, 50, null, null],
     ],
   );
+  // The same Goals table from the rollups only (goal-event cells and the all-visits divisor), and with
+  // a comparison: today against yesterday (nothing), every goal metric with its change.
+  const goalsTable = {
+    metrics: ['visitors', 'visits', 'conversions', 'events', 'conversion_rate', 'total_revenue', 'average_revenue'],
+    date_range: 'day',
+    dimensions: ['event:goal'],
+    order_by: [['event:goal', 'asc']],
+  };
+  // (A page size of its own: the same body would be a cache hit, which names no path.)
+  const path = await w.post('/v0/query', JSON.stringify({ ...goalsTable, pagination: { limit: 100 } }), {
+    token: read,
+    headers: { 'Content-Type': 'application/json' },
+  });
+  assert.equal(path.headers.get('x-query-path'), 'rollups');
+  const compared = await query(read, { ...goalsTable, include: { comparisons: { mode: 'previous_period' } } });
+  assert.deepEqual(
+    compared.results.map((r) => [r.dimensions[0], ...r.metrics]),
+    goals.results.map((r) => [r.dimensions[0], ...r.metrics]),
+  );
+  const purchase = compared.results.find((r) => r.dimensions[0] === 'Purchase');
+  assert.deepEqual(purchase.comparison.metrics, [0, 0, 0, 0, 0, null, null]);
+  assert.deepEqual(purchase.comparison.change, [100, 100, 100, 100, 100, 100, 100]);
   // Clicking a goal filters everything: the converting visits' measures (the rollups).
   const blogOnly = await w.post(
     '/v0/query',
@@ -279,6 +301,10 @@ test('the dashboard Goals table equals the API, and a goal row filters every fig
 });
 
 test('custom properties of page hits and custom events break down through /v0/query', async () => {
+  // A goal on the signup event: its properties are those of the signup events only.
+  const settings = await settingsToken('propshop');
+  const signupGoal = await goalsCall('POST', '/v0/goals', settings, { name: 'Signup', kind: 'event', match: 'signup' });
+  assert.equal(signupGoal.status, 201, signupGoal.body);
   const tracker = w.token('propshop');
   const rows = (session, plan, extra = []) => [
     JSON.stringify({
@@ -323,7 +349,41 @@ test('custom properties of page hits and custom events break down through /v0/qu
   assert.deepEqual(seats.results, [{ metrics: [1, 1], dimensions: ['3'] }]);
   const pro = await query(read, { metrics: ['visits', 'pageviews'], date_range: 'day', filters: [['is', 'event:props:plan', ['pro']]] });
   assert.deepEqual(pro.results[0].metrics, [2, 2]);
+  // A goal's properties: `seats` rode on the signup event, `plan` on the page hit before it, so the
+  // goal has one `seats` value and no `plan` value.
+  const goal = [['is', 'event:goal', ['Signup']]];
+  const goalSeats = await query(read, {
+    metrics: ['visitors', 'events'],
+    date_range: 'day',
+    dimensions: ['event:props:seats'],
+    filters: goal,
+  });
+  assert.deepEqual(goalSeats.results, [{ metrics: [1, 1], dimensions: ['3'] }]);
+  const goalPlans = await query(read, {
+    metrics: ['visitors', 'events'],
+    date_range: 'day',
+    dimensions: ['event:props:plan'],
+    filters: goal,
+  });
+  assert.deepEqual(goalPlans.results, []);
+  // The key list for a picker: every key of the range, and the goal's own.
+  const keys = await query(read, { metrics: ['visitors'], date_range: 'day', dimensions: ['event:props'] });
+  assert.deepEqual(
+    keys.results.map((r) => r.dimensions[0]),
+    ['plan', 'seats'],
+  );
+  const goalKeys = await query(read, { metrics: ['visitors'], date_range: 'day', dimensions: ['event:props'], filters: goal });
+  assert.deepEqual(goalKeys.results, [{ metrics: [1], dimensions: ['seats'] }]);
+  const refused = await w.post(
+    '/v0/query',
+    JSON.stringify({ metrics: ['conversion_rate'], date_range: 'day', dimensions: ['event:props:seats'], filters: goal }),
+    { token: read, headers: { 'Content-Type': 'application/json' } },
+  );
+  assert.equal(refused.status, 400, refused.text);
+  assert.match(refused.json.error, /'metrics\[0\]'/);
   // Another tenant sees none of them.
   const other = await query(w.token('other', 'read'), { metrics: ['visits'], date_range: 'day', dimensions: ['event:props:plan'] });
   assert.deepEqual(other.results, []);
+  const otherKeys = await query(w.token('other', 'read'), { metrics: ['visits'], date_range: 'day', dimensions: ['event:props'] });
+  assert.deepEqual(otherKeys.results, []);
 });

@@ -590,6 +590,42 @@ fn time_queries(a: &Args, tenants: &str) {
                     serde_json::json!({"metrics": ["visitors", "events"],
                         "dimensions": ["event:props:plan"], "date_range": [from, to]}),
                 ),
+                (
+                    "goals: the Goals table (events, rate, revenue)",
+                    serde_json::json!({"metrics": ["visitors", "conversions", "events", "conversion_rate",
+                        "total_revenue", "average_revenue"],
+                        "dimensions": ["event:goal"], "date_range": [from, to]}),
+                ),
+                (
+                    "goals: the Goals table, one goal filter",
+                    serde_json::json!({"metrics": ["visitors", "conversions", "events", "conversion_rate",
+                        "total_revenue", "average_revenue"],
+                        "filters": [["is", "event:goal", ["Signup"]]], "date_range": [from, to]}),
+                ),
+                (
+                    "goals: the Goals table, previous_period",
+                    serde_json::json!({"metrics": ["visitors", "conversions", "events", "conversion_rate",
+                        "total_revenue", "average_revenue"],
+                        "dimensions": ["event:goal"], "date_range": [from, to],
+                        "include": {"comparisons": {"mode": "previous_period"}}}),
+                ),
+                (
+                    "goals: one goal × event:props:plan",
+                    serde_json::json!({"metrics": ["visitors", "events"],
+                        "dimensions": ["event:props:plan"], "filters": [["is", "event:goal", ["Signup"]]],
+                        "date_range": [from, to]}),
+                ),
+                (
+                    "props: the key list (event:props)",
+                    serde_json::json!({"metrics": ["visitors", "events"],
+                        "dimensions": ["event:props"], "date_range": [from, to]}),
+                ),
+                (
+                    "props: one goal's key list (event:props)",
+                    serde_json::json!({"metrics": ["visitors", "events"],
+                        "dimensions": ["event:props"], "filters": [["is", "event:goal", ["Signup"]]],
+                        "date_range": [from, to]}),
+                ),
             ] {
                 let plan = starling_core::query::plan_query(&starling_core::query::ApiRequest {
                     body: &body,

@@ -45,6 +45,7 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("page_visits", Some(DateColumn::Secs("first_ts"))),
     table("session_goals", Some(DateColumn::Secs("first_ts"))),
     table("session_props", Some(DateColumn::Secs("first_ts"))),
+    table("session_goal_props", Some(DateColumn::Secs("first_ts"))),
     table("session_funnels", Some(DateColumn::Secs("first_ts"))),
     table("active_minutes", Some(DateColumn::Secs("minute"))),
     table("visit_hourly", Some(DateColumn::Secs("hour"))),
@@ -255,7 +256,13 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 15);
+        assert_eq!(x.len(), 16);
+        let goal_props = x
+            .iter()
+            .find(|s| s.sql.contains("session_goal_props"))
+            .unwrap();
+        assert!(goal_props.sql.contains("first_ts < ?"));
+        assert_eq!(goal_props.binds[1], SqlValue::Int(AUG_13));
         let vitals = x
             .iter()
             .find(|s| s.sql.contains("web_vitals_daily"))

@@ -197,6 +197,7 @@ pub fn rebuild_reset(tenant: &str, from_secs: i64, to_secs: i64, full: bool) -> 
         ("page_visits", "first_ts"),
         ("session_goals", "first_ts"),
         ("session_props", "first_ts"),
+        ("session_goal_props", "first_ts"),
         ("session_funnels", "first_ts"),
         ("active_minutes", "minute"),
         ("visit_hourly", "hour"),

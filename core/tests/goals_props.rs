@@ -325,9 +325,9 @@ fn bad_property_queries_get_a_400_naming_the_field() {
             "filters[0]",
         ),
         (
-            json!({"metrics": ["visits"], "date_range": "7d", "dimensions": ["event:goal"],
+            json!({"metrics": ["visits", "conversion_rate"], "date_range": "7d", "dimensions": ["event:goal"],
                 "filters": [["is", "event:props:plan", ["pro"]]]}),
-            "filters",
+            "metrics[1]",
         ),
         (
             json!({"metrics": ["conversions"], "date_range": "7d", "dimensions": ["event:props:plan"]}),

@@ -13,10 +13,16 @@
 //!
 //! Goals (`crate::goals`): `event:goal` is a dimension and a top-level `is`/`contains` filter on goal
 //! names (the visits that completed the goal); with it, `conversions`, `events`, `conversion_rate`,
-//! `total_revenue` and `average_revenue`. Visit metrics of one goal read the rollups (`gl` rows);
-//! events, revenue, the rate's divisor and goals combined with other filters read `session_goals`.
+//! `total_revenue` and `average_revenue`, with comparisons too. Per goal or for one goal (`is`, one
+//! value, plus `event:hostname`), without time buckets, they read only rollups: the visits and
+//! visitors from the `gl` cells, events and revenue from the goal-event cells (`ge`), the rate's
+//! divisor from the all-visits cells. Time buckets of goal events or revenue, and goals combined with
+//! other filters, read `session_goals` (cost grows with conversions).
 //! Custom properties (`crate::props`): `event:props:<key>` as a dimension and a top-level `is` filter,
-//! always over `session_props` (properties have no rollup rows).
+//! always over `session_props` (properties have no rollup rows); `event:props` as a dimension lists
+//! the property keys. With an `event:goal` filter or dimension, properties are those of the goal's own
+//! events (`session_goal_props`): a goal's conversions that carried the value, not a visit's other
+//! events' properties (as Plausible counts them).
 //!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
@@ -133,13 +139,26 @@ struct ApiShape {
     total_rows: bool,
     query: Value,
     rollups: bool,
-    /// Statement 0 is a goal statement (`session_goals`): its rows carry events and revenue.
-    goal_rows: bool,
+    /// Where a goal query's events and revenue are.
+    goal_sums: GoalSource,
     /// Grouped by a property: keys are `key SEP value`, shown as the value.
     prop_key: bool,
-    /// The last statement holds the visitors of the same query without its goal filters
-    /// (`conversion_rate`'s divisor), keyed like statement 0 (`''` when grouped by goal).
-    divisor: bool,
+    /// The statements holding the visitors of the same query without its goal filters
+    /// (`conversion_rate`'s divisor) for the main period and the comparison, keyed like statement 0
+    /// (`''` when grouped by goal or not grouped).
+    divisor: Option<(usize, Option<usize>)>,
+}
+
+/// Where the events and revenue of a goal query's groups are read from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GoalSource {
+    /// Not asked.
+    None,
+    /// In the group rows themselves (statements 0 and 1, visit-level goal statements).
+    Rows,
+    /// In goal-event rollup cells ([`dim::GOAL_EVENTS`], keyed `goal SEP currency`): the statements
+    /// at these indexes, for the main period and the comparison.
+    Cells(usize, Option<usize>),
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +209,9 @@ enum Dimension {
     /// `event:props:<key>`: a custom property value (the visits whose events carried it). Filter
     /// values hold `key SEP value`; the grouped key is the plan's `prop_prefix`.
     Prop,
+    /// `event:props` (a dimension only): the property keys (the visits whose events carried any
+    /// value of the key), for a picker.
+    PropKey,
     /// `event:funnel`: a funnel step (`id:k`, the visits that reached step k of funnel id). A filter
     /// only, not a grouping.
     Funnel,
@@ -222,7 +244,7 @@ fn dimension(name: &str) -> Option<Dimension> {
 const DIMENSION_NAMES: &str = "time, time:hour, time:day, time:week, time:month, visit:source, \
     visit:referrer, visit:browser, visit:os, visit:device, visit:country, visit:utm_source, \
     visit:utm_medium, visit:utm_campaign, visit:entry_page, visit:exit_page, event:hostname, event:goal, \
-    event:props:<key>";
+    event:props:<key>, event:props";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
@@ -719,6 +741,7 @@ pub fn plan_query_with_segments(
             prop_key(name, "dimensions[0]")?;
             (None, Some(Dimension::Prop))
         }
+        Some("event:props") => (None, Some(Dimension::PropKey)),
         Some(name) => match dimension(name) {
             Some(Dimension::Page | Dimension::Funnel) | None => {
                 return Err(bad(
@@ -790,10 +813,12 @@ pub fn plan_query_with_segments(
     }
 
     // goals: event:goal filters are top-level `is`/`contains` (as in Plausible); goal metrics need a
-    // goal filter or dimension and no comparison.
+    // goal filter or dimension.
     fn nested_goal(f: &Filter) -> bool {
         match f {
-            Filter::Leaf { dim, .. } => matches!(dim, Dimension::Goal | Dimension::Prop),
+            Filter::Leaf { dim, .. } => {
+                matches!(dim, Dimension::Goal | Dimension::Prop | Dimension::PropKey)
+            }
             Filter::And(l) | Filter::Or(l) => l.iter().any(nested_goal),
             Filter::Not(inner) => nested_goal(inner),
         }
@@ -828,7 +853,7 @@ pub fn plan_query_with_segments(
         )
     });
     let goal_query = goal_filtered || group == Some(Dimension::Goal);
-    let prop_query = group == Some(Dimension::Prop)
+    let prop_query = matches!(group, Some(Dimension::Prop | Dimension::PropKey))
         || filters.iter().any(|f| {
             matches!(
                 f,
@@ -838,18 +863,27 @@ pub fn plan_query_with_segments(
                 }
             )
         });
+    // A goal's properties: the goal's events that carried each value (`session_goal_props`).
     if goal_query && prop_query {
-        return Err(bad(
-            "filters",
-            "event:goal and event:props cannot be combined in one query yet",
-        ));
+        if let Some(i) = metrics
+            .iter()
+            .position(|m| matches!(*m, "conversion_rate" | "total_revenue" | "average_revenue"))
+        {
+            return Err(bad(
+                &format!("metrics[{i}]"),
+                "is not supported with event:goal and event:props together; use visitors, visits, \
+                 conversions or events",
+            ));
+        }
     }
     // The grouped property's `key SEP`, and whether its values come from the visits' events.
     let prop_prefix = dim_name
         .as_deref()
         .and_then(|d| d.strip_prefix("event:props:"))
         .map(|k| format!("{k}{}", crate::rollup::visits::SEP));
-    let events_table = if goal_query {
+    let events_table = if goal_query && prop_query {
+        Some(EventTable::GoalProps)
+    } else if goal_query {
         Some(EventTable::Goals)
     } else if prop_query {
         Some(EventTable::Props)
@@ -864,12 +898,6 @@ pub fn plan_query_with_segments(
             return Err(bad(
                 &format!("metrics[{i}]"),
                 "needs an event:goal filter or the event:goal dimension",
-            ));
-        }
-        if comparison.is_some() {
-            return Err(bad(
-                "include.comparisons",
-                "is not supported with goal metrics (conversions, events, conversion_rate, revenue)",
             ));
         }
     }
@@ -937,14 +965,27 @@ pub fn plan_query_with_segments(
     // the plan
     let tz = req.tz;
     let mut statements = Vec::new();
+    let mut goal_sums = if events_table.is_some() {
+        GoalSource::Rows
+    } else {
+        GoalSource::None
+    };
+    let mut divisor_at = None;
     let (labels, comparison_labels, rows, uses_rollups) =
         match fast_slice(tenant, req.now_secs, &filters, group)
             .filter(|s| {
                 !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
             })
             // Properties have no rollup rows: `session_props` answers them.
-            .filter(|_| !goal_events && !divisor && !prop_query)
-        {
+            .filter(|_| !prop_query)
+            // A goal's events, revenue and rate: goal-event cells and the all-visits divisor, per goal
+            // or for one goal (no time buckets, no grouping by domain).
+            .filter(|s| {
+                !(goal_events || divisor)
+                    || (s.dim == dim::GOAL
+                        && grain.is_none()
+                        && matches!(group, None | Some(Dimension::Goal)))
+            }) {
             Some(slice) => {
                 let by_domain = group == Some(Dimension::Host);
                 match grain {
@@ -989,6 +1030,34 @@ pub fn plan_query_with_segments(
                                 by_domain,
                             ));
                         }
+                        let windows: Vec<(Days, Days)> =
+                            std::iter::once((from, to)).chain(comparison).collect();
+                        let mut per_window = |s: &Slice| {
+                            let at = statements.len();
+                            for &(f, t) in &windows {
+                                statements.push(rollups::value_statement(
+                                    s,
+                                    (day_start(tz, f), day_start(tz, t + 1)),
+                                    false,
+                                ));
+                            }
+                            (at, comparison.map(|_| at + 1))
+                        };
+                        goal_sums = GoalSource::None;
+                        if goal_events {
+                            let cells = Slice {
+                                dim: dim::GOAL_EVENTS,
+                                ..slice.clone()
+                            };
+                            let (at, cmp) = per_window(&cells);
+                            goal_sums = GoalSource::Cells(at, cmp);
+                        }
+                        if divisor {
+                            // The rate's divisor: the all-visits rollup (the same domain).
+                            let all =
+                                Slice::new(tenant, dim::ALL, None, slice.domain, req.now_secs);
+                            divisor_at = Some(per_window(&all));
+                        }
                         (Vec::new(), Vec::new(), RowSource::Groups, true)
                     }
                 }
@@ -1019,7 +1088,11 @@ pub fn plan_query_with_segments(
                         .cloned()
                         .collect();
                     let g = group.filter(|g| *g != Dimension::Goal);
-                    statements.push(visit_statement(tenant, tz, from, to, grain, g, &rest)?);
+                    let at = statements.len();
+                    for (f, t) in std::iter::once((from, to)).chain(comparison) {
+                        statements.push(visit_statement(tenant, tz, f, t, grain, g, &rest)?);
+                    }
+                    divisor_at = Some((at, comparison.map(|_| at + 1)));
                 }
                 let labels = |f, t| {
                     grain
@@ -1035,6 +1108,9 @@ pub fn plan_query_with_segments(
             }
         };
 
+    if uses_rollups && goal_sums == GoalSource::Rows {
+        goal_sums = GoalSource::None;
+    }
     let mut inc = Map::new();
     for k in ["time_labels", "total_rows"] {
         if flag(k)? {
@@ -1083,9 +1159,9 @@ pub fn plan_query_with_segments(
             total_rows: flag("total_rows")?,
             query,
             rollups: uses_rollups,
-            goal_rows: events_table.is_some() && !uses_rollups,
+            goal_sums,
             prop_key: prop_prefix.is_some(),
-            divisor,
+            divisor: divisor_at,
         },
     })
 }
@@ -1139,7 +1215,7 @@ fn fast_slice<'a>(
             }
             Dimension::Page => dim::VIEWED,
             Dimension::Goal => dim::GOAL,
-            Dimension::Prop => return None,
+            Dimension::Prop | Dimension::PropKey => return None,
             Dimension::Funnel => dim::FUNNEL,
             Dimension::Visit(_, code) => code,
         };
@@ -1150,7 +1226,7 @@ fn fast_slice<'a>(
     let grouped = match group {
         Some(Dimension::Visit(_, g)) => Some(g),
         Some(Dimension::Goal) => Some(dim::GOAL),
-        Some(Dimension::Prop) => return None,
+        Some(Dimension::Prop | Dimension::PropKey) => return None,
         _ => None,
     };
     let (code, value) = match (grouped, other) {
@@ -1184,11 +1260,14 @@ fn visit_statement(
     ))
 }
 
-/// The visit-level table of a goal or property query: one row per visit and goal (property value).
+/// The visit-level table of a goal or property query: one row per visit and goal (`session_goals`),
+/// property value (`session_props`) or goal and property value of the goal's events
+/// (`session_goal_props`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum EventTable {
     Goals,
     Props,
+    GoalProps,
 }
 
 /// The exact visit-level groups: from `sessions`, or (`goals`) from `session_goals` joined to their
@@ -1212,6 +1291,7 @@ fn grouped_statement(
         Some(Dimension::Host) => "s.domain".into(),
         Some(Dimension::Goal) => "sg.goal".into(),
         Some(Dimension::Prop) => "sg.prop".into(),
+        Some(Dimension::PropKey) => "substr(sg.prop, 1, instr(sg.prop, char(31)) - 1)".into(),
         _ => "''".into(),
     };
     // A top-level `is` filter of one funnel step (the funnel endpoint's): drives the statement.
@@ -1230,6 +1310,10 @@ fn grouped_statement(
             ),
             EventTable::Props => (
                 "session_props",
+                "0 AS rev, 0 AS paid, '' AS cur, '' AS cur2",
+            ),
+            EventTable::GoalProps => (
+                "session_goal_props",
                 "0 AS rev, 0 AS paid, '' AS cur, '' AS cur2",
             ),
         };
@@ -1370,7 +1454,7 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                 Dimension::Host => "s.domain".into(),
                 Dimension::Page => "pv.pathname".into(),
                 Dimension::Goal => "sg.goal".into(),
-                Dimension::Prop => "sg.prop".into(),
+                Dimension::Prop | Dimension::PropKey => "sg.prop".into(),
                 Dimension::GoalHost => "sg.domain".into(),
                 Dimension::Funnel => "sf.step".into(),
             };
@@ -1447,6 +1531,33 @@ fn goal_sums(rows: &[Map<String, Value>]) -> BTreeMap<String, GoalSums> {
                 currency,
             };
             (k, sums)
+        })
+        .collect()
+}
+
+/// A goal's events and revenue from its goal-event cells ([`dim::GOAL_EVENTS`] rows keyed `goal SEP
+/// currency`, with events in `visits`, revenue in `pageviews` and events with revenue in
+/// `bounces`), per goal: summed over its currencies, with a currency only when there is one.
+fn cell_sums(rows: &[Map<String, Value>]) -> BTreeMap<String, GoalSums> {
+    let mut out: BTreeMap<String, (GoalSums, std::collections::BTreeSet<String>)> = BTreeMap::new();
+    for r in rows {
+        let packed = r.get("k").and_then(Value::as_str).unwrap_or_default();
+        let (goal, currency) = packed
+            .split_once(crate::rollup::visits::SEP)
+            .unwrap_or((packed, ""));
+        let (sums, currencies) = out.entry(goal.to_owned()).or_default();
+        sums.events += crate::sql::count(r.get("visits"));
+        sums.revenue += crate::sql::count(r.get("pageviews"));
+        sums.paid += crate::sql::count(r.get("bounces"));
+        currencies.insert(currency.to_owned());
+    }
+    out.into_iter()
+        .map(|(goal, (mut sums, currencies))| {
+            sums.currency = match currencies.into_iter().collect::<Vec<_>>().as_slice() {
+                [one] if !one.is_empty() => Some(one.clone()),
+                _ => None,
+            };
+            (goal, sums)
         })
         .collect()
 }
@@ -1566,12 +1677,23 @@ pub fn assemble_query(
     // (key, current, comparison key and measures)
     let mut rows: Vec<Grouped> = Vec::new();
     let mut results = results;
+    // The goal data of the main period and of the comparison.
     let mut goal = GoalData::default();
-    if s.divisor {
-        goal.divisor = Some(groups(results.pop().unwrap_or_default())?);
+    let mut goal_cmp = GoalData::default();
+    let mut take = |i: usize| std::mem::take(&mut results[i]);
+    if let Some((at, cmp)) = s.divisor {
+        goal.divisor = Some(groups(take(at))?);
+        goal_cmp.divisor = cmp.map(|i| groups(take(i))).transpose()?;
     }
-    if s.goal_rows {
+    if let GoalSource::Cells(at, cmp) = s.goal_sums {
+        goal.sums = cell_sums(&take(at));
+        goal_cmp.sums = cmp.map(|i| cell_sums(&take(i))).unwrap_or_default();
+    }
+    if s.goal_sums == GoalSource::Rows {
         goal.sums = goal_sums(results.first().map(Vec::as_slice).unwrap_or_default());
+        if s.comparison {
+            goal_cmp.sums = goal_sums(results.get(1).map(Vec::as_slice).unwrap_or_default());
+        }
     }
     match &s.rows {
         RowSource::Buckets(k) => {
@@ -1662,12 +1784,16 @@ pub fn assemble_query(
                 let values: Vec<Value> = s
                     .metrics
                     .iter()
-                    .map(|n| metric_json(n, metric(n, &cm)))
+                    .map(|n| {
+                        goal_cmp
+                            .value(n, &ck, &cm)
+                            .unwrap_or_else(|| metric_json(n, metric(n, &cm)))
+                    })
                     .collect();
                 let change: Vec<Value> = s
                     .metrics
                     .iter()
-                    .map(|n| growth(metric(n, &m), metric(n, &cm)).into())
+                    .map(|n| growth(goal.number(n, &key, &m), goal_cmp.number(n, &ck, &cm)).into())
                     .collect();
                 let cdims: Vec<Value> = if s.dimension.is_some() {
                     vec![ck.into()]

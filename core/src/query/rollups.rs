@@ -174,6 +174,27 @@ pub(crate) fn hourly_cells(s: &Slice, (from, to): Piece) -> (String, Vec<SqlValu
 /// range starting/ending at midnight, the only cases in which the planner reads them. Costs one scan
 /// of the visits (and, for pages, the page visits) of the range.
 fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mut Vec<SqlValue>) {
+    if s.dim == dim::GOAL_EVENTS {
+        // A goal's events and revenue per currency, at the hour of its visit's start, as the consumer
+        // sums them (`visits` = events, `pageviews` = revenue, `bounces` = events with revenue).
+        sql.push_str(
+            "SELECT first_ts - first_ts % 3600 AS hour, goal || char(31) || currency AS value, domain, \
+             SUM(events) AS visits, SUM(revenue) AS pageviews, SUM(paid) AS bounces, 0 AS duration, \
+             0 AS visitors, 0 AS visitors_first, 0 AS visitors_last FROM session_goals \
+             WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?",
+        );
+        binds.extend([s.tenant.into(), from.into(), to.into()]);
+        if let Some(v) = s.value {
+            sql.push_str(" AND goal = ?");
+            binds.push(v.into());
+        }
+        if let Some(d) = s.domain {
+            sql.push_str(" AND domain = ?");
+            binds.push(d.into());
+        }
+        sql.push_str(" GROUP BY 1, 2, 3");
+        return;
+    }
     if s.dim == dim::PAGE {
         // A page's domain is its visit's (the session by its primary key; a page whose visit started
         // before the retention cutoff has lost it: still counted, without a domain).
@@ -313,7 +334,12 @@ fn day_of(t: i64) -> i64 {
 
 /// Appends the slice's filters after `tenant_id = ? AND dim = ?` and the time range.
 fn slice_filters(sql: &mut String, binds: &mut Vec<SqlValue>, s: &Slice) {
-    if let Some(v) = s.value {
+    if let (Some(v), true) = (s.value, s.dim == dim::GOAL_EVENTS) {
+        // A goal's cells in each of its currencies: `name SEP currency`, SEP sorting before ' '.
+        sql.push_str(" AND value >= ? AND value < ?");
+        binds.push(format!("{v}{}", visits::SEP).into());
+        binds.push(format!("{v} ").into());
+    } else if let Some(v) = s.value {
         sql.push_str(" AND value = ?");
         binds.push(v.into());
     }

@@ -103,11 +103,16 @@ pub mod dim {
     pub const GOAL: &str = "gl";
     /// A funnel step the visit reached (value: `funnel id:step`, every step up to its furthest).
     pub const FUNNEL: &str = "fn";
+    /// A goal's events and revenue (value: the goal's name [`super::SEP`] its currency, `''` for a
+    /// goal without one). Its cells reuse the measure columns: `visits` = the goal's events,
+    /// `pageviews` = its revenue in minor units of the currency, `bounces` = its events that carried
+    /// revenue; `duration` and the visitor columns stay 0 (a goal's visitors are its [`GOAL`] cells).
+    pub const GOAL_EVENTS: &str = "ge";
 }
 
 /// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
 /// the position is the code.
-const CODES: [&str; 16] = [
+const CODES: [&str; 17] = [
     dim::ALL,
     dim::SOURCE,
     dim::BROWSER,
@@ -124,6 +129,7 @@ const CODES: [&str; 16] = [
     dim::PAGE,
     dim::GOAL,
     dim::FUNNEL,
+    dim::GOAL_EVENTS,
 ];
 
 /// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
@@ -192,6 +198,14 @@ pub struct VisitState {
     /// Funnel id → the furthest step the visit reached, from `funnel_hits`. Contributions read this.
     #[serde(rename = "fr", default, skip_serializing_if = "BTreeMap::is_empty")]
     funnels: BTreeMap<i64, u8>,
+    /// `goal SEP key SEP value` → the goal's events that carried the property value (the property on
+    /// the completing event itself, as Plausible counts a goal's properties).
+    #[serde(rename = "gp", default, skip_serializing_if = "BTreeMap::is_empty")]
+    goal_props: BTreeMap<String, i64>,
+    /// Whether the visit's [`dim::GOAL_EVENTS`] cells hold its goal tallies. State written before those
+    /// cells existed lacks it: its goal events were never added, so they are not subtracted either.
+    #[serde(rename = "gc", default, skip_serializing_if = "std::ops::Not::not")]
+    goal_cells: bool,
 }
 
 /// A goal's tally in a visit: (currency, events, revenue in minor units, events with revenue).
@@ -214,6 +228,8 @@ impl VisitState {
             props: BTreeMap::new(),
             funnel_hits: Vec::new(),
             funnels: BTreeMap::new(),
+            goal_props: BTreeMap::new(),
+            goal_cells: true,
         }
     }
 
@@ -255,13 +271,20 @@ impl VisitState {
         self.events = Some((first.min(e.ts), last.max(e.ts)));
     }
 
-    /// Records the goals `e` completes (evaluated now, stored for good); returns whether any did. A
-    /// custom event that completes none leaves the visit untouched. A visit without page hits takes
-    /// its domain and visitor from its earliest goal event.
-    fn complete(&mut self, e: &EnrichedEvent, goals: &[Goal]) -> bool {
+    /// Records the goals `e` completes (evaluated now, stored for good), and the (capped) properties
+    /// `e` carried under each of them; returns whether any did. A custom event that completes none
+    /// leaves the visit untouched. A visit without page hits takes its domain and visitor from its
+    /// earliest goal event.
+    fn complete(&mut self, e: &EnrichedEvent, goals: &[Goal], props: &[(String, String)]) -> bool {
         let mut any = false;
         for g in goals.iter().filter(|g| g.matches(e)) {
             any = true;
+            for (k, v) in props {
+                *self
+                    .goal_props
+                    .entry(format!("{}{SEP}{k}{SEP}{v}", g.name))
+                    .or_default() += 1;
+            }
             let t = self
                 .goals
                 .entry(g.name.clone())
@@ -404,6 +427,19 @@ impl VisitState {
                 &[1, *hits, 0, 0],
                 sign,
             );
+        }
+        if self.goal_cells {
+            for (goal, (currency, events, revenue, paid)) in &self.goals {
+                cells.add(
+                    tenant,
+                    dim::GOAL_EVENTS,
+                    start,
+                    format!("{goal}{SEP}{currency}"),
+                    &self.domain,
+                    &[*events, *revenue, *paid, 0],
+                    sign,
+                );
+            }
         }
     }
 
@@ -774,7 +810,8 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
         if e.is_page_hit() {
             state.add(e);
         }
-        state.complete(e, goals);
+        state.goal_cells = true;
+        state.complete(e, goals, &props);
         state.tag(e, &props);
         let funnels = prior.funnels.get(&e.tenant_id).unwrap_or(&no_funnels);
         state.step(e, crate::funnels::tags(funnels, goals, e));
@@ -1070,9 +1107,9 @@ fn visit_rows(
     }
 }
 
-/// The `session_props` and `session_goals` rows of a touched visit, written whole from its state: the
-/// old rows (at the old start) are deleted and one row per property value and per completed goal
-/// inserted.
+/// The `session_props`, `session_goals` and `session_goal_props` rows of a touched visit, written whole
+/// from its state: the old rows (at the old start) are deleted and one row per property value, per
+/// completed goal and per (goal, property value of its events) inserted.
 fn goal_rows(
     tenant: &str,
     key: &str,
@@ -1132,6 +1169,32 @@ fn goal_rows(
         key,
         old.filter(|o| !o.goals.is_empty()).map(VisitState::start_secs),
         goals,
+        out,
+    );
+    let goal_props = new
+        .goal_props
+        .iter()
+        .filter_map(|(packed, events)| {
+            let (goal, prop) = packed.split_once(SEP)?;
+            Some(row(vec![
+                goal.into(),
+                prop.into(),
+                new.domain.as_str().into(),
+                new.visitor.as_str().into(),
+                new.pageviews.into(),
+                new.duration().into(),
+                (*events).into(),
+            ]))
+        })
+        .collect();
+    replace_visit_rows(
+        "session_goal_props (tenant_id, first_ts, session_key, goal, prop, domain, visitor_id, pageviews, \
+         duration, events)",
+        tenant,
+        key,
+        old.filter(|o| !o.goal_props.is_empty())
+            .map(VisitState::start_secs),
+        goal_props,
         out,
     );
 }
