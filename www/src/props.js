@@ -60,7 +60,6 @@ export function buildProps(root, onPick) {
   });
   const pick = () => {
     const k = key.value.trim();
-    key.setCustomValidity('');
     if (k.length > MAX_KEY) return;
     state.propKey = k;
     state.propGoal = goal.value;
