@@ -4,7 +4,7 @@
 // DuckDB, for several data sizes in one run.
 //   node bench/query.mjs [--sizes 1000000,10000000] [--samples 50] [--tenants 1000] [--days 30]
 //                        [--budget 90] [--min-samples 20] [--quiet-wait 300] [--data DIR] [--keep] [--reuse]
-//                        [--hits 10] [--seed 1] [--filter browser=chrome]
+//                        [--hits 10] [--seed 1] [--filter browser=chrome] [--goals false]
 // Per size: core/examples/gen_rollups.rs writes the rollups into the D1 SQLite file of a fresh
 // `wrangler dev --persist-to` dir (schema from the migrations) and the raw events as CSV; the worker is
 // started on that dir and every endpoint is timed for the largest and the median tenant (by events), each
@@ -14,6 +14,14 @@
 // Slow endpoints stop sampling once they have `--min-samples` and have used `--budget` seconds. Before each
 // timed phase it waits (at most --quiet-wait s) for the 1-minute load average to drop below 1.5, and it
 // records the load averages, since other work on the machine skews every number.
+// Issue #14: the generator runs with `--goals true --funnels true` (four goals and a 4-step page funnel per
+// tenant; `--goals false` leaves them out) and the questions in API (the dashboard's Goals table, goal
+// conversions, a goal filter, a property breakdown, goal x property, `POST /v0/funnel` unfiltered and with
+// one filter) are timed the same way through `POST /v0/query` / `POST /v0/funnel` (cache misses only:
+// each sample a distinct spelling of UTC and date range) and answered by DuckDB over the raw events
+// (query_raw.py --api true); every answer is compared with DuckDB's and each mismatch is printed. A
+// question the worker refuses (e.g. a 400 for goal x property on a build without it) is reported with
+// its status, not timed.
 // Prints markdown tables and writes bench-output/query.json; progress goes to stderr.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -51,6 +59,7 @@ const KEEP = args.keep === 'true';
 const REUSE = args.reuse === 'true';
 // `--filter browser=chrome`: every range endpoint is timed with this one filter (served by the rollups).
 const FILTER = args.filter ? `&${args.filter}` : '';
+const GOALS = args.goals !== 'false';
 const RANGE = [
   'kpis',
   'kpis_summary',
@@ -65,6 +74,75 @@ const RANGE = [
   'exit_pages',
 ];
 const LIVE = ['trend', 'current_visitors', 'domains', 'actions'];
+// Issue #14's questions: POST bodies for a range `r` ({date_range, timezone}), and the gen_rollups
+// --time-queries label of the same planned query (its native SQL time), where there is one.
+const API = GOALS
+  ? [
+      {
+        name: 'goals_table',
+        what: "the dashboard's Goals table (event:goal: conversions, events, conversion_rate, total_revenue)",
+        path: '/v0/query',
+        body: (r) => ({
+          metrics: ['conversions', 'events', 'conversion_rate', 'total_revenue'],
+          dimensions: ['event:goal'],
+          order_by: [['conversions', 'desc']],
+          pagination: { limit: 50 },
+          ...r,
+        }),
+        native: 'goals: event:goal conversions',
+      },
+      {
+        name: 'goal_conversions',
+        what: 'event:goal: visitors, conversions',
+        path: '/v0/query',
+        body: (r) => ({ metrics: ['visitors', 'conversions'], dimensions: ['event:goal'], ...r }),
+        native: 'goals: event:goal visitors and conversions only',
+      },
+      {
+        name: 'goal_filter',
+        what: 'goal Signup as a filter: visitors, visits, pageviews, bounce_rate',
+        path: '/v0/query',
+        body: (r) => ({
+          metrics: ['visitors', 'visits', 'pageviews', 'bounce_rate'],
+          filters: [['is', 'event:goal', ['Signup']]],
+          ...r,
+        }),
+        native: 'goals: visits of one goal',
+      },
+      {
+        name: 'props_plan',
+        what: 'event:props:plan: visitors, events',
+        path: '/v0/query',
+        body: (r) => ({ metrics: ['visitors', 'events'], dimensions: ['event:props:plan'], ...r }),
+        native: 'props: event:props:plan',
+      },
+      {
+        name: 'goal_props',
+        what: 'goal Signup x event:props:plan: visitors, events',
+        path: '/v0/query',
+        body: (r) => ({
+          metrics: ['visitors', 'events'],
+          dimensions: ['event:props:plan'],
+          filters: [['is', 'event:goal', ['Signup']]],
+          ...r,
+        }),
+      },
+      {
+        name: 'funnel_4',
+        what: 'POST /v0/funnel, 4 page steps',
+        path: '/v0/funnel',
+        body: (r) => ({ funnel: 1, ...r }),
+        native: 'funnel 4 steps',
+      },
+      {
+        name: 'funnel_4_chrome',
+        what: 'POST /v0/funnel, 4 page steps, visit:browser is chrome',
+        path: '/v0/funnel',
+        body: (r) => ({ funnel: 1, filters: [['is', 'visit:browser', ['chrome']]], ...r }),
+        native: 'funnel 4 steps, browser=chrome',
+      },
+    ]
+  : [];
 const ENDPOINTS = [...RANGE, ...LIVE];
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
@@ -113,6 +191,14 @@ function variant(pipe, i, meta) {
   }
   if (i >= LIVE_TZ.length) throw new Error(`at most ${LIVE_TZ.length} samples for ${pipe}`);
   return { tz: LIVE_TZ[i], qs: `timezone=${LIVE_TZ[i]}` };
+}
+
+/** The i-th cache-key variant of a POST body's range: a spelling of UTC and a widened date range. */
+function apiRange(i, meta) {
+  const [a, b] = WIDEN[Math.floor(i / UTC.length)];
+  const first = Math.floor(meta.window_start / DAY);
+  const last = first + meta.days - 1;
+  return { date_range: [date((first - a) * DAY), date((last + b) * DAY)], timezone: UTC[i % UTC.length] };
 }
 
 const phases = [];
@@ -191,6 +277,7 @@ async function generate(gen, size) {
       String(SEED),
       '--meta',
       metaPath,
+      ...(GOALS ? ['--goals', 'true', '--funnels', 'true'] : []),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   ).toString();
@@ -232,6 +319,10 @@ async function workerOn(persist) {
       `SIGNING_KEY:${signingKey}`,
       '--var',
       `ADMIN_TOKEN:${randomBytes(24).toString('hex')}`,
+      // The generated tenants are not registered: without this they get wrangler.toml's free plan
+      // (100 queries an hour), and the samples would be 429s.
+      '--var',
+      'DEFAULT_PLAN:enterprise',
       '--show-interactive-dev-session=false',
     ],
     { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -270,9 +361,14 @@ async function workerOn(persist) {
   };
 }
 
-async function timed(w, path, token) {
+async function timed(w, path, token, post) {
   const t = performance.now();
-  const r = await w.fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  const r = await w.fetch(
+    path,
+    post === undefined
+      ? { headers: { Authorization: `Bearer ${token}` } }
+      : { method: 'POST', body: JSON.stringify(post), headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' } },
+  );
   const ms = performance.now() - t;
   let body;
   try {
@@ -286,7 +382,62 @@ async function timed(w, path, token) {
     cache: r.headers.get('x-cache'),
     body,
     server_ms: body?.statistics ? body.statistics.elapsed * 1000 : undefined,
+    path: r.headers.get('x-query-path'),
   };
+}
+
+/** Issue #14's questions (API) for each tenant: cache misses only, like measureWorker's endpoints. */
+async function measureApi(w, meta, tenants) {
+  const out = {};
+  for (const t of tenants) {
+    const token = w.token(t.id, 'read');
+    const res = Object.fromEntries(API.map((q) => [q.name, { lat: [], paths: {}, statuses: {}, misses: 0, cached: 0, spent: 0 }]));
+    for (const q of API) for (let i = SAMPLES; i < SAMPLES + 2; i++) await timed(w, q.path, token, q.body(apiRange(i, meta)));
+    log(`${meta.events}: ${t.label} tenant ${t.id}: ${SAMPLES} samples x ${API.length} goal/property/funnel questions`);
+    for (let i = 0; i < SAMPLES; i++) {
+      for (const q of API) {
+        const m = res[q.name];
+        if (m.spent > BUDGET * 1000 && m.lat.length >= MIN_SAMPLES) continue;
+        // A refused question (400) is asked a few times only: its status is the result.
+        if ((m.statuses[400] ?? 0) >= 3) continue;
+        const r = await timed(w, q.path, token, q.body(apiRange(i, meta)));
+        m.spent += r.ms;
+        m.statuses[r.status] = (m.statuses[r.status] ?? 0) + 1;
+        if (r.status !== 200) {
+          if (m.statuses[r.status] === 1) {
+            m.error = JSON.stringify(r.body).slice(0, 300);
+            log(`${q.name}: HTTP ${r.status} ${m.error}`);
+          }
+          continue;
+        }
+        if (r.cache !== 'MISS') {
+          m.cached++;
+          continue;
+        }
+        m.misses++;
+        m.lat.push(r.ms);
+        m.paths[r.path ?? '?'] = (m.paths[r.path ?? '?'] ?? 0) + 1;
+        if (!m.first) m.first = r.body;
+      }
+    }
+    out[t.label] = { tenant: t, questions: {} };
+    for (const q of API) {
+      const m = res[q.name];
+      out[t.label].questions[q.name] = {
+        p50_ms: m.lat.length ? pct(m.lat, 50) : null,
+        p95_ms: m.lat.length ? pct(m.lat, 95) : null,
+        max_ms: m.lat.length ? Math.max(...m.lat) : null,
+        misses: m.misses,
+        attempted: Object.values(m.statuses).reduce((n, v) => n + v, 0),
+        not_miss: m.cached,
+        statuses: m.statuses,
+        error: m.error ?? null,
+        query_path: m.paths,
+        answer: m.first ?? null,
+      };
+    }
+  }
+  return out;
 }
 
 async function measureWorker(w, meta, tenants) {
@@ -407,6 +558,8 @@ function measureRaw(py, data, tenants) {
       String(meta.now),
       '--samples',
       String(SAMPLES),
+      '--api',
+      String(GOALS),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 },
   ).toString();
@@ -465,6 +618,102 @@ function checks(_meta, w, raw, tenants) {
   return out;
 }
 
+/** Each API answer against DuckDB's rows: `{tenant: {question: {ok, mismatches}}}`; mismatches are logged. */
+function apiChecks(api, raw, tenants) {
+  const out = {};
+  const rate = (n, d) => (d ? Math.round((n * 10000) / d) / 100 : 0);
+  const same = (a, b) =>
+    a.length === b.length &&
+    a.every((x, i) => (typeof x === 'number' && typeof b[i] === 'number' ? Math.abs(x - b[i]) < 0.006 : x === b[i]));
+  for (const t of tenants) {
+    out[t.id] = {};
+    for (const q of API) {
+      const got = api[t.label].questions[q.name];
+      const d = raw.tenants[t.id][q.name];
+      const mismatches = [];
+      if (!got.answer) {
+        out[t.id][q.name] = { ok: null, mismatches: [`no answer (HTTP ${Object.keys(got.statuses).join(', ')})`] };
+        continue;
+      }
+      // Both sides as rows keyed by the dimension (or the step), values in the API's metric order.
+      let mine;
+      let theirs;
+      const rows = got.answer.results ?? [];
+      const byKey = (list, key, vals) => new Map(list.map((r) => [String(key(r)), vals(r)]));
+      switch (q.name) {
+        case 'goals_table':
+          mine = byKey(
+            rows,
+            (r) => r.dimensions[0],
+            (r) => r.metrics,
+          );
+          theirs = byKey(
+            d.all,
+            (r) => r.goal,
+            (r) => [r.conversions, r.events, rate(r.conversions, r.total_visitors), null],
+          );
+          break;
+        case 'goal_conversions':
+          mine = byKey(
+            rows,
+            (r) => r.dimensions[0],
+            (r) => r.metrics,
+          );
+          theirs = byKey(
+            d.all,
+            (r) => r.goal,
+            (r) => [r.conversions, r.conversions],
+          );
+          break;
+        case 'goal_filter':
+          mine = byKey(
+            rows,
+            () => 'all',
+            (r) => r.metrics,
+          );
+          theirs = byKey(
+            d.all.filter((r) => r.visits > 0),
+            () => 'all',
+            (r) => [r.visitors, r.visits, r.pageviews, rate(r.bounces, r.visits)],
+          );
+          break;
+        case 'props_plan':
+        case 'goal_props':
+          mine = byKey(
+            rows,
+            (r) => r.dimensions[0],
+            (r) => r.metrics,
+          );
+          theirs = byKey(
+            d.all,
+            (r) => r.value,
+            (r) => [r.visitors, r.events],
+          );
+          break;
+        default:
+          mine = byKey(
+            got.answer.steps ?? [],
+            (s) => s.step,
+            (s) => [s.visitors, s.visits],
+          );
+          theirs = byKey(
+            d.all,
+            (r) => r.step,
+            (r) => [r.visitors, r.visits],
+          );
+      }
+      for (const k of new Set([...mine.keys(), ...theirs.keys()])) {
+        const a = mine.get(k) ?? null;
+        const b = theirs.get(k) ?? null;
+        if (!a || !b || !same(a, b)) mismatches.push(`${k}: starling ${JSON.stringify(a)} duckdb ${JSON.stringify(b)}`);
+      }
+      for (const m of mismatches) log(`MISMATCH ${t.label} ${t.id} ${q.name} ${m}`);
+      out[t.id][q.name] = { ok: mismatches.length === 0, rows: mine.size, mismatches };
+    }
+  }
+  return out;
+}
+
 // ---------- main ----------
 const f = (x) => (x == null || Number.isNaN(x) ? '–' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const gen = buildGenerator();
@@ -480,10 +729,16 @@ for (const size of SIZES) {
   ];
   const w = await workerOn(data.persist);
   let worker;
+  let api = {};
   try {
     await quiet(`${size} worker`);
     worker = await measureWorker(w, meta, tenants);
     loadAfter();
+    if (API.length) {
+      await quiet(`${size} api`);
+      api = await measureApi(w, meta, tenants);
+      loadAfter();
+    }
   } finally {
     await w.stop();
   }
@@ -494,6 +749,7 @@ for (const size of SIZES) {
   const raw = measureRaw(py, data, tenants);
   loadAfter();
   const check = checks(meta, worker, raw, tenants);
+  const apiCheck = API.length ? apiChecks(api, raw, tenants) : {};
   runs.push({
     size,
     generator: {
@@ -510,9 +766,11 @@ for (const size of SIZES) {
     },
     tenants,
     worker,
+    api,
     native,
     duckdb: raw,
     checks: check,
+    api_checks: apiCheck,
   });
   if (!KEEP) rmSync(data.dir, { recursive: true, force: true });
 }
@@ -542,6 +800,32 @@ for (const r of runs) {
       const d = r.duckdb.tenants[t.id][e];
       lines.push(
         `| ${e} | ${f(s.p50_ms)} | ${f(s.p95_ms)} | ${f(s.server_p50_ms)} | ${f(s.hit_p50_ms)} | ${f(n.p50_ms)} | ${f(n.p95_ms)} | ${f(d.p50_ms)} | ${f(d.p95_ms)} | ${f(d.p50_ms / s.p50_ms)}× | ${f(d.p95_ms / s.p95_ms)}× | ${s.misses}/${s.attempted} |`,
+      );
+    }
+  }
+}
+// Issue #14's questions.
+for (const r of runs) {
+  if (!API.length) break;
+  lines.push(
+    `\n### Goals, properties and funnels: ${r.generator.events.toLocaleString('en')} events (POST /v0/query and /v0/funnel, cache misses; DuckDB over the raw events)`,
+  );
+  for (const t of r.tenants) {
+    lines.push(`\n${t.label} tenant ${t.id}:`);
+    lines.push(
+      '\n| question | Starling p50 ms | p95 ms | query path | SQL native p50 | p95 | DuckDB p50 ms | p95 ms | equal to DuckDB | misses/requests |',
+    );
+    lines.push('|---|---|---|---|---|---|---|---|---|---|');
+    for (const q of API) {
+      const s = r.api[t.label].questions[q.name];
+      const n = q.native ? r.native[t.id]?.[q.native] : undefined;
+      const d = r.duckdb.tenants[t.id][q.name];
+      const c = r.api_checks[t.id][q.name];
+      const refused = s.p50_ms == null ? `HTTP ${Object.keys(s.statuses).join('/')}` : null;
+      const eq = c.ok === null ? '–' : c.ok ? `yes, ${c.rows} row${c.rows === 1 ? '' : 's'}` : `**no**: ${c.mismatches.length} differ`;
+      const paths = Object.keys(s.query_path).join(', ') || '–';
+      lines.push(
+        `| ${q.name}: ${q.what} | ${refused ?? f(s.p50_ms)} | ${refused ? '–' : f(s.p95_ms)} | ${paths} | ${n ? f(n.p50_ms) : '–'} | ${n ? f(n.p95_ms) : '–'} | ${f(d.p50_ms)} | ${f(d.p95_ms)} | ${eq} | ${s.misses}/${s.attempted} |`,
       );
     }
   }
@@ -603,6 +887,18 @@ if (runs.length > 1) {
     (e) => runs[runs.length - 1].worker.largest.endpoints[e].p95_ms / runs[0].worker.largest.endpoints[e].p95_ms,
   );
   growth = `; largest-tenant p95 growth ${runs[0].size}→${last.size}: max ${f(Math.max(...ratios))}× (target < 1.5×)`;
+}
+if (API.length) {
+  const qs = last.tenants.flatMap((t) =>
+    API.map((q) => ({ t, q, s: last.api[t.label].questions[q.name], c: last.api_checks[t.id][q.name] })),
+  );
+  const answered = qs.filter((x) => x.s.p95_ms != null);
+  const fast = answered.filter((x) => (x.q.path === '/v0/funnel' ? x.s.p95_ms < 500 : x.s.p95_ms < 25));
+  const refused = qs.filter((x) => x.s.p95_ms == null).map((x) => `${x.q.name} ${x.t.label}`);
+  const wrong = qs.filter((x) => x.c.ok === false).map((x) => `${x.q.name} ${x.t.label}`);
+  console.log(
+    `bench: ${last.size} events, goals/properties/funnels: ${fast.length}/${answered.length} question×tenant within target (p95 < 25 ms, funnels < 500 ms); equal to DuckDB ${qs.filter((x) => x.c.ok).length}/${answered.length}${wrong.length ? ` (MISMATCH: ${wrong.join(', ')})` : ''}${refused.length ? `; refused: ${refused.join(', ')}` : ''}`,
+  );
 }
 console.log(
   `bench: ${last.size} events: ${under}/${all.length} endpoint×tenant p95 < 25 ms (worst ${worst.e} ${worst.t.label} ${f(worst.s.p95_ms)} ms); ${fast}/${all.length} >= 10× faster than DuckDB at p50${growth}; checks ${runs.every((r) => r.checks.every((c) => c.ok)) ? 'ok' : 'FAILED'}`,

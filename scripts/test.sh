@@ -18,7 +18,8 @@ start=$(date +%s)
 tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=(checks native e2e browser)
 # Chromium tests: the tracker and the dashboard in a real browser. Everything else in tests/ is e2e.
-browser_tests=(tests/tracker.test.mjs tests/tracker-capture.test.mjs tests/dashboard.test.mjs tests/dashboard-compare.test.mjs)
+browser_tests=(tests/tracker.test.mjs tests/tracker-capture.test.mjs tests/dashboard.test.mjs tests/dashboard-compare.test.mjs
+  tests/dashboard-props.test.mjs)
 timings=()
 
 timed() {

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // Mints a Starling token: an HS256 JWT in Tinybird's shape, keyed with the UTF-8 bytes of SIGNING_KEY.
 //
-//   node scripts/token.mjs --tenant acme --kind tracker|read [--days 365] [--key SECRET] [--domain d] [--rps N]
+//   node scripts/token.mjs --tenant acme --kind tracker|read|settings [--days 365] [--key SECRET] [--domain d] [--rps N]
+//
+// Kinds, with the scopes the admin tokens API grants the same kind (core/src/mint.rs `scopes`):
+//   tracker   DATASOURCES:APPEND on analytics_events (the tracker and the Events API);
+//   read      PIPES:READ on * (the dashboard, the pipes, POST /v0/query and /v0/funnel);
+//   settings  SETTINGS:READ and SETTINGS:WRITE on * (the tenant's own /v0/goals, /v0/segments, /v0/funnels).
 //
 // The key defaults to SIGNING_KEY from the environment or .dev.vars. Prints the token only. Tokens carry
 // `iat`: after an erasure, a re-created tenant refuses every token issued before it, and every token
@@ -16,14 +21,19 @@ export function signJwt(payload, key, header = { alg: 'HS256', typ: 'JWT' }) {
   return `${unsigned}.${sig}`;
 }
 
+/** The kinds `mint` knows. */
+export const KINDS = ['tracker', 'read', 'settings'];
+
 export function mint({ tenant, kind, key, days = 365, domain, rps, resource, now = Math.floor(Date.now() / 1000) }) {
   const fixed_params = { tenant_id: tenant };
   if (domain) fixed_params.domain = domain;
-  const scope =
+  const scopes =
     kind === 'tracker'
-      ? { type: 'DATASOURCES:APPEND', resource: resource ?? 'analytics_events', fixed_params }
-      : { type: 'PIPES:READ', resource: resource ?? '*', fixed_params };
-  const payload = { workspace_id: 'starling', name: `${tenant}_${kind}`, iat: now, exp: now + Math.round(days * 86400), scopes: [scope] };
+      ? [{ type: 'DATASOURCES:APPEND', resource: resource ?? 'analytics_events', fixed_params }]
+      : kind === 'settings'
+        ? ['SETTINGS:READ', 'SETTINGS:WRITE'].map((type) => ({ type, resource: '*', fixed_params }))
+        : [{ type: 'PIPES:READ', resource: resource ?? '*', fixed_params }];
+  const payload = { workspace_id: 'starling', name: `${tenant}_${kind}`, iat: now, exp: now + Math.round(days * 86400), scopes };
   if (rps) payload.limits = { rps: Number(rps) };
   return signJwt(payload, key);
 }
@@ -50,8 +60,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       }),
   );
   const key = args.key ?? devVar('SIGNING_KEY');
-  if (!args.tenant || !['tracker', 'read'].includes(args.kind) || !key) {
-    console.error('usage: node scripts/token.mjs --tenant ID --kind tracker|read [--days N] [--domain D] [--rps N] [--key SECRET]');
+  if (!args.tenant || !KINDS.includes(args.kind) || !key) {
+    console.error(
+      'usage: node scripts/token.mjs --tenant ID --kind tracker|read|settings [--days N] [--domain D] [--rps N] [--key SECRET]',
+    );
     console.error(key ? '' : 'error: no SIGNING_KEY in the environment or .dev.vars: run scripts/dev.sh once, or pass --key');
     process.exit(2);
   }

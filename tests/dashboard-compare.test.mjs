@@ -1,8 +1,9 @@
 // The dashboard's comparison and segment selectors in a real browser against the real worker: the KPI
 // deltas follow the chosen comparison (numbers on screen equal POST /v0/query's comparison), the
 // choice lives in the URL fragment, "No comparison" removes the deltas and the ghost line, and a saved
-// segment applied from the selector gives the pipes' numbers for segment=<id>. A screenshot goes to
-// test-output/ (and docs/dashboard-compare.png when STARLING_UPDATE_SCREENSHOT=1).
+// segment applied from the selector gives the pipes' numbers for segment=<id>. Screenshots go to
+// test-output/ (and docs/dashboard-compare.png and docs/segments.png, the segment selector with "Save as
+// segment", when STARLING_UPDATE_SCREENSHOT=1).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -250,6 +251,11 @@ test('"Save as segment" saves the current filters and applies the new segment', 
   const { page, context, problems } = await open(`token=${token}&browser=firefox&country=ES`);
   let gen = await settled(page);
   const before = Number(await page.getAttribute('[data-testid=kpi-visits]', 'data-value'));
+  // The header with the segment selector and the filters about to be saved.
+  mkdirSync(join(ROOT, 'test-output'), { recursive: true });
+  const bottom = await page.evaluate(() => Math.ceil(document.getElementById('filters').getBoundingClientRect().bottom) + 8);
+  await page.screenshot({ path: join(ROOT, 'test-output/segments-1280.png'), clip: { x: 0, y: 0, width: 1280, height: bottom } });
+  if (process.env.STARLING_UPDATE_SCREENSHOT) copyFileSync(join(ROOT, 'test-output/segments-1280.png'), join(ROOT, 'docs/segments.png'));
   page.once('dialog', (d) => d.accept('Spanish Firefox'));
   await page.click('[data-testid=save-segment]');
   gen = await settled(page, gen);

@@ -1,8 +1,9 @@
 // The dashboard in a real browser against the real worker: the numbers on the page equal the
 // endpoints' answers for the same parameters, date ranges and row filters change them, expired and
 // invalid links say so, the embed element works under a strict CSP, and nothing logs an error or
-// violates the CSP. Screenshots (1280 px and 375 px) go to test-output/; the desktop one also to
-// docs/dashboard.png when STARLING_UPDATE_SCREENSHOT=1.
+// violates the CSP. Screenshots (1280 px and 375 px, and the traffic_by_hour card) go to test-output/;
+// the desktop one also to docs/dashboard.png and the card to docs/hours.png when
+// STARLING_UPDATE_SCREENSHOT=1.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -224,6 +225,9 @@ test("the dashboard shows exactly the endpoints' numbers; ranges, filters and do
   await page.screenshot({ path: join(OUT, 'dashboard-1280.png'), fullPage: true });
   // The README's screenshot is refreshed on request only, so test runs leave the tree clean.
   if (process.env.STARLING_UPDATE_SCREENSHOT) copyFileSync(join(OUT, 'dashboard-1280.png'), join(ROOT, 'docs/dashboard.png'));
+  // The kit's traffic_by_hour card on its own (README, "Tinybird kit parity").
+  await (await page.$('[data-testid=hours]')).screenshot({ path: join(OUT, 'hours-1280.png') });
+  if (process.env.STARLING_UPDATE_SCREENSHOT) copyFileSync(join(OUT, 'hours-1280.png'), join(ROOT, 'docs/hours.png'));
 
   // Date range: today (hourly chart).
   await page.selectOption('[data-testid=range-select]', 'today');

@@ -1,5 +1,6 @@
 // The URL fragment: the token arrives in it (and is then kept in sessionStorage for this tab only,
-// never in the address bar), and the view state (theme, range, domain, filters, metric) lives in it
+// never in the address bar), and the view state (theme, range, domain, filters, metric, the property
+// shown) lives in it
 // so a reload or bookmark keeps it.
 import { RANGES, isDate, MAX_DAYS, spanDays } from './dates.js';
 import { state } from './state.js';
@@ -41,6 +42,8 @@ export function readFragment() {
     state.compare = { mode: 'previous_period', from: '', to: '', matchDow: state.compare.matchDow };
   const segment = p.get('segment') || '';
   state.segment = /^[1-9][0-9]{0,9}$/.test(segment) ? segment : '';
+  state.propKey = (p.get('prop') || '').trim().slice(0, 300);
+  state.propGoal = p.has('prop_goal') ? p.get('prop_goal').slice(0, 512) : null;
   const metric = p.get('metric');
   state.metric = KPIS.some((k) => k.key === metric) ? metric : 'visitors';
   writeFragment();
@@ -65,6 +68,8 @@ export function writeFragment() {
   }
   if (state.compare.matchDow) p.set('match_dow', '1');
   if (state.segment) p.set('segment', state.segment);
+  if (state.propKey) p.set('prop', state.propKey);
+  if (state.propGoal !== null) p.set('prop_goal', state.propGoal);
   const s = p.toString();
   const url = `${location.pathname}${location.search}${s ? `#${s}` : ''}`;
   if (url !== `${location.pathname}${location.search}${location.hash}`) history.replaceState(history.state, '', url);

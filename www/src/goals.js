@@ -114,6 +114,7 @@ export async function loadGoals(view, token, signal, current) {
 
 export function renderGoals(rows) {
   const body = $('table-goals').tBodies[0];
+  state.goalNames = rows.map((r) => String(r.dimensions[0]));
   if (!rows.length) {
     body.replaceChildren(placeholder('No conversions in this period.'));
     return;

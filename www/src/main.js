@@ -20,6 +20,7 @@ import { TABLES, TABLE_LIMIT, buildTables, renderTable, tableFailed } from './ta
 import { renderFilters } from './filters.js';
 import { buildFunnels, loadFunnels } from './funnels.js';
 import { buildGoals, loadGoals } from './goals.js';
+import { buildProps, loadProps, renderPropGoals } from './props.js';
 import { wireEmbedding } from './host.js';
 import { MODES, validCompare, pipesAnswer, loadComparison, withPrevious, summaryWithPrevious } from './compare.js';
 import { listSegments, renderSegments, saveSegment } from './segments.js';
@@ -84,7 +85,10 @@ async function load() {
       ...kpiTasks(params, view, token, signal, current),
       loadHours(params, token, signal, current),
       ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
-      loadGoals({ from, to, timezone: tz, domain: state.domain, filters: state.filters }, token, signal, current),
+      loadGoals({ from, to, timezone: tz, domain: state.domain, filters: state.filters }, token, signal, current).then(
+        current(() => renderPropGoals(state.goalNames)),
+      ),
+      loadProps({ from, to, timezone: tz, domain: state.domain, filters: state.filters, segment: state.segment }, token, signal, current),
       loadFunnels({ from, to, timezone: tz, domain: state.domain, filters: state.filters }, token, signal, current),
       ...TABLES.map((t) =>
         pipe(t.pipe, { ...params, limit: TABLE_LIMIT }, token, signal).then(
@@ -343,6 +347,7 @@ function start() {
   buildCaptures($('captures'));
   buildHours($('hours'));
   buildGoals($('goals'), changed);
+  buildProps($('props'), changed);
   buildFunnels($('funnels'), load);
   state.chart = new Chart($('chart'));
   readFragment();

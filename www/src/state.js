@@ -27,6 +27,11 @@ export const state = {
   compare: { mode: 'previous_period', from: '', to: '', matchDow: false },
   /** The selected saved segment's id ('' for none), and the tenant's segments once listed. */
   segment: '',
+  /** The Properties card (props.js): the key shown ('' for none) and its goal (null: follow the
+   * dashboard's goal filter; '' for all events); the goal names of the Goals table. */
+  propKey: '',
+  propGoal: null,
+  goalNames: [],
   segments: null,
   segmentsFor: null,
   domains: null,
