@@ -215,9 +215,17 @@ test('a saved segment applied from the selector gives the pipes numbers for segm
   const token = w.token('cmpco', 'read');
   const { page, context, problems } = await open(`token=${token}`);
   let gen = await settled(page);
+  const goalBodies = [];
+  page.on('request', (q) => {
+    const body = q.method() === 'POST' && new URL(q.url()).pathname === '/v0/query' ? JSON.parse(q.postData()) : null;
+    if (body?.dimensions?.[0] === 'event:goal') goalBodies.push(body);
+  });
   await page.selectOption('[data-testid=segment-select]', String(id));
   gen = await settled(page, gen);
   assert.match(page.url(), new RegExp(`segment=${id}`));
+  // The Goals card follows the segment like the pipes do.
+  assert.ok(goalBodies.length > 0, 'the Goals card asked /v0/query again');
+  assert.deepEqual(goalBodies.at(-1).filters, [['is', 'segment', [id]]]);
   const to = today();
   const params = { date_from: addDays(to, -6), date_to: to, timezone: TZ };
   const withSegment = (await pipe('kpis_summary', { ...params, segment: id, include_previous_period: 'true' }, token))[0];

@@ -320,10 +320,20 @@ fn stored_funnel(conn: &Connection, tenant: &str, id: i64) -> Funnel {
 }
 
 fn funnel_query(conn: &Connection, body: Value, tz: &dyn TimeZone) -> (Value, bool) {
+    funnel_query_with(conn, body, tz, &query::Segments::new()).unwrap()
+}
+
+/// [`funnel_query`] with saved segments (as the route reads them for the verified tenant).
+fn funnel_query_with(
+    conn: &Connection,
+    body: Value,
+    tz: &dyn TimeZone,
+    segments: &query::Segments,
+) -> Result<(Value, bool), query::QueryError> {
     let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), "f1".to_owned())].into();
     let id = query::funnel_id(&body).unwrap();
     let funnel = stored_funnel(conn, "f1", id);
-    let plan = query::plan_funnel(
+    let plan = query::plan_funnel_with_segments(
         &query::ApiRequest {
             body: &body,
             tenant: &starling_core::claims::TenantId::for_tests("f1").unwrap(),
@@ -332,17 +342,17 @@ fn funnel_query(conn: &Connection, body: Value, tz: &dyn TimeZone) -> (Value, bo
             tz,
         },
         &funnel,
-    )
-    .unwrap();
+        segments,
+    )?;
     let results = plan
         .statements
         .iter()
         .map(|s: &Statement| common::rows(conn, s))
         .collect();
-    (
+    Ok((
         query::assemble_funnel(&plan, results).unwrap(),
         plan.uses_rollups(),
-    )
+    ))
 }
 
 /// Per step of funnel `id`: (visitors, visits) of the visits starting in `[from, to)` that `keep`.
@@ -457,6 +467,17 @@ fn funnel_steps_match_the_raw_events_in_any_order_and_zone() {
             assert!(!rollups, "a filtered funnel reads the visits");
             let exp = expected(&visits, id, steps, (d(0), d(5)), |v| v.browser == "firefox");
             assert_eq!(got(&out), exp, "funnel {id} seed {seed} firefox");
+            // The same filter as a saved segment (the dashboard's segment selector); an id the
+            // tenant does not have is a 400.
+            let segments: query::Segments =
+                [(7, json!([["is", "visit:browser", ["firefox"]]]))].into();
+            let body = json!({"funnel": id, "date_range": ["2025-03-28", "2025-04-01"],
+                "filters": [["is", "segment", [7]]]});
+            let (out, _) =
+                funnel_query_with(&conn, body.clone(), &FixedOffset(0), &segments).unwrap();
+            assert_eq!(got(&out), exp, "funnel {id} seed {seed} firefox segment");
+            let missing = funnel_query_with(&conn, body, &FixedOffset(0), &query::Segments::new());
+            assert!(missing.is_err(), "an unknown segment is refused");
             // A filter and a zone together.
             let (out, _) = funnel_query(
                 &conn,

@@ -17,6 +17,32 @@ export const FILTERS = {
   country: 'Country',
   goal: 'Goal',
 };
+/** The POST /v0/query (and /v0/funnel) dimension of each row filter. */
+const QUERY_DIMS = {
+  pathname: 'event:page',
+  source: 'visit:source',
+  utm_campaign: 'visit:utm_campaign',
+  utm_source: 'visit:utm_source',
+  utm_medium: 'visit:utm_medium',
+  browser: 'visit:browser',
+  os: 'visit:os',
+  device: 'visit:device',
+  country: 'visit:country',
+  goal: 'event:goal',
+};
+
+/**
+ * The view's row filters and saved segment ({filters, segment}) as /v0/query filters, as the pipes get
+ * them; `goal: false` leaves the goal filter out (for a card that sets its own).
+ */
+export function queryFilters({ filters, segment }, { goal = true } = {}) {
+  const list = Object.entries(filters)
+    .filter(([k, v]) => v && QUERY_DIMS[k] && (goal || k !== 'goal'))
+    .map(([k, v]) => ['is', QUERY_DIMS[k], [v]]);
+  if (segment) list.push(['is', 'segment', [Number(segment)]]);
+  return list;
+}
+
 /** Display names of the worker's lower-case browser, OS and device values. */
 const NAMES = {
   ios: 'iOS',

@@ -4,20 +4,7 @@
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { plausibleToken } from './api.js';
-
-/** The dashboard's row filters as /v0/query filters. */
-const QUERY_DIMS = {
-  pathname: 'event:page',
-  source: 'visit:source',
-  utm_campaign: 'visit:utm_campaign',
-  utm_source: 'visit:utm_source',
-  utm_medium: 'visit:utm_medium',
-  browser: 'visit:browser',
-  os: 'visit:os',
-  device: 'visit:device',
-  country: 'visit:country',
-  goal: 'event:goal',
-};
+import { queryFilters } from './filters.js';
 
 /** The funnels of the token (loaded once per token) and the one shown. */
 const local = { token: null, list: null, selected: null };
@@ -43,14 +30,13 @@ export function buildFunnels(root, onPick) {
 }
 
 /** The POST /v0/funnel body for funnel `id` over `from..to` with the dashboard's filters. */
-export function funnelQuery(id, { from, to, timezone, domain, filters }) {
+export function funnelQuery(id, view) {
+  const { from, to, timezone, domain } = view;
   const body = {
     funnel: id,
     date_range: [from, to],
     timezone,
-    filters: Object.entries(filters)
-      .filter(([k, v]) => QUERY_DIMS[k] && v)
-      .map(([k, v]) => ['is', QUERY_DIMS[k], [v]]),
+    filters: queryFilters(view),
   };
   if (domain) body.site_id = domain;
   return body;

@@ -5,19 +5,7 @@ import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { state } from './state.js';
 import { plausibleToken } from './api.js';
-
-/** The dashboard's row filters as /v0/query filters (the goal's own filter is left out). */
-const QUERY_DIMS = {
-  pathname: 'event:page',
-  source: 'visit:source',
-  utm_campaign: 'visit:utm_campaign',
-  utm_source: 'visit:utm_source',
-  utm_medium: 'visit:utm_medium',
-  browser: 'visit:browser',
-  os: 'visit:os',
-  device: 'visit:device',
-  country: 'visit:country',
-};
+import { queryFilters } from './filters.js';
 
 const COLUMNS = ['Goal', 'Visitors', 'Events', 'Rate', 'Revenue'];
 
@@ -72,15 +60,14 @@ function money(v) {
 }
 
 /** The /v0/query body for the goals of `from..to` with the dashboard's other filters. */
-export function goalsQuery({ from, to, timezone, domain, filters }) {
+export function goalsQuery(view) {
+  const { from, to, timezone, domain } = view;
   const body = {
     metrics: ['conversions', 'events', 'conversion_rate', 'total_revenue'],
     date_range: [from, to],
     dimensions: ['event:goal'],
     timezone,
-    filters: Object.entries(filters)
-      .filter(([k, v]) => QUERY_DIMS[k] && v)
-      .map(([k, v]) => ['is', QUERY_DIMS[k], [v]]),
+    filters: queryFilters(view, { goal: false }),
     order_by: [['conversions', 'desc']],
     pagination: { limit: 50 },
   };

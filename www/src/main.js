@@ -85,11 +85,14 @@ async function load() {
       ...kpiTasks(params, view, token, signal, current),
       loadHours(params, token, signal, current),
       ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
-      loadGoals({ from, to, timezone: tz, domain: state.domain, filters: state.filters }, token, signal, current).then(
-        current(() => renderPropGoals(state.goalNames)),
-      ),
+      loadGoals(
+        { from, to, timezone: tz, domain: state.domain, filters: state.filters, segment: state.segment },
+        token,
+        signal,
+        current,
+      ).then(current(() => renderPropGoals(state.goalNames))),
       loadProps({ from, to, timezone: tz, domain: state.domain, filters: state.filters, segment: state.segment }, token, signal, current),
-      loadFunnels({ from, to, timezone: tz, domain: state.domain, filters: state.filters }, token, signal, current),
+      loadFunnels({ from, to, timezone: tz, domain: state.domain, filters: state.filters, segment: state.segment }, token, signal, current),
       ...TABLES.map((t) =>
         pipe(t.pipe, { ...params, limit: TABLE_LIMIT }, token, signal).then(
           current((r) => renderTable(t, r.data)),

@@ -13,19 +13,7 @@ import { $, h } from './dom.js';
 import { state } from './state.js';
 import { ApiError, plausibleToken } from './api.js';
 import { postQuery } from './compare.js';
-
-/** The dashboard's row filters as /v0/query filters (the goal is the card's own, see `goalOf`). */
-const QUERY_DIMS = {
-  pathname: 'event:page',
-  source: 'visit:source',
-  utm_campaign: 'visit:utm_campaign',
-  utm_source: 'visit:utm_source',
-  utm_medium: 'visit:utm_medium',
-  browser: 'visit:browser',
-  os: 'visit:os',
-  device: 'visit:device',
-  country: 'visit:country',
-};
+import { queryFilters } from './filters.js';
 
 const COLUMNS = ['Value', 'Visitors', 'Events', 'Share'];
 /** Longest key accepted (core/src/props.rs MAX_KEY). */
@@ -118,12 +106,9 @@ function placeholder(text) {
   return h('tr', { class: 'placeholder' }, h('td', { colspan: COLUMNS.length, textContent: text }));
 }
 
-/** The /v0/query filters of the view, with the card's goal (if any). */
-function filtersOf({ filters, segment }, goal) {
-  const list = Object.entries(filters)
-    .filter(([k, v]) => QUERY_DIMS[k] && v)
-    .map(([k, v]) => ['is', QUERY_DIMS[k], [v]]);
-  if (segment) list.push(['is', 'segment', [Number(segment)]]);
+/** The /v0/query filters of the view, with the card's goal (if any) instead of the dashboard's. */
+function filtersOf(view, goal) {
+  const list = queryFilters(view, { goal: false });
   if (goal) list.push(['is', 'event:goal', [goal]]);
   return list;
 }

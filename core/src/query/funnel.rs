@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::api::{assemble_query, plan_query, ApiPlan, ApiRequest};
+use super::api::{assemble_query, plan_query_with_segments, ApiPlan, ApiRequest, Segments};
 use super::QueryError;
 use crate::funnels::{Funnel, Step};
 use crate::sql::Statement;
@@ -55,6 +55,16 @@ pub fn funnel_id(body: &Value) -> Result<i64, QueryError> {
 
 /// Plans a funnel query for `funnel` (the tenant's, read by the caller with the verified tenant).
 pub fn plan_funnel(req: &ApiRequest, funnel: &Funnel) -> Result<FunnelPlan, QueryError> {
+    plan_funnel_with_segments(req, funnel, &Segments::new())
+}
+
+/// [`plan_funnel`] with the saved segments its filters name ([`super::segment_ids`]), read by the
+/// caller for the verified tenant only, as for `POST /v0/query`.
+pub fn plan_funnel_with_segments(
+    req: &ApiRequest,
+    funnel: &Funnel,
+    segments: &Segments,
+) -> Result<FunnelPlan, QueryError> {
     let body = req
         .body
         .as_object()
@@ -88,10 +98,13 @@ pub fn plan_funnel(req: &ApiRequest, funnel: &Funnel) -> Result<FunnelPlan, Quer
         ]));
         b.insert("filters".into(), Value::Array(filters));
         let body = Value::Object(b);
-        let plan = plan_query(&ApiRequest {
-            body: &body,
-            ..*req
-        })?;
+        let plan = plan_query_with_segments(
+            &ApiRequest {
+                body: &body,
+                ..*req
+            },
+            segments,
+        )?;
         statements.extend(plan.statements.iter().cloned());
         steps.push(plan);
     }

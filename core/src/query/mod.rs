@@ -47,7 +47,7 @@ pub use api::{
     assemble_query, plan_query, plan_query_with_segments, segment_ids, timezone_of,
     validate_filters, ApiPlan, ApiRequest, Segments, MAX_SEGMENTS_PER_QUERY,
 };
-pub use funnel::{assemble_funnel, funnel_id, plan_funnel, FunnelPlan};
+pub use funnel::{assemble_funnel, funnel_id, plan_funnel, plan_funnel_with_segments, FunnelPlan};
 pub use hits::{Collector as HitsCollector, HitsScan};
 pub use params::{segment_param, timezone_param};
 pub use timezone::{FixedOffset, TimeZone};

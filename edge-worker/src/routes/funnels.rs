@@ -169,7 +169,10 @@ pub async fn post_funnel(
         .and_then(funnels::from_row)
         .map(|(f, _)| f)
         .ok_or_else(|| ApiError::NoSuch(format!("funnel {id}")))?;
-    let plan = query::plan_funnel(
+    // The saved segments the filters name, read for the verified tenant only.
+    let segments =
+        super::segments::resolve(env, caller.tenant.as_str(), &query::segment_ids(&body)).await?;
+    let plan = query::plan_funnel_with_segments(
         &query::ApiRequest {
             body: &body,
             tenant: &caller.tenant,
@@ -178,6 +181,7 @@ pub async fn post_funnel(
             tz: &tz,
         },
         &funnel,
+        &segments,
     )?;
     let cache = Cache::default();
     let cache_url = format!(
