@@ -3,11 +3,11 @@
 // dimension) with the dashboard's period, zone, site, filters and segment.
 //
 // Keys: when the key field is first used, the server is asked for the keys of the period
-// (`dimensions: ["event:props"]`); a server that cannot list them answers 400 (asked once per token) and
-// the viewer types a key instead (the field offers the keys typed before in this tab). Asked on use,
-// not on every load, so a dashboard nobody picks a property in sends no request that can fail. A goal adds `["is", "event:goal", [name]]`; a server that cannot
-// combine a goal with a property answers 400 and the card says so instead of failing. The values are
-// not row filters: the pipes behind the other panels take no property filter.
+// (`dimensions: ["event:props"]`, asked again for a new period once asked); if it refuses (400), the
+// viewer types a key (the field also offers the keys typed before in this tab). A goal adds
+// `["is", "event:goal", [name]]`: the values the goal's own events carried. A refused query shows the
+// server's reason in the card. The values are not row filters: the pipes behind the other panels take
+// no property filter.
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { state } from './state.js';
@@ -181,7 +181,7 @@ export function renderPropGoals(names) {
 
 function keysNote(keys) {
   if (keys === undefined) return '';
-  if (keys === null) return 'Type the key of a property your events carry (such as plan): this server cannot list the keys yet.';
+  if (keys === null) return 'Type the key of a property your events carry (such as plan): the keys could not be listed.';
   return keys.length ? '' : 'No events carried custom properties in this period.';
 }
 
@@ -221,12 +221,7 @@ export async function loadProps(view, token, signal, current) {
     if (e?.name === 'AbortError') throw e;
     current(() => {
       $('props-caption').textContent = `Values of the property ${key}`;
-      if (goal && e instanceof ApiError && e.status === 400) {
-        note(
-          `The values of ${key} for the goal ${goal} are not available on this server yet. Choose “All events” to see them for every event.`,
-        );
-        body.replaceChildren(placeholder(`Not available for a goal yet.`));
-      } else if (e instanceof ApiError && e.status === 400) {
+      if (e instanceof ApiError && e.status === 400) {
         note(`The server did not accept the property ${key}: ${e.message.replace(/^[^:]*: /, '')}`);
         body.replaceChildren(placeholder('No values to show.'));
       } else {
