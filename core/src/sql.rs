@@ -10,7 +10,7 @@ use serde_json::Value;
 
 mod tenant;
 
-pub use tenant::{unscoped_reads, Join, TenantSql, TENANT_TABLES};
+pub use tenant::{is_tenant_table, unscoped_reads, Join, TenantSql};
 
 /// A value bound to a `?` placeholder.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,48 +1,28 @@
 //! Statements over tenant tables, scoped to one verified tenant by construction.
 //!
 //! A [`TenantSql`] is made only from a [`TenantId`] (which only verified claims make). It reads a
-//! tenant table only through [`TenantSql::from`] or [`TenantSql::join`], which write the table's
-//! own `tenant_id = ?` predicate right after it and bind the tenant to it, so every tenant table of a
-//! statement (joins and subqueries included) carries its own predicate bound to that tenant, and the
-//! rest of the SQL cannot name one ([`TenantSql::push`] and [`TenantSql::bind`] refuse it in debug
-//! builds). [`unscoped_reads`] checks any [`Statement`] for the same property from its text and binds,
-//! for the tests.
+//! tenant table only through [`TenantSql::from`] or [`TenantSql::from_joined`], which write each
+//! table's own `tenant_id = ?` predicate right after it (a join's in its `ON`, the first table's as
+//! the `WHERE`) and bind the tenant to it as they go, so every tenant table of a statement, joins and
+//! subqueries included, carries its own predicate bound to that tenant, in the right position. The
+//! rest of the SQL cannot name one: [`TenantSql::push`] and [`TenantSql::bind`] refuse a tenant table
+//! after `FROM`/`JOIN` in debug builds (every test). [`unscoped_reads`] checks any [`Statement`] for
+//! the same property from its text and binds (`core/tests/tenant_scope.rs` runs it over the query
+//! path).
 
 use super::{SqlValue, Statement};
 use crate::claims::TenantId;
+use crate::lifecycle;
 
-/// Every table with a `tenant_id` column, as the migrations leave them (a test keeps this list equal
-/// to the migrated schema).
-pub const TENANT_TABLES: &[&str] = &[
-    "actions",
-    "active_minutes",
-    "audit_denials",
-    "bot_hits_daily",
-    "captures_daily",
-    "domains",
-    "funnels",
-    "goals",
-    "open_visits",
-    "page_visits",
-    "prop_keys",
-    "prop_values",
-    "quarantine_daily",
-    "segments",
-    "session_funnels",
-    "session_goal_props",
-    "session_goals",
-    "session_props",
-    "sessions",
-    "tenant_keys",
-    "tenant_settings",
-    "tenants",
-    "tokens",
-    "usage_daily",
-    "visit_daily",
-    "visit_hourly",
-    "visitor_days",
-    "web_vitals_daily",
-];
+/// Whether `name` is a table with a `tenant_id` column: one of [`lifecycle::TENANT_TABLES`] or
+/// [`lifecycle::EXEMPT_TABLES`] (the one list of them, which a test keeps equal to the migrated schema).
+pub fn is_tenant_table(name: &str) -> bool {
+    lifecycle::TENANT_TABLES
+        .iter()
+        .map(|t| t.name)
+        .chain(lifecycle::EXEMPT_TABLES)
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
 
 /// A join of [`TenantSql::from_joined`]: `kind` is `JOIN`, `LEFT JOIN` or `CROSS JOIN` (SQLite keeps
 /// the tables' order); `on` is the join condition after the tenant's (no `?`, no tenant table).
@@ -120,10 +100,7 @@ impl<'t> TenantSql<'t> {
     /// AND {on}`, then ` WHERE {alias}.tenant_id = ?`: every table with its own predicate, each bound to
     /// the tenant. Go on with ` AND …`.
     pub fn from_joined(&mut self, table: &str, alias: &str, joins: &[Join]) -> &mut Self {
-        debug_assert!(
-            TENANT_TABLES.contains(&table),
-            "not a tenant table: {table}"
-        );
+        debug_assert!(is_tenant_table(table), "not a tenant table: {table}");
         debug_assert!(!alias.is_empty());
         self.sql.push_str(&format!(" FROM {table} {alias}"));
         for j in joins {
@@ -145,10 +122,7 @@ impl<'t> TenantSql<'t> {
     }
 
     fn scoped(&mut self, keyword: &str, table: &str, alias: &str, clause: &str) -> &mut Self {
-        debug_assert!(
-            TENANT_TABLES.contains(&table),
-            "not a tenant table: {table}"
-        );
+        debug_assert!(is_tenant_table(table), "not a tenant table: {table}");
         self.sql.push_str(keyword);
         self.sql.push(' ');
         self.sql.push_str(table);
@@ -253,10 +227,6 @@ fn tokens(sql: &str) -> Vec<Token<'_>> {
         }
     }
     out
-}
-
-fn is_tenant_table(word: &str) -> bool {
-    TENANT_TABLES.iter().any(|t| t.eq_ignore_ascii_case(word))
 }
 
 fn is_keyword(word: &str, k: &str) -> bool {
