@@ -249,3 +249,16 @@ fn query_bodies_and_funnels_read_only_the_verified_tenant() {
         "{planned} statements checked, {refused} bodies refused"
     );
 }
+
+#[test]
+fn the_query_routes_reads_of_definitions_read_only_the_verified_tenant() {
+    // The saved segments a query names and the funnel a funnel query names.
+    let conn = common::migrated_db();
+    let tenant = TenantId::for_tests(TENANT).unwrap();
+    let statements = [
+        starling_core::segments::select(&tenant, &[1, 2]),
+        starling_core::segments::select(&tenant, &[]),
+        funnels::get(&tenant, 1),
+    ];
+    assert_eq!(check("definitions", &statements, &conn), 3);
+}
