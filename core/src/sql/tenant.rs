@@ -5,8 +5,8 @@
 //! table's own `tenant_id = ?` predicate right after it (a join's in its `ON`, the first table's as
 //! the `WHERE`) and bind the tenant to it as they go, so every tenant table of a statement, joins and
 //! subqueries included, carries its own predicate bound to that tenant, in the right position. The
-//! rest of the SQL cannot name one: [`TenantSql::push`] and [`TenantSql::bind`] refuse a tenant table
-//! after `FROM`/`JOIN` in debug builds (every test). [`unscoped_reads`] checks any [`Statement`] for
+//! rest of the SQL cannot name one: [`TenantSql::push`] and [`TenantSql::bind`] refuse a tenant
+//! table's name (comma joins included; `table.column` aside) in debug builds, so in every test. [`unscoped_reads`] checks any [`Statement`] for
 //! the same property from its text and binds (`core/tests/tenant_scope.rs` runs it over the query
 //! path).
 
@@ -54,11 +54,6 @@ impl<'t> TenantSql<'t> {
             sql: String::new(),
             binds: Vec::new(),
         }
-    }
-
-    /// The tenant every predicate binds.
-    pub fn tenant(&self) -> &'t TenantId {
-        self.tenant
     }
 
     /// Appends `sql`, which holds no `?` and reads no tenant table.
@@ -145,14 +140,6 @@ impl<'t> TenantSql<'t> {
         self
     }
 
-    /// Appends a part built for the same tenant (a subquery or a `UNION ALL` arm), binds included.
-    pub fn append(&mut self, part: TenantSql<'_>) -> &mut Self {
-        assert_eq!(part.tenant, self.tenant, "a part of another tenant");
-        self.sql.push_str(&part.sql);
-        self.binds.extend(part.binds);
-        self
-    }
-
     /// The SQL written so far (for tests and size decisions).
     pub fn sql(&self) -> &str {
         &self.sql
@@ -207,6 +194,20 @@ fn tokens(sql: &str) -> Vec<Token<'_>> {
             }
             i += 1;
             out.push(Token::Literal);
+        } else if let Some(close) = match c {
+            b'"' => Some(b'"'),
+            b'`' => Some(b'`'),
+            b'[' => Some(b']'),
+            _ => None,
+        } {
+            // A quoted identifier is a word.
+            let start = i + 1;
+            i = start;
+            while i < b.len() && b[i] != close {
+                i += 1;
+            }
+            out.push(Token::Word(&sql[start..i.min(b.len())]));
+            i += 1;
         } else if c == b'?' {
             let start = i + 1;
             i = start;
@@ -233,24 +234,23 @@ fn is_keyword(word: &str, k: &str) -> bool {
     word.eq_ignore_ascii_case(k)
 }
 
-/// The tenant tables `sql` names after `FROM` or `JOIN`.
+/// The tenant tables `sql` names (a name followed by `.` qualifies a column and is not counted).
 fn tenant_reads(sql: &str) -> Vec<String> {
     let t = tokens(sql);
-    t.windows(2)
-        .filter_map(|w| match (&w[0], &w[1]) {
-            (Token::Word(k), Token::Word(table))
-                if (is_keyword(k, "FROM") || is_keyword(k, "JOIN")) && is_tenant_table(table) =>
-            {
-                Some((*table).to_owned())
+    (0..t.len())
+        .filter_map(|i| match (&t[i], t.get(i + 1)) {
+            (Token::Word(w), next) if is_tenant_table(w) && next != Some(&Token::Other('.')) => {
+                Some((*w).to_owned())
             }
             _ => None,
         })
         .collect()
 }
 
-/// Where `stmt` reads a tenant table without its own predicate bound to `tenant`: each `FROM` or `JOIN`
-/// of a tenant table must be followed by `[alias] WHERE|ON [alias.]tenant_id = ?` (the form
-/// [`TenantSql`] writes), that placeholder bound to `tenant`. An empty list when every read is scoped.
+/// Where `stmt` reads a tenant table without its own predicate bound to `tenant`: a tenant table is
+/// named only right after `FROM` or `JOIN` (or to qualify a column, `table.column`), and each such read
+/// is followed by `[alias] WHERE|ON [alias.]tenant_id = ?` (the form [`TenantSql`] writes), that
+/// placeholder bound to `tenant`. An empty list when every read is scoped.
 /// Placeholders are numbered as SQLite does (`?` is one more than the largest so far, `?N` is N).
 pub fn unscoped_reads(stmt: &Statement, tenant: &TenantId) -> Vec<String> {
     let t = tokens(&stmt.sql);
@@ -271,6 +271,15 @@ pub fn unscoped_reads(stmt: &Statement, tenant: &TenantId) -> Vec<String> {
     let mut problems = Vec::new();
     for i in 0..t.len() {
         let Some(k) = word(i) else { continue };
+        if is_tenant_table(k) && t.get(i + 1) != Some(&Token::Other('.')) {
+            // A tenant table anywhere but right after FROM or JOIN (a comma join, a write).
+            if !(i > 0
+                && word(i - 1).is_some_and(|p| is_keyword(p, "FROM") || is_keyword(p, "JOIN")))
+            {
+                problems.push(format!("{k} (token {i}) outside FROM/JOIN"));
+            }
+            continue;
+        }
         if !(is_keyword(k, "FROM") || is_keyword(k, "JOIN")) {
             continue;
         }
@@ -377,63 +386,76 @@ mod tests {
     #[test]
     fn a_read_without_its_own_predicate_is_reported() {
         let t = acme();
-        let ok = |sql: &str, binds: Vec<SqlValue>| unscoped_reads(&Statement::new(sql, binds), &t);
-        assert!(ok(
-            "SELECT 1 FROM sessions WHERE tenant_id = ?",
-            vec!["acme".into()]
-        )
-        .is_empty());
-        assert!(ok(
-            "SELECT 1 FROM sessions AS s WHERE s.tenant_id = ?1 AND x = ?",
-            vec!["acme".into(), SqlValue::Int(1)]
-        )
-        .is_empty());
-        // Another tenant's bind, a bind in the wrong position, a correlated predicate, none at all.
-        assert_eq!(
-            ok(
+        let (acme, evil, one) = (
+            SqlValue::from("acme"),
+            SqlValue::from("evil"),
+            SqlValue::Int(1),
+        );
+        // (SQL, binds, tenant tables reported)
+        let cases: [(&str, Vec<SqlValue>, usize); 12] = [
+            (
                 "SELECT 1 FROM sessions WHERE tenant_id = ?",
-                vec!["evil".into()]
-            )
-            .len(),
-            1
-        );
-        assert_eq!(
-            ok(
+                vec![acme.clone()],
+                0,
+            ),
+            (
+                "SELECT 1 FROM sessions AS s WHERE s.tenant_id = ?1 AND x = ?",
+                vec![acme.clone(), one.clone()],
+                0,
+            ),
+            // Another tenant's bind.
+            ("SELECT 1 FROM sessions WHERE tenant_id = ?", vec![evil], 1),
+            // The predicate not first, so its bind could be anyone's.
+            (
                 "SELECT 1 FROM sessions s WHERE s.first_ts = ? AND s.tenant_id = ?",
-                vec![SqlValue::Int(1), "acme".into()]
-            )
-            .len(),
-            1
-        );
-        assert_eq!(ok("SELECT 1 FROM sessions s WHERE s.tenant_id = ? AND EXISTS (SELECT 1 FROM session_goals g WHERE g.tenant_id = s.tenant_id)", vec!["acme".into()]).len(), 1);
-        assert_eq!(ok("SELECT 1 FROM sessions s JOIN page_visits pv ON pv.session_key = s.session_key WHERE s.tenant_id = ?", vec!["acme".into()]).len(), 1);
-        assert_eq!(ok("SELECT 1 FROM sessions s JOIN page_visits pv ON pv.session_key = s.session_key WHERE s.first_ts = ?", vec!["acme".into()]).len(), 2);
-        assert_eq!(ok("SELECT 1 FROM sessions s JOIN (SELECT 1 FROM goals WHERE tenant_id = ?) WHERE s.tenant_id = ?", vec!["acme".into(), "acme".into()]).len(), 0);
-        assert_eq!(
-            ok(
+                vec![one.clone(), acme.clone()],
+                1,
+            ),
+            // A correlated predicate instead of a bound one.
+            (
+                "SELECT 1 FROM sessions s WHERE s.tenant_id = ? AND EXISTS \
+                 (SELECT 1 FROM session_goals g WHERE g.tenant_id = s.tenant_id)",
+                vec![acme.clone()],
+                1,
+            ),
+            // A join without its own predicate; then neither table has one.
+            (
+                "SELECT 1 FROM sessions s JOIN page_visits pv ON pv.session_key = s.session_key \
+                 WHERE s.tenant_id = ?",
+                vec![acme.clone()],
+                1,
+            ),
+            (
+                "SELECT 1 FROM sessions s JOIN page_visits pv ON pv.session_key = s.session_key \
+                 WHERE s.first_ts = ?",
+                vec![one],
+                2,
+            ),
+            // A joined subquery's WHERE is not the first table's.
+            (
+                "SELECT 1 FROM sessions s JOIN (SELECT 1 FROM goals WHERE tenant_id = ?) \
+                 WHERE s.tenant_id = ?",
+                vec![acme.clone(), acme.clone()],
+                0,
+            ),
+            // Text in a literal is no read; a subquery is not a tenant table.
+            (
                 "SELECT 1 FROM sessions s WHERE s.tenant_id = ? AND s.x = 'FROM sessions'",
-                vec!["acme".into()]
-            )
-            .len(),
-            0
-        );
-        // Not a tenant table.
-        assert!(ok("SELECT 1 FROM (SELECT 2) x", vec![]).is_empty());
-    }
-
-    #[test]
-    fn parts_of_one_tenant_append_with_their_binds() {
-        let t = acme();
-        let mut inner = TenantSql::new(&t);
-        inner
-            .push(" AND EXISTS (SELECT 1")
-            .from("session_goals", "g")
-            .bind(" AND g.goal = ?", "signup")
-            .push(")");
-        let mut q = TenantSql::new(&t);
-        q.push("SELECT 1").from("sessions", "s").append(inner);
-        let s = q.finish();
-        assert_eq!(s.binds, vec!["acme".into(), "acme".into(), "signup".into()]);
-        assert!(unscoped_reads(&s, &t).is_empty());
+                vec![acme.clone()],
+                0,
+            ),
+            ("SELECT 1 FROM (SELECT 2) x", vec![], 0),
+            // A comma join (neither table has its predicate next to it), a quoted name.
+            (
+                "SELECT 1 FROM sessions s, page_visits pv WHERE s.tenant_id = ?",
+                vec![acme],
+                2,
+            ),
+            ("SELECT 1 FROM \"sessions\" WHERE first_ts = 1", vec![], 1),
+        ];
+        for (sql, binds, reported) in cases {
+            let problems = unscoped_reads(&Statement::new(sql, binds), &t);
+            assert_eq!(problems.len(), reported, "{sql}: {problems:?}");
+        }
     }
 }
