@@ -262,3 +262,43 @@ fn the_query_routes_reads_of_definitions_read_only_the_verified_tenant() {
     ];
     assert_eq!(check("definitions", &statements, &conn), 3);
 }
+
+#[test]
+fn hand_written_per_tenant_reads_outside_the_query_path_are_scoped_too() {
+    // Not built with `TenantSql` yet (their tenant is a string: a queue batch's, an admin path's), but
+    // held to the same check: the consumer's reads of prior state and the settings and key reads.
+    use starling_core::event::EnrichedEvent;
+    use starling_core::{caps, goals, keys, mint, props, rollup, segments, settings, usage};
+    let conn = common::migrated_db();
+    let events: Vec<EnrichedEvent> = (0..6)
+        .map(|i| EnrichedEvent {
+            ts: (NOW + i) * 1000,
+            tenant_id: TENANT.into(),
+            action: if i == 5 { "signup" } else { "page_hit" }.into(),
+            payload: r#"{"plan":"pro"}"#.into(),
+            domain: "acme.example".into(),
+            session_id: (i % 2 == 0).then(|| format!("s{i}")),
+            visitor_id: format!("v{}", i % 3),
+            pathname: "/".into(),
+            ..Default::default()
+        })
+        .collect();
+    let pairs = [("plan".to_owned(), "pro".to_owned())].into();
+    let mut statements = rollup::prior_lookup(TENANT, &events);
+    statements.extend(props::lookups(TENANT, &pairs));
+    statements.extend(caps::lookups(TENANT, 10));
+    statements.extend([
+        settings::select(TENANT),
+        goals::list(TENANT),
+        funnels::list(TENANT),
+        segments::list(TENANT),
+        usage::select(TENANT, "2025-08-01", "2025-08-13"),
+        keys::list(TENANT),
+        keys::select(TENANT, "k1"),
+        mint::list(TENANT),
+        mint::select(TENANT, "t1"),
+        mint::revoked_ids(TENANT, NOW),
+    ]);
+    assert!(statements.len() >= 16, "{}", statements.len());
+    check("hand-written reads", &statements, &conn);
+}
