@@ -18,10 +18,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::claims::TenantId;
 use crate::event::EnrichedEvent;
 use crate::field_error::FieldError;
 use crate::goals::{path_matches, Goal};
-use crate::sql::Statement;
+use crate::sql::{Statement, TenantSql};
 
 /// Fewest steps of a funnel.
 pub const MIN_STEPS: usize = 2;
@@ -201,11 +202,13 @@ pub fn list(tenant: &str) -> Statement {
 }
 
 /// One of the tenant's funnels (no row when it does not exist or was deleted).
-pub fn get(tenant: &str, id: i64) -> Statement {
-    Statement::new(
-        "SELECT id, name, steps, created FROM funnels WHERE tenant_id = ? AND id = ? AND deleted = 0",
-        vec![tenant.into(), id.into()],
-    )
+pub fn get(tenant: &TenantId, id: i64) -> Statement {
+    let mut q = TenantSql::new(tenant);
+    q.push("SELECT id, name, steps, created")
+        .from("funnels", "")
+        .bind(" AND id = ?", id)
+        .push(" AND deleted = 0");
+    q.finish()
 }
 
 /// Inserts a funnel unless the tenant has `max` funnels already or one of the same name: returns the

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::claims::TenantId;
 use crate::query::{validate_filters, QueryError, Segments};
-use crate::sql::Statement;
+use crate::sql::{SqlValue, Statement, TenantSql};
 
 /// Most live segments per tenant.
 pub const MAX_SEGMENTS: i64 = 100;
@@ -114,21 +115,19 @@ pub fn list(tenant: &str) -> Statement {
 }
 
 /// The tenant's live segments among `ids` (at most [`crate::query::MAX_SEGMENTS_PER_QUERY`] are read).
-pub fn select(tenant: &str, ids: &[i64]) -> Statement {
+pub fn select(tenant: &TenantId, ids: &[i64]) -> Statement {
     let ids = &ids[..ids.len().min(crate::query::MAX_SEGMENTS_PER_QUERY)];
     let marks = vec!["?"; ids.len().max(1)].join(", ");
-    let mut binds = vec![tenant.into()];
+    let mut binds: Vec<SqlValue> = ids.iter().map(|i| (*i).into()).collect();
     if ids.is_empty() {
         binds.push(0i64.into());
     }
-    binds.extend(ids.iter().map(|i| (*i).into()));
-    Statement::new(
-        format!(
-            "SELECT id, name, filters, created FROM segments WHERE tenant_id = ? AND deleted IS NULL \
-             AND id IN ({marks})"
-        ),
-        binds,
-    )
+    let mut q = TenantSql::new(tenant);
+    q.push("SELECT id, name, filters, created")
+        .from("segments", "")
+        .push(" AND deleted IS NULL")
+        .bind_all(&format!(" AND id IN ({marks})"), binds);
+    q.finish()
 }
 
 /// Deletes a live segment (keeps the id as a tombstone); the change count is 0 when there is none.
@@ -240,8 +239,8 @@ mod tests {
         for st in [
             insert("t1", &s, 5),
             list("t1"),
-            select("t1", &[1, 2]),
-            select("t1", &[]),
+            select(&TenantId::for_tests("t1").unwrap(), &[1, 2]),
+            select(&TenantId::for_tests("t1").unwrap(), &[]),
         ] {
             assert!(st.binds.contains(&"t1".into()), "{}", st.sql);
             assert_eq!(st.sql.matches('?').count(), st.binds.len(), "{}", st.sql);

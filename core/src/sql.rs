@@ -2,9 +2,15 @@
 //!
 //! Keeping SQL in the core means the same statements run natively against SQLite in `cargo test`,
 //! against the same migrations D1 applies. Every statement binds its values; none interpolates input.
+//! Statements over tenant tables are built with [`TenantSql`], which scopes every table it reads to
+//! one verified tenant.
 
 use serde::Serialize;
 use serde_json::Value;
+
+mod tenant;
+
+pub use tenant::{is_tenant_table, unscoped_reads, Join, TenantSql};
 
 /// A value bound to a `?` placeholder.
 #[derive(Debug, Clone, PartialEq, Serialize)]

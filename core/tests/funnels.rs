@@ -315,7 +315,13 @@ fn oracle(events: &[EnrichedEvent], order: &[usize], late_after: usize) -> BTree
 }
 
 fn stored_funnel(conn: &Connection, tenant: &str, id: i64) -> Funnel {
-    let rows = common::rows(conn, &funnels::get(tenant, id));
+    let rows = common::rows(
+        conn,
+        &funnels::get(
+            &starling_core::claims::TenantId::for_tests(tenant).unwrap(),
+            id,
+        ),
+    );
     funnels::from_row(&rows[0]).unwrap().0
 }
 
@@ -536,7 +542,14 @@ fn the_other_tenant_does_not_count_and_a_deleted_id_is_not_reused() {
     );
     let del = common::rows(&conn, &funnels::delete("f1", 3));
     assert_eq!(del.len(), 1);
-    assert!(common::rows(&conn, &funnels::get("f1", 3)).is_empty());
+    assert!(common::rows(
+        &conn,
+        &funnels::get(
+            &starling_core::claims::TenantId::for_tests("f1").unwrap(),
+            3
+        )
+    )
+    .is_empty());
     let r = common::rows(
         &conn,
         &funnels::insert("f1", "Again", &[page("/"), page("/pricing")], 20, 0),

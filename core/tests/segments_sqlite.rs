@@ -59,13 +59,16 @@ fn ids_count_per_tenant_are_never_reused_and_the_cap_holds() {
     assert_eq!(raw, (String::new(), "[]".into()));
 
     // Another tenant's id reads and deletes nothing.
-    assert!(common::rows(&conn, &segments::select("t2", &[3])).is_empty());
+    assert!(common::rows(&conn, &segments::select(&tid("t2"), &[3])).is_empty());
     assert_eq!(common::exec(&conn, &segments::delete("t2", 3, NOW)), 0);
     assert_eq!(
-        common::rows(&conn, &segments::select("t1", &[1, 3, 2])).len(),
+        common::rows(&conn, &segments::select(&tid("t1"), &[1, 3, 2])).len(),
         2
     );
-    assert_eq!(common::rows(&conn, &segments::select("t1", &[])).len(), 0);
+    assert_eq!(
+        common::rows(&conn, &segments::select(&tid("t1"), &[])).len(),
+        0
+    );
 
     // The cap counts live segments only.
     for i in 0..(segments::MAX_SEGMENTS - 2) {
@@ -118,6 +121,10 @@ fn fixture() -> Vec<EnrichedEvent> {
     }
     out.sort_by_key(|e| e.ts);
     out
+}
+
+fn tid(tenant: &str) -> TenantId {
+    TenantId::for_tests(tenant).unwrap()
 }
 
 fn fixed(tenant: &str) -> BTreeMap<String, String> {
@@ -210,7 +217,7 @@ fn a_segment_answers_what_its_filters_answer_inline() {
     let segs = segments::resolved(&common::rows(
         &conn,
         &segments::select(
-            "t1",
+            &tid("t1"),
             &query::segment_ids(&json!({"filters": [["is", "segment", [id]]]})),
         ),
     ));
@@ -333,7 +340,7 @@ fn a_segment_answers_what_its_filters_answer_inline() {
     );
 
     // Another tenant's id resolves to nothing, and the planner answers as for a missing id.
-    let theirs = segments::resolved(&common::rows(&conn, &segments::select("t2", &[id])));
+    let theirs = segments::resolved(&common::rows(&conn, &segments::select(&tid("t2"), &[id])));
     assert!(theirs.is_empty());
     let body =
         json!({"metrics": ["visits"], "date_range": "7d", "filters": [["is", "segment", [id]]]});

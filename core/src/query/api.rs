@@ -51,7 +51,7 @@ mod compare;
 mod segment;
 
 use crate::rollup::visits::dim;
-use crate::sql::{SqlValue, Statement};
+use crate::sql::{Join, SqlValue, Statement, TenantSql};
 use segment::segment_filter;
 pub(crate) use segment::SegmentFilter;
 pub use segment::{segment_ids, validate_filters, Segments, MAX_SEGMENTS_PER_QUERY};
@@ -631,7 +631,7 @@ pub fn plan_query_with_segments(
     if let Some(k) = body.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(bad(&clip(k), "is not a query field"));
     }
-    let tenant = req.tenant.as_str();
+    let tenant = req.tenant;
 
     // metrics
     let list = body
@@ -1137,7 +1137,7 @@ pub fn plan_query_with_segments(
         .filter_map(|id| segments.get_key_value(id))
         .collect();
     let key = serde_json::to_string(
-        &json!({ "tenant": tenant, "query": query, "fixed": req.fixed, "segments": used }),
+        &json!({ "tenant": tenant.as_str(), "query": query, "fixed": req.fixed, "segments": used }),
     )
     .unwrap_or_default();
     Ok(ApiPlan {
@@ -1170,7 +1170,7 @@ pub fn plan_query_with_segments(
 /// value, at most one besides `event:hostname` (at most one of those), on the grouped dimension unless
 /// grouping by time, by domain or not at all.
 fn fast_slice<'a>(
-    tenant: &'a str,
+    tenant: &'a TenantId,
     now: i64,
     filters: &'a [Filter],
     group: Option<Dimension>,
@@ -1241,7 +1241,7 @@ fn fast_slice<'a>(
 
 /// The exact visit-level statement for any filters: groups of `k` with the five measures.
 fn visit_statement(
-    tenant: &str,
+    tenant: &TenantId,
     tz: &dyn TimeZone,
     from: Days,
     to: Days,
@@ -1275,7 +1275,7 @@ enum EventTable {
 /// the goals' events and revenue besides the five measures. A visit without page hits has no
 /// `sessions` row and matches no visit-attribute filter, as in the rollups.
 fn grouped_statement(
-    tenant: &str,
+    tenant: &TenantId,
     tz: &dyn TimeZone,
     (from, to): (Days, Days),
     grain: Option<Grain>,
@@ -1302,7 +1302,8 @@ fn grouped_statement(
         Some(Filter::Leaf { values, .. }) if events.is_none() => Some(values[0].as_str()),
         _ => None,
     };
-    let mut sql = if let Some(table) = events {
+    let mut q = TenantSql::new(tenant);
+    if let Some(table) = events {
         let (from_table, money) = match table {
             EventTable::Goals => (
                 "session_goals",
@@ -1317,43 +1318,62 @@ fn grouped_statement(
                 "0 AS rev, 0 AS paid, '' AS cur, '' AS cur2",
             ),
         };
-        format!(
+        q.push(&format!(
             "WITH g AS (SELECT {column} AS c, sg.first_ts AS t, MIN(sg.visitor_id) AS v, MAX(sg.pageviews) AS pv, \
-             MAX(sg.duration) AS d, SUM(sg.events) AS ev, {money} FROM {from_table} sg LEFT JOIN sessions s \
-             ON s.tenant_id = sg.tenant_id AND s.first_ts = sg.first_ts AND s.session_key = sg.session_key \
-             WHERE sg.tenant_id = ? AND sg.first_ts >= ? AND sg.first_ts < ?"
+             MAX(sg.duration) AS d, SUM(sg.events) AS ev, {money}"
+        ))
+        .from_joined(
+            from_table,
+            "sg",
+            &[Join {
+                kind: "LEFT JOIN",
+                table: "sessions",
+                alias: "s",
+                on: "s.first_ts = sg.first_ts AND s.session_key = sg.session_key",
+            }],
         )
-    } else if funnel_step.is_some() {
+        .bind(" AND sg.first_ts >= ?", start)
+        .bind(" AND sg.first_ts < ?", end);
+    } else if let Some(step) = funnel_step {
         // One funnel step among the filters: the visits that reached it, read from `session_funnels`
         // (far fewer rows than the window's visits past step 1), each joined to its `sessions` row by
         // its primary key (CROSS JOIN keeps that order).
-        format!(
+        q.push(&format!(
             "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
-             s.last_ts - s.first_ts AS d FROM session_funnels sf CROSS JOIN sessions s \
-             ON s.tenant_id = sf.tenant_id AND s.first_ts = sf.first_ts AND s.session_key = sf.session_key \
-             WHERE sf.tenant_id = ? AND sf.first_ts >= ? AND sf.first_ts < ? AND sf.step = ?"
+             s.last_ts - s.first_ts AS d"
+        ))
+        .from_joined(
+            "session_funnels",
+            "sf",
+            &[Join {
+                kind: "CROSS JOIN",
+                table: "sessions",
+                alias: "s",
+                on: "s.first_ts = sf.first_ts AND s.session_key = sf.session_key",
+            }],
         )
+        .bind(" AND sf.first_ts >= ?", start)
+        .bind(" AND sf.first_ts < ?", end)
+        .bind(" AND sf.step = ?", step);
     } else {
-        format!(
+        q.push(&format!(
             "WITH g AS (SELECT {column} AS c, s.first_ts AS t, s.visitor_id AS v, s.pageviews AS pv, \
-             s.last_ts - s.first_ts AS d FROM sessions s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?"
-        )
-    };
-    let mut binds: Vec<SqlValue> = vec![tenant.into(), start.into(), end.into()];
-    if let (Some(step), None) = (funnel_step, events) {
-        binds.push(step.into());
+             s.last_ts - s.first_ts AS d"
+        ))
+        .from("sessions", "s")
+        .bind(" AND s.first_ts >= ?", start)
+        .bind(" AND s.first_ts < ?", end);
     }
     if let (Some(p), Some(Dimension::Prop)) = (prefix, group) {
         let upper = format!("{} ", p.trim_end_matches(crate::rollup::visits::SEP));
-        sql.push_str(" AND sg.prop >= ? AND sg.prop < ?");
-        binds.push(p.into());
-        binds.push(upper.into());
+        q.bind(" AND sg.prop >= ?", p)
+            .bind(" AND sg.prop < ?", upper);
     }
     for (i, f) in filters.iter().enumerate() {
         if funnel_step.is_some() && funnel_leaf == Some(i) {
             continue;
         }
-        sql.push_str(" AND ");
+        q.push(" AND ");
         let f = match f {
             Filter::Leaf {
                 op,
@@ -1368,16 +1388,16 @@ fn grouped_statement(
             },
             f => f,
         };
-        filter_sql(f, (tenant, start, end), &mut sql, &mut binds);
+        filter_sql(f, (start, end), &mut q);
     }
     if goals {
         if matches!(group, Some(Dimension::Visit(..))) {
             // A visit without page hits has no visit attributes: it is in no group of them.
-            sql.push_str(" AND s.session_key IS NOT NULL");
+            q.push(" AND s.session_key IS NOT NULL");
         }
-        sql.push_str(" GROUP BY sg.first_ts, sg.session_key, c");
+        q.push(" GROUP BY sg.first_ts, sg.session_key, c");
     }
-    sql.push_str(") SELECT ");
+    q.push(") SELECT ");
     match grain {
         Some(g) => {
             // The local hour of a visit: its UTC hour's start in local time, rounded up.
@@ -1385,44 +1405,48 @@ fn grouped_statement(
             samples.push(end);
             let segments = offset_segments(tz, &samples);
             let mut off = String::from(if segments.len() > 1 { "CASE" } else { "" });
+            let mut off_binds: Vec<SqlValue> = Vec::new();
             for (until, o) in &segments[..segments.len() - 1] {
                 off.push_str(" WHEN t < ? THEN ?");
-                binds.push((*until).into());
-                binds.push(i64::from(*o).into());
+                off_binds.push((*until).into());
+                off_binds.push(i64::from(*o).into());
             }
             off.push_str(if segments.len() > 1 {
                 " ELSE ? END"
             } else {
                 "?"
             });
-            binds.push(i64::from(segments[segments.len() - 1].1).into());
+            off_binds.push(i64::from(segments[segments.len() - 1].1).into());
             let local =
                 format!("((CAST(t AS INTEGER) / 3600 * 3600 + CAST({off} AS INTEGER) + 3599) / 3600 * 3600)");
-            sql.push_str(&match g {
+            let k = match g {
                 Grain::Hour => format!("strftime('%Y-%m-%d %H:00:00', {local}, 'unixepoch')"),
                 Grain::Day => format!("date({local}, 'unixepoch')"),
                 Grain::Week => format!("date({local}, 'unixepoch', '-6 days', 'weekday 1')"),
                 Grain::Month => format!("strftime('%Y-%m-01', {local}, 'unixepoch')"),
-            });
+            };
+            q.bind_all(&k, off_binds);
         }
-        None => sql.push('c'),
+        None => {
+            q.push("c");
+        }
     }
-    sql.push_str(
+    q.push(
         " AS k, COUNT(*) AS visits, SUM(pv) AS pageviews, SUM(pv = 1) AS bounces, SUM(d) AS duration, \
          COUNT(DISTINCT v || '|' || (CAST(t AS INTEGER) / 86400)) AS visitors",
     );
     if goals {
-        sql.push_str(
+        q.push(
             ", SUM(ev) AS events, SUM(rev) AS revenue, SUM(paid) AS paid, MIN(cur) AS currency, \
              MAX(cur2) AS currency_max",
         );
     }
-    sql.push_str(" FROM g GROUP BY k");
-    Statement::new(sql, binds)
+    q.push(" FROM g GROUP BY k");
+    q.finish()
 }
 
-/// A filter on the sessions `s` of `window` (tenant, start, end).
-fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mut Vec<SqlValue>) {
+/// A filter on the sessions `s` of `window` (start, end).
+fn filter_sql(f: &Filter, window: (i64, i64), q: &mut TenantSql) {
     match f {
         Filter::And(list) | Filter::Or(list) => {
             let joiner = if matches!(f, Filter::And(_)) {
@@ -1430,18 +1454,18 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
             } else {
                 " OR "
             };
-            sql.push('(');
+            q.push("(");
             for (i, x) in list.iter().enumerate() {
                 if i > 0 {
-                    sql.push_str(joiner);
+                    q.push(joiner);
                 }
-                filter_sql(x, window, sql, binds);
+                filter_sql(x, window, q);
             }
-            sql.push(')');
+            q.push(")");
         }
         Filter::Not(inner) => {
-            sql.push_str("NOT ");
-            filter_sql(inner, window, sql, binds);
+            q.push("NOT ");
+            filter_sql(inner, window, q);
         }
         Filter::Leaf {
             op,
@@ -1477,25 +1501,20 @@ fn filter_sql(f: &Filter, window: (&str, i64, i64), sql: &mut String, binds: &mu
                 .collect::<Vec<_>>()
                 .join(" OR ");
             if negate {
-                sql.push_str("NOT ");
+                q.push("NOT ");
             }
             if *dim == Dimension::Page {
-                let (tenant, start, end) = window;
-                let (pages, window_binds) =
-                    super::pipes::pages_of_sessions(tenant, start, end, &any);
-                sql.push_str(&pages);
-                binds.extend(window_binds);
+                let (start, end) = window;
+                super::pipes::pages_of_sessions(q, start, end, &any, value_binds);
             } else if *dim == Dimension::Funnel {
                 // The visit's funnel steps, by the visit's primary key.
-                sql.push_str(&format!(
-                    "EXISTS (SELECT 1 FROM session_funnels sf WHERE sf.tenant_id = ? \
-                     AND sf.first_ts = s.first_ts AND sf.session_key = s.session_key AND ({any}))"
-                ));
-                binds.push(window.0.into());
+                q.push("EXISTS (SELECT 1")
+                    .from("session_funnels", "sf")
+                    .push(" AND sf.first_ts = s.first_ts AND sf.session_key = s.session_key")
+                    .bind_all(&format!(" AND ({any}))"), value_binds);
             } else {
-                sql.push_str(&format!("({any})"));
+                q.bind_all(&format!("({any})"), value_binds);
             }
-            binds.extend(value_binds);
         }
     }
 }

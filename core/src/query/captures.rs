@@ -10,7 +10,8 @@ use super::params::Params;
 use super::timezone::{Days, DAY};
 use super::{Column, QueryError, Request};
 use crate::captures::CAPTURES;
-use crate::sql::{SqlValue, Statement};
+use crate::claims::TenantId;
+use crate::sql::{Statement, TenantSql};
 
 type Row = Map<String, Value>;
 
@@ -24,7 +25,7 @@ pub(crate) struct Shape {
 pub(crate) fn plan(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Option<Result<(Vec<Statement>, Shape), QueryError>> {
     let (_, kind, _, _, column) = CAPTURES.iter().find(|c| c.3 == req.pipe)?;
@@ -35,23 +36,20 @@ pub(crate) fn plan(
         for (k, v) in [("from", from), ("to", to), ("skip", skip), ("limit", limit)] {
             key.insert(k.into(), v.to_string());
         }
-        let mut sql = String::from(
-            "SELECT target, SUM(n) AS n FROM captures_daily WHERE tenant_id = ? AND kind = ? AND day >= ? AND day <= ?",
-        );
-        let mut binds: Vec<SqlValue> = vec![
-            tenant.into(),
-            (*kind).into(),
-            SqlValue::Int(from * DAY),
-            SqlValue::Int(to * DAY),
-        ];
+        let mut q = TenantSql::new(tenant);
+        q.push("SELECT target, SUM(n) AS n")
+            .from("captures_daily", "")
+            .bind(" AND kind = ?", *kind)
+            .bind(" AND day >= ?", from * DAY)
+            .bind(" AND day <= ?", to * DAY);
         if let Some(d) = p.text(&["domain"])? {
             key.insert("domain".into(), d.to_owned());
-            sql.push_str(" AND domain = ?");
-            binds.push(d.into());
+            q.bind(" AND domain = ?", d);
         }
-        sql.push_str(" GROUP BY target ORDER BY n DESC, target LIMIT ? OFFSET ?");
-        binds.extend([SqlValue::Int(limit), SqlValue::Int(skip)]);
-        Ok((vec![Statement::new(sql, binds)], Shape { column }))
+        q.push(" GROUP BY target ORDER BY n DESC, target")
+            .bind(" LIMIT ?", limit)
+            .bind(" OFFSET ?", skip);
+        Ok((vec![q.finish()], Shape { column }))
     })();
     Some(planned)
 }

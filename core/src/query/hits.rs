@@ -62,7 +62,7 @@ pub struct HitsScan {
 pub(crate) fn plan(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &crate::claims::TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
     let today = local_day(req.tz, req.now_secs);
@@ -120,7 +120,7 @@ pub(crate) fn plan(
         (req.now_secs - req.now_secs.rem_euclid(60)).to_string(),
     );
     let scan = HitsScan {
-        tenant: tenant.to_owned(),
+        tenant: tenant.as_str().to_owned(),
         start: day_start(req.tz, from),
         end: day_start(req.tz, to + 1),
         domain,

@@ -20,12 +20,14 @@ use serde_json::{Map, Value};
 
 use super::params::Params;
 use super::pipes::{
-    filters, kpi_slice, sessions_from, window, Planned, Shape, Sql, MAX_OFFSET_SEGMENTS,
+    filters, kpi_slice, sessions_from, window, Planned, Shape, MAX_OFFSET_SEGMENTS,
 };
 use super::rollups;
 use super::timezone::{offset_segments, DAY};
 use super::{Column, QueryError, Request};
+use crate::claims::TenantId;
 use crate::rollup::visits;
+use crate::sql::TenantSql;
 
 type Row = Map<String, Value>;
 
@@ -41,7 +43,7 @@ pub(crate) struct HourShape {
 pub(crate) fn plan(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
     let w = window(req, p, key)?;
@@ -65,18 +67,17 @@ pub(crate) fn plan(
     let slice = kpi_slice(tenant, req.now_secs, &f)
         .filter(|s| s.dim == visits::dim::ALL || w.start >= s.hourly_from - DAY);
     let rollups = slice.is_some();
-    let mut q = Sql::new("WITH w AS (SELECT ");
+    let mut q = TenantSql::new(tenant);
+    q.push("WITH w AS (SELECT ");
     match slice {
         Some(s) => {
-            let (cells, binds) = rollups::hourly_cells(&s, (w.start, w.end));
             q.push("hour AS t, visits AS n, pageviews AS pv FROM (");
-            q.push(&cells);
-            q.binds.extend(binds);
+            rollups::hourly_cells(&s, (w.start, w.end), &mut q);
             q.push(")");
         }
         None => {
             q.push("s.first_ts AS t, 1 AS n, s.pageviews AS pv");
-            sessions_from(&mut q, tenant, w.start, w.end, &f);
+            sessions_from(&mut q, w.start, w.end, &f);
         }
     }
     // D1 binds numbers as REAL: cast before dividing. The local hour of a UTC hour is the local time
@@ -84,11 +85,11 @@ pub(crate) fn plan(
     q.push(") SELECT (CAST(t AS INTEGER) / 3600 * 3600 + CAST(");
     local_offset(&mut q, &segments);
     q.push(" AS INTEGER) + 3599) / 3600 % 24 AS hour, SUM(n) AS visits, SUM(pv) AS pageviews FROM w GROUP BY 1");
-    Ok((vec![q.done()], Shape::Hours(HourShape { rollups })))
+    Ok((vec![q.finish()], Shape::Hours(HourShape { rollups })))
 }
 
 /// The UTC offset in force at `t`: one bound value, or a `CASE` over the window's segments.
-fn local_offset(q: &mut Sql, segments: &[(i64, i32)]) {
+fn local_offset(q: &mut TenantSql, segments: &[(i64, i32)]) {
     match segments {
         [] => {
             q.push("0");

@@ -8,6 +8,9 @@
 //! Invariants:
 //! - The tenant comes only from the token's `fixed_params.tenant_id`; every statement binds it as its
 //!   first filter (and as its first bound value). Fixed parameters win over request parameters.
+//! - Every statement is built with [`crate::sql::TenantSql`] from the verified [`TenantId`]: each
+//!   tenant table it reads, joins and subqueries included, carries its own `tenant_id = ?` bound to
+//!   that tenant (checked over every pipe and a spread of query bodies by `core/tests/tenant_scope.rs`).
 //! - Values are always bound (`?`), never interpolated; `skip`/`limit` are bound integers.
 //! - Bots are never in the rollup tables (the ingest path counts them in `bot_hits_daily` only), so no
 //!   query excludes them.
@@ -50,6 +53,7 @@ pub use api::{
 pub use funnel::{assemble_funnel, funnel_id, plan_funnel, plan_funnel_with_segments, FunnelPlan};
 pub use hits::{Collector as HitsCollector, HitsScan};
 pub use params::{segment_param, timezone_param};
+pub use pipes::PIPES;
 pub use timezone::{FixedOffset, TimeZone};
 
 /// One analytics request, as the worker sees it after verifying the token.

@@ -69,10 +69,8 @@ impl<'a> Params<'a> {
     }
 
     /// The tenant, from the verified token only (never a parameter, not even a fixed one).
-    pub(crate) fn tenant(&self) -> Result<&'a str, QueryError> {
-        self.tenant
-            .map(TenantId::as_str)
-            .ok_or(QueryError::MissingTenant)
+    pub(crate) fn tenant(&self) -> Result<&'a TenantId, QueryError> {
+        self.tenant.ok_or(QueryError::MissingTenant)
     }
 
     /// The value in force for `name`: the fixed one, else the request's.
@@ -354,7 +352,7 @@ mod tests {
         ]);
         let acme = TenantId::for_tests("acme").unwrap();
         let p = Params::new(&q, &f).for_tenant(&acme);
-        assert_eq!(p.tenant().unwrap(), "acme");
+        assert_eq!(p.tenant().unwrap().as_str(), "acme");
         assert_eq!(p.get("domain"), Some("acme.com"));
         assert_eq!(
             p.get("Domain"),

@@ -1,5 +1,6 @@
 //! One SQL plan per endpoint. All SQL text is static apart from the choice of clauses; every value is
-//! bound, and the tenant is always the first bound value.
+//! bound, and the tenant is always the first bound value: statements are [`TenantSql`]s, whose
+//! `from`/`from_joined` write and bind each tenant table's predicate.
 
 use std::collections::BTreeMap;
 
@@ -13,11 +14,12 @@ use super::timezone::{
     Days, DAY,
 };
 use super::{Plan, QueryError, Request};
+use crate::claims::TenantId;
 use crate::rollup::visits::dim;
-use crate::sql::{SqlValue, Statement};
+use crate::sql::{SqlValue, Statement, TenantSql};
 
-/// Every endpoint name, for error messages.
-pub(crate) const PIPES: &[&str] = &[
+/// Every pipe name [`plan`](super::plan) answers (and the list its 404 names).
+pub const PIPES: &[&str] = &[
     "kpis",
     "kpis_summary",
     "trend",
@@ -99,39 +101,6 @@ pub(crate) struct TopShape {
     pub(crate) packed: bool,
 }
 
-/// A statement under construction.
-pub(super) struct Sql {
-    sql: String,
-    pub(super) binds: Vec<SqlValue>,
-}
-
-impl Sql {
-    pub(super) fn new(sql: &str) -> Self {
-        Self {
-            sql: sql.to_owned(),
-            binds: Vec::new(),
-        }
-    }
-
-    pub(super) fn push(&mut self, sql: &str) -> &mut Self {
-        self.sql.push_str(sql);
-        self
-    }
-
-    /// Appends `sql` (holding exactly one `?`) and binds `value` to it.
-    pub(super) fn bind(&mut self, sql: &str, value: impl Into<SqlValue>) -> &mut Self {
-        debug_assert_eq!(sql.matches('?').count(), 1);
-        self.sql.push_str(sql);
-        self.binds.push(value.into());
-        self
-    }
-
-    pub(super) fn done(self) -> Statement {
-        debug_assert_eq!(self.sql.matches('?').count(), self.binds.len());
-        Statement::new(self.sql, self.binds)
-    }
-}
-
 /// The UTC window `[start, end)` of local dates `from..=to`, and of the period before it.
 pub(super) struct Window {
     from: Days,
@@ -206,7 +175,7 @@ pub(crate) fn plan_segmented(
         timezone: &'a str,
     }
     let key = serde_json::to_string(&Key {
-        tenant,
+        tenant: tenant.as_str(),
         pipe: req.pipe,
         params: &key,
         timezone: tz_name.as_deref().unwrap_or("UTC"),
@@ -235,7 +204,7 @@ fn domain_filter(
 fn current_visitors(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
     let domain = domain_filter(p, key)?;
@@ -247,20 +216,20 @@ fn current_visitors(
     );
     // Open visits hold every visit with a hit in the last hours (and a backend's goal events, which
     // have no page hit: `n`, the visit's pageviews, is 0).
-    let mut q = Sql::new("SELECT COUNT(*) AS visits FROM open_visits WHERE tenant_id = ?");
-    q.binds.push(tenant.into());
+    let mut q = TenantSql::new(tenant);
+    q.push("SELECT COUNT(*) AS visits").from("open_visits", "");
     q.bind(" AND last_ts >= ?", since);
     q.push(" AND json_extract(state, '$.n') > 0");
     if let Some(d) = domain {
         q.bind(" AND domain = ?", d);
     }
-    Ok((vec![q.done()], Shape::CurrentVisitors))
+    Ok((vec![q.finish()], Shape::CurrentVisitors))
 }
 
 fn trend(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
     let domain = domain_filter(p, key)?;
@@ -273,15 +242,16 @@ fn trend(
             (m, format_datetime(to_local(req.tz, m)))
         })
         .collect();
-    let mut q = Sql::new("SELECT minute, COUNT(DISTINCT session_key) AS visits FROM active_minutes WHERE tenant_id = ?");
-    q.binds.push(tenant.into());
+    let mut q = TenantSql::new(tenant);
+    q.push("SELECT minute, COUNT(DISTINCT session_key) AS visits")
+        .from("active_minutes", "");
     q.bind(" AND minute >= ?", first)
         .bind(" AND minute <= ?", last);
     if let Some(d) = domain {
         q.bind(" AND domain = ?", d);
     }
     q.push(" GROUP BY minute");
-    Ok((vec![q.done()], Shape::Trend(minutes)))
+    Ok((vec![q.finish()], Shape::Trend(minutes)))
 }
 
 /// The date window, with the cache-key entries for it.
@@ -320,8 +290,8 @@ pub(super) fn filters(
 }
 
 /// `FROM sessions s WHERE …`: tenant, first-hit window and the filters.
-pub(super) fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
-    q.bind(" FROM sessions s WHERE s.tenant_id = ?", tenant);
+pub(super) fn sessions_from(q: &mut TenantSql, start: i64, end: i64, f: &Filters) {
+    q.from("sessions", "s");
     q.bind(" AND s.first_ts >= ?", start)
         .bind(" AND s.first_ts < ?", end);
     if let Some(d) = &f.domain {
@@ -331,57 +301,52 @@ pub(super) fn sessions_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: 
         q.bind(&format!(" AND s.{col} = ?"), v.as_str());
     }
     if let Some(path) = &f.pathname {
-        let (sql, mut binds) = pages_of_sessions(tenant, start, end, "pv.pathname = ?");
-        binds.push(path.as_str().into());
         q.push(" AND ");
-        q.push(&sql);
-        q.binds.extend(binds);
+        pages_of_sessions(q, start, end, "pv.pathname = ?", [path.as_str().into()]);
     }
     if let Some(segment) = &f.segment {
-        segment.push_sql((tenant, start, end), &mut q.sql, &mut q.binds);
+        segment.push_sql((start, end), q);
     }
     if let Some(goal) = &f.goal {
-        q.bind(&format!(" AND {GOAL_OF_SESSION}"), goal.as_str());
+        goal_of_session(q, goal);
     }
 }
 
-/// Whether the session `s` completed the goal bound next: its `session_goals` row, by primary key.
-const GOAL_OF_SESSION: &str =
-    "EXISTS (SELECT 1 FROM session_goals g WHERE g.tenant_id = s.tenant_id \
-     AND g.first_ts = s.first_ts AND g.session_key = s.session_key AND g.goal = ?)";
+/// ` AND` whether the session `s` completed `goal`: its `session_goals` row, by primary key.
+fn goal_of_session(q: &mut TenantSql, goal: &str) {
+    q.push(" AND EXISTS (SELECT 1")
+        .from("session_goals", "g")
+        .push(" AND g.first_ts = s.first_ts AND g.session_key = s.session_key")
+        .bind(" AND g.goal = ?)", goal);
+}
 
 /// `((s.first_ts, s.session_key) IN (…))`: whether a session of `[start, end)` viewed a page matching
-/// `page_condition` (on `pv`; its binds follow the returned ones). The pages of the window's sessions
+/// `page_condition` (on `pv`, its `?`s bound to `values`). The pages of the window's sessions
 /// are read once, from `start` to the window's last hit, and tied to their session by the session's
 /// primary key (`first_ts - since_visit`, `session_key`): one scan, no per-session lookup and no index
 /// on the session key (migration 0007).
 pub(crate) fn pages_of_sessions(
-    tenant: &str,
+    q: &mut TenantSql,
     start: i64,
     end: i64,
     page_condition: &str,
-) -> (String, Vec<SqlValue>) {
-    (
-        format!(
-            "((s.first_ts, s.session_key) IN (SELECT pv.first_ts - pv.since_visit, pv.session_key \
-             FROM page_visits pv WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts <= \
-             (SELECT MAX(last_ts) FROM sessions WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?) \
-             AND ({page_condition})))"
-        ),
-        vec![
-            tenant.into(),
-            start.into(),
-            tenant.into(),
-            start.into(),
-            end.into(),
-        ],
-    )
+    values: impl IntoIterator<Item = SqlValue>,
+) {
+    q.push("((s.first_ts, s.session_key) IN (SELECT pv.first_ts - pv.since_visit, pv.session_key")
+        .from("page_visits", "pv")
+        .bind(" AND pv.first_ts >= ?", start)
+        .push(" AND pv.first_ts <= (SELECT MAX(last_ts)")
+        .from("sessions", "")
+        .bind(" AND first_ts >= ?", start)
+        .bind(" AND first_ts < ?", end)
+        .push(")")
+        .bind_all(&format!(" AND ({page_condition})))"), values);
 }
 
 /// `FROM page_visits pv WHERE …`: tenant, window and pathname on the page; domain and session-level
 /// filters on the page's session.
-fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
-    q.bind(" FROM page_visits pv WHERE pv.tenant_id = ?", tenant);
+fn pages_from(q: &mut TenantSql, start: i64, end: i64, f: &Filters) {
+    q.from("page_visits", "pv");
     q.bind(" AND pv.first_ts >= ?", start)
         .bind(" AND pv.first_ts < ?", end);
     if let Some(path) = &f.pathname {
@@ -389,9 +354,8 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
     }
     if !f.session.is_empty() || f.domain.is_some() || f.segment.is_some() || f.goal.is_some() {
         // The page's session by its primary key (migration 0007).
-        q.push(
-            " AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = pv.tenant_id \
-             AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key",
+        q.push(" AND EXISTS (SELECT 1").from("sessions", "s").push(
+            " AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key",
         );
         if let Some(d) = &f.domain {
             q.bind(" AND s.domain = ?", d.as_str());
@@ -400,10 +364,10 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
             q.bind(&format!(" AND s.{col} = ?"), v.as_str());
         }
         if let Some(segment) = &f.segment {
-            segment.push_sql((tenant, start, end), &mut q.sql, &mut q.binds);
+            segment.push_sql((start, end), q);
         }
         if let Some(goal) = &f.goal {
-            q.bind(&format!(" AND {GOAL_OF_SESSION}"), goal.as_str());
+            goal_of_session(q, goal);
         }
         q.push(")");
     }
@@ -414,7 +378,7 @@ fn pages_from(q: &mut Sql, tenant: &str, start: i64, end: i64, f: &Filters) {
 fn kpis(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     summary: bool,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
@@ -427,12 +391,13 @@ fn kpis(
         return Ok(rollup_kpis(req, &w, &slice, summary));
     }
     if summary {
-        let mut q = Sql::new("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
-        sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
+        let mut q = TenantSql::new(tenant);
+        q.push("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
+        sessions_from(&mut q, w.scan_start(), w.end, &f);
         q.bind(") SELECT (t >= ?) AS bucket", w.start);
         q.push(KPI_AGGREGATES);
         return Ok((
-            vec![q.done()],
+            vec![q.finish()],
             Shape::Kpis(KpiShape {
                 hourly: false,
                 buckets: vec![(1, format_date(w.from))],
@@ -473,8 +438,9 @@ fn kpis(
         ));
     }
 
-    let mut q = Sql::new("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
-    sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
+    let mut q = TenantSql::new(tenant);
+    q.push("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
+    sessions_from(&mut q, w.scan_start(), w.end, &f);
     // D1 binds numbers as REAL: cast back to integers before dividing into buckets. The local hour of a
     // visit is that of its UTC hour's start rounded up (the rule of `timezone::day_start`).
     q.push(") SELECT (CAST(t AS INTEGER) / 3600 * 3600 + CAST(");
@@ -496,7 +462,7 @@ fn kpis(
     q.push(" AS bucket");
     q.push(KPI_AGGREGATES);
     Ok((
-        vec![q.done()],
+        vec![q.finish()],
         Shape::Kpis(KpiShape {
             hourly,
             buckets,
@@ -556,7 +522,7 @@ fn top_spec(pipe: &str) -> Option<TopSpec> {
 fn top(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     spec: &TopSpec,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
@@ -577,7 +543,8 @@ fn top(
     }
 
     let keys: Vec<String> = (0..spec.keys.len()).map(|i| format!("k{i}")).collect();
-    let mut q = Sql::new("WITH w AS (SELECT ");
+    let mut q = TenantSql::new(tenant);
+    q.push("WITH w AS (SELECT ");
     for (i, (col, _)) in spec.keys.iter().enumerate() {
         q.push(&format!("{col} AS k{i}, "));
     }
@@ -587,9 +554,9 @@ fn top(
         "s.pageviews AS h, s.first_ts AS t"
     });
     if spec.pages {
-        pages_from(&mut q, tenant, w.scan_start(), w.end, &f);
+        pages_from(&mut q, w.scan_start(), w.end, &f);
     } else {
-        sessions_from(&mut q, tenant, w.scan_start(), w.end, &f);
+        sessions_from(&mut q, w.scan_start(), w.end, &f);
     }
     if spec.skip_empty {
         q.push(&format!(" AND {} <> ''", spec.keys[0].0));
@@ -623,11 +590,11 @@ fn top(
         previous: w.previous.is_some(),
         packed: false,
     };
-    Ok((vec![q.done()], Shape::Top(shape)))
+    Ok((vec![q.finish()], Shape::Top(shape)))
 }
 
 /// The rollup slice that answers kpis with these filters: none or one besides `domain`.
-pub(super) fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
+pub(super) fn kpi_slice<'a>(tenant: &'a TenantId, now: i64, f: &'a Filters) -> Option<Slice<'a>> {
     if f.segment.is_some() {
         return None;
     }
@@ -643,7 +610,12 @@ pub(super) fn kpi_slice<'a>(tenant: &'a str, now: i64, f: &'a Filters) -> Option
 
 /// The rollup slice that answers a top list with these filters: none besides `domain`, or one on the
 /// list's own dimension.
-fn top_slice<'a>(tenant: &'a str, now: i64, spec: &TopSpec, f: &'a Filters) -> Option<Slice<'a>> {
+fn top_slice<'a>(
+    tenant: &'a TenantId,
+    now: i64,
+    spec: &TopSpec,
+    f: &'a Filters,
+) -> Option<Slice<'a>> {
     if f.segment.is_some() || f.goal.is_some() {
         return None;
     }
@@ -720,19 +692,25 @@ fn rollup_kpis(req: &Request, w: &Window, slice: &Slice, summary: bool) -> Plann
 fn meta_pipe(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Result<Planned, QueryError> {
     let domain = domain_filter(p, key)?;
-    let (mut q, shape) = match req.pipe {
-        "domains" => (Sql::new("SELECT domain, first_seen, last_seen, total_hits FROM domains WHERE tenant_id = ?"), Shape::Domains),
-        "domain" => (Sql::new("SELECT domain FROM domains WHERE tenant_id = ?"), Shape::Domain),
+    let (columns, table, shape) = match req.pipe {
+        "domains" => (
+            "domain, first_seen, last_seen, total_hits",
+            "domains",
+            Shape::Domains,
+        ),
+        "domain" => ("domain", "domains", Shape::Domain),
         _ => (
-            Sql::new("SELECT domain, action, last_payload, last_seen, total AS total_occurrences FROM actions WHERE tenant_id = ?"),
+            "domain, action, last_payload, last_seen, total AS total_occurrences",
+            "actions",
             Shape::Actions,
         ),
     };
-    q.binds.push(tenant.into());
+    let mut q = TenantSql::new(tenant);
+    q.push(&format!("SELECT {columns}")).from(table, "");
     if let Some(d) = domain {
         q.bind(" AND domain = ?", d);
     }
@@ -763,7 +741,7 @@ fn meta_pipe(
             q.push(" ORDER BY last_seen DESC, domain, action");
         }
     }
-    Ok((vec![q.done()], shape))
+    Ok((vec![q.finish()], shape))
 }
 
 /// Escapes `\`, `%` and `_` so a LIKE pattern matches them literally (with `ESCAPE '\'`).

@@ -17,10 +17,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::timezone::{day_start, Days, TimeZone, DAY};
+use crate::claims::TenantId;
 use crate::rollup::visits::{self, dim};
-use crate::sql::{SqlValue, Statement};
+use crate::sql::{Join, Statement, TenantSql};
 
 const HOUR: i64 = 3600;
+
+/// A page visit's (`pv`) session (`s`), by the session's primary key (migration 0007).
+pub(crate) const SESSION_OF_PAGE: Join = Join {
+    kind: "JOIN",
+    table: "sessions",
+    alias: "s",
+    on: "s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key",
+};
 
 /// The rollup dimension and value that a session filter or top list maps to.
 pub(crate) fn session_dim(column: &str) -> Option<&'static str> {
@@ -40,7 +49,7 @@ pub(crate) fn session_dim(column: &str) -> Option<&'static str> {
 /// Which rows to read: tenant, dimension, optional value and domain.
 #[derive(Debug, Clone)]
 pub(crate) struct Slice<'a> {
-    pub(crate) tenant: &'a str,
+    pub(crate) tenant: &'a TenantId,
     pub(crate) dim: &'static str,
     pub(crate) value: Option<&'a str>,
     pub(crate) domain: Option<&'a str>,
@@ -52,7 +61,7 @@ pub(crate) struct Slice<'a> {
 impl<'a> Slice<'a> {
     /// A slice read at `now`.
     pub(crate) fn new(
-        tenant: &'a str,
+        tenant: &'a TenantId,
         dim: &'static str,
         value: Option<&'a str>,
         domain: Option<&'a str>,
@@ -111,7 +120,7 @@ fn merged(mut ranges: Vec<Piece>) -> Vec<Piece> {
 /// (`hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first,
 /// visitors_last`): `visit_hourly` from [`Slice::hourly_from`], the visit-level tables before it
 /// ([`visit_level_hours`]).
-fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<SqlValue>) {
+fn hourly_source(s: &Slice, ranges: &[Piece], q: &mut TenantSql) {
     let mut old: Vec<Piece> = ranges
         .iter()
         .map(|&(a, z)| (a, z.min(s.hourly_from)))
@@ -129,28 +138,26 @@ fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<
     let mut parts = 0;
     if let (Some(first), Some(last)) = (recent.first(), recent.last()) {
         // One covering range: hourly rows of whole days in between are few and left unused.
-        sql.push_str(
+        q.push(
             "SELECT hour, value, domain, visits, pageviews, bounces, duration, visitors, visitors_first, \
-             visitors_last FROM visit_hourly WHERE tenant_id = ? AND dim = ? AND hour >= ? AND hour < ?",
-        );
-        binds.extend([
-            s.tenant.into(),
-            visits::dim_code(s.dim).into(),
-            first.0.into(),
-            last.1.into(),
-        ]);
-        slice_filters(sql, binds, s);
+             visitors_last",
+        )
+        .from("visit_hourly", "")
+        .bind(" AND dim = ?", visits::dim_code(s.dim))
+        .bind(" AND hour >= ?", first.0)
+        .bind(" AND hour < ?", last.1);
+        slice_filters(q, s);
         parts += 1;
     }
     for (a, z) in old {
         if parts > 0 {
-            sql.push_str(" UNION ALL ");
+            q.push(" UNION ALL ");
         }
-        visit_level_hours(s, a, z, sql, binds);
+        visit_level_hours(s, a, z, q);
         parts += 1;
     }
     if parts == 0 {
-        sql.push_str(
+        q.push(
             "SELECT 0 AS hour, '' AS value, '' AS domain, 0 AS visits, 0 AS pageviews, 0 AS bounces, \
              0 AS duration, 0 AS visitors, 0 AS visitors_first, 0 AS visitors_last WHERE 0",
         );
@@ -158,12 +165,10 @@ fn hourly_source(s: &Slice, ranges: &[Piece], sql: &mut String, binds: &mut Vec<
 }
 
 /// The slice's hourly cells over `[from, to)` as a row source with the columns of `visit_hourly`,
-/// whose first bound value is the tenant: `visit_hourly` from [`Slice::hourly_from`], the visit-level
-/// tables before it (one scan of those hours' visits). For `traffic_by_hour`.
-pub(crate) fn hourly_cells(s: &Slice, (from, to): Piece) -> (String, Vec<SqlValue>) {
-    let (mut sql, mut binds) = (String::new(), Vec::new());
-    hourly_source(s, &[(from, to)], &mut sql, &mut binds);
-    (sql, binds)
+/// appended to `q`: `visit_hourly` from [`Slice::hourly_from`], the visit-level tables before it (one
+/// scan of those hours' visits). For `traffic_by_hour`.
+pub(crate) fn hourly_cells(s: &Slice, (from, to): Piece, q: &mut TenantSql) {
+    hourly_source(s, &[(from, to)], q);
 }
 
 /// The hourly cells of `[from, to)` computed from `sessions` and `page_visits`, exactly as the consumer
@@ -173,49 +178,48 @@ pub(crate) fn hourly_cells(s: &Slice, (from, to): Piece) -> (String, Vec<SqlValu
 /// among the hours of their UTC day in the range, which is their first/last hour of the day for a
 /// range starting/ending at midnight, the only cases in which the planner reads them. Costs one scan
 /// of the visits (and, for pages, the page visits) of the range.
-fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mut Vec<SqlValue>) {
+fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
     if s.dim == dim::GOAL_EVENTS {
         // A goal's events and revenue per currency, at the hour of its visit's start, as the consumer
         // sums them (`visits` = events, `pageviews` = revenue, `bounces` = events with revenue).
-        sql.push_str(
+        q.push(
             "SELECT first_ts - first_ts % 3600 AS hour, goal || char(31) || currency AS value, domain, \
              SUM(events) AS visits, SUM(revenue) AS pageviews, SUM(paid) AS bounces, 0 AS duration, \
-             0 AS visitors, 0 AS visitors_first, 0 AS visitors_last FROM session_goals \
-             WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?",
-        );
-        binds.extend([s.tenant.into(), from.into(), to.into()]);
+             0 AS visitors, 0 AS visitors_first, 0 AS visitors_last",
+        )
+        .from("session_goals", "")
+        .bind(" AND first_ts >= ?", from)
+        .bind(" AND first_ts < ?", to);
         if let Some(v) = s.value {
-            sql.push_str(" AND goal = ?");
-            binds.push(v.into());
+            q.bind(" AND goal = ?", v);
         }
         if let Some(d) = s.domain {
-            sql.push_str(" AND domain = ?");
-            binds.push(d.into());
+            q.bind(" AND domain = ?", d);
         }
-        sql.push_str(" GROUP BY 1, 2, 3");
+        q.push(" GROUP BY 1, 2, 3");
         return;
     }
     if s.dim == dim::PAGE {
         // A page's domain is its visit's (the session by its primary key; a page whose visit started
         // before the retention cutoff has lost it: still counted, without a domain).
-        sql.push_str(
+        q.push(
             "SELECT pv.first_ts - pv.first_ts % 3600 AS hour, pv.pathname AS value, s.domain AS domain, \
              COUNT(*) AS visits, SUM(pv.hits) AS pageviews, 0 AS bounces, 0 AS duration, 0 AS visitors, \
-             0 AS visitors_first, 0 AS visitors_last FROM page_visits pv LEFT JOIN sessions s \
-             ON s.tenant_id = pv.tenant_id AND s.first_ts = pv.first_ts - pv.since_visit \
-             AND s.session_key = pv.session_key \
-             WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts < ?",
-        );
-        binds.extend([s.tenant.into(), from.into(), to.into()]);
+             0 AS visitors_first, 0 AS visitors_last",
+        )
+        .from_joined("page_visits", "pv", &[Join {
+                kind: "LEFT JOIN",
+                ..SESSION_OF_PAGE
+            }])
+        .bind(" AND pv.first_ts >= ?", from)
+            .bind(" AND pv.first_ts < ?", to);
         if let Some(v) = s.value {
-            sql.push_str(" AND pv.pathname = ?");
-            binds.push(v.into());
+            q.bind(" AND pv.pathname = ?", v);
         }
         if let Some(d) = s.domain {
-            sql.push_str(" AND s.domain = ?");
-            binds.push(d.into());
+            q.bind(" AND s.domain = ?", d);
         }
-        sql.push_str(" GROUP BY 1, 2, 3");
+        q.push(" GROUP BY 1, 2, 3");
         return;
     }
     // (first_ts, value, domain, visitor, pageviews, last_ts) per visit and key.
@@ -247,7 +251,7 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
     };
     // Per (hour, key, visitor) first; then each visitor's first and last hour of its UTC day among
     // them (a window over those groups), then per (hour, key).
-    sql.push_str(&format!(
+    q.push(&format!(
         "SELECT hour, value, domain, SUM(n) AS visits, SUM(pv) AS pageviews, SUM(b) AS bounces, \
          SUM(d) AS duration, COUNT(*) AS visitors, SUM(hour = first_hour) AS visitors_first, \
          SUM(hour = last_hour) AS visitors_last \
@@ -260,45 +264,35 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, sql: &mut String, binds: &mu
     if s.dim == dim::VIEWED {
         // The pages of the range's visits, read once from the range's start to its visits' last hit,
         // each joined to its visit by the visit's primary key.
-        sql.push_str(
-            " FROM page_visits pv JOIN sessions s ON s.tenant_id = pv.tenant_id \
-             AND s.first_ts = pv.first_ts - pv.since_visit AND s.session_key = pv.session_key \
-             WHERE pv.tenant_id = ? AND pv.first_ts >= ? AND pv.first_ts <= (SELECT MAX(last_ts) \
-             FROM sessions WHERE tenant_id = ? AND first_ts >= ? AND first_ts < ?) \
-             AND pv.first_ts - pv.since_visit >= ? AND pv.first_ts - pv.since_visit < ?",
-        );
-        binds.extend([
-            s.tenant.into(),
-            from.into(),
-            s.tenant.into(),
-            from.into(),
-            to.into(),
-            from.into(),
-            to.into(),
-        ]);
+        q.from_joined("page_visits", "pv", &[SESSION_OF_PAGE])
+            .bind(" AND pv.first_ts >= ?", from)
+            .push(" AND pv.first_ts <= (SELECT MAX(last_ts)")
+            .from("sessions", "")
+            .bind(" AND first_ts >= ?", from)
+            .bind(" AND first_ts < ?", to)
+            .push(")")
+            .bind(" AND pv.first_ts - pv.since_visit >= ?", from)
+            .bind(" AND pv.first_ts - pv.since_visit < ?", to);
     } else {
         let table = match s.dim {
             d if d == dim::GOAL => "session_goals",
             d if d == dim::FUNNEL => "session_funnels",
             _ => "sessions",
         };
-        sql.push_str(&format!(
-            " FROM {table} s WHERE s.tenant_id = ? AND s.first_ts >= ? AND s.first_ts < ?"
-        ));
-        binds.extend([s.tenant.into(), from.into(), to.into()]);
+        q.from(table, "s")
+            .bind(" AND s.first_ts >= ?", from)
+            .bind(" AND s.first_ts < ?", to);
     }
     if s.dim == dim::CAMPAIGN {
-        sql.push_str(" AND s.utm_campaign <> ''");
+        q.push(" AND s.utm_campaign <> ''");
     }
     if let Some(v) = s.value {
-        sql.push_str(&format!(" AND {value} = ?"));
-        binds.push(v.into());
+        q.bind(&format!(" AND {value} = ?"), v);
     }
     if let Some(d) = s.domain {
-        sql.push_str(" AND s.domain = ?");
-        binds.push(d.into());
+        q.bind(" AND s.domain = ?", d);
     }
-    sql.push_str(
+    q.push(
         " GROUP BY 1, 2, 3, 4) WINDOW day AS (PARTITION BY value, domain, visitor, hour / 86400)) \
          GROUP BY hour, value, domain",
     );
@@ -333,21 +327,33 @@ fn day_of(t: i64) -> i64 {
 }
 
 /// Appends the slice's filters after `tenant_id = ? AND dim = ?` and the time range.
-fn slice_filters(sql: &mut String, binds: &mut Vec<SqlValue>, s: &Slice) {
+fn slice_filters(q: &mut TenantSql, s: &Slice) {
     if let (Some(v), true) = (s.value, s.dim == dim::GOAL_EVENTS) {
         // A goal's cells in each of its currencies: `name SEP currency`, SEP sorting before ' '.
-        sql.push_str(" AND value >= ? AND value < ?");
-        binds.push(format!("{v}{}", visits::SEP).into());
-        binds.push(format!("{v} ").into());
+        q.bind(" AND value >= ?", format!("{v}{}", visits::SEP))
+            .bind(" AND value < ?", format!("{v} "));
     } else if let Some(v) = s.value {
-        sql.push_str(" AND value = ?");
-        binds.push(v.into());
+        q.bind(" AND value = ?", v);
     }
-
     if let Some(d) = s.domain {
-        sql.push_str(" AND domain = ?");
-        binds.push(d.into());
+        q.bind(" AND domain = ?", d);
     }
+}
+
+/// The rows of `dim` in `visit_daily` over the UTC days `[from, to)` (`to` included with `through`).
+fn daily_rows(q: &mut TenantSql, s: &Slice, from: i64, to: i64, through: bool) {
+    q.from("visit_daily", "")
+        .bind(" AND dim = ?", visits::dim_code(s.dim))
+        .bind(" AND day >= ?", from)
+        .bind(
+            if through {
+                " AND day <= ?"
+            } else {
+                " AND day < ?"
+            },
+            to,
+        );
+    slice_filters(q, s);
 }
 
 /// The kpis statements: per-day sums for the whole days, per-hour sums for the rest.
@@ -376,18 +382,11 @@ pub(crate) fn kpi_statements(
     let measures = "SUM(visits) AS visits, SUM(pageviews) AS pageviews, SUM(bounces) AS bounces, \
                     SUM(duration) AS duration, SUM(visitors) AS visitors";
     if let (Some(first), Some(last)) = (whole.first(), whole.last()) {
-        let mut sql = format!(
-            "SELECT day AS t, {measures} FROM visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day <= ?"
-        );
-        let mut binds: Vec<SqlValue> = vec![
-            s.tenant.into(),
-            visits::dim_code(s.dim).into(),
-            (*first).into(),
-            (*last).into(),
-        ];
-        slice_filters(&mut sql, &mut binds, s);
-        sql.push_str(" GROUP BY day");
-        statements.push(Statement::new(sql, binds));
+        let mut q = TenantSql::new(s.tenant);
+        q.push(&format!("SELECT day AS t, {measures}"));
+        daily_rows(&mut q, s, *first, *last, true);
+        q.push(" GROUP BY day");
+        statements.push(q.finish());
     }
     if !partial.is_empty() {
         // The hours the pieces take from partial days.
@@ -403,14 +402,14 @@ pub(crate) fn kpi_statements(
                 }
             }
         }
-        let mut sql = format!(
+        let mut q = TenantSql::new(s.tenant);
+        q.push(&format!(
             "SELECT hour AS t, {measures}, SUM(visitors_first) AS visitors_first, SUM(visitors_last) AS visitors_last \
              FROM ("
-        );
-        let mut binds: Vec<SqlValue> = Vec::new();
-        hourly_source(s, &merged(ranges), &mut sql, &mut binds);
-        sql.push_str(") GROUP BY hour");
-        statements.push(Statement::new(sql, binds));
+        ));
+        hourly_source(s, &merged(ranges), &mut q);
+        q.push(") GROUP BY hour");
+        statements.push(q.finish());
     }
     let shape = RollupKpis {
         hourly,
@@ -545,12 +544,12 @@ pub(crate) fn arms(a: i64, z: i64) -> Vec<(bool, i64, i64)> {
 /// `visitors` (daily rows for whole UTC days; at a partial day's edges each visitor is counted at its
 /// first hour of a prefix or its last hour of a suffix).
 pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Statement {
-    let mut sql = String::from("WITH w AS (");
-    let mut binds: Vec<SqlValue> = Vec::new();
+    let mut q = TenantSql::new(s.tenant);
+    q.push("WITH w AS (");
     let key = if by_domain { "domain" } else { "value" };
     for (i, (hourly, from, to)) in arms(a, z).into_iter().enumerate() {
         if i > 0 {
-            sql.push_str(" UNION ALL ");
+            q.push(" UNION ALL ");
         }
         let visitors = if !hourly {
             "visitors"
@@ -561,29 +560,22 @@ pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Stat
         } else {
             "visitors"
         };
-        sql.push_str(&format!(
-            "SELECT {key} AS k, visits, pageviews, bounces, duration, {visitors} AS u FROM "
+        q.push(&format!(
+            "SELECT {key} AS k, visits, pageviews, bounces, duration, {visitors} AS u"
         ));
         if hourly {
-            sql.push('(');
-            hourly_source(s, &[(from, to)], &mut sql, &mut binds);
-            sql.push(')');
+            q.push(" FROM (");
+            hourly_source(s, &[(from, to)], &mut q);
+            q.push(")");
         } else {
-            sql.push_str("visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?");
-            binds.extend([
-                s.tenant.into(),
-                visits::dim_code(s.dim).into(),
-                from.into(),
-                to.into(),
-            ]);
-            slice_filters(&mut sql, &mut binds, s);
+            daily_rows(&mut q, s, from, to, false);
         }
     }
-    sql.push_str(
+    q.push(
         ") SELECT k, SUM(visits) AS visits, SUM(pageviews) AS pageviews, SUM(bounces) AS bounces, \
          SUM(duration) AS duration, SUM(u) AS visitors FROM w GROUP BY k HAVING SUM(visits) > 0",
     );
-    Statement::new(sql, binds)
+    q.finish()
 }
 
 /// A top list over the rollups: `k` (the packed value), `visits`, `hits` and, with a previous window,
@@ -595,47 +587,36 @@ pub(crate) fn top_statement(
     skip: i64,
     limit: i64,
 ) -> Statement {
-    let mut sql = String::from("WITH w AS (");
-    let mut binds: Vec<SqlValue> = Vec::new();
+    let mut q = TenantSql::new(s.tenant);
+    q.push("WITH w AS (");
     let windows = std::iter::once((current, 1)).chain(previous.map(|p| (p, 0)));
     let mut first = true;
     for ((a, z), cur) in windows {
         for (hourly, from, to) in arms(a, z) {
             if !first {
-                sql.push_str(" UNION ALL ");
+                q.push(" UNION ALL ");
             }
             first = false;
-            sql.push_str(&format!(
-                "SELECT value AS k, visits AS v, pageviews AS h, {cur} AS c FROM "
+            q.push(&format!(
+                "SELECT value AS k, visits AS v, pageviews AS h, {cur} AS c"
             ));
             if hourly {
-                sql.push('(');
-                hourly_source(s, &[(from, to)], &mut sql, &mut binds);
-                sql.push(')');
+                q.push(" FROM (");
+                hourly_source(s, &[(from, to)], &mut q);
+                q.push(")");
             } else {
-                sql.push_str(
-                    "visit_daily WHERE tenant_id = ? AND dim = ? AND day >= ? AND day < ?",
-                );
-                binds.extend([
-                    s.tenant.into(),
-                    visits::dim_code(s.dim).into(),
-                    from.into(),
-                    to.into(),
-                ]);
-                slice_filters(&mut sql, &mut binds, s);
+                daily_rows(&mut q, s, from, to, false);
             }
         }
     }
-    sql.push_str(") SELECT k, SUM(v * c) AS visits, SUM(h * c) AS hits");
+    q.push(") SELECT k, SUM(v * c) AS visits, SUM(h * c) AS hits");
     if previous.is_some() {
-        sql.push_str(", SUM(v * (1 - c)) AS previous_visits, SUM(h * (1 - c)) AS previous_hits");
+        q.push(", SUM(v * (1 - c)) AS previous_visits, SUM(h * (1 - c)) AS previous_hits");
     }
-    sql.push_str(
-        " FROM w GROUP BY k HAVING SUM(v * c) > 0 ORDER BY visits DESC, k LIMIT ? OFFSET ?",
-    );
-    binds.push(limit.into());
-    binds.push(skip.into());
-    Statement::new(sql, binds)
+    q.push(" FROM w GROUP BY k HAVING SUM(v * c) > 0 ORDER BY visits DESC, k")
+        .bind(" LIMIT ?", limit)
+        .bind(" OFFSET ?", skip);
+    q.finish()
 }
 
 #[cfg(test)]
@@ -645,15 +626,17 @@ mod tests {
     #[test]
     fn old_edge_hours_are_one_scan_per_range_and_one_covering_scan_beyond_four() {
         let d = 20_000 * DAY;
-        let s = Slice::new("t", dim::BROWSER, Some("chrome"), None, d + 60 * DAY);
+        let t = TenantId::for_tests("t").unwrap();
+        let s = Slice::new(&t, dim::BROWSER, Some("chrome"), None, d + 60 * DAY);
         // Week boundaries in a zone off UTC: each a suffix and a prefix around a midnight.
         let ranges: Vec<Piece> = (0..6)
             .map(|w| (d + w * 7 * DAY - 3 * HOUR, d + w * 7 * DAY + 21 * HOUR))
             .collect();
         let scans = |ranges: &[Piece]| {
-            let (mut sql, mut binds) = (String::new(), Vec::new());
-            hourly_source(&s, ranges, &mut sql, &mut binds);
-            assert!(binds.len() <= 100);
+            let mut q = TenantSql::new(s.tenant);
+            hourly_source(&s, ranges, &mut q);
+            assert!(q.bind_count() <= 100);
+            let sql = q.sql();
             (
                 sql.matches("FROM sessions s").count(),
                 sql.contains("visit_hourly"),

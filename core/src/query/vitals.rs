@@ -15,7 +15,8 @@ use super::params::Params;
 use super::response::round;
 use super::timezone::{format_date, Days, DAY};
 use super::{Column, QueryError, Request};
-use crate::sql::{SqlValue, Statement};
+use crate::claims::TenantId;
+use crate::sql::{SqlValue, Statement, TenantSql};
 use crate::vitals::{quantile, route, METRICS, RATINGS};
 
 /// The four endpoints.
@@ -47,7 +48,7 @@ type Row = Map<String, Value>;
 pub(crate) fn plan(
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Option<Result<(Vec<Statement>, Shape), QueryError>> {
     let pipe = *PIPES.iter().find(|n| **n == req.pipe)?;
@@ -58,7 +59,7 @@ fn plan_pipe(
     pipe: &'static str,
     req: &Request,
     p: &Params,
-    tenant: &str,
+    tenant: &TenantId,
     key: &mut BTreeMap<String, String>,
 ) -> Result<(Vec<Statement>, Shape), QueryError> {
     let today: Days = req.now_secs.div_euclid(DAY);
@@ -97,39 +98,36 @@ fn plan_pipe(
         "web_vitals_timeseries" => "day, metric, bucket, rating",
         _ => "metric, bucket, rating",
     };
-    let mut sql = format!(
-        "SELECT {group}, SUM(n) AS n, SUM(total) AS total FROM web_vitals_daily \
-         WHERE tenant_id = ? AND day >= ? AND day <= ?"
-    );
-    let mut binds: Vec<SqlValue> = vec![
-        tenant.into(),
-        SqlValue::Int(from * DAY),
-        SqlValue::Int(to * DAY),
-    ];
+    let mut q = TenantSql::new(tenant);
+    q.push(&format!("SELECT {group}, SUM(n) AS n, SUM(total) AS total"))
+        .from("web_vitals_daily", "")
+        .bind(" AND day >= ?", from * DAY)
+        .bind(" AND day <= ?", to * DAY);
     if let Some(d) = p.text(&["domain"])? {
         key.insert("domain".into(), d.to_owned());
-        sql.push_str(" AND domain = ?");
-        binds.push(d.into());
+        q.bind(" AND domain = ?", d);
     }
     if pipe == "web_vitals_routes" {
         if let Some(r) = p.text(&["route"])? {
             key.insert("route".into(), r.to_owned());
             // A route is `/` or a first segment: its pages are `/r` and `/r/…`.
             if r == "/" {
-                sql.push_str(" AND pathname = '/'");
+                q.push(" AND pathname = '/'");
             } else {
-                sql.push_str(" AND (pathname = ? OR substr(pathname, 1, ?) = ?)");
                 let prefix = format!("/{r}/");
-                binds.extend([
-                    format!("/{r}").into(),
-                    SqlValue::Int(prefix.len() as i64),
-                    prefix.into(),
-                ]);
+                q.bind_all(
+                    " AND (pathname = ? OR substr(pathname, 1, ?) = ?)",
+                    [
+                        format!("/{r}").into(),
+                        SqlValue::Int(prefix.len() as i64),
+                        prefix.into(),
+                    ],
+                );
             }
         }
     }
-    sql.push_str(&format!(" GROUP BY {group}"));
-    Ok((vec![Statement::new(sql, binds)], shape))
+    q.push(&format!(" GROUP BY {group}"));
+    Ok((vec![q.finish()], shape))
 }
 
 /// Measurements of one metric in one group: histogram, ratings, sum.

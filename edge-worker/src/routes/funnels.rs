@@ -163,7 +163,7 @@ pub async fn post_funnel(
         ApiError::BadRequest("invalid 'timezone': use an IANA name such as Europe/Berlin".into())
     })?;
     let db = tenant_state::data_db(env, &caller.state)?;
-    let funnel = d1::rows(&db, &funnels::get(caller.tenant.as_str(), id))
+    let funnel = d1::rows(&db, &funnels::get(&caller.tenant, id))
         .await?
         .first()
         .and_then(funnels::from_row)

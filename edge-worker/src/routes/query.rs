@@ -51,7 +51,7 @@ pub async fn get_pipe(
     let plan = match query::segment_param(&params, &caller.fixed)? {
         None => query::plan(&request)?,
         Some(id) => {
-            let found = super::segments::resolve(env, caller.tenant.as_str(), &[id]).await?;
+            let found = super::segments::resolve(env, &caller.tenant, &[id]).await?;
             let stored = found.get(&id).ok_or_else(|| {
                 ApiError::BadRequest(format!("invalid 'segment': there is no segment {id}"))
             })?;
@@ -135,7 +135,7 @@ pub async fn post_query(
     })?;
     // The saved segments the filters name, read for the verified tenant only.
     let ids = query::segment_ids(&body);
-    let segments = super::segments::resolve(env, caller.tenant.as_str(), &ids).await?;
+    let segments = super::segments::resolve(env, &caller.tenant, &ids).await?;
     let plan = query::plan_query_with_segments(
         &query::ApiRequest {
             body: &body,

@@ -10,7 +10,7 @@
 //! Every statement reads or writes by `(tenant_id, id)`: another tenant's id is a 404 like a missing one.
 //! [`resolve`] reads the segments a query names for the query routes.
 
-use starling_core::claims::TenantDoc;
+use starling_core::claims::{TenantDoc, TenantId};
 use starling_core::query::Segments;
 use starling_core::segments;
 use worker::{Env, Request, Response};
@@ -113,7 +113,7 @@ pub async fn delete(
 
 /// The filters of the segments `ids` of `tenant` (the verified one), for the planner; ids the tenant
 /// does not have are simply absent, and the planner answers 400 for them.
-pub async fn resolve(env: &Env, tenant: &str, ids: &[i64]) -> Result<Segments, ApiError> {
+pub async fn resolve(env: &Env, tenant: &TenantId, ids: &[i64]) -> Result<Segments, ApiError> {
     if ids.is_empty() {
         return Ok(Segments::new());
     }

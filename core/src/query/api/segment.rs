@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{bad, filter_sql, parse_filter, Filter, MAX_FILTER_VALUES};
 use crate::query::QueryError;
-use crate::sql::SqlValue;
+use crate::sql::TenantSql;
 
 /// Saved segments by id: each one's filter list, as stored (`/v0/query` filter shape).
 pub type Segments = BTreeMap<i64, Value>;
@@ -142,16 +142,11 @@ impl SegmentFilter {
         })
     }
 
-    /// Appends ` AND (…)` per filter: conditions on the sessions `s` of `window` (tenant, start, end).
-    pub(crate) fn push_sql(
-        &self,
-        window: (&str, i64, i64),
-        sql: &mut String,
-        binds: &mut Vec<SqlValue>,
-    ) {
+    /// Appends ` AND (…)` per filter: conditions on the sessions `s` of `window` (start, end).
+    pub(crate) fn push_sql(&self, window: (i64, i64), q: &mut TenantSql) {
         for f in &self.filters {
-            sql.push_str(" AND ");
-            filter_sql(f, window, sql, binds);
+            q.push(" AND ");
+            filter_sql(f, window, q);
         }
     }
 }
