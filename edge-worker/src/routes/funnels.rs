@@ -171,7 +171,7 @@ pub async fn post_funnel(
         .ok_or_else(|| ApiError::NoSuch(format!("funnel {id}")))?;
     // The saved segments the filters name, read for the verified tenant only.
     let segments =
-        super::segments::resolve(env, caller.tenant.as_str(), &query::segment_ids(&body)).await?;
+        super::segments::resolve(env, &caller.tenant, &query::segment_ids(&body)).await?;
     let plan = query::plan_funnel_with_segments(
         &query::ApiRequest {
             body: &body,
