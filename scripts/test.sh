@@ -86,8 +86,19 @@ build() {
 # Test files run concurrently, each against its own wrangler dev (own ports, own persisted state), since most
 # of their time is spent waiting on the runtime (queue batches, retries, outages). STARLING_TEST_CONCURRENCY=1
 # runs one file at a time, e.g. to read one file's output in order while debugging.
+# Each run also records where its time went (tests/lib/times-reporter.mjs: each file's wall time, the
+# slowest tests, the runtime starts and the longest waits); the tables are printed at the end of the run.
+times_dir=$(mktemp -d)
+trap 'rm -rf "$times_dir"' EXIT
+times=()
 node_tests() {
-  node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-4}" --test-reporter=spec --test-reporter-destination=stdout "$@"
+  local name=$1 status=0
+  shift
+  STARLING_TEST_TIMES="$times_dir/$name.waits" node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-4}" \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=./tests/lib/times-reporter.mjs --test-reporter-destination="$times_dir/$name.txt" "$@" || status=$?
+  times+=("$name")
+  return "$status"
 }
 
 # E2e files run on their own after the others: tenants.test.mjs measures a neighbour's latency under a
@@ -104,8 +115,8 @@ e2e() {
     for b in "${browser_tests[@]}" "${serial_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
     [ "$skip" = 1 ] || files+=("$f")
   done
-  node_tests "${files[@]}"
-  STARLING_TEST_CONCURRENCY=1 node_tests "${serial_tests[@]}"
+  node_tests e2e "${files[@]}"
+  STARLING_TEST_CONCURRENCY=1 node_tests e2e-serial "${serial_tests[@]}"
 }
 
 browser() {
@@ -113,7 +124,7 @@ browser() {
   if [ "${STARLING_TEST_CONCURRENCY:-}" = 1 ]; then
     bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
     step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
-    node_tests "${browser_tests[@]}"
+    node_tests browser "${browser_tests[@]}"
     return
   fi
   # scripts/test-tracker.sh (the tracker's decisions under wasm-bindgen-test in headless Chromium) runs
@@ -123,7 +134,7 @@ browser() {
   log=$(mktemp)
   bash scripts/test-tracker.sh >"$log" 2>&1 &
   pid=$!
-  node_tests "${browser_tests[@]}" || status=$?
+  node_tests browser "${browser_tests[@]}" || status=$?
   wait "$pid" || tracker=$?
   cat "$log"
   rm -f "$log"
@@ -138,5 +149,9 @@ for tier in "${tiers[@]}"; do
     fast | checks | native | e2e | browser) timed "$tier" "$tier" ;;
     *) die "unknown test tier '$tier': use fast, checks, native, e2e or browser (or none for all)" ;;
   esac
+done
+for name in "${times[@]}"; do
+  step "where the time went: $name"
+  cat "$times_dir/$name.txt" 2>/dev/null || true
 done
 summary "test: ${tiers[*]} passed in $(($(date +%s) - start)) s ($(IFS=,; echo "${timings[*]}" | sed 's/,/, /g'))"

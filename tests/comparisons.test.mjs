@@ -8,7 +8,7 @@ import { signJwt } from '../scripts/token.mjs';
 
 let w;
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true });
   const token = w.token('cmpe2e', 'tracker');
   const now = Date.now();
   for (let v = 0; v < 20; v++) {

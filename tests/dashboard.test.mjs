@@ -83,7 +83,7 @@ async function seed(tenant, domains, visitors, pathPrefix = '') {
 
 before(async () => {
   execFileSync('bash', ['scripts/build-www.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true });
   await seed('acme', ['acme.example', 'shop.acme.example'], 24);
   await seed('globex', ['globex.example'], 6, '/globex-secret');
   await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, {

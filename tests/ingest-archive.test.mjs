@@ -52,7 +52,7 @@ const deliveries = (w) =>
     .filter((l) => l.includes('"kind":"queue_delivery"') && !l.includes('"events":0'));
 
 test('a delivery writes one archive object (one tenant, one hour), read back whole by export', async () => {
-  const w = await startWorker();
+  const w = await startWorker({ fastQueues: true });
   try {
     await postBatches(w, 'onedel', 4, 50);
     await w.until(async () => (await usage(w, 'onedel')).events_accepted >= 200, { what: '200 events applied' });
@@ -71,7 +71,7 @@ test('a delivery writes one archive object (one tenant, one hour), read back who
 });
 
 test('when a delivery falls back to per-message processing, archive, usage, rebuild and export count each event once', async () => {
-  const w = await startWorker({ extraArgs: ['--var', 'FAULT_GROUP_COMMIT:1'] });
+  const w = await startWorker({ fastQueues: true, extraArgs: ['--var', 'FAULT_GROUP_COMMIT:1'] });
   try {
     const tenant = 'fallback';
     await postBatches(w, tenant, 4, 50, '{"not json');

@@ -122,7 +122,7 @@ const day = (ms) => new Date(ms).toISOString().slice(0, 10);
 let range;
 
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true });
   now = Date.now();
   range = `date_from=${day(now - 86_400_000)}&date_to=${day(now)}`;
   expected = {};

@@ -61,7 +61,7 @@ async function call(method, path, token, body) {
 }
 
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true });
   now = Date.now();
   let total = 0;
   for (const [tenant, visitors] of Object.entries(TENANTS)) {

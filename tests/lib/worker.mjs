@@ -4,6 +4,7 @@
 // port, waits for "Ready on", and returns helpers to call it, query local D1, and stop it.
 import { spawn, execFileSync } from 'node:child_process';
 import {
+  appendFileSync,
   closeSync,
   cpSync,
   existsSync,
@@ -133,6 +134,54 @@ function startReader() {
   };
 }
 
+/**
+ * wrangler.toml for tests: the same Worker, bindings and vars, with the queue consumers' `max_batch_timeout`
+ * set to `batchTimeoutSecs` (production waits 2 s for the main queue and 5 s for the dead-letter queue to
+ * fill a batch; every test that waits for its events to be applied waits that long, several times per test).
+ * Written once per content into its own directory under the temp dir (paths made absolute, since wrangler
+ * reads them relative to the config file); the local D1/R2 state is the same as with wrangler.toml (the
+ * databases are named by their ids).
+ */
+function testConfig(batchTimeoutSecs) {
+  let toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
+  const abs = (key) => {
+    toml = toml.replace(new RegExp(`^${key} = "([^"]*)"$`, 'gm'), (_, p) => `${key} = ${JSON.stringify(resolve(ROOT, p))}`);
+  };
+  abs('main');
+  abs('directory');
+  abs('migrations_dir');
+  const timeouts = toml.match(/^max_batch_timeout = .*$/gm) ?? [];
+  if (!timeouts.length) throw new Error('wrangler.toml has no max_batch_timeout to shorten for tests');
+  toml = toml.replace(/^max_batch_timeout = .*$/gm, `max_batch_timeout = ${batchTimeoutSecs}`);
+  const dir = join(tmpdir(), `starling-wrangler-${createHash('sha256').update(toml).digest('hex').slice(0, 16)}`);
+  const file = join(dir, 'wrangler.toml');
+  if (!existsSync(file)) {
+    const build = mkdtempSync(join(tmpdir(), 'starling-wrangler-build-'));
+    writeFileSync(join(build, 'wrangler.toml'), toml);
+    try {
+      renameSync(build, dir);
+    } catch {
+      rmSync(build, { recursive: true, force: true });
+    } // another file won
+  }
+  return file;
+}
+
+/**
+ * Where the harness's waits went: with `STARLING_TEST_TIMES=<file>` set, each runtime start and restart,
+ * and each `until()`, appends a JSON line (test file, kind, what, ms) to that file; scripts/test.sh prints
+ * the longest ones after each tier.
+ */
+function recordTime(kind, what, ms) {
+  const out = process.env.STARLING_TEST_TIMES;
+  if (!out) return;
+  const file = process.argv[1] ? process.argv[1].slice(ROOT.length + 1) : '?';
+  appendFileSync(out, `${JSON.stringify({ file, kind, what, ms: Math.round(ms) })}\n`);
+}
+
+/** The queue consumers' batch timeout under `fastQueues` (seconds; wrangler.toml: 2 and 5). */
+export const TEST_BATCH_TIMEOUT_SECS = 0.5;
+
 async function freePort() {
   return new Promise((res) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
@@ -205,11 +254,13 @@ function httpCallOnce(url, { method = 'GET', headers = {}, body, timeoutMs = 60_
  * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. Unregistered tenants get the
  * enterprise plan unless `keepDefaultPlan` (then wrangler.toml's DEFAULT_PLAN, the free plan).
  * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
- * 32 bytes).
+ * 32 bytes). `fastQueues: true` runs wrangler.toml with the queue consumers' batch timeout cut to
+ * TEST_BATCH_TIMEOUT_SECS (see testConfig); the tests use it, the benchmarks keep the production timeouts.
  */
 export async function startWorker({
   extraArgs = [],
   config,
+  fastQueues = false,
   silo = false,
   keepDefaultPlan = false,
   signingKey = randomBytes(24).toString('hex'),
@@ -219,6 +270,7 @@ export async function startWorker({
   const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
   const reader = startReader();
   if (config) extraArgs = ['-c', config, ...extraArgs];
+  else if (fastQueues) extraArgs = ['-c', testConfig(TEST_BATCH_TIMEOUT_SECS), ...extraArgs];
   // Every port is this worker's own (wrangler's inspector defaults to 9229): files run concurrently.
   let port = await freePort();
   let inspectorPort = await freePort();
@@ -250,14 +302,18 @@ export async function startWorker({
   let child;
   let output = '';
   const launch = async () => {
+    const t0 = Date.now();
     child = spawn(WRANGLER, args(), { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const started = output.length;
+    let ready = false;
     await new Promise((res, rej) => {
       const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
       const onData = (d) => {
         output += d;
-        if (/Ready on http/.test(output.slice(started))) {
+        if (!ready && /Ready on http/.test(output.slice(started))) {
+          ready = true;
           clearTimeout(timer);
+          recordTime(started ? 'restart' : 'start', 'wrangler dev ready', Date.now() - t0);
           res();
         }
       };
@@ -376,15 +432,23 @@ export async function startWorker({
       });
       if (r && r.status !== 200) throw new Error(`/__scheduled answered ${r.status}: ${r.body.slice(0, 300)}`);
     },
-    /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
-    async until(fn, { timeoutMs = 20_000, what = 'condition' } = {}) {
-      const end = Date.now() + timeoutMs;
+    /**
+     * Polls fn every `intervalMs` until it returns a truthy value (the consumer runs asynchronously, after
+     * the queue's batch timeout). A check that fires the cron or calls the API each time may poll slower.
+     */
+    async until(fn, { timeoutMs = 20_000, what = 'condition', intervalMs = 100 } = {}) {
+      const t0 = Date.now();
+      const end = t0 + timeoutMs;
       let last;
       while (Date.now() < end) {
         last = await fn();
-        if (last) return last;
-        await new Promise((r) => setTimeout(r, 300));
+        if (last) {
+          recordTime('wait', what, Date.now() - t0);
+          return last;
+        }
+        await new Promise((r) => setTimeout(r, intervalMs));
       }
+      recordTime('wait (timed out)', what, Date.now() - t0);
       throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}`);
     },
     /**
@@ -402,19 +466,15 @@ export async function startWorker({
         }
       };
       walk(dir, false);
-      if (!files.length) return [];
-      const script = [
-        'import sqlite3, sys, json',
-        'keys = []',
-        'for f in sys.argv[2:]:',
-        '    c = sqlite3.connect(f)',
-        '    tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type=\'table\'")]',
-        '    if "_mf_objects" in tables:',
-        '        keys += [r[0] for r in c.execute("SELECT key FROM _mf_objects WHERE substr(key, 1, ?) = ?", (len(sys.argv[1]), sys.argv[1]))]',
-        '    c.close()',
-        'print(json.dumps(sorted(keys)))',
-      ].join('\n');
-      return JSON.parse(execFileSync('python3', ['-c', script, prefix, ...files], { stdio: 'pipe' }).toString());
+      // Through the long-lived reader (no process per call: tests poll this).
+      const lit = `'${prefix.replaceAll("'", "''")}'`;
+      const keys = [];
+      for (const f of files) {
+        const out = reader.query(f, `SELECT key FROM _mf_objects WHERE substr(key, 1, length(${lit})) = ${lit}`);
+        if (out.error && !/no such table/.test(out.error)) throw new Error(`R2 metadata ${f}: ${out.error}`);
+        for (const r of out.rows ?? []) keys.push(r.key);
+      }
+      return keys.sort();
     },
     /** Every file under the persisted state (D1 sqlite files, R2 blobs), for at-rest checks. */
     stateFiles() {
