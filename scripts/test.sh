@@ -89,7 +89,8 @@ build() {
 # Each run also records where its time went (tests/lib/times-reporter.mjs: each file's wall time, the
 # slowest tests, the runtime starts and the longest waits); the tables are printed at the end of the run.
 times_dir=$(mktemp -d)
-trap 'rm -rf "$times_dir"' EXIT
+shared_pid=
+trap 'stop_shared_runtime; rm -rf "$times_dir"' EXIT
 times=()
 node_tests() {
   local name=$1 status=0
@@ -99,6 +100,26 @@ node_tests() {
     --test-reporter=./tests/lib/times-reporter.mjs --test-reporter-destination="$times_dir/$name.txt" "$@" || status=$?
   times+=("$name")
   return "$status"
+}
+
+# One `wrangler dev` shared by the files that allow it (startWorker({ shared: true }): their own tenants, no
+# restart, no other settings), started alongside the first files; each other file starts its own.
+# tests/lib/shared-runtime.mjs says more. `node --test tests/<file>` alone starts the file's own runtime.
+start_shared_runtime() {
+  export STARLING_SHARED_RUNTIME="$times_dir/shared-runtime.json"
+  node tests/lib/shared-runtime.mjs "$STARLING_SHARED_RUNTIME" &
+  shared_pid=$!
+}
+stop_shared_runtime() {
+  [ -n "$shared_pid" ] || return 0
+  kill "$shared_pid" 2>/dev/null || true
+  wait "$shared_pid" 2>/dev/null || true
+  if [ -n "${STARLING_TEST_LOGS:-}" ]; then
+    echo "--- shared wrangler dev output ---" >&2
+    cat "$STARLING_SHARED_RUNTIME.log" >&2 || true
+  fi
+  shared_pid=
+  unset STARLING_SHARED_RUNTIME
 }
 
 # E2e files run on their own after the others: tenants.test.mjs measures a neighbour's latency under a
@@ -115,7 +136,9 @@ e2e() {
     for b in "${browser_tests[@]}" "${serial_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
     [ "$skip" = 1 ] || files+=("$f")
   done
+  start_shared_runtime
   node_tests e2e "${files[@]}"
+  stop_shared_runtime
   STARLING_TEST_CONCURRENCY=1 node_tests e2e-serial "${serial_tests[@]}"
 }
 

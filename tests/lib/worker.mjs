@@ -200,13 +200,17 @@ export async function httpCall(url, init = {}) {
   // connection to the runtime; it was seen for requests in flight when a long local queue delivery
   // ends. A client retries it (Retry-After: 0); so do the tests, so they check Starling's answers.
   // A GET the local runtime never answered (seen once in a while for a request that arrives as a long
-  // scheduled event ends; every later request is answered) is sent again; other methods are not.
+  // scheduled event ends; every later request is answered) is sent again; other methods are not. Its
+  // first attempt is abandoned after 15 s (the later ones after 60 s, as every other call): such a stall
+  // was the longest wait of the e2e tier (60 s, in three runs in a row of ingest-durability.test.mjs on
+  // 2026-12-07, where a GET follows each sweep), and a slow GET still gets 60 s on its second attempt.
+  const get = (init.method ?? 'GET') === 'GET';
   for (let attempt = 1; ; attempt++) {
     let r;
     try {
-      r = await httpCallOnce(url, init);
+      r = await httpCallOnce(url, get && attempt === 1 && init.timeoutMs === undefined ? { ...init, timeoutMs: 15_000 } : init);
     } catch (e) {
-      if (e.code === 'STARLING_TIMEOUT' && (init.method ?? 'GET') === 'GET' && attempt < 3) continue;
+      if (e.code === 'STARLING_TIMEOUT' && get && attempt < 3) continue;
       throw e;
     }
     if (attempt >= 4 || r.status !== 503 || !r.body.startsWith('Your worker restarted mid-request')) return r;
@@ -250,123 +254,48 @@ function httpCallOnce(url, { method = 'GET', headers = {}, body, timeoutMs = 60_
 }
 
 /**
- * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
- * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. Unregistered tenants get the
- * enterprise plan unless `keepDefaultPlan` (then wrangler.toml's DEFAULT_PLAN, the free plan).
- * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
- * 32 bytes). `fastQueues: true` runs wrangler.toml with the queue consumers' batch timeout cut to
- * TEST_BATCH_TIMEOUT_SECS (see testConfig); the tests use it, the benchmarks keep the production timeouts.
+ * The runtime shared between test files, described by the JSON file `descriptor` that
+ * tests/lib/shared-runtime.mjs writes once it is ready (waited for here: the files start alongside it).
+ * Its own D1 reader; `stop()` only closes that; `restart()` is refused (a file that restarts its runtime
+ * keeps its own).
  */
-export async function startWorker({
-  extraArgs = [],
-  config,
-  fastQueues = false,
-  silo = false,
-  keepDefaultPlan = false,
-  signingKey = randomBytes(24).toString('hex'),
-} = {}) {
-  const adminToken = randomBytes(24).toString('hex');
-  const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
-  const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
-  const reader = startReader();
-  if (config) extraArgs = ['-c', config, ...extraArgs];
-  else if (fastQueues) extraArgs = ['-c', testConfig(TEST_BATCH_TIMEOUT_SECS), ...extraArgs];
-  // Every port is this worker's own (wrangler's inspector defaults to 9229): files run concurrently.
-  let port = await freePort();
-  let inspectorPort = await freePort();
-  // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
-  // scripts/dev.sh does) so nothing accepted depends on it; `w.cron()` runs the sweep.
-  const args = () => [
-    'dev',
-    '--ip',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    '--inspector-port',
-    String(inspectorPort),
-    '--persist-to',
-    dir,
-    '--var',
-    `SIGNING_KEY:${signingKey}`,
-    '--var',
-    `ADMIN_TOKEN:${adminToken}`,
-    '--var',
-    'SPOOL_INLINE_MAX_ROWS:0',
-    // Most tests post with tokens of tenants they never register: give those the largest plan unless a
-    // test sets DEFAULT_PLAN itself (wrangler.toml's default is the smallest plan).
-    ...(keepDefaultPlan || extraArgs.some((a) => String(a).startsWith('DEFAULT_PLAN:')) ? [] : ['--var', 'DEFAULT_PLAN:enterprise']),
-    '--show-interactive-dev-session=false',
-    ...(extraArgs.includes('--test-scheduled') ? [] : ['--test-scheduled']),
-    ...extraArgs,
-  ];
-  let child;
-  let output = '';
-  const launch = async () => {
-    const t0 = Date.now();
-    child = spawn(WRANGLER, args(), { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const started = output.length;
-    let ready = false;
-    await new Promise((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
-      const onData = (d) => {
-        output += d;
-        if (!ready && /Ready on http/.test(output.slice(started))) {
-          ready = true;
-          clearTimeout(timer);
-          recordTime(started ? 'restart' : 'start', 'wrangler dev ready', Date.now() - t0);
-          res();
-        }
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`));
-      });
-    });
-  };
-  const kill = async () => {
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {}
-    // wrangler exits at once on SIGTERM; the group's SIGKILL after it ends anything it left behind.
-    await new Promise((r) => {
-      const timer = setTimeout(r, 300);
-      if (child.exitCode !== null || child.signalCode !== null) r();
-      else
-        child.once('exit', () => {
-          clearTimeout(timer);
-          r();
-        });
-    });
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {}
-  };
-  // A free port can be taken by another process between freePort() and wrangler's listen: try others.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await launch();
-      break;
-    } catch (e) {
-      await kill();
-      if (attempt >= 3 || !/Address already in use/.test(e.message)) {
-        // Nothing else ends the reader: its process would keep the test file running forever.
-        reader.close();
-        rmSync(dir, { recursive: true, force: true });
-        throw e;
-      }
-      port = await freePort();
-      inspectorPort = await freePort();
-    }
+async function attachShared(descriptor) {
+  const t0 = Date.now();
+  while (!existsSync(descriptor)) {
+    if (Date.now() - t0 > 180_000) throw new Error(`the shared runtime did not start in 180 s (${descriptor})`);
+    await new Promise((r) => setTimeout(r, 100));
   }
-  const base = `http://127.0.0.1:${port}`;
-  const w = {
+  const d = JSON.parse(readFileSync(descriptor, 'utf8'));
+  if (d.error) throw new Error(`the shared runtime did not start: ${d.error}`);
+  recordTime('shared', 'shared runtime ready', Date.now() - t0);
+  const reader = startReader();
+  return runtimeHandle({
+    ...d,
+    reader,
+    logs: () => readFileSync(d.log, 'utf8'),
+    async restart() {
+      throw new Error('the shared runtime cannot be restarted: give this file a runtime of its own');
+    },
+    async stop() {
+      reader.close();
+    },
+  });
+}
+
+/**
+ * The helpers a test uses to call a runtime at `base` and read its persisted state `dir` (D1 `files`
+ * through `reader`); `logs`, `restart` and `stop` are the runtime's own (a started or a shared one).
+ */
+function runtimeHandle({ base, dir, files, reader, signingKey, adminToken, logs, restart, stop }) {
+  return {
     base,
     dir,
+    files,
     signingKey,
     adminToken,
-    logs: () => output,
+    logs,
+    restart,
+    stop,
     token: (tenant, kind = 'tracker', opts = {}) => mint({ tenant, kind, key: signingKey, ...opts }),
     fetch: (path, init) => httpCall(base + path, init),
     async post(path, body, { token, headers = {} } = {}) {
@@ -488,6 +417,143 @@ export async function startWorker({
       walk(dir);
       return files.map((p) => ({ path: p, bytes: readFileSync(p) }));
     },
+  };
+}
+
+/**
+ * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
+ * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. Unregistered tenants get the
+ * enterprise plan unless `keepDefaultPlan` (then wrangler.toml's DEFAULT_PLAN, the free plan).
+ * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
+ * 32 bytes). `fastQueues: true` runs wrangler.toml with the queue consumers' batch timeout cut to
+ * TEST_BATCH_TIMEOUT_SECS (see testConfig); the tests use it, the benchmarks keep the production timeouts.
+ *
+ * `shared: true` (with `fastQueues` and nothing else): the file may run against the runtime scripts/test.sh
+ * shares between test files (STARLING_SHARED_RUNTIME; see tests/lib/shared-runtime.mjs), isolated from the
+ * other files by its own tenants, not by a runtime of its own; without that variable (one file run on its
+ * own) it starts its own runtime as before. `logFile` also appends wrangler's output to that file.
+ */
+export async function startWorker({
+  extraArgs = [],
+  config,
+  fastQueues = false,
+  shared = false,
+  silo = false,
+  keepDefaultPlan = false,
+  signingKey,
+  logFile,
+} = {}) {
+  if (shared) {
+    if (!fastQueues || extraArgs.length || config || silo || keepDefaultPlan || signingKey || logFile)
+      throw new Error('startWorker({ shared: true }) takes fastQueues only: the shared runtime has the default settings');
+    if (process.env.STARLING_SHARED_RUNTIME) return attachShared(process.env.STARLING_SHARED_RUNTIME);
+  }
+  signingKey ??= randomBytes(24).toString('hex');
+  const adminToken = randomBytes(24).toString('hex');
+  const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
+  const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
+  const reader = startReader();
+  if (config) extraArgs = ['-c', config, ...extraArgs];
+  else if (fastQueues) extraArgs = ['-c', testConfig(TEST_BATCH_TIMEOUT_SECS), ...extraArgs];
+  // Every port is this worker's own (wrangler's inspector defaults to 9229): files run concurrently.
+  let port = await freePort();
+  let inspectorPort = await freePort();
+  // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
+  // scripts/dev.sh does) so nothing accepted depends on it; `w.cron()` runs the sweep.
+  const args = () => [
+    'dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--inspector-port',
+    String(inspectorPort),
+    '--persist-to',
+    dir,
+    '--var',
+    `SIGNING_KEY:${signingKey}`,
+    '--var',
+    `ADMIN_TOKEN:${adminToken}`,
+    '--var',
+    'SPOOL_INLINE_MAX_ROWS:0',
+    // Most tests post with tokens of tenants they never register: give those the largest plan unless a
+    // test sets DEFAULT_PLAN itself (wrangler.toml's default is the smallest plan).
+    ...(keepDefaultPlan || extraArgs.some((a) => String(a).startsWith('DEFAULT_PLAN:')) ? [] : ['--var', 'DEFAULT_PLAN:enterprise']),
+    '--show-interactive-dev-session=false',
+    ...(extraArgs.includes('--test-scheduled') ? [] : ['--test-scheduled']),
+    ...extraArgs,
+  ];
+  let child;
+  let output = '';
+  const launch = async () => {
+    const t0 = Date.now();
+    child = spawn(WRANGLER, args(), { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = output.length;
+    let ready = false;
+    await new Promise((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
+      const onData = (d) => {
+        output += d;
+        if (logFile) appendFileSync(logFile, d);
+        if (!ready && /Ready on http/.test(output.slice(started))) {
+          ready = true;
+          clearTimeout(timer);
+          recordTime(started ? 'restart' : 'start', 'wrangler dev ready', Date.now() - t0);
+          res();
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`));
+      });
+    });
+  };
+  const kill = async () => {
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {}
+    // wrangler exits at once on SIGTERM; the group's SIGKILL after it ends anything it left behind.
+    await new Promise((r) => {
+      const timer = setTimeout(r, 300);
+      if (child.exitCode !== null || child.signalCode !== null) r();
+      else
+        child.once('exit', () => {
+          clearTimeout(timer);
+          r();
+        });
+    });
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
+  };
+  // A free port can be taken by another process between freePort() and wrangler's listen: try others.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (e) {
+      await kill();
+      if (attempt >= 3 || !/Address already in use/.test(e.message)) {
+        // Nothing else ends the reader: its process would keep the test file running forever.
+        reader.close();
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
+      }
+      port = await freePort();
+      inspectorPort = await freePort();
+    }
+  }
+  const base = `http://127.0.0.1:${port}`;
+  return runtimeHandle({
+    base,
+    dir,
+    files,
+    reader,
+    signingKey,
+    adminToken,
+    logs: () => output,
     /**
      * Kills the runtime (SIGKILL: the local queue broker's in-memory messages die with it) and starts it
      * again on the same port and persisted D1/R2 state.
@@ -505,6 +571,5 @@ export async function startWorker({
       reader.close();
       rmSync(dir, { recursive: true, force: true });
     },
-  };
-  return w;
+  });
 }
