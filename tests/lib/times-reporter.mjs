@@ -9,6 +9,7 @@ import { relative } from 'node:path';
 const SLOWEST = 12;
 
 export default async function* timesReporter(source) {
+  const began = Date.now();
   const files = new Map(); // file → { start, end, tests, failed }
   const tests = []; // { file, name, ms, failed }
   const fileOf = (f) => {
@@ -32,11 +33,15 @@ export default async function* timesReporter(source) {
   const secs = (ms) => (ms / 1000).toFixed(1).padStart(6);
   const rows = [...files].map(([file, f]) => ({ file, wall: (f.end ?? Date.now()) - f.start, ...f }));
   rows.sort((a, b) => b.wall - a.wall);
-  let out = 'wall s | tests | file (its slowest test, s)\n';
+  const ended = Date.now();
+  const at = (t) => ((t - began) / 1000).toFixed(1);
+  let out = `${files.size} files, ${at(ended)} s from the first start to the last end\n`;
+  out += 'wall s | tests | file (started at, ended at s; its slowest test, s)\n';
   for (const r of rows) {
     const slowest = tests.filter((t) => t.file === r.file).sort((a, b) => b.ms - a.ms)[0];
     const failed = r.failed ? `, ${r.failed} failed` : '';
-    out += `${secs(r.wall)} | ${String(r.tests).padStart(5)} | ${rel(r.file)}${failed}${slowest ? ` (${(slowest.ms / 1000).toFixed(1)}: ${slowest.name.slice(0, 70)})` : ''}\n`;
+    const when = `${at(r.start)}-${r.end ? at(r.end) : '?'}`;
+    out += `${secs(r.wall)} | ${String(r.tests).padStart(5)} | ${rel(r.file)}${failed} (${when}${slowest ? `; ${(slowest.ms / 1000).toFixed(1)}: ${slowest.name.slice(0, 60)}` : ''})\n`;
   }
   out += `slowest ${SLOWEST} tests (s; a file's first test includes its before() hooks, e.g. starting wrangler dev):\n`;
   for (const t of [...tests].sort((a, b) => b.ms - a.ms).slice(0, SLOWEST))
