@@ -114,11 +114,7 @@ start_shared_runtime() {
 stop_shared_runtime() {
   [ -n "$shared_pid" ] || return 0
   kill "$shared_pid" 2>/dev/null || true
-  wait "$shared_pid" 2>/dev/null || true
-  if [ -n "${STARLING_TEST_LOGS:-}" ]; then
-    echo "--- shared wrangler dev output ---" >&2
-    cat "$STARLING_SHARED_RUNTIME.log" >&2 || true
-  fi
+  wait "$shared_pid" 2>/dev/null || true # its stop() prints wrangler's output under STARLING_TEST_LOGS=1
   shared_pid=
   unset STARLING_SHARED_RUNTIME
 }
