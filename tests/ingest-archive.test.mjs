@@ -36,7 +36,11 @@ async function usage(w, tenant) {
   return JSON.parse(r.body).totals;
 }
 
-/** Posts `requests` batches of `n` rows back to back (one queue delivery: its batch timeout is 2 s). */
+/**
+ * Posts `requests` batches of `n` rows back to back (one queue delivery: its batch timeout is 2 s). Both
+ * tests run wrangler.toml's own batch timeout, not the tests' short one: with 0.5 s the four requests came
+ * in two deliveries under load, and the fallback test needs several batches in one delivery.
+ */
 async function postBatches(w, tenant, requests, n, extra = '') {
   for (let i = 0; i < requests; i++) {
     const body = rows(tenant, n, i * n) + (i === 0 && extra ? `\n${extra}` : '');
@@ -52,7 +56,7 @@ const deliveries = (w) =>
     .filter((l) => l.includes('"kind":"queue_delivery"') && !l.includes('"events":0'));
 
 test('a delivery writes one archive object (one tenant, one hour), read back whole by export', async () => {
-  const w = await startWorker({ fastQueues: true });
+  const w = await startWorker();
   try {
     await postBatches(w, 'onedel', 4, 50);
     await w.until(async () => (await usage(w, 'onedel')).events_accepted >= 200, { what: '200 events applied' });
@@ -71,7 +75,7 @@ test('a delivery writes one archive object (one tenant, one hour), read back who
 });
 
 test('when a delivery falls back to per-message processing, archive, usage, rebuild and export count each event once', async () => {
-  const w = await startWorker({ fastQueues: true, extraArgs: ['--var', 'FAULT_GROUP_COMMIT:1'] });
+  const w = await startWorker({ extraArgs: ['--var', 'FAULT_GROUP_COMMIT:1'] });
   try {
     const tenant = 'fallback';
     await postBatches(w, tenant, 4, 50, '{"not json');

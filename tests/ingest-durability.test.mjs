@@ -34,6 +34,37 @@ function rows(tenant, n, { offset = 0, domain = 'dur.example', action = 'page_hi
   ).join('\n');
 }
 
+/**
+ * Rows with a random property of `randomBytesPerRow` bytes (base64) each, so gzip cannot shrink them
+ * to nothing. The consumer's cost is per row (each row is a page view of a visit), the body's cost per
+ * byte: the 5 MB test uses large rows (about 1.6 KB gzip each), so its body is as large with a tenth
+ * of the rows (it took 45 to 90 s with 32,000 rows of 160 random bytes, most of it applying them).
+ */
+function variedRows(tenant, n, randomBytesPerRow = 160) {
+  const now = new Date().toISOString();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    out.push(
+      JSON.stringify({
+        timestamp: now,
+        action: 'page_hit',
+        version: '1',
+        session_id: `b-${i % 5000}`,
+        tenant_id: tenant,
+        domain: 'bulk.example',
+        payload: JSON.stringify({
+          'user-agent': UA,
+          locale: 'en-US',
+          pathname: `/p/${i % 500}`,
+          href: `https://bulk.example/p/${i % 500}`,
+          ref: randomBytes(randomBytesPerRow).toString('base64'),
+        }),
+      }),
+    );
+  }
+  return `${out.join('\n')}\n`;
+}
+
 /** events_accepted / events_quarantined of a tenant today, from usage.json (metered in the rollups' transaction). */
 async function usage(w, tenant) {
   const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, {
@@ -312,37 +343,6 @@ describe('ingest under failure', { concurrency: true }, () => {
       await w?.stop();
     });
 
-    /**
-     * Rows with a random property of `randomBytesPerRow` bytes (base64) each, so gzip cannot shrink them
-     * to nothing. The consumer's cost is per row (each row is a page view of a visit), the body's cost per
-     * byte: the 5 MB test uses large rows (about 1.6 KB gzip each), so its body is as large with a tenth
-     * of the rows (it took 45 to 90 s with 32,000 rows of 160 random bytes, most of it applying them).
-     */
-    function variedRows(tenant, n, randomBytesPerRow = 160) {
-      const now = new Date().toISOString();
-      const out = [];
-      for (let i = 0; i < n; i++) {
-        out.push(
-          JSON.stringify({
-            timestamp: now,
-            action: 'page_hit',
-            version: '1',
-            session_id: `b-${i % 5000}`,
-            tenant_id: tenant,
-            domain: 'bulk.example',
-            payload: JSON.stringify({
-              'user-agent': UA,
-              locale: 'en-US',
-              pathname: `/p/${i % 500}`,
-              href: `https://bulk.example/p/${i % 500}`,
-              ref: randomBytes(randomBytesPerRow).toString('base64'),
-            }),
-          }),
-        );
-      }
-      return `${out.join('\n')}\n`;
-    }
-
     test("a 5 MB gzip NDJSON body (Tinybird's Events API accepts gzip up to 10 MB) is accepted whole and applied once", async () => {
       const created = await w.admin('/v0/admin/tenants', {
         body: JSON.stringify({ tenant_id: 'bulk', display_name: 'Bulk', plan: 'enterprise' }),
@@ -371,15 +371,21 @@ describe('ingest under failure', { concurrency: true }, () => {
       const u = await applied(w, 'bulk', n, 180_000);
       assert.equal(u.events_accepted, n);
     });
+  });
 
-    test('a chunked body past 10 MB is refused with 413 while it streams, without being read to its end', async () => {
+  // Its own runtime: sent right after the 5 MB test's sweep on the same runtime, all four attempts went
+  // unanswered in one run (at load 17, 2026-12-07): the local runtime did not start the request.
+  test('a chunked body past 10 MB is refused with 413 while it streams, without being read to its end', async () => {
+    const w = await startWorker({ fastQueues: true, extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
+    try {
       const url = new URL(`${w.base}/v0/events?name=analytics_events`);
       const token = w.token('bulk');
       const line = `${variedRows('bulk', 1)}`;
       const piece = Buffer.from(line.repeat(Math.ceil(65536 / line.length)));
       // One attempt: streams up to 60 MB and resolves with the answer. The local runtime was seen (1 run in
-      // 4) never to start a request that arrived just as a long queue delivery or sweep of the previous test
-      // ended, while a request sent a moment later was answered; so an attempt with no answer in 25 s is
+      // 4, when this test followed the 5 MB one on its runtime) never to start a request that arrived just as
+      // a long queue delivery or sweep ended, while a request sent a moment later was answered; so an attempt
+      // with no answer in 25 s is
       // abandoned and sent once more (a refused request leaves nothing behind, so a retry is harmless).
       const attempt = () =>
         new Promise((resolve, reject) => {
@@ -437,7 +443,9 @@ describe('ingest under failure', { concurrency: true }, () => {
       const parts = w.r2Keys('spool/').filter((k) => /-p\d+\.json$/.test(k));
       const commits = w.r2Keys('spool/').filter((k) => k.endsWith('.commit'));
       assert.equal(parts.length, 0, `parts left: ${parts.slice(0, 3)}`);
-      assert.ok(commits.length <= 1, "at most the gzip test's marker, waiting for its parts");
-    });
+      assert.equal(commits.length, 0, `commit markers left: ${commits.slice(0, 3)}`);
+    } finally {
+      await w.stop();
+    }
   });
 });
