@@ -87,26 +87,72 @@ build() {
 # Test files run concurrently, each against its own wrangler dev (own ports, own persisted state), since most
 # of their time is spent waiting on the runtime (queue batches, retries, outages). STARLING_TEST_CONCURRENCY=1
 # runs one file at a time, e.g. to read one file's output in order while debugging.
+# Each run also records where its time went (tests/lib/times-reporter.mjs: each file's wall time, the
+# slowest tests, the runtime starts and the longest waits); the tables are printed at the end of the run.
+times_dir=$(mktemp -d)
+shared_pid=
+trap 'stop_shared_runtime; rm -rf "$times_dir"' EXIT
+times=()
 node_tests() {
-  node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-4}" --test-reporter=spec --test-reporter-destination=stdout "$@"
+  local name=$1 status=0 t0=$SECONDS
+  shift
+  STARLING_TEST_TIMES="$times_dir/$name.waits" node --test --test-concurrency="${STARLING_TEST_CONCURRENCY:-4}" \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=./tests/lib/times-reporter.mjs --test-reporter-destination="$times_dir/$name.txt" "$@" || status=$?
+  echo "node --test for $name: $((SECONDS - t0)) s" >>"$times_dir/$name.txt"
+  times+=("$name")
+  return "$status"
+}
+
+# One `wrangler dev` shared by the files that allow it (startWorker({ shared: true }): their own tenants, no
+# restart, no other settings), started alongside the first files; each other file starts its own.
+# tests/lib/shared-runtime.mjs says more. `node --test tests/<file>` alone starts the file's own runtime.
+start_shared_runtime() {
+  export STARLING_SHARED_RUNTIME="$times_dir/shared-runtime.json"
+  node tests/lib/shared-runtime.mjs "$STARLING_SHARED_RUNTIME" &
+  shared_pid=$!
+}
+stop_shared_runtime() {
+  [ -n "$shared_pid" ] || return 0
+  kill "$shared_pid" 2>/dev/null || true
+  wait "$shared_pid" 2>/dev/null || true # its stop() prints wrangler's output under STARLING_TEST_LOGS=1
+  shared_pid=
+  unset STARLING_SHARED_RUNTIME
 }
 
 # E2e files run on their own after the others: tenants.test.mjs measures a neighbour's latency under a
 # flood and waits on its runtime's queue deliveries with short timeouts, which the other files' load on two
 # cores made flaky (once in four full runs its local queue broker stopped delivering after the flood).
 serial_tests=(tests/tenants.test.mjs)
+# The two longest files (about 60 s each) run in a node --test of their own, two at a time, alongside the
+# others (the remaining slots): node --test sorts its files, and started security.test.mjs among the last,
+# so the tier ended 25 s after every other file.
+long_tests=(tests/ingest-durability.test.mjs tests/security.test.mjs)
 
 e2e() {
   build
-  step "integration tests against wrangler dev (tests/*.test.mjs; ${serial_tests[*]} on its own after)"
-  local files=() f b skip
+  step "integration tests against wrangler dev (tests/*.test.mjs, ${long_tests[*]} alongside; ${serial_tests[*]} on its own after)"
+  local files=() f b skip concurrency=${STARLING_TEST_CONCURRENCY:-4} pid status=0 long=0
   for f in tests/*.test.mjs; do
     skip=0
-    for b in "${browser_tests[@]}" "${serial_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
+    for b in "${browser_tests[@]}" "${serial_tests[@]}" "${long_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
     [ "$skip" = 1 ] || files+=("$f")
   done
-  node_tests "${files[@]}"
-  STARLING_TEST_CONCURRENCY=1 node_tests "${serial_tests[@]}"
+  start_shared_runtime
+  if [ "$concurrency" -le 2 ]; then
+    node_tests e2e "${long_tests[@]}" "${files[@]}"
+  else
+    STARLING_TEST_CONCURRENCY=2 node_tests e2e-long "${long_tests[@]}" >"$times_dir/e2e-long.out" 2>&1 &
+    pid=$!
+    STARLING_TEST_CONCURRENCY=$((concurrency - 2)) node_tests e2e "${files[@]}" || status=$?
+    wait "$pid" || long=$?
+    times+=(e2e-long) # recorded in the background subshell, not here
+    cat "$times_dir/e2e-long.out"
+    [ "$long" = 0 ] || die "e2e tests failed: ${long_tests[*]} (output above)"
+    [ "$status" = 0 ] || die "e2e tests failed (output above)"
+  fi
+  stop_shared_runtime
+  STARLING_TEST_CONCURRENCY=1 node_tests e2e-serial "${serial_tests[@]}"
 }
 
 browser() {
@@ -114,7 +160,7 @@ browser() {
   if [ "${STARLING_TEST_CONCURRENCY:-}" = 1 ]; then
     bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
     step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
-    node_tests "${browser_tests[@]}"
+    node_tests browser "${browser_tests[@]}"
     return
   fi
   # scripts/test-tracker.sh (the tracker's decisions under wasm-bindgen-test in headless Chromium) runs
@@ -124,7 +170,7 @@ browser() {
   log=$(mktemp)
   bash scripts/test-tracker.sh >"$log" 2>&1 &
   pid=$!
-  node_tests "${browser_tests[@]}" || status=$?
+  node_tests browser "${browser_tests[@]}" || status=$?
   wait "$pid" || tracker=$?
   cat "$log"
   rm -f "$log"
@@ -139,5 +185,9 @@ for tier in "${tiers[@]}"; do
     fast | checks | native | e2e | browser) timed "$tier" "$tier" ;;
     *) die "unknown test tier '$tier': use fast, checks, native, e2e or browser (or none for all)" ;;
   esac
+done
+for name in "${times[@]}"; do
+  step "where the time went: $name"
+  cat "$times_dir/$name.txt" 2>/dev/null || true
 done
 summary "test: ${tiers[*]} passed in $(($(date +%s) - start)) s ($(IFS=,; echo "${timings[*]}" | sed 's/,/, /g'))"

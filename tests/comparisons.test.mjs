@@ -8,7 +8,7 @@ import { signJwt } from '../scripts/token.mjs';
 
 let w;
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true, shared: true });
   const token = w.token('cmpe2e', 'tracker');
   const now = Date.now();
   for (let v = 0; v < 20; v++) {
@@ -30,7 +30,7 @@ before(async () => {
     );
     assert.equal(r.status, 202, r.text);
   }
-  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === 20, { what: 'sessions rolled up' });
+  await w.until(() => w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id = 'cmpe2e'")[0].n === 20, { what: 'sessions rolled up' });
 });
 after(async () => {
   await w?.stop();

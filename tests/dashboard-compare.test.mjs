@@ -46,7 +46,7 @@ const addDays = (iso, n) => {
 
 before(async () => {
   execFileSync('bash', ['scripts/build-www.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true });
   const token = w.token('cmpco', 'tracker');
   const now = Date.now();
   // Visits over the last three weeks, a few per day, so every comparison has data.

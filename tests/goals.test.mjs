@@ -11,7 +11,7 @@ import { startWorker, ROOT } from './lib/worker.mjs';
 
 let w;
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true, shared: true });
 });
 after(async () => {
   await w?.stop();

@@ -36,7 +36,11 @@ async function usage(w, tenant) {
   return JSON.parse(r.body).totals;
 }
 
-/** Posts `requests` batches of `n` rows back to back (one queue delivery: its batch timeout is 2 s). */
+/**
+ * Posts `requests` batches of `n` rows back to back (one queue delivery: its batch timeout is 2 s). Both
+ * tests run wrangler.toml's own batch timeout, not the tests' short one: with 0.5 s the four requests came
+ * in two deliveries under load, and the fallback test needs several batches in one delivery.
+ */
 async function postBatches(w, tenant, requests, n, extra = '') {
   for (let i = 0; i < requests; i++) {
     const body = rows(tenant, n, i * n) + (i === 0 && extra ? `\n${extra}` : '');

@@ -34,6 +34,37 @@ function rows(tenant, n, { offset = 0, domain = 'dur.example', action = 'page_hi
   ).join('\n');
 }
 
+/**
+ * Rows with a random property of `randomBytesPerRow` bytes (base64) each, so gzip cannot shrink them
+ * to nothing. The consumer's cost is per row (each row is a page view of a visit), the body's cost per
+ * byte: the 5 MB test uses large rows (about 1.6 KB gzip each), so its body is as large with a tenth
+ * of the rows (it took 45 to 90 s with 32,000 rows of 160 random bytes, most of it applying them).
+ */
+function variedRows(tenant, n, randomBytesPerRow = 160) {
+  const now = new Date().toISOString();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    out.push(
+      JSON.stringify({
+        timestamp: now,
+        action: 'page_hit',
+        version: '1',
+        session_id: `b-${i % 5000}`,
+        tenant_id: tenant,
+        domain: 'bulk.example',
+        payload: JSON.stringify({
+          'user-agent': UA,
+          locale: 'en-US',
+          pathname: `/p/${i % 500}`,
+          href: `https://bulk.example/p/${i % 500}`,
+          ref: randomBytes(randomBytesPerRow).toString('base64'),
+        }),
+      }),
+    );
+  }
+  return `${out.join('\n')}\n`;
+}
+
 /** events_accepted / events_quarantined of a tenant today, from usage.json (metered in the rollups' transaction). */
 async function usage(w, tenant) {
   const r = await w.fetch(`/v0/usage.json?date_from=${today()}&date_to=${today()}`, {
@@ -51,7 +82,8 @@ async function applied(w, tenant, want, timeoutMs = 90_000) {
       const u = await usage(w, tenant);
       return u.events_accepted >= want ? u : null;
     },
-    { timeoutMs, what: `${want} applied events of ${tenant}` },
+    // Each check fires the sweep and calls the API: a slower poll than the default.
+    { timeoutMs, what: `${want} applied events of ${tenant}`, intervalMs: 300 },
   );
 }
 
@@ -59,7 +91,7 @@ async function applied(w, tenant, want, timeoutMs = 90_000) {
 // time is spent waiting on a runtime (queue batches, D1 held locked for 20 and 30 s, restarts).
 describe('ingest under failure', { concurrency: true }, () => {
   test('a runtime killed mid-delivery loses nothing it accepted, and applies it exactly once', async () => {
-    const w = await startWorker({ extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
+    const w = await startWorker({ fastQueues: true, extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
     try {
       const tenant = 'restart';
       const token = w.token(tenant);
@@ -131,6 +163,9 @@ describe('ingest under failure', { concurrency: true }, () => {
     return locker;
   }
 
+  // The two D1-outage tests run wrangler.toml's own batch timeouts: with the tests' short ones, every
+  // message posted during the outage became a delivery of its own that failed and was retried, and the
+  // recovery took 68 s instead of about 3 (measured at load 15).
   test('ingest keeps accepting while D1 is locked by another process, and applies everything once D1 is back', async () => {
     const w = await startWorker({ extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
     try {
@@ -210,6 +245,7 @@ describe('ingest under failure', { concurrency: true }, () => {
   /** The runtime the last two groups each start: the free plan with caps, spooled batches swept at once. */
   const cappedRuntime = () =>
     startWorker({
+      fastQueues: true,
       keepDefaultPlan: true,
       extraArgs: [
         '--var',
@@ -273,7 +309,7 @@ describe('ingest under failure', { concurrency: true }, () => {
           const t = await usage(w, tenant);
           return t.events_accepted + t.events_quarantined >= 19 ? t : null;
         },
-        { what: 'the capped batch applied' },
+        { what: 'the capped batch applied', intervalMs: 300 },
       );
       assert.equal(u.events_quarantined, 9, '4 rows of a third domain, 5 of a fourth action name');
       const d = await w.fetch('/v0/pipes/domains.json', { headers: { Authorization: `Bearer ${w.token(tenant, 'read')}` } });
@@ -307,32 +343,6 @@ describe('ingest under failure', { concurrency: true }, () => {
       await w?.stop();
     });
 
-    /** Rows with a random property each, so gzip cannot shrink them to nothing (a realistic ratio). */
-    function variedRows(tenant, n) {
-      const now = new Date().toISOString();
-      const out = [];
-      for (let i = 0; i < n; i++) {
-        out.push(
-          JSON.stringify({
-            timestamp: now,
-            action: 'page_hit',
-            version: '1',
-            session_id: `b-${i % 5000}`,
-            tenant_id: tenant,
-            domain: 'bulk.example',
-            payload: JSON.stringify({
-              'user-agent': UA,
-              locale: 'en-US',
-              pathname: `/p/${i % 500}`,
-              href: `https://bulk.example/p/${i % 500}`,
-              ref: randomBytes(160).toString('base64'),
-            }),
-          }),
-        );
-      }
-      return `${out.join('\n')}\n`;
-    }
-
     test("a 5 MB gzip NDJSON body (Tinybird's Events API accepts gzip up to 10 MB) is accepted whole and applied once", async () => {
       const created = await w.admin('/v0/admin/tenants', {
         body: JSON.stringify({ tenant_id: 'bulk', display_name: 'Bulk', plan: 'enterprise' }),
@@ -345,9 +355,9 @@ describe('ingest under failure', { concurrency: true }, () => {
       // window is 32 KB, so they add up to about the whole's) and compress the whole once they pass 5 MB.
       let estimate = 0;
       while (gz.length < 5 * 1024 * 1024) {
-        const chunk = variedRows('bulk', 4000);
+        const chunk = variedRows('bulk', 400, 1600);
         raw += chunk;
-        n += 4000;
+        n += 400;
         estimate += gzipSync(chunk).length;
         if (estimate >= 5 * 1024 * 1024) gz = gzipSync(raw);
       }
@@ -355,20 +365,27 @@ describe('ingest under failure', { concurrency: true }, () => {
         token: w.token('bulk'),
         headers: { 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson' },
       });
+      assert.ok(gz.length >= 5 * 1024 * 1024, `${gz.length} gzip bytes`);
       assert.equal(r.status, 202, r.text);
       assert.equal(r.json.successful_rows, n, `${n} rows in ${gz.length} gzip bytes`);
       const u = await applied(w, 'bulk', n, 180_000);
       assert.equal(u.events_accepted, n);
     });
+  });
 
-    test('a chunked body past 10 MB is refused with 413 while it streams, without being read to its end', async () => {
+  // Its own runtime: sent right after the 5 MB test's sweep on the same runtime, all four attempts went
+  // unanswered in one run (at load 17, 2026-12-07): the local runtime did not start the request.
+  test('a chunked body past 10 MB is refused with 413 while it streams, without being read to its end', async () => {
+    const w = await startWorker({ fastQueues: true, extraArgs: ['--var', 'SPOOL_SWEEP_AFTER_SECS:0'] });
+    try {
       const url = new URL(`${w.base}/v0/events?name=analytics_events`);
       const token = w.token('bulk');
       const line = `${variedRows('bulk', 1)}`;
       const piece = Buffer.from(line.repeat(Math.ceil(65536 / line.length)));
       // One attempt: streams up to 60 MB and resolves with the answer. The local runtime was seen (1 run in
-      // 4) never to start a request that arrived just as a long queue delivery or sweep of the previous test
-      // ended, while a request sent a moment later was answered; so an attempt with no answer in 25 s is
+      // 4, when this test followed the 5 MB one on its runtime) never to start a request that arrived just as
+      // a long queue delivery or sweep ended, while a request sent a moment later was answered; so an attempt
+      // with no answer in 25 s is
       // abandoned and sent once more (a refused request leaves nothing behind, so a retry is harmless).
       const attempt = () =>
         new Promise((resolve, reject) => {
@@ -426,7 +443,9 @@ describe('ingest under failure', { concurrency: true }, () => {
       const parts = w.r2Keys('spool/').filter((k) => /-p\d+\.json$/.test(k));
       const commits = w.r2Keys('spool/').filter((k) => k.endsWith('.commit'));
       assert.equal(parts.length, 0, `parts left: ${parts.slice(0, 3)}`);
-      assert.ok(commits.length <= 1, "at most the gzip test's marker, waiting for its parts");
-    });
+      assert.equal(commits.length, 0, `commit markers left: ${commits.slice(0, 3)}`);
+    } finally {
+      await w.stop();
+    }
   });
 });

@@ -7,7 +7,7 @@ import { signJwt } from '../scripts/token.mjs';
 
 let w;
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true });
 });
 after(async () => {
   await w?.stop();

@@ -90,7 +90,7 @@ function byHour(list, zone, from, to, keep = () => true) {
 }
 
 test('traffic_by_hour and analytics_hits agree with the events sent, and stay within their tenant', async () => {
-  const w = await startWorker();
+  const w = await startWorker({ fastQueues: true, shared: true });
   try {
     const now = Date.now();
     const a = sessions('kita', now, 60);

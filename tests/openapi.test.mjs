@@ -218,7 +218,7 @@ test('document: one path per pipe, exactly the pipes the core serves', () => {
 // ---------------------------------------------------------------- against the worker
 
 let w;
-const worker = async () => (w ??= await startWorker());
+const worker = async () => (w ??= await startWorker({ fastQueues: true, shared: true }));
 after(async () => {
   await w?.stop();
 });

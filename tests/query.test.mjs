@@ -122,7 +122,7 @@ const day = (ms) => new Date(ms).toISOString().slice(0, 10);
 let range;
 
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true, shared: true });
   now = Date.now();
   range = `date_from=${day(now - 86_400_000)}&date_to=${day(now)}`;
   expected = {};
@@ -166,10 +166,13 @@ before(async () => {
     }
   }
   const total = Object.values(expected).reduce((n, e) => n + e.visits, 0);
-  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, {
-    what: `${total} sessions rolled up`,
-    timeoutMs: 60_000,
-  });
+  await w.until(
+    () => w.d1(`SELECT count(*) AS n FROM sessions WHERE tenant_id IN (${Object.keys(TENANTS).map((t) => `'${t}'`)})`)[0].n === total,
+    {
+      what: `${total} sessions rolled up`,
+      timeoutMs: 60_000,
+    },
+  );
 });
 after(async () => {
   await w?.stop();

@@ -21,7 +21,7 @@ const PREVIOUS_KEY = randomBytes(24).toString('hex');
 let w;
 before(async () => {
   execFileSync('bash', ['scripts/build-www.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  w = await startWorker({ silo: true, extraArgs: ['--var', `SIGNING_KEY_PREVIOUS:${PREVIOUS_KEY}`] });
+  w = await startWorker({ fastQueues: true, silo: true, extraArgs: ['--var', `SIGNING_KEY_PREVIOUS:${PREVIOUS_KEY}`] });
 });
 after(async () => {
   await w?.stop();
@@ -361,7 +361,7 @@ test('#7 usage.json and tenant.json need their own scope or a whole-tenant read 
 
 test('#8 a SIGNING_KEY under 32 bytes serves nothing; during a rotation the previous key still verifies', async () => {
   const shortKey = 'k'.repeat(31);
-  const weak = await startWorker({ signingKey: shortKey });
+  const weak = await startWorker({ fastQueues: true, signingKey: shortKey });
   try {
     const token = signJwt({ exp: now() + 600, iat: now(), scopes: [scope('PIPES:READ', '*', { tenant_id: 'weak' })] }, shortKey);
     const calls = [

@@ -6,7 +6,7 @@ import { startWorker } from './lib/worker.mjs';
 
 let w;
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true, shared: true });
 });
 after(async () => {
   await w?.stop();

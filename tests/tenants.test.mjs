@@ -14,7 +14,11 @@ import { signJwt } from '../scripts/token.mjs';
 const FREE_LIMIT = 20;
 let w;
 before(async () => {
-  w = await startWorker({ silo: true, extraArgs: ['--test-scheduled', '--var', `PLAN_LIMITS:${JSON.stringify({ free: FREE_LIMIT })}`] });
+  w = await startWorker({
+    fastQueues: true,
+    silo: true,
+    extraArgs: ['--test-scheduled', '--var', `PLAN_LIMITS:${JSON.stringify({ free: FREE_LIMIT })}`],
+  });
 });
 after(async () => {
   await w?.stop();

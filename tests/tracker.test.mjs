@@ -25,7 +25,7 @@ const pages = new Map(); // path prefix → HTML
 
 before(async () => {
   execFileSync('bash', ['scripts/build-tracker.sh'], { cwd: ROOT, stdio: 'pipe' });
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true });
   const flock = readFileSync(join(ROOT, 'node_modules/@tinybirdco/flock.js/dist/index.js'));
   server = createServer((req, res) => {
     const path = req.url.split('?')[0];

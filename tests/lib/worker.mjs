@@ -4,6 +4,7 @@
 // port, waits for "Ready on", and returns helpers to call it, query local D1, and stop it.
 import { spawn, execFileSync } from 'node:child_process';
 import {
+  appendFileSync,
   closeSync,
   cpSync,
   existsSync,
@@ -133,6 +134,54 @@ function startReader() {
   };
 }
 
+/**
+ * wrangler.toml for tests: the same Worker, bindings and vars, with the queue consumers' `max_batch_timeout`
+ * set to `batchTimeoutSecs` (production waits 2 s for the main queue and 5 s for the dead-letter queue to
+ * fill a batch; every test that waits for its events to be applied waits that long, several times per test).
+ * Written once per content into its own directory under the temp dir (paths made absolute, since wrangler
+ * reads them relative to the config file); the local D1/R2 state is the same as with wrangler.toml (the
+ * databases are named by their ids).
+ */
+function testConfig(batchTimeoutSecs) {
+  let toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
+  const abs = (key) => {
+    toml = toml.replace(new RegExp(`^${key} = "([^"]*)"$`, 'gm'), (_, p) => `${key} = ${JSON.stringify(resolve(ROOT, p))}`);
+  };
+  abs('main');
+  abs('directory');
+  abs('migrations_dir');
+  const timeouts = toml.match(/^max_batch_timeout = .*$/gm) ?? [];
+  if (!timeouts.length) throw new Error('wrangler.toml has no max_batch_timeout to shorten for tests');
+  toml = toml.replace(/^max_batch_timeout = .*$/gm, `max_batch_timeout = ${batchTimeoutSecs}`);
+  const dir = join(tmpdir(), `starling-wrangler-${createHash('sha256').update(toml).digest('hex').slice(0, 16)}`);
+  const file = join(dir, 'wrangler.toml');
+  if (!existsSync(file)) {
+    const build = mkdtempSync(join(tmpdir(), 'starling-wrangler-build-'));
+    writeFileSync(join(build, 'wrangler.toml'), toml);
+    try {
+      renameSync(build, dir);
+    } catch {
+      rmSync(build, { recursive: true, force: true });
+    } // another file won
+  }
+  return file;
+}
+
+/**
+ * Where the harness's waits went: with `STARLING_TEST_TIMES=<file>` set, each runtime start and restart,
+ * and each `until()`, appends a JSON line (test file, kind, what, ms) to that file; scripts/test.sh prints
+ * the longest ones after each tier.
+ */
+function recordTime(kind, what, ms) {
+  const out = process.env.STARLING_TEST_TIMES;
+  if (!out) return;
+  const file = process.argv[1] ? process.argv[1].slice(ROOT.length + 1) : '?';
+  appendFileSync(out, `${JSON.stringify({ file, kind, what, ms: Math.round(ms) })}\n`);
+}
+
+/** The queue consumers' batch timeout under `fastQueues` (seconds; wrangler.toml: 2 and 5). */
+export const TEST_BATCH_TIMEOUT_SECS = 0.5;
+
 async function freePort() {
   return new Promise((res) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
@@ -151,13 +200,17 @@ export async function httpCall(url, init = {}) {
   // connection to the runtime; it was seen for requests in flight when a long local queue delivery
   // ends. A client retries it (Retry-After: 0); so do the tests, so they check Starling's answers.
   // A GET the local runtime never answered (seen once in a while for a request that arrives as a long
-  // scheduled event ends; every later request is answered) is sent again; other methods are not.
+  // scheduled event ends; every later request is answered) is sent again; other methods are not. Its
+  // first attempt is abandoned after 15 s (the later ones after 60 s, as every other call): such a stall
+  // was the longest wait of the e2e tier (60 s, in three runs in a row of ingest-durability.test.mjs on
+  // 2026-12-07, where a GET follows each sweep), and a slow GET still gets 60 s on its second attempt.
+  const get = (init.method ?? 'GET') === 'GET';
   for (let attempt = 1; ; attempt++) {
     let r;
     try {
-      r = await httpCallOnce(url, init);
+      r = await httpCallOnce(url, get && attempt === 1 && init.timeoutMs === undefined ? { ...init, timeoutMs: 15_000 } : init);
     } catch (e) {
-      if (e.code === 'STARLING_TIMEOUT' && (init.method ?? 'GET') === 'GET' && attempt < 3) continue;
+      if (e.code === 'STARLING_TIMEOUT' && get && attempt < 3) continue;
       throw e;
     }
     if (attempt >= 4 || r.status !== 503 || !r.body.startsWith('Your worker restarted mid-request')) return r;
@@ -201,116 +254,48 @@ function httpCallOnce(url, { method = 'GET', headers = {}, body, timeoutMs = 60_
 }
 
 /**
- * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
- * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. Unregistered tenants get the
- * enterprise plan unless `keepDefaultPlan` (then wrangler.toml's DEFAULT_PLAN, the free plan).
- * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
- * 32 bytes).
+ * The runtime shared between test files, described by the JSON file `descriptor` that
+ * tests/lib/shared-runtime.mjs writes once it is ready (waited for here: the files start alongside it).
+ * Its own D1 reader; `stop()` only closes that; `restart()` is refused (a file that restarts its runtime
+ * keeps its own).
  */
-export async function startWorker({
-  extraArgs = [],
-  config,
-  silo = false,
-  keepDefaultPlan = false,
-  signingKey = randomBytes(24).toString('hex'),
-} = {}) {
-  const adminToken = randomBytes(24).toString('hex');
-  const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
-  const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
-  const reader = startReader();
-  if (config) extraArgs = ['-c', config, ...extraArgs];
-  // Every port is this worker's own (wrangler's inspector defaults to 9229): files run concurrently.
-  let port = await freePort();
-  let inspectorPort = await freePort();
-  // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
-  // scripts/dev.sh does) so nothing accepted depends on it; `w.cron()` runs the sweep.
-  const args = () => [
-    'dev',
-    '--ip',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    '--inspector-port',
-    String(inspectorPort),
-    '--persist-to',
-    dir,
-    '--var',
-    `SIGNING_KEY:${signingKey}`,
-    '--var',
-    `ADMIN_TOKEN:${adminToken}`,
-    '--var',
-    'SPOOL_INLINE_MAX_ROWS:0',
-    // Most tests post with tokens of tenants they never register: give those the largest plan unless a
-    // test sets DEFAULT_PLAN itself (wrangler.toml's default is the smallest plan).
-    ...(keepDefaultPlan || extraArgs.some((a) => String(a).startsWith('DEFAULT_PLAN:')) ? [] : ['--var', 'DEFAULT_PLAN:enterprise']),
-    '--show-interactive-dev-session=false',
-    ...(extraArgs.includes('--test-scheduled') ? [] : ['--test-scheduled']),
-    ...extraArgs,
-  ];
-  let child;
-  let output = '';
-  const launch = async () => {
-    child = spawn(WRANGLER, args(), { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const started = output.length;
-    await new Promise((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
-      const onData = (d) => {
-        output += d;
-        if (/Ready on http/.test(output.slice(started))) {
-          clearTimeout(timer);
-          res();
-        }
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`));
-      });
-    });
-  };
-  const kill = async () => {
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {}
-    // wrangler exits at once on SIGTERM; the group's SIGKILL after it ends anything it left behind.
-    await new Promise((r) => {
-      const timer = setTimeout(r, 300);
-      if (child.exitCode !== null || child.signalCode !== null) r();
-      else
-        child.once('exit', () => {
-          clearTimeout(timer);
-          r();
-        });
-    });
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {}
-  };
-  // A free port can be taken by another process between freePort() and wrangler's listen: try others.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await launch();
-      break;
-    } catch (e) {
-      await kill();
-      if (attempt >= 3 || !/Address already in use/.test(e.message)) {
-        // Nothing else ends the reader: its process would keep the test file running forever.
-        reader.close();
-        rmSync(dir, { recursive: true, force: true });
-        throw e;
-      }
-      port = await freePort();
-      inspectorPort = await freePort();
-    }
+async function attachShared(descriptor) {
+  const t0 = Date.now();
+  while (!existsSync(descriptor)) {
+    if (Date.now() - t0 > 180_000) throw new Error(`the shared runtime did not start in 180 s (${descriptor})`);
+    await new Promise((r) => setTimeout(r, 100));
   }
-  const base = `http://127.0.0.1:${port}`;
-  const w = {
+  const d = JSON.parse(readFileSync(descriptor, 'utf8'));
+  if (d.error) throw new Error(`the shared runtime did not start: ${d.error}`);
+  recordTime('shared', 'shared runtime ready', Date.now() - t0);
+  const reader = startReader();
+  return runtimeHandle({
+    ...d,
+    reader,
+    logs: () => readFileSync(d.log, 'utf8'),
+    async restart() {
+      throw new Error('the shared runtime cannot be restarted: give this file a runtime of its own');
+    },
+    async stop() {
+      reader.close();
+    },
+  });
+}
+
+/**
+ * The helpers a test uses to call a runtime at `base` and read its persisted state `dir` (D1 `files`
+ * through `reader`); `logs`, `restart` and `stop` are the runtime's own (a started or a shared one).
+ */
+function runtimeHandle({ base, dir, files, reader, signingKey, adminToken, logs, restart, stop }) {
+  return {
     base,
     dir,
+    files,
     signingKey,
     adminToken,
-    logs: () => output,
+    logs,
+    restart,
+    stop,
     token: (tenant, kind = 'tracker', opts = {}) => mint({ tenant, kind, key: signingKey, ...opts }),
     fetch: (path, init) => httpCall(base + path, init),
     async post(path, body, { token, headers = {} } = {}) {
@@ -376,15 +361,23 @@ export async function startWorker({
       });
       if (r && r.status !== 200) throw new Error(`/__scheduled answered ${r.status}: ${r.body.slice(0, 300)}`);
     },
-    /** Polls fn until it returns a truthy value (the consumer runs asynchronously, batch timeout 2 s). */
-    async until(fn, { timeoutMs = 20_000, what = 'condition' } = {}) {
-      const end = Date.now() + timeoutMs;
+    /**
+     * Polls fn every `intervalMs` until it returns a truthy value (the consumer runs asynchronously, after
+     * the queue's batch timeout). A check that fires the cron or calls the API each time may poll slower.
+     */
+    async until(fn, { timeoutMs = 20_000, what = 'condition', intervalMs = 100 } = {}) {
+      const t0 = Date.now();
+      const end = t0 + timeoutMs;
       let last;
       while (Date.now() < end) {
         last = await fn();
-        if (last) return last;
-        await new Promise((r) => setTimeout(r, 300));
+        if (last) {
+          recordTime('wait', what, Date.now() - t0);
+          return last;
+        }
+        await new Promise((r) => setTimeout(r, intervalMs));
       }
+      recordTime('wait (timed out)', what, Date.now() - t0);
       throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}`);
     },
     /**
@@ -402,19 +395,15 @@ export async function startWorker({
         }
       };
       walk(dir, false);
-      if (!files.length) return [];
-      const script = [
-        'import sqlite3, sys, json',
-        'keys = []',
-        'for f in sys.argv[2:]:',
-        '    c = sqlite3.connect(f)',
-        '    tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type=\'table\'")]',
-        '    if "_mf_objects" in tables:',
-        '        keys += [r[0] for r in c.execute("SELECT key FROM _mf_objects WHERE substr(key, 1, ?) = ?", (len(sys.argv[1]), sys.argv[1]))]',
-        '    c.close()',
-        'print(json.dumps(sorted(keys)))',
-      ].join('\n');
-      return JSON.parse(execFileSync('python3', ['-c', script, prefix, ...files], { stdio: 'pipe' }).toString());
+      // Through the long-lived reader (no process per call: tests poll this).
+      const lit = `'${prefix.replaceAll("'", "''")}'`;
+      const keys = [];
+      for (const f of files) {
+        const out = reader.query(f, `SELECT key FROM _mf_objects WHERE substr(key, 1, length(${lit})) = ${lit}`);
+        if (out.error && !/no such table/.test(out.error)) throw new Error(`R2 metadata ${f}: ${out.error}`);
+        for (const r of out.rows ?? []) keys.push(r.key);
+      }
+      return keys.sort();
     },
     /** Every file under the persisted state (D1 sqlite files, R2 blobs), for at-rest checks. */
     stateFiles() {
@@ -428,6 +417,143 @@ export async function startWorker({
       walk(dir);
       return files.map((p) => ({ path: p, bytes: readFileSync(p) }));
     },
+  };
+}
+
+/**
+ * Starts the worker. `silo: true` also applies the migrations to the `SILO_1` D1 database (the silo
+ * tenants' database of wrangler.toml); `w.d1(sql, 'SILO_1')` queries it. Unregistered tenants get the
+ * enterprise plan unless `keepDefaultPlan` (then wrangler.toml's DEFAULT_PLAN, the free plan).
+ * `signingKey` is its SIGNING_KEY (48 random hex characters unless given; the worker refuses keys under
+ * 32 bytes). `fastQueues: true` runs wrangler.toml with the queue consumers' batch timeout cut to
+ * TEST_BATCH_TIMEOUT_SECS (see testConfig); the tests use it, the benchmarks keep the production timeouts.
+ *
+ * `shared: true` (with `fastQueues` and nothing else): the file may run against the runtime scripts/test.sh
+ * shares between test files (STARLING_SHARED_RUNTIME; see tests/lib/shared-runtime.mjs), isolated from the
+ * other files by its own tenants, not by a runtime of its own; without that variable (one file run on its
+ * own) it starts its own runtime as before. `logFile` also appends wrangler's output to that file.
+ */
+export async function startWorker({
+  extraArgs = [],
+  config,
+  fastQueues = false,
+  shared = false,
+  silo = false,
+  keepDefaultPlan = false,
+  signingKey,
+  logFile,
+} = {}) {
+  if (shared) {
+    if (!fastQueues || extraArgs.length || config || silo || keepDefaultPlan || signingKey || logFile)
+      throw new Error('startWorker({ shared: true }) takes fastQueues only: the shared runtime has the default settings');
+    if (process.env.STARLING_SHARED_RUNTIME) return attachShared(process.env.STARLING_SHARED_RUNTIME);
+  }
+  signingKey ??= randomBytes(24).toString('hex');
+  const adminToken = randomBytes(24).toString('hex');
+  const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
+  const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
+  const reader = startReader();
+  if (config) extraArgs = ['-c', config, ...extraArgs];
+  else if (fastQueues) extraArgs = ['-c', testConfig(TEST_BATCH_TIMEOUT_SECS), ...extraArgs];
+  // Every port is this worker's own (wrangler's inspector defaults to 9229): files run concurrently.
+  let port = await freePort();
+  let inspectorPort = await freePort();
+  // The local queue broker keeps messages in memory: spool every accepted request to R2 (as
+  // scripts/dev.sh does) so nothing accepted depends on it; `w.cron()` runs the sweep.
+  const args = () => [
+    'dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--inspector-port',
+    String(inspectorPort),
+    '--persist-to',
+    dir,
+    '--var',
+    `SIGNING_KEY:${signingKey}`,
+    '--var',
+    `ADMIN_TOKEN:${adminToken}`,
+    '--var',
+    'SPOOL_INLINE_MAX_ROWS:0',
+    // Most tests post with tokens of tenants they never register: give those the largest plan unless a
+    // test sets DEFAULT_PLAN itself (wrangler.toml's default is the smallest plan).
+    ...(keepDefaultPlan || extraArgs.some((a) => String(a).startsWith('DEFAULT_PLAN:')) ? [] : ['--var', 'DEFAULT_PLAN:enterprise']),
+    '--show-interactive-dev-session=false',
+    ...(extraArgs.includes('--test-scheduled') ? [] : ['--test-scheduled']),
+    ...extraArgs,
+  ];
+  let child;
+  let output = '';
+  const launch = async () => {
+    const t0 = Date.now();
+    child = spawn(WRANGLER, args(), { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = output.length;
+    let ready = false;
+    await new Promise((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`wrangler dev did not start in 180 s:\n${output.slice(-4000)}`)), 180_000);
+      const onData = (d) => {
+        output += d;
+        if (logFile) appendFileSync(logFile, d);
+        if (!ready && /Ready on http/.test(output.slice(started))) {
+          ready = true;
+          clearTimeout(timer);
+          recordTime(started ? 'restart' : 'start', 'wrangler dev ready', Date.now() - t0);
+          res();
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`));
+      });
+    });
+  };
+  const kill = async () => {
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {}
+    // wrangler exits at once on SIGTERM; the group's SIGKILL after it ends anything it left behind.
+    await new Promise((r) => {
+      const timer = setTimeout(r, 300);
+      if (child.exitCode !== null || child.signalCode !== null) r();
+      else
+        child.once('exit', () => {
+          clearTimeout(timer);
+          r();
+        });
+    });
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
+  };
+  // A free port can be taken by another process between freePort() and wrangler's listen: try others.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (e) {
+      await kill();
+      if (attempt >= 3 || !/Address already in use/.test(e.message)) {
+        // Nothing else ends the reader: its process would keep the test file running forever.
+        reader.close();
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
+      }
+      port = await freePort();
+      inspectorPort = await freePort();
+    }
+  }
+  const base = `http://127.0.0.1:${port}`;
+  return runtimeHandle({
+    base,
+    dir,
+    files,
+    reader,
+    signingKey,
+    adminToken,
+    logs: () => output,
     /**
      * Kills the runtime (SIGKILL: the local queue broker's in-memory messages die with it) and starts it
      * again on the same port and persisted D1/R2 state.
@@ -445,6 +571,5 @@ export async function startWorker({
       reader.close();
       rmSync(dir, { recursive: true, force: true });
     },
-  };
-  return w;
+  });
 }
