@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+mod bulk;
 pub mod visits;
 
 pub use visits::{prior_lookup, PriorState};
@@ -130,10 +131,21 @@ pub fn statements_for(
     }
 
     let mut out = visits::statements(events, prior, now_secs);
+    // One multi-row insert per tenant (`bulk`): a queue group touches a minute row per visit.
+    let mut by_tenant: BTreeMap<&str, Vec<Vec<SqlValue>>> = BTreeMap::new();
     for (tenant, minute, domain, session) in minutes.keys() {
-        out.push(Statement::new(
-            "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key) VALUES (?, ?, ?, ?)",
-            vec![(*tenant).into(), (*minute).into(), (*domain).into(), (*session).into()],
+        by_tenant.entry(tenant).or_default().push(vec![
+            (*minute).into(),
+            (*domain).into(),
+            (*session).into(),
+        ]);
+    }
+    for (tenant, rows) in &by_tenant {
+        out.extend(bulk::insert(
+            "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key)",
+            "",
+            tenant,
+            rows,
         ));
     }
     for ((tenant, domain), span) in &domains {

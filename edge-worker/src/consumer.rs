@@ -106,6 +106,7 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                 continue;
             }
         };
+        let loaded_ms = crate::clock::now_ms() - started;
         let present: Vec<QueueBatch> = bodies.iter().flatten().cloned().collect();
         match apply_group(present, env, &database).await {
             Ok(outcomes) => {
@@ -118,7 +119,19 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                     log_batch(msg.body(), counts(body.as_ref()), started, Ok(outcome));
                     msg.ack();
                 }
+                let acked = crate::clock::now_ms();
                 forget_spooled(env, &group).await;
+                crate::log::event(
+                    crate::log::Level::Info,
+                    "queue_group",
+                    &serde_json::json!({
+                        "messages": group.len(),
+                        "spool_read_ms": loaded_ms,
+                        "apply_ms": acked - started - loaded_ms,
+                        "spool_delete_ms": crate::clock::now_ms() - acked,
+                        "latency_ms": crate::clock::now_ms() - started,
+                    }),
+                );
             }
             Err(e) => {
                 crate::log::event(
@@ -312,6 +325,14 @@ async fn apply_group(
     database: &str,
 ) -> Result<Vec<&'static str>> {
     let db = d1::named(env, database)?;
+    let started = crate::clock::now_ms();
+    let mut steps: Vec<(&'static str, i64)> = Vec::new();
+    let mut last = started;
+    let mut mark = |name: &'static str| {
+        let now = crate::clock::now_ms();
+        steps.push((name, now - last));
+        last = now;
+    };
     let ids: Vec<&str> = batches.iter().map(|b| b.batch_id.as_str()).collect();
     let mut applied: HashSet<String> = HashSet::new();
     for lookup in rollup::batches_applied(&ids) {
@@ -330,7 +351,9 @@ async fn apply_group(
         .collect();
     tenants.sort_unstable();
     tenants.dedup();
+    mark("applied_lookup");
     enforce_caps(env, &db, &mut batches, &fresh, &tenants).await?;
+    mark("caps");
 
     // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
     let mut prior = rollup::PriorState::default();
@@ -362,6 +385,7 @@ async fn apply_group(
         }
     }
 
+    mark("prior_state");
     // The archive first: one object per tenant and hour for the whole group, rows tagged by batch.
     let bucket = archive::bucket(env)?;
     let fresh_batches: Vec<&QueueBatch> = fresh.iter().map(|&i| &batches[i]).collect();
@@ -374,6 +398,7 @@ async fn apply_group(
         .into_iter()
         .map(|n| n as i64)
         .collect();
+    mark("archive_put");
     if fresh.len() > 1
         && crate::env::var(env, crate::env::FAULT_GROUP_COMMIT).as_deref() == Some("1")
     {
@@ -410,7 +435,34 @@ async fn apply_group(
         .map(|(&i, bytes)| (&batches[i], bytes))
         .collect();
     statements.extend(usage::statements_for_batches(&metered));
-    d1::run_atomic(&db, &statements).await?;
+    mark("build");
+    let binds: usize = statements.iter().map(|s| s.binds.len()).sum();
+    let profile = d1::run_atomic_profiled(&db, &statements).await?;
+    mark("d1_batch");
+    let events_in: usize = fresh.iter().map(|&i| batches[i].events.len()).sum();
+    let kinds: serde_json::Map<String, serde_json::Value> = profile
+        .iter()
+        .map(|(k, (n, rows, ms))| {
+            (
+                k.clone(),
+                serde_json::json!({ "n": n, "rows": rows, "ms": (ms * 10.0).round() / 10.0 }),
+            )
+        })
+        .collect();
+    crate::log::event(
+        crate::log::Level::Info,
+        "queue_apply",
+        &serde_json::json!({
+            "batches": fresh.len(),
+            "events": events_in,
+            "statements": statements.len(),
+            "binds": binds,
+            "d1_sql_ms": (profile.values().map(|p| p.2).sum::<f64>() * 10.0).round() / 10.0,
+            "steps": steps.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+            "kinds": kinds,
+            "latency_ms": crate::clock::now_ms() - started,
+        }),
+    );
     Ok(batches
         .iter()
         .map(|b| {
