@@ -1,8 +1,10 @@
 //! Rollups: enriched events in, idempotent D1 upserts out.
 //!
-//! A queue batch is first aggregated in memory (one delta per rollup key), then turned into one upsert
-//! per key, so the number of D1 rows written grows with distinct keys, not with events. The statements
-//! are plain SQLite and run unchanged on D1 and on an in-memory SQLite in tests.
+//! A queue batch is first aggregated in memory (one delta per rollup key), then turned into upserts of
+//! those keys, so the number of D1 rows written grows with distinct keys, not with events; the rows of
+//! a table travel together in a few multi-row statements per tenant (`bulk`), so the number of
+//! statements does not grow with them either. The statements are plain SQLite and run unchanged on D1
+//! and on an in-memory SQLite in tests.
 //!
 //! Idempotency is not this module's job alone: the queue consumer runs [`batch_guard`] first in the same
 //! D1 transaction, so a redelivered batch fails on its primary key and changes nothing. Bot events are
