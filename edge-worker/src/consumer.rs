@@ -29,8 +29,10 @@ use crate::tenant_state;
 /// Most events one grouped transaction takes; larger deliveries are split into several groups. Its
 /// statements no longer grow with its visits (multi-row `json_each` writes), so a bigger group mostly
 /// saves the fixed costs per group (lookups, archive objects, one D1 round trip) and coalesces more
-/// deltas of the same cell; its memory is its bodies (about 1 KB an event).
-pub(crate) const GROUP_EVENTS: usize = 10_000;
+/// deltas of the same cell. Its memory grows with it (bodies, visit states, the JSON rows): peak wasm
+/// memory was 34 MB with 10,000-event groups of 1,000 visits and 59 MB with 10,000 distinct visits
+/// (BENCHMARKS.md), so 5,000 keeps a delivery well inside an isolate's 128 MB.
+pub(crate) const GROUP_EVENTS: usize = 5_000;
 /// Seconds before a failed message is delivered again.
 const RETRY_DELAY_SECS: u32 = 10;
 
