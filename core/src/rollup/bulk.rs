@@ -62,6 +62,20 @@ fn chunks(rows: &[Vec<SqlValue>]) -> Vec<String> {
     out
 }
 
+/// `keys` as JSON arrays of strings of at most [`MAX_JSON_BYTES`] and [`MAX_ROWS`] keys each, for
+/// `IN (SELECT value FROM json_each(?))` lookups.
+pub(crate) fn key_lists(keys: &[&str]) -> Vec<String> {
+    let rows: Vec<Vec<SqlValue>> = keys.iter().map(|k| vec![SqlValue::from(*k)]).collect();
+    chunks(&rows)
+        .into_iter()
+        .map(|text| {
+            // `[["a"],["b"]]` → `["a","b"]`: the chunking of single-value rows, flattened.
+            let nested: Vec<Vec<Value>> = serde_json::from_str(&text).unwrap_or_default();
+            Value::Array(nested.into_iter().flatten().collect()).to_string()
+        })
+        .collect()
+}
+
 /// `into` (`INSERT [OR …] INTO table (tenant_id, c1, …)`) for `tenant` and `rows` (the values of
 /// `c1, …`, all of one width), then `tail` (an `ON CONFLICT …` clause or empty): as few statements as
 /// the limits allow, none for no rows.
@@ -131,5 +145,14 @@ mod tests {
         }
         assert_eq!(n, rows.len());
         assert!(chunks(&[]).is_empty());
+        let keys: Vec<String> = (0..2_500).map(|i| format!("k{i}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let lists = key_lists(&refs);
+        let back: Vec<String> = lists
+            .iter()
+            .flat_map(|l| serde_json::from_str::<Vec<String>>(l).unwrap())
+            .collect();
+        assert_eq!(back, keys);
+        assert_eq!(lists.len(), 3);
     }
 }

@@ -523,9 +523,6 @@ pub struct PriorState {
     funnels: HashMap<String, Vec<crate::funnels::Funnel>>,
 }
 
-/// D1 allows at most 100 bound parameters per statement.
-const KEYS_PER_LOOKUP: usize = 90;
-
 /// The reads that fill a [`PriorState`] for one tenant's events (bots and web vitals ignored): the
 /// tenant's goals; open visits by the events' session ids and, for events without one, by visitor;
 /// visitor-days of the events' visitors and of those open visits' visitors. Run them (one D1 batch)
@@ -576,17 +573,18 @@ pub fn prior_lookup(tenant: &str, events: &[EnrichedEvent]) -> Vec<Statement> {
             ),
         ),
     ];
+    // Each key list travels as one JSON array (`bulk::key_lists`), a few statements per lookup
+    // however many visits the group touches (it was one per 90 keys).
     for (i, (list, head)) in lookups.iter().enumerate() {
-        for chunk in list.chunks(KEYS_PER_LOOKUP) {
+        for keys in bulk::key_lists(list) {
             let mut binds: Vec<SqlValue> = vec![tenant.into()];
             if i == 3 {
                 binds.push(tenant.into());
             }
-            binds.extend(chunk.iter().map(|k| SqlValue::from(*k)));
-            let placeholders = vec!["?"; chunk.len()].join(", ");
+            binds.push(keys.into());
             let close = if i == 3 { "))" } else { ")" };
             out.push(Statement::new(
-                format!("{head}({placeholders}{close}"),
+                format!("{head}(SELECT value FROM json_each(?){close}"),
                 binds,
             ));
         }
