@@ -234,6 +234,8 @@ async function batched(w, url) {
     .filter((l) => l.includes('"kind":"spool_sweep"'))
     .reduce((n, l) => n + (JSON.parse(l).applied ?? 0), 0);
   const deliveries = deliveryLines(w, fromB);
+  mkdirSync(`${ROOT}/bench-output`, { recursive: true });
+  writeFileSync(`${ROOT}/bench-output/ingest-batched.log`, w.logs().slice(fromB));
   out.starling.batched = {
     ...b,
     events_accepted: accepted,
@@ -250,7 +252,83 @@ async function batched(w, url) {
     delivery_max_ms: Math.max(0, ...deliveries.map((d) => d.latency_ms)),
     peak_wasm_memory_mb: Math.max(0, ...deliveries.map((d) => d.wasm_memory_mb ?? 0)),
     spooled_objects_applied_by_sweep: swept,
+    consumer: consumerProfile(w.logs().slice(fromB)),
     load_end: load(),
+  };
+}
+
+/**
+ * Where the consumer's time goes, from its `queue_apply` lines (one per grouped D1 transaction, queue
+ * deliveries and sweeps alike) and `queue_group` lines (queue deliveries): per group p50 of each step,
+ * totals, statements and binds per group, and per statement kind its count, rows written and D1's own
+ * time (`meta.duration`) summed over the run.
+ */
+function consumerProfile(text) {
+  const parse = (kind) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith('{') && l.includes(`"kind":"${kind}"`))
+      .map((l) => {
+        try {
+          return JSON.parse(l);
+        } catch {
+          return null;
+        }
+      })
+      .filter(Boolean);
+  const applies = parse('queue_apply');
+  const groups = parse('queue_group');
+  const steps = {};
+  for (const a of applies) for (const [k, v] of Object.entries(a.steps ?? {})) (steps[k] ??= []).push(v);
+  const kinds = {};
+  for (const a of applies)
+    for (const [k, v] of Object.entries(a.kinds ?? {})) {
+      const t = (kinds[k] ??= { statements: 0, rows_written: 0, d1_ms: 0 });
+      t.statements += v.n;
+      t.rows_written += v.rows;
+      t.d1_ms = Math.round((t.d1_ms + v.ms) * 10) / 10;
+    }
+  const sum = (xs) => xs.reduce((n, x) => n + x, 0);
+  return {
+    groups: applies.length,
+    events: sum(applies.map((a) => a.events)),
+    per_group_p50: {
+      events: pct(
+        applies.map((a) => a.events),
+        50,
+      ),
+      statements: pct(
+        applies.map((a) => a.statements),
+        50,
+      ),
+      binds: pct(
+        applies.map((a) => a.binds),
+        50,
+      ),
+      latency_ms: pct(
+        applies.map((a) => a.latency_ms),
+        50,
+      ),
+      d1_sql_ms: pct(
+        applies.map((a) => a.d1_sql_ms),
+        50,
+      ),
+      spool_read_ms: pct(
+        groups.map((g) => g.spool_read_ms),
+        50,
+      ),
+      spool_delete_ms: pct(
+        groups.map((g) => g.spool_delete_ms),
+        50,
+      ),
+      ...Object.fromEntries(Object.entries(steps).map(([k, v]) => [`${k}_ms`, pct(v, 50)])),
+    },
+    total_ms: {
+      apply: sum(applies.map((a) => a.latency_ms)),
+      d1_sql: Math.round(sum(applies.map((a) => a.d1_sql_ms))),
+      ...Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, sum(v)])),
+    },
+    kinds,
   };
 }
 

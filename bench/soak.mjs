@@ -207,6 +207,8 @@ const result = {
 };
 mkdirSync(`${ROOT}/bench-output`, { recursive: true });
 writeFileSync(`${ROOT}/bench-output/soak.json`, JSON.stringify(result, null, 2));
+// The worker's whole log (per-group `queue_apply` profile lines included), for a look afterwards.
+if (worker) writeFileSync(`${ROOT}/bench-output/soak.log`, worker.logs());
 if (worker) await worker.stop();
 console.log(JSON.stringify(result, null, 2));
 const ok = accepted === done;

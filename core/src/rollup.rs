@@ -1,8 +1,10 @@
 //! Rollups: enriched events in, idempotent D1 upserts out.
 //!
-//! A queue batch is first aggregated in memory (one delta per rollup key), then turned into one upsert
-//! per key, so the number of D1 rows written grows with distinct keys, not with events. The statements
-//! are plain SQLite and run unchanged on D1 and on an in-memory SQLite in tests.
+//! A queue batch is first aggregated in memory (one delta per rollup key), then turned into upserts of
+//! those keys, so the number of D1 rows written grows with distinct keys, not with events; the rows of
+//! a table travel together in a few multi-row statements per tenant (`bulk`), so the number of
+//! statements does not grow with them either. The statements are plain SQLite and run unchanged on D1
+//! and on an in-memory SQLite in tests.
 //!
 //! Idempotency is not this module's job alone: the queue consumer runs [`batch_guard`] first in the same
 //! D1 transaction, so a redelivered batch fails on its primary key and changes nothing. Bot events are
@@ -15,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+mod bulk;
 pub mod visits;
 
 pub use visits::{prior_lookup, PriorState};
@@ -130,10 +133,21 @@ pub fn statements_for(
     }
 
     let mut out = visits::statements(events, prior, now_secs);
+    // One multi-row insert per tenant (`bulk`): a queue group touches a minute row per visit.
+    let mut by_tenant: BTreeMap<&str, Vec<Vec<SqlValue>>> = BTreeMap::new();
     for (tenant, minute, domain, session) in minutes.keys() {
-        out.push(Statement::new(
-            "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key) VALUES (?, ?, ?, ?)",
-            vec![(*tenant).into(), (*minute).into(), (*domain).into(), (*session).into()],
+        by_tenant.entry(tenant).or_default().push(vec![
+            (*minute).into(),
+            (*domain).into(),
+            (*session).into(),
+        ]);
+    }
+    for (tenant, rows) in &by_tenant {
+        out.extend(bulk::insert(
+            "INSERT OR IGNORE INTO active_minutes (tenant_id, minute, domain, session_key)",
+            "",
+            tenant,
+            rows,
         ));
     }
     for ((tenant, domain), span) in &domains {

@@ -371,5 +371,43 @@ fn every_statement_stays_within_d1_bind_limit() {
             &s.sql[..60]
         );
         assert_eq!(s.sql.matches('?').count(), s.binds.len());
+        // D1: statements up to 100,000 bytes, values up to 2,000,000 bytes.
+        assert!(s.sql.len() <= 100_000, "{}", &s.sql[..60]);
+        for b in &s.binds {
+            if let starling_core::sql::SqlValue::Text(t) = b {
+                assert!(t.len() <= 2_000_000, "{} bytes: {}", t.len(), &s.sql[..60]);
+            }
+        }
     }
+}
+
+#[test]
+fn a_group_writes_its_visits_in_a_few_statements_not_one_per_visit() {
+    // The consumer's D1 batch used to cost about four statements per visit (sessions, page_visits,
+    // open_visits, active_minutes), most of a group's time outside SQLite. Rows now travel in
+    // multi-row statements, so the count depends on tables and tenants, not on visits.
+    let events = events(23);
+    let conn = migrated_db();
+    let visits: BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| e.session_id.as_deref())
+        .collect();
+    assert!(visits.len() >= 300);
+    let few = rollup_statements(&conn, &events[..20], NOW + 86_400);
+    let all = rollup_statements(&conn, &events, NOW + 86_400);
+    assert!(
+        all.len() <= 20,
+        "{} statements for {} visits",
+        all.len(),
+        visits.len()
+    );
+    assert!(all.len() <= few.len() + 2, "{} vs {}", all.len(), few.len());
+    // Applied in one transaction, a second writer with the same (empty) prior state fails whole: a
+    // visit read as absent is written with revision 1, refused when the row appeared meanwhile.
+    let mut conn = conn;
+    run(&mut conn, &all).unwrap();
+    assert!(
+        run(&mut conn, &all).is_err(),
+        "stale (absent) state is refused"
+    );
 }

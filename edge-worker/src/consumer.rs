@@ -26,8 +26,13 @@ use worker::{
 use crate::store::{archive, d1, spool, visits};
 use crate::tenant_state;
 
-/// Most events one grouped transaction takes; larger deliveries are split into several groups.
-const GROUP_EVENTS: usize = 2_000;
+/// Most events one grouped transaction takes; larger deliveries are split into several groups. Its
+/// statements no longer grow with its visits (multi-row `json_each` writes), so a bigger group mostly
+/// saves the fixed costs per group (lookups, archive objects, one D1 round trip) and coalesces more
+/// deltas of the same cell. Its memory grows with it (bodies, visit states, the JSON rows): peak wasm
+/// memory was 34 MB with 10,000-event groups of 1,000 visits and 59 MB with 10,000 distinct visits
+/// (BENCHMARKS.md), so 5,000 keeps a delivery well inside an isolate's 128 MB.
+pub(crate) const GROUP_EVENTS: usize = 5_000;
 /// Seconds before a failed message is delivered again.
 const RETRY_DELAY_SECS: u32 = 10;
 
@@ -106,6 +111,7 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                 continue;
             }
         };
+        let loaded_ms = crate::clock::now_ms() - started;
         let present: Vec<QueueBatch> = bodies.iter().flatten().cloned().collect();
         match apply_group(present, env, &database).await {
             Ok(outcomes) => {
@@ -118,7 +124,19 @@ pub async fn consume(batch: MessageBatch<QueueBatch>, env: &Env) {
                     log_batch(msg.body(), counts(body.as_ref()), started, Ok(outcome));
                     msg.ack();
                 }
+                let acked = crate::clock::now_ms();
                 forget_spooled(env, &group).await;
+                crate::log::event(
+                    crate::log::Level::Info,
+                    "queue_group",
+                    &serde_json::json!({
+                        "messages": group.len(),
+                        "spool_read_ms": loaded_ms,
+                        "apply_ms": acked - started - loaded_ms,
+                        "spool_delete_ms": crate::clock::now_ms() - acked,
+                        "latency_ms": crate::clock::now_ms() - started,
+                    }),
+                );
             }
             Err(e) => {
                 crate::log::event(
@@ -216,23 +234,26 @@ fn retry_later() -> QueueRetryOptions {
 }
 
 /// Each message's batch: inline, or read from the spool (`None`: its object is gone, so it was applied).
+/// The spool objects of a group are read concurrently (a group holds up to `GROUP_EVENTS` rows).
 async fn load(env: &Env, group: &[Message<QueueBatch>]) -> Result<Vec<Option<QueueBatch>>> {
-    let mut out = Vec::with_capacity(group.len());
-    let mut bucket = None;
-    for msg in group {
-        let body = msg.body();
-        match &body.spool {
-            None => out.push(Some(body.clone())),
-            Some(spooled) => {
-                let bucket = match &mut bucket {
-                    Some(b) => b,
-                    None => bucket.insert(archive::bucket(env)?),
-                };
-                out.push(spool::get(bucket, &spooled.key).await?);
+    let bucket = if group.iter().any(|m| m.body().spool.is_some()) {
+        Some(archive::bucket(env)?)
+    } else {
+        None
+    };
+    let reads = group.iter().map(|msg| {
+        let bucket = bucket.as_ref();
+        async move {
+            match (&msg.body().spool, bucket) {
+                (Some(spooled), Some(bucket)) => spool::get(bucket, &spooled.key).await,
+                _ => Ok(Some(msg.body().clone())),
             }
         }
-    }
-    Ok(out)
+    });
+    futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Deletes the spool objects of applied messages (a failure only leaves work for the sweep, which
@@ -312,6 +333,14 @@ async fn apply_group(
     database: &str,
 ) -> Result<Vec<&'static str>> {
     let db = d1::named(env, database)?;
+    let started = crate::clock::now_ms();
+    let mut steps: Vec<(&'static str, i64)> = Vec::new();
+    let mut last = started;
+    let mut mark = |name: &'static str| {
+        let now = crate::clock::now_ms();
+        steps.push((name, now - last));
+        last = now;
+    };
     let ids: Vec<&str> = batches.iter().map(|b| b.batch_id.as_str()).collect();
     let mut applied: HashSet<String> = HashSet::new();
     for lookup in rollup::batches_applied(&ids) {
@@ -330,7 +359,9 @@ async fn apply_group(
         .collect();
     tenants.sort_unstable();
     tenants.dedup();
+    mark("applied_lookup");
     enforce_caps(env, &db, &mut batches, &fresh, &tenants).await?;
+    mark("caps");
 
     // Sessions per tenant over the whole group, so one visitor's beacons in a delivery share a session.
     let mut prior = rollup::PriorState::default();
@@ -362,6 +393,7 @@ async fn apply_group(
         }
     }
 
+    mark("prior_state");
     // The archive first: one object per tenant and hour for the whole group, rows tagged by batch.
     let bucket = archive::bucket(env)?;
     let fresh_batches: Vec<&QueueBatch> = fresh.iter().map(|&i| &batches[i]).collect();
@@ -374,6 +406,7 @@ async fn apply_group(
         .into_iter()
         .map(|n| n as i64)
         .collect();
+    mark("archive_put");
     if fresh.len() > 1
         && crate::env::var(env, crate::env::FAULT_GROUP_COMMIT).as_deref() == Some("1")
     {
@@ -410,7 +443,34 @@ async fn apply_group(
         .map(|(&i, bytes)| (&batches[i], bytes))
         .collect();
     statements.extend(usage::statements_for_batches(&metered));
-    d1::run_atomic(&db, &statements).await?;
+    mark("build");
+    let binds: usize = statements.iter().map(|s| s.binds.len()).sum();
+    let profile = d1::run_atomic_profiled(&db, &statements).await?;
+    mark("d1_batch");
+    let events_in: usize = fresh.iter().map(|&i| batches[i].events.len()).sum();
+    let kinds: serde_json::Map<String, serde_json::Value> = profile
+        .iter()
+        .map(|(k, (n, rows, ms))| {
+            (
+                k.clone(),
+                serde_json::json!({ "n": n, "rows": rows, "ms": (ms * 10.0).round() / 10.0 }),
+            )
+        })
+        .collect();
+    crate::log::event(
+        crate::log::Level::Info,
+        "queue_apply",
+        &serde_json::json!({
+            "batches": fresh.len(),
+            "events": events_in,
+            "statements": statements.len(),
+            "binds": binds,
+            "d1_sql_ms": (profile.values().map(|p| p.2).sum::<f64>() * 10.0).round() / 10.0,
+            "steps": steps.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+            "kinds": kinds,
+            "latency_ms": crate::clock::now_ms() - started,
+        }),
+    );
     Ok(batches
         .iter()
         .map(|b| {
@@ -421,6 +481,50 @@ async fn apply_group(
             }
         })
         .collect())
+}
+
+/// Applies several batches (the spool sweep's) the way a delivery's messages are: by database, as one
+/// group each (the caller keeps them within [`GROUP_EVENTS`] rows), one by one ([`apply`]) if a group
+/// fails. Returns each batch's outcome, in order.
+pub async fn apply_many(batches: Vec<QueueBatch>, env: &Env) -> Vec<Result<&'static str>> {
+    let mut out: Vec<Option<Result<&'static str>>> = batches.iter().map(|_| None).collect();
+    let mut by_db: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, b) in batches.iter().enumerate() {
+        match tenant_state::state(env, &b.tenant_id).await {
+            Ok(state) if state.erased() => out[i] = Some(Ok("dropped_erased")),
+            Ok(state) if lifecycle::batch_is_stale(b.generation, state.generation()) => {
+                out[i] = Some(Ok("dropped_stale_generation"));
+            }
+            Ok(state) => by_db
+                .entry(state.database().to_owned())
+                .or_default()
+                .push(i),
+            Err(e) => out[i] = Some(Err(worker::Error::RustError(e.log_detail()))),
+        }
+    }
+    for (database, members) in by_db {
+        let group: Vec<QueueBatch> = members.iter().map(|&i| batches[i].clone()).collect();
+        match apply_group(group, env, &database).await {
+            Ok(outcomes) => {
+                for (&i, outcome) in members.iter().zip(outcomes) {
+                    out[i] = Some(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                crate::log::event(
+                    crate::log::Level::Warn,
+                    "sweep_group_fallback",
+                    &serde_json::json!({ "batches": members.len(), "error": e.to_string() }),
+                );
+                for &i in &members {
+                    out[i] = Some(apply(batches[i].clone(), env).await);
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(worker::Error::RustError("not applied".into()))))
+        .collect()
 }
 
 /// Applies one batch. Returns `"applied"` or `"duplicate"` (already applied earlier).

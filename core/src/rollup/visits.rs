@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::bulk;
 use crate::event::EnrichedEvent;
 use crate::goals::Goal;
 use crate::props::Caps;
@@ -522,9 +523,6 @@ pub struct PriorState {
     funnels: HashMap<String, Vec<crate::funnels::Funnel>>,
 }
 
-/// D1 allows at most 100 bound parameters per statement.
-const KEYS_PER_LOOKUP: usize = 90;
-
 /// The reads that fill a [`PriorState`] for one tenant's events (bots and web vitals ignored): the
 /// tenant's goals; open visits by the events' session ids and, for events without one, by visitor;
 /// visitor-days of the events' visitors and of those open visits' visitors. Run them (one D1 batch)
@@ -575,17 +573,18 @@ pub fn prior_lookup(tenant: &str, events: &[EnrichedEvent]) -> Vec<Statement> {
             ),
         ),
     ];
+    // Each key list travels as one JSON array (`bulk::key_lists`), a few statements per lookup
+    // however many visits the group touches (it was one per 90 keys).
     for (i, (list, head)) in lookups.iter().enumerate() {
-        for chunk in list.chunks(KEYS_PER_LOOKUP) {
+        for keys in bulk::key_lists(list) {
             let mut binds: Vec<SqlValue> = vec![tenant.into()];
             if i == 3 {
                 binds.push(tenant.into());
             }
-            binds.extend(chunk.iter().map(|k| SqlValue::from(*k)));
-            let placeholders = vec!["?"; chunk.len()].join(", ");
+            binds.push(keys.into());
             let close = if i == 3 { "))" } else { ")" };
             out.push(Statement::new(
-                format!("{head}({placeholders}{close}"),
+                format!("{head}(SELECT value FROM json_each(?){close}"),
                 binds,
             ));
         }
@@ -853,40 +852,32 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
         ));
     }
 
+    // The visit-level rows and the visits' state, a few multi-row statements per tenant and table
+    // (`bulk`). The state write expects the revision read: a row written by another consumer in between
+    // has another revision, so `rev` becomes NULL and the statement fails on `NOT NULL`; a visit read as
+    // absent is written with revision 1, which fails the same way if the row appeared meanwhile.
+    let mut writes: BTreeMap<&str, VisitWrites> = BTreeMap::new();
     for ((tenant, session), (old, new)) in &touched {
         if old.is_some_and(|(_, o)| o == new) {
             continue;
         }
-        visit_rows(tenant, session, old.map(|o| &o.1), new, &mut out);
-        let state = serde_json::to_string(new).unwrap_or_default();
-        let mut binds: Vec<SqlValue> = vec![
-            (*tenant).into(),
+        let w = writes.entry(tenant).or_default();
+        visit_rows(session, old.map(|o| &o.1), new, w);
+        w.open_visits.push(vec![
             (*session).into(),
             new.visitor.as_str().into(),
             new.domain.as_str().into(),
             new.last_column().into(),
             (old.map_or(0, |o| o.0) + 1).into(),
-            state.into(),
-        ];
-        let insert = "INSERT INTO open_visits (tenant_id, session_key, visitor_id, domain, last_ts, rev, state) \
-                      VALUES (?, ?, ?, ?, ?, ?, ?)";
-        out.push(match old {
-            None => Statement::new(insert, binds),
-            Some((rev, _)) => {
-                binds.push((*rev).into());
-                Statement::new(
-                    format!(
-                        "{insert} ON CONFLICT (tenant_id, session_key) DO UPDATE SET visitor_id = excluded.visitor_id, \
-                         domain = excluded.domain, last_ts = excluded.last_ts, state = excluded.state, \
-                         rev = CASE WHEN rev = ? THEN excluded.rev END"
-                    ),
-                    binds,
-                )
-            }
-        });
+            serde_json::to_string(new).unwrap_or_default().into(),
+        ]);
+    }
+    for (tenant, w) in &writes {
+        w.statements(tenant, &mut out);
     }
 
     for (tenant, days) in &day_changes {
+        let mut day_rows: Vec<Vec<SqlValue>> = Vec::new();
         for ((visitor, day), changes) in days {
             let prior_day = prior
                 .days
@@ -949,48 +940,31 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
                     cells.visitors(tenant, false, *day, key, 4, d);
                 }
             }
-            let state = day_json(&new);
-            let mut binds: Vec<SqlValue> = vec![
-                (*tenant).into(),
+            day_rows.push(vec![
                 visitor.as_str().into(),
                 (*day).into(),
                 (prior_day.map_or(0, |p| p.0) + 1).into(),
-                state.into(),
-            ];
-            let insert = "INSERT INTO visitor_days (tenant_id, visitor_id, day, rev, state) VALUES (?, ?, ?, ?, ?)";
-            out.push(match prior_day {
-                None => Statement::new(insert, binds),
-                Some((rev, _)) => {
-                    binds.push((*rev).into());
-                    Statement::new(
-                        format!(
-                            "{insert} ON CONFLICT (tenant_id, visitor_id, day) DO UPDATE SET state = excluded.state, \
-                             rev = CASE WHEN rev = ? THEN excluded.rev END"
-                        ),
-                        binds,
-                    )
-                }
-            });
+                day_json(&new).into(),
+            ]);
         }
+        // Revision-checked like `open_visits` above.
+        out.extend(bulk::insert(
+            "INSERT INTO visitor_days (tenant_id, visitor_id, day, rev, state)",
+            " ON CONFLICT (tenant_id, visitor_id, day) DO UPDATE SET state = excluded.state, \
+             rev = CASE WHEN rev = excluded.rev - 1 THEN excluded.rev END",
+            tenant,
+            &day_rows,
+        ));
     }
 
-    // Multi-row upserts, one table and tenant per statement, within D1's 100 bound parameters.
-    let mut rows: Vec<Vec<SqlValue>> = Vec::new();
-    let mut current: Option<(&str, bool)> = None;
+    // Additive upserts of the changed cells, a few multi-row statements per tenant and table (`bulk`).
+    let mut rows: BTreeMap<(&str, bool), Vec<Vec<SqlValue>>> = BTreeMap::new();
     for ((tenant, hourly, bucket, d, value, domain), m) in cells.map {
         // Per-dimension hourly rows of older days are not kept (`HOURLY_DAYS`).
         if m.iter().all(|v| *v == 0) || (hourly && d != dim::ALL && bucket < hourly_from) {
             continue;
         }
-        let per = if hourly { 8 } else { 10 };
-        if current != Some((tenant, hourly)) || rows.len() == per {
-            if let Some((_, h)) = current {
-                out.push(cell_upsert(h, std::mem::take(&mut rows)));
-            }
-            current = Some((tenant, hourly));
-        }
         let mut binds: Vec<SqlValue> = vec![
-            tenant.into(),
             dim_code(d).into(),
             bucket.into(),
             value.into(),
@@ -998,14 +972,109 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
         ];
         let n = if hourly { 7 } else { 5 };
         binds.extend(m[..n].iter().map(|v| SqlValue::from(*v)));
-        rows.push(binds);
+        rows.entry((tenant, hourly)).or_default().push(binds);
     }
-    if let Some((_, h)) = current {
-        if !rows.is_empty() {
-            out.push(cell_upsert(h, rows));
-        }
+    for ((tenant, hourly), rows) in rows {
+        out.extend(cell_upserts(hourly, tenant, &rows));
     }
     out
+}
+
+/// Rows of one table, each the values after `tenant_id`.
+type Rows = Vec<Vec<SqlValue>>;
+
+/// A tenant's visit-level rows and visit states to write, by table: deletes run before inserts.
+#[derive(Default)]
+struct VisitWrites {
+    /// `sessions` rows at a visit's old start `(first_ts, session_key)`, when its start moved.
+    sessions_moved: Vec<Vec<SqlValue>>,
+    /// New visits' `sessions` rows (kept if the row exists), then rows of visits with prior state.
+    sessions_new: Vec<Vec<SqlValue>>,
+    sessions_changed: Vec<Vec<SqlValue>>,
+    /// `page_visits` rows at a page's old first hit `(first_ts, session_key, pathname)`.
+    pages_moved: Vec<Vec<SqlValue>>,
+    pages_new: Vec<Vec<SqlValue>>,
+    pages_changed: Vec<Vec<SqlValue>>,
+    /// Per-visit tables rewritten whole (`session_goals`, …): table with columns → (old starts
+    /// `(first_ts, session_key)` to delete, rows to insert).
+    replaced: BTreeMap<&'static str, (Rows, Rows)>,
+    /// `open_visits` rows (session_key, visitor_id, domain, last_ts, rev, state).
+    open_visits: Vec<Vec<SqlValue>>,
+}
+
+impl VisitWrites {
+    fn statements(&self, tenant: &str, out: &mut Vec<Statement>) {
+        for (table, (deletes, inserts)) in &self.replaced {
+            let name = table.split_whitespace().next().unwrap_or(table);
+            out.extend(bulk::delete(
+                name,
+                &["first_ts", "session_key"],
+                tenant,
+                deletes,
+            ));
+            out.extend(bulk::insert(
+                &format!("INSERT OR REPLACE INTO {table}"),
+                "",
+                tenant,
+                inserts,
+            ));
+        }
+        out.extend(bulk::delete(
+            "sessions",
+            &["first_ts", "session_key"],
+            tenant,
+            &self.sessions_moved,
+        ));
+        let sessions = "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, \
+                        pageviews, entry_path, exit_path, source, utm_source, utm_medium, utm_campaign, browser, \
+                        os, device, country)";
+        out.extend(bulk::insert(
+            sessions,
+            " ON CONFLICT DO NOTHING",
+            tenant,
+            &self.sessions_new,
+        ));
+        out.extend(bulk::insert(
+            sessions,
+            " ON CONFLICT (tenant_id, first_ts, session_key) DO UPDATE SET domain = excluded.domain, \
+             visitor_id = excluded.visitor_id, last_ts = excluded.last_ts, pageviews = excluded.pageviews, \
+             entry_path = excluded.entry_path, exit_path = excluded.exit_path, source = excluded.source, \
+             utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, \
+             utm_campaign = excluded.utm_campaign, browser = excluded.browser, os = excluded.os, \
+             device = excluded.device, country = excluded.country",
+            tenant,
+            &self.sessions_changed,
+        ));
+        out.extend(bulk::delete(
+            "page_visits",
+            &["first_ts", "session_key", "pathname"],
+            tenant,
+            &self.pages_moved,
+        ));
+        let pages =
+            "INSERT INTO page_visits (tenant_id, first_ts, session_key, pathname, since_visit, hits)";
+        out.extend(bulk::insert(
+            pages,
+            " ON CONFLICT DO NOTHING",
+            tenant,
+            &self.pages_new,
+        ));
+        out.extend(bulk::insert(
+            pages,
+            " ON CONFLICT (tenant_id, first_ts, session_key, pathname) DO UPDATE SET \
+             since_visit = excluded.since_visit, hits = excluded.hits",
+            tenant,
+            &self.pages_changed,
+        ));
+        out.extend(bulk::insert(
+            "INSERT INTO open_visits (tenant_id, session_key, visitor_id, domain, last_ts, rev, state)",
+            " ON CONFLICT (tenant_id, session_key) DO UPDATE SET visitor_id = excluded.visitor_id, \
+             domain = excluded.domain, last_ts = excluded.last_ts, state = excluded.state, \
+             rev = CASE WHEN rev = excluded.rev - 1 THEN excluded.rev END",
+            tenant,
+            &self.open_visits,
+        ));
+    }
 }
 
 /// The visit-level rows of a touched visit (`sessions`, and `page_visits` per page), written whole from
@@ -1014,15 +1083,9 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
 /// `first_ts` moved (an earlier hit arrived late) is deleted at its old key. A visit without prior
 /// state is inserted; should its row already exist (a hit arriving after its visit's state was pruned,
 /// in the same second as the visit's first hit), the existing row is kept.
-fn visit_rows(
-    tenant: &str,
-    key: &str,
-    old: Option<&VisitState>,
-    new: &VisitState,
-    out: &mut Vec<Statement>,
-) {
-    goal_rows(tenant, key, old, new, out);
-    funnel_rows(tenant, key, old, new, out);
+fn visit_rows(key: &str, old: Option<&VisitState>, new: &VisitState, w: &mut VisitWrites) {
+    goal_rows(key, old, new, w);
+    funnel_rows(key, old, new, w);
     if new.pageviews == 0 {
         // A visit of goal events only has no `sessions` row: page-based numbers are page visits'.
         return;
@@ -1030,14 +1093,11 @@ fn visit_rows(
     let first = new.first_secs();
     let moved = old.filter(|o| o.pageviews > 0 && o.first_secs() != first);
     if let Some(o) = moved {
-        out.push(Statement::new(
-            "DELETE FROM sessions WHERE tenant_id = ? AND first_ts = ? AND session_key = ?",
-            vec![tenant.into(), o.first_secs().into(), key.into()],
-        ));
+        w.sessions_moved
+            .push(vec![o.first_secs().into(), key.into()]);
     }
     let a = &new.attrs;
-    let binds: Vec<SqlValue> = vec![
-        tenant.into(),
+    let row: Vec<SqlValue> = vec![
         key.into(),
         new.domain.as_str().into(),
         new.visitor.as_str().into(),
@@ -1055,70 +1115,41 @@ fn visit_rows(
         a[3].as_str().into(),
         a[4].as_str().into(),
     ];
-    let on_conflict = if old.is_some() {
-        " ON CONFLICT (tenant_id, first_ts, session_key) DO UPDATE SET domain = excluded.domain, \
-         visitor_id = excluded.visitor_id, last_ts = excluded.last_ts, pageviews = excluded.pageviews, \
-         entry_path = excluded.entry_path, exit_path = excluded.exit_path, source = excluded.source, \
-         utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, \
-         utm_campaign = excluded.utm_campaign, browser = excluded.browser, os = excluded.os, \
-         device = excluded.device, country = excluded.country"
+    if old.is_some() {
+        w.sessions_changed.push(row);
     } else {
-        " ON CONFLICT DO NOTHING"
-    };
-    out.push(Statement::new(
-        format!(
-            "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, pageviews, \
-             entry_path, exit_path, source, utm_source, utm_medium, utm_campaign, browser, os, device, country) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){on_conflict}"
-        ),
-        binds,
-    ));
+        w.sessions_new.push(row);
+    }
     for (path, &(page_first, hits)) in &new.pages {
         let before = old.and_then(|o| o.pages.get(path));
         if moved.is_none() && before == Some(&(page_first, hits)) {
             continue;
         }
         if let Some(&(was, _)) = before.filter(|b| b.0 != page_first) {
-            out.push(Statement::new(
-                "DELETE FROM page_visits WHERE tenant_id = ? AND first_ts = ? AND session_key = ? AND pathname = ?",
-                vec![tenant.into(), was.into(), key.into(), path.as_str().into()],
-            ));
+            w.pages_moved
+                .push(vec![was.into(), key.into(), path.as_str().into()]);
         }
-        let on_conflict = if old.is_some() {
-            " ON CONFLICT (tenant_id, first_ts, session_key, pathname) DO UPDATE SET \
-             since_visit = excluded.since_visit, hits = excluded.hits"
+        let row: Vec<SqlValue> = vec![
+            page_first.into(),
+            key.into(),
+            path.as_str().into(),
+            (page_first - first).into(),
+            hits.into(),
+        ];
+        if old.is_some() {
+            w.pages_changed.push(row);
         } else {
-            " ON CONFLICT DO NOTHING"
-        };
-        out.push(Statement::new(
-            format!(
-                "INSERT INTO page_visits (tenant_id, first_ts, session_key, pathname, since_visit, hits) \
-                 VALUES (?, ?, ?, ?, ?, ?){on_conflict}"
-            ),
-            vec![
-                tenant.into(),
-                page_first.into(),
-                key.into(),
-                path.as_str().into(),
-                (page_first - first).into(),
-                hits.into(),
-            ],
-        ));
+            w.pages_new.push(row);
+        }
     }
 }
 
 /// The `session_props`, `session_goals` and `session_goal_props` rows of a touched visit, written whole
 /// from its state: the old rows (at the old start) are deleted and one row per property value, per
 /// completed goal and per (goal, property value of its events) inserted.
-fn goal_rows(
-    tenant: &str,
-    key: &str,
-    old: Option<&VisitState>,
-    new: &VisitState,
-    out: &mut Vec<Statement>,
-) {
+fn goal_rows(key: &str, old: Option<&VisitState>, new: &VisitState, w: &mut VisitWrites) {
     let row = |extra: Vec<SqlValue>| {
-        let mut r: Vec<SqlValue> = vec![tenant.into(), new.start_secs().into(), key.into()];
+        let mut r: Vec<SqlValue> = vec![new.start_secs().into(), key.into()];
         r.extend(extra);
         r
     };
@@ -1139,11 +1170,10 @@ fn goal_rows(
     replace_visit_rows(
         "session_props (tenant_id, first_ts, session_key, prop, domain, visitor_id, pageviews, duration, \
          events)",
-        tenant,
         key,
         old.filter(|o| !o.props.is_empty()).map(VisitState::start_secs),
         props,
-        out,
+        w,
     );
     let goals = new
         .goals
@@ -1165,11 +1195,10 @@ fn goal_rows(
     replace_visit_rows(
         "session_goals (tenant_id, first_ts, session_key, goal, domain, visitor_id, pageviews, duration, \
          events, currency, revenue, paid)",
-        tenant,
         key,
         old.filter(|o| !o.goals.is_empty()).map(VisitState::start_secs),
         goals,
-        out,
+        w,
     );
     let goal_props = new
         .goal_props
@@ -1190,29 +1219,21 @@ fn goal_rows(
     replace_visit_rows(
         "session_goal_props (tenant_id, first_ts, session_key, goal, prop, domain, visitor_id, pageviews, \
          duration, events)",
-        tenant,
         key,
         old.filter(|o| !o.goal_props.is_empty())
             .map(VisitState::start_secs),
         goal_props,
-        out,
+        w,
     );
 }
 
 /// The `session_funnels` rows of a touched visit, written whole from its state like `session_goals`:
 /// the old rows (at the old start) are deleted and one row per funnel step reached inserted.
-fn funnel_rows(
-    tenant: &str,
-    key: &str,
-    old: Option<&VisitState>,
-    new: &VisitState,
-    out: &mut Vec<Statement>,
-) {
+fn funnel_rows(key: &str, old: Option<&VisitState>, new: &VisitState, w: &mut VisitWrites) {
     let steps = new
         .funnel_values()
         .map(|step| {
             vec![
-                tenant.into(),
                 new.start_secs().into(),
                 key.into(),
                 step.into(),
@@ -1225,52 +1246,41 @@ fn funnel_rows(
         .collect();
     replace_visit_rows(
         "session_funnels (tenant_id, first_ts, session_key, step, domain, visitor_id, pageviews, duration)",
-        tenant,
         key,
         old.filter(|o| o.funnel_values().next().is_some())
             .map(VisitState::start_secs),
         steps,
-        out,
+        w,
     );
 }
 
 /// Replaces a visit's rows in a per-visit table (`table (columns)`, keyed by tenant, first_ts and
-/// session_key): deletes those at its old start when it had any (`old_start`), then inserts `rows`
-/// (all as wide as the column list), as many a statement as D1's 100 bound parameters allow.
+/// session_key): its rows at its old start are deleted when it had any (`old_start`), then `rows`
+/// (the columns after `tenant_id`) inserted; [`VisitWrites`] writes them with every other visit's.
 fn replace_visit_rows(
-    table: &str,
-    tenant: &str,
+    table: &'static str,
     key: &str,
     old_start: Option<i64>,
     rows: Vec<Vec<SqlValue>>,
-    out: &mut Vec<Statement>,
+    w: &mut VisitWrites,
 ) {
-    let name = table.split_whitespace().next().unwrap_or(table);
-    if let Some(start) = old_start {
-        out.push(Statement::new(
-            format!("DELETE FROM {name} WHERE tenant_id = ? AND first_ts = ? AND session_key = ?"),
-            vec![tenant.into(), start.into(), key.into()],
-        ));
-    }
-    let Some(width) = rows.first().map(Vec::len) else {
+    if old_start.is_none() && rows.is_empty() {
         return;
-    };
-    let one = format!("({})", vec!["?"; width].join(", "));
-    for chunk in rows.chunks(100 / width) {
-        let values = vec![one.as_str(); chunk.len()].join(", ");
-        out.push(Statement::new(
-            format!("INSERT OR REPLACE INTO {table} VALUES {values}"),
-            chunk.concat(),
-        ));
     }
+    let (deletes, inserts) = w.replaced.entry(table).or_default();
+    if let Some(start) = old_start {
+        deletes.push(vec![start.into(), key.into()]);
+    }
+    inserts.extend(rows);
 }
 
-/// One additive upsert of several rollup cells of one table.
-fn cell_upsert(hourly: bool, rows: Vec<Vec<SqlValue>>) -> Statement {
-    let (head, tail) = if hourly {
+/// Additive upserts of a tenant's rollup cells of one table (rows: dim, bucket, value, domain and the
+/// table's measures).
+fn cell_upserts(hourly: bool, tenant: &str, rows: &[Vec<SqlValue>]) -> Vec<Statement> {
+    let (into, tail) = if hourly {
         (
             "INSERT INTO visit_hourly (tenant_id, dim, hour, value, domain, visits, pageviews, bounces, duration, \
-             visitors, visitors_first, visitors_last) VALUES ",
+             visitors, visitors_first, visitors_last)",
             " ON CONFLICT (tenant_id, dim, hour, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
              pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
              duration = duration + excluded.duration, visitors = visitors + excluded.visitors, \
@@ -1280,16 +1290,13 @@ fn cell_upsert(hourly: bool, rows: Vec<Vec<SqlValue>>) -> Statement {
     } else {
         (
             "INSERT INTO visit_daily (tenant_id, dim, day, value, domain, visits, pageviews, bounces, duration, \
-             visitors) VALUES ",
+             visitors)",
             " ON CONFLICT (tenant_id, dim, day, value, domain) DO UPDATE SET visits = visits + excluded.visits, \
              pageviews = pageviews + excluded.pageviews, bounces = bounces + excluded.bounces, \
              duration = duration + excluded.duration, visitors = visitors + excluded.visitors",
         )
     };
-    let width = rows.first().map_or(0, Vec::len);
-    let one = format!("({})", vec!["?"; width].join(", "));
-    let values = vec![one; rows.len()].join(", ");
-    Statement::new(format!("{head}{values}{tail}"), rows.concat())
+    bulk::insert(into, tail, tenant, rows)
 }
 
 #[cfg(test)]

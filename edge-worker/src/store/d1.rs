@@ -41,6 +41,50 @@ pub async fn run_atomic(db: &D1Database, statements: &[Statement]) -> Result<()>
     Ok(())
 }
 
+/// What one [`run_atomic_profiled`] batch did per statement kind (`INSERT INTO sessions`, `DELETE FROM
+/// open_visits`, ...): statements, rows written and D1's own time (its result `meta.duration`, ms).
+pub type BatchProfile = std::collections::BTreeMap<String, (u64, u64, f64)>;
+
+/// A statement's kind for [`BatchProfile`]: its verb and table, without columns or values.
+pub fn statement_kind(sql: &str) -> String {
+    let mut kind = Vec::new();
+    let mut words = sql.split_whitespace();
+    while let Some(w) = words.next() {
+        kind.push(w);
+        if matches!(w, "INTO" | "FROM" | "UPDATE") {
+            if let Some(table) = words.next() {
+                kind.push(table);
+            }
+            break;
+        }
+    }
+    kind.join(" ")
+}
+
+/// [`run_atomic`], returning what each statement kind cost inside D1 ([`BatchProfile`]).
+pub async fn run_atomic_profiled(
+    db: &D1Database,
+    statements: &[Statement],
+) -> Result<BatchProfile> {
+    let mut profile = BatchProfile::new();
+    if statements.is_empty() {
+        return Ok(profile);
+    }
+    let prepared = statements
+        .iter()
+        .map(|s| prepare(db, s))
+        .collect::<Result<Vec<_>>>()?;
+    let results = db.batch(prepared).await?;
+    for (s, r) in statements.iter().zip(results) {
+        let meta = r.meta()?;
+        let entry = profile.entry(statement_kind(&s.sql)).or_default();
+        entry.0 += 1;
+        entry.1 += meta.as_ref().and_then(|m| m.rows_written).unwrap_or(0) as u64;
+        entry.2 += meta.and_then(|m| m.duration).unwrap_or(0.0);
+    }
+    Ok(profile)
+}
+
 /// Runs one query and returns its rows as JSON objects, with whole numbers as integers.
 pub async fn rows(db: &D1Database, s: &Statement) -> Result<Vec<Map<String, Value>>> {
     let result = prepare(db, s)?.all().await?;

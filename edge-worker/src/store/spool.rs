@@ -137,6 +137,8 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
         }
     };
     let (mut done, mut failed) = (0, 0);
+    let mut pending: Vec<(String, QueueBatch)> = Vec::new();
+    let mut pending_rows = 0;
     for key in keys {
         if crate::clock::now_ms() - now > SWEEP_BUDGET_MS {
             break; // the next run continues, oldest first
@@ -165,22 +167,59 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
                 _ => continue, // not (yet) accepted: never applied by the sweep
             }
         }
-        let outcome = match get(&bucket, &key).await {
-            Ok(Some(batch)) => crate::consumer::apply(batch, env).await,
-            Ok(None) => Ok("duplicate"),
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(_) => {
-                done += 1;
-                if let Err(e) = delete(&bucket, vec![key.clone()]).await {
-                    crate::log::event(
-                        crate::log::Level::Warn,
-                        "spool_delete",
-                        &serde_json::json!({ "key": key, "error": e.to_string() }),
-                    );
-                }
+        // Due batches are applied in groups, as a queue delivery's are (`consumer::apply_many`).
+        match get(&bucket, &key).await {
+            Ok(Some(batch)) => {
+                pending_rows += batch.rows();
+                pending.push((key, batch));
             }
+            Ok(None) => done += 1, // gone: applied and deleted meanwhile
+            Err(e) => {
+                failed += 1;
+                crate::log::event(
+                    crate::log::Level::Error,
+                    "spool_sweep_batch",
+                    &serde_json::json!({ "key": key, "error": e.to_string() }),
+                );
+            }
+        }
+        if pending_rows >= crate::consumer::GROUP_EVENTS {
+            let (d, f) = apply_pending(env, &bucket, std::mem::take(&mut pending)).await;
+            (done, failed, pending_rows) = (done + d, failed + f, 0);
+        }
+    }
+    let (d, f) = apply_pending(env, &bucket, pending).await;
+    (done, failed) = (done + d, failed + f);
+    if done + failed > 0 {
+        crate::log::event(
+            if failed > 0 {
+                crate::log::Level::Warn
+            } else {
+                crate::log::Level::Info
+            },
+            "spool_sweep",
+            &serde_json::json!({ "applied": done, "failed": failed }),
+        );
+    }
+    (done, failed)
+}
+
+/// Applies spooled batches as groups and deletes the objects of those applied (or found applied);
+/// returns (applied, failed). A failed batch keeps its object for the next run.
+async fn apply_pending(
+    env: &Env,
+    bucket: &Bucket,
+    pending: Vec<(String, QueueBatch)>,
+) -> (usize, usize) {
+    if pending.is_empty() {
+        return (0, 0);
+    }
+    let (keys, batches): (Vec<String>, Vec<QueueBatch>) = pending.into_iter().unzip();
+    let outcomes = crate::consumer::apply_many(batches, env).await;
+    let (mut applied, mut failed) = (Vec::new(), 0);
+    for (key, outcome) in keys.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(_) => applied.push(key),
             Err(e) => {
                 failed += 1;
                 crate::log::event(
@@ -191,15 +230,12 @@ pub async fn sweep(env: &Env) -> (usize, usize) {
             }
         }
     }
-    if done + failed > 0 {
+    let done = applied.len();
+    if let Err(e) = delete(bucket, applied).await {
         crate::log::event(
-            if failed > 0 {
-                crate::log::Level::Warn
-            } else {
-                crate::log::Level::Info
-            },
-            "spool_sweep",
-            &serde_json::json!({ "applied": done, "failed": failed }),
+            crate::log::Level::Warn,
+            "spool_delete",
+            &serde_json::json!({ "error": e.to_string() }),
         );
     }
     (done, failed)
