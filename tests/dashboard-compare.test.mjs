@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchChromium } from './lib/browser.mjs';
+import { launchChromium, openDashboard, settled } from './lib/browser.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 import { signJwt } from '../scripts/token.mjs';
 
@@ -88,24 +88,7 @@ after(async () => {
   await w?.stop();
 });
 
-async function open(hash) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, timezoneId: TZ, locale: 'en-US' });
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
-  page.on('pageerror', (e) => problems.push(e.message));
-  await page.goto(`${w.base}/dashboard/#${hash}`);
-  return { page, context, problems };
-}
-
-async function settled(page, after = 0) {
-  await page.waitForFunction(
-    (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
-    after,
-    { timeout: 30_000 },
-  );
-  return page.evaluate(() => Number(document.body.dataset.ready));
-}
+const open = (hash) => openDashboard(browser, w.base, hash, { timezoneId: TZ });
 
 async function post(body, token) {
   const r = await w.fetch('/v0/query', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: JSON.stringify(body) });

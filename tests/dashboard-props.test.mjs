@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchChromium } from './lib/browser.mjs';
+import { launchChromium, openDashboard, settled } from './lib/browser.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 
 const TENANT = 'propdash';
@@ -129,24 +129,7 @@ test('scripts/token.mjs --kind settings manages goals, segments and funnels; it 
   assert.equal((await call('GET', '/v0/goals', printed)).status, 200);
 });
 
-async function open(hash) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, timezoneId: 'UTC', locale: 'en-US' });
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
-  page.on('pageerror', (e) => problems.push(e.message));
-  await page.goto(`${w.base}/dashboard/#${hash}`);
-  return { page, context, problems };
-}
-
-async function settled(page, after = 0) {
-  await page.waitForFunction(
-    (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
-    after,
-    { timeout: 30_000 },
-  );
-  return page.evaluate(() => Number(document.body.dataset.ready));
-}
+const open = (hash) => openDashboard(browser, w.base, hash, { height: 1000 });
 
 const shownRows = (page) =>
   page.$$eval('[data-testid=table-props] tbody tr[data-testid=row]', (rows) =>

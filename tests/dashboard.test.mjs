@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchChromium } from './lib/browser.mjs';
+import { launchChromium, settled } from './lib/browser.mjs';
 import { cfBlob } from './lib/fixtures.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 
@@ -142,15 +142,6 @@ async function assertHours(page, token, params, what) {
   assert.deepEqual(shown, await api('traffic_by_hour', params, token), `hours: ${what}`);
   assert.equal(shown.length, 24);
   return shown;
-}
-
-async function settled(frame, after = 0) {
-  await frame.waitForFunction(
-    (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
-    after,
-    { timeout: 30_000 },
-  );
-  return frame.evaluate(() => Number(document.body.dataset.ready));
 }
 
 const KPI_KEYS = ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'avg_session_sec'];

@@ -16,3 +16,30 @@ export function launchChromium() {
     ],
   });
 }
+
+/**
+ * Waits until the dashboard in `frame` (a page or an iframe) has drawn a load newer than `after` and is no
+ * longer busy; returns that load's number (`document.body.dataset.ready`), to pass as `after` next time.
+ */
+export async function settled(frame, after = 0) {
+  await frame.waitForFunction(
+    (n) => Number(document.body.dataset.ready || 0) > n && document.getElementById('main').getAttribute('aria-busy') === 'false',
+    after,
+    { timeout: 30_000 },
+  );
+  return frame.evaluate(() => Number(document.body.dataset.ready));
+}
+
+/**
+ * Opens `${base}/dashboard/#${hash}` in a new context of `browser` (1280 px wide, en-US, zone `timezoneId`)
+ * and collects its console errors and page errors in `problems`.
+ */
+export async function openDashboard(browser, base, hash, { height = 900, timezoneId = 'UTC' } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height }, timezoneId, locale: 'en-US' });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+  page.on('pageerror', (e) => problems.push(e.message));
+  await page.goto(`${base}/dashboard/#${hash}`);
+  return { page, context, problems };
+}
