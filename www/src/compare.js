@@ -7,6 +7,7 @@
 // range by day or hour for the ghost line, paired with the main period's buckets by position.
 import { ApiError, MESSAGES, plausibleToken } from './api.js';
 import { isDate, spanDays, MAX_DAYS } from './dates.js';
+import { queryFilters } from './filters.js';
 
 /** The modes, as kept in the fragment (`compare=`) and shown in the selector. */
 export const MODES = {
@@ -14,19 +15,6 @@ export const MODES = {
   year_over_year: 'Year over year',
   custom: 'Custom range…',
   off: 'No comparison',
-};
-
-/** The dashboard filters (pipe parameters) as /v0/query dimensions. */
-const DIMENSIONS = {
-  pathname: 'event:page',
-  source: 'visit:source',
-  utm_campaign: 'visit:utm_campaign',
-  utm_source: 'visit:utm_source',
-  utm_medium: 'visit:utm_medium',
-  browser: 'visit:browser',
-  os: 'visit:os',
-  device: 'visit:device',
-  country: 'visit:country',
 };
 
 /** Whether a comparison state is usable (a custom one needs a valid range). */
@@ -49,11 +37,9 @@ export function comparisonsBody(c) {
 }
 
 /** A /v0/query body for the dashboard's view (dates, zone, site, filters and segment). */
-export function queryBody({ from, to, tz, domain, filters, segment }, extra = {}) {
-  const list = Object.entries(filters)
-    .filter(([k]) => DIMENSIONS[k])
-    .map(([k, v]) => ['is', DIMENSIONS[k], [v]]);
-  if (segment) list.push(['is', 'segment', [Number(segment)]]);
+export function queryBody(view, extra = {}) {
+  const { from, to, tz, domain } = view;
+  const list = queryFilters(view, { goal: false });
   const body = {
     metrics: ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'visit_duration'],
     date_range: [from, to],
