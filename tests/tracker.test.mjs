@@ -22,13 +22,18 @@ let browser;
 let server;
 let origin; // the host pages' origin, e.g. http://127.0.0.1:41234
 const pages = new Map(); // path prefix → HTML
+// `${origin}/edge/...` forwards to the worker, but first answers each refusal of `refusals` (a status, or
+// 'no-cors' for a 503 without CORS headers, as a runtime restarting mid-request answers), in order.
+const refusals = [];
+const forwarded = []; // the event bodies the edge proxy forwarded
 
 before(async () => {
   execFileSync('bash', ['scripts/build-tracker.sh'], { cwd: ROOT, stdio: 'pipe' });
   w = await startWorker({ fastQueues: true });
   const flock = readFileSync(join(ROOT, 'node_modules/@tinybirdco/flock.js/dist/index.js'));
-  server = createServer((req, res) => {
+  server = createServer(async (req, res) => {
     const path = req.url.split('?')[0];
+    if (path.startsWith('/edge/')) return edgeProxy(req, res);
     if (path === '/flock.js') return res.writeHead(200, { 'Content-Type': 'text/javascript' }).end(flock);
     const html = [...pages].find(([prefix]) => path.startsWith(prefix))?.[1];
     if (!html) return res.writeHead(404).end();
@@ -44,6 +49,25 @@ after(async () => {
   server?.close();
   await w?.stop();
 });
+
+/** The worker behind `refusals`: see `refusals`. */
+async function edgeProxy(req, res) {
+  const cors = { 'Access-Control-Allow-Origin': '*' };
+  if (req.method === 'OPTIONS') return res.writeHead(204, { ...cors, 'Access-Control-Allow-Headers': '*' }).end();
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const body = Buffer.concat(chunks).toString();
+  const refusal = refusals.shift();
+  if (refusal === 'no-cors') return res.writeHead(503).end('restarted mid-request');
+  if (refusal) return res.writeHead(refusal, { ...cors, 'Retry-After': '1' }).end('{"error":"refused by the test"}');
+  forwarded.push(body);
+  const r = await fetch(w.base + req.url.slice('/edge'.length), {
+    method: req.method,
+    body: req.method === 'POST' ? body : undefined,
+    headers: { 'Content-Type': req.headers['content-type'] ?? 'text/plain' },
+  });
+  res.writeHead(r.status, { ...cors, 'Content-Type': r.headers.get('content-type') ?? 'application/json' }).end(await r.text());
+}
 
 /** The SPA test page with our tracker and these attributes. */
 function spaPage(attrs) {
@@ -70,12 +94,14 @@ async function open(url, { init, referer } = {}) {
   const page = await context.newPage();
   const errors = [];
   const beacons = [];
+  // The browser's own log of a refused request ("Failed to load resource", "blocked by CORS policy") is
+  // not an error of the page: the tracker sends the event again (tested below). Anything else is.
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
+    if (m.type() === 'error' && !/^Failed to load resource|blocked by CORS policy/.test(m.text())) errors.push(m.text());
   });
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('request', (r) => {
-    if (r.url().startsWith(`${w.base}/v0/events`)) beacons.push(r);
+    if (new URL(r.url()).pathname.endsWith('/v0/events')) beacons.push(r);
   });
   await page.goto(url, referer ? { referer } : {});
   return { context, page, errors, beacons };
@@ -91,6 +117,37 @@ async function exported(tenant) {
     .filter(Boolean)
     .map((l) => JSON.parse(l))
     .sort((a, b) => a.ts - b.ts);
+}
+
+/**
+ * Waits until the tenant's archive holds at least `n` events (oldest first). On a timeout the error says
+ * what the page sent, what the worker answered and what the archive holds, so a flake can be told apart
+ * from a lost event.
+ */
+async function archived(tenant, n, beacons) {
+  try {
+    return await w.until(
+      async () => {
+        const e = await exported(tenant);
+        return e.length >= n && e;
+      },
+      { what: `${n} archived events of ${tenant}` },
+    );
+  } catch (err) {
+    const sent = await Promise.all(
+      beacons.map(async (r) => {
+        const res = await r.response().catch(() => null);
+        const body = JSON.parse(r.postData() ?? '{}');
+        const answer = res
+          ? `${res.status()} ${res.status() >= 300 ? await res.text().catch(() => '') : ''}`
+          : (r.failure()?.errorText ?? 'no answer');
+        return [body.action, body.timestamp, answer];
+      }),
+    );
+    const got = (await exported(tenant)).map((e) => [e.action, e.pathname, e.ts]);
+    err.message += `\nsent: ${JSON.stringify(sent)}\narchived: ${JSON.stringify(got)}`;
+    throw err;
+  }
 }
 
 const payloadOf = (e) => (typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload);
@@ -109,8 +166,11 @@ test('SPA page hits, referrers, UTM and custom events land once each', async () 
     }),
   );
   const start = `${origin}/app/start?utm_source=newsletter&utm_medium=email&utm_campaign=launch&secret=s3cr3t`;
-  const { context, page, errors } = await open(start, { referer: 'https://news.example.org/item?id=1' });
+  const { context, page, errors, beacons } = await open(start, { referer: 'https://news.example.org/item?id=1' });
   await page.waitForFunction(() => window.Tinybird && window.starling && !window.starling.q);
+  // The loader is in place, the module may still be loading: wait for the first page hit to be sent, so
+  // the next one is sent later (an event's timestamp is its send time, and the archive is read in ts order).
+  await w.until(async () => beacons.length >= 2, { what: 'the first page hit sent' });
   await page.evaluate(() => history.pushState({}, '', '/app/pricing'));
   await page.evaluate(() => history.pushState({}, '', '/app/docs?tab=api#intro'));
   await page.evaluate(() => {
@@ -125,13 +185,7 @@ test('SPA page hits, referrers, UTM and custom events land once each', async () 
     starling.track('signup', { plan: 'pro' });
   });
 
-  const events = await w.until(
-    async () => {
-      const e = await exported('acme');
-      return e.length >= 6 && e;
-    },
-    { what: '6 events from the browser' },
-  );
+  const events = await archived('acme', 6, beacons);
   await page.waitForTimeout(2500); // anything late (a duplicate) would arrive in the next queue batch
   const all = await exported('acme');
   assert.equal(all.length, 6, JSON.stringify(all.map((e) => [e.action, e.pathname])));
@@ -219,16 +273,10 @@ test('data-storage keeps a flock.js-style session id; a foreign data-domain is n
       'data-allow-automation': '',
     }),
   );
-  const { context, page, errors } = await open(`${origin}/stored/a`);
+  const { context, page, errors, beacons } = await open(`${origin}/stored/a`);
   await page.waitForFunction(() => window.Tinybird && !window.starling.q);
   await page.evaluate(() => history.pushState({}, '', '/stored/b'));
-  const all = await w.until(
-    async () => {
-      const e = await exported('stored');
-      return e.length >= 3 && e;
-    },
-    { what: '3 events' },
-  );
+  const all = await archived('stored', 3, beacons);
   const ids = new Set(all.map((e) => e.session_id));
   assert.equal(ids.size, 1, `one session id for every event: ${[...ids]}`);
   assert.match([...ids][0], /^[0-9a-f-]{36}$/);
@@ -237,6 +285,34 @@ test('data-storage keeps a flock.js-style session id; a foreign data-domain is n
   assert.equal(cookie.value, [...ids][0]);
   assert.equal(cookie.sameSite, 'Lax');
   assert.equal(cookie.domain, '127.0.0.1', 'host-only cookie: data-domain does not match the page');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('an event the edge refused (a 503 without CORS, a 429) is sent again and lands once; no error reaches the page', async () => {
+  pages.set(
+    '/refused/',
+    spaPage({
+      'data-token': w.token('refused', 'tracker'),
+      'data-host': `${origin}/edge`,
+      'data-allow-localhost': '',
+      'data-allow-automation': '',
+    }),
+  );
+  refusals.push('no-cors', 429);
+  forwarded.length = 0;
+  const { context, page, errors, beacons } = await open(`${origin}/refused/a`);
+  const all = await archived('refused', 2, beacons);
+  assert.equal(refusals.length, 0, 'both refusals were answered');
+  assert.deepEqual(all.map((e) => e.action).sort(), ['early', 'page_hit']);
+  assert.equal(all.find((e) => e.action === 'page_hit').pathname, '/refused/a');
+  await page.waitForTimeout(2500); // a duplicate would arrive in the next queue batch
+  assert.equal((await exported('refused')).length, 2, 'each event lands once');
+  assert.equal(forwarded.length, 2, 'each event was forwarded once');
+  // Each refused body was sent again unchanged: its timestamp is the time of the first attempt.
+  const sent = beacons.map((r) => r.postData());
+  assert.ok(sent.length >= 4, `two refusals and two accepted sends: ${sent.length}`);
+  assert.deepEqual([...new Set(sent)].sort(), [...forwarded].sort());
   assert.deepEqual(errors, []);
   await context.close();
 });

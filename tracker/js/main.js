@@ -24,7 +24,7 @@ try {
   // names longer than 4 characters) load it too.
   const X = ['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) => s.hasAttribute('data-' + a));
   const q = []; // events waiting for the module
-  const retry = []; // beacons the browser refused, retried before the next send and on hide/online
+  const retry = []; // sends that failed (a network error, 429 or 5xx), each with its number of attempts
   let last = ''; // the last page hit sent
   let x = 0; // the module's exports; 0 while loading, null when off
   let B; // the module's text buffer: input at B, output at B + 32768
@@ -33,18 +33,20 @@ try {
   let M;
   const G = {};
 
-  // Every send first retries what the browser refused before.
-  const post = (u, b) => {
-    flush();
+  // `fetch` with `keepalive` (it outlives the page like a beacon, and it sees the answer): an event the
+  // edge did not accept (a network error, 429 or 5xx: the edge then accepted nothing) is sent again with
+  // the same body after 2, 4, 8, ... s, at most 8 times (at most 50 waiting), and at once on hide and when
+  // back online. Only a hidden page uses `sendBeacon` (a browser without keepalive may cancel a fetch on
+  // unload). A string body is sent as text/plain: no CORS preflight.
+  const post = (u, b, n = 0) => {
     try {
-      // A string body is sent as text/plain: no CORS preflight.
-      if (N.sendBeacon(u, b)) return;
+      if (D.hidden && N.sendBeacon(u, b)) return;
     } catch {}
     fetch(u, { method: 'POST', body: b, keepalive: true })
       .then((r) => {
         if (r.status > 499 || r.status == 429) throw 0;
       })
-      .catch(() => retry.length < 20 && retry.push([u, b]));
+      .catch(() => n < 8 && retry.length < 50 && retry.push([u, b, n + 1]) && setTimeout(flush, 1e3 << (n + 1)));
   };
   const flush = () => retry.splice(0).forEach((e) => post(...e));
   // Text into the module's input; a negative length when it did not fit (the module then says no).
