@@ -424,8 +424,8 @@ test('the Goals table shows each goal change from one /v0/query with the compari
   const purchase = yoy.results.find((r) => r.dimensions[0] === 'Purchase');
   assert.ok(purchase.metrics[3] && purchase.comparison.metrics[3], 'Purchase has revenue in both periods');
   mkdirSync(join(ROOT, 'test-output'), { recursive: true });
-  await page.locator('#goals').screenshot({ path: join(ROOT, 'test-output/goals-1280.png') });
-  if (process.env.STARLING_UPDATE_SCREENSHOT) copyFileSync(join(ROOT, 'test-output/goals-1280.png'), join(ROOT, 'docs/goals.png'));
+  await page.locator('#goals').screenshot({ path: join(ROOT, 'test-output/goals-compare-1280.png') });
+  if (process.env.STARLING_UPDATE_SCREENSHOT) copyFileSync(join(ROOT, 'test-output/goals-compare-1280.png'), join(ROOT, 'docs/goals.png'));
 
   // The plain previous period (the KPI cards' from the pipes): the goals' still from /v0/query, one call.
   goalQueries.length = 0;
