@@ -1,9 +1,11 @@
 // The dashboard's comparison and segment selectors in a real browser against the real worker: the KPI
 // deltas follow the chosen comparison (numbers on screen equal POST /v0/query's comparison), the
 // choice lives in the URL fragment, "No comparison" removes the deltas and the ghost line, and a saved
-// segment applied from the selector gives the pipes' numbers for segment=<id>. Screenshots go to
-// test-output/ (and docs/dashboard-compare.png and docs/segments.png, the segment selector with "Save as
-// segment", when STARLING_UPDATE_SCREENSHOT=1).
+// segment applied from the selector gives the pipes' numbers for segment=<id>. With goals (tenant
+// cmpgoal, goals in both periods): the Goals table's deltas are the API's comparison of each goal, and
+// with a goal selected the comparison KPIs and ghost line are the goal's. Screenshots go to
+// test-output/ (and docs/dashboard-compare.png, docs/segments.png, the segment selector with "Save as
+// segment", and docs/goals.png, the Goals table with its deltas, when STARLING_UPDATE_SCREENSHOT=1).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -76,12 +78,75 @@ before(async () => {
     assert.equal(r.status, 202, r.text);
     total += 1;
   }
-  await w.until(() => w.d1('SELECT count(*) AS n FROM sessions')[0].n === total, {
+  const goalVisits = await seedGoals();
+  await w.until(() => w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id = 'cmpco'")[0].n === total, {
     what: `${total} sessions rolled up`,
+    timeoutMs: 90_000,
+  });
+  await w.until(() => w.d1(`SELECT count(*) AS n FROM sessions WHERE tenant_id = '${GOAL_TENANT}'`)[0].n === goalVisits, {
+    what: `${goalVisits} ${GOAL_TENANT} sessions rolled up`,
     timeoutMs: 90_000,
   });
   browser = await launchChromium();
 });
+
+const GOAL_TENANT = 'cmpgoal';
+const DAY_MS = 86_400_000;
+
+/**
+ * Goals (Signup, a custom event; Pricing, a page; Purchase, in EUR) and visits that reach them in the
+ * last 7 days, the 7 days before and a year earlier, in other proportions in each period (so a goal's
+ * comparison differs from all visits'). Returns the number of visits.
+ */
+async function seedGoals() {
+  const settings = w.token(GOAL_TENANT, 'settings');
+  for (const g of [
+    { name: 'Signup', kind: 'event', match: 'signup' },
+    { name: 'Pricing', kind: 'page', match: '/pricing' },
+    { name: 'Purchase', kind: 'event', match: 'purchase', currency: 'EUR' },
+  ]) {
+    const r = await w.fetch('/v0/goals', { method: 'POST', headers: { Authorization: `Bearer ${settings}` }, body: JSON.stringify(g) });
+    assert.equal(r.status, 201, r.body);
+  }
+  const tracker = w.token(GOAL_TENANT, 'tracker');
+  const now = Date.now();
+  // [first visit, visits, start of the period before now]: this week, the week before, a year earlier.
+  const periods = [
+    [0, 26, 0],
+    [26, 16, 7 * DAY_MS],
+    [42, 12, 365 * DAY_MS],
+  ];
+  let n = 0;
+  for (const [first, count, back] of periods) {
+    for (let v = first; v < first + count; v++) {
+      const start = now - back - ((v * 11.3) % 140) * 3_600_000 - 60_000;
+      const row = (i, action, payload) =>
+        JSON.stringify({
+          timestamp: new Date(start + i * 20_000).toISOString(),
+          action,
+          version: '1',
+          session_id: `cmpgoal-${v}`,
+          tenant_id: GOAL_TENANT,
+          domain: 'cmpgoal.example',
+          payload: JSON.stringify(payload),
+        });
+      const path = v % 3 ? '/' : '/pricing';
+      const lines = [row(0, 'page_hit', { pathname: path, href: `https://cmpgoal.example${path}`, 'user-agent': UAS[v % 2] })];
+      if (v % 2) lines.push(row(1, 'page_hit', { pathname: '/docs', href: 'https://cmpgoal.example/docs', 'user-agent': UAS[v % 2] }));
+      // Signups: 3 in 4 visits this week, 1 in 2 before; purchases in about 1 in 4, most with revenue.
+      if (back === 0 ? v % 4 !== 3 : v % 2 === 0) lines.push(row(2, 'signup', {}));
+      if (v % 4 === 1) lines.push(row(3, 'purchase', v % 8 === 1 ? { revenue: { amount: `${10 + (v % 7)}.50`, currency: 'EUR' } } : {}));
+      if (v % 12 === 5) lines.push(row(4, 'purchase', { revenue: { amount: '4', currency: 'EUR' } }));
+      const r = await w.post('/v0/events?name=analytics_events', lines.join('\n'), {
+        token: tracker,
+        headers: { 'CF-Connecting-IP': `198.51.100.${v + 1}`, 'MF-CF-Blob': cfBlob('FR') },
+      });
+      assert.equal(r.status, 202, r.text);
+      n += 1;
+    }
+  }
+  return n;
+}
 
 after(async () => {
   await browser?.close();
@@ -260,6 +325,160 @@ test('"Save as segment" saves the current filters and applies the new segment', 
   const saved = JSON.parse(listed.body).data.find((s) => String(s.id) === id);
   assert.equal(saved.name, 'Spanish Firefox');
   assert.deepEqual(saved.filters.map((f) => f[1]).sort(), ['visit:browser', 'visit:country']);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+/** The Goals table's rows: per goal, each figure's value and its delta (previous, change, text). */
+const goalRows = (page) =>
+  page.$$eval('[data-testid=table-goals] tbody tr[data-testid=row]', (rows) =>
+    rows.map((r) => {
+      const out = { key: r.dataset.key };
+      for (const k of ['visitors', 'events', 'rate', 'revenue']) {
+        const d = r.querySelector(`[data-testid=delta-${k}]`);
+        out[k] = {
+          value: r.querySelector(`[data-testid=${k}]`).dataset.value,
+          delta: d && {
+            previous: d.dataset.previous,
+            change: d.dataset.change,
+            text: d.querySelector('[aria-hidden]').textContent,
+            cls: d.className,
+          },
+        };
+      }
+      return out;
+    }),
+  );
+
+/** What the dashboard shows for a change: the KPI cards' rule. */
+const deltaText = (prev, cur, change) => {
+  if (prev === 0) return cur === 0 ? '–' : 'new';
+  const r = Math.round(change);
+  return `${r > 0 ? '▲' : r < 0 ? '▼' : '='} ${Math.abs(r)}%`;
+};
+
+/** The Goals table on `page` equals POST /v0/query by goal with the comparison `comparisons`. */
+async function assertGoalDeltas(page, token, from, to, comparisons) {
+  const api = await post(
+    {
+      metrics: ['conversions', 'events', 'conversion_rate', 'total_revenue'],
+      date_range: [from, to],
+      dimensions: ['event:goal'],
+      timezone: TZ,
+      filters: [],
+      order_by: [['conversions', 'desc']],
+      include: { comparisons },
+    },
+    token,
+  );
+  const shown = await goalRows(page);
+  assert.deepEqual(
+    shown.map((r) => r.key),
+    api.results.map((r) => r.dimensions[0]),
+  );
+  assert.deepEqual(shown.map((r) => r.key).sort(), ['Pricing', 'Purchase', 'Signup'], 'every goal has conversions');
+  let compared = 0;
+  for (const [i, r] of api.results.entries()) {
+    const row = shown[i];
+    const { metrics: prev, change } = r.comparison;
+    for (const [j, k] of ['visitors', 'events', 'rate'].entries()) {
+      assert.equal(Number(row[k].value), r.metrics[j], `${row.key} ${k}`);
+      const d = row[k].delta;
+      assert.ok(d, `${row.key} ${k} has a delta`);
+      assert.equal(Number(d.previous), prev[j], `${row.key} ${k} in the comparison`);
+      assert.equal(d.text, deltaText(prev[j], r.metrics[j], change[j]), `${row.key} ${k} delta text`);
+      if (prev[j] !== 0) {
+        assert.equal(Number(d.change), change[j], `${row.key} ${k} change`);
+        const up = Math.round(change[j]) > 0;
+        const down = Math.round(change[j]) < 0;
+        assert.equal(d.cls.includes('good'), up, `${row.key} ${k} colour`);
+        assert.equal(d.cls.includes('bad'), down, `${row.key} ${k} colour`);
+        compared += 1;
+      }
+    }
+    // Revenue: its change where either period had some, in the goal's currency.
+    const [cur, before] = [r.metrics[3], prev[3]];
+    const d = row.revenue.delta;
+    if (!cur && !before) assert.equal(d, null, `${row.key}: no revenue, no delta`);
+    else {
+      assert.equal(Number(d.previous), Number(before?.value ?? 0), `${row.key} revenue in the comparison`);
+      assert.equal(d.text, deltaText(Number(before?.value ?? 0), Number(cur?.value ?? 0), change[3]), `${row.key} revenue delta text`);
+    }
+  }
+  assert.ok(compared >= 6, `${compared} goal figures had something to compare with`);
+  return api;
+}
+
+test('the Goals table shows each goal change from one /v0/query with the comparison', async () => {
+  const token = w.token(GOAL_TENANT, 'read');
+  const to = today();
+  const from = addDays(to, -6);
+  const goalQueries = [];
+  const { page, context, problems } = await open(`token=${token}&compare=year_over_year`);
+  page.on('request', (q) => {
+    const body = q.method() === 'POST' && new URL(q.url()).pathname === '/v0/query' ? JSON.parse(q.postData()) : null;
+    if (body?.dimensions?.[0] === 'event:goal') goalQueries.push(body);
+  });
+  let gen = await settled(page);
+  const yoy = await assertGoalDeltas(page, token, from, to, { mode: 'year_over_year' });
+  const purchase = yoy.results.find((r) => r.dimensions[0] === 'Purchase');
+  assert.ok(purchase.metrics[3] && purchase.comparison.metrics[3], 'Purchase has revenue in both periods');
+  mkdirSync(join(ROOT, 'test-output'), { recursive: true });
+  await page.locator('#goals').screenshot({ path: join(ROOT, 'test-output/goals-compare-1280.png') });
+  if (process.env.STARLING_UPDATE_SCREENSHOT) copyFileSync(join(ROOT, 'test-output/goals-compare-1280.png'), join(ROOT, 'docs/goals.png'));
+
+  // The plain previous period (the KPI cards' from the pipes): the goals' still from /v0/query, one call.
+  goalQueries.length = 0;
+  await page.selectOption('[data-testid=compare-select]', 'previous_period');
+  gen = await settled(page, gen);
+  await assertGoalDeltas(page, token, from, to, { mode: 'previous_period' });
+  assert.equal(goalQueries.length, 1, 'one /v0/query for the whole Goals table');
+  assert.deepEqual(goalQueries[0].include, { comparisons: { mode: 'previous_period' } });
+
+  // No comparison: no deltas and no comparison asked.
+  await page.selectOption('[data-testid=compare-select]', 'off');
+  gen = await settled(page, gen);
+  assert.equal(await page.locator('[data-testid=table-goals] [data-testid^=delta-]').count(), 0);
+  assert.equal(goalQueries.at(-1).include, undefined);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('with a goal selected, the comparison KPIs and ghost line are the goal visits', async () => {
+  const token = w.token(GOAL_TENANT, 'read');
+  const to = today();
+  const from = addDays(to, -6);
+  const { page, context, problems } = await open(`token=${token}&goal=Signup&compare=year_over_year`);
+  await settled(page);
+  const goal = [['is', 'event:goal', ['Signup']]];
+  const base = { metrics: METRICS, date_range: [from, to], timezone: TZ };
+  const include = { comparisons: { mode: 'year_over_year' } };
+  const withGoal = await post({ ...base, filters: goal, include }, token);
+  const all = await post({ ...base, filters: [], include }, token);
+  const expected = asKpis(withGoal.results[0].comparison.metrics);
+  assert.deepEqual(await shown(page, 'data-previous'), expected, "the goal's comparison");
+  assert.notDeepEqual(expected, asKpis(all.results[0].comparison.metrics), 'the goal changes the comparison');
+  assert.ok(expected.visitors > 0 && expected.visitors < all.results[0].comparison.metrics[0]);
+  // The current figures (the pipes with goal=Signup) are the same visits as /v0/query's with the goal.
+  const values = await shown(page, 'data-value');
+  for (const [i, k] of ['visitors', 'visits', 'pageviews'].entries())
+    assert.equal(values[k], withGoal.results[0].metrics[i], `current ${k}`);
+  // The ghost line: the goal's visitors by day over the comparison range.
+  const [cmpFrom, cmpTo] = withGoal.meta.comparison_date_range;
+  const byDay = await post(
+    { ...base, date_range: [cmpFrom, cmpTo], filters: goal, dimensions: ['time:day'], include: { time_labels: true } },
+    token,
+  );
+  const perDay = new Map(byDay.results.map((r) => [r.dimensions[0], r.metrics[0]]));
+  const ghost = await page.$$eval('[data-testid=chart-table] tbody tr', (rows) => rows.map((r) => r.cells[2].textContent));
+  assert.deepEqual(
+    ghost,
+    byDay.meta.time_labels.map((l) => String(perDay.get(l) ?? 0)),
+  );
+  assert.ok(
+    ghost.some((x) => x !== '0'),
+    'the ghost line has visits',
+  );
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -4,7 +4,10 @@
 // The plain previous period is what the pipes answer with include_previous_period. Every other choice
 // asks POST /v0/query: the totals with include.comparisons (the server resolves the comparison dates,
 // Plausible's rule for match_day_of_week, and answers them in meta.comparison_date_range), then that
-// range by day or hour for the ghost line, paired with the main period's buckets by position.
+// range by day or hour for the ghost line, paired with the main period's buckets by position. Both
+// carry every filter of the view, the goal too: with a goal selected, the comparison is the goal's
+// converting visits, as the current figures (the pipes' `goal`) are. /v0/query takes all six KPI
+// metrics with an event:goal filter, with comparisons and by day or hour (tests/dashboard-compare).
 import { ApiError, MESSAGES, plausibleToken } from './api.js';
 import { isDate, spanDays, MAX_DAYS } from './dates.js';
 import { queryFilters } from './filters.js';
@@ -36,15 +39,14 @@ export function comparisonsBody(c) {
   return out;
 }
 
-/** A /v0/query body for the dashboard's view (dates, zone, site, filters and segment). */
+/** A /v0/query body for the dashboard's view (dates, zone, site, filters with the goal, and segment). */
 export function queryBody(view, extra = {}) {
   const { from, to, tz, domain } = view;
-  const list = queryFilters(view, { goal: false });
   const body = {
     metrics: ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'visit_duration'],
     date_range: [from, to],
     timezone: tz,
-    filters: list,
+    filters: queryFilters(view),
     ...extra,
   };
   if (domain) body.site_id = domain;

@@ -1,11 +1,15 @@
 // The Goals table: per goal, the visitors who completed it, its goal events, its conversion
-// rate and its revenue, from POST /v0/query (event:goal) with the dashboard's other filters. A row
+// rate and its revenue, from POST /v0/query (event:goal) with the dashboard's other filters; with a
+// comparison selected, the same one call also answers each goal's figures in the comparison period
+// (include.comparisons), shown under each figure as the KPI cards show theirs (delta.js). A row
 // click toggles the `goal` filter, which every other figure of the dashboard then follows.
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { state } from './state.js';
 import { plausibleToken } from './api.js';
 import { queryFilters } from './filters.js';
+import { comparisonsBody } from './compare.js';
+import { compared, showDelta } from './delta.js';
 
 const COLUMNS = ['Goal', 'Visitors', 'Events', 'Rate', 'Revenue'];
 
@@ -30,7 +34,8 @@ export function buildGoals(root, onFilter) {
       { id: 'table-goals', dataset: { testid: 'table-goals' } },
       h('caption', {
         class: 'sr-only',
-        textContent: 'Goals: converted visitors, goal events, conversion rate and revenue; select a row to filter the dashboard',
+        textContent:
+          'Goals: converted visitors, goal events, conversion rate and revenue, each with its change from the comparison period; select a row to filter the dashboard',
       }),
       h('thead', {}, h('tr', {}, ...COLUMNS.map((c, i) => h('th', { scope: 'col', class: i ? 'num' : '', textContent: c })))),
       h('tbody', {}, placeholder('Loading…')),
@@ -59,9 +64,13 @@ function money(v) {
   }
 }
 
-/** The /v0/query body for the goals of `from..to` with the dashboard's other filters. */
+/**
+ * The /v0/query body for the goals of `from..to` with the dashboard's other filters, and with the
+ * comparison `view.compare` (compare.js state) unless it is off.
+ */
 export function goalsQuery(view) {
   const { from, to, timezone, domain } = view;
+  const comparisons = view.compare ? comparisonsBody(view.compare) : null;
   const body = {
     metrics: ['conversions', 'events', 'conversion_rate', 'total_revenue'],
     date_range: [from, to],
@@ -71,6 +80,7 @@ export function goalsQuery(view) {
     order_by: [['conversions', 'desc']],
     pagination: { limit: 50 },
   };
+  if (comparisons) body.include = { comparisons };
   if (domain) body.site_id = domain;
   return body;
 }
@@ -99,6 +109,34 @@ export async function loadGoals(view, token, signal, current) {
   current(() => renderGoals(rows))();
 }
 
+const rateText = (v) => fmt.percent((Number(v) || 0) / 100);
+
+/**
+ * A figure's cell: the value (`data-testid` = `key`, `data-value`) and, when the row has a comparison,
+ * its change under it (`data-testid` = `delta-<key>`, delta.js).
+ */
+function cell(key, value, text, delta) {
+  const shown = h('span', { dataset: { testid: key, value }, textContent: text });
+  if (!delta) return h('td', { class: 'num' }, shown);
+  const d = h('span', { class: 'cell-delta', dataset: { testid: `delta-${key}` } });
+  showDelta(d, delta);
+  return h('td', { class: 'num' }, shown, d);
+}
+
+/**
+ * The change of a goal's revenue (`{value, currency}` or null in each period): only between amounts in
+ * one currency (a goal's currency may have changed between the periods: then "n/a"); none when
+ * neither period had any.
+ */
+function revenueDelta(cur, prev, pct) {
+  if (!cur && !prev) return null;
+  const currency = (cur ?? prev).currency;
+  const inCurrency = (value) => money({ value, currency });
+  if (cur && prev && cur.currency !== prev.currency)
+    return { cur: 0, prev: 0, fmt: inCurrency, na: `not comparable: in ${prev.currency} ${compared()}, in ${cur.currency} now` };
+  return { cur: Number(cur?.value) || 0, prev: Number(prev?.value) || 0, pct, fmt: inCurrency };
+}
+
 export function renderGoals(rows) {
   const body = $('table-goals').tBodies[0];
   state.goalNames = rows.map((r) => String(r.dimensions[0]));
@@ -111,6 +149,10 @@ export function renderGoals(rows) {
     ...rows.map((r) => {
       const [name] = r.dimensions;
       const [visitors, events, rate, revenue] = r.metrics;
+      // The comparison's figures and the API's change of each, in the order of the metrics.
+      const c = r.comparison;
+      const change = (i) => (Number.isFinite(c?.change?.[i]) ? c.change[i] : undefined);
+      const delta = (i, f) => c && { cur: Number(r.metrics[i]) || 0, prev: Number(c.metrics[i]) || 0, pct: change(i), fmt: f };
       const bar = h('span', { class: 'bar', 'aria-hidden': 'true' });
       bar.style.width = `${Math.max(1, Math.round(((Number(visitors) || 0) / max) * 100))}%`;
       const button = h(
@@ -128,14 +170,15 @@ export function renderGoals(rows) {
         'tr',
         { dataset: { testid: 'row', key: name } },
         h('td', { class: 'name' }, bar, button),
-        h('td', { class: 'num', dataset: { testid: 'visitors', value: String(visitors) }, textContent: fmt.int(visitors) }),
-        h('td', { class: 'num', dataset: { testid: 'events', value: String(events) }, textContent: fmt.int(events) }),
-        h('td', { class: 'num', dataset: { testid: 'rate', value: String(rate) }, textContent: fmt.percent((Number(rate) || 0) / 100) }),
-        h('td', {
-          class: 'num',
-          dataset: { testid: 'revenue', value: revenue ? `${revenue.value} ${revenue.currency}` : '' },
-          textContent: money(revenue),
-        }),
+        cell('visitors', String(visitors), fmt.int(visitors), delta(0, fmt.int)),
+        cell('events', String(events), fmt.int(events), delta(1, fmt.int)),
+        cell('rate', String(rate), rateText(rate), delta(2, rateText)),
+        cell(
+          'revenue',
+          revenue ? `${revenue.value} ${revenue.currency}` : '',
+          money(revenue),
+          c && revenueDelta(revenue, c.metrics[3], change(3)),
+        ),
       );
     }),
   );

@@ -3,6 +3,7 @@
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { state } from './state.js';
+import { showDelta } from './delta.js';
 
 /** The figures: key in kpis/kpis_summary rows, label, formatter, whether a fall is good news. */
 export const KPIS = [
@@ -43,43 +44,14 @@ export function buildKpis(onSelect) {
   });
 }
 
-/** How the comparison reads in sentences ("in the previous period"). */
-function compared() {
-  const m = state.compare?.mode;
-  if (m === 'year_over_year') return 'a year earlier';
-  if (m === 'custom') return 'in the comparison range';
-  return 'in the previous period';
-}
-
 export function renderKpis(row = {}) {
-  const off = state.compare?.mode === 'off';
   for (const k of KPIS) {
     const cur = Number(row[k.key]) || 0;
     const prev = Number(row[`previous_${k.key}`]) || 0;
     const v = $(`kpi-${k.key}`);
     v.textContent = k.fmt(cur);
     v.dataset.value = String(cur);
-    const d = $(`delta-${k.key}`);
-    d.className = 'kpi-delta';
-    d.dataset.previous = String(prev);
-    let text;
-    let said;
-    if (off) {
-      text = '';
-      said = 'no comparison';
-    } else if (prev === 0) {
-      text = cur === 0 ? '–' : 'new';
-      said = cur === 0 ? 'no data in either period' : `none ${compared()}`;
-    } else {
-      const pct = ((cur - prev) / prev) * 100;
-      const r = Math.round(pct);
-      const dir = r > 0 ? 'up' : r < 0 ? 'down' : 'flat';
-      text = `${r > 0 ? '▲' : r < 0 ? '▼' : '='} ${Math.abs(r)}%`;
-      said = `${dir === 'flat' ? 'no change' : `${dir} ${Math.abs(r)}%`} from ${k.fmt(prev)} ${compared()}`;
-      if (dir !== 'flat') d.classList.add((dir === 'up') !== Boolean(k.lowerIsBetter) ? 'good' : 'bad');
-    }
-    d.replaceChildren(h('span', { 'aria-hidden': 'true', textContent: text }), h('span', { class: 'sr-only', textContent: said }));
-    d.title = said.charAt(0).toUpperCase() + said.slice(1);
+    showDelta($(`delta-${k.key}`), { cur, prev, fmt: k.fmt, lowerIsBetter: k.lowerIsBetter });
   }
   const empty = !(Number(row.visits) > 0);
   $('main').classList.toggle('empty', empty);

@@ -86,7 +86,7 @@ async function load() {
       loadHours(params, token, signal, current),
       ...loadCaptures({ from, to, days: spanDays(from, todayIn(tz)), domain: state.domain }, token, signal, current),
       loadGoals(
-        { from, to, timezone: tz, domain: state.domain, filters: state.filters, segment: state.segment },
+        { from, to, timezone: tz, domain: state.domain, filters: state.filters, segment: state.segment, compare: state.compare },
         token,
         signal,
         current,
