@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchChromium, settled } from './lib/browser.mjs';
+import { launchChromium, refusedOnTheWay, settled } from './lib/browser.mjs';
 import { cfBlob } from './lib/fixtures.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 
@@ -121,12 +121,13 @@ async function open(url, { width = 1280, height = 900, allow = [] } = {}) {
     if (m.type() !== 'error' && m.type() !== 'warning') return;
     const text = m.text();
     if (m.type() === 'warning' && !/Content.Security|CSP|Permissions.Policy/i.test(text)) return;
-    if (allow.some((re) => re.test(text))) return;
+    if (allow.some((re) => re.test(text)) || refusedOnTheWay(text)) return;
     problems.push(`${m.type()}: ${text}`);
   });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('response', (r) => {
-    if (r.status() >= 400 && !allow.some((re) => re.test(`status of ${r.status()}`)))
+    const line = `status of ${r.status()}`;
+    if (r.status() >= 400 && !allow.some((re) => re.test(line)) && !refusedOnTheWay(line))
       problems.push(`HTTP ${r.status()}: ${r.url().replace(/token=[^&]*/, 'token=…')}`);
   });
   await page.goto(url);
@@ -380,6 +381,26 @@ test('a network failure says so, and Try again recovers', async () => {
   await page.click('#retry');
   await page.waitForSelector('[data-testid=alert]', { state: 'hidden' });
   await page.waitForSelector('[data-testid=kpi-visits][data-value]');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('a 503 on the way is asked again: the numbers show and no alert', async () => {
+  const token = w.token('acme', 'read');
+  const { page, context, problems } = await open('about:blank');
+  const refused = new Set();
+  // The first request of each pipe and of /v0/query is answered 503 before it reaches the worker.
+  await context.route(/\/v0\/(pipes\/[a-z_]+\.json|query)/, (route) => {
+    const what = new URL(route.request().url()).pathname;
+    if (refused.has(what)) return route.continue();
+    refused.add(what);
+    return route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":"refused by the test"}' });
+  });
+  await page.goto(`${w.base}/dashboard/#token=${token}`);
+  await settled(page);
+  assert.ok(refused.has('/v0/pipes/kpis_summary.json') && refused.has('/v0/pipes/top_pages.json'), [...refused].join(' '));
+  assert.equal(await page.isVisible('[data-testid=alert]'), false, 'no alert after a refusal that a second try fixes');
+  await assertMatches(page, token, { date_from: addDays(today(), -6), date_to: today(), timezone: TZ }, 'after 503s');
   assert.deepEqual(problems, []);
   await context.close();
 });

@@ -27,6 +27,23 @@ export const MESSAGES = {
 /** Errors that no retry can fix: stop loading and say so. */
 export const FATAL = new Set(['missing', 'invalid', 'expired', 'notyet', 'forbidden']);
 
+/**
+ * `fetch` for the dashboard's reads (pipes, /v0/query, funnels): a 502, 503 or 504, or a network error,
+ * is a refusal on the way (the edge answered nothing else), so the same request is made again after
+ * 0.5 s and then 1.5 s before the caller sees it. An abort (the view changed) is never retried.
+ */
+export async function read(url, init) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await fetch(url, init);
+      if (attempt > 1 || r.status < 502 || r.status > 504) return r;
+    } catch (e) {
+      if (attempt > 1 || e?.name === 'AbortError') throw e;
+    }
+    await new Promise((done) => setTimeout(done, attempt ? 1500 : 500));
+  }
+}
+
 /** Looks like a JWT (three base64url parts) of a sane length. */
 export function plausibleToken(t) {
   return typeof t === 'string' && t.length < 8192 && /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(t);
@@ -44,7 +61,7 @@ export async function pipe(name, params, token, signal) {
   }
   let r;
   try {
-    r = await fetch(`/v0/pipes/${encodeURIComponent(name)}.json?${q}`, {
+    r = await read(`/v0/pipes/${encodeURIComponent(name)}.json?${q}`, {
       headers: { Authorization: `Bearer ${token}` },
       credentials: 'omit',
       referrerPolicy: 'no-referrer',

@@ -8,7 +8,7 @@
 // carry every filter of the view, the goal too: with a goal selected, the comparison is the goal's
 // converting visits, as the current figures (the pipes' `goal`) are. /v0/query takes all six KPI
 // metrics with an event:goal filter, with comparisons and by day or hour (tests/dashboard-compare).
-import { ApiError, MESSAGES, plausibleToken } from './api.js';
+import { ApiError, MESSAGES, plausibleToken, read } from './api.js';
 import { isDate, spanDays, MAX_DAYS } from './dates.js';
 import { queryFilters } from './filters.js';
 
@@ -71,7 +71,7 @@ export async function postQuery(body, token, signal) {
   if (!plausibleToken(token)) throw new ApiError('invalid', 401, MESSAGES.invalid);
   let r;
   try {
-    r = await fetch('/v0/query', {
+    r = await read('/v0/query', {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
       body: JSON.stringify(body),

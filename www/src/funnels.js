@@ -3,7 +3,7 @@
 // with the dashboard's period, zone, domain and filters (the goal filter too: the visits that completed it).
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
-import { plausibleToken } from './api.js';
+import { plausibleToken, read } from './api.js';
 import { queryFilters } from './filters.js';
 
 /** The funnels of the token (loaded once per token) and the one shown. */
@@ -43,7 +43,7 @@ export function funnelQuery(id, view) {
 }
 
 async function call(path, init, token, signal) {
-  const r = await fetch(path, {
+  const r = await read(path, {
     ...init,
     headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
     credentials: 'omit',

@@ -6,7 +6,7 @@
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { state } from './state.js';
-import { plausibleToken } from './api.js';
+import { plausibleToken, read } from './api.js';
 import { queryFilters } from './filters.js';
 import { comparisonsBody } from './compare.js';
 import { compared, showDelta } from './delta.js';
@@ -91,7 +91,7 @@ export async function loadGoals(view, token, signal, current) {
   let rows;
   try {
     if (!plausibleToken(token)) throw new Error('token');
-    const r = await fetch('/v0/query', {
+    const r = await read('/v0/query', {
       method: 'POST',
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
       body: JSON.stringify(goalsQuery(view)),
