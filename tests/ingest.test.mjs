@@ -149,6 +149,39 @@ test('a replayed batch is applied once', async () => {
   assert.equal(JSON.parse(k.body).data[0].pageviews, 2, 'the pipes count the replayed batch once');
 });
 
+test('idempotency_key: a request sent again with its key is applied once; other keys and other tenants count', async () => {
+  const tokenA = w.token('idem', 'tracker');
+  const tokenB = w.token('idem2', 'tracker');
+  const body = (path) =>
+    [hit({ tenant: 'idem', path, session: 'ik-1' }), hit({ tenant: 'idem', path: `${path}/2`, session: 'ik-1' })].join('\n');
+  const first = body('/a');
+  const sends = [
+    [first, tokenA, '&idempotency_key=req-1'],
+    [first, tokenA, '&idempotency_key=req-1'], // the resend: same key, same body
+    [first, tokenA, '&idempotency_key=req-1'],
+    [body('/b'), tokenA, '&idempotency_key=req-2'], // another key
+    [body('/c'), tokenA, ''], // no key
+    [first, tokenB, '&idempotency_key=req-1'], // another tenant, same key
+  ];
+  for (const [b, token, q] of sends) {
+    const r = await ingest(b, token, {}, q);
+    assert.equal(r.status, 202, r.text);
+  }
+  for (const bad of ['a%20b', 'x'.repeat(65), '']) {
+    const r = await ingest(first, tokenA, {}, `&idempotency_key=${bad}`);
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /idempotency_key/);
+  }
+  // The visit rows, read from D1 (a pipe's answer is cached for a while, an early empty one too).
+  const pageviews = (tenant) => w.d1(`SELECT coalesce(sum(pageviews), 0) AS n FROM sessions WHERE tenant_id='${tenant}'`)[0].n;
+  await w.until(async () => pageviews('idem') >= 6 && pageviews('idem2') >= 2, { what: 'idempotent batches applied' });
+  await new Promise((r) => setTimeout(r, 1500)); // a late duplicate would arrive with the next queue batch
+  assert.equal(pageviews('idem'), 6, 'three requests of two rows count: /a once, /b, /c');
+  assert.equal(pageviews('idem2'), 2, "another tenant's key is its own");
+  const archived = await w.admin(`/v0/admin/export?tenant_id=idem&date_from=${today()}&date_to=${today()}`, { method: 'GET' });
+  assert.equal(archived.text.trim().split('\n').length, 6, 'the archive holds each event once');
+});
+
 test('tokens: missing 401, bad signature 401, alg none 401, expired 403, wrong scope 403, wrong datasource 403', async () => {
   const body = hit();
   assert.equal((await ingest(body)).status, 401);

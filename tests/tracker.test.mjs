@@ -22,8 +22,9 @@ let browser;
 let server;
 let origin; // the host pages' origin, e.g. http://127.0.0.1:41234
 const pages = new Map(); // path prefix → HTML
-// `${origin}/edge/...` forwards to the worker, but first answers each refusal of `refusals` (a status, or
-// 'no-cors' for a 503 without CORS headers, as a runtime restarting mid-request answers), in order.
+// `${origin}/edge/...` forwards to the worker, but first answers each refusal of `refusals` in order: a
+// status; 'no-cors', a 503 without CORS headers (as a runtime restarting mid-request answers); or 'lost',
+// forwarded to the worker (which accepts it) and then answered 503 (the edge's answer never arrived).
 const refusals = [];
 const forwarded = []; // the event bodies the edge proxy forwarded
 
@@ -59,13 +60,14 @@ async function edgeProxy(req, res) {
   const body = Buffer.concat(chunks).toString();
   const refusal = refusals.shift();
   if (refusal === 'no-cors') return res.writeHead(503).end('restarted mid-request');
-  if (refusal) return res.writeHead(refusal, { ...cors, 'Retry-After': '1' }).end('{"error":"refused by the test"}');
+  if (refusal && refusal !== 'lost') return res.writeHead(refusal, { ...cors, 'Retry-After': '1' }).end('{"error":"refused by the test"}');
   forwarded.push(body);
   const r = await fetch(w.base + req.url.slice('/edge'.length), {
     method: req.method,
     body: req.method === 'POST' ? body : undefined,
     headers: { 'Content-Type': req.headers['content-type'] ?? 'text/plain' },
   });
+  if (refusal === 'lost') return res.writeHead(503).end(`the edge answered ${r.status}, the page never heard it`);
   res.writeHead(r.status, { ...cors, 'Content-Type': r.headers.get('content-type') ?? 'application/json' }).end(await r.text());
 }
 
@@ -289,7 +291,7 @@ test('data-storage keeps a flock.js-style session id; a foreign data-domain is n
   await context.close();
 });
 
-test('an event the edge refused (a 503 without CORS, a 429) is sent again and lands once; no error reaches the page', async () => {
+test('an event the edge refused (a 503 without CORS, a 429) or whose answer was lost is sent again and lands once', async () => {
   pages.set(
     '/refused/',
     spaPage({
@@ -299,20 +301,31 @@ test('an event the edge refused (a 503 without CORS, a 429) is sent again and la
       'data-allow-automation': '',
     }),
   );
-  refusals.push('no-cors', 429);
+  // The page sends two events (the early custom event and the page hit): the first send of one is refused
+  // with a 503 without CORS, the first send of the other reaches the worker but its answer is lost; the
+  // resends come 2 s later, the first of them is refused with a 429; the rest go through.
+  refusals.push('no-cors', 'lost', 429);
   forwarded.length = 0;
   const { context, page, errors, beacons } = await open(`${origin}/refused/a`);
+  await w.until(async () => forwarded.length >= 3, { what: 'three sends forwarded', timeoutMs: 30_000 });
+  assert.equal(refusals.length, 0, 'every refusal was answered');
   const all = await archived('refused', 2, beacons);
-  assert.equal(refusals.length, 0, 'both refusals were answered');
   assert.deepEqual(all.map((e) => e.action).sort(), ['early', 'page_hit']);
   assert.equal(all.find((e) => e.action === 'page_hit').pathname, '/refused/a');
   await page.waitForTimeout(2500); // a duplicate would arrive in the next queue batch
-  assert.equal((await exported('refused')).length, 2, 'each event lands once');
-  assert.equal(forwarded.length, 2, 'each event was forwarded once');
-  // Each refused body was sent again unchanged: its timestamp is the time of the first attempt.
-  const sent = beacons.map((r) => r.postData());
-  assert.ok(sent.length >= 4, `two refusals and two accepted sends: ${sent.length}`);
-  assert.deepEqual([...new Set(sent)].sort(), [...forwarded].sort());
+  assert.equal((await exported('refused')).length, 2, 'each event lands once, the one sent twice too');
+  assert.equal(forwarded.length, 3, 'one event reached the worker twice, the other once');
+  assert.equal(new Set(forwarded).size, 2, 'a resend is the same body');
+  // Each refused send was made again unchanged (URL with its idempotency key, and body).
+  const sends = beacons.map((r) => `${r.url()} ${r.postData()}`);
+  assert.ok(sends.length >= 5, `three refusals and two accepted sends: ${sends.length}`);
+  assert.equal(new Set(sends).size, 2, 'two distinct sends, each repeated as it was');
+  assert.ok(
+    sends.every((x) => /[?&]idempotency_key=[0-9a-z]+ /.test(x)),
+    'every send carries an idempotency key',
+  );
+  const visits = w.d1("SELECT pageviews FROM sessions WHERE tenant_id='refused'");
+  assert.deepEqual(visits, [{ pageviews: 1 }], 'the rollups count the page hit once');
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -37,6 +37,8 @@ pub mod funnels;
 #[cfg(feature = "std")]
 pub mod goals;
 #[cfg(feature = "std")]
+pub mod idempotency;
+#[cfg(feature = "std")]
 pub mod identity;
 #[cfg(feature = "std")]
 pub mod ingest;

@@ -350,9 +350,15 @@ async fn apply_group(
             }
         }
     }
+    // A batch id seen twice in one group (a request resent with its idempotency key, both copies in one
+    // delivery) is applied with its first copy; the others are duplicates like an applied one.
+    let mut seen: HashSet<&str> = HashSet::new();
     let fresh: Vec<usize> = (0..batches.len())
-        .filter(|&i| !applied.contains(&batches[i].batch_id))
+        .filter(|&i| {
+            !applied.contains(&batches[i].batch_id) && seen.insert(batches[i].batch_id.as_str())
+        })
         .collect();
+    let fresh_set: HashSet<usize> = fresh.iter().copied().collect();
     let mut tenants: Vec<String> = fresh
         .iter()
         .map(|&i| batches[i].tenant_id.clone())
@@ -471,13 +477,12 @@ async fn apply_group(
             "latency_ms": crate::clock::now_ms() - started,
         }),
     );
-    Ok(batches
-        .iter()
-        .map(|b| {
-            if applied.contains(&b.batch_id) {
-                "duplicate"
-            } else {
+    Ok((0..batches.len())
+        .map(|i| {
+            if fresh_set.contains(&i) {
                 "applied"
+            } else {
+                "duplicate"
             }
         })
         .collect())

@@ -105,8 +105,9 @@ try {
       j.length,
     );
     if (r) {
+      // A random idempotency key per event: a resent event (same URL and body) is applied once.
       post(
-        E,
+        E + '&idempotency_key=' + Math.random().toString(36).slice(2),
         JSON.stringify({
           timestamp: new Date().toISOString(),
           action: name || 'page_hit',

@@ -8,6 +8,7 @@
 use starling_core::body::{self, BodyLimits, BodyReader, Shape};
 use starling_core::claims::AppendGrant;
 use starling_core::event::{EnrichedEvent, Quarantined, QueueBatch, SpoolRef};
+use starling_core::idempotency;
 use starling_core::ingest::{self, Geo, IngestContext, Limits};
 use starling_core::pack::pack;
 use starling_core::plan::Quota;
@@ -56,6 +57,16 @@ pub async fn post_events(
             return Err(ApiError::OriginNotAllowed);
         }
     }
+    // From here `request_id` names the request's batches (`{id}-{n}`, `{id}-p{n}`): with an idempotency
+    // key it is the key's hash, so a request resent with its key is applied once (core::idempotency).
+    let keyed = match param(&params, idempotency::PARAM) {
+        Some(key) => Some(
+            idempotency::batch_base(caller.tenant.as_str(), key)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let request_id = keyed.as_deref().unwrap_or(request_id);
     // A tenant whose events of the hour are used up is refused before its body is read: a flood of
     // large over-quota requests then costs about what a trivial response costs.
     let events_per_hour = caller.limits.per_hour(&caller.plan, Quota::Events);
