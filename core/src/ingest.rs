@@ -694,4 +694,158 @@ mod tests {
         let other_ua = flock_hit("a", "/", true).replace("ProbeAgent", "OtherAgent");
         assert_ne!(a, run(&other_ua, &g).unwrap().events[0].visitor_id);
     }
+
+    /// A row as `bench/ingest.mjs`'s `line(tenant, i)` writes it (the batched phase's rows), with a
+    /// fixed timestamp; `ua` and `referrer` vary for the mixed body.
+    fn bench_line(i: usize, ua: &str, referrer: &str) -> String {
+        let payload = format!(
+            r#"{{"user-agent":{},"locale":"en-US","referrer":{},"pathname":"/p/{}","href":"https://bench.example/p/{}?utm_source=b"}}"#,
+            json!(ua),
+            json!(referrer),
+            i % 50,
+            i % 50
+        );
+        format!(
+            r#"{{"timestamp":"2025-08-13T10:41:02.123Z","action":"page_hit","version":"1","session_id":"s-{}","tenant_id":"batch","domain":"bench.example","payload":{}}}"#,
+            i % 5000,
+            json!(payload)
+        )
+    }
+
+    /// The bench's 1,000-row body.
+    fn bench_body() -> String {
+        (0..1000)
+            .map(|i| bench_line(i, BENCH_UA, "https://www.google.com/"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    const BENCH_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+    /// A 1,000-row body whose rows repeat a few user agents, referrers, keys and URLs in different
+    /// combinations (what a per-request memo sees), with custom events, object payloads, sensitive
+    /// keys, header-UA rows, edge-less geo and bad rows.
+    fn mixed_body() -> String {
+        let uas = [
+            BENCH_UA,
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "curl/8.5.0",
+            "",
+        ];
+        let refs = [
+            "https://www.google.com/",
+            "",
+            "https://news.example/item?id=1&email=x",
+            "https://bench.example/other",
+            "not a url",
+        ];
+        (0..1000)
+            .map(|i| {
+                let (ua, referrer) = (uas[i % uas.len()], refs[i % refs.len()]);
+                match i % 11 {
+                    3 => json!({"action": if i % 2 == 0 { "signup" } else { "page_hit" },
+                        "domain": if i % 3 == 0 { "WWW.Other.example:8080" } else { "" },
+                        "payload": {"plan": "pro", "email": format!("a{i}@b.c"), "userAgent": ua,
+                            "Password": "x", "nested": {"card_number": i, "size": "L"},
+                            "url": "https://www.bench.example/s?token=t&utm_campaign=c#f",
+                            "href": format!("https://www.bench.example/s{}?email=x&utm_medium=m{}#f", i % 3, i % 2)}})
+                    .to_string(),
+                    5 => json!({"timestamp": NOW - i as i64 * 1000, "action": "page_hit", "session_id": format!("v{}", i % 7),
+                        "payload": {"pathname": format!("/app/#/s{}?t=1", i % 4), "referrer": referrer,
+                            "location": {"country": "ES", "city": "Madrid"}}})
+                    .to_string(),
+                    7 if i % 2 == 1 => "{broken".to_owned(),
+                    8 => json!({"action": "x", "payload": {"user_agent": ua}, "timestamp": "bad"}).to_string(),
+                    9 => json!({"action": "web_vital", "payload": {"name": "LCP", "value": 1.5}}).to_string(),
+                    _ => bench_line(i, ua, referrer),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The context of the pinned outputs below (fixed clock, salt, IP, header UA and edge geo).
+    fn pinned(body: &str, geo_country: &str) -> Outcome {
+        let g = grant("batch", None);
+        let geo = Geo {
+            country: geo_country.into(),
+            region: "BE".into(),
+            city: "Berlin".into(),
+        };
+        let limits = Limits::default();
+        let ctx = IngestContext {
+            grant: &g,
+            now_ms: NOW,
+            ip: "203.0.113.9",
+            header_user_agent: Some(
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) HeaderAgent/1",
+            ),
+            geo: &geo,
+            salt: &[7; 16],
+            limits: &limits,
+        };
+        process(body.as_bytes(), &ctx).unwrap()
+    }
+
+    /// The serialised events and quarantined rows (the bytes the spool and the queue carry) and a
+    /// stable 128-bit hash of them.
+    fn fingerprint(out: &Outcome) -> (Vec<u8>, String) {
+        use siphasher::sip128::{Hasher128, SipHasher13};
+        use std::hash::Hasher;
+        let mut bytes = serde_json::to_vec(&out.events).unwrap();
+        bytes.extend(serde_json::to_vec(&out.quarantined).unwrap());
+        let mut h = SipHasher13::new_with_keys(1, 2);
+        h.write(&bytes);
+        (bytes, format!("{:032x}", h.finish128().as_u128()))
+    }
+
+    /// The bench's rows and the mixed body give exactly the bytes the code gave before the per-request
+    /// memos and single-pass parsing (hashes taken from that code, commit "ingest: pin enriched
+    /// output"). A change of enrichment on purpose changes these: check the diff of a few rows, then
+    /// update the hashes.
+    #[test]
+    fn enriched_output_is_pinned_for_the_bench_rows() {
+        let bench = pinned(&bench_body(), "DE");
+        assert_eq!((bench.events.len(), bench.quarantined.len()), (1000, 0));
+        let (bytes, hash) = fingerprint(&bench);
+        assert_eq!(
+            (bytes.len(), hash.as_str()),
+            (608_093, "5076ae2a06f41f1598d2541d41e6009b"),
+            "bench rows' output changed; first event: {}",
+            serde_json::to_string(&bench.events[0]).unwrap()
+        );
+        for (country, want_len, want_hash) in [
+            ("DE", 513_991, "cec7e8b968a4b53c588d593e45a37bc6"),
+            ("", 506_089, "3a67c6987a8455afa6228bcd0168d769"),
+        ] {
+            let mixed = pinned(&mixed_body(), country);
+            assert_eq!((mixed.events.len(), mixed.quarantined.len()), (863, 137));
+            let (bytes, hash) = fingerprint(&mixed);
+            assert_eq!(
+                (bytes.len(), hash.as_str()),
+                (want_len, want_hash),
+                "mixed rows' output changed (edge country {country:?})"
+            );
+        }
+    }
+
+    /// Whatever a request's earlier rows were, a row is enriched exactly as it is on its own: the
+    /// batch equals the concatenation of every row processed as a one-row body (line numbers aside).
+    #[test]
+    fn a_row_in_a_batch_is_enriched_as_it_is_alone() {
+        for body in [bench_body(), mixed_body()] {
+            let batch = pinned(&body, "DE");
+            let mut alone = Outcome::default();
+            for (n, line) in body.lines().enumerate() {
+                let mut one = pinned(line, "DE");
+                one.quarantined.iter_mut().for_each(|q| q.line = n + 1);
+                alone.events.append(&mut one.events);
+                alone.quarantined.append(&mut one.quarantined);
+            }
+            assert_eq!(fingerprint(&batch).0, fingerprint(&alone).0);
+        }
+    }
 }
