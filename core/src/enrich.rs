@@ -10,6 +10,8 @@
 //!   ([`crate::beacon::is_sensitive`]), so events from flock.js or any SDK are masked like the tracker's.
 //! - [`quarantine_row`]: what is kept of a rejected row, after the same stripping and masking.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 /// Longest pathname kept; longer ones are cut.
@@ -74,6 +76,107 @@ pub struct Client {
     pub device: &'static str,
     /// Crawler, headless browser or HTTP library.
     pub is_bot: bool,
+}
+
+/// Most entries each table of a [`Memo`] keeps; inputs past it are computed without being kept, so a
+/// request of all-distinct values costs what it did without the memo plus a failed lookup.
+const MEMO_MAX_ENTRIES: usize = 512;
+
+/// A memo of the enrichment steps whose inputs repeat across the rows of a request: the user agent's
+/// classification ([`client`]), stripped URLs ([`strip_url`]) and what a payload key is (dropped,
+/// masked or kept). Real traffic repeats all three heavily (a batch from one site has a few user
+/// agents, pages and property names), and the woothee parse and the key rules are the costliest
+/// steps of a row. Every entry is a pure function of its key, so a row's result never depends on the
+/// rows before it; a memo lives for one request and is bounded by [`MEMO_MAX_ENTRIES`] per table.
+#[derive(Debug, Default)]
+pub struct Memo {
+    clients: HashMap<String, Client>,
+    urls: HashMap<String, String>,
+    keys: HashMap<String, KeyRule>,
+}
+
+/// What the payload rules do with a key: dropped at the top level (an identifying key), its value
+/// masked at any depth (a sensitive key), or neither.
+#[derive(Debug, Clone, Copy)]
+struct KeyRule {
+    dropped: bool,
+    sensitive: bool,
+}
+
+impl Memo {
+    /// [`client`] of `ua`, memoised.
+    pub fn client(&mut self, ua: &str) -> Client {
+        if let Some(c) = self.clients.get(ua) {
+            return c.clone();
+        }
+        let c = client(ua);
+        if self.clients.len() < MEMO_MAX_ENTRIES {
+            self.clients.insert(ua.to_owned(), c.clone());
+        }
+        c
+    }
+
+    /// [`strip_url`] of `raw`, memoised.
+    pub fn strip_url(&mut self, raw: &str) -> String {
+        if let Some(s) = self.urls.get(raw) {
+            return s.clone();
+        }
+        let s = strip_url(raw);
+        if self.urls.len() < MEMO_MAX_ENTRIES {
+            self.urls.insert(raw.to_owned(), s.clone());
+        }
+        s
+    }
+
+    fn key_rule(&mut self, key: &str) -> KeyRule {
+        if let Some(r) = self.keys.get(key) {
+            return *r;
+        }
+        let r = KeyRule {
+            dropped: DROPPED_KEYS.contains(&key.to_ascii_lowercase().as_str()),
+            sensitive: crate::beacon::is_sensitive(key.as_bytes()),
+        };
+        if self.keys.len() < MEMO_MAX_ENTRIES {
+            self.keys.insert(key.to_owned(), r);
+        }
+        r
+    }
+
+    /// [`sanitize_payload`], with this memo's URLs and key rules.
+    pub fn sanitize_payload(&mut self, mut payload: Map<String, Value>) -> Map<String, Value> {
+        payload.retain(|k, _| !self.key_rule(k).dropped);
+        for key in ["href", "referrer", "url"] {
+            if let Some(Value::String(s)) = payload.get_mut(key) {
+                if !s.is_empty() {
+                    *s = self.strip_url(s);
+                }
+            }
+        }
+        for (key, value) in payload.iter_mut() {
+            self.mask_entry(key, value);
+        }
+        payload
+    }
+
+    fn mask_sensitive(&mut self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    self.mask_entry(key, v);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.mask_sensitive(v)),
+            _ => {}
+        }
+    }
+
+    fn mask_entry(&mut self, key: &str, value: &mut Value) {
+        if self.key_rule(key).sensitive {
+            *value = Value::String(MASK.to_owned());
+        } else {
+            self.mask_sensitive(value);
+        }
+    }
 }
 
 /// Classifies a user agent. An empty one is `unknown` but not a bot (server-side senders often omit it).
@@ -362,19 +465,8 @@ pub const MASK: &str = "********";
 /// The payload as stored: identifying keys removed (at the top level, where clients put them),
 /// `href`/`referrer`/`url` stripped of query parameters other than `utm_*`, and the value of every
 /// sensitive key masked at any depth ([`mask_sensitive`]), whichever client sent it.
-pub fn sanitize_payload(mut payload: Map<String, Value>) -> Map<String, Value> {
-    payload.retain(|k, _| !DROPPED_KEYS.contains(&k.to_ascii_lowercase().as_str()));
-    for key in ["href", "referrer", "url"] {
-        if let Some(Value::String(s)) = payload.get_mut(key) {
-            if !s.is_empty() {
-                *s = strip_url(s);
-            }
-        }
-    }
-    for (key, value) in payload.iter_mut() {
-        mask_entry(key, value);
-    }
-    payload
+pub fn sanitize_payload(payload: Map<String, Value>) -> Map<String, Value> {
+    Memo::default().sanitize_payload(payload)
 }
 
 /// Replaces the value of every sensitive key (the tracker's rule, [`crate::beacon::is_sensitive`]) in

@@ -152,8 +152,11 @@ pub fn process(body: &[u8], ctx: &IngestContext) -> Result<Outcome, IngestError>
         });
     }
     let mut out = Outcome::default();
-    for (line, row) in rows {
-        match row_event(&row, ctx) {
+    out.events.reserve(rows.len());
+    // One memo per request: user agents, URLs and payload keys repeat across its rows.
+    let mut memo = enrich::Memo::default();
+    for (line, mut row) in rows {
+        match row_event(&mut row, ctx, &mut memo) {
             Ok(e) => out.events.push(e),
             Err(reason) => out.quarantined.push(Quarantined {
                 line,
@@ -165,10 +168,11 @@ pub fn process(body: &[u8], ctx: &IngestContext) -> Result<Outcome, IngestError>
     Ok(out)
 }
 
-/// A row as found in the body: a line's bytes, or an element of a JSON array / single object.
+/// A row as found in the body: a line's bytes, or an element of a JSON array / single object (taken
+/// out when the row is processed; its text stays for the quarantine).
 enum Row<'a> {
     Raw(&'a [u8]),
-    Parsed(Value, String),
+    Parsed(Option<Value>, String),
 }
 
 /// Splits the body into numbered rows (1-based line numbers; array index + 1 for arrays).
@@ -183,13 +187,13 @@ fn split_rows(body: &[u8]) -> Vec<(usize, Row<'_>)> {
                     .enumerate()
                     .map(|(i, v)| {
                         let text = v.to_string();
-                        (i + 1, Row::Parsed(v, text))
+                        (i + 1, Row::Parsed(Some(v), text))
                     })
                     .collect()
             }
             Ok(v @ Value::Object(_)) => {
                 let text = String::from_utf8_lossy(trimmed).into_owned();
-                return vec![(1, Row::Parsed(v, text))];
+                return vec![(1, Row::Parsed(Some(v), text))];
             }
             _ => {}
         }
@@ -202,27 +206,30 @@ fn split_rows(body: &[u8]) -> Vec<(usize, Row<'_>)> {
         .collect()
 }
 
-fn row_event(row: &Row, ctx: &IngestContext) -> Result<EnrichedEvent, QuarantineReason> {
-    let parsed;
+fn row_event(
+    row: &mut Row,
+    ctx: &IngestContext,
+    memo: &mut enrich::Memo,
+) -> Result<EnrichedEvent, QuarantineReason> {
     let value = match row {
         Row::Raw(bytes) => {
             if bytes.len() > ctx.limits.max_line_bytes {
                 return Err(QuarantineReason::TooLarge);
             }
-            parsed = serde_json::from_slice::<Value>(bytes)
-                .map_err(|_| QuarantineReason::InvalidJson)?;
-            &parsed
+            serde_json::from_slice::<Value>(bytes).map_err(|_| QuarantineReason::InvalidJson)?
         }
         Row::Parsed(v, text) => {
             if text.len() > ctx.limits.max_line_bytes {
                 return Err(QuarantineReason::TooLarge);
             }
-            v
+            v.take().unwrap_or_default()
         }
     };
-    let Value::Object(env) = value else {
+    let Value::Object(mut env) = value else {
         return Err(QuarantineReason::InvalidJson);
     };
+    // Taken out of the envelope (nothing else reads the envelope's `payload`), never cloned.
+    let payload = env.remove("payload");
     let action = match env.get("action") {
         Some(Value::String(a)) if !a.trim().is_empty() => a.trim(),
         _ => return Err(QuarantineReason::MissingAction),
@@ -237,21 +244,22 @@ fn row_event(row: &Row, ctx: &IngestContext) -> Result<EnrichedEvent, Quarantine
     if ts > ctx.now_ms + MAX_FUTURE_MS || ts < ctx.now_ms - MAX_AGE_MS {
         return Err(QuarantineReason::TimestampOutOfRange);
     }
-    let payload = match env.get("payload") {
+    let payload = match payload {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(o)) => o.clone(),
+        Some(Value::Object(o)) => o,
         Some(Value::String(s)) if s.trim().is_empty() => Map::new(),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
             Ok(Value::Object(o)) => o,
             _ => return Err(QuarantineReason::InvalidPayload),
         },
         Some(_) => return Err(QuarantineReason::InvalidPayload),
     };
-    enrich_event(ctx, env, action, ts, payload)
+    enrich_event(ctx, memo, &env, action, ts, payload)
 }
 
 fn enrich_event(
     ctx: &IngestContext,
+    memo: &mut enrich::Memo,
     env: &Map<String, Value>,
     action: &str,
     ts: i64,
@@ -260,8 +268,8 @@ fn enrich_event(
     fn text(v: Option<&Value>) -> &str {
         v.and_then(Value::as_str).unwrap_or_default()
     }
-    let href_raw = text(payload.get("href")).to_owned();
-    let href_url = parse_url(&href_raw);
+    let href_raw = text(payload.get("href"));
+    let href_url = parse_url(href_raw);
     let href_host = href_url
         .as_ref()
         .map(|u| u.host.clone())
@@ -292,12 +300,11 @@ fn enrich_event(
     let utm = enrich::utm(href_url.as_ref().map(|u| u.query).unwrap_or_default());
     let ua = enrich::payload_user_agent(&payload)
         .or(ctx.header_user_agent)
-        .unwrap_or_default()
-        .to_owned();
-    let client = enrich::client(&ua);
+        .unwrap_or_default();
+    let client = memo.client(ua);
     let geo = enrich::geo(ctx.geo, payload.get("location"));
     let tenant = ctx.grant.tenant.as_str();
-    let visitor = visitor_id(ctx.salt, tenant, &domain, ctx.ip, &ua);
+    let visitor = visitor_id(ctx.salt, tenant, &domain, ctx.ip, ua);
     let session_id = match env.get("session_id") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => {
             Some(s.trim().to_owned())
@@ -305,7 +312,8 @@ fn enrich_event(
         _ => None,
     };
     let locale: String = text(payload.get("locale")).chars().take(35).collect();
-    let payload = serde_json::to_string(&enrich::sanitize_payload(payload))
+    let href = memo.strip_url(href_raw);
+    let payload = serde_json::to_string(&memo.sanitize_payload(payload))
         .map_err(|_| QuarantineReason::InvalidPayload)?;
     if payload.len() > ctx.limits.max_payload_bytes {
         return Err(QuarantineReason::TooLarge);
@@ -318,7 +326,7 @@ fn enrich_event(
         session_id,
         visitor_id: visitor,
         pathname,
-        href: enrich::strip_url(&href_raw),
+        href,
         source,
         utm_source: utm.source,
         utm_medium: utm.medium,
