@@ -144,17 +144,25 @@ impl Memo {
 
     /// [`sanitize_payload`], with this memo's URLs and key rules.
     pub fn sanitize_payload(&mut self, mut payload: Map<String, Value>) -> Map<String, Value> {
-        payload.retain(|k, _| !self.key_rule(k).dropped);
-        for key in ["href", "referrer", "url"] {
-            if let Some(Value::String(s)) = payload.get_mut(key) {
+        // One pass and one rule lookup per key: drop, else mask, else strip a URL and mask inside.
+        // (Stripping before masking, as the rule reads, gives the same: a masked value is replaced.)
+        payload.retain(|key, value| {
+            let rule = self.key_rule(key);
+            if rule.dropped {
+                return false;
+            }
+            if rule.sensitive {
+                *value = Value::String(MASK.to_owned());
+                return true;
+            }
+            if let ("href" | "referrer" | "url", Value::String(s)) = (key.as_str(), &mut *value) {
                 if !s.is_empty() {
                     *s = self.strip_url(s);
                 }
             }
-        }
-        for (key, value) in payload.iter_mut() {
-            self.mask_entry(key, value);
-        }
+            self.mask_sensitive(value);
+            true
+        });
         payload
     }
 

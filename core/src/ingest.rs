@@ -216,28 +216,33 @@ fn row_event(
             if bytes.len() > ctx.limits.max_line_bytes {
                 return Err(QuarantineReason::TooLarge);
             }
-            serde_json::from_slice::<Value>(bytes).map_err(|_| QuarantineReason::InvalidJson)?
+            Envelope::parse(bytes).ok_or(QuarantineReason::InvalidJson)?
         }
         Row::Parsed(v, text) => {
             if text.len() > ctx.limits.max_line_bytes {
                 return Err(QuarantineReason::TooLarge);
             }
-            v.take().unwrap_or_default()
+            match v.take() {
+                Some(Value::Object(map)) => Envelope::from_map(map),
+                _ => return Err(QuarantineReason::InvalidJson),
+            }
         }
     };
-    let Value::Object(mut env) = value else {
-        return Err(QuarantineReason::InvalidJson);
-    };
-    // Taken out of the envelope (nothing else reads the envelope's `payload`), never cloned.
-    let payload = env.remove("payload");
-    let action = match env.get("action") {
+    let Envelope {
+        action,
+        timestamp,
+        payload,
+        domain,
+        session_id,
+    } = value;
+    let action = match &action {
         Some(Value::String(a)) if !a.trim().is_empty() => a.trim(),
         _ => return Err(QuarantineReason::MissingAction),
     };
     if action.len() > MAX_ACTION_BYTES || action.chars().any(char::is_control) {
         return Err(QuarantineReason::InvalidAction);
     }
-    let ts = match env.get("timestamp") {
+    let ts = match &timestamp {
         None | Some(Value::Null) => ctx.now_ms,
         Some(v) => crate::time::parse_timestamp(v).ok_or(QuarantineReason::InvalidTimestamp)?,
     };
@@ -254,13 +259,118 @@ fn row_event(
         },
         Some(_) => return Err(QuarantineReason::InvalidPayload),
     };
+    let env = (domain, session_id);
     enrich_event(ctx, memo, &env, action, ts, payload)
+}
+
+/// serde_json's marker key: an object whose first key it is parses, as a [`Value`], as the JSON text
+/// of its string value.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// The envelope fields ingest reads, parsed from a row without building a map of the row: every
+/// field is parsed as the [`Value`] it would be in one (a later duplicate key wins, as it does in a
+/// map), and every other field is parsed as a [`Value`] and dropped, so a row is valid or invalid
+/// JSON exactly as with `serde_json::from_slice::<Value>` (number range, nesting depth, escapes).
+#[derive(Debug, Default, PartialEq)]
+struct Envelope {
+    action: Option<Value>,
+    timestamp: Option<Value>,
+    payload: Option<Value>,
+    domain: Option<Value>,
+    session_id: Option<Value>,
+}
+
+impl Envelope {
+    /// A row's envelope, or `None` when the row is not a JSON object. Parsed once, without a map; a
+    /// row this parse refuses is parsed again as a [`Value`] (refused rows are rare), so that the
+    /// [`Value`] parser's own rules decide it (its first key `$serde_json::private::RawValue` is
+    /// serde_json's raw-value marker, for one).
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Envelope>(bytes).ok().or_else(|| {
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(Value::Object(map)) => Some(Self::from_map(map)),
+                _ => None,
+            }
+        })
+    }
+
+    /// The fields of an already parsed object (an array element or a whole-body object).
+    fn from_map(mut map: Map<String, Value>) -> Self {
+        Self {
+            action: map.remove("action"),
+            timestamp: map.remove("timestamp"),
+            payload: map.remove("payload"),
+            domain: map.remove("domain"),
+            session_id: map.remove("session_id"),
+        }
+    }
+
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Value>> {
+        Some(match key {
+            "action" => &mut self.action,
+            "timestamp" => &mut self.timestamp,
+            "payload" => &mut self.payload,
+            "domain" => &mut self.domain,
+            "session_id" => &mut self.session_id,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A key, borrowed from the row when it has no escapes.
+        struct Key<'a>(std::borrow::Cow<'a, str>);
+        impl<'de> serde::Deserialize<'de> for Key<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a string key")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                        Ok(Key(v.into()))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                        Ok(Key(v.to_owned().into()))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Envelope;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Envelope, A::Error> {
+                let mut env = Envelope::default();
+                let mut first = true;
+                while let Some(Key(key)) = map.next_key::<Key>()? {
+                    if std::mem::take(&mut first) && key == RAW_VALUE_TOKEN {
+                        return Err(serde::de::Error::custom("serde_json's raw-value marker"));
+                    }
+                    let value = map.next_value::<Value>()?;
+                    if let Some(slot) = env.slot(&key) {
+                        *slot = Some(value);
+                    }
+                }
+                Ok(env)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn enrich_event(
     ctx: &IngestContext,
     memo: &mut enrich::Memo,
-    env: &Map<String, Value>,
+    (env_domain, env_session_id): &(Option<Value>, Option<Value>),
     action: &str,
     ts: i64,
     payload: Map<String, Value>,
@@ -276,7 +386,7 @@ fn enrich_event(
         .unwrap_or_default();
     let domain = [
         ctx.grant.fixed.get("domain").map(String::as_str),
-        Some(text(env.get("domain"))),
+        Some(text(env_domain.as_ref())),
         Some(href_host.as_str()),
         Some(text(payload.get("domain"))),
     ]
@@ -305,7 +415,7 @@ fn enrich_event(
     let geo = enrich::geo(ctx.geo, payload.get("location"));
     let tenant = ctx.grant.tenant.as_str();
     let visitor = visitor_id(ctx.salt, tenant, &domain, ctx.ip, ua);
-    let session_id = match env.get("session_id") {
+    let session_id = match env_session_id {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => {
             Some(s.trim().to_owned())
         }
@@ -838,6 +948,47 @@ mod tests {
                 "mixed rows' output changed (edge country {country:?})"
             );
         }
+    }
+
+    /// The single-pass envelope parse reads what a parse into a [`Value`] map reads, and refuses what it
+    /// refuses, on rows that tell them apart.
+    #[test]
+    fn the_envelope_parse_agrees_with_a_value_parse() {
+        let deep = format!(
+            r#"{{"action":"x","d":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let rows = [
+            r#"{"action":"a","action":"b","payload":{"p":1},"payload":"{\"q\":2}"}"#.to_owned(),
+            r#"{"act\u0069on":"esc","session_\u0069d":"s","domain":"d.example"}"#.to_owned(),
+            r#"{"$serde_json::private::RawValue":"{\"action\":\"raw\"}"}"#.to_owned(),
+            r#"{"action":"x","$serde_json::private::RawValue":"{}"}"#.to_owned(),
+            r#"{"action":"x","n":1e400}"#.to_owned(),
+            r#"{"action":"x","s":"\ud800"}"#.to_owned(),
+            r#"{"action":"x","n":-0.0,"big":123456789012345678901234567890}"#.to_owned(),
+            deep,
+            r#"{"action":"x"} trailing"#.to_owned(),
+            r#"{"action":"x",}"#.to_owned(),
+            "[1,2]".to_owned(),
+            "null".to_owned(),
+            r#""{\"action\":\"x\"}""#.to_owned(),
+            r#"{"timestamp":null,"payload":null,"domain":7,"session_id":["s"]}"#.to_owned(),
+            "{}".to_owned(),
+        ];
+        for row in rows {
+            let by_value = match serde_json::from_slice::<Value>(row.as_bytes()) {
+                Ok(Value::Object(map)) => Some(Envelope::from_map(map)),
+                _ => None,
+            };
+            assert_eq!(Envelope::parse(row.as_bytes()), by_value, "{row}");
+        }
+        // The raw-value marker as the first key is the Value parser's: the row reads as its string.
+        let raw = r#"{"$serde_json::private::RawValue":"{\"action\":\"raw\"}"}"#;
+        assert_eq!(
+            Envelope::parse(raw.as_bytes()).and_then(|e| e.action),
+            Some(json!("raw"))
+        );
     }
 
     /// Whatever a request's earlier rows were, a row is enriched exactly as it is on its own: the
