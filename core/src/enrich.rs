@@ -87,12 +87,27 @@ const MEMO_MAX_ENTRIES: usize = 512;
 /// masked or kept). Real traffic repeats all three heavily (a batch from one site has a few user
 /// agents, pages and property names), and the woothee parse and the key rules are the costliest
 /// steps of a row. Every entry is a pure function of its key, so a row's result never depends on the
-/// rows before it; a memo lives for one request and is bounded by [`MEMO_MAX_ENTRIES`] per table.
+/// rows before it; a memo lives for one request and keeps at most 512 entries per table.
+///
+/// Its inputs are the client's, so its tables hash with a secret key ([`Memo::keyed`]): wasm32 has no
+/// randomness for the standard `RandomState`, and known keys would let a body of colliding user agents
+/// or property names turn every lookup into a scan of the table.
 #[derive(Debug, Default)]
 pub struct Memo {
-    clients: HashMap<String, Client>,
-    urls: HashMap<String, String>,
-    keys: HashMap<String, KeyRule>,
+    clients: HashMap<String, Client, Keyed>,
+    urls: HashMap<String, String, Keyed>,
+    keys: HashMap<String, KeyRule, Keyed>,
+}
+
+/// SipHash-1-3 with a fixed 128-bit key, for a [`Memo`]'s tables.
+#[derive(Debug, Clone, Default)]
+struct Keyed(u64, u64);
+
+impl std::hash::BuildHasher for Keyed {
+    type Hasher = siphasher::sip::SipHasher13;
+    fn build_hasher(&self) -> Self::Hasher {
+        siphasher::sip::SipHasher13::new_with_keys(self.0, self.1)
+    }
 }
 
 /// What the payload rules do with a key: dropped at the top level (an identifying key), its value
@@ -104,6 +119,22 @@ struct KeyRule {
 }
 
 impl Memo {
+    /// A memo whose tables hash with a key derived from `secret` (a request's daily visitor salt:
+    /// unknown to clients), so that no client can choose inputs that collide in them.
+    pub fn keyed(secret: &[u8; 16]) -> Self {
+        use siphasher::sip128::Hasher128;
+        use std::hash::Hasher;
+        let mut h = siphasher::sip128::SipHasher13::new_with_key(secret);
+        h.write(b"starling enrich::Memo table key");
+        let k = h.finish128();
+        let keyed = Keyed(k.h1, k.h2);
+        Self {
+            clients: HashMap::with_hasher(keyed.clone()),
+            urls: HashMap::with_hasher(keyed.clone()),
+            keys: HashMap::with_hasher(keyed),
+        }
+    }
+
     /// [`client`] of `ua`, memoised.
     pub fn client(&mut self, ua: &str) -> Client {
         if let Some(c) = self.clients.get(ua) {

@@ -154,7 +154,7 @@ pub fn process(body: &[u8], ctx: &IngestContext) -> Result<Outcome, IngestError>
     let mut out = Outcome::default();
     out.events.reserve(rows.len());
     // One memo per request: user agents, URLs and payload keys repeat across its rows.
-    let mut memo = enrich::Memo::default();
+    let mut memo = enrich::Memo::keyed(ctx.salt);
     for (line, mut row) in rows {
         match row_event(&mut row, ctx, &mut memo) {
             Ok(e) => out.events.push(e),
