@@ -10,6 +10,8 @@
 //!   ([`crate::beacon::is_sensitive`]), so events from flock.js or any SDK are masked like the tracker's.
 //! - [`quarantine_row`]: what is kept of a rejected row, after the same stripping and masking.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 /// Longest pathname kept; longer ones are cut.
@@ -74,6 +76,146 @@ pub struct Client {
     pub device: &'static str,
     /// Crawler, headless browser or HTTP library.
     pub is_bot: bool,
+}
+
+/// Most entries each table of a [`Memo`] keeps; inputs past it are computed without being kept, so a
+/// request of all-distinct values costs what it did without the memo plus a failed lookup.
+const MEMO_MAX_ENTRIES: usize = 512;
+
+/// A memo of the enrichment steps whose inputs repeat across the rows of a request: the user agent's
+/// classification ([`client`]), stripped URLs ([`strip_url`]) and what a payload key is (dropped,
+/// masked or kept). Real traffic repeats all three heavily (a batch from one site has a few user
+/// agents, pages and property names), and the woothee parse and the key rules are the costliest
+/// steps of a row. Every entry is a pure function of its key, so a row's result never depends on the
+/// rows before it; a memo lives for one request and keeps at most 512 entries per table.
+///
+/// Its inputs are the client's, so its tables hash with a secret key ([`Memo::keyed`]): wasm32 has no
+/// randomness for the standard `RandomState`, and known keys would let a body of colliding user agents
+/// or property names turn every lookup into a scan of the table.
+#[derive(Debug, Default)]
+pub struct Memo {
+    clients: HashMap<String, Client, Keyed>,
+    urls: HashMap<String, String, Keyed>,
+    keys: HashMap<String, KeyRule, Keyed>,
+}
+
+/// SipHash-1-3 with a fixed 128-bit key, for a [`Memo`]'s tables.
+#[derive(Debug, Clone, Default)]
+struct Keyed(u64, u64);
+
+impl std::hash::BuildHasher for Keyed {
+    type Hasher = siphasher::sip::SipHasher13;
+    fn build_hasher(&self) -> Self::Hasher {
+        siphasher::sip::SipHasher13::new_with_keys(self.0, self.1)
+    }
+}
+
+/// What the payload rules do with a key: dropped at the top level (an identifying key), its value
+/// masked at any depth (a sensitive key), or neither.
+#[derive(Debug, Clone, Copy)]
+struct KeyRule {
+    dropped: bool,
+    sensitive: bool,
+}
+
+impl Memo {
+    /// A memo whose tables hash with a key derived from `secret` (a request's daily visitor salt:
+    /// unknown to clients), so that no client can choose inputs that collide in them.
+    pub fn keyed(secret: &[u8; 16]) -> Self {
+        use siphasher::sip128::Hasher128;
+        use std::hash::Hasher;
+        let mut h = siphasher::sip128::SipHasher13::new_with_key(secret);
+        h.write(b"starling enrich::Memo table key");
+        let k = h.finish128();
+        let keyed = Keyed(k.h1, k.h2);
+        Self {
+            clients: HashMap::with_hasher(keyed.clone()),
+            urls: HashMap::with_hasher(keyed.clone()),
+            keys: HashMap::with_hasher(keyed),
+        }
+    }
+
+    /// [`client`] of `ua`, memoised.
+    pub fn client(&mut self, ua: &str) -> Client {
+        if let Some(c) = self.clients.get(ua) {
+            return c.clone();
+        }
+        let c = client(ua);
+        if self.clients.len() < MEMO_MAX_ENTRIES {
+            self.clients.insert(ua.to_owned(), c.clone());
+        }
+        c
+    }
+
+    /// [`strip_url`] of `raw`, memoised.
+    pub fn strip_url(&mut self, raw: &str) -> String {
+        if let Some(s) = self.urls.get(raw) {
+            return s.clone();
+        }
+        let s = strip_url(raw);
+        if self.urls.len() < MEMO_MAX_ENTRIES {
+            self.urls.insert(raw.to_owned(), s.clone());
+        }
+        s
+    }
+
+    fn key_rule(&mut self, key: &str) -> KeyRule {
+        if let Some(r) = self.keys.get(key) {
+            return *r;
+        }
+        let r = KeyRule {
+            dropped: DROPPED_KEYS.contains(&key.to_ascii_lowercase().as_str()),
+            sensitive: crate::beacon::is_sensitive(key.as_bytes()),
+        };
+        if self.keys.len() < MEMO_MAX_ENTRIES {
+            self.keys.insert(key.to_owned(), r);
+        }
+        r
+    }
+
+    /// [`sanitize_payload`], with this memo's URLs and key rules.
+    pub fn sanitize_payload(&mut self, mut payload: Map<String, Value>) -> Map<String, Value> {
+        // One pass and one rule lookup per key: drop, else mask, else strip a URL and mask inside.
+        // (Stripping before masking, as the rule reads, gives the same: a masked value is replaced.)
+        payload.retain(|key, value| {
+            let rule = self.key_rule(key);
+            if rule.dropped {
+                return false;
+            }
+            if rule.sensitive {
+                *value = Value::String(MASK.to_owned());
+                return true;
+            }
+            if let ("href" | "referrer" | "url", Value::String(s)) = (key.as_str(), &mut *value) {
+                if !s.is_empty() {
+                    *s = self.strip_url(s);
+                }
+            }
+            self.mask_sensitive(value);
+            true
+        });
+        payload
+    }
+
+    fn mask_sensitive(&mut self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    self.mask_entry(key, v);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.mask_sensitive(v)),
+            _ => {}
+        }
+    }
+
+    fn mask_entry(&mut self, key: &str, value: &mut Value) {
+        if self.key_rule(key).sensitive {
+            *value = Value::String(MASK.to_owned());
+        } else {
+            self.mask_sensitive(value);
+        }
+    }
 }
 
 /// Classifies a user agent. An empty one is `unknown` but not a bot (server-side senders often omit it).
@@ -362,19 +504,8 @@ pub const MASK: &str = "********";
 /// The payload as stored: identifying keys removed (at the top level, where clients put them),
 /// `href`/`referrer`/`url` stripped of query parameters other than `utm_*`, and the value of every
 /// sensitive key masked at any depth ([`mask_sensitive`]), whichever client sent it.
-pub fn sanitize_payload(mut payload: Map<String, Value>) -> Map<String, Value> {
-    payload.retain(|k, _| !DROPPED_KEYS.contains(&k.to_ascii_lowercase().as_str()));
-    for key in ["href", "referrer", "url"] {
-        if let Some(Value::String(s)) = payload.get_mut(key) {
-            if !s.is_empty() {
-                *s = strip_url(s);
-            }
-        }
-    }
-    for (key, value) in payload.iter_mut() {
-        mask_entry(key, value);
-    }
-    payload
+pub fn sanitize_payload(payload: Map<String, Value>) -> Map<String, Value> {
+    Memo::default().sanitize_payload(payload)
 }
 
 /// Replaces the value of every sensitive key (the tracker's rule, [`crate::beacon::is_sensitive`]) in

@@ -152,8 +152,11 @@ pub fn process(body: &[u8], ctx: &IngestContext) -> Result<Outcome, IngestError>
         });
     }
     let mut out = Outcome::default();
-    for (line, row) in rows {
-        match row_event(&row, ctx) {
+    out.events.reserve(rows.len());
+    // One memo per request: user agents, URLs and payload keys repeat across its rows.
+    let mut memo = enrich::Memo::keyed(ctx.salt);
+    for (line, mut row) in rows {
+        match row_event(&mut row, ctx, &mut memo) {
             Ok(e) => out.events.push(e),
             Err(reason) => out.quarantined.push(Quarantined {
                 line,
@@ -165,10 +168,11 @@ pub fn process(body: &[u8], ctx: &IngestContext) -> Result<Outcome, IngestError>
     Ok(out)
 }
 
-/// A row as found in the body: a line's bytes, or an element of a JSON array / single object.
+/// A row as found in the body: a line's bytes, or an element of a JSON array / single object (taken
+/// out when the row is processed; its text stays for the quarantine).
 enum Row<'a> {
     Raw(&'a [u8]),
-    Parsed(Value, String),
+    Parsed(Option<Value>, String),
 }
 
 /// Splits the body into numbered rows (1-based line numbers; array index + 1 for arrays).
@@ -183,13 +187,13 @@ fn split_rows(body: &[u8]) -> Vec<(usize, Row<'_>)> {
                     .enumerate()
                     .map(|(i, v)| {
                         let text = v.to_string();
-                        (i + 1, Row::Parsed(v, text))
+                        (i + 1, Row::Parsed(Some(v), text))
                     })
                     .collect()
             }
             Ok(v @ Value::Object(_)) => {
                 let text = String::from_utf8_lossy(trimmed).into_owned();
-                return vec![(1, Row::Parsed(v, text))];
+                return vec![(1, Row::Parsed(Some(v), text))];
             }
             _ => {}
         }
@@ -202,57 +206,171 @@ fn split_rows(body: &[u8]) -> Vec<(usize, Row<'_>)> {
         .collect()
 }
 
-fn row_event(row: &Row, ctx: &IngestContext) -> Result<EnrichedEvent, QuarantineReason> {
-    let parsed;
+fn row_event(
+    row: &mut Row,
+    ctx: &IngestContext,
+    memo: &mut enrich::Memo,
+) -> Result<EnrichedEvent, QuarantineReason> {
     let value = match row {
         Row::Raw(bytes) => {
             if bytes.len() > ctx.limits.max_line_bytes {
                 return Err(QuarantineReason::TooLarge);
             }
-            parsed = serde_json::from_slice::<Value>(bytes)
-                .map_err(|_| QuarantineReason::InvalidJson)?;
-            &parsed
+            Envelope::parse(bytes).ok_or(QuarantineReason::InvalidJson)?
         }
         Row::Parsed(v, text) => {
             if text.len() > ctx.limits.max_line_bytes {
                 return Err(QuarantineReason::TooLarge);
             }
-            v
+            match v.take() {
+                Some(Value::Object(map)) => Envelope::from_map(map),
+                _ => return Err(QuarantineReason::InvalidJson),
+            }
         }
     };
-    let Value::Object(env) = value else {
-        return Err(QuarantineReason::InvalidJson);
-    };
-    let action = match env.get("action") {
+    let Envelope {
+        action,
+        timestamp,
+        payload,
+        domain,
+        session_id,
+    } = value;
+    let action = match &action {
         Some(Value::String(a)) if !a.trim().is_empty() => a.trim(),
         _ => return Err(QuarantineReason::MissingAction),
     };
     if action.len() > MAX_ACTION_BYTES || action.chars().any(char::is_control) {
         return Err(QuarantineReason::InvalidAction);
     }
-    let ts = match env.get("timestamp") {
+    let ts = match &timestamp {
         None | Some(Value::Null) => ctx.now_ms,
         Some(v) => crate::time::parse_timestamp(v).ok_or(QuarantineReason::InvalidTimestamp)?,
     };
     if ts > ctx.now_ms + MAX_FUTURE_MS || ts < ctx.now_ms - MAX_AGE_MS {
         return Err(QuarantineReason::TimestampOutOfRange);
     }
-    let payload = match env.get("payload") {
+    let payload = match payload {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(o)) => o.clone(),
+        Some(Value::Object(o)) => o,
         Some(Value::String(s)) if s.trim().is_empty() => Map::new(),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
             Ok(Value::Object(o)) => o,
             _ => return Err(QuarantineReason::InvalidPayload),
         },
         Some(_) => return Err(QuarantineReason::InvalidPayload),
     };
-    enrich_event(ctx, env, action, ts, payload)
+    let env = (domain, session_id);
+    enrich_event(ctx, memo, &env, action, ts, payload)
+}
+
+/// serde_json's marker key: an object whose first key it is parses, as a [`Value`], as the JSON text
+/// of its string value.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// The envelope fields ingest reads, parsed from a row without building a map of the row: every
+/// field is parsed as the [`Value`] it would be in one (a later duplicate key wins, as it does in a
+/// map), and every other field is parsed as a [`Value`] and dropped, so a row is valid or invalid
+/// JSON exactly as with `serde_json::from_slice::<Value>` (number range, nesting depth, escapes).
+#[derive(Debug, Default, PartialEq)]
+struct Envelope {
+    action: Option<Value>,
+    timestamp: Option<Value>,
+    payload: Option<Value>,
+    domain: Option<Value>,
+    session_id: Option<Value>,
+}
+
+impl Envelope {
+    /// A row's envelope, or `None` when the row is not a JSON object. Parsed once, without a map; a
+    /// row this parse refuses is parsed again as a [`Value`] (refused rows are rare), so that the
+    /// [`Value`] parser's own rules decide it (its first key `$serde_json::private::RawValue` is
+    /// serde_json's raw-value marker, for one).
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Envelope>(bytes).ok().or_else(|| {
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(Value::Object(map)) => Some(Self::from_map(map)),
+                _ => None,
+            }
+        })
+    }
+
+    /// The fields of an already parsed object (an array element or a whole-body object).
+    fn from_map(mut map: Map<String, Value>) -> Self {
+        Self {
+            action: map.remove("action"),
+            timestamp: map.remove("timestamp"),
+            payload: map.remove("payload"),
+            domain: map.remove("domain"),
+            session_id: map.remove("session_id"),
+        }
+    }
+
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Value>> {
+        Some(match key {
+            "action" => &mut self.action,
+            "timestamp" => &mut self.timestamp,
+            "payload" => &mut self.payload,
+            "domain" => &mut self.domain,
+            "session_id" => &mut self.session_id,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A key, borrowed from the row when it has no escapes.
+        struct Key<'a>(std::borrow::Cow<'a, str>);
+        impl<'de> serde::Deserialize<'de> for Key<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a string key")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                        Ok(Key(v.into()))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                        Ok(Key(v.to_owned().into()))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Envelope;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Envelope, A::Error> {
+                let mut env = Envelope::default();
+                let mut first = true;
+                while let Some(Key(key)) = map.next_key::<Key>()? {
+                    if std::mem::take(&mut first) && key == RAW_VALUE_TOKEN {
+                        return Err(serde::de::Error::custom("serde_json's raw-value marker"));
+                    }
+                    let value = map.next_value::<Value>()?;
+                    if let Some(slot) = env.slot(&key) {
+                        *slot = Some(value);
+                    }
+                }
+                Ok(env)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn enrich_event(
     ctx: &IngestContext,
-    env: &Map<String, Value>,
+    memo: &mut enrich::Memo,
+    (env_domain, env_session_id): &(Option<Value>, Option<Value>),
     action: &str,
     ts: i64,
     payload: Map<String, Value>,
@@ -260,15 +378,15 @@ fn enrich_event(
     fn text(v: Option<&Value>) -> &str {
         v.and_then(Value::as_str).unwrap_or_default()
     }
-    let href_raw = text(payload.get("href")).to_owned();
-    let href_url = parse_url(&href_raw);
+    let href_raw = text(payload.get("href"));
+    let href_url = parse_url(href_raw);
     let href_host = href_url
         .as_ref()
         .map(|u| u.host.clone())
         .unwrap_or_default();
     let domain = [
         ctx.grant.fixed.get("domain").map(String::as_str),
-        Some(text(env.get("domain"))),
+        Some(text(env_domain.as_ref())),
         Some(href_host.as_str()),
         Some(text(payload.get("domain"))),
     ]
@@ -292,20 +410,20 @@ fn enrich_event(
     let utm = enrich::utm(href_url.as_ref().map(|u| u.query).unwrap_or_default());
     let ua = enrich::payload_user_agent(&payload)
         .or(ctx.header_user_agent)
-        .unwrap_or_default()
-        .to_owned();
-    let client = enrich::client(&ua);
+        .unwrap_or_default();
+    let client = memo.client(ua);
     let geo = enrich::geo(ctx.geo, payload.get("location"));
     let tenant = ctx.grant.tenant.as_str();
-    let visitor = visitor_id(ctx.salt, tenant, &domain, ctx.ip, &ua);
-    let session_id = match env.get("session_id") {
+    let visitor = visitor_id(ctx.salt, tenant, &domain, ctx.ip, ua);
+    let session_id = match env_session_id {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => {
             Some(s.trim().to_owned())
         }
         _ => None,
     };
     let locale: String = text(payload.get("locale")).chars().take(35).collect();
-    let payload = serde_json::to_string(&enrich::sanitize_payload(payload))
+    let href = memo.strip_url(href_raw);
+    let payload = serde_json::to_string(&memo.sanitize_payload(payload))
         .map_err(|_| QuarantineReason::InvalidPayload)?;
     if payload.len() > ctx.limits.max_payload_bytes {
         return Err(QuarantineReason::TooLarge);
@@ -318,7 +436,7 @@ fn enrich_event(
         session_id,
         visitor_id: visitor,
         pathname,
-        href: enrich::strip_url(&href_raw),
+        href,
         source,
         utm_source: utm.source,
         utm_medium: utm.medium,
@@ -693,5 +811,200 @@ mod tests {
             .clone();
         let other_ua = flock_hit("a", "/", true).replace("ProbeAgent", "OtherAgent");
         assert_ne!(a, run(&other_ua, &g).unwrap().events[0].visitor_id);
+    }
+
+    /// A row as `bench/ingest.mjs`'s `line(tenant, i)` writes it (the batched phase's rows), with a
+    /// fixed timestamp; `ua` and `referrer` vary for the mixed body.
+    fn bench_line(i: usize, ua: &str, referrer: &str) -> String {
+        let payload = format!(
+            r#"{{"user-agent":{},"locale":"en-US","referrer":{},"pathname":"/p/{}","href":"https://bench.example/p/{}?utm_source=b"}}"#,
+            json!(ua),
+            json!(referrer),
+            i % 50,
+            i % 50
+        );
+        format!(
+            r#"{{"timestamp":"2025-08-13T10:41:02.123Z","action":"page_hit","version":"1","session_id":"s-{}","tenant_id":"batch","domain":"bench.example","payload":{}}}"#,
+            i % 5000,
+            json!(payload)
+        )
+    }
+
+    /// The bench's 1,000-row body.
+    fn bench_body() -> String {
+        (0..1000)
+            .map(|i| bench_line(i, BENCH_UA, "https://www.google.com/"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    const BENCH_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+    /// A 1,000-row body whose rows repeat a few user agents, referrers, keys and URLs in different
+    /// combinations (what a per-request memo sees), with custom events, object payloads, sensitive
+    /// keys, header-UA rows, edge-less geo and bad rows.
+    fn mixed_body() -> String {
+        let uas = [
+            BENCH_UA,
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "curl/8.5.0",
+            "",
+        ];
+        let refs = [
+            "https://www.google.com/",
+            "",
+            "https://news.example/item?id=1&email=x",
+            "https://bench.example/other",
+            "not a url",
+        ];
+        (0..1000)
+            .map(|i| {
+                let (ua, referrer) = (uas[i % uas.len()], refs[i % refs.len()]);
+                match i % 11 {
+                    3 => json!({"action": if i % 2 == 0 { "signup" } else { "page_hit" },
+                        "domain": if i % 3 == 0 { "WWW.Other.example:8080" } else { "" },
+                        "payload": {"plan": "pro", "email": format!("a{i}@b.c"), "userAgent": ua,
+                            "Password": "x", "nested": {"card_number": i, "size": "L"},
+                            "url": "https://www.bench.example/s?token=t&utm_campaign=c#f",
+                            "href": format!("https://www.bench.example/s{}?email=x&utm_medium=m{}#f", i % 3, i % 2)}})
+                    .to_string(),
+                    5 => json!({"timestamp": NOW - i as i64 * 1000, "action": "page_hit", "session_id": format!("v{}", i % 7),
+                        "payload": {"pathname": format!("/app/#/s{}?t=1", i % 4), "referrer": referrer,
+                            "location": {"country": "ES", "city": "Madrid"}}})
+                    .to_string(),
+                    7 if i % 2 == 1 => "{broken".to_owned(),
+                    8 => json!({"action": "x", "payload": {"user_agent": ua}, "timestamp": "bad"}).to_string(),
+                    9 => json!({"action": "web_vital", "payload": {"name": "LCP", "value": 1.5}}).to_string(),
+                    _ => bench_line(i, ua, referrer),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The context of the pinned outputs below (fixed clock, salt, IP, header UA and edge geo).
+    fn pinned(body: &str, geo_country: &str) -> Outcome {
+        let g = grant("batch", None);
+        let geo = Geo {
+            country: geo_country.into(),
+            region: "BE".into(),
+            city: "Berlin".into(),
+        };
+        let limits = Limits::default();
+        let ctx = IngestContext {
+            grant: &g,
+            now_ms: NOW,
+            ip: "203.0.113.9",
+            header_user_agent: Some(
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) HeaderAgent/1",
+            ),
+            geo: &geo,
+            salt: &[7; 16],
+            limits: &limits,
+        };
+        process(body.as_bytes(), &ctx).unwrap()
+    }
+
+    /// The serialised events and quarantined rows (the bytes the spool and the queue carry) and a
+    /// stable 128-bit hash of them.
+    fn fingerprint(out: &Outcome) -> (Vec<u8>, String) {
+        use siphasher::sip128::{Hasher128, SipHasher13};
+        use std::hash::Hasher;
+        let mut bytes = serde_json::to_vec(&out.events).unwrap();
+        bytes.extend(serde_json::to_vec(&out.quarantined).unwrap());
+        let mut h = SipHasher13::new_with_keys(1, 2);
+        h.write(&bytes);
+        (bytes, format!("{:032x}", h.finish128().as_u128()))
+    }
+
+    /// The bench's rows and the mixed body give exactly the bytes the code gave before the per-request
+    /// memos and single-pass parsing (hashes taken from that code, commit "ingest: pin enriched
+    /// output"). A change of enrichment on purpose changes these: check the diff of a few rows, then
+    /// update the hashes.
+    #[test]
+    fn enriched_output_is_pinned_for_the_bench_rows() {
+        let bench = pinned(&bench_body(), "DE");
+        assert_eq!((bench.events.len(), bench.quarantined.len()), (1000, 0));
+        let (bytes, hash) = fingerprint(&bench);
+        assert_eq!(
+            (bytes.len(), hash.as_str()),
+            (608_093, "5076ae2a06f41f1598d2541d41e6009b"),
+            "bench rows' output changed; first event: {}",
+            serde_json::to_string(&bench.events[0]).unwrap()
+        );
+        for (country, want_len, want_hash) in [
+            ("DE", 513_991, "cec7e8b968a4b53c588d593e45a37bc6"),
+            ("", 506_089, "3a67c6987a8455afa6228bcd0168d769"),
+        ] {
+            let mixed = pinned(&mixed_body(), country);
+            assert_eq!((mixed.events.len(), mixed.quarantined.len()), (863, 137));
+            let (bytes, hash) = fingerprint(&mixed);
+            assert_eq!(
+                (bytes.len(), hash.as_str()),
+                (want_len, want_hash),
+                "mixed rows' output changed (edge country {country:?})"
+            );
+        }
+    }
+
+    /// The single-pass envelope parse reads what a parse into a [`Value`] map reads, and refuses what it
+    /// refuses, on rows that tell them apart.
+    #[test]
+    fn the_envelope_parse_agrees_with_a_value_parse() {
+        let deep = format!(
+            r#"{{"action":"x","d":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let rows = [
+            r#"{"action":"a","action":"b","payload":{"p":1},"payload":"{\"q\":2}"}"#.to_owned(),
+            r#"{"act\u0069on":"esc","session_\u0069d":"s","domain":"d.example"}"#.to_owned(),
+            r#"{"$serde_json::private::RawValue":"{\"action\":\"raw\"}"}"#.to_owned(),
+            r#"{"action":"x","$serde_json::private::RawValue":"{}"}"#.to_owned(),
+            r#"{"action":"x","n":1e400}"#.to_owned(),
+            r#"{"action":"x","s":"\ud800"}"#.to_owned(),
+            r#"{"action":"x","n":-0.0,"big":123456789012345678901234567890}"#.to_owned(),
+            deep,
+            r#"{"action":"x"} trailing"#.to_owned(),
+            r#"{"action":"x",}"#.to_owned(),
+            "[1,2]".to_owned(),
+            "null".to_owned(),
+            r#""{\"action\":\"x\"}""#.to_owned(),
+            r#"{"timestamp":null,"payload":null,"domain":7,"session_id":["s"]}"#.to_owned(),
+            "{}".to_owned(),
+        ];
+        for row in rows {
+            let by_value = match serde_json::from_slice::<Value>(row.as_bytes()) {
+                Ok(Value::Object(map)) => Some(Envelope::from_map(map)),
+                _ => None,
+            };
+            assert_eq!(Envelope::parse(row.as_bytes()), by_value, "{row}");
+        }
+        // The raw-value marker as the first key is the Value parser's: the row reads as its string.
+        let raw = r#"{"$serde_json::private::RawValue":"{\"action\":\"raw\"}"}"#;
+        assert_eq!(
+            Envelope::parse(raw.as_bytes()).and_then(|e| e.action),
+            Some(json!("raw"))
+        );
+    }
+
+    /// Whatever a request's earlier rows were, a row is enriched exactly as it is on its own: the
+    /// batch equals the concatenation of every row processed as a one-row body (line numbers aside).
+    #[test]
+    fn a_row_in_a_batch_is_enriched_as_it_is_alone() {
+        for body in [bench_body(), mixed_body()] {
+            let batch = pinned(&body, "DE");
+            let mut alone = Outcome::default();
+            for (n, line) in body.lines().enumerate() {
+                let mut one = pinned(line, "DE");
+                one.quarantined.iter_mut().for_each(|q| q.line = n + 1);
+                alone.events.append(&mut one.events);
+                alone.quarantined.append(&mut one.quarantined);
+            }
+            assert_eq!(fingerprint(&batch).0, fingerprint(&alone).0);
+        }
     }
 }

@@ -168,6 +168,8 @@ pub async fn post_events(
     batches
         .iter_mut()
         .for_each(|b| b.generation = Some(generation));
+    // "spool": the R2 objects written (large requests) or the inline batches cut; "queue": sent.
+    step(outcome, "spool");
     enqueue(env, batches).await?;
     step(outcome, "queue");
 
@@ -546,9 +548,7 @@ fn chunk(
         .map(Row::Event)
         .chain(quarantined.into_iter().map(Row::Quarantined));
     let weight = |r: &Row| match r {
-        Row::Event(e) => serde_json::to_string(e)
-            .map(|s| s.len())
-            .unwrap_or(MAX_MESSAGE_BYTES),
+        Row::Event(e) => json_len(e).unwrap_or(MAX_MESSAGE_BYTES),
         Row::Quarantined(q) => q.row.len() + 64,
     };
     pack(rows, MAX_MESSAGE_BYTES, usize::MAX, weight)
@@ -575,6 +575,23 @@ fn chunk(
         .collect()
 }
 
+/// The length of a value's JSON, counted without building the string.
+fn json_len<T: serde::Serialize>(value: &T) -> Option<usize> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).ok()?;
+    Some(count.0)
+}
+
 async fn enqueue(env: &Env, batches: Vec<QueueBatch>) -> Result<(), ApiError> {
     if batches.is_empty() {
         return Ok(());
@@ -582,11 +599,7 @@ async fn enqueue(env: &Env, batches: Vec<QueueBatch>) -> Result<(), ApiError> {
     let queue = env
         .queue(env::EVENTS)
         .map_err(|e| ApiError::Unavailable(format!("queue binding: {e}")))?;
-    let size = |b: &QueueBatch| {
-        serde_json::to_string(b)
-            .map(|s| s.len())
-            .unwrap_or(MAX_MESSAGE_BYTES)
-    };
+    let size = |b: &QueueBatch| json_len(b).unwrap_or(MAX_MESSAGE_BYTES);
     for group in pack(batches, MAX_SEND_BATCH_BYTES, 100, size) {
         send(&queue, group).await?;
     }
