@@ -591,6 +591,24 @@ fn time_queries(a: &Args, tenants: &str) {
                         "dimensions": ["event:props:plan"], "date_range": [from, to]}),
                 ),
                 (
+                    "props: event:props:plan, every visit metric, one value, previous_period",
+                    serde_json::json!({"metrics": ["visitors", "visits", "pageviews", "bounce_rate",
+                        "visit_duration", "views_per_visit", "events"],
+                        "dimensions": ["event:props:plan"], "filters": [["is", "event:props:plan", ["pro"]]],
+                        "date_range": [from, to], "include": {"comparisons": {"mode": "previous_period"}}}),
+                ),
+                (
+                    "props: event:props:plan +01:00 (edge hours from session_props)",
+                    serde_json::json!({"metrics": ["visitors", "events"],
+                        "dimensions": ["event:props:plan"], "date_range": [from, to]}),
+                ),
+                (
+                    "props: event:props:plan by day (session_props)",
+                    serde_json::json!({"metrics": ["visitors", "events"],
+                        "dimensions": ["time:day"], "filters": [["is", "event:props:plan", ["pro"]]],
+                        "date_range": [from, to]}),
+                ),
+                (
                     "goals: the Goals table (events, rate, revenue)",
                     serde_json::json!({"metrics": ["visitors", "conversions", "events", "conversion_rate",
                         "total_revenue", "average_revenue"],
@@ -633,7 +651,11 @@ fn time_queries(a: &Args, tenants: &str) {
                         .expect("valid tenant"),
                     fixed: &fixed,
                     now_secs: a.now,
-                    tz: &utc,
+                    tz: if label.contains("+01:00") {
+                        &madrid
+                    } else {
+                        &utc
+                    },
                 })
                 .unwrap_or_else(|e| panic!("plan {label}: {e:?}"));
                 cases.push((label.to_owned(), plan.statements));

@@ -1,8 +1,9 @@
 //! Custom properties: the scalar entries of an event's payload (after masking, without the tracker's
 //! own keys), counted per visit in `session_props` (`key U+001F value`), for `event:props:<key>`
-//! breakdowns and filters. They have no rollup rows: free text up to the caps would multiply the
-//! rollup rows and each visitor-day's state (a 20,000-event test with a random value per page hit
-//! showed it).
+//! breakdowns and filters, and in the rollup cells of dimensions `pr` / `pe`
+//! (`crate::rollup::visits::dim::PROP`), which answer a breakdown by one key. The caps below are what
+//! keeps those cells and each visitor-day's state bounded (without them, a random value per page hit
+//! would multiply the rollup rows).
 //!
 //! Free text must not grow the tables without bound, so each tenant has caps from its plan: distinct
 //! keys ([`crate::plan::Quota::PropKeys`]) and distinct values per key ([`crate::plan::Quota::PropValues`]).

@@ -18,11 +18,14 @@
 //! visitors from the `gl` cells, events and revenue from the goal-event cells (`ge`), the rate's
 //! divisor from the all-visits cells. Time buckets of goal events or revenue, and goals combined with
 //! other filters, read `session_goals` (cost grows with conversions).
-//! Custom properties (`crate::props`): `event:props:<key>` as a dimension and a top-level `is` filter,
-//! always over `session_props` (properties have no rollup rows); `event:props` as a dimension lists
-//! the property keys. With an `event:goal` filter or dimension, properties are those of the goal's own
-//! events (`session_goal_props`): a goal's conversions that carried the value, not a visit's other
-//! events' properties (as Plausible counts them).
+//! Custom properties (`crate::props`): `event:props:<key>` as a dimension and a top-level `is` filter.
+//! A breakdown by one key, without time buckets, unfiltered or filtered by one value of the same key
+//! (plus `event:hostname`), reads the property cells (`pr` for the visits and visitors, `pe` for the
+//! events: rows per day and value); every other property query reads `session_props` (cost grows with
+//! the visits that carried properties). `event:props` as a dimension lists the property keys. With an
+//! `event:goal` filter or dimension, properties are those of the goal's own events
+//! (`session_goal_props`): a goal's conversions that carried the value, not a visit's other events'
+//! properties (as Plausible counts them).
 //!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
@@ -159,6 +162,9 @@ enum GoalSource {
     /// In goal-event rollup cells ([`dim::GOAL_EVENTS`], keyed `goal SEP currency`): the statements
     /// at these indexes, for the main period and the comparison.
     Cells(usize, Option<usize>),
+    /// In property-event rollup cells ([`dim::PROP_EVENTS`], keyed `key SEP value` like the groups,
+    /// events in `visits`): the statements at these indexes, for the main period and the comparison.
+    PropCells(usize, Option<usize>),
 }
 
 #[derive(Debug, Clone)]
@@ -971,13 +977,18 @@ pub fn plan_query_with_segments(
         GoalSource::None
     };
     let mut divisor_at = None;
-    let (labels, comparison_labels, rows, uses_rollups) =
-        match fast_slice(tenant, req.now_secs, &filters, group)
+    let slice = if prop_query {
+        // A property breakdown (no goal, no time buckets) from the property cells; every other
+        // property query reads `session_props`.
+        prop_prefix
+            .as_deref()
+            .filter(|_| !goal_query && grain.is_none() && group == Some(Dimension::Prop))
+            .and_then(|key| prop_slice(tenant, req.now_secs, &filters, key))
+    } else {
+        fast_slice(tenant, req.now_secs, &filters, group)
             .filter(|s| {
                 !(grain == Some(Grain::Day) && rollups::series_reads_visits(s, tz, from, to))
             })
-            // Properties have no rollup rows: `session_props` answers them.
-            .filter(|_| !prop_query)
             // A goal's events, revenue and rate: goal-event cells and the all-visits divisor, per goal
             // or for one goal (no time buckets, no grouping by domain).
             .filter(|s| {
@@ -985,128 +996,139 @@ pub fn plan_query_with_segments(
                     || (s.dim == dim::GOAL
                         && grain.is_none()
                         && matches!(group, None | Some(Dimension::Goal)))
-            }) {
-            Some(slice) => {
-                let by_domain = group == Some(Dimension::Host);
-                match grain {
-                    Some(g) => {
-                        let cur = time_buckets(tz, g, from, to);
-                        let cmp = comparison
-                            .map(|(f, t)| time_buckets(tz, g, f, t))
-                            .unwrap_or_default();
-                        let buckets = cur
-                            .iter()
-                            .enumerate()
-                            .map(|(i, (label, pieces))| KpiBucket {
-                                label: label.clone(),
-                                current: pieces.clone(),
-                                previous: cmp.get(i).map(|c| c.1.clone()).unwrap_or_default(),
-                            })
-                            .collect();
-                        let (s, shape) = rollups::kpi_statements(
-                            &slice,
-                            g == Grain::Hour,
-                            comparison.is_some(),
-                            buckets,
-                        );
-                        statements = s;
-                        (
-                            cur.into_iter().map(|c| c.0).collect(),
-                            cmp.into_iter().map(|c| c.0).collect(),
-                            RowSource::Buckets(shape),
-                            true,
-                        )
-                    }
-                    None => {
+            })
+    };
+    let (labels, comparison_labels, rows, uses_rollups) = match slice {
+        Some(slice) => {
+            let by_domain = group == Some(Dimension::Host);
+            match grain {
+                Some(g) => {
+                    let cur = time_buckets(tz, g, from, to);
+                    let cmp = comparison
+                        .map(|(f, t)| time_buckets(tz, g, f, t))
+                        .unwrap_or_default();
+                    let buckets = cur
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (label, pieces))| KpiBucket {
+                            label: label.clone(),
+                            current: pieces.clone(),
+                            previous: cmp.get(i).map(|c| c.1.clone()).unwrap_or_default(),
+                        })
+                        .collect();
+                    let (s, shape) = rollups::kpi_statements(
+                        &slice,
+                        g == Grain::Hour,
+                        comparison.is_some(),
+                        buckets,
+                    );
+                    statements = s;
+                    (
+                        cur.into_iter().map(|c| c.0).collect(),
+                        cmp.into_iter().map(|c| c.0).collect(),
+                        RowSource::Buckets(shape),
+                        true,
+                    )
+                }
+                None => {
+                    statements.push(rollups::value_statement(
+                        &slice,
+                        (day_start(tz, from), day_start(tz, to + 1)),
+                        by_domain,
+                    ));
+                    if let Some((f, t)) = comparison {
                         statements.push(rollups::value_statement(
                             &slice,
-                            (day_start(tz, from), day_start(tz, to + 1)),
+                            (day_start(tz, f), day_start(tz, t + 1)),
                             by_domain,
                         ));
-                        if let Some((f, t)) = comparison {
+                    }
+                    let windows: Vec<(Days, Days)> =
+                        std::iter::once((from, to)).chain(comparison).collect();
+                    let mut per_window = |s: &Slice| {
+                        let at = statements.len();
+                        for &(f, t) in &windows {
                             statements.push(rollups::value_statement(
-                                &slice,
+                                s,
                                 (day_start(tz, f), day_start(tz, t + 1)),
-                                by_domain,
+                                false,
                             ));
                         }
-                        let windows: Vec<(Days, Days)> =
-                            std::iter::once((from, to)).chain(comparison).collect();
-                        let mut per_window = |s: &Slice| {
-                            let at = statements.len();
-                            for &(f, t) in &windows {
-                                statements.push(rollups::value_statement(
-                                    s,
-                                    (day_start(tz, f), day_start(tz, t + 1)),
-                                    false,
-                                ));
-                            }
-                            (at, comparison.map(|_| at + 1))
-                        };
-                        goal_sums = GoalSource::None;
-                        if goal_events {
+                        (at, comparison.map(|_| at + 1))
+                    };
+                    goal_sums = GoalSource::None;
+                    if slice.dim == dim::PROP {
+                        // A property value's events: its property-event cells.
+                        if metrics.contains(&"events") {
                             let cells = Slice {
-                                dim: dim::GOAL_EVENTS,
+                                dim: dim::PROP_EVENTS,
                                 ..slice.clone()
                             };
                             let (at, cmp) = per_window(&cells);
-                            goal_sums = GoalSource::Cells(at, cmp);
+                            goal_sums = GoalSource::PropCells(at, cmp);
                         }
-                        if divisor {
-                            // The rate's divisor: the all-visits rollup (the same domain).
-                            let all =
-                                Slice::new(tenant, dim::ALL, None, slice.domain, req.now_secs);
-                            divisor_at = Some(per_window(&all));
-                        }
-                        (Vec::new(), Vec::new(), RowSource::Groups, true)
+                    } else if goal_events {
+                        let cells = Slice {
+                            dim: dim::GOAL_EVENTS,
+                            ..slice.clone()
+                        };
+                        let (at, cmp) = per_window(&cells);
+                        goal_sums = GoalSource::Cells(at, cmp);
                     }
+                    if divisor {
+                        // The rate's divisor: the all-visits rollup (the same domain).
+                        let all = Slice::new(tenant, dim::ALL, None, slice.domain, req.now_secs);
+                        divisor_at = Some(per_window(&all));
+                    }
+                    (Vec::new(), Vec::new(), RowSource::Groups, true)
                 }
             }
-            None => {
-                let windows = std::iter::once((from, to)).chain(comparison);
-                for (f, t) in windows {
-                    statements.push(if let Some(table) = events_table {
-                        grouped_statement(
-                            tenant,
-                            tz,
-                            (f, t),
-                            grain,
-                            (group, prop_prefix.as_deref()),
-                            &filters,
-                            Some(table),
-                        )
-                    } else {
-                        visit_statement(tenant, tz, f, t, grain, group, &filters)?
-                    });
-                }
-                if divisor {
-                    // All visitors of the range with the same non-goal filters, per time bucket or
-                    // visit dimension value (one total when grouped by goal).
-                    let rest: Vec<Filter> = filters
-                        .iter()
-                        .filter(|f| !nested_goal(f))
-                        .cloned()
-                        .collect();
-                    let g = group.filter(|g| *g != Dimension::Goal);
-                    let at = statements.len();
-                    for (f, t) in std::iter::once((from, to)).chain(comparison) {
-                        statements.push(visit_statement(tenant, tz, f, t, grain, g, &rest)?);
-                    }
-                    divisor_at = Some((at, comparison.map(|_| at + 1)));
-                }
-                let labels = |f, t| {
-                    grain
-                        .map(|g| time_buckets(tz, g, f, t).into_iter().map(|b| b.0).collect())
-                        .unwrap_or_default()
-                };
-                (
-                    labels(from, to),
-                    comparison.map(|(f, t)| labels(f, t)).unwrap_or_default(),
-                    RowSource::Groups,
-                    false,
-                )
+        }
+        None => {
+            let windows = std::iter::once((from, to)).chain(comparison);
+            for (f, t) in windows {
+                statements.push(if let Some(table) = events_table {
+                    grouped_statement(
+                        tenant,
+                        tz,
+                        (f, t),
+                        grain,
+                        (group, prop_prefix.as_deref()),
+                        &filters,
+                        Some(table),
+                    )
+                } else {
+                    visit_statement(tenant, tz, f, t, grain, group, &filters)?
+                });
             }
-        };
+            if divisor {
+                // All visitors of the range with the same non-goal filters, per time bucket or
+                // visit dimension value (one total when grouped by goal).
+                let rest: Vec<Filter> = filters
+                    .iter()
+                    .filter(|f| !nested_goal(f))
+                    .cloned()
+                    .collect();
+                let g = group.filter(|g| *g != Dimension::Goal);
+                let at = statements.len();
+                for (f, t) in std::iter::once((from, to)).chain(comparison) {
+                    statements.push(visit_statement(tenant, tz, f, t, grain, g, &rest)?);
+                }
+                divisor_at = Some((at, comparison.map(|_| at + 1)));
+            }
+            let labels = |f, t| {
+                grain
+                    .map(|g| time_buckets(tz, g, f, t).into_iter().map(|b| b.0).collect())
+                    .unwrap_or_default()
+            };
+            (
+                labels(from, to),
+                comparison.map(|(f, t)| labels(f, t)).unwrap_or_default(),
+                RowSource::Groups,
+                false,
+            )
+        }
+    };
 
     if uses_rollups && goal_sums == GoalSource::Rows {
         goal_sums = GoalSource::None;
@@ -1237,6 +1259,46 @@ fn fast_slice<'a>(
         (_, None) => (dim::ALL, None),
     };
     Some(Slice::new(tenant, code, value, domain, now))
+}
+
+/// The property-cell slice ([`dim::PROP`]) of a breakdown by the property `key SEP` (`prefix`), if
+/// these filters allow one: at most one `is` filter of one value on the same property (that value's
+/// cells) and at most one `is` filter of one `event:hostname` (the visit's domain, as
+/// `session_props.domain`); anything else is `None` (the exact `session_props` plan).
+fn prop_slice<'a>(
+    tenant: &'a TenantId,
+    now: i64,
+    filters: &'a [Filter],
+    prefix: &'a str,
+) -> Option<Slice<'a>> {
+    let mut domain = None;
+    let mut value = None;
+    for f in filters {
+        let Filter::Leaf {
+            op: Op::Is,
+            dim,
+            values,
+            case_sensitive: true,
+        } = f
+        else {
+            return None;
+        };
+        let [v] = values.as_slice() else {
+            return None;
+        };
+        let slot = match dim {
+            Dimension::Host | Dimension::GoalHost => &mut domain,
+            // A value of the grouped key (`key SEP value`); another key's is not in these cells.
+            Dimension::Prop if v.starts_with(prefix) => &mut value,
+            _ => return None,
+        };
+        if slot.replace(v.as_str()).is_some() {
+            return None;
+        }
+    }
+    let mut s = Slice::new(tenant, dim::PROP, value.or(Some(prefix)), domain, now);
+    s.key_prefix = value.is_none();
+    Some(s)
 }
 
 /// The exact visit-level statement for any filters: groups of `k` with the five measures.
@@ -1581,6 +1643,21 @@ fn cell_sums(rows: &[Map<String, Value>]) -> BTreeMap<String, GoalSums> {
         .collect()
 }
 
+/// A property value's events from its property-event cells ([`dim::PROP_EVENTS`] rows keyed `key SEP
+/// value`, the groups' key, with the events in `visits`).
+fn prop_cell_sums(rows: &[Map<String, Value>]) -> BTreeMap<String, GoalSums> {
+    rows.iter()
+        .map(|r| {
+            let k = r.get("k").and_then(Value::as_str).unwrap_or_default();
+            let sums = GoalSums {
+                events: crate::sql::count(r.get("visits")),
+                ..GoalSums::default()
+            };
+            (k.to_owned(), sums)
+        })
+        .collect()
+}
+
 /// What the goal metrics of a row read besides its measures: its events and revenue and the
 /// visitors of its conversion rate's divisor.
 #[derive(Default)]
@@ -1707,6 +1784,10 @@ pub fn assemble_query(
     if let GoalSource::Cells(at, cmp) = s.goal_sums {
         goal.sums = cell_sums(&take(at));
         goal_cmp.sums = cmp.map(|i| cell_sums(&take(i))).unwrap_or_default();
+    }
+    if let GoalSource::PropCells(at, cmp) = s.goal_sums {
+        goal.sums = prop_cell_sums(&take(at));
+        goal_cmp.sums = cmp.map(|i| prop_cell_sums(&take(i))).unwrap_or_default();
     }
     if s.goal_sums == GoalSource::Rows {
         goal.sums = goal_sums(results.first().map(Vec::as_slice).unwrap_or_default());

@@ -56,6 +56,10 @@ pub(crate) struct Slice<'a> {
     /// The first hour with hourly rows of this dimension (`visits::hourly_kept_from`; every hour for
     /// [`dim::ALL`]); earlier hours are read from the visit-level tables.
     pub(crate) hourly_from: i64,
+    /// With [`dim::PROP`] or [`dim::PROP_EVENTS`]: `value` is a property key's `key SEP` and the slice
+    /// holds every value of that key (`value` from `key SEP` up to `key ' '`, SEP sorting before
+    /// every printable character), as the `session_props` plan reads them.
+    pub(crate) key_prefix: bool,
 }
 
 impl<'a> Slice<'a> {
@@ -78,6 +82,7 @@ impl<'a> Slice<'a> {
             value,
             domain,
             hourly_from,
+            key_prefix: false,
         }
     }
 }
@@ -199,6 +204,24 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
         q.push(" GROUP BY 1, 2, 3");
         return;
     }
+    if s.dim == dim::PROP_EVENTS {
+        // A property value's events, at the hour of its visit's start, as the consumer sums them
+        // (`visits` = events).
+        q.push(
+            "SELECT first_ts - first_ts % 3600 AS hour, prop AS value, domain, SUM(events) AS visits, \
+             0 AS pageviews, 0 AS bounces, 0 AS duration, 0 AS visitors, 0 AS visitors_first, \
+             0 AS visitors_last",
+        )
+        .from("session_props", "")
+        .bind(" AND first_ts >= ?", from)
+        .bind(" AND first_ts < ?", to);
+        value_filter(q, s, "prop");
+        if let Some(d) = s.domain {
+            q.bind(" AND domain = ?", d);
+        }
+        q.push(" GROUP BY 1, 2, 3");
+        return;
+    }
     if s.dim == dim::PAGE {
         // A page's domain is its visit's (the session by its primary key; a page whose visit started
         // before the retention cutoff has lost it: still counted, without a domain).
@@ -240,11 +263,12 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
         d if d == dim::EXIT => "s.exit_path",
         d if d == dim::GOAL => "s.goal",
         d if d == dim::FUNNEL => "s.step",
+        d if d == dim::PROP => "s.prop",
         _ => "pv.pathname",
     };
-    // A goal's (a funnel step's) visits are its `session_goals` (`session_funnels`) rows, visits
-    // without a page hit included.
-    let duration = if s.dim == dim::GOAL || s.dim == dim::FUNNEL {
+    // A goal's (a funnel step's, a property value's) visits are its `session_goals`
+    // (`session_funnels`, `session_props`) rows, visits without a page hit included.
+    let duration = if s.dim == dim::GOAL || s.dim == dim::FUNNEL || s.dim == dim::PROP {
         "s.duration"
     } else {
         "s.last_ts - s.first_ts"
@@ -277,6 +301,7 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
         let table = match s.dim {
             d if d == dim::GOAL => "session_goals",
             d if d == dim::FUNNEL => "session_funnels",
+            d if d == dim::PROP => "session_props",
             _ => "sessions",
         };
         q.from(table, "s")
@@ -286,9 +311,7 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
     if s.dim == dim::CAMPAIGN {
         q.push(" AND s.utm_campaign <> ''");
     }
-    if let Some(v) = s.value {
-        q.bind(&format!(" AND {value} = ?"), v);
-    }
+    value_filter(q, s, value);
     if let Some(d) = s.domain {
         q.bind(" AND s.domain = ?", d);
     }
@@ -332,11 +355,27 @@ fn slice_filters(q: &mut TenantSql, s: &Slice) {
         // A goal's cells in each of its currencies: `name SEP currency`, SEP sorting before ' '.
         q.bind(" AND value >= ?", format!("{v}{}", visits::SEP))
             .bind(" AND value < ?", format!("{v} "));
-    } else if let Some(v) = s.value {
-        q.bind(" AND value = ?", v);
+    } else {
+        value_filter(q, s, "value");
     }
     if let Some(d) = s.domain {
         q.bind(" AND domain = ?", d);
+    }
+}
+
+/// The slice's value on `column`: equal to it, or (a property key, [`Slice::key_prefix`]) every
+/// `key SEP value` of the key.
+fn value_filter(q: &mut TenantSql, s: &Slice, column: &str) {
+    match s.value {
+        Some(key) if s.key_prefix => {
+            let upper = format!("{} ", key.trim_end_matches(visits::SEP));
+            q.bind(&format!(" AND {column} >= ?"), key)
+                .bind(&format!(" AND {column} < ?"), upper);
+        }
+        Some(v) => {
+            q.bind(&format!(" AND {column} = ?"), v);
+        }
+        None => {}
     }
 }
 

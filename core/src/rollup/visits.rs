@@ -109,11 +109,22 @@ pub mod dim {
     /// `pageviews` = its revenue in minor units of the currency, `bounces` = its events that carried
     /// revenue; `duration` and the visitor columns stay 0 (a goal's visitors are its [`GOAL`] cells).
     pub const GOAL_EVENTS: &str = "ge";
+    /// A custom property value the visit's events carried (value: `key` [`super::SEP`] `value`, as
+    /// `session_props.prop`, after the plan's caps): the visit's measures once per value, visitors
+    /// included, like [`GOAL`]. Visits without a page hit count too (pageviews 0, their events' span
+    /// as duration), as in `session_props`.
+    pub const PROP: &str = "pr";
+    /// A custom property value's events (value as [`PROP`]). Its cells reuse the measure columns:
+    /// `visits` = the events that carried the value; the other measures and the visitor columns stay
+    /// 0 (a value's visitors are its [`PROP`] cells). A separate dimension because `visit_daily` has
+    /// five measure columns and a property breakdown needs six (visits, pageviews, bounces, duration,
+    /// visitors and events).
+    pub const PROP_EVENTS: &str = "pe";
 }
 
 /// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
 /// the position is the code.
-const CODES: [&str; 17] = [
+const CODES: [&str; 19] = [
     dim::ALL,
     dim::SOURCE,
     dim::BROWSER,
@@ -131,6 +142,8 @@ const CODES: [&str; 17] = [
     dim::GOAL,
     dim::FUNNEL,
     dim::GOAL_EVENTS,
+    dim::PROP,
+    dim::PROP_EVENTS,
 ];
 
 /// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
@@ -207,6 +220,12 @@ pub struct VisitState {
     /// cells existed lacks it: its goal events were never added, so they are not subtracted either.
     #[serde(rename = "gc", default, skip_serializing_if = "std::ops::Not::not")]
     goal_cells: bool,
+    /// Whether the visit's properties are in its [`dim::PROP`] / [`dim::PROP_EVENTS`] cells and its
+    /// visitor-day's counts. State written before those cells existed lacks it: its properties were
+    /// never added there, so they are not subtracted either (the visit is counted whole from its next
+    /// batch on).
+    #[serde(rename = "pc", default, skip_serializing_if = "std::ops::Not::not")]
+    prop_cells: bool,
 }
 
 /// A goal's tally in a visit: (currency, events, revenue in minor units, events with revenue).
@@ -231,6 +250,7 @@ impl VisitState {
             funnels: BTreeMap::new(),
             goal_props: BTreeMap::new(),
             goal_cells: true,
+            prop_cells: true,
         }
     }
 
@@ -378,13 +398,19 @@ impl VisitState {
 
     /// The (dimension, value) pairs the visit counts under at its start, pages excluded.
     fn visit_keys(&self) -> Vec<(&'static str, String)> {
-        // Properties are not rollup keys: free text up to the plan's caps would multiply the rollup rows
-        // and each visitor-day's state; they are counted in `session_props` only.
         let goals = self.goals.keys().map(|g| (dim::GOAL, g.clone()));
+        // Property values (bounded by the plan's caps, `crate::props`): every visit that carried one,
+        // with or without page hits, as `session_props` counts them.
+        let props = self
+            .props
+            .keys()
+            .filter(|_| self.prop_cells)
+            .map(|p| (dim::PROP, p.clone()));
         if self.pageviews == 0 {
-            // Goal events without a page hit (a backend's events): counted under their goals only, so
-            // page-based numbers (visits, pageviews, bounce rate) are those of page visits.
-            return goals.collect();
+            // Goal events without a page hit (a backend's events): counted under their goals and
+            // properties only, so page-based numbers (visits, pageviews, bounce rate) are those of page
+            // visits.
+            return goals.chain(props).collect();
         }
         let mut out = vec![(dim::ALL, String::new())];
         for (d, v) in ATTR_DIMS.iter().zip(&self.attrs) {
@@ -403,6 +429,7 @@ impl VisitState {
         }
         out.extend(goals);
         out.extend(self.funnel_values().map(|v| (dim::FUNNEL, v)));
+        out.extend(props);
         out
     }
 
@@ -438,6 +465,19 @@ impl VisitState {
                     format!("{goal}{SEP}{currency}"),
                     &self.domain,
                     &[*events, *revenue, *paid, 0],
+                    sign,
+                );
+            }
+        }
+        if self.prop_cells {
+            for (prop, events) in &self.props {
+                cells.add(
+                    tenant,
+                    dim::PROP_EVENTS,
+                    start,
+                    prop.clone(),
+                    &self.domain,
+                    &[*events, 0, 0, 0],
                     sign,
                 );
             }
@@ -810,6 +850,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
             state.add(e);
         }
         state.goal_cells = true;
+        state.prop_cells = true;
         state.complete(e, goals, &props);
         state.tag(e, &props);
         let funnels = prior.funnels.get(&e.tenant_id).unwrap_or(&no_funnels);
