@@ -425,8 +425,14 @@ test('data-stringify-payload="false" sends the payload as an object, data-keep-q
   const { context, page, errors, beacons } = await open(`${origin}/object/a?q=1&utm_source=x#frag`);
   await page.waitForFunction(() => window.Tinybird && !window.starling.q);
   await page.evaluate(() => Tinybird.trackEvent('cart', { items: [{ sku: 'A', userEmail: 'a@b.c' }], apiToken: 't' }));
-  await page.waitForTimeout(500);
-  const bodies = beacons.map((b) => JSON.parse(b.postData()));
+  // Both are sent once the module has loaded (a fixed 500 ms wait was too short on a loaded machine).
+  const bodies = await w.until(
+    async () => {
+      const b = beacons.map((r) => JSON.parse(r.postData()));
+      return ['page_hit', 'cart'].every((a) => b.some((x) => x.action === a)) && b;
+    },
+    { what: 'the page hit and the cart event sent' },
+  );
   const hit = bodies.find((b) => b.action === 'page_hit');
   assert.equal(typeof hit.payload, 'object', 'an object, not a JSON string');
   assert.equal(hit.payload.href, `${origin}/object/a?q=1&utm_source=x`, 'the whole query, no fragment');
