@@ -21,7 +21,7 @@ use starling_core::goals::{self, Goal, GoalKind};
 use starling_core::query::{self, TimeZone};
 
 mod common;
-use common::Rng;
+use common::{Madrid, Rng, UTC};
 
 /// 2025-04-21 12:00:00 UTC.
 const NOW: i64 = 1_745_236_800;
@@ -29,25 +29,6 @@ const NOW: i64 = 1_745_236_800;
 const START: i64 = 1_742_428_800;
 const DAY: i64 = 86_400;
 const TENANTS: [&str; 2] = ["ga", "gb"];
-
-struct Utc;
-impl TimeZone for Utc {
-    fn offset_secs(&self, _: i64) -> i32 {
-        0
-    }
-}
-
-/// Europe/Madrid in 2025: +1h, +2h from 2025-03-30 01:00 UTC.
-struct Madrid;
-impl TimeZone for Madrid {
-    fn offset_secs(&self, t: i64) -> i32 {
-        if (1_743_296_400..1_761_440_400).contains(&t) {
-            7200
-        } else {
-            3600
-        }
-    }
-}
 
 fn goal(name: &str, kind: GoalKind, pattern: &str, currency: Option<&str>) -> Goal {
     Goal {
@@ -407,7 +388,7 @@ fn goals_table_mismatches(conn: &Connection, events: &[EnrichedEvent]) -> Vec<St
     let mut bad = Vec::new();
     let mut checked = 0;
     let vs = visits(events, "ga");
-    let zones: [(&str, &dyn TimeZone); 2] = [("UTC", &Utc), ("Europe/Madrid", &Madrid)];
+    let zones: [(&str, &dyn TimeZone); 2] = [("UTC", &UTC), ("Europe/Madrid", &Madrid)];
     // Across the DST change with edge hours older than the hourly cells kept, and up to yesterday
     // (its hourly cells).
     let ranges = [("2025-03-26", "2025-04-04"), ("2025-04-12", "2025-04-20")];
@@ -648,7 +629,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
     let conn = build(&events);
     let vs = visits(&events, "ga");
     let range = ("2025-03-22", "2025-04-18");
-    let w = window(&Utc, date(range.0), date(range.1));
+    let w = window(&UTC, date(range.0), date(range.1));
     // A visit whose goal events carry no `plan` while another of its events does: it must not count
     // under the goal's `plan` values (the fixture has such visits).
     let elsewhere = vs
@@ -674,7 +655,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
             "ga",
             &json!({"metrics": ["visitors", "events"], "date_range": [range.0, range.1],
                 "dimensions": ["event:props:plan"], "filters": [["is", "event:goal", [goal]]]}),
-            &Utc,
+            &UTC,
         );
         assert!(!rollups);
         let got: BTreeMap<String, Value> = out["results"]
@@ -696,7 +677,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
                 "ga",
                 &json!({"metrics": ["conversions", "events"], "date_range": [range.0, range.1],
                     "dimensions": ["event:goal"], "filters": [["is", "event:props:plan", [val]]]}),
-                &Utc,
+                &UTC,
             );
             let row = out["results"]
                 .as_array()
@@ -715,7 +696,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
             "ga",
             &json!({"metrics": ["visitors"], "date_range": [range.0, range.1],
                 "dimensions": ["event:props"], "filters": filters}),
-            &Utc,
+            &UTC,
         );
         out["results"]
             .as_array()
@@ -738,7 +719,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
             tenant,
             &json!({"metrics": GOALS_TABLE, "date_range": [range.0, range.1],
                 "dimensions": ["event:goal"]}),
-            &Utc,
+            &UTC,
         );
         out["results"]
             .as_array()
@@ -754,7 +735,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
         "gb",
         &json!({"metrics": ["visitors"], "date_range": [range.0, range.1],
             "dimensions": ["event:props"]}),
-        &Utc,
+        &UTC,
     );
     assert!(b_keys.to_string().contains("secret"));
     assert!(!key_list(json!([])).contains(&"secret".to_owned()));
@@ -763,7 +744,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
         "ga",
         &json!({"metrics": ["visitors"], "date_range": [range.0, range.1],
             "dimensions": ["event:props:secret"], "filters": [["is", "event:goal", ["Signup"]]]}),
-        &Utc,
+        &UTC,
     );
     assert_eq!(out["results"], json!([]));
     // ga's numbers are its own although gb has the same goal names.
@@ -773,7 +754,7 @@ fn a_goals_properties_are_those_of_its_own_events_and_never_another_tenants() {
         "gb",
         &json!({"metrics": ["visitors", "events"], "date_range": [range.0, range.1],
             "dimensions": ["event:props:plan"], "filters": [["is", "event:goal", ["Signup"]]]}),
-        &Utc,
+        &UTC,
     );
     let b_want = expected_props(&visits(&events, "gb"), "Signup", "plan", w);
     assert_ne!(want, b_want);
@@ -810,7 +791,7 @@ fn goal_and_property_queries_that_cannot_be_answered_get_a_400_naming_the_field(
             tenant: &TenantId::for_tests("ga").unwrap(),
             fixed: &fixed,
             now_secs: NOW,
-            tz: &Utc,
+            tz: &UTC,
         })
         .map(|_| ())
         .expect_err(&body.to_string());

@@ -12,23 +12,16 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 use starling_core::event::EnrichedEvent;
 use starling_core::goals::{self, Goal, GoalKind};
-use starling_core::query::{self, TimeZone};
+use starling_core::query;
 use starling_core::sql::Statement;
 
-use common::Rng;
+use common::{Rng, UTC};
 
 /// 2025-04-02 12:20:00 UTC.
 const NOW: i64 = 1_743_596_400;
 /// 2025-03-28 00:00:00 UTC.
 const START: i64 = 1_743_120_000;
 const DAY: i64 = 86_400;
-
-struct Utc;
-impl TimeZone for Utc {
-    fn offset_secs(&self, _: i64) -> i32 {
-        0
-    }
-}
 
 fn goal(name: &str, kind: GoalKind, pattern: &str, currency: Option<&str>) -> Goal {
     Goal {
@@ -295,7 +288,7 @@ fn query(conn: &Connection, body: Value) -> (Value, bool) {
         tenant: &starling_core::claims::TenantId::for_tests("g1").unwrap(),
         fixed: &fixed,
         now_secs: NOW,
-        tz: &Utc,
+        tz: &UTC,
     })
     .unwrap();
     let results = plan
@@ -511,7 +504,7 @@ fn another_tenants_goals_are_never_counted_or_visible() {
         tenant: &starling_core::claims::TenantId::for_tests("g2").unwrap(),
         fixed: &fixed,
         now_secs: NOW,
-        tz: &Utc,
+        tz: &UTC,
     })
     .unwrap();
     let results = plan
@@ -596,7 +589,7 @@ fn bad_goal_queries_get_a_400_naming_the_field() {
             tenant: &tenant,
             fixed: &fixed,
             now_secs: NOW,
-            tz: &Utc,
+            tz: &UTC,
         })
         .err()
         .unwrap_or_else(|| panic!("{body} was accepted"));
@@ -623,7 +616,7 @@ fn pipe(
         tenant: &starling_core::claims::TenantId::for_tests("g1").unwrap(),
         fixed: &fixed,
         now_secs: NOW,
-        tz: &Utc,
+        tz: &UTC,
     })
     .unwrap();
     let results = plan

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use starling_core::event::EnrichedEvent;
-use starling_core::query::{self, TimeZone};
+use starling_core::query;
 
-use common::Rng;
+use common::{Rng, UTC};
 
 /// 2025-04-02 12:20:00 UTC.
 const NOW: i64 = 1_743_596_400;
@@ -22,13 +22,6 @@ const DAY: i64 = 86_400;
 /// The free plan's caps (the tests' consumer sets none): 10 keys, 100 values per key.
 const MAX_KEYS: usize = 10;
 const MAX_VALUES: usize = 100;
-
-struct Utc;
-impl TimeZone for Utc {
-    fn offset_secs(&self, _: i64) -> i32 {
-        0
-    }
-}
 
 fn event(ts: i64, session: &str, visitor: &str, browser: &str) -> EnrichedEvent {
     EnrichedEvent {
@@ -175,7 +168,7 @@ fn query(conn: &Connection, body: Value) -> (Value, bool) {
         tenant: &starling_core::claims::TenantId::for_tests("p1").unwrap(),
         fixed: &fixed,
         now_secs: NOW,
-        tz: &Utc,
+        tz: &UTC,
     })
     .unwrap_or_else(|e| panic!("{body}: {e}"));
     let results = plan
@@ -339,7 +332,7 @@ fn bad_property_queries_get_a_400_naming_the_field() {
             tenant: &tenant,
             fixed: &fixed,
             now_secs: NOW,
-            tz: &Utc,
+            tz: &UTC,
         })
         .err()
         .unwrap_or_else(|| panic!("{body} was accepted"));

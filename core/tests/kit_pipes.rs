@@ -19,26 +19,13 @@ use starling_core::event::EnrichedEvent;
 use starling_core::query::{self, FixedOffset, Output, Request, TimeZone};
 
 mod common;
-use common::Rng;
+use common::{Madrid, Rng};
 
 /// 2025-04-02 12:20:00 UTC.
 const NOW: i64 = 1_743_596_400;
 /// 2025-03-26 00:00:00 UTC.
 const START: i64 = 1_742_947_200;
 const DAY: i64 = 86_400;
-
-/// Europe/Madrid in 2025: CET (+1), CEST (+2) from 2025-03-30 01:00 UTC to 2025-10-26 01:00 UTC.
-struct Madrid;
-
-impl TimeZone for Madrid {
-    fn offset_secs(&self, utc: i64) -> i32 {
-        if (1_743_296_400..1_761_440_400).contains(&utc) {
-            7200
-        } else {
-            3600
-        }
-    }
-}
 
 const KOLKATA: FixedOffset = FixedOffset(19_800);
 

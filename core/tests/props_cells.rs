@@ -21,7 +21,7 @@ use starling_core::event::EnrichedEvent;
 use starling_core::query::{self, TimeZone};
 
 mod common;
-use common::Rng;
+use common::{Madrid, Rng, UTC};
 
 /// 2025-04-21 12:00:00 UTC.
 const NOW: i64 = 1_745_236_800;
@@ -41,25 +41,6 @@ const METRICS: [&str; 7] = [
 /// `pr` and `pe` in the `dim` column.
 const PR: i64 = 17;
 const PE: i64 = 18;
-
-struct Utc;
-impl TimeZone for Utc {
-    fn offset_secs(&self, _: i64) -> i32 {
-        0
-    }
-}
-
-/// Europe/Madrid in 2025: +1h, +2h from 2025-03-30 01:00 UTC.
-struct Madrid;
-impl TimeZone for Madrid {
-    fn offset_secs(&self, t: i64) -> i32 {
-        if (1_743_296_400..1_761_440_400).contains(&t) {
-            7200
-        } else {
-            3600
-        }
-    }
-}
 
 fn base(tenant: &str, ts: i64, session: &str, visitor: &str, domain: &str) -> EnrichedEvent {
     EnrichedEvent {
@@ -335,7 +316,7 @@ fn breakdown_mismatches(conn: &Connection, events: &[EnrichedEvent], tenant: &st
     let mut bad = Vec::new();
     let mut checked = 0;
     let vs = visits(events, tenant);
-    let zones: [(&str, &dyn TimeZone); 2] = [("UTC", &Utc), ("Europe/Madrid", &Madrid)];
+    let zones: [(&str, &dyn TimeZone); 2] = [("UTC", &UTC), ("Europe/Madrid", &Madrid)];
     // Across the DST change with edge hours older than the hourly cells kept, and up to yesterday
     // (its hourly cells).
     let ranges = [("2025-03-26", "2025-04-04"), ("2025-04-12", "2025-04-20")];
@@ -448,7 +429,7 @@ fn property_breakdowns_from_the_cells_match_the_raw_events_in_both_tenants() {
             tenant,
             &json!({"metrics": ["visitors", "events"], "date_range": ["2025-03-20", "2025-04-20"],
                 "dimensions": ["event:props:secret"]}),
-            &Utc,
+            &UTC,
         );
         assert!(rollups);
         by_value(&out["results"])
@@ -461,7 +442,7 @@ fn property_breakdowns_from_the_cells_match_the_raw_events_in_both_tenants() {
             tenant,
             &json!({"metrics": METRICS, "date_range": ["2025-03-20", "2025-04-20"],
                 "dimensions": ["event:props:plan"]}),
-            &Utc,
+            &UTC,
         );
         by_value(&out["results"])
     };

@@ -3,6 +3,7 @@
 
 use rusqlite::{params_from_iter, Connection};
 use starling_core::event::EnrichedEvent;
+use starling_core::query::{FixedOffset, TimeZone};
 use starling_core::rollup::{prior_lookup, statements_for, PriorState};
 use starling_core::sql::{SqlValue, Statement};
 
@@ -121,5 +122,21 @@ impl Rng {
     /// One element of `list`.
     pub fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
         list[self.below(list.len() as u64) as usize]
+    }
+}
+
+/// UTC, as the planner's own fixed-offset zone.
+pub const UTC: FixedOffset = FixedOffset(0);
+
+/// Europe/Madrid in 2025: CET (+1h), CEST (+2h) from 2025-03-30 01:00 UTC to 2025-10-26 01:00 UTC.
+pub struct Madrid;
+
+impl TimeZone for Madrid {
+    fn offset_secs(&self, utc: i64) -> i32 {
+        if (1_743_296_400..1_761_440_400).contains(&utc) {
+            7200
+        } else {
+            3600
+        }
     }
 }
