@@ -10,7 +10,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { launchChromium } from './lib/browser.mjs';
+import { launchChromium, refusedSend } from './lib/browser.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
@@ -75,9 +75,8 @@ async function open(url, { init } = {}) {
   const sent = new Set(); // a refused event is sent again with the same body: count it once
   page.setDefaultTimeout(60_000); // two cores shared with other test files: the page's load can be slow
   page.on('pageerror', (e) => errors.push(String(e)));
-  // The browser's own log of a refused request is not a page error (tracker.test.mjs tests the resend).
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/^Failed to load resource|blocked by CORS policy/.test(m.text())) errors.push(m.text());
+    if (m.type() === 'error' && !refusedSend(m.text())) errors.push(m.text());
   });
   page.on('request', (r) => {
     if (!r.url().startsWith(w.base)) return;

@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { launchChromium } from './lib/browser.mjs';
+import { launchChromium, refusedSend } from './lib/browser.mjs';
 import { startWorker, httpCall, ROOT } from './lib/worker.mjs';
 
 // A normal desktop Chrome: HeadlessChrome is flagged as a bot and kept out of the metrics.
@@ -96,10 +96,9 @@ async function open(url, { init, referer } = {}) {
   const page = await context.newPage();
   const errors = [];
   const beacons = [];
-  // The browser's own log of a refused request ("Failed to load resource", "blocked by CORS policy") is
-  // not an error of the page: the tracker sends the event again (tested below). Anything else is.
+  // Every console error but the browser's own log of a refused send (`refusedSend`) is a problem.
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/^Failed to load resource|blocked by CORS policy/.test(m.text())) errors.push(m.text());
+    if (m.type() === 'error' && !refusedSend(m.text())) errors.push(m.text());
   });
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('request', (r) => {
@@ -336,18 +335,12 @@ test('the published flock.js, unchanged, still lands its events', async () => {
     readFileSync(join(FIXTURES, 'flock.html'), 'utf8').replace('{{BASE}}', w.base).replace('{{TOKEN}}', w.token('flockco', 'tracker')),
   );
   // flock.js skips page hits under navigator.webdriver, which automation sets.
-  const { context, page, errors } = await open(`${origin}/flock/landing?utm_source=flock`, {
+  const { context, page, errors, beacons } = await open(`${origin}/flock/landing?utm_source=flock`, {
     init: () => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false }),
   });
   await page.waitForTimeout(500); // flock.js sends its page hit after 300 ms
   await page.evaluate(() => window.Tinybird.trackEvent('flock_event', { email: 'x@y.z', sku: 'B2' }));
-  const all = await w.until(
-    async () => {
-      const e = await exported('flockco');
-      return e.length >= 2 && e;
-    },
-    { what: 'flock.js events' },
-  );
+  const all = await archived('flockco', 2, beacons);
   const hit = all.find((e) => e.action === 'page_hit');
   assert.equal(hit?.pathname, '/flock/landing');
   assert.equal(hit.utm_source, 'flock');
@@ -396,13 +389,7 @@ test('GPC, an opt-out or an automated browser send nothing, and the API never th
     token: w.token('quiet', 'tracker'),
   });
   assert.equal(r.status, 202, r.text);
-  const all = await w.until(
-    async () => {
-      const e = await exported('quiet');
-      return e.length && e;
-    },
-    { what: 'the sentinel' },
-  );
+  const all = await archived('quiet', 1, []);
   assert.deepEqual(
     all.map((e) => e.action),
     ['sentinel'],

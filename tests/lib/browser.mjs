@@ -39,6 +39,13 @@ export async function settled(frame, after = 0) {
 export const refusedOnTheWay = (text) => /status of 50[234]\b/.test(text);
 
 /**
+ * The browser's own log line for a send the edge refused or left unanswered ("Failed to load resource",
+ * "blocked by CORS policy"): the tracker sends the event again (tracker.test.mjs "an event the edge
+ * refused ..."), so the line is not an error of the page.
+ */
+export const refusedSend = (text) => /^Failed to load resource|blocked by CORS policy/.test(text);
+
+/**
  * Opens `${base}/dashboard/#${hash}` in a new context of `browser` (1280 px wide, en-US, zone `timezoneId`)
  * and collects its console errors and page errors in `problems`.
  */
