@@ -351,12 +351,10 @@ fn day_of(t: i64) -> i64 {
 
 /// Appends the slice's filters after `tenant_id = ? AND dim = ?` and the time range.
 fn slice_filters(q: &mut TenantSql, s: &Slice) {
-    if let (Some(v), true) = (s.value, s.dim == dim::GOAL_EVENTS) {
-        // A goal's cells in each of its currencies: `name SEP currency`, SEP sorting before ' '.
-        q.bind(" AND value >= ?", format!("{v}{}", visits::SEP))
-            .bind(" AND value < ?", format!("{v} "));
-    } else {
-        value_filter(q, s, "value");
+    match s.value {
+        // A goal's cells in each of its currencies: `name SEP currency`.
+        Some(v) if s.dim == dim::GOAL_EVENTS => stem_range(q, "value", v),
+        _ => value_filter(q, s, "value"),
     }
     if let Some(d) = s.domain {
         q.bind(" AND domain = ?", d);
@@ -367,16 +365,25 @@ fn slice_filters(q: &mut TenantSql, s: &Slice) {
 /// `key SEP value` of the key.
 fn value_filter(q: &mut TenantSql, s: &Slice, column: &str) {
     match s.value {
+        // `key SEP` (a key holds no SEP: `crate::props`).
         Some(key) if s.key_prefix => {
-            let upper = format!("{} ", key.trim_end_matches(visits::SEP));
-            q.bind(&format!(" AND {column} >= ?"), key)
-                .bind(&format!(" AND {column} < ?"), upper);
+            stem_range(q, column, key.strip_suffix(visits::SEP).unwrap_or(key));
         }
         Some(v) => {
             q.bind(&format!(" AND {column} = ?"), v);
         }
         None => {}
     }
+}
+
+/// Every `stem SEP ...` on `column`: from `stem SEP` up to `stem ' '` (SEP sorts before every
+/// printable character).
+fn stem_range(q: &mut TenantSql, column: &str, stem: &str) {
+    q.bind(
+        &format!(" AND {column} >= ?"),
+        format!("{stem}{}", visits::SEP),
+    )
+    .bind(&format!(" AND {column} < ?"), format!("{stem} "));
 }
 
 /// The rows of `dim` in `visit_daily` over the UTC days `[from, to)` (`to` included with `through`).
