@@ -6,9 +6,8 @@
 import * as fmt from './format.js';
 import { $, h } from './dom.js';
 import { state } from './state.js';
-import { plausibleToken, read } from './api.js';
 import { queryFilters } from './filters.js';
-import { comparisonsBody } from './compare.js';
+import { comparisonsBody, postQuery } from './compare.js';
 import { compared, showDelta } from './delta.js';
 
 const COLUMNS = ['Goal', 'Visitors', 'Events', 'Rate', 'Revenue'];
@@ -90,17 +89,7 @@ export async function loadGoals(view, token, signal, current) {
   const body = $('table-goals').tBodies[0];
   let rows;
   try {
-    if (!plausibleToken(token)) throw new Error('token');
-    const r = await read('/v0/query', {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify(goalsQuery(view)),
-      credentials: 'omit',
-      referrerPolicy: 'no-referrer',
-      signal,
-    });
-    if (!r.ok) throw new Error(String(r.status));
-    rows = (await r.json()).results;
+    rows = (await postQuery(goalsQuery(view), token, signal)).results;
   } catch (e) {
     if (e?.name === 'AbortError') throw e;
     current(() => body.replaceChildren(placeholder('Could not load the goals.')))();
