@@ -605,6 +605,15 @@ fn pipe(
     name: &str,
     params: &[(&str, &str)],
 ) -> Vec<serde_json::Map<String, Value>> {
+    pipe_in(conn, name, params, &UTC)
+}
+
+fn pipe_in(
+    conn: &Connection,
+    name: &str,
+    params: &[(&str, &str)],
+    tz: &dyn query::TimeZone,
+) -> Vec<serde_json::Map<String, Value>> {
     let fixed: BTreeMap<String, String> = [("tenant_id".to_owned(), "g1".to_owned())].into();
     let params: Vec<(String, String)> = params
         .iter()
@@ -616,7 +625,7 @@ fn pipe(
         tenant: &starling_core::claims::TenantId::for_tests("g1").unwrap(),
         fixed: &fixed,
         now_secs: NOW,
-        tz: &UTC,
+        tz,
     })
     .unwrap();
     let results = plan
@@ -669,6 +678,45 @@ fn the_dashboards_pipes_take_the_goal_filter() {
             assert_eq!(row["visits"], json!(n), "{name} {b}");
         }
         assert!(!top.is_empty());
+    }
+}
+
+/// A goal alone counts the same visits whichever table answers: the per-day series of a zone off UTC
+/// over days before yesterday reads the visit-level rows, the summary the rollups, and both count a
+/// backend's page-less converting visits (`Purchase EUR` has some).
+#[test]
+fn a_goal_filter_counts_the_same_visits_on_the_rollups_and_the_visit_rows() {
+    let (events, money) = fixture();
+    let order = shuffled(&events, 5);
+    let conn = build(&events, &order, true, 1);
+    let (exp, visits) = oracle(&events, &money, &order, 1);
+    let pageless = exp["Purchase EUR"]
+        .visits
+        .iter()
+        .filter(|s| visits[*s].pageviews == 0)
+        .count();
+    assert!(pageless > 0, "the fixture has page-less converting visits");
+    let range = [("date_from", "2025-03-28"), ("date_to", "2025-04-01")];
+    for name in ["Blog", "Checkout", "Purchase EUR"] {
+        let mut params = range.to_vec();
+        params.push(("goal", name));
+        let summary = pipe_in(&conn, "kpis_summary", &params, &common::Madrid);
+        let series = pipe_in(&conn, "kpis", &params, &common::Madrid);
+        assert_eq!(series.len(), 5, "{name}: one row per local day");
+        for m in ["visits", "pageviews"] {
+            let sum: i64 = series.iter().map(|r| r[m].as_i64().unwrap()).sum();
+            assert_eq!(
+                json!(sum),
+                summary[0][m],
+                "{name}: {m} per day add up to the summary"
+            );
+        }
+        let mut two = params.clone();
+        two.push(("domain", "shop.example"));
+        let summary = pipe_in(&conn, "kpis_summary", &two, &common::Madrid);
+        let series = pipe_in(&conn, "kpis", &two, &common::Madrid);
+        let sum: i64 = series.iter().map(|r| r["visits"].as_i64().unwrap()).sum();
+        assert_eq!(json!(sum), summary[0]["visits"], "{name} on one hostname");
     }
 }
 

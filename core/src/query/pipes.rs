@@ -312,6 +312,30 @@ pub(super) fn sessions_from(q: &mut TenantSql, start: i64, end: i64, f: &Filters
     }
 }
 
+/// `WITH w AS (SELECT t, d, pv, v …)`: the visits of `[start, end)` that kpis count (start, duration,
+/// pageviews, visitor). A goal filter alone (or with the hostname) reads `session_goals`, so a
+/// backend's converting visits without page hits count as they do in the `gl` rollup cells; with any
+/// visit-attribute, page or segment filter they match nothing (they have no `sessions` row), as in
+/// `/v0/query`.
+fn kpi_visits(q: &mut TenantSql, start: i64, end: i64, f: &Filters) {
+    match &f.goal {
+        Some(goal) if f.session.is_empty() && f.pathname.is_none() && f.segment.is_none() => {
+            q.push("WITH w AS (SELECT g.first_ts AS t, g.duration AS d, g.pageviews AS pv, g.visitor_id AS v")
+                .from("session_goals", "g")
+                .bind(" AND g.first_ts >= ?", start)
+                .bind(" AND g.first_ts < ?", end)
+                .bind(" AND g.goal = ?", goal.as_str());
+            if let Some(d) = &f.domain {
+                q.bind(" AND g.domain = ?", d.as_str());
+            }
+        }
+        _ => {
+            q.push("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
+            sessions_from(q, start, end, f);
+        }
+    }
+}
+
 /// ` AND` whether the session `s` completed `goal`: its `session_goals` row, by primary key.
 fn goal_of_session(q: &mut TenantSql, goal: &str) {
     q.push(" AND EXISTS (SELECT 1")
@@ -392,8 +416,7 @@ fn kpis(
     }
     if summary {
         let mut q = TenantSql::new(tenant);
-        q.push("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
-        sessions_from(&mut q, w.scan_start(), w.end, &f);
+        kpi_visits(&mut q, w.scan_start(), w.end, &f);
         q.bind(") SELECT (t >= ?) AS bucket", w.start);
         q.push(KPI_AGGREGATES);
         return Ok((
@@ -439,8 +462,7 @@ fn kpis(
     }
 
     let mut q = TenantSql::new(tenant);
-    q.push("WITH w AS (SELECT s.first_ts AS t, s.last_ts - s.first_ts AS d, s.pageviews AS pv, s.visitor_id AS v");
-    sessions_from(&mut q, w.scan_start(), w.end, &f);
+    kpi_visits(&mut q, w.scan_start(), w.end, &f);
     // D1 binds numbers as REAL: cast back to integers before dividing into buckets. The local hour of a
     // visit is that of its UTC hour's start rounded up (the rule of `timezone::day_start`).
     q.push(") SELECT (CAST(t AS INTEGER) / 3600 * 3600 + CAST(");
