@@ -29,7 +29,7 @@ fi
 start=$(date +%s)
 rm -rf "$out"
 mkdir -p "$out" www/dist/t
-wasm=target/wasm32-unknown-unknown/release/starling_tracker.wasm
+wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/starling_tracker.wasm
 # opt OUT EXPORT…: keeps only the module's own exports (rustc also exports `__data_end` and
 # `__heap_base`, 44 B gzip that no loader reads) with wasm-metadce, then wasm-opt -Oz.
 opt() {
