@@ -10,7 +10,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { launchChromium, refusedSend } from './lib/browser.mjs';
+import { launchChromium, refusedSend, routeTracker } from './lib/browser.mjs';
 import { startWorker, ROOT } from './lib/worker.mjs';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
@@ -63,11 +63,7 @@ function capturePage(tenant, attrs) {
 async function open(url, { init } = {}) {
   const context = await browser.newContext({ userAgent: UA });
   if (init) await context.addInitScript(init);
-  // The module is fetched cross-origin; see tracker.test.mjs (CORS on /t/* comes from _headers).
-  await context.route(`${w.base}/t/*.wasm`, async (route) => {
-    const r = await route.fetch();
-    await route.fulfill({ response: r, headers: { ...r.headers(), 'access-control-allow-origin': '*' } });
-  });
+  await routeTracker(context, w.base); // t.js and the module, asked again if the local runtime stalls
   const page = await context.newPage();
   const errors = [];
   const beacons = [];

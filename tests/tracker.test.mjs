@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { launchChromium, refusedSend } from './lib/browser.mjs';
+import { launchChromium, refusedSend, routeTracker } from './lib/browser.mjs';
 import { startWorker, httpCall, ROOT } from './lib/worker.mjs';
 
 // A normal desktop Chrome: HeadlessChrome is flagged as a bot and kept out of the metrics.
@@ -86,13 +86,7 @@ function spaPage(attrs) {
 async function open(url, { init, referer } = {}) {
   const context = await browser.newContext({ userAgent: UA });
   if (init) await context.addInitScript(init);
-  // The module is fetched cross-origin: production needs `Access-Control-Allow-Origin` on /t/*
-  // (www/dist/_headers.tracker). Until those rules are merged into _headers, add the header here so
-  // the behaviour is still tested; the 'served with CORS and cache headers' test checks the real ones.
-  await context.route(`${w.base}/t/*.wasm`, async (route) => {
-    const r = await route.fetch();
-    await route.fulfill({ response: r, headers: { ...r.headers(), 'access-control-allow-origin': '*' } });
-  });
+  await routeTracker(context, w.base); // t.js and the module, asked again if the local runtime stalls
   const page = await context.newPage();
   const errors = [];
   const beacons = [];

@@ -58,3 +58,27 @@ export async function openDashboard(browser, base, hash, { height = 900, timezon
   await page.goto(`${base}/dashboard/#${hash}`);
   return { page, context, problems };
 }
+
+/**
+ * Routes the tracker's files (`t.js`, `t/*.wasm`) from the worker `base` through the test: a GET the
+ * local runtime never answers (seen now and then under load; tests/lib/worker.mjs `httpCall` asks its own
+ * GETs again the same way) is asked again after 15 s, instead of holding the page's load event until the
+ * page's timeout. The module also gets `Access-Control-Allow-Origin: *`, as production's `_headers` rules
+ * give it (the "served with CORS and cache headers" test checks the real headers).
+ */
+export async function routeTracker(context, base) {
+  const fetchAgain = async (route) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await route.fetch({ timeout: 15_000 });
+      } catch (e) {
+        if (attempt >= 3) throw e;
+      }
+    }
+  };
+  await context.route(`${base}/t.js*`, async (route) => route.fulfill({ response: await fetchAgain(route) }));
+  await context.route(`${base}/t/*.wasm`, async (route) => {
+    const r = await fetchAgain(route);
+    await route.fulfill({ response: r, headers: { ...r.headers(), 'access-control-allow-origin': '*' } });
+  });
+}
