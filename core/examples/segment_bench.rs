@@ -74,8 +74,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// This process's CPU time (user + system), ms, from `/proc/self/stat` (10 ms ticks).
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14 and 15 of the file are utime and stime; `rest` starts at field 3.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) * 10.0
+}
+
+/// The median wall time of `samples` runs, ms (the machine is shared: see also [`CPU`]).
 fn time<T>(samples: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut out = None;
+    let cpu = cpu_ms();
     let ms = (0..samples)
         .map(|_| {
             let t = Instant::now();
@@ -83,7 +97,17 @@ fn time<T>(samples: usize, mut f: impl FnMut() -> T) -> (f64, T) {
             t.elapsed().as_secs_f64() * 1000.0
         })
         .collect();
+    CPU.with(|c| c.set((cpu_ms() - cpu) / samples as f64));
     (median(ms), out.unwrap())
+}
+
+thread_local! {
+    /// The mean CPU time per run of the last [`time`] call, ms.
+    static CPU: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+fn last_cpu() -> f64 {
+    CPU.with(|c| c.get())
 }
 
 fn read_visits(conn: &Connection, tenant: &str) -> Vec<VisitRow> {
@@ -234,8 +258,10 @@ fn main() {
             .collect::<Vec<_>>()
     });
     println!(
-        "decode all {} segments (checks and checksum included): {decode_ms:.2} ms median of {samples}",
-        segments.len()
+        "decode all {} segments (checks and checksum included): {decode_ms:.2} ms median of {samples} \
+         (CPU {:.2} ms mean)",
+        segments.len(),
+        last_cpu()
     );
 
     let first_day = *by_day.keys().next().unwrap();
@@ -295,7 +321,7 @@ fn main() {
     let days: Vec<(i64, i64)> = (first_day..=last_day)
         .map(|d| (d * DAY, (d + 1) * DAY))
         .collect();
-    let cases = vec![
+    let cases = [
         Case {
             name: "top_sources, browser=chrome",
             statements: pipe("top_sources", &[("browser", "chrome")]),
@@ -370,11 +396,19 @@ fn main() {
         },
     ];
 
-    println!("| question | SQL p50 ms | scan p50 ms | decode + scan p50 ms | groups | equal |");
+    println!(
+        "| question | SQL p50 ms (CPU mean) | scan p50 ms (CPU mean) | decode + scan p50 ms (CPU mean) | groups | equal |"
+    );
     println!("|---|---|---|---|---|---|");
-    for c in &cases {
+    let only: Option<usize> = arg(&args, "--case").map(|c| c.parse().unwrap());
+    for (n, c) in cases.iter().enumerate() {
+        if only.is_some_and(|o| o != n) {
+            continue;
+        }
         assert_eq!(c.statements.len(), 1, "{}", c.name);
-        let (sql_ms, sql_rows) = time(samples, || rows(&conn, &c.statements[0]));
+        let sql_samples = if only.is_some() { 1 } else { samples };
+        let (sql_ms, sql_rows) = time(sql_samples, || rows(&conn, &c.statements[0]));
+        let sql_cpu = last_cpu();
         let sql: BTreeMap<Vec<String>, [i64; 5]> = sql_rows.iter().map(c.read).collect();
         let (scan_ms, parts) = time(samples, || {
             c.queries
@@ -382,6 +416,7 @@ fn main() {
                 .map(|q| segment::scan(&segments, q).unwrap())
                 .collect::<Vec<_>>()
         });
+        let scan_cpu = last_cpu();
         let (full_ms, _) = time(samples, || {
             let segs: Vec<Segment> = blobs.iter().map(|b| Segment::decode(b).unwrap()).collect();
             c.queries
@@ -389,6 +424,7 @@ fn main() {
                 .map(|q| segment::scan(&segs, q).unwrap().groups.len())
                 .sum::<usize>()
         });
+        let full_cpu = last_cpu();
         // The daily kpis: one part per day, keyed by its day number (the SQL's bucket).
         let mut scan: BTreeMap<Vec<String>, [i64; 5]> = BTreeMap::new();
         for (i, part) in parts.into_iter().enumerate() {
@@ -412,7 +448,7 @@ fn main() {
         // kpis_summary's row is bucket 1 (no key); the others compare as read.
         let equal = scan == sql;
         println!(
-            "| {} | {sql_ms:.1} | {scan_ms:.2} | {full_ms:.2} | {} | {} |",
+            "| {} | {sql_ms:.1} ({sql_cpu:.1}) | {scan_ms:.2} ({scan_cpu:.2}) | {full_ms:.2} ({full_cpu:.2}) | {} | {} |",
             c.name,
             sql.len(),
             if equal { "yes" } else { "**no**" }

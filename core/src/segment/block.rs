@@ -21,9 +21,8 @@
 //! value is 0 (one domain, one device...). Widths are the smallest that hold the column's largest
 //! value, so codes of a small dictionary take one byte and a constant column none. Values are read
 //! in place ([`Segment`] borrows the bytes); decoding builds only the visits' page offsets and checks
-//! everything a scan relies on (lengths, codes within their dictionaries, visitor order, page offsets
-//! within the header's bounds, the checksum), so a corrupt or truncated segment is an error, never a
-//! panic or a wrong answer from a half-read column.
+//! the checksum over header and body, every length, the dictionaries, the visitor order and the page
+//! counts, so a corrupt or truncated segment is an error, never a panic or a half-read column.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -401,8 +400,58 @@ impl Col<'_> {
         }
     }
 
-    fn max(&self, len: usize) -> Option<u32> {
-        (0..len).map(|i| self.get(i)).max()
+    /// Calls `f(i, value)` for the first `len` values in order. The width is matched once, so each
+    /// width gets its own tight loop.
+    #[inline]
+    pub(crate) fn for_each(&self, len: usize, mut f: impl FnMut(usize, u32)) {
+        let b = self.bytes;
+        match self.width {
+            0 => (0..len).for_each(|i| f(i, 0)),
+            1 => b.iter().enumerate().for_each(|(i, &x)| f(i, u32::from(x))),
+            2 => b
+                .chunks_exact(2)
+                .enumerate()
+                .for_each(|(i, c)| f(i, u32::from(u16::from_le_bytes([c[0], c[1]])))),
+            3 => b
+                .chunks_exact(3)
+                .enumerate()
+                .for_each(|(i, c)| f(i, u32::from_le_bytes([c[0], c[1], c[2], 0]))),
+            _ => b
+                .chunks_exact(4)
+                .enumerate()
+                .for_each(|(i, c)| f(i, u32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        }
+    }
+
+    /// The values at the ascending indexes `at` (each below the column's length).
+    #[inline]
+    pub(crate) fn gather(&self, at: &[u32]) -> Vec<u32> {
+        let b = self.bytes;
+        match self.width {
+            0 => vec![0; at.len()],
+            1 => at.iter().map(|&i| u32::from(b[i as usize])).collect(),
+            2 => at
+                .iter()
+                .map(|&i| {
+                    let i = 2 * i as usize;
+                    u32::from(u16::from_le_bytes([b[i], b[i + 1]]))
+                })
+                .collect(),
+            3 => at
+                .iter()
+                .map(|&i| {
+                    let i = 3 * i as usize;
+                    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], 0])
+                })
+                .collect(),
+            _ => at
+                .iter()
+                .map(|&i| {
+                    let i = 4 * i as usize;
+                    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+                })
+                .collect(),
+        }
     }
 }
 
@@ -420,8 +469,11 @@ impl<'a> Dict<'a> {
         self.len
     }
 
-    /// Entry `code` (below [`Dict::len`]).
+    /// Entry `code`; `""` for a code past the end (see [`Segment::decode`]).
     pub(crate) fn get(&self, code: usize) -> &'a str {
+        if code >= self.len {
+            return "";
+        }
         let start = if code == 0 {
             0
         } else {
@@ -572,14 +624,8 @@ impl<'a> Segment<'a> {
         let page_count = r.column(visits)?;
         let mut codes = Vec::with_capacity(11);
         for c in Column::ALL {
-            let col = r.column(visits)?;
-            if col
-                .max(visits)
-                .is_some_and(|m| m as usize >= dicts[c.dict()].len())
-            {
-                return Err(SegmentError::Corrupt("code outside its dictionary"));
-            }
-            codes.push(col);
+            let _ = c;
+            codes.push(r.column(visits)?);
         }
         let codes: [Col; 11] = codes
             .try_into()
@@ -590,41 +636,29 @@ impl<'a> Segment<'a> {
         if r.at != body.len() {
             return Err(SegmentError::Corrupt("bytes after the columns"));
         }
-        if page_path
-            .max(pages)
-            .is_some_and(|m| m as usize >= dicts[PATH_DICT].len())
-        {
-            return Err(SegmentError::Corrupt("page path outside its dictionary"));
-        }
 
-        // Visitor order (the scan's distinct counts rely on it), starts within the day, page
-        // offsets, and every page within the header's last page.
+        // Visitor order (the scan's distinct counts rely on it) and page offsets. Codes are not
+        // checked against their dictionaries here (a pass over every column would cost more than
+        // most scans): the body is under the checksum, and the scan looks codes up with `get`, so
+        // an out-of-range code written by a faulty encoder matches nothing rather than panicking.
+        // The header's last page is under the checksum too: a page scan uses it only to skip a
+        // segment whose pages all precede its window.
+        let mut ordered = true;
+        let mut prev = 0;
+        visitor.for_each(visits, |_, v| {
+            ordered &= v >= prev;
+            prev = v;
+        });
+        if !ordered || (visits > 0 && prev as usize >= visitors) {
+            return Err(SegmentError::Corrupt("visitor order"));
+        }
         let mut page_at = Vec::with_capacity(visits + 1);
         page_at.push(0u32);
         let mut at = 0u64;
-        let mut prev_visitor = 0;
-        for i in 0..visits {
-            let v = visitor.get(i);
-            if v < prev_visitor || v as usize >= visitors {
-                return Err(SegmentError::Corrupt("visitor order"));
-            }
-            prev_visitor = v;
-            let s = start.get(i);
-            if i64::from(s) >= DAY {
-                return Err(SegmentError::Corrupt("visit start outside the day"));
-            }
-            let end = at + u64::from(page_count.get(i));
-            if end > pages as u64 {
-                return Err(SegmentError::Corrupt("page counts"));
-            }
-            for j in at as usize..end as usize {
-                if u64::from(s) + u64::from(page_since.get(j)) > u64::from(last_page) {
-                    return Err(SegmentError::Corrupt("page after the last page"));
-                }
-            }
-            at = end;
-            page_at.push(at as u32);
-        }
+        page_count.for_each(visits, |_, n| {
+            at += u64::from(n);
+            page_at.push(at.min(u64::from(u32::MAX)) as u32);
+        });
         if at != pages as u64 {
             return Err(SegmentError::Corrupt("page counts"));
         }

@@ -166,19 +166,46 @@ pub fn scan(segments: &[Segment], q: &Query) -> Result<Partial, SegmentError> {
             return Err(SegmentError::Query("more than four group columns"));
         }
     }
-    let mut out = Partial::default();
+    // Groups keyed by the segments' own dictionary entries while scanning: a key is allocated
+    // once per group of the answer, not once per group of every segment.
+    let mut groups = Groups::default();
     for s in segments {
-        scan_segment(s, q, &mut out);
+        scan_segment(s, q, &mut groups);
     }
-    Ok(out)
+    Ok(Partial {
+        groups: groups
+            .map
+            .into_iter()
+            .map(|(k, s)| (k.into_iter().map(str::to_owned).collect(), s))
+            .collect(),
+    })
+}
+
+/// Per-group sums keyed by borrowed dictionary entries.
+#[derive(Default)]
+struct Groups<'a> {
+    map: HashMap<Vec<&'a str>, Sums>,
+    key: Vec<&'a str>,
+}
+
+impl<'a> Groups<'a> {
+    /// Adds `sums` to the group whose key was built in `self.key`.
+    fn add_key(&mut self, sums: &Sums) {
+        match self.map.get_mut(self.key.as_slice()) {
+            Some(s) => s.add(sums),
+            None => {
+                self.map.insert(self.key.clone(), *sums);
+            }
+        }
+    }
 }
 
 /// A compiled filter: tables over dictionary codes.
 #[derive(Debug)]
 enum Pred<'a> {
     Const(bool),
-    Code(Col<'a>, Vec<bool>),
-    Viewed(Vec<bool>),
+    Code(Col<'a>, Vec<u8>),
+    Viewed(Vec<u8>),
     Not(Box<Pred<'a>>),
     And(Vec<Pred<'a>>),
     Or(Vec<Pred<'a>>),
@@ -218,6 +245,10 @@ fn matches(dict: Dict, op: Op, values: &[String], case_sensitive: bool) -> Vec<b
     set
 }
 
+fn bytes(set: Vec<bool>) -> Vec<u8> {
+    set.into_iter().map(u8::from).collect()
+}
+
 fn negated(op: Op) -> bool {
     matches!(op, Op::IsNot | Op::ContainsNot)
 }
@@ -234,7 +265,7 @@ impl<'a> Pred<'a> {
                 let leaf = match target {
                     Target::Visit(c) => {
                         let set = matches(seg.dict(*c), *op, values, *case_sensitive);
-                        Pred::table(set, |set| Pred::Code(seg.codes(*c), set))
+                        Pred::table(set, |set| Pred::Code(seg.codes(*c), bytes(set)))
                     }
                     Target::ViewedPage => {
                         let set = matches(seg.path_dict(), *op, values, *case_sensitive);
@@ -243,7 +274,7 @@ impl<'a> Pred<'a> {
                         if !set.contains(&true) {
                             Pred::Const(false)
                         } else {
-                            Pred::Viewed(set)
+                            Pred::Viewed(bytes(set))
                         }
                     }
                 };
@@ -308,18 +339,69 @@ impl<'a> Pred<'a> {
         }
     }
 
-    #[inline]
-    fn eval(&self, seg: &Segment, i: usize) -> bool {
+    /// Writes 1 for each visit of `seg` that matches, else 0, into `out` (one byte per visit),
+    /// a column at a time.
+    fn mask(&self, seg: &Segment, out: &mut [u8]) {
         match self {
-            Pred::Const(b) => *b,
-            Pred::Code(col, set) => set[col.get(i) as usize],
-            Pred::Viewed(set) => (seg.page_at[i] as usize..seg.page_at[i + 1] as usize)
-                .any(|j| set[seg.page_path.get(j) as usize]),
-            Pred::Not(p) => !p.eval(seg, i),
-            Pred::And(l) => l.iter().all(|p| p.eval(seg, i)),
-            Pred::Or(l) => l.iter().any(|p| p.eval(seg, i)),
+            Pred::Const(b) => out.fill(u8::from(*b)),
+            Pred::Code(col, set) => col.for_each(out.len(), |i, c| {
+                out[i] = set.get(c as usize).copied().unwrap_or(0);
+            }),
+            Pred::Viewed(set) => {
+                let mut pages = vec![0u8; seg.pages];
+                seg.page_path.for_each(seg.pages, |j, c| {
+                    pages[j] = set.get(c as usize).copied().unwrap_or(0);
+                });
+                for (i, o) in out.iter_mut().enumerate() {
+                    let (a, b) = (seg.page_at[i] as usize, seg.page_at[i + 1] as usize);
+                    *o = u8::from(pages[a..b].contains(&1));
+                }
+            }
+            Pred::Not(p) => {
+                p.mask(seg, out);
+                out.iter_mut().for_each(|o| *o ^= 1);
+            }
+            Pred::And(list) | Pred::Or(list) => {
+                let and = matches!(self, Pred::And(_));
+                let mut tmp = vec![0u8; out.len()];
+                for (k, p) in list.iter().enumerate() {
+                    if k == 0 {
+                        p.mask(seg, out);
+                        continue;
+                    }
+                    p.mask(seg, &mut tmp);
+                    if and {
+                        out.iter_mut().zip(&tmp).for_each(|(o, t)| *o &= t);
+                    } else {
+                        out.iter_mut().zip(&tmp).for_each(|(o, t)| *o |= t);
+                    }
+                }
+            }
         }
     }
+}
+
+/// The visits of `seg` that pass the filters (and, unless `whole`, start in `[lo, hi)` seconds
+/// after the day's start), as ascending indexes; `None` when the filters cannot match.
+fn select(seg: &Segment, filters: &[Filter], window: Option<(i64, i64)>) -> Option<Vec<u32>> {
+    let pred = Pred::all(filters.iter().map(|f| Pred::compile(f, seg)).collect());
+    if matches!(pred, Pred::Const(false)) {
+        return None;
+    }
+    let mut mask = vec![0u8; seg.visits];
+    pred.mask(seg, &mut mask);
+    if let Some((lo, hi)) = window {
+        seg.start.for_each(seg.visits, |i, t| {
+            mask[i] &= u8::from((lo..hi).contains(&i64::from(t)));
+        });
+    }
+    Some(
+        mask.iter()
+            .enumerate()
+            .filter(|(_, m)| **m != 0)
+            .map(|(i, _)| i as u32)
+            .collect(),
+    )
 }
 
 /// One group's running sums and the last visitor counted (visits come ordered by visitor).
@@ -350,90 +432,85 @@ impl Acc {
     }
 }
 
-fn scan_segment(seg: &Segment, q: &Query, out: &mut Partial) {
+fn scan_segment<'a>(seg: &Segment<'a>, q: &Query, out: &mut Groups<'a>) {
     let day_start = seg.day * DAY;
     let (start, end) = q.window;
+    let (lo, hi) = (start - day_start, end - day_start);
     match &q.group {
         Group::Visits(cols) => {
             if end <= day_start || start >= day_start + DAY || seg.visits == 0 {
                 return;
             }
-            let pred = Pred::all(q.filters.iter().map(|f| Pred::compile(f, seg)).collect());
-            if matches!(pred, Pred::Const(false)) {
-                return;
-            }
             let whole = start <= day_start && end >= day_start + DAY;
-            let (lo, hi) = (start - day_start, end - day_start);
-            let codes: Vec<Col> = cols.iter().map(|c| seg.codes(*c)).collect();
+            let Some(sel) = select(seg, &q.filters, (!whole).then_some((lo, hi))) else {
+                return;
+            };
             // Groups by code for one column (or a single group); by a dense index of the codes'
             // combination for several.
-            let mut combos: HashMap<u128, usize> = HashMap::new();
             let mut combo_keys: Vec<u128> = Vec::new();
-            let mut accs: Vec<Acc> = match cols.as_slice() {
-                [] => vec![FRESH],
-                [c] => vec![FRESH; seg.dict(*c).len()],
-                _ => Vec::new(),
-            };
-            for i in 0..seg.visits {
-                if !whole {
-                    let t = i64::from(seg.start.get(i));
-                    if t < lo || t >= hi {
-                        continue;
-                    }
-                }
-                if !pred.eval(seg, i) {
-                    continue;
-                }
-                let g = match codes.as_slice() {
-                    [] => 0,
-                    [c] => c.get(i) as usize,
-                    many => {
-                        let key = many
-                            .iter()
-                            .fold(0u128, |k, c| (k << 32) | u128::from(c.get(i)));
-                        *combos.entry(key).or_insert_with(|| {
-                            combo_keys.push(key);
-                            accs.push(FRESH);
-                            accs.len() - 1
+            let groups: Vec<u32> = match cols.as_slice() {
+                [] => vec![0; sel.len()],
+                [c] => seg.codes(*c).gather(&sel),
+                many => {
+                    let codes: Vec<Vec<u32>> =
+                        many.iter().map(|c| seg.codes(*c).gather(&sel)).collect();
+                    let mut combos: HashMap<u128, u32> = HashMap::new();
+                    (0..sel.len())
+                        .map(|k| {
+                            let key = codes
+                                .iter()
+                                .fold(0u128, |key, c| (key << 32) | u128::from(c[k]));
+                            *combos.entry(key).or_insert_with(|| {
+                                combo_keys.push(key);
+                                combo_keys.len() as u32 - 1
+                            })
                         })
-                    }
+                        .collect()
+                }
+            };
+            let size = match cols.as_slice() {
+                [] => 1,
+                [c] => seg.dict(*c).len(),
+                _ => combo_keys.len(),
+            };
+            let mut accs = vec![FRESH; size];
+            let pageviews = seg.pageviews.gather(&sel);
+            let duration = seg.duration.gather(&sel);
+            let visitor = seg.visitor.gather(&sel);
+            for k in 0..sel.len() {
+                // A code past its dictionary (a faulty encoder; see `Segment::decode`) counts nowhere.
+                let Some(acc) = accs.get_mut(groups[k] as usize) else {
+                    continue;
                 };
-                let acc = &mut accs[g];
-                let pv = seg.pageviews.get(i);
+                let pv = pageviews[k];
                 acc.sums.visits += 1;
                 acc.sums.pageviews += i64::from(pv);
                 acc.sums.bounces += i64::from(pv == 1);
-                acc.sums.duration += i64::from(seg.duration.get(i));
-                acc.visitor(seg.visitor.get(i));
+                acc.sums.duration += i64::from(duration[k]);
+                acc.visitor(visitor[k]);
             }
             for (g, acc) in accs.iter().enumerate() {
                 if acc.sums.visits == 0 {
                     continue;
                 }
-                let key: Vec<String> = match cols.as_slice() {
-                    [] => Vec::new(),
-                    [c] => vec![seg.dict(*c).get(g).to_owned()],
+                out.key.clear();
+                match cols.as_slice() {
+                    [] => {}
+                    [c] => out.key.push(seg.dict(*c).get(g)),
                     many => {
                         let k = combo_keys[g];
                         let n = many.len();
-                        many.iter()
-                            .enumerate()
-                            .map(|(at, c)| {
-                                let code = (k >> (32 * (n - 1 - at))) as u32;
-                                seg.dict(*c).get(code as usize).to_owned()
-                            })
-                            .collect()
+                        for (at, c) in many.iter().enumerate() {
+                            let code = (k >> (32 * (n - 1 - at))) as u32;
+                            out.key.push(seg.dict(*c).get(code as usize));
+                        }
                     }
-                };
-                out.add(key, &acc.sums);
+                }
+                out.add_key(&acc.sums);
             }
         }
         Group::Pages(only) => {
             if end <= day_start || start > seg.last_page_ts() || seg.pages == 0 {
-                return;
-            }
-            let pred = Pred::all(q.filters.iter().map(|f| Pred::compile(f, seg)).collect());
-            if matches!(pred, Pred::Const(false)) {
                 return;
             }
             let paths = seg.path_dict();
@@ -448,35 +525,48 @@ fn scan_segment(seg: &Segment, q: &Query, out: &mut Partial) {
             if keep.as_ref().is_some_and(|k| !k.contains(&true)) {
                 return;
             }
-            let whole = start <= day_start && end > seg.last_page_ts();
-            let (lo, hi) = (start - day_start, end - day_start);
+            let Some(sel) = select(seg, &q.filters, None) else {
+                return;
+            };
+            // The selected visits' pages, each with its visit's position in `sel`.
+            let mut page: Vec<u32> = Vec::new();
+            let mut of: Vec<u32> = Vec::new();
+            for (k, &i) in sel.iter().enumerate() {
+                let (a, b) = (seg.page_at[i as usize], seg.page_at[i as usize + 1]);
+                page.extend(a..b);
+                of.extend(std::iter::repeat_n(k as u32, (b - a) as usize));
+            }
+            let visit_start = seg.start.gather(&sel);
+            let visitor = seg.visitor.gather(&sel);
+            let path = seg.page_path.gather(&page);
+            let hits = seg.page_hits.gather(&page);
+            let since = seg.page_since.gather(&page);
             let mut accs = vec![FRESH; paths.len()];
-            for i in 0..seg.visits {
-                if !pred.eval(seg, i) {
+            for n in 0..page.len() {
+                let k = of[n] as usize;
+                let t = i64::from(visit_start[k]) + i64::from(since[n]);
+                if t < lo || t >= hi {
                     continue;
                 }
-                let t0 = i64::from(seg.start.get(i));
-                let visitor = seg.visitor.get(i);
-                for j in seg.page_at[i] as usize..seg.page_at[i + 1] as usize {
-                    if !whole {
-                        let t = t0 + i64::from(seg.page_since.get(j));
-                        if t < lo || t >= hi {
-                            continue;
-                        }
-                    }
-                    let p = seg.page_path.get(j) as usize;
-                    if keep.as_ref().is_some_and(|k| !k[p]) {
-                        continue;
-                    }
-                    let acc = &mut accs[p];
-                    acc.sums.visits += 1;
-                    acc.sums.pageviews += i64::from(seg.page_hits.get(j));
-                    acc.visitor(visitor);
+                let p = path[n] as usize;
+                if keep
+                    .as_ref()
+                    .is_some_and(|keep| !keep.get(p).copied().unwrap_or(false))
+                {
+                    continue;
                 }
+                let Some(acc) = accs.get_mut(p) else {
+                    continue;
+                };
+                acc.sums.visits += 1;
+                acc.sums.pageviews += i64::from(hits[n]);
+                acc.visitor(visitor[k]);
             }
             for (p, acc) in accs.iter().enumerate() {
                 if acc.sums.visits > 0 {
-                    out.add(vec![paths.get(p).to_owned()], &acc.sums);
+                    out.key.clear();
+                    out.key.push(paths.get(p));
+                    out.add_key(&acc.sums);
                 }
             }
         }
