@@ -757,3 +757,60 @@ impl<'a> Segment<'a> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{scan, Filter, Group, Op, PageRow, Query, Target};
+
+    fn visit(browser: &str, at: i64) -> VisitRow {
+        VisitRow {
+            first_ts: at,
+            last_ts: at + 5,
+            pageviews: 1,
+            visitor: format!("v{at}"),
+            browser: browser.into(),
+            pages: vec![PageRow {
+                pathname: "/".into(),
+                first_ts: at,
+                hits: 1,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_code_past_its_dictionary_under_a_valid_checksum_counts_nowhere_and_never_panics() {
+        let day = 20_000;
+        let rows = [visit("chrome", day * DAY), visit("safari", day * DAY + 60)];
+        let mut bytes = encode(day, &rows).unwrap();
+        let seg = Segment::decode(&bytes).unwrap();
+        let col = seg.codes(Column::Browser);
+        assert_eq!(col.width, 1);
+        let at = col.bytes.as_ptr() as usize - bytes.as_ptr() as usize;
+        drop(seg);
+        bytes[at] = 0xFF; // the first visit's browser: code 255 of a two-entry dictionary
+        let sum = checksum(&bytes[..32], &bytes[HEADER..]);
+        bytes[32..36].copy_from_slice(&sum.to_le_bytes());
+        let seg = Segment::decode(&bytes).unwrap();
+        for filters in [
+            Vec::new(),
+            vec![Filter::Leaf {
+                op: Op::IsNot,
+                target: Target::Visit(Column::Browser),
+                values: vec!["x".into()],
+                case_sensitive: false,
+            }],
+        ] {
+            let q = Query {
+                window: (day * DAY, (day + 1) * DAY),
+                filters,
+                group: Group::Visits(vec![Column::Browser]),
+            };
+            let got = scan(std::slice::from_ref(&seg), &q).unwrap();
+            assert_eq!(got.groups.len(), 1);
+            assert_eq!(got.groups[&vec!["safari".to_owned()]].visits, 1);
+        }
+        assert_eq!(seg.rows()[0].browser, "");
+    }
+}

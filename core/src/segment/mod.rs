@@ -7,11 +7,11 @@
 //! event. A segment holds the same facts in a few tens of bytes per visit and is scanned in Rust with
 //! dictionary codes, never a string per visit (docs/rollups.md, "Visit segments").
 //!
-//! - [`block`]: the format. [`encode`] one (tenant, UTC day) of visits, [`Segment::decode`] (cheap:
+//! - [`mod@block`]: the format. [`encode`] one (tenant, UTC day) of visits, [`Segment::decode`] (cheap:
 //!   the columns are read in place; only the page offsets are built). Hand-written rather than a
 //!   columnar crate (Arrow, Parquet): those are megabytes of wasm for the worker's ~3.4 MB, and the
 //!   scan needs only fixed-width code columns, sorted dictionaries and a page list per visit.
-//! - [`scan`]: a [`Query`] (a window, AND-ed [`Filter`]s, a [`Group`]) evaluated over segments into a
+//! - [`mod@scan`]: a [`Query`] (a window, AND-ed [`Filter`]s, a [`Group`]) evaluated over segments into a
 //!   [`Partial`] of per-group [`Sums`] that add up across segments (and with SQL rows of other days).
 //!
 //! A segment holds no identifier: visitors are dense per-day ordinals (visitor ids rotate daily, so
