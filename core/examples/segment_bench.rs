@@ -264,6 +264,19 @@ fn main() {
         last_cpu()
     );
 
+    let mut sections = [0usize; 3];
+    for s in &segments {
+        for (t, b) in sections.iter_mut().zip(s.section_bytes()) {
+            *t += b;
+        }
+    }
+    println!(
+        "of which dictionaries {:.1} B/event, visit columns {:.1}, page columns {:.1}, headers {:.3}",
+        sections[0] as f64 / events,
+        sections[1] as f64 / events,
+        sections[2] as f64 / events,
+        (40 * segments.len()) as f64 / events
+    );
     let first_day = *by_day.keys().next().unwrap();
     let last_day = *by_day.keys().last().unwrap();
     let date = |d: i64| {

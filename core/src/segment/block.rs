@@ -516,6 +516,8 @@ pub struct Segment<'a> {
     pub(crate) page_hits: Col<'a>,
     /// Visit `i`'s pages are `page_at[i]..page_at[i + 1]`.
     pub(crate) page_at: Vec<u32>,
+    /// Bytes of the dictionaries, the visit columns and the page columns.
+    sections: [usize; 3],
 }
 
 struct Reader<'a> {
@@ -617,6 +619,7 @@ impl<'a> Segment<'a> {
         let dicts: [Dict; DICTS] = dicts
             .try_into()
             .map_err(|_| SegmentError::Corrupt("dictionaries"))?;
+        let dict_end = r.at;
         let visitor = r.column(visits)?;
         let start = r.column(visits)?;
         let duration = r.column(visits)?;
@@ -630,6 +633,7 @@ impl<'a> Segment<'a> {
         let codes: [Col; 11] = codes
             .try_into()
             .map_err(|_| SegmentError::Corrupt("columns"))?;
+        let visits_end = r.at;
         let page_path = r.column(pages)?;
         let page_since = r.column(pages)?;
         let page_hits = r.column(pages)?;
@@ -678,7 +682,13 @@ impl<'a> Segment<'a> {
             page_since,
             page_hits,
             page_at,
+            sections: [dict_end, visits_end - dict_end, body.len() - visits_end],
         })
+    }
+
+    /// Bytes of its dictionaries, its visit columns and its page columns (the header is 40 more).
+    pub fn section_bytes(&self) -> [usize; 3] {
+        self.sections
     }
 
     /// The UTC day (days since 1970-01-01) whose visits this segment holds.
