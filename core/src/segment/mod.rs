@@ -21,6 +21,7 @@
 
 pub mod block;
 pub mod scan;
+pub mod seal;
 
 pub use block::{encode, Column, Segment, SegmentError, FORMAT_VERSION};
 pub use scan::{scan, Filter, Group, Op, Partial, PathFilter, Query, Sums, Target};
