@@ -1,0 +1,147 @@
+//! Visit segments (issue #11, `starling_core::segment`): the hourly cron seals closed UTC days of each
+//! tenant's visits into one R2 object a day, `segments/{tenant}/{YYYY-MM-DD}/visits`.
+//!
+//! Copy mode: the visit rows stay in D1 and every query still reads them; nothing reads the objects
+//! yet, so sealing is off unless `SEGMENT_SEAL_DAYS_PER_RUN` is set (days sealed per run, across
+//! tenants). Per tenant (its silo database or the pool): the days to seal (closed, with visits, no
+//! current object: `seal::days_to_seal`), then per day one D1 batch reading its version and rows, the
+//! object written, and the version recorded (`seal::mark_sealed`); a write to the day's visit rows
+//! meanwhile leaves it stale (migration 0019's triggers), so it is sealed again on a later run.
+//! Erasure and retention delete the objects with the archive's (`lifecycle::archive_prefixes`) and the
+//! `segment_days` rows with the other tables (`lifecycle::TENANT_TABLES`).
+
+use serde_json::Value;
+use starling_core::segment::{self, seal};
+use starling_core::time::DAY_SECS;
+use worker::{Bucket, D1Database, Env};
+
+use crate::env;
+use crate::store::{archive, d1, retention};
+
+/// Tenants whose days to seal are looked up in one D1 batch.
+const TENANTS_PER_BATCH: usize = 50;
+
+/// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days; returns a report (also logged).
+pub async fn seal(env: &Env) -> Value {
+    let budget: usize = env::var(env, env::SEGMENT_SEAL_DAYS_PER_RUN)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if budget == 0 {
+        return Value::Null;
+    }
+    let now = crate::clock::now_secs();
+    let (mut sealed, mut bytes, mut failures) = (0usize, 0usize, Vec::new());
+    let mut error = None;
+    match retention::tasks(env).await {
+        Err(e) => error = Some(e.to_string()),
+        Ok(tasks) => {
+            let tasks: Vec<_> = tasks.into_iter().filter(|t| !t.erased).collect();
+            'all: for chunk in tasks.chunks(TENANTS_PER_BATCH) {
+                // One batch per database among the chunk's tenants.
+                let mut by_db: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+                for t in chunk {
+                    by_db
+                        .entry(t.database.as_deref().unwrap_or(env::DB))
+                        .or_default()
+                        .push(&t.tenant_id);
+                }
+                for (binding, tenants) in by_db {
+                    let left = budget - sealed;
+                    let found = days_to_seal(env, binding, &tenants, now, left).await;
+                    let (db, rows) = match found {
+                        Ok(x) => x,
+                        Err(e) => {
+                            failures.push(
+                                serde_json::json!({"database": binding, "error": e.to_string()}),
+                            );
+                            continue;
+                        }
+                    };
+                    let bucket = match archive::bucket(env) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            break 'all;
+                        }
+                    };
+                    for (tenant, days) in tenants.iter().zip(rows) {
+                        for r in days {
+                            if sealed >= budget {
+                                break 'all;
+                            }
+                            let Some(day) = starling_core::sql::int(r.get("day")) else {
+                                continue;
+                            };
+                            match seal_day(&db, &bucket, tenant, day).await {
+                                Ok(n) => {
+                                    sealed += 1;
+                                    bytes += n;
+                                }
+                                Err(e) => failures.push(serde_json::json!({
+                                    "tenant_id": tenant, "day": day, "error": e.to_string()
+                                })),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let report = serde_json::json!({
+        "days_sealed": sealed,
+        "bytes": bytes,
+        "failures": failures,
+        "error": error,
+    });
+    let level = if error.is_some() || !report["failures"].as_array().is_some_and(Vec::is_empty) {
+        crate::log::Level::Error
+    } else {
+        crate::log::Level::Info
+    };
+    crate::log::event(level, "cron_segments", &report);
+    report
+}
+
+/// The days to seal of `tenants` in database `binding`, one row set per tenant.
+async fn days_to_seal(
+    env: &Env,
+    binding: &str,
+    tenants: &[&str],
+    now: i64,
+    limit: usize,
+) -> worker::Result<(D1Database, Vec<Vec<serde_json::Map<String, Value>>>)> {
+    let db = d1::named(env, binding)?;
+    let statements: Vec<_> = tenants
+        .iter()
+        .map(|t| seal::days_to_seal(t, now, limit as i64))
+        .collect();
+    let rows = d1::rows_batch(&db, &statements).await?;
+    Ok((db, rows))
+}
+
+/// Seals one day: reads its version and visit rows in one batch (one transaction), writes the
+/// object, records the version. Returns the object's size.
+async fn seal_day(
+    db: &D1Database,
+    bucket: &Bucket,
+    tenant: &str,
+    day: i64,
+) -> worker::Result<usize> {
+    let read = d1::rows_batch(db, &seal::read_day(tenant, day)).await?;
+    let version = seal::version_of(&read[1]);
+    let rows =
+        seal::rows_of(&read[2], &read[3]).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let blob = segment::encode(day.div_euclid(DAY_SECS), &rows)
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let size = blob.len();
+    bucket
+        .put(seal::object_key(tenant, day), blob)
+        .execute()
+        .await?;
+    d1::run_counting(
+        db,
+        &[seal::mark_sealed(tenant, day, version, size, rows.len())],
+    )
+    .await?;
+    Ok(size)
+}
