@@ -753,3 +753,117 @@ fn encode_refuses_rows_that_do_not_belong_to_the_day() {
     let seg = Segment::decode(&empty).unwrap();
     assert_eq!((seg.visits(), seg.pages()), (0, 0));
 }
+
+/// The top lists the dashboard filters (`query::scan_route`): sealed days from segments, the other
+/// days from SQL, merged, must equal the planner's visit-level answer, whichever days are sealed.
+#[test]
+fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
+    let fx = fixture();
+    let blobs: HashMap<&str, BTreeMap<i64, Vec<u8>>> = fx
+        .visits
+        .iter()
+        .map(|(t, v)| {
+            let by_day = segments_of(v)
+                .into_iter()
+                .map(|b| (Segment::decode(&b).unwrap().day() * DAY, b))
+                .collect();
+            (*t, by_day)
+        })
+        .collect();
+    let pipes = [
+        "top_sources",
+        "top_browsers",
+        "top_locations",
+        "top_os",
+        "top_devices",
+        "entry_pages",
+        "exit_pages",
+        "top_campaigns",
+        "top_pages",
+    ];
+    let pool: [(&str, &[&str]); 6] = [
+        ("browser", &["chrome", "Chrome", "firefox"]),
+        ("source", &["google.com", "t.co"]),
+        ("os", &["linux", "mac"]),
+        ("device", &["desktop", "mobile"]),
+        ("country", &["ES", "us"]),
+        ("utm_medium", &["email", "cpc"]),
+    ];
+    let fixed = BTreeMap::new();
+    let mut rng = Rng(3);
+    let (mut routed, mut compared) = (0, 0);
+    while routed < 120 {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let madrid = rng.below(2) == 0;
+        let tz: &dyn TimeZone = if madrid { &Madrid } else { &UTC };
+        let from = FIRST_DAY + rng.below(DAYS as u64) as i64;
+        let to = (from + rng.below(4) as i64).min(FIRST_DAY + DAYS - 1);
+        let pipe = pipes[rng.below(pipes.len() as u64) as usize];
+        let mut params: Vec<(String, String)> = vec![
+            ("date_from".into(), date(from)),
+            ("date_to".into(), date(to)),
+            (
+                "limit".into(),
+                ["3", "10", "1000"][rng.below(3) as usize].into(),
+            ),
+            ("skip".into(), ["0", "0", "2"][rng.below(3) as usize].into()),
+        ];
+        let (name, values) = pool[rng.below(pool.len() as u64) as usize];
+        params.push((name.into(), rng.pick(values).into()));
+        if rng.below(2) == 0 {
+            params.push((
+                "pathname".into(),
+                rng.pick(&["/pricing", "/", "/blog/one"]).into(),
+            ));
+        }
+        if rng.below(3) == 0 {
+            params.push(("domain".into(), rng.pick(&DOMAINS).into()));
+        }
+        let id = TenantId::for_tests(tenant).unwrap();
+        let req = query::Request {
+            pipe,
+            params: &params,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        };
+        let plan = query::plan(&req).unwrap();
+        let Some(route) = query::scan_route(&req).unwrap() else {
+            continue;
+        };
+        routed += 1;
+        let rows: Vec<_> = plan
+            .statements
+            .iter()
+            .map(|s| common::rows(&fx.conn, s))
+            .collect();
+        let expected = query::assemble(&plan, rows).unwrap();
+        let (first, end) = route.days();
+        let days: Vec<i64> = blobs[tenant]
+            .keys()
+            .copied()
+            .filter(|d| (first..end).contains(d))
+            .collect();
+        let random: Vec<i64> = days.iter().copied().filter(|_| rng.below(2) == 0).collect();
+        for sealed in [Vec::new(), days.clone(), random] {
+            let segments: Vec<Segment> = sealed
+                .iter()
+                .map(|d| Segment::decode(&blobs[tenant][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&sealed)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            let got = route.assemble(&plan, scanned, sql).unwrap();
+            assert_eq!(
+                got, expected,
+                "{tenant} {pipe} {params:?} madrid={madrid} sealed={sealed:?}"
+            );
+            compared += usize::from(!expected.data.is_empty());
+        }
+    }
+    assert!(compared > 150, "{compared} non-empty comparisons");
+}
