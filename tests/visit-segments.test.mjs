@@ -2,14 +2,18 @@
 // SEGMENT_SEAL_DAYS_PER_RUN set, the hourly cron seals each closed UTC day of a tenant's visits into one
 // R2 object (`segments/{tenant}/{YYYY-MM-DD}/visits`) and records it in `segment_days`; a late event of a
 // sealed day makes it stale until the next run seals it again; erasure removes the objects and rows.
-// The visit rows stay in D1 and the queries still read them (nothing reads the segments yet).
+// With SEGMENT_READS=1 a filtered top list reads the sealed days from the segments and the other days
+// from the visit rows, with the same answer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker } from './lib/worker.mjs';
 
 let w;
 before(async () => {
-  w = await startWorker({ fastQueues: true, extraArgs: ['--var', 'SEGMENT_SEAL_DAYS_PER_RUN:20'] });
+  w = await startWorker({
+    fastQueues: true,
+    extraArgs: ['--var', 'SEGMENT_SEAL_DAYS_PER_RUN:20', '--var', 'SEGMENT_READS:1'],
+  });
 });
 after(async () => {
   await w?.stop();
@@ -20,7 +24,9 @@ const DAY_MS = 86_400_000;
 const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
 const startOfToday = () => Date.now() - (Date.now() % DAY_MS);
 
-function row({ session, path, ts }) {
+const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
+
+function row({ session, path, ts, ua = UA, referrer = '' }) {
   return JSON.stringify({
     timestamp: new Date(ts).toISOString(),
     action: 'page_hit',
@@ -28,7 +34,7 @@ function row({ session, path, ts }) {
     session_id: session,
     tenant_id: 'ignored',
     domain: 'site.example',
-    payload: JSON.stringify({ 'user-agent': UA, locale: 'en-US', referrer: '', pathname: path, href: `https://site.example${path}` }),
+    payload: JSON.stringify({ 'user-agent': ua, locale: 'en-US', referrer, pathname: path, href: `https://site.example${path}` }),
   });
 }
 
@@ -95,4 +101,55 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
   assert.deepEqual(w.r2Keys('segments/segco/'), []);
   assert.deepEqual(days('segco'), []);
   assert.deepEqual(w.r2Keys('segments/segother/'), [`segments/segother/${dayOf(d3)}/visits`], 'the neighbour keeps its own');
+});
+
+test('a filtered top list reads sealed days from segments and the rest from SQL, with the same answer', async () => {
+  const t = 'segread';
+  const at = (daysAgo, minutes) => startOfToday() - daysAgo * DAY_MS + 3_600_000 + minutes * 60_000;
+  const rows = [];
+  const refs = ['', 'https://news.ycombinator.com/', 'https://www.google.com/', 'https://t.co/x'];
+  let n = 0;
+  for (const daysAgo of [4, 3, 2, 0]) {
+    for (let i = 0; i < 6; i++) {
+      const s = `${daysAgo}-${i}`;
+      const ua = i % 3 === 2 ? FIREFOX : UA;
+      const referrer = refs[(i + daysAgo) % refs.length];
+      rows.push(row({ session: s, path: '/', ts: at(daysAgo, i), ua, referrer }));
+      if (i % 2 === 0) rows.push(row({ session: s, path: '/pricing', ts: at(daysAgo, i) + 30_000, ua, referrer }));
+      n++;
+    }
+  }
+  assert.equal((await ingest(t, rows)).status, 202);
+  await w.until(() => count(`SELECT count(*) AS n FROM sessions WHERE tenant_id = '${t}'`) === n, { what: 'fixtures' });
+  const reader = w.token(t, 'read');
+  const top = async (limit) => {
+    const r = await w.fetch(
+      `/v0/pipes/top_sources.json?date_from=${dayOf(at(5, 0))}&date_to=${dayOf(Date.now())}&browser=chrome&limit=${limit}`,
+      { headers: { Authorization: `Bearer ${reader}` } },
+    );
+    assert.equal(r.status, 200, r.body);
+    return { data: JSON.parse(r.body).data, path: r.headers.get('x-query-path'), days: r.headers.get('x-segment-days') };
+  };
+  const before = await top(1000);
+  assert.equal(before.days, '0', 'nothing sealed yet: all from SQL');
+  assert.equal(
+    before.data.reduce((a, r) => a + r.visits, 0),
+    16,
+    'the chrome visits of the range (four of six a day, four days)',
+  );
+  await cron();
+  await w.until(() => days(t).length === 3 && days(t).every((d) => d.sealed === d.version), { what: 'three days sealed' });
+  const after = await top(999);
+  assert.equal(after.path, 'segments');
+  assert.equal(after.days, '3', 'three sealed days from segments, today from SQL');
+  assert.deepEqual(after.data, before.data);
+  // A late chrome visit on a sealed day: that day is stale, read from SQL, and the answer counts it.
+  assert.equal((await ingest(t, [row({ session: 'late', path: '/', ts: at(3, 30) })])).status, 202);
+  await w.until(() => days(t).some((d) => d.version > d.sealed), { what: 'stale day' });
+  const late = await top(998);
+  assert.equal(late.days, '2');
+  assert.equal(
+    late.data.reduce((a, r) => a + r.visits, 0),
+    17,
+  );
 });

@@ -21,6 +21,7 @@ use starling_core::segment::{
     self, encode, Column, Filter, Group, Op, PathFilter, Query, Segment, SegmentError, Sums,
     Target, VisitRow,
 };
+use starling_core::sql::SqlValue;
 
 mod common;
 use common::{Madrid, Rng, UTC};
@@ -833,6 +834,21 @@ fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
             continue;
         };
         routed += 1;
+        for s in route.sql(&[]) {
+            assert_eq!(
+                s.binds.first(),
+                Some(&SqlValue::Text(tenant.into())),
+                "{}",
+                s.sql
+            );
+            // Every table read carries the tenant (the last FROM is the CTE `w`).
+            assert_eq!(
+                s.sql.matches("tenant_id = ?").count(),
+                s.sql.matches(" FROM ").count() - s.sql.matches(" FROM w ").count(),
+                "{}",
+                s.sql
+            );
+        }
         let rows: Vec<_> = plan
             .statements
             .iter()

@@ -1,21 +1,25 @@
 //! Visit segments (issue #11, `starling_core::segment`): the hourly cron seals closed UTC days of each
 //! tenant's visits into one R2 object a day, `segments/{tenant}/{YYYY-MM-DD}/visits`.
 //!
-//! Copy mode: the visit rows stay in D1 and every query still reads them; nothing reads the objects
-//! yet, so sealing is off unless `SEGMENT_SEAL_DAYS_PER_RUN` is set (days sealed per run, across
-//! tenants). Per tenant (its silo database or the pool): the days to seal (closed, with visits, no
+//! Copy mode: the visit rows stay in D1. Sealing is off unless `SEGMENT_SEAL_DAYS_PER_RUN` is set
+//! (days sealed per run, across tenants), and reading is off unless `SEGMENT_READS=1`: then a
+//! filtered top list on the visit-level path ([`answer`], `query::ScanRoute`) reads the sealed days
+//! from their objects and the other days from SQL. Per tenant (its silo database or the pool): the days to seal (closed, with visits, no
 //! current object: `seal::days_to_seal`), then per day one D1 batch reading its version and rows, the
 //! object written, and the version recorded (`seal::mark_sealed`); a write to the day's visit rows
 //! meanwhile leaves it stale (migration 0019's triggers), so it is sealed again on a later run.
 //! Erasure and retention delete the objects with the archive's (`lifecycle::archive_prefixes`) and the
 //! `segment_days` rows with the other tables (`lifecycle::TENANT_TABLES`).
 
+use futures_util::future::join_all;
 use serde_json::Value;
-use starling_core::segment::{self, seal};
+use starling_core::query::{Output, Plan, ScanRoute};
+use starling_core::segment::{self, seal, Segment};
 use starling_core::time::DAY_SECS;
 use worker::{Bucket, D1Database, Env};
 
 use crate::env;
+use crate::error::ApiError;
 use crate::store::{archive, d1, retention};
 
 /// Tenants whose days to seal are looked up in one D1 batch.
@@ -144,4 +148,77 @@ async fn seal_day(
     )
     .await?;
     Ok(size)
+}
+
+/// Whether filtered top lists read sealed days from segments (`SEGMENT_READS=1`; off by default).
+pub fn reads_enabled(env: &Env) -> bool {
+    env::var(env, env::SEGMENT_READS).as_deref() == Some("1")
+}
+
+/// A filtered top list from the sealed days' segments plus SQL for the other days
+/// (`query::ScanRoute`). A sealed day whose object is missing or does not decode is read by SQL
+/// instead. Returns the response and the number of days read from segments.
+pub async fn answer(
+    env: &Env,
+    db: &D1Database,
+    tenant: &str,
+    plan: &Plan,
+    route: &ScanRoute,
+) -> Result<(Output, usize), ApiError> {
+    let (first, end) = route.days();
+    let listed = d1::rows(db, &seal::sealed_days(tenant, first, end)).await?;
+    let days: Vec<i64> = listed
+        .iter()
+        .filter_map(|r| starling_core::sql::int(r.get("day")))
+        .collect();
+    let bucket = archive::bucket(env)?;
+    let reads = days
+        .iter()
+        .map(|d| read_object(&bucket, seal::object_key(tenant, *d)));
+    let blobs: Vec<Option<Vec<u8>>> = join_all(reads)
+        .await
+        .into_iter()
+        .map(|r| r.ok().flatten())
+        .collect();
+    let mut sealed = Vec::new();
+    let mut segments = Vec::new();
+    for (day, blob) in days.iter().zip(&blobs) {
+        match blob.as_deref().map(Segment::decode) {
+            Some(Ok(seg)) if seg.day() * DAY_SECS == *day => {
+                sealed.push(*day);
+                segments.push(seg);
+            }
+            other => crate::log::event(
+                crate::log::Level::Warn,
+                "segment_unreadable",
+                &serde_json::json!({
+                    "tenant_id": tenant, "day": day,
+                    "error": match other {
+                        None => "missing".to_owned(),
+                        Some(Err(e)) => e.to_string(),
+                        Some(Ok(_)) => "wrong day".to_owned(),
+                    },
+                }),
+            ),
+        }
+    }
+    let scanned = segment::scan(&segments, route.query())
+        .map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))?;
+    let statements = route.sql(&sealed);
+    let rows = if statements.is_empty() {
+        Vec::new()
+    } else {
+        d1::rows_batch(db, &statements).await?
+    };
+    Ok((route.assemble(plan, scanned, rows)?, sealed.len()))
+}
+
+async fn read_object(bucket: &Bucket, key: String) -> worker::Result<Option<Vec<u8>>> {
+    let Some(object) = bucket.get(key).execute().await? else {
+        return Ok(None);
+    };
+    match object.body() {
+        Some(body) => Ok(Some(body.bytes().await?)),
+        None => Ok(None),
+    }
 }
