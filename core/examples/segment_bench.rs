@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p starling-core --example segment_bench -- --db <D1 .sqlite file> \
-//!     [--tenant t0000] [--events 1799093] [--samples 15]
+//!     [--tenant t0000] [--events 1799093] [--samples 15] [--case N] [--dump segments.bin]
 //! ```
 //!
 //! Reads the tenant's `sessions` and `page_visits` (the file is opened read-only), encodes one segment
@@ -228,6 +228,15 @@ fn main() {
             .map(|(d, rows)| segment::encode(*d, rows).unwrap())
             .collect::<Vec<_>>()
     });
+    if let Some(path) = arg(&args, "--dump") {
+        // The segments, each after its length (u32 LE), for a wasm measurement outside this crate.
+        let mut out = Vec::new();
+        for b in &blobs {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        std::fs::write(&path, out).unwrap();
+    }
     let bytes: usize = blobs.iter().map(Vec::len).sum();
     let largest = blobs.iter().map(Vec::len).max().unwrap_or(0);
     println!(
