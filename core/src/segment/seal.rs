@@ -175,11 +175,12 @@ pub fn mark_sealed(
     )
 }
 
-/// The tenant's days in `[start, end)` (UTC day starts) whose object is current: a scan may answer
-/// for them instead of the visit rows.
+/// The tenant's days in `[start, end)` (UTC day starts) whose object is current, with the version it
+/// holds (`day`, `sealed`): a scan may answer for them instead of the visit rows, and a copy of the
+/// object read earlier is current while its version is.
 pub fn sealed_days(tenant_id: &str, start: i64, end: i64) -> Statement {
     Statement::new(
-        "SELECT day FROM segment_days WHERE tenant_id = ? AND day >= ? AND day < ? \
+        "SELECT day, sealed FROM segment_days WHERE tenant_id = ? AND day >= ? AND day < ? \
          AND sealed = version ORDER BY day",
         vec![tenant_id.into(), start.into(), end.into()],
     )

@@ -11,6 +11,10 @@
 //! Erasure and retention delete the objects with the archive's (`lifecycle::archive_prefixes`) and the
 //! `segment_days` rows with the other tables (`lifecycle::TENANT_TABLES`).
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
 use futures_util::future::join_all;
 use serde_json::Value;
 use starling_core::query::{Output, Plan, ScanRoute};
@@ -172,23 +176,33 @@ pub async fn answer(
     let t0 = clock();
     let listed = d1::rows(db, &seal::sealed_days(tenant, first, end)).await?;
     let t1 = clock();
-    let days: Vec<i64> = listed
+    let days: Vec<(i64, i64)> = listed
         .iter()
-        .filter_map(|r| starling_core::sql::int(r.get("day")))
+        .filter_map(|r| {
+            let int = |c| starling_core::sql::int(r.get(c));
+            Some((int("day")?, int("sealed")?))
+        })
         .collect();
     let bucket = archive::bucket(env)?;
-    let reads = days
-        .iter()
-        .map(|d| read_object(&bucket, seal::object_key(tenant, *d)));
-    let blobs: Vec<Option<Vec<u8>>> = join_all(reads)
-        .await
-        .into_iter()
-        .map(|r| r.ok().flatten())
-        .collect();
+    // Objects this isolate read before (same day and version) are reused; the others are fetched.
+    let reads = days.iter().map(|&(d, version)| {
+        let key = seal::object_key(tenant, d);
+        let bucket = &bucket;
+        async move {
+            if let Some(hit) = CACHE.with(|c| c.borrow().get(&key, version)) {
+                return Some(hit);
+            }
+            let blob = Rc::new(read_object(bucket, key.clone()).await.ok().flatten()?);
+            CACHE.with(|c| c.borrow_mut().put(key, version, blob.clone()));
+            Some(blob)
+        }
+    });
+    let blobs: Vec<Option<Rc<Vec<u8>>>> = join_all(reads).await;
+    let days: Vec<i64> = days.into_iter().map(|(d, _)| d).collect();
     let mut sealed = Vec::new();
     let mut segments = Vec::new();
     for (day, blob) in days.iter().zip(&blobs) {
-        match blob.as_deref().map(Segment::decode) {
+        match blob.as_deref().map(|b| Segment::decode(b)) {
             Some(Ok(seg)) if seg.day() * DAY_SECS == *day => {
                 sealed.push(*day);
                 segments.push(seg);
@@ -221,11 +235,55 @@ pub async fn answer(
         crate::log::Level::Info,
         "segment_read",
         &serde_json::json!({
-            "tenant_id": tenant, "days": sealed.len(), "bytes": blobs.iter().flatten().map(Vec::len).sum::<usize>(),
+            "tenant_id": tenant, "days": sealed.len(), "bytes": blobs.iter().flatten().map(|b| b.len()).sum::<usize>(),
             "list_ms": t1 - t0, "fetch_decode_ms": t2 - t1, "scan_sql_ms": t3 - t2,
         }),
     );
     Ok((route.assemble(plan, scanned, rows)?, sealed.len()))
+}
+
+/// Segment objects this isolate has read, oldest first, at most [`CACHE_BYTES`] in all. An entry is
+/// used only for the same day and version (`segment_days.sealed`), so a resealed day is fetched again.
+struct ObjectCache {
+    entries: VecDeque<(String, i64, Rc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+/// What the isolate keeps of segment objects (the largest tenant of the 10M set: 24 MB for 28 days).
+const CACHE_BYTES: usize = 32 << 20;
+
+thread_local! {
+    static CACHE: RefCell<ObjectCache> = const {
+        RefCell::new(ObjectCache { entries: VecDeque::new(), bytes: 0 })
+    };
+}
+
+impl ObjectCache {
+    fn get(&self, key: &str, version: i64) -> Option<Rc<Vec<u8>>> {
+        self.entries
+            .iter()
+            .find(|(k, v, _)| k == key && *v == version)
+            .map(|(_, _, b)| b.clone())
+    }
+
+    fn put(&mut self, key: String, version: i64, blob: Rc<Vec<u8>>) {
+        if blob.len() > CACHE_BYTES {
+            return;
+        }
+        if let Some(at) = self.entries.iter().position(|(k, _, _)| *k == key) {
+            if let Some((_, _, old)) = self.entries.remove(at) {
+                self.bytes -= old.len();
+            }
+        }
+        self.bytes += blob.len();
+        self.entries.push_back((key, version, blob));
+        while self.bytes > CACHE_BYTES {
+            match self.entries.pop_front() {
+                Some((_, _, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
 }
 
 async fn read_object(bucket: &Bucket, key: String) -> worker::Result<Option<Vec<u8>>> {
