@@ -15,8 +15,9 @@ mod common;
 const DAY: i64 = 86_400;
 /// 2025-03-27 00:00 UTC.
 const D0: i64 = 20_174 * DAY;
-/// Five days later, noon: days D0 to D0 + 3 are closed, D0 + 4 (yesterday) and today are not.
-const NOW: i64 = D0 + 5 * DAY + 43_200;
+/// Five days later, 03:00: days D0 to D0 + 3 are closed; D0 + 4 (yesterday, whose visits may still be
+/// open) and today are not.
+const NOW: i64 = D0 + 5 * DAY + 3 * 3600;
 
 fn visit(day: i64, at: i64, n: usize, visitor: &str, pages: &[(&str, i64)]) -> VisitRow {
     let first_ts = day + at;
@@ -162,6 +163,16 @@ fn the_cron_seals_closed_days_with_every_page_of_their_visits() {
     let closed: Vec<i64> = (0..4).map(|d| D0 + d * DAY).collect();
     assert_eq!(days(&conn, &seal::days_to_seal("ta", NOW, 100)), closed);
     assert_eq!(days(&conn, &seal::days_to_seal("ta", NOW, 2)), closed[..2]);
+    // Yesterday is closed from 07:00 (its visits closed for an hour), today never.
+    let at_seven = D0 + 5 * DAY + 7 * 3600;
+    assert_eq!(
+        days(&conn, &seal::days_to_seal("ta", at_seven - 1, 100)),
+        closed
+    );
+    assert_eq!(
+        days(&conn, &seal::days_to_seal("ta", at_seven, 100)),
+        (0..5).map(|d| D0 + d * DAY).collect::<Vec<_>>()
+    );
     for &day in &closed {
         let bytes = seal_day(&mut conn, "ta", day, |_| {});
         let seg = Segment::decode(&bytes).unwrap();

@@ -16,8 +16,10 @@ use crate::sql::{count, Statement};
 use crate::time::{day_string, DAY_SECS};
 
 /// A day is sealed once this many seconds have passed since its end: its visits are closed (open
-/// visits are pruned 6 h after their last hit) with room for a late delivery.
-pub const SEAL_AFTER_SECS: i64 = DAY_SECS;
+/// visits are pruned 6 h after their last hit) with an hour for a late delivery. Yesterday is then
+/// sealed from 07:00 UTC on, so the SQL part of a read is mostly today's visits; a later write to the
+/// day makes it stale until it is sealed again.
+pub const SEAL_AFTER_SECS: i64 = 7 * 3600;
 
 /// How far back the cron looks for days to seal (older days keep their state; a backfill of an
 /// older day is answered by SQL as long as its segment is stale).
