@@ -62,6 +62,8 @@ pub mod ratelimit;
 #[cfg(feature = "std")]
 pub mod rollup;
 #[cfg(feature = "std")]
+pub mod segment;
+#[cfg(feature = "std")]
 pub mod segments;
 #[cfg(feature = "std")]
 pub mod settings;

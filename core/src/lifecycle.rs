@@ -68,6 +68,8 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("tokens", None),
     table("tenant_keys", None),
     table("segments", None),
+    // Which days of visits are sealed into R2 objects (`crate::segment::seal`).
+    table("segment_days", Some(DateColumn::Secs("day"))),
 ];
 
 /// Payload columns in tables that retention does not delete by date: `(table, payload column, the
@@ -156,13 +158,16 @@ pub fn cutoff(now_secs: i64, retention_days: u32) -> i64 {
     now_secs.div_euclid(DAY_SECS) * DAY_SECS - i64::from(retention_days) * DAY_SECS
 }
 
-/// The tenant's R2 archive prefixes: `events/{t}/` (keys `events/{t}/{YYYY-MM-DD}/{HH}/{batch}.ndjson`)
-/// and `quarantine/{t}/` (keys `quarantine/{t}/{YYYY-MM-DD}/{batch}.ndjson`). The trailing `/` keeps
-/// tenant `acme` from matching `acme2`'s objects.
-pub fn archive_prefixes(tenant_id: &str) -> [String; 2] {
+/// The tenant's R2 prefixes: `events/{t}/` (keys `events/{t}/{YYYY-MM-DD}/{HH}/{batch}.ndjson`),
+/// `quarantine/{t}/` (keys `quarantine/{t}/{YYYY-MM-DD}/{batch}.ndjson`) and `segments/{t}/` (visit
+/// segments, `segments/{t}/{YYYY-MM-DD}/visits`). Each holds a folder per UTC day, so erasure deletes
+/// the prefixes and retention the day folders before the cutoff. The trailing `/` keeps tenant `acme`
+/// from matching `acme2`'s objects.
+pub fn archive_prefixes(tenant_id: &str) -> [String; 3] {
     [
         format!("events/{tenant_id}/"),
         format!("quarantine/{tenant_id}/"),
+        format!("segments/{tenant_id}/"),
     ]
 }
 
@@ -244,8 +249,22 @@ mod tests {
         ));
         assert_eq!(
             archive_prefixes("acme"),
-            ["events/acme/".to_owned(), "quarantine/acme/".to_owned()]
+            [
+                "events/acme/".to_owned(),
+                "quarantine/acme/".to_owned(),
+                "segments/acme/".to_owned()
+            ]
         );
+        assert!(archive_key_expired(
+            &crate::segment::seal::object_key("acme", AUG_13 - DAY_SECS),
+            "acme",
+            AUG_13
+        ));
+        assert!(!archive_key_expired(
+            &crate::segment::seal::object_key("acme", AUG_13),
+            "acme",
+            AUG_13
+        ));
     }
 
     #[test]
@@ -256,7 +275,7 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 16);
+        assert_eq!(x.len(), 17);
         let goal_props = x
             .iter()
             .find(|s| s.sql.contains("session_goal_props"))

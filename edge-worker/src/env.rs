@@ -39,6 +39,14 @@ pub const SPOOL_INLINE_MAX_ROWS: &str = "SPOOL_INLINE_MAX_ROWS";
 /// and, for `/dashboard/?tenant=ID`, that tenant's `allowed_origins`. Empty: no other origin.
 pub const FRAME_ANCESTORS: &str = "FRAME_ANCESTORS";
 
+/// Variable: closed UTC days of visits the hourly cron seals into R2 segments per run
+/// (`store::segments`); `0` or unset: off (nothing reads the segments yet).
+pub const SEGMENT_SEAL_DAYS_PER_RUN: &str = "SEGMENT_SEAL_DAYS_PER_RUN";
+
+/// Variable: `1` lets a filtered top list read the sealed days from visit segments and the other days
+/// from SQL (`store::segments::answer`); anything else: off (the visit-level SQL only).
+pub const SEGMENT_READS: &str = "SEGMENT_READS";
+
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 /// Test-only fault injection: `1` makes every consumer group of more than one batch fail after writing

@@ -58,5 +58,6 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if event.cron() != env::SWEEP_CRON {
         store::maintenance::prune(&env).await;
         store::retention::run(&env).await;
+        store::segments::seal(&env).await;
     }
 }

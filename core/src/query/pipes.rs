@@ -108,7 +108,7 @@ pub(super) struct Window {
     pub(super) start: i64,
     pub(super) end: i64,
     /// With `include_previous_period`: length in days, and the previous window's start.
-    previous: Option<(i64, i64)>,
+    pub(super) previous: Option<(i64, i64)>,
 }
 
 impl Window {
@@ -369,7 +369,7 @@ pub(crate) fn pages_of_sessions(
 
 /// `FROM page_visits pv WHERE …`: tenant, window and pathname on the page; domain and session-level
 /// filters on the page's session.
-fn pages_from(q: &mut TenantSql, start: i64, end: i64, f: &Filters) {
+pub(super) fn pages_from(q: &mut TenantSql, start: i64, end: i64, f: &Filters) {
     q.from("page_visits", "pv");
     q.bind(" AND pv.first_ts >= ?", start)
         .bind(" AND pv.first_ts < ?", end);
@@ -497,13 +497,13 @@ fn kpis(
 pub(crate) struct TopSpec {
     /// The rollup dimension that answers it unfiltered.
     dim: &'static str,
-    pages: bool,
-    keys: &'static [(&'static str, &'static str)],
+    pub(super) pages: bool,
+    pub(super) keys: &'static [(&'static str, &'static str)],
     /// Rows whose first key is empty are left out.
-    skip_empty: bool,
+    pub(super) skip_empty: bool,
 }
 
-fn top_spec(pipe: &str) -> Option<TopSpec> {
+pub(super) fn top_spec(pipe: &str) -> Option<TopSpec> {
     let s = |dim, keys, skip_empty| {
         Some(TopSpec {
             dim,
@@ -632,7 +632,7 @@ pub(super) fn kpi_slice<'a>(tenant: &'a TenantId, now: i64, f: &'a Filters) -> O
 
 /// The rollup slice that answers a top list with these filters: none besides `domain`, or one on the
 /// list's own dimension.
-fn top_slice<'a>(
+pub(super) fn top_slice<'a>(
     tenant: &'a TenantId,
     now: i64,
     spec: &TopSpec,

@@ -13,7 +13,7 @@ use worker::{Cache, Env, Request, Response};
 use super::auth::{authenticate, Need};
 use super::{now_ms, query_pairs, Outcome};
 use crate::error::{self, ApiError, Success};
-use crate::store::{archive, d1};
+use crate::store::{archive, d1, segments};
 use crate::{limiter, tenant_state, timezone};
 
 /// Seconds a response is cached: short for the live endpoints, a minute for the rest.
@@ -48,7 +48,8 @@ pub async fn get_pipe(
         tz: &tz,
     };
     // A saved segment, read for the verified tenant only (another tenant's id reads nothing).
-    let plan = match query::segment_param(&params, &caller.fixed)? {
+    let saved_segment = query::segment_param(&params, &caller.fixed)?;
+    let plan = match saved_segment {
         None => query::plan(&request)?,
         Some(id) => {
             let found = super::segments::resolve(env, &caller.tenant, &[id]).await?;
@@ -71,12 +72,28 @@ pub async fn get_pipe(
         return Ok(resp);
     }
     // analytics_hits reads the R2 archive, everything else D1.
+    let mut segment_days = None;
     let (out, truncated) = match plan.archive_scan() {
         Some(scan) => archive::read_hits(&archive::bucket(env)?, scan, &tz).await?,
         None => {
             let db = tenant_state::data_db(env, &caller.state)?;
-            let results = d1::rows_batch(&db, &plan.statements).await?;
-            (query::assemble(&plan, results)?, false)
+            // A filtered top list may read its sealed days from visit segments (off by default).
+            let route = match saved_segment {
+                None if segments::reads_enabled(env) => query::scan_route(&request)?,
+                _ => None,
+            };
+            match route {
+                Some(route) => {
+                    let (out, days) =
+                        segments::answer(env, &db, caller.tenant.as_str(), &plan, &route).await?;
+                    segment_days = Some(days);
+                    (out, false)
+                }
+                None => {
+                    let results = d1::rows_batch(&db, &plan.statements).await?;
+                    (query::assemble(&plan, results)?, false)
+                }
+            }
         }
     };
     let body = serde_json::json!({
@@ -96,6 +113,11 @@ pub async fn get_pipe(
         .set("Cache-Control", &format!("private, max-age={}", ttl(pipe)));
     if let Some(path) = plan.query_path() {
         let _ = resp.headers_mut().set("X-Query-Path", path);
+    }
+    if let Some(days) = segment_days {
+        // Days read from visit segments (the rest from the visit-level SQL).
+        let _ = resp.headers_mut().set("X-Query-Path", "segments");
+        let _ = resp.headers_mut().set("X-Segment-Days", &days.to_string());
     }
     if truncated {
         // The scan stopped at its object budget before the page was full: said, and not cached.

@@ -5,6 +5,7 @@ pub mod d1;
 pub mod maintenance;
 pub mod retention;
 pub mod salt;
+pub mod segments;
 pub mod snapshot;
 pub mod spool;
 pub mod visits;

@@ -18,11 +18,12 @@ use crate::env;
 use crate::store::{archive, d1};
 
 /// One tenant's retention task.
-struct Task {
-    tenant_id: String,
+pub(crate) struct Task {
+    pub(crate) tenant_id: String,
     retention_days: u32,
-    database: Option<String>,
-    erased: bool,
+    /// The tenant's silo database binding, if it has one (else the pool).
+    pub(crate) database: Option<String>,
+    pub(crate) erased: bool,
 }
 
 /// Runs retention for every tenant; returns a report (also logged).
@@ -81,7 +82,7 @@ pub async fn erase(env: &Env, id: &str, silo: Option<&str>) -> worker::Result<(u
 }
 
 /// Registered tenants (active and erased) plus the tenants of the pool that were never registered.
-async fn tasks(env: &Env) -> worker::Result<Vec<Task>> {
+pub(crate) async fn tasks(env: &Env) -> worker::Result<Vec<Task>> {
     let db = d1::db(env)?;
     let default_days = env::var(env, env::DEFAULT_RETENTION_DAYS)
         .and_then(|v| v.parse().ok())

@@ -1,0 +1,885 @@
+//! Visit segments (`starling_core::segment`) against the planner's own visit-level SQL.
+//!
+//! Two tenants get random visits over six UTC days around the 2025-03-30 DST change of Europe/Madrid
+//! (visits near midnight whose pages run into the next day, bounces, several pages, visitors with
+//! several visits, mixed-case values), inserted as `sessions` and `page_visits` rows into SQLite with
+//! the real migrations, and encoded as one segment per (tenant, UTC day). Then a generated set of
+//! questions is asked both ways: `POST /v0/query` bodies with random filter trees (and, or, not; is,
+//! is_not, contains, contains_not; case-sensitive or not; visit columns, hostname and `event:page`),
+//! with and without a dimension, in UTC and Madrid, planned by `plan_query` (its visit-level
+//! statement, run as is); and the pipes' top lists and kpis_summary with two or three dashboard
+//! filters (a page filter among them), planned by `query::plan`. The scan over the segments must give
+//! the same groups and measures for every question; segments with one flipped code must not.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+use starling_core::claims::TenantId;
+use starling_core::query::{self, ApiRequest, TimeZone};
+use starling_core::segment::{
+    self, encode, Column, Filter, Group, Op, PathFilter, Query, Segment, SegmentError, Sums,
+    Target, VisitRow,
+};
+use starling_core::sql::SqlValue;
+
+mod common;
+use common::{Madrid, Rng, UTC};
+
+const DAY: i64 = 86_400;
+/// 2025-03-27, the first UTC day with visits (days since 1970-01-01).
+const FIRST_DAY: i64 = 20_174;
+const DAYS: i64 = 6;
+/// 2025-04-03 12:00 UTC.
+const NOW: i64 = (FIRST_DAY + 7) * DAY + 43_200;
+const TENANTS: [&str; 2] = ["sa", "sb"];
+
+const DOMAINS: [&str; 2] = ["a.example", "B.example"];
+const PATHS: [&str; 7] = [
+    "/",
+    "/pricing",
+    "/Pricing",
+    "/blog/one",
+    "/blog/two",
+    "/docs",
+    "/about",
+];
+const SOURCES: [&str; 5] = [
+    "",
+    "google.com",
+    "Google.com",
+    "t.co",
+    "news.ycombinator.com",
+];
+const BROWSERS: [&str; 4] = ["chrome", "Chrome", "firefox", "safari"];
+const OSES: [&str; 3] = ["linux", "mac", "Windows"];
+const DEVICES: [&str; 3] = ["desktop", "mobile", "tablet"];
+const COUNTRIES: [&str; 4] = ["ES", "DE", "us", "US"];
+const UTM_SOURCES: [&str; 3] = ["", "newsletter", "NewsLetter"];
+const UTM_MEDIUMS: [&str; 3] = ["", "email", "cpc"];
+const UTM_CAMPAIGNS: [&str; 3] = ["", "spring", "Spring-Sale"];
+
+fn visits_of(rng: &mut Rng, tenant: &str) -> Vec<VisitRow> {
+    let mut out = Vec::new();
+    let n = if tenant == "sa" { 140 } else { 60 };
+    for day in FIRST_DAY..FIRST_DAY + DAYS {
+        let visitors = n / 3;
+        for _ in 0..n {
+            // One visit in five starts in the day's last hour: its pages may be on the next day.
+            let offset = if rng.below(5) == 0 {
+                DAY - 1 - rng.below(3_600) as i64
+            } else {
+                rng.below(DAY as u64) as i64
+            };
+            let first_ts = day * DAY + offset;
+            let mut pages: Vec<segment::PageRow> = Vec::new();
+            let mut t = first_ts;
+            let wanted = 1 + rng.below(4) as usize;
+            for _ in 0..wanted {
+                let path = rng.pick(&PATHS);
+                if pages.iter().any(|p| p.pathname == path) {
+                    continue;
+                }
+                pages.push(segment::PageRow {
+                    pathname: path.into(),
+                    first_ts: t,
+                    hits: 1 + rng.below(3) as u32 * u32::from(rng.below(2) == 0),
+                });
+                t += rng.below(900) as i64;
+            }
+            let pageviews: u32 = pages.iter().map(|p| p.hits).sum();
+            out.push(VisitRow {
+                first_ts,
+                last_ts: t,
+                pageviews,
+                domain: rng.pick(&DOMAINS).into(),
+                visitor: format!("{tenant}-{day}-{}", rng.below(visitors)),
+                entry_path: pages[0].pathname.clone(),
+                exit_path: pages[pages.len() - 1].pathname.clone(),
+                source: rng.pick(&SOURCES).into(),
+                utm_source: rng.pick(&UTM_SOURCES).into(),
+                utm_medium: rng.pick(&UTM_MEDIUMS).into(),
+                utm_campaign: rng.pick(&UTM_CAMPAIGNS).into(),
+                browser: rng.pick(&BROWSERS).into(),
+                os: rng.pick(&OSES).into(),
+                device: rng.pick(&DEVICES).into(),
+                country: rng.pick(&COUNTRIES).into(),
+                pages,
+            });
+        }
+    }
+    out
+}
+
+fn insert(conn: &Connection, tenant: &str, visits: &[VisitRow]) {
+    for (i, v) in visits.iter().enumerate() {
+        let key = format!("k{i}");
+        conn.execute(
+            "INSERT INTO sessions (tenant_id, session_key, domain, visitor_id, first_ts, last_ts, \
+             pageviews, entry_path, exit_path, source, utm_source, utm_medium, utm_campaign, browser, \
+             os, device, country) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+             ?14, ?15, ?16, ?17)",
+            params![
+                tenant,
+                key,
+                v.domain,
+                v.visitor,
+                v.first_ts,
+                v.last_ts,
+                v.pageviews,
+                v.entry_path,
+                v.exit_path,
+                v.source,
+                v.utm_source,
+                v.utm_medium,
+                v.utm_campaign,
+                v.browser,
+                v.os,
+                v.device,
+                v.country
+            ],
+        )
+        .unwrap();
+        for p in &v.pages {
+            conn.execute(
+                "INSERT INTO page_visits (tenant_id, session_key, pathname, first_ts, hits, \
+                 since_visit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    tenant,
+                    key,
+                    p.pathname,
+                    p.first_ts,
+                    p.hits,
+                    p.first_ts - v.first_ts
+                ],
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// One segment per UTC day of the tenant's visits.
+fn segments_of(visits: &[VisitRow]) -> Vec<Vec<u8>> {
+    let mut by_day: BTreeMap<i64, Vec<VisitRow>> = BTreeMap::new();
+    for v in visits {
+        by_day
+            .entry(v.first_ts.div_euclid(DAY))
+            .or_default()
+            .push(v.clone());
+    }
+    by_day
+        .iter()
+        .map(|(day, rows)| encode(*day, rows).unwrap())
+        .collect()
+}
+
+struct Fixture {
+    conn: Connection,
+    visits: HashMap<&'static str, Vec<VisitRow>>,
+}
+
+fn fixture() -> Fixture {
+    let conn = common::migrated_db();
+    let mut rng = Rng(11);
+    let mut visits = HashMap::new();
+    for t in TENANTS {
+        let v = visits_of(&mut rng, t);
+        insert(&conn, t, &v);
+        visits.insert(t, v);
+    }
+    Fixture { conn, visits }
+}
+
+/// A generated filter, rendered both as a `/v0/query` filter and as a scan filter.
+#[derive(Debug, Clone)]
+enum Gen {
+    Leaf(&'static str, Op, Vec<String>, Option<bool>),
+    And(Vec<Gen>),
+    Or(Vec<Gen>),
+    Not(Box<Gen>),
+}
+
+/// `/v0/query` dimension names, their scan target and values to pick from (whole and partial).
+const LEAVES: [(&str, &[&str]); 12] = [
+    ("visit:browser", &["chrome", "CHROME", "fire", "safari"]),
+    (
+        "visit:source",
+        &["google.com", "GOOGLE", "t.co", "ycomb", ""],
+    ),
+    ("visit:os", &["linux", "windows", "ma"]),
+    ("visit:device", &["desktop", "mobile", "TAB"]),
+    ("visit:country", &["US", "us", "ES", "d"]),
+    ("visit:utm_source", &["newsletter", "letter", ""]),
+    ("visit:utm_medium", &["email", "cpc"]),
+    ("visit:utm_campaign", &["spring", "Spring-Sale", "sale"]),
+    ("visit:entry_page", &["/pricing", "/blog", "/"]),
+    ("visit:exit_page", &["/docs", "/Pricing", "blog"]),
+    ("event:hostname", &["a.example", "b.example", "example"]),
+    (
+        "event:page",
+        &["/pricing", "/blog/one", "/blog", "PRICING", "/about"],
+    ),
+];
+
+fn target(name: &str) -> Target {
+    match name {
+        "visit:browser" => Target::Visit(Column::Browser),
+        "visit:source" => Target::Visit(Column::Source),
+        "visit:os" => Target::Visit(Column::Os),
+        "visit:device" => Target::Visit(Column::Device),
+        "visit:country" => Target::Visit(Column::Country),
+        "visit:utm_source" => Target::Visit(Column::UtmSource),
+        "visit:utm_medium" => Target::Visit(Column::UtmMedium),
+        "visit:utm_campaign" => Target::Visit(Column::UtmCampaign),
+        "visit:entry_page" => Target::Visit(Column::Entry),
+        "visit:exit_page" => Target::Visit(Column::Exit),
+        "event:hostname" => Target::Visit(Column::Domain),
+        "event:page" => Target::ViewedPage,
+        other => panic!("no target for {other}"),
+    }
+}
+
+fn gen_filter(rng: &mut Rng, depth: u32) -> Gen {
+    match rng.below(if depth >= 2 { 1 } else { 6 }) {
+        0..=2 => {
+            let (name, pool) = LEAVES[rng.below(LEAVES.len() as u64) as usize];
+            let op = [Op::Is, Op::IsNot, Op::Contains, Op::ContainsNot][rng.below(4) as usize];
+            let n = 1 + rng.below(2) as usize;
+            let values = (0..n).map(|_| rng.pick(pool).to_owned()).collect();
+            let case = [None, Some(true), Some(false)][rng.below(3) as usize];
+            Gen::Leaf(name, op, values, case)
+        }
+        3 => Gen::And((0..2).map(|_| gen_filter(rng, depth + 1)).collect()),
+        4 => Gen::Or(
+            (0..1 + rng.below(2))
+                .map(|_| gen_filter(rng, depth + 1))
+                .collect(),
+        ),
+        _ => Gen::Not(Box::new(gen_filter(rng, depth + 1))),
+    }
+}
+
+fn to_json(g: &Gen) -> Value {
+    match g {
+        Gen::Leaf(name, op, values, case) => {
+            let op = match op {
+                Op::Is => "is",
+                Op::IsNot => "is_not",
+                Op::Contains => "contains",
+                Op::ContainsNot => "contains_not",
+            };
+            match case {
+                None => json!([op, name, values]),
+                Some(c) => json!([op, name, values, {"case_sensitive": c}]),
+            }
+        }
+        Gen::And(l) => json!(["and", l.iter().map(to_json).collect::<Vec<_>>()]),
+        Gen::Or(l) => json!(["or", l.iter().map(to_json).collect::<Vec<_>>()]),
+        Gen::Not(x) => json!(["not", to_json(x)]),
+    }
+}
+
+fn to_scan(g: &Gen) -> Filter {
+    match g {
+        Gen::Leaf(name, op, values, case) => Filter::Leaf {
+            op: *op,
+            target: target(name),
+            values: values.clone(),
+            case_sensitive: case.unwrap_or(true),
+        },
+        Gen::And(l) => Filter::And(l.iter().map(to_scan).collect()),
+        Gen::Or(l) => Filter::Or(l.iter().map(to_scan).collect()),
+        Gen::Not(x) => Filter::Not(Box::new(to_scan(x))),
+    }
+}
+
+/// The UTC start of local day `d` (no local midnight of these zones falls in a DST change).
+fn local_midnight(tz: &dyn TimeZone, d: i64) -> i64 {
+    d * DAY - i64::from(tz.offset_secs(d * DAY - 4 * 3600))
+}
+
+fn date(d: i64) -> String {
+    let (y, m, day) = civil(d);
+    format!("{y:04}-{m:02}-{day:02}")
+}
+
+fn civil(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or_else(|| n.as_f64().unwrap() as i64),
+        Some(Value::Null) | None => 0,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+/// The scan's groups as comparable rows (measures the SQL reports).
+type Rows = BTreeMap<Vec<String>, [i64; 5]>;
+
+fn scan_rows(segments: &[Segment], q: &Query, fields: [bool; 5]) -> Rows {
+    segment::scan(segments, q)
+        .unwrap()
+        .groups
+        .into_iter()
+        .map(|(k, s): (Vec<String>, Sums)| {
+            let all = [s.visits, s.pageviews, s.bounces, s.duration, s.visitors];
+            let mut m = [0; 5];
+            for i in 0..5 {
+                if fields[i] {
+                    m[i] = all[i];
+                }
+            }
+            (k, m)
+        })
+        .collect()
+}
+
+/// One question of the generated set: the SQL's rows and the scan's, and a label for failures.
+struct Asked {
+    label: String,
+    sql: Rows,
+    scan: Rows,
+}
+
+fn api_questions(fx: &Fixture, segments: &HashMap<&str, Vec<Segment>>, n: usize) -> Vec<Asked> {
+    let mut rng = Rng(7);
+    let mut out = Vec::new();
+    let dims: [(Option<&str>, &[Column]); 6] = [
+        (None, &[]),
+        (Some("visit:source"), &[Column::Source]),
+        (Some("visit:browser"), &[Column::Browser]),
+        (Some("visit:entry_page"), &[Column::Entry]),
+        (Some("visit:country"), &[Column::Country]),
+        (Some("event:hostname"), &[Column::Domain]),
+    ];
+    let fixed = BTreeMap::new();
+    while out.len() < n {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let madrid = rng.below(2) == 0;
+        let tz: &dyn TimeZone = if madrid { &Madrid } else { &UTC };
+        let from = FIRST_DAY + rng.below(DAYS as u64) as i64;
+        let to = (from + rng.below(3) as i64).min(FIRST_DAY + DAYS - 1);
+        let (dim, cols) = dims[rng.below(dims.len() as u64) as usize];
+        let filters: Vec<Gen> = (0..2 + rng.below(2))
+            .map(|_| gen_filter(&mut rng, 0))
+            .collect();
+        let body = json!({
+            "metrics": ["visitors", "visits", "pageviews", "bounce_rate", "visit_duration"],
+            "date_range": [date(from), date(to)],
+            "dimensions": dim.map(|d| vec![d]).unwrap_or_default(),
+            "filters": filters.iter().map(to_json).collect::<Vec<_>>(),
+            "timezone": if madrid { "Europe/Madrid" } else { "UTC" },
+        });
+        let id = TenantId::for_tests(tenant).unwrap();
+        let plan = query::plan_query(&ApiRequest {
+            body: &body,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        })
+        .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        if plan.uses_rollups() {
+            continue;
+        }
+        assert_eq!(plan.statements.len(), 1, "{body}");
+        let sql: Rows = common::rows(&fx.conn, &plan.statements[0])
+            .iter()
+            .map(|r| {
+                let key = if dim.is_some() {
+                    vec![text(r.get("k"))]
+                } else {
+                    Vec::new()
+                };
+                let m = ["visits", "pageviews", "bounces", "duration", "visitors"]
+                    .map(|c| int(r.get(c)));
+                (key, m)
+            })
+            .collect();
+        let q = Query {
+            window: (local_midnight(tz, from), local_midnight(tz, to + 1)),
+            filters: filters.iter().map(to_scan).collect(),
+            group: Group::Visits(cols.to_vec()),
+        };
+        let scan = scan_rows(&segments[tenant], &q, [true; 5]);
+        out.push(Asked {
+            label: format!("{tenant} {body}"),
+            sql,
+            scan,
+        });
+    }
+    out
+}
+
+/// The pipes' top lists (and kpis_summary) with dashboard filters, two or three at once.
+fn pipe_questions(fx: &Fixture, segments: &HashMap<&str, Vec<Segment>>, n: usize) -> Vec<Asked> {
+    let mut rng = Rng(5);
+    let mut out = Vec::new();
+    // (pipe, its key columns' output names, the scan's group columns)
+    let pipes: [(&str, &[&str], &[Column]); 7] = [
+        ("top_sources", &["referrer"], &[Column::Source]),
+        ("top_browsers", &["browser"], &[Column::Browser]),
+        ("top_locations", &["location"], &[Column::Country]),
+        ("entry_pages", &["pathname"], &[Column::Entry]),
+        (
+            "top_campaigns",
+            &["utm_campaign", "utm_source", "utm_medium"],
+            &[Column::UtmCampaign, Column::UtmSource, Column::UtmMedium],
+        ),
+        ("top_pages", &["pathname"], &[]),
+        ("kpis_summary", &[], &[]),
+    ];
+    let params_pool: [(&str, Column, &[&str]); 6] = [
+        ("browser", Column::Browser, &["chrome", "Chrome", "firefox"]),
+        (
+            "source",
+            Column::Source,
+            &["google.com", "t.co", "Google.com"],
+        ),
+        ("os", Column::Os, &["linux", "mac"]),
+        ("device", Column::Device, &["desktop", "mobile"]),
+        ("country", Column::Country, &["ES", "us"]),
+        ("utm_medium", Column::UtmMedium, &["email", "cpc"]),
+    ];
+    let fixed = BTreeMap::new();
+    while out.len() < n {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let madrid = rng.below(2) == 0;
+        let tz: &dyn TimeZone = if madrid { &Madrid } else { &UTC };
+        let from = FIRST_DAY + 1 + rng.below(DAYS as u64 - 1) as i64;
+        let to = (from + rng.below(3) as i64).min(FIRST_DAY + DAYS - 1);
+        let (pipe, keys, cols) = pipes[rng.below(pipes.len() as u64) as usize];
+        let mut params: Vec<(String, String)> = vec![
+            ("date_from".into(), date(from)),
+            ("date_to".into(), date(to)),
+            ("limit".into(), "1000".into()),
+        ];
+        let mut filters = Vec::new();
+        let mut page_only = None;
+        // A page filter, then one or two session filters (distinct columns), maybe a domain.
+        let page = rng.pick(&["/pricing", "/blog/one", "/"]);
+        params.push(("pathname".into(), page.into()));
+        if pipe == "top_pages" {
+            page_only = Some(PathFilter {
+                op: Op::Is,
+                values: vec![page.into()],
+                case_sensitive: true,
+            });
+        } else {
+            filters.push(Filter::Leaf {
+                op: Op::Is,
+                target: Target::ViewedPage,
+                values: vec![page.into()],
+                case_sensitive: true,
+            });
+        }
+        let first = rng.below(params_pool.len() as u64) as usize;
+        let mut chosen = vec![first];
+        if rng.below(2) == 0 {
+            chosen.push((first + 1 + rng.below(params_pool.len() as u64 - 1) as usize) % 6);
+        }
+        for i in chosen {
+            let (name, col, pool) = params_pool[i];
+            let v = rng.pick(pool);
+            params.push((name.into(), v.into()));
+            filters.push(Filter::Leaf {
+                op: Op::Is,
+                target: Target::Visit(col),
+                values: vec![v.into()],
+                case_sensitive: true,
+            });
+        }
+        if rng.below(3) == 0 {
+            let d = rng.pick(&DOMAINS);
+            params.push(("domain".into(), d.into()));
+            filters.push(Filter::Leaf {
+                op: Op::Is,
+                target: Target::Visit(Column::Domain),
+                values: vec![d.into()],
+                case_sensitive: true,
+            });
+        }
+        if pipe == "top_campaigns" {
+            filters.push(Filter::Not(Box::new(Filter::Leaf {
+                op: Op::Is,
+                target: Target::Visit(Column::UtmCampaign),
+                values: vec![String::new()],
+                case_sensitive: true,
+            })));
+        }
+        let id = TenantId::for_tests(tenant).unwrap();
+        let plan = query::plan(&query::Request {
+            pipe,
+            params: &params,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        })
+        .unwrap_or_else(|e| panic!("{pipe} {params:?}: {e:?}"));
+        assert_eq!(plan.statements.len(), 1, "{pipe}");
+        let rows = common::rows(&fx.conn, &plan.statements[0]);
+        let window = (local_midnight(tz, from), local_midnight(tz, to + 1));
+        let (sql, scan): (Rows, Rows) = if pipe == "kpis_summary" {
+            let sql = rows
+                .iter()
+                .filter(|r| int(r.get("bucket")) == 1 && int(r.get("visits")) > 0)
+                .map(|r| {
+                    let m = ["visits", "pageviews", "bounces", "duration", "visitors"]
+                        .map(|c| int(r.get(c)));
+                    (Vec::new(), m)
+                })
+                .collect();
+            let q = Query {
+                window,
+                filters,
+                group: Group::Visits(Vec::new()),
+            };
+            (sql, scan_rows(&segments[tenant], &q, [true; 5]))
+        } else {
+            let sql = rows
+                .iter()
+                .map(|r| {
+                    let key = keys.iter().map(|n| text(r.get(*n))).collect();
+                    (key, [int(r.get("visits")), int(r.get("hits")), 0, 0, 0])
+                })
+                .collect();
+            let group = if pipe == "top_pages" {
+                Group::Pages(page_only)
+            } else {
+                Group::Visits(cols.to_vec())
+            };
+            let q = Query {
+                window,
+                filters,
+                group,
+            };
+            (
+                sql,
+                scan_rows(&segments[tenant], &q, [true, true, false, false, false]),
+            )
+        };
+        out.push(Asked {
+            label: format!("{tenant} {pipe} {params:?} madrid={madrid}"),
+            sql,
+            scan,
+        });
+    }
+    out
+}
+
+fn decoded<'a>(
+    bytes: &'a HashMap<&'static str, Vec<Vec<u8>>>,
+) -> HashMap<&'static str, Vec<Segment<'a>>> {
+    bytes
+        .iter()
+        .map(|(t, list)| {
+            (
+                *t,
+                list.iter().map(|b| Segment::decode(b).unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn all_questions(fx: &Fixture, segments: &HashMap<&str, Vec<Segment>>) -> Vec<Asked> {
+    let mut q = api_questions(fx, segments, 300);
+    q.extend(pipe_questions(fx, segments, 200));
+    q
+}
+
+#[test]
+fn the_scan_over_segments_equals_the_planners_visit_level_sql() {
+    let fx = fixture();
+    let bytes: HashMap<&'static str, Vec<Vec<u8>>> = fx
+        .visits
+        .iter()
+        .map(|(t, v)| (*t, segments_of(v)))
+        .collect();
+    let segments = decoded(&bytes);
+    let asked = all_questions(&fx, &segments);
+    let mut nonempty = 0;
+    for a in &asked {
+        assert_eq!(a.scan, a.sql, "{}", a.label);
+        nonempty += usize::from(a.sql.values().any(|m| m[0] > 0));
+    }
+    // The set must exercise the scan, not compare empty answers.
+    assert!(
+        nonempty * 10 >= asked.len() * 6,
+        "{nonempty} of {} non-empty",
+        asked.len()
+    );
+}
+
+#[test]
+fn a_segment_with_one_flipped_code_fails_the_oracle() {
+    let fx = fixture();
+    // One visit of tenant sa changes browser (another code of the same dictionary) in its segment.
+    let mut bytes: HashMap<&'static str, Vec<Vec<u8>>> = fx
+        .visits
+        .iter()
+        .map(|(t, v)| (*t, segments_of(v)))
+        .collect();
+    let mut wrong = fx.visits["sa"].clone();
+    let v = wrong
+        .iter_mut()
+        .find(|v| v.browser == "chrome" && v.first_ts.div_euclid(DAY) == FIRST_DAY + 2)
+        .unwrap();
+    v.browser = "firefox".into();
+    bytes.insert("sa", segments_of(&wrong));
+    let segments = decoded(&bytes);
+    let asked = all_questions(&fx, &segments);
+    let differ = asked.iter().filter(|a| a.scan != a.sql).count();
+    assert!(differ > 0, "no question noticed the flipped code");
+}
+
+#[test]
+fn segments_round_trip_their_rows() {
+    let fx = fixture();
+    for (_, visits) in fx.visits.iter() {
+        for bytes in segments_of(visits) {
+            let seg = Segment::decode(&bytes).unwrap();
+            let day = seg.day();
+            let mut expected: Vec<VisitRow> = visits
+                .iter()
+                .filter(|v| v.first_ts.div_euclid(DAY) == day)
+                .cloned()
+                .collect();
+            let mut got = seg.rows();
+            assert_eq!(got.len(), expected.len());
+            assert_eq!(seg.visits(), expected.len());
+            // Visitors come back as per-day ordinals: compare everything else, then the partition.
+            let visitors = |rows: &[VisitRow]| {
+                let mut by: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+                for r in rows {
+                    by.entry(&r.visitor).or_default().push(r.first_ts);
+                }
+                let mut groups: Vec<Vec<i64>> = by.into_values().collect();
+                groups.iter_mut().for_each(|g| g.sort_unstable());
+                groups.sort();
+                groups
+            };
+            assert_eq!(visitors(&got), visitors(&expected));
+            let sort = |rows: &mut Vec<VisitRow>| {
+                for r in rows.iter_mut() {
+                    r.visitor.clear();
+                }
+                rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            };
+            sort(&mut got);
+            sort(&mut expected);
+            assert_eq!(got, expected);
+        }
+    }
+}
+
+#[test]
+fn corrupt_or_truncated_segments_are_errors_never_panics() {
+    let fx = fixture();
+    let bytes = segments_of(&fx.visits["sb"]).remove(1);
+    assert!(Segment::decode(&bytes).is_ok());
+    for cut in 0..bytes.len() {
+        assert!(
+            Segment::decode(&bytes[..cut]).is_err(),
+            "truncated at {cut} of {}",
+            bytes.len()
+        );
+    }
+    // Every single-byte change is refused (checksum, header checks), and never panics.
+    for at in 0..bytes.len() {
+        for flip in [0x01u8, 0x80, 0xFF] {
+            let mut b = bytes.clone();
+            b[at] ^= flip;
+            assert!(
+                Segment::decode(&b).is_err(),
+                "byte {at} ^ {flip:#x} accepted"
+            );
+        }
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Segment::decode(&longer).is_err());
+    let mut version = bytes.clone();
+    version[4] = 9;
+    assert_eq!(
+        Segment::decode(&version).unwrap_err(),
+        SegmentError::Version(9)
+    );
+    assert_eq!(
+        Segment::decode(b"not a segment at all, just forty-odd bytes...").unwrap_err(),
+        SegmentError::NotASegment
+    );
+}
+
+#[test]
+fn encode_refuses_rows_that_do_not_belong_to_the_day() {
+    let v = VisitRow {
+        first_ts: FIRST_DAY * DAY + 10,
+        last_ts: FIRST_DAY * DAY + 20,
+        pageviews: 1,
+        pages: vec![segment::PageRow {
+            pathname: "/".into(),
+            first_ts: FIRST_DAY * DAY + 10,
+            hits: 1,
+        }],
+        ..Default::default()
+    };
+    assert!(encode(FIRST_DAY, std::slice::from_ref(&v)).is_ok());
+    assert!(encode(FIRST_DAY + 1, std::slice::from_ref(&v)).is_err());
+    let mut ends_early = v.clone();
+    ends_early.last_ts = ends_early.first_ts - 1;
+    assert!(encode(FIRST_DAY, &[ends_early]).is_err());
+    let mut page_before = v.clone();
+    page_before.pages[0].first_ts -= 1;
+    assert!(encode(FIRST_DAY, &[page_before]).is_err());
+    // An empty day is a valid, empty segment.
+    let empty = encode(FIRST_DAY, &[]).unwrap();
+    let seg = Segment::decode(&empty).unwrap();
+    assert_eq!((seg.visits(), seg.pages()), (0, 0));
+}
+
+/// The top lists the dashboard filters (`query::scan_route`): sealed days from segments, the other
+/// days from SQL, merged, must equal the planner's visit-level answer, whichever days are sealed.
+#[test]
+fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
+    let fx = fixture();
+    let blobs: HashMap<&str, BTreeMap<i64, Vec<u8>>> = fx
+        .visits
+        .iter()
+        .map(|(t, v)| {
+            let by_day = segments_of(v)
+                .into_iter()
+                .map(|b| (Segment::decode(&b).unwrap().day() * DAY, b))
+                .collect();
+            (*t, by_day)
+        })
+        .collect();
+    let pipes = [
+        "top_sources",
+        "top_browsers",
+        "top_locations",
+        "top_os",
+        "top_devices",
+        "entry_pages",
+        "exit_pages",
+        "top_campaigns",
+        "top_pages",
+    ];
+    let pool: [(&str, &[&str]); 6] = [
+        ("browser", &["chrome", "Chrome", "firefox"]),
+        ("source", &["google.com", "t.co"]),
+        ("os", &["linux", "mac"]),
+        ("device", &["desktop", "mobile"]),
+        ("country", &["ES", "us"]),
+        ("utm_medium", &["email", "cpc"]),
+    ];
+    let fixed = BTreeMap::new();
+    let mut rng = Rng(3);
+    let (mut routed, mut compared) = (0, 0);
+    while routed < 120 {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let madrid = rng.below(2) == 0;
+        let tz: &dyn TimeZone = if madrid { &Madrid } else { &UTC };
+        let from = FIRST_DAY + rng.below(DAYS as u64) as i64;
+        let to = (from + rng.below(4) as i64).min(FIRST_DAY + DAYS - 1);
+        let pipe = pipes[rng.below(pipes.len() as u64) as usize];
+        let mut params: Vec<(String, String)> = vec![
+            ("date_from".into(), date(from)),
+            ("date_to".into(), date(to)),
+            (
+                "limit".into(),
+                ["3", "10", "1000"][rng.below(3) as usize].into(),
+            ),
+            ("skip".into(), ["0", "0", "2"][rng.below(3) as usize].into()),
+        ];
+        let (name, values) = pool[rng.below(pool.len() as u64) as usize];
+        params.push((name.into(), rng.pick(values).into()));
+        if rng.below(2) == 0 {
+            params.push((
+                "pathname".into(),
+                rng.pick(&["/pricing", "/", "/blog/one"]).into(),
+            ));
+        }
+        if rng.below(3) == 0 {
+            params.push(("domain".into(), rng.pick(&DOMAINS).into()));
+        }
+        let id = TenantId::for_tests(tenant).unwrap();
+        let req = query::Request {
+            pipe,
+            params: &params,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        };
+        let plan = query::plan(&req).unwrap();
+        let Some(route) = query::scan_route(&req).unwrap() else {
+            continue;
+        };
+        routed += 1;
+        for s in route.sql(&[]) {
+            assert_eq!(
+                s.binds.first(),
+                Some(&SqlValue::Text(tenant.into())),
+                "{}",
+                s.sql
+            );
+            // Every table read carries the tenant (the last FROM is the CTE `w`).
+            assert_eq!(
+                s.sql.matches("tenant_id = ?").count(),
+                s.sql.matches(" FROM ").count() - s.sql.matches(" FROM w ").count(),
+                "{}",
+                s.sql
+            );
+        }
+        let rows: Vec<_> = plan
+            .statements
+            .iter()
+            .map(|s| common::rows(&fx.conn, s))
+            .collect();
+        let expected = query::assemble(&plan, rows).unwrap();
+        let (first, end) = route.days();
+        let days: Vec<i64> = blobs[tenant]
+            .keys()
+            .copied()
+            .filter(|d| (first..end).contains(d))
+            .collect();
+        let random: Vec<i64> = days.iter().copied().filter(|_| rng.below(2) == 0).collect();
+        for sealed in [Vec::new(), days.clone(), random] {
+            let segments: Vec<Segment> = sealed
+                .iter()
+                .map(|d| Segment::decode(&blobs[tenant][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&sealed)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            let got = route.assemble(&plan, scanned, sql).unwrap();
+            assert_eq!(
+                got, expected,
+                "{tenant} {pipe} {params:?} madrid={madrid} sealed={sealed:?}"
+            );
+            compared += usize::from(!expected.data.is_empty());
+        }
+    }
+    assert!(compared > 150, "{compared} non-empty comparisons");
+}

@@ -1,0 +1,297 @@
+//! Visit segments (issue #11, `starling_core::segment`): the hourly cron seals closed UTC days of each
+//! tenant's visits into one R2 object a day, `segments/{tenant}/{YYYY-MM-DD}/visits`.
+//!
+//! Copy mode: the visit rows stay in D1. Sealing is off unless `SEGMENT_SEAL_DAYS_PER_RUN` is set
+//! (days sealed per run, across tenants), and reading is off unless `SEGMENT_READS=1`: then a
+//! filtered top list on the visit-level path ([`answer`], `query::ScanRoute`) reads the sealed days
+//! from their objects and the other days from SQL. Per tenant (its silo database or the pool): the days to seal (closed, with visits, no
+//! current object: `seal::days_to_seal`), then per day one D1 batch reading its version and rows, the
+//! object written, and the version recorded (`seal::mark_sealed`); a write to the day's visit rows
+//! meanwhile leaves it stale (migration 0019's triggers), so it is sealed again on a later run.
+//! Erasure and retention delete the objects with the archive's (`lifecycle::archive_prefixes`) and the
+//! `segment_days` rows with the other tables (`lifecycle::TENANT_TABLES`).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use starling_core::query::{Output, Plan, ScanRoute};
+use starling_core::segment::{self, seal, Segment};
+use starling_core::time::DAY_SECS;
+use worker::{Bucket, D1Database, Env};
+
+use crate::env;
+use crate::error::ApiError;
+use crate::store::{archive, d1, retention};
+
+/// Tenants whose days to seal are looked up in one D1 batch.
+const TENANTS_PER_BATCH: usize = 50;
+
+/// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days; returns a report (also logged).
+pub async fn seal(env: &Env) -> Value {
+    let budget: usize = env::var(env, env::SEGMENT_SEAL_DAYS_PER_RUN)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if budget == 0 {
+        return Value::Null;
+    }
+    let now = crate::clock::now_secs();
+    let (mut sealed, mut bytes, mut failures) = (0usize, 0usize, Vec::new());
+    let mut error = None;
+    match retention::tasks(env).await {
+        Err(e) => error = Some(e.to_string()),
+        Ok(tasks) => {
+            let tasks: Vec<_> = tasks.into_iter().filter(|t| !t.erased).collect();
+            'all: for chunk in tasks.chunks(TENANTS_PER_BATCH) {
+                // One batch per database among the chunk's tenants.
+                let mut by_db: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+                for t in chunk {
+                    by_db
+                        .entry(t.database.as_deref().unwrap_or(env::DB))
+                        .or_default()
+                        .push(&t.tenant_id);
+                }
+                for (binding, tenants) in by_db {
+                    let left = budget - sealed;
+                    let found = days_to_seal(env, binding, &tenants, now, left).await;
+                    let (db, rows) = match found {
+                        Ok(x) => x,
+                        Err(e) => {
+                            failures.push(
+                                serde_json::json!({"database": binding, "error": e.to_string()}),
+                            );
+                            continue;
+                        }
+                    };
+                    let bucket = match archive::bucket(env) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            break 'all;
+                        }
+                    };
+                    for (tenant, days) in tenants.iter().zip(rows) {
+                        for r in days {
+                            if sealed >= budget {
+                                break 'all;
+                            }
+                            let Some(day) = starling_core::sql::int(r.get("day")) else {
+                                continue;
+                            };
+                            match seal_day(&db, &bucket, tenant, day).await {
+                                Ok(n) => {
+                                    sealed += 1;
+                                    bytes += n;
+                                }
+                                Err(e) => failures.push(serde_json::json!({
+                                    "tenant_id": tenant, "day": day, "error": e.to_string()
+                                })),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let report = serde_json::json!({
+        "days_sealed": sealed,
+        "bytes": bytes,
+        "failures": failures,
+        "error": error,
+    });
+    let level = if error.is_some() || !report["failures"].as_array().is_some_and(Vec::is_empty) {
+        crate::log::Level::Error
+    } else {
+        crate::log::Level::Info
+    };
+    crate::log::event(level, "cron_segments", &report);
+    report
+}
+
+/// The days to seal of `tenants` in database `binding`, one row set per tenant.
+async fn days_to_seal(
+    env: &Env,
+    binding: &str,
+    tenants: &[&str],
+    now: i64,
+    limit: usize,
+) -> worker::Result<(D1Database, Vec<Vec<serde_json::Map<String, Value>>>)> {
+    let db = d1::named(env, binding)?;
+    let statements: Vec<_> = tenants
+        .iter()
+        .map(|t| seal::days_to_seal(t, now, limit as i64))
+        .collect();
+    let rows = d1::rows_batch(&db, &statements).await?;
+    Ok((db, rows))
+}
+
+/// Seals one day: reads its version and visit rows in one batch (one transaction), writes the
+/// object, records the version. Returns the object's size.
+async fn seal_day(
+    db: &D1Database,
+    bucket: &Bucket,
+    tenant: &str,
+    day: i64,
+) -> worker::Result<usize> {
+    let read = d1::rows_batch(db, &seal::read_day(tenant, day)).await?;
+    let version = seal::version_of(&read[1]);
+    let rows =
+        seal::rows_of(&read[2], &read[3]).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let blob = segment::encode(day.div_euclid(DAY_SECS), &rows)
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let size = blob.len();
+    bucket
+        .put(seal::object_key(tenant, day), blob)
+        .execute()
+        .await?;
+    d1::run_counting(
+        db,
+        &[seal::mark_sealed(tenant, day, version, size, rows.len())],
+    )
+    .await?;
+    Ok(size)
+}
+
+/// Whether filtered top lists read sealed days from segments (`SEGMENT_READS=1`; off by default).
+pub fn reads_enabled(env: &Env) -> bool {
+    env::var(env, env::SEGMENT_READS).as_deref() == Some("1")
+}
+
+/// A filtered top list from the sealed days' segments plus SQL for the other days
+/// (`query::ScanRoute`). A sealed day whose object is missing or does not decode is read by SQL
+/// instead. Returns the response and the number of days read from segments.
+pub async fn answer(
+    env: &Env,
+    db: &D1Database,
+    tenant: &str,
+    plan: &Plan,
+    route: &ScanRoute,
+) -> Result<(Output, usize), ApiError> {
+    let (first, end) = route.days();
+    // Where the time goes, logged per request (workerd's clock advances at I/O only: the CPU-bound
+    // decode and scan show up inside the next I/O phase or not at all).
+    let clock = crate::clock::now_ms;
+    let t0 = clock();
+    let listed = d1::rows(db, &seal::sealed_days(tenant, first, end)).await?;
+    let t1 = clock();
+    let days: Vec<(i64, i64)> = listed
+        .iter()
+        .filter_map(|r| {
+            let int = |c| starling_core::sql::int(r.get(c));
+            Some((int("day")?, int("sealed")?))
+        })
+        .collect();
+    let bucket = archive::bucket(env)?;
+    // Objects this isolate read before (same day and version) are reused; the others are fetched.
+    let reads = days.iter().map(|&(d, version)| {
+        let key = seal::object_key(tenant, d);
+        let bucket = &bucket;
+        async move {
+            if let Some(hit) = CACHE.with(|c| c.borrow().get(&key, version)) {
+                return Some(hit);
+            }
+            let blob = Rc::new(read_object(bucket, key.clone()).await.ok().flatten()?);
+            CACHE.with(|c| c.borrow_mut().put(key, version, blob.clone()));
+            Some(blob)
+        }
+    });
+    let blobs: Vec<Option<Rc<Vec<u8>>>> = join_all(reads).await;
+    let days: Vec<i64> = days.into_iter().map(|(d, _)| d).collect();
+    let mut sealed = Vec::new();
+    let mut segments = Vec::new();
+    for (day, blob) in days.iter().zip(&blobs) {
+        match blob.as_deref().map(|b| Segment::decode(b)) {
+            Some(Ok(seg)) if seg.day() * DAY_SECS == *day => {
+                sealed.push(*day);
+                segments.push(seg);
+            }
+            other => crate::log::event(
+                crate::log::Level::Warn,
+                "segment_unreadable",
+                &serde_json::json!({
+                    "tenant_id": tenant, "day": day,
+                    "error": match other {
+                        None => "missing".to_owned(),
+                        Some(Err(e)) => e.to_string(),
+                        Some(Ok(_)) => "wrong day".to_owned(),
+                    },
+                }),
+            ),
+        }
+    }
+    let t2 = clock();
+    let scanned = segment::scan(&segments, route.query())
+        .map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))?;
+    let statements = route.sql(&sealed);
+    let rows = if statements.is_empty() {
+        Vec::new()
+    } else {
+        d1::rows_batch(db, &statements).await?
+    };
+    let t3 = clock();
+    crate::log::event(
+        crate::log::Level::Info,
+        "segment_read",
+        &serde_json::json!({
+            "tenant_id": tenant, "days": sealed.len(), "bytes": blobs.iter().flatten().map(|b| b.len()).sum::<usize>(),
+            "list_ms": t1 - t0, "fetch_decode_ms": t2 - t1, "scan_sql_ms": t3 - t2,
+        }),
+    );
+    Ok((route.assemble(plan, scanned, rows)?, sealed.len()))
+}
+
+/// Segment objects this isolate has read, oldest first, at most [`CACHE_BYTES`] in all. An entry is
+/// used only for the same day and version (`segment_days.sealed`), so a resealed day is fetched again.
+struct ObjectCache {
+    entries: VecDeque<(String, i64, Rc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+/// What the isolate keeps of segment objects (the largest tenant of the 10M set: 24 MB for 28 days).
+const CACHE_BYTES: usize = 32 << 20;
+
+thread_local! {
+    static CACHE: RefCell<ObjectCache> = const {
+        RefCell::new(ObjectCache { entries: VecDeque::new(), bytes: 0 })
+    };
+}
+
+impl ObjectCache {
+    fn get(&self, key: &str, version: i64) -> Option<Rc<Vec<u8>>> {
+        self.entries
+            .iter()
+            .find(|(k, v, _)| k == key && *v == version)
+            .map(|(_, _, b)| b.clone())
+    }
+
+    fn put(&mut self, key: String, version: i64, blob: Rc<Vec<u8>>) {
+        if blob.len() > CACHE_BYTES {
+            return;
+        }
+        if let Some(at) = self.entries.iter().position(|(k, _, _)| *k == key) {
+            if let Some((_, _, old)) = self.entries.remove(at) {
+                self.bytes -= old.len();
+            }
+        }
+        self.bytes += blob.len();
+        self.entries.push_back((key, version, blob));
+        while self.bytes > CACHE_BYTES {
+            match self.entries.pop_front() {
+                Some((_, _, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+async fn read_object(bucket: &Bucket, key: String) -> worker::Result<Option<Vec<u8>>> {
+    let Some(object) = bucket.get(key).execute().await? else {
+        return Ok(None);
+    };
+    match object.body() {
+        Some(body) => Ok(Some(body.bytes().await?)),
+        None => Ok(None),
+    }
+}

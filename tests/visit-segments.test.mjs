@@ -1,0 +1,155 @@
+// Visit segments end to end (issue #11, copy mode) against the real local runtime: with
+// SEGMENT_SEAL_DAYS_PER_RUN set, the hourly cron seals each closed UTC day of a tenant's visits into one
+// R2 object (`segments/{tenant}/{YYYY-MM-DD}/visits`) and records it in `segment_days`; a late event of a
+// sealed day makes it stale until the next run seals it again; erasure removes the objects and rows.
+// With SEGMENT_READS=1 a filtered top list reads the sealed days from the segments and the other days
+// from the visit rows, with the same answer.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startWorker } from './lib/worker.mjs';
+
+let w;
+before(async () => {
+  w = await startWorker({
+    fastQueues: true,
+    extraArgs: ['--var', 'SEGMENT_SEAL_DAYS_PER_RUN:20', '--var', 'SEGMENT_READS:1'],
+  });
+});
+after(async () => {
+  await w?.stop();
+});
+
+const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+const DAY_MS = 86_400_000;
+const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
+const startOfToday = () => Date.now() - (Date.now() % DAY_MS);
+
+const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
+
+function row({ session, path, ts, ua = UA, referrer = '' }) {
+  return JSON.stringify({
+    timestamp: new Date(ts).toISOString(),
+    action: 'page_hit',
+    version: '1',
+    session_id: session,
+    tenant_id: 'ignored',
+    domain: 'site.example',
+    payload: JSON.stringify({ 'user-agent': ua, locale: 'en-US', referrer, pathname: path, href: `https://site.example${path}` }),
+  });
+}
+
+async function call(method, path, { body, token = w.adminToken } = {}) {
+  const r = await w.fetch(path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: r.status, text: r.body };
+}
+const ingest = (tenant, rows) => call('POST', '/v0/events?name=analytics_events', { body: rows.join('\n'), token: w.token(tenant) });
+const days = (tenant) => w.d1(`SELECT day, version, sealed, visits FROM segment_days WHERE tenant_id = '${tenant}' ORDER BY day`);
+const count = (sql) => w.d1(sql)[0].n;
+const cron = async () => {
+  const fired = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
+  assert.equal(fired.status, 200, fired.body);
+};
+
+test('the hourly cron seals closed days, a late event makes a day stale until the next run, erasure removes them', async () => {
+  const created = await call('POST', '/v0/admin/tenants', { body: { tenant_id: 'segco', plan: 'pro' } });
+  assert.equal(created.status, 201, created.text);
+  const d3 = startOfToday() - 3 * DAY_MS + 3_600_000;
+  const d2 = startOfToday() - 2 * DAY_MS + 7_200_000;
+  const sent = await ingest('segco', [
+    row({ session: 'a', path: '/a', ts: d3 }),
+    row({ session: 'a', path: '/b', ts: d3 + 60_000 }),
+    row({ session: 'b', path: '/c', ts: d3 + 120_000 }),
+    row({ session: 'c', path: '/d', ts: d2 }),
+    row({ session: 'now', path: '/now', ts: Date.now() - 60_000 }),
+  ]);
+  assert.equal(sent.status, 202, sent.text);
+  assert.equal((await ingest('segother', [row({ session: 'o', path: '/o', ts: d3 })])).status, 202);
+  await w.until(() => count("SELECT count(*) AS n FROM sessions WHERE tenant_id IN ('segco', 'segother')") === 5, {
+    what: 'fixtures rolled up',
+  });
+
+  await cron();
+  const day3 = Math.floor(d3 / DAY_MS) * 86_400;
+  const day2 = Math.floor(d2 / DAY_MS) * 86_400;
+  await w.until(() => days('segco').length === 2 && days('segco').every((d) => d.sealed === d.version), {
+    what: 'two closed days sealed',
+  });
+  assert.deepEqual(
+    days('segco').map((d) => [d.day, d.visits]),
+    [
+      [day3, 2],
+      [day2, 1],
+    ],
+    'today is not closed; three days ago had two visits',
+  );
+  assert.deepEqual(w.r2Keys('segments/segco/'), [`segments/segco/${dayOf(d3)}/visits`, `segments/segco/${dayOf(d2)}/visits`]);
+  assert.deepEqual(w.r2Keys('segments/segother/'), [`segments/segother/${dayOf(d3)}/visits`]);
+
+  // A late page of visit `a` (same session, same day): its rows change, the day is stale.
+  assert.equal((await ingest('segco', [row({ session: 'a', path: '/late', ts: d3 + 180_000 })])).status, 202);
+  await w.until(() => days('segco')[0].version > days('segco')[0].sealed, { what: 'the late event marks the day stale' });
+  assert.equal(days('segco')[1].sealed, days('segco')[1].version, 'the other day stays current');
+  await cron();
+  await w.until(() => days('segco').every((d) => d.sealed === d.version), { what: 'the next run seals it again' });
+
+  const erased = await call('DELETE', '/v0/admin/tenants/segco');
+  assert.equal(erased.status, 200, erased.text);
+  assert.deepEqual(w.r2Keys('segments/segco/'), []);
+  assert.deepEqual(days('segco'), []);
+  assert.deepEqual(w.r2Keys('segments/segother/'), [`segments/segother/${dayOf(d3)}/visits`], 'the neighbour keeps its own');
+});
+
+test('a filtered top list reads sealed days from segments and the rest from SQL, with the same answer', async () => {
+  const t = 'segread';
+  const at = (daysAgo, minutes) => startOfToday() - daysAgo * DAY_MS + 3_600_000 + minutes * 60_000;
+  const rows = [];
+  const refs = ['', 'https://news.ycombinator.com/', 'https://www.google.com/', 'https://t.co/x'];
+  let n = 0;
+  for (const daysAgo of [4, 3, 2, 0]) {
+    for (let i = 0; i < 6; i++) {
+      const s = `${daysAgo}-${i}`;
+      const ua = i % 3 === 2 ? FIREFOX : UA;
+      const referrer = refs[(i + daysAgo) % refs.length];
+      rows.push(row({ session: s, path: '/', ts: at(daysAgo, i), ua, referrer }));
+      if (i % 2 === 0) rows.push(row({ session: s, path: '/pricing', ts: at(daysAgo, i) + 30_000, ua, referrer }));
+      n++;
+    }
+  }
+  assert.equal((await ingest(t, rows)).status, 202);
+  await w.until(() => count(`SELECT count(*) AS n FROM sessions WHERE tenant_id = '${t}'`) === n, { what: 'fixtures' });
+  const reader = w.token(t, 'read');
+  const top = async (limit) => {
+    const r = await w.fetch(
+      `/v0/pipes/top_sources.json?date_from=${dayOf(at(5, 0))}&date_to=${dayOf(Date.now())}&browser=chrome&limit=${limit}`,
+      { headers: { Authorization: `Bearer ${reader}` } },
+    );
+    assert.equal(r.status, 200, r.body);
+    return { data: JSON.parse(r.body).data, path: r.headers.get('x-query-path'), days: r.headers.get('x-segment-days') };
+  };
+  const before = await top(1000);
+  assert.equal(before.days, '0', 'nothing sealed yet: all from SQL');
+  assert.equal(
+    before.data.reduce((a, r) => a + r.visits, 0),
+    16,
+    'the chrome visits of the range (four of six a day, four days)',
+  );
+  await cron();
+  await w.until(() => days(t).length === 3 && days(t).every((d) => d.sealed === d.version), { what: 'three days sealed' });
+  const after = await top(999);
+  assert.equal(after.path, 'segments');
+  assert.equal(after.days, '3', 'three sealed days from segments, today from SQL');
+  assert.deepEqual(after.data, before.data);
+  // A late chrome visit on a sealed day: that day is stale, read from SQL, and the answer counts it.
+  assert.equal((await ingest(t, [row({ session: 'late', path: '/', ts: at(3, 30) })])).status, 202);
+  await w.until(() => days(t).some((d) => d.version > d.sealed), { what: 'stale day' });
+  const late = await top(998);
+  assert.equal(late.days, '2');
+  assert.equal(
+    late.data.reduce((a, r) => a + r.visits, 0),
+    17,
+  );
+});
