@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
+use starling_core::claims::TenantId;
 use starling_core::segment::{encode, seal, PageRow, Segment, VisitRow};
 use starling_core::sql::Statement;
 
@@ -186,12 +187,19 @@ fn the_cron_seals_closed_days_with_every_page_of_their_visits() {
     }
     assert!(days(&conn, &seal::days_to_seal("ta", NOW, 100)).is_empty());
     assert_eq!(
-        days(&conn, &seal::sealed_days("ta", D0, D0 + 10 * DAY)),
+        days(
+            &conn,
+            &seal::sealed_days(&TenantId::for_tests("ta").unwrap(), D0, D0 + 10 * DAY)
+        ),
         closed
     );
     // The other tenant is untouched.
     assert_eq!(days(&conn, &seal::days_to_seal("tb", NOW, 100)), closed);
-    assert!(days(&conn, &seal::sealed_days("tb", D0, D0 + 10 * DAY)).is_empty());
+    assert!(days(
+        &conn,
+        &seal::sealed_days(&TenantId::for_tests("tb").unwrap(), D0, D0 + 10 * DAY)
+    )
+    .is_empty());
     let key = seal::object_key("ta", D0);
     assert_eq!(key, "segments/ta/2025-03-27/visits");
 }
@@ -266,7 +274,11 @@ fn any_write_to_a_sealed_days_visit_rows_makes_it_stale_for_that_tenant_and_day_
             days(&conn, &seal::days_to_seal("tb", NOW, 100)).is_empty(),
             "{what}"
         );
-        assert!(!days(&conn, &seal::sealed_days("ta", D0, NOW)).contains(&day1));
+        assert!(!days(
+            &conn,
+            &seal::sealed_days(&TenantId::for_tests("ta").unwrap(), D0, NOW)
+        )
+        .contains(&day1));
     }
     // A write landing while the day is encoded: the version read is older, so it stays stale.
     seal_day(&mut conn, "ta", day1, |c| {
@@ -298,7 +310,10 @@ fn erasure_and_retention_reach_the_sealed_days() {
         common::exec(&conn, &s);
     }
     assert_eq!(
-        days(&conn, &seal::sealed_days("ta", 0, NOW)),
+        days(
+            &conn,
+            &seal::sealed_days(&TenantId::for_tests("ta").unwrap(), 0, NOW)
+        ),
         [D0 + 2 * DAY, D0 + 3 * DAY]
     );
     for s in starling_core::lifecycle::erase("ta") {

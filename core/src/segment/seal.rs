@@ -12,7 +12,8 @@
 use serde_json::{Map, Value};
 
 use super::{PageRow, SegmentError, VisitRow};
-use crate::sql::{count, Statement};
+use crate::claims::TenantId;
+use crate::sql::{count, Statement, TenantSql};
 use crate::time::{day_string, DAY_SECS};
 
 /// A day is sealed once this many seconds have passed since its end: its visits are closed (open
@@ -180,10 +181,12 @@ pub fn mark_sealed(
 /// The tenant's days in `[start, end)` (UTC day starts) whose object is current, with the version it
 /// holds (`day`, `sealed`): a scan may answer for them instead of the visit rows, and a copy of the
 /// object read earlier is current while its version is.
-pub fn sealed_days(tenant_id: &str, start: i64, end: i64) -> Statement {
-    Statement::new(
-        "SELECT day, sealed FROM segment_days WHERE tenant_id = ? AND day >= ? AND day < ? \
-         AND sealed = version ORDER BY day",
-        vec![tenant_id.into(), start.into(), end.into()],
-    )
+pub fn sealed_days(tenant: &TenantId, start: i64, end: i64) -> Statement {
+    let mut q = TenantSql::new(tenant);
+    q.push("SELECT day, sealed")
+        .from("segment_days", "")
+        .bind(" AND day >= ?", start)
+        .bind(" AND day < ?", end)
+        .push(" AND sealed = version ORDER BY day");
+    q.finish()
 }

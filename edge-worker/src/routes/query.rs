@@ -84,8 +84,14 @@ pub async fn get_pipe(
             };
             match route {
                 Some(route) => {
-                    let (out, days) =
-                        segments::answer(env, &db, caller.tenant.as_str(), &plan, &route).await?;
+                    let (out, days) = segments::answer(
+                        env,
+                        &db,
+                        (&caller.tenant, caller.state.generation()),
+                        &plan,
+                        &route,
+                    )
+                    .await?;
                     segment_days = Some(days);
                     (out, false)
                 }

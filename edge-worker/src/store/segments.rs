@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 use serde_json::Value;
+use starling_core::claims::TenantId;
 use starling_core::query::{Output, Plan, ScanRoute};
 use starling_core::segment::{self, seal, Segment};
 use starling_core::time::DAY_SECS;
@@ -165,7 +166,7 @@ pub fn reads_enabled(env: &Env) -> bool {
 pub async fn answer(
     env: &Env,
     db: &D1Database,
-    tenant: &str,
+    (tenant, generation): (&TenantId, i64),
     plan: &Plan,
     route: &ScanRoute,
 ) -> Result<(Output, usize), ApiError> {
@@ -185,15 +186,18 @@ pub async fn answer(
         .collect();
     let bucket = archive::bucket(env)?;
     // Objects this isolate read before (same day and version) are reused; the others are fetched.
+    // The copies are keyed by the tenant's generation too: an erased and re-created tenant starts its
+    // days' versions again from 0, and must never be answered from its previous generation's objects.
     let reads = days.iter().map(|&(d, version)| {
-        let key = seal::object_key(tenant, d);
+        let key = seal::object_key(tenant.as_str(), d);
+        let cached = format!("{generation}/{key}");
         let bucket = &bucket;
         async move {
-            if let Some(hit) = CACHE.with(|c| c.borrow().get(&key, version)) {
+            if let Some(hit) = CACHE.with(|c| c.borrow().get(&cached, version)) {
                 return Some(hit);
             }
-            let blob = Rc::new(read_object(bucket, key.clone()).await.ok().flatten()?);
-            CACHE.with(|c| c.borrow_mut().put(key, version, blob.clone()));
+            let blob = Rc::new(read_object(bucket, key).await.ok().flatten()?);
+            CACHE.with(|c| c.borrow_mut().put(cached, version, blob.clone()));
             Some(blob)
         }
     });
@@ -211,7 +215,7 @@ pub async fn answer(
                 crate::log::Level::Warn,
                 "segment_unreadable",
                 &serde_json::json!({
-                    "tenant_id": tenant, "day": day,
+                    "tenant_id": tenant.as_str(), "day": day,
                     "error": match other {
                         None => "missing".to_owned(),
                         Some(Err(e)) => e.to_string(),
@@ -235,7 +239,7 @@ pub async fn answer(
         crate::log::Level::Info,
         "segment_read",
         &serde_json::json!({
-            "tenant_id": tenant, "days": sealed.len(), "bytes": blobs.iter().flatten().map(|b| b.len()).sum::<usize>(),
+            "tenant_id": tenant.as_str(), "days": sealed.len(), "bytes": blobs.iter().flatten().map(|b| b.len()).sum::<usize>(),
             "list_ms": t1 - t0, "fetch_decode_ms": t2 - t1, "scan_sql_ms": t3 - t2,
         }),
     );
