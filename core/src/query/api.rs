@@ -23,9 +23,12 @@
 //! (plus `event:hostname`), reads the property cells (`pr` for the visits and visitors, `pe` for the
 //! events: rows per day and value); every other property query reads `session_props` (cost grows with
 //! the visits that carried properties). `event:props` as a dimension lists the property keys. With an
-//! `event:goal` filter or dimension, properties are those of the goal's own events
-//! (`session_goal_props`): a goal's conversions that carried the value, not a visit's other events'
-//! properties (as Plausible counts them).
+//! `event:goal` filter or dimension, properties are those of the goal's own events: a goal's
+//! conversions that carried the value, not a visit's other events' properties (as Plausible counts
+//! them). One goal (`is`, one value) by one key, without time buckets or `visit_duration`, unfiltered
+//! or filtered by one value of the same key (plus `event:hostname`), reads the goal property cells
+//! (`gp`: rows per day, goal and value); every other goal × property query reads
+//! `session_goal_props` (cost grows with the conversions that carried properties).
 //!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
