@@ -1339,11 +1339,11 @@ fn prop_slice<'a>(
 
 /// The goal property cells' value ([`dim::GOAL_PROP`]) of a breakdown by the property `key SEP`
 /// (`prefix`) under one goal, the key's stem `goal SEP key SEP` and the domain, if these filters
-/// allow one: exactly one `is` filter of
-/// one goal (case-sensitive, as `session_goal_props.goal = ?`), at most one `is` filter of one value
-/// on the same property (`goal SEP key SEP value`; else the key's stem `goal SEP key SEP`) and at most
-/// one `is` filter of one `event:hostname` (the visit's domain, as `session_goal_props.domain`);
-/// anything else is `None` (the exact `session_goal_props` plan).
+/// allow one: exactly one `is` filter of one goal (case-sensitive, as `session_goal_props.goal =
+/// ?`), at most one `is` filter of one value on the same property (`goal SEP key SEP value`; else
+/// the value is the key's stem) and at most one `is` filter of one `event:hostname` (the visit's
+/// domain, as `session_goal_props.domain`); anything else is `None` (the exact `session_goal_props`
+/// plan).
 fn goal_prop_value<'a>(
     filters: &'a [Filter],
     prefix: &str,
