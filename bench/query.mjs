@@ -126,6 +126,7 @@ const API = GOALS
           filters: [['is', 'event:goal', ['Signup']]],
           ...r,
         }),
+        native: 'goals: one goal × event:props:plan',
       },
       {
         name: 'funnel_4',

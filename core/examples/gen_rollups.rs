@@ -634,6 +634,26 @@ fn time_queries(a: &Args, tenants: &str) {
                         "date_range": [from, to]}),
                 ),
                 (
+                    "goals: one goal × event:props:plan, every metric but visit_duration, one value, previous_period",
+                    serde_json::json!({"metrics": ["visitors", "visits", "pageviews", "bounce_rate",
+                        "views_per_visit", "conversions", "events"],
+                        "dimensions": ["event:props:plan"],
+                        "filters": [["is", "event:goal", ["Signup"]], ["is", "event:props:plan", ["pro"]]],
+                        "date_range": [from, to], "include": {"comparisons": {"mode": "previous_period"}}}),
+                ),
+                (
+                    "goals: one goal × event:props:plan +01:00 (edge hours from session_goal_props)",
+                    serde_json::json!({"metrics": ["visitors", "events"],
+                        "dimensions": ["event:props:plan"], "filters": [["is", "event:goal", ["Signup"]]],
+                        "date_range": [from, to]}),
+                ),
+                (
+                    "goals: one goal × event:props:plan with visit_duration (session_goal_props, the plan before gp cells)",
+                    serde_json::json!({"metrics": ["visitors", "events", "visit_duration"],
+                        "dimensions": ["event:props:plan"], "filters": [["is", "event:goal", ["Signup"]]],
+                        "date_range": [from, to]}),
+                ),
+                (
                     "props: the key list (event:props)",
                     serde_json::json!({"metrics": ["visitors", "events"],
                         "dimensions": ["event:props"], "date_range": [from, to]}),

@@ -1,7 +1,8 @@
 //! Custom properties: the scalar entries of an event's payload (after masking, without the tracker's
 //! own keys), counted per visit in `session_props` (`key U+001F value`), for `event:props:<key>`
 //! breakdowns and filters, and in the rollup cells of dimensions `pr` / `pe`
-//! (`crate::rollup::visits::dim::PROP`), which answer a breakdown by one key. The caps below are what
+//! (`crate::rollup::visits::dim::PROP`), which answer a breakdown by one key, and per goal in those of
+//! dimension `gp` (`crate::rollup::visits::dim::GOAL_PROP`). The caps below are what
 //! keeps those cells and each visitor-day's state bounded (without them, a random value per page hit
 //! would multiply the rollup rows).
 //!

@@ -23,9 +23,12 @@
 //! (plus `event:hostname`), reads the property cells (`pr` for the visits and visitors, `pe` for the
 //! events: rows per day and value); every other property query reads `session_props` (cost grows with
 //! the visits that carried properties). `event:props` as a dimension lists the property keys. With an
-//! `event:goal` filter or dimension, properties are those of the goal's own events
-//! (`session_goal_props`): a goal's conversions that carried the value, not a visit's other events'
-//! properties (as Plausible counts them).
+//! `event:goal` filter or dimension, properties are those of the goal's own events: a goal's
+//! conversions that carried the value, not a visit's other events' properties (as Plausible counts
+//! them). One goal (`is`, one value) by one key, without time buckets or `visit_duration`, unfiltered
+//! or filtered by one value of the same key (plus `event:hostname`), reads the goal property cells
+//! (`gp`: rows per day, goal and value); every other goal × property query reads
+//! `session_goal_props` (cost grows with the conversions that carried properties).
 //!
 //! Cost: with no filter, or with one `is` filter of one value (plus `event:hostname`), on the
 //! dimension grouped by or with a time or no dimension, the plan reads only the visit rollups (rows per
@@ -144,8 +147,9 @@ struct ApiShape {
     rollups: bool,
     /// Where a goal query's events and revenue are.
     goal_sums: GoalSource,
-    /// Grouped by a property: keys are `key SEP value`, shown as the value.
-    prop_key: bool,
+    /// Grouped by a property: keys are this stem (`key SEP`, or from goal property cells `goal SEP
+    /// key SEP`) and the value, shown as the value.
+    prop_stem: Option<String>,
     /// The statements holding the visitors of the same query without its goal filters
     /// (`conversion_rate`'s divisor) for the main period and the comparison, keyed like statement 0
     /// (`''` when grouped by goal or not grouped).
@@ -165,6 +169,9 @@ enum GoalSource {
     /// In property-event rollup cells ([`dim::PROP_EVENTS`], keyed `key SEP value` like the groups,
     /// events in `visits`): the statements at these indexes, for the main period and the comparison.
     PropCells(usize, Option<usize>),
+    /// In the groups' own rows, read from goal property cells ([`dim::GOAL_PROP`]): the goal's events
+    /// that carried the value are in their `duration` column.
+    GoalPropCells,
 }
 
 #[derive(Debug, Clone)]
@@ -977,7 +984,30 @@ pub fn plan_query_with_segments(
         GoalSource::None
     };
     let mut divisor_at = None;
-    let slice = if prop_query {
+    // One goal's property breakdown (no time buckets, no visit_duration: those cells hold the goal's
+    // events in its place): the goal property cells' value (`goal SEP key SEP [value]`), the key's
+    // stem (`goal SEP key SEP`) and the domain. Every other goal × property query reads
+    // `session_goal_props`.
+    let goal_prop = prop_prefix
+        .as_deref()
+        .filter(|_| {
+            goal_filtered
+                && grain.is_none()
+                && group == Some(Dimension::Prop)
+                && !metrics.contains(&"visit_duration")
+        })
+        .and_then(|key| goal_prop_value(&filters, key));
+    let slice = if let Some((value, stem, domain)) = &goal_prop {
+        let mut s = Slice::new(
+            tenant,
+            dim::GOAL_PROP,
+            Some(value.as_str()),
+            *domain,
+            req.now_secs,
+        );
+        s.key_prefix = value == stem;
+        Some(s)
+    } else if prop_query {
         // A property breakdown (no goal, no time buckets) from the property cells; every other
         // property query reads `session_props`.
         prop_prefix
@@ -1057,7 +1087,10 @@ pub fn plan_query_with_segments(
                         (at, comparison.map(|_| at + 1))
                     };
                     goal_sums = GoalSource::None;
-                    if slice.dim == dim::PROP {
+                    if slice.dim == dim::GOAL_PROP {
+                        // A goal property value's events: in its own cells' `duration`.
+                        goal_sums = GoalSource::GoalPropCells;
+                    } else if slice.dim == dim::PROP {
                         // A property value's events: its property-event cells.
                         if metrics.contains(&"events") {
                             let cells = Slice {
@@ -1182,7 +1215,10 @@ pub fn plan_query_with_segments(
             query,
             rollups: uses_rollups,
             goal_sums,
-            prop_key: prop_prefix.is_some(),
+            prop_stem: match goal_prop {
+                Some((_, stem, _)) => Some(stem),
+                None => prop_prefix,
+            },
             divisor: divisor_at,
         },
     })
@@ -1299,6 +1335,51 @@ fn prop_slice<'a>(
     let mut s = Slice::new(tenant, dim::PROP, value.or(Some(prefix)), domain, now);
     s.key_prefix = value.is_none();
     Some(s)
+}
+
+/// The goal property cells' value ([`dim::GOAL_PROP`]) of a breakdown by the property `key SEP`
+/// (`prefix`) under one goal, the key's stem `goal SEP key SEP` and the domain, if these filters
+/// allow one: exactly one `is` filter of one goal (case-sensitive, as `session_goal_props.goal =
+/// ?`), at most one `is` filter of one value on the same property (`goal SEP key SEP value`; else
+/// the value is the key's stem) and at most one `is` filter of one `event:hostname` (the visit's
+/// domain, as `session_goal_props.domain`); anything else is `None` (the exact `session_goal_props`
+/// plan).
+fn goal_prop_value<'a>(
+    filters: &'a [Filter],
+    prefix: &str,
+) -> Option<(String, String, Option<&'a str>)> {
+    let (mut goal, mut domain, mut value) = (None, None, None);
+    for f in filters {
+        let Filter::Leaf {
+            op: Op::Is,
+            dim,
+            values,
+            case_sensitive: true,
+        } = f
+        else {
+            return None;
+        };
+        let [v] = values.as_slice() else {
+            return None;
+        };
+        let slot = match dim {
+            Dimension::Host | Dimension::GoalHost => &mut domain,
+            // A goal name holds no SEP (`crate::goals`): one that does names no goal.
+            Dimension::Goal if !v.contains(crate::rollup::visits::SEP) => &mut goal,
+            // A value of the grouped key (`key SEP value`); another key's is not in these cells.
+            Dimension::Prop if v.starts_with(prefix) => &mut value,
+            _ => return None,
+        };
+        if slot.replace(v.as_str()).is_some() {
+            return None;
+        }
+    }
+    let stem = format!("{}{}{prefix}", goal?, crate::rollup::visits::SEP);
+    let value = match value {
+        Some(v) => format!("{}{}{v}", goal?, crate::rollup::visits::SEP),
+        None => stem.clone(),
+    };
+    Some((value, stem, domain))
 }
 
 /// The exact visit-level statement for any filters: groups of `k` with the five measures.
@@ -1658,6 +1739,21 @@ fn prop_cell_sums(rows: &[Map<String, Value>]) -> BTreeMap<String, GoalSums> {
         .collect()
 }
 
+/// A goal property value's events from its goal property cells' groups ([`dim::GOAL_PROP`], the
+/// events in `duration`).
+fn goal_prop_sums(rows: &[Map<String, Value>]) -> BTreeMap<String, GoalSums> {
+    rows.iter()
+        .map(|r| {
+            let k = r.get("k").and_then(Value::as_str).unwrap_or_default();
+            let sums = GoalSums {
+                events: crate::sql::count(r.get("duration")),
+                ..GoalSums::default()
+            };
+            (k.to_owned(), sums)
+        })
+        .collect()
+}
+
 /// What the goal metrics of a row read besides its measures: its events and revenue and the
 /// visitors of its conversion rate's divisor.
 #[derive(Default)]
@@ -1789,6 +1885,12 @@ pub fn assemble_query(
         goal.sums = prop_cell_sums(&take(at));
         goal_cmp.sums = cmp.map(|i| prop_cell_sums(&take(i))).unwrap_or_default();
     }
+    if s.goal_sums == GoalSource::GoalPropCells {
+        goal.sums = goal_prop_sums(results.first().map(Vec::as_slice).unwrap_or_default());
+        if s.comparison {
+            goal_cmp.sums = goal_prop_sums(results.get(1).map(Vec::as_slice).unwrap_or_default());
+        }
+    }
     if s.goal_sums == GoalSource::Rows {
         goal.sums = goal_sums(results.first().map(Vec::as_slice).unwrap_or_default());
         if s.comparison {
@@ -1861,9 +1963,11 @@ pub fn assemble_query(
         .take(s.limit as usize)
         .map(|(key, m, cmp)| {
             let dims: Vec<Value> = if s.dimension.is_some() {
-                let shown = if s.prop_key {
-                    key.split_once(crate::rollup::visits::SEP)
-                        .map_or(key.as_str(), |(_, v)| v)
+                let shown = if let Some(stem) = &s.prop_stem {
+                    key.strip_prefix(stem.as_str()).unwrap_or_else(|| {
+                        key.split_once(crate::rollup::visits::SEP)
+                            .map_or(key.as_str(), |(_, v)| v)
+                    })
                 } else {
                     key.as_str()
                 };

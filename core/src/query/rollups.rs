@@ -58,7 +58,8 @@ pub(crate) struct Slice<'a> {
     pub(crate) hourly_from: i64,
     /// With [`dim::PROP`] or [`dim::PROP_EVENTS`]: `value` is a property key's `key SEP` and the slice
     /// holds every value of that key (`value` from `key SEP` up to `key ' '`, SEP sorting before
-    /// every printable character), as the `session_props` plan reads them.
+    /// every printable character), as the `session_props` plan reads them. With [`dim::GOAL_PROP`]:
+    /// `value` is `goal SEP key SEP`, every value of the key on the goal's events.
     pub(crate) key_prefix: bool,
 }
 
@@ -264,12 +265,16 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
         d if d == dim::GOAL => "s.goal",
         d if d == dim::FUNNEL => "s.step",
         d if d == dim::PROP => "s.prop",
+        d if d == dim::GOAL_PROP => "s.goal || char(31) || s.prop",
         _ => "pv.pathname",
     };
     // A goal's (a funnel step's, a property value's) visits are its `session_goals`
     // (`session_funnels`, `session_props`) rows, visits without a page hit included.
     let duration = if s.dim == dim::GOAL || s.dim == dim::FUNNEL || s.dim == dim::PROP {
         "s.duration"
+    } else if s.dim == dim::GOAL_PROP {
+        // A goal property value's cells hold the goal's events in `duration`.
+        "s.events"
     } else {
         "s.last_ts - s.first_ts"
     };
@@ -302,6 +307,7 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
             d if d == dim::GOAL => "session_goals",
             d if d == dim::FUNNEL => "session_funnels",
             d if d == dim::PROP => "session_props",
+            d if d == dim::GOAL_PROP => "session_goal_props",
             _ => "sessions",
         };
         q.from(table, "s")
@@ -311,7 +317,18 @@ fn visit_level_hours(s: &Slice, from: i64, to: i64, q: &mut TenantSql) {
     if s.dim == dim::CAMPAIGN {
         q.push(" AND s.utm_campaign <> ''");
     }
-    value_filter(q, s, value);
+    match s.value.and_then(|v| v.split_once(visits::SEP)) {
+        // `goal SEP key SEP [value]` on the table's own columns (a goal name holds no SEP).
+        Some((goal, prop)) if s.dim == dim::GOAL_PROP => {
+            q.bind(" AND s.goal = ?", goal);
+            let sub = Slice {
+                value: Some(prop),
+                ..s.clone()
+            };
+            value_filter(q, &sub, "s.prop");
+        }
+        _ => value_filter(q, s, value),
+    }
     if let Some(d) = s.domain {
         q.bind(" AND s.domain = ?", d);
     }

@@ -120,11 +120,29 @@ pub mod dim {
     /// five measure columns and a property breakdown needs six (visits, pageviews, bounces, duration,
     /// visitors and events).
     pub const PROP_EVENTS: &str = "pe";
+    /// A goal × custom property value: the visits whose events completing the goal carried the value
+    /// (value: `goal` [`super::SEP`] `key` [`super::SEP`] `value`, as `session_goal_props.goal` and
+    /// `.prop`, after the plan's caps), the goal's properties as Plausible counts them. Its cells hold
+    /// what a goal's property breakdown returns: `visits`, `pageviews`, `bounces` and the visitor
+    /// columns are the visit's, once per value, like [`PROP`] (visits without a page hit count too);
+    /// `duration` holds **the goal's events that carried the value** instead of the visit's duration
+    /// (`visit_daily` has five measure columns and the breakdown needs six: `visit_duration` of a
+    /// goal's property values is read from `session_goal_props`).
+    ///
+    /// Cost: the caps bound the values (goals × keys × values per key), so at most one row per
+    /// (day, goal, value, domain) of values actually seen, one per (hour, ...) for the [`HOURLY_DAYS`]
+    /// kept, and per visitor-day one more state entry per (goal, value, hour) the visitor's visits
+    /// carried on a goal's events: about `len(goal) + len(key) + len(value)` + 25 bytes of JSON each
+    /// (the two separators are escaped as `\u001f`, six bytes each), nothing for visitors without
+    /// goal properties.
+    ///
+    /// [`HOURLY_DAYS`]: super::HOURLY_DAYS
+    pub const GOAL_PROP: &str = "gp";
 }
 
 /// Every dimension, in the order of its integer code in the tables' `dim` column (migration 0010):
 /// the position is the code.
-const CODES: [&str; 19] = [
+const CODES: [&str; 20] = [
     dim::ALL,
     dim::SOURCE,
     dim::BROWSER,
@@ -144,6 +162,7 @@ const CODES: [&str; 19] = [
     dim::GOAL_EVENTS,
     dim::PROP,
     dim::PROP_EVENTS,
+    dim::GOAL_PROP,
 ];
 
 /// The `dim` column's value for a dimension: a one-byte integer instead of its name (0 and 1 take no
@@ -226,6 +245,11 @@ pub struct VisitState {
     /// batch on).
     #[serde(rename = "pc", default, skip_serializing_if = "std::ops::Not::not")]
     prop_cells: bool,
+    /// Whether the visit's goal properties are in its [`dim::GOAL_PROP`] cells and its visitor-day's
+    /// counts. State written before those cells existed lacks it: they were never added, so they are
+    /// not subtracted either (the visit is counted whole from its next batch on).
+    #[serde(rename = "gpc", default, skip_serializing_if = "std::ops::Not::not")]
+    goal_prop_cells: bool,
 }
 
 /// A goal's tally in a visit: (currency, events, revenue in minor units, events with revenue).
@@ -251,6 +275,7 @@ impl VisitState {
             goal_props: BTreeMap::new(),
             goal_cells: true,
             prop_cells: true,
+            goal_prop_cells: true,
         }
     }
 
@@ -482,6 +507,25 @@ impl VisitState {
                 );
             }
         }
+        // A goal's property values: the visit's measures with the goal's events that carried the
+        // value in place of the duration ([`dim::GOAL_PROP`]).
+        for (packed, events) in self.goal_prop_values() {
+            cells.add(
+                tenant,
+                dim::GOAL_PROP,
+                start,
+                packed.clone(),
+                &self.domain,
+                &[m[0], m[1], m[2], *events],
+                sign,
+            );
+        }
+    }
+
+    /// The visit's goal property values (`goal SEP key SEP value` → the goal's events that carried
+    /// it) counted in [`dim::GOAL_PROP`] cells: none for state written before them.
+    fn goal_prop_values(&self) -> impl Iterator<Item = (&String, &i64)> {
+        self.goal_props.iter().filter(|_| self.goal_prop_cells)
     }
 
     /// `sign` × this visit in its visitor-day's counts.
@@ -490,7 +534,10 @@ impl VisitState {
         let day = start - start.rem_euclid(DAY);
         let hour = (start.rem_euclid(DAY) / HOUR) as u8;
         let changes = days.entry((self.visitor.clone(), day)).or_default();
-        for (d, value) in self.visit_keys() {
+        let goal_props = self
+            .goal_prop_values()
+            .map(|(v, _)| (dim::GOAL_PROP, v.clone()));
+        for (d, value) in self.visit_keys().into_iter().chain(goal_props) {
             let key = format!("{}{SEP}{d}{SEP}{value}", self.domain);
             *changes.entry((key, hour)).or_default() += sign;
         }
@@ -851,6 +898,7 @@ pub(crate) fn statements(events: &[EnrichedEvent], prior: &PriorState, now: i64)
         }
         state.goal_cells = true;
         state.prop_cells = true;
+        state.goal_prop_cells = true;
         state.complete(e, goals, &props);
         state.tag(e, &props);
         let funnels = prior.funnels.get(&e.tenant_id).unwrap_or(&no_funnels);
