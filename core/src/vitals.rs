@@ -90,6 +90,29 @@ pub fn quantile(metric: &str, histogram: &[(i64, u64)], q: f64) -> Option<f64> {
     None
 }
 
+/// The rating (0 good, 1 needs improvement, 2 poor) of the measurement of rank ⌈q·n⌉ in a histogram
+/// given as `(bucket, rating, count)` in any order. Exact even where a bucket straddles a threshold:
+/// within a bucket, a better rating means a smaller value, so ordering by (bucket, rating) orders the
+/// measurements as their values do, while the bucket's middle ([`quantile`]) may sit on the other side
+/// of the threshold. `None` when empty.
+pub fn quantile_rating(histogram: &[(i64, u8, u64)], q: f64) -> Option<u8> {
+    let mut sorted: Vec<_> = histogram.to_vec();
+    sorted.sort_unstable();
+    let n: u64 = sorted.iter().map(|b| b.2).sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    let mut seen = 0;
+    for (_, rating, c) in sorted {
+        seen += c;
+        if seen >= rank {
+            return Some(rating);
+        }
+    }
+    None
+}
+
 /// A measurement read from a `web_vital` event: metric, value, UTC day start, domain, page.
 fn measurement(e: &EnrichedEvent) -> Option<(&'static str, f64)> {
     if e.action != "web_vital" || e.is_bot {
@@ -187,6 +210,21 @@ mod tests {
         assert!((bucket_value("FCP", bucket("FCP", 3.0)) - 3.0).abs() < 0.5);
         assert!(bucket("LCP", 0.0) == 0 && bucket_value("LCP", 0) < 0.05);
         assert!(bucket("LCP", 60_000.0) < 130);
+    }
+
+    #[test]
+    fn a_quantiles_rating_is_its_measurements_even_in_a_bucket_across_the_threshold() {
+        // INP 199 ms is good, 201 ms needs improvement; both share a bucket whose middle is on one side.
+        let (a, b) = (bucket("INP", 199.0), bucket("INP", 201.0));
+        assert_eq!(a, b, "the test needs a bucket that straddles 200 ms");
+        let one = |v: f64| vec![(bucket("INP", v), rating("INP", v).unwrap(), 1)];
+        assert_eq!(quantile_rating(&one(199.0), 0.75), Some(0));
+        assert_eq!(quantile_rating(&one(201.0), 0.75), Some(1));
+        // Three good and one needing improvement in that bucket: p75 is the third good one.
+        let h = vec![(a, 0, 3), (a, 1, 1)];
+        assert_eq!(quantile_rating(&h, 0.75), Some(0));
+        assert_eq!(quantile_rating(&h, 0.99), Some(1));
+        assert_eq!(quantile_rating(&[], 0.75), None);
     }
 
     #[test]

@@ -310,3 +310,24 @@ fn outbound_downloads_and_404_pages_are_listed_most_frequent_first() {
         0
     );
 }
+
+/// A single measurement just under a threshold shares its histogram bucket with values above it: the
+/// endpoints rate the p75 as the measurement is rated (INP 199 ms is good, 201 ms needs improvement),
+/// not as the bucket's middle would be.
+#[test]
+fn a_p75_next_to_a_threshold_is_rated_like_its_measurement() {
+    for (value, want) in [(199.0, "good"), (201.0, "needs-improvement")] {
+        let mut conn = migrated_db();
+        run(
+            &mut conn,
+            &statements_for(&[vital("acme", 0, "/", "INP", value)]),
+        )
+        .unwrap();
+        let current = get(&conn, "acme", "web_vitals_current", &[]);
+        assert_eq!(
+            row(&current, "metric_name", "INP")["rating"],
+            json!(want),
+            "INP {value}"
+        );
+    }
+}

@@ -17,7 +17,7 @@ use super::timezone::{format_date, Days, DAY};
 use super::{Column, QueryError, Request};
 use crate::claims::TenantId;
 use crate::sql::{SqlValue, Statement, TenantSql};
-use crate::vitals::{quantile, route, METRICS, RATINGS};
+use crate::vitals::{quantile, quantile_rating, route, METRICS, RATINGS};
 
 /// The four endpoints.
 pub(crate) const PIPES: [&str; 4] = [
@@ -134,6 +134,8 @@ fn plan_pipe(
 #[derive(Default)]
 struct Cell {
     histogram: Vec<(i64, u64)>,
+    /// The same rows with their rating: the p75's rating is read from them, exactly.
+    rated: Vec<(i64, u8, u64)>,
     ratings: [u64; 3],
     total: f64,
 }
@@ -141,6 +143,11 @@ struct Cell {
 impl Cell {
     fn n(&self) -> u64 {
         self.ratings.iter().sum()
+    }
+
+    /// The rating of the cell's p75 measurement (that of the measurement, not of the bucket's value).
+    fn p75_rating(&self) -> &'static str {
+        RATINGS[usize::from(quantile_rating(&self.rated, 0.75).unwrap_or(2)).min(2)]
     }
 }
 
@@ -170,11 +177,6 @@ fn col(name: &str, ty: &str) -> Column {
         name: name.to_owned(),
         r#type: ty.to_owned(),
     }
-}
-
-/// The metric's standard rating name for a value.
-fn rating_name(metric: &str, v: f64) -> &'static str {
-    RATINGS[usize::from(crate::vitals::rating(metric, v).unwrap_or(2))]
 }
 
 /// Quantiles and their columns for one metric's cell.
@@ -223,6 +225,7 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
         let cell = cells.entry((group, metric)).or_default();
         cell.histogram.push((num(r, "bucket")? as i64, n));
         let rating = (num(r, "rating")? as usize).min(2);
+        cell.rated.push((num(r, "bucket")? as i64, rating as u8, n));
         cell.ratings[rating] += n;
         cell.total += num(r, "total")?;
     }
@@ -236,8 +239,7 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
                 let mut row = Row::new();
                 row.insert("metric_name".into(), (*m).into());
                 stats(m, c, &mut row);
-                let p75 = quantile(m, &c.histogram, 0.75).unwrap_or(0.0);
-                row.insert("rating".into(), rating_name(m, p75).into());
+                row.insert("rating".into(), c.p75_rating().into());
                 for (i, name) in ["good", "needs_improvement", "poor"].iter().enumerate() {
                     let pct = c.ratings[i] as f64 * 100.0 / c.n().max(1) as f64;
                     row.insert(format!("{name}_percentage"), round(pct, 1).into());
@@ -298,8 +300,7 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
                 row.insert("day".into(), day.as_str().into());
                 row.insert("metric_name".into(), (*m).into());
                 stats(m, c, &mut row);
-                let p75 = quantile(m, &c.histogram, 0.75).unwrap_or(0.0);
-                row.insert("rating".into(), rating_name(m, p75).into());
+                row.insert("rating".into(), c.p75_rating().into());
                 data.push(row);
             }
             let mut meta = vec![col("day", "Date"), col("metric_name", "String")];
@@ -343,7 +344,7 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
                     );
                     row.insert(
                         format!("{lower}_rating"),
-                        p75.map_or(Value::Null, |v| rating_name(m, v).into()),
+                        cell.map_or(Value::Null, |c| c.p75_rating().into()),
                     );
                 }
                 row.insert(
