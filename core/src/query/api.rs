@@ -1297,89 +1297,83 @@ fn fast_slice<'a>(
     Some(Slice::new(tenant, code, value, domain, now))
 }
 
+/// The filters a property-cell read allows, each at most once: one `is` filter of one value
+/// (case-sensitive) on a goal (`goal`; a name holding SEP names no goal), on the grouped property key
+/// (`value`, `key SEP value` under `prefix`; another key's is not in the cells) or on `event:hostname`
+/// (`domain`, the visit's domain). Anything else is `None`: the exact visit-level plan.
+#[derive(Default)]
+struct CellFilters<'a> {
+    goal: Option<&'a str>,
+    value: Option<&'a str>,
+    domain: Option<&'a str>,
+}
+
+fn cell_filters<'a>(filters: &'a [Filter], prefix: &str) -> Option<CellFilters<'a>> {
+    let mut found = CellFilters::default();
+    for f in filters {
+        let Filter::Leaf {
+            op: Op::Is,
+            dim,
+            values,
+            case_sensitive: true,
+        } = f
+        else {
+            return None;
+        };
+        let [v] = values.as_slice() else {
+            return None;
+        };
+        let slot = match dim {
+            Dimension::Host | Dimension::GoalHost => &mut found.domain,
+            // A goal name holds no SEP (`crate::goals`): one that does names no goal.
+            Dimension::Goal if !v.contains(crate::rollup::visits::SEP) => &mut found.goal,
+            Dimension::Prop if v.starts_with(prefix) => &mut found.value,
+            _ => return None,
+        };
+        if slot.replace(v.as_str()).is_some() {
+            return None;
+        }
+    }
+    Some(found)
+}
+
 /// The property-cell slice ([`dim::PROP`]) of a breakdown by the property `key SEP` (`prefix`), if
-/// these filters allow one: at most one `is` filter of one value on the same property (that value's
-/// cells) and at most one `is` filter of one `event:hostname` (the visit's domain, as
-/// `session_props.domain`); anything else is `None` (the exact `session_props` plan).
+/// these filters allow one ([`cell_filters`], without a goal: `session_props` has none); anything
+/// else is `None` (the exact `session_props` plan).
 fn prop_slice<'a>(
     tenant: &'a TenantId,
     now: i64,
     filters: &'a [Filter],
     prefix: &'a str,
 ) -> Option<Slice<'a>> {
-    let mut domain = None;
-    let mut value = None;
-    for f in filters {
-        let Filter::Leaf {
-            op: Op::Is,
-            dim,
-            values,
-            case_sensitive: true,
-        } = f
-        else {
-            return None;
-        };
-        let [v] = values.as_slice() else {
-            return None;
-        };
-        let slot = match dim {
-            Dimension::Host | Dimension::GoalHost => &mut domain,
-            // A value of the grouped key (`key SEP value`); another key's is not in these cells.
-            Dimension::Prop if v.starts_with(prefix) => &mut value,
-            _ => return None,
-        };
-        if slot.replace(v.as_str()).is_some() {
-            return None;
-        }
-    }
-    let mut s = Slice::new(tenant, dim::PROP, value.or(Some(prefix)), domain, now);
-    s.key_prefix = value.is_none();
+    let found = cell_filters(filters, prefix).filter(|f| f.goal.is_none())?;
+    let mut s = Slice::new(
+        tenant,
+        dim::PROP,
+        found.value.or(Some(prefix)),
+        found.domain,
+        now,
+    );
+    s.key_prefix = found.value.is_none();
     Some(s)
 }
 
 /// The goal property cells' value ([`dim::GOAL_PROP`]) of a breakdown by the property `key SEP`
 /// (`prefix`) under one goal, the key's stem `goal SEP key SEP` and the domain, if these filters
-/// allow one: exactly one `is` filter of one goal (case-sensitive, as `session_goal_props.goal =
-/// ?`), at most one `is` filter of one value on the same property (`goal SEP key SEP value`; else
-/// the value is the key's stem) and at most one `is` filter of one `event:hostname` (the visit's
-/// domain, as `session_goal_props.domain`); anything else is `None` (the exact `session_goal_props`
-/// plan).
+/// allow one ([`cell_filters`] with exactly one goal, as `session_goal_props.goal = ?`; with no value
+/// filter the value is the key's stem); anything else is `None` (the exact `session_goal_props` plan).
 fn goal_prop_value<'a>(
     filters: &'a [Filter],
     prefix: &str,
 ) -> Option<(String, String, Option<&'a str>)> {
-    let (mut goal, mut domain, mut value) = (None, None, None);
-    for f in filters {
-        let Filter::Leaf {
-            op: Op::Is,
-            dim,
-            values,
-            case_sensitive: true,
-        } = f
-        else {
-            return None;
-        };
-        let [v] = values.as_slice() else {
-            return None;
-        };
-        let slot = match dim {
-            Dimension::Host | Dimension::GoalHost => &mut domain,
-            // A goal name holds no SEP (`crate::goals`): one that does names no goal.
-            Dimension::Goal if !v.contains(crate::rollup::visits::SEP) => &mut goal,
-            // A value of the grouped key (`key SEP value`); another key's is not in these cells.
-            Dimension::Prop if v.starts_with(prefix) => &mut value,
-            _ => return None,
-        };
-        if slot.replace(v.as_str()).is_some() {
-            return None;
-        }
-    }
-    let stem = format!("{}{}{prefix}", goal?, crate::rollup::visits::SEP);
-    let value = match value {
-        Some(v) => format!("{}{}{v}", goal?, crate::rollup::visits::SEP),
+    let found = cell_filters(filters, prefix)?;
+    let goal = found.goal?;
+    let stem = format!("{goal}{}{prefix}", crate::rollup::visits::SEP);
+    let value = match found.value {
+        Some(v) => format!("{goal}{}{v}", crate::rollup::visits::SEP),
         None => stem.clone(),
     };
-    Some((value, stem, domain))
+    Some((value, stem, found.domain))
 }
 
 /// The exact visit-level statement for any filters: groups of `k` with the five measures.
