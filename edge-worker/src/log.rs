@@ -85,6 +85,18 @@ pub fn event<T: Serialize>(level: Level, kind: &str, fields: &T) {
     emit(level, kind, fields);
 }
 
+/// Logs a cron job's report (a JSON object with `error` and `failures`): at `Error` when it has an
+/// error or any failure, else at `Info`.
+pub fn cron_report(kind: &str, report: &serde_json::Value) {
+    let failed =
+        !report["error"].is_null() || !report["failures"].as_array().is_some_and(Vec::is_empty);
+    event(
+        if failed { Level::Error } else { Level::Info },
+        kind,
+        report,
+    );
+}
+
 fn emit<T: Serialize>(level: Level, kind: &str, fields: &T) {
     if level < MIN_LEVEL.with(Cell::get) {
         return;

@@ -57,12 +57,7 @@ pub async fn run(env: &Env) -> Value {
         "failures": failures,
         "error": error,
     });
-    let level = if error.is_some() || !report["failures"].as_array().is_some_and(Vec::is_empty) {
-        crate::log::Level::Error
-    } else {
-        crate::log::Level::Info
-    };
-    crate::log::event(level, "cron_retention", &report);
+    crate::log::cron_report("cron_retention", &report);
     report
 }
 

@@ -102,12 +102,7 @@ pub async fn seal(env: &Env) -> Value {
         "failures": failures,
         "error": error,
     });
-    let level = if error.is_some() || !report["failures"].as_array().is_some_and(Vec::is_empty) {
-        crate::log::Level::Error
-    } else {
-        crate::log::Level::Info
-    };
-    crate::log::event(level, "cron_segments", &report);
+    crate::log::cron_report("cron_segments", &report);
     report
 }
 
