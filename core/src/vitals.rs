@@ -70,10 +70,10 @@ pub fn bucket_value(metric: &str, bucket: i64) -> f64 {
     (mid / scale(metric)).max(0.0)
 }
 
-/// The `q`-quantile (0 < q ≤ 1) of a histogram given as `(bucket, count)` in any order: the value of
-/// the bucket that holds the measurement of rank ⌈q·n⌉. `None` when empty.
-pub fn quantile(metric: &str, histogram: &[(i64, u64)], q: f64) -> Option<f64> {
-    let mut sorted: Vec<_> = histogram.to_vec();
+/// The item of rank ⌈q·n⌉ (0 < q ≤ 1) among counted items `(item, count)` given in any order, the
+/// items ordered as `T` orders them. `None` when there are none.
+fn at_rank<T: Ord + Copy>(counted: &[(T, u64)], q: f64) -> Option<T> {
+    let mut sorted: Vec<_> = counted.to_vec();
     sorted.sort_unstable();
     let n: u64 = sorted.iter().map(|b| b.1).sum();
     if n == 0 {
@@ -81,36 +81,28 @@ pub fn quantile(metric: &str, histogram: &[(i64, u64)], q: f64) -> Option<f64> {
     }
     let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
     let mut seen = 0;
-    for (b, c) in sorted {
+    for (item, c) in sorted {
         seen += c;
         if seen >= rank {
-            return Some(bucket_value(metric, b));
+            return Some(item);
         }
     }
     None
 }
 
-/// The rating (0 good, 1 needs improvement, 2 poor) of the measurement of rank ⌈q·n⌉ in a histogram
-/// given as `(bucket, rating, count)` in any order. Exact even where a bucket straddles a threshold:
-/// within a bucket, a better rating means a smaller value, so ordering by (bucket, rating) orders the
-/// measurements as their values do, while the bucket's middle ([`quantile`]) may sit on the other side
-/// of the threshold. `None` when empty.
-pub fn quantile_rating(histogram: &[(i64, u8, u64)], q: f64) -> Option<u8> {
-    let mut sorted: Vec<_> = histogram.to_vec();
-    sorted.sort_unstable();
-    let n: u64 = sorted.iter().map(|b| b.2).sum();
-    if n == 0 {
-        return None;
-    }
-    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-    let mut seen = 0;
-    for (_, rating, c) in sorted {
-        seen += c;
-        if seen >= rank {
-            return Some(rating);
-        }
-    }
-    None
+/// The `q`-quantile (0 < q ≤ 1) of a histogram given as `(bucket, count)` in any order: the value of
+/// the bucket that holds the measurement of rank ⌈q·n⌉. `None` when empty.
+pub fn quantile(metric: &str, histogram: &[(i64, u64)], q: f64) -> Option<f64> {
+    at_rank(histogram, q).map(|b| bucket_value(metric, b))
+}
+
+/// The same over a histogram given as `((bucket, rating), count)` (rating 0 good, 1 needs
+/// improvement, 2 poor), with the rating of the measurement of that rank. The rating is exact even
+/// where a bucket straddles a threshold: within a bucket, a better rating means a smaller value, so
+/// ordering by (bucket, rating) orders the measurements as their values do, while the bucket's middle
+/// may sit on the other side of the threshold.
+pub fn quantile_rated(metric: &str, histogram: &[((i64, u8), u64)], q: f64) -> Option<(f64, u8)> {
+    at_rank(histogram, q).map(|(b, rating)| (bucket_value(metric, b), rating))
 }
 
 /// A measurement read from a `web_vital` event: metric, value, UTC day start, domain, page.
@@ -217,14 +209,15 @@ mod tests {
         // INP 199 ms is good, 201 ms needs improvement; both share a bucket whose middle is on one side.
         let (a, b) = (bucket("INP", 199.0), bucket("INP", 201.0));
         assert_eq!(a, b, "the test needs a bucket that straddles 200 ms");
-        let one = |v: f64| vec![(bucket("INP", v), rating("INP", v).unwrap(), 1)];
-        assert_eq!(quantile_rating(&one(199.0), 0.75), Some(0));
-        assert_eq!(quantile_rating(&one(201.0), 0.75), Some(1));
+        let rating_of = |h: &[((i64, u8), u64)], q| quantile_rated("INP", h, q).map(|x| x.1);
+        let one = |v: f64| vec![((bucket("INP", v), rating("INP", v).unwrap()), 1)];
+        assert_eq!(rating_of(&one(199.0), 0.75), Some(0));
+        assert_eq!(rating_of(&one(201.0), 0.75), Some(1));
         // Three good and one needing improvement in that bucket: p75 is the third good one.
-        let h = vec![(a, 0, 3), (a, 1, 1)];
-        assert_eq!(quantile_rating(&h, 0.75), Some(0));
-        assert_eq!(quantile_rating(&h, 0.99), Some(1));
-        assert_eq!(quantile_rating(&[], 0.75), None);
+        let h = vec![((a, 0), 3), ((a, 1), 1)];
+        assert_eq!(rating_of(&h, 0.75), Some(0));
+        assert_eq!(rating_of(&h, 0.99), Some(1));
+        assert_eq!(rating_of(&[], 0.75), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::timezone::{format_date, Days, DAY};
 use super::{Column, QueryError, Request};
 use crate::claims::TenantId;
 use crate::sql::{SqlValue, Statement, TenantSql};
-use crate::vitals::{quantile, quantile_rating, route, METRICS, RATINGS};
+use crate::vitals::{quantile_rated, route, METRICS, RATINGS};
 
 /// The four endpoints.
 pub(crate) const PIPES: [&str; 4] = [
@@ -133,9 +133,8 @@ fn plan_pipe(
 /// Measurements of one metric in one group: histogram, ratings, sum.
 #[derive(Default)]
 struct Cell {
-    histogram: Vec<(i64, u64)>,
-    /// The same rows with their rating: the p75's rating is read from them, exactly.
-    rated: Vec<(i64, u8, u64)>,
+    /// `((bucket, rating), count)`: the rows, so a quantile's rating is its measurement's, exactly.
+    histogram: Vec<((i64, u8), u64)>,
     ratings: [u64; 3],
     total: f64,
 }
@@ -146,8 +145,9 @@ impl Cell {
     }
 
     /// The rating of the cell's p75 measurement (that of the measurement, not of the bucket's value).
-    fn p75_rating(&self) -> &'static str {
-        RATINGS[usize::from(quantile_rating(&self.rated, 0.75).unwrap_or(2)).min(2)]
+    fn p75_rating(&self, metric: &str) -> &'static str {
+        let rating = quantile_rated(metric, &self.histogram, 0.75).map_or(2, |x| x.1);
+        RATINGS[usize::from(rating).min(2)]
     }
 }
 
@@ -183,7 +183,7 @@ fn col(name: &str, ty: &str) -> Column {
 fn stats(metric: &str, c: &Cell, out: &mut Row) {
     let d = decimals(metric);
     for (name, q) in [("p75", 0.75), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)] {
-        let v = quantile(metric, &c.histogram, q).unwrap_or(0.0);
+        let v = quantile_rated(metric, &c.histogram, q).map_or(0.0, |x| x.0);
         out.insert(name.into(), round(v, d).into());
     }
     out.insert(
@@ -223,9 +223,9 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
         };
         let n = num(r, "n")? as u64;
         let cell = cells.entry((group, metric)).or_default();
-        cell.histogram.push((num(r, "bucket")? as i64, n));
         let rating = (num(r, "rating")? as usize).min(2);
-        cell.rated.push((num(r, "bucket")? as i64, rating as u8, n));
+        cell.histogram
+            .push(((num(r, "bucket")? as i64, rating as u8), n));
         cell.ratings[rating] += n;
         cell.total += num(r, "total")?;
     }
@@ -239,7 +239,7 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
                 let mut row = Row::new();
                 row.insert("metric_name".into(), (*m).into());
                 stats(m, c, &mut row);
-                row.insert("rating".into(), c.p75_rating().into());
+                row.insert("rating".into(), c.p75_rating(m).into());
                 for (i, name) in ["good", "needs_improvement", "poor"].iter().enumerate() {
                     let pct = c.ratings[i] as f64 * 100.0 / c.n().max(1) as f64;
                     row.insert(format!("{name}_percentage"), round(pct, 1).into());
@@ -300,7 +300,7 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
                 row.insert("day".into(), day.as_str().into());
                 row.insert("metric_name".into(), (*m).into());
                 stats(m, c, &mut row);
-                row.insert("rating".into(), c.p75_rating().into());
+                row.insert("rating".into(), c.p75_rating(m).into());
                 data.push(row);
             }
             let mut meta = vec![col("day", "Date"), col("metric_name", "String")];
@@ -337,14 +337,14 @@ pub(crate) fn assemble(shape: &Shape, rows: &[Row]) -> Result<(Vec<Column>, Vec<
                 for (m, ..) in METRICS {
                     let lower = m.to_ascii_lowercase();
                     let cell = ms.iter().find(|(x, _)| *x == m).map(|(_, c)| *c);
-                    let p75 = cell.and_then(|c| quantile(m, &c.histogram, 0.75));
+                    let p75 = cell.and_then(|c| quantile_rated(m, &c.histogram, 0.75).map(|x| x.0));
                     row.insert(
                         format!("{lower}_p75"),
                         p75.map_or(Value::Null, |v| round(v, decimals(m)).into()),
                     );
                     row.insert(
                         format!("{lower}_rating"),
-                        cell.map_or(Value::Null, |c| c.p75_rating().into()),
+                        cell.map_or(Value::Null, |c| c.p75_rating(m).into()),
                     );
                 }
                 row.insert(
