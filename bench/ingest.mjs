@@ -95,6 +95,12 @@ function beacons(url, rate, tenant, seconds = SECONDS) {
   return cannon({ url, body: line(tenant, 1), overallRate: rate, connections: Math.max(20, Math.ceil(rate / 5)), duration: seconds });
 }
 
+/** The control series: `rate` requests/s of a request with no work behind it (same connections as beacons). */
+function control(url, rate, method = 'POST') {
+  const body = method === 'GET' ? undefined : line('bench', 1);
+  return cannon({ url, method, body, overallRate: rate, connections: Math.max(20, Math.ceil(rate / 5)) });
+}
+
 /** Request log lines of the worker written after `from` (an offset into its output). */
 function requestLines(w, from, route = 'events') {
   return w
@@ -192,6 +198,11 @@ try {
       worker_503: worker503.length,
       worker_503_reasons: [...new Set(worker503)].slice(0, 3),
     });
+    await sleep(2000);
+    // The control: Starling's health check at the same rate, the same runtime in front of a handler that
+    // does no work (no token, no body, no I/O).
+    log(`starling: health checks at ${rate}/s for ${SECONDS} s`);
+    (out.starling.health ??= []).push({ rate, ...(await control(`${w.base}/v0/health`, rate, 'GET')) });
     await sleep(2000);
   }
   if (PHASES.has('batched')) await batched(w, url);
@@ -429,6 +440,23 @@ try {
   await baseline.stop();
 }
 
+// ---- Baseline behind Starling's asset router (the beacon phase's control) ----
+if (PHASES.has('beacons')) {
+  const routed = await startWorker({ config: `${ROOT}/bench/baseline/wrangler.assets.toml` });
+  try {
+    const url = `${routed.base}/v0/events`;
+    await warm(url, 'bench');
+    out.baseline_assets = { beacons: [] };
+    for (const rate of RATES) {
+      log(`baseline behind the asset router: beacons at ${rate}/s for ${SECONDS} s`);
+      out.baseline_assets.beacons.push({ rate, ...(await control(url, rate)) });
+      await sleep(2000);
+    }
+  } finally {
+    await routed.stop();
+  }
+}
+
 // ---- Report ----
 const f = (x) => (typeof x === 'number' ? (Number.isInteger(x) ? x.toLocaleString('en-US') : x.toFixed(1)) : String(x));
 function report() {
@@ -452,12 +480,26 @@ function report() {
         );
       }
     }
+    // The controls: what the runtime costs in front of a handler that does nothing.
+    const controls = [
+      ['starling /v0/health (no work)', out.starling.health ?? []],
+      ['baseline behind the asset router', out.baseline_assets?.beacons ?? []],
+    ];
+    for (const [name, rows] of controls)
+      for (const r of rows)
+        console.log(
+          `| ${name} | ${r.rate} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | - | - | ${JSON.stringify(r.codes)}${r.errors ? ` ${r.errors} errors` : ''} | ${r.load} |`,
+        );
     const hs = held(out.starling.beacons),
       hb = held(out.baseline.beacons);
     out.held = { starling: hs, baseline: hb, ratio: hb ? hs / hb : NaN };
     console.log(
       `\nHighest rate with p99 < 100 ms: starling ${hs}/s, baseline ${hb}/s, ratio ${hb ? (hs / hb).toFixed(2) : 'n/a'} (goal >= 0.5)`,
     );
+    const hh = held(out.starling.health ?? []),
+      ha = held(out.baseline_assets?.beacons ?? []);
+    out.held.controls = { starling_health: hh, baseline_assets: ha };
+    console.log(`Controls: starling /v0/health ${hh}/s, baseline behind the asset router ${ha}/s`);
   }
   if (PHASES.has('batched')) {
     const b = out.starling.batched;
