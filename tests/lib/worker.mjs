@@ -405,17 +405,38 @@ function runtimeHandle({ base, dir, files, reader, signingKey, adminToken, logs,
       }
       return keys.sort();
     },
-    /** Every file under the persisted state (D1 sqlite files, R2 blobs), for at-rest checks. */
+    /**
+     * Every file under the persisted state (D1 sqlite files, R2 blobs), for at-rest checks. The runtime
+     * keeps running meanwhile, so a file listed may be gone when it is read (SQLite removes its `-shm` and
+     * `-wal` files on checkpoint): such a file is skipped, any other error thrown.
+     */
     stateFiles() {
+      const gone = (e) => {
+        if (e.code !== 'ENOENT') throw e;
+        return null;
+      };
       const files = [];
       const walk = (d) => {
         for (const f of readdirSync(d)) {
           const p = join(d, f);
-          statSync(p).isDirectory() ? walk(p) : files.push(p);
+          let st;
+          try {
+            st = statSync(p);
+          } catch (e) {
+            gone(e);
+            continue;
+          }
+          st.isDirectory() ? walk(p) : files.push(p);
         }
       };
       walk(dir);
-      return files.map((p) => ({ path: p, bytes: readFileSync(p) }));
+      return files.flatMap((p) => {
+        try {
+          return [{ path: p, bytes: readFileSync(p) }];
+        } catch (e) {
+          return gone(e) ?? [];
+        }
+      });
     },
   };
 }
