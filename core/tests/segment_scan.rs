@@ -883,3 +883,262 @@ fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
     }
     assert!(compared > 150, "{compared} non-empty comparisons");
 }
+
+/// Each tenant's segments by UTC day start.
+fn blobs_by_day(fx: &Fixture) -> HashMap<&'static str, BTreeMap<i64, Vec<u8>>> {
+    fx.visits
+        .iter()
+        .map(|(t, v)| {
+            let by_day = segments_of(v)
+                .into_iter()
+                .map(|b| (Segment::decode(&b).unwrap().day() * DAY, b))
+                .collect();
+            (*t, by_day)
+        })
+        .collect()
+}
+
+/// None, all, and a random half of a route's days with segments.
+fn sealings(
+    blobs: &BTreeMap<i64, Vec<u8>>,
+    (first, end): (i64, i64),
+    rng: &mut Rng,
+) -> [Vec<i64>; 3] {
+    let days: Vec<i64> = blobs
+        .keys()
+        .copied()
+        .filter(|d| (first..end).contains(d))
+        .collect();
+    let random: Vec<i64> = days.iter().copied().filter(|_| rng.below(2) == 0).collect();
+    [Vec::new(), days, random]
+}
+
+/// The SQL part of a route reads its tenant only.
+fn assert_tenant_sql(route: &query::ScanRoute, sealed: &[i64], tenant: &str) {
+    for s in route.sql(sealed) {
+        assert_eq!(
+            s.binds.first(),
+            Some(&SqlValue::Text(tenant.into())),
+            "{}",
+            s.sql
+        );
+        assert_eq!(
+            s.sql.matches("tenant_id = ?").count(),
+            s.sql.matches(" FROM ").count()
+                - s.sql.matches(" FROM w ").count()
+                - s.sql.matches(" FROM g ").count(),
+            "{}",
+            s.sql
+        );
+    }
+}
+
+/// Asia/Kolkata's rule (+5:30): local days start at the UTC hour holding local midnight.
+const KOLKATA: query::FixedOffset = query::FixedOffset(19_800);
+
+/// kpis and kpis_summary on the visit-level path (`query::scan_route`): sealed days from segments,
+/// the other days from SQL, merged, must equal the planner's visit-level answer (hourly, daily and
+/// summed; UTC, Madrid across its DST change, Kolkata; ranges whose first day starts mid-UTC-day),
+/// whichever days are sealed. Another tenant's segments give another answer.
+#[test]
+fn kpis_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
+    let fx = fixture();
+    let blobs = blobs_by_day(&fx);
+    let pool: [(&str, &[&str]); 6] = [
+        ("browser", &["chrome", "Chrome", "firefox"]),
+        ("source", &["google.com", "t.co"]),
+        ("os", &["linux", "mac"]),
+        ("device", &["desktop", "mobile"]),
+        ("country", &["ES", "us"]),
+        ("utm_medium", &["email", "cpc"]),
+    ];
+    let fixed = BTreeMap::new();
+    let mut rng = Rng(13);
+    let (mut routed, mut compared, mut leaks) = (0, 0, 0);
+    let mut hourly = 0;
+    while routed < 120 {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let zone = rng.below(3);
+        let tz: &dyn TimeZone = match zone {
+            0 => &UTC,
+            1 => &Madrid,
+            _ => &KOLKATA,
+        };
+        let from = FIRST_DAY + rng.below(DAYS as u64) as i64;
+        let to = (from + rng.below(4) as i64 * rng.below(2) as i64).min(FIRST_DAY + DAYS - 1);
+        let pipe = ["kpis", "kpis_summary"][rng.below(2) as usize];
+        let mut params: Vec<(String, String)> = vec![
+            ("date_from".into(), date(from)),
+            ("date_to".into(), date(to)),
+        ];
+        for _ in 0..1 + rng.below(2) {
+            let (name, values) = pool[rng.below(pool.len() as u64) as usize];
+            if !params.iter().any(|(n, _)| n == name) {
+                params.push((name.into(), rng.pick(values).into()));
+            }
+        }
+        if rng.below(2) == 0 {
+            params.push((
+                "pathname".into(),
+                rng.pick(&["/pricing", "/", "/blog/one"]).into(),
+            ));
+        }
+        if rng.below(3) == 0 {
+            params.push(("domain".into(), rng.pick(&DOMAINS).into()));
+        }
+        let id = TenantId::for_tests(tenant).unwrap();
+        let req = query::Request {
+            pipe,
+            params: &params,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        };
+        let plan = query::plan(&req).unwrap();
+        let Some(route) = query::scan_route(&req).unwrap() else {
+            continue;
+        };
+        routed += 1;
+        hourly += usize::from(pipe == "kpis" && from == to);
+        assert_tenant_sql(&route, &[], tenant);
+        let rows: Vec<_> = plan
+            .statements
+            .iter()
+            .map(|s| common::rows(&fx.conn, s))
+            .collect();
+        let expected = query::assemble(&plan, rows).unwrap();
+        let nonzero = expected
+            .data
+            .iter()
+            .any(|r| r.get("visits").and_then(Value::as_i64).unwrap_or(0) > 0);
+        for sealed in sealings(&blobs[tenant], route.days(), &mut rng) {
+            let segments: Vec<Segment> = sealed
+                .iter()
+                .map(|d| Segment::decode(&blobs[tenant][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&sealed)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            let got = route.assemble(&plan, scanned, sql).unwrap();
+            assert_eq!(
+                got, expected,
+                "{tenant} {pipe} {params:?} zone={zone} sealed={sealed:?}"
+            );
+            compared += usize::from(nonzero && !sealed.is_empty());
+        }
+        // The other tenant's segments in place of this one's: the oracle sees it.
+        let other = TENANTS.iter().find(|t| **t != tenant).unwrap();
+        let [_, all, _] = sealings(&blobs[other], route.days(), &mut rng);
+        if nonzero && !all.is_empty() {
+            let segments: Vec<Segment> = all
+                .iter()
+                .map(|d| Segment::decode(&blobs[*other][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&all)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            leaks += usize::from(route.assemble(&plan, scanned, sql).unwrap() != expected);
+        }
+    }
+    assert!(compared > 100, "{compared} non-empty comparisons");
+    assert!(hourly > 10, "{hourly} hourly kpis");
+    assert!(
+        leaks > 30,
+        "{leaks} answers changed by another tenant's segments"
+    );
+}
+
+/// `POST /v0/query` on the visit rows (`query::query_route`): random filter trees, grouped by
+/// nothing, a visit column, the hostname or a time grain, in UTC, Madrid and Kolkata: sealed days
+/// from segments plus SQL for the others must equal the planner's visit-level answer.
+#[test]
+fn queries_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
+    let fx = fixture();
+    let blobs = blobs_by_day(&fx);
+    let dims: [Option<&str>; 10] = [
+        None,
+        Some("visit:source"),
+        Some("visit:browser"),
+        Some("visit:exit_page"),
+        Some("event:hostname"),
+        Some("time"),
+        Some("time:hour"),
+        Some("time:day"),
+        Some("time:week"),
+        Some("time:month"),
+    ];
+    let fixed = BTreeMap::new();
+    let mut rng = Rng(17);
+    let (mut routed, mut compared, mut timed) = (0, 0, 0);
+    while routed < 150 {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let zone = rng.below(3);
+        let (tz, name): (&dyn TimeZone, &str) = match zone {
+            0 => (&UTC, "UTC"),
+            1 => (&Madrid, "Europe/Madrid"),
+            _ => (&KOLKATA, "Asia/Kolkata"),
+        };
+        let from = FIRST_DAY + rng.below(DAYS as u64) as i64;
+        let to = (from + rng.below(4) as i64).min(FIRST_DAY + DAYS - 1);
+        let dim = dims[rng.below(dims.len() as u64) as usize];
+        let filters: Vec<Gen> = (0..1 + rng.below(3))
+            .map(|_| gen_filter(&mut rng, 0))
+            .collect();
+        let limit = [3, 10, 1000][rng.below(3) as usize];
+        let body = json!({
+            "metrics": ["visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "views_per_visit"],
+            "date_range": [date(from), date(to)],
+            "dimensions": dim.map(|d| vec![d]).unwrap_or_default(),
+            "filters": filters.iter().map(to_json).collect::<Vec<_>>(),
+            "timezone": name,
+            "pagination": {"limit": limit},
+        });
+        let id = TenantId::for_tests(tenant).unwrap();
+        let plan = query::plan_query(&ApiRequest {
+            body: &body,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        })
+        .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        let Some(route) = query::query_route(&plan, &id, tz) else {
+            assert!(plan.uses_rollups(), "not routed: {body}");
+            continue;
+        };
+        routed += 1;
+        timed += usize::from(dim.is_some_and(|d| d.starts_with("time")));
+        assert_tenant_sql(&route, &[], tenant);
+        let rows: Vec<_> = plan
+            .statements
+            .iter()
+            .map(|s| common::rows(&fx.conn, s))
+            .collect();
+        let expected = query::assemble_query(&plan, rows).unwrap();
+        let nonempty = !expected["results"].as_array().unwrap().is_empty();
+        for sealed in sealings(&blobs[tenant], route.days(), &mut rng) {
+            let segments: Vec<Segment> = sealed
+                .iter()
+                .map(|d| Segment::decode(&blobs[tenant][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&sealed)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            let got = route.assemble_query(&plan, scanned, sql).unwrap();
+            assert_eq!(got, expected, "{tenant} {body} sealed={sealed:?}");
+            compared += usize::from(nonempty && !sealed.is_empty());
+        }
+    }
+    assert!(compared > 150, "{compared} non-empty comparisons");
+    assert!(timed > 40, "{timed} time-grouped queries");
+}

@@ -18,8 +18,8 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 use serde_json::Value;
 use starling_core::claims::TenantId;
-use starling_core::query::{Output, Plan, ScanRoute};
-use starling_core::segment::{self, seal, Segment};
+use starling_core::query::ScanRoute;
+use starling_core::segment::{self, seal, Partial, Segment};
 use starling_core::time::DAY_SECS;
 use worker::{Bucket, D1Database, Env};
 
@@ -155,16 +155,16 @@ pub fn reads_enabled(env: &Env) -> bool {
     env::var(env, env::SEGMENT_READS).as_deref() == Some("1")
 }
 
-/// A filtered top list from the sealed days' segments plus SQL for the other days
-/// (`query::ScanRoute`). A sealed day whose object is missing or does not decode is read by SQL
-/// instead. Returns the response and the number of days read from segments.
+/// A visit-level read (`query::ScanRoute`: a filtered top list, kpis, `/v0/query`) from the sealed
+/// days' segments plus SQL for the other days. A sealed day whose object is missing or does not
+/// decode is read by SQL instead. Returns the scanned part, the SQL part's rows (for
+/// `ScanRoute::assemble` or `assemble_query`) and the number of days read from segments.
 pub async fn answer(
     env: &Env,
     db: &D1Database,
     (tenant, generation): (&TenantId, i64),
-    plan: &Plan,
-    route: &ScanRoute,
-) -> Result<(Output, usize), ApiError> {
+    route: &ScanRoute<'_>,
+) -> Result<(Partial, Rows, usize), ApiError> {
     let (first, end) = route.days();
     // Where the time goes, logged per request (workerd's clock advances at I/O only: the CPU-bound
     // decode and scan show up inside the next I/O phase or not at all).
@@ -230,6 +230,7 @@ pub async fn answer(
         d1::rows_batch(db, &statements).await?
     };
     let t3 = clock();
+    // (`scan_sql_ms`: the scan runs before the SQL batch is sent, so it is counted here.)
     crate::log::event(
         crate::log::Level::Info,
         "segment_read",
@@ -238,8 +239,11 @@ pub async fn answer(
             "list_ms": t1 - t0, "fetch_decode_ms": t2 - t1, "scan_sql_ms": t3 - t2,
         }),
     );
-    Ok((route.assemble(plan, scanned, rows)?, sealed.len()))
+    Ok((scanned, rows, sealed.len()))
 }
+
+/// The SQL part's row sets.
+pub type Rows = Vec<Vec<serde_json::Map<String, Value>>>;
 
 /// Segment objects this isolate has read, oldest first, at most [`CACHE_BYTES`] in all. An entry is
 /// used only for the same day and version (`segment_days.sealed`), so a resealed day is fetched again.
