@@ -1,8 +1,8 @@
 //! Visit segments (`starling_core::segment`) against the planner's own visit-level SQL.
 //!
 //! Two tenants get random visits over six UTC days around the 2025-03-30 DST change of Europe/Madrid
-//! (visits near midnight whose pages run into the next day, bounces, several pages, visitors with
-//! several visits, mixed-case values), inserted as `sessions` and `page_visits` rows into SQLite with
+//! (visits near midnight whose pages run into the next day, visits lasting days, bounces, several
+//! pages, visitors with several visits, mixed-case values), inserted as `sessions` and `page_visits` rows into SQLite with
 //! the real migrations, and encoded as one segment per (tenant, UTC day). Then a generated set of
 //! questions is asked both ways: `POST /v0/query` bodies with random filter trees (and, or, not; is,
 //! is_not, contains, contains_not; case-sensitive or not; visit columns, hostname and `event:page`),
@@ -86,6 +86,19 @@ fn visits_of(rng: &mut Rng, tenant: &str) -> Vec<VisitRow> {
                     hits: 1 + rng.below(3) as u32 * u32::from(rng.below(2) == 0),
                 });
                 t += rng.below(900) as i64;
+            }
+            // One visit in twenty runs on for one to three days (a page a day or more after its
+            // first hit: `top_pages` reads those of visits before its first scanned day in SQL).
+            if rng.below(20) == 0 {
+                t += DAY + rng.below(2 * DAY as u64) as i64;
+                let path = rng.pick(&PATHS);
+                if !pages.iter().any(|p| p.pathname == path) {
+                    pages.push(segment::PageRow {
+                        pathname: path.into(),
+                        first_ts: t,
+                        hits: 1,
+                    });
+                }
             }
             let pageviews: u32 = pages.iter().map(|p| p.hits).sum();
             out.push(VisitRow {

@@ -39,6 +39,12 @@ use crate::sql::{Statement, TenantSql};
 
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
+/// How `pipes::pages_from` names the pages table, and the same reading migration 0020's partial
+/// index of pages at least a day after their visit's first hit. Named because SQLite without
+/// statistics (D1 keeps none) prefers the primary key's range over the window to it, reading every
+/// page of the window: 500 ms for the largest tenant at 10M (BENCHMARKS.md "Visit segments").
+const PAGES_FROM: &str = " FROM page_visits pv WHERE ";
+const LONG_PAGES: &str = " FROM page_visits pv INDEXED BY page_visits_after_a_day WHERE ";
 
 /// A visit-level read the segment scan can answer, with what merging its parts needs.
 pub struct ScanRoute<'a> {
@@ -410,12 +416,9 @@ impl ScanRoute<'_> {
             day += DAY;
         }
         // Pages of the window may belong to visits that started before the first day scanned: the
-        // SQL counts those too (its first run has no lower bound).
+        // SQL counts those too, in a run of their own without a lower bound (see below).
         if self.pages() {
-            match runs.first_mut() {
-                Some(r) if r.0 == first => r.0 = i64::MIN,
-                _ => runs.insert(0, (i64::MIN, first)),
-            }
+            runs.insert(0, (i64::MIN, first));
         }
         let (start, stop) = self.query.window;
         runs.into_iter()
@@ -428,15 +431,28 @@ impl ScanRoute<'_> {
                     ..
                 } => {
                     let mut q = TenantSql::new(&self.tenant);
+                    let mut long = false;
                     q.push("WITH w AS (SELECT ");
                     for (i, (col, _)) in keys.iter().enumerate() {
                         q.push(&format!("{col} AS k{i}, "));
                     }
                     if *pages {
                         q.push("pv.hits AS h");
-                        pipes::pages_from(&mut q, start, stop, filters);
                         if a > i64::MIN {
+                            // A page is never before its visit's first hit: the pages of visits
+                            // starting from `a` on are from `a` on.
+                            pipes::pages_from(&mut q, start.max(a), stop, filters);
                             q.bind(" AND pv.first_ts - pv.since_visit >= ?", a);
+                        } else {
+                            // Visits that started before `first` (the day before the window's
+                            // first UTC day): their pages in the window are at least a day after
+                            // their first hit (`start - first >= DAY`), so this term is implied,
+                            // and lets SQLite read migration 0020's partial index of such pages
+                            // instead of every page of the window (a literal: a partial index is
+                            // usable only when the query names its condition; see `LONG_PAGES`).
+                            pipes::pages_from(&mut q, start, stop, filters);
+                            q.push(" AND pv.since_visit >= 86400");
+                            long = true;
                         }
                         q.bind(" AND pv.first_ts - pv.since_visit < ?", b);
                     } else {
@@ -456,7 +472,11 @@ impl ScanRoute<'_> {
                         ks.join(", "),
                         ks.join(", ")
                     ));
-                    Some(q.finish())
+                    let mut st = q.finish();
+                    if long {
+                        st.sql = st.sql.replacen(PAGES_FROM, LONG_PAGES, 1);
+                    }
+                    Some(st)
                 }
                 Kind::Kpis {
                     filters, series, ..
@@ -781,6 +801,49 @@ mod tests {
         for b in not_routed {
             assert!(!query_routed(b.clone()), "routed: {b}");
         }
+    }
+
+    /// `top_pages` reads the pages of visits that started before its first scanned day from the
+    /// partial index of long visits' pages, and the pages of later unsealed days from their day on.
+    #[test]
+    fn top_pages_sql_is_bounded() {
+        let tenant = TenantId::for_tests("t1").unwrap();
+        let params: Vec<(String, String)> = [
+            ("date_from", "2025-03-27"),
+            ("date_to", "2025-04-02"),
+            ("browser", "chrome"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+        let fixed = Default::default();
+        let req = Request {
+            pipe: "top_pages",
+            params: &params,
+            tenant: &tenant,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz: &FixedOffset(0),
+        };
+        let route = scan_route(&req).unwrap().unwrap();
+        let (first, end) = route.days();
+        // Every day sealed but the last: one statement for the visits before `first`, one for it.
+        let sealed: Vec<i64> = (first..end - DAY).step_by(DAY as usize).collect();
+        let sql = route.sql(&sealed);
+        assert_eq!(sql.len(), 2);
+        assert!(sql[0].sql.contains(LONG_PAGES), "{}", sql[0].sql);
+        assert!(
+            sql[0].sql.contains("pv.since_visit >= 86400"),
+            "{}",
+            sql[0].sql
+        );
+        assert!(!sql[1].sql.contains("INDEXED BY"), "{}", sql[1].sql);
+        // The last day's run reads pages from that day on.
+        assert!(
+            sql[1].binds.contains(&(end - DAY).into()),
+            "{:?}",
+            sql[1].binds
+        );
     }
 
     /// Spans split at UTC hours and offset changes and merge into buckets exactly.
