@@ -100,6 +100,31 @@ fn visits_of(rng: &mut Rng, tenant: &str) -> Vec<VisitRow> {
                     });
                 }
             }
+            // Each day's first two visits start ten minutes before midnight and have a page exactly
+            // a second less than a day, or exactly a day, after their first hit: the two sides of
+            // the bound `top_pages`' SQL part splits pages at (`since_visit` 86400).
+            if (out.len() as u64) % n < 2 {
+                let first = day * DAY + DAY - 600;
+                let path = rng.pick(&PATHS);
+                pages = vec![
+                    segment::PageRow {
+                        pathname: "/".into(),
+                        first_ts: first,
+                        hits: 1,
+                    },
+                    segment::PageRow {
+                        pathname: if path == "/" {
+                            "/docs".into()
+                        } else {
+                            path.into()
+                        },
+                        first_ts: first + DAY - 1 + ((out.len() as u64) % n) as i64,
+                        hits: 1,
+                    },
+                ];
+                t = pages[1].first_ts;
+            }
+            let first_ts = pages[0].first_ts;
             let pageviews: u32 = pages.iter().map(|p| p.hits).sum();
             out.push(VisitRow {
                 first_ts,

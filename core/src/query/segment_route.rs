@@ -421,38 +421,54 @@ impl ScanRoute<'_> {
             runs.insert(0, (i64::MIN, first));
         }
         let (start, stop) = self.query.window;
-        runs.into_iter()
-            .filter_map(|(a, b)| match &self.kind {
+        // Per run: the pages part(s) of `top_pages`, or the one statement of the others. A page of
+        // a visit starting in `[a, b)` is from `a` on, and before `b + DAY` unless it is at least a
+        // day into its visit (`since_visit >= 86400`): those few are read from migration 0020's
+        // partial index (a literal condition: a partial index is usable only when the query names
+        // it; `INDEXED BY`: see `LONG_PAGES`). So a run reads its own days of pages, not the
+        // window's; the run before `first` reads the index only.
+        let parts: Vec<(i64, i64, Option<bool>)> = runs
+            .into_iter()
+            .flat_map(|(a, b)| {
+                if self.pages() {
+                    vec![(a, b, Some(false)), (a, b, Some(true))]
+                } else {
+                    vec![(a, b, None)]
+                }
+            })
+            .collect();
+        parts
+            .into_iter()
+            .filter_map(|(a, b, long)| match &self.kind {
                 Kind::Top {
-                    pages,
                     keys,
                     skip_empty,
                     filters,
                     ..
                 } => {
                     let mut q = TenantSql::new(&self.tenant);
-                    let mut long = false;
                     q.push("WITH w AS (SELECT ");
                     for (i, (col, _)) in keys.iter().enumerate() {
                         q.push(&format!("{col} AS k{i}, "));
                     }
-                    if *pages {
-                        q.push("pv.hits AS h");
-                        if a > i64::MIN {
-                            // A page is never before its visit's first hit: the pages of visits
-                            // starting from `a` on are from `a` on.
-                            pipes::pages_from(&mut q, start.max(a), stop, filters);
-                            q.bind(" AND pv.first_ts - pv.since_visit >= ?", a);
+                    if let Some(long) = long {
+                        let (lo, hi) = if long {
+                            (start.max(a.saturating_add(DAY)), stop)
                         } else {
-                            // Visits that started before `first` (the day before the window's
-                            // first UTC day): their pages in the window are at least a day after
-                            // their first hit (`start - first >= DAY`), so this term is implied,
-                            // and lets SQLite read migration 0020's partial index of such pages
-                            // instead of every page of the window (a literal: a partial index is
-                            // usable only when the query names its condition; see `LONG_PAGES`).
-                            pipes::pages_from(&mut q, start, stop, filters);
-                            q.push(" AND pv.since_visit >= 86400");
-                            long = true;
+                            (start.max(a), stop.min(b.saturating_add(DAY)))
+                        };
+                        if lo >= hi {
+                            return None;
+                        }
+                        q.push("pv.hits AS h");
+                        pipes::pages_from(&mut q, lo, hi, filters);
+                        q.push(if long {
+                            " AND pv.since_visit >= 86400"
+                        } else {
+                            " AND pv.since_visit < 86400"
+                        });
+                        if a > i64::MIN {
+                            q.bind(" AND pv.first_ts - pv.since_visit >= ?", a);
                         }
                         q.bind(" AND pv.first_ts - pv.since_visit < ?", b);
                     } else {
@@ -473,7 +489,7 @@ impl ScanRoute<'_> {
                         ks.join(", ")
                     ));
                     let mut st = q.finish();
-                    if long {
+                    if long == Some(true) {
                         st.sql = st.sql.replacen(PAGES_FROM, LONG_PAGES, 1);
                     }
                     Some(st)
