@@ -238,7 +238,8 @@ for (let k = 0; k < (RESTARTS ?? ENDPOINTS.length); k++) {
   const e = ENDPOINTS[k % ENDPOINTS.length];
   const at = logSize(logFile);
   const r = await ask(w, e, 1000 + k);
-  await new Promise((res) => setTimeout(res, 300));
+  // wrangler forwards the worker's log asynchronously: give it time before reading.
+  await new Promise((res) => setTimeout(res, 2000));
   cold[e.name].push({ ms: r.ms, path: r.path, days: r.days, log: segmentReads(logFile, at) });
   log(`cold ${e.name}: ${f(r.ms)} ms (${r.path}, ${r.days} days)`);
 }

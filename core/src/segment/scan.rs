@@ -477,7 +477,9 @@ fn scan_segment<'a>(seg: &Segment<'a>, q: &Query, span_names: &'a [String], out:
             if end <= day_start || start >= day_start + DAY || seg.visits == 0 || start >= end {
                 return;
             }
-            let whole = start <= day_start && end >= day_start + DAY;
+            // With spans the window always applies, so every selected visit is in one span (even
+            // a start past the day's end, which only a faulty encoder could write).
+            let whole = start <= day_start && end >= day_start + DAY && edges.is_none();
             let Some(sel) = select(seg, &q.filters, (!whole).then_some((lo, hi))) else {
                 return;
             };

@@ -197,27 +197,38 @@ pub async fn answer(
     // Objects this isolate read before (same day and version) are reused; the others are fetched.
     // The copies are keyed by the tenant's generation too: an erased and re-created tenant starts its
     // days' versions again from 0, and must never be answered from its previous generation's objects.
+    // Only objects that decoded are kept, so a kept one is decoded again without its checksum.
     let reads = days.iter().map(|&(d, version)| {
         let key = seal::object_key(tenant.as_str(), d);
         let cached = format!("{generation}/{key}");
         let bucket = &bucket;
         async move {
             if let Some(hit) = CACHE.with(|c| c.borrow().get(&cached, version)) {
-                return Some(hit);
+                return Some((hit, true));
             }
             let blob = Rc::new(read_object(bucket, key).await.ok().flatten()?);
-            CACHE.with(|c| c.borrow_mut().put(cached, version, blob.clone()));
-            Some(blob)
+            Some((blob, false))
         }
     });
-    let blobs: Vec<Option<Rc<Vec<u8>>>> = join_all(reads).await;
-    let days: Vec<i64> = days.into_iter().map(|(d, _)| d).collect();
+    let blobs: Vec<Option<(Rc<Vec<u8>>, bool)>> = join_all(reads).await;
     let mut sealed = Vec::new();
     let mut segments = Vec::new();
-    for (day, blob) in days.iter().zip(&blobs) {
-        match blob.as_deref().map(|b| Segment::decode(b)) {
-            Some(Ok(seg)) if seg.day() * DAY_SECS == *day => {
-                sealed.push(*day);
+    for (&(day, version), blob) in days.iter().zip(&blobs) {
+        let decoded = blob.as_ref().map(|(b, kept)| {
+            let seg = if *kept {
+                Segment::decode_again(b)
+            } else {
+                Segment::decode(b)
+            };
+            (seg, b, *kept)
+        });
+        match decoded {
+            Some((Ok(seg), b, kept)) if seg.day() * DAY_SECS == day => {
+                if !kept {
+                    let key = format!("{generation}/{}", seal::object_key(tenant.as_str(), day));
+                    CACHE.with(|c| c.borrow_mut().put(key, version, b.clone()));
+                }
+                sealed.push(day);
                 segments.push(seg);
             }
             other => crate::log::event(
@@ -227,8 +238,8 @@ pub async fn answer(
                     "tenant_id": tenant.as_str(), "day": day,
                     "error": match other {
                         None => "missing".to_owned(),
-                        Some(Err(e)) => e.to_string(),
-                        Some(Ok(_)) => "wrong day".to_owned(),
+                        Some((Err(e), ..)) => e.to_string(),
+                        Some((Ok(_), ..)) => "wrong day".to_owned(),
                     },
                 }),
             ),
@@ -249,7 +260,8 @@ pub async fn answer(
         crate::log::Level::Info,
         "segment_read",
         &serde_json::json!({
-            "tenant_id": tenant.as_str(), "days": sealed.len(), "bytes": blobs.iter().flatten().map(|b| b.len()).sum::<usize>(),
+            "tenant_id": tenant.as_str(), "days": sealed.len(), "bytes": blobs.iter().flatten().map(|b| b.0.len()).sum::<usize>(),
+            "fetched": blobs.iter().flatten().filter(|b| !b.1).count(),
             "list_ms": t1 - t0, "fetch_decode_ms": t2 - t1, "scan_sql_ms": t3 - t2,
         }),
     );
