@@ -186,13 +186,15 @@ pub async fn answer(
     let t0 = clock();
     let listed = d1::rows(db, &seal::sealed_days(tenant, first, end)).await?;
     let t1 = clock();
-    let days: Vec<(i64, i64)> = listed
+    let listed: Vec<(i64, i64, i64)> = listed
         .iter()
         .filter_map(|r| {
             let int = |c| starling_core::sql::int(r.get(c));
-            Some((int("day")?, int("sealed")?))
+            Some((int("day")?, int("sealed")?, int("bytes").unwrap_or(0)))
         })
         .collect();
+    // The days whose objects fit one read's memory; the others go to SQL.
+    let days = seal::within_budget(&listed, seal::READ_BUDGET_BYTES);
     let bucket = archive::bucket(env)?;
     // Objects this isolate read before (same day and version) are reused; the others are fetched.
     // The copies are keyed by the tenant's generation too: an erased and re-created tenant starts its
