@@ -1173,6 +1173,11 @@ fn queries_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
             "filters": filters.iter().map(to_json).collect::<Vec<_>>(),
             "timezone": name,
             "pagination": {"limit": limit},
+            "include": if dim.is_some_and(|d| d.starts_with("time")) {
+                json!({"total_rows": true, "time_labels": true})
+            } else {
+                json!({"total_rows": true})
+            },
         });
         let id = TenantId::for_tests(tenant).unwrap();
         let plan = query::plan_query(&ApiRequest {

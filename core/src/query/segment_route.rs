@@ -843,6 +843,8 @@ mod tests {
             json!({"metrics": ["visitors"], "dimensions": ["event:goal"], "filters": two}),
             json!({"metrics": ["visitors"], "dimensions": ["event:props:plan"], "filters": two}),
             json!({"metrics": ["visitors"], "filters": two, "include": {"comparisons": {"mode": "previous_period"}}}),
+            // A funnel step: `session_funnels`, which segments do not hold.
+            json!({"metrics": ["visitors"], "filters": [["is", "event:funnel", [crate::funnels::value(1, 2)]], two[0]]}),
         ];
         for b in not_routed {
             assert!(!query_routed(b.clone()), "routed: {b}");
