@@ -1,8 +1,8 @@
 //! Visit segments (`starling_core::segment`) against the planner's own visit-level SQL.
 //!
 //! Two tenants get random visits over six UTC days around the 2025-03-30 DST change of Europe/Madrid
-//! (visits near midnight whose pages run into the next day, bounces, several pages, visitors with
-//! several visits, mixed-case values), inserted as `sessions` and `page_visits` rows into SQLite with
+//! (visits near midnight whose pages run into the next day, visits lasting days, bounces, several
+//! pages, visitors with several visits, mixed-case values), inserted as `sessions` and `page_visits` rows into SQLite with
 //! the real migrations, and encoded as one segment per (tenant, UTC day). Then a generated set of
 //! questions is asked both ways: `POST /v0/query` bodies with random filter trees (and, or, not; is,
 //! is_not, contains, contains_not; case-sensitive or not; visit columns, hostname and `event:page`),
@@ -87,6 +87,44 @@ fn visits_of(rng: &mut Rng, tenant: &str) -> Vec<VisitRow> {
                 });
                 t += rng.below(900) as i64;
             }
+            // One visit in twenty runs on for one to three days (a page a day or more after its
+            // first hit: `top_pages` reads those of visits before its first scanned day in SQL).
+            if rng.below(20) == 0 {
+                t += DAY + rng.below(2 * DAY as u64) as i64;
+                let path = rng.pick(&PATHS);
+                if !pages.iter().any(|p| p.pathname == path) {
+                    pages.push(segment::PageRow {
+                        pathname: path.into(),
+                        first_ts: t,
+                        hits: 1,
+                    });
+                }
+            }
+            // Each day's first two visits start ten minutes before midnight and have a page exactly
+            // a second less than a day, or exactly a day, after their first hit: the two sides of
+            // the bound `top_pages`' SQL part splits pages at (`since_visit` 86400).
+            if (out.len() as u64) % n < 2 {
+                let first = day * DAY + DAY - 600;
+                let path = rng.pick(&PATHS);
+                pages = vec![
+                    segment::PageRow {
+                        pathname: "/".into(),
+                        first_ts: first,
+                        hits: 1,
+                    },
+                    segment::PageRow {
+                        pathname: if path == "/" {
+                            "/docs".into()
+                        } else {
+                            path.into()
+                        },
+                        first_ts: first + DAY - 1 + ((out.len() as u64) % n) as i64,
+                        hits: 1,
+                    },
+                ];
+                t = pages[1].first_ts;
+            }
+            let first_ts = pages[0].first_ts;
             let pageviews: u32 = pages.iter().map(|p| p.hits).sum();
             out.push(VisitRow {
                 first_ts,
@@ -713,6 +751,42 @@ fn corrupt_or_truncated_segments_are_errors_never_panics() {
             );
         }
     }
+    // Decoding again (the worker's kept copies: no checksum) still refuses every cut and never
+    // panics on a changed byte; of the same bytes it reads the same segment.
+    for cut in 0..bytes.len() {
+        assert!(
+            Segment::decode_again(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    for at in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[at] ^= 0xFF;
+        if let Ok(seg) = Segment::decode_again(&b) {
+            let window = ((FIRST_DAY - 30) * DAY, (FIRST_DAY + 30) * DAY);
+            for group in [
+                Group::Pages(None),
+                Group::Visits(vec![Column::Browser, Column::Source]),
+                Group::Timed(vec![window.0, FIRST_DAY * DAY, window.1], vec![Column::Os]),
+            ] {
+                let q = Query {
+                    window,
+                    filters: vec![Filter::Leaf {
+                        op: Op::Contains,
+                        target: Target::ViewedPage,
+                        values: vec!["/".into()],
+                        case_sensitive: false,
+                    }],
+                    group,
+                };
+                let _ = segment::scan(std::slice::from_ref(&seg), &q);
+            }
+        }
+    }
+    assert_eq!(
+        format!("{:?}", Segment::decode_again(&bytes).unwrap().rows()),
+        format!("{:?}", Segment::decode(&bytes).unwrap().rows())
+    );
     let mut longer = bytes.clone();
     longer.push(0);
     assert!(Segment::decode(&longer).is_err());
@@ -882,4 +956,268 @@ fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
         }
     }
     assert!(compared > 150, "{compared} non-empty comparisons");
+}
+
+/// Each tenant's segments by UTC day start.
+fn blobs_by_day(fx: &Fixture) -> HashMap<&'static str, BTreeMap<i64, Vec<u8>>> {
+    fx.visits
+        .iter()
+        .map(|(t, v)| {
+            let by_day = segments_of(v)
+                .into_iter()
+                .map(|b| (Segment::decode(&b).unwrap().day() * DAY, b))
+                .collect();
+            (*t, by_day)
+        })
+        .collect()
+}
+
+/// None, all, and a random half of a route's days with segments.
+fn sealings(
+    blobs: &BTreeMap<i64, Vec<u8>>,
+    (first, end): (i64, i64),
+    rng: &mut Rng,
+) -> [Vec<i64>; 3] {
+    let days: Vec<i64> = blobs
+        .keys()
+        .copied()
+        .filter(|d| (first..end).contains(d))
+        .collect();
+    let random: Vec<i64> = days.iter().copied().filter(|_| rng.below(2) == 0).collect();
+    [Vec::new(), days, random]
+}
+
+/// The SQL part of a route reads its tenant only.
+fn assert_tenant_sql(route: &query::ScanRoute, sealed: &[i64], tenant: &str) {
+    for s in route.sql(sealed) {
+        assert_eq!(
+            s.binds.first(),
+            Some(&SqlValue::Text(tenant.into())),
+            "{}",
+            s.sql
+        );
+        assert_eq!(
+            s.sql.matches("tenant_id = ?").count(),
+            s.sql.matches(" FROM ").count()
+                - s.sql.matches(" FROM w ").count()
+                - s.sql.matches(" FROM g ").count(),
+            "{}",
+            s.sql
+        );
+    }
+}
+
+/// Asia/Kolkata's rule (+5:30): local days start at the UTC hour holding local midnight.
+const KOLKATA: query::FixedOffset = query::FixedOffset(19_800);
+
+/// kpis and kpis_summary on the visit-level path (`query::scan_route`): sealed days from segments,
+/// the other days from SQL, merged, must equal the planner's visit-level answer (hourly, daily and
+/// summed; UTC, Madrid across its DST change, Kolkata; ranges whose first day starts mid-UTC-day),
+/// whichever days are sealed. Another tenant's segments give another answer.
+#[test]
+fn kpis_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
+    let fx = fixture();
+    let blobs = blobs_by_day(&fx);
+    let pool: [(&str, &[&str]); 6] = [
+        ("browser", &["chrome", "Chrome", "firefox"]),
+        ("source", &["google.com", "t.co"]),
+        ("os", &["linux", "mac"]),
+        ("device", &["desktop", "mobile"]),
+        ("country", &["ES", "us"]),
+        ("utm_medium", &["email", "cpc"]),
+    ];
+    let fixed = BTreeMap::new();
+    let mut rng = Rng(13);
+    let (mut routed, mut compared, mut leaks) = (0, 0, 0);
+    let mut hourly = 0;
+    while routed < 120 {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let zone = rng.below(3);
+        let tz: &dyn TimeZone = match zone {
+            0 => &UTC,
+            1 => &Madrid,
+            _ => &KOLKATA,
+        };
+        let from = FIRST_DAY + rng.below(DAYS as u64) as i64;
+        let to = (from + rng.below(4) as i64 * rng.below(2) as i64).min(FIRST_DAY + DAYS - 1);
+        let pipe = ["kpis", "kpis_summary"][rng.below(2) as usize];
+        let mut params: Vec<(String, String)> = vec![
+            ("date_from".into(), date(from)),
+            ("date_to".into(), date(to)),
+        ];
+        for _ in 0..1 + rng.below(2) {
+            let (name, values) = pool[rng.below(pool.len() as u64) as usize];
+            if !params.iter().any(|(n, _)| n == name) {
+                params.push((name.into(), rng.pick(values).into()));
+            }
+        }
+        if rng.below(2) == 0 {
+            params.push((
+                "pathname".into(),
+                rng.pick(&["/pricing", "/", "/blog/one"]).into(),
+            ));
+        }
+        if rng.below(3) == 0 {
+            params.push(("domain".into(), rng.pick(&DOMAINS).into()));
+        }
+        let id = TenantId::for_tests(tenant).unwrap();
+        let req = query::Request {
+            pipe,
+            params: &params,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        };
+        let plan = query::plan(&req).unwrap();
+        let Some(route) = query::scan_route(&req).unwrap() else {
+            continue;
+        };
+        routed += 1;
+        hourly += usize::from(pipe == "kpis" && from == to);
+        assert_tenant_sql(&route, &[], tenant);
+        let rows: Vec<_> = plan
+            .statements
+            .iter()
+            .map(|s| common::rows(&fx.conn, s))
+            .collect();
+        let expected = query::assemble(&plan, rows).unwrap();
+        let nonzero = expected
+            .data
+            .iter()
+            .any(|r| r.get("visits").and_then(Value::as_i64).unwrap_or(0) > 0);
+        for sealed in sealings(&blobs[tenant], route.days(), &mut rng) {
+            let segments: Vec<Segment> = sealed
+                .iter()
+                .map(|d| Segment::decode(&blobs[tenant][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&sealed)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            let got = route.assemble(&plan, scanned, sql).unwrap();
+            assert_eq!(
+                got, expected,
+                "{tenant} {pipe} {params:?} zone={zone} sealed={sealed:?}"
+            );
+            compared += usize::from(nonzero && !sealed.is_empty());
+        }
+        // The other tenant's segments in place of this one's: the oracle sees it.
+        let other = TENANTS.iter().find(|t| **t != tenant).unwrap();
+        let [_, all, _] = sealings(&blobs[other], route.days(), &mut rng);
+        if nonzero && !all.is_empty() {
+            let segments: Vec<Segment> = all
+                .iter()
+                .map(|d| Segment::decode(&blobs[*other][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&all)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            leaks += usize::from(route.assemble(&plan, scanned, sql).unwrap() != expected);
+        }
+    }
+    assert!(compared > 100, "{compared} non-empty comparisons");
+    assert!(hourly > 10, "{hourly} hourly kpis");
+    assert!(
+        leaks > 30,
+        "{leaks} answers changed by another tenant's segments"
+    );
+}
+
+/// `POST /v0/query` on the visit rows (`query::query_route`): random filter trees, grouped by
+/// nothing, a visit column, the hostname or a time grain, in UTC, Madrid and Kolkata: sealed days
+/// from segments plus SQL for the others must equal the planner's visit-level answer.
+#[test]
+fn queries_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
+    let fx = fixture();
+    let blobs = blobs_by_day(&fx);
+    let dims: [Option<&str>; 10] = [
+        None,
+        Some("visit:source"),
+        Some("visit:browser"),
+        Some("visit:exit_page"),
+        Some("event:hostname"),
+        Some("time"),
+        Some("time:hour"),
+        Some("time:day"),
+        Some("time:week"),
+        Some("time:month"),
+    ];
+    let fixed = BTreeMap::new();
+    let mut rng = Rng(17);
+    let (mut routed, mut compared, mut timed) = (0, 0, 0);
+    while routed < 150 {
+        let tenant = TENANTS[rng.below(2) as usize];
+        let zone = rng.below(3);
+        let (tz, name): (&dyn TimeZone, &str) = match zone {
+            0 => (&UTC, "UTC"),
+            1 => (&Madrid, "Europe/Madrid"),
+            _ => (&KOLKATA, "Asia/Kolkata"),
+        };
+        let from = FIRST_DAY + rng.below(DAYS as u64) as i64;
+        let to = (from + rng.below(4) as i64).min(FIRST_DAY + DAYS - 1);
+        let dim = dims[rng.below(dims.len() as u64) as usize];
+        let filters: Vec<Gen> = (0..1 + rng.below(3))
+            .map(|_| gen_filter(&mut rng, 0))
+            .collect();
+        let limit = [3, 10, 1000][rng.below(3) as usize];
+        let body = json!({
+            "metrics": ["visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "views_per_visit"],
+            "date_range": [date(from), date(to)],
+            "dimensions": dim.map(|d| vec![d]).unwrap_or_default(),
+            "filters": filters.iter().map(to_json).collect::<Vec<_>>(),
+            "timezone": name,
+            "pagination": {"limit": limit},
+            "include": if dim.is_some_and(|d| d.starts_with("time")) {
+                json!({"total_rows": true, "time_labels": true})
+            } else {
+                json!({"total_rows": true})
+            },
+        });
+        let id = TenantId::for_tests(tenant).unwrap();
+        let plan = query::plan_query(&ApiRequest {
+            body: &body,
+            tenant: &id,
+            fixed: &fixed,
+            now_secs: NOW,
+            tz,
+        })
+        .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        let Some(route) = query::query_route(&plan, &id, tz) else {
+            assert!(plan.uses_rollups(), "not routed: {body}");
+            continue;
+        };
+        routed += 1;
+        timed += usize::from(dim.is_some_and(|d| d.starts_with("time")));
+        assert_tenant_sql(&route, &[], tenant);
+        let rows: Vec<_> = plan
+            .statements
+            .iter()
+            .map(|s| common::rows(&fx.conn, s))
+            .collect();
+        let expected = query::assemble_query(&plan, rows).unwrap();
+        let nonempty = !expected["results"].as_array().unwrap().is_empty();
+        for sealed in sealings(&blobs[tenant], route.days(), &mut rng) {
+            let segments: Vec<Segment> = sealed
+                .iter()
+                .map(|d| Segment::decode(&blobs[tenant][d]).unwrap())
+                .collect();
+            let scanned = segment::scan(&segments, route.query()).unwrap();
+            let sql: Vec<_> = route
+                .sql(&sealed)
+                .iter()
+                .map(|s| common::rows(&fx.conn, s))
+                .collect();
+            let got = route.assemble_query(&plan, scanned, sql).unwrap();
+            assert_eq!(got, expected, "{tenant} {body} sealed={sealed:?}");
+            compared += usize::from(nonempty && !sealed.is_empty());
+        }
+    }
+    assert!(compared > 150, "{compared} non-empty comparisons");
+    assert!(timed > 40, "{timed} time-grouped queries");
 }

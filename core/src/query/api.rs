@@ -111,6 +111,8 @@ pub struct ApiPlan {
     pub statements: Vec<Statement>,
     shape: ApiShape,
     key: String,
+    /// A visit-level query the segment scan may answer (`segment_route::query_route`).
+    pub(super) visits: Option<super::segment_route::VisitQuery>,
 }
 
 impl ApiPlan {
@@ -203,7 +205,7 @@ pub fn timezone_of(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Grain {
+pub(super) enum Grain {
     Hour,
     Day,
     Week,
@@ -212,7 +214,7 @@ enum Grain {
 
 /// A filterable or groupable dimension.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Dimension {
+pub(super) enum Dimension {
     /// A `sessions` column and its rollup dimension.
     Visit(&'static str, &'static str),
     Host,
@@ -260,7 +262,7 @@ const DIMENSION_NAMES: &str = "time, time:hour, time:day, time:week, time:month,
     event:props:<key>, event:props";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Op {
+pub(super) enum Op {
     Is,
     IsNot,
     Contains,
@@ -268,7 +270,7 @@ enum Op {
 }
 
 #[derive(Debug, Clone)]
-enum Filter {
+pub(super) enum Filter {
     Leaf {
         op: Op,
         dim: Dimension,
@@ -1195,9 +1197,17 @@ pub fn plan_query_with_segments(
         &json!({ "tenant": tenant.as_str(), "query": query, "fixed": req.fixed, "segments": used }),
     )
     .unwrap_or_default();
+    let visits = (!uses_rollups && events_table.is_none() && !divisor && comparison.is_none())
+        .then(|| super::segment_route::VisitQuery {
+            window: (day_start(tz, from), day_start(tz, to + 1)),
+            grain,
+            group,
+            filters: filters.clone(),
+        });
     Ok(ApiPlan {
         statements,
         key,
+        visits,
         shape: ApiShape {
             metrics,
             dimension: dim_name,
@@ -1401,7 +1411,7 @@ fn visit_statement(
 /// property value (`session_props`) or goal and property value of the goal's events
 /// (`session_goal_props`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum EventTable {
+pub(super) enum EventTable {
     Goals,
     Props,
     GoalProps,
@@ -1420,8 +1430,21 @@ fn grouped_statement(
     filters: &[Filter],
     events: Option<EventTable>,
 ) -> Statement {
+    let window = (day_start(tz, from), day_start(tz, to + 1));
+    grouped_statement_in(tenant, tz, window, grain, (group, prefix), filters, events)
+}
+
+/// [`grouped_statement`] over the visits starting in `[start, end)`, UTC seconds.
+pub(super) fn grouped_statement_in(
+    tenant: &TenantId,
+    tz: &dyn TimeZone,
+    (start, end): (i64, i64),
+    grain: Option<Grain>,
+    (group, prefix): (Option<Dimension>, Option<&str>),
+    filters: &[Filter],
+    events: Option<EventTable>,
+) -> Statement {
     let goals = events.is_some();
-    let (start, end) = (day_start(tz, from), day_start(tz, to + 1));
     let column = match group {
         Some(Dimension::Visit(col, _)) => format!("s.{col}"),
         Some(Dimension::Host) if goals => "sg.domain".into(),

@@ -103,8 +103,8 @@ pub(crate) struct TopShape {
 
 /// The UTC window `[start, end)` of local dates `from..=to`, and of the period before it.
 pub(super) struct Window {
-    from: Days,
-    to: Days,
+    pub(super) from: Days,
+    pub(super) to: Days,
     pub(super) start: i64,
     pub(super) end: i64,
     /// With `include_previous_period`: length in days, and the previous window's start.
@@ -415,12 +415,13 @@ fn kpis(
         return Ok(rollup_kpis(req, &w, &slice, summary));
     }
     if summary {
-        let mut q = TenantSql::new(tenant);
-        kpi_visits(&mut q, w.scan_start(), w.end, &f);
-        q.bind(") SELECT (t >= ?) AS bucket", w.start);
-        q.push(KPI_AGGREGATES);
         return Ok((
-            vec![q.finish()],
+            vec![kpi_summary_statement(
+                tenant,
+                &f,
+                (w.scan_start(), w.end),
+                w.start,
+            )],
             Shape::Kpis(KpiShape {
                 hourly: false,
                 buckets: vec![(1, format_date(w.from))],
@@ -450,9 +451,46 @@ fn kpis(
         .previous
         .map(|(days, _)| if hourly { 24 * days } else { days });
 
-    // Offsets in force over the scanned window, sampled daily (one zone lookup per day).
-    let mut samples: Vec<i64> = (w.scan_start()..w.end).step_by(DAY as usize).collect();
-    samples.push(w.end);
+    let segments = kpi_offsets(tz, (w.scan_start(), w.end))?;
+    Ok((
+        vec![kpi_series_statement(
+            tenant,
+            &f,
+            (w.scan_start(), w.end),
+            &segments,
+            hourly,
+        )],
+        Shape::Kpis(KpiShape {
+            hourly,
+            buckets,
+            previous_shift,
+        }),
+    ))
+}
+
+/// kpis_summary's visit-level statement over the visits starting in `[a, b)`: bucket 1 for those
+/// from `current` on (0: the previous period).
+pub(super) fn kpi_summary_statement(
+    tenant: &TenantId,
+    f: &Filters,
+    (a, b): (i64, i64),
+    current: i64,
+) -> Statement {
+    let mut q = TenantSql::new(tenant);
+    kpi_visits(&mut q, a, b, f);
+    q.bind(") SELECT (t >= ?) AS bucket", current);
+    q.push(KPI_AGGREGATES);
+    q.finish()
+}
+
+/// The offsets in force over a kpis window, sampled daily (one zone lookup per day), as
+/// [`offset_segments`].
+pub(super) fn kpi_offsets(
+    tz: &dyn super::timezone::TimeZone,
+    (start, end): (i64, i64),
+) -> Result<Vec<(i64, i32)>, QueryError> {
+    let mut samples: Vec<i64> = (start..end).step_by(DAY as usize).collect();
+    samples.push(end);
     let segments = offset_segments(tz, &samples);
     if segments.len() > MAX_OFFSET_SEGMENTS {
         return Err(QueryError::invalid(
@@ -460,13 +498,24 @@ fn kpis(
             "changes its UTC offset too often in this date range; use a shorter range",
         ));
     }
+    Ok(segments)
+}
 
+/// kpis' visit-level statement over the visits starting in `[a, b)`, bucketed by local hour
+/// (`hourly`) or day under the offsets `segments` ([`kpi_offsets`] of the whole window).
+pub(super) fn kpi_series_statement(
+    tenant: &TenantId,
+    f: &Filters,
+    (a, b): (i64, i64),
+    segments: &[(i64, i32)],
+    hourly: bool,
+) -> Statement {
     let mut q = TenantSql::new(tenant);
-    kpi_visits(&mut q, w.scan_start(), w.end, &f);
+    kpi_visits(&mut q, a, b, f);
     // D1 binds numbers as REAL: cast back to integers before dividing into buckets. The local hour of a
     // visit is that of its UTC hour's start rounded up (the rule of `timezone::day_start`).
     q.push(") SELECT (CAST(t AS INTEGER) / 3600 * 3600 + CAST(");
-    if let [(_, offset)] = segments.as_slice() {
+    if let [(_, offset)] = segments {
         q.bind("?", i64::from(*offset));
     } else {
         q.push("CASE");
@@ -483,14 +532,7 @@ fn kpis(
     });
     q.push(" AS bucket");
     q.push(KPI_AGGREGATES);
-    Ok((
-        vec![q.finish()],
-        Shape::Kpis(KpiShape {
-            hourly,
-            buckets,
-            previous_shift,
-        }),
-    ))
+    q.finish()
 }
 
 /// A top list: its rows come from `sessions` or `page_visits`, grouped by `keys` (`column`, output name).

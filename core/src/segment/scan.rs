@@ -92,6 +92,12 @@ pub enum Group {
     /// path; optionally only the pages whose own path matches. `pageviews` are the page's hits;
     /// `bounces` and `duration` are 0; `visitors` counts distinct visitors of the visit's day.
     Pages(Option<PathFilter>),
+    /// Visits in the window grouped by time span and then by these columns (at most three): spans
+    /// are `[edges[i], edges[i + 1])` on the visit's first hit (UTC seconds, ascending), the key's
+    /// first element is `i` in decimal. A visit outside `[edges[0], edges[last])` counts nowhere.
+    /// The caller maps spans to its time buckets (`query::segment_route`: a local hour, day, week or
+    /// month, computed from the visit's first hit exactly as the SQL computes it).
+    Timed(Vec<i64>, Vec<Column>),
 }
 
 /// One visit-level question.
@@ -161,16 +167,32 @@ impl Partial {
 
 /// Answers `q` over `segments` (any days, each once).
 pub fn scan(segments: &[Segment], q: &Query) -> Result<Partial, SegmentError> {
-    if let Group::Visits(cols) = &q.group {
-        if cols.len() > MAX_GROUP_COLUMNS {
+    match &q.group {
+        Group::Visits(cols) if cols.len() > MAX_GROUP_COLUMNS => {
             return Err(SegmentError::Query("more than four group columns"));
         }
+        Group::Timed(_, cols) if cols.len() >= MAX_GROUP_COLUMNS => {
+            return Err(SegmentError::Query(
+                "more than three columns with time spans",
+            ));
+        }
+        Group::Timed(edges, _) if edges.windows(2).any(|w| w[0] >= w[1]) => {
+            return Err(SegmentError::Query("time span edges not ascending"));
+        }
+        _ => {}
     }
     // Groups keyed by the segments' own dictionary entries while scanning: a key is allocated
     // once per group of the answer, not once per group of every segment.
+    // Span numbers as key text, made once (the keys borrow them).
+    let span_names: Vec<String> = match &q.group {
+        Group::Timed(e, _) => (0..e.len().saturating_sub(1))
+            .map(|i| i.to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut groups = Groups::default();
     for s in segments {
-        scan_segment(s, q, &mut groups);
+        scan_segment(s, q, &span_names, &mut groups);
     }
     Ok(Partial {
         groups: groups
@@ -432,28 +454,57 @@ impl Acc {
     }
 }
 
-fn scan_segment<'a>(seg: &Segment<'a>, q: &Query, out: &mut Groups<'a>) {
+fn scan_segment<'a>(seg: &Segment<'a>, q: &Query, span_names: &'a [String], out: &mut Groups<'a>) {
     let day_start = seg.day * DAY;
     let (start, end) = q.window;
     let (lo, hi) = (start - day_start, end - day_start);
     match &q.group {
-        Group::Visits(cols) => {
-            if end <= day_start || start >= day_start + DAY || seg.visits == 0 {
+        Group::Visits(_) | Group::Timed(..) => {
+            let (cols, edges) = match &q.group {
+                Group::Timed(edges, cols) => (cols, Some(edges)),
+                Group::Visits(cols) => (cols, None),
+                Group::Pages(_) => return,
+            };
+            // The spans' edges narrow the window.
+            let (start, end) = match edges {
+                Some(e) => match (e.first(), e.last()) {
+                    (Some(&a), Some(&b)) => (start.max(a), end.min(b)),
+                    _ => return,
+                },
+                None => (start, end),
+            };
+            let (lo, hi) = (start - day_start, end - day_start);
+            if end <= day_start || start >= day_start + DAY || seg.visits == 0 || start >= end {
                 return;
             }
-            let whole = start <= day_start && end >= day_start + DAY;
+            // With spans the window always applies, so every selected visit is in one span (even
+            // a start past the day's end, which only a faulty encoder could write).
+            let whole = start <= day_start && end >= day_start + DAY && edges.is_none();
             let Some(sel) = select(seg, &q.filters, (!whole).then_some((lo, hi))) else {
                 return;
             };
             // Groups by code for one column (or a single group); by a dense index of the codes'
             // combination for several.
+            // With spans: each selected visit's span (the window above keeps them all in one).
+            let spans: Option<Vec<u32>> = edges.map(|e| {
+                seg.start
+                    .gather(&sel)
+                    .into_iter()
+                    .map(|t| {
+                        let t = day_start + i64::from(t);
+                        (e.partition_point(|&x| x <= t).max(1) - 1) as u32
+                    })
+                    .collect()
+            });
             let mut combo_keys: Vec<u128> = Vec::new();
-            let groups: Vec<u32> = match cols.as_slice() {
-                [] => vec![0; sel.len()],
-                [c] => seg.codes(*c).gather(&sel),
-                many => {
-                    let codes: Vec<Vec<u32>> =
-                        many.iter().map(|c| seg.codes(*c).gather(&sel)).collect();
+            let groups: Vec<u32> = match (cols.as_slice(), &spans) {
+                ([], None) => vec![0; sel.len()],
+                ([], Some(spans)) => spans.clone(),
+                ([c], None) => seg.codes(*c).gather(&sel),
+                (many, spans) => {
+                    let mut codes: Vec<Vec<u32>> = Vec::new();
+                    codes.extend(spans.iter().cloned());
+                    codes.extend(many.iter().map(|c| seg.codes(*c).gather(&sel)));
                     let mut combos: HashMap<u128, u32> = HashMap::new();
                     (0..sel.len())
                         .map(|k| {
@@ -468,11 +519,13 @@ fn scan_segment<'a>(seg: &Segment<'a>, q: &Query, out: &mut Groups<'a>) {
                         .collect()
                 }
             };
-            let size = match cols.as_slice() {
-                [] => 1,
-                [c] => seg.dict(*c).len(),
+            let size = match (cols.as_slice(), edges) {
+                ([], None) => 1,
+                ([], Some(e)) => e.len().saturating_sub(1),
+                ([c], None) => seg.dict(*c).len(),
                 _ => combo_keys.len(),
             };
+
             let mut accs = vec![FRESH; size];
             let pageviews = seg.pageviews.gather(&sel);
             let duration = seg.duration.gather(&sel);
@@ -494,15 +547,20 @@ fn scan_segment<'a>(seg: &Segment<'a>, q: &Query, out: &mut Groups<'a>) {
                     continue;
                 }
                 out.key.clear();
-                match cols.as_slice() {
-                    [] => {}
-                    [c] => out.key.push(seg.dict(*c).get(g)),
-                    many => {
+                match (cols.as_slice(), edges) {
+                    ([], None) => {}
+                    ([], Some(_)) => out.key.push(span_names[g].as_str()),
+                    ([c], None) => out.key.push(seg.dict(*c).get(g)),
+                    (many, spans) => {
                         let k = combo_keys[g];
-                        let n = many.len();
+                        let n = many.len() + usize::from(spans.is_some());
+                        let code = |at: usize| (k >> (32 * (n - 1 - at))) as u32 as usize;
+                        if spans.is_some() {
+                            out.key.push(span_names[code(0)].as_str());
+                        }
+                        let first = n - many.len();
                         for (at, c) in many.iter().enumerate() {
-                            let code = (k >> (32 * (n - 1 - at))) as u32;
-                            out.key.push(seg.dict(*c).get(code as usize));
+                            out.key.push(seg.dict(*c).get(code(first + at)));
                         }
                     }
                 }

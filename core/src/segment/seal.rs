@@ -179,14 +179,56 @@ pub fn mark_sealed(
 }
 
 /// The tenant's days in `[start, end)` (UTC day starts) whose object is current, with the version it
-/// holds (`day`, `sealed`): a scan may answer for them instead of the visit rows, and a copy of the
-/// object read earlier is current while its version is.
+/// holds and its size (`day`, `sealed`, `bytes`): a scan may answer for them instead of the visit
+/// rows, and a copy of the object read earlier is current while its version is.
 pub fn sealed_days(tenant: &TenantId, start: i64, end: i64) -> Statement {
     let mut q = TenantSql::new(tenant);
-    q.push("SELECT day, sealed")
+    q.push("SELECT day, sealed, bytes")
         .from("segment_days", "")
         .bind(" AND day >= ?", start)
         .bind(" AND day < ?", end)
         .push(" AND sealed = version ORDER BY day");
     q.finish()
+}
+
+/// Most bytes of objects one read holds at once (`within_budget`): a worker has 128 MB, and the
+/// isolate keeps up to 32 MB of objects besides. The largest tenant of the 10M set needs 25 MB for 29
+/// days; a tenant of 100M events a month would need about 48 MB a day.
+pub const READ_BUDGET_BYTES: i64 = 40 << 20;
+
+/// Of the sealed days `(day, sealed, bytes)` a read listed ([`sealed_days`]), the `(day, sealed)` it
+/// reads from their objects: the newest first while their bytes fit `budget`; the others are read by
+/// SQL like unsealed days, so a tenant whose days outgrow the budget gets slower, never wrong or out
+/// of memory. Ascending by day.
+pub fn within_budget(days: &[(i64, i64, i64)], budget: i64) -> Vec<(i64, i64)> {
+    let mut left = budget;
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &(day, sealed, bytes) in days.iter().rev() {
+        if bytes > left {
+            break;
+        }
+        left -= bytes;
+        out.push((day, sealed));
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_days_that_fit_are_read_from_objects() {
+        let days = [(1, 0, 30), (2, 3, 30), (3, 1, 30), (4, 0, 10)];
+        assert_eq!(
+            within_budget(&days, 1_000),
+            vec![(1, 0), (2, 3), (3, 1), (4, 0)]
+        );
+        assert_eq!(within_budget(&days, 70), vec![(2, 3), (3, 1), (4, 0)]);
+        assert_eq!(within_budget(&days, 40), vec![(3, 1), (4, 0)]);
+        // Contiguous from the newest: an older day after one that does not fit is SQL too.
+        assert_eq!(within_budget(&days, 39), vec![(4, 0)]);
+        assert_eq!(within_budget(&days, 5), Vec::<(i64, i64)>::new());
+    }
 }

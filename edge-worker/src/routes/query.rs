@@ -84,16 +84,15 @@ pub async fn get_pipe(
             };
             match route {
                 Some(route) => {
-                    let (out, days) = segments::answer(
+                    let (scanned, rows, days) = segments::answer(
                         env,
                         &db,
                         (&caller.tenant, caller.state.generation()),
-                        &plan,
                         &route,
                     )
                     .await?;
                     segment_days = Some(days);
-                    (out, false)
+                    (route.assemble(&plan, scanned, rows)?, false)
                 }
                 None => {
                     let results = d1::rows_batch(&db, &plan.statements).await?;
@@ -185,10 +184,30 @@ pub async fn post_query(
         return Ok(resp);
     }
     let db = tenant_state::data_db(env, &caller.state)?;
-    let results = d1::rows_batch(&db, &plan.statements).await?;
-    let out = query::assemble_query(&plan, results)?;
+    // A visit-level query may read its sealed days from visit segments (off by default).
+    let route = if segments::reads_enabled(env) {
+        query::query_route(&plan, &caller.tenant, &tz)
+    } else {
+        None
+    };
+    let (out, segment_days) = match route {
+        Some(route) => {
+            let (scanned, rows, days) = segments::answer(
+                env,
+                &db,
+                (&caller.tenant, caller.state.generation()),
+                &route,
+            )
+            .await?;
+            (route.assemble_query(&plan, scanned, rows)?, Some(days))
+        }
+        None => {
+            let results = d1::rows_batch(&db, &plan.statements).await?;
+            (query::assemble_query(&plan, results)?, None)
+        }
+    };
     outcome.rows = out["results"].as_array().map(Vec::len);
-    answer_and_cache(
+    let mut resp = answer_and_cache(
         &out,
         &cache,
         &cache_url,
@@ -196,7 +215,14 @@ pub async fn post_query(
         plan.uses_rollups(),
         &caller.limit,
     )
-    .await
+    .await?;
+    if let Some(days) = segment_days {
+        // Days read from visit segments (the rest from the visit-level SQL).
+        let h = resp.headers_mut();
+        let _ = h.set("X-Query-Path", "segments");
+        let _ = h.set("X-Segment-Days", &days.to_string());
+    }
+    Ok(resp)
 }
 
 /// A `POST` query body (`/v0/query`, `/v0/funnel`): at most [`MAX_QUERY_BODY`] bytes of JSON.
