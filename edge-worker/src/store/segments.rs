@@ -82,10 +82,11 @@ pub async fn seal(env: &Env) -> Value {
                                 continue;
                             };
                             match seal_day(&db, &bucket, tenant, day).await {
-                                Ok(n) => {
+                                Ok(Some(n)) => {
                                     sealed += 1;
                                     bytes += n;
                                 }
+                                Ok(None) => {}
                                 Err(e) => failures.push(serde_json::json!({
                                     "tenant_id": tenant, "day": day, "error": e.to_string()
                                 })),
@@ -124,13 +125,14 @@ async fn days_to_seal(
 }
 
 /// Seals one day: reads its version and visit rows in one batch (one transaction), writes the
-/// object, records the version. Returns the object's size.
+/// object, records the version. Returns the object's size, or `None` when the day was unregistered
+/// meanwhile (its object is then deleted again).
 async fn seal_day(
     db: &D1Database,
     bucket: &Bucket,
     tenant: &str,
     day: i64,
-) -> worker::Result<usize> {
+) -> worker::Result<Option<usize>> {
     let clock = crate::clock::now_ms;
     let t0 = clock();
     let read = d1::rows_batch(db, &seal::read_day(tenant, day)).await?;
@@ -146,11 +148,18 @@ async fn seal_day(
         .execute()
         .await?;
     let t2 = clock();
-    d1::run_counting(
+    let marked = d1::run_counting(
         db,
         &[seal::mark_sealed(tenant, day, version, size, rows.len())],
     )
     .await?;
+    if marked == 0 {
+        // The day's registration is gone: an erasure (or retention) deleted the tenant's rows while
+        // this seal read and wrote. Both delete D1 rows before R2 objects, so an object written after
+        // their R2 pass is only caught here: delete it, so no copy outlives an erasure.
+        bucket.delete(seal::object_key(tenant, day)).await?;
+        return Ok(None);
+    }
     // Where a day's seal spends its time (workerd's clock advances at I/O only: `read_ms` is the D1
     // batch, `encode_put_ms` the encoding and the R2 write, `mark_ms` the version update).
     crate::log::event(
@@ -161,7 +170,7 @@ async fn seal_day(
             "read_ms": t1 - t0, "encode_put_ms": t2 - t1, "mark_ms": clock() - t2,
         }),
     );
-    Ok(size)
+    Ok(Some(size))
 }
 
 /// Whether filtered top lists read sealed days from segments (`SEGMENT_READS=1`; off by default).
