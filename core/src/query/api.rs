@@ -111,6 +111,17 @@ pub struct ApiPlan {
     pub statements: Vec<Statement>,
     shape: ApiShape,
     key: String,
+    /// Set when the plan is one funnel step's visit-level read ([`FunnelDrive`]).
+    funnel: Option<FunnelDrive>,
+}
+
+/// What a funnel step's visit-level plan reads besides its step: the other filters (the body's, the
+/// site's and the token's domain) and the UTC window. `POST /v0/funnel` reads every step in one
+/// statement from it ([`funnel_steps_statement`]) instead of one statement per step.
+#[derive(Debug, Clone)]
+pub(super) struct FunnelDrive {
+    filters: Vec<Filter>,
+    window: (i64, i64),
 }
 
 impl ApiPlan {
@@ -123,6 +134,17 @@ impl ApiPlan {
     /// Whether the plan reads only the pre-aggregated rollups (else the visit-level table).
     pub fn uses_rollups(&self) -> bool {
         self.shape.rollups
+    }
+
+    /// A funnel step's visit-level read, if the plan is one: the step filter was a top-level `is`
+    /// of one value, with no goal or property filter, no grouping, time buckets or comparison.
+    pub(super) fn funnel_drive(&self) -> Option<&FunnelDrive> {
+        self.funnel.as_ref()
+    }
+
+    /// The resolved query, as `assemble_query` echoes it.
+    pub(super) fn query_echo(&self) -> &Value {
+        &self.shape.query
     }
 }
 
@@ -1195,9 +1217,28 @@ pub fn plan_query_with_segments(
         &json!({ "tenant": tenant.as_str(), "query": query, "fixed": req.fixed, "segments": used }),
     )
     .unwrap_or_default();
+    // A funnel step read from `session_funnels` (the step filter drives `grouped_statement`).
+    let funnel = funnel_leaf(&filters)
+        .filter(|_| {
+            !uses_rollups
+                && events_table.is_none()
+                && grain.is_none()
+                && group.is_none()
+                && comparison.is_none()
+        })
+        .map(|i| FunnelDrive {
+            filters: filters
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, f)| f.clone())
+                .collect(),
+            window: (day_start(tz, from), day_start(tz, to + 1)),
+        });
     Ok(ApiPlan {
         statements,
         key,
+        funnel,
         shape: ApiShape {
             metrics,
             dimension: dim_name,
@@ -1432,9 +1473,7 @@ fn grouped_statement(
         _ => "''".into(),
     };
     // A top-level `is` filter of one funnel step (the funnel endpoint's): drives the statement.
-    let funnel_leaf = filters.iter().position(|f| {
-        matches!(f, Filter::Leaf { op: Op::Is, dim: Dimension::Funnel, values, case_sensitive: true } if values.len() == 1)
-    });
+    let funnel_leaf = funnel_leaf(filters);
     let funnel_step: Option<&str> = match funnel_leaf.map(|i| &filters[i]) {
         Some(Filter::Leaf { values, .. }) if events.is_none() => Some(values[0].as_str()),
         _ => None,
@@ -1579,6 +1618,58 @@ fn grouped_statement(
         );
     }
     q.push(" FROM g GROUP BY k");
+    q.finish()
+}
+
+/// The position of the first top-level `is` filter of one funnel step (`POST /v0/funnel` adds one per
+/// step), which drives the visit-level statement from `session_funnels`.
+fn funnel_leaf(filters: &[Filter]) -> Option<usize> {
+    filters.iter().position(|f| {
+        matches!(f, Filter::Leaf { op: Op::Is, dim: Dimension::Funnel, values, case_sensitive: true } if values.len() == 1)
+    })
+}
+
+/// Every step of a funnel over the visit-level tables in one statement: rows `(step, visits,
+/// visitors)` for the `steps` values (`id:k`) the window's visits reached under `drive`'s filters (a
+/// step no visit reached has no row). The same visits and visitors as one [`grouped_statement`] per
+/// step, cheaper: `session_funnels` of the window is read once (each step row joined to its
+/// `sessions` row by primary key, as there) instead of once per step, and unique visitors are
+/// counted per (UTC day, step) group, each day's distinct set small, then summed (visitor ids rotate
+/// daily, so distinct visitor-days are the sum over days of each day's distinct visitors), instead of
+/// one `COUNT(DISTINCT visitor || day)` over the whole window, whose set outgrows SQLite's cache.
+pub(super) fn funnel_steps_statement(
+    tenant: &TenantId,
+    drive: &FunnelDrive,
+    steps: &[String],
+) -> Statement {
+    let (start, end) = drive.window;
+    let mut q = TenantSql::new(tenant);
+    q.push(
+        "SELECT step, SUM(n) AS visits, SUM(u) AS visitors FROM (SELECT sf.step AS step, COUNT(*) AS n, \
+         COUNT(DISTINCT s.visitor_id) AS u",
+    )
+    .from_joined(
+        "session_funnels",
+        "sf",
+        &[Join {
+            kind: "CROSS JOIN",
+            table: "sessions",
+            alias: "s",
+            on: "s.first_ts = sf.first_ts AND s.session_key = sf.session_key",
+        }],
+    )
+    .bind(" AND sf.first_ts >= ?", start)
+    .bind(" AND sf.first_ts < ?", end);
+    let marks = vec!["?"; steps.len()].join(", ");
+    q.bind_all(
+        &format!(" AND sf.step IN ({marks})"),
+        steps.iter().map(|s| SqlValue::from(s.as_str())),
+    );
+    for f in &drive.filters {
+        q.push(" AND ");
+        filter_sql(f, (start, end), &mut q);
+    }
+    q.push(" GROUP BY CAST(sf.first_ts AS INTEGER) / 86400, sf.step) GROUP BY step");
     q.finish()
 }
 
