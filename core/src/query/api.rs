@@ -194,6 +194,9 @@ enum GoalSource {
     /// In the groups' own rows, read from goal property cells ([`dim::GOAL_PROP`]): the goal's events
     /// that carried the value are in their `duration` column.
     GoalPropCells,
+    /// In the groups' own rows, read from property-event cells folded per key (the key list: each
+    /// key's events in `visits`, [`rollups::prop_key_statement`]).
+    KeyCells,
 }
 
 #[derive(Debug, Clone)]
@@ -1019,6 +1022,19 @@ pub fn plan_query_with_segments(
                 && !metrics.contains(&"visit_duration")
         })
         .and_then(|key| goal_prop_value(&filters, key));
+    // The property key list (`event:props`) by `events` alone, without a goal or time buckets and
+    // unfiltered or with one hostname: the property-event cells folded per key (a key's events are
+    // the sum over its values). A key's visits and visitors are not in the cells (a visit that
+    // carried two values of one key counts once for the key, twice in its value cells), so any other
+    // metric reads `session_props`. `Some(domain)` when the cells answer.
+    let key_list = (group == Some(Dimension::PropKey)
+        && !goal_query
+        && grain.is_none()
+        && metrics.iter().all(|m| *m == "events"))
+    .then(|| cell_filters(&filters, ""))
+    .flatten()
+    .filter(|f| f.goal.is_none() && f.value.is_none())
+    .map(|f| f.domain);
     let slice = if let Some((value, stem, domain)) = &goal_prop {
         let mut s = Slice::new(
             tenant,
@@ -1138,6 +1154,23 @@ pub fn plan_query_with_segments(
                     (Vec::new(), Vec::new(), RowSource::Groups, true)
                 }
             }
+        }
+        None if key_list.is_some() => {
+            let cells = Slice::new(
+                tenant,
+                dim::PROP_EVENTS,
+                None,
+                key_list.flatten(),
+                req.now_secs,
+            );
+            for (f, t) in std::iter::once((from, to)).chain(comparison) {
+                statements.push(rollups::prop_key_statement(
+                    &cells,
+                    (day_start(tz, f), day_start(tz, t + 1)),
+                ));
+            }
+            goal_sums = GoalSource::KeyCells;
+            (Vec::new(), Vec::new(), RowSource::Groups, true)
         }
         None => {
             let windows = std::iter::once((from, to)).chain(comparison);
@@ -1974,6 +2007,12 @@ pub fn assemble_query(
         goal.sums = goal_prop_sums(results.first().map(Vec::as_slice).unwrap_or_default());
         if s.comparison {
             goal_cmp.sums = goal_prop_sums(results.get(1).map(Vec::as_slice).unwrap_or_default());
+        }
+    }
+    if s.goal_sums == GoalSource::KeyCells {
+        goal.sums = prop_cell_sums(results.first().map(Vec::as_slice).unwrap_or_default());
+        if s.comparison {
+            goal_cmp.sums = prop_cell_sums(results.get(1).map(Vec::as_slice).unwrap_or_default());
         }
     }
     if s.goal_sums == GoalSource::Rows {
