@@ -502,6 +502,23 @@ fn funnel_steps_match_the_raw_events_in_any_order_and_zone() {
                 |v| v.browser == "chrome",
             );
             assert_eq!(got(&out), exp, "funnel {id} seed {seed} chrome +03:00");
+            // The body's own step filter (the visits that reached step 2 of "Buy"), ahead of the
+            // funnel's.
+            let (out, _) = funnel_query(
+                &conn,
+                json!({"funnel": id, "date_range": ["2025-03-28", "2025-04-01"],
+                    "filters": [["is", "event:funnel", ["1:2"]], ["is", "visit:browser", ["chrome"]]]}),
+                &FixedOffset(0),
+            );
+            let exp = expected(&visits, id, steps, (d(0), d(5)), |v| {
+                v.browser == "chrome" && v.reached.get(&1).is_some_and(|r| *r >= 2)
+            });
+            assert_eq!(
+                got(&out),
+                exp,
+                "funnel {id} seed {seed} chrome, reached 1:2"
+            );
+            nonzero += exp.iter().filter(|x| x.1 > 0).count();
             // A negated filter and a page filter together (the visits that viewed a page), +03:00.
             let (out, rollups) = funnel_query(
                 &conn,

@@ -120,6 +120,8 @@ pub struct ApiPlan {
 /// statement from it ([`funnel_steps_statement`]) instead of one statement per step.
 #[derive(Debug, Clone)]
 pub(super) struct FunnelDrive {
+    /// The step value (`id:k`) that drives the read.
+    pub(super) step: String,
     filters: Vec<Filter>,
     window: (i64, i64),
 }
@@ -1260,6 +1262,10 @@ pub fn plan_query_with_segments(
                 && comparison.is_none()
         })
         .map(|i| FunnelDrive {
+            step: match &filters[i] {
+                Filter::Leaf { values, .. } => values[0].clone(),
+                _ => String::new(),
+            },
             filters: filters
                 .iter()
                 .enumerate()

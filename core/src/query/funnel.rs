@@ -114,9 +114,12 @@ pub fn plan_funnel_with_segments(
         statements.extend(plan.statements.iter().cloned());
         steps.push(plan);
     }
-    // Every step on the visit-level path with the same filters: one statement for all of them.
+    // Every step on the visit-level path, each driven by its own step filter (not by an
+    // `event:funnel` filter of the body, which comes first), the other filters the same: one
+    // statement for all of them.
+    let driven = |(p, v): (&ApiPlan, &String)| p.funnel_drive().is_some_and(|d| d.step == *v);
     let fused = match steps.first().and_then(ApiPlan::funnel_drive) {
-        Some(drive) if steps.iter().all(|p| p.funnel_drive().is_some()) => {
+        Some(drive) if steps.iter().zip(&values).all(driven) => {
             statements = vec![funnel_steps_statement(req.tenant, drive, &values)];
             Some(values)
         }
