@@ -1673,9 +1673,12 @@ fn funnel_leaf(filters: &[Filter]) -> Option<usize> {
 /// step no visit reached has no row). The same visits and visitors as one [`grouped_statement`] per
 /// step, cheaper: `session_funnels` of the window is read once (each step row joined to its
 /// `sessions` row by primary key, as there) instead of once per step, and unique visitors are
-/// counted per (UTC day, step) group, each day's distinct set small, then summed (visitor ids rotate
-/// daily, so distinct visitor-days are the sum over days of each day's distinct visitors), instead of
-/// one `COUNT(DISTINCT visitor || day)` over the whole window, whose set outgrows SQLite's cache.
+/// counted per UTC day (visitor ids rotate daily, so distinct visitor-days are the sum over days of
+/// each day's distinct visitors) instead of one `COUNT(DISTINCT visitor || day)` over the whole
+/// window, whose set outgrows SQLite's cache. Each UTC day of the window (`d`: its part of the
+/// window, `[a, z)`) is one correlated subquery grouped by step, so SQLite sorts and counts a day's
+/// rows at a time (about 10% less work than one grouping by (day, step) over the window, which sorts
+/// every matching row at once); its groups come back as JSON and are summed per step.
 pub(super) fn funnel_steps_statement(
     tenant: &TenantId,
     drive: &FunnelDrive,
@@ -1683,9 +1686,16 @@ pub(super) fn funnel_steps_statement(
 ) -> Statement {
     let (start, end) = drive.window;
     let mut q = TenantSql::new(tenant);
-    q.push(
-        "SELECT step, SUM(n) AS visits, SUM(u) AS visitors FROM (SELECT sf.step AS step, COUNT(*) AS n, \
-         COUNT(DISTINCT s.visitor_id) AS u",
+    q.bind_all(
+        "WITH RECURSIVE d(a, z) AS (SELECT ?, MIN(? - ? % 86400 + 86400, ?) \
+         UNION ALL SELECT z, MIN(z + 86400, ?) FROM d WHERE z < ?)",
+        [start, start, start, end, end, end].map(SqlValue::from),
+    )
+    .push(
+        " SELECT json_extract(j.value, '$[0]') AS step, SUM(json_extract(j.value, '$[1]')) AS visits, \
+         SUM(json_extract(j.value, '$[2]')) AS visitors \
+         FROM (SELECT (SELECT json_group_array(json_array(step, n, u)) \
+         FROM (SELECT sf.step AS step, COUNT(*) AS n, COUNT(DISTINCT s.visitor_id) AS u",
     )
     .from_joined(
         "session_funnels",
@@ -1697,8 +1707,7 @@ pub(super) fn funnel_steps_statement(
             on: "s.first_ts = sf.first_ts AND s.session_key = sf.session_key",
         }],
     )
-    .bind(" AND sf.first_ts >= ?", start)
-    .bind(" AND sf.first_ts < ?", end);
+    .push(" AND sf.first_ts >= d.a AND sf.first_ts < d.z");
     let marks = vec!["?"; steps.len()].join(", ");
     q.bind_all(
         &format!(" AND sf.step IN ({marks})"),
@@ -1708,7 +1717,7 @@ pub(super) fn funnel_steps_statement(
         q.push(" AND ");
         filter_sql(f, (start, end), &mut q);
     }
-    q.push(" GROUP BY CAST(sf.first_ts AS INTEGER) / 86400, sf.step) GROUP BY step");
+    q.push(" GROUP BY sf.step)) AS x FROM d) CROSS JOIN json_each(x) j GROUP BY 1");
     q.finish()
 }
 
