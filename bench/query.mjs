@@ -16,7 +16,7 @@
 // records the load averages, since other work on the machine skews every number.
 // Issue #14: the generator runs with `--goals true --funnels true` (four goals and a 4-step page funnel per
 // tenant; `--goals false` leaves them out) and the questions in API (the dashboard's Goals table, goal
-// conversions, a goal filter, a property breakdown, goal x property, `POST /v0/funnel` unfiltered and with
+// conversions, a goal filter, a property breakdown, the property key list, goal x property, `POST /v0/funnel` unfiltered and with
 // one filter) are timed the same way through `POST /v0/query` / `POST /v0/funnel` (cache misses only:
 // each sample a distinct spelling of UTC and date range) and answered by DuckDB over the raw events
 // (query_raw.py --api true); every answer is compared with DuckDB's and each mismatch is printed. A
@@ -115,6 +115,13 @@ const API = GOALS
         path: '/v0/query',
         body: (r) => ({ metrics: ['visitors', 'events'], dimensions: ['event:props:plan'], ...r }),
         native: 'props: event:props:plan',
+      },
+      {
+        name: 'prop_keys',
+        what: "event:props: events (the dashboard's property picker)",
+        path: '/v0/query',
+        body: (r) => ({ metrics: ['events'], dimensions: ['event:props'], ...r }),
+        native: "props: the key list by events (event:props, the dashboard's picker: cells)",
       },
       {
         name: 'goal_props',
@@ -689,6 +696,18 @@ function apiChecks(api, raw, tenants) {
             d.all,
             (r) => r.value,
             (r) => [r.visitors, r.events],
+          );
+          break;
+        case 'prop_keys':
+          mine = byKey(
+            rows,
+            (r) => r.dimensions[0],
+            (r) => r.metrics,
+          );
+          theirs = byKey(
+            d.all,
+            (r) => r.key,
+            (r) => [r.events],
           );
           break;
         default:

@@ -145,6 +145,12 @@ API_QUERIES = {
         "(SELECT visitor_id, json_extract_string(payload, '$.plan') AS value FROM ev) WHERE value IS NOT NULL "
         "GROUP BY value ORDER BY visitors DESC, value"
     ),
+    # The property keys by events (the dashboard's property picker): every key of every event's properties.
+    "prop_keys": (
+        f"{API_BASE} SELECT key, count(*) AS events FROM "
+        "(SELECT unnest(json_keys(payload)) AS key FROM ev WHERE payload <> '{}') "
+        "GROUP BY key ORDER BY events DESC, key"
+    ),
     # Signup's conversions that carried the value (Plausible's goal x property; the value sits on the goal's event).
     "goal_props": (
         f"{API_BASE} SELECT value, count(DISTINCT visitor_id) AS visitors, count(*) AS events FROM "

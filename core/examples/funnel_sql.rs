@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! cargo run --release -p starling-core --example funnel_sql -- --db FILE.sqlite --tenant t0000 \
-//!     --now 1765100000 [--days 30] [--filters '[["is","visit:browser",["chrome"]]]'] [--samples 10]
+//!     --now 1765100000 [--days 30] [--filters '[["is","visit:browser",["chrome"]]]'] [--samples 10] \
+//!     [--sql FILE]
 //! ```
+//!
+//! `--sql FILE` times the `;`-separated statements of FILE (literal values, no binds) instead of the
+//! plan's, to compare hand-written variants on the same connection.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -89,8 +93,22 @@ fn main() {
         &funnel,
     )
     .expect("plan");
+    // `--sql FILE`: time these statements instead (`;`-separated, no binds), e.g. a variant of the
+    // plan written out by hand.
+    let statements: Vec<Statement> = match map.get("sql") {
+        Some(path) => std::fs::read_to_string(path)
+            .expect("--sql FILE")
+            .split(';')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| Statement {
+                sql: s.trim().to_owned(),
+                binds: Vec::new(),
+            })
+            .collect(),
+        None => plan.statements.clone(),
+    };
     let mut total = Vec::new();
-    for (i, s) in plan.statements.iter().enumerate() {
+    for (i, s) in statements.iter().enumerate() {
         println!("-- statement {i}: {}\n-- binds {:?}", s.sql, s.binds);
         let mut st = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {}", s.sql))

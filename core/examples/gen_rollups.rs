@@ -659,6 +659,11 @@ fn time_queries(a: &Args, tenants: &str) {
                         "dimensions": ["event:props"], "date_range": [from, to]}),
                 ),
                 (
+                    "props: the key list by events (event:props, the dashboard's picker: cells)",
+                    serde_json::json!({"metrics": ["events"],
+                        "dimensions": ["event:props"], "date_range": [from, to]}),
+                ),
+                (
                     "props: one goal's key list (event:props)",
                     serde_json::json!({"metrics": ["visitors", "events"],
                         "dimensions": ["event:props"], "filters": [["is", "event:goal", ["Signup"]]],

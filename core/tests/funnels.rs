@@ -244,6 +244,8 @@ struct Visit {
     browser: String,
     /// Whether the visit completed the goal "Signup".
     signup: bool,
+    /// The paths of its page hits.
+    pages: BTreeSet<String>,
     reached: BTreeMap<i64, usize>,
 }
 
@@ -296,6 +298,7 @@ fn oracle(events: &[EnrichedEvent], order: &[usize], late_after: usize) -> BTree
             visitor: events[first.1].visitor_id.clone(),
             browser: events[first.1].browser.clone(),
             signup: list.iter().any(|x| events[x.1].action == "signup"),
+            pages: pages.iter().map(|x| events[x.1].pathname.clone()).collect(),
             ..Default::default()
         };
         for (fi, (_, steps)) in defs.iter().enumerate() {
@@ -499,6 +502,41 @@ fn funnel_steps_match_the_raw_events_in_any_order_and_zone() {
                 |v| v.browser == "chrome",
             );
             assert_eq!(got(&out), exp, "funnel {id} seed {seed} chrome +03:00");
+            // The body's own step filter (the visits that reached step 2 of "Buy"), ahead of the
+            // funnel's.
+            let (out, _) = funnel_query(
+                &conn,
+                json!({"funnel": id, "date_range": ["2025-03-28", "2025-04-01"],
+                    "filters": [["is", "event:funnel", ["1:2"]], ["is", "visit:browser", ["chrome"]]]}),
+                &FixedOffset(0),
+            );
+            let exp = expected(&visits, id, steps, (d(0), d(5)), |v| {
+                v.browser == "chrome" && v.reached.get(&1).is_some_and(|r| *r >= 2)
+            });
+            assert_eq!(
+                got(&out),
+                exp,
+                "funnel {id} seed {seed} chrome, reached 1:2"
+            );
+            nonzero += exp.iter().filter(|x| x.1 > 0).count();
+            // A negated filter and a page filter together (the visits that viewed a page), +03:00.
+            let (out, rollups) = funnel_query(
+                &conn,
+                json!({"funnel": id, "date_range": ["2025-03-28", "2025-03-31"],
+                    "filters": [["is_not", "visit:browser", ["chrome"]],
+                        ["contains", "event:page", ["/about"]]]}),
+                &FixedOffset(3 * 3600),
+            );
+            assert!(!rollups);
+            let exp = expected(
+                &visits,
+                id,
+                steps,
+                (d(0) - 3 * 3600, d(4) - 3 * 3600),
+                |v| v.browser != "chrome" && v.pages.iter().any(|p| p.contains("/about")),
+            );
+            assert_eq!(got(&out), exp, "funnel {id} seed {seed} not chrome, /about");
+            nonzero += exp.iter().filter(|x| x.1 > 0).count();
         }
         assert!(nonzero > 6, "the fixture reaches most steps");
         // With a goal filter: the goal's visit-level rows, each checked against its funnel steps.

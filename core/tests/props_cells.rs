@@ -650,3 +650,143 @@ fn visit_state_written_before_the_property_cells_is_not_subtracted() {
     assert!(want.iter().any(|r| r.contains("plan\\u{1f}team")));
     assert_eq!(prop_cells(&conn), want);
 }
+
+/// The property key list by `events` (`dimensions: ["event:props"]`, what the dashboard's property
+/// picker asks) read from the property-event cells, against the visit-row answer of the same query
+/// (the same body with `visits` added reads `session_props`, as every key list did before): the same
+/// keys in the same order with the same events, with comparisons, a hostname, orders and pages, in
+/// UTC and Madrid across the DST change. The mismatches found (empty when all agree).
+fn key_list_mismatches(conn: &Connection, tenant: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    let zones: [(&str, &dyn TimeZone); 2] = [("UTC", &UTC), ("Europe/Madrid", &Madrid)];
+    let ranges = [
+        ("2025-03-26", "2025-04-04"),
+        ("2025-04-12", "2025-04-20"),
+        ("2025-03-20", "2025-04-20"),
+    ];
+    for ((zone, tz), (from, to)) in zones.into_iter().flat_map(|z| ranges.map(move |r| (z, r))) {
+        for site in [None, Some("docs.example")] {
+            for cmp in [false, true] {
+                for (order, page) in [
+                    (Value::Null, Value::Null),
+                    (json!([["event:props", "asc"]]), Value::Null),
+                    (Value::Null, json!({"limit": 1, "offset": 1})),
+                ] {
+                    let mut body = json!({"metrics": ["events"], "date_range": [from, to],
+                        "timezone": zone, "dimensions": ["event:props"]});
+                    if let Some(s) = site {
+                        body["site_id"] = json!(s);
+                    }
+                    if cmp {
+                        body["include"] = json!({"comparisons": {"mode": "previous_period"}});
+                    }
+                    if !order.is_null() {
+                        body["order_by"] = order.clone();
+                    }
+                    if !page.is_null() {
+                        body["pagination"] = page.clone();
+                    }
+                    let what =
+                        format!("{tenant} {zone} {from}..{to} {site:?} cmp={cmp} {order} {page}");
+                    let (got, rollups, sql) = run(conn, tenant, &body, tz);
+                    if !rollups || !sql.contains("visit_daily") {
+                        bad.push(format!("{what}: not read from the cells"));
+                    }
+                    if zone == "UTC" && from < "2025-04-10" && sql.contains("session_props") {
+                        bad.push(format!("{what}: reads session_props"));
+                    }
+                    body["metrics"] = json!(["events", "visits"]);
+                    let (mut want, rollups, _) = run(conn, tenant, &body, tz);
+                    assert!(!rollups, "{what}: the visit-row answer reads the visits");
+                    for r in want["results"].as_array_mut().unwrap() {
+                        r["metrics"] = json!([r["metrics"][0]]);
+                        if cmp {
+                            let c = &mut r["comparison"];
+                            c["metrics"] = json!([c["metrics"][0]]);
+                            c["change"] = json!([c["change"][0]]);
+                        }
+                    }
+                    if got["results"] != want["results"] {
+                        bad.push(format!("{what}: {} != {}", got["results"], want["results"]));
+                    }
+                    checked += want["results"].as_array().unwrap().len();
+                }
+            }
+        }
+    }
+    if checked < 2 * 3 * 2 * 2 * 2 {
+        bad.push(format!("only {checked} rows checked"));
+    }
+    bad
+}
+
+#[test]
+fn the_key_list_by_events_from_the_cells_equals_the_visit_row_answer() {
+    let events = fixture();
+    let conn = build(&events);
+    for tenant in TENANTS {
+        let bad = key_list_mismatches(&conn, tenant);
+        assert!(
+            bad.is_empty(),
+            "{} mismatches:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+    // pb's own key is listed for pb only.
+    let keys = |tenant: &str| {
+        let (out, _, _) = run(
+            &conn,
+            tenant,
+            &json!({"metrics": ["events"], "date_range": ["2025-03-20", "2025-04-20"],
+                "dimensions": ["event:props"]}),
+            &UTC,
+        );
+        by_value(&out["results"]).into_keys().collect::<Vec<_>>()
+    };
+    assert_eq!(keys("pa"), ["ab", "plan"]);
+    assert_eq!(keys("pb"), ["ab", "plan", "secret"]);
+    // Other shapes keep the visit rows: a key's visitors (a visit with two values of one key counts
+    // once for it), a goal's keys, a property value filter, time buckets.
+    for body in [
+        json!({"metrics": ["visitors"], "dimensions": ["event:props"]}),
+        json!({"metrics": ["events"], "dimensions": ["event:props"],
+            "filters": [["is", "event:goal", ["Signup"]]]}),
+        json!({"metrics": ["events"], "dimensions": ["event:props"],
+            "filters": [["is", "event:props:plan", ["pro"]]]}),
+    ] {
+        let mut body = body;
+        body["date_range"] = json!(["2025-03-20", "2025-04-20"]);
+        let (_, rollups, sql) = run(&conn, "pa", &body, &UTC);
+        assert!(!rollups && sql.contains("session_"), "{body}");
+    }
+    // A wrong property-event cell (daily, or hourly of the last days) changes the answer.
+    for (table, bucket, at) in [
+        ("visit_daily", "day", "1743120000"),
+        (
+            "visit_hourly",
+            "hour",
+            "(SELECT MIN(hour) FROM visit_hourly WHERE tenant_id = 'pa' AND dim = 18 \
+             AND hour >= 1745107200)",
+        ),
+    ] {
+        let bump = |d: i64| {
+            conn.execute(
+                &format!(
+                    "UPDATE {table} SET visits = visits + ?1 WHERE tenant_id = 'pa' AND dim = ?2 \
+                     AND {bucket} = {at} AND value = 'plan' || char(31) || 'pro' \
+                     AND domain = 'shop.example'"
+                ),
+                rusqlite::params![d, PE],
+            )
+            .unwrap()
+        };
+        assert_eq!(bump(1), 1, "{table}");
+        assert!(
+            !key_list_mismatches(&conn, "pa").is_empty(),
+            "a wrong {table} cell goes unnoticed"
+        );
+        bump(-1);
+    }
+}

@@ -3,7 +3,7 @@
 // dimension) with the dashboard's period, zone, site, filters and segment.
 //
 // Keys: when the key field is first used, the server is asked for the keys of the period
-// (`dimensions: ["event:props"]`, asked again for a new period once asked); if it refuses (400), the
+// (`dimensions: ["event:props"]` by events, asked again for a new period once asked); if it refuses (400), the
 // viewer types a key (the field also offers the keys typed before in this tab). A goal adds
 // `["is", "event:goal", [name]]`: the values the goal's own events carried. A refused query shows the
 // server's reason in the card. The values are not row filters: the pipes behind the other panels take
@@ -142,7 +142,9 @@ async function listKeys(view, token, signal) {
   if (local.listedFor === asked || (local.listed === null && local.listedFor?.startsWith(`${token}|`))) return local.listed;
   let keys = null;
   try {
-    const body = { metrics: ['visitors'], dimensions: ['event:props'], date_range: [view.from, view.to], timezone: view.timezone };
+    // By events: the server reads the key list by events alone from rollup cells (days × values),
+    // any other metric from every visit that carried a property. Only the names are used here.
+    const body = { metrics: ['events'], dimensions: ['event:props'], date_range: [view.from, view.to], timezone: view.timezone };
     if (view.domain) body.site_id = view.domain;
     const r = await postQuery(body, token, signal);
     keys = r.results.map((x) => String(x.dimensions[0])).filter(Boolean);

@@ -3,13 +3,17 @@
 //! Each step `k` is the `/v0/query` plan of `visitors` and `visits` with the body's filters AND
 //! `["is", "event:funnel", ["id:k"]]` (the visits that reached step k: the consumer counts a visit under
 //! every step up to its furthest). Without other filters (or with one `event:hostname`) each step is a
-//! rollup read of the `fn` rows: the range's days × steps, never visits. With filters, each step reads
-//! the range's `session_funnels` rows of that step, each joined to its `sessions` row by primary key
-//! (exact; cost grows with the visits that reached a step, not with all visits).
+//! rollup read of the `fn` rows: the range's days × steps, never visits. With visit filters, one
+//! statement reads the range's `session_funnels` rows of every step once, each joined to its
+//! `sessions` row by primary key, and counts visits and visitors per step
+//! ([`super::api::funnel_steps_statement`]; exact; cost grows with the visits that reached a step,
+//! not with all visits). With a goal filter, each step is its own `/v0/query` plan.
 
 use serde_json::{json, Map, Value};
 
-use super::api::{assemble_query, plan_query_with_segments, ApiPlan, ApiRequest, Segments};
+use super::api::{
+    assemble_query, funnel_steps_statement, plan_query_with_segments, ApiPlan, ApiRequest, Segments,
+};
 use super::QueryError;
 use crate::funnels::{Funnel, Step};
 use crate::sql::Statement;
@@ -24,6 +28,9 @@ pub struct FunnelPlan {
     pub statements: Vec<Statement>,
     funnel: Funnel,
     steps: Vec<ApiPlan>,
+    /// The step values (`id:k`) when one statement reads every step (rows `step, visits,
+    /// visitors`); else each step's own statements, in order.
+    fused: Option<Vec<String>>,
 }
 
 impl FunnelPlan {
@@ -88,14 +95,13 @@ pub fn plan_funnel_with_segments(
     };
     let mut steps = Vec::with_capacity(funnel.steps.len());
     let mut statements = Vec::new();
-    for k in 1..=funnel.steps.len() {
+    let values: Vec<String> = (1..=funnel.steps.len())
+        .map(|k| crate::funnels::value(funnel.id, k))
+        .collect();
+    for value in &values {
         let mut b = base.clone();
         let mut filters = user_filters.clone();
-        filters.push(json!([
-            "is",
-            "event:funnel",
-            [crate::funnels::value(funnel.id, k)]
-        ]));
+        filters.push(json!(["is", "event:funnel", [value]]));
         b.insert("filters".into(), Value::Array(filters));
         let body = Value::Object(b);
         let plan = plan_query_with_segments(
@@ -108,10 +114,22 @@ pub fn plan_funnel_with_segments(
         statements.extend(plan.statements.iter().cloned());
         steps.push(plan);
     }
+    // Every step on the visit-level path, each driven by its own step filter (not by an
+    // `event:funnel` filter of the body, which comes first), the other filters the same: one
+    // statement for all of them.
+    let driven = |(p, v): (&ApiPlan, &String)| p.funnel_drive().is_some_and(|d| d.step == *v);
+    let fused = match steps.first().and_then(ApiPlan::funnel_drive) {
+        Some(drive) if steps.iter().zip(&values).all(driven) => {
+            statements = vec![funnel_steps_statement(req.tenant, drive, &values)];
+            Some(values)
+        }
+        _ => None,
+    };
     Ok(FunnelPlan {
         statements,
         funnel: funnel.clone(),
         steps,
+        fused,
     })
 }
 
@@ -133,16 +151,32 @@ pub fn assemble_funnel(
             plan.statements.len()
         )));
     }
-    let mut rest = results.into_iter();
     let mut counts: Vec<(i64, i64)> = Vec::new();
     let mut query = Value::Null;
-    for p in &plan.steps {
-        let mine: Vec<_> = rest.by_ref().take(p.statements.len()).collect();
-        let out = assemble_query(p, mine)?;
-        let m = &out["results"][0]["metrics"];
-        counts.push((m[0].as_i64().unwrap_or(0), m[1].as_i64().unwrap_or(0)));
-        if query.is_null() {
-            query = out["query"].clone();
+    if let Some(values) = &plan.fused {
+        // Rows `step, visits, visitors`; a step no visit reached has none.
+        let rows = results.into_iter().next().unwrap_or_default();
+        for value in values {
+            let row = rows
+                .iter()
+                .find(|r| r.get("step").and_then(Value::as_str) == Some(value));
+            let int = |name: &str| crate::sql::count(row.and_then(|r| r.get(name)));
+            counts.push((int("visitors"), int("visits")));
+        }
+        query = plan
+            .steps
+            .first()
+            .map_or(Value::Null, |p| p.query_echo().clone());
+    } else {
+        let mut rest = results.into_iter();
+        for p in &plan.steps {
+            let mine: Vec<_> = rest.by_ref().take(p.statements.len()).collect();
+            let out = assemble_query(p, mine)?;
+            let m = &out["results"][0]["metrics"];
+            counts.push((m[0].as_i64().unwrap_or(0), m[1].as_i64().unwrap_or(0)));
+            if query.is_null() {
+                query = out["query"].clone();
+            }
         }
     }
     if let Some(q) = query.as_object_mut() {

@@ -641,6 +641,34 @@ pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Stat
     q.finish()
 }
 
+/// The property keys of a property-event slice ([`dim::PROP_EVENTS`], every value: `key SEP value`)
+/// over one window: `k` (the key) and `visits` (the events that carried any value of the key; the
+/// other measures 0), only keys with events in the window. Rows: days × values, never visits (the
+/// edge hours older than the hourly rows kept come from `session_props`, as for every slice).
+pub(crate) fn prop_key_statement(s: &Slice, (a, z): Piece) -> Statement {
+    debug_assert!(s.dim == dim::PROP_EVENTS && s.value.is_none());
+    let mut q = TenantSql::new(s.tenant);
+    q.push("WITH w AS (");
+    for (i, (hourly, from, to)) in arms(a, z).into_iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push("SELECT value AS v, visits");
+        if hourly {
+            q.push(" FROM (");
+            hourly_source(s, &[(from, to)], &mut q);
+            q.push(")");
+        } else {
+            daily_rows(&mut q, s, from, to, false);
+        }
+    }
+    q.push(
+        ") SELECT substr(v, 1, instr(v, char(31)) - 1) AS k, SUM(visits) AS visits, 0 AS pageviews, \
+         0 AS bounces, 0 AS duration, 0 AS visitors FROM w GROUP BY 1 HAVING SUM(visits) > 0",
+    );
+    q.finish()
+}
+
 /// A top list over the rollups: `k` (the packed value), `visits`, `hits` and, with a previous window,
 /// `previous_visits` and `previous_hits`; only values with visits in the current window.
 pub(crate) fn top_statement(
