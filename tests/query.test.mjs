@@ -203,6 +203,14 @@ test('every endpoint answers in Tinybird shape', async () => {
 });
 
 test('numbers equal the oracle computed from the raw events, for every tenant', async () => {
+  // The fixture has returning visitors (a visitor's two visits on one UTC day count once). Not asked of
+  // every tenant: gamma's only returning visitor is a live one whose visits are an hour apart, which
+  // fall on two UTC days in the first hour after midnight; alpha's and beta's others are hours from now,
+  // and no midnight splits more than one of them at a time.
+  assert.ok(
+    ['alpha', 'beta'].every((t) => expected[t].visitors < expected[t].visits),
+    `the fixture has returning visitors: ${JSON.stringify(expected)}`,
+  );
   for (const tenant of Object.keys(TENANTS)) {
     const e = expected[tenant];
     const token = w.token(tenant, 'read');
@@ -210,7 +218,6 @@ test('numbers equal the oracle computed from the raw events, for every tenant', 
     for (const k of ['visits', 'pageviews', 'visitors', 'bounce_rate', 'avg_session_sec']) {
       assert.equal(summary[k], e[k], `${tenant} kpis_summary.${k}`);
     }
-    assert.ok(e.visitors < e.visits, 'the fixture has returning visitors');
     const daily = (await pipe('kpis', token, range)).json.data;
     assert.equal(daily.length, 2, 'one row per day');
     assert.equal(
