@@ -22,7 +22,13 @@ const BROWSER_UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, l
 const ingest = (rows, token, headers) =>
   w.post('/v0/events?name=analytics_events', rows.join('\n'), { token, headers: { 'Content-Type': 'application/x-ndjson', ...headers } });
 
-const T0 = Date.now() - 10 * 60_000;
+// The events' time: ten minutes ago, moved two minutes earlier when its 100 s of events would cross a UTC
+// midnight. The queries ask for the events' UTC day (RANGE), not 'day' (today when asked): a run in the
+// first ten minutes after midnight, or one that crosses it, asked today for yesterday's events.
+let T0 = Date.now() - 10 * 60_000;
+if (T0 % 86_400_000 > 86_400_000 - 120_000) T0 -= 120_000;
+const DAY = new Date(T0).toISOString().slice(0, 10);
+const RANGE = [DAY, DAY];
 function row({ action = 'page_hit', session, path = '/', at }) {
   const r = { timestamp: new Date(T0 + at * 1000).toISOString(), action, version: '1', tenant_id: 'fshop', domain: 'fshop.example' };
   r.session_id = session;
@@ -115,7 +121,7 @@ test('a funnel from the API counts each step in time order, for its tenant only'
   await w.until(() => w.d1("SELECT count(*) AS n FROM sessions WHERE tenant_id = 'fshop'")[0].n === 4, { what: 'sessions' });
 
   const read = w.token('fshop', 'read');
-  const all = await funnel(read, { funnel: buy.id, date_range: 'day' });
+  const all = await funnel(read, { funnel: buy.id, date_range: RANGE });
   assert.equal(all.headers.get('x-query-path'), 'rollups');
   assert.deepEqual(numbers(all), [
     ['/', 3, 3, 100, 0],
@@ -125,7 +131,7 @@ test('a funnel from the API counts each step in time order, for its tenant only'
   ]);
   assert.deepEqual(all.json.funnel, { id: buy.id, name: 'Buy' });
   // With a filter: the visit-level path, same rules (entry page /: a and b).
-  const entry = await funnel(read, { funnel: buy.id, date_range: 'day', filters: [['is', 'visit:entry_page', ['/']]] });
+  const entry = await funnel(read, { funnel: buy.id, date_range: RANGE, filters: [['is', 'visit:entry_page', ['/']]] });
   assert.equal(entry.headers.get('x-query-path'), 'visits');
   assert.deepEqual(numbers(entry), [
     ['/', 2, 2, 100, 0],
@@ -136,7 +142,7 @@ test('a funnel from the API counts each step in time order, for its tenant only'
   // The step is a filter of /v0/query too: the visits that reached step 2.
   const q = await w.post(
     '/v0/query',
-    JSON.stringify({ metrics: ['visits', 'pageviews'], date_range: 'day', filters: [['is', 'event:funnel', [`${buy.id}:2`]]] }),
+    JSON.stringify({ metrics: ['visits', 'pageviews'], date_range: RANGE, filters: [['is', 'event:funnel', [`${buy.id}:2`]]] }),
     {
       token: read,
       headers: { 'Content-Type': 'application/json' },
@@ -157,7 +163,7 @@ test('a funnel from the API counts each step in time order, for its tenant only'
 
   // Another tenant: not listed, not queryable, not deletable.
   assert.deepEqual(JSON.parse((await call('GET', '/v0/funnels', other)).body).data, []);
-  const foreign = await w.post('/v0/funnel', JSON.stringify({ funnel: buy.id, date_range: 'day' }), {
+  const foreign = await w.post('/v0/funnel', JSON.stringify({ funnel: buy.id, date_range: RANGE }), {
     token: w.token('fother', 'read'),
     headers: { 'Content-Type': 'application/json' },
   });
@@ -174,13 +180,12 @@ test('a funnel from the API counts each step in time order, for its tenant only'
   });
   assert.equal(late.status, 201, late.text);
   const lateId = late.json.id;
-  assert.deepEqual(numbers(await funnel(read, { funnel: lateId, date_range: 'day' })), [
+  assert.deepEqual(numbers(await funnel(read, { funnel: lateId, date_range: RANGE })), [
     ['/', 0, 0, 0, 0],
     ['Checkout', 0, 0, 0, 0],
   ]);
-  const today = new Date().toISOString().slice(0, 10);
-  assert.equal((await w.admin(`/v0/admin/rebuild/reset?tenant_id=fshop&date_from=${today}&date_to=${today}`)).status, 200);
-  const day = await w.admin(`/v0/admin/rebuild/day?tenant_id=fshop&day=${today}`);
+  assert.equal((await w.admin(`/v0/admin/rebuild/reset?tenant_id=fshop&date_from=${DAY}&date_to=${DAY}`)).status, 200);
+  const day = await w.admin(`/v0/admin/rebuild/day?tenant_id=fshop&day=${DAY}`);
   assert.equal(day.status, 200, day.text);
   // The cache holds the earlier answers for a minute (keyed by the resolved query): equivalent bodies
   // with another key read the rebuilt rows, from the rollups (the site's domain) and the visits.
@@ -188,18 +193,18 @@ test('a funnel from the API counts each step in time order, for its tenant only'
     ['/', 3, 3, 100, 0],
     ['Checkout', 2, 2, 66.67, 1],
   ];
-  const rebuilt = await funnel(read, { funnel: lateId, date_range: 'day', site_id: 'fshop.example' });
+  const rebuilt = await funnel(read, { funnel: lateId, date_range: RANGE, site_id: 'fshop.example' });
   assert.equal(rebuilt.headers.get('x-query-path'), 'rollups');
   assert.deepEqual(numbers(rebuilt), lateSteps);
-  const visitLevel = await funnel(read, { funnel: lateId, date_range: 'day', filters: [['is_not', 'visit:browser', ['nope']]] });
+  const visitLevel = await funnel(read, { funnel: lateId, date_range: RANGE, filters: [['is_not', 'visit:browser', ['nope']]] });
   assert.equal(visitLevel.headers.get('x-query-path'), 'visits');
   assert.deepEqual(numbers(visitLevel), lateSteps);
-  const again = await funnel(read, { funnel: buy.id, date_range: 'day', site_id: 'fshop.example' });
+  const again = await funnel(read, { funnel: buy.id, date_range: RANGE, site_id: 'fshop.example' });
   assert.deepEqual(numbers(again), numbers(all));
 
   // Deleted: gone from the list and the query, and its id is not reused.
   assert.equal((await call('DELETE', `/v0/funnels/${lateId}`, shop)).status, 200);
-  const gone = await w.post('/v0/funnel', JSON.stringify({ funnel: lateId, date_range: 'day' }), {
+  const gone = await w.post('/v0/funnel', JSON.stringify({ funnel: lateId, date_range: RANGE }), {
     token: read,
     headers: { 'Content-Type': 'application/json' },
   });
