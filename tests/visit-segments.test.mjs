@@ -23,6 +23,13 @@ const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Geck
 const DAY_MS = 86_400_000;
 const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
 const startOfToday = () => Date.now() - (Date.now() % DAY_MS);
+/**
+ * A fixture time `minutes` into a day: 01:00 UTC `daysAgo` days ago; today, 50 minutes ago or midnight if
+ * later (today's 01:00 is in the future until 01:00, and an event over an hour ahead is refused: the
+ * fixtures failed from 00:00 to about 01:06 UTC).
+ */
+const at = (daysAgo, minutes) =>
+  (daysAgo ? startOfToday() - daysAgo * DAY_MS + 3_600_000 : Math.max(startOfToday(), Date.now() - 50 * 60_000)) + minutes * 60_000;
 
 const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
 
@@ -105,7 +112,6 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
 
 test('a filtered top list reads sealed days from segments and the rest from SQL, with the same answer', async () => {
   const t = 'segread';
-  const at = (daysAgo, minutes) => startOfToday() - daysAgo * DAY_MS + 3_600_000 + minutes * 60_000;
   const rows = [];
   const refs = ['', 'https://news.ycombinator.com/', 'https://www.google.com/', 'https://t.co/x'];
   let n = 0;
@@ -157,7 +163,6 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
 test('filtered kpis, kpis_summary and a /v0/query read sealed days from segments with the SQL answer, for their tenant only', async () => {
   const t = 'segkq';
   const neighbour = 'segkqn';
-  const at = (daysAgo, minutes) => startOfToday() - daysAgo * DAY_MS + 3_600_000 + minutes * 60_000;
   const refs = ['', 'https://news.ycombinator.com/', 'https://www.google.com/', 'https://t.co/x'];
   const rows = [];
   const other = [];
