@@ -1583,12 +1583,7 @@ pub(super) fn grouped_statement_in(
         .from_joined(
             "session_funnels",
             "sf",
-            &[Join {
-                kind: "CROSS JOIN",
-                table: "sessions",
-                alias: "s",
-                on: "s.first_ts = sf.first_ts AND s.session_key = sf.session_key",
-            }],
+                &[STEP_SESSIONS],
         )
         .bind(" AND sf.first_ts >= ?", start)
         .bind(" AND sf.first_ts < ?", end)
@@ -1723,12 +1718,7 @@ pub(super) fn funnel_steps_statement(
     .from_joined(
         "session_funnels",
         "sf",
-        &[Join {
-            kind: "CROSS JOIN",
-            table: "sessions",
-            alias: "s",
-            on: "s.first_ts = sf.first_ts AND s.session_key = sf.session_key",
-        }],
+        &[STEP_SESSIONS],
     )
     .push(" AND sf.first_ts >= d.a AND sf.first_ts < d.z");
     let marks = vec!["?"; steps.len()].join(", ");
@@ -1743,6 +1733,15 @@ pub(super) fn funnel_steps_statement(
     q.push(" GROUP BY sf.step)) AS x FROM d) CROSS JOIN json_each(x) j GROUP BY 1");
     q.finish()
 }
+
+/// A funnel step row (`session_funnels sf`) to its visit's `sessions` row `s`, by the visit's primary
+/// key (CROSS JOIN keeps SQLite from reordering the tables).
+const STEP_SESSIONS: Join<'static> = Join {
+    kind: "CROSS JOIN",
+    table: "sessions",
+    alias: "s",
+    on: "s.first_ts = sf.first_ts AND s.session_key = sf.session_key",
+};
 
 /// A filter on the sessions `s` of `window` (start, end).
 fn filter_sql(f: &Filter, window: (i64, i64), q: &mut TenantSql) {
