@@ -908,21 +908,7 @@ fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
             continue;
         };
         routed += 1;
-        for s in route.sql(&[]) {
-            assert_eq!(
-                s.binds.first(),
-                Some(&SqlValue::Text(tenant.into())),
-                "{}",
-                s.sql
-            );
-            // Every table read carries the tenant (the last FROM is the CTE `w`).
-            assert_eq!(
-                s.sql.matches("tenant_id = ?").count(),
-                s.sql.matches(" FROM ").count() - s.sql.matches(" FROM w ").count(),
-                "{}",
-                s.sql
-            );
-        }
+        assert_tenant_sql(&route, &[], tenant);
         let rows: Vec<_> = plan
             .statements
             .iter()
