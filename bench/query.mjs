@@ -23,14 +23,11 @@
 // question the worker refuses (e.g. a 400 for goal x property on a build without it) is reported with
 // its status, not timed.
 // Prints markdown tables and writes bench-output/query.json; progress goes to stderr.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
-import { startWorker, httpCall, ROOT } from '../tests/lib/worker.mjs';
-import { mint } from '../scripts/token.mjs';
+import { startWorker, ROOT } from '../tests/lib/worker.mjs';
 
 const args = Object.fromEntries(
   process.argv
@@ -299,76 +296,6 @@ async function generate(gen, size) {
 }
 
 // ---------- worker ----------
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-/** The worker on an existing persist dir: startWorker({ persistTo }) if the harness supports it, else the same steps here. */
-async function workerOn(persist) {
-  if (/persistTo/.test(startWorker.toString())) return startWorker({ persistTo: persist });
-  const signingKey = randomBytes(24).toString('hex');
-  const port = await freePort();
-  const child = spawn(
-    WRANGLER,
-    [
-      'dev',
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--persist-to',
-      persist,
-      '--var',
-      `SIGNING_KEY:${signingKey}`,
-      '--var',
-      `ADMIN_TOKEN:${randomBytes(24).toString('hex')}`,
-      // The generated tenants are not registered: without this they get wrangler.toml's free plan
-      // (100 queries an hour), and the samples would be 429s.
-      '--var',
-      'DEFAULT_PLAN:enterprise',
-      '--show-interactive-dev-session=false',
-    ],
-    { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  await new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`wrangler dev did not start:\n${output.slice(-4000)}`)), 180_000);
-    const onData = (d) => {
-      output += d;
-      if (/Ready on http/.test(output)) {
-        clearTimeout(timer);
-        res();
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`wrangler dev exited (${code}):\n${output.slice(-4000)}`));
-    });
-  });
-  const base = `http://127.0.0.1:${port}`;
-  return {
-    base,
-    token: (tenant, kind = 'tracker') => mint({ tenant, kind, key: signingKey }),
-    fetch: (path, init) => httpCall(base + path, init),
-    async stop() {
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-      } catch {}
-      await new Promise((r) => setTimeout(r, 500));
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {}
-    },
-  };
-}
-
 async function timed(w, path, token, post) {
   const t = performance.now();
   const r = await w.fetch(
@@ -747,7 +674,9 @@ for (const size of SIZES) {
     { label: 'largest', ...sorted[0] },
     { label: 'median', ...sorted[Math.floor(sorted.length / 2)] },
   ];
-  const w = await workerOn(data.persist);
+  // The generated tenants are not registered: startWorker gives them the enterprise plan (wrangler.toml's
+  // free plan allows 100 queries an hour, and the samples would be 429s).
+  const w = await startWorker({ persistTo: data.persist });
   let worker;
   let api = {};
   try {

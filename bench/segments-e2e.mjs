@@ -11,14 +11,9 @@
 // `--restarts` times (default: once per endpoint), the first request of a freshly started worker (cold:
 // the isolate fetches every object from R2). Prints p50/p95 per endpoint, the worker log's `segment_read` breakdown (medians),
 // and writes every answer's data to --out (to compare the reads=1 run with the reads=0 one).
-import { spawn } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
-import { httpCall, ROOT } from '../tests/lib/worker.mjs';
-import { mint } from '../scripts/token.mjs';
+import { startWorker } from '../tests/lib/worker.mjs';
 
 const args = Object.fromEntries(
   process.argv
@@ -41,8 +36,6 @@ const TENANT = args.tenant ?? 't0000';
 const FROM = args.from ?? '2026-11-08';
 const TO = args.to ?? '2026-12-07';
 const OUT = args.out ?? `/tmp/segments-e2e-reads${READS}.json`;
-const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
-const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 const DAY_MS = 86_400_000;
@@ -75,79 +68,14 @@ const ENDPOINTS = [
   },
 ];
 
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
+/** The worker on the data set, with segments read or not and sealing per run as asked; its output appended to `logFile`. */
 async function start(logFile) {
-  const key = randomBytes(24).toString('hex');
-  const port = await freePort();
-  const out = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(
-    WRANGLER,
-    [
-      'dev',
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--persist-to',
-      PERSIST,
-      '--var',
-      `SIGNING_KEY:${key}`,
-      '--var',
-      `ADMIN_TOKEN:${randomBytes(24).toString('hex')}`,
-      '--var',
-      'DEFAULT_PLAN:enterprise',
-      '--var',
-      `SEGMENT_READS:${READS}`,
-      '--var',
-      `SEGMENT_SEAL_DAYS_PER_RUN:${SEAL}`,
-      '--test-scheduled',
-      '--show-interactive-dev-session=false',
-    ],
-    { cwd: ROOT, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  await new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`wrangler dev did not start:\n${output.slice(-4000)}`)), 300_000);
-    const onData = (d) => {
-      out.write(d);
-      if (output !== null) output += d;
-      if (output !== null && /Ready on http/.test(output)) {
-        clearTimeout(timer);
-        output = null;
-        res();
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`wrangler dev exited (${code})`));
-    });
+  const w = await startWorker({
+    persistTo: PERSIST,
+    logFile,
+    extraArgs: ['--var', `SEGMENT_READS:${READS}`, '--var', `SEGMENT_SEAL_DAYS_PER_RUN:${SEAL}`],
   });
-  const base = `http://127.0.0.1:${port}`;
-  return {
-    token: mint({ tenant: TENANT, kind: 'read', key }),
-    fetch: (path, init) => httpCall(base + path, init),
-    async stop() {
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-      } catch {}
-      await new Promise((r) => setTimeout(r, 1000));
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {}
-      out.end();
-    },
-  };
+  return { ...w, token: w.token(TENANT, 'read') };
 }
 
 async function ask(w, e, i) {

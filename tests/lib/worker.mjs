@@ -453,6 +453,8 @@ function runtimeHandle({ base, dir, files, reader, signingKey, adminToken, logs,
  * shares between test files (STARLING_SHARED_RUNTIME; see tests/lib/shared-runtime.mjs), isolated from the
  * other files by its own tenants, not by a runtime of its own; without that variable (one file run on its
  * own) it starts its own runtime as before. `logFile` also appends wrangler's output to that file.
+ * `persistTo` runs on an existing persisted state directory (a benchmark's data set, its migrations
+ * already applied) instead of a fresh migrated copy, and never deletes it.
  */
 export async function startWorker({
   extraArgs = [],
@@ -463,16 +465,24 @@ export async function startWorker({
   keepDefaultPlan = false,
   signingKey,
   logFile,
+  persistTo,
 } = {}) {
   if (shared) {
-    if (!fastQueues || extraArgs.length || config || silo || keepDefaultPlan || signingKey || logFile)
+    if (!fastQueues || extraArgs.length || config || silo || keepDefaultPlan || signingKey || logFile || persistTo)
       throw new Error('startWorker({ shared: true }) takes fastQueues only: the shared runtime has the default settings');
     if (process.env.STARLING_SHARED_RUNTIME) return attachShared(process.env.STARLING_SHARED_RUNTIME);
   }
   signingKey ??= randomBytes(24).toString('hex');
   const adminToken = randomBytes(24).toString('hex');
   const databases = silo ? ['DB', 'SILO_1'] : ['DB'];
-  const { dir, files } = config ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} } : migratedState(databases);
+  const existing = persistTo && d1Files(persistTo);
+  const { dir, files } = persistTo
+    ? { dir: persistTo, files: existing.length === 1 ? { DB: existing[0] } : {} }
+    : config
+      ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} }
+      : migratedState(databases);
+  // A temporary state is the runtime's own; a given one (`persistTo`) is the caller's data.
+  const removeState = () => persistTo || rmSync(dir, { recursive: true, force: true });
   const reader = startReader();
   if (config) extraArgs = ['-c', config, ...extraArgs];
   else if (fastQueues) extraArgs = ['-c', testConfig(TEST_BATCH_TIMEOUT_SECS), ...extraArgs];
@@ -559,7 +569,7 @@ export async function startWorker({
       if (attempt >= 3 || !/Address already in use/.test(e.message)) {
         // Nothing else ends the reader: its process would keep the test file running forever.
         reader.close();
-        rmSync(dir, { recursive: true, force: true });
+        removeState();
         throw e;
       }
       port = await freePort();
@@ -590,7 +600,7 @@ export async function startWorker({
       if (process.env.STARLING_TEST_LOGS) process.stderr.write(`--- wrangler dev output ---\n${output}\n`);
       await kill();
       reader.close();
-      rmSync(dir, { recursive: true, force: true });
+      removeState();
     },
   });
 }
