@@ -90,15 +90,17 @@ async function cannon(opts) {
   };
 }
 
+/** Connections for `rate` requests/s: enough that one never waits for an answer below ~200 ms. */
+const connectionsFor = (rate) => Math.max(20, Math.ceil(rate / 5));
+
 /** Beacons at `rate` requests/s, open loop as far as connections allow. */
 function beacons(url, rate, tenant, seconds = SECONDS) {
-  return cannon({ url, body: line(tenant, 1), overallRate: rate, connections: Math.max(20, Math.ceil(rate / 5)), duration: seconds });
+  return cannon({ url, body: line(tenant, 1), overallRate: rate, connections: connectionsFor(rate), duration: seconds });
 }
 
-/** The control series: `rate` requests/s of a request with no work behind it (same connections as beacons). */
-function control(url, rate, method = 'POST') {
-  const body = method === 'GET' ? undefined : line('bench', 1);
-  return cannon({ url, method, body, overallRate: rate, connections: Math.max(20, Math.ceil(rate / 5)) });
+/** GETs of `url` at `rate` requests/s, connected as the beacons are (the health-check control). */
+function gets(url, rate) {
+  return cannon({ url, method: 'GET', body: undefined, overallRate: rate, connections: connectionsFor(rate) });
 }
 
 /** Request log lines of the worker written after `from` (an offset into its output). */
@@ -202,7 +204,7 @@ try {
     // The control: Starling's health check at the same rate, the same runtime in front of a handler that
     // does no work (no token, no body, no I/O).
     log(`starling: health checks at ${rate}/s for ${SECONDS} s`);
-    (out.starling.health ??= []).push({ rate, ...(await control(`${w.base}/v0/health`, rate, 'GET')) });
+    (out.starling.health ??= []).push({ rate, ...(await gets(`${w.base}/v0/health`, rate)) });
     await sleep(2000);
   }
   if (PHASES.has('batched')) await batched(w, url);
@@ -449,7 +451,7 @@ if (PHASES.has('beacons')) {
     out.baseline_assets = { beacons: [] };
     for (const rate of RATES) {
       log(`baseline behind the asset router: beacons at ${rate}/s for ${SECONDS} s`);
-      out.baseline_assets.beacons.push({ rate, ...(await control(url, rate)) });
+      out.baseline_assets.beacons.push({ rate, ...(await beacons(url, rate, 'bench')) });
       await sleep(2000);
     }
   } finally {
