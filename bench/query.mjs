@@ -575,13 +575,16 @@ function apiChecks(api, raw, tenants) {
       let theirs;
       const rows = got.answer.results ?? [];
       const byKey = (list, key, vals) => new Map(list.map((r) => [String(key(r)), vals(r)]));
+      // The API's rows by their first dimension (for the questions grouped by one).
+      const byDimension = () =>
+        byKey(
+          rows,
+          (r) => r.dimensions[0],
+          (r) => r.metrics,
+        );
       switch (q.name) {
         case 'goals_table':
-          mine = byKey(
-            rows,
-            (r) => r.dimensions[0],
-            (r) => r.metrics,
-          );
+          mine = byDimension();
           theirs = byKey(
             d.all,
             (r) => r.goal,
@@ -589,11 +592,7 @@ function apiChecks(api, raw, tenants) {
           );
           break;
         case 'goal_conversions':
-          mine = byKey(
-            rows,
-            (r) => r.dimensions[0],
-            (r) => r.metrics,
-          );
+          mine = byDimension();
           theirs = byKey(
             d.all,
             (r) => r.goal,
@@ -614,11 +613,7 @@ function apiChecks(api, raw, tenants) {
           break;
         case 'props_plan':
         case 'goal_props':
-          mine = byKey(
-            rows,
-            (r) => r.dimensions[0],
-            (r) => r.metrics,
-          );
+          mine = byDimension();
           theirs = byKey(
             d.all,
             (r) => r.value,
@@ -626,11 +621,7 @@ function apiChecks(api, raw, tenants) {
           );
           break;
         case 'prop_keys':
-          mine = byKey(
-            rows,
-            (r) => r.dimensions[0],
-            (r) => r.metrics,
-          );
+          mine = byDimension();
           theirs = byKey(
             d.all,
             (r) => r.key,
