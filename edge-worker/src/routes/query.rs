@@ -77,7 +77,8 @@ pub async fn get_pipe(
         Some(scan) => archive::read_hits(&archive::bucket(env)?, scan, &tz).await?,
         None => {
             let db = tenant_state::data_db(env, &caller.state)?;
-            // A filtered top list may read its sealed days from visit segments (off by default).
+            // A read of the visit rows (a filtered top list, kpis, kpis_summary) may take its sealed
+            // days from visit segments (off by default).
             let route = match saved_segment {
                 None if segments::reads_enabled(env) => query::scan_route(&request)?,
                 _ => None,

@@ -173,7 +173,8 @@ async fn seal_day(
     Ok(Some(size))
 }
 
-/// Whether filtered top lists read sealed days from segments (`SEGMENT_READS=1`; off by default).
+/// Whether reads of the visit rows (filtered top lists and kpis, `/v0/query`) take sealed days from
+/// segments (`SEGMENT_READS=1`; off by default).
 pub fn reads_enabled(env: &Env) -> bool {
     env::var(env, env::SEGMENT_READS).as_deref() == Some("1")
 }
