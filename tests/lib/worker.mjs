@@ -286,9 +286,11 @@ async function attachShared(descriptor) {
  * The helpers a test uses to call a runtime at `base` and read its persisted state `dir` (D1 `files`
  * through `reader`); `logs`, `restart` and `stop` are the runtime's own (a started or a shared one).
  */
-function runtimeHandle({ base, dir, files, reader, signingKey, adminToken, logs, restart, stop }) {
+function runtimeHandle({ base, dir, files, reader, signingKey, adminToken, logs, restart, stop, inspector, group }) {
   return {
     base,
+    inspector,
+    group,
     dir,
     files,
     signingKey,
@@ -579,6 +581,10 @@ export async function startWorker({
   const base = `http://127.0.0.1:${port}`;
   return runtimeHandle({
     base,
+    // wrangler's DevTools inspector for the worker (bench/worker-profile.mjs takes CPU profiles through it).
+    inspector: () => `127.0.0.1:${inspectorPort}`,
+    // The process group of wrangler and its workerd (bench/worker-profile.mjs reads their CPU time).
+    group: () => child.pid,
     dir,
     files,
     reader,
