@@ -67,18 +67,49 @@ pub fn plan_limits(env: &worker::Env) -> Result<starling_core::plan::PlanLimits,
 
 /// A secret's value, or `None` when it is not configured.
 pub fn secret(env: &worker::Env, name: &str) -> Option<String> {
-    // Secrets in production; `--var`/`.dev.vars` locally. Both arrive as string bindings.
-    env.secret(name)
-        .map(|s| s.to_string())
-        .or_else(|_| env.var(name).map(|v| v.to_string()))
-        .ok()
-        .filter(|s| !s.is_empty())
+    once(Kind::Secret, name, || {
+        // Secrets in production; `--var`/`.dev.vars` locally. Both arrive as string bindings.
+        env.secret(name)
+            .map(|s| s.to_string())
+            .or_else(|_| env.var(name).map(|v| v.to_string()))
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
 }
 
 /// A plain variable's value, or `None` when unset or empty.
 pub fn var(env: &worker::Env, name: &str) -> Option<String> {
-    env.var(name)
-        .map(|v| v.to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
+    once(Kind::Var, name, || {
+        env.var(name)
+            .map(|v| v.to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}
+
+/// Whether a value was read as a secret or as a plain variable (the two reads differ).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Secret,
+    Var,
+}
+
+thread_local! {
+    /// Variables and secrets this isolate has read. A deployment's values never change within an
+    /// isolate (a new version or a changed secret starts new isolates), and each read crosses into
+    /// JavaScript and copies the string: 50 to 250 µs per request before this cache
+    /// (`node bench/worker-profile.mjs`, BENCHMARKS "Where a request's CPU goes").
+    static READ: std::cell::RefCell<std::collections::HashMap<(Kind, String), Option<String>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `read()` the first time this isolate asks for `name`, the remembered value after.
+fn once(kind: Kind, name: &str, read: impl FnOnce() -> Option<String>) -> Option<String> {
+    let key = (kind, name.to_owned());
+    if let Some(v) = READ.with(|m| m.borrow().get(&key).cloned()) {
+        return v;
+    }
+    let v = read();
+    READ.with(|m| m.borrow_mut().insert(key, v.clone()));
+    v
 }

@@ -42,9 +42,8 @@ thread_local! {
 /// Applies the `LOG_LEVEL` variable (`info`, the default; `warn`; `error`). Per-request `info` lines are
 /// the bulk of the log volume at high ingest rates: operators can keep only warnings and errors.
 pub fn configure(env: &worker::Env) {
-    let level = env
-        .var(crate::env::LOG_LEVEL)
-        .map(|v| Level::parse(&v.to_string()))
+    let level = crate::env::var(env, crate::env::LOG_LEVEL)
+        .map(|v| Level::parse(&v))
         .unwrap_or(Level::Info);
     MIN_LEVEL.with(|m| m.set(level));
 }
