@@ -1238,7 +1238,12 @@ test('erasure: every row and object of the tenant is gone, its tokens are refuse
   const before = await pipe('top_pages', reader.token, query);
   assert.equal(before.status, 200, before.text);
   assert.ok(before.json.data.some((r) => r.pathname === '/secret-a'));
-  const cached = await pipe('top_pages', reader.token, query);
+  // The answer is stored in the Cache API after the response (waitUntil): ask until it is there.
+  let cached;
+  await w.until(async () => (cached = await pipe('top_pages', reader.token, query)).headers.get('x-cache') === 'HIT', {
+    what: 'the answer cached before the erasure',
+    timeoutMs: 10_000,
+  });
   assert.equal(cached.headers.get('x-cache'), 'HIT', 'the answer is cached before the erasure');
   assert.equal((await pipe('top_pages', edToken(key, kid, [readScope('*')]), query)).status, 200);
 

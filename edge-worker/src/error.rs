@@ -96,6 +96,11 @@ pub fn json<T: serde::Serialize + ?Sized>(
     Ok(fixed(success.status(), "application/json", body))
 }
 
+/// A JSON answer already serialized.
+pub fn json_bytes(body: Vec<u8>, success: Success) -> Response {
+    fixed(success.status(), "application/json", body)
+}
+
 /// A text answer of the given content type.
 pub fn text(body: impl Into<String>, content_type: &str, success: Success) -> Response {
     fixed(success.status(), content_type, body.into().into_bytes())

@@ -198,11 +198,10 @@ pub async fn post_funnel(
     outcome.rows = out["steps"].as_array().map(Vec::len);
     answer_and_cache(
         &out,
-        &cache,
-        &cache_url,
+        cache_url,
         TTL,
         plan.uses_rollups(),
         &caller.limit,
+        outcome,
     )
-    .await
 }

@@ -45,6 +45,8 @@ pub struct Outcome {
     pub audit: Option<Reason>,
     /// A query was answered for `tenant`: count it in the usage of this D1 binding (the tenant's database).
     pub query_served: Option<String>,
+    /// An answer to store in the Cache API after the response (`waitUntil`), off its critical path.
+    pub cache: Option<query::CachePut>,
     /// Milliseconds since the handler started at the end of each named step (ingest), for profiling.
     /// Workers' clock advances only across I/O, so these show waits, not CPU time.
     pub steps: Vec<(&'static str, u64)>,
@@ -90,6 +92,9 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
     }
     if resp.status_code() == 200 {
         count_query(&env, ctx, &outcome);
+        if let Some(put) = outcome.cache.take() {
+            ctx.wait_until(put.store());
+        }
     }
     log::request(&log::RequestLog {
         request_id: &request_id,
