@@ -2,7 +2,7 @@
 // `wrangler dev`, taken through wrangler's DevTools inspector while requests are sent, summarised as self
 // and total time per function (JavaScript glue, wasm functions, runtime builtins, idle).
 //
-//   node bench/worker-profile.mjs [--route health|beacon|baseline|query] [--requests 2000] [--concurrency 8]
+//   node bench/worker-profile.mjs [--route health|beacon|batch|baseline|query] [--requests 2000] [--concurrency 8]
 //                                 [--interval-us 100] [--top 40] [--out bench-output/worker-profile.cpuprofile]
 //                                 [--var NAME:VALUE ...]   (a worker variable, e.g. LOG_LEVEL:warn)
 //   node bench/worker-profile.mjs --route query --data DIR [--pipe kpis] [--tenant ID] [--filter browser=chrome]
@@ -39,7 +39,7 @@ for (let i = 0; i < argv.length; i++) {
   const k = argv[i].replace(/^--/, '');
   if (k === 'help') {
     console.log(
-      'node bench/worker-profile.mjs [--route health|beacon|baseline|query] [--requests N] [--concurrency N] [--interval-us N] [--top N] [--out FILE]',
+      'node bench/worker-profile.mjs [--route health|beacon|batch|baseline|query] [--requests N] [--concurrency N] [--interval-us N] [--top N] [--out FILE]',
     );
     process.exit(0);
   }
@@ -107,6 +107,24 @@ try {
   let asked = 0;
   const tenant = opts.tenant || meta?.tenant_totals[0].id;
   const readToken = tenant && w.token(tenant, 'read');
+  const ua = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+  const batchBody = Array.from({ length: 1000 }, (_, i) =>
+    JSON.stringify({
+      timestamp: new Date().toISOString(),
+      action: 'page_hit',
+      version: '1',
+      session_id: `s-${i % 5000}`,
+      tenant_id: 'profile-tenant',
+      domain: 'bench.example',
+      payload: JSON.stringify({
+        'user-agent': ua,
+        locale: 'en-US',
+        referrer: 'https://www.google.com/',
+        pathname: `/p/${i % 50}`,
+        href: `https://bench.example/p/${i % 50}?utm_source=b`,
+      }),
+    }),
+  ).join('\n');
   const request = {
     query: async () => {
       for (let tries = 0; tries < 20; tries++) {
@@ -121,6 +139,15 @@ try {
       throw new Error(`${opts.pipe}: 20 cache hits in a row: wait a minute (answers are cached for 60 s)`);
     },
     health: () => fetch(`${w.base}/v0/health`).then((r) => r.arrayBuffer()),
+    // 1,000-row NDJSON, the rows of bench/ingest.mjs's batched phase (50 pages, one user agent).
+    batch: () =>
+      fetch(`${w.base}/v0/events?name=analytics_events&token=${token}`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body: batchBody,
+      }).then(async (r) => {
+        if (r.status !== 202) throw new Error(`batch: HTTP ${r.status} ${(await r.text()).slice(0, 200)}`);
+      }),
     baseline: () => fetch(`${w.base}/`, { method: 'POST', body: '{}' }).then((r) => r.arrayBuffer()),
     beacon: () =>
       fetch(`${w.base}/v0/events?name=analytics_events&token=${token}`, {
@@ -137,7 +164,7 @@ try {
         }),
       }).then((r) => r.arrayBuffer()),
   }[opts.route];
-  if (!request) throw new Error(`--route must be health, beacon, baseline or query, not ${opts.route}`);
+  if (!request) throw new Error(`--route must be health, beacon, batch, baseline or query, not ${opts.route}`);
   const run = async (n) => {
     let next = 0;
     const one = async () => {
