@@ -12,6 +12,9 @@
 //    and the consumer's delivery times;
 // 5. what a refusal costs: health checks, 401s (bad signature) and 429s (a tenant past its hourly events)
 //    at a fixed rate, against the baseline's trivial answer at the same rate.
+// 6. (`--phases edge`, not in the default set) the same beacons against Starling without its queue
+//    consumer in the runtime (wrangler.toml without [[queues.consumers]]): the edge's cost alone, as in
+//    production, where the consumer runs in invocations of its own; accepted events stay in the queue.
 // `--phases beacons,batched,flood,refusals` runs only some of them (the baseline runs what they need).
 // Every phase records `uptime` (the machine's load) next to its numbers. Prints Markdown tables and
 // writes bench-output/ingest.json. Runs with the production spool setting (beacons inline in their
@@ -19,7 +22,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import autocannon from 'autocannon';
-import { startWorker, ROOT } from '../tests/lib/worker.mjs';
+import { edgeOnlyConfig, startWorker, ROOT } from '../tests/lib/worker.mjs';
 
 const args = Object.fromEntries(
   process.argv
@@ -418,7 +421,7 @@ try {
   const url = `${baseline.base}/`;
   await warm(url, 'bench');
   out.baseline = { beacons: [] };
-  for (const rate of PHASES.has('beacons') ? RATES : []) {
+  for (const rate of PHASES.has('beacons') || PHASES.has('edge') ? RATES : []) {
     log(`baseline: beacons at ${rate}/s for ${SECONDS} s`);
     out.baseline.beacons.push({ rate, ...(await beacons(url, rate, 'bench')) });
     await sleep(2000);
@@ -440,6 +443,27 @@ try {
   }
 } finally {
   await baseline.stop();
+}
+
+// ---- Starling without its consumer (the edge alone) ----
+if (PHASES.has('edge')) {
+  const edge = await startWorker({
+    config: edgeOnlyConfig(),
+    migrate: true,
+    extraArgs: ['--var', 'SPOOL_INLINE_MAX_ROWS:100', '--var', 'DEFAULT_PLAN:enterprise'],
+  });
+  try {
+    const url = `${edge.base}/v0/events?name=analytics_events&token=${edge.token('bench')}`;
+    await warm(url, 'bench');
+    out.starling_edge = { beacons: [] };
+    for (const rate of RATES) {
+      log(`starling without its consumer: beacons at ${rate}/s for ${SECONDS} s`);
+      out.starling_edge.beacons.push({ rate, ...(await beacons(url, rate, 'bench')) });
+      await sleep(2000);
+    }
+  } finally {
+    await edge.stop();
+  }
 }
 
 // ---- Baseline behind Starling's asset router (the beacon phase's control) ----
@@ -469,7 +493,7 @@ function report() {
     console.log('| worker | rate/s | achieved/s | p50 ms | p99 ms | handler p50 / p99 ms | steps p50 ms | statuses | load (1/5/15 min) |');
     console.log('|---|---|---|---|---|---|---|---|---|');
     for (const name of ['starling', 'baseline']) {
-      for (const r of out[name].beacons) {
+      for (const r of out[name]?.beacons ?? []) {
         const h = r.handler ? `${f(r.handler.latency_p50_ms)} / ${f(r.handler.latency_p99_ms)}` : '-';
         const st = r.handler
           ? Object.entries(r.handler.steps_p50_ms)
@@ -493,7 +517,7 @@ function report() {
           `| ${name} | ${r.rate} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | - | - | ${JSON.stringify(r.codes)}${r.errors ? ` ${r.errors} errors` : ''} | ${r.load} |`,
         );
     const hs = held(out.starling.beacons),
-      hb = held(out.baseline.beacons);
+      hb = held(out.baseline?.beacons ?? []);
     out.held = { starling: hs, baseline: hb, ratio: hb ? hs / hb : NaN };
     console.log(
       `\nHighest rate with p99 < 100 ms: starling ${hs}/s, baseline ${hb}/s, ratio ${hb ? (hs / hb).toFixed(2) : 'n/a'} (goal >= 0.5)`,
@@ -502,6 +526,25 @@ function report() {
       ha = held(out.baseline_assets?.beacons ?? []);
     out.held.controls = { starling_health: hh, baseline_assets: ha };
     console.log(`Controls: starling /v0/health ${hh}/s, baseline behind the asset router ${ha}/s`);
+  }
+  if (PHASES.has('edge')) {
+    console.log(`\nSingle beacons, Starling without its queue consumer (the edge alone), ${SECONDS} s per rate`);
+    console.log('| worker | rate/s | achieved/s | p50 ms | p99 ms | statuses | load (1/5/15 min) |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const [name, rows] of [
+      ['starling, edge alone', out.starling_edge.beacons],
+      ['baseline', out.baseline?.beacons ?? []],
+    ])
+      for (const r of rows)
+        console.log(
+          `| ${name} | ${r.rate} | ${r.rps} | ${f(r.p50_ms)} | ${f(r.p99_ms)} | ${JSON.stringify(r.codes)}${r.errors ? ` ${r.errors} errors` : ''} | ${r.load} |`,
+        );
+    const he = held(out.starling_edge.beacons),
+      hb = held(out.baseline?.beacons ?? []);
+    out.held_edge = { starling_edge: he, baseline: hb, ratio: hb ? he / hb : NaN };
+    console.log(
+      `\nEdge alone, highest rate with p99 < 100 ms: ${he}/s against the baseline's ${hb}/s (ratio ${hb ? (he / hb).toFixed(2) : 'n/a'})`,
+    );
   }
   if (PHASES.has('batched')) {
     const b = out.starling.batched;

@@ -143,6 +143,28 @@ function startReader() {
  * databases are named by their ids).
  */
 function testConfig(batchTimeoutSecs) {
+  return writeConfig((toml) => {
+    const timeouts = toml.match(/^max_batch_timeout = .*$/gm) ?? [];
+    if (!timeouts.length) throw new Error('wrangler.toml has no max_batch_timeout to shorten for tests');
+    return toml.replace(/^max_batch_timeout = .*$/gm, `max_batch_timeout = ${batchTimeoutSecs}`);
+  });
+}
+
+/**
+ * wrangler.toml without its queue consumers: the worker still sends every accepted batch to the queue,
+ * but nothing in this runtime consumes it (bench/ingest.mjs's edge-only phase: the edge's cost alone,
+ * as in production, where the consumer runs in invocations of its own).
+ */
+export function edgeOnlyConfig() {
+  return writeConfig((toml) => {
+    const out = toml.replace(/^\[\[queues\.consumers\]\]\n(?:(?!\[).*\n)*/gm, '');
+    if (out === toml) throw new Error('wrangler.toml has no [[queues.consumers]] to leave out');
+    return out;
+  });
+}
+
+/** wrangler.toml with absolute paths, changed by `transform`, in a temporary directory named by its content. */
+function writeConfig(transform) {
   let toml = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
   const abs = (key) => {
     toml = toml.replace(new RegExp(`^${key} = "([^"]*)"$`, 'gm'), (_, p) => `${key} = ${JSON.stringify(resolve(ROOT, p))}`);
@@ -150,9 +172,7 @@ function testConfig(batchTimeoutSecs) {
   abs('main');
   abs('directory');
   abs('migrations_dir');
-  const timeouts = toml.match(/^max_batch_timeout = .*$/gm) ?? [];
-  if (!timeouts.length) throw new Error('wrangler.toml has no max_batch_timeout to shorten for tests');
-  toml = toml.replace(/^max_batch_timeout = .*$/gm, `max_batch_timeout = ${batchTimeoutSecs}`);
+  toml = transform(toml);
   const dir = join(tmpdir(), `starling-wrangler-${createHash('sha256').update(toml).digest('hex').slice(0, 16)}`);
   const file = join(dir, 'wrangler.toml');
   if (!existsSync(file)) {
@@ -455,6 +475,7 @@ function runtimeHandle({ base, dir, files, reader, signingKey, adminToken, logs,
  * shares between test files (STARLING_SHARED_RUNTIME; see tests/lib/shared-runtime.mjs), isolated from the
  * other files by its own tenants, not by a runtime of its own; without that variable (one file run on its
  * own) it starts its own runtime as before. `logFile` also appends wrangler's output to that file.
+ * `config` runs another wrangler.toml (a temporary state without D1 tables unless `migrate: true`).
  * `persistTo` runs on an existing persisted state directory (a benchmark's data set, its migrations
  * already applied) instead of a fresh migrated copy, and never deletes it.
  */
@@ -468,9 +489,10 @@ export async function startWorker({
   signingKey,
   logFile,
   persistTo,
+  migrate = false,
 } = {}) {
   if (shared) {
-    if (!fastQueues || extraArgs.length || config || silo || keepDefaultPlan || signingKey || logFile || persistTo)
+    if (!fastQueues || extraArgs.length || config || migrate || silo || keepDefaultPlan || signingKey || logFile || persistTo)
       throw new Error('startWorker({ shared: true }) takes fastQueues only: the shared runtime has the default settings');
     if (process.env.STARLING_SHARED_RUNTIME) return attachShared(process.env.STARLING_SHARED_RUNTIME);
   }
@@ -480,7 +502,7 @@ export async function startWorker({
   const existing = persistTo && d1Files(persistTo);
   const { dir, files } = persistTo
     ? { dir: persistTo, files: existing.length === 1 ? { DB: existing[0] } : {} }
-    : config
+    : config && !migrate
       ? { dir: mkdtempSync(join(tmpdir(), 'starling-test-')), files: {} }
       : migratedState(databases);
   // A temporary state is the runtime's own; a given one (`persistTo`) is the caller's data.
