@@ -2,7 +2,7 @@
 //! turned into [`VisitRow`]s (copy mode: the visit rows stay in D1).
 //!
 //! A day is sealed in parts: [`parts_for`] its visit count, each part the visits of one range of
-//! visitor ids ([`visitor_range`]), so one part's rows and encoding stay bounded in memory
+//! visitor ids ([`visitor_range`] of their last 8 hex characters), so one part's rows and encoding stay bounded in memory
 //! ([`PART_VISITS`]) however large the tenant. Parts hold disjoint visitors, so their distinct-visitor
 //! counts add up exactly, like days do (`scan`: visitor ordinals are per segment).
 //!
@@ -35,10 +35,13 @@ pub const SEAL_AFTER_SECS: i64 = 7 * 3600;
 pub const LOOKBACK_DAYS: i64 = 35;
 
 /// Visits per part, at most on average: a day of `n` visits is sealed in `ceil(n / PART_VISITS)`
-/// parts. Chosen from measured bytes (`core/examples/segment_parts.rs`, BENCHMARKS.md "Visit segments
-/// in parts"): a part's D1 rows as the worker holds them, the joined rows and the encoding peak at
-/// about PEAK_NOTE per visit natively, so PART_NOTE.
-pub const PART_VISITS: i64 = 20_000;
+/// parts. From measured bytes (`core/examples/segment_parts.rs`, BENCHMARKS.md "Visit segments in
+/// parts"): a part's rows deserialized straight into [`SessionRow`]s and [`PageVisitRow`]s, joined
+/// and encoded peak at about 800 B a visit natively (64-bit; less in wasm32), and the runtime's JS
+/// objects of D1's rows take about 620 B a visit (V8, measured in Node), so a part of 8,000 visits
+/// holds about 6 MB in Rust and 5 MB in JS: well under 20 MB of the worker's 128 MB. Smaller parts
+/// would cost more D1 work: each part scans its day's visit rows once.
+pub const PART_VISITS: i64 = 8_000;
 
 /// Most parts a day is split into (a day of more than `MAX_PARTS * PART_VISITS` visits gets larger
 /// parts rather than more objects).
@@ -50,12 +53,14 @@ pub fn parts_for(visits: i64) -> u32 {
     parts.clamp(1, i64::from(MAX_PARTS)) as u32
 }
 
-/// The bounds of part `part` of `parts` on the visitor id, `[lower, upper)` by SQLite's (bytewise)
-/// text order, `None` meaning unbounded: the range of 32-bit prefixes `[part, part + 1) * 2^32 /
-/// parts` written as 8 lowercase hex characters. Visitor ids are 32 uniform lowercase hex
-/// characters (`identity::visitor_id`), so the parts get about equal shares of the day's visitors;
-/// the first part has no lower bound and the last no upper one, so every text, hex or not, is in
-/// exactly one part ([`part_of`]).
+/// The bounds of part `part` of `parts` on the visitor id's last 8 characters ([`visitor_key`]),
+/// `[lower, upper)` by SQLite's (bytewise) text order, `None` meaning unbounded: the range of 32-bit
+/// values `[part, part + 1) * 2^32 / parts` written as 8 lowercase hex characters. Visitor ids are
+/// 32 uniform lowercase hex characters (`identity::visitor_id`, a 128-bit SipHash), so the parts get
+/// about equal shares of the day's visitors. The last characters rather than the first: a data set
+/// whose ids are not hashes (the benchmark generator's start with the visitor's number) still
+/// spreads. The first part has no lower bound and the last no upper one, so every text, hex or not,
+/// is in exactly one part ([`part_of`]).
 pub fn visitor_range(part: u32, parts: u32) -> (Option<String>, Option<String>) {
     let edge = |i: u32| format!("{:08x}", (u64::from(i) << 32) / u64::from(parts.max(1)));
     let lower = (part > 0).then(|| edge(part));
@@ -63,13 +68,23 @@ pub fn visitor_range(part: u32, parts: u32) -> (Option<String>, Option<String>) 
     (lower, upper)
 }
 
+/// What [`visitor_range`] bounds: the visitor id's last 8 characters (all of it when shorter), as
+/// SQLite's `substr(visitor_id, -8)`.
+pub fn visitor_key(visitor: &str) -> &str {
+    match visitor.char_indices().rev().nth(7) {
+        Some((at, _)) => &visitor[at..],
+        None => visitor,
+    }
+}
+
 /// The part (of `parts`) whose [`visitor_range`] holds `visitor`.
 pub fn part_of(visitor: &str, parts: u32) -> u32 {
+    let key = visitor_key(visitor);
     (1..parts)
         .take_while(|&p| {
             visitor_range(p, parts)
                 .0
-                .is_some_and(|lo| visitor >= lo.as_str())
+                .is_some_and(|lo| key >= lo.as_str())
         })
         .last()
         .unwrap_or(0)
@@ -172,24 +187,24 @@ pub fn forget_parts(tenant_id: &str, day_secs: i64, parts: u32) -> Statement {
     )
 }
 
-/// ` AND {column} >= ? AND {column} < ?` for the part's [`visitor_range`] (the bounds it has), with
-/// the binds appended to `binds`.
+/// ` AND substr({column}, -8) >= ? AND substr({column}, -8) < ?` for the part's [`visitor_range`]
+/// (the bounds it has), with the binds appended to `binds`.
 fn visitor_bounds(column: &str, part: u32, parts: u32, binds: &mut Vec<SqlValue>) -> String {
     let (lower, upper) = visitor_range(part, parts);
     let mut sql = String::new();
     if let Some(lo) = lower {
-        sql.push_str(&format!(" AND {column} >= ?"));
+        sql.push_str(&format!(" AND substr({column}, -8) >= ?"));
         binds.push(lo.into());
     }
     if let Some(hi) = upper {
-        sql.push_str(&format!(" AND {column} < ?"));
+        sql.push_str(&format!(" AND substr({column}, -8) < ?"));
         binds.push(hi.into());
     }
     sql
 }
 
 /// One batch (run it as one transaction): the day's version, then the visits of part `part` of
-/// `parts` (those whose visitor id is in its [`visitor_range`]) and their pages (pages first hit
+/// `parts` (those whose [`visitor_key`] is in its [`visitor_range`]) and their pages (pages first hit
 /// after midnight included). Pass the three row sets to [`version_of`] and [`rows_of`].
 ///
 /// Pages have no visitor id: a part of several reads the pages of the day's visits whose visit
@@ -249,65 +264,126 @@ pub fn version_of(rows: &[Map<String, Value>]) -> i64 {
     rows.first().map_or(0, |r| count(r.get("version")))
 }
 
-fn text(r: &Map<String, Value>, c: &str) -> Result<String, SegmentError> {
-    match r.get(c) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(SegmentError::Rows(format!("column {c} is not text"))),
-    }
+/// A `sessions` row as statement 1 of [`read_part`] returns it (deserialize D1's rows straight into
+/// it: a JSON object per row costs several times the bytes, BENCHMARKS.md "Visit segments in parts").
+#[derive(Debug, Clone, serde::Deserialize)]
+#[allow(missing_docs)] // the columns of `sessions`
+pub struct SessionRow {
+    pub session_key: String,
+    pub domain: String,
+    pub visitor_id: String,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    pub pageviews: i64,
+    pub entry_path: String,
+    pub exit_path: String,
+    pub source: String,
+    pub utm_source: String,
+    pub utm_medium: String,
+    pub utm_campaign: String,
+    pub browser: String,
+    pub os: String,
+    pub device: String,
+    pub country: String,
 }
 
-fn number(r: &Map<String, Value>, c: &str) -> Result<i64, SegmentError> {
-    crate::sql::int(r.get(c))
-        .ok_or_else(|| SegmentError::Rows(format!("column {c} is not an integer")))
+/// A `page_visits` row as statement 2 of [`read_part`] returns it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[allow(missing_docs)] // the columns of `page_visits`
+pub struct PageVisitRow {
+    pub session_key: String,
+    pub pathname: String,
+    pub first_ts: i64,
+    pub hits: i64,
+    pub since_visit: i64,
 }
 
-/// The part's visits with their pages, from statements 1 and 2 of [`read_part`]. A page whose visit is
-/// not among the sessions (a row written between two of its visit's writes) is left out.
-pub fn rows_of(
-    sessions: &[Map<String, Value>],
-    pages: &[Map<String, Value>],
+/// The part's visits with their pages, from statements 1 and 2 of [`read_part`], consumed (each
+/// string moves into the visit it belongs to). A page whose visit is not among the sessions (a row
+/// written between two of its visit's writes) is left out.
+pub fn join(
+    sessions: Vec<SessionRow>,
+    pages: Vec<PageVisitRow>,
 ) -> Result<Vec<VisitRow>, SegmentError> {
-    let mut at = std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(sessions.len());
-    for r in sessions {
-        let first_ts = number(r, "first_ts")?;
-        at.insert((first_ts, text(r, "session_key")?), out.len());
-        out.push(VisitRow {
-            first_ts,
-            last_ts: number(r, "last_ts")?,
-            pageviews: u32::try_from(number(r, "pageviews")?)
-                .map_err(|_| SegmentError::Rows("pageviews out of range".into()))?,
-            domain: text(r, "domain")?,
-            visitor: text(r, "visitor_id")?,
-            entry_path: text(r, "entry_path")?,
-            exit_path: text(r, "exit_path")?,
-            source: text(r, "source")?,
-            utm_source: text(r, "utm_source")?,
-            utm_medium: text(r, "utm_medium")?,
-            utm_campaign: text(r, "utm_campaign")?,
-            browser: text(r, "browser")?,
-            os: text(r, "os")?,
-            device: text(r, "device")?,
-            country: text(r, "country")?,
-            pages: Vec::new(),
-        });
+    if sessions.iter().any(|r| u32::try_from(r.pageviews).is_err()) {
+        return Err(SegmentError::Rows("pageviews out of range".into()));
     }
-    for r in pages {
-        let first_ts = number(r, "first_ts")?;
-        let visit = (
-            first_ts - number(r, "since_visit")?,
-            text(r, "session_key")?,
-        );
-        if let Some(&i) = at.get(&visit) {
-            out[i].pages.push(PageRow {
-                pathname: text(r, "pathname")?,
-                first_ts,
-                hits: u32::try_from(number(r, "hits")?)
-                    .map_err(|_| SegmentError::Rows("hits out of range".into()))?,
+    if pages.iter().any(|r| u32::try_from(r.hits).is_err()) {
+        return Err(SegmentError::Rows("hits out of range".into()));
+    }
+    let mut at = std::collections::HashMap::with_capacity(sessions.len());
+    // A row becomes its visit in place (same size: the collect reuses the rows' buffer), its key
+    // moving into the index.
+    let mut out: Vec<VisitRow> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            at.insert((r.first_ts, r.session_key), i);
+            VisitRow {
+                first_ts: r.first_ts,
+                last_ts: r.last_ts,
+                pageviews: r.pageviews as u32,
+                domain: r.domain,
+                visitor: r.visitor_id,
+                entry_path: r.entry_path,
+                exit_path: r.exit_path,
+                source: r.source,
+                utm_source: r.utm_source,
+                utm_medium: r.utm_medium,
+                utm_campaign: r.utm_campaign,
+                browser: r.browser,
+                os: r.os,
+                device: r.device,
+                country: r.country,
+                pages: Vec::new(),
+            }
+        })
+        .collect();
+    // Each visit's pages, then each list allocated once at its size.
+    let of: Vec<Option<u32>> = pages
+        .iter()
+        .map(|r| {
+            at.get(&(r.first_ts - r.since_visit, r.session_key.clone()))
+                .map(|&i| i as u32)
+        })
+        .collect();
+    drop(at);
+    let mut counts = vec![0u32; out.len()];
+    for &i in of.iter().flatten() {
+        counts[i as usize] += 1;
+    }
+    for (v, n) in out.iter_mut().zip(counts) {
+        v.pages.reserve_exact(n as usize);
+    }
+    for (r, i) in pages.into_iter().zip(of) {
+        if let Some(i) = i {
+            out[i as usize].pages.push(PageRow {
+                pathname: r.pathname,
+                first_ts: r.first_ts,
+                hits: r.hits as u32,
             });
         }
     }
     Ok(out)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    rows: &[Map<String, Value>],
+) -> Result<Vec<T>, SegmentError> {
+    rows.iter()
+        .map(|r| {
+            serde_json::from_value(Value::Object(r.clone()))
+                .map_err(|e| SegmentError::Rows(e.to_string()))
+        })
+        .collect()
+}
+
+/// [`join`] from rows as JSON objects (the shape `d1::rows` and the native tests hand over).
+pub fn rows_of(
+    sessions: &[Map<String, Value>],
+    pages: &[Map<String, Value>],
+) -> Result<Vec<VisitRow>, SegmentError> {
+    join(typed(sessions)?, typed(pages)?)
 }
 
 /// Records that the object of part `part` of `parts` holds `version` (read by [`read_part`]), its size
@@ -448,11 +524,11 @@ mod part_tests {
                 let p = part_of(&id, parts);
                 let (lo, hi) = visitor_range(p, parts);
                 assert!(
-                    lo.is_none_or(|lo| id.as_str() >= lo.as_str()),
+                    lo.is_none_or(|lo| visitor_key(&id) >= lo.as_str()),
                     "{id} {p}/{parts}"
                 );
                 assert!(
-                    hi.is_none_or(|hi| id.as_str() < hi.as_str()),
+                    hi.is_none_or(|hi| visitor_key(&id) < hi.as_str()),
                     "{id} {p}/{parts}"
                 );
                 seen[p as usize] += 1;
@@ -471,10 +547,13 @@ mod part_tests {
             }
         }
         assert_eq!(part_of("00000000", 4), 0);
-        assert_eq!(part_of("3fffffffffffffff", 4), 0);
-        assert_eq!(part_of("40000000", 4), 1);
+        assert_eq!(part_of("ffffffff3fffffff", 4), 0);
+        assert_eq!(part_of("0000000040000000", 4), 1);
         assert_eq!(part_of("ffffffff", 4), 3);
         assert_eq!(part_of("v1", 4), 3);
+        assert_eq!(visitor_key("0123456789abcdef"), "89abcdef");
+        assert_eq!(visitor_key("v1"), "v1");
+        assert_eq!(visitor_key("añbcdéfgh"), "ñbcdéfgh");
     }
 
     #[test]

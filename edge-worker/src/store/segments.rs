@@ -176,13 +176,16 @@ async fn seal_part(
 ) -> worker::Result<Option<usize>> {
     let clock = crate::clock::now_ms;
     let t0 = clock();
-    let read = d1::rows_batch(db, &seal::read_part(tenant, day, part, parts)).await?;
+    let read = d1::results_batch(db, &seal::read_part(tenant, day, part, parts)).await?;
     let t1 = clock();
-    let version = seal::version_of(&read[0]);
-    let rows =
-        seal::rows_of(&read[1], &read[2]).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    // One part's rows at a time: the D1 rows go before the encoding, the joined rows after it.
+    let version = seal::version_of(&d1::rows_of(&read[0])?);
+    // Straight into typed rows (a JSON object per row would cost several times the bytes), joined
+    // by moving each string into its visit. One part's rows at a time: D1's results go before the
+    // encoding, the joined rows after it.
+    let sessions: Vec<seal::SessionRow> = read[1].results()?;
+    let pages: Vec<seal::PageVisitRow> = read[2].results()?;
     drop(read);
+    let rows = seal::join(sessions, pages).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let visits = rows.len();
     let blob = segment::encode(day.div_euclid(DAY_SECS), &rows)
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
