@@ -390,7 +390,7 @@ fn main() {
         );
         let parts = arg(&args, "--parts")
             .map(|p| p.parse().unwrap())
-            .unwrap_or_else(|| seal::parts_for(n as i64));
+            .unwrap_or_else(|| seal::parts_for(n as i64, seal::PART_VISITS));
         let measure: u32 = arg(&args, "--measure")
             .map(|m| m.parse().unwrap())
             .unwrap_or(3)
@@ -430,7 +430,7 @@ fn main() {
     for r in &due {
         let day = starling_core::sql::int(r.get("day")).unwrap();
         let visits = starling_core::sql::int(r.get("visits")).unwrap();
-        let parts = seal::parts_for(visits);
+        let parts = seal::parts_for(visits, seal::PART_VISITS);
         let (mut bytes, mut s) = (0, 0.0);
         for part in 0..parts {
             let p = seal_part(&mut conn, &tenant, day, (part, parts), None);

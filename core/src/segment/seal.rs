@@ -47,9 +47,11 @@ pub const PART_VISITS: i64 = 8_000;
 /// parts rather than more objects).
 pub const MAX_PARTS: u32 = 256;
 
-/// How many parts a day of `visits` visits (its all-visits `visit_daily` rows) is sealed in.
-pub fn parts_for(visits: i64) -> u32 {
-    let parts = (visits.max(1) + PART_VISITS - 1) / PART_VISITS;
+/// How many parts a day of `visits` visits (its all-visits `visit_daily` rows) is sealed in, at
+/// `part_visits` visits a part at most on average ([`PART_VISITS`] unless tuned).
+pub fn parts_for(visits: i64, part_visits: i64) -> u32 {
+    let part_visits = part_visits.max(1);
+    let parts = (visits.max(1) + part_visits - 1) / part_visits;
     parts.clamp(1, i64::from(MAX_PARTS)) as u32
 }
 
@@ -493,11 +495,13 @@ mod part_tests {
 
     #[test]
     fn parts_grow_with_the_days_visits() {
-        assert_eq!(parts_for(0), 1);
-        assert_eq!(parts_for(PART_VISITS), 1);
-        assert_eq!(parts_for(PART_VISITS + 1), 2);
-        assert_eq!(parts_for(1_400_000), (1_400_000 / PART_VISITS) as u32);
-        assert_eq!(parts_for(i64::MAX / 2), MAX_PARTS);
+        assert_eq!(parts_for(0, PART_VISITS), 1);
+        assert_eq!(parts_for(PART_VISITS, PART_VISITS), 1);
+        assert_eq!(parts_for(PART_VISITS + 1, PART_VISITS), 2);
+        assert_eq!(parts_for(1_400_000, PART_VISITS), 175);
+        assert_eq!(parts_for(i64::MAX / 2, PART_VISITS), MAX_PARTS);
+        assert_eq!(parts_for(3, 1), 3);
+        assert_eq!(parts_for(3, 0), 3);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub async fn seal(env: &Env) -> Value {
     if budget == 0 {
         return Value::Null;
     }
+    let part_visits: i64 = env::var(env, env::SEGMENT_PART_VISITS)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(seal::PART_VISITS);
     let now = crate::clock::now_secs();
     let (mut sealed, mut parts, mut bytes, mut failures) = (0usize, 0usize, 0usize, Vec::new());
     let mut error = None;
@@ -86,7 +89,15 @@ pub async fn seal(env: &Env) -> Value {
                             };
                             let visits = starling_core::sql::int(r.get("visits")).unwrap_or(0);
                             sealed += 1;
-                            match seal_day(&db, &bucket, tenant, day, visits).await {
+                            match seal_day(
+                                &db,
+                                &bucket,
+                                tenant,
+                                day,
+                                seal::parts_for(visits, part_visits),
+                            )
+                            .await
+                            {
                                 Ok((n, b)) => {
                                     parts += n;
                                     bytes += b;
@@ -129,18 +140,17 @@ async fn days_to_seal(
     Ok((db, rows))
 }
 
-/// Seals one day of `visits` visits (its `visit_daily` count) in parts ([`seal::parts_for`]): plans
-/// it, deletes the objects and rows of parts of an earlier count, then seals each part not current
-/// ([`seal_part`]), one after the other, so one part's rows are in memory at a time. Returns the
-/// parts sealed and their bytes.
+/// Seals one day in `parts` parts ([`seal::parts_for`] its visit count): plans it, deletes the
+/// objects and rows of parts of an earlier count, then seals each part not current ([`seal_part`]),
+/// one after the other, so one part's rows are in memory at a time. Returns the parts sealed and
+/// their bytes.
 async fn seal_day(
     db: &D1Database,
     bucket: &Bucket,
     tenant: &str,
     day: i64,
-    visits: i64,
+    parts: u32,
 ) -> worker::Result<(usize, usize)> {
-    let parts = seal::parts_for(visits);
     let plan = d1::rows_batch(db, &seal::plan_day(tenant, day, parts)).await?;
     let version = seal::version_of(&plan[1]);
     let (todo, stale) = seal::parts_to_seal(&plan[2], parts, version);
