@@ -45,7 +45,9 @@ pub async fn seal(env: &Env) -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(seal::PART_VISITS);
     let now = crate::clock::now_secs();
-    let (mut sealed, mut parts, mut bytes, mut failures) = (0usize, 0usize, 0usize, Vec::new());
+    // Days tried (the budget), days sealed (every part due written), parts sealed, their bytes.
+    let (mut tried, mut sealed, mut parts, mut bytes) = (0usize, 0usize, 0usize, 0usize);
+    let mut failures = Vec::new();
     let mut error = None;
     match retention::tasks(env).await {
         Err(e) => error = Some(e.to_string()),
@@ -61,7 +63,7 @@ pub async fn seal(env: &Env) -> Value {
                         .push(&t.tenant_id);
                 }
                 for (binding, tenants) in by_db {
-                    let left = budget - sealed;
+                    let left = budget - tried;
                     let found = days_to_seal(env, binding, &tenants, now, left).await;
                     let (db, rows) = match found {
                         Ok(x) => x,
@@ -81,14 +83,14 @@ pub async fn seal(env: &Env) -> Value {
                     };
                     for (tenant, days) in tenants.iter().zip(rows) {
                         for r in days {
-                            if sealed >= budget {
+                            if tried >= budget {
                                 break 'all;
                             }
                             let Some(day) = starling_core::sql::int(r.get("day")) else {
                                 continue;
                             };
                             let visits = starling_core::sql::int(r.get("visits")).unwrap_or(0);
-                            sealed += 1;
+                            tried += 1;
                             match seal_day(
                                 &db,
                                 &bucket,
@@ -99,6 +101,7 @@ pub async fn seal(env: &Env) -> Value {
                             .await
                             {
                                 Ok((n, b)) => {
+                                    sealed += 1;
                                     parts += n;
                                     bytes += b;
                                 }
