@@ -2,16 +2,18 @@
 //! turned into [`VisitRow`]s (copy mode: the visit rows stay in D1).
 //!
 //! A day is sealed in parts: [`parts_for`] its visit count, each part the visits of one range of
-//! visitor ids ([`visitor_range`] of their last 8 hex characters), so one part's rows and encoding stay bounded in memory
-//! ([`PART_VISITS`]) however large the tenant. Parts hold disjoint visitors, so their distinct-visitor
-//! counts add up exactly, like days do (`scan`: visitor ordinals are per segment).
+//! visitor ids ([`visitor_range`] of their last 8 hex characters), so one part's rows and encoding
+//! stay bounded in memory ([`PART_VISITS`]) however large the tenant. Parts hold disjoint visitors,
+//! so their distinct-visitor counts add up exactly, like days do (`scan`: visitor ordinals are per
+//! segment).
 //!
 //! Per tenant: [`days_to_seal`] lists the closed days with visits (all-visits `visit_daily` rows, read
 //! on the table's primary key, with their visit count) some part of which is missing or stale
 //! (`migrations/0019_segment_days.sql`, `0021_segment_parts.sql`); for each, [`plan_day`] registers
 //! the day with its part count and says which parts are current; for each other part,
 //! [`read_part`] is one D1 batch (one transaction: the version and the rows agree) reading the day's
-//! version, the part's visits and their pages; [`rows_of`] joins them; the worker encodes
+//! version, the part's visits and their pages; [`join`] joins them (typed rows; [`rows_of`] from
+//! JSON objects); the worker encodes
 //! ([`super::encode`]), writes the object at [`object_key`], then runs [`mark_part`] with the version
 //! read. A write to the day's visit rows in between bumps the version, so the part stays stale and is
 //! sealed again on a later run; a day answers from segments only when every part is current
