@@ -33,7 +33,13 @@ use crate::store::{archive, d1, retention};
 /// Tenants whose days to seal are looked up in one D1 batch.
 const TENANTS_PER_BATCH: usize = 50;
 
-/// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days; returns a report (also logged).
+/// Most parts one run seals, whatever the days: each part is a D1 batch scanning its day's visit rows
+/// (about 2 s for a day of 1.4M visits natively, BENCHMARKS.md "Visit segments in parts"), so a run
+/// stays minutes long; a day left unfinished keeps the parts marked and goes on at the next run.
+const PARTS_PER_RUN: usize = 128;
+
+/// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days, at most [`PARTS_PER_RUN`] parts; returns a report
+/// (also logged).
 pub async fn seal(env: &Env) -> Value {
     let budget: usize = env::var(env, env::SEGMENT_SEAL_DAYS_PER_RUN)
         .and_then(|v| v.parse().ok())
@@ -83,7 +89,7 @@ pub async fn seal(env: &Env) -> Value {
                     };
                     for (tenant, days) in tenants.iter().zip(rows) {
                         for r in days {
-                            if tried >= budget {
+                            if tried >= budget || parts >= PARTS_PER_RUN {
                                 break 'all;
                             }
                             let Some(day) = starling_core::sql::int(r.get("day")) else {
@@ -97,11 +103,12 @@ pub async fn seal(env: &Env) -> Value {
                                 tenant,
                                 day,
                                 seal::parts_for(visits, part_visits),
+                                PARTS_PER_RUN - parts,
                             )
                             .await
                             {
-                                Ok((n, b)) => {
-                                    sealed += 1;
+                                Ok((n, b, done)) => {
+                                    sealed += usize::from(done);
                                     parts += n;
                                     bytes += b;
                                 }
@@ -145,15 +152,16 @@ async fn days_to_seal(
 
 /// Seals one day in `parts` parts ([`seal::parts_for`] its visit count): plans it, deletes the
 /// objects and rows of parts of an earlier count, then seals each part not current ([`seal_part`]),
-/// one after the other, so one part's rows are in memory at a time. Returns the parts sealed and
-/// their bytes.
+/// one after the other, so one part's rows are in memory at a time, at most `limit` of them. Returns
+/// the parts sealed, their bytes, and whether every part due was (the others wait for a later run).
 async fn seal_day(
     db: &D1Database,
     bucket: &Bucket,
     tenant: &str,
     day: i64,
     parts: u32,
-) -> worker::Result<(usize, usize)> {
+    limit: usize,
+) -> worker::Result<(usize, usize, bool)> {
     let plan = d1::rows_batch(db, &seal::plan_day(tenant, day, parts)).await?;
     let version = seal::version_of(&plan[1]);
     let (todo, stale) = seal::parts_to_seal(&plan[2], parts, version);
@@ -168,13 +176,14 @@ async fn seal_day(
         d1::run_atomic(db, &[seal::forget_parts(tenant, day, parts)]).await?;
     }
     let (mut sealed, mut bytes) = (0, 0);
-    for part in todo {
+    let done = todo.len() <= limit;
+    for &part in todo.iter().take(limit) {
         if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts)).await? {
             sealed += 1;
             bytes += n;
         }
     }
-    Ok((sealed, bytes))
+    Ok((sealed, bytes, done))
 }
 
 /// Seals one part of a day: reads the day's version and the part's visit rows in one batch (one
