@@ -1,9 +1,11 @@
 // Visit segments end to end (issue #11, copy mode) against the real local runtime: with
-// SEGMENT_SEAL_DAYS_PER_RUN set, the hourly cron seals each closed UTC day of a tenant's visits into one
-// R2 object (`segments/{tenant}/{YYYY-MM-DD}/visits`) and records it in `segment_days`; a late event of a
-// sealed day makes it stale until the next run seals it again; erasure removes the objects and rows.
-// With SEGMENT_READS=1 a filtered top list reads the sealed days from the segments and the other days
-// from the visit rows, with the same answer.
+// SEGMENT_SEAL_DAYS_PER_RUN set, the hourly cron seals each closed UTC day of a tenant's visits into R2
+// objects under `segments/{tenant}/{YYYY-MM-DD}/`, one per part of the day (SEGMENT_PART_VISITS=1 here:
+// a day of n visits in n parts, each the visits of one range of visitor ids, some empty; a day of one
+// visit keeps the key `visits`), and records them in `segment_days` and `segment_parts`; a late event
+// of a sealed day makes it stale until the next run seals it again; erasure removes the objects and
+// rows. With SEGMENT_READS=1 reads of the visit rows take the days every part of which is sealed from
+// the segments and the other days from the visit rows, with the same answer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker } from './lib/worker.mjs';
@@ -12,7 +14,7 @@ let w;
 before(async () => {
   w = await startWorker({
     fastQueues: true,
-    extraArgs: ['--var', 'SEGMENT_SEAL_DAYS_PER_RUN:20', '--var', 'SEGMENT_READS:1'],
+    extraArgs: ['--var', 'SEGMENT_SEAL_DAYS_PER_RUN:20', '--var', 'SEGMENT_READS:1', '--var', 'SEGMENT_PART_VISITS:1'],
   });
 });
 after(async () => {
@@ -54,7 +56,15 @@ async function call(method, path, { body, token = w.adminToken } = {}) {
   return { status: r.status, text: r.body };
 }
 const ingest = (tenant, rows) => call('POST', '/v0/events?name=analytics_events', { body: rows.join('\n'), token: w.token(tenant) });
-const days = (tenant) => w.d1(`SELECT day, version, sealed, visits FROM segment_days WHERE tenant_id = '${tenant}' ORDER BY day`);
+// Per registered day: its version, part count, the oldest version its parts hold (-1 unless every part
+// of the count is recorded) and their visits.
+const days = (tenant) =>
+  w.d1(`SELECT s.day AS day, s.version AS version, s.parts AS parts,
+    CASE WHEN (SELECT count(*) FROM segment_parts p WHERE p.tenant_id = s.tenant_id AND p.day = s.day AND p.parts = s.parts) = s.parts
+      THEN (SELECT min(p.sealed) FROM segment_parts p WHERE p.tenant_id = s.tenant_id AND p.day = s.day AND p.parts = s.parts)
+      ELSE -1 END AS sealed,
+    (SELECT coalesce(sum(p.visits), 0) FROM segment_parts p WHERE p.tenant_id = s.tenant_id AND p.day = s.day AND p.parts = s.parts) AS visits
+    FROM segment_days s WHERE s.tenant_id = '${tenant}' ORDER BY s.day`);
 const count = (sql) => w.d1(sql)[0].n;
 const cron = async () => {
   const fired = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
@@ -86,14 +96,18 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
     what: 'two closed days sealed',
   });
   assert.deepEqual(
-    days('segco').map((d) => [d.day, d.visits]),
+    days('segco').map((d) => [d.day, d.visits, d.parts]),
     [
-      [day3, 2],
-      [day2, 1],
+      [day3, 2, 2],
+      [day2, 1, 1],
     ],
-    'today is not closed; three days ago had two visits',
+    'today is not closed; three days ago had two visits (two parts), two days ago one (one part)',
   );
-  assert.deepEqual(w.r2Keys('segments/segco/'), [`segments/segco/${dayOf(d3)}/visits`, `segments/segco/${dayOf(d2)}/visits`]);
+  assert.deepEqual(w.r2Keys('segments/segco/'), [
+    `segments/segco/${dayOf(d3)}/visits-0-of-2`,
+    `segments/segco/${dayOf(d3)}/visits-1-of-2`,
+    `segments/segco/${dayOf(d2)}/visits`,
+  ]);
   assert.deepEqual(w.r2Keys('segments/segother/'), [`segments/segother/${dayOf(d3)}/visits`]);
 
   // A late page of visit `a` (same session, same day): its rows change, the day is stale.
@@ -107,6 +121,7 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
   assert.equal(erased.status, 200, erased.text);
   assert.deepEqual(w.r2Keys('segments/segco/'), []);
   assert.deepEqual(days('segco'), []);
+  assert.equal(count("SELECT count(*) AS n FROM segment_parts WHERE tenant_id = 'segco'"), 0);
   assert.deepEqual(w.r2Keys('segments/segother/'), [`segments/segother/${dayOf(d3)}/visits`], 'the neighbour keeps its own');
 });
 
@@ -138,6 +153,7 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
   };
   const before = await top(1000);
   assert.equal(before.days, '0', 'nothing sealed yet: all from SQL');
+  assert.equal(before.path, 'visits', 'no day from segments: the path is the visit rows');
   assert.equal(
     before.data.reduce((a, r) => a + r.visits, 0),
     16,
@@ -216,8 +232,10 @@ test('filtered kpis, kpis_summary and a /v0/query read sealed days from segments
     query: await query(100),
   };
   for (const [name, a] of Object.entries(sql)) {
-    assert.equal(a.path, 'segments', `${name} takes the segment route`);
-    assert.equal(a.days, '0', `${name}: nothing sealed yet, all from SQL`);
+    // Routed (X-Segment-Days is set only on the segment route), but nothing is sealed yet: the answer
+    // came from the visit rows alone, and the path says so.
+    assert.equal(a.days, '0', `${name} takes the segment route: nothing sealed yet, all from SQL`);
+    assert.equal(a.path, 'visits', `${name}: no day from segments`);
   }
   // Chrome visits that viewed /pricing: i = 0 and 4 of each of the four days; this tenant's only.
   assert.equal(sql.summary.data[0].visits, 8, JSON.stringify(sql.summary.data));

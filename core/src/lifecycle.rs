@@ -70,6 +70,8 @@ pub const TENANT_TABLES: &[TenantTable] = &[
     table("segments", None),
     // Which days of visits are sealed into R2 objects (`crate::segment::seal`).
     table("segment_days", Some(DateColumn::Secs("day"))),
+    // Each part's sealed version, size and visits (migration 0021).
+    table("segment_parts", Some(DateColumn::Secs("day"))),
 ];
 
 /// Payload columns in tables that retention does not delete by date: `(table, payload column, the
@@ -255,16 +257,19 @@ mod tests {
                 "segments/acme/".to_owned()
             ]
         );
-        assert!(archive_key_expired(
-            &crate::segment::seal::object_key("acme", AUG_13 - DAY_SECS),
-            "acme",
-            AUG_13
-        ));
-        assert!(!archive_key_expired(
-            &crate::segment::seal::object_key("acme", AUG_13),
-            "acme",
-            AUG_13
-        ));
+        // Every part of a segment, in one part or several.
+        for (part, parts) in [(0, 1), (0, 3), (2, 3)] {
+            assert!(archive_key_expired(
+                &crate::segment::seal::object_key("acme", AUG_13 - DAY_SECS, part, parts),
+                "acme",
+                AUG_13
+            ));
+            assert!(!archive_key_expired(
+                &crate::segment::seal::object_key("acme", AUG_13, part, parts),
+                "acme",
+                AUG_13
+            ));
+        }
     }
 
     #[test]
@@ -275,7 +280,7 @@ mod tests {
             .iter()
             .all(|s| s.binds == vec![SqlValue::Text("acme".into())]));
         let x = expire("acme", AUG_13);
-        assert_eq!(x.len(), 17);
+        assert_eq!(x.len(), 18); // the dated tables, segment_parts (0021) among them
         let goal_props = x
             .iter()
             .find(|s| s.sql.contains("session_goal_props"))

@@ -131,7 +131,7 @@ fn visits_of(rng: &mut Rng, tenant: &str) -> Vec<VisitRow> {
                 last_ts: t,
                 pageviews,
                 domain: rng.pick(&DOMAINS).into(),
-                visitor: format!("{tenant}-{day}-{}", rng.below(visitors)),
+                visitor: hex_id(&format!("{tenant}-{day}-{}", rng.below(visitors))),
                 entry_path: pages[0].pathname.clone(),
                 exit_path: pages[pages.len() - 1].pathname.clone(),
                 source: rng.pick(&SOURCES).into(),
@@ -147,6 +147,18 @@ fn visits_of(rng: &mut Rng, tenant: &str) -> Vec<VisitRow> {
         }
     }
     out
+}
+
+/// A visitor id as `identity::visitor_id` writes them (32 lowercase hex characters, uniform), so the
+/// day's visitors spread over the parts of a day sealed in several (`seal::visitor_range`).
+fn hex_id(name: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, name).hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
 }
 
 fn insert(conn: &Connection, tenant: &str, visits: &[VisitRow]) {
@@ -208,6 +220,28 @@ fn segments_of(visits: &[VisitRow]) -> Vec<Vec<u8>> {
     by_day
         .iter()
         .map(|(day, rows)| encode(*day, rows).unwrap())
+        .collect()
+}
+
+/// The segments of the tenant's visits sealed in `parts` parts a day, each part the visits of the
+/// visitors in its range (`seal::part_of`, the ranges the sealing SQL reads), or, with `by_visit`,
+/// the visits dealt round-robin (visitors split across parts: what parts must not do).
+fn segments_in_parts(visits: &[VisitRow], parts: u32, by_visit: bool) -> Vec<Vec<u8>> {
+    let mut by_part: BTreeMap<(i64, u32), Vec<VisitRow>> = BTreeMap::new();
+    for (i, v) in visits.iter().enumerate() {
+        let part = if by_visit {
+            i as u32 % parts
+        } else {
+            segment::seal::part_of(&v.visitor, parts)
+        };
+        by_part
+            .entry((v.first_ts.div_euclid(DAY), part))
+            .or_default()
+            .push(v.clone());
+    }
+    by_part
+        .iter()
+        .map(|((day, _), rows)| encode(*day, rows).unwrap())
         .collect()
 }
 
@@ -662,6 +696,56 @@ fn the_scan_over_segments_equals_the_planners_visit_level_sql() {
     assert!(
         nonempty * 10 >= asked.len() * 6,
         "{nonempty} of {} non-empty",
+        asked.len()
+    );
+}
+
+#[test]
+fn a_day_sealed_in_parts_answers_exactly_as_in_one_part() {
+    let fx = fixture();
+    let one: HashMap<&'static str, Vec<Vec<u8>>> = fx
+        .visits
+        .iter()
+        .map(|(t, v)| (*t, segments_of(v)))
+        .collect();
+    let whole = all_questions(&fx, &decoded(&one));
+    for parts in [2, 3, 8] {
+        let bytes: HashMap<&'static str, Vec<Vec<u8>>> = fx
+            .visits
+            .iter()
+            .map(|(t, v)| (*t, segments_in_parts(v, parts, false)))
+            .collect();
+        // Every day is really split: about `parts` segments a day (a part of a day with few
+        // visitors may be empty).
+        for (t, list) in &bytes {
+            assert!(
+                list.len() as i64 * 4 >= DAYS * i64::from(parts) * 3,
+                "{t}: {}",
+                list.len()
+            );
+        }
+        let segments = decoded(&bytes);
+        let asked = all_questions(&fx, &segments);
+        assert_eq!(asked.len(), whole.len());
+        for (a, w) in asked.iter().zip(&whole) {
+            assert_eq!(a.label, w.label);
+            // Unique visitors included: parts hold disjoint visitors, so their counts add up.
+            assert_eq!(a.scan, w.scan, "{parts} parts: {}", a.label);
+            assert_eq!(a.scan, a.sql, "{parts} parts: {}", a.label);
+        }
+    }
+    // The control: the same days split by visit instead of by visitor count a visitor with visits
+    // in two parts twice, and the oracle sees it.
+    let bytes: HashMap<&'static str, Vec<Vec<u8>>> = fx
+        .visits
+        .iter()
+        .map(|(t, v)| (*t, segments_in_parts(v, 3, true)))
+        .collect();
+    let asked = all_questions(&fx, &decoded(&bytes));
+    let wrong = asked.iter().filter(|a| a.scan != a.sql).count();
+    assert!(
+        wrong * 4 > asked.len(),
+        "only {wrong} of {} differ",
         asked.len()
     );
 }

@@ -124,28 +124,59 @@ fn days(conn: &Connection, s: &Statement) -> Vec<i64> {
         .collect()
 }
 
-/// What the cron does for one day, with `between` run after the read and before the mark.
+/// What the cron does for one day in one part, with `between` run after the read and before the mark;
+/// the object written (empty when the day was current: nothing to seal).
 fn seal_day(
     conn: &mut Connection,
     tenant: &str,
     day: i64,
     between: impl FnOnce(&Connection),
 ) -> Vec<u8> {
-    let statements = seal::read_day(tenant, day);
+    let mut between = Some(between);
+    let mut sealed = seal_parts(conn, tenant, day, 1, |c, _| {
+        if let Some(f) = between.take() {
+            f(c)
+        }
+    });
+    assert!(sealed.len() <= 1);
+    sealed.pop().map(|s| s.1).unwrap_or_default()
+}
+
+/// What the cron does for one day in `parts` parts: plan it, forget the parts of another count, then
+/// per part to seal one transaction reading the version and the part's rows, the encoding, `between`
+/// (after the read, before the mark), the mark. Returns the parts sealed and their objects.
+fn seal_parts(
+    conn: &mut Connection,
+    tenant: &str,
+    day: i64,
+    parts: u32,
+    mut between: impl FnMut(&Connection, u32),
+) -> Vec<(u32, Vec<u8>)> {
+    let plan = seal::plan_day(tenant, day, parts);
     let tx = conn.transaction().unwrap();
-    common::exec(&tx, &statements[0]);
-    let version = seal::version_of(&common::rows(&tx, &statements[1]));
-    let sessions = common::rows(&tx, &statements[2]);
-    let pages = common::rows(&tx, &statements[3]);
+    common::exec(&tx, &plan[0]);
+    let version = seal::version_of(&common::rows(&tx, &plan[1]));
+    let (todo, _stale) = seal::parts_to_seal(&common::rows(&tx, &plan[2]), parts, version);
     tx.commit().unwrap();
-    let rows = seal::rows_of(&sessions, &pages).unwrap();
-    let bytes = encode(day / DAY, &rows).unwrap();
-    between(conn);
-    common::exec(
-        conn,
-        &seal::mark_sealed(tenant, day, version, bytes.len(), rows.len()),
-    );
-    bytes
+    common::exec(conn, &seal::forget_parts(tenant, day, parts));
+    let mut out = Vec::new();
+    for part in todo {
+        let statements = seal::read_part(tenant, day, part, parts);
+        let tx = conn.transaction().unwrap();
+        let version = seal::version_of(&common::rows(&tx, &statements[0]));
+        let sessions = common::rows(&tx, &statements[1]);
+        let pages = common::rows(&tx, &statements[2]);
+        tx.commit().unwrap();
+        let rows = seal::rows_of(&sessions, &pages).unwrap();
+        let bytes = encode(day / DAY, &rows).unwrap();
+        between(conn, part);
+        common::exec(
+            conn,
+            &seal::mark_part(tenant, day, (part, parts), version, bytes.len(), rows.len()),
+        );
+        out.push((part, bytes));
+    }
+    out
 }
 
 fn same_visits(mut got: Vec<VisitRow>, mut expected: Vec<VisitRow>) {
@@ -153,8 +184,8 @@ fn same_visits(mut got: Vec<VisitRow>, mut expected: Vec<VisitRow>) {
         r.visitor.clear();
         r.pages.sort_by(|a, b| a.pathname.cmp(&b.pathname));
     }
-    got.sort_by_key(|r| r.first_ts);
-    expected.sort_by_key(|r| r.first_ts);
+    got.sort_by_key(|r| (r.first_ts, r.pageviews));
+    expected.sort_by_key(|r| (r.first_ts, r.pageviews));
     assert_eq!(got, expected);
 }
 
@@ -200,7 +231,7 @@ fn the_cron_seals_closed_days_with_every_page_of_their_visits() {
         &seal::sealed_days(&TenantId::for_tests("tb").unwrap(), D0, D0 + 10 * DAY)
     )
     .is_empty());
-    let key = seal::object_key("ta", D0);
+    let key = seal::object_key("ta", D0, 0, 1);
     assert_eq!(key, "segments/ta/2025-03-27/visits");
 }
 
@@ -321,4 +352,244 @@ fn erasure_and_retention_reach_the_sealed_days() {
     }
     assert_eq!(count(&conn, "ta"), 0);
     assert_eq!(count(&conn, "tb"), 4);
+    let parts = |c: &Connection, t: &str| -> i64 {
+        c.query_row(
+            "SELECT COUNT(*) FROM segment_parts WHERE tenant_id = ?1",
+            [t],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(parts(&conn, "ta"), 0);
+    assert_eq!(parts(&conn, "tb"), 4);
+}
+
+/// A 32-hex-character visitor id, as `identity::visitor_id` writes them.
+fn hex_id(n: u64) -> String {
+    let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef;
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 29;
+    format!("{x:016x}{:016x}", x.rotate_left(17) ^ n)
+}
+
+/// `n` visits of tenant `ta` on day `day` by `n * 2 / 3` hex visitors, every tenth starting before
+/// midnight with a page on the next day.
+fn hex_day(conn: &Connection, day: i64, n: usize) -> Vec<VisitRow> {
+    let paths = ["/", "/pricing", "/docs", "/blog"];
+    let visits: Vec<VisitRow> = (0..n)
+        .map(|i| {
+            let late = i % 10 == 0;
+            let at = if late {
+                DAY - 300 + i as i64
+            } else {
+                (i as i64 * 37) % (DAY - 4_000)
+            };
+            let pages: Vec<(&str, i64)> = (0..1 + i % 3)
+                .map(|k| (paths[(i + k) % 4], k as i64 * if late { 600 } else { 40 }))
+                .collect();
+            visit(day, at, i, &hex_id((i % (n * 2 / 3)) as u64), &pages)
+        })
+        .collect();
+    for (i, v) in visits.iter().enumerate() {
+        insert(conn, "ta", &format!("h{day}-{i}"), v);
+    }
+    visits
+}
+
+fn listed(conn: &Connection, tenant: &str) -> Vec<i64> {
+    days(
+        conn,
+        &seal::sealed_days(&TenantId::for_tests(tenant).unwrap(), 0, NOW),
+    )
+}
+
+#[test]
+fn a_day_in_parts_holds_each_visit_once_in_its_visitors_range() {
+    let mut conn = common::migrated_db();
+    let day = D0 + DAY;
+    let visits = hex_day(&conn, day, 300);
+    let whole = seal_day(&mut conn, "ta", day, |_| {});
+    let whole = Segment::decode(&whole).unwrap();
+    same_visits(whole.rows(), visits.clone());
+    assert_eq!(listed(&conn, "ta"), [day]);
+    for parts in [2u32, 5, 16] {
+        // A new count: the day is planned again, the parts of the old count no longer answer.
+        let sealed = seal_parts(&mut conn, "ta", day, parts, |_, _| {});
+        assert_eq!(
+            sealed.iter().map(|s| s.0).collect::<Vec<_>>(),
+            (0..parts).collect::<Vec<_>>()
+        );
+        let mut all = Vec::new();
+        let mut visitors = 0;
+        let mut pages = 0;
+        for (part, bytes) in &sealed {
+            let seg = Segment::decode(bytes).unwrap();
+            assert_eq!(seg.day() * DAY, day);
+            visitors += seg.visitors();
+            pages += seg.pages();
+            let rows = seg.rows();
+            // Every visit of the part has its visitor in the part's range (rows() keeps no ids:
+            // compare with the day's visits by first hit and pageviews, unique here).
+            for r in &rows {
+                let v = visits
+                    .iter()
+                    .find(|v| v.first_ts == r.first_ts && v.pageviews == r.pageviews)
+                    .unwrap();
+                assert_eq!(seal::part_of(&v.visitor, parts), *part);
+            }
+            all.extend(rows);
+        }
+        same_visits(all, visits.clone());
+        // Disjoint visitors: the parts' distinct visitors add up to the day's.
+        assert_eq!(visitors, whole.visitors());
+        assert_eq!(pages, whole.pages());
+        assert!(sealed
+            .iter()
+            .all(|(_, b)| Segment::decode(b).unwrap().visits() > 0));
+        assert_eq!(listed(&conn, "ta"), [day], "{parts} parts");
+        assert!(days(&conn, &seal::days_to_seal("ta", NOW, 100)).is_empty());
+    }
+}
+
+#[test]
+fn a_day_answers_only_when_every_part_is_current() {
+    let mut conn = common::migrated_db();
+    let day = D0 + DAY;
+    hex_day(&conn, day, 120);
+    // The cron plans the day from its visit count.
+    let due: Vec<(i64, i64)> = common::rows(&conn, &seal::days_to_seal("ta", NOW, 100))
+        .iter()
+        .map(|r| {
+            let int = |c| starling_core::sql::int(r.get(c)).unwrap();
+            (int("day"), int("visits"))
+        })
+        .collect();
+    assert_eq!(due, [(day, 120)]);
+    // Sealing stops after part 1 of 4 (a failure, or the run's end): not listed, still due.
+    let parts = 4;
+    let plan = seal::plan_day("ta", day, parts);
+    common::exec(&conn, &plan[0]);
+    for part in [0, 1] {
+        let s = seal::read_part("ta", day, part, parts);
+        let version = seal::version_of(&common::rows(&conn, &s[0]));
+        let rows = seal::rows_of(&common::rows(&conn, &s[1]), &common::rows(&conn, &s[2])).unwrap();
+        let n = common::exec(
+            &conn,
+            &seal::mark_part("ta", day, (part, parts), version, 10, rows.len()),
+        );
+        assert_eq!(n, 1);
+    }
+    assert!(listed(&conn, "ta").is_empty());
+    assert_eq!(days(&conn, &seal::days_to_seal("ta", NOW, 100)), [day]);
+    // The next run seals only the two parts left.
+    let sealed = seal_parts(&mut conn, "ta", day, parts, |_, _| {});
+    assert_eq!(sealed.iter().map(|s| s.0).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(listed(&conn, "ta"), [day]);
+    let bytes = common::rows(
+        &conn,
+        &seal::sealed_days(&TenantId::for_tests("ta").unwrap(), 0, NOW),
+    )[0]
+    .get("bytes")
+    .and_then(|v| v.as_i64())
+    .unwrap();
+    assert_eq!(
+        bytes,
+        20 + sealed.iter().map(|s| s.1.len() as i64).sum::<i64>(),
+        "the day's bytes are all its parts'"
+    );
+    // A write to the day makes every part stale; a write landing while part 2 is encoded leaves
+    // that part (and so the day) stale, the others current.
+    insert(
+        &conn,
+        "ta",
+        "late",
+        &visit(day, 10, 0, &hex_id(7), &[("/", 0)]),
+    );
+    assert!(listed(&conn, "ta").is_empty());
+    let sealed = seal_parts(&mut conn, "ta", day, parts, |c, part| {
+        if part == 2 {
+            insert(
+                c,
+                "ta",
+                "racing",
+                &visit(day, 20, 0, &hex_id(8), &[("/", 0)]),
+            );
+        }
+    });
+    assert_eq!(sealed.len(), 4);
+    assert!(listed(&conn, "ta").is_empty());
+    assert_eq!(days(&conn, &seal::days_to_seal("ta", NOW, 100)), [day]);
+    // Part 3 was read after the write: only the parts read before it are sealed again.
+    let sealed = seal_parts(&mut conn, "ta", day, parts, |_, _| {});
+    assert_eq!(sealed.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(listed(&conn, "ta"), [day]);
+    // Planned again in another count: the old count's parts are reported and no longer answer.
+    let plan = seal::plan_day("ta", day, 3);
+    common::exec(&conn, &plan[0]);
+    let version = seal::version_of(&common::rows(&conn, &plan[1]));
+    let (todo, stale) = seal::parts_to_seal(&common::rows(&conn, &plan[2]), 3, version);
+    assert_eq!(todo, [0, 1, 2]);
+    assert_eq!(stale, [(0, 4), (1, 4), (2, 4), (3, 4)]);
+    assert!(listed(&conn, "ta").is_empty());
+    // A part sealed in the old count, marked late, changes nothing (the worker deletes its object).
+    assert_eq!(
+        common::exec(&conn, &seal::mark_part("ta", day, (3, 4), version, 1, 1)),
+        0
+    );
+    // And a part whose day was erased meanwhile changes nothing either.
+    for s in starling_core::lifecycle::erase("ta") {
+        common::exec(&conn, &s);
+    }
+    assert_eq!(
+        common::exec(&conn, &seal::mark_part("ta", day, (0, 3), version, 1, 1)),
+        0
+    );
+    assert!(listed(&conn, "ta").is_empty());
+}
+
+#[test]
+fn days_sealed_before_parts_still_answer_after_migration_0021() {
+    let conn = Connection::open_in_memory().unwrap();
+    let mut files: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+    files.sort();
+    let (before, after): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|f| f.file_name().unwrap().to_str().unwrap() < "0021");
+    for f in &before {
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
+    }
+    // Under 0019: one day sealed at version 2, one stale, one registered but never sealed.
+    conn.execute_batch(&format!(
+        "INSERT INTO segment_days (tenant_id, day, version, sealed, bytes, visits) VALUES \
+         ('ta', {D0}, 2, 2, 500, 40), ('ta', {}, 3, 1, 400, 30), ('ta', {}, 0, -1, 0, 0)",
+        D0 + DAY,
+        D0 + 2 * DAY
+    ))
+    .unwrap();
+    for f in &after {
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
+    }
+    let rows = common::rows(
+        &conn,
+        &seal::sealed_days(&TenantId::for_tests("ta").unwrap(), 0, NOW),
+    );
+    assert_eq!(rows.len(), 1);
+    let int = |c: &str| starling_core::sql::int(rows[0].get(c)).unwrap();
+    assert_eq!(
+        (int("day"), int("sealed"), int("parts"), int("bytes")),
+        (D0, 2, 1, 500)
+    );
+    // Its object keeps its key: part 0 of 1.
+    assert_eq!(
+        seal::object_key("ta", D0, 0, 1),
+        "segments/ta/2025-03-27/visits"
+    );
 }

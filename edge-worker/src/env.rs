@@ -40,11 +40,16 @@ pub const SPOOL_INLINE_MAX_ROWS: &str = "SPOOL_INLINE_MAX_ROWS";
 pub const FRAME_ANCESTORS: &str = "FRAME_ANCESTORS";
 
 /// Variable: closed UTC days of visits the hourly cron seals into R2 segments per run
-/// (`store::segments`); `0` or unset: off (nothing reads the segments yet).
+/// (`store::segments`), each in parts; `0` or unset: off.
 pub const SEGMENT_SEAL_DAYS_PER_RUN: &str = "SEGMENT_SEAL_DAYS_PER_RUN";
 
-/// Variable: `1` lets a filtered top list read the sealed days from visit segments and the other days
-/// from SQL (`store::segments::answer`); anything else: off (the visit-level SQL only).
+/// Variable: visits a part of a sealed day holds at most on average (`seal::parts_for`); empty or
+/// unset: `seal::PART_VISITS` (8,000, from measured memory). Lower only to test or to tune.
+pub const SEGMENT_PART_VISITS: &str = "SEGMENT_PART_VISITS";
+
+/// Variable: `1` lets reads of the visit rows (filtered top lists, kpis, `/v0/query`) take the sealed
+/// days from visit segments and the other days from SQL (`store::segments::answer`); anything else:
+/// off (the visit-level SQL only).
 pub const SEGMENT_READS: &str = "SEGMENT_READS";
 
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).

@@ -195,6 +195,9 @@ impl<'a> DictBuilder<'a> {
         let mut entries: Vec<&str> = values.collect();
         entries.sort_unstable();
         entries.dedup();
+        // Every visit's value was collected: keep only the distinct ones (a dictionary is held
+        // until the encoding ends, ten of them at once).
+        entries.shrink_to_fit();
         let codes = entries
             .iter()
             .enumerate()

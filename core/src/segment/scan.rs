@@ -11,10 +11,13 @@
 //!
 //! Measures per group: visits, pageviews (page hits for page units), bounces (visits of one
 //! pageview), duration (`last - first`), and visitors: distinct visitors of the day, counted with the
-//! visits ordered by visitor (one comparison per visit). Segments are whole UTC days of visits, so
-//! summing groups across segments counts a visitor once per UTC day, as
-//! `COUNT(DISTINCT v || '|' || day)` does; a [`Partial`] is therefore additive, across segments and
-//! with the same sums computed by SQL for days without a segment.
+//! visits ordered by visitor (one comparison per visit). Visitor ordinals are per segment and each
+//! segment is counted on its own ([`scan`] starts every segment's groups afresh), so summing groups
+//! across segments adds their distinct visitors. A segment is a whole UTC day of visits, or a part of
+//! one holding all the visits of a range of visitors (`seal::visitor_range`: parts of a day hold
+//! disjoint visitors), so the sum counts a visitor once per UTC day, as
+//! `COUNT(DISTINCT v || '|' || day)` does; a [`Partial`] is therefore additive, across days, across the
+//! parts of a day, and with the same sums computed by SQL for days without segments.
 
 use std::collections::HashMap;
 

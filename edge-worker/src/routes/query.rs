@@ -122,8 +122,10 @@ pub async fn get_pipe(
         let _ = resp.headers_mut().set("X-Query-Path", path);
     }
     if let Some(days) = segment_days {
-        // Days read from visit segments (the rest from the visit-level SQL).
-        let _ = resp.headers_mut().set("X-Query-Path", "segments");
+        // Days read from visit segments (the rest from the visit-level SQL); with none (nothing
+        // sealed in the range yet) the answer came from the visit rows alone, and the path says so.
+        let path = if days > 0 { "segments" } else { "visits" };
+        let _ = resp.headers_mut().set("X-Query-Path", path);
         let _ = resp.headers_mut().set("X-Segment-Days", &days.to_string());
     }
     if truncated {
@@ -218,9 +220,10 @@ pub async fn post_query(
         outcome,
     )?;
     if let Some(days) = segment_days {
-        // Days read from visit segments (the rest from the visit-level SQL).
+        // Days read from visit segments (the rest from the visit-level SQL); with none the answer
+        // came from the visits, and the path says so.
         let h = resp.headers_mut();
-        let _ = h.set("X-Query-Path", "segments");
+        let _ = h.set("X-Query-Path", if days > 0 { "segments" } else { "visits" });
         let _ = h.set("X-Segment-Days", &days.to_string());
     }
     Ok(resp)

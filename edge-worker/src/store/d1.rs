@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use starling_core::sql::{SqlValue, Statement};
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env, Result};
+use worker::{D1Database, D1PreparedStatement, D1Result, Env, Result};
 
 use crate::env;
 
@@ -106,6 +106,21 @@ pub async fn rows_batch(
         out.push(integers(r.results()?));
     }
     Ok(out)
+}
+
+/// Runs several queries as one D1 batch (one round trip, one transaction) and returns D1's results,
+/// for callers that deserialize rows into their own types (`D1Result::results::<T>`), or [`rows_of`].
+pub async fn results_batch(db: &D1Database, statements: &[Statement]) -> Result<Vec<D1Result>> {
+    let prepared = statements
+        .iter()
+        .map(|s| prepare(db, s))
+        .collect::<Result<Vec<_>>>()?;
+    db.batch(prepared).await
+}
+
+/// One result's rows as JSON objects, with whole numbers as integers (as [`rows`]).
+pub fn rows_of(result: &D1Result) -> Result<Vec<Map<String, Value>>> {
+    Ok(integers(result.results()?))
 }
 
 /// D1 returns every number as a JS double; whole numbers become JSON integers again.

@@ -1,15 +1,18 @@
 //! Visit segments (issue #11, `starling_core::segment`): the hourly cron seals closed UTC days of each
-//! tenant's visits into one R2 object a day, `segments/{tenant}/{YYYY-MM-DD}/visits`.
+//! tenant's visits into R2 objects under `segments/{tenant}/{YYYY-MM-DD}/`, one per part of the day
+//! (`seal::parts_for` its visit count; each part the visits of one range of visitor ids).
 //!
-//! Copy mode: the visit rows stay in D1. Sealing is off unless `SEGMENT_SEAL_DAYS_PER_RUN` is set
-//! (days sealed per run, across tenants), and reading is off unless `SEGMENT_READS=1`: then a
-//! filtered top list on the visit-level path ([`answer`], `query::ScanRoute`) reads the sealed days
-//! from their objects and the other days from SQL. Per tenant (its silo database or the pool): the days to seal (closed, with visits, no
-//! current object: `seal::days_to_seal`), then per day one D1 batch reading its version and rows, the
-//! object written, and the version recorded (`seal::mark_sealed`); a write to the day's visit rows
-//! meanwhile leaves it stale (migration 0019's triggers), so it is sealed again on a later run.
+//! Copy mode: the visit rows stay in D1. Sealing is on while `SEGMENT_SEAL_DAYS_PER_RUN` is above 0
+//! (days sealed per run, across tenants), and reading while `SEGMENT_READS=1`: then a read of the
+//! visit rows ([`answer`], `query::ScanRoute`: filtered top lists, kpis, `/v0/query`) reads the days
+//! every part of which is sealed from their objects and the other days from SQL. Per tenant (its silo
+//! database or the pool): the days to seal (closed, with visits, some part missing or stale:
+//! `seal::days_to_seal`), then per day its plan (`seal::plan_day`) and per part to seal one D1 batch
+//! reading the day's version and the part's rows, the object written, and the version recorded
+//! (`seal::mark_part`); a write to the day's visit rows meanwhile leaves the part stale (migration
+//! 0019's triggers), so it is sealed again on a later run. One part's rows are in memory at a time.
 //! Erasure and retention delete the objects with the archive's (`lifecycle::archive_prefixes`) and the
-//! `segment_days` rows with the other tables (`lifecycle::TENANT_TABLES`).
+//! `segment_days` and `segment_parts` rows with the other tables (`lifecycle::TENANT_TABLES`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -30,7 +33,13 @@ use crate::store::{archive, d1, retention};
 /// Tenants whose days to seal are looked up in one D1 batch.
 const TENANTS_PER_BATCH: usize = 50;
 
-/// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days; returns a report (also logged).
+/// Most parts one run seals, whatever the days: each part is a D1 batch scanning its day's visit rows
+/// (about 2 s for a day of 1.4M visits natively, BENCHMARKS.md "Visit segments in parts"), so a run
+/// stays minutes long; a day left unfinished keeps the parts marked and goes on at the next run.
+const PARTS_PER_RUN: usize = 128;
+
+/// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days, at most [`PARTS_PER_RUN`] parts; returns a report
+/// (also logged).
 pub async fn seal(env: &Env) -> Value {
     let budget: usize = env::var(env, env::SEGMENT_SEAL_DAYS_PER_RUN)
         .and_then(|v| v.parse().ok())
@@ -38,8 +47,13 @@ pub async fn seal(env: &Env) -> Value {
     if budget == 0 {
         return Value::Null;
     }
+    let part_visits: i64 = env::var(env, env::SEGMENT_PART_VISITS)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(seal::PART_VISITS);
     let now = crate::clock::now_secs();
-    let (mut sealed, mut bytes, mut failures) = (0usize, 0usize, Vec::new());
+    // Days tried (the budget), days sealed (every part due written), parts sealed, their bytes.
+    let (mut tried, mut sealed, mut parts, mut bytes) = (0usize, 0usize, 0usize, 0usize);
+    let mut failures = Vec::new();
     let mut error = None;
     match retention::tasks(env).await {
         Err(e) => error = Some(e.to_string()),
@@ -55,7 +69,7 @@ pub async fn seal(env: &Env) -> Value {
                         .push(&t.tenant_id);
                 }
                 for (binding, tenants) in by_db {
-                    let left = budget - sealed;
+                    let left = budget - tried;
                     let found = days_to_seal(env, binding, &tenants, now, left).await;
                     let (db, rows) = match found {
                         Ok(x) => x,
@@ -75,18 +89,29 @@ pub async fn seal(env: &Env) -> Value {
                     };
                     for (tenant, days) in tenants.iter().zip(rows) {
                         for r in days {
-                            if sealed >= budget {
+                            if tried >= budget || parts >= PARTS_PER_RUN {
                                 break 'all;
                             }
                             let Some(day) = starling_core::sql::int(r.get("day")) else {
                                 continue;
                             };
-                            match seal_day(&db, &bucket, tenant, day).await {
-                                Ok(Some(n)) => {
-                                    sealed += 1;
-                                    bytes += n;
+                            let visits = starling_core::sql::int(r.get("visits")).unwrap_or(0);
+                            tried += 1;
+                            match seal_day(
+                                &db,
+                                &bucket,
+                                tenant,
+                                day,
+                                seal::parts_for(visits, part_visits),
+                                PARTS_PER_RUN - parts,
+                            )
+                            .await
+                            {
+                                Ok((n, b, done)) => {
+                                    sealed += usize::from(done);
+                                    parts += n;
+                                    bytes += b;
                                 }
-                                Ok(None) => {}
                                 Err(e) => failures.push(serde_json::json!({
                                     "tenant_id": tenant, "day": day, "error": e.to_string()
                                 })),
@@ -99,6 +124,7 @@ pub async fn seal(env: &Env) -> Value {
     }
     let report = serde_json::json!({
         "days_sealed": sealed,
+        "parts_sealed": parts,
         "bytes": bytes,
         "failures": failures,
         "error": error,
@@ -124,50 +150,100 @@ async fn days_to_seal(
     Ok((db, rows))
 }
 
-/// Seals one day: reads its version and visit rows in one batch (one transaction), writes the
-/// object, records the version. Returns the object's size, or `None` when the day was unregistered
-/// meanwhile (its object is then deleted again).
+/// Seals one day in `parts` parts ([`seal::parts_for`] its visit count): plans it, deletes the
+/// objects and rows of parts of an earlier count, then seals each part not current ([`seal_part`]),
+/// one after the other, so one part's rows are in memory at a time, at most `limit` of them. Returns
+/// the parts sealed, their bytes, and whether every part due was (the others wait for a later run).
 async fn seal_day(
     db: &D1Database,
     bucket: &Bucket,
     tenant: &str,
     day: i64,
+    parts: u32,
+    limit: usize,
+) -> worker::Result<(usize, usize, bool)> {
+    let plan = d1::rows_batch(db, &seal::plan_day(tenant, day, parts)).await?;
+    let version = seal::version_of(&plan[1]);
+    let (todo, stale) = seal::parts_to_seal(&plan[2], parts, version);
+    if !stale.is_empty() {
+        // The day was sealed in another count before: those objects no longer answer (readers
+        // take only parts of the day's current count); the rows go after their objects.
+        for &(part, count) in &stale {
+            bucket
+                .delete(seal::object_key(tenant, day, part, count))
+                .await?;
+        }
+        d1::run_atomic(db, &[seal::forget_parts(tenant, day, parts)]).await?;
+    }
+    let (mut sealed, mut bytes) = (0, 0);
+    let done = todo.len() <= limit;
+    for &part in todo.iter().take(limit) {
+        if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts)).await? {
+            sealed += 1;
+            bytes += n;
+        }
+    }
+    Ok((sealed, bytes, done))
+}
+
+/// Seals one part of a day: reads the day's version and the part's visit rows in one batch (one
+/// transaction), writes the object, records the version. Returns the object's size, or `None` when
+/// the day was unregistered or planned in another count meanwhile (its object is then deleted again).
+async fn seal_part(
+    db: &D1Database,
+    bucket: &Bucket,
+    tenant: &str,
+    day: i64,
+    (part, parts): (u32, u32),
 ) -> worker::Result<Option<usize>> {
     let clock = crate::clock::now_ms;
     let t0 = clock();
-    let read = d1::rows_batch(db, &seal::read_day(tenant, day)).await?;
+    let read = d1::results_batch(db, &seal::read_part(tenant, day, part, parts)).await?;
     let t1 = clock();
-    let version = seal::version_of(&read[1]);
-    let rows =
-        seal::rows_of(&read[2], &read[3]).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let version = seal::version_of(&d1::rows_of(&read[0])?);
+    // Straight into typed rows (a JSON object per row would cost several times the bytes), joined
+    // by moving each string into its visit. One part's rows at a time: D1's results go before the
+    // encoding, the joined rows after it.
+    let sessions: Vec<seal::SessionRow> = read[1].results()?;
+    let pages: Vec<seal::PageVisitRow> = read[2].results()?;
+    drop(read);
+    let rows = seal::join(sessions, pages).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let visits = rows.len();
     let blob = segment::encode(day.div_euclid(DAY_SECS), &rows)
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    drop(rows);
     let size = blob.len();
-    bucket
-        .put(seal::object_key(tenant, day), blob)
-        .execute()
-        .await?;
+    let key = seal::object_key(tenant, day, part, parts);
+    bucket.put(key.clone(), blob).execute().await?;
     let t2 = clock();
     let marked = d1::run_counting(
         db,
-        &[seal::mark_sealed(tenant, day, version, size, rows.len())],
+        &[seal::mark_part(
+            tenant,
+            day,
+            (part, parts),
+            version,
+            size,
+            visits,
+        )],
     )
     .await?;
     if marked == 0 {
-        // The day's registration is gone: an erasure (or retention) deleted the tenant's rows while
-        // this seal read and wrote. Both delete D1 rows before R2 objects, so an object written after
-        // their R2 pass is only caught here: delete it, so no copy outlives an erasure.
-        bucket.delete(seal::object_key(tenant, day)).await?;
+        // The day's registration is gone (an erasure or retention deleted the tenant's rows while
+        // this part was read and written; both delete D1 rows before R2 objects, so an object
+        // written after their R2 pass is only caught here) or a later plan changed its count:
+        // delete the object, so no copy outlives an erasure.
+        bucket.delete(key).await?;
         return Ok(None);
     }
-    // Where a day's seal spends its time (workerd's clock advances at I/O only: `read_ms` is the D1
+    // Where a part's seal spends its time (workerd's clock advances at I/O only: `read_ms` is the D1
     // batch, `encode_put_ms` the encoding and the R2 write, `mark_ms` the version update).
     crate::log::event(
         crate::log::Level::Info,
         "segment_sealed",
         &serde_json::json!({
-            "tenant_id": tenant, "day": day, "visits": rows.len(), "bytes": size,
-            "read_ms": t1 - t0, "encode_put_ms": t2 - t1, "mark_ms": clock() - t2,
+            "tenant_id": tenant, "day": day, "part": part, "parts": parts, "visits": visits,
+            "bytes": size, "read_ms": t1 - t0, "encode_put_ms": t2 - t1, "mark_ms": clock() - t2,
         }),
     );
     Ok(Some(size))
@@ -196,66 +272,103 @@ pub async fn answer(
     let t0 = clock();
     let listed = d1::rows(db, &seal::sealed_days(tenant, first, end)).await?;
     let t1 = clock();
-    let listed: Vec<(i64, i64, i64)> = listed
+    let listed: Vec<(i64, i64, i64, u32)> = listed
         .iter()
         .filter_map(|r| {
             let int = |c| starling_core::sql::int(r.get(c));
-            Some((int("day")?, int("sealed")?, int("bytes").unwrap_or(0)))
+            let parts = u32::try_from(int("parts").unwrap_or(1)).ok()?;
+            Some((
+                int("day")?,
+                int("sealed")?,
+                int("bytes").unwrap_or(0),
+                parts,
+            ))
         })
         .collect();
-    // The days whose objects fit one read's memory; the others go to SQL.
-    let days = seal::within_budget(&listed, seal::READ_BUDGET_BYTES);
+    // The days whose objects (all their parts) fit one read's memory; the others go to SQL.
+    let budget: Vec<(i64, i64, i64)> = listed.iter().map(|&(d, v, b, _)| (d, v, b)).collect();
+    let days = seal::within_budget(&budget, seal::READ_BUDGET_BYTES);
+    let parts_of: std::collections::HashMap<i64, u32> =
+        listed.iter().map(|&(d, _, _, p)| (d, p)).collect();
+    // Every part of every day read: (day, version, key).
+    let objects: Vec<(i64, i64, String)> = days
+        .iter()
+        .flat_map(|&(d, version)| {
+            let parts = parts_of.get(&d).copied().unwrap_or(1);
+            (0..parts).map(move |p| (d, version, seal::object_key(tenant.as_str(), d, p, parts)))
+        })
+        .collect();
     let bucket = archive::bucket(env)?;
     // Objects this isolate read before (same day and version) are reused; the others are fetched.
     // The copies are keyed by the tenant's generation too: an erased and re-created tenant starts its
     // days' versions again from 0, and must never be answered from its previous generation's objects.
     // Only objects that decoded are kept, so a kept one is decoded again without its checksum.
-    let reads = days.iter().map(|&(d, version)| {
-        let key = seal::object_key(tenant.as_str(), d);
+    let reads = objects.iter().map(|(_, version, key)| {
         let cached = format!("{generation}/{key}");
         let bucket = &bucket;
         async move {
-            if let Some(hit) = CACHE.with(|c| c.borrow().get(&cached, version)) {
+            if let Some(hit) = CACHE.with(|c| c.borrow().get(&cached, *version)) {
                 return Some((hit, true));
             }
-            let blob = Rc::new(read_object(bucket, key).await.ok().flatten()?);
+            let blob = Rc::new(read_object(bucket, key.clone()).await.ok().flatten()?);
             Some((blob, false))
         }
     });
     let blobs: Vec<Option<(Rc<Vec<u8>>, bool)>> = join_all(reads).await;
     let mut sealed = Vec::new();
     let mut segments = Vec::new();
-    for (&(day, version), blob) in days.iter().zip(&blobs) {
-        let decoded = blob.as_ref().map(|(b, kept)| {
-            let seg = if *kept {
-                Segment::decode_again(b)
-            } else {
-                Segment::decode(b)
-            };
-            (seg, b, *kept)
-        });
-        match decoded {
-            Some((Ok(seg), b, kept)) if seg.day() * DAY_SECS == day => {
-                if !kept {
-                    let key = format!("{generation}/{}", seal::object_key(tenant.as_str(), day));
-                    CACHE.with(|c| c.borrow_mut().put(key, version, b.clone()));
+    // A day counts only with every one of its parts decoded (parts are disjoint visitors of one
+    // day: a missing part would drop its visitors), else the whole day is read by SQL.
+    let mut at = 0;
+    while at < objects.len() {
+        let (day, version, _) = objects[at];
+        let n = objects[at..].iter().take_while(|o| o.0 == day).count();
+        let mut parts = Vec::with_capacity(n);
+        let mut failed = None;
+        for ((_, _, key), blob) in objects[at..at + n].iter().zip(&blobs[at..at + n]) {
+            let decoded = blob.as_ref().map(|(b, kept)| {
+                let seg = if *kept {
+                    Segment::decode_again(b)
+                } else {
+                    Segment::decode(b)
+                };
+                (seg, b, *kept)
+            });
+            match decoded {
+                Some((Ok(seg), b, kept)) if seg.day() * DAY_SECS == day => {
+                    parts.push((seg, key, b, kept))
                 }
-                sealed.push(day);
-                segments.push(seg);
-            }
-            other => crate::log::event(
-                crate::log::Level::Warn,
-                "segment_unreadable",
-                &serde_json::json!({
-                    "tenant_id": tenant.as_str(), "day": day,
-                    "error": match other {
+                other => {
+                    failed = Some(match other {
                         None => "missing".to_owned(),
                         Some((Err(e), ..)) => e.to_string(),
                         Some((Ok(_), ..)) => "wrong day".to_owned(),
-                    },
-                }),
-            ),
+                    });
+                    break;
+                }
+            }
         }
+        at += n;
+        if let Some(error) = failed {
+            crate::log::event(
+                crate::log::Level::Warn,
+                "segment_unreadable",
+                &serde_json::json!({
+                    "tenant_id": tenant.as_str(), "day": day, "parts": n, "error": error,
+                }),
+            );
+            continue;
+        }
+        for (seg, key, b, kept) in parts {
+            if !kept {
+                CACHE.with(|c| {
+                    c.borrow_mut()
+                        .put(format!("{generation}/{key}"), version, b.clone())
+                });
+            }
+            segments.push(seg);
+        }
+        sealed.push(day);
     }
     let t2 = clock();
     // The SQL part is sent first (`join!` polls in order: the batch is in flight before the scan
