@@ -1239,11 +1239,13 @@ test('erasure: every row and object of the tenant is gone, its tokens are refuse
   assert.equal(before.status, 200, before.text);
   assert.ok(before.json.data.some((r) => r.pathname === '/secret-a'));
   // The answer is stored in the Cache API after the response (waitUntil): ask until it is there.
-  let cached;
-  await w.until(async () => (cached = await pipe('top_pages', reader.token, query)).headers.get('x-cache') === 'HIT', {
-    what: 'the answer cached before the erasure',
-    timeoutMs: 10_000,
-  });
+  const cached = await w.until(
+    async () => {
+      const r = await pipe('top_pages', reader.token, query);
+      return r.headers.get('x-cache') === 'HIT' && r;
+    },
+    { what: 'the answer cached before the erasure', timeoutMs: 10_000 },
+  );
   assert.equal(cached.headers.get('x-cache'), 'HIT', 'the answer is cached before the erasure');
   assert.equal((await pipe('top_pages', edToken(key, kid, [readScope('*')]), query)).status, 200);
 
