@@ -139,84 +139,88 @@ const logFile = `/tmp/segments-e2e-reads${READS}.log`;
 writeFileSync(logFile, '');
 const results = { reads: READS, tenant: TENANT, range: [FROM, TO], started: new Date().toISOString(), endpoints: {} };
 let w = await start(logFile);
-log(`worker up (SEGMENT_READS=${READS}), load ${loadavg()[0].toFixed(2)}`);
-if (SEAL > 0) {
-  const t = performance.now();
-  const r = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
-  // The report is logged when the run ends (the request may return before).
-  let report;
-  for (let i = 0; i < 1800 && !report; i++) {
-    report = readFileSync(logFile, 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('"cron_segments"'))
-      .map((l) => JSON.parse(l.slice(l.indexOf('{'))))[0];
-    if (!report) await new Promise((res) => setTimeout(res, 1000));
+// Whatever fails, the runtime stops: a workerd left behind loads the machine for every later run.
+try {
+  log(`worker up (SEGMENT_READS=${READS}), load ${loadavg()[0].toFixed(2)}`);
+  if (SEAL > 0) {
+    const t = performance.now();
+    const r = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
+    // The report is logged when the run ends (the request may return before).
+    let report;
+    for (let i = 0; i < 1800 && !report; i++) {
+      report = readFileSync(logFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"cron_segments"'))
+        .map((l) => JSON.parse(l.slice(l.indexOf('{'))))[0];
+      if (!report) await new Promise((res) => setTimeout(res, 1000));
+    }
+    const s = ((performance.now() - t) / 1000).toFixed(1);
+    log(`cron run: ${r.status}, report after ${s} s: ${JSON.stringify(report)}`);
+    results.seal = { status: r.status, seconds: Number(s), report };
   }
-  const s = ((performance.now() - t) / 1000).toFixed(1);
-  log(`cron run: ${r.status}, report after ${s} s: ${JSON.stringify(report)}`);
-  results.seal = { status: r.status, seconds: Number(s), report };
-}
-// Cold: the first request of a fresh worker (its isolate fetches every object), per endpoint in turn.
-const cold = Object.fromEntries(ENDPOINTS.map((e) => [e.name, []]));
-for (let k = 0; k < (RESTARTS ?? ENDPOINTS.length); k++) {
-  if (k > 0 || SEAL > 0) {
-    await w.stop();
-    w = await start(logFile);
+  // Cold: the first request of a fresh worker (its isolate fetches every object), per endpoint in turn.
+  const cold = Object.fromEntries(ENDPOINTS.map((e) => [e.name, []]));
+  for (let k = 0; k < (RESTARTS ?? ENDPOINTS.length); k++) {
+    if (k > 0 || SEAL > 0) {
+      await w.stop();
+      w = await start(logFile);
+    }
+    const e = ENDPOINTS[k % ENDPOINTS.length];
+    const r = await ask(w, e, 1000 + k);
+    cold[e.name].push({ ms: r.ms, path: r.path, days: r.days, log: [] });
+    log(`cold ${e.name}: ${f(r.ms)} ms (${r.path}, ${r.days} days)`);
   }
-  const e = ENDPOINTS[k % ENDPOINTS.length];
-  const r = await ask(w, e, 1000 + k);
-  cold[e.name].push({ ms: r.ms, path: r.path, days: r.days, log: [] });
-  log(`cold ${e.name}: ${f(r.ms)} ms (${r.path}, ${r.days} days)`);
-}
-// wrangler forwards the worker's log late: the cold reads (objects fetched) are matched by order.
-await new Promise((res) => setTimeout(res, 3000));
-const coldReads = segmentReads(logFile, 0).filter((x) => x.fetched > 0);
-for (let k = 0; k < (RESTARTS ?? ENDPOINTS.length); k++) {
-  const e = ENDPOINTS[k % ENDPOINTS.length];
-  const c = cold[e.name][Math.floor(k / ENDPOINTS.length)];
-  if (c && coldReads[k]) c.log.push(coldReads[k]);
-}
-// Warm: one request first (not counted), then the samples.
-const loadBefore = loadavg()[0];
-for (const e of ENDPOINTS) {
-  await ask(w, e, 999);
-  const at = logSize(logFile);
-  const lat = [];
-  let misses = 0;
-  let first;
-  const paths = {};
-  for (let i = 0; i < SAMPLES; i++) {
-    const r = await ask(w, e, i);
-    if (r.cache !== 'MISS') continue;
-    misses++;
-    lat.push(r.ms);
-    paths[`${r.path}/${r.days}`] = (paths[`${r.path}/${r.days}`] ?? 0) + 1;
-    if (i === 0) first = r.data;
+  // wrangler forwards the worker's log late: the cold reads (objects fetched) are matched by order.
+  await new Promise((res) => setTimeout(res, 3000));
+  const coldReads = segmentReads(logFile, 0).filter((x) => x.fetched > 0);
+  for (let k = 0; k < (RESTARTS ?? ENDPOINTS.length); k++) {
+    const e = ENDPOINTS[k % ENDPOINTS.length];
+    const c = cold[e.name][Math.floor(k / ENDPOINTS.length)];
+    if (c && coldReads[k]) c.log.push(coldReads[k]);
   }
-  await new Promise((res) => setTimeout(res, 300));
-  const reads = segmentReads(logFile, at);
-  const m = (k) => med(reads.map((x) => x[k]).filter((x) => typeof x === 'number'));
-  results.endpoints[e.name] = {
-    p50: med(lat),
-    p95: pct(lat, 95),
-    misses,
-    paths,
-    rows: first?.length,
-    data: first,
-    log: {
-      n: reads.length,
-      list_ms: m('list_ms'),
-      fetch_decode_ms: m('fetch_decode_ms'),
-      scan_sql_ms: m('scan_sql_ms'),
-      bytes: m('bytes'),
-    },
-    cold: cold[e.name],
-  };
-  log(`${e.name}: p50 ${f(med(lat))} p95 ${f(pct(lat, 95))} ms, ${misses} misses, ${JSON.stringify(paths)}`);
+  // Warm: one request first (not counted), then the samples.
+  const loadBefore = loadavg()[0];
+  for (const e of ENDPOINTS) {
+    await ask(w, e, 999);
+    const at = logSize(logFile);
+    const lat = [];
+    let misses = 0;
+    let first;
+    const paths = {};
+    for (let i = 0; i < SAMPLES; i++) {
+      const r = await ask(w, e, i);
+      if (r.cache !== 'MISS') continue;
+      misses++;
+      lat.push(r.ms);
+      paths[`${r.path}/${r.days}`] = (paths[`${r.path}/${r.days}`] ?? 0) + 1;
+      if (i === 0) first = r.data;
+    }
+    await new Promise((res) => setTimeout(res, 300));
+    const reads = segmentReads(logFile, at);
+    const m = (k) => med(reads.map((x) => x[k]).filter((x) => typeof x === 'number'));
+    results.endpoints[e.name] = {
+      p50: med(lat),
+      p95: pct(lat, 95),
+      misses,
+      paths,
+      rows: first?.length,
+      data: first,
+      log: {
+        n: reads.length,
+        list_ms: m('list_ms'),
+        fetch_decode_ms: m('fetch_decode_ms'),
+        scan_sql_ms: m('scan_sql_ms'),
+        bytes: m('bytes'),
+      },
+      cold: cold[e.name],
+    };
+    log(`${e.name}: p50 ${f(med(lat))} p95 ${f(pct(lat, 95))} ms, ${misses} misses, ${JSON.stringify(paths)}`);
+  }
+  results.load = [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))];
+  results.finished = new Date().toISOString();
+} finally {
+  await w.stop().catch(() => {});
 }
-results.load = [Number(loadBefore.toFixed(2)), Number(loadavg()[0].toFixed(2))];
-results.finished = new Date().toISOString();
-await w.stop();
 writeFileSync(OUT, JSON.stringify(results, null, 1));
 console.log(`\nSEGMENT_READS=${READS}, ${TENANT}, ${FROM}..${TO}, ${SAMPLES} cache misses each, load ${results.load.join(' to ')}`);
 console.log(
