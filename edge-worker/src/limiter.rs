@@ -135,6 +135,32 @@ thread_local! {
     /// until then every request is refused here, without a call to the object, so a flood of
     /// over-quota requests costs about what a trivial response costs.
     static EXHAUSTED: PerQuota<(i64, Decision)> = RefCell::new(HashMap::new());
+    /// The (tenant, quota) pairs whose lease this isolate is asking the object for right now. Only one
+    /// request at a time asks for a lease; requests that find the lease spent meanwhile ask for what
+    /// they need alone. Without this, every request that arrived while the lease was spent asked for a
+    /// lease of its own, and each new lease replaced the one before: a tenant at 500 requests/s had its
+    /// plan's 100,000 requests an hour counted as used after 11,000 and was refused with 429 (found with
+    /// `node bench/ingest.mjs --phases edge`).
+    static REFILLING: RefCell<std::collections::HashSet<(String, &'static str)>> =
+        RefCell::new(std::collections::HashSet::new());
+}
+
+/// Marks a (tenant, quota) lease refill in flight for as long as it lives, whatever way the call ends.
+struct Refill((String, &'static str));
+
+impl Refill {
+    /// The refill of `key`, unless another request of this isolate is already refilling it.
+    fn start(key: &(String, &'static str)) -> Option<Self> {
+        REFILLING
+            .with(|r| r.borrow_mut().insert(key.clone()))
+            .then(|| Self(key.clone()))
+    }
+}
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        REFILLING.with(|r| r.borrow_mut().remove(&self.0));
+    }
 }
 
 /// The refusal for `tenant`'s `quota` if this isolate saw its window used up and the window has not
@@ -188,7 +214,13 @@ pub async fn take(
             return Ok(d);
         }
     }
-    let want = if rps.is_none() {
+    // A lease for this isolate, unless the token has `limits.rps` or another request is getting one.
+    let refill = if rps.is_none() && lease_size(per_hour) > 1 {
+        Refill::start(&lease_key)
+    } else {
+        None
+    };
+    let want = if refill.is_some() {
         need + lease_size(per_hour) - 1
     } else {
         need
@@ -233,7 +265,7 @@ pub async fn take(
             );
         });
     }
-    if granted > need {
+    if granted > need && refill.is_some() {
         LEASES.with(|l| {
             let mut l = l.borrow_mut();
             if l.len() >= MAX_BUCKETS {
@@ -245,6 +277,7 @@ pub async fn take(
             );
         });
     }
+    drop(refill);
     Ok(decision)
 }
 
