@@ -9,7 +9,7 @@
 // (a spelling of "UTC" x the range widened by empty days: the same rows are read) and checked to be an
 // X-Cache MISS, on a worker whose isolate already read the segments (warm: one request before); and,
 // `--restarts` times (default: once per endpoint), the first request of a freshly started worker (cold:
-// the isolate fetches every object from R2). Prints p50/p95 per endpoint, the worker log's `segment_read` breakdown (medians),
+// the isolate fetches every object from R2). Prints p50/p95 per endpoint, the `segments` breakdown of the worker's request log lines (medians),
 // and writes every answer's data to --out (to compare the reads=1 run with the reads=0 one).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -113,16 +113,16 @@ const pct = (xs, p) => {
 const med = (xs) => pct(xs, 50);
 const f = (x) => (Number.isNaN(x) ? '-' : x < 100 ? x.toFixed(1) : x.toFixed(0));
 
-/** `segment_read` events logged since byte `from` of the log. */
+/** The `segments` objects of the request log lines since byte `from` of the log (a read of visit segments). */
 function segmentReads(logFile, from) {
   const text = readFileSync(logFile, 'utf8').slice(from);
   const out = [];
   for (const line of text.split('\n')) {
     const i = line.indexOf('{');
-    if (i < 0 || !line.includes('segment_read')) continue;
+    if (i < 0 || !line.includes('"segments":{')) continue;
     try {
       const j = JSON.parse(line.slice(i));
-      out.push(j.fields ?? j);
+      if (j.segments) out.push(j.segments);
     } catch {}
   }
   return out;

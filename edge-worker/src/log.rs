@@ -64,6 +64,9 @@ pub struct RequestLog<'a> {
     pub rows: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<usize>,
+    /// A read of visit segments (`store::segments::SegmentRead`): days, bytes, objects fetched, times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segments: Option<&'a crate::store::segments::SegmentRead>,
     /// Per-step elapsed milliseconds (ingest), e.g. `{"auth":1,"salt":1,"quota":3,"queue":5}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<serde_json::Map<String, serde_json::Value>>,

@@ -47,6 +47,8 @@ pub struct Outcome {
     pub query_served: Option<String>,
     /// An answer to store in the Cache API after the response (`waitUntil`), off its critical path.
     pub cache: Option<query::CachePut>,
+    /// A read of visit segments: what it did, for the log line.
+    pub segments: Option<crate::store::segments::SegmentRead>,
     /// Milliseconds since the handler started at the end of each named step (ingest), for profiling.
     /// Workers' clock advances only across I/O, so these show waits, not CPU time.
     pub steps: Vec<(&'static str, u64)>,
@@ -106,6 +108,7 @@ pub async fn handle(req: Request, env: Env, ctx: &Context) -> Response {
         error: error_detail.as_deref(),
         rows: outcome.rows,
         quarantined: outcome.quarantined,
+        segments: outcome.segments.as_ref(),
         steps: (!outcome.steps.is_empty()).then(|| {
             outcome
                 .steps

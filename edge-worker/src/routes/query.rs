@@ -85,14 +85,15 @@ pub async fn get_pipe(
             };
             match route {
                 Some(route) => {
-                    let (scanned, rows, days) = segments::answer(
+                    let (scanned, rows, read) = segments::answer(
                         env,
                         &db,
                         (&caller.tenant, caller.state.generation()),
                         &route,
                     )
                     .await?;
-                    segment_days = Some(days);
+                    segment_days = Some(read.days);
+                    outcome.segments = Some(read);
                     (route.assemble(&plan, scanned, rows)?, false)
                 }
                 None => {
@@ -196,13 +197,15 @@ pub async fn post_query(
     };
     let (out, segment_days) = match route {
         Some(route) => {
-            let (scanned, rows, days) = segments::answer(
+            let (scanned, rows, read) = segments::answer(
                 env,
                 &db,
                 (&caller.tenant, caller.state.generation()),
                 &route,
             )
             .await?;
+            let days = read.days;
+            outcome.segments = Some(read);
             (route.assemble_query(&plan, scanned, rows)?, Some(days))
         }
         None => {

@@ -258,13 +258,13 @@ pub fn reads_enabled(env: &Env) -> bool {
 /// A visit-level read (`query::ScanRoute`: a filtered top list, kpis, `/v0/query`) from the sealed
 /// days' segments plus SQL for the other days. A sealed day whose object is missing or does not
 /// decode is read by SQL instead. Returns the scanned part, the SQL part's rows (for
-/// `ScanRoute::assemble` or `assemble_query`) and the number of days read from segments.
+/// `ScanRoute::assemble` or `assemble_query`) and what the read did, for the request's log line.
 pub async fn answer(
     env: &Env,
     db: &D1Database,
     (tenant, generation): (&TenantId, i64),
     route: &ScanRoute<'_>,
-) -> Result<(Partial, Rows, usize), ApiError> {
+) -> Result<(Partial, Rows, SegmentRead), ApiError> {
     let (first, end) = route.days();
     // Where the time goes, logged per request (workerd's clock advances at I/O only: the CPU-bound
     // decode and scan show up inside the next I/O phase or not at all).
@@ -386,17 +386,35 @@ pub async fn answer(
     let rows = rows?;
     let scanned = scanned.map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))?;
     let t3 = clock();
-    // (`scan_sql_ms`: the scan and the SQL batch overlap; the clock advances at I/O only.)
-    crate::log::event(
-        crate::log::Level::Info,
-        "segment_read",
-        &serde_json::json!({
-            "tenant_id": tenant.as_str(), "days": sealed.len(), "bytes": blobs.iter().flatten().map(|b| b.0.len()).sum::<usize>(),
-            "fetched": blobs.iter().flatten().filter(|b| !b.1).count(),
-            "list_ms": t1 - t0, "fetch_decode_ms": t2 - t1, "scan_sql_ms": t3 - t2,
-        }),
-    );
-    Ok((scanned, rows, sealed.len()))
+    let read = SegmentRead {
+        days: sealed.len(),
+        bytes: blobs.iter().flatten().map(|b| b.0.len()).sum(),
+        fetched: blobs.iter().flatten().filter(|b| !b.1).count(),
+        list_ms: t1 - t0,
+        fetch_decode_ms: t2 - t1,
+        scan_sql_ms: t3 - t2,
+    };
+    Ok((scanned, rows, read))
+}
+
+/// What one read from segments did, written in its request's log line (`segments`): days answered
+/// from segments, bytes of their objects and how many were fetched from R2 (the others were this
+/// isolate's copies), and where the time went. The clock advances at I/O only: `scan_sql_ms` is the SQL
+/// batch with the scan overlapping it, and CPU-bound decoding shows in the next I/O phase or not at all.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SegmentRead {
+    /// Days read from segments (the others from the visit rows).
+    pub days: usize,
+    /// Bytes of the objects read.
+    pub bytes: usize,
+    /// Objects fetched from R2.
+    pub fetched: usize,
+    /// Milliseconds listing the sealed days (`segment_days`, `segment_parts`).
+    pub list_ms: i64,
+    /// Milliseconds fetching and decoding the objects.
+    pub fetch_decode_ms: i64,
+    /// Milliseconds of the SQL part, the scan overlapping it.
+    pub scan_sql_ms: i64,
 }
 
 /// The SQL part's row sets.
