@@ -603,6 +603,17 @@ pub(crate) fn arms(a: i64, z: i64) -> Vec<(bool, i64, i64)> {
     out
 }
 
+/// The ` FROM ...` of one arm of [`arms`]: the slice's hourly rows of `[from, to)`, or its daily rows.
+fn arm_rows(q: &mut TenantSql, s: &Slice, hourly: bool, from: i64, to: i64) {
+    if hourly {
+        q.push(" FROM (");
+        hourly_source(s, &[(from, to)], q);
+        q.push(")");
+    } else {
+        daily_rows(q, s, from, to, false);
+    }
+}
+
 /// Per value (or per domain) over `[a, z)`: `k`, `visits`, `pageviews`, `bounces`, `duration` and exact
 /// `visitors` (daily rows for whole UTC days; at a partial day's edges each visitor is counted at its
 /// first hour of a prefix or its last hour of a suffix).
@@ -626,13 +637,7 @@ pub(crate) fn value_statement(s: &Slice, (a, z): Piece, by_domain: bool) -> Stat
         q.push(&format!(
             "SELECT {key} AS k, visits, pageviews, bounces, duration, {visitors} AS u"
         ));
-        if hourly {
-            q.push(" FROM (");
-            hourly_source(s, &[(from, to)], &mut q);
-            q.push(")");
-        } else {
-            daily_rows(&mut q, s, from, to, false);
-        }
+        arm_rows(&mut q, s, hourly, from, to);
     }
     q.push(
         ") SELECT k, SUM(visits) AS visits, SUM(pageviews) AS pageviews, SUM(bounces) AS bounces, \
@@ -654,13 +659,7 @@ pub(crate) fn prop_key_statement(s: &Slice, (a, z): Piece) -> Statement {
             q.push(" UNION ALL ");
         }
         q.push("SELECT value AS v, visits");
-        if hourly {
-            q.push(" FROM (");
-            hourly_source(s, &[(from, to)], &mut q);
-            q.push(")");
-        } else {
-            daily_rows(&mut q, s, from, to, false);
-        }
+        arm_rows(&mut q, s, hourly, from, to);
     }
     q.push(
         ") SELECT substr(v, 1, instr(v, char(31)) - 1) AS k, SUM(visits) AS visits, 0 AS pageviews, \
@@ -691,13 +690,7 @@ pub(crate) fn top_statement(
             q.push(&format!(
                 "SELECT value AS k, visits AS v, pageviews AS h, {cur} AS c"
             ));
-            if hourly {
-                q.push(" FROM (");
-                hourly_source(s, &[(from, to)], &mut q);
-                q.push(")");
-            } else {
-                daily_rows(&mut q, s, from, to, false);
-            }
+            arm_rows(&mut q, s, hourly, from, to);
         }
     }
     q.push(") SELECT k, SUM(v * c) AS visits, SUM(h * c) AS hits");
