@@ -21,6 +21,10 @@
 // allocator), in a measuring tool that is never part of the worker.
 #![allow(unsafe_code)]
 
+// The SQLite-backed tests' helpers: the migrations in order, D1's binding rules.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -28,7 +32,7 @@ use std::time::Instant;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 use serde_json::{json, Map, Value};
 use starling_core::segment::{encode, seal};
-use starling_core::sql::{SqlValue, Statement};
+use starling_core::sql::Statement;
 
 const DAY: i64 = 86_400;
 
@@ -82,15 +86,6 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn bind(v: &SqlValue) -> rusqlite::types::Value {
-    match v {
-        SqlValue::Null => rusqlite::types::Value::Null,
-        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
-        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
-        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
-}
-
 /// A query's rows as the worker's D1 layer hands them over: JSON objects keyed by column name.
 fn rows(conn: &Connection, s: &Statement) -> Vec<Map<String, Value>> {
     let mut out = Vec::new();
@@ -121,7 +116,7 @@ fn each_row(conn: &Connection, s: &Statement, mut f: impl FnMut(Map<String, Valu
     let mut stmt = conn.prepare(&s.sql).unwrap();
     let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
     let mut rows = stmt
-        .query(params_from_iter(s.binds.iter().map(bind)))
+        .query(params_from_iter(s.binds.iter().map(common::bind)))
         .unwrap();
     while let Some(r) = rows.next().unwrap() {
         let mut m = Map::new();
@@ -240,17 +235,7 @@ fn synthetic(file: &str, n: usize, day: i64) -> Connection {
     let mut conn = Connection::open(file).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")
         .unwrap();
-    let mut files: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-    files.sort();
-    for f in files {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
-            .unwrap();
-    }
+    common::apply_migrations(&conn, &common::migration_files());
     let sources = [
         "",
         "",

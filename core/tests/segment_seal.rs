@@ -551,20 +551,10 @@ fn a_day_answers_only_when_every_part_is_current() {
 #[test]
 fn days_sealed_before_parts_still_answer_after_migration_0021() {
     let conn = Connection::open_in_memory().unwrap();
-    let mut files: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-            .collect();
-    files.sort();
-    let (before, after): (Vec<_>, Vec<_>) = files
+    let (before, after): (Vec<_>, Vec<_>) = common::migration_files()
         .into_iter()
         .partition(|f| f.file_name().unwrap().to_str().unwrap() < "0021");
-    for f in &before {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
-            .unwrap();
-    }
+    common::apply_migrations(&conn, &before);
     // Under 0019: one day sealed at version 2, one stale, one registered but never sealed.
     conn.execute_batch(&format!(
         "INSERT INTO segment_days (tenant_id, day, version, sealed, bytes, visits) VALUES \
@@ -573,10 +563,7 @@ fn days_sealed_before_parts_still_answer_after_migration_0021() {
         D0 + 2 * DAY
     ))
     .unwrap();
-    for f in &after {
-        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
-            .unwrap();
-    }
+    common::apply_migrations(&conn, &after);
     let rows = common::rows(
         &conn,
         &seal::sealed_days(&TenantId::for_tests("ta").unwrap(), 0, NOW),

@@ -7,9 +7,8 @@ use starling_core::query::{FixedOffset, TimeZone};
 use starling_core::rollup::{prior_lookup, statements_for, PriorState};
 use starling_core::sql::{SqlValue, Statement};
 
-/// An in-memory SQLite with every migration in `migrations/` applied in order, as D1 would.
-pub fn migrated_db() -> Connection {
-    let conn = Connection::open_in_memory().unwrap();
+/// The `.sql` files of `migrations/`, in the order D1 applies them.
+pub fn migration_files() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> =
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
             .unwrap()
@@ -17,10 +16,21 @@ pub fn migrated_db() -> Connection {
             .filter(|p| p.extension().is_some_and(|x| x == "sql"))
             .collect();
     files.sort();
+    files
+}
+
+/// Applies migration files to `conn`, in the order given.
+pub fn apply_migrations(conn: &Connection, files: &[std::path::PathBuf]) {
     for f in files {
         conn.execute_batch(&std::fs::read_to_string(f).unwrap())
             .unwrap();
     }
+}
+
+/// An in-memory SQLite with every migration in `migrations/` applied in order, as D1 would.
+pub fn migrated_db() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    apply_migrations(&conn, &migration_files());
     conn
 }
 
