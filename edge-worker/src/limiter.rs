@@ -277,7 +277,6 @@ pub async fn take(
             );
         });
     }
-    drop(refill);
     Ok(decision)
 }
 
