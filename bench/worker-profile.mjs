@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { startWorker } from '../tests/lib/worker.mjs';
+import { ndjson } from './lib/events.mjs';
 
 const opts = {
   route: 'health',
@@ -107,24 +108,7 @@ try {
   let asked = 0;
   const tenant = opts.tenant || meta?.tenant_totals[0].id;
   const readToken = tenant && w.token(tenant, 'read');
-  const ua = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
-  const batchBody = Array.from({ length: 1000 }, (_, i) =>
-    JSON.stringify({
-      timestamp: new Date().toISOString(),
-      action: 'page_hit',
-      version: '1',
-      session_id: `s-${i % 5000}`,
-      tenant_id: 'profile-tenant',
-      domain: 'bench.example',
-      payload: JSON.stringify({
-        'user-agent': ua,
-        locale: 'en-US',
-        referrer: 'https://www.google.com/',
-        pathname: `/p/${i % 50}`,
-        href: `https://bench.example/p/${i % 50}?utm_source=b`,
-      }),
-    }),
-  ).join('\n');
+  const batchBody = ndjson('profile-tenant', 1000);
   const request = {
     query: async () => {
       for (let tries = 0; tries < 20; tries++) {
