@@ -185,12 +185,13 @@ test('idempotency_key: a request sent again with its key is applied once; other 
 test('quota leases: a burst of concurrent beacons is counted once per request, never refused far under the plan', async () => {
   // The enterprise plan (this runtime's default for unregistered tenants): 100,000 requests an hour,
   // taken by the isolate in leases of 100. Before leases were refilled one at a time, every request
-  // that found the lease spent took a lease of its own and each replaced the last: here 2,000 requests
-  // in bursts of 100 counted as 3,485, and at 500 requests/s for 45 s (bench/ingest.mjs --phases edge)
-  // the tenant was refused with 429 after 11,000 requests.
+  // that found the lease spent took a lease of its own and each replaced the last: 2,000 requests in
+  // bursts of 100 counted as 3,485 (about 74 extra per refill, so about 740 extra for the 1,000 here,
+  // over the 200 allowed), and at 500 requests/s for 45 s (bench/ingest.mjs --phases edge) the tenant
+  // was refused with 429 after 11,000 requests.
   const token = w.token('leaseco');
   let last;
-  for (let round = 0; round < 20; round++) {
+  for (let round = 0; round < 10; round++) {
     const answers = await Promise.all(
       Array.from({ length: 100 }, (_, i) => ingest(hit({ tenant: 'leaseco', session: `lease-${round}-${i}` }), token)),
     );
@@ -198,7 +199,7 @@ test('quota leases: a burst of concurrent beacons is counted once per request, n
     last = answers.at(-1);
   }
   const remaining = Number(last.headers.get('ratelimit-remaining'));
-  assert.ok(remaining >= 100_000 - 2_000 - 200, `2,000 requests left ${remaining} of 100,000 (a lease holds at most 100)`);
+  assert.ok(remaining >= 100_000 - 1_000 - 200, `1,000 requests left ${remaining} of 100,000 (a lease holds at most 100)`);
 });
 
 test('tokens: missing 401, bad signature 401, alg none 401, expired 403, wrong scope 403, wrong datasource 403', async () => {
