@@ -484,7 +484,10 @@ impl<'a> Dict<'a> {
         } else {
             self.ends.get(code - 1) as usize
         };
-        &self.text[start..self.ends.get(code) as usize]
+        // Checked slicing: offsets not verified again (`decode_again`) give "" rather than a panic.
+        self.text
+            .get(start..self.ends.get(code) as usize)
+            .unwrap_or("")
     }
 
     /// The code of `s`, if it is an entry.
@@ -555,7 +558,9 @@ impl<'a> Reader<'a> {
         })
     }
 
-    pub(super) fn dict(&mut self) -> Result<Dict<'a>, SegmentError> {
+    /// A dictionary; with `verify` false (bytes that passed with it before and have not changed
+    /// since) its offsets and order are not checked again, only its text's UTF-8.
+    pub(super) fn dict(&mut self, verify: bool) -> Result<Dict<'a>, SegmentError> {
         let len = self.u32()? as usize;
         // Every entry takes at least one byte of ends unless all are empty: bound the count first.
         if len > self.b.len() + 1 {
@@ -563,18 +568,22 @@ impl<'a> Reader<'a> {
         }
         let ends = self.column(len)?;
         let mut prev = 0;
-        for i in 0..len {
-            let e = ends.get(i);
-            if e < prev {
-                return Err(SegmentError::Corrupt("dictionary offsets"));
+        if verify {
+            for i in 0..len {
+                let e = ends.get(i);
+                if e < prev {
+                    return Err(SegmentError::Corrupt("dictionary offsets"));
+                }
+                prev = e;
             }
-            prev = e;
+        } else if len > 0 {
+            prev = ends.get(len - 1);
         }
         let bytes = self.take(prev as usize)?;
         let text =
             std::str::from_utf8(bytes).map_err(|_| SegmentError::Corrupt("dictionary text"))?;
         let dict = Dict { ends, text, len };
-        for i in 0..len {
+        for i in (0..len).filter(|_| verify) {
             if !text.is_char_boundary(ends.get(i) as usize) {
                 return Err(SegmentError::Corrupt("dictionary offsets"));
             }
@@ -593,9 +602,10 @@ impl<'a> Segment<'a> {
     }
 
     /// [`Segment::decode`] of bytes that passed it before and have not changed since (the worker's
-    /// copies of the objects it fetched): the checksum and the visitor order, the passes over every
-    /// byte and every visit, are not checked again; the structure (lengths, dictionaries, page
-    /// counts) still is, so other bytes are still an error, never a panic.
+    /// copies of the objects it fetched): the checksum, the visitor order and the dictionaries'
+    /// offsets and order, the passes over every byte, visit and entry, are not checked again; the
+    /// structure (lengths, the dictionaries' UTF-8, page counts) still is, so other bytes are an error
+    /// or a wrong answer, never a panic.
     pub fn decode_again(bytes: &'a [u8]) -> Result<Segment<'a>, SegmentError> {
         Self::read(bytes, false)
     }
@@ -631,7 +641,7 @@ impl<'a> Segment<'a> {
         let mut r = Reader { b: body, at: 0 };
         let mut dicts = Vec::with_capacity(DICTS);
         for _ in 0..DICTS {
-            dicts.push(r.dict()?);
+            dicts.push(r.dict(verify)?);
         }
         let dicts: [Dict; DICTS] = dicts
             .try_into()
