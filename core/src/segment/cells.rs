@@ -6,7 +6,7 @@
 //! [`build`] computes one target's cells from a decoded [`Segment`] (the cron does it when it seals
 //! the part, from the object it just encoded); [`Cells::decode`] reads them in place and [`answer`]
 //! adds the cells of one value and one grouping over several parts and days into a [`Partial`] that
-//! equals what [`super::scan`] gives for the same visits: the same visits, pageviews, bounces and
+//! equals what [`super::scan()`] gives for the same visits: the same visits, pageviews, bounces and
 //! duration per group, and visitors distinct within the part (a part is a range of one UTC day's
 //! visitors, so the sums add up across parts and days as the scan's do). A cell counts every visit
 //! of its part (every page, for [`Grouping::Pages`]): it answers a day only when the window holds
@@ -480,7 +480,7 @@ impl<'a> Cells<'a> {
 
 /// The sums per group key of the visits (pages, for [`Grouping::Pages`]) of every part in `cells`
 /// whose target equals `value`, grouped by `GROUPINGS[grouping]`; with `skip_empty`, the groups
-/// whose first key column is `''` left out (`top_campaigns`). Equal to [`super::scan`] over the same
+/// whose first key column is `''` left out (`top_campaigns`). Equal to [`super::scan()`] over the same
 /// parts' segments with the window holding their whole days, the one filter `target is value` (and
 /// `first key column is not ''` with `skip_empty`). Every part must hold `grouping`
 /// ([`Cells::usable`]); the caller picks the parts of one target.
