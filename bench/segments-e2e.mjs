@@ -2,8 +2,11 @@
 // Visit segments end to end (issue #11, BENCHMARKS.md "Visit segments"): the worker under `wrangler dev`
 // on an existing --persist-to dir (a copy of the 10M set with the migrations applied), the visit-level
 // questions of the largest tenant timed with SEGMENT_READS=1 or 0, cache misses only.
-//   node bench/segments-e2e.mjs --persist DIR [--reads 1] [--seal 0] [--samples 25] [--restarts 8]
+//   node bench/segments-e2e.mjs --persist DIR [--reads 1] [--cells 1] [--seal 0] [--samples 25] [--restarts 8]
 //                               [--tenant t0000] [--from 2026-11-08] [--to 2026-12-07] [--out FILE]
+//                               [--compare FILE]
+// --cells 0: SEGMENT_CELLS=0 (one-filter top lists scan their sealed days instead of reading cells; a
+// --seal run then writes no cells). --compare FILE: another run's --out, whose answers must be equal.
 // --seal N: first one hourly cron run (`/__scheduled`) with SEGMENT_SEAL_DAYS_PER_RUN=N, timed, its
 // report and `segment_days` printed. Then per endpoint `--samples` requests, each a distinct cache key
 // (a spelling of "UTC" x the range widened by empty days: the same rows are read) and checked to be an
@@ -29,13 +32,14 @@ const args = Object.fromEntries(
 const PERSIST = args.persist;
 if (!PERSIST) throw new Error('--persist DIR is required');
 const READS = String(args.reads ?? '1');
+const CELLS = String(args.cells ?? '1');
 const SEAL = Number(args.seal ?? 0);
 const SAMPLES = Number(args.samples ?? 25);
 const RESTARTS = args.restarts === undefined ? undefined : Number(args.restarts);
 const TENANT = args.tenant ?? 't0000';
 const FROM = args.from ?? '2026-11-08';
 const TO = args.to ?? '2026-12-07';
-const OUT = args.out ?? `/tmp/segments-e2e-reads${READS}.json`;
+const OUT = args.out ?? `/tmp/segments-e2e-reads${READS}-cells${CELLS}.json`;
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 const DAY_MS = 86_400_000;
@@ -50,9 +54,10 @@ function variant(i) {
   return { tz: UTC[i % UTC.length], from: shift(FROM, -a), to: shift(TO, b) };
 }
 
-const TOPS = ['top_sources', 'top_pages', 'top_os', 'top_locations', 'entry_pages'];
+const TOPS = ['top_sources', 'top_pages', 'top_os', 'top_locations', 'entry_pages', 'top_campaigns'];
 const ENDPOINTS = [
   ...TOPS.map((p) => ({ name: `${p} chrome`, pipe: p, qs: 'browser=chrome' })),
+  { name: 'top_sources pathname=/pricing', pipe: 'top_sources', qs: 'pathname=/pricing' },
   { name: 'kpis chrome&US', pipe: 'kpis', qs: 'browser=chrome&country=US' },
   { name: 'kpis_summary chrome&US', pipe: 'kpis_summary', qs: 'browser=chrome&country=US' },
   {
@@ -73,7 +78,7 @@ async function start(logFile) {
   const w = await startWorker({
     persistTo: PERSIST,
     logFile,
-    extraArgs: ['--var', `SEGMENT_READS:${READS}`, '--var', `SEGMENT_SEAL_DAYS_PER_RUN:${SEAL}`],
+    extraArgs: ['--var', `SEGMENT_READS:${READS}`, '--var', `SEGMENT_SEAL_DAYS_PER_RUN:${SEAL}`, '--var', `SEGMENT_CELLS:${CELLS}`],
   });
   return { ...w, token: w.token(TENANT, 'read') };
 }
@@ -101,6 +106,7 @@ async function ask(w, e, i) {
     cache: r.headers.get('x-cache'),
     path: r.headers.get('x-query-path'),
     days: r.headers.get('x-segment-days'),
+    cellDays: r.headers.get('x-segment-cell-days'),
     // kpis prints the widened empty days too: keep the rows with visits.
     data: e.body ? j.results : j.data.filter((row) => row.visits !== 0),
   };
@@ -135,13 +141,13 @@ const logSize = (logFile) => {
   }
 };
 
-const logFile = `/tmp/segments-e2e-reads${READS}.log`;
+const logFile = `/tmp/segments-e2e-reads${READS}-cells${CELLS}.log`;
 writeFileSync(logFile, '');
 const results = { reads: READS, tenant: TENANT, range: [FROM, TO], started: new Date().toISOString(), endpoints: {} };
 let w = await start(logFile);
 // Whatever fails, the runtime stops: a workerd left behind loads the machine for every later run.
 try {
-  log(`worker up (SEGMENT_READS=${READS}), load ${loadavg()[0].toFixed(2)}`);
+  log(`worker up (SEGMENT_READS=${READS}, SEGMENT_CELLS=${CELLS}), load ${loadavg()[0].toFixed(2)}`);
   if (SEAL > 0) {
     const t = performance.now();
     const r = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
@@ -167,7 +173,7 @@ try {
     }
     const e = ENDPOINTS[k % ENDPOINTS.length];
     const r = await ask(w, e, 1000 + k);
-    cold[e.name].push({ ms: r.ms, path: r.path, days: r.days, log: [] });
+    cold[e.name].push({ ms: r.ms, path: r.path, days: r.days, cellDays: r.cellDays, log: [] });
     log(`cold ${e.name}: ${f(r.ms)} ms (${r.path}, ${r.days} days)`);
   }
   // wrangler forwards the worker's log late: the cold reads (objects fetched) are matched by order.
@@ -192,7 +198,8 @@ try {
       if (r.cache !== 'MISS') continue;
       misses++;
       lat.push(r.ms);
-      paths[`${r.path}/${r.days}`] = (paths[`${r.path}/${r.days}`] ?? 0) + 1;
+      const p = `${r.path}/${r.days}${r.cellDays && r.cellDays !== '0' ? `/cells ${r.cellDays}` : ''}`;
+      paths[p] = (paths[p] ?? 0) + 1;
       if (i === 0) first = r.data;
     }
     await new Promise((res) => setTimeout(res, 300));
@@ -222,7 +229,9 @@ try {
   await w.stop().catch(() => {});
 }
 writeFileSync(OUT, JSON.stringify(results, null, 1));
-console.log(`\nSEGMENT_READS=${READS}, ${TENANT}, ${FROM}..${TO}, ${SAMPLES} cache misses each, load ${results.load.join(' to ')}`);
+console.log(
+  `\nSEGMENT_READS=${READS}, SEGMENT_CELLS=${CELLS}, ${TENANT}, ${FROM}..${TO}, ${SAMPLES} cache misses each, load ${results.load.join(' to ')}`,
+);
 console.log(
   '| question | p50 ms | p95 ms | path/days | rows | log list ms | fetch+decode ms | scan+SQL ms | cold ms (log list/fetch+decode/scan+SQL) |',
 );
@@ -233,7 +242,7 @@ for (const [name, r] of Object.entries(results.endpoints)) {
   );
 }
 // The other run's answers, if there: every endpoint's first sample must be equal.
-const other = `/tmp/segments-e2e-reads${READS === '1' ? '0' : '1'}.json`;
+const other = args.compare ?? `/tmp/segments-e2e-reads${READS === '1' ? '0' : '1'}-cells${CELLS}.json`;
 try {
   const o = JSON.parse(readFileSync(other, 'utf8'));
   for (const [name, r] of Object.entries(results.endpoints)) {

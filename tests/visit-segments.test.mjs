@@ -66,6 +66,34 @@ const days = (tenant) =>
     (SELECT coalesce(sum(p.visits), 0) FROM segment_parts p WHERE p.tenant_id = s.tenant_id AND p.day = s.day AND p.parts = s.parts) AS visits
     FROM segment_days s WHERE s.tenant_id = '${tenant}' ORDER BY s.day`);
 const count = (sql) => w.d1(sql)[0].n;
+// The one-filter cells targets (`segment::cells::TARGETS`): each part has an object per target.
+const TARGETS = [
+  'domain',
+  'source',
+  'utm_source',
+  'utm_medium',
+  'utm_campaign',
+  'browser',
+  'os',
+  'device',
+  'country',
+  'entry_path',
+  'exit_path',
+  'page',
+];
+// The segment objects of a tenant, and its cells objects (`…/cells-{target}` next to `…/visits`, or
+// `…/cells-{target}-{part}-of-{parts}` next to `…/visits-{part}-of-{parts}`) checked against them.
+const segmentKeys = (tenant) => {
+  const keys = w.r2Keys(`segments/${tenant}/`);
+  const visits = keys.filter((k) => !k.includes('/cells-'));
+  const expected = visits.flatMap((k) => TARGETS.map((t) => k.replace(/\/visits(-\d+-of-\d+)?$/, (_, p) => `/cells-${t}${p ?? ''}`)));
+  assert.deepEqual(
+    keys.filter((k) => k.includes('/cells-')).sort(),
+    expected.sort(),
+    `${tenant}: one cells object per target next to each part`,
+  );
+  return visits;
+};
 const cron = async () => {
   const fired = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
   assert.equal(fired.status, 200, fired.body);
@@ -103,12 +131,12 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
     ],
     'today is not closed; three days ago had two visits (two parts), two days ago one (one part)',
   );
-  assert.deepEqual(w.r2Keys('segments/segco/'), [
+  assert.deepEqual(segmentKeys('segco'), [
     `segments/segco/${dayOf(d3)}/visits-0-of-2`,
     `segments/segco/${dayOf(d3)}/visits-1-of-2`,
     `segments/segco/${dayOf(d2)}/visits`,
   ]);
-  assert.deepEqual(w.r2Keys('segments/segother/'), [`segments/segother/${dayOf(d3)}/visits`]);
+  assert.deepEqual(segmentKeys('segother'), [`segments/segother/${dayOf(d3)}/visits`]);
 
   // A late page of visit `a` (same session, same day): its rows change, the day is stale.
   assert.equal((await ingest('segco', [row({ session: 'a', path: '/late', ts: d3 + 180_000 })])).status, 202);
@@ -122,7 +150,8 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
   assert.deepEqual(w.r2Keys('segments/segco/'), []);
   assert.deepEqual(days('segco'), []);
   assert.equal(count("SELECT count(*) AS n FROM segment_parts WHERE tenant_id = 'segco'"), 0);
-  assert.deepEqual(w.r2Keys('segments/segother/'), [`segments/segother/${dayOf(d3)}/visits`], 'the neighbour keeps its own');
+  assert.deepEqual(segmentKeys('segother'), [`segments/segother/${dayOf(d3)}/visits`], 'the neighbour keeps its own');
+  assert.equal(w.r2Keys('segments/segother/').length, 1 + TARGETS.length, 'its cells too');
 });
 
 test('a filtered top list reads sealed days from segments and the rest from SQL, with the same answer', async () => {
@@ -149,8 +178,32 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
       { headers: { Authorization: `Bearer ${reader}` } },
     );
     assert.equal(r.status, 200, r.body);
-    return { data: JSON.parse(r.body).data, path: r.headers.get('x-query-path'), days: r.headers.get('x-segment-days') };
+    return {
+      data: JSON.parse(r.body).data,
+      path: r.headers.get('x-query-path'),
+      days: r.headers.get('x-segment-days'),
+      cellDays: r.headers.get('x-segment-cell-days'),
+    };
   };
+  // Other top lists with one filter (each a distinct range start, so every call is a cache miss):
+  // pages (their own grouping), a page filter (the viewed-page cells), campaigns (empty campaign
+  // left out), and a two-filter list that cells do not answer.
+  const lists = [
+    ['top_pages', 'browser=chrome'],
+    ['top_os', 'pathname=/pricing'],
+    ['entry_pages', 'source=news.ycombinator.com'],
+    ['top_campaigns', 'browser=chrome'],
+    ['top_locations', 'browser=chrome&pathname=/pricing'],
+  ];
+  const list = async ([name, filter], back) => {
+    const r = await w.fetch(`/v0/pipes/${name}.json?date_from=${dayOf(at(back, 0))}&date_to=${dayOf(Date.now())}&${filter}`, {
+      headers: { Authorization: `Bearer ${reader}` },
+    });
+    assert.equal(r.status, 200, r.body);
+    return { data: JSON.parse(r.body).data, days: r.headers.get('x-segment-days'), cellDays: r.headers.get('x-segment-cell-days') };
+  };
+  const listsBefore = [];
+  for (const l of lists) listsBefore.push(await list(l, 6));
   const before = await top(1000);
   assert.equal(before.days, '0', 'nothing sealed yet: all from SQL');
   assert.equal(before.path, 'visits', 'no day from segments: the path is the visit rows');
@@ -164,7 +217,17 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
   const after = await top(999);
   assert.equal(after.path, 'segments');
   assert.equal(after.days, '3', 'three sealed days from segments, today from SQL');
+  assert.equal(after.cellDays, '3', 'one filter: the three sealed days from their cells');
   assert.deepEqual(after.data, before.data);
+  for (const [i, l] of lists.entries()) {
+    const got = await list(l, 7);
+    assert.equal(got.days, '3', l.join('?'));
+    // Two filters: no cells; top_pages: the last sealed day's pages all precede the window's end
+    // (today), so all three from cells too.
+    assert.equal(got.cellDays, l[1].includes('&') ? '0' : '3', l.join('?'));
+    assert.deepEqual(got.data, listsBefore[i].data, l.join('?'));
+    assert.ok(got.data.length > 0 || l[0] === 'top_campaigns', `${l.join('?')} has rows`);
+  }
   // A late chrome visit on a sealed day: that day is stale, read from SQL, and the answer counts it.
   assert.equal((await ingest(t, [row({ session: 'late', path: '/', ts: at(3, 30) })])).status, 202);
   await w.until(() => days(t).some((d) => d.version > d.sealed), { what: 'stale day' });

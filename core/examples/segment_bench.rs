@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --release -p starling-core --example segment_bench -- --db <D1 .sqlite file> \
 //!     [--tenant t0000] [--events 1799093] [--samples 15] [--case N] [--dump segments.bin]
+//! # One-filter cells (`segment::cells`) instead: bytes and build time per target, read vs scan
+//! cargo run --release -p starling-core --example segment_bench -- --db <D1 .sqlite file> --cells
 //! ```
 //!
 //! Reads the tenant's `sessions` and `page_visits` (the file is opened read-only), encodes one segment
@@ -220,6 +222,10 @@ fn main() {
             .entry(v.first_ts.div_euclid(DAY))
             .or_default()
             .push(v);
+    }
+    if args.iter().any(|a| a == "--cells") {
+        cells_report(&by_day, samples);
+        return;
     }
     let n_visits: usize = by_day.values().map(Vec::len).sum();
     let (encode_ms, blobs) = time(3, || {
@@ -487,5 +493,107 @@ fn main() {
                 scan.len()
             );
         }
+    }
+}
+
+/// `--cells`: each day sealed in parts as the cron does (`seal::parts_for`, `seal::part_of`), then
+/// per cells target the bytes of its objects (all parts, per part, per day) and the time to build
+/// them; then `browser=chrome` by every grouping over every day, from the cells (decode included)
+/// and by the scan of the decoded segments, with whether both agree.
+fn cells_report(by_day: &BTreeMap<i64, Vec<VisitRow>>, samples: usize) {
+    use segment::cells::{self, Grouping, GROUPINGS, TARGETS};
+    use segment::seal;
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    for (day, rows) in by_day {
+        let parts = seal::parts_for(rows.len() as i64, seal::PART_VISITS);
+        let mut split: Vec<Vec<VisitRow>> = vec![Vec::new(); parts as usize];
+        for v in rows {
+            split[seal::part_of(&v.visitor, parts) as usize].push(v.clone());
+        }
+        for p in split {
+            blobs.push(segment::encode(*day, &p).unwrap());
+        }
+    }
+    let segs: Vec<Segment> = blobs.iter().map(|b| Segment::decode(b).unwrap()).collect();
+    let seg_bytes: usize = blobs.iter().map(Vec::len).sum();
+    let visits: usize = segs.iter().map(|s| s.visits()).sum();
+    println!(
+        "{} days, {} parts, {visits} visits; segments {seg_bytes} B ({:.0} B/part)",
+        by_day.len(),
+        segs.len(),
+        seg_bytes as f64 / segs.len() as f64
+    );
+    println!("| target | values/part (mean) | bytes, all parts | B/part mean | B/part max | B/day mean | build ms/part (mean, CPU) | build ms all |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut all_cells: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
+    let mut total = 0usize;
+    for target in TARGETS {
+        let t = Instant::now();
+        let built: Vec<Vec<u8>> = segs.iter().map(|s| cells::build(s, target, 1)).collect();
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let bytes: usize = built.iter().map(Vec::len).sum();
+        total += bytes;
+        let max = built.iter().map(Vec::len).max().unwrap_or(0);
+        let values: usize = built
+            .iter()
+            .map(|b| u32::from_le_bytes([b[24], b[25], b[26], b[27]]) as usize)
+            .sum();
+        println!(
+            "| {} | {:.0} | {bytes} | {:.0} | {max} | {:.0} | {:.1} | {ms:.0} |",
+            cells::target_name(target),
+            values as f64 / segs.len() as f64,
+            bytes as f64 / segs.len() as f64,
+            bytes as f64 / by_day.len() as f64,
+            ms / segs.len() as f64,
+        );
+        all_cells.insert(cells::target_name(target), built);
+    }
+    println!(
+        "all targets: {total} B ({:.2}x the segments)",
+        total as f64 / seg_bytes as f64
+    );
+    let first = *by_day.keys().next().unwrap();
+    let last = *by_day.keys().last().unwrap();
+    let window = (first * DAY, (last + 2) * DAY);
+    let blobs = &all_cells["browser"];
+    println!(
+        "\n`browser=chrome` over {} days, {} parts (median of {samples}):",
+        by_day.len(),
+        segs.len()
+    );
+    println!("| grouping | cells ms (decode + answer) | warm: without checksum | cells bytes read | scan ms (decoded segments) | groups | equal |");
+    println!("|---|---|---|---|---|---|---|");
+    for (g, grouping) in GROUPINGS.iter().enumerate() {
+        let group = match grouping {
+            Grouping::Visits(cols) => Group::Visits(cols.to_vec()),
+            Grouping::Pages => Group::Pages(None),
+        };
+        let q = Query {
+            window,
+            filters: vec![leaf(Column::Browser, "chrome")],
+            group,
+        };
+        let (cells_ms, from_cells) = time(samples, || {
+            let c: Vec<cells::Cells> = blobs
+                .iter()
+                .map(|b| cells::Cells::decode(b).unwrap())
+                .collect();
+            cells::answer(&c, "chrome", g, false).unwrap()
+        });
+        // Warm: bytes that decoded before (the isolate's copies) are read without their checksum.
+        let (again_ms, _) = time(samples, || {
+            let c: Vec<cells::Cells> = blobs
+                .iter()
+                .map(|b| cells::Cells::decode_again(b).unwrap())
+                .collect();
+            cells::answer(&c, "chrome", g, false).unwrap()
+        });
+        let (scan_ms, scanned) = time(samples, || segment::scan(&segs, &q).unwrap());
+        println!(
+            "| {grouping:?} | {cells_ms:.2} | {again_ms:.2} | {} | {scan_ms:.2} | {} | {} |",
+            blobs.iter().map(Vec::len).sum::<usize>(),
+            from_cells.groups.len(),
+            from_cells == scanned
+        );
     }
 }

@@ -269,6 +269,13 @@ mod tests {
                 "acme",
                 AUG_13
             ));
+            // The part's one-filter cells, every target, in the same day folder.
+            for target in crate::segment::cells::TARGETS {
+                let key = |day| crate::segment::seal::cells_key("acme", day, (part, parts), target);
+                assert!(archive_key_expired(&key(AUG_13 - DAY_SECS), "acme", AUG_13));
+                assert!(!archive_key_expired(&key(AUG_13), "acme", AUG_13));
+                assert!(key(AUG_13).starts_with(&archive_prefixes("acme")[2]));
+            }
         }
     }
 

@@ -950,7 +950,7 @@ fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
     ];
     let fixed = BTreeMap::new();
     let mut rng = Rng(3);
-    let (mut routed, mut compared) = (0, 0);
+    let (mut routed, mut compared, mut with_cells) = (0, 0, 0);
     while routed < 120 {
         let tenant = TENANTS[rng.below(2) as usize];
         let madrid = rng.below(2) == 0;
@@ -1017,15 +1017,52 @@ fn top_lists_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
                 .iter()
                 .map(|s| common::rows(&fx.conn, s))
                 .collect();
-            let got = route.assemble(&plan, scanned, sql).unwrap();
+            let got = route.assemble(&plan, scanned, sql.clone()).unwrap();
             assert_eq!(
                 got, expected,
                 "{tenant} {pipe} {params:?} madrid={madrid} sealed={sealed:?}"
             );
             compared += usize::from(!expected.data.is_empty());
+            // With one filter: the sealed days the window holds wholly from their cells (as the
+            // worker reads them), the others scanned, the same SQL.
+            if let Some(ask) = route.cells() {
+                let built: Vec<(usize, Vec<u8>)> = segments
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| route.cells_day(s.day() * DAY))
+                    .map(|(i, s)| (i, segment::cells::build(s, ask.target, 0)))
+                    .collect();
+                let mut taken = Vec::new();
+                let mut with = Vec::new();
+                for (i, b) in &built {
+                    let c = segment::cells::Cells::decode(b).unwrap();
+                    if c.usable(route.query().window, ask.grouping) {
+                        taken.push(*i);
+                        with.push(c);
+                    }
+                }
+                let rest: Vec<Segment> = segments
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !taken.contains(i))
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                let mut scanned = segment::scan(&rest, route.query()).unwrap();
+                scanned.merge(
+                    segment::cells::answer(&with, &ask.value, ask.grouping, ask.skip_empty)
+                        .unwrap(),
+                );
+                let got = route.assemble(&plan, scanned, sql).unwrap();
+                assert_eq!(
+                    got, expected,
+                    "cells: {tenant} {pipe} {params:?} madrid={madrid} sealed={sealed:?}"
+                );
+                with_cells += with.len();
+            }
         }
     }
     assert!(compared > 150, "{compared} non-empty comparisons");
+    assert!(with_cells > 40, "{with_cells} days from cells");
 }
 
 /// Each tenant's segments by UTC day start.
@@ -1290,4 +1327,203 @@ fn queries_from_sealed_segments_plus_sql_equal_the_visit_level_answer() {
     }
     assert!(compared > 150, "{compared} non-empty comparisons");
     assert!(timed > 40, "{timed} time-grouped queries");
+}
+
+/// The distinct values of a cells target in `visits` (a viewed page: every page's path).
+fn target_values(visits: &[VisitRow], t: Target) -> Vec<String> {
+    let mut out: Vec<String> = visits
+        .iter()
+        .flat_map(|v| match t {
+            Target::ViewedPage => v.pages.iter().map(|p| p.pathname.clone()).collect(),
+            Target::Visit(c) => vec![match c {
+                Column::Domain => v.domain.clone(),
+                Column::Source => v.source.clone(),
+                Column::UtmSource => v.utm_source.clone(),
+                Column::UtmMedium => v.utm_medium.clone(),
+                Column::UtmCampaign => v.utm_campaign.clone(),
+                Column::Browser => v.browser.clone(),
+                Column::Os => v.os.clone(),
+                Column::Device => v.device.clone(),
+                Column::Country => v.country.clone(),
+                Column::Entry => v.entry_path.clone(),
+                Column::Exit => v.exit_path.clone(),
+            }],
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    // A value no visit has, and one differing only in case from one that exists.
+    out.push("nope".into());
+    out.push(out[0].to_uppercase());
+    out
+}
+
+/// For random visits (six days, visits whose pages run past midnight or for days, visitors with
+/// several visits a day and across days, days in 1 or 3 parts by visitor range), every cells target,
+/// value, grouping and window: the sealed parts' cells for the days the window holds wholly (and, for
+/// pages, whose pages it holds), plus the scan of the other parts, equal the scan of every part, unique
+/// visitors included. Then a cell changed by one visit must not.
+#[test]
+fn one_filter_cells_answer_exactly_as_the_scan() {
+    use segment::cells::{self, Grouping, GROUPINGS, TARGETS};
+    let fx = fixture();
+    let mut used = 0usize;
+    let mut asked = 0usize;
+    for (tenant, visits) in &fx.visits {
+        for parts in [1, 3] {
+            let blobs = segments_in_parts(visits, parts, false);
+            let segs: Vec<Segment> = blobs.iter().map(|b| Segment::decode(b).unwrap()).collect();
+            for target in TARGETS {
+                let built: Vec<Vec<u8>> = segs.iter().map(|s| cells::build(s, target, 7)).collect();
+                let parsed: Vec<cells::Cells> = built
+                    .iter()
+                    .map(|b| cells::Cells::decode(b).unwrap())
+                    .collect();
+                for (c, s) in parsed.iter().zip(&segs) {
+                    assert_eq!((c.day(), c.sealed(), c.target()), (s.day(), 7, target));
+                }
+                for value in target_values(visits, target) {
+                    for (g, grouping) in GROUPINGS.iter().enumerate() {
+                        if !cells::holds(target, g) {
+                            continue;
+                        }
+                        let group = match grouping {
+                            Grouping::Visits(cols) => Group::Visits(cols.to_vec()),
+                            Grouping::Pages => Group::Pages(None),
+                        };
+                        // Whole days, a window starting and ending mid-day, one ending on the day
+                        // the last visits' pages run into, the whole week.
+                        let d = |n: i64| (FIRST_DAY + n) * DAY;
+                        let windows = [
+                            (d(0), d(DAYS)),
+                            (d(1), d(3)),
+                            (d(1) - 3 * 3600, d(4) + 5 * 3600),
+                            (d(2), d(3)),
+                            (d(-1), d(DAYS + 2)),
+                            (d(3) + 3600, d(4) + 3600),
+                        ];
+                        for window in windows {
+                            let skip = [false, matches!(g, 1)];
+                            for skip_empty in
+                                skip.into_iter().collect::<std::collections::BTreeSet<_>>()
+                            {
+                                let mut filters = vec![Filter::Leaf {
+                                    op: Op::Is,
+                                    target,
+                                    values: vec![value.clone()],
+                                    case_sensitive: true,
+                                }];
+                                if skip_empty {
+                                    filters.push(Filter::Not(Box::new(Filter::Leaf {
+                                        op: Op::Is,
+                                        target: Target::Visit(Column::UtmCampaign),
+                                        values: vec![String::new()],
+                                        case_sensitive: true,
+                                    })));
+                                }
+                                let q = Query {
+                                    window,
+                                    filters,
+                                    group: group.clone(),
+                                };
+                                let expected = segment::scan(&segs, &q).unwrap();
+                                let (mut with, mut rest) = (Vec::new(), Vec::new());
+                                for (c, s) in parsed.iter().zip(&segs) {
+                                    if c.usable(window, g) {
+                                        with.push(c.clone());
+                                    } else {
+                                        rest.push(s.clone());
+                                    }
+                                }
+                                used += with.len();
+                                asked += 1;
+                                let mut got = segment::scan(&rest, &q).unwrap();
+                                got.merge(cells::answer(&with, &value, g, skip_empty).unwrap());
+                                assert_eq!(
+                                    got.groups, expected.groups,
+                                    "{tenant} {parts} parts {target:?} = {value:?} by {grouping:?} \
+                                     in {window:?} skip_empty {skip_empty}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Not vacuous: most answers took cells for most of their days.
+    assert!(
+        asked > 5_000 && used > asked * 3,
+        "{used} cells for {asked} answers"
+    );
+
+    // A cell that counts one visit more is caught: tenant sa's day 2 with one chrome visit's source
+    // changed, its cells against the true segment's scan.
+    let mut wrong = fx.visits["sa"].clone();
+    let v = wrong
+        .iter_mut()
+        .find(|v| v.browser == "chrome" && v.first_ts.div_euclid(DAY) == FIRST_DAY + 2)
+        .unwrap();
+    v.source = "changed.example".into();
+    let day: Vec<VisitRow> = wrong
+        .into_iter()
+        .filter(|v| v.first_ts.div_euclid(DAY) == FIRST_DAY + 2)
+        .collect();
+    let truth: Vec<VisitRow> = fx.visits["sa"]
+        .iter()
+        .filter(|v| v.first_ts.div_euclid(DAY) == FIRST_DAY + 2)
+        .cloned()
+        .collect();
+    let (bad, good) = (
+        encode(FIRST_DAY + 2, &day).unwrap(),
+        encode(FIRST_DAY + 2, &truth).unwrap(),
+    );
+    let bad = cells::build(
+        &Segment::decode(&bad).unwrap(),
+        Target::Visit(Column::Browser),
+        1,
+    );
+    let good_seg = Segment::decode(&good).unwrap();
+    let q = Query {
+        window: ((FIRST_DAY + 2) * DAY, (FIRST_DAY + 3) * DAY),
+        filters: vec![Filter::Leaf {
+            op: Op::Is,
+            target: Target::Visit(Column::Browser),
+            values: vec!["chrome".into()],
+            case_sensitive: true,
+        }],
+        group: Group::Visits(vec![Column::Source]),
+    };
+    let from_cells =
+        cells::answer(&[cells::Cells::decode(&bad).unwrap()], "chrome", 0, false).unwrap();
+    assert_ne!(from_cells, segment::scan(&[good_seg], &q).unwrap());
+}
+
+/// Cells that are cut, have a flipped byte or a wrong magic are errors, never panics.
+#[test]
+fn corrupt_or_truncated_cells_are_errors_never_panics() {
+    use segment::cells;
+    let fx = fixture();
+    let blob = segments_of(&fx.visits["sa"]).remove(0);
+    let seg = Segment::decode(&blob).unwrap();
+    let good = cells::build(&seg, Target::ViewedPage, 3);
+    assert!(cells::Cells::decode(&good).is_ok());
+    for cut in [0, 10, 39, 40, good.len() / 2, good.len() - 1] {
+        assert!(cells::Cells::decode(&good[..cut]).is_err(), "cut at {cut}");
+    }
+    for at in (0..good.len()).step_by(7) {
+        let mut b = good.clone();
+        b[at] ^= 0x10;
+        // Decoding without the checksum may succeed; answering must then error or return, not panic.
+        if let Ok(c) = cells::Cells::decode_again(&b) {
+            for g in 0..8 {
+                let _ = cells::answer(std::slice::from_ref(&c), "/pricing", g, false);
+            }
+        }
+        assert!(cells::Cells::decode(&b).is_err(), "flip at {at}");
+    }
+    assert_eq!(
+        cells::Cells::decode(&blob).unwrap_err(),
+        SegmentError::NotASegment
+    );
 }

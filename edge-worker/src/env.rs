@@ -52,6 +52,10 @@ pub const SEGMENT_PART_VISITS: &str = "SEGMENT_PART_VISITS";
 /// off (the visit-level SQL only).
 pub const SEGMENT_READS: &str = "SEGMENT_READS";
 
+/// Variable: `0` turns one-filter cells off (`segment::cells`): the cron seals parts without them and
+/// a top list with one filter scans its sealed days' segments. Anything else or unset: on.
+pub const SEGMENT_CELLS: &str = "SEGMENT_CELLS";
+
 /// Variable: lowest log level written (`info` by default, `warn` or `error`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 /// Test-only fault injection: `1` makes every consumer group of more than one batch fail after writing

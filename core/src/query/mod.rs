@@ -55,7 +55,7 @@ pub use funnel::{assemble_funnel, funnel_id, plan_funnel, plan_funnel_with_segme
 pub use hits::{Collector as HitsCollector, HitsScan};
 pub use params::{segment_param, timezone_param};
 pub use pipes::PIPES;
-pub use segment_route::{query_route, scan_route, ScanRoute};
+pub use segment_route::{query_route, scan_route, CellQuestion, ScanRoute};
 pub use timezone::{FixedOffset, TimeZone};
 
 /// One analytics request, as the worker sees it after verifying the token.

@@ -34,7 +34,7 @@ use super::rollups;
 use super::timezone::{civil_from_days, format_date, format_datetime, TimeZone};
 use super::{Output, Plan, QueryError, Request};
 use crate::claims::TenantId;
-use crate::segment::{Column, Filter, Group, Op, Partial, PathFilter, Query, Sums, Target};
+use crate::segment::{cells, Column, Filter, Group, Op, Partial, PathFilter, Query, Sums, Target};
 use crate::sql::{Statement, TenantSql};
 
 const DAY: i64 = 86_400;
@@ -410,6 +410,20 @@ fn run_pages_from(q: &mut TenantSql, (lo, hi): (i64, i64), (a, b): (i64, i64), f
 /// Rows keyed by their group: the five additive measures.
 type Merged = BTreeMap<Vec<String>, Sums>;
 
+/// A top list with one equality filter that one-filter cells ([`crate::segment::cells`]) answer for
+/// the sealed days the window holds wholly ([`ScanRoute::cells_day`], then `Cells::usable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellQuestion {
+    /// The filter's target: the cells objects to read.
+    pub target: Target,
+    /// The filter's value.
+    pub value: String,
+    /// The grouping (index in `cells::GROUPINGS`).
+    pub grouping: usize,
+    /// Whether groups with an empty first key are left out (`top_campaigns`).
+    pub skip_empty: bool,
+}
+
 impl ScanRoute<'_> {
     /// The question to scan over the sealed days' segments.
     pub fn query(&self) -> &Query {
@@ -418,6 +432,47 @@ impl ScanRoute<'_> {
 
     fn pages(&self) -> bool {
         matches!(self.kind, Kind::Top { pages: true, .. })
+    }
+
+    /// The one-filter cells question of this route, if it has one: a top list whose only filter is
+    /// one equality (case-sensitive, one value) on a target with cells (besides `top_campaigns`'
+    /// `utm_campaign` not empty, which the cells' reader applies), grouped as the cells group.
+    pub fn cells(&self) -> Option<CellQuestion> {
+        let Kind::Top { skip_empty, .. } = &self.kind else {
+            return None;
+        };
+        let grouping = cells::grouping_of(&self.query.group)?;
+        let mut filters = self.query.filters.as_slice();
+        if *skip_empty {
+            let Group::Visits(cols) = &self.query.group else {
+                return None;
+            };
+            let (last, rest) = filters.split_last()?;
+            if *last != Filter::Not(Box::new(is(*cols.first()?, ""))) {
+                return None;
+            }
+            filters = rest;
+        }
+        match filters {
+            [Filter::Leaf {
+                op: Op::Is,
+                target,
+                values,
+                case_sensitive: true,
+            }] if values.len() == 1 && cells::holds(*target, grouping) => Some(CellQuestion {
+                target: *target,
+                value: values[0].clone(),
+                grouping,
+                skip_empty: *skip_empty,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the window holds the whole UTC day starting at `day` (a day cells may answer).
+    pub fn cells_day(&self, day: i64) -> bool {
+        let (start, end) = self.query.window;
+        start <= day && day + DAY <= end
     }
 
     /// The UTC day starts `[first, end)` whose segments hold visits of the window (for `top_pages`

@@ -35,7 +35,9 @@ const MAGIC: [u8; 4] = *b"STVS";
 const HEADER: usize = 40;
 const DAY: i64 = 86_400;
 const DICTS: usize = 10;
-const PATH_DICT: usize = 9;
+pub(super) const PATH_DICT: usize = 9;
+/// How many dictionaries a segment has.
+pub(super) const DICT_COUNT: usize = DICTS;
 
 /// A segment that cannot be written or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +141,7 @@ impl Column {
     }
 
     /// The dictionary its codes index.
-    fn dict(self) -> usize {
+    pub(super) fn dict(self) -> usize {
         match self {
             Column::Entry | Column::Exit => PATH_DICT,
             c => c.index(),
@@ -176,7 +178,7 @@ fn width(max: u32) -> u8 {
     }
 }
 
-fn put_column(out: &mut Vec<u8>, values: &[u32]) {
+pub(super) fn put_column(out: &mut Vec<u8>, values: &[u32]) {
     let w = width(values.iter().copied().max().unwrap_or(0));
     out.push(w);
     for v in values {
@@ -185,13 +187,13 @@ fn put_column(out: &mut Vec<u8>, values: &[u32]) {
 }
 
 /// A sorted dictionary of a column's distinct values, and each value's code.
-struct DictBuilder<'a> {
+pub(super) struct DictBuilder<'a> {
     codes: HashMap<&'a str, u32>,
     entries: Vec<&'a str>,
 }
 
 impl<'a> DictBuilder<'a> {
-    fn new(values: impl Iterator<Item = &'a str>) -> Self {
+    pub(super) fn new(values: impl Iterator<Item = &'a str>) -> Self {
         let mut entries: Vec<&str> = values.collect();
         entries.sort_unstable();
         entries.dedup();
@@ -206,11 +208,11 @@ impl<'a> DictBuilder<'a> {
         Self { codes, entries }
     }
 
-    fn code(&self, s: &str) -> u32 {
+    pub(super) fn code(&self, s: &str) -> u32 {
         self.codes.get(s).copied().unwrap_or_default()
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         let mut end = 0u32;
         let ends: Vec<u32> = self
@@ -350,7 +352,7 @@ pub fn encode(day: i64, visits: &[VisitRow]) -> Result<Vec<u8>, SegmentError> {
 /// lanes over the body's 8-byte words (several GB/s natively), then its tail, its length and the
 /// header. Catches flipped bits and cut or shifted bytes; not a defence against a forger (R2 objects
 /// are written only by the worker).
-fn checksum(head: &[u8], b: &[u8]) -> u32 {
+pub(super) fn checksum(head: &[u8], b: &[u8]) -> u32 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut lanes: [u64; 4] = [
         0x243F_6A88_85A3_08D3,
@@ -482,7 +484,10 @@ impl<'a> Dict<'a> {
         } else {
             self.ends.get(code - 1) as usize
         };
-        &self.text[start..self.ends.get(code) as usize]
+        // Checked slicing: offsets not verified again (`decode_again`) give "" rather than a panic.
+        self.text
+            .get(start..self.ends.get(code) as usize)
+            .unwrap_or("")
     }
 
     /// The code of `s`, if it is an entry.
@@ -523,25 +528,25 @@ pub struct Segment<'a> {
     sections: [usize; 3],
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
+pub(super) struct Reader<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], SegmentError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], SegmentError> {
         let end = self.at.checked_add(n).ok_or(SegmentError::Truncated)?;
         let s = self.b.get(self.at..end).ok_or(SegmentError::Truncated)?;
         self.at = end;
         Ok(s)
     }
 
-    fn u32(&mut self) -> Result<u32, SegmentError> {
+    pub(super) fn u32(&mut self) -> Result<u32, SegmentError> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
 
-    fn column(&mut self, len: usize) -> Result<Col<'a>, SegmentError> {
+    pub(super) fn column(&mut self, len: usize) -> Result<Col<'a>, SegmentError> {
         let width = usize::from(self.take(1)?[0]);
         if width > 4 {
             return Err(SegmentError::Corrupt("column width over 4"));
@@ -553,7 +558,9 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn dict(&mut self) -> Result<Dict<'a>, SegmentError> {
+    /// A dictionary; with `verify` false (bytes that passed with it before and have not changed
+    /// since) its offsets and order are not checked again, only its text's UTF-8.
+    pub(super) fn dict(&mut self, verify: bool) -> Result<Dict<'a>, SegmentError> {
         let len = self.u32()? as usize;
         // Every entry takes at least one byte of ends unless all are empty: bound the count first.
         if len > self.b.len() + 1 {
@@ -561,18 +568,22 @@ impl<'a> Reader<'a> {
         }
         let ends = self.column(len)?;
         let mut prev = 0;
-        for i in 0..len {
-            let e = ends.get(i);
-            if e < prev {
-                return Err(SegmentError::Corrupt("dictionary offsets"));
+        if verify {
+            for i in 0..len {
+                let e = ends.get(i);
+                if e < prev {
+                    return Err(SegmentError::Corrupt("dictionary offsets"));
+                }
+                prev = e;
             }
-            prev = e;
+        } else if len > 0 {
+            prev = ends.get(len - 1);
         }
         let bytes = self.take(prev as usize)?;
         let text =
             std::str::from_utf8(bytes).map_err(|_| SegmentError::Corrupt("dictionary text"))?;
         let dict = Dict { ends, text, len };
-        for i in 0..len {
+        for i in (0..len).filter(|_| verify) {
             if !text.is_char_boundary(ends.get(i) as usize) {
                 return Err(SegmentError::Corrupt("dictionary offsets"));
             }
@@ -591,9 +602,10 @@ impl<'a> Segment<'a> {
     }
 
     /// [`Segment::decode`] of bytes that passed it before and have not changed since (the worker's
-    /// copies of the objects it fetched): the checksum and the visitor order, the passes over every
-    /// byte and every visit, are not checked again; the structure (lengths, dictionaries, page
-    /// counts) still is, so other bytes are still an error, never a panic.
+    /// copies of the objects it fetched): the checksum, the visitor order and the dictionaries'
+    /// offsets and order, the passes over every byte, visit and entry, are not checked again; the
+    /// structure (lengths, the dictionaries' UTF-8, page counts) still is, so other bytes are an error
+    /// or a wrong answer, never a panic.
     pub fn decode_again(bytes: &'a [u8]) -> Result<Segment<'a>, SegmentError> {
         Self::read(bytes, false)
     }
@@ -629,7 +641,7 @@ impl<'a> Segment<'a> {
         let mut r = Reader { b: body, at: 0 };
         let mut dicts = Vec::with_capacity(DICTS);
         for _ in 0..DICTS {
-            dicts.push(r.dict()?);
+            dicts.push(r.dict(verify)?);
         }
         let dicts: [Dict; DICTS] = dicts
             .try_into()
@@ -744,6 +756,11 @@ impl<'a> Segment<'a> {
 
     pub(crate) fn path_dict(&self) -> Dict<'a> {
         self.dicts[PATH_DICT]
+    }
+
+    /// Dictionary `d` (a column's [`Column::dict`], or [`PATH_DICT`]).
+    pub(super) fn dict_at(&self, d: usize) -> Dict<'a> {
+        self.dicts[d]
     }
 
     /// The visits back as rows (visitors named by their ordinal `v{n}`), in the segment's order.

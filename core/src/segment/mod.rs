@@ -20,10 +20,12 @@
 //! source, UTM, browser, OS, device, country) and its page visits (path, first hit, hits).
 
 pub mod block;
+pub mod cells;
 pub mod scan;
 pub mod seal;
 
 pub use block::{encode, Column, Segment, SegmentError, FORMAT_VERSION};
+pub use cells::Cells;
 pub use scan::{scan, Filter, Group, Op, Partial, PathFilter, Query, Sums, Target};
 
 /// One visit as the visit-level tables hold it (`sessions` and its `page_visits` rows).

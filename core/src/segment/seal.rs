@@ -107,6 +107,26 @@ pub fn object_key(tenant_id: &str, day_secs: i64, part: u32, parts: u32) -> Stri
     }
 }
 
+/// The R2 key of a part's one-filter cells of `target` ([`super::cells`]), next to the part's object
+/// ([`object_key`]) in the day's folder: `segments/{tenant}/{YYYY-MM-DD}/cells-{target}` for a day in
+/// one part, `…/cells-{target}-{part}-of-{parts}` otherwise. Written by the same seal step, before the
+/// part's object and its version, and deleted with them (the day folder: erasure and retention; a
+/// day planned in another count: `forget_parts`' objects).
+pub fn cells_key(
+    tenant_id: &str,
+    day_secs: i64,
+    (part, parts): (u32, u32),
+    target: super::Target,
+) -> String {
+    let day = day_string(day_secs);
+    let name = super::cells::target_name(target);
+    if parts <= 1 {
+        format!("segments/{tenant_id}/{day}/cells-{name}")
+    } else {
+        format!("segments/{tenant_id}/{day}/cells-{name}-{part}-of-{parts}")
+    }
+}
+
 /// Whether every part of the day `s` (a `segment_days` row) is sealed at its current version.
 const ALL_PARTS_CURRENT: &str = "(SELECT COUNT(*) FROM segment_parts p WHERE p.tenant_id = s.tenant_id \
      AND p.day = s.day AND p.parts = s.parts AND p.part < s.parts AND p.sealed = s.version) = s.parts";
@@ -568,6 +588,15 @@ mod part_tests {
         assert_eq!(
             object_key("ta", DAY_SECS, 2, 5),
             "segments/ta/1970-01-02/visits-2-of-5"
+        );
+        let page = crate::segment::Target::ViewedPage;
+        assert_eq!(
+            cells_key("ta", 0, (0, 1), page),
+            "segments/ta/1970-01-01/cells-page"
+        );
+        assert_eq!(
+            cells_key("ta", DAY_SECS, (2, 5), page),
+            "segments/ta/1970-01-02/cells-page-2-of-5"
         );
     }
 }

@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 use serde_json::Value;
 use starling_core::claims::TenantId;
 use starling_core::query::ScanRoute;
-use starling_core::segment::{self, seal, Partial, Segment};
+use starling_core::segment::{self, cells, seal, Cells, Partial, Segment};
 use starling_core::time::DAY_SECS;
 use worker::{Bucket, D1Database, Env};
 
@@ -51,6 +51,7 @@ pub async fn seal(env: &Env) -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(seal::PART_VISITS);
     let now = crate::clock::now_secs();
+    let with_cells = cells_enabled(env);
     // Days tried (the budget), days sealed (every part due written), parts sealed, their bytes.
     let (mut tried, mut sealed, mut parts, mut bytes) = (0usize, 0usize, 0usize, 0usize);
     let mut failures = Vec::new();
@@ -104,6 +105,7 @@ pub async fn seal(env: &Env) -> Value {
                                 day,
                                 seal::parts_for(visits, part_visits),
                                 PARTS_PER_RUN - parts,
+                                with_cells,
                             )
                             .await
                             {
@@ -161,6 +163,7 @@ async fn seal_day(
     day: i64,
     parts: u32,
     limit: usize,
+    with_cells: bool,
 ) -> worker::Result<(usize, usize, bool)> {
     let plan = d1::rows_batch(db, &seal::plan_day(tenant, day, parts)).await?;
     let version = seal::version_of(&plan[1]);
@@ -172,13 +175,18 @@ async fn seal_day(
             bucket
                 .delete(seal::object_key(tenant, day, part, count))
                 .await?;
+            for target in cells::TARGETS {
+                bucket
+                    .delete(seal::cells_key(tenant, day, (part, count), target))
+                    .await?;
+            }
         }
         d1::run_atomic(db, &[seal::forget_parts(tenant, day, parts)]).await?;
     }
     let (mut sealed, mut bytes) = (0, 0);
     let done = todo.len() <= limit;
     for &part in todo.iter().take(limit) {
-        if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts)).await? {
+        if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts), with_cells).await? {
             sealed += 1;
             bytes += n;
         }
@@ -187,14 +195,16 @@ async fn seal_day(
 }
 
 /// Seals one part of a day: reads the day's version and the part's visit rows in one batch (one
-/// transaction), writes the object, records the version. Returns the object's size, or `None` when
-/// the day was unregistered or planned in another count meanwhile (its object is then deleted again).
+/// transaction), writes its one-filter cells (`with_cells`: one object per target, each holding the
+/// version read) and then the object, records the version. Returns the object's size, or `None` when
+/// the day was unregistered or planned in another count meanwhile (its objects are then deleted again).
 async fn seal_part(
     db: &D1Database,
     bucket: &Bucket,
     tenant: &str,
     day: i64,
     (part, parts): (u32, u32),
+    with_cells: bool,
 ) -> worker::Result<Option<usize>> {
     let clock = crate::clock::now_ms;
     let t0 = clock();
@@ -213,6 +223,30 @@ async fn seal_part(
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
     drop(rows);
     let size = blob.len();
+    // The cells before the object: a part is read only once its version is recorded, after both.
+    let mut cell_bytes = 0;
+    if with_cells {
+        let built: Vec<(String, Vec<u8>)> = {
+            let seg = Segment::decode_again(&blob)
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            cells::TARGETS
+                .iter()
+                .map(|t| {
+                    (
+                        seal::cells_key(tenant, day, (part, parts), *t),
+                        cells::build(&seg, *t, version),
+                    )
+                })
+                .collect()
+        };
+        cell_bytes = built.iter().map(|(_, b)| b.len()).sum();
+        let puts = built
+            .into_iter()
+            .map(|(k, b)| async move { bucket.put(k, b).execute().await.map(|_| ()) });
+        for r in join_all(puts).await {
+            r?;
+        }
+    }
     let key = seal::object_key(tenant, day, part, parts);
     bucket.put(key.clone(), blob).execute().await?;
     let t2 = clock();
@@ -234,6 +268,13 @@ async fn seal_part(
         // written after their R2 pass is only caught here) or a later plan changed its count:
         // delete the object, so no copy outlives an erasure.
         bucket.delete(key).await?;
+        if with_cells {
+            for target in cells::TARGETS {
+                bucket
+                    .delete(seal::cells_key(tenant, day, (part, parts), target))
+                    .await?;
+            }
+        }
         return Ok(None);
     }
     // Where a part's seal spends its time (workerd's clock advances at I/O only: `read_ms` is the D1
@@ -243,10 +284,16 @@ async fn seal_part(
         "segment_sealed",
         &serde_json::json!({
             "tenant_id": tenant, "day": day, "part": part, "parts": parts, "visits": visits,
-            "bytes": size, "read_ms": t1 - t0, "encode_put_ms": t2 - t1, "mark_ms": clock() - t2,
+            "bytes": size, "cell_bytes": cell_bytes, "read_ms": t1 - t0, "encode_put_ms": t2 - t1, "mark_ms": clock() - t2,
         }),
     );
     Ok(Some(size))
+}
+
+/// Whether the cron writes one-filter cells with each part and a top list with one filter reads
+/// them (`SEGMENT_CELLS` unset or anything but `0`).
+pub fn cells_enabled(env: &Env) -> bool {
+    env::var(env, env::SEGMENT_CELLS).as_deref() != Some("0")
 }
 
 /// Whether reads of the visit rows (filtered top lists and kpis, `/v0/query`) take sealed days from
@@ -256,9 +303,13 @@ pub fn reads_enabled(env: &Env) -> bool {
 }
 
 /// A visit-level read (`query::ScanRoute`: a filtered top list, kpis, `/v0/query`) from the sealed
-/// days' segments plus SQL for the other days. A sealed day whose object is missing or does not
-/// decode is read by SQL instead. Returns the scanned part, the SQL part's rows (for
-/// `ScanRoute::assemble` or `assemble_query`) and what the read did, for the request's log line.
+/// days' segments plus SQL for the other days. A top list with one filter (`ScanRoute::cells`) takes
+/// the sealed days its window holds wholly from their one-filter cells (`segment::cells`) when cells
+/// are on: those days' segments are not read. A sealed day whose cells are missing, of another
+/// version or not usable (pages past the window) is scanned from its segments; one whose object is
+/// missing or does not decode is read by SQL instead. Returns the scanned part (cells added), the SQL
+/// part's rows (for `ScanRoute::assemble` or `assemble_query`) and what the read did, for the
+/// request's log line.
 pub async fn answer(
     env: &Env,
     db: &D1Database,
@@ -290,65 +341,103 @@ pub async fn answer(
     let days = seal::within_budget(&budget, seal::READ_BUDGET_BYTES);
     let parts_of: std::collections::HashMap<i64, u32> =
         listed.iter().map(|&(d, _, _, p)| (d, p)).collect();
-    // Every part of every day read: (day, version, key).
+    let bucket = archive::bucket(env)?;
+
+    // The one-filter cells of the days the window holds wholly: every part's object of the filter's
+    // target, decoded, of the day's version and usable for the grouping, or the day is scanned.
+    let ask = route.cells().filter(|_| cells_enabled(env));
+    let cell_objects: Vec<(i64, i64, String)> = match &ask {
+        Some(ask) => days
+            .iter()
+            .filter(|(d, _)| route.cells_day(*d))
+            .flat_map(|&(d, version)| {
+                let parts = parts_of.get(&d).copied().unwrap_or(1);
+                (0..parts).map(move |p| {
+                    let key = seal::cells_key(tenant.as_str(), d, (p, parts), ask.target);
+                    (d, version, key)
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let cell_blobs = fetch_all(&bucket, generation, &cell_objects).await;
+    let mut cell_days: Vec<i64> = Vec::new();
+    let mut cell_parts: Vec<Cells> = Vec::new();
+    if let Some(ask) = &ask {
+        let window = route.query().window;
+        for_each_day(&cell_objects, &cell_blobs, |day, version, objects| {
+            // A missing object: the day is scanned.
+            let Some(objects) = objects else {
+                return;
+            };
+            let mut parts = Vec::with_capacity(objects.len());
+            for (key, blob, kept) in objects {
+                let decoded = if kept {
+                    Cells::decode_again(blob)
+                } else {
+                    Cells::decode(blob)
+                };
+                match decoded {
+                    Ok(c)
+                        if c.day() * DAY_SECS == day
+                            && c.sealed() == version
+                            && c.target() == ask.target
+                            && c.usable(window, ask.grouping) =>
+                    {
+                        parts.push((c, key, blob, kept))
+                    }
+                    _ => return,
+                }
+            }
+            for (c, key, blob, kept) in parts {
+                if !kept {
+                    keep(generation, key, version, blob);
+                }
+                cell_parts.push(c);
+            }
+            cell_days.push(day);
+        });
+    }
+
+    // Every part of every other day read: (day, version, key).
     let objects: Vec<(i64, i64, String)> = days
         .iter()
+        .filter(|(d, _)| !cell_days.contains(d))
         .flat_map(|&(d, version)| {
             let parts = parts_of.get(&d).copied().unwrap_or(1);
             (0..parts).map(move |p| (d, version, seal::object_key(tenant.as_str(), d, p, parts)))
         })
         .collect();
-    let bucket = archive::bucket(env)?;
-    // Objects this isolate read before (same day and version) are reused; the others are fetched.
-    // The copies are keyed by the tenant's generation too: an erased and re-created tenant starts its
-    // days' versions again from 0, and must never be answered from its previous generation's objects.
-    // Only objects that decoded are kept, so a kept one is decoded again without its checksum.
-    let reads = objects.iter().map(|(_, version, key)| {
-        let cached = format!("{generation}/{key}");
-        let bucket = &bucket;
-        async move {
-            if let Some(hit) = CACHE.with(|c| c.borrow().get(&cached, *version)) {
-                return Some((hit, true));
-            }
-            let blob = Rc::new(read_object(bucket, key.clone()).await.ok().flatten()?);
-            Some((blob, false))
-        }
-    });
-    let blobs: Vec<Option<(Rc<Vec<u8>>, bool)>> = join_all(reads).await;
-    let mut sealed = Vec::new();
+    let blobs = fetch_all(&bucket, generation, &objects).await;
+    let mut sealed = cell_days.clone();
     let mut segments = Vec::new();
     // A day counts only with every one of its parts decoded (parts are disjoint visitors of one
     // day: a missing part would drop its visitors), else the whole day is read by SQL.
-    let mut at = 0;
-    while at < objects.len() {
-        let (day, version, _) = objects[at];
-        let n = objects[at..].iter().take_while(|o| o.0 == day).count();
-        let mut parts = Vec::with_capacity(n);
+    for_each_day(&objects, &blobs, |day, version, objects| {
+        let n = parts_of.get(&day).copied().unwrap_or(1);
+        let mut parts = Vec::with_capacity(n as usize);
         let mut failed = None;
-        for ((_, _, key), blob) in objects[at..at + n].iter().zip(&blobs[at..at + n]) {
-            let decoded = blob.as_ref().map(|(b, kept)| {
-                let seg = if *kept {
-                    Segment::decode_again(b)
-                } else {
-                    Segment::decode(b)
-                };
-                (seg, b, *kept)
-            });
-            match decoded {
-                Some((Ok(seg), b, kept)) if seg.day() * DAY_SECS == day => {
-                    parts.push((seg, key, b, kept))
+        for (key, blob, kept) in objects.into_iter().flatten() {
+            let seg = if kept {
+                Segment::decode_again(blob)
+            } else {
+                Segment::decode(blob)
+            };
+            match seg {
+                Ok(seg) if seg.day() * DAY_SECS == day => parts.push((seg, key, blob, kept)),
+                Ok(_) => {
+                    failed = Some("wrong day".to_owned());
+                    break;
                 }
-                other => {
-                    failed = Some(match other {
-                        None => "missing".to_owned(),
-                        Some((Err(e), ..)) => e.to_string(),
-                        Some((Ok(_), ..)) => "wrong day".to_owned(),
-                    });
+                Err(e) => {
+                    failed = Some(e.to_string());
                     break;
                 }
             }
         }
-        at += n;
+        if parts.len() < n as usize && failed.is_none() {
+            failed = Some("missing".to_owned());
+        }
         if let Some(error) = failed {
             crate::log::event(
                 crate::log::Level::Warn,
@@ -357,19 +446,17 @@ pub async fn answer(
                     "tenant_id": tenant.as_str(), "day": day, "parts": n, "error": error,
                 }),
             );
-            continue;
+            return;
         }
-        for (seg, key, b, kept) in parts {
+        for (seg, key, blob, kept) in parts {
             if !kept {
-                CACHE.with(|c| {
-                    c.borrow_mut()
-                        .put(format!("{generation}/{key}"), version, b.clone())
-                });
+                keep(generation, key, version, blob);
             }
             segments.push(seg);
         }
         sealed.push(day);
-    }
+    });
+    sealed.sort_unstable();
     let t2 = clock();
     // The SQL part is sent first (`join!` polls in order: the batch is in flight before the scan
     // starts), and the scan runs while D1 answers.
@@ -381,20 +468,89 @@ pub async fn answer(
             d1::rows_batch(db, &statements).await
         }
     };
-    let scan = async { segment::scan(&segments, route.query()) };
+    let scan = async {
+        let mut scanned = segment::scan(&segments, route.query())?;
+        if let Some(ask) = &ask {
+            scanned.merge(cells::answer(
+                &cell_parts,
+                &ask.value,
+                ask.grouping,
+                ask.skip_empty,
+            )?);
+        }
+        Ok::<_, segment::SegmentError>(scanned)
+    };
     let (rows, scanned) = futures_util::join!(sql, scan);
     let rows = rows?;
     let scanned = scanned.map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))?;
     let t3 = clock();
+    let all = || blobs.iter().chain(&cell_blobs).flatten();
     let read = SegmentRead {
         days: sealed.len(),
-        bytes: blobs.iter().flatten().map(|b| b.0.len()).sum(),
-        fetched: blobs.iter().flatten().filter(|b| !b.1).count(),
+        cell_days: cell_days.len(),
+        bytes: all().map(|b| b.0.len()).sum(),
+        fetched: all().filter(|b| !b.1).count(),
         list_ms: t1 - t0,
         fetch_decode_ms: t2 - t1,
         scan_sql_ms: t3 - t2,
     };
     Ok((scanned, rows, read))
+}
+
+/// An object read for a day: its key, bytes, and whether this isolate kept it from an earlier read
+/// (then it decoded before).
+type Fetched<'b> = (&'b str, &'b Rc<Vec<u8>>, bool);
+
+/// An object's bytes and whether they are this isolate's copy, or `None` when it could not be read.
+type Blob = Option<(Rc<Vec<u8>>, bool)>;
+
+/// Calls `f(day, version, parts)` for each day of `objects` (grouped by day, in order): `parts` is
+/// every object of the day, or `None` when one of them could not be read.
+fn for_each_day<'b>(
+    objects: &'b [(i64, i64, String)],
+    blobs: &'b [Blob],
+    mut f: impl FnMut(i64, i64, Option<Vec<Fetched<'b>>>),
+) {
+    let mut at = 0;
+    while at < objects.len() {
+        let (day, version, _) = objects[at];
+        let n = objects[at..].iter().take_while(|o| o.0 == day).count();
+        let parts: Option<Vec<Fetched>> = objects[at..at + n]
+            .iter()
+            .zip(&blobs[at..at + n])
+            .map(|((_, _, key), b)| b.as_ref().map(|(b, kept)| (key.as_str(), b, *kept)))
+            .collect();
+        at += n;
+        f(day, version, parts);
+    }
+}
+
+/// Reads `objects` (`(day, version, key)`) concurrently: this isolate's copy of the same version
+/// when it has one (`true`), else from R2 (`None`: missing or unreadable).
+async fn fetch_all(bucket: &Bucket, generation: i64, objects: &[(i64, i64, String)]) -> Vec<Blob> {
+    // The copies are keyed by the tenant's generation too: an erased and re-created tenant starts
+    // its days' versions again from 0, and must never be answered from its previous generation's
+    // objects. Only objects that decoded are kept ([`keep`]), so a kept one is decoded again without
+    // its checksum.
+    let reads = objects.iter().map(|(_, version, key)| {
+        let cached = format!("{generation}/{key}");
+        async move {
+            if let Some(hit) = CACHE.with(|c| c.borrow().get(&cached, *version)) {
+                return Some((hit, true));
+            }
+            let blob = Rc::new(read_object(bucket, key.clone()).await.ok().flatten()?);
+            Some((blob, false))
+        }
+    });
+    join_all(reads).await
+}
+
+/// Keeps an object that decoded in this isolate's copies.
+fn keep(generation: i64, key: &str, version: i64, blob: &Rc<Vec<u8>>) {
+    CACHE.with(|c| {
+        c.borrow_mut()
+            .put(format!("{generation}/{key}"), version, blob.clone())
+    });
 }
 
 /// What one read from segments did, written in its request's log line (`segments`): days answered
@@ -403,8 +559,10 @@ pub async fn answer(
 /// batch with the scan overlapping it, and CPU-bound decoding shows in the next I/O phase or not at all.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SegmentRead {
-    /// Days read from segments (the others from the visit rows).
+    /// Days read from segments (the others from the visit rows), cells included.
     pub days: usize,
+    /// Of those, days read from one-filter cells rather than scanned.
+    pub cell_days: usize,
     /// Bytes of the objects read.
     pub bytes: usize,
     /// Objects fetched from R2.
