@@ -404,18 +404,11 @@ impl<'a> Config<'a> {
     /// (URL-escaped) token. The default host is the script's own origin (`src-origin`, which the glue
     /// appends), else Tinybird's.
     pub fn endpoint(&self, out: &mut Out) {
-        write_endpoint(
-            [
-                at::PROXY_URL,
-                at::PROXY,
-                at::HOST,
-                at::SRC_ORIGIN,
-                at::DATASOURCE,
-                at::TOKEN,
-            ]
-            .map(|i| self.val(i)),
-            out,
-        );
+        let mut val: Values = [b""; at::COUNT + 1];
+        for (i, v) in val.iter_mut().enumerate() {
+            *v = self.val(i);
+        }
+        write_endpoint(&val, out);
     }
 }
 
@@ -577,7 +570,7 @@ pub mod setting {
 pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
     // One pass files the known attributes' values by index (`NAMES`, the last of a repeated name
     // wins) and sets the switches; no `Config` (its array of options is copied around).
-    let mut val: [&[u8]; at::COUNT + 1] = [b""; at::COUNT + 1];
+    let mut val: Values = [b""; at::COUNT + 1];
     let mut s = setting::STRINGIFY;
     let mut rest = attrs;
     while !rest.is_empty() {
@@ -591,9 +584,8 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
             s = s & !(1 << i) | u32::from(find(b"false ", v, false) != 0) << i;
         }
     }
-    let [proxy_url, proxy, host, origin, datasource, token, domain, tenant, ..] = val;
-    write_endpoint([proxy_url, proxy, host, origin, datasource, token], out);
-    for v in [tenant, domain] {
+    write_endpoint(&val, out);
+    for v in [val[at::TENANT_ID], val[at::DOMAIN]] {
         out.copy(b"\0", copy::RAW);
         out.copy(v, copy::RAW);
     }
@@ -613,6 +605,9 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
     s
 }
 
+/// The known attributes' values by index ([`at`]), empty when missing; one more slot for the rest.
+type Values<'a> = [&'a [u8]; at::COUNT + 1];
+
 /// The last switch index in [`NAMES`] this module keeps: `data-hash` only in the extended module.
 const LAST_SWITCH: usize = if cfg!(feature = "ext") {
     at::HASH
@@ -624,8 +619,14 @@ const LAST_SWITCH: usize = if cfg!(feature = "ext") {
 /// data-host, src-origin, data-datasource, data-token]` (empty when missing): the proxy URL, the
 /// proxy, or the Events API with the (URL-escaped) token. The default host is the script's own origin
 /// (`src-origin`, which the glue appends) when it is http(s), else Tinybird's.
-fn write_endpoint(a: [&[u8]; 6], out: &mut Out) {
-    let [proxy_url, proxy, host, origin, datasource, token] = a;
+fn write_endpoint(val: &Values, out: &mut Out) {
+    let (proxy_url, proxy, host, origin) = (
+        val[at::PROXY_URL],
+        val[at::PROXY],
+        val[at::HOST],
+        val[at::SRC_ORIGIN],
+    );
+    let (datasource, token) = (val[at::DATASOURCE], val[at::TOKEN]);
     if !proxy_url.is_empty() {
         out.copy(proxy_url, copy::RAW);
     } else if !proxy.is_empty() {

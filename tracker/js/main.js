@@ -74,7 +74,7 @@ try {
     const [sid, save] = (W.starling.$ || Array)();
     let out;
     try {
-      out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
+      out = W.starlingOptOut || localStorage['starling-opt-out'];
     } catch {}
     const u = new URL(href);
     // A capture (host\0href\0pathname\0its text): the module answers [name, props] as JSON, or
@@ -149,26 +149,25 @@ try {
   W.starling = { track, s, _: go };
   for (const m of ['pushState', 'replaceState']) {
     const orig = history[m];
-    history[m] = function () {
-      const r = orig.apply(this, arguments);
-      page();
-      return r;
-    };
+    history[m] = (...a) => ((a = orig.apply(history, a)), page(), a);
   }
+  // A navigation is a page hit; leaving, hiding and coming back online send what is waiting.
   addEventListener('popstate', page);
   addEventListener('hashchange', page);
   for (const e of ['pagehide', 'online', 'visibilitychange']) addEventListener(e, flush);
   early.forEach((e) => track(...e));
-  D.prerendering ? D.addEventListener('prerenderingchange', page, { once: true }) : page();
+  // A prerendered page is counted when it is shown (`page` skips it while prerendering).
+  page();
+  D.addEventListener('prerenderingchange', page);
 
   for (const a of X) a[4] && load('.' + a[0]);
 
   Promise.all([
     // INLINE (a build-time constant) is the module in base64 in t.inline.js, only built to compare sizes.
-    (INLINE
-      ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
-      : fetch(dir + (X[0] ? '.x.wasm' : '.wasm')).then((r) => r.arrayBuffer())
-    ).then((b) => WebAssembly.instantiate(b)),
+    // Compiled while it downloads: served as application/wasm.
+    INLINE
+      ? WebAssembly.instantiate(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
+      : WebAssembly.instantiateStreaming(fetch(dir + (X[0] ? '.x.wasm' : '.wasm'))),
     s.hasAttribute('data-storage') && load('.s'),
   ])
     .then(([m]) => {
