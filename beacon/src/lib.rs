@@ -248,7 +248,7 @@ fn strip_prefix<'a>(a: &'a [u8], p: &[u8]) -> Option<&'a [u8]> {
 /// [`Config::parse`] files each value under its name's index in one pass, so a lookup is an array
 /// load instead of a call returning a slice through memory (about 300 B less wasm than a scan per
 /// lookup, and less than a struct of named fields).
-const NAMES: &[u8] = b"data-proxy-url data-proxy data-host src-origin data-datasource data-token data-domain data-tenant-id data-stringify-payload data-keep-query data-opt-out data-allow-automation data-allow-localhost data-hash ";
+const NAMES: &[u8] = b"data-proxy-url data-proxy data-host src-origin data-datasource data-token data-domain data-tenant-id data-stringify-payload data-keep-query data-opt-out data-allow-automation data-allow-localhost data-hash data-tb-* tb_* ";
 
 /// Indices into [`NAMES`].
 mod at {
@@ -404,7 +404,7 @@ impl<'a> Config<'a> {
     /// (URL-escaped) token. The default host is the script's own origin (`src-origin`, which the glue
     /// appends), else Tinybird's.
     pub fn endpoint(&self, out: &mut Out) {
-        let mut val: Values = [b""; at::COUNT + 1];
+        let mut val: Values = [b""; at::COUNT];
         for (i, v) in val.iter_mut().enumerate() {
             *v = self.val(i);
         }
@@ -559,8 +559,8 @@ pub mod setting {
 }
 
 /// The default module's setup, once per page: reads the script tag's `name\0value\0…` attributes
-/// (with `src-origin`, see [`Config::endpoint`]) and writes `endpoint\0tenant\0domain` into `out`,
-/// then `\0name\0value` for each global property (`data-tb-app-version="2"` → `app_version`, `2`);
+/// (with `src-origin`, see [`Config::endpoint`]) and writes `name\0value\0` for each global property
+/// (`data-tb-app-version="2"` → `app_version`, `2`) into `out`, then `endpoint\0tenant\0domain`;
 /// returns the [`setting`]s that [`verdict`] and [`keeps_param`] take.
 ///
 /// The default module leaves the envelope's serialisation to the browser's `JSON.stringify` and the
@@ -569,8 +569,9 @@ pub mod setting {
 /// ([`keeps_param`]).
 pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
     // One pass files the known attributes' values by index (`NAMES`, the last of a repeated name
-    // wins) and sets the switches; no `Config` (its array of options is copied around).
-    let mut val: Values = [b""; at::COUNT + 1];
+    // wins), sets the switches and writes the global properties; no `Config` (its array of options is
+    // copied around).
+    let mut val: Values = [b""; at::COUNT];
     let mut s = setting::STRINGIFY;
     let mut rest = attrs;
     while !rest.is_empty() {
@@ -583,30 +584,25 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
         if (at::STRINGIFY..=LAST_SWITCH).contains(&i) {
             s = s & !(1 << i) | u32::from(find(b"false ", v, false) != 0) << i;
         }
+        // `data-tb-x` or `tb_x` (the two entries after the known names): the global property `x`.
+        let global = k.get(if i == at::COUNT { 8 } else { 3 }..);
+        if let Some(g @ [_, ..]) = global.filter(|_| i == at::COUNT || i == at::COUNT + 1) {
+            out.copy(g, copy::DASH);
+            out.copy(b"\0", copy::RAW);
+            out.copy(v, copy::RAW);
+            out.copy(b"\0", copy::RAW);
+        }
     }
     write_endpoint(&val, out);
     for v in [val[at::TENANT_ID], val[at::DOMAIN]] {
         out.copy(b"\0", copy::RAW);
         out.copy(v, copy::RAW);
     }
-    let mut rest = attrs;
-    while !rest.is_empty() {
-        let k = take(&mut rest, 0);
-        let v = take(&mut rest, 0);
-        // `data-tb-x` or `tb_x`: the global property `x`.
-        let p = find(b"data-tb-* tb_* ", k, false);
-        if let Some(k @ [_, ..]) = k.get(if p == 0 { 8 } else { 3 }..).filter(|_| p < 2) {
-            out.copy(b"\0", copy::RAW);
-            out.copy(k, copy::DASH);
-            out.copy(b"\0", copy::RAW);
-            out.copy(v, copy::RAW);
-        }
-    }
     s
 }
 
-/// The known attributes' values by index ([`at`]), empty when missing; one more slot for the rest.
-type Values<'a> = [&'a [u8]; at::COUNT + 1];
+/// The known attributes' values by index ([`at`]), empty when missing.
+type Values<'a> = [&'a [u8]; at::COUNT];
 
 /// The last switch index in [`NAMES`] this module keeps: `data-hash` only in the extended module.
 const LAST_SWITCH: usize = if cfg!(feature = "ext") {
@@ -1380,7 +1376,7 @@ mod tests {
     }
 
     #[test]
-    fn setup_gives_endpoint_tenant_domain_and_globals() {
+    fn setup_gives_globals_then_endpoint_tenant_and_domain() {
         let (out, s) = set_up(&[
             ("data-token", "a b"),
             ("src-origin", "http://127.0.0.1:8787"),
@@ -1394,13 +1390,13 @@ mod tests {
         assert_eq!(
             out,
             [
-                "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b",
-                "acme",
-                "shop.example",
                 "app_version",
                 "2\"1",
                 "plan",
-                "pro"
+                "pro",
+                "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b",
+                "acme",
+                "shop.example"
             ]
         );
         assert_eq!(s, setting::STRINGIFY);

@@ -174,9 +174,10 @@ try {
       x = m.instance.exports;
       B = x.b();
       const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
-      let g;
-      [E, T, M, ...g] = get(x.c(n)).split('\0');
-      while (g[0]) G[g.shift()] = g.shift();
+      // `name\0value\0` per global property, then the endpoint, tenant and domain.
+      const g = get(x.c(n)).split('\0');
+      while (3 in g) G[g.shift()] = g.shift();
+      [E, T, M] = g;
       if (!E) throw 0; // the attributes did not fit: off
       q.splice(0).forEach(call);
     })
