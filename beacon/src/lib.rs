@@ -63,6 +63,7 @@ impl<'a> Out<'a> {
         }
     }
 
+    #[inline(never)]
     fn byte(&mut self, b: u8) {
         if let Some(x) = self.buf.get_mut(self.len) {
             *x = b;
@@ -77,7 +78,9 @@ impl<'a> Out<'a> {
     pub fn copy(&mut self, s: &[u8], how: u8) {
         for &b in s {
             match how {
-                copy::URL if !(b.is_ascii_alphanumeric() || b"-._~".contains(&b)) => {
+                copy::URL
+                    if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) =>
+                {
                     self.byte(b'%');
                     self.byte(hex(b >> 4));
                     self.byte(hex(b));
@@ -420,10 +423,8 @@ fn trim_slashes(mut s: &[u8]) -> &[u8] {
 }
 
 fn hex(n: u8) -> u8 {
-    b"0123456789ABCDEF"
-        .get(usize::from(n & 15))
-        .copied()
-        .unwrap_or_default()
+    let d = n & 15;
+    d + if d < 10 { b'0' } else { b'A' - 10 }
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
