@@ -38,8 +38,9 @@ const SENSITIVE: &[u8] = b"pass password* passwd passcode pin email* mail phone*
 pub mod flag {
     /// `navigator.globalPrivacyControl` is true.
     pub const GPC: u32 = 1;
-    /// `navigator.webdriver`, `window.Cypress` or `window.__nightmare`.
-    pub const AUTOMATION: u32 = 2;
+    /// `navigator.webdriver`, `window.Cypress` or `window.__nightmare`. The same bit as
+    /// [`setting::ALLOW_AUTOMATION`](super::setting::ALLOW_AUTOMATION), which lets it through.
+    pub const AUTOMATION: u32 = 1 << super::at::ALLOW_AUTOMATION;
     /// The visitor opted out (`window.starlingOptOut` or `localStorage["starling-opt-out"]`).
     pub const OPT_OUT: u32 = 4;
 }
@@ -515,12 +516,13 @@ pub fn strip_query(url: &[u8], keep_query: bool, out: &mut Out) {
 /// loopback addresses.
 pub fn is_local(href: &[u8], host: &[u8]) -> bool {
     // The last label of the host: `localhost` there is `localhost` or a subdomain of it.
-    let mut label = host;
+    let mut start = 0;
     for (i, &b) in host.iter().enumerate() {
         if b == b'.' {
-            label = host.get(i + 1..).unwrap_or_default();
+            start = i + 1;
         }
     }
+    let label = host.get(start..).unwrap_or_default();
     find(b"file:* ", href, false) == 0
         || find(b"127.* [::1] 0.0.0.0 ", host, false) < 3
         || find(b"localhost ", label, false) == 0
@@ -534,10 +536,13 @@ pub fn should_track(cfg: &Config, flags: u32, page: &Page) -> bool {
 
 /// [`should_track`] on the script tag's [`setting`]s, for the page at `href` on host `host`.
 pub fn allowed(settings: u32, flags: u32, href: &[u8], host: &[u8]) -> bool {
-    flags & (flag::GPC | flag::OPT_OUT) == 0
-        && settings & setting::OPT_OUT == 0
-        && (flags & flag::AUTOMATION == 0 || settings & setting::ALLOW_AUTOMATION != 0)
-        && (settings & setting::ALLOW_LOCALHOST != 0 || !is_local(href, host))
+    // What stops an event, as bits: the flags, a local page at the bit of the switch that allows it
+    // (as automation is), and the site's opt-out at the visitor's; the switches clear what they allow.
+    let stop = flags
+        | (u32::from(is_local(href, host)) << at::ALLOW_LOCALHOST)
+        | (u32::from(settings & setting::OPT_OUT != 0) * flag::OPT_OUT);
+    stop & !settings & (flag::GPC | flag::OPT_OUT | flag::AUTOMATION | setting::ALLOW_LOCALHOST)
+        == 0
 }
 
 /// The script tag's switches as bits of one word, which the default module keeps between calls

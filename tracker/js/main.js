@@ -101,7 +101,7 @@ try {
     j = JSON.stringify(p);
     const r = x.t(
       put([u.hostname, href, last, name].join('\0')),
-      !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2),
+      !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 11) | (!!out << 2),
       j.length,
     );
     if (r) {
