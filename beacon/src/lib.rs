@@ -600,10 +600,10 @@ pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
         }
     }
     write_endpoint(&val, out);
-    for v in [val[at::TENANT_ID], val[at::DOMAIN]] {
-        out.copy(b"\0", copy::RAW);
-        out.copy(v, copy::RAW);
-    }
+    out.copy(b"\0", copy::RAW);
+    out.copy(val[at::TENANT_ID], copy::RAW);
+    out.copy(b"\0", copy::RAW);
+    out.copy(val[at::DOMAIN], copy::RAW);
     s
 }
 

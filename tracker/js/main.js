@@ -70,6 +70,7 @@ try {
   // `name`, beacon::kind) is first turned into an event by the extended module (beacon::ext::capture);
   // its props are returned when it was sent (the engagement script reads them).
   const run = (name, props, href, kind, n) => {
+    name += '';
     // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
     const [sid, save] = (W.starling.$ || Array)();
     let out;
@@ -135,13 +136,9 @@ try {
   };
   // Everything goes through here: queued until the module is ready, dropped once it is off. `kind` and
   // `n` describe a capture script's report (beacon::kind).
-  const go = (name, props, kind, n) => {
-    try {
-      const e = [name, props, L.href, kind, n];
-      return x ? call(e) : x === 0 && q.push(e) && 0;
-    } catch {}
-  };
-  const track = (name, props) => name && go('' + name, props);
+  // Nothing here can throw: the name becomes text in `run`, under `call`'s catch.
+  const go = (name, props, kind, n, e = [name, props, L.href, kind, n]) => (x ? call(e) : x === 0 && q.push(e) && 0);
+  const track = (name, props) => name && go(name, props);
   const page = () => D.prerendering || go('');
 
   W.Tinybird = { trackEvent: track };
@@ -181,7 +178,5 @@ try {
       if (!E) throw 0; // the attributes did not fit: off
       q.splice(0).forEach(call);
     })
-    .catch(() => {
-      x = null;
-    });
+    .catch(() => (x = null));
 } catch {}
