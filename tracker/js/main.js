@@ -22,7 +22,7 @@ try {
   const early = W.starling?.q || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
   // The opt-in captures on the tag: any of them loads the extended module; those with a script (the
   // names longer than 4 characters) load it too.
-  const X = ['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) => s.hasAttribute('data-' + a));
+  const X = 'web-vitals outbound-links file-downloads engagement hash 404'.split(' ').filter((a) => s.hasAttribute('data-' + a));
   const q = []; // events waiting for the module
   const retry = []; // sends that failed (a network error, 429 or 5xx), each with its number of attempts
   let last = ''; // the last page hit sent
