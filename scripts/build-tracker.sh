@@ -35,19 +35,22 @@ wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/starling_tracker
 opt() {
   local o=$1 e
   shift
-  e=$(printf '"%s",' "$@" memory)
+  e=$(printf '"%s",' "$@" m)
   printf '[{"name":"root","root":true,"reaches":[%s]},%s]' "${e%,}" \
-    "$(for x in "$@" memory; do printf '{"name":"%s","export":"%s"},' "$x" "$x"; done | sed 's/,$//')" >"$out/graph.json"
+    "$(for x in "$@" m; do printf '{"name":"%s","export":"%s"},' "$x" "$x"; done | sed 's/,$//')" >"$out/graph.json"
   node_modules/.bin/wasm-metadce "$wasm" --graph-file "$out/graph.json" -o "$out/dce.wasm" >/dev/null
   node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features "$out/dce.wasm" -o "$o" >&2
   rm "$out/graph.json" "$out/dce.wasm"
 }
 
-step "cargo build -p starling-tracker (wasm32, release): default module"
-cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release >&2
+# The memory is exported as `m` (wasm-ld's default name is `memory`: 5 bytes more in the module and
+# twice in the loader).
+build() { cargo rustc -q -p starling-tracker --target wasm32-unknown-unknown --release "$@" -- -C link-arg=--export-memory=m >&2; }
+step "cargo rustc -p starling-tracker (wasm32, release): default module"
+build
 opt "$out/m.wasm" b c k q t
-step "cargo build -p starling-tracker --features ext (wasm32, release): extended module"
-cargo build -q -p starling-tracker --target wasm32-unknown-unknown --release --features ext >&2
+step "cargo rustc -p starling-tracker --features ext (wasm32, release): extended module"
+build --features ext
 opt "$out/m.x.wasm" b c k q t e h
 
 es() { node_modules/.bin/esbuild "$1" --minify --format=iife --target=es2020 --legal-comments=none --log-level=warning "${@:3}" --outfile="$2" >&2; }

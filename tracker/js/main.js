@@ -50,9 +50,9 @@ try {
   };
   const flush = () => retry.splice(0).forEach((e) => post(...e));
   // Text into the module's input; a negative length when it did not fit (the module then says no).
-  const put = (t, r = new TextEncoder().encodeInto(t, new Uint8Array(x.memory.buffer, B, 32768))) => r.read - t.length || r.written;
+  const put = (t, r = new TextEncoder().encodeInto(t, new Uint8Array(x.m.buffer, B, 32768))) => r.read - t.length || r.written;
   // The module's answer: text in its output.
-  const get = (n) => new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, n));
+  const get = (n) => new TextDecoder().decode(new Uint8Array(x.m.buffer, B + 32768, n));
   // A URL as sent: no fragment, and only the query parameters the module keeps (beacon::keeps_param).
   const strip = (h, u) => {
     if (!h) return '';
