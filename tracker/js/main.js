@@ -100,9 +100,10 @@ try {
       G,
     );
     j = JSON.stringify(p);
+    // The privacy flags (beacon::flag); `globalPrivacyControl` is a boolean (or undefined), `|` makes it 0 or 1.
     const r = x.t(
       put([u.hostname, href, last, name].join('\0')),
-      !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 11) | (!!out << 2),
+      N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 11) | (!!out << 2),
       j.length,
     );
     if (r) {
