@@ -60,13 +60,15 @@ step "cargo rustc -p starling-tracker --features ext (wasm32, release): extended
 build --features ext
 opt "$out/m.x.wasm" b c k q t e h
 
-es() { node_modules/.bin/esbuild "$1" --minify --format=iife --target=es2020 --legal-comments=none --log-level=warning "${@:3}" --outfile="$2" >&2; }
+# The opt-in scripts are wrapped in a function (--format=iife); the loader needs no wrapper (3 B gzip):
+# its top level is one `try` block, so its declarations stay in that block, out of the page's scope.
+es() { node_modules/.bin/esbuild "$1" --minify --target=es2020 --legal-comments=none --log-level=warning "${@:3}" --outfile="$2" >&2; }
 step "esbuild: opt-in scripts"
-es tracker/js/storage.js "$out/m.s.js"
-es tracker/js/vitals.js "$out/m.w.js"
-es tracker/js/links.js "$out/m.o.js" --define:WHICH=1
-es tracker/js/links.js "$out/m.f.js" --define:WHICH=2
-es tracker/js/engagement.js "$out/m.e.js"
+es tracker/js/storage.js "$out/m.s.js" --format=iife
+es tracker/js/vitals.js "$out/m.w.js" --format=iife
+es tracker/js/links.js "$out/m.o.js" --define:WHICH=1 --format=iife
+es tracker/js/links.js "$out/m.f.js" --define:WHICH=2 --format=iife
+es tracker/js/engagement.js "$out/m.e.js" --format=iife
 hash=$(cat "$out"/m.* tracker/js/main.js | sha256sum | cut -c1-16)
 step "esbuild: t.js (build $hash)"
 es tracker/js/main.js "$out/t.js" --define:H="\"$hash\"" --define:INLINE=0

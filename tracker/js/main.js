@@ -10,6 +10,9 @@
 // this script: H.wasm (the default module), H.s.js (data-storage), and for a tag with an opt-in
 // capture H.x.wasm (the extended module: the same questions and two more, `e` and `h`) and the
 // capture scripts H.w.js, H.o.js, H.f.js, H.e.js, which only observe the browser and report here.
+//
+// Everything is declared inside the one top-level `try` block, so nothing reaches the page's global
+// scope without a function wrapper (scripts/build-tracker.sh builds this file without one).
 try {
   const W = window;
   const D = document;
