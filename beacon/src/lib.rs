@@ -38,8 +38,9 @@ const SENSITIVE: &[u8] = b"pass password* passwd passcode pin email* mail phone*
 pub mod flag {
     /// `navigator.globalPrivacyControl` is true.
     pub const GPC: u32 = 1;
-    /// `navigator.webdriver`, `window.Cypress` or `window.__nightmare`.
-    pub const AUTOMATION: u32 = 2;
+    /// `navigator.webdriver`, `window.Cypress` or `window.__nightmare`. The same bit as
+    /// [`setting::ALLOW_AUTOMATION`](super::setting::ALLOW_AUTOMATION), which lets it through.
+    pub const AUTOMATION: u32 = 1 << super::at::ALLOW_AUTOMATION;
     /// The visitor opted out (`window.starlingOptOut` or `localStorage["starling-opt-out"]`).
     pub const OPT_OUT: u32 = 4;
 }
@@ -63,6 +64,7 @@ impl<'a> Out<'a> {
         }
     }
 
+    #[inline(never)]
     fn byte(&mut self, b: u8) {
         if let Some(x) = self.buf.get_mut(self.len) {
             *x = b;
@@ -77,7 +79,9 @@ impl<'a> Out<'a> {
     pub fn copy(&mut self, s: &[u8], how: u8) {
         for &b in s {
             match how {
-                copy::URL if !(b.is_ascii_alphanumeric() || b"-._~".contains(&b)) => {
+                copy::URL
+                    if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) =>
+                {
                     self.byte(b'%');
                     self.byte(hex(b >> 4));
                     self.byte(hex(b));
@@ -190,29 +194,65 @@ fn eq(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
+/// The index of the first entry of the space-separated `list` (which ends with a space) that `word`
+/// is, or that it starts with for an entry ending in `*`; the number of entries when none matches.
+/// With `fold`, `word` is compared lower-cased (the lists are lower case). One out-of-line loop for
+/// every lookup of the default module (attribute names, sensitive words, local hosts, `utm_`,
+/// `"false"`): each comparison is a call with two slices and a number back, no slice returned through
+/// memory, and no copy of the loop per list.
+#[inline(never)]
+pub fn find(list: &[u8], word: &[u8], fold: bool) -> usize {
+    let (mut n, mut j, mut same) = (0, 0, true);
+    for &l in list {
+        match l {
+            // A prefix entry ends: `word` starts with it. The space after it moves on.
+            b'*' => {
+                if same && word.len() >= j {
+                    return n;
+                }
+                same = false;
+            }
+            b' ' => {
+                if same && word.len() == j {
+                    return n;
+                }
+                (n, j, same) = (n + 1, 0, true);
+            }
+            _ => {
+                let c = word
+                    .get(j)
+                    .map(|&c| if fold { c.to_ascii_lowercase() } else { c });
+                same &= c == Some(l);
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The number of entries of a [`find`] list.
+const fn entries(list: &[u8]) -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < list.len() {
+        if list[i] == b' ' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
 /// `a` without the prefix `p`, if it has it.
 fn strip_prefix<'a>(a: &'a [u8], p: &[u8]) -> Option<&'a [u8]> {
     let (head, tail) = a.split_at_checked(p.len())?;
     eq(head, p).then_some(tail)
 }
 
-/// Whether `a` ends with `p` at a label boundary: it is `p` or ends with `.p`.
-fn is_domain_or_sub(a: &[u8], p: &[u8]) -> bool {
-    match a
-        .len()
-        .checked_sub(p.len())
-        .and_then(|n| a.split_at_checked(n))
-    {
-        Some((head, tail)) => eq(tail, p) && (head.is_empty() || head.last() == Some(&b'.')),
-        None => false,
-    }
-}
-
 /// The attributes the default module reads, space-separated, in the order of the indices in [`at`]:
 /// [`Config::parse`] files each value under its name's index in one pass, so a lookup is an array
 /// load instead of a call returning a slice through memory (about 300 B less wasm than a scan per
 /// lookup, and less than a struct of named fields).
-const NAMES: &[u8] = b"data-proxy-url data-proxy data-host src-origin data-datasource data-token data-domain data-tenant-id data-stringify-payload data-keep-query data-opt-out data-allow-automation data-allow-localhost data-hash";
+const NAMES: &[u8] = b"data-proxy-url data-proxy data-host src-origin data-datasource data-token data-domain data-tenant-id data-stringify-payload data-keep-query data-opt-out data-allow-automation data-allow-localhost data-hash data-tb-* tb_* ";
 
 /// Indices into [`NAMES`].
 mod at {
@@ -368,28 +408,11 @@ impl<'a> Config<'a> {
     /// (URL-escaped) token. The default host is the script's own origin (`src-origin`, which the glue
     /// appends), else Tinybird's.
     pub fn endpoint(&self, out: &mut Out) {
-        let (proxy_url, proxy) = (self.val(at::PROXY_URL), self.val(at::PROXY));
-        if !proxy_url.is_empty() {
-            out.copy(proxy_url, copy::RAW);
-        } else if !proxy.is_empty() {
-            out.copy(trim_slashes(proxy), copy::RAW);
-            out.copy(b"/api/tracking", copy::RAW);
-        } else {
-            let origin = self.val(at::SRC_ORIGIN);
-            let host = match trim_slashes(self.val(at::HOST)) {
-                [] if strip_prefix(origin, b"http").is_some() => origin,
-                [] => DEFAULT_HOST,
-                h => h,
-            };
-            out.copy(host, copy::RAW);
-            out.copy(b"/v0/events?name=", copy::RAW);
-            url_escape(self.datasource(), out);
-            let token = self.val(at::TOKEN);
-            if !token.is_empty() {
-                out.copy(b"&token=", copy::RAW);
-                url_escape(token, out);
-            }
+        let mut val: Values = [b""; at::COUNT];
+        for (i, v) in val.iter_mut().enumerate() {
+            *v = self.val(i);
         }
+        write_endpoint(&val, out);
     }
 }
 
@@ -401,10 +424,8 @@ fn trim_slashes(mut s: &[u8]) -> &[u8] {
 }
 
 fn hex(n: u8) -> u8 {
-    b"0123456789ABCDEF"
-        .get(usize::from(n & 15))
-        .copied()
-        .unwrap_or_default()
+    let d = n & 15;
+    d + if d < 10 { b'0' } else { b'A' - 10 }
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -457,43 +478,23 @@ fn member(key: &[u8], value: &[u8], out: &mut Out) {
 /// non-alphanumerics and camelCase humps) is a sensitive word such as `pass`, `email`, `phone`,
 /// `token`, `secret`, `auth`, `user`, `card`, `cc`, `pin`, `ssn` (some also as a prefix).
 pub fn is_sensitive(key: &[u8]) -> bool {
-    // Words are compared in place, lower-cased on the fly, against the list in one pass over it (no
-    // slices cut from it: each would be a pointer and length returned through memory).
     let (mut start, mut prev) = (0, 0u8);
     for i in 0..=key.len() {
         let c = key.get(i).copied().unwrap_or(b'_');
         let hump = c.is_ascii_uppercase() && prev.is_ascii_lowercase();
         prev = c;
         if !c.is_ascii_alphanumeric() || hump {
-            let len = i.wrapping_sub(start);
-            let (mut j, mut same) = (0, true);
-            for &l in SENSITIVE {
-                match l {
-                    // A prefix entry ends: the key's word starts with it. The space after it resets.
-                    b'*' => {
-                        if same && len >= j {
-                            return true;
-                        }
-                        same = false;
-                    }
-                    // An entry ends: the key's word is it.
-                    b' ' => {
-                        if same && len == j {
-                            return true;
-                        }
-                        (j, same) = (0, true);
-                    }
-                    _ => {
-                        same &= key.get(start + j).map(u8::to_ascii_lowercase) == Some(l);
-                        j += 1;
-                    }
-                }
+            if find(SENSITIVE, key.get(start..i).unwrap_or_default(), true) < SENSITIVE_WORDS {
+                return true;
             }
             start = i + usize::from(!hump);
         }
     }
     false
 }
+
+/// The number of words in [`SENSITIVE`].
+const SENSITIVE_WORDS: usize = entries(SENSITIVE);
 
 /// Copies a URL without its fragment and, unless `keep_query`, with only its `utm_*` parameters, for a
 /// JSON string ([`copy::JSON`]).
@@ -514,11 +515,17 @@ pub fn strip_query(url: &[u8], keep_query: bool, out: &mut Out) {
 /// Whether the page at `href` on host `host` is on this machine: `file:`, `localhost`, `*.localhost`,
 /// loopback addresses.
 pub fn is_local(href: &[u8], host: &[u8]) -> bool {
-    strip_prefix(href, b"file:").is_some()
-        || is_domain_or_sub(host, b"localhost")
-        || strip_prefix(host, b"127.").is_some()
-        || eq(host, b"[::1]")
-        || eq(host, b"0.0.0.0")
+    // The last label of the host: `localhost` there is `localhost` or a subdomain of it.
+    let mut start = 0;
+    for (i, &b) in host.iter().enumerate() {
+        if b == b'.' {
+            start = i + 1;
+        }
+    }
+    let label = host.get(start..).unwrap_or_default();
+    find(b"file:* ", href, false) == 0
+        || find(b"127.* [::1] 0.0.0.0 ", host, false) < 3
+        || find(b"localhost ", label, false) == 0
 }
 
 /// Whether to send anything at all: never under GPC or an opt-out, not from automated browsers or
@@ -529,10 +536,13 @@ pub fn should_track(cfg: &Config, flags: u32, page: &Page) -> bool {
 
 /// [`should_track`] on the script tag's [`setting`]s, for the page at `href` on host `host`.
 pub fn allowed(settings: u32, flags: u32, href: &[u8], host: &[u8]) -> bool {
-    flags & (flag::GPC | flag::OPT_OUT) == 0
-        && settings & setting::OPT_OUT == 0
-        && (flags & flag::AUTOMATION == 0 || settings & setting::ALLOW_AUTOMATION != 0)
-        && (settings & setting::ALLOW_LOCALHOST != 0 || !is_local(href, host))
+    // What stops an event, as bits: the flags, a local page at the bit of the switch that allows it
+    // (as automation is), and the site's opt-out at the visitor's; the switches clear what they allow.
+    let stop = flags
+        | (u32::from(is_local(href, host)) << at::ALLOW_LOCALHOST)
+        | (u32::from(settings & setting::OPT_OUT != 0) * flag::OPT_OUT);
+    stop & !settings & (flag::GPC | flag::OPT_OUT | flag::AUTOMATION | setting::ALLOW_LOCALHOST)
+        == 0
 }
 
 /// The script tag's switches as bits of one word, which the default module keeps between calls
@@ -555,8 +565,8 @@ pub mod setting {
 }
 
 /// The default module's setup, once per page: reads the script tag's `name\0value\0…` attributes
-/// (with `src-origin`, see [`Config::endpoint`]) and writes `endpoint\0tenant\0domain` into `out`,
-/// then `\0name\0value` for each global property (`data-tb-app-version="2"` → `app_version`, `2`);
+/// (with `src-origin`, see [`Config::endpoint`]) and writes `name\0value\0` for each global property
+/// (`data-tb-app-version="2"` → `app_version`, `2`) into `out`, then `endpoint\0tenant\0domain`;
 /// returns the [`setting`]s that [`verdict`] and [`keeps_param`] take.
 ///
 /// The default module leaves the envelope's serialisation to the browser's `JSON.stringify` and the
@@ -564,19 +574,87 @@ pub mod setting {
 /// ([`verdict`]), which keys are masked ([`is_sensitive`]) and which query parameters stay
 /// ([`keeps_param`]).
 pub fn setup(attrs: &[u8], out: &mut Out) -> u32 {
-    let cfg = Config::parse(attrs);
-    cfg.endpoint(out);
-    for v in [cfg.val(at::TENANT_ID), cfg.domain()] {
-        out.copy(b"\0", copy::RAW);
-        out.copy(v, copy::RAW);
+    // One pass files the known attributes' values by index (`NAMES`, the last of a repeated name
+    // wins), sets the switches and writes the global properties; no `Config` (its array of options is
+    // copied around).
+    let mut val: Values = [b""; at::COUNT];
+    let mut s = setting::STRINGIFY;
+    let mut rest = attrs;
+    while !rest.is_empty() {
+        let k = take(&mut rest, 0);
+        let v = take(&mut rest, 0);
+        let i = find(NAMES, k, false);
+        if let Some(x) = val.get_mut(i) {
+            *x = v;
+        }
+        if (at::STRINGIFY..=LAST_SWITCH).contains(&i) {
+            s = s & !(1 << i) | u32::from(find(b"false ", v, false) != 0) << i;
+        }
+        // `data-tb-x` or `tb_x` (the two entries after the known names): the global property `x`.
+        let global = k.get(if i == at::COUNT { 8 } else { 3 }..);
+        if let Some(g @ [_, ..]) = global.filter(|_| i == at::COUNT || i == at::COUNT + 1) {
+            out.copy(g, copy::DASH);
+            out.copy(b"\0", copy::RAW);
+            out.copy(v, copy::RAW);
+            out.copy(b"\0", copy::RAW);
+        }
     }
-    cfg.globals(|k, v| {
-        out.copy(b"\0", copy::RAW);
-        out.copy(k, copy::DASH);
-        out.copy(b"\0", copy::RAW);
-        out.copy(v, copy::RAW);
-    });
-    cfg.settings()
+    write_endpoint(&val, out);
+    out.copy(b"\0", copy::RAW);
+    out.copy(val[at::TENANT_ID], copy::RAW);
+    out.copy(b"\0", copy::RAW);
+    out.copy(val[at::DOMAIN], copy::RAW);
+    s
+}
+
+/// The known attributes' values by index ([`at`]), empty when missing.
+type Values<'a> = [&'a [u8]; at::COUNT];
+
+/// The last switch index in [`NAMES`] this module keeps: `data-hash` only in the extended module.
+const LAST_SWITCH: usize = if cfg!(feature = "ext") {
+    at::HASH
+} else {
+    at::ALLOW_LOCALHOST
+};
+
+/// Writes the endpoint events are posted to, from the attributes `[data-proxy-url, data-proxy,
+/// data-host, src-origin, data-datasource, data-token]` (empty when missing): the proxy URL, the
+/// proxy, or the Events API with the (URL-escaped) token. The default host is the script's own origin
+/// (`src-origin`, which the glue appends) when it is http(s), else Tinybird's.
+fn write_endpoint(val: &Values, out: &mut Out) {
+    let (proxy_url, proxy, host, origin) = (
+        val[at::PROXY_URL],
+        val[at::PROXY],
+        val[at::HOST],
+        val[at::SRC_ORIGIN],
+    );
+    let (datasource, token) = (val[at::DATASOURCE], val[at::TOKEN]);
+    if !proxy_url.is_empty() {
+        out.copy(proxy_url, copy::RAW);
+    } else if !proxy.is_empty() {
+        out.copy(trim_slashes(proxy), copy::RAW);
+        out.copy(b"/api/tracking", copy::RAW);
+    } else {
+        let host = match trim_slashes(host) {
+            [] if find(b"http* ", origin, false) == 0 => origin,
+            [] => DEFAULT_HOST,
+            h => h,
+        };
+        out.copy(host, copy::RAW);
+        out.copy(b"/v0/events?name=", copy::RAW);
+        url_escape(
+            if datasource.is_empty() {
+                DEFAULT_DATASOURCE
+            } else {
+                datasource
+            },
+            out,
+        );
+        if !token.is_empty() {
+            out.copy(b"&token=", copy::RAW);
+            url_escape(token, out);
+        }
+    }
 }
 
 /// Whether to send one event, and how: 0 nothing, 1 with the payload as an object, 2 with the payload
@@ -602,7 +680,7 @@ pub fn verdict(settings: u32, flags: u32, page: &[u8], payload_len: usize) -> u3
 /// Whether the query parameter `param` (`name=value` as in the URL) stays in a URL sent: `utm_*`
 /// only, unless `data-keep-query` ([`setting::KEEP_QUERY`]).
 pub fn keeps_param(settings: u32, param: &[u8]) -> bool {
-    settings & setting::KEEP_QUERY != 0 || strip_prefix(param, b"utm_").is_some()
+    settings & setting::KEEP_QUERY != 0 || find(b"utm_* ", param, false) == 0
 }
 
 /// Whether a navigation to `href` stays on the page of the last hit `last` (same URL but for the
@@ -1304,7 +1382,7 @@ mod tests {
     }
 
     #[test]
-    fn setup_gives_endpoint_tenant_domain_and_globals() {
+    fn setup_gives_globals_then_endpoint_tenant_and_domain() {
         let (out, s) = set_up(&[
             ("data-token", "a b"),
             ("src-origin", "http://127.0.0.1:8787"),
@@ -1318,13 +1396,13 @@ mod tests {
         assert_eq!(
             out,
             [
-                "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b",
-                "acme",
-                "shop.example",
                 "app_version",
                 "2\"1",
                 "plan",
-                "pro"
+                "pro",
+                "http://127.0.0.1:8787/v0/events?name=analytics_events&token=a%20b",
+                "acme",
+                "shop.example"
             ]
         );
         assert_eq!(s, setting::STRINGIFY);
@@ -1435,6 +1513,52 @@ mod tests {
             run(&[], &p, "", "", 0).expect("sent").body["session_id"],
             "4b0f-sid"
         );
+    }
+
+    #[test]
+    fn local_hosts_are_matched_by_their_last_label() {
+        for host in [
+            "localhost",
+            "a.b.localhost",
+            "127.0.0.2",
+            "[::1]",
+            "0.0.0.0",
+        ] {
+            assert!(is_local(b"http://x/", host.as_bytes()), "{host}");
+        }
+        for host in [
+            "localhost.example",
+            "notlocalhost",
+            "localhost.",
+            "127",
+            "0.0.0.01",
+            "",
+        ] {
+            assert!(!is_local(b"https://x/", host.as_bytes()), "{host}");
+        }
+        assert!(is_local(b"file:///C:/x.html", b""));
+    }
+
+    #[test]
+    fn find_matches_whole_entries_and_star_prefixes() {
+        let list = b"ab cd* e ";
+        assert_eq!(entries(list), 3);
+        for (word, at) in [
+            ("ab", 0),
+            ("cd", 1),
+            ("cdx", 1),
+            ("e", 2),
+            ("a", 3),
+            ("abc", 3),
+            ("c", 3),
+            ("", 3),
+            ("AB", 3),
+        ] {
+            assert_eq!(find(list, word.as_bytes(), false), at, "{word}");
+        }
+        assert_eq!(find(list, b"AB", true), 0);
+        assert_eq!(find(list, b"CDX", true), 1);
+        assert_eq!(find(b"", b"", false), 0);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 // this script: H.wasm (the default module), H.s.js (data-storage), and for a tag with an opt-in
 // capture H.x.wasm (the extended module: the same questions and two more, `e` and `h`) and the
 // capture scripts H.w.js, H.o.js, H.f.js, H.e.js, which only observe the browser and report here.
+//
+// Everything is declared inside the one top-level `try` block, so nothing reaches the page's global
+// scope without a function wrapper (scripts/build-tracker.sh builds this file without one).
 try {
   const W = window;
   const D = document;
@@ -22,7 +25,7 @@ try {
   const early = W.starling?.q || []; // `window.starling = {q: [], track(n, p) {this.q.push([n, p])}}`
   // The opt-in captures on the tag: any of them loads the extended module; those with a script (the
   // names longer than 4 characters) load it too.
-  const X = ['web-vitals', 'outbound-links', 'file-downloads', 'engagement', 'hash', '404'].filter((a) => s.hasAttribute('data-' + a));
+  const X = 'web-vitals outbound-links file-downloads engagement hash 404'.split(' ').filter((a) => s.hasAttribute('data-' + a));
   const q = []; // events waiting for the module
   const retry = []; // sends that failed (a network error, 429 or 5xx), each with its number of attempts
   let last = ''; // the last page hit sent
@@ -50,9 +53,9 @@ try {
   };
   const flush = () => retry.splice(0).forEach((e) => post(...e));
   // Text into the module's input; a negative length when it did not fit (the module then says no).
-  const put = (t, r = new TextEncoder().encodeInto(t, new Uint8Array(x.memory.buffer, B, 32768))) => r.read - t.length || r.written;
+  const put = (t, r = new TextEncoder().encodeInto(t, new Uint8Array(x.m.buffer, B, 32768))) => r.read - t.length || r.written;
   // The module's answer: text in its output.
-  const get = (n) => new TextDecoder().decode(new Uint8Array(x.memory.buffer, B + 32768, n));
+  const get = (n) => new TextDecoder().decode(new Uint8Array(x.m.buffer, B + 32768, n));
   // A URL as sent: no fragment, and only the query parameters the module keeps (beacon::keeps_param).
   const strip = (h, u) => {
     if (!h) return '';
@@ -70,11 +73,12 @@ try {
   // `name`, beacon::kind) is first turned into an event by the extended module (beacon::ext::capture);
   // its props are returned when it was sent (the engagement script reads them).
   const run = (name, props, href, kind, n) => {
+    name += '';
     // The storage script (data-storage) keeps flock.js's session id: [id, save after a send].
     const [sid, save] = (W.starling.$ || Array)();
     let out;
     try {
-      out = W.starlingOptOut || localStorage.getItem('starling-opt-out');
+      out = W.starlingOptOut || localStorage['starling-opt-out'];
     } catch {}
     const u = new URL(href);
     // A capture (host\0href\0pathname\0its text): the module answers [name, props] as JSON, or
@@ -99,9 +103,10 @@ try {
       G,
     );
     j = JSON.stringify(p);
+    // The privacy flags (beacon::flag); `globalPrivacyControl` is a boolean (or undefined), `|` makes it 0 or 1.
     const r = x.t(
       put([u.hostname, href, last, name].join('\0')),
-      !!N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 1) | (!!out << 2),
+      N.globalPrivacyControl | (!!(N.webdriver || W.Cypress || W.__nightmare) << 11) | (!!out << 2),
       j.length,
     );
     if (r) {
@@ -135,13 +140,9 @@ try {
   };
   // Everything goes through here: queued until the module is ready, dropped once it is off. `kind` and
   // `n` describe a capture script's report (beacon::kind).
-  const go = (name, props, kind, n) => {
-    try {
-      const e = [name, props, L.href, kind, n];
-      return x ? call(e) : x === 0 && q.push(e) && 0;
-    } catch {}
-  };
-  const track = (name, props) => name && go('' + name, props);
+  // Nothing here can throw: the name becomes text in `run`, under `call`'s catch.
+  const go = (name, props, kind, n, e = [name, props, L.href, kind, n]) => (x ? call(e) : x === 0 && q.push(e) && 0);
+  const track = (name, props) => name && go(name, props);
   const page = () => D.prerendering || go('');
 
   W.Tinybird = { trackEvent: track };
@@ -149,39 +150,37 @@ try {
   W.starling = { track, s, _: go };
   for (const m of ['pushState', 'replaceState']) {
     const orig = history[m];
-    history[m] = function () {
-      const r = orig.apply(this, arguments);
-      page();
-      return r;
-    };
+    history[m] = (...a) => ((a = orig.apply(history, a)), page(), a);
   }
+  // A navigation is a page hit; leaving, hiding and coming back online send what is waiting.
   addEventListener('popstate', page);
   addEventListener('hashchange', page);
   for (const e of ['pagehide', 'online', 'visibilitychange']) addEventListener(e, flush);
   early.forEach((e) => track(...e));
-  D.prerendering ? D.addEventListener('prerenderingchange', page, { once: true }) : page();
+  // A prerendered page is counted when it is shown (`page` skips it while prerendering).
+  page();
+  D.addEventListener('prerenderingchange', page);
 
   for (const a of X) a[4] && load('.' + a[0]);
 
   Promise.all([
     // INLINE (a build-time constant) is the module in base64 in t.inline.js, only built to compare sizes.
-    (INLINE
-      ? Promise.resolve(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
-      : fetch(dir + (X[0] ? '.x.wasm' : '.wasm')).then((r) => r.arrayBuffer())
-    ).then((b) => WebAssembly.instantiate(b)),
+    // Compiled while it downloads: served as application/wasm.
+    INLINE
+      ? WebAssembly.instantiate(Uint8Array.from(atob(INLINE), (c) => c.charCodeAt(0)))
+      : WebAssembly.instantiateStreaming(fetch(dir + (X[0] ? '.x.wasm' : '.wasm'))),
     s.hasAttribute('data-storage') && load('.s'),
   ])
     .then(([m]) => {
       x = m.instance.exports;
       B = x.b();
       const n = put([...s.attributes].map((a) => a.name + '\0' + a.value).join('\0') + '\0src-origin\0' + dir.origin);
-      let g;
-      [E, T, M, ...g] = get(x.c(n)).split('\0');
-      while (g[0]) G[g.shift()] = g.shift();
+      // `name\0value\0` per global property, then the endpoint, tenant and domain.
+      const g = get(x.c(n)).split('\0');
+      while (3 in g) G[g.shift()] = g.shift();
+      [E, T, M] = g;
       if (!E) throw 0; // the attributes did not fit: off
       q.splice(0).forEach(call);
     })
-    .catch(() => {
-      x = null;
-    });
+    .catch(() => (x = null));
 } catch {}

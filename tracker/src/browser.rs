@@ -56,7 +56,7 @@ mod default {
     }
 
     /// Setup with the script tag's attributes (`name\0value\0…`) in the input: writes
-    /// `endpoint\0tenant\0domain` and `\0name\0value` per global property into the output half and
+    /// `name\0value\0` per global property and then `endpoint\0tenant\0domain` into the output half and
     /// returns its length (`starling_beacon::setup`), 0 when the attributes or the answer did not fit.
     /// The extended module keeps a copy of the attributes for its captures.
     #[no_mangle]
