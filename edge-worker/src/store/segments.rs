@@ -21,7 +21,7 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 use serde_json::Value;
 use starling_core::claims::TenantId;
-use starling_core::query::ScanRoute;
+use starling_core::query::{CellQuestion, ScanRoute};
 use starling_core::segment::{self, cells, seal, Cells, Partial, Segment};
 use starling_core::time::DAY_SECS;
 use worker::{Bucket, D1Database, Env};
@@ -185,8 +185,16 @@ async fn seal_day(
     }
     let (mut sealed, mut bytes) = (0, 0);
     let done = todo.len() <= limit;
-    for &part in todo.iter().take(limit) {
-        if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts), with_cells).await? {
+    for (i, &part) in todo.iter().take(limit).enumerate() {
+        // The day's last part to seal merges the parts' cells into the day's, when they all hold
+        // the version it reads (`merge_day`).
+        let merge = with_cells && parts > 1 && done && i + 1 == todo.len();
+        let cells = match (with_cells, merge) {
+            (false, _) => CellWrites::No,
+            (true, false) => CellWrites::Part,
+            (true, true) => CellWrites::MergeDay,
+        };
+        if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts), cells).await? {
             sealed += 1;
             bytes += n;
         }
@@ -194,18 +202,33 @@ async fn seal_day(
     Ok((sealed, bytes, done))
 }
 
+/// What a part's seal writes of one-filter cells.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CellWrites {
+    /// None (`SEGMENT_CELLS=0`).
+    No,
+    /// The part's cells, one object per target.
+    Part,
+    /// The part's cells, then (the day's last part to seal) the day's cells merged from every
+    /// part's ([`merge_day`]) before the part's version is recorded, and the parts' cells deleted
+    /// after it.
+    MergeDay,
+}
+
 /// Seals one part of a day: reads the day's version and the part's visit rows in one batch (one
-/// transaction), writes its one-filter cells (`with_cells`: one object per target, each holding the
-/// version read) and then the object, records the version. Returns the object's size, or `None` when
-/// the day was unregistered or planned in another count meanwhile (its objects are then deleted again).
+/// transaction), writes its one-filter cells (`cells`: one object per target, each holding the
+/// version read) and then the object, for the day's last part merges the day's cells, records the
+/// version. Returns the object's size, or `None` when the day was unregistered or planned in another
+/// count meanwhile (its objects are then deleted again).
 async fn seal_part(
     db: &D1Database,
     bucket: &Bucket,
     tenant: &str,
     day: i64,
     (part, parts): (u32, u32),
-    with_cells: bool,
+    cells: CellWrites,
 ) -> worker::Result<Option<usize>> {
+    let with_cells = cells != CellWrites::No;
     let clock = crate::clock::now_ms;
     let t0 = clock();
     let read = d1::results_batch(db, &seal::read_part(tenant, day, part, parts)).await?;
@@ -250,6 +273,25 @@ async fn seal_part(
     let key = seal::object_key(tenant, day, part, parts);
     bucket.put(key.clone(), blob).execute().await?;
     let t2 = clock();
+    // The day's cells before the last part's version: the day is read (every part current) only
+    // with them written, or their merge skipped or failed (then the parts' cells answer). A run
+    // stopped meanwhile leaves the part unrecorded, so the next run seals it and merges again.
+    let merged = if cells == CellWrites::MergeDay {
+        match merge_day(bucket, tenant, day, parts, version).await {
+            Ok(m) => m,
+            Err(e) => {
+                crate::log::event(
+                    crate::log::Level::Warn,
+                    "segment_cells_merge_failed",
+                    &serde_json::json!({"tenant_id": tenant, "day": day, "error": e.to_string()}),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let t3 = clock();
     let marked = d1::run_counting(
         db,
         &[seal::mark_part(
@@ -275,7 +317,19 @@ async fn seal_part(
                     .await?;
             }
         }
+        if merged.is_some() {
+            for target in cells::TARGETS {
+                bucket
+                    .delete(seal::day_cells_key(tenant, day, target))
+                    .await?;
+            }
+        }
         return Ok(None);
+    }
+    if merged.is_some() {
+        // The parts' cells were the merge's only input: every part is now current, and a later
+        // write to the day makes every part stale, so they are all sealed (and merged) again.
+        delete_part_cells(bucket, tenant, day, parts).await?;
     }
     // Where a part's seal spends its time (workerd's clock advances at I/O only: `read_ms` is the D1
     // batch, `encode_put_ms` the encoding and the R2 write, `mark_ms` the version update).
@@ -284,10 +338,75 @@ async fn seal_part(
         "segment_sealed",
         &serde_json::json!({
             "tenant_id": tenant, "day": day, "part": part, "parts": parts, "visits": visits,
-            "bytes": size, "cell_bytes": cell_bytes, "read_ms": t1 - t0, "encode_put_ms": t2 - t1, "mark_ms": clock() - t2,
+            "bytes": size, "cell_bytes": cell_bytes, "read_ms": t1 - t0, "encode_put_ms": t2 - t1,
+            "day_cell_bytes": merged, "merge_ms": t3 - t2, "mark_ms": clock() - t3,
         }),
     );
     Ok(Some(size))
+}
+
+/// Merges the cells of every part of a day sealed in `parts` parts into the day's cells
+/// (`cells::merge`, `seal::day_cells_key`), one target at a time (its parts' objects and the merged
+/// object in memory). Returns their bytes, or `None` (nothing more written) when a part's cells are
+/// missing or do not hold `version`: the day is then not current as a whole, and is sealed again.
+async fn merge_day(
+    bucket: &Bucket,
+    tenant: &str,
+    day: i64,
+    parts: u32,
+    version: i64,
+) -> worker::Result<Option<usize>> {
+    let mut bytes = 0;
+    let fail = |e: segment::SegmentError| worker::Error::RustError(e.to_string());
+    for target in cells::TARGETS {
+        let reads = (0..parts)
+            .map(|p| read_object(bucket, seal::cells_key(tenant, day, (p, parts), target)));
+        let mut blobs = Vec::with_capacity(parts as usize);
+        for b in join_all(reads).await {
+            match b? {
+                Some(b) => blobs.push(b),
+                None => return Ok(None),
+            }
+        }
+        let merged = {
+            let decoded = blobs
+                .iter()
+                .map(|b| Cells::decode(b))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
+            if decoded
+                .iter()
+                .any(|c| c.sealed() != version || c.day() * DAY_SECS != day || c.target() != target)
+            {
+                return Ok(None);
+            }
+            cells::merge(&decoded).map_err(fail)?
+        };
+        drop(blobs);
+        bytes += merged.len();
+        bucket
+            .put(seal::day_cells_key(tenant, day, target), merged)
+            .execute()
+            .await?;
+    }
+    Ok(Some(bytes))
+}
+
+/// Deletes the cells of every part of a day sealed in `parts` parts (R2 deletes up to 1,000 keys a
+/// call).
+async fn delete_part_cells(
+    bucket: &Bucket,
+    tenant: &str,
+    day: i64,
+    parts: u32,
+) -> worker::Result<()> {
+    let keys: Vec<String> = (0..parts)
+        .flat_map(|p| cells::TARGETS.map(|t| seal::cells_key(tenant, day, (p, parts), t)))
+        .collect();
+    for chunk in keys.chunks(1000) {
+        bucket.delete_multiple(chunk.to_vec()).await?;
+    }
+    Ok(())
 }
 
 /// Whether the cron writes one-filter cells with each part and a top list with one filter reads
@@ -343,15 +462,57 @@ pub async fn answer(
         listed.iter().map(|&(d, _, _, p)| (d, p)).collect();
     let bucket = archive::bucket(env)?;
 
-    // The one-filter cells of the days the window holds wholly: every part's object of the filter's
-    // target, decoded, of the day's version and usable for the grouping, or the day is scanned.
+    // The one-filter cells of the days the window holds wholly: each day's cells of the filter's
+    // target (one object: `seal::day_cells_key`), decoded, of the day's version and usable for the
+    // grouping; for a day of several parts whose day cells are not, every part's cells (a day sealed
+    // before day cells, or whose merge failed); else the day is scanned.
     let ask = route.cells().filter(|_| cells_enabled(env));
-    let cell_objects: Vec<(i64, i64, String)> = match &ask {
-        Some(ask) => days
+    let whole: Vec<(i64, i64)> = match &ask {
+        Some(_) => days
             .iter()
+            .copied()
             .filter(|(d, _)| route.cells_day(*d))
-            .flat_map(|&(d, version)| {
+            .collect(),
+        None => Vec::new(),
+    };
+    let day_objects: Vec<(i64, i64, String)> = match &ask {
+        Some(ask) => whole
+            .iter()
+            .map(|&(d, version)| {
+                let key = seal::day_cells_key(tenant.as_str(), d, ask.target);
+                (d, version, key)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let day_blobs = fetch_all(&bucket, generation, &day_objects).await;
+    let mut cell_days: Vec<i64> = Vec::new();
+    let mut cell_parts: Vec<Cells> = Vec::new();
+    let window = route.query().window;
+    for_each_day(&day_objects, &day_blobs, |day, version, objects| {
+        if let Some(ask) = &ask {
+            if take_cells(
+                ask,
+                window,
+                generation,
+                (day, version),
+                objects,
+                &mut cell_parts,
+            ) {
+                cell_days.push(day);
+            }
+        }
+    });
+    let day_cell_days = cell_days.len();
+    let part_objects: Vec<(i64, i64, String)> = match &ask {
+        Some(ask) => whole
+            .iter()
+            .filter(|(d, _)| !cell_days.contains(d))
+            .filter_map(|&(d, version)| {
                 let parts = parts_of.get(&d).copied().unwrap_or(1);
+                (parts > 1).then_some((d, version, parts))
+            })
+            .flat_map(|(d, version, parts)| {
                 (0..parts).map(move |p| {
                     let key = seal::cells_key(tenant.as_str(), d, (p, parts), ask.target);
                     (d, version, key)
@@ -360,44 +521,21 @@ pub async fn answer(
             .collect(),
         None => Vec::new(),
     };
-    let cell_blobs = fetch_all(&bucket, generation, &cell_objects).await;
-    let mut cell_days: Vec<i64> = Vec::new();
-    let mut cell_parts: Vec<Cells> = Vec::new();
-    if let Some(ask) = &ask {
-        let window = route.query().window;
-        for_each_day(&cell_objects, &cell_blobs, |day, version, objects| {
-            // A missing object: the day is scanned.
-            let Some(objects) = objects else {
-                return;
-            };
-            let mut parts = Vec::with_capacity(objects.len());
-            for (key, blob, kept) in objects {
-                let decoded = if kept {
-                    Cells::decode_again(blob)
-                } else {
-                    Cells::decode(blob)
-                };
-                match decoded {
-                    Ok(c)
-                        if c.day() * DAY_SECS == day
-                            && c.sealed() == version
-                            && c.target() == ask.target
-                            && c.usable(window, ask.grouping) =>
-                    {
-                        parts.push((c, key, blob, kept))
-                    }
-                    _ => return,
-                }
+    let part_blobs = fetch_all(&bucket, generation, &part_objects).await;
+    for_each_day(&part_objects, &part_blobs, |day, version, objects| {
+        if let Some(ask) = &ask {
+            if take_cells(
+                ask,
+                window,
+                generation,
+                (day, version),
+                objects,
+                &mut cell_parts,
+            ) {
+                cell_days.push(day);
             }
-            for (c, key, blob, kept) in parts {
-                if !kept {
-                    keep(generation, key, version, blob);
-                }
-                cell_parts.push(c);
-            }
-            cell_days.push(day);
-        });
-    }
+        }
+    });
 
     // Every part of every other day read: (day, version, key).
     let objects: Vec<(i64, i64, String)> = days
@@ -484,10 +622,11 @@ pub async fn answer(
     let rows = rows?;
     let scanned = scanned.map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))?;
     let t3 = clock();
-    let all = || blobs.iter().chain(&cell_blobs).flatten();
+    let all = || blobs.iter().chain(&day_blobs).chain(&part_blobs).flatten();
     let read = SegmentRead {
         days: sealed.len(),
         cell_days: cell_days.len(),
+        day_cell_days,
         bytes: all().map(|b| b.0.len()).sum(),
         fetched: all().filter(|b| !b.1).count(),
         list_ms: t1 - t0,
@@ -495,6 +634,48 @@ pub async fn answer(
         scan_sql_ms: t3 - t2,
     };
     Ok((scanned, rows, read))
+}
+
+/// Takes a day's cells objects into `into` when each decodes, of the day and its version, of the
+/// question's target and usable for its grouping over `window` (keeping this isolate's copy of
+/// each): whether the day is answered by them. `objects` is `None` when one could not be read.
+fn take_cells<'b>(
+    ask: &CellQuestion,
+    window: (i64, i64),
+    generation: i64,
+    (day, version): (i64, i64),
+    objects: Option<Vec<Fetched<'b>>>,
+    into: &mut Vec<Cells<'b>>,
+) -> bool {
+    let Some(objects) = objects else {
+        return false;
+    };
+    let mut parts = Vec::with_capacity(objects.len());
+    for (key, blob, kept) in objects {
+        let decoded = if kept {
+            Cells::decode_again(blob)
+        } else {
+            Cells::decode(blob)
+        };
+        match decoded {
+            Ok(c)
+                if c.day() * DAY_SECS == day
+                    && c.sealed() == version
+                    && c.target() == ask.target
+                    && c.usable(window, ask.grouping) =>
+            {
+                parts.push((c, key, blob, kept))
+            }
+            _ => return false,
+        }
+    }
+    for (c, key, blob, kept) in parts {
+        if !kept {
+            keep(generation, key, version, blob);
+        }
+        into.push(c);
+    }
+    true
 }
 
 /// An object read for a day: its key, bytes, and whether this isolate kept it from an earlier read
@@ -563,6 +744,9 @@ pub struct SegmentRead {
     pub days: usize,
     /// Of those, days read from one-filter cells rather than scanned.
     pub cell_days: usize,
+    /// Of those, days read from their day's cells (one object: `seal::day_cells_key`), the others
+    /// from every part's.
+    pub day_cell_days: usize,
     /// Bytes of the objects read.
     pub bytes: usize,
     /// Objects fetched from R2.
