@@ -38,6 +38,17 @@ const TENANTS_PER_BATCH: usize = 50;
 /// stays minutes long; a day left unfinished keeps the parts marked and goes on at the next run.
 const PARTS_PER_RUN: usize = 128;
 
+/// What merging a day's cells (`merge_day`) counts for in a run's [`PARTS_PER_RUN`]: half a part per
+/// part merged (natively, merging the 12 targets' cells of a day of t0000 costs 66 ms a part, about
+/// 0.4 of a part's seal with its cells: BENCHMARKS.md "One-filter cells"), at most half a run, so a
+/// day's last part and its merge always fit a run of its own.
+fn merge_cost(parts: u32) -> usize {
+    (parts as usize).div_ceil(2).min(PARTS_PER_RUN / 2)
+}
+
+/// Parts' cells objects merged in one step of [`merge_day`] (with the day's cells merged so far).
+const MERGE_PARTS: usize = 16;
+
 /// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days, at most [`PARTS_PER_RUN`] parts; returns a report
 /// (also logged).
 pub async fn seal(env: &Env) -> Value {
@@ -54,6 +65,8 @@ pub async fn seal(env: &Env) -> Value {
     let with_cells = cells_enabled(env);
     // Days tried (the budget), days sealed (every part due written), parts sealed, their bytes.
     let (mut tried, mut sealed, mut parts, mut bytes) = (0usize, 0usize, 0usize, 0usize);
+    // The run's part budget spent: parts sealed and day cells merged ([`merge_cost`]).
+    let mut spent = 0usize;
     let mut failures = Vec::new();
     let mut error = None;
     match retention::tasks(env).await {
@@ -90,7 +103,7 @@ pub async fn seal(env: &Env) -> Value {
                     };
                     for (tenant, days) in tenants.iter().zip(rows) {
                         for r in days {
-                            if tried >= budget || parts >= PARTS_PER_RUN {
+                            if tried >= budget || spent >= PARTS_PER_RUN {
                                 break 'all;
                             }
                             let Some(day) = starling_core::sql::int(r.get("day")) else {
@@ -104,14 +117,15 @@ pub async fn seal(env: &Env) -> Value {
                                 tenant,
                                 day,
                                 seal::parts_for(visits, part_visits),
-                                PARTS_PER_RUN - parts,
+                                PARTS_PER_RUN - spent,
                                 with_cells,
                             )
                             .await
                             {
-                                Ok((n, b, done)) => {
+                                Ok((n, b, done, cost)) => {
                                     sealed += usize::from(done);
                                     parts += n;
+                                    spent += cost;
                                     bytes += b;
                                 }
                                 Err(e) => failures.push(serde_json::json!({
@@ -154,8 +168,10 @@ async fn days_to_seal(
 
 /// Seals one day in `parts` parts ([`seal::parts_for`] its visit count): plans it, deletes the
 /// objects and rows of parts of an earlier count, then seals each part not current ([`seal_part`]),
-/// one after the other, so one part's rows are in memory at a time, at most `limit` of them. Returns
-/// the parts sealed, their bytes, and whether every part due was (the others wait for a later run).
+/// one after the other, so one part's rows are in memory at a time, within `limit` parts of the run's
+/// budget, a day's cells merge counted ([`merge_cost`]): a day that does not fit leaves at least its
+/// last part to a later run, whose seal merges. Returns the parts sealed, their bytes, whether every
+/// part due was (the others wait for a later run), and the budget spent.
 async fn seal_day(
     db: &D1Database,
     bucket: &Bucket,
@@ -164,7 +180,7 @@ async fn seal_day(
     parts: u32,
     limit: usize,
     with_cells: bool,
-) -> worker::Result<(usize, usize, bool)> {
+) -> worker::Result<(usize, usize, bool, usize)> {
     let plan = d1::rows_batch(db, &seal::plan_day(tenant, day, parts)).await?;
     let version = seal::version_of(&plan[1]);
     let (todo, stale) = seal::parts_to_seal(&plan[2], parts, version);
@@ -184,11 +200,21 @@ async fn seal_day(
         d1::run_atomic(db, &[seal::forget_parts(tenant, day, parts)]).await?;
     }
     let (mut sealed, mut bytes) = (0, 0);
-    let done = todo.len() <= limit;
-    for (i, &part) in todo.iter().take(limit).enumerate() {
+    let cost = if with_cells && parts > 1 && !todo.is_empty() {
+        merge_cost(parts)
+    } else {
+        0
+    };
+    let done = todo.len() + cost <= limit;
+    let take = if done {
+        todo.len()
+    } else {
+        limit.min(todo.len().saturating_sub(1))
+    };
+    for (i, &part) in todo.iter().take(take).enumerate() {
         // The day's last part to seal merges the parts' cells into the day's, when they all hold
         // the version it reads (`merge_day`).
-        let merge = with_cells && parts > 1 && done && i + 1 == todo.len();
+        let merge = cost > 0 && done && i + 1 == todo.len();
         let cells = match (with_cells, merge) {
             (false, _) => CellWrites::No,
             (true, false) => CellWrites::Part,
@@ -199,7 +225,8 @@ async fn seal_day(
             bytes += n;
         }
     }
-    Ok((sealed, bytes, done))
+    let spent = sealed + if done { cost } else { 0 };
+    Ok((sealed, bytes, done, spent))
 }
 
 /// What a part's seal writes of one-filter cells.
@@ -346,9 +373,10 @@ async fn seal_part(
 }
 
 /// Merges the cells of every part of a day sealed in `parts` parts into the day's cells
-/// (`cells::merge`, `seal::day_cells_key`), one target at a time (its parts' objects and the merged
-/// object in memory). Returns their bytes, or `None` (nothing more written) when a part's cells are
-/// missing or do not hold `version`: the day is then not current as a whole, and is sealed again.
+/// (`cells::merge`, `seal::day_cells_key`), one target at a time and [`MERGE_PARTS`] parts' objects
+/// a step with the day's cells merged so far, so memory stays bounded however many parts. Returns
+/// their bytes, or `None` (nothing more written) when a part's cells are missing or do not hold
+/// `version`: the day is then not current as a whole, and is sealed again.
 async fn merge_day(
     bucket: &Bucket,
     tenant: &str,
@@ -358,31 +386,39 @@ async fn merge_day(
 ) -> worker::Result<Option<usize>> {
     let mut bytes = 0;
     let fail = |e: segment::SegmentError| worker::Error::RustError(e.to_string());
+    let all: Vec<u32> = (0..parts).collect();
     for target in cells::TARGETS {
-        let reads = (0..parts)
-            .map(|p| read_object(bucket, seal::cells_key(tenant, day, (p, parts), target)));
-        let mut blobs = Vec::with_capacity(parts as usize);
-        for b in join_all(reads).await {
-            match b? {
-                Some(b) => blobs.push(b),
-                None => return Ok(None),
+        let mut merged: Option<Vec<u8>> = None;
+        for chunk in all.chunks(MERGE_PARTS) {
+            let reads = chunk
+                .iter()
+                .map(|&p| read_object(bucket, seal::cells_key(tenant, day, (p, parts), target)));
+            let mut blobs = Vec::with_capacity(chunk.len());
+            for b in join_all(reads).await {
+                match b? {
+                    Some(b) => blobs.push(b),
+                    None => return Ok(None),
+                }
             }
+            let next = {
+                let decoded = blobs
+                    .iter()
+                    .chain(&merged)
+                    .map(|b| Cells::decode(b))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(fail)?;
+                if decoded.iter().any(|c| {
+                    c.sealed() != version || c.day() * DAY_SECS != day || c.target() != target
+                }) {
+                    return Ok(None);
+                }
+                cells::merge(&decoded).map_err(fail)?
+            };
+            merged = Some(next);
         }
-        let merged = {
-            let decoded = blobs
-                .iter()
-                .map(|b| Cells::decode(b))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(fail)?;
-            if decoded
-                .iter()
-                .any(|c| c.sealed() != version || c.day() * DAY_SECS != day || c.target() != target)
-            {
-                return Ok(None);
-            }
-            cells::merge(&decoded).map_err(fail)?
+        let Some(merged) = merged else {
+            return Ok(None);
         };
-        drop(blobs);
         bytes += merged.len();
         bucket
             .put(seal::day_cells_key(tenant, day, target), merged)
