@@ -525,17 +525,15 @@ pub async fn answer(
     let mut cell_days: Vec<i64> = Vec::new();
     let mut cell_parts: Vec<Cells> = Vec::new();
     let window = route.query().window;
+    // Days whose day cells are current but do not answer the window: their parts' would not either.
+    let mut unusable: Vec<i64> = Vec::new();
     for_each_day(&day_objects, &day_blobs, |day, version, objects| {
         if let Some(ask) = &ask {
-            if take_cells(
-                ask,
-                window,
-                generation,
-                (day, version),
-                objects,
-                &mut cell_parts,
-            ) {
-                cell_days.push(day);
+            let at = (day, version);
+            match take_cells(ask, window, generation, at, objects, &mut cell_parts) {
+                Taken::Yes => cell_days.push(day),
+                Taken::Unusable => unusable.push(day),
+                Taken::No => {}
             }
         }
     });
@@ -543,7 +541,7 @@ pub async fn answer(
     let part_objects: Vec<(i64, i64, String)> = match &ask {
         Some(ask) => whole
             .iter()
-            .filter(|(d, _)| !cell_days.contains(d))
+            .filter(|(d, _)| !cell_days.contains(d) && !unusable.contains(d))
             .filter_map(|&(d, version)| {
                 let parts = parts_of.get(&d).copied().unwrap_or(1);
                 (parts > 1).then_some((d, version, parts))
@@ -560,14 +558,8 @@ pub async fn answer(
     let part_blobs = fetch_all(&bucket, generation, &part_objects).await;
     for_each_day(&part_objects, &part_blobs, |day, version, objects| {
         if let Some(ask) = &ask {
-            if take_cells(
-                ask,
-                window,
-                generation,
-                (day, version),
-                objects,
-                &mut cell_parts,
-            ) {
+            let at = (day, version);
+            if take_cells(ask, window, generation, at, objects, &mut cell_parts) == Taken::Yes {
                 cell_days.push(day);
             }
         }
@@ -672,9 +664,21 @@ pub async fn answer(
     Ok((scanned, rows, read))
 }
 
+/// What [`take_cells`] made of a day's cells objects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// The day is answered by them.
+    Yes,
+    /// They are current but do not answer this window (pages past its end): no other cells of the
+    /// day would.
+    Unusable,
+    /// One is missing, does not decode, or is of another day, version or target.
+    No,
+}
+
 /// Takes a day's cells objects into `into` when each decodes, of the day and its version, of the
 /// question's target and usable for its grouping over `window` (keeping this isolate's copy of
-/// each): whether the day is answered by them. `objects` is `None` when one could not be read.
+/// each). `objects` is `None` when one could not be read.
 fn take_cells<'b>(
     ask: &CellQuestion,
     window: (i64, i64),
@@ -682,9 +686,9 @@ fn take_cells<'b>(
     (day, version): (i64, i64),
     objects: Option<Vec<Fetched<'b>>>,
     into: &mut Vec<Cells<'b>>,
-) -> bool {
+) -> Taken {
     let Some(objects) = objects else {
-        return false;
+        return Taken::No;
     };
     let mut parts = Vec::with_capacity(objects.len());
     for (key, blob, kept) in objects {
@@ -697,12 +701,14 @@ fn take_cells<'b>(
             Ok(c)
                 if c.day() * DAY_SECS == day
                     && c.sealed() == version
-                    && c.target() == ask.target
-                    && c.usable(window, ask.grouping) =>
+                    && c.target() == ask.target =>
             {
+                if !c.usable(window, ask.grouping) {
+                    return Taken::Unusable;
+                }
                 parts.push((c, key, blob, kept))
             }
-            _ => return false,
+            _ => return Taken::No,
         }
     }
     for (c, key, blob, kept) in parts {
@@ -711,7 +717,7 @@ fn take_cells<'b>(
         }
         into.push(c);
     }
-    true
+    Taken::Yes
 }
 
 /// An object read for a day: its key, bytes, and whether this isolate kept it from an earlier read
