@@ -376,7 +376,8 @@ async fn seal_part(
 /// (`cells::merge`, `seal::day_cells_key`), one target at a time and [`MERGE_PARTS`] parts' objects
 /// a step with the day's cells merged so far, so memory stays bounded however many parts. Returns
 /// their bytes, or `None` (nothing more written) when a part's cells are missing or do not hold
-/// `version`: the day is then not current as a whole, and is sealed again.
+/// `version`: the day is then not current as a whole (it is sealed again), or a part was sealed
+/// without cells (`SEGMENT_CELLS=0` then) and its one-filter reads scan the day until it is resealed.
 async fn merge_day(
     bucket: &Bucket,
     tenant: &str,
