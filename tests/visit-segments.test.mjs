@@ -66,7 +66,7 @@ const days = (tenant) =>
     (SELECT coalesce(sum(p.visits), 0) FROM segment_parts p WHERE p.tenant_id = s.tenant_id AND p.day = s.day AND p.parts = s.parts) AS visits
     FROM segment_days s WHERE s.tenant_id = '${tenant}' ORDER BY s.day`);
 const count = (sql) => w.d1(sql)[0].n;
-// The one-filter cells targets (`segment::cells::TARGETS`): each part has an object per target.
+// The one-filter cells targets (`segment::cells::TARGETS`): each day has an object per target.
 const TARGETS = [
   'domain',
   'source',
@@ -81,18 +81,28 @@ const TARGETS = [
   'exit_path',
   'page',
 ];
-// The segment objects of a tenant, and its cells objects (`…/cells-{target}` next to `…/visits`, or
-// `…/cells-{target}-{part}-of-{parts}` next to `…/visits-{part}-of-{parts}`) checked against them.
-const segmentKeys = (tenant) => {
+// The cells keys a tenant's segment objects call for once its days are sealed: one `…/cells-{target}`
+// per day folder (a day of several parts: the parts' cells `…/cells-{target}-{part}-of-{parts}` merged
+// into it and deleted), and the ones it has.
+const cellKeys = (tenant) => {
   const keys = w.r2Keys(`segments/${tenant}/`);
-  const visits = keys.filter((k) => !k.includes('/cells-'));
-  const expected = visits.flatMap((k) => TARGETS.map((t) => k.replace(/\/visits(-\d+-of-\d+)?$/, (_, p) => `/cells-${t}${p ?? ''}`)));
-  assert.deepEqual(
-    keys.filter((k) => k.includes('/cells-')).sort(),
-    expected.sort(),
-    `${tenant}: one cells object per target next to each part`,
+  const folders = [...new Set(keys.filter((k) => !k.includes('/cells-')).map((k) => k.slice(0, k.lastIndexOf('/'))))];
+  return {
+    expected: folders.flatMap((f) => TARGETS.map((t) => `${f}/cells-${t}`)).sort(),
+    got: keys.filter((k) => k.includes('/cells-')).sort(),
+  };
+};
+// Waits until the tenant's cells are one object per day and target (the parts' cells are deleted after
+// the last part's version is recorded), then returns its segment objects.
+const segmentKeys = async (tenant) => {
+  await w.until(
+    () => {
+      const { expected, got } = cellKeys(tenant);
+      return JSON.stringify(expected) === JSON.stringify(got);
+    },
+    { what: `${tenant}: one cells object per day and target, ${JSON.stringify(cellKeys(tenant))}` },
   );
-  return visits;
+  return w.r2Keys(`segments/${tenant}/`).filter((k) => !k.includes('/cells-'));
 };
 const cron = async () => {
   const fired = await w.fetch(`/__scheduled?cron=${encodeURIComponent('17 * * * *')}`);
@@ -131,12 +141,12 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
     ],
     'today is not closed; three days ago had two visits (two parts), two days ago one (one part)',
   );
-  assert.deepEqual(segmentKeys('segco'), [
+  assert.deepEqual(await segmentKeys('segco'), [
     `segments/segco/${dayOf(d3)}/visits-0-of-2`,
     `segments/segco/${dayOf(d3)}/visits-1-of-2`,
     `segments/segco/${dayOf(d2)}/visits`,
   ]);
-  assert.deepEqual(segmentKeys('segother'), [`segments/segother/${dayOf(d3)}/visits`]);
+  assert.deepEqual(await segmentKeys('segother'), [`segments/segother/${dayOf(d3)}/visits`]);
 
   // A late page of visit `a` (same session, same day): its rows change, the day is stale.
   assert.equal((await ingest('segco', [row({ session: 'a', path: '/late', ts: d3 + 180_000 })])).status, 202);
@@ -144,13 +154,14 @@ test('the hourly cron seals closed days, a late event makes a day stale until th
   assert.equal(days('segco')[1].sealed, days('segco')[1].version, 'the other day stays current');
   await cron();
   await w.until(() => days('segco').every((d) => d.sealed === d.version), { what: 'the next run seals it again' });
+  assert.equal((await segmentKeys('segco')).length, 3, 'its parts sealed again, their cells merged again');
 
   const erased = await call('DELETE', '/v0/admin/tenants/segco');
   assert.equal(erased.status, 200, erased.text);
   assert.deepEqual(w.r2Keys('segments/segco/'), []);
   assert.deepEqual(days('segco'), []);
   assert.equal(count("SELECT count(*) AS n FROM segment_parts WHERE tenant_id = 'segco'"), 0);
-  assert.deepEqual(segmentKeys('segother'), [`segments/segother/${dayOf(d3)}/visits`], 'the neighbour keeps its own');
+  assert.deepEqual(await segmentKeys('segother'), [`segments/segother/${dayOf(d3)}/visits`], 'the neighbour keeps its own');
   assert.equal(w.r2Keys('segments/segother/').length, 1 + TARGETS.length, 'its cells too');
 });
 
@@ -183,6 +194,7 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
       path: r.headers.get('x-query-path'),
       days: r.headers.get('x-segment-days'),
       cellDays: r.headers.get('x-segment-cell-days'),
+      dayCellDays: r.headers.get('x-segment-day-cell-days'),
     };
   };
   // Other top lists with one filter (each a distinct range start, so every call is a cache miss):
@@ -200,7 +212,12 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
       headers: { Authorization: `Bearer ${reader}` },
     });
     assert.equal(r.status, 200, r.body);
-    return { data: JSON.parse(r.body).data, days: r.headers.get('x-segment-days'), cellDays: r.headers.get('x-segment-cell-days') };
+    return {
+      data: JSON.parse(r.body).data,
+      days: r.headers.get('x-segment-days'),
+      cellDays: r.headers.get('x-segment-cell-days'),
+      dayCellDays: r.headers.get('x-segment-day-cell-days'),
+    };
   };
   const listsBefore = [];
   for (const l of lists) listsBefore.push(await list(l, 6));
@@ -214,10 +231,17 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
   );
   await cron();
   await w.until(() => days(t).length === 3 && days(t).every((d) => d.sealed === d.version), { what: 'three days sealed' });
+  assert.deepEqual(
+    days(t).map((d) => d.parts),
+    [6, 6, 6],
+    'six visits a day, one a part',
+  );
+  assert.equal((await segmentKeys(t)).length, 18, 'six parts a day, their cells merged into one object per day and target');
   const after = await top(999);
   assert.equal(after.path, 'segments');
   assert.equal(after.days, '3', 'three sealed days from segments, today from SQL');
   assert.equal(after.cellDays, '3', 'one filter: the three sealed days from their cells');
+  assert.equal(after.dayCellDays, '3', 'each from its day cells (one object, not six)');
   assert.deepEqual(after.data, before.data);
   for (const [i, l] of lists.entries()) {
     const got = await list(l, 7);
@@ -225,6 +249,7 @@ test('a filtered top list reads sealed days from segments and the rest from SQL,
     // Two filters: no cells; top_pages: the last sealed day's pages all precede the window's end
     // (today), so all three from cells too.
     assert.equal(got.cellDays, l[1].includes('&') ? '0' : '3', l.join('?'));
+    assert.equal(got.dayCellDays, got.cellDays, `${l.join('?')}: from the day cells`);
     assert.deepEqual(got.data, listsBefore[i].data, l.join('?'));
     assert.ok(got.data.length > 0 || l[0] === 'top_campaigns', `${l.join('?')} has rows`);
   }

@@ -552,6 +552,52 @@ fn cells_report(by_day: &BTreeMap<i64, Vec<VisitRow>>, samples: usize) {
         "all targets: {total} B ({:.2}x the segments)",
         total as f64 / seg_bytes as f64
     );
+
+    // Day cells: each day's parts' cells merged (`cells::merge`, as the cron does when a day's last
+    // part is sealed: decode with checksum, merge, encode), per target.
+    println!("\nDay cells (each day's parts merged), per target:");
+    println!("| target | bytes, all days | B/day mean | B/day max | of the parts' bytes | merge ms/day (mean, decode included) | merge ms max |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut day_cells: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
+    let (mut day_total, mut merge_total) = (0usize, 0.0f64);
+    for target in TARGETS {
+        let name = cells::target_name(target);
+        let parts = &all_cells[name];
+        let mut merged = Vec::new();
+        let mut times = Vec::new();
+        let mut at = 0;
+        while at < parts.len() {
+            let day = segs[at].day();
+            let n = segs[at..].iter().take_while(|s| s.day() == day).count();
+            let t = Instant::now();
+            let decoded: Vec<cells::Cells> = parts[at..at + n]
+                .iter()
+                .map(|b| cells::Cells::decode(b).unwrap())
+                .collect();
+            merged.push(cells::merge(&decoded).unwrap());
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            at += n;
+        }
+        let bytes: usize = merged.iter().map(Vec::len).sum();
+        let ms: f64 = times.iter().sum();
+        day_total += bytes;
+        merge_total += ms;
+        println!(
+            "| {name} | {bytes} | {:.0} | {} | {:.2} | {:.1} | {:.1} |",
+            bytes as f64 / merged.len() as f64,
+            merged.iter().map(Vec::len).max().unwrap_or(0),
+            bytes as f64 / parts.iter().map(Vec::len).sum::<usize>() as f64,
+            ms / merged.len() as f64,
+            times.iter().copied().fold(0.0, f64::max),
+        );
+        day_cells.insert(name, merged);
+    }
+    println!(
+        "all targets: {day_total} B ({:.2}x the parts' cells); merge {merge_total:.0} ms for {} days ({:.0} ms a day)",
+        day_total as f64 / total as f64,
+        by_day.len(),
+        merge_total / by_day.len() as f64
+    );
     let first = *by_day.keys().next().unwrap();
     let last = *by_day.keys().last().unwrap();
     let window = (first * DAY, (last + 2) * DAY);
@@ -561,8 +607,9 @@ fn cells_report(by_day: &BTreeMap<i64, Vec<VisitRow>>, samples: usize) {
         by_day.len(),
         segs.len()
     );
-    println!("| grouping | cells ms (decode + answer) | warm: without checksum | cells bytes read | scan ms (decoded segments) | groups | equal |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| grouping | cells ms (decode + answer) | warm: without checksum | cells bytes read | day cells ms | warm | day cells bytes read | scan ms (decoded segments) | groups | equal |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let days_blobs = &day_cells["browser"];
     for (g, grouping) in GROUPINGS.iter().enumerate() {
         let group = match grouping {
             Grouping::Visits(cols) => Group::Visits(cols.to_vec()),
@@ -588,12 +635,27 @@ fn cells_report(by_day: &BTreeMap<i64, Vec<VisitRow>>, samples: usize) {
                 .collect();
             cells::answer(&c, "chrome", g, false).unwrap()
         });
+        let (day_ms, from_days) = time(samples, || {
+            let c: Vec<cells::Cells> = days_blobs
+                .iter()
+                .map(|b| cells::Cells::decode(b).unwrap())
+                .collect();
+            cells::answer(&c, "chrome", g, false).unwrap()
+        });
+        let (day_again_ms, _) = time(samples, || {
+            let c: Vec<cells::Cells> = days_blobs
+                .iter()
+                .map(|b| cells::Cells::decode_again(b).unwrap())
+                .collect();
+            cells::answer(&c, "chrome", g, false).unwrap()
+        });
         let (scan_ms, scanned) = time(samples, || segment::scan(&segs, &q).unwrap());
         println!(
-            "| {grouping:?} | {cells_ms:.2} | {again_ms:.2} | {} | {scan_ms:.2} | {} | {} |",
+            "| {grouping:?} | {cells_ms:.2} | {again_ms:.2} | {} | {day_ms:.2} | {day_again_ms:.2} | {} | {scan_ms:.2} | {} | {} |",
             blobs.iter().map(Vec::len).sum::<usize>(),
+            days_blobs.iter().map(Vec::len).sum::<usize>(),
             from_cells.groups.len(),
-            from_cells == scanned
+            from_cells == scanned && from_days == scanned
         );
     }
 }

@@ -1527,3 +1527,169 @@ fn corrupt_or_truncated_cells_are_errors_never_panics() {
         SegmentError::NotASegment
     );
 }
+
+/// For random visits (days in 1 and 3 parts by visitor range), every cells target, value and
+/// grouping: each day's cells merged from its parts' cells (`cells::merge`) answer exactly what the
+/// parts' cells answer, day by day and over the week (unique visitors included), and are usable for
+/// the same windows; over the whole week they equal the scan of every part. A day's cells merged
+/// from all but one part do not. Cells of other days, versions or targets are not merged.
+#[test]
+fn day_cells_merged_from_the_parts_answer_as_the_parts() {
+    use segment::cells::{self, Grouping, GROUPINGS, TARGETS};
+    let fx = fixture();
+    let (mut compared, mut nonempty, mut missed, mut used) = (0usize, 0usize, 0usize, 0usize);
+    let d = |n: i64| (FIRST_DAY + n) * DAY;
+    let windows = [
+        (d(0), d(DAYS)),
+        (d(1), d(3)),
+        (d(1) - 3 * 3600, d(4) + 5 * 3600),
+        (d(-1), d(DAYS + 2)),
+        (d(3) + 3600, d(4) + 3600),
+    ];
+    for (tenant, visits) in &fx.visits {
+        for parts in [1, 3] {
+            let blobs = segments_in_parts(visits, parts, false);
+            let segs: Vec<Segment> = blobs.iter().map(|b| Segment::decode(b).unwrap()).collect();
+            for target in TARGETS {
+                let built: Vec<Vec<u8>> = segs.iter().map(|s| cells::build(s, target, 7)).collect();
+                let parsed: Vec<cells::Cells> = built
+                    .iter()
+                    .map(|b| cells::Cells::decode(b).unwrap())
+                    .collect();
+                // Per day: its parts' cells, its merged cells, and the merged cells of all but its
+                // first part.
+                let mut by_day: BTreeMap<i64, Vec<cells::Cells>> = BTreeMap::new();
+                for c in &parsed {
+                    by_day.entry(c.day()).or_default().push(c.clone());
+                }
+                let merged: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = by_day
+                    .iter()
+                    .map(|(day, cs)| {
+                        let short = (cs.len() > 1).then(|| cells::merge(&cs[1..]).unwrap());
+                        (*day, cells::merge(cs).unwrap(), short)
+                    })
+                    .collect();
+                let days: Vec<(i64, cells::Cells)> = merged
+                    .iter()
+                    .map(|(day, b, _)| (*day, cells::Cells::decode(b).unwrap()))
+                    .collect();
+                for (day, c) in &days {
+                    assert_eq!((c.day(), c.sealed(), c.target()), (*day, 7, target));
+                    // Merging merged cells again changes nothing, and merging in steps (the cron
+                    // merges a few parts at a time with the day's cells so far) gives the same bytes.
+                    let whole = &merged.iter().find(|m| m.0 == *day).unwrap().1;
+                    assert_eq!(&cells::merge(std::slice::from_ref(c)).unwrap(), whole);
+                    let cs = &by_day[day];
+                    if cs.len() > 1 {
+                        let first = cells::merge(&cs[..cs.len() - 1]).unwrap();
+                        let mut step = vec![cells::Cells::decode(&first).unwrap()];
+                        step.push(cs[cs.len() - 1].clone());
+                        assert_eq!(&cells::merge(&step).unwrap(), whole);
+                    }
+                }
+                for value in target_values(visits, target) {
+                    for (g, grouping) in GROUPINGS.iter().enumerate() {
+                        if !cells::holds(target, g) {
+                            continue;
+                        }
+                        for window in windows {
+                            for (day, c) in &days {
+                                let of_day: Vec<cells::Cells> = by_day[day].clone();
+                                assert_eq!(
+                                    c.usable(window, g),
+                                    of_day.iter().all(|p| p.usable(window, g)),
+                                    "{tenant} {parts} parts {target:?} day {day} by {grouping:?} \
+                                     in {window:?}"
+                                );
+                            }
+                        }
+                        for skip_empty in [false, true] {
+                            for (day, c) in &days {
+                                let want =
+                                    cells::answer(&by_day[day], &value, g, skip_empty).unwrap();
+                                let got =
+                                    cells::answer(std::slice::from_ref(c), &value, g, skip_empty)
+                                        .unwrap();
+                                assert_eq!(
+                                    got.groups, want.groups,
+                                    "{tenant} {parts} parts {target:?} = {value:?} day {day} by \
+                                     {grouping:?} skip_empty {skip_empty}"
+                                );
+                                compared += 1;
+                                nonempty += usize::from(!want.groups.is_empty());
+                                // A part left out of the merge is missed.
+                                let short = merged.iter().find(|m| m.0 == *day).unwrap();
+                                if let (Some(short), false) = (&short.2, want.groups.is_empty()) {
+                                    let s = cells::Cells::decode(short).unwrap();
+                                    let partial =
+                                        cells::answer(&[s], &value, g, skip_empty).unwrap();
+                                    missed += usize::from(partial.groups != want.groups);
+                                }
+                            }
+                        }
+                        // The whole week from the day cells usable for it (pages: not those whose
+                        // pages run past its end), the scan of the other days' parts, equal the
+                        // scan of every part.
+                        let group = match grouping {
+                            Grouping::Visits(cols) => Group::Visits(cols.to_vec()),
+                            Grouping::Pages => Group::Pages(None),
+                        };
+                        let week = (d(-1), d(DAYS + 2));
+                        let q = Query {
+                            window: week,
+                            filters: vec![Filter::Leaf {
+                                op: Op::Is,
+                                target,
+                                values: vec![value.clone()],
+                                case_sensitive: true,
+                            }],
+                            group,
+                        };
+                        let with: Vec<cells::Cells> = days
+                            .iter()
+                            .filter(|(_, c)| c.usable(week, g))
+                            .map(|(_, c)| c.clone())
+                            .collect();
+                        let rest: Vec<Segment> = segs
+                            .iter()
+                            .filter(|s| !with.iter().any(|c| c.day() == s.day()))
+                            .cloned()
+                            .collect();
+                        used += with.len();
+                        let mut got = segment::scan(&rest, &q).unwrap();
+                        got.merge(cells::answer(&with, &value, g, false).unwrap());
+                        assert_eq!(
+                            got.groups,
+                            segment::scan(&segs, &q).unwrap().groups,
+                            "{tenant} {parts} parts {target:?} = {value:?} by {grouping:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Not vacuous: many non-empty answers, and leaving a part out changed most of those of 3 parts.
+    assert!(
+        compared > 5_000 && nonempty > compared / 4 && missed > nonempty / 4 && used > 1_000,
+        "{compared} compared, {nonempty} non-empty, {missed} missed without a part, {used} days \
+         from day cells over the week"
+    );
+
+    // Cells of other versions, days or targets are not merged.
+    let blobs = segments_in_parts(&fx.visits["sa"], 3, false);
+    let segs: Vec<Segment> = blobs.iter().map(|b| Segment::decode(b).unwrap()).collect();
+    let browser = Target::Visit(Column::Browser);
+    let a = cells::build(&segs[0], browser, 7);
+    for other in [
+        cells::build(&segs[1], browser, 8),
+        cells::build(&segs[3], browser, 7),
+        cells::build(&segs[1], Target::Visit(Column::Os), 7),
+    ] {
+        let both = [
+            cells::Cells::decode(&a).unwrap(),
+            cells::Cells::decode(&other).unwrap(),
+        ];
+        assert!(cells::merge(&both).is_err());
+    }
+    assert!(cells::merge(&[]).is_err());
+}

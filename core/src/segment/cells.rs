@@ -279,6 +279,30 @@ pub fn build(seg: &Segment, target: Target, sealed: i64) -> Vec<u8> {
         .collect();
     cells.sort_unstable_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
 
+    let built: u16 = (0..GROUPINGS.len())
+        .filter(|&g| holds(target, g))
+        .fold(0, |m, g| m | (1 << g));
+    let head = Head {
+        target,
+        built,
+        day: seg.day,
+        last_page: seg.last_page,
+        sealed,
+    };
+    write(&head, &dict, &cells)
+}
+
+/// What a cells object's header says besides its lengths.
+struct Head {
+    target: Target,
+    built: u16,
+    day: i64,
+    last_page: u32,
+    sealed: i64,
+}
+
+/// Encodes cells (in `dict`'s codes, sorted by value, grouping, key) with their header.
+fn write(head: &Head, dict: &DictBuilder, cells: &[(u32, u8, Vec<u32>, Sums)]) -> Vec<u8> {
     let mut value_codes: Vec<u32> = cells.iter().map(|c| c.0).collect();
     value_codes.dedup();
     let mut stream = Vec::new();
@@ -306,17 +330,14 @@ pub fn build(seg: &Segment, target: Target, sealed: i64) -> Vec<u8> {
     put_column(&mut body, &ends);
     body.extend_from_slice(&stream);
 
-    let built: u16 = (0..GROUPINGS.len())
-        .filter(|&g| holds(target, g))
-        .fold(0, |m, g| m | (1 << g));
     let mut out = Vec::with_capacity(HEADER + body.len());
     out.extend_from_slice(&MAGIC);
     out.push(CELLS_VERSION);
-    out.push(target_index(target) as u8);
-    out.extend_from_slice(&built.to_le_bytes());
-    out.extend_from_slice(&(seg.day as i32).to_le_bytes());
-    out.extend_from_slice(&seg.last_page.to_le_bytes());
-    out.extend_from_slice(&sealed.to_le_bytes());
+    out.push(target_index(head.target) as u8);
+    out.extend_from_slice(&head.built.to_le_bytes());
+    out.extend_from_slice(&(head.day as i32).to_le_bytes());
+    out.extend_from_slice(&head.last_page.to_le_bytes());
+    out.extend_from_slice(&head.sealed.to_le_bytes());
     out.extend_from_slice(&(value_codes.len() as u32).to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     let sum = checksum(&out, &body);
@@ -463,19 +484,143 @@ impl<'a> Cells<'a> {
             match self.values.get(mid).cmp(&code) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    let at = mid * GROUPINGS.len() + grouping;
-                    let start = if at == 0 {
-                        0
-                    } else {
-                        self.ends.get(at - 1) as usize
-                    };
-                    return Some((start, self.ends.get(at) as usize));
-                }
+                std::cmp::Ordering::Equal => return Some(self.range(mid, grouping)),
             }
         }
         None
     }
+    /// The stream range of the `i`-th value's cells of `grouping`.
+    fn range(&self, i: usize, grouping: usize) -> (usize, usize) {
+        let at = i * GROUPINGS.len() + grouping;
+        let start = if at == 0 {
+            0
+        } else {
+            self.ends.get(at - 1) as usize
+        };
+        (start, self.ends.get(at) as usize)
+    }
+
+    /// Calls `f(key codes, sums)` for each cell in the stream range `(at, end)`, whose keys are
+    /// `width` dictionary codes (checked: offsets and codes not verified again are an error).
+    fn each(
+        &self,
+        (mut at, end): (usize, usize),
+        width: usize,
+        mut f: impl FnMut(&[u32], Sums),
+    ) -> Result<(), SegmentError> {
+        let b = self
+            .stream
+            .get(..end)
+            .ok_or(SegmentError::Corrupt("cell offsets"))?;
+        let mut codes = [0u32; 3];
+        let codes = codes
+            .get_mut(..width)
+            .ok_or(SegmentError::Corrupt("cell key width"))?;
+        while at < end {
+            for c in codes.iter_mut() {
+                let code = varint(b, &mut at)?;
+                if code >= self.dict.len() as u64 {
+                    return Err(SegmentError::Corrupt("cell key code"));
+                }
+                *c = code as u32;
+            }
+            let mut n = [0i64; 5];
+            for x in &mut n {
+                *x = i64::try_from(varint(b, &mut at)?)
+                    .map_err(|_| SegmentError::Corrupt("cell number"))?;
+            }
+            f(
+                codes,
+                Sums {
+                    visits: n[0],
+                    pageviews: n[1],
+                    bounces: n[2],
+                    duration: n[3],
+                    visitors: n[4],
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The key columns of `GROUPINGS[grouping]`.
+fn width(grouping: usize) -> Result<usize, SegmentError> {
+    match GROUPINGS.get(grouping) {
+        Some(Grouping::Visits(cols)) => Ok(cols.len()),
+        Some(Grouping::Pages) => Ok(1),
+        None => Err(SegmentError::Query("no such cells grouping")),
+    }
+}
+
+/// The cells of one day and target from the cells of every part of the day ([`build`] of each, or
+/// earlier merges), all of the same day, version and target: one object answering, for every value
+/// and grouping, what [`answer`] gives over the parts (parts hold disjoint visitors of the day, so
+/// every sum, distinct visitors included, adds up exactly). A grouping is held when every part holds
+/// it; the last page is the parts' latest. The cron writes it once every part of the day is sealed
+/// at the same version ([`super::seal::day_cells_key`]), so a read fetches one object per day and
+/// target instead of one per part. Memory: the parts' objects and the merged cells of one target.
+pub fn merge(parts: &[Cells]) -> Result<Vec<u8>, SegmentError> {
+    let first = parts
+        .first()
+        .ok_or(SegmentError::Query("no cells to merge"))?;
+    if parts
+        .iter()
+        .any(|c| (c.day, c.sealed, c.target) != (first.day, first.sealed, first.target))
+    {
+        return Err(SegmentError::Query(
+            "cells of other days, versions or targets",
+        ));
+    }
+    let built = parts.iter().fold(u16::MAX, |m, c| m & c.built) & ((1 << GROUPINGS.len()) - 1);
+    // Every string interned once; cells keyed by (value, grouping, key) in interned ids.
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut strings: Vec<&str> = Vec::new();
+    let mut intern = |s| {
+        *ids.entry(s).or_insert_with(|| {
+            strings.push(s);
+            strings.len() as u32 - 1
+        })
+    };
+    let mut acc: HashMap<(u32, u8, u128), Sums> = HashMap::new();
+    for c in parts {
+        for i in 0..c.n_values {
+            let code = c.values.get(i) as usize;
+            if code >= c.dict.len() {
+                return Err(SegmentError::Corrupt("cell values"));
+            }
+            let value = intern(c.dict.get(code));
+            for g in (0..GROUPINGS.len()).filter(|g| built & (1 << g) != 0) {
+                c.each(c.range(i, g), width(g)?, |codes, s| {
+                    let key = codes.iter().fold(0u128, |k, &code| {
+                        (k << 32) | u128::from(intern(c.dict.get(code as usize)))
+                    });
+                    acc.entry((value, g as u8, key)).or_default().add(&s);
+                })?;
+            }
+        }
+    }
+    let dict = DictBuilder::new(strings.iter().copied());
+    let remap: Vec<u32> = strings.iter().map(|s| dict.code(s)).collect();
+    let mut cells: Vec<(u32, u8, Vec<u32>, Sums)> = acc
+        .into_iter()
+        .map(|((v, g, key), s)| {
+            let w = width(usize::from(g)).unwrap_or(1);
+            let codes = (0..w)
+                .map(|at| remap[(key >> (32 * (w - 1 - at))) as u32 as usize])
+                .collect();
+            (remap[v as usize], g, codes, s)
+        })
+        .collect();
+    cells.sort_unstable_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    let head = Head {
+        target: first.target,
+        built,
+        day: first.day,
+        last_page: parts.iter().map(|c| c.last_page).max().unwrap_or(0),
+        sealed: first.sealed,
+    };
+    Ok(write(&head, &dict, &cells))
 }
 
 /// The sums per group key of the visits (pages, for [`Grouping::Pages`]) of every part in `cells`
@@ -490,56 +635,29 @@ pub fn answer(
     grouping: usize,
     skip_empty: bool,
 ) -> Result<Partial, SegmentError> {
-    let width = match GROUPINGS.get(grouping) {
-        Some(Grouping::Visits(cols)) => cols.len(),
-        Some(Grouping::Pages) => 1,
-        None => return Err(SegmentError::Query("no such cells grouping")),
-    };
+    let width = width(grouping)?;
     let mut groups: HashMap<Vec<&str>, Sums> = HashMap::new();
     let mut key: Vec<&str> = Vec::with_capacity(width);
     for c in cells {
         if c.built & (1 << grouping) == 0 {
             return Err(SegmentError::Query("cells without this grouping"));
         }
-        let Some((mut at, end)) = c.section(value, grouping) else {
+        let Some((at, end)) = c.section(value, grouping) else {
             continue;
         };
-        // Checked: offsets not verified again (`decode_again`) are an error, not a panic.
-        let b = c
-            .stream
-            .get(..end)
-            .ok_or(SegmentError::Corrupt("cell offsets"))?;
-        while at < end {
+        c.each((at, end), width, |codes, s| {
             key.clear();
-            for _ in 0..width {
-                let code = varint(b, &mut at)? as usize;
-                if code >= c.dict.len() {
-                    return Err(SegmentError::Corrupt("cell key code"));
-                }
-                key.push(c.dict.get(code));
-            }
-            let mut n = [0i64; 5];
-            for x in &mut n {
-                *x = i64::try_from(varint(b, &mut at)?)
-                    .map_err(|_| SegmentError::Corrupt("cell number"))?;
-            }
+            key.extend(codes.iter().map(|&code| c.dict.get(code as usize)));
             if skip_empty && key[0].is_empty() {
-                continue;
+                return;
             }
-            let s = Sums {
-                visits: n[0],
-                pageviews: n[1],
-                bounces: n[2],
-                duration: n[3],
-                visitors: n[4],
-            };
             match groups.get_mut(key.as_slice()) {
                 Some(g) => g.add(&s),
                 None => {
                     groups.insert(key.clone(), s);
                 }
             }
-        }
+        })?;
     }
     Ok(Partial {
         groups: groups

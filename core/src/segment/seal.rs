@@ -127,6 +127,16 @@ pub fn cells_key(
     }
 }
 
+/// The R2 key of a day's cells of `target` ([`super::cells::merge`] of its parts' cells): the key of
+/// a one-part day's cells ([`cells_key`] of part 0 of 1), `segments/{tenant}/{YYYY-MM-DD}/cells-{target}`,
+/// so a read fetches one object per day and target whatever the day's count. For a day of several
+/// parts the cron writes it once every part is sealed at the same version, before the last part's
+/// version is recorded, then deletes the parts' cells (their only reader was the merge; a read whose
+/// day cells are missing or of another version takes the parts' cells if any, else scans the day).
+pub fn day_cells_key(tenant_id: &str, day_secs: i64, target: super::Target) -> String {
+    cells_key(tenant_id, day_secs, (0, 1), target)
+}
+
 /// Whether every part of the day `s` (a `segment_days` row) is sealed at its current version.
 const ALL_PARTS_CURRENT: &str = "(SELECT COUNT(*) FROM segment_parts p WHERE p.tenant_id = s.tenant_id \
      AND p.day = s.day AND p.parts = s.parts AND p.part < s.parts AND p.sealed = s.version) = s.parts";
@@ -597,6 +607,10 @@ mod part_tests {
         assert_eq!(
             cells_key("ta", DAY_SECS, (2, 5), page),
             "segments/ta/1970-01-02/cells-page-2-of-5"
+        );
+        assert_eq!(
+            day_cells_key("ta", DAY_SECS, page),
+            "segments/ta/1970-01-02/cells-page"
         );
     }
 }

@@ -92,7 +92,7 @@ pub async fn get_pipe(
                         &route,
                     )
                     .await?;
-                    segment_days = Some((read.days, read.cell_days));
+                    segment_days = Some((read.days, read.cell_days, read.day_cell_days));
                     outcome.segments = Some(read);
                     (route.assemble(&plan, scanned, rows)?, false)
                 }
@@ -122,16 +122,20 @@ pub async fn get_pipe(
     if let Some(path) = plan.query_path() {
         let _ = resp.headers_mut().set("X-Query-Path", path);
     }
-    if let Some((days, cell_days)) = segment_days {
+    if let Some((days, cell_days, day_cell_days)) = segment_days {
         // Days read from visit segments (the rest from the visit-level SQL); with none (nothing
         // sealed in the range yet) the answer came from the visit rows alone, and the path says so.
-        // Of those, the days answered by one-filter cells.
+        // Of those, the days answered by one-filter cells, and of these the days answered by their
+        // day's cells (one object a day; the others by each part's).
         let path = if days > 0 { "segments" } else { "visits" };
         let _ = resp.headers_mut().set("X-Query-Path", path);
         let _ = resp.headers_mut().set("X-Segment-Days", &days.to_string());
         let _ = resp
             .headers_mut()
             .set("X-Segment-Cell-Days", &cell_days.to_string());
+        let _ = resp
+            .headers_mut()
+            .set("X-Segment-Day-Cell-Days", &day_cell_days.to_string());
     }
     if truncated {
         // The scan stopped at its object budget before the page was full: said, and not cached.

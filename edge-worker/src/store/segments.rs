@@ -21,7 +21,7 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 use serde_json::Value;
 use starling_core::claims::TenantId;
-use starling_core::query::ScanRoute;
+use starling_core::query::{CellQuestion, ScanRoute};
 use starling_core::segment::{self, cells, seal, Cells, Partial, Segment};
 use starling_core::time::DAY_SECS;
 use worker::{Bucket, D1Database, Env};
@@ -37,6 +37,17 @@ const TENANTS_PER_BATCH: usize = 50;
 /// (about 2 s for a day of 1.4M visits natively, BENCHMARKS.md "Visit segments in parts"), so a run
 /// stays minutes long; a day left unfinished keeps the parts marked and goes on at the next run.
 const PARTS_PER_RUN: usize = 128;
+
+/// What merging a day's cells (`merge_day`) counts for in a run's [`PARTS_PER_RUN`]: half a part per
+/// part merged (natively, merging the 12 targets' cells of a day of t0000 costs 66 ms a part, about
+/// 0.4 of a part's seal with its cells: BENCHMARKS.md "One-filter cells"), at most half a run, so a
+/// day's last part and its merge always fit a run of its own.
+fn merge_cost(parts: u32) -> usize {
+    (parts as usize).div_ceil(2).min(PARTS_PER_RUN / 2)
+}
+
+/// Parts' cells objects merged in one step of [`merge_day`] (with the day's cells merged so far).
+const MERGE_PARTS: usize = 16;
 
 /// Seals up to `SEGMENT_SEAL_DAYS_PER_RUN` days, at most [`PARTS_PER_RUN`] parts; returns a report
 /// (also logged).
@@ -54,6 +65,8 @@ pub async fn seal(env: &Env) -> Value {
     let with_cells = cells_enabled(env);
     // Days tried (the budget), days sealed (every part due written), parts sealed, their bytes.
     let (mut tried, mut sealed, mut parts, mut bytes) = (0usize, 0usize, 0usize, 0usize);
+    // The run's part budget spent: parts sealed and day cells merged ([`merge_cost`]).
+    let mut spent = 0usize;
     let mut failures = Vec::new();
     let mut error = None;
     match retention::tasks(env).await {
@@ -90,7 +103,7 @@ pub async fn seal(env: &Env) -> Value {
                     };
                     for (tenant, days) in tenants.iter().zip(rows) {
                         for r in days {
-                            if tried >= budget || parts >= PARTS_PER_RUN {
+                            if tried >= budget || spent >= PARTS_PER_RUN {
                                 break 'all;
                             }
                             let Some(day) = starling_core::sql::int(r.get("day")) else {
@@ -104,14 +117,15 @@ pub async fn seal(env: &Env) -> Value {
                                 tenant,
                                 day,
                                 seal::parts_for(visits, part_visits),
-                                PARTS_PER_RUN - parts,
+                                PARTS_PER_RUN - spent,
                                 with_cells,
                             )
                             .await
                             {
-                                Ok((n, b, done)) => {
+                                Ok((n, b, done, cost)) => {
                                     sealed += usize::from(done);
                                     parts += n;
+                                    spent += cost;
                                     bytes += b;
                                 }
                                 Err(e) => failures.push(serde_json::json!({
@@ -154,8 +168,10 @@ async fn days_to_seal(
 
 /// Seals one day in `parts` parts ([`seal::parts_for`] its visit count): plans it, deletes the
 /// objects and rows of parts of an earlier count, then seals each part not current ([`seal_part`]),
-/// one after the other, so one part's rows are in memory at a time, at most `limit` of them. Returns
-/// the parts sealed, their bytes, and whether every part due was (the others wait for a later run).
+/// one after the other, so one part's rows are in memory at a time, within `limit` parts of the run's
+/// budget, a day's cells merge counted ([`merge_cost`]): a day that does not fit leaves at least its
+/// last part to a later run, whose seal merges. Returns the parts sealed, their bytes, whether every
+/// part due was (the others wait for a later run), and the budget spent.
 async fn seal_day(
     db: &D1Database,
     bucket: &Bucket,
@@ -164,7 +180,7 @@ async fn seal_day(
     parts: u32,
     limit: usize,
     with_cells: bool,
-) -> worker::Result<(usize, usize, bool)> {
+) -> worker::Result<(usize, usize, bool, usize)> {
     let plan = d1::rows_batch(db, &seal::plan_day(tenant, day, parts)).await?;
     let version = seal::version_of(&plan[1]);
     let (todo, stale) = seal::parts_to_seal(&plan[2], parts, version);
@@ -184,28 +200,62 @@ async fn seal_day(
         d1::run_atomic(db, &[seal::forget_parts(tenant, day, parts)]).await?;
     }
     let (mut sealed, mut bytes) = (0, 0);
-    let done = todo.len() <= limit;
-    for &part in todo.iter().take(limit) {
-        if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts), with_cells).await? {
+    let cost = if with_cells && parts > 1 && !todo.is_empty() {
+        merge_cost(parts)
+    } else {
+        0
+    };
+    let done = todo.len() + cost <= limit;
+    let take = if done {
+        todo.len()
+    } else {
+        limit.min(todo.len().saturating_sub(1))
+    };
+    for (i, &part) in todo.iter().take(take).enumerate() {
+        // The day's last part to seal merges the parts' cells into the day's, when they all hold
+        // the version it reads (`merge_day`).
+        let merge = cost > 0 && done && i + 1 == todo.len();
+        let cells = match (with_cells, merge) {
+            (false, _) => CellWrites::No,
+            (true, false) => CellWrites::Part,
+            (true, true) => CellWrites::MergeDay,
+        };
+        if let Some(n) = seal_part(db, bucket, tenant, day, (part, parts), cells).await? {
             sealed += 1;
             bytes += n;
         }
     }
-    Ok((sealed, bytes, done))
+    let spent = sealed + if done { cost } else { 0 };
+    Ok((sealed, bytes, done, spent))
+}
+
+/// What a part's seal writes of one-filter cells.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CellWrites {
+    /// None (`SEGMENT_CELLS=0`).
+    No,
+    /// The part's cells, one object per target.
+    Part,
+    /// The part's cells, then (the day's last part to seal) the day's cells merged from every
+    /// part's ([`merge_day`]) before the part's version is recorded, and the parts' cells deleted
+    /// after it.
+    MergeDay,
 }
 
 /// Seals one part of a day: reads the day's version and the part's visit rows in one batch (one
-/// transaction), writes its one-filter cells (`with_cells`: one object per target, each holding the
-/// version read) and then the object, records the version. Returns the object's size, or `None` when
-/// the day was unregistered or planned in another count meanwhile (its objects are then deleted again).
+/// transaction), writes its one-filter cells (`cells`: one object per target, each holding the
+/// version read) and then the object, for the day's last part merges the day's cells, records the
+/// version. Returns the object's size, or `None` when the day was unregistered or planned in another
+/// count meanwhile (its objects are then deleted again).
 async fn seal_part(
     db: &D1Database,
     bucket: &Bucket,
     tenant: &str,
     day: i64,
     (part, parts): (u32, u32),
-    with_cells: bool,
+    cells: CellWrites,
 ) -> worker::Result<Option<usize>> {
+    let with_cells = cells != CellWrites::No;
     let clock = crate::clock::now_ms;
     let t0 = clock();
     let read = d1::results_batch(db, &seal::read_part(tenant, day, part, parts)).await?;
@@ -250,6 +300,25 @@ async fn seal_part(
     let key = seal::object_key(tenant, day, part, parts);
     bucket.put(key.clone(), blob).execute().await?;
     let t2 = clock();
+    // The day's cells before the last part's version: the day is read (every part current) only
+    // with them written, or their merge skipped or failed (then the parts' cells answer). A run
+    // stopped meanwhile leaves the part unrecorded, so the next run seals it and merges again.
+    let merged = if cells == CellWrites::MergeDay {
+        match merge_day(bucket, tenant, day, parts, version).await {
+            Ok(m) => m,
+            Err(e) => {
+                crate::log::event(
+                    crate::log::Level::Warn,
+                    "segment_cells_merge_failed",
+                    &serde_json::json!({"tenant_id": tenant, "day": day, "error": e.to_string()}),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let t3 = clock();
     let marked = d1::run_counting(
         db,
         &[seal::mark_part(
@@ -275,7 +344,19 @@ async fn seal_part(
                     .await?;
             }
         }
+        if merged.is_some() {
+            for target in cells::TARGETS {
+                bucket
+                    .delete(seal::day_cells_key(tenant, day, target))
+                    .await?;
+            }
+        }
         return Ok(None);
+    }
+    if merged.is_some() {
+        // The parts' cells were the merge's only input: every part is now current, and a later
+        // write to the day makes every part stale, so they are all sealed (and merged) again.
+        delete_part_cells(bucket, tenant, day, parts).await?;
     }
     // Where a part's seal spends its time (workerd's clock advances at I/O only: `read_ms` is the D1
     // batch, `encode_put_ms` the encoding and the R2 write, `mark_ms` the version update).
@@ -284,10 +365,85 @@ async fn seal_part(
         "segment_sealed",
         &serde_json::json!({
             "tenant_id": tenant, "day": day, "part": part, "parts": parts, "visits": visits,
-            "bytes": size, "cell_bytes": cell_bytes, "read_ms": t1 - t0, "encode_put_ms": t2 - t1, "mark_ms": clock() - t2,
+            "bytes": size, "cell_bytes": cell_bytes, "read_ms": t1 - t0, "encode_put_ms": t2 - t1,
+            "day_cell_bytes": merged, "merge_ms": t3 - t2, "mark_ms": clock() - t3,
         }),
     );
     Ok(Some(size))
+}
+
+/// Merges the cells of every part of a day sealed in `parts` parts into the day's cells
+/// (`cells::merge`, `seal::day_cells_key`), one target at a time and [`MERGE_PARTS`] parts' objects
+/// a step with the day's cells merged so far, so memory stays bounded however many parts. Returns
+/// their bytes, or `None` (nothing more written) when a part's cells are missing or do not hold
+/// `version`: the day is then not current as a whole (it is sealed again), or a part was sealed
+/// without cells (`SEGMENT_CELLS=0` then) and its one-filter reads scan the day until it is resealed.
+async fn merge_day(
+    bucket: &Bucket,
+    tenant: &str,
+    day: i64,
+    parts: u32,
+    version: i64,
+) -> worker::Result<Option<usize>> {
+    let mut bytes = 0;
+    let fail = |e: segment::SegmentError| worker::Error::RustError(e.to_string());
+    let all: Vec<u32> = (0..parts).collect();
+    for target in cells::TARGETS {
+        let mut merged: Option<Vec<u8>> = None;
+        for chunk in all.chunks(MERGE_PARTS) {
+            let reads = chunk
+                .iter()
+                .map(|&p| read_object(bucket, seal::cells_key(tenant, day, (p, parts), target)));
+            let mut blobs = Vec::with_capacity(chunk.len());
+            for b in join_all(reads).await {
+                match b? {
+                    Some(b) => blobs.push(b),
+                    None => return Ok(None),
+                }
+            }
+            let next = {
+                let decoded = blobs
+                    .iter()
+                    .chain(&merged)
+                    .map(|b| Cells::decode(b))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(fail)?;
+                if decoded.iter().any(|c| {
+                    c.sealed() != version || c.day() * DAY_SECS != day || c.target() != target
+                }) {
+                    return Ok(None);
+                }
+                cells::merge(&decoded).map_err(fail)?
+            };
+            merged = Some(next);
+        }
+        let Some(merged) = merged else {
+            return Ok(None);
+        };
+        bytes += merged.len();
+        bucket
+            .put(seal::day_cells_key(tenant, day, target), merged)
+            .execute()
+            .await?;
+    }
+    Ok(Some(bytes))
+}
+
+/// Deletes the cells of every part of a day sealed in `parts` parts (R2 deletes up to 1,000 keys a
+/// call).
+async fn delete_part_cells(
+    bucket: &Bucket,
+    tenant: &str,
+    day: i64,
+    parts: u32,
+) -> worker::Result<()> {
+    let keys: Vec<String> = (0..parts)
+        .flat_map(|p| cells::TARGETS.map(|t| seal::cells_key(tenant, day, (p, parts), t)))
+        .collect();
+    for chunk in keys.chunks(1000) {
+        bucket.delete_multiple(chunk.to_vec()).await?;
+    }
+    Ok(())
 }
 
 /// Whether the cron writes one-filter cells with each part and a top list with one filter reads
@@ -343,15 +499,55 @@ pub async fn answer(
         listed.iter().map(|&(d, _, _, p)| (d, p)).collect();
     let bucket = archive::bucket(env)?;
 
-    // The one-filter cells of the days the window holds wholly: every part's object of the filter's
-    // target, decoded, of the day's version and usable for the grouping, or the day is scanned.
+    // The one-filter cells of the days the window holds wholly: each day's cells of the filter's
+    // target (one object: `seal::day_cells_key`), decoded, of the day's version and usable for the
+    // grouping; for a day of several parts whose day cells are not, every part's cells (a day sealed
+    // before day cells, or whose merge failed); else the day is scanned.
     let ask = route.cells().filter(|_| cells_enabled(env));
-    let cell_objects: Vec<(i64, i64, String)> = match &ask {
-        Some(ask) => days
+    let whole: Vec<(i64, i64)> = match &ask {
+        Some(_) => days
             .iter()
+            .copied()
             .filter(|(d, _)| route.cells_day(*d))
-            .flat_map(|&(d, version)| {
+            .collect(),
+        None => Vec::new(),
+    };
+    let day_objects: Vec<(i64, i64, String)> = match &ask {
+        Some(ask) => whole
+            .iter()
+            .map(|&(d, version)| {
+                let key = seal::day_cells_key(tenant.as_str(), d, ask.target);
+                (d, version, key)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let day_blobs = fetch_all(&bucket, generation, &day_objects).await;
+    let mut cell_days: Vec<i64> = Vec::new();
+    let mut cell_parts: Vec<Cells> = Vec::new();
+    let window = route.query().window;
+    // Days whose day cells are current but do not answer the window: their parts' would not either.
+    let mut unusable: Vec<i64> = Vec::new();
+    for_each_day(&day_objects, &day_blobs, |day, version, objects| {
+        if let Some(ask) = &ask {
+            let at = (day, version);
+            match take_cells(ask, window, generation, at, objects, &mut cell_parts) {
+                Taken::Yes => cell_days.push(day),
+                Taken::Unusable => unusable.push(day),
+                Taken::No => {}
+            }
+        }
+    });
+    let day_cell_days = cell_days.len();
+    let part_objects: Vec<(i64, i64, String)> = match &ask {
+        Some(ask) => whole
+            .iter()
+            .filter(|(d, _)| !cell_days.contains(d) && !unusable.contains(d))
+            .filter_map(|&(d, version)| {
                 let parts = parts_of.get(&d).copied().unwrap_or(1);
+                (parts > 1).then_some((d, version, parts))
+            })
+            .flat_map(|(d, version, parts)| {
                 (0..parts).map(move |p| {
                     let key = seal::cells_key(tenant.as_str(), d, (p, parts), ask.target);
                     (d, version, key)
@@ -360,44 +556,15 @@ pub async fn answer(
             .collect(),
         None => Vec::new(),
     };
-    let cell_blobs = fetch_all(&bucket, generation, &cell_objects).await;
-    let mut cell_days: Vec<i64> = Vec::new();
-    let mut cell_parts: Vec<Cells> = Vec::new();
-    if let Some(ask) = &ask {
-        let window = route.query().window;
-        for_each_day(&cell_objects, &cell_blobs, |day, version, objects| {
-            // A missing object: the day is scanned.
-            let Some(objects) = objects else {
-                return;
-            };
-            let mut parts = Vec::with_capacity(objects.len());
-            for (key, blob, kept) in objects {
-                let decoded = if kept {
-                    Cells::decode_again(blob)
-                } else {
-                    Cells::decode(blob)
-                };
-                match decoded {
-                    Ok(c)
-                        if c.day() * DAY_SECS == day
-                            && c.sealed() == version
-                            && c.target() == ask.target
-                            && c.usable(window, ask.grouping) =>
-                    {
-                        parts.push((c, key, blob, kept))
-                    }
-                    _ => return,
-                }
+    let part_blobs = fetch_all(&bucket, generation, &part_objects).await;
+    for_each_day(&part_objects, &part_blobs, |day, version, objects| {
+        if let Some(ask) = &ask {
+            let at = (day, version);
+            if take_cells(ask, window, generation, at, objects, &mut cell_parts) == Taken::Yes {
+                cell_days.push(day);
             }
-            for (c, key, blob, kept) in parts {
-                if !kept {
-                    keep(generation, key, version, blob);
-                }
-                cell_parts.push(c);
-            }
-            cell_days.push(day);
-        });
-    }
+        }
+    });
 
     // Every part of every other day read: (day, version, key).
     let objects: Vec<(i64, i64, String)> = days
@@ -484,10 +651,11 @@ pub async fn answer(
     let rows = rows?;
     let scanned = scanned.map_err(|e| ApiError::from(worker::Error::RustError(e.to_string())))?;
     let t3 = clock();
-    let all = || blobs.iter().chain(&cell_blobs).flatten();
+    let all = || blobs.iter().chain(&day_blobs).chain(&part_blobs).flatten();
     let read = SegmentRead {
         days: sealed.len(),
         cell_days: cell_days.len(),
+        day_cell_days,
         bytes: all().map(|b| b.0.len()).sum(),
         fetched: all().filter(|b| !b.1).count(),
         list_ms: t1 - t0,
@@ -495,6 +663,62 @@ pub async fn answer(
         scan_sql_ms: t3 - t2,
     };
     Ok((scanned, rows, read))
+}
+
+/// What [`take_cells`] made of a day's cells objects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// The day is answered by them.
+    Yes,
+    /// They are current but do not answer this window (pages past its end): no other cells of the
+    /// day would.
+    Unusable,
+    /// One is missing, does not decode, or is of another day, version or target.
+    No,
+}
+
+/// Takes a day's cells objects into `into` when each decodes, of the day and its version, of the
+/// question's target and usable for its grouping over `window` (keeping this isolate's copy of
+/// each). `objects` is `None` when one could not be read.
+fn take_cells<'b>(
+    ask: &CellQuestion,
+    window: (i64, i64),
+    generation: i64,
+    (day, version): (i64, i64),
+    objects: Option<Vec<Fetched<'b>>>,
+    into: &mut Vec<Cells<'b>>,
+) -> Taken {
+    let Some(objects) = objects else {
+        return Taken::No;
+    };
+    let mut parts = Vec::with_capacity(objects.len());
+    for (key, blob, kept) in objects {
+        let decoded = if kept {
+            Cells::decode_again(blob)
+        } else {
+            Cells::decode(blob)
+        };
+        match decoded {
+            Ok(c)
+                if c.day() * DAY_SECS == day
+                    && c.sealed() == version
+                    && c.target() == ask.target =>
+            {
+                if !c.usable(window, ask.grouping) {
+                    return Taken::Unusable;
+                }
+                parts.push((c, key, blob, kept))
+            }
+            _ => return Taken::No,
+        }
+    }
+    for (c, key, blob, kept) in parts {
+        if !kept {
+            keep(generation, key, version, blob);
+        }
+        into.push(c);
+    }
+    Taken::Yes
 }
 
 /// An object read for a day: its key, bytes, and whether this isolate kept it from an earlier read
@@ -563,6 +787,9 @@ pub struct SegmentRead {
     pub days: usize,
     /// Of those, days read from one-filter cells rather than scanned.
     pub cell_days: usize,
+    /// Of those, days read from their day's cells (one object: `seal::day_cells_key`), the others
+    /// from every part's.
+    pub day_cell_days: usize,
     /// Bytes of the objects read.
     pub bytes: usize,
     /// Objects fetched from R2.
