@@ -97,7 +97,7 @@ root.on('exit', (code, signal) => {
       : /wrangler/.test(p.cmd)
         ? 'wrangler'
         : /chrom/.test(p.cmd)
-          ? 'chromium'
+          ? `chromium${(p.cmd.match(/--type=([\w-]+)/)?.[1] ?? '').replace(/^(?=.)/, ' ')}`
           : /python3/.test(p.cmd)
             ? 'd1 reader'
             : 'node/other';
