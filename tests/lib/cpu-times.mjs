@@ -74,10 +74,11 @@ function sample() {
     if (!p) {
       if (!under(pid)) continue;
       const c = cmdline(pid);
-      let part = partOf(c);
-      if (!part) {
-        part = procs.get(`${s.ppid}:${seen.get(s.ppid)?.start}`)?.part ?? 'other';
-      }
+      // Inside a test file, the shared runtime or scripts/test-tracker.sh, everything counts for it (the
+      // tracker script's cargo runs too); elsewhere a process that names a part starts that part.
+      const inherited = procs.get(`${s.ppid}:${seen.get(s.ppid)?.start}`)?.part;
+      const part =
+        (inherited && /\.test\.mjs$|^shared runtime|test-tracker/.test(inherited) ? inherited : null) ?? partOf(c) ?? inherited ?? 'other';
       p = { pid, cmd: c.slice(0, 200), part, ticks: 0 };
       procs.set(key, p);
     }
@@ -107,6 +108,20 @@ root.on('exit', (code, signal) => {
     parts[p.part].by[name] = (parts[p.part].by[name] ?? 0) + p.ticks / TICK;
   }
   const total = Object.values(parts).reduce((a, p) => a + p.cpu, 0);
+  // The tiers of scripts/test.sh (its browser_tests list; tenants.test.mjs runs alone after the e2e files).
+  const browserFiles = /tests\/(tracker|tracker-capture|dashboard|dashboard-compare|dashboard-props)\.test\.mjs$/;
+  const tierOf = (name) =>
+    browserFiles.test(name) || /browser|test-tracker/.test(name)
+      ? 'browser'
+      : /\.test\.mjs$|shared runtime/.test(name)
+        ? 'e2e'
+        : name === 'cargo test'
+          ? 'native'
+          : name === 'cargo clippy'
+            ? 'checks'
+            : 'build, deploy --dry-run, other';
+  const tiers = {};
+  for (const [name, p] of Object.entries(parts)) tiers[tierOf(name)] = (tiers[tierOf(name)] ?? 0) + p.cpu;
   const rows = Object.entries(parts).sort((a, b) => b[1].cpu - a[1].cpu);
   const fmt = (x) => x.toFixed(1);
   const lines = [
@@ -119,7 +134,13 @@ root.on('exit', (code, signal) => {
         .map(([k, v]) => `${k} ${fmt(v)}`)
         .join(', ')})`,
     );
+  lines.push(
+    `by tier: ${Object.entries(tiers)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${fmt(v)} s`)
+      .join(', ')}`,
+  );
   process.stderr.write(`--- CPU by part ---\n${lines.join('\n')}\n`);
-  writeFileSync(out, JSON.stringify({ wall, total, parts }, null, 1));
+  writeFileSync(out, JSON.stringify({ wall, total, tiers, parts }, null, 1));
   process.exit(code ?? (signal ? 1 : 0));
 });
