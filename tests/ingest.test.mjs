@@ -7,7 +7,7 @@ import { signJwt } from '../scripts/token.mjs';
 
 let w;
 before(async () => {
-  w = await startWorker({ fastQueues: true, shared: true });
+  w = await startWorker({ fastQueues: true });
 });
 after(async () => {
   await w?.stop();
