@@ -106,11 +106,12 @@ node_tests() {
   return "$status"
 }
 
-# One `wrangler dev` shared by the files that allow it (startWorker({ shared: true }): their own tenants, no
-# restart, no other settings), started alongside the first files; each other file starts its own.
-# tests/lib/shared-runtime.mjs says more. `node --test tests/<file>` alone starts the file's own runtime.
+# One `wrangler dev` per tier (e2e, browser) shared by the files that allow it (startWorker({ shared: true }):
+# their own tenants, no restart, no other settings), started alongside the first files; each other file
+# starts its own. tests/lib/shared-runtime.mjs says more. `node --test tests/<file>` alone starts the file's
+# own runtime. The two tiers' files share tenant ids (acme), hence one runtime each.
 start_shared_runtime() {
-  export STARLING_SHARED_RUNTIME="$times_dir/shared-runtime.json"
+  export STARLING_SHARED_RUNTIME="$times_dir/shared-runtime-$1.json"
   node tests/lib/shared-runtime.mjs "$STARLING_SHARED_RUNTIME" &
   shared_pid=$!
 }
@@ -140,7 +141,7 @@ e2e() {
     for b in "${browser_tests[@]}" "${serial_tests[@]}" "${long_tests[@]}"; do [ "$f" = "$b" ] && skip=1; done
     [ "$skip" = 1 ] || files+=("$f")
   done
-  start_shared_runtime
+  start_shared_runtime e2e
   if [ "$concurrency" -le 2 ]; then
     node_tests e2e "${long_tests[@]}" "${files[@]}" || die "e2e tests failed (output above)"
   else
@@ -167,8 +168,11 @@ browser() {
   if [ "${STARLING_TEST_CONCURRENCY:-}" = 1 ]; then
     bash scripts/test-tracker.sh # the tracker's decisions under wasm-bindgen-test in headless Chromium
     step "browser tests: Chromium against wrangler dev (${browser_tests[*]})"
-    node_tests browser "${browser_tests[@]}"
-    return
+    start_shared_runtime browser
+    local status=0
+    node_tests browser "${browser_tests[@]}" || status=$?
+    stop_shared_runtime
+    return "$status"
   fi
   # scripts/test-tracker.sh (the tracker's decisions under wasm-bindgen-test in headless Chromium) runs
   # alongside the browser tests; its output follows theirs.
@@ -177,7 +181,9 @@ browser() {
   log=$(mktemp)
   bash scripts/test-tracker.sh >"$log" 2>&1 &
   pid=$!
+  start_shared_runtime browser
   node_tests browser "${browser_tests[@]}" || status=$?
+  stop_shared_runtime
   wait "$pid" || tracker=$?
   cat "$log"
   rm -f "$log"

@@ -48,7 +48,7 @@ const addDays = (iso, n) => {
 
 before(async () => {
   execFileSync('bash', ['scripts/build-www.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  w = await startWorker({ fastQueues: true });
+  w = await startWorker({ fastQueues: true, shared: true });
   const token = w.token('cmpco', 'tracker');
   const now = Date.now();
   // Visits over the last three weeks, a few per day, so every comparison has data.

@@ -39,7 +39,7 @@ async function query(body, token) {
 
 before(async () => {
   execFileSync('bash', ['scripts/build-www.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  w = await startWorker();
+  w = await startWorker({ fastQueues: true, shared: true });
   settings = w.token(TENANT, 'settings');
   // Goals before the events: they count the events processed after they exist.
   for (const g of [

@@ -25,7 +25,7 @@ const pages = new Map();
 
 before(async () => {
   execFileSync('bash', ['scripts/build-tracker.sh'], { cwd: ROOT, stdio: 'pipe' });
-  w = await startWorker({ fastQueues: true });
+  w = await startWorker({ fastQueues: true, shared: true });
   server = createServer((req, res) => {
     const path = req.url.split('?')[0];
     const html = [...pages].find(([prefix]) => path.startsWith(prefix))?.[1];

@@ -30,7 +30,7 @@ const forwarded = []; // the event bodies the edge proxy forwarded
 
 before(async () => {
   execFileSync('bash', ['scripts/build-tracker.sh'], { cwd: ROOT, stdio: 'pipe' });
-  w = await startWorker({ fastQueues: true });
+  w = await startWorker({ fastQueues: true, shared: true });
   const flock = readFileSync(join(ROOT, 'node_modules/@tinybirdco/flock.js/dist/index.js'));
   server = createServer(async (req, res) => {
     const path = req.url.split('?')[0];

@@ -1,7 +1,8 @@
-// The runtime scripts/test.sh shares between the e2e files that take startWorker({ shared: true }): one
-// `wrangler dev` instead of one per file (a start costs 3 s on an idle machine, 8 to 19 s while the other
-// files run). Files are isolated from each other by their tenants (each file uses its own tenant ids and
-// reads only those), as production isolates tenants; a file that restarts its runtime, locks D1, needs
+// The runtime scripts/test.sh shares between the files of a tier (e2e, browser; one runtime each) that take
+// startWorker({ shared: true }): one `wrangler dev` instead of one per file (a start costs 3 s on an idle
+// machine, 8 to 19 s while the other files run; about 1.5 CPU-s, tests/lib/start-cost.mjs). Files are
+// isolated from each other by their tenants (each file uses its own tenant ids and reads only those), as
+// production isolates tenants; a file that restarts its runtime, locks D1, needs
 // other settings or measures latency keeps a runtime of its own.
 //
 //   node tests/lib/shared-runtime.mjs <descriptor.json>
