@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, command 2: the whole test suite. `.ci/run` calls exactly this. Idempotent.
 #
-#   scripts/test.sh            every tier below (what CI runs): checks, then native, e2e and browser side by
-#                              side (their tests mostly wait on the runtime), then the e2e files that need a
-#                              quiet machine; STARLING_TIERS_SERIAL=1 runs the tiers one after another
+#   scripts/test.sh            every tier below, one after another (what CI runs)
 #   scripts/test.sh fast       the inner loop: fmt, clippy (host), native tests (cargo test)
 #   scripts/test.sh checks     fmt, clippy (host and wasm32), docs
 #   scripts/test.sh native     native tests: pure logic, SQL on SQLite, oracles (cargo test)
@@ -155,7 +153,7 @@ e2e() {
     [ "$status" = 0 ] || die "e2e tests failed (output above)"
   fi
   stop_shared_runtime
-  [ "${1:-}" = concurrent ] || e2e_serial
+  e2e_serial
 }
 
 e2e_serial() {
@@ -191,50 +189,14 @@ browser() {
   [ "$status" = 0 ] || die "browser tests failed (output above)"
 }
 
-# The whole suite: native, e2e and browser side by side after checks and the build (most of their time is
-# spent waiting on wrangler dev, cargo's test binaries and Chromium, not on the two cores), each tier's
-# output kept in a log and printed in tier order when it ends; then the e2e files that run alone.
-all_tiers() {
-  timed checks checks
-  timed build build
-  local t pids=() failed=()
-  for t in native browser; do
-    (
-      t0=$SECONDS status=0
-      "$t" >"$times_dir/$t.log" 2>&1 || status=$?
-      echo "$t $((SECONDS - t0)) s" >"$times_dir/$t.took"
-      exit "$status"
-    ) &
-    pids+=("$t:$!")
-  done
-  local t0=$SECONDS status=0
-  e2e concurrent || status=$?
-  timings+=("e2e $((SECONDS - t0)) s")
-  [ "$status" = 0 ] || failed+=(e2e)
-  for p in "${pids[@]}"; do
-    t=${p%%:*}
-    wait "${p#*:}" || failed+=("$t")
-    step "output of the $t tier (it ran alongside e2e)"
-    cat "$times_dir/$t.log"
-    timings+=("$(cat "$times_dir/$t.took" 2>/dev/null || echo "$t ? s")")
-  done
-  times+=(browser)
-  [ ${#failed[@]} = 0 ] || die "tier(s) failed: ${failed[*]} (output above)"
-  timed e2e-serial e2e_serial
-}
-
 timed setup bash scripts/setup.sh
 use_wasm_toolchain
-if [ $# = 0 ] && [ "${STARLING_TIERS_SERIAL:-0}" != 1 ]; then
-  all_tiers
-else
-  for tier in "${tiers[@]}"; do
-    case "$tier" in
-      fast | checks | native | e2e | browser) timed "$tier" "$tier" ;;
-      *) die "unknown test tier '$tier': use fast, checks, native, e2e or browser (or none for all)" ;;
-    esac
-  done
-fi
+for tier in "${tiers[@]}"; do
+  case "$tier" in
+    fast | checks | native | e2e | browser) timed "$tier" "$tier" ;;
+    *) die "unknown test tier '$tier': use fast, checks, native, e2e or browser (or none for all)" ;;
+  esac
+done
 for name in "${times[@]}"; do
   step "where the time went: $name"
   cat "$times_dir/$name.txt" 2>/dev/null || true

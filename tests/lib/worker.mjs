@@ -28,7 +28,19 @@ import { mint } from '../../scripts/token.mjs';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
-const ENV = { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
+// wrangler appends every line it prints (each request's log line included) to a debug log, by default
+// under ~/.config/.wrangler/logs, which grew to 1.9 GB on the CI machine: this process's runtimes write
+// theirs to a temporary directory removed when the process exits.
+const WRANGLER_LOGS = mkdtempSync(join(tmpdir(), 'starling-wrangler-logs-'));
+process.on('exit', () => rmSync(WRANGLER_LOGS, { recursive: true, force: true }));
+const ENV = {
+  ...process.env,
+  CI: '1',
+  WRANGLER_SEND_METRICS: 'false',
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  NO_COLOR: '1',
+  WRANGLER_LOG_PATH: WRANGLER_LOGS,
+};
 
 const D1_DIR = 'v3/d1/miniflare-D1DatabaseObject';
 
