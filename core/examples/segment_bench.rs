@@ -14,17 +14,20 @@
 //! planner's own SQL (rusqlite, integers bound as REAL as D1 does) and of the scan over the decoded
 //! segments, and whether both give the same groups.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use rusqlite::{params_from_iter, Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Map, Value};
 use starling_core::claims::TenantId;
 use starling_core::query::{self, ApiRequest, FixedOffset};
 use starling_core::segment::{
     self, Column, Filter, Group, Op, PageRow, Query, Segment, Sums, Target, VisitRow,
 };
-use starling_core::sql::{SqlValue, Statement};
+use starling_core::sql::Statement;
 
 const DAY: i64 = 86_400;
 
@@ -32,38 +35,6 @@ fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn bind(v: &SqlValue) -> rusqlite::types::Value {
-    match v {
-        SqlValue::Null => rusqlite::types::Value::Null,
-        SqlValue::Int(i) => rusqlite::types::Value::Real(*i as f64),
-        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
-        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
-}
-
-fn rows(conn: &Connection, s: &Statement) -> Vec<Map<String, Value>> {
-    let mut stmt = conn.prepare_cached(&s.sql).unwrap();
-    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
-    let mut rows = stmt
-        .query(params_from_iter(s.binds.iter().map(bind)))
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().unwrap() {
-        let mut m = Map::new();
-        for (i, n) in names.iter().enumerate() {
-            let v = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
-                rusqlite::types::Value::Integer(i) => json!(i),
-                rusqlite::types::Value::Real(f) => json!(f),
-                rusqlite::types::Value::Text(t) => json!(t),
-                _ => Value::Null,
-            };
-            m.insert(n.clone(), v);
-        }
-        out.push(m);
-    }
-    out
 }
 
 fn int(v: Option<&Value>) -> i64 {
@@ -435,7 +406,7 @@ fn main() {
         }
         assert_eq!(c.statements.len(), 1, "{}", c.name);
         let sql_samples = if only.is_some() { 1 } else { samples };
-        let (sql_ms, sql_rows) = time(sql_samples, || rows(&conn, &c.statements[0]));
+        let (sql_ms, sql_rows) = time(sql_samples, || common::rows(&conn, &c.statements[0]));
         let sql_cpu = last_cpu();
         let sql: BTreeMap<Vec<String>, [i64; 5]> = sql_rows.iter().map(c.read).collect();
         let (scan_ms, parts) = time(samples, || {

@@ -29,8 +29,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use rusqlite::{params, params_from_iter, Connection, OpenFlags};
-use serde_json::{json, Map, Value};
+use rusqlite::{params, Connection, OpenFlags};
+use serde_json::{json, Value};
 use starling_core::segment::{encode, seal};
 use starling_core::sql::Statement;
 
@@ -86,13 +86,6 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-/// A query's rows as the worker's D1 layer hands them over: JSON objects keyed by column name.
-fn rows(conn: &Connection, s: &Statement) -> Vec<Map<String, Value>> {
-    let mut out = Vec::new();
-    each_row(conn, s, |m| out.push(m));
-    out
-}
-
 /// A query's rows deserialized one by one into `T`, as the worker's sealing does with D1's results
 /// (`D1Result::results::<T>`), and the bytes of the rows as JSON text.
 /// Also returns the seconds of the counting pass (not part of sealing).
@@ -101,36 +94,15 @@ fn typed<T: serde::de::DeserializeOwned>(conn: &Connection, s: &Statement) -> (V
     // once to count first.
     let t = Instant::now();
     let mut n = 0;
-    each_row(conn, s, |_| n += 1);
+    common::each_row(conn, s, |_| n += 1);
     let counting = t.elapsed().as_secs_f64();
     let mut out = Vec::with_capacity(n);
     let mut json = 2;
-    each_row(conn, s, |m| {
+    common::each_row(conn, s, |m| {
         json += serde_json::to_string(&m).unwrap().len() + 1;
         out.push(serde_json::from_value(Value::Object(m)).unwrap());
     });
     (out, json, counting)
-}
-
-fn each_row(conn: &Connection, s: &Statement, mut f: impl FnMut(Map<String, Value>)) {
-    let mut stmt = conn.prepare(&s.sql).unwrap();
-    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
-    let mut rows = stmt
-        .query(params_from_iter(s.binds.iter().map(common::bind)))
-        .unwrap();
-    while let Some(r) = rows.next().unwrap() {
-        let mut m = Map::new();
-        for (i, n) in names.iter().enumerate() {
-            let v = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
-                rusqlite::types::Value::Integer(i) => json!(i),
-                rusqlite::types::Value::Real(f) => json!(f),
-                rusqlite::types::Value::Text(t) => json!(t),
-                _ => Value::Null,
-            };
-            m.insert(n.clone(), v);
-        }
-        f(m);
-    }
 }
 
 /// What sealing one part took.
@@ -165,7 +137,7 @@ fn seal_part(
         )
         .unwrap();
     if versioned {
-        let _version = seal::version_of(&rows(&tx, &statements[0]));
+        let _version = seal::version_of(&common::rows(&tx, &statements[0]));
     }
     let (sessions, json_sessions, c1) = typed::<seal::SessionRow>(&tx, &statements[1]);
     let (pages, json_pages, c2) = typed::<seal::PageVisitRow>(&tx, &statements[2]);
@@ -176,8 +148,8 @@ fn seal_part(
         // The rows as JSON text, for a look at what the runtime's objects of them cost.
         let held = PEAK.load(Ordering::Relaxed);
         let text = serde_json::to_string(&json!([
-            rows(conn, &statements[1]),
-            rows(conn, &statements[2])
+            common::rows(conn, &statements[1]),
+            common::rows(conn, &statements[2])
         ]))
         .unwrap();
         std::fs::write(path, &text).unwrap();
@@ -399,7 +371,7 @@ fn main() {
     let mut conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     // The tenant's closed days with their visit count, as `seal::days_to_seal` lists them (without
     // its segment state: a data set may predate migration 0019).
-    let due = rows(
+    let due = common::rows(
         &conn,
         &Statement::new(
             "SELECT day, SUM(visits) AS visits FROM visit_daily WHERE tenant_id = ? AND dim = 0 \

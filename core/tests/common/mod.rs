@@ -61,13 +61,24 @@ pub fn run(conn: &mut Connection, statements: &[Statement]) -> rusqlite::Result<
 
 /// A query's rows as D1 hands them to the worker: JSON objects keyed by column name.
 pub fn rows(conn: &Connection, s: &Statement) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let mut out = Vec::new();
+    each_row(conn, s, |m| out.push(m));
+    out
+}
+
+/// [`rows`] one at a time, without holding them all (the statement is cached on the connection, so
+/// timing loops do not prepare it again).
+pub fn each_row(
+    conn: &Connection,
+    s: &Statement,
+    mut f: impl FnMut(serde_json::Map<String, serde_json::Value>),
+) {
     use serde_json::{json, Map, Value};
-    let mut stmt = conn.prepare(&s.sql).unwrap();
+    let mut stmt = conn.prepare_cached(&s.sql).unwrap();
     let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
     let mut rows = stmt
         .query(params_from_iter(s.binds.iter().map(bind)))
         .unwrap();
-    let mut out = Vec::new();
     while let Some(r) = rows.next().unwrap() {
         let mut m = Map::new();
         for (i, n) in names.iter().enumerate() {
@@ -80,9 +91,8 @@ pub fn rows(conn: &Connection, s: &Statement) -> Vec<serde_json::Map<String, ser
             };
             m.insert(n.clone(), v);
         }
-        out.push(m);
+        f(m);
     }
-    out
 }
 
 /// The consumer's steps for one batch: read the prior state of the visits it touches, then the rollup
