@@ -32,7 +32,8 @@ use super::VisitRow;
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
 const MAGIC: [u8; 4] = *b"STVS";
-const HEADER: usize = 40;
+/// Bytes of the header a segment (and a cells object, [`super::cells`]) starts with.
+pub(crate) const HEADER: usize = 40;
 const DAY: i64 = 86_400;
 const DICTS: usize = 10;
 pub(super) const PATH_DICT: usize = 9;
@@ -595,6 +596,24 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The [`HEADER`] bytes of an object of this module's formats, once its magic and format version
+/// are the ones given.
+pub(crate) fn header(bytes: &[u8], magic: [u8; 4], version: u8) -> Result<&[u8], SegmentError> {
+    let header = bytes.get(..HEADER).ok_or(SegmentError::Truncated)?;
+    if header[..4] != magic {
+        return Err(SegmentError::NotASegment);
+    }
+    if header[4] != version {
+        return Err(SegmentError::Version(header[4]));
+    }
+    Ok(header)
+}
+
+/// The little-endian `u32` at `at` of a [`header`].
+pub(crate) fn word(header: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+}
+
 impl<'a> Segment<'a> {
     /// Reads a segment written by [`encode`], checking everything a scan relies on.
     pub fn decode(bytes: &'a [u8]) -> Result<Segment<'a>, SegmentError> {
@@ -611,16 +630,8 @@ impl<'a> Segment<'a> {
     }
 
     fn read(bytes: &'a [u8], verify: bool) -> Result<Segment<'a>, SegmentError> {
-        let header = bytes.get(..HEADER).ok_or(SegmentError::Truncated)?;
-        if header[..4] != MAGIC {
-            return Err(SegmentError::NotASegment);
-        }
-        if header[4] != FORMAT_VERSION {
-            return Err(SegmentError::Version(header[4]));
-        }
-        let word = |at: usize| {
-            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-        };
+        let header = header(bytes, MAGIC, FORMAT_VERSION)?;
+        let word = |at: usize| word(header, at);
         let day = i64::from(word(8) as i32);
         let (visits, visitors, pages) = (word(12) as usize, word(16) as usize, word(20) as usize);
         let last_page = word(24);

@@ -27,13 +27,14 @@
 
 use std::collections::HashMap;
 
-use super::block::{checksum, put_column, Dict, DictBuilder, Reader, DICT_COUNT, PATH_DICT};
+use super::block::{
+    checksum, header, put_column, word, Dict, DictBuilder, Reader, DICT_COUNT, HEADER, PATH_DICT,
+};
 use super::{Column, Group, Partial, Segment, SegmentError, Sums, Target};
 
 /// The cells format version this code writes and reads.
 pub const CELLS_VERSION: u8 = 1;
 const MAGIC: [u8; 4] = *b"STVC";
-const HEADER: usize = 40;
 const DAY: i64 = 86_400;
 
 /// A grouping of the top lists (`query::pipes::top_spec`) that cells hold.
@@ -375,16 +376,8 @@ impl<'a> Cells<'a> {
     }
 
     fn read(bytes: &'a [u8], verify: bool) -> Result<Cells<'a>, SegmentError> {
-        let header = bytes.get(..HEADER).ok_or(SegmentError::Truncated)?;
-        if header[..4] != MAGIC {
-            return Err(SegmentError::NotASegment);
-        }
-        if header[4] != CELLS_VERSION {
-            return Err(SegmentError::Version(header[4]));
-        }
-        let word = |at: usize| {
-            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-        };
+        let header = header(bytes, MAGIC, CELLS_VERSION)?;
+        let word = |at: usize| word(header, at);
         let target = *TARGETS
             .get(usize::from(header[5]))
             .ok_or(SegmentError::Corrupt("cells target"))?;
