@@ -15,11 +15,11 @@
 // bench/ingest.mjs), not with unprofiled timings.
 //
 // The .cpuprofile file opens in Chrome DevTools (Performance panel, "Load profile").
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { startWorker } from '../tests/lib/worker.mjs';
+import { groupCpuMs, startWorker } from '../tests/lib/worker.mjs';
 import { ndjson } from './lib/events.mjs';
 
 const opts = {
@@ -59,27 +59,6 @@ if (opts.route === 'query' && !opts.data) {
 const meta = opts.route === 'query' ? JSON.parse(readFileSync(join(opts.data, 'meta.json'), 'utf8')) : null;
 // Cache misses only: the Cache API's entries of earlier runs are dropped (the data set's D1 and R2 stay).
 if (meta) rmSync(join(opts.data, 'persist/v3/cache'), { recursive: true, force: true });
-/** CPU ms (user + system) used so far by the processes of a process group, all and workerd's alone. */
-function groupCpuMs(pgid) {
-  const tick = 1000 / 100; // USER_HZ is 100 on Linux
-  const out = { all: 0, workerd: 0 };
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      continue; // gone
-    }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[2]) !== pgid) continue; // f[2]: pgrp
-    const ms = (Number(f[11]) + Number(f[12])) * tick; // utime, stime
-    out.all += ms;
-    if (name.startsWith('workerd')) out.workerd += ms;
-  }
-  return out;
-}
-
 const t0 = Date.now();
 const here = dirname(fileURLToPath(import.meta.url));
 // `--route baseline`: the trivial JavaScript worker of bench/ingest.mjs (bench/baseline/), profiled the same way.

@@ -4,30 +4,16 @@
 // (workerd compiles the wasm then) and what they used in the next `idle` seconds without requests (BENCHMARKS.md "Test suite: where the CPU goes").
 //
 //   node tests/lib/start-cost.mjs [n=3] [idle=10]
-import { readdirSync, readFileSync } from 'node:fs';
-import { startWorker } from './worker.mjs';
+import { readFileSync } from 'node:fs';
+import { groupCpuMs, startWorker } from './worker.mjs';
 
 const n = Number(process.argv[2] ?? 3);
 const idle = Number(process.argv[3] ?? 10);
 
 /** CPU-seconds (user + system) of the processes of process group `pgid`: wrangler's node and workerd. */
 function groupCpu(pgid) {
-  const out = { wrangler: 0, workerd: 0 };
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[2]) !== pgid) continue; // pgrp
-    const s = (Number(f[11]) + Number(f[12])) / 100;
-    if (/workerd/.test(name)) out.workerd += s;
-    else out.wrangler += s;
-  }
-  return out;
+  const { all, workerd } = groupCpuMs(pgid);
+  return { wrangler: (all - workerd) / 1000, workerd: workerd / 1000 };
 }
 
 const fmt = (x) => x.toFixed(2);

@@ -211,6 +211,27 @@ function recordTime(kind, what, ms) {
   appendFileSync(out, `${JSON.stringify({ file, kind, what, ms: Math.round(ms) })}\n`);
 }
 
+/** CPU ms (user + system) used so far by the processes of a process group, all and workerd's alone. */
+export function groupCpuMs(pgid) {
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  const out = { all: 0, workerd: 0 };
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // gone
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) !== pgid) continue; // f[2]: pgrp
+    const ms = (Number(f[11]) + Number(f[12])) * tick; // utime, stime
+    out.all += ms;
+    if (name.startsWith('workerd')) out.workerd += ms;
+  }
+  return out;
+}
+
 /** The queue consumers' batch timeout under `fastQueues` (seconds; wrangler.toml: 2 and 5). */
 export const TEST_BATCH_TIMEOUT_SECS = 0.5;
 
