@@ -173,6 +173,14 @@ async fn get_text(bucket: &Bucket, key: &str) -> Result<Option<String>> {
     }
 }
 
+/// Deletes these objects (missing ones are no error), up to 1,000 keys per R2 call.
+pub async fn delete_keys(bucket: &Bucket, keys: Vec<String>) -> Result<()> {
+    for chunk in keys.chunks(1000) {
+        bucket.delete_multiple(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
 /// Deletes every object under `prefix`; returns how many.
 pub async fn delete_prefix(bucket: &Bucket, prefix: &str) -> Result<u64> {
     let mut deleted = 0;

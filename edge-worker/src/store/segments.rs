@@ -187,16 +187,14 @@ async fn seal_day(
     if !stale.is_empty() {
         // The day was sealed in another count before: those objects no longer answer (readers
         // take only parts of the day's current count); the rows go after their objects.
-        for &(part, count) in &stale {
-            bucket
-                .delete(seal::object_key(tenant, day, part, count))
-                .await?;
-            for target in cells::TARGETS {
-                bucket
-                    .delete(seal::cells_key(tenant, day, (part, count), target))
-                    .await?;
-            }
-        }
+        let keys = stale
+            .iter()
+            .flat_map(|&(part, count)| {
+                std::iter::once(seal::object_key(tenant, day, part, count))
+                    .chain(cells::TARGETS.map(|t| seal::cells_key(tenant, day, (part, count), t)))
+            })
+            .collect();
+        archive::delete_keys(bucket, keys).await?;
         d1::run_atomic(db, &[seal::forget_parts(tenant, day, parts)]).await?;
     }
     let (mut sealed, mut bytes) = (0, 0);
@@ -336,21 +334,14 @@ async fn seal_part(
         // this part was read and written; both delete D1 rows before R2 objects, so an object
         // written after their R2 pass is only caught here) or a later plan changed its count:
         // delete the object, so no copy outlives an erasure.
-        bucket.delete(key).await?;
+        let mut keys = vec![key];
         if with_cells {
-            for target in cells::TARGETS {
-                bucket
-                    .delete(seal::cells_key(tenant, day, (part, parts), target))
-                    .await?;
-            }
+            keys.extend(cells::TARGETS.map(|t| seal::cells_key(tenant, day, (part, parts), t)));
         }
         if merged.is_some() {
-            for target in cells::TARGETS {
-                bucket
-                    .delete(seal::day_cells_key(tenant, day, target))
-                    .await?;
-            }
+            keys.extend(cells::TARGETS.map(|t| seal::day_cells_key(tenant, day, t)));
         }
+        archive::delete_keys(bucket, keys).await?;
         return Ok(None);
     }
     if merged.is_some() {
@@ -429,21 +420,17 @@ async fn merge_day(
     Ok(Some(bytes))
 }
 
-/// Deletes the cells of every part of a day sealed in `parts` parts (R2 deletes up to 1,000 keys a
-/// call).
+/// Deletes the cells of every part of a day sealed in `parts` parts.
 async fn delete_part_cells(
     bucket: &Bucket,
     tenant: &str,
     day: i64,
     parts: u32,
 ) -> worker::Result<()> {
-    let keys: Vec<String> = (0..parts)
+    let keys = (0..parts)
         .flat_map(|p| cells::TARGETS.map(|t| seal::cells_key(tenant, day, (p, parts), t)))
         .collect();
-    for chunk in keys.chunks(1000) {
-        bucket.delete_multiple(chunk.to_vec()).await?;
-    }
-    Ok(())
+    archive::delete_keys(bucket, keys).await
 }
 
 /// Whether the cron writes one-filter cells with each part and a top list with one filter reads
